@@ -1,0 +1,47 @@
+# tiendo — every target is a thin wrapper; `make help` lists them.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help install dev test test-fast lint fmt proto migrate clean-local
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP) ## create .venv with pinned dependencies
+
+dev: $(STAMP) ## run Kafka (KRaft), PostgreSQL, the three services, demo data and traffic
+	$(BIN)/python -m services.devstack
+
+test: $(STAMP) ## the whole suite against real Kafka and PostgreSQL (slow tests included)
+	$(BIN)/pytest
+
+test-fast: $(STAMP) ## the suite without the slow chaos and load tests
+	$(BIN)/pytest -m "not slow"
+
+lint: $(STAMP) ## ruff and mypy --strict
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy tiendo services scripts
+
+fmt: $(STAMP) ## format and auto-fix
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+proto: $(STAMP) ## regenerate the protobuf bindings from proto/
+	$(BIN)/python scripts/gen_proto.py
+
+migrate: $(STAMP) ## apply every service's migrations to TIENDO_*_DATABASE_URL
+	$(BIN)/python -m services.devstack --migrate-only
+
+clean-local: ## delete the local Kafka and PostgreSQL data (.local/)
+	rm -rf .local/kafka .local/pg .local/demo-token

@@ -1,0 +1,206 @@
+"""Admin changes to reference data (SPEC §4.3): units, campaigns, targets. Each change is
+audited and re-plans the affected campaigns (targets, baselines and rollups) in the same
+transaction, so readers never see a tree and counters that disagree."""
+
+import json
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from services.aggregator import repository
+from tiendo.database import Connection
+from tiendo.rollup import effective_targets, subtree_sums
+
+CODE_PATTERN = r"^[A-Za-z0-9_.-]{1,32}$"
+
+
+class UnitIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    code: str = Field(pattern=CODE_PATTERN)
+    name: str = Field(min_length=1, max_length=200)
+    type: str = Field("", max_length=64)
+    level: int = Field(ge=1, le=6)
+    parent_code: str | None = Field(None, pattern=CODE_PATTERN)
+    chief_name: str | None = Field(None, max_length=200)
+    chief_email: str | None = Field(None, max_length=254)
+    chief_phone: str | None = Field(None, max_length=32)
+    chief_webhook: str | None = Field(None, max_length=2000)
+    chief_chat: str | None = Field(None, max_length=2000, description="an apprise URL")
+
+    @model_validator(mode="after")
+    def _root_has_no_parent(self) -> "UnitIn":
+        if (self.level == 1) != (self.parent_code is None):
+            raise ValueError("level 1 units have no parent; every other unit has one")
+        return self
+
+
+class MilestoneIn(BaseModel):
+    at: datetime
+    fraction: float = Field(ge=0, le=1)
+
+
+class CampaignIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    starts_at: datetime
+    deadline: datetime
+    timezone: str = "Asia/Ho_Chi_Minh"
+    indicators: list[str] = Field(min_length=1, max_length=32)
+    behind_threshold: float = Field(0.9, gt=0, le=1)
+    stale_after_seconds: int = Field(12 * 3600, ge=60)
+    milestones: list[MilestoneIn] = Field(default_factory=list, max_length=100)
+
+    @field_validator("starts_at", "deadline")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("needs an offset")
+        return value
+
+    @model_validator(mode="after")
+    def _window(self) -> "CampaignIn":
+        if self.deadline <= self.starts_at:
+            raise ValueError("deadline must be after starts_at")
+        return self
+
+
+class TargetIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    unit: str = Field(pattern=CODE_PATTERN)
+    indicator: str = Field(min_length=1, max_length=48)
+    target: int | None = Field(None, ge=0, description="null: the sum of the children's")
+    baseline: int = Field(0, ge=0)
+    deadline: datetime | None = None
+
+
+class ReferenceError(ValueError):
+    """An admin change that would break the tree or refer to something missing."""
+
+
+async def _audit(conn: Connection, actor: str, action: str, subject: str, details: object) -> None:
+    await conn.execute(
+        repository.INSERT_AUDIT,
+        actor,
+        action,
+        subject,
+        json.dumps(details, default=str, ensure_ascii=False),
+    )
+
+
+async def upsert_units(conn: Connection, units: Sequence[UnitIn], actor: str) -> int:
+    """Insert or update units (parents may come after children in the list)."""
+    await conn.execute(repository.LOCK_REPLAN)
+    await conn.executemany(
+        repository.UPSERT_UNIT,
+        [
+            (
+                u.code,
+                u.name,
+                u.type,
+                u.level,
+                u.parent_code,
+                u.chief_name,
+                u.chief_email,
+                u.chief_phone,
+                u.chief_webhook,
+                u.chief_chat,
+            )
+            for u in units
+        ],
+    )
+    await conn.execute("SET CONSTRAINTS ALL IMMEDIATE")
+    await conn.execute(repository.REFRESH_ANCESTORS)
+    if await conn.fetchval(repository.COUNT_ORPHANS):
+        raise ReferenceError("a unit's level does not match its depth in the tree (or a cycle)")
+    await _audit(
+        conn, actor, "units.upsert", f"{len(units)} units", {"codes": [u.code for u in units][:100]}
+    )
+    for row in await conn.fetch(repository.SELECT_CAMPAIGNS):
+        await replan(conn, row["id"])
+    return len(units)
+
+
+async def upsert_campaign(conn: Connection, campaign_id: str, c: CampaignIn, actor: str) -> None:
+    await conn.execute(repository.LOCK_REPLAN)
+    known = {r["code"] for r in await conn.fetch("SELECT code FROM indicators")}
+    unknown = sorted(set(c.indicators) - known)
+    if unknown:
+        raise ReferenceError(f"unknown indicators: {', '.join(unknown)}")
+    await conn.execute(
+        repository.UPSERT_CAMPAIGN,
+        campaign_id,
+        c.name,
+        c.starts_at,
+        c.deadline,
+        c.timezone,
+        list(dict.fromkeys(c.indicators)),
+        c.behind_threshold,
+        timedelta(seconds=c.stale_after_seconds),
+        json.dumps([{"at": m.at.isoformat(), "fraction": m.fraction} for m in c.milestones]),
+    )
+    await _audit(conn, actor, "campaign.upsert", campaign_id, c.model_dump(mode="json"))
+    await replan(conn, campaign_id)
+
+
+async def upsert_targets(
+    conn: Connection, campaign_id: str, targets: Sequence[TargetIn], actor: str
+) -> int:
+    await conn.execute(repository.LOCK_REPLAN)
+    campaign = await conn.fetchrow(repository.SELECT_CAMPAIGN, campaign_id)
+    if campaign is None:
+        raise LookupError(f"no campaign {campaign_id}")
+    units = {r["code"] for r in await conn.fetch(repository.SELECT_TREE)}
+    problems = [
+        f"targets[{i}]: unknown unit {t.unit}" for i, t in enumerate(targets) if t.unit not in units
+    ] + [
+        f"targets[{i}]: indicator {t.indicator} is not one of the campaign's"
+        for i, t in enumerate(targets)
+        if t.indicator not in campaign["indicators"]
+    ]
+    if problems:
+        raise ReferenceError("; ".join(problems[:50]))
+    await conn.executemany(
+        repository.UPSERT_TARGET,
+        [(campaign_id, t.unit, t.indicator, t.target, t.baseline, t.deadline) for t in targets],
+    )
+    await _audit(conn, actor, "targets.upsert", campaign_id, {"count": len(targets)})
+    await replan(conn, campaign_id)
+    return len(targets)
+
+
+async def replan(conn: Connection, campaign_id: str) -> None:
+    """Recompute a campaign's targets, baselines and subtree values from scratch."""
+    campaign = await conn.fetchrow(repository.SELECT_CAMPAIGN, campaign_id)
+    if campaign is None:
+        return
+    await conn.execute(repository.ENSURE_CAMPAIGN_ROWS, campaign_id)
+    parents = {r["code"]: r["parent_code"] for r in await conn.fetch(repository.SELECT_TREE)}
+    targets = await conn.fetch(repository.SELECT_TARGETS, campaign_id)
+    rows: list[tuple[str, str, int, int, int, datetime | None]] = []
+    for indicator in campaign["indicators"]:
+        mine = [t for t in targets if t["indicator"] == indicator]
+        own_baseline = {t["unit"]: t["baseline"] for t in mine}
+        explicit = {t["unit"]: t["target"] for t in mine}
+        deadlines = {t["unit"]: t["deadline"] for t in mine}
+        baselines = subtree_sums(parents, own_baseline)
+        effective = effective_targets(parents, explicit)
+        rows.extend(
+            (
+                code,
+                indicator,
+                own_baseline.get(code, 0),
+                baselines[code],
+                effective[code],
+                deadlines.get(code),
+            )
+            for code in parents
+        )
+    await conn.execute(repository.CREATE_PLAN_STAGING)
+    await conn.copy_records_to_table("plan_in", records=rows, columns=repository.PLAN_COLUMNS)
+    await conn.execute(repository.APPLY_PLAN, campaign_id)
+    await conn.execute(repository.RECOMPUTE_VALUES, campaign_id)
+    await conn.execute("DROP TABLE plan_in")

@@ -1,0 +1,292 @@
+"""The aggregator: applies events exactly once, rolls them up, serves progress."""
+
+import asyncio
+import contextlib
+import hmac
+from collections.abc import AsyncIterator, Coroutine
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Annotated, Any
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Request
+from pydantic import Field
+
+from services.aggregator import admin, repository
+from services.aggregator.consumer import Applier, republish_all
+from services.aggregator.metrics import AggregatorMetrics
+from services.aggregator.models import (
+    Campaign,
+    CampaignOut,
+    UnitOut,
+    UnitProgressOut,
+    UnitRef,
+    campaign_out,
+)
+from services.aggregator.progress import progress_of
+from services.aggregator.settings import AggregatorSettings
+from services.aggregator.snapshot import unit_figures
+from tiendo.clock import Clock, SystemClock
+from tiendo.database import create_pool, migrate
+from tiendo.kafka import TopicSpec, ensure_topics, reliable_producer
+from tiendo.logs import get_logger
+from tiendo.web import (
+    RequestIdMiddleware,
+    add_ops_routes,
+    install_problem_handlers,
+    problem_responses,
+)
+
+log = get_logger(__name__)
+
+UnitCode = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.-]{1,32}$", description="unit code")]
+CampaignId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="campaign id")]
+
+
+async def _supervise(name: str, factory: Any) -> None:
+    """Keep a background loop alive: a crash is logged and the loop restarted."""
+    while True:
+        try:
+            await factory()
+            return
+        except asyncio.CancelledError:
+            raise
+        except (KafkaError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.error("background_task_failed", task=name, error=repr(exc))
+            await asyncio.sleep(2.0)
+
+
+def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> FastAPI:
+    clock = clock or SystemClock()
+    metrics = AggregatorMetrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pool = await create_pool(settings.database_url, max_size=6)
+        async with pool.acquire() as conn:
+            await migrate(conn, "tiendo", "tiendo")
+            await migrate(conn, "aggregator", "services.aggregator")
+        app.state.pool = pool
+        tasks: list[asyncio.Task[None]] = [
+            asyncio.create_task(_supervise("unit_metrics", lambda: _refresh_metrics(pool))),
+        ]
+        producer: AIOKafkaProducer | None = None
+        if settings.consume:
+            await ensure_topics(
+                settings.kafka_bootstrap,
+                [
+                    TopicSpec(settings.topic_events, settings.topic_partitions),
+                    TopicSpec(settings.topic_progress, settings.topic_partitions, compacted=True),
+                    TopicSpec(settings.topic_dead_letters, 1),
+                ],
+                wait_seconds=120,
+            )
+            producer = reliable_producer(settings.kafka_bootstrap, client_id="tiendo-aggregator")
+            await producer.start()
+            sent = await republish_all(pool, producer, settings.topic_progress, clock)
+            log.info("progress_feed_republished", rows=sent)
+            applier = Applier(settings, pool, producer, metrics, clock)
+            app.state.applier = applier
+            tasks.append(asyncio.create_task(_supervise("consumer", applier.run)))
+        log.info("aggregator_started", port=settings.port)
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            if producer is not None:
+                await producer.stop()
+            await pool.close()
+            log.info("aggregator_stopped")
+
+    async def _refresh_metrics(pool: asyncpg.Pool) -> None:
+        while True:
+            async with pool.acquire() as conn:
+                metrics.units.snapshot = await unit_figures(
+                    conn, settings.metrics_unit_level, clock.now()
+                )
+            await asyncio.sleep(settings.metrics_refresh_seconds)
+
+    app = FastAPI(
+        title="tiendo aggregator",
+        version="1",
+        summary="Live counters, progress, pace and projections per unit",
+        description=(
+            "Reads: units, campaigns and per-unit progress (now or `as_of` any past moment). "
+            "Admin writes (bearer admin token): the unit tree, campaigns and targets."
+        ),
+        lifespan=lifespan,
+    )
+    app.add_middleware(RequestIdMiddleware)
+    install_problem_handlers(app)
+    add_ops_routes(app, metrics.registry)
+
+    def pool_of(request: Request) -> asyncpg.Pool:
+        pool: asyncpg.Pool = request.app.state.pool
+        return pool
+
+    def require_admin(authorization: Annotated[str | None, Header()] = None) -> str:
+        scheme, _, token = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            token.strip().encode(), settings.admin_token.encode()
+        ):
+            raise HTTPException(
+                401,
+                "an admin bearer token is required",
+                headers={"WWW-Authenticate": 'Bearer realm="tiendo-admin"'},
+            )
+        return "admin"
+
+    Pool = Annotated[asyncpg.Pool, Depends(pool_of)]
+    Admin = Annotated[str, Depends(require_admin)]
+
+    @app.get("/readyz", tags=["ops"], summary="Database reachable")
+    async def readyz(pool: Pool) -> dict[str, str]:
+        async with pool.acquire() as conn:
+            await conn.fetchval("SELECT 1")
+        return {"status": "ready"}
+
+    @app.get(
+        "/v1/units/{code}",
+        tags=["units"],
+        response_model=UnitOut,
+        summary="A unit, its parent chain and its children",
+        responses=problem_responses(404, 422),
+    )
+    async def get_unit(code: UnitCode, pool: Pool) -> UnitOut:
+        async with pool.acquire() as conn:
+            row = await conn.fetchrow(repository.SELECT_UNIT, code)
+            if row is None:
+                raise HTTPException(404, f"no unit {code}")
+            chain = {
+                r["code"]: r
+                for r in await conn.fetch(repository.SELECT_UNITS_BY_CODE, list(row["ancestors"]))
+            }
+            children = await conn.fetch(repository.SELECT_CHILDREN, code)
+        return UnitOut(
+            code=row["code"],
+            name=row["name"],
+            type=row["type"],
+            level=row["level"],
+            parent=row["parent_code"],
+            ancestors=[_ref(chain[a]) for a in row["ancestors"] if a in chain],
+            children=[_ref(c) for c in children],
+        )
+
+    @app.get("/v1/campaigns", tags=["campaigns"], response_model=list[CampaignOut])
+    async def list_campaigns(pool: Pool) -> list[CampaignOut]:
+        async with pool.acquire() as conn:
+            rows = await conn.fetch(repository.SELECT_CAMPAIGNS)
+        return [campaign_out(Campaign.from_row(r)) for r in rows]
+
+    @app.get(
+        "/v1/campaigns/{campaign_id}",
+        tags=["campaigns"],
+        response_model=CampaignOut,
+        responses=problem_responses(404, 422),
+    )
+    async def get_campaign(campaign_id: CampaignId, pool: Pool) -> CampaignOut:
+        async with pool.acquire() as conn:
+            row = await conn.fetchrow(repository.SELECT_CAMPAIGN, campaign_id)
+        if row is None:
+            raise HTTPException(404, f"no campaign {campaign_id}")
+        return campaign_out(Campaign.from_row(row))
+
+    @app.get(
+        "/v1/campaigns/{campaign_id}/progress/{unit}",
+        tags=["progress"],
+        response_model=UnitProgressOut,
+        responses=problem_responses(404, 422),
+        summary="Progress of a unit per indicator, now or as of a past moment",
+    )
+    async def get_progress(
+        campaign_id: CampaignId,
+        unit: UnitCode,
+        pool: Pool,
+        as_of: Annotated[
+            datetime | None, Query(description="RFC 3339 with offset; default now")
+        ] = None,
+    ) -> UnitProgressOut:
+        if as_of is not None and as_of.tzinfo is None:
+            raise HTTPException(422, "as_of needs an offset")
+        now = clock.now()
+        at = min(as_of, now) if as_of is not None else now
+        async with pool.acquire() as conn:
+            row = await conn.fetchrow(repository.SELECT_CAMPAIGN, campaign_id)
+            if row is None:
+                raise HTTPException(404, f"no campaign {campaign_id}")
+            unit_row = await conn.fetchrow(repository.SELECT_UNIT, unit)
+            if unit_row is None:
+                raise HTTPException(404, f"no unit {unit}")
+            children = [c["code"] for c in await conn.fetch(repository.SELECT_CHILDREN, unit)]
+            indicators = await progress_of(
+                conn, Campaign.from_row(row), unit, children, at, live=as_of is None
+            )
+        return UnitProgressOut(
+            campaign=campaign_id, unit=_ref(unit_row), as_of=at, indicators=indicators
+        )
+
+    async def _admin_call(pool: asyncpg.Pool, call: Coroutine[Any, Any, Any]) -> Any:
+        try:
+            return await call
+        except admin.ReferenceError as exc:
+            raise HTTPException(422, str(exc)) from exc
+        except LookupError as exc:
+            raise HTTPException(404, str(exc)) from exc
+
+    @app.put(
+        "/v1/units",
+        tags=["admin"],
+        summary="Bulk upsert of the unit tree and contacts",
+        responses=problem_responses(401, 422),
+    )
+    async def put_units(
+        units: Annotated[list[admin.UnitIn], Field(max_length=20_000)],
+        pool: Pool,
+        actor: Admin,
+    ) -> dict[str, int]:
+        async with pool.acquire() as conn, conn.transaction():
+            n = await _admin_call(pool, admin.upsert_units(conn, units, actor))
+        return {"upserted": n}
+
+    @app.put(
+        "/v1/campaigns/{campaign_id}",
+        tags=["admin"],
+        summary="Create or change a campaign",
+        responses=problem_responses(401, 422),
+    )
+    async def put_campaign(
+        campaign_id: CampaignId, body: admin.CampaignIn, pool: Pool, actor: Admin
+    ) -> CampaignOut:
+        async with pool.acquire() as conn, conn.transaction():
+            await _admin_call(pool, admin.upsert_campaign(conn, campaign_id, body, actor))
+            row = await conn.fetchrow(repository.SELECT_CAMPAIGN, campaign_id)
+        assert row is not None  # upserted in this transaction
+        return campaign_out(Campaign.from_row(row))
+
+    @app.put(
+        "/v1/campaigns/{campaign_id}/targets",
+        tags=["admin"],
+        summary="Bulk upsert of targets",
+        responses=problem_responses(401, 404, 422),
+    )
+    async def put_targets(
+        campaign_id: CampaignId,
+        targets: Annotated[list[admin.TargetIn], Field(max_length=200_000)],
+        pool: Pool,
+        actor: Admin,
+    ) -> dict[str, int]:
+        async with pool.acquire() as conn, conn.transaction():
+            n = await _admin_call(pool, admin.upsert_targets(conn, campaign_id, targets, actor))
+        return {"upserted": n}
+
+    return app
+
+
+def _ref(row: asyncpg.Record) -> UnitRef:
+    return UnitRef(code=row["code"], name=row["name"], level=row["level"])

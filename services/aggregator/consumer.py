@@ -1,0 +1,266 @@
+"""consume → decode → apply → persist (one transaction with the offsets) → publish → commit.
+
+PostgreSQL, not the broker, holds the authoritative position: each batch's counters and the
+next offsets of its partitions commit together, and on (re)assignment the consumer seeks to
+what PostgreSQL says. A crash between the two can replay a batch, never skip one; a replay
+changes nothing because every event_id is applied once (the events table's primary key).
+"""
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
+
+from services.aggregator import feed, repository
+from services.aggregator.metrics import AggregatorMetrics
+from services.aggregator.settings import AggregatorSettings
+from tiendo.clock import Clock
+from tiendo.event import UndecodableEvent, decode
+from tiendo.logs import get_logger
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    partition: int
+    offset: int
+    event_id: str | None
+    reason: str
+    payload: bytes
+
+    @property
+    def kind(self) -> str:
+        """A bounded label for metrics."""
+        if self.event_id is None:
+            return "undecodable"
+        return "unknown_unit" if self.reason.startswith("unknown unit") else "unknown_indicator"
+
+
+class SeekToStoredPositions(ConsumerRebalanceListener):  # type: ignore[misc]
+    """On assignment, continue from the offsets committed with the counters."""
+
+    def __init__(
+        self, consumer: AIOKafkaConsumer, pool: asyncpg.Pool, group_id: str, topic: str
+    ) -> None:
+        self._consumer = consumer
+        self._pool = pool
+        self._group_id = group_id
+        self._topic = topic
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        return None
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        async with self._pool.acquire() as conn:
+            stored = await repository.load_offsets(conn, self._group_id, self._topic)
+        for tp in assigned:
+            if tp.partition in stored:
+                self._consumer.seek(tp, stored[tp.partition])
+            else:
+                # Nothing applied from this partition yet (or the database was reset):
+                # replay it from the start; duplicates are harmless.
+                await self._consumer.seek_to_beginning(tp)
+        log.info(
+            "partitions_assigned",
+            partitions=sorted(tp.partition for tp in assigned),
+            positions={p: stored.get(p, 0) for p in sorted(t.partition for t in assigned)},
+        )
+
+
+class Applier:
+    def __init__(
+        self,
+        settings: AggregatorSettings,
+        pool: asyncpg.Pool,
+        producer: AIOKafkaProducer,
+        metrics: AggregatorMetrics,
+        clock: Clock,
+        after_commit: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self._settings = settings
+        self._pool = pool
+        self._producer = producer
+        self._metrics = metrics
+        self._clock = clock
+        self._after_commit = after_commit
+        self.applied_batches = 0
+
+    async def run(self) -> None:
+        s = self._settings
+        consumer = AIOKafkaConsumer(
+            s.topic_events,
+            bootstrap_servers=s.kafka_bootstrap,
+            group_id=s.group_id,
+            client_id="tiendo-aggregator",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=4 * 1_048_576,
+            session_timeout_ms=10_000,
+            heartbeat_interval_ms=1_000,
+        )
+        consumer.subscribe(
+            [s.topic_events],
+            listener=SeekToStoredPositions(consumer, self._pool, s.group_id, s.topic_events),
+        )
+        await consumer.start()
+        try:
+            async with self._pool.acquire() as conn:
+                await repository.prepare(conn)
+                while True:
+                    batches = await consumer.getmany(
+                        timeout_ms=s.poll_timeout_ms, max_records=s.batch_max_records
+                    )
+                    if not batches:
+                        continue
+                    await self.apply(conn, batches)
+                    await self._commit_to_broker(consumer, batches)
+                    for tp in batches:
+                        highwater = consumer.highwater(tp)
+                        position = await consumer.position(tp)
+                        if highwater is not None:
+                            self._metrics.lag.labels(str(tp.partition)).set(highwater - position)
+        finally:
+            await consumer.stop()
+
+    async def apply(self, conn: Any, batches: dict[TopicPartition, list[Any]]) -> None:
+        started = time.perf_counter()
+        rows: list[tuple[Any, ...]] = []
+        payloads: dict[tuple[int, int], bytes] = {}
+        dead: list[DeadLetter] = []
+        next_offsets: dict[int, int] = {}
+        received: list[datetime] = []
+        for tp, records in batches.items():
+            for record in records:
+                next_offsets[tp.partition] = record.offset + 1
+                try:
+                    event = decode(record.value)
+                except UndecodableEvent as exc:
+                    dead.append(
+                        DeadLetter(tp.partition, record.offset, None, str(exc), record.value or b"")
+                    )
+                    continue
+                payloads[tp.partition, record.offset] = record.value
+                if event.received_at is not None:
+                    received.append(event.received_at)
+                rows.append(
+                    (
+                        event.event_id,
+                        event.unit,
+                        event.indicator,
+                        event.kind.value,
+                        event.value,
+                        event.occurred_at,
+                        event.subject,
+                        event.received_at,
+                        event.source,
+                        tp.partition,
+                        record.offset,
+                    )
+                )
+        async with conn.transaction():
+            await repository.stage(conn, rows)
+            for u in await repository.take_unappliable(conn):
+                dead.append(
+                    DeadLetter(
+                        u.partition, u.offset, u.event_id, u.reason, payloads[u.partition, u.offset]
+                    )
+                )
+            outcome = await repository.apply_staged(conn)
+            if dead:
+                await self._dead_letter(conn, dead)
+            await repository.save_offsets(
+                conn, self._settings.group_id, self._settings.topic_events, next_offsets
+            )
+            changed_rows = await feed.load_rows(conn, outcome.changed)
+        committed_at = self._clock.now()
+        self.applied_batches += 1
+        m = self._metrics
+        m.events_applied.inc(outcome.new_events)
+        m.duplicates.inc(len(rows) - outcome.new_events - sum(1 for d in dead if d.event_id))
+        m.batches.observe(time.perf_counter() - started)
+        for at in received:
+            m.freshness.observe(max(0.0, (committed_at - at).total_seconds()))
+        log.info(
+            "batch_applied",
+            records=sum(len(r) for r in batches.values()),
+            new_events=outcome.new_events,
+            dead_letters=len(dead),
+            offsets={str(p): o - 1 for p, o in next_offsets.items()},
+        )
+        if changed_rows:
+            await self._publish(changed_rows, committed_at)
+        if self._after_commit is not None:
+            await self._after_commit()
+
+    async def _dead_letter(self, conn: Any, dead: list[DeadLetter]) -> None:
+        # Into the topic first (acknowledged), then recorded with the offsets: a crash in
+        # between can repeat a dead letter but never lose one.
+        topic = self._settings.topic_dead_letters
+        futures = [
+            await self._producer.send(
+                topic,
+                d.payload,
+                headers=[
+                    ("reason", d.reason.encode()),
+                    ("source-partition", str(d.partition).encode()),
+                    ("source-offset", str(d.offset).encode()),
+                ],
+            )
+            for d in dead
+        ]
+        await asyncio.gather(*futures)
+        for d in dead:
+            await repository.save_dead_letter(
+                conn,
+                self._settings.topic_events,
+                d.partition,
+                d.offset,
+                d.event_id,
+                d.reason,
+                d.payload,
+            )
+            self._metrics.dead_letters.labels(d.kind).inc()
+            log.warning(
+                "event_dead_lettered",
+                partition=d.partition,
+                offset=d.offset,
+                event_id=d.event_id,
+                reason=d.reason,
+            )
+
+    async def _publish(self, rows: list[asyncpg.Record], computed_at: datetime) -> None:
+        try:
+            async with self._pool.acquire() as conn:
+                campaigns = await feed.load_campaigns(conn)
+            await feed.publish(
+                self._producer, self._settings.topic_progress, rows, campaigns, computed_at
+            )
+        except KafkaError as exc:
+            # The counters are committed; the feed catches up on the next change or restart.
+            log.warning("progress_publish_failed", error=str(exc), rows=len(rows))
+
+    async def _commit_to_broker(
+        self, consumer: AIOKafkaConsumer, batches: dict[TopicPartition, list[Any]]
+    ) -> None:
+        # Only for lag tooling (kafka-consumer-groups); PostgreSQL holds the real position.
+        try:
+            await consumer.commit({tp: records[-1].offset + 1 for tp, records in batches.items()})
+        except KafkaError as exc:
+            log.info("broker_commit_skipped", error=str(exc))
+
+
+async def republish_all(
+    pool: asyncpg.Pool, producer: AIOKafkaProducer, topic: str, clock: Clock
+) -> int:
+    """Send every progress row: after a restart the feed may have missed the last changes."""
+    async with pool.acquire() as conn:
+        rows = await conn.fetch(repository.SELECT_ALL_PROGRESS)
+        campaigns = await feed.load_campaigns(conn)
+    return await feed.publish(producer, topic, rows, campaigns, clock.now())

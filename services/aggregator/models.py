@@ -1,0 +1,115 @@
+"""Campaign reference data as plain values, and the response models of the read API."""
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import asyncpg
+from pydantic import BaseModel, Field
+
+from tiendo.pace import Milestone, Plan, Thresholds
+
+
+@dataclass(frozen=True, slots=True)
+class Campaign:
+    id: str
+    name: str
+    starts_at: datetime
+    deadline: datetime
+    timezone: str
+    indicators: tuple[str, ...]
+    thresholds: Thresholds
+    milestones: tuple[Milestone, ...]
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> "Campaign":
+        milestones = tuple(
+            Milestone(at=datetime.fromisoformat(m["at"]), fraction=float(m["fraction"]))
+            for m in json.loads(row["milestones"])
+        )
+        return cls(
+            id=row["id"],
+            name=row["name"],
+            starts_at=row["starts_at"],
+            deadline=row["deadline"],
+            timezone=row["timezone"],
+            indicators=tuple(row["indicators"]),
+            thresholds=Thresholds(behind=row["behind_threshold"], stale_after=row["stale_after"]),
+            milestones=milestones,
+        )
+
+    def plan(self, baseline: int, target: int, deadline: datetime | None = None) -> Plan:
+        return Plan(
+            starts_at=self.starts_at,
+            deadline=deadline or self.deadline,
+            baseline=baseline,
+            target=target,
+            milestones=self.milestones,
+        )
+
+
+class UnitRef(BaseModel):
+    code: str
+    name: str
+    level: int
+
+
+class UnitOut(BaseModel):
+    code: str
+    name: str
+    type: str
+    level: int
+    parent: str | None
+    ancestors: list[UnitRef] = Field(description="parent chain, root first")
+    children: list[UnitRef]
+
+
+class IndicatorProgress(BaseModel):
+    indicator: str
+    value: int
+    baseline: int
+    target: int
+    pct: float | None = Field(description="100 × value / target; null for a zero target")
+    expected: float = Field(description="plan value at as_of")
+    expected_pct: float | None
+    pace: float | None = Field(description="value / expected; null while expected is 0")
+    run_rate_7d: float | None = Field(description="per day, over min(7 days, since start)")
+    required_daily_rate: float | None = Field(description="per day to finish on time")
+    projected_completion: datetime | None
+    status: str = Field(description="done, stale, behind, at_risk or on_track")
+    last_event_at: datetime | None
+    children_total: int
+    children_done: int
+
+
+class UnitProgressOut(BaseModel):
+    campaign: str
+    unit: UnitRef
+    as_of: datetime
+    indicators: list[IndicatorProgress]
+
+
+class CampaignOut(BaseModel):
+    id: str
+    name: str
+    starts_at: datetime
+    deadline: datetime
+    timezone: str
+    indicators: list[str]
+    behind_threshold: float
+    stale_after_seconds: int
+    milestones: list[dict[str, str | float]]
+
+
+def campaign_out(c: Campaign) -> CampaignOut:
+    return CampaignOut(
+        id=c.id,
+        name=c.name,
+        starts_at=c.starts_at,
+        deadline=c.deadline,
+        timezone=c.timezone,
+        indicators=list(c.indicators),
+        behind_threshold=c.thresholds.behind,
+        stale_after_seconds=int(c.thresholds.stale_after / timedelta(seconds=1)),
+        milestones=[{"at": m.at.isoformat(), "fraction": m.fraction} for m in c.milestones],
+    )

@@ -1,0 +1,468 @@
+"""The aggregator's SQL. Callers own transactions; nothing here commits."""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from tiendo.database import Connection
+
+# -- applying a batch ---------------------------------------------------------------------
+# Temp tables live per connection; the consumer keeps one connection for its life.
+CREATE_STAGING = """
+CREATE TEMP TABLE IF NOT EXISTS batch_in (
+    event_id text, unit text, indicator text, kind text, value bigint,
+    occurred_at timestamptz, subject text, received_at timestamptz, source text,
+    kafka_partition integer, kafka_offset bigint
+) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS batch_new (LIKE events) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS batch_applied (
+    campaign_id text, unit text, indicator text, kind text, value bigint,
+    occurred_at timestamptz, event_id text, day date
+) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS batch_keys (
+    campaign_id text, unit text, indicator text, old_own bigint, resnapped boolean,
+    last_at timestamptz, PRIMARY KEY (campaign_id, unit, indicator)
+) ON COMMIT DELETE ROWS;
+"""
+STAGING_COLUMNS = (
+    "event_id",
+    "unit",
+    "indicator",
+    "kind",
+    "value",
+    "occurred_at",
+    "subject",
+    "received_at",
+    "source",
+    "kafka_partition",
+    "kafka_offset",
+)
+
+# Readers of a batch that cannot be applied: unknown unit or indicator, not already applied.
+SELECT_UNAPPLIABLE = """
+SELECT b.kafka_partition, b.kafka_offset, b.event_id,
+       CASE WHEN u.code IS NULL THEN 'unknown unit ' || b.unit
+            ELSE 'unknown indicator ' || b.indicator END AS reason
+FROM batch_in b
+LEFT JOIN units u ON u.code = b.unit
+LEFT JOIN indicators i ON i.code = b.indicator
+WHERE (u.code IS NULL OR i.code IS NULL)
+  AND NOT EXISTS (SELECT 1 FROM events e WHERE e.event_id = b.event_id)
+"""
+DELETE_UNAPPLIABLE = """
+DELETE FROM batch_in b
+WHERE NOT EXISTS (SELECT 1 FROM units u WHERE u.code = b.unit)
+   OR NOT EXISTS (SELECT 1 FROM indicators i WHERE i.code = b.indicator)
+"""
+# The idempotency check: an event_id is applied once, forever. Within one batch the first
+# delivery wins.
+INSERT_NEW_EVENTS = """
+WITH inserted AS (
+    INSERT INTO events (event_id, unit, indicator, kind, value, occurred_at, subject,
+                        received_at, source, kafka_partition, kafka_offset)
+    SELECT DISTINCT ON (event_id) event_id, unit, indicator, kind, value, occurred_at, subject,
+           received_at, source, kafka_partition, kafka_offset
+    FROM batch_in
+    ORDER BY event_id, kafka_partition, kafka_offset
+    ON CONFLICT (event_id) DO NOTHING
+    RETURNING *
+)
+INSERT INTO batch_new SELECT * FROM inserted
+"""
+# Which campaigns each new event counts for: the indicator is the campaign's and the
+# event happened inside its window. Later events are stored but do not count (SPEC §5).
+SELECT_APPLIED = """
+INSERT INTO batch_applied
+SELECT c.id, n.unit, n.indicator, n.kind, n.value, n.occurred_at, n.event_id,
+       (n.occurred_at AT TIME ZONE c.timezone)::date
+FROM batch_new n
+JOIN campaigns c ON n.indicator = ANY (c.indicators)
+                AND n.occurred_at >= c.starts_at AND n.occurred_at <= c.deadline
+WHERE n.counted
+"""
+UPSERT_DAILY = """
+INSERT INTO daily_counts AS d (campaign_id, unit, indicator, day, increments, events)
+SELECT campaign_id, unit, indicator, day,
+       sum(value) FILTER (WHERE kind = 'increment'), count(*)
+FROM batch_applied
+GROUP BY 1, 2, 3, 4
+ORDER BY 1, 2, 3, 4
+ON CONFLICT (campaign_id, unit, indicator, day) DO UPDATE
+SET increments = d.increments + coalesce(EXCLUDED.increments, 0),
+    events = d.events + EXCLUDED.events
+"""
+# Rows normally exist since the campaign was planned; a unit added later gets one here.
+ENSURE_PROGRESS_ROWS = """
+INSERT INTO progress (campaign_id, unit, indicator, own_baseline)
+SELECT DISTINCT a.campaign_id, a.unit, a.indicator, coalesce(t.baseline, 0)
+FROM batch_applied a
+LEFT JOIN targets t USING (campaign_id, unit, indicator)
+ORDER BY 1, 2, 3
+ON CONFLICT DO NOTHING
+"""
+# Remember each touched key's own value before the batch, to spread the difference.
+SELECT_KEYS = """
+INSERT INTO batch_keys (campaign_id, unit, indicator, old_own, resnapped, last_at)
+SELECT p.campaign_id, p.unit, p.indicator,
+       coalesce(p.snap_value, p.own_baseline) + p.incr_after, false, k.last_at
+FROM (SELECT campaign_id, unit, indicator, max(occurred_at) AS last_at
+      FROM batch_applied GROUP BY 1, 2, 3) k
+JOIN progress p USING (campaign_id, unit, indicator)
+ORDER BY 1, 2, 3
+FOR UPDATE OF p
+"""
+# A snapshot replaces the unit's own value when it is the latest (occurred_at, event_id).
+UPDATE_SNAPSHOTS = """
+WITH latest AS (
+    SELECT DISTINCT ON (campaign_id, unit, indicator)
+           campaign_id, unit, indicator, occurred_at, event_id, value
+    FROM batch_applied
+    WHERE kind = 'snapshot'
+    ORDER BY campaign_id, unit, indicator, occurred_at DESC, event_id DESC
+), moved AS (
+    UPDATE progress p
+    SET snap_at = l.occurred_at, snap_event_id = l.event_id, snap_value = l.value
+    FROM latest l
+    WHERE p.campaign_id = l.campaign_id AND p.unit = l.unit AND p.indicator = l.indicator
+      AND (p.snap_at IS NULL OR (l.occurred_at, l.event_id) > (p.snap_at, p.snap_event_id))
+    RETURNING p.campaign_id, p.unit, p.indicator
+)
+UPDATE batch_keys k SET resnapped = true
+FROM moved m
+WHERE k.campaign_id = m.campaign_id AND k.unit = m.unit AND k.indicator = m.indicator
+"""
+# Increments count after the unit's latest snapshot; a new latest snapshot recounts them.
+UPDATE_INCREMENTS = """
+UPDATE progress p
+SET incr_after = p.incr_after + d.delta
+FROM (
+    SELECT a.campaign_id, a.unit, a.indicator, sum(a.value) AS delta
+    FROM batch_applied a
+    JOIN batch_keys k USING (campaign_id, unit, indicator)
+    JOIN progress p2 USING (campaign_id, unit, indicator)
+    WHERE a.kind = 'increment' AND NOT k.resnapped
+      AND (p2.snap_at IS NULL OR a.occurred_at > p2.snap_at)
+    GROUP BY 1, 2, 3
+) d
+WHERE p.campaign_id = d.campaign_id AND p.unit = d.unit AND p.indicator = d.indicator
+"""
+RECOUNT_AFTER_SNAPSHOT = """
+UPDATE progress p
+SET incr_after = coalesce((
+    SELECT sum(e.value) FROM events e
+    WHERE e.unit = p.unit AND e.indicator = p.indicator AND e.kind = 'increment' AND e.counted
+      AND e.occurred_at > p.snap_at AND e.occurred_at <= c.deadline
+), 0)
+FROM batch_keys k, campaigns c
+WHERE k.resnapped AND c.id = k.campaign_id
+  AND p.campaign_id = k.campaign_id AND p.unit = k.unit AND p.indicator = k.indicator
+"""
+# Spread each unit's change of own value to itself and its ancestors (the rollup), and
+# return every (campaign, unit, indicator) whose figures moved.
+SPREAD = """
+WITH own AS (
+    SELECT k.campaign_id, k.unit, k.indicator, k.last_at,
+           coalesce(p.snap_value, p.own_baseline) + p.incr_after - k.old_own AS delta
+    FROM batch_keys k JOIN progress p USING (campaign_id, unit, indicator)
+), own_last AS (
+    UPDATE progress p SET own_last_event_at = greatest(p.own_last_event_at, o.last_at)
+    FROM own o
+    WHERE p.campaign_id = o.campaign_id AND p.unit = o.unit AND p.indicator = o.indicator
+), spread AS (
+    SELECT o.campaign_id, lineage.code AS unit, o.indicator,
+           sum(o.delta) AS delta, max(o.last_at) AS last_at
+    FROM own o
+    JOIN units u ON u.code = o.unit
+    CROSS JOIN LATERAL unnest(u.ancestors || u.code) AS lineage (code)
+    GROUP BY 1, 2, 3
+)
+INSERT INTO progress AS p (campaign_id, unit, indicator, value, last_event_at)
+SELECT campaign_id, unit, indicator, delta, last_at FROM spread ORDER BY 1, 2, 3
+ON CONFLICT (campaign_id, unit, indicator) DO UPDATE
+SET value = p.value + EXCLUDED.value,
+    last_event_at = greatest(p.last_event_at, EXCLUDED.last_event_at),
+    updated_at = now()
+RETURNING p.campaign_id, p.unit, p.indicator
+"""
+UPSERT_OFFSET = """
+INSERT INTO consumer_offsets (group_id, topic, partition, next_offset)
+VALUES ($1, $2, $3, $4)
+ON CONFLICT (group_id, topic, partition) DO UPDATE
+SET next_offset = greatest(consumer_offsets.next_offset, EXCLUDED.next_offset), updated_at = now()
+"""
+SELECT_OFFSETS = """
+SELECT partition, next_offset FROM consumer_offsets WHERE group_id = $1 AND topic = $2
+"""
+INSERT_DEAD_LETTER = """
+INSERT INTO dead_letters (topic, partition, kafka_offset, event_id, reason, payload)
+VALUES ($1, $2, $3, $4, $5, $6)
+ON CONFLICT DO NOTHING
+"""
+# Applying and re-planning both touch `value`; re-planning recomputes it from the own
+# columns, so it must not interleave with an apply (a lost update otherwise).
+LOCK_APPLY = "SELECT pg_advisory_xact_lock_shared(7301118)"
+LOCK_REPLAN = "SELECT pg_advisory_xact_lock(7301118)"
+
+
+@dataclass(frozen=True, slots=True)
+class Unappliable:
+    partition: int
+    offset: int
+    event_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class BatchOutcome:
+    new_events: int
+    changed: list[tuple[str, str, str]]
+
+
+async def prepare(conn: Connection) -> None:
+    await conn.execute(CREATE_STAGING)
+
+
+async def stage(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
+    await conn.copy_records_to_table("batch_in", records=rows, columns=STAGING_COLUMNS)
+
+
+async def take_unappliable(conn: Connection) -> list[Unappliable]:
+    rows = await conn.fetch(SELECT_UNAPPLIABLE)
+    await conn.execute(DELETE_UNAPPLIABLE)
+    return [
+        Unappliable(r["kafka_partition"], r["kafka_offset"], r["event_id"], r["reason"])
+        for r in rows
+    ]
+
+
+async def apply_staged(conn: Connection) -> BatchOutcome:
+    """Apply what `stage` loaded: dedup, count, roll up. Returns the keys that moved."""
+    await conn.execute(LOCK_APPLY)
+    status = await conn.execute(INSERT_NEW_EVENTS)
+    new_events = int(str(status).rsplit(" ", 1)[-1])
+    if new_events == 0:
+        return BatchOutcome(0, [])
+    await conn.execute(SELECT_APPLIED)
+    await conn.execute(UPSERT_DAILY)
+    await conn.execute(ENSURE_PROGRESS_ROWS)
+    await conn.execute(SELECT_KEYS)
+    await conn.execute(UPDATE_SNAPSHOTS)
+    await conn.execute(UPDATE_INCREMENTS)
+    await conn.execute(RECOUNT_AFTER_SNAPSHOT)
+    changed = await conn.fetch(SPREAD)
+    return BatchOutcome(new_events, [(r[0], r[1], r[2]) for r in changed])
+
+
+async def save_offsets(
+    conn: Connection, group_id: str, topic: str, next_offsets: dict[int, int]
+) -> None:
+    await conn.executemany(
+        UPSERT_OFFSET, [(group_id, topic, p, o) for p, o in sorted(next_offsets.items())]
+    )
+
+
+async def load_offsets(conn: Connection, group_id: str, topic: str) -> dict[int, int]:
+    return {
+        r["partition"]: r["next_offset"] for r in await conn.fetch(SELECT_OFFSETS, group_id, topic)
+    }
+
+
+async def save_dead_letter(
+    conn: Connection,
+    topic: str,
+    partition: int,
+    offset: int,
+    event_id: str | None,
+    reason: str,
+    payload: bytes,
+) -> None:
+    await conn.execute(INSERT_DEAD_LETTER, topic, partition, offset, event_id, reason, payload)
+
+
+async def load_dead_letters(conn: Connection, limit: int) -> list[asyncpg.Record]:
+    return list(
+        await conn.fetch("SELECT * FROM dead_letters ORDER BY created_at DESC LIMIT $1", limit)
+    )
+
+
+# -- reference data (admin) ---------------------------------------------------------------
+UPSERT_UNIT = """
+INSERT INTO units (code, name, type, level, parent_code, chief_name, chief_email, chief_phone,
+                   chief_webhook, chief_chat, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, now())
+ON CONFLICT (code) DO UPDATE
+SET name = EXCLUDED.name, type = EXCLUDED.type, level = EXCLUDED.level,
+    parent_code = EXCLUDED.parent_code, chief_name = EXCLUDED.chief_name,
+    chief_email = EXCLUDED.chief_email, chief_phone = EXCLUDED.chief_phone,
+    chief_webhook = EXCLUDED.chief_webhook, chief_chat = EXCLUDED.chief_chat, updated_at = now()
+"""
+# Ancestors (root first) of every unit, recomputed from parent links after an upsert.
+REFRESH_ANCESTORS = """
+WITH RECURSIVE chain AS (
+    SELECT code, ARRAY[]::text[] AS ancestors FROM units WHERE parent_code IS NULL
+    UNION ALL
+    SELECT u.code, c.ancestors || u.parent_code
+    FROM units u JOIN chain c ON u.parent_code = c.code
+)
+UPDATE units u SET ancestors = chain.ancestors
+FROM chain WHERE chain.code = u.code AND u.ancestors IS DISTINCT FROM chain.ancestors
+"""
+COUNT_ORPHANS = """
+SELECT count(*) FROM units u
+WHERE u.parent_code IS NOT NULL
+  AND cardinality(u.ancestors) <> u.level - 1
+"""
+SELECT_UNIT = "SELECT * FROM units WHERE code = $1"
+SELECT_UNITS_BY_CODE = "SELECT * FROM units WHERE code = ANY ($1::text[])"
+SELECT_CHILDREN = "SELECT * FROM units WHERE parent_code = $1 ORDER BY code"
+SELECT_TREE = "SELECT code, parent_code, level FROM units"
+UPSERT_CAMPAIGN = """
+INSERT INTO campaigns (id, name, starts_at, deadline, timezone, indicators, behind_threshold,
+                       stale_after, milestones, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now())
+ON CONFLICT (id) DO UPDATE
+SET name = EXCLUDED.name, starts_at = EXCLUDED.starts_at, deadline = EXCLUDED.deadline,
+    timezone = EXCLUDED.timezone, indicators = EXCLUDED.indicators,
+    behind_threshold = EXCLUDED.behind_threshold, stale_after = EXCLUDED.stale_after,
+    milestones = EXCLUDED.milestones, updated_at = now()
+"""
+SELECT_CAMPAIGN = "SELECT * FROM campaigns WHERE id = $1"
+SELECT_CAMPAIGNS = "SELECT * FROM campaigns ORDER BY starts_at DESC, id"
+UPSERT_TARGET = """
+INSERT INTO targets (campaign_id, unit, indicator, target, baseline, deadline)
+VALUES ($1, $2, $3, $4, $5, $6)
+ON CONFLICT (campaign_id, unit, indicator) DO UPDATE
+SET target = EXCLUDED.target, baseline = EXCLUDED.baseline, deadline = EXCLUDED.deadline
+"""
+SELECT_TARGETS = (
+    "SELECT unit, indicator, target, baseline, deadline FROM targets WHERE campaign_id = $1"
+)
+ENSURE_CAMPAIGN_ROWS = """
+INSERT INTO progress (campaign_id, unit, indicator)
+SELECT c.id, u.code, i.code
+FROM campaigns c CROSS JOIN units u CROSS JOIN unnest(c.indicators) AS i (code)
+WHERE c.id = $1
+ORDER BY 1, 2, 3
+ON CONFLICT DO NOTHING
+"""
+PLAN_COLUMNS = ("unit", "indicator", "own_baseline", "baseline", "target", "deadline")
+CREATE_PLAN_STAGING = """
+CREATE TEMP TABLE IF NOT EXISTS plan_in (
+    unit text, indicator text, own_baseline bigint, baseline bigint, target bigint,
+    deadline timestamptz
+) ON COMMIT DROP
+"""
+APPLY_PLAN = """
+UPDATE progress p
+SET own_baseline = s.own_baseline, baseline = s.baseline, target = s.target,
+    deadline = s.deadline, updated_at = now()
+FROM plan_in s
+WHERE p.campaign_id = $1 AND p.unit = s.unit AND p.indicator = s.indicator
+"""
+# Subtree values from the own columns: the authoritative rollup, used after re-planning.
+RECOMPUTE_VALUES = """
+UPDATE progress p
+SET value = s.value, last_event_at = s.last_event_at
+FROM (
+    SELECT a.campaign_id, lineage.code AS unit, a.indicator,
+           sum(coalesce(a.snap_value, a.own_baseline) + a.incr_after) AS value,
+           max(a.own_last_event_at) AS last_event_at
+    FROM progress a
+    JOIN units u ON u.code = a.unit
+    CROSS JOIN LATERAL unnest(u.ancestors || u.code) AS lineage (code)
+    WHERE a.campaign_id = $1
+    GROUP BY 1, 2, 3
+) s
+WHERE p.campaign_id = s.campaign_id AND p.unit = s.unit AND p.indicator = s.indicator
+  AND (p.value, p.last_event_at) IS DISTINCT FROM (s.value, s.last_event_at)
+"""
+INSERT_AUDIT = "INSERT INTO audit_log (actor, action, subject, details) VALUES ($1, $2, $3, $4)"
+
+# -- reading progress ---------------------------------------------------------------------
+SELECT_PROGRESS = """
+SELECT p.*, u.name AS unit_name, u.level, u.parent_code
+FROM progress p JOIN units u ON u.code = p.unit
+WHERE p.campaign_id = $1 AND p.unit = ANY ($2::text[])
+ORDER BY p.unit, p.indicator
+"""
+SELECT_PROGRESS_KEYS = """
+SELECT p.*, u.name AS unit_name, u.level, u.parent_code
+FROM progress p
+JOIN units u ON u.code = p.unit
+JOIN unnest($1::text[], $2::text[], $3::text[]) AS k (campaign_id, unit, indicator)
+  ON p.campaign_id = k.campaign_id AND p.unit = k.unit AND p.indicator = k.indicator
+"""
+SELECT_PROGRESS_UP_TO_LEVEL = """
+SELECT p.*, u.name AS unit_name, u.level, u.parent_code
+FROM progress p JOIN units u ON u.code = p.unit
+WHERE u.level <= $1
+"""
+SELECT_ALL_PROGRESS = """
+SELECT p.*, u.name AS unit_name, u.level, u.parent_code
+FROM progress p JOIN units u ON u.code = p.unit
+"""
+# Each root's subtree value and last event at time T, from the event history (SPEC §5):
+# per unit, the latest snapshot in [start, T] plus counted increments after it, or the
+# own baseline plus counted increments in [start, T]; then summed over the subtree.
+VALUES_AS_OF = """
+WITH roots AS (
+    SELECT unnest($1::text[]) AS root
+), members AS (
+    SELECT r.root, u.code
+    FROM roots r JOIN units u ON u.code = r.root OR r.root = ANY (u.ancestors)
+), own_units AS (
+    SELECT DISTINCT code FROM members
+), snaps AS (
+    SELECT DISTINCT ON (e.unit) e.unit, e.occurred_at, e.value
+    FROM events e JOIN own_units o ON o.code = e.unit
+    WHERE e.indicator = $3 AND e.kind = 'snapshot' AND e.occurred_at >= $4 AND e.occurred_at <= $5
+    ORDER BY e.unit, e.occurred_at DESC, e.event_id DESC
+), incs AS (
+    SELECT e.unit, sum(e.value) AS total
+    FROM events e
+    JOIN own_units o ON o.code = e.unit
+    LEFT JOIN snaps s ON s.unit = e.unit
+    WHERE e.indicator = $3 AND e.kind = 'increment' AND e.counted
+      AND e.occurred_at >= $4 AND e.occurred_at <= $5
+      AND (s.occurred_at IS NULL OR e.occurred_at > s.occurred_at)
+    GROUP BY e.unit
+), lasts AS (
+    SELECT e.unit, max(e.occurred_at) AS last_at
+    FROM events e JOIN own_units o ON o.code = e.unit
+    WHERE e.indicator = $3 AND e.occurred_at >= $4 AND e.occurred_at <= $5
+    GROUP BY e.unit
+), own AS (
+    SELECT o.code,
+           coalesce(s.value, coalesce(t.baseline, 0)) + coalesce(i.total, 0) AS value,
+           l.last_at
+    FROM own_units o
+    LEFT JOIN snaps s ON s.unit = o.code
+    LEFT JOIN incs i ON i.unit = o.code
+    LEFT JOIN lasts l ON l.unit = o.code
+    LEFT JOIN targets t ON t.campaign_id = $2 AND t.unit = o.code AND t.indicator = $3
+)
+SELECT m.root, sum(own.value)::bigint AS value, max(own.last_at) AS last_event_at
+FROM members m JOIN own ON own.code = m.code
+GROUP BY m.root
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class ValueAt:
+    value: int
+    last_event_at: datetime | None
+
+
+async def values_as_of(
+    conn: Connection,
+    campaign_id: str,
+    indicator: str,
+    roots: Sequence[str],
+    starts_at: datetime,
+    at: datetime,
+) -> dict[str, ValueAt]:
+    rows = await conn.fetch(VALUES_AS_OF, list(roots), campaign_id, indicator, starts_at, at)
+    return {r["root"]: ValueAt(r["value"], r["last_event_at"]) for r in rows}

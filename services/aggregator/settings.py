@@ -1,0 +1,30 @@
+"""Aggregator settings (env prefix TIENDO_AGGREGATOR_)."""
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from tiendo.settings import ServiceSettings
+
+
+class AggregatorSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="TIENDO_AGGREGATOR_", extra="ignore", frozen=True)
+
+    port: int = Field(8002, ge=0, le=65535, description="HTTP port")
+    group_id: str = Field("tiendo-aggregator", description="Kafka consumer group")
+    batch_max_records: int = Field(
+        5000, ge=1, description="most records applied in one database transaction"
+    )
+    poll_timeout_ms: int = Field(200, ge=1, description="longest wait for a batch to fill")
+    metrics_unit_level: int = Field(
+        2, ge=1, le=6, description="deepest unit level exported as per-unit metric series"
+    )
+    metrics_refresh_seconds: float = Field(
+        10.0, gt=0, description="how often the per-unit metric snapshot is recomputed"
+    )
+    admin_token: str = Field(
+        "dev-admin-token", description="bearer token of the admin API (PUT routes)"
+    )
+    consume: bool = Field(True, description="run the consumer (false: read API only)")
+
+    def secrets(self) -> dict[str, str]:
+        return {"admin_token": self.admin_token}

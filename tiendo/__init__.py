@@ -1,0 +1,1 @@
+"""tiendo's shared library: event schema, domain math, settings, logging, DB and Kafka plumbing."""

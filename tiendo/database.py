@@ -1,0 +1,92 @@
+"""asyncpg pool and the numbered-SQL-file migration runner shared by the services."""
+
+import hashlib
+from importlib import resources
+from importlib.resources.abc import Traversable
+from typing import TypeAlias
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
+
+from tiendo.logs import get_logger
+
+log = get_logger(__name__)
+
+# What repository functions take: a plain connection or one borrowed from a pool.
+Connection: TypeAlias = asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]
+
+_CREATE_LEDGER = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    service    text        NOT NULL,
+    version    text        NOT NULL,
+    checksum   text        NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (service, version)
+)
+"""
+# Services start concurrently in `make dev`; one lock id for all migrations serialises them.
+_MIGRATION_LOCK = 7_301_117
+
+
+async def create_pool(
+    dsn: str, *, min_size: int = 1, max_size: int = 10, wait_seconds: float = 60.0
+) -> asyncpg.Pool:
+    """Open a pool, waiting (with backoff) for a database that is still starting."""
+    async for attempt in AsyncRetrying(
+        stop=stop_after_delay(wait_seconds),
+        wait=wait_exponential(multiplier=0.2, max=3),
+        retry=retry_if_exception_type((OSError, asyncpg.CannotConnectNowError)),
+        reraise=True,
+    ):
+        with attempt:
+            pool: asyncpg.Pool = await asyncpg.create_pool(
+                dsn, min_size=min_size, max_size=max_size, command_timeout=60
+            )
+            return pool
+    raise AssertionError("unreachable")
+
+
+def migration_files(package: str) -> list[Traversable]:
+    """The `NNN_name.sql` files of `<package>.migrations`, in order."""
+    folder = resources.files(package) / "migrations"
+    return sorted((f for f in folder.iterdir() if f.name.endswith(".sql")), key=lambda f: f.name)
+
+
+async def migrate(conn: Connection, service: str, package: str) -> list[str]:
+    """Apply the service's pending migrations, each in its own transaction; return their names."""
+    applied: list[str] = []
+    await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
+    try:
+        await conn.execute(_CREATE_LEDGER)
+        done = {
+            r["version"]: r["checksum"]
+            for r in await conn.fetch(
+                "SELECT version, checksum FROM schema_migrations WHERE service = $1", service
+            )
+        }
+        for file in migration_files(package):
+            sql = file.read_text(encoding="utf-8")
+            checksum = hashlib.sha256(sql.encode()).hexdigest()
+            version = file.name.removesuffix(".sql")
+            if version in done:
+                if done[version] != checksum:
+                    raise RuntimeError(
+                        f"migration {service}/{file.name} changed after it was applied; "
+                        "add a new numbered file instead"
+                    )
+                continue
+            async with conn.transaction():
+                await conn.execute(sql)
+                await conn.execute(
+                    "INSERT INTO schema_migrations (service, version, checksum)"
+                    " VALUES ($1, $2, $3)",
+                    service,
+                    version,
+                    checksum,
+                )
+            applied.append(file.name)
+            log.info("migration_applied", service=service, migration=file.name)
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
+    return applied

@@ -1,0 +1,100 @@
+"""The progress event (SPEC §4.1) as plain data, and its protobuf codec for Kafka."""
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+from enum import StrEnum
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from tiendo.events.v1 import events_pb2
+
+MAX_EVENT_ID_LENGTH = 64
+MAX_INCREMENT = 1_000_000
+SUBJECT_LENGTH = 64
+
+
+class Kind(StrEnum):
+    INCREMENT = "increment"
+    SNAPSHOT = "snapshot"
+
+
+_KIND_TO_PB = {
+    Kind.INCREMENT: events_pb2.EVENT_KIND_INCREMENT,
+    Kind.SNAPSHOT: events_pb2.EVENT_KIND_SNAPSHOT,
+}
+_PB_TO_KIND = {v: k for k, v in _KIND_TO_PB.items()}
+
+
+class UndecodableEvent(ValueError):
+    """A Kafka record that is not a ProgressEvent this version can read."""
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    event_id: str
+    unit: str
+    indicator: str
+    kind: Kind
+    value: int
+    occurred_at: datetime
+    subject: str | None = None
+    received_at: datetime | None = None
+    source: str = ""
+
+
+def _timestamp(at: datetime) -> Timestamp:
+    ts = Timestamp()
+    ts.FromDatetime(at.astimezone(UTC))
+    return ts
+
+
+def encode(event: Event) -> bytes:
+    """Serialise for the `progress-events` topic."""
+    offset = event.occurred_at.utcoffset() or timedelta(0)
+    message = events_pb2.ProgressEvent(
+        event_id=event.event_id,
+        unit=event.unit,
+        indicator=event.indicator,
+        kind=_KIND_TO_PB[event.kind],
+        value=event.value,
+        occurred_at=_timestamp(event.occurred_at),
+        occurred_at_offset_seconds=int(offset.total_seconds()),
+        subject=event.subject or "",
+        source=event.source,
+    )
+    if event.received_at is not None:
+        message.received_at.CopyFrom(_timestamp(event.received_at))
+    return message.SerializeToString()
+
+
+def from_message(message: events_pb2.ProgressEvent) -> Event:
+    """Plain event of a parsed ProgressEvent; UndecodableEvent if it breaks the schema."""
+    kind = _PB_TO_KIND.get(message.kind)
+    if kind is None or not message.event_id or not message.unit or not message.indicator:
+        raise UndecodableEvent("missing event_id, unit, indicator or kind")
+    if not message.HasField("occurred_at"):
+        raise UndecodableEvent("missing occurred_at")
+    tz = timezone(timedelta(seconds=message.occurred_at_offset_seconds))
+    return Event(
+        event_id=message.event_id,
+        unit=message.unit,
+        indicator=message.indicator,
+        kind=kind,
+        value=message.value,
+        occurred_at=message.occurred_at.ToDatetime(tzinfo=UTC).astimezone(tz),
+        subject=message.subject or None,
+        received_at=(
+            message.received_at.ToDatetime(tzinfo=UTC) if message.HasField("received_at") else None
+        ),
+        source=message.source,
+    )
+
+
+def decode(payload: bytes) -> Event:
+    """Parse a `progress-events` record value."""
+    message = events_pb2.ProgressEvent()
+    try:
+        message.ParseFromString(payload)
+    except Exception as exc:  # protobuf raises DecodeError and, for some inputs, others
+        raise UndecodableEvent(f"not a ProgressEvent: {exc}") from exc
+    return from_message(message)

@@ -1,0 +1,172 @@
+"""Plan, pace, projection and status of one (campaign, unit, indicator): SPEC §5.
+
+Plain functions over plain data, no clock of their own: the time being judged is always an
+argument, so the aggregator (serving `as_of` queries) and the notifier (re-evaluating on a
+clock, or replaying a past campaign) compute exactly the same verdicts.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from itertools import pairwise
+
+RUN_RATE_WINDOW = timedelta(days=7)
+RUN_RATE_MIN_WINDOW = timedelta(hours=1)
+DAY = timedelta(days=1)
+
+
+class Status(StrEnum):
+    DONE = "done"
+    STALE = "stale"
+    BEHIND = "behind"
+    AT_RISK = "at_risk"
+    ON_TRACK = "on_track"
+
+
+@dataclass(frozen=True, slots=True)
+class Milestone:
+    """By `at`, `fraction` of the way from baseline to target should be done."""
+
+    at: datetime
+    fraction: float
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    starts_at: datetime
+    deadline: datetime
+    baseline: int
+    target: int
+    milestones: tuple[Milestone, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    behind: float = 0.9
+    stale_after: timedelta = timedelta(hours=12)
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    value: int
+    baseline: int
+    target: int
+    pct: float | None
+    expected: float
+    expected_pct: float | None
+    pace: float | None
+    run_rate_7d: float | None
+    required_daily_rate: float | None
+    projected_completion: datetime | None
+    status: Status
+
+
+def plan_fraction(plan: Plan, at: datetime) -> float:
+    """Share of (target − baseline) the plan expects by `at`, in [0, 1]."""
+    if at <= plan.starts_at:
+        return 0.0
+    if at >= plan.deadline:
+        return 1.0
+    inside = sorted(
+        (m.at, m.fraction) for m in plan.milestones if plan.starts_at < m.at < plan.deadline
+    )
+    points: Sequence[tuple[datetime, float]] = [
+        (plan.starts_at, 0.0),
+        *inside,
+        (plan.deadline, 1.0),
+    ]
+    for (t0, f0), (t1, f1) in pairwise(points):
+        if t0 <= at <= t1:
+            span = (t1 - t0).total_seconds()
+            share = (at - t0).total_seconds() / span if span > 0 else 1.0
+            return min(1.0, max(0.0, f0 + (f1 - f0) * share))
+    return 1.0
+
+
+def expected(plan: Plan, at: datetime) -> float:
+    """Plan value at `at`: linear (or piecewise linear through milestones) baseline → target."""
+    return plan.baseline + (plan.target - plan.baseline) * plan_fraction(plan, at)
+
+
+def run_rate_window(plan: Plan, at: datetime) -> timedelta | None:
+    """The window w of run_rate_7d at `at`, or None while it is shorter than an hour."""
+    window = min(RUN_RATE_WINDOW, min(at, plan.deadline) - plan.starts_at)
+    return window if window >= RUN_RATE_MIN_WINDOW else None
+
+
+def run_rate(value_now: int, value_before: int, window: timedelta) -> float:
+    """Per-day rate over `window`."""
+    return (value_now - value_before) / (window / DAY)
+
+
+def assess(
+    plan: Plan,
+    value: int,
+    at: datetime,
+    *,
+    last_event_at: datetime | None,
+    value_window_ago: int | None,
+    thresholds: Thresholds = Thresholds(),
+) -> Progress:
+    """Every derived figure and the status of one unit at `at` (SPEC §5).
+
+    `value_window_ago` is the value at `at − run_rate_window(plan, at)`; None when the
+    window is shorter than an hour (then there is no run rate yet).
+    """
+    at_count = min(at, plan.deadline)
+    exp = expected(plan, at_count)
+    pct = 100.0 * value / plan.target if plan.target else None
+    expected_pct = 100.0 * exp / plan.target if plan.target else None
+    pace = value / exp if exp > 0 else None
+    window = run_rate_window(plan, at_count)
+    rate = (
+        run_rate(value, value_window_ago, window)
+        if window is not None and value_window_ago is not None
+        else None
+    )
+    remaining = plan.target - value
+    days_left = (plan.deadline - at) / DAY
+    required = remaining / days_left if days_left > 0 else None
+    if remaining <= 0 or rate is None or rate <= 0:
+        projected = None
+    else:
+        projected = at_count + timedelta(days=remaining / rate)
+    status = _status(plan, value, at, last_event_at, pace, projected, thresholds)
+    return Progress(
+        value=value,
+        baseline=plan.baseline,
+        target=plan.target,
+        pct=pct,
+        expected=exp,
+        expected_pct=expected_pct,
+        pace=pace,
+        run_rate_7d=rate,
+        required_daily_rate=max(required, 0.0) if required is not None else None,
+        projected_completion=projected,
+        status=status,
+    )
+
+
+def _status(
+    plan: Plan,
+    value: int,
+    at: datetime,
+    last_event_at: datetime | None,
+    pace: float | None,
+    projected: datetime | None,
+    thresholds: Thresholds,
+) -> Status:
+    if value >= plan.target:
+        return Status.DONE
+    if at <= plan.starts_at:
+        # Nothing is expected before the start, so nobody can be late yet.
+        return Status.ON_TRACK
+    quiet_since = max(plan.starts_at, last_event_at) if last_event_at else plan.starts_at
+    if min(at, plan.deadline) - quiet_since > thresholds.stale_after:
+        return Status.STALE
+    if pace is not None and pace < thresholds.behind:
+        return Status.BEHIND
+    if projected is None or projected > plan.deadline:
+        return Status.AT_RISK
+    return Status.ON_TRACK
