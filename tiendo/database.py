@@ -14,7 +14,7 @@ from tiendo.logs import get_logger
 log = get_logger(__name__)
 
 # What repository functions take: a plain connection or one borrowed from a pool.
-Connection: TypeAlias = asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]
+Connection: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
 
 _CREATE_LEDGER = """
 CREATE TABLE IF NOT EXISTS schema_migrations (

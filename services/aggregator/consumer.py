@@ -61,12 +61,9 @@ class SeekToStoredPositions(ConsumerRebalanceListener):  # type: ignore[misc]
         async with self._pool.acquire() as conn:
             stored = await repository.load_offsets(conn, self._group_id, self._topic)
         for tp in assigned:
-            if tp.partition in stored:
-                self._consumer.seek(tp, stored[tp.partition])
-            else:
-                # Nothing applied from this partition yet (or the database was reset):
-                # replay it from the start; duplicates are harmless.
-                await self._consumer.seek_to_beginning(tp)
+            # Nothing applied from a partition yet (or the database was reset): replay it
+            # from the start (auto_offset_reset=earliest covers a start lost to retention).
+            self._consumer.seek(tp, stored.get(tp.partition, 0))
         log.info(
             "partitions_assigned",
             partitions=sorted(tp.partition for tp in assigned),

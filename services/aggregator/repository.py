@@ -86,7 +86,7 @@ WHERE n.counted
 UPSERT_DAILY = """
 INSERT INTO daily_counts AS d (campaign_id, unit, indicator, day, increments, events)
 SELECT campaign_id, unit, indicator, day,
-       sum(value) FILTER (WHERE kind = 'increment'), count(*)
+       coalesce(sum(value) FILTER (WHERE kind = 'increment'), 0), count(*)
 FROM batch_applied
 GROUP BY 1, 2, 3, 4
 ORDER BY 1, 2, 3, 4

@@ -1,0 +1,78 @@
+"""Real Kafka and PostgreSQL for the suite: one broker and one server per test session on
+free ports in temporary folders; each test gets its own database and its own topics."""
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from tests.support.stack import Topics
+from tiendo.database import migrate
+from tiendo.localstack import KafkaBroker, PostgresServer, free_port
+
+MIGRATED = (
+    ("tiendo", "tiendo"),
+    ("ingest", "services.ingest"),
+    ("aggregator", "services.aggregator"),
+    ("notifier", "services.notifier"),
+)
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    server = PostgresServer(tmp_path_factory.mktemp("pg"), free_port(), fast=True)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
+    broker = KafkaBroker(tmp_path_factory.mktemp("kafka"), free_port(), free_port())
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture(scope="session")
+async def template_db(postgres: PostgresServer) -> str:
+    """A database with every migration applied, cloned for each test."""
+    conn = await asyncpg.connect(postgres.dsn())
+    await conn.execute("CREATE DATABASE tiendo_template")
+    await conn.close()
+    conn = await asyncpg.connect(postgres.dsn("tiendo_template"))
+    for service, package in MIGRATED:
+        await migrate(conn, service, package)
+    await conn.close()
+    return "tiendo_template"
+
+
+@pytest.fixture
+async def database(postgres: PostgresServer, template_db: str) -> AsyncIterator[str]:
+    """The DSN of a fresh, migrated database of this test's own."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(postgres.dsn())
+    await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
+    yield postgres.dsn(name)
+    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await admin.close()
+
+
+@pytest.fixture
+def topics() -> Topics:
+    return Topics.unique()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _quiet_env() -> None:
+    # Settings come from arguments in tests, never from a developer's shell.
+    for key in [k for k in os.environ if k.startswith("TIENDO_")]:
+        del os.environ[key]
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return Path(__file__).resolve().parent.parent

@@ -1,0 +1,110 @@
+"""Settings and running services against the test session's Kafka and PostgreSQL."""
+
+import asyncio
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+from fastapi import FastAPI
+
+T = TypeVar("T")
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Topics:
+    events: str
+    progress: str
+    dead_letters: str
+
+    @classmethod
+    def unique(cls) -> "Topics":
+        suffix = uuid.uuid4().hex[:10]
+        return cls(f"events-{suffix}", f"progress-{suffix}", f"dlq-{suffix}")
+
+    def env(self, prefix: str) -> dict[str, str]:
+        return {
+            f"{prefix}TOPIC_EVENTS": self.events,
+            f"{prefix}TOPIC_PROGRESS": self.progress,
+            f"{prefix}TOPIC_DEAD_LETTERS": self.dead_letters,
+        }
+
+    def kwargs(self) -> dict[str, str]:
+        return {
+            "topic_events": self.events,
+            "topic_progress": self.progress,
+            "topic_dead_letters": self.dead_letters,
+        }
+
+
+@asynccontextmanager
+async def running(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """The app with its lifespan entered, and a client that calls it in-process."""
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            yield client
+
+
+async def eventually(
+    check: Callable[[], Awaitable[T]], *, timeout: float = 60.0, every: float = 0.2
+) -> T:
+    """Poll `check` until it returns without AssertionError; re-raise the last one."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        try:
+            return await check()
+        except AssertionError:
+            if loop.time() > deadline:
+                raise
+            await asyncio.sleep(every)
+
+
+class ServiceProcess:
+    """A service run as `tiendo <service> serve` in a child process (for kill -9 tests)."""
+
+    def __init__(self, service: str, env: dict[str, str], log: Path) -> None:
+        self.service = service
+        self.env = env
+        self.log = log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TIENDO_")}
+        env.update(self.env)
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "services.cli", self.service, "serve"],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=REPO,
+            )
+
+    def kill(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+            self.process = None
+
+
+def service_env(prefix: str, **values: Any) -> dict[str, str]:
+    return {f"{prefix}{k.upper()}": str(v) for k, v in values.items()}
