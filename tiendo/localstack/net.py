@@ -1,7 +1,8 @@
-"""Ports for local servers."""
+"""Ports and log files of local servers."""
 
 import socket
 import time
+from pathlib import Path
 
 
 def free_port() -> int:
@@ -25,3 +26,12 @@ def wait_for_port(port: int, timeout: float) -> None:
                     f"nothing listens on 127.0.0.1:{port} after {timeout} s"
                 ) from None
             time.sleep(0.1)
+
+
+def log_tail(path: Path, lines: int = 40) -> str:
+    """The last lines of a server's log file, for an error message."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return f"(no log at {path})"
+    return "\n".join(text.splitlines()[-lines:])

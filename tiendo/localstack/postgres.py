@@ -1,163 +1,261 @@
-"""A PostgreSQL server from the distribution's binaries, in its own folder and port."""
+"""A PostgreSQL server from the distribution's binaries, in its own folder and on its own port."""
+
+from __future__ import annotations
 
 import contextlib
 import os
 import pwd
+import re
 import shutil
 import signal
 import stat
 import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tiendo.localstack.net import wait_for_port
+from tiendo.localstack.net import log_tail
 
 SUPERUSER = "tiendo"
+# PostgreSQL refuses to run as root; as root the server runs as this OS user instead.
+OS_USER = "postgres"
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+# sun_path holds 107 bytes; the socket file name adds 17 (".s.PGSQL.65535.lock" minus slack).
+_MAX_SOCKET_DIR = 90
 
 
 def postgres_bindir() -> Path:
-    """The newest server installation: pg_config's bindir, or Debian's layout."""
+    """The newest server installation: Debian's /usr/lib/postgresql/N/bin, pg_config, PATH."""
+    installed = [
+        p.parent
+        for p in Path("/usr/lib/postgresql").glob("*/bin/postgres")
+        if p.parent.parent.name.isdigit()
+    ]
+    if installed:
+        return max(installed, key=lambda bindir: int(bindir.parent.name))
     pg_config = shutil.which("pg_config")
-    if pg_config:
+    if pg_config is not None:
         out = subprocess.run(
-            [pg_config, "--bindir"],
-            capture_output=True,
-            text=True,
-            check=False,
+            [pg_config, "--bindir"], capture_output=True, text=True, check=False
         ).stdout.strip()
         if out and (Path(out) / "postgres").exists():
             return Path(out)
-    candidates = sorted(
-        Path("/usr/lib/postgresql").glob("*/bin/postgres"),
-        key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0,
-    )
-    if candidates:
-        return candidates[-1].parent
     found = shutil.which("postgres")
-    if found:
+    if found is not None:
         return Path(found).resolve().parent
     raise RuntimeError("PostgreSQL server binaries not found (Debian: apt-get install postgresql)")
 
 
+def _as_root() -> bool:
+    return os.geteuid() == 0
+
+
+def _let_os_user_reach(path: Path, uid: int, gid: int) -> None:
+    """Own `path` by the server's user and let it traverse every parent folder.
+
+    Private temporary folders (0700, such as pytest's /tmp/pytest-of-root) get the traverse
+    bit for others only: the server must reach its data dir, never list what is beside it.
+    """
+    os.chown(path, uid, gid)
+    for parent in path.parents:
+        mode = parent.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            parent.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
+
+
 @dataclass
 class PostgresServer:
-    """PostgreSQL refuses to run as root; as root the server runs as the `postgres` user."""
+    """A cluster in `data_dir`/pgdata serving 127.0.0.1:`port`, superuser `tiendo`, trust auth.
+
+    `fast` trades durability for speed (fsync, synchronous_commit and full_page_writes off):
+    for unit tests only, since a killed server then loses commits it had acknowledged.
+    """
 
     data_dir: Path
     port: int = 5433
     fast: bool = False
-    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
-
-    def dsn(self, database: str = "postgres") -> str:
-        return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{database}"
+    bindir: Path | None = None
+    process: subprocess.Popen[bytes] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     @property
     def pgdata(self) -> Path:
         return self.data_dir / "pgdata"
 
+    @property
+    def log_file(self) -> Path:
+        return self.data_dir / "postgres.log"
+
+    @property
+    def socket_dir(self) -> str:
+        """The Unix socket's folder (the data dir), or "" (TCP only) when its path is too long."""
+        path = str(self.data_dir.resolve())
+        return path if len(path) <= _MAX_SOCKET_DIR else ""
+
+    def dsn(self, database: str = "postgres") -> str:
+        """A libpq/asyncpg URL for `database` on this server."""
+        return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{database}"
+
+    def _bin(self, name: str) -> str:
+        return str((self.bindir or postgres_bindir()) / name)
+
     def _as_owner(self, cmd: list[str]) -> list[str]:
-        if os.geteuid() != 0:
+        if not _as_root():
             return cmd
-        # setpriv execs (no intermediate process), so signals reach the server directly.
-        return ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups", *cmd]
+        # setpriv execs in place (runuser would stay as a parent), so the server keeps the
+        # pid we started and a process runner's signals reach the postmaster itself.
+        return ["setpriv", f"--reuid={OS_USER}", f"--regid={OS_USER}", "--init-groups", *cmd]
 
-    def init(self) -> None:
-        """initdb once (skipped when the cluster exists)."""
+    def init(self) -> bool:
+        """Run initdb once; False when the cluster already exists (PG_VERSION is there)."""
         if (self.pgdata / "PG_VERSION").exists():
-            return
+            return False
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        if os.geteuid() == 0:
-            owner = pwd.getpwnam("postgres")
-            os.chown(self.data_dir, owner.pw_uid, owner.pw_gid)
-            # The server runs as `postgres` and must reach its folder: private temp folders
-            # (0700, e.g. pytest's) get the traverse bit only, never read.
-            for parent in self.data_dir.resolve().parents:
-                mode = parent.stat().st_mode
-                if not mode & stat.S_IXOTH:
-                    parent.chmod(mode | stat.S_IXOTH)
-        subprocess.run(
-            self._as_owner(
-                [
-                    str(postgres_bindir() / "initdb"),
-                    "-D",
-                    str(self.pgdata),
-                    "-U",
-                    SUPERUSER,
-                    "-A",
-                    "trust",
-                    "-E",
-                    "UTF8",
-                    "--locale=C.UTF-8",
-                    "--no-instructions",
-                ]
-            ),
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
-
-    def command(self) -> list[str]:
-        """The server command line, in the foreground, listening on 127.0.0.1 only."""
-        options = [
-            "-c",
-            "listen_addresses=127.0.0.1",
-            "-c",
-            f"port={self.port}",
-            "-c",
-            f"unix_socket_directories={self.data_dir}",
-            "-c",
-            "max_connections=200",
-            "-c",
-            "shared_buffers=256MB",
-            "-c",
-            "log_min_messages=warning",
+        if _as_root():
+            owner = pwd.getpwnam(OS_USER)
+            _let_os_user_reach(self.data_dir.resolve(), owner.pw_uid, owner.pw_gid)
+        initdb = [
+            self._bin("initdb"),
+            "--pgdata",
+            str(self.pgdata),
+            "--username",
+            SUPERUSER,
+            "--auth",
+            "trust",
+            "--encoding",
+            "UTF8",
+            "--locale",
+            "C.UTF-8",
+            "--no-instructions",
         ]
         if self.fast:
-            # Throwaway test clusters. A killed server still recovers every commit (the OS
-            # keeps its writes); only a power cut could lose one, which no test simulates.
-            options += ["-c", "fsync=off", "-c", "full_page_writes=off"]
-        return self._as_owner(
-            [str(postgres_bindir() / "postgres"), "-D", str(self.pgdata), *options]
-        )
+            initdb.append("--no-sync")
+        result = subprocess.run(self._as_owner(initdb), capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise RuntimeError(f"initdb failed:\n{result.stdout}{result.stderr}")
+        return True
 
-    def start(self, timeout: float = 60.0) -> None:
+    def command(self) -> list[str]:
+        """The postmaster command line (foreground), listening on 127.0.0.1 only."""
+        settings = {
+            "listen_addresses": "127.0.0.1",
+            "port": str(self.port),
+            "unix_socket_directories": self.socket_dir,
+            # pools of three services and of parallel test workers
+            "max_connections": "200",
+            "shared_buffers": "128MB",
+            "log_min_messages": "warning",
+            "log_timezone": "UTC",
+        }
+        if self.fast:
+            settings |= {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+        options = [arg for key, value in settings.items() for arg in ("-c", f"{key}={value}")]
+        return self._as_owner([self._bin("postgres"), "-D", str(self.pgdata), *options])
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def start(self, timeout: float = 60.0) -> subprocess.Popen[bytes]:
+        """initdb if needed, start in the background (log: data_dir/postgres.log), wait."""
+        if self.running:
+            raise RuntimeError(f"PostgreSQL on port {self.port} is already running")
         self.init()
-        with (self.data_dir / "server.log").open("ab") as log:
+        with self.log_file.open("ab") as log:
             self.process = subprocess.Popen(
                 self.command(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
         try:
-            wait_for_port(self.port, timeout)
-        except TimeoutError:
+            self.wait_ready(timeout)
+        except BaseException:
             self.kill()
             raise
+        return self.process
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        """Block until the server accepts connections (crash recovery included)."""
+        deadline = time.monotonic() + timeout
+        isready = [
+            self._bin("pg_isready"),
+            "--host=127.0.0.1",
+            f"--port={self.port}",
+            f"--username={SUPERUSER}",
+            "--dbname=postgres",
+            "--timeout=2",
+            "--quiet",
+        ]
+        while True:
+            if self.process is not None and self.process.poll() is not None:
+                code = self.process.returncode
+                raise RuntimeError(f"PostgreSQL exited with {code}:\n{log_tail(self.log_file)}")
+            if subprocess.run(isready, check=False).returncode == 0:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"PostgreSQL on port {self.port} not ready after {timeout} s:\n"
+                    f"{log_tail(self.log_file)}"
+                )
+            time.sleep(0.1)
 
     def stop(self, timeout: float = 30.0) -> None:
         """Fast shutdown (SIGINT): roll back open transactions, checkpoint, exit."""
         if self.process is None:
             return
-        self._signal(signal.SIGINT)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
         self.process = None
 
     def kill(self) -> None:
-        """SIGKILL the postmaster, as in a crash (recovery runs on the next start)."""
+        """SIGKILL the postmaster and its backends, as in a crash; the next start recovers."""
         if self.process is None:
             return
-        self._signal(signal.SIGKILL)
-        self.process.wait()
+        if self.process.poll() is None:
+            # The whole session: a backend outliving its postmaster keeps the shared memory
+            # attached, and the next postmaster would refuse to start.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
         self.process = None
 
-    def _signal(self, sig: signal.Signals) -> None:
-        # Signal the session group: backends die with the postmaster, as in a real crash.
-        assert self.process is not None
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, sig)
+    def create_database(self, name: str, *, template: str | None = None) -> str:
+        """CREATE DATABASE `name` unless it exists (the server must be running); its DSN."""
+        for identifier in (name, template):
+            if identifier is not None and not _IDENTIFIER.fullmatch(identifier):
+                raise ValueError(f"not a plain SQL identifier: {identifier!r}")
+        # psql's :'var' interpolation quotes the value; \gexec runs the generated statement.
+        script = (
+            "SELECT format('CREATE DATABASE %I TEMPLATE %I', :'name', :'template')\n"
+            "WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = :'name') \\gexec\n"
+        )
+        result = subprocess.run(
+            [
+                self._bin("psql"),
+                "--no-psqlrc",
+                "--quiet",
+                "--host=127.0.0.1",
+                f"--port={self.port}",
+                f"--username={SUPERUSER}",
+                "--dbname=postgres",
+                "--set=ON_ERROR_STOP=1",
+                f"--set=name={name}",
+                f"--set=template={template or 'template1'}",
+            ],
+            input=script,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"CREATE DATABASE {name} failed:\n{result.stderr}")
+        return self.dsn(name)
 
     def exec(self) -> None:
-        """Replace this process with the server (for a process runner)."""
+        """Replace this process with the server (initdb first if needed), for a process runner."""
         self.init()
         cmd = self.command()
         os.execvp(cmd[0], cmd)  # noqa: S606 - fixed arguments
