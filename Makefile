@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install dev test test-fast lint fmt proto migrate clean-local
+.PHONY: help install dev test test-fast lint fmt proto prepare clean-local
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -40,8 +40,8 @@ fmt: $(STAMP) ## format and auto-fix
 proto: $(STAMP) ## regenerate the protobuf bindings from proto/
 	$(BIN)/python scripts/gen_proto.py
 
-migrate: $(STAMP) ## apply every service's migrations to TIENDO_*_DATABASE_URL
-	$(BIN)/python -m services.devstack --migrate-only
+prepare: $(STAMP) ## fetch the Kafka jars, initialise PostgreSQL and Kafka storage (make dev does it too)
+	$(BIN)/python -m services.devstack --prepare-only
 
 clean-local: ## delete the local Kafka and PostgreSQL data (.local/)
 	rm -rf .local/kafka .local/pg .local/demo-token

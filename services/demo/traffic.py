@@ -77,8 +77,10 @@ async def post_all(
         else:
             if response.status_code == 202:
                 return
-            if response.status_code < 500 and response.status_code != 429:
+            # 401 until ingest sees the new demo token, 503 until Kafka is up: wait.
+            if response.status_code not in (401, 429, 503):
                 raise RuntimeError(f"ingest refused demo events: {response.text}")
+            log.info("ingest_not_ready", status=response.status_code)
         await asyncio.sleep(delay)
         delay = min(delay * 2, 5.0)
 

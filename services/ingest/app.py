@@ -191,9 +191,11 @@ def create_app(settings: IngestSettings) -> FastAPI:
         events, errors = validate_body(
             body, cache.catalog, now, max_batch=settings.max_batch, future_tolerance=tolerance
         )
-        if any(e.field == "unit" and e.message == "unknown unit code" for e in errors):
+        if any(
+            e.message in ("unknown unit code", "not in the indicator catalogue") for e in errors
+        ):
             # A unit created seconds ago may not be in the cache yet.
-            await cache.refresh_if_stale()
+            await cache.refresh_after_miss()
             events, errors = validate_body(
                 body, cache.catalog, now, max_batch=settings.max_batch, future_tolerance=tolerance
             )

@@ -117,7 +117,8 @@ async def test_event_acknowledged_before_a_crash_is_counted_once(
         await asyncio.sleep(5)
 
         rows = await conn.fetch(
-            "SELECT unit, value FROM progress WHERE campaign_id = 'c1' AND indicator = 'cccd_collected'"
+            "SELECT unit, value FROM progress"
+            " WHERE campaign_id = 'c1' AND indicator = 'cccd_collected'"
         )
         assert {r["unit"]: r["value"] for r in rows} == {
             code: expected.get(code, 0) for code in PARENT

@@ -170,6 +170,10 @@ def broker_properties(
         "offsets.topic.num.partitions": "3",
         "transaction.state.log.num.partitions": "3",
         "share.coordinator.state.topic.num.partitions": "3",
+        # After a SIGKILL the restarted controller keeps the dead broker's registration until
+        # its session expires (9 s by default), and the new broker waits that long to join.
+        "broker.session.timeout.ms": "4000",
+        "broker.heartbeat.interval.ms": "1000",
         # Nobody else will join: rebalance at once instead of waiting 3 s for members.
         "group.initial.rebalance.delay.ms": "0",
         # Two cores shared with PostgreSQL, the services and the tests.
