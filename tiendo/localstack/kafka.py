@@ -57,8 +57,10 @@ def ensure_kafka_jars(cache_dir: Path = DEFAULT_CACHE, pom: Path = POM) -> Path:
         mvn = shutil.which("mvn")
         if mvn is None:
             raise RuntimeError("Maven (mvn) is needed to fetch the Kafka broker jars")
+        # Holding the lock, any staging folder left is from a fetch that died half-way.
+        for stale in cache_dir.glob(".staging-*"):
+            shutil.rmtree(stale, ignore_errors=True)
         staging = cache_dir / f".staging-{digest}-{os.getpid()}"
-        shutil.rmtree(staging, ignore_errors=True)
         result = subprocess.run(
             [
                 mvn,
@@ -260,6 +262,8 @@ class KafkaBroker:
 
     def _java(self) -> list[str]:
         libs = ensure_kafka_jars(self.cache_dir)
+        # Without a configuration log4j2 prints errors only: the broker still runs, silently.
+        logging = [f"-Dlog4j2.configurationFile={LOG_CONFIG}"] if LOG_CONFIG.exists() else []
         return [
             java_executable(),
             "-Xms256m",
@@ -268,7 +272,7 @@ class KafkaBroker:
             "-XX:MaxGCPauseMillis=20",
             "-XX:+ExitOnOutOfMemoryError",
             "-Djava.awt.headless=true",
-            f"-Dlog4j2.configurationFile={LOG_CONFIG}",
+            *logging,
             "-cp",
             f"{libs}/*",
         ]
