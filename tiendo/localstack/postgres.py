@@ -68,7 +68,7 @@ class PostgresServer:
     """A cluster in `data_dir`/pgdata serving 127.0.0.1:`port`, superuser `tiendo`, trust auth.
 
     `fast` trades durability against power cuts for speed (fsync and full_page_writes off):
-    for unit tests only, since a killed server then loses commits it had acknowledged.
+    a killed server still keeps every commit it acknowledged, so crash tests stay valid.
     """
 
     data_dir: Path
