@@ -2,6 +2,8 @@
 free ports in temporary folders; each test gets its own database and its own topics."""
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -22,16 +24,25 @@ MIGRATED = (
 
 
 @pytest.fixture(scope="session")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
-    server = PostgresServer(tmp_path_factory.mktemp("pg"), free_port(), fast=True)
+def stack_dir() -> Iterator[Path]:
+    # Not pytest's tmp_path: pytest deletes all but its three newest base folders, which
+    # would pull the data folder from under a server of another session running meanwhile.
+    path = Path(tempfile.mkdtemp(prefix="tiendo-stack-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres(stack_dir: Path) -> Iterator[PostgresServer]:
+    server = PostgresServer(stack_dir / "pg", free_port(), fast=True)
     server.start()
     yield server
     server.stop()
 
 
 @pytest.fixture(scope="session")
-def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
-    broker = KafkaBroker(tmp_path_factory.mktemp("kafka"), free_port(), free_port())
+def kafka(stack_dir: Path) -> Iterator[KafkaBroker]:
+    broker = KafkaBroker(stack_dir / "kafka", free_port(), free_port())
     broker.start()
     yield broker
     broker.stop()

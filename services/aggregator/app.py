@@ -6,26 +6,28 @@ import hmac
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Request
 from pydantic import Field
+from starlette.responses import Response
 
-from services.aggregator import admin, repository
+from services.aggregator import admin, export, repository
 from services.aggregator.consumer import Applier, republish_all
 from services.aggregator.metrics import AggregatorMetrics
 from services.aggregator.models import (
     Campaign,
     CampaignOut,
+    LeaderboardOut,
     UnitOut,
     UnitProgressOut,
     UnitRef,
     campaign_out,
 )
-from services.aggregator.progress import progress_of
+from services.aggregator.progress import leaderboard, progress_of
 from services.aggregator.settings import AggregatorSettings
 from services.aggregator.snapshot import unit_figures
 from tiendo.clock import Clock, SystemClock
@@ -40,6 +42,7 @@ from tiendo.web import (
 )
 
 log = get_logger(__name__)
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 UnitCode = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.-]{1,32}$", description="unit code")]
 CampaignId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="campaign id")]
@@ -229,6 +232,72 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
             )
         return UnitProgressOut(
             campaign=campaign_id, unit=_ref(unit_row), as_of=at, indicators=indicators
+        )
+
+    @app.get(
+        "/v1/campaigns/{campaign_id}/leaderboard",
+        tags=["progress"],
+        response_model=LeaderboardOut,
+        responses={
+            **problem_responses(404, 422),
+            200: {
+                "content": {
+                    "text/csv": {},
+                    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {},
+                },
+                "description": "JSON, or the whole ranking as CSV or XLSX with format=",
+            },
+        },
+        summary="Every unit of a level ranked by pct (ties: higher pace, then code)",
+    )
+    async def get_leaderboard(
+        campaign_id: CampaignId,
+        pool: Pool,
+        level: Annotated[int, Query(ge=1, le=6, description="unit level to rank")],
+        indicator: Annotated[str, Query(min_length=1, max_length=48)],
+        as_of: Annotated[datetime | None, Query(description="RFC 3339; default now")] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+        format: Annotated[
+            Literal["json", "csv", "xlsx"],
+            Query(description="csv and xlsx export the whole ranking for the weekly briefing"),
+        ] = "json",
+    ) -> Any:
+        if as_of is not None and as_of.tzinfo is None:
+            raise HTTPException(422, "as_of needs an offset")
+        now = clock.now()
+        at = min(as_of, now) if as_of is not None else now
+        async with pool.acquire() as conn:
+            row = await conn.fetchrow(repository.SELECT_CAMPAIGN, campaign_id)
+            if row is None:
+                raise HTTPException(404, f"no campaign {campaign_id}")
+            campaign = Campaign.from_row(row)
+            if indicator not in campaign.indicators:
+                raise HTTPException(422, f"{indicator} is not an indicator of {campaign_id}")
+            rows = await leaderboard(conn, campaign, indicator, level, at, live=as_of is None)
+        filename = f"{campaign_id}-{indicator}-L{level}"
+        if format == "csv":
+            return Response(
+                export.to_csv(rows),
+                media_type="text/csv",
+                headers={"Content-Disposition": f'attachment; filename="{filename}.csv"'},
+            )
+        if format == "xlsx":
+            title = f"{campaign.name} — {indicator} — cấp {level} — {at:%Y-%m-%d %H:%M} UTC"
+            return Response(
+                export.to_xlsx(rows, title),
+                media_type=XLSX,
+                headers={"Content-Disposition": f'attachment; filename="{filename}.xlsx"'},
+            )
+        return LeaderboardOut(
+            campaign=campaign_id,
+            indicator=indicator,
+            level=level,
+            as_of=at,
+            total=len(rows),
+            offset=offset,
+            limit=limit,
+            rows=rows[offset : offset + limit],
         )
 
     async def _admin_call(pool: asyncpg.Pool, call: Coroutine[Any, Any, Any]) -> Any:

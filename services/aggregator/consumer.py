@@ -106,8 +106,8 @@ class Applier:
             [s.topic_events],
             listener=SeekToStoredPositions(consumer, self._pool, s.group_id, s.topic_events),
         )
-        await consumer.start()
         try:
+            await consumer.start()
             async with self._pool.acquire() as conn:
                 await repository.prepare(conn)
                 while True:

@@ -1,14 +1,23 @@
 """Aggregator metrics. Per-unit figures come from a cached snapshot (refreshed in the
-background), so a scrape never runs a query."""
+background), so a scrape never runs a query.
+
+Cardinality is bounded by design: per-unit series exist only for units at or above
+`metrics_unit_level` (default 2, districts); deeper levels appear only as per-level counts,
+and the boards read them from PostgreSQL. docs/metrics.md has the catalogue and the
+series-count estimate.
+"""
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from tiendo.pace import Status
+
+UNIT_LABELS = ("campaign", "unit", "level", "indicator")
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,52 +32,135 @@ class UnitFigures:
     pct: float | None
     pace: float | None
     status: Status
+    projected_completion: datetime | None = None
+    last_event_at: datetime | None = None
+    events_today: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class LevelFigures:
+    """How many units of one level have a target, and how many reached it (every level)."""
+
+    campaign: str
+    level: int
+    indicator: str
+    units: int
+    done: int
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignFigures:
+    campaign: str
+    starts_at: datetime
+    deadline: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class UnitSnapshot:
+    """Everything the collector exports, computed at `taken_at`."""
+
+    units: list[UnitFigures] = field(default_factory=list)
+    levels: list[LevelFigures] = field(default_factory=list)
+    campaigns: list[CampaignFigures] = field(default_factory=list)
+    taken_at: datetime | None = None
+
+
+def _ts(at: datetime) -> float:
+    return at.astimezone(UTC).timestamp()
 
 
 class UnitCollector(Collector):
-    """Exports the latest per-unit snapshot (units at or above the configured level)."""
+    """Exports the latest snapshot: per-unit series down to the configured level, per-level
+    counts for every level, campaign windows."""
 
     def __init__(self) -> None:
-        self.snapshot: list[UnitFigures] = []
+        self.snapshot = UnitSnapshot()
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        labels = ["campaign", "unit", "level", "indicator"]
-        families = {
-            "value": GaugeMetricFamily(
-                "tiendo_unit_value", "Rolled-up count of the unit", labels=labels
-            ),
-            "target": GaugeMetricFamily("tiendo_unit_target", "Target of the unit", labels=labels),
-            "expected": GaugeMetricFamily("tiendo_unit_expected", "Plan value now", labels=labels),
-            "pct": GaugeMetricFamily("tiendo_unit_pct", "100 × value / target", labels=labels),
-            "pace": GaugeMetricFamily("tiendo_unit_pace", "value / expected", labels=labels),
-        }
+    def collect(self) -> Iterator[Metric]:
+        snap = self.snapshot
+        labels = list(UNIT_LABELS)
+
+        def gauge(name: str, documentation: str) -> GaugeMetricFamily:
+            return GaugeMetricFamily(name, documentation, labels=labels)
+
+        value = gauge("tiendo_unit_value", "Rolled-up count of the unit (baseline included)")
+        target = gauge("tiendo_unit_target", "Target of the unit")
+        expected = gauge("tiendo_unit_expected", "Value the plan expects now")
+        pct = gauge("tiendo_unit_pct", "100 × value / target (absent for a zero target)")
+        pace = gauge("tiendo_unit_pace", "value / expected (absent while expected is 0)")
+        projected = gauge(
+            "tiendo_unit_projected_completion_timestamp_seconds",
+            "When the 7-day run rate reaches the target (absent when done or not moving)",
+        )
+        last_event = gauge(
+            "tiendo_unit_last_event_timestamp_seconds",
+            "occurred_at of the unit's latest counted event (subtree)",
+        )
         status = GaugeMetricFamily(
             "tiendo_unit_status", "1 for the unit's current status", labels=[*labels, "status"]
         )
-        done = GaugeMetricFamily(
-            "tiendo_units_done",
-            "Units that reached their target, by level",
-            labels=["campaign", "level", "indicator"],
+        # Resets at the campaign's local midnight: rate() treats that as a counter reset,
+        # which is what it is (today's count starts again from zero).
+        events = CounterMetricFamily(
+            "tiendo_unit_events",
+            "Events counted today (campaign's local day) in the unit's subtree",
+            labels=labels,
         )
-        done_counts: dict[tuple[str, str, str], int] = {}
-        for f in self.snapshot:
+        for f in snap.units:
             key = [f.campaign, f.unit, str(f.level), f.indicator]
-            families["value"].add_metric(key, f.value)
-            families["target"].add_metric(key, f.target)
-            families["expected"].add_metric(key, f.expected)
+            value.add_metric(key, f.value)
+            target.add_metric(key, f.target)
+            expected.add_metric(key, f.expected)
             if f.pct is not None:
-                families["pct"].add_metric(key, f.pct)
+                pct.add_metric(key, f.pct)
             if f.pace is not None:
-                families["pace"].add_metric(key, f.pace)
+                pace.add_metric(key, f.pace)
+            if f.projected_completion is not None:
+                projected.add_metric(key, _ts(f.projected_completion))
+            if f.last_event_at is not None:
+                last_event.add_metric(key, _ts(f.last_event_at))
             for s in Status:
                 status.add_metric([*key, s.value], 1.0 if s is f.status else 0.0)
-            done_key = (f.campaign, str(f.level), f.indicator)
-            done_counts[done_key] = done_counts.get(done_key, 0) + (f.status is Status.DONE)
-        for k, n in done_counts.items():
-            done.add_metric(list(k), n)
-        yield from families.values()
-        yield status
+            events.add_metric(key, f.events_today)
+        yield from (value, target, expected, pct, pace, projected, last_event, status, events)
+
+        level_labels = ["campaign", "level", "indicator"]
+        units = GaugeMetricFamily(
+            "tiendo_units", "Units with a positive target, by level", labels=level_labels
+        )
+        done = GaugeMetricFamily(
+            "tiendo_units_done",
+            "Units with a positive target that reached it, by level",
+            labels=level_labels,
+        )
+        for lv in snap.levels:
+            key = [lv.campaign, str(lv.level), lv.indicator]
+            units.add_metric(key, lv.units)
+            done.add_metric(key, lv.done)
+        yield units
         yield done
+
+        starts = GaugeMetricFamily(
+            "tiendo_campaign_start_timestamp_seconds", "Start of the campaign", labels=["campaign"]
+        )
+        deadline = GaugeMetricFamily(
+            "tiendo_campaign_deadline_timestamp_seconds",
+            "Deadline of the campaign",
+            labels=["campaign"],
+        )
+        for c in snap.campaigns:
+            starts.add_metric([c.campaign], _ts(c.starts_at))
+            deadline.add_metric([c.campaign], _ts(c.deadline))
+        yield starts
+        yield deadline
+
+        taken = GaugeMetricFamily(
+            "tiendo_aggregator_unit_snapshot_timestamp_seconds",
+            "When the per-unit figures above were computed (they refresh in the background)",
+        )
+        if snap.taken_at is not None:
+            taken.add_metric([], _ts(snap.taken_at))
+        yield taken
 
 
 @dataclass
@@ -109,5 +201,9 @@ class AggregatorMetrics:
             ["partition"],
             registry=r,
         )
+        # Pre-create the bounded label values so that a board shows 0, not "no data",
+        # before the first dead letter.
+        for reason in ("undecodable", "unknown_unit", "unknown_indicator"):
+            self.dead_letters.labels(reason)
         self.units = UnitCollector()
         r.register(self.units)

@@ -64,8 +64,9 @@ class UnitOut(BaseModel):
     children: list[UnitRef]
 
 
-class IndicatorProgress(BaseModel):
-    indicator: str
+class Figures(BaseModel):
+    """Every figure of SPEC §4.3 for one unit and indicator at a moment."""
+
     value: int
     baseline: int
     target: int
@@ -80,6 +81,27 @@ class IndicatorProgress(BaseModel):
     last_event_at: datetime | None
     children_total: int
     children_done: int
+
+
+class IndicatorProgress(Figures):
+    indicator: str
+
+
+class LeaderboardRow(Figures):
+    rank: int = Field(description="1 = highest pct; ties by higher pace, then by code")
+    unit: UnitRef
+    parent: str | None
+
+
+class LeaderboardOut(BaseModel):
+    campaign: str
+    indicator: str
+    level: int
+    as_of: datetime
+    total: int = Field(description="units of that level")
+    offset: int
+    limit: int
+    rows: list[LeaderboardRow]
 
 
 class UnitProgressOut(BaseModel):

@@ -20,8 +20,14 @@ CREATE TEMP TABLE IF NOT EXISTS batch_in (
 CREATE TEMP TABLE IF NOT EXISTS batch_new (LIKE events) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS batch_applied (
     campaign_id text, unit text, indicator text, kind text, value bigint,
-    occurred_at timestamptz, event_id text, day date
+    occurred_at timestamptz, event_id text, day date, adjustment boolean
 ) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS batch_subjects (
+    indicator text, subject text, event_id text, occurred_at timestamptz, unit text,
+    first boolean
+) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS batch_dethroned (event_id text PRIMARY KEY)
+    ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS batch_keys (
     campaign_id text, unit text, indicator text, old_own bigint, resnapped boolean,
     last_at timestamptz, PRIMARY KEY (campaign_id, unit, indicator)
@@ -72,21 +78,75 @@ WITH inserted AS (
 )
 INSERT INTO batch_new SELECT * FROM inserted
 """
+# -- subjects: only the earliest event of each (indicator, subject) counts ---------------
+STAGE_SUBJECTS = """
+INSERT INTO batch_subjects
+SELECT indicator, subject, event_id, occurred_at, unit,
+       row_number() OVER (PARTITION BY indicator, subject ORDER BY occurred_at, event_id) = 1
+FROM batch_new
+WHERE subject IS NOT NULL AND kind = 'increment'
+"""
+# Replicas applying different partitions may see the same citizen: serialise per subject
+# (in a fixed order, so two transactions cannot deadlock on these locks).
+LOCK_SUBJECTS = """
+SELECT pg_advisory_xact_lock(hashtextextended(indicator || '/' || subject, 7301119))
+FROM (SELECT DISTINCT indicator, subject FROM batch_subjects ORDER BY 1, 2) s
+"""
+# Winners so far that an earlier event of this batch beats: their count moves.
+FIND_DETHRONED = """
+INSERT INTO batch_dethroned
+SELECT s.event_id
+FROM subjects s
+JOIN batch_subjects b ON b.first AND b.indicator = s.indicator AND b.subject = s.subject
+WHERE (b.occurred_at, b.event_id) < (s.occurred_at, s.event_id)
+"""
+MARK_SUBJECT_DUPLICATES = """
+WITH losers AS (
+    SELECT b.event_id
+    FROM batch_subjects b
+    LEFT JOIN subjects s ON s.indicator = b.indicator AND s.subject = b.subject
+    WHERE NOT b.first OR (s.event_id IS NOT NULL
+                          AND (s.occurred_at, s.event_id) < (b.occurred_at, b.event_id))
+), marked AS (
+    UPDATE events e SET counted = false
+    FROM (SELECT event_id FROM losers UNION ALL SELECT event_id FROM batch_dethroned) l
+    WHERE e.event_id = l.event_id
+    RETURNING e.event_id
+)
+UPDATE batch_new n SET counted = false FROM losers l WHERE n.event_id = l.event_id
+"""
+UPSERT_SUBJECT_WINNERS = """
+INSERT INTO subjects AS s (indicator, subject, event_id, occurred_at, unit)
+SELECT indicator, subject, event_id, occurred_at, unit FROM batch_subjects WHERE first
+ORDER BY 1, 2
+ON CONFLICT (indicator, subject) DO UPDATE
+SET event_id = EXCLUDED.event_id, occurred_at = EXCLUDED.occurred_at, unit = EXCLUDED.unit
+WHERE (EXCLUDED.occurred_at, EXCLUDED.event_id) < (s.occurred_at, s.event_id)
+"""
 # Which campaigns each new event counts for: the indicator is the campaign's and the
 # event happened inside its window. Later events are stored but do not count (SPEC §5).
+# A dethroned subject winner is withdrawn as an adjustment of minus its value.
 SELECT_APPLIED = """
 INSERT INTO batch_applied
 SELECT c.id, n.unit, n.indicator, n.kind, n.value, n.occurred_at, n.event_id,
-       (n.occurred_at AT TIME ZONE c.timezone)::date
+       (n.occurred_at AT TIME ZONE c.timezone)::date, false
 FROM batch_new n
 JOIN campaigns c ON n.indicator = ANY (c.indicators)
                 AND n.occurred_at >= c.starts_at AND n.occurred_at <= c.deadline
 WHERE n.counted
+UNION ALL
+SELECT c.id, e.unit, e.indicator, e.kind, -e.value, e.occurred_at, e.event_id,
+       (e.occurred_at AT TIME ZONE c.timezone)::date, true
+FROM batch_dethroned d
+JOIN events e ON e.event_id = d.event_id
+JOIN campaigns c ON e.indicator = ANY (c.indicators)
+                AND e.occurred_at >= c.starts_at AND e.occurred_at <= c.deadline
 """
 UPSERT_DAILY = """
 INSERT INTO daily_counts AS d (campaign_id, unit, indicator, day, increments, events)
 SELECT campaign_id, unit, indicator, day,
-       coalesce(sum(value) FILTER (WHERE kind = 'increment'), 0), count(*)
+       coalesce(sum(value) FILTER (WHERE kind = 'increment'), 0),
+       count(*) FILTER (WHERE NOT adjustment)
 FROM batch_applied
 GROUP BY 1, 2, 3, 4
 ORDER BY 1, 2, 3, 4
@@ -108,7 +168,8 @@ SELECT_KEYS = """
 INSERT INTO batch_keys (campaign_id, unit, indicator, old_own, resnapped, last_at)
 SELECT p.campaign_id, p.unit, p.indicator,
        coalesce(p.snap_value, p.own_baseline) + p.incr_after, false, k.last_at
-FROM (SELECT campaign_id, unit, indicator, max(occurred_at) AS last_at
+FROM (SELECT campaign_id, unit, indicator,
+             max(occurred_at) FILTER (WHERE NOT adjustment) AS last_at
       FROM batch_applied GROUP BY 1, 2, 3) k
 JOIN progress p USING (campaign_id, unit, indicator)
 ORDER BY 1, 2, 3
@@ -245,6 +306,12 @@ async def apply_staged(conn: Connection) -> BatchOutcome:
     new_events = int(str(status).rsplit(" ", 1)[-1])
     if new_events == 0:
         return BatchOutcome(0, [])
+    if await conn.fetchval("SELECT count(*) FROM batch_new WHERE subject IS NOT NULL"):
+        await conn.execute(STAGE_SUBJECTS)
+        await conn.execute(LOCK_SUBJECTS)
+        await conn.execute(FIND_DETHRONED)
+        await conn.execute(MARK_SUBJECT_DUPLICATES)
+        await conn.execute(UPSERT_SUBJECT_WINNERS)
     await conn.execute(SELECT_APPLIED)
     await conn.execute(UPSERT_DAILY)
     await conn.execute(ENSURE_PROGRESS_ROWS)
@@ -382,6 +449,12 @@ WHERE p.campaign_id = s.campaign_id AND p.unit = s.unit AND p.indicator = s.indi
 INSERT_AUDIT = "INSERT INTO audit_log (actor, action, subject, details) VALUES ($1, $2, $3, $4)"
 
 # -- reading progress ---------------------------------------------------------------------
+SELECT_PROGRESS_OF = """
+SELECT p.*, u.name AS unit_name, u.level, u.parent_code
+FROM progress p JOIN units u ON u.code = p.unit
+WHERE p.campaign_id = $1 AND p.indicator = $2 AND p.unit = ANY ($3::text[])
+"""
+SELECT_LEVEL = "SELECT code FROM units WHERE level = $1 ORDER BY code"
 SELECT_PROGRESS = """
 SELECT p.*, u.name AS unit_name, u.level, u.parent_code
 FROM progress p JOIN units u ON u.code = p.unit

@@ -184,3 +184,103 @@ async def test_per_unit_metrics_stop_at_the_configured_level(pipeline):
 
     text = await eventually(exported)
     assert 'unit="00004"' not in text
+
+
+async def test_a_citizen_counts_once_and_a_late_earlier_event_moves_the_count(pipeline):
+    ingest, aggregator = pipeline
+    citizen = "ab" * 32
+    base = datetime.now(UTC) - timedelta(hours=6)
+
+    def subject_event(event_id: str, unit: str, hours: int) -> dict[str, object]:
+        return {
+            "event_id": event_id,
+            "unit": unit,
+            "indicator": "cccd_collected",
+            "subject": citizen,
+            "occurred_at": (base + timedelta(hours=hours)).isoformat(),
+        }
+
+    await post(ingest, [subject_event("s-late", "00004", 3)])
+    await until_value(aggregator, "00004", 1)
+    await post(ingest, [subject_event("s-later", "00007", 4)])  # the same citizen again
+    await post(ingest, [subject_event("s-early", "00010", 1)])  # earlier, arriving last
+    await until_value(aggregator, "00010", 1)
+    assert (await value_of(aggregator, "00004"))["value"] == 0
+    assert (await value_of(aggregator, "00007"))["value"] == 0
+    assert (await value_of(aggregator, "01"))["value"] == 1
+    # both orders of the same two events in one batch give the same result
+    other = "cd" * 32
+    await post(
+        ingest,
+        [
+            {**subject_event("t-2", "00004", 2), "subject": other},
+            {**subject_event("t-1", "00007", 1), "subject": other},
+        ],
+    )
+    await until_value(aggregator, "00007", 1)
+    assert (await value_of(aggregator, "01"))["value"] == 2
+
+
+async def test_leaderboard_ranks_by_pct_then_pace_then_code_and_exports(pipeline):
+    import csv
+    import io
+
+    from openpyxl import load_workbook
+
+    ingest, aggregator = pipeline
+    await post(
+        ingest,
+        increments("00004", 1, "lb-a", value=300)
+        + increments("00007", 1, "lb-b", value=100)
+        + increments("00010", 1, "lb-c", value=300),
+    )
+    await until_value(aggregator, "01", 700)
+    r = await aggregator.get(
+        "/v1/campaigns/c1/leaderboard", params={"level": 3, "indicator": "cccd_collected"}
+    )
+    assert r.status_code == 200, r.text
+    board = r.json()
+    assert board["total"] == 3
+    # 00004 and 00010 tie on pct and pace: the code breaks the tie
+    assert [(row["rank"], row["unit"]["code"]) for row in board["rows"]] == [
+        (1, "00004"),
+        (2, "00010"),
+        (3, "00007"),
+    ]
+    assert board["rows"][0]["pct"] == pytest.approx(30.0)
+    page = (
+        await aggregator.get(
+            "/v1/campaigns/c1/leaderboard",
+            params={"level": 3, "indicator": "cccd_collected", "limit": 1, "offset": 2},
+        )
+    ).json()
+    assert [row["unit"]["code"] for row in page["rows"]] == ["00007"]
+    districts = (
+        await aggregator.get(
+            "/v1/campaigns/c1/leaderboard", params={"level": 2, "indicator": "cccd_collected"}
+        )
+    ).json()["rows"]
+    assert [(d["unit"]["code"], d["children_total"]) for d in districts] == [("002", 1), ("001", 2)]
+
+    exported = await aggregator.get(
+        "/v1/campaigns/c1/leaderboard",
+        params={"level": 3, "indicator": "cccd_collected", "format": "csv"},
+    )
+    assert exported.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(exported.content.decode("utf-8-sig"))))
+    assert [(row["rank"], row["code"], row["value"]) for row in rows] == [
+        ("1", "00004", "300"),
+        ("2", "00010", "300"),
+        ("3", "00007", "100"),
+    ]
+    xlsx = await aggregator.get(
+        "/v1/campaigns/c1/leaderboard",
+        params={"level": 3, "indicator": "cccd_collected", "format": "xlsx"},
+    )
+    sheet = load_workbook(io.BytesIO(xlsx.content)).active
+    assert [sheet.cell(row=i, column=2).value for i in (3, 4, 5)] == ["00004", "00010", "00007"]
+
+    bad = await aggregator.get(
+        "/v1/campaigns/c1/leaderboard", params={"level": 3, "indicator": "pid_verified"}
+    )
+    assert bad.status_code == 422

@@ -1,0 +1,171 @@
+"""What counts (SPEC §5), as pure functions: the reference the aggregator's SQL implements.
+
+Two forms of the same semantics:
+- `own_values` computes every unit's own value at a moment from the full set of events;
+- `Ledger` applies events one at a time, in any order, with any duplicates, the way the
+  aggregator applies batches (latest snapshot + increments after it, subject dedup that
+  moves the count when an earlier event arrives late). The property tests check that the
+  two always agree; the end-to-end tests check the database against `own_values`.
+"""
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from tiendo.event import Event, Kind
+from tiendo.rollup import subtree_sums
+
+Key = tuple[str, str]  # (unit, indicator)
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A campaign's counting window; events outside it are kept but do not count."""
+
+    starts_at: datetime
+    deadline: datetime
+
+    def counts(self, at: datetime) -> bool:
+        return self.starts_at <= at <= self.deadline
+
+
+def _order(e: Event) -> tuple[datetime, str]:
+    return (e.occurred_at, e.event_id)
+
+
+def subject_winners(events: Iterable[Event]) -> set[str]:
+    """event_ids of the earliest event of each (indicator, subject): the only ones counted."""
+    first: dict[tuple[str, str], Event] = {}
+    for e in events:
+        if e.subject is None or e.kind is not Kind.INCREMENT:
+            continue
+        key = (e.indicator, e.subject)
+        if key not in first or _order(e) < _order(first[key]):
+            first[key] = e
+    return {e.event_id for e in first.values()}
+
+
+def counted(events: Iterable[Event]) -> list[Event]:
+    """Distinct events (first of each event_id) minus subject duplicates."""
+    unique: dict[str, Event] = {}
+    for e in events:
+        unique.setdefault(e.event_id, e)
+    winners = subject_winners(unique.values())
+    return [e for e in unique.values() if e.subject is None or e.event_id in winners]
+
+
+def own_values(
+    events: Iterable[Event], window: Window, baselines: Mapping[Key, int], at: datetime
+) -> dict[Key, int]:
+    """Each (unit, indicator)'s own value at `at` (clamped to the deadline), from scratch."""
+    at = min(at, window.deadline)
+    inside = [e for e in counted(events) if window.counts(e.occurred_at) and e.occurred_at <= at]
+    latest: dict[Key, Event] = {}
+    for e in inside:
+        if e.kind is Kind.SNAPSHOT:
+            key = (e.unit, e.indicator)
+            if key not in latest or _order(e) > _order(latest[key]):
+                latest[key] = e
+    values: dict[Key, int] = dict(baselines)
+    for key, snap in latest.items():
+        values[key] = snap.value
+    for e in inside:
+        if e.kind is Kind.INCREMENT:
+            key = (e.unit, e.indicator)
+            snap = latest.get(key)
+            if snap is None or e.occurred_at > snap.occurred_at:
+                values[key] = values.get(key, 0) + e.value
+    return values
+
+
+def rolled_up(
+    own: Mapping[Key, int], parents: Mapping[str, str | None], indicators: Iterable[str]
+) -> dict[Key, int]:
+    """Subtree values for every unit of the tree and each indicator."""
+    out: dict[Key, int] = {}
+    for indicator in indicators:
+        totals = subtree_sums(parents, {u: v for (u, i), v in own.items() if i == indicator})
+        out.update({(unit, indicator): v for unit, v in totals.items()})
+    return out
+
+
+@dataclass
+class _Own:
+    baseline: int = 0
+    snapshot: Event | None = None
+    increments_after: int = 0
+
+    @property
+    def value(self) -> int:
+        base = self.snapshot.value if self.snapshot is not None else self.baseline
+        return base + self.increments_after
+
+
+@dataclass
+class Ledger:
+    """Incremental counting, event by event, as the aggregator does it (live, `at` = now).
+
+    It keeps what the database keeps: every event once, the winner of each subject, and per
+    (unit, indicator) the latest snapshot and the sum of counted increments after it.
+    """
+
+    window: Window
+    baselines: Mapping[Key, int] = field(default_factory=dict)
+    events: dict[str, Event] = field(default_factory=dict)
+    counted_ids: set[str] = field(default_factory=set)
+    winners: dict[tuple[str, str], Event] = field(default_factory=dict)
+    own: dict[Key, _Own] = field(default_factory=dict)
+
+    def _slot(self, key: Key) -> _Own:
+        if key not in self.own:
+            self.own[key] = _Own(baseline=self.baselines.get(key, 0))
+        return self.own[key]
+
+    def _count(self, e: Event, sign: int) -> None:
+        """Add (or, sign −1, withdraw) a counted increment."""
+        if not self.window.counts(e.occurred_at):
+            return
+        slot = self._slot((e.unit, e.indicator))
+        if slot.snapshot is None or e.occurred_at > slot.snapshot.occurred_at:
+            slot.increments_after += sign * e.value
+
+    def apply(self, e: Event) -> bool:
+        """Apply one delivery; False when its event_id was already applied."""
+        if e.event_id in self.events:
+            return False
+        self.events[e.event_id] = e
+        if e.kind is Kind.SNAPSHOT:
+            self.counted_ids.add(e.event_id)
+            if not self.window.counts(e.occurred_at):
+                return True
+            key = (e.unit, e.indicator)
+            slot = self._slot(key)
+            if slot.snapshot is None or _order(e) > _order(slot.snapshot):
+                slot.snapshot = e
+                slot.increments_after = sum(
+                    x.value
+                    for x in self.events.values()
+                    if (x.unit, x.indicator) == key
+                    and x.kind is Kind.INCREMENT
+                    and x.event_id in self.counted_ids
+                    and self.window.counts(x.occurred_at)
+                    and x.occurred_at > e.occurred_at
+                )
+            return True
+        if e.subject is not None:
+            subject = (e.indicator, e.subject)
+            previous = self.winners.get(subject)
+            if previous is not None and _order(previous) < _order(e):
+                return True  # a later duplicate of a counted subject
+            if previous is not None:
+                self.counted_ids.discard(previous.event_id)
+                self._count(previous, -1)
+            self.winners[subject] = e
+        self.counted_ids.add(e.event_id)
+        self._count(e, +1)
+        return True
+
+    def own_values(self) -> dict[Key, int]:
+        values = dict(self.baselines)
+        values.update({key: slot.value for key, slot in self.own.items()})
+        return values
