@@ -72,8 +72,8 @@ def own_values(
     for e in inside:
         if e.kind is Kind.INCREMENT:
             key = (e.unit, e.indicator)
-            snap = latest.get(key)
-            if snap is None or e.occurred_at > snap.occurred_at:
+            covering = latest.get(key)
+            if covering is None or e.occurred_at > covering.occurred_at:
                 values[key] = values.get(key, 0) + e.value
     return values
 
