@@ -18,6 +18,24 @@ class TopicSpec:
     name: str
     partitions: int
     compacted: bool = False
+    # The event topics are the system of record a rebuild replays: never expire them.
+    keep_forever: bool = False
+
+    def configs(self) -> dict[str, str]:
+        configs: dict[str, str] = {}
+        if self.compacted:
+            configs |= {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"}
+        if self.keep_forever:
+            configs["retention.ms"] = "-1"
+        return configs
+
+
+def event_topics(events: str, dead_letters: str, partitions: int) -> list[TopicSpec]:
+    """`progress-events` and its dead-letter topic, kept forever."""
+    return [
+        TopicSpec(events, partitions, keep_forever=True),
+        TopicSpec(dead_letters, 1, keep_forever=True),
+    ]
 
 
 async def ensure_topics(
@@ -45,11 +63,7 @@ async def ensure_topics(
                                 name=t.name,
                                 num_partitions=t.partitions,
                                 replication_factor=1,
-                                topic_configs=(
-                                    {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"}
-                                    if t.compacted
-                                    else {}
-                                ),
+                                topic_configs=t.configs(),
                             )
                             for t in missing
                         ]

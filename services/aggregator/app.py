@@ -32,7 +32,7 @@ from services.aggregator.settings import AggregatorSettings
 from services.aggregator.snapshot import unit_figures
 from tiendo.clock import Clock, SystemClock
 from tiendo.database import create_pool, migrate
-from tiendo.kafka import TopicSpec, ensure_topics, reliable_producer
+from tiendo.kafka import TopicSpec, ensure_topics, event_topics, reliable_producer
 from tiendo.logs import get_logger
 from tiendo.web import (
     RequestIdMiddleware,
@@ -80,9 +80,12 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
             await ensure_topics(
                 settings.kafka_bootstrap,
                 [
-                    TopicSpec(settings.topic_events, settings.topic_partitions),
+                    *event_topics(
+                        settings.topic_events,
+                        settings.topic_dead_letters,
+                        settings.topic_partitions,
+                    ),
                     TopicSpec(settings.topic_progress, settings.topic_partitions, compacted=True),
-                    TopicSpec(settings.topic_dead_letters, 1),
                 ],
                 wait_seconds=120,
             )

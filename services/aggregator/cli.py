@@ -1,14 +1,47 @@
-"""`tiendo aggregator …`: run the service."""
+"""`tiendo aggregator …`: run the service, import spreadsheets, rebuild, dead letters."""
 
 import argparse
+import asyncio
+import os
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+from tqdm import tqdm
 
 from services.aggregator.settings import AggregatorSettings
 
 
 def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    parser = sub.add_parser("aggregator", help="the aggregator service")
+    parser = sub.add_parser("aggregator", help="the aggregator service and its admin tasks")
     cmds = parser.add_subparsers(dest="command", required=True)
     cmds.add_parser("serve", help="run consumer and HTTP API").set_defaults(func=_serve)
+
+    imp = cmds.add_parser("import", help="import units or targets from CSV/XLSX via the API")
+    imp.add_argument("what", choices=["units", "targets"])
+    imp.add_argument("file", type=Path)
+    imp.add_argument("--campaign", help="campaign id (targets)")
+    imp.add_argument(
+        "--url", default=os.environ.get("TIENDO_AGGREGATOR_URL", "http://127.0.0.1:8002")
+    )
+    imp.set_defaults(func=lambda a: sys.exit(asyncio.run(_import(a))))
+
+    reb = cmds.add_parser("rebuild", help="recompute every counter from the events topic")
+    reb.add_argument(
+        "--since",
+        type=datetime.fromisoformat,
+        help="RFC 3339: replay from this moment only (default: from the start)",
+    )
+    reb.set_defaults(func=lambda a: asyncio.run(_rebuild(a)))
+
+    dl = cmds.add_parser("dead-letters", help="list events that could not be applied")
+    dl.add_argument("--all", action="store_true", help="include re-driven ones")
+    dl.add_argument("--limit", type=int, default=100)
+    dl.set_defaults(func=lambda a: asyncio.run(_dead_letters(a)))
+    rd = cmds.add_parser("redrive", help="publish dead letters again once the cause is fixed")
+    rd.add_argument("--limit", type=int, default=10_000)
+    rd.set_defaults(func=lambda a: asyncio.run(_redrive(a)))
 
 
 def _serve(_: argparse.Namespace) -> None:
@@ -17,3 +50,102 @@ def _serve(_: argparse.Namespace) -> None:
 
     settings = AggregatorSettings()
     serve(create_app(settings), settings)
+
+
+async def import_file(
+    client: httpx.AsyncClient, what: str, path: Path, campaign: str | None, admin_token: str
+) -> list[str]:
+    """Validate every row, then send the whole file in one request (all or nothing).
+    Returns the problems (empty when imported)."""
+    from services.aggregator import importing
+
+    rows = list(importing.read_rows(path))
+    with tqdm(
+        total=len(rows), desc=f"checking {path.name}", unit="row", disable=len(rows) < 2000
+    ) as bar:
+        if what == "units":
+            units, errors = importing.parse_units(rows, bar.update)
+            body: list[dict[str, object]] = [u.model_dump(mode="json") for u in units]
+            url = "/v1/units"
+        else:
+            if not campaign:
+                return ["--campaign is required to import targets"]
+            targets, errors = importing.parse_targets(rows, bar.update)
+            body = [t.model_dump(mode="json") for t in targets]
+            url = f"/v1/campaigns/{campaign}/targets"
+    if errors:
+        return [str(e) for e in errors] + [f"{len(errors)} problem(s); nothing was imported"]
+    response = await client.put(url, json=body, headers={"Authorization": f"Bearer {admin_token}"})
+    if response.status_code != 200:
+        return [
+            f"the server refused the file ({response.status_code}): {response.text}",
+            "nothing was imported",
+        ]
+    return []
+
+
+async def _import(args: argparse.Namespace) -> int:
+    settings = AggregatorSettings()
+    async with httpx.AsyncClient(base_url=args.url, timeout=300) as client:
+        problems = await import_file(
+            client, args.what, args.file, args.campaign, settings.admin_token
+        )
+    for p in problems:
+        print(p, file=sys.stderr)  # noqa: T201
+    if not problems:
+        print(f"imported {args.file}")  # noqa: T201
+    return 1 if problems else 0
+
+
+async def _rebuild(args: argparse.Namespace) -> None:
+    from services.aggregator.rebuild import rebuild
+    from tiendo.logs import configure_logging
+
+    settings = AggregatorSettings()
+    configure_logging(settings.log_level, json=settings.environment == "production")
+    report = await rebuild(settings, args.since)
+    print(  # noqa: T201 - CLI output
+        f"rebuilt {report.events} events from {report.records} records "
+        f"in {report.seconds:.1f} s ({report.events_per_second:,.0f} records/s)"
+    )
+
+
+async def _dead_letters(args: argparse.Namespace) -> None:
+    from services.aggregator import deadletters
+    from tiendo.database import create_pool
+
+    pool = await create_pool(AggregatorSettings().database_url, max_size=1)
+    try:
+        async with pool.acquire() as conn:
+            letters = await deadletters.pending(conn, include_redriven=args.all, limit=args.limit)
+    finally:
+        await pool.close()
+    for d in letters:
+        print(  # noqa: T201 - CLI output
+            f"{d.partition}:{d.offset}\t{d.created_at:%Y-%m-%d %H:%M}\t"
+            f"{d.event_id or '-'}\t{d.reason}"
+            + (f"\tre-driven {d.redriven_at:%Y-%m-%d %H:%M}" if d.redriven_at else "")
+        )
+
+
+async def _redrive(args: argparse.Namespace) -> None:
+    from services.aggregator import deadletters
+    from tiendo.database import create_pool
+    from tiendo.kafka import reliable_producer
+
+    settings = AggregatorSettings()
+    pool = await create_pool(settings.database_url, max_size=1)
+    producer = reliable_producer(settings.kafka_bootstrap, client_id="tiendo-redrive")
+    await producer.start()
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            letters = await deadletters.pending(conn, limit=args.limit)
+            sent, skipped = await deadletters.redrive(
+                conn, producer, settings.topic_events, letters
+            )
+    finally:
+        await producer.stop()
+        await pool.close()
+    print(f"re-driven {sent}; skipped {len(skipped)}")  # noqa: T201
+    for s in skipped:
+        print(f"  skipped {s}")  # noqa: T201

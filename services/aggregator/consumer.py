@@ -8,7 +8,6 @@ changes nothing because every event_id is applied once (the events table's prima
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -79,14 +78,16 @@ class Applier:
         producer: AIOKafkaProducer,
         metrics: AggregatorMetrics,
         clock: Clock,
-        after_commit: Callable[[], Awaitable[None]] | None = None,
+        *,
+        publish_feed: bool = True,
     ) -> None:
         self._settings = settings
         self._pool = pool
         self._producer = producer
         self._metrics = metrics
         self._clock = clock
-        self._after_commit = after_commit
+        # A rebuild publishes the whole feed once at the end instead of after every batch.
+        self._publish_feed = publish_feed
         self.applied_batches = 0
 
     async def run(self) -> None:
@@ -175,7 +176,7 @@ class Applier:
             await repository.save_offsets(
                 conn, self._settings.group_id, self._settings.topic_events, next_offsets
             )
-            changed_rows = await feed.load_rows(conn, outcome.changed)
+            changed_rows = await feed.load_rows(conn, outcome.changed) if self._publish_feed else []
         committed_at = self._clock.now()
         self.applied_batches += 1
         m = self._metrics
@@ -193,8 +194,6 @@ class Applier:
         )
         if changed_rows:
             await self._publish(changed_rows, committed_at)
-        if self._after_commit is not None:
-            await self._after_commit()
 
     async def _dead_letter(self, conn: Any, dead: list[DeadLetter]) -> None:
         # Into the topic first (acknowledged), then recorded with the offsets: a crash in

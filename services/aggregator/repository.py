@@ -5,8 +5,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import asyncpg
-
 from tiendo.database import Connection
 
 # -- applying a batch ---------------------------------------------------------------------
@@ -349,10 +347,16 @@ async def save_dead_letter(
     await conn.execute(INSERT_DEAD_LETTER, topic, partition, offset, event_id, reason, payload)
 
 
-async def load_dead_letters(conn: Connection, limit: int) -> list[asyncpg.Record]:
-    return list(
-        await conn.fetch("SELECT * FROM dead_letters ORDER BY created_at DESC LIMIT $1", limit)
-    )
+SELECT_DEAD_LETTERS = """
+SELECT * FROM dead_letters
+WHERE $1 OR redriven_at IS NULL
+ORDER BY created_at, partition, kafka_offset
+LIMIT $2
+"""
+MARK_REDRIVEN = """
+UPDATE dead_letters SET redriven_at = now()
+WHERE topic = $1 AND partition = $2 AND kafka_offset = $3
+"""
 
 
 # -- reference data (admin) ---------------------------------------------------------------
@@ -539,3 +543,74 @@ async def values_as_of(
 ) -> dict[str, ValueAt]:
     rows = await conn.fetch(VALUES_AS_OF, list(roots), campaign_id, indicator, starts_at, at)
     return {r["root"]: ValueAt(r["value"], r["last_event_at"]) for r in rows}
+
+
+# -- rebuild: every counter recomputed from the stored events ---------------------------
+LOCK_REBUILD = "SELECT pg_advisory_lock(7301118)"
+UNLOCK_REBUILD = "SELECT pg_advisory_unlock(7301118)"
+DELETE_EVENTS_FROM = """
+DELETE FROM events e
+USING unnest($1::int[], $2::bigint[]) AS f (partition, first_offset)
+WHERE e.kafka_partition = f.partition AND e.kafka_offset >= f.first_offset
+"""
+RECOUNT_SUBJECTS = """
+TRUNCATE subjects;
+INSERT INTO subjects (indicator, subject, event_id, occurred_at, unit)
+SELECT DISTINCT ON (indicator, subject) indicator, subject, event_id, occurred_at, unit
+FROM events
+WHERE subject IS NOT NULL AND kind = 'increment'
+ORDER BY indicator, subject, occurred_at, event_id;
+UPDATE events e
+SET counted = (e.subject IS NULL OR e.kind <> 'increment'
+               OR EXISTS (SELECT 1 FROM subjects s WHERE s.event_id = e.event_id))
+WHERE e.subject IS NOT NULL;
+"""
+RECOUNT_DAILY = """
+DELETE FROM daily_counts;
+INSERT INTO daily_counts (campaign_id, unit, indicator, day, increments, events)
+SELECT c.id, e.unit, e.indicator, (e.occurred_at AT TIME ZONE c.timezone)::date,
+       coalesce(sum(e.value) FILTER (WHERE e.kind = 'increment'), 0), count(*)
+FROM events e
+JOIN campaigns c ON e.indicator = ANY (c.indicators)
+                AND e.occurred_at >= c.starts_at AND e.occurred_at <= c.deadline
+WHERE e.counted
+GROUP BY 1, 2, 3, 4;
+"""
+RECOUNT_OWN = """
+UPDATE progress SET snap_at = NULL, snap_event_id = NULL, snap_value = NULL, incr_after = 0,
+                    own_last_event_at = NULL;
+WITH snaps AS (
+    SELECT DISTINCT ON (c.id, e.unit, e.indicator)
+           c.id AS campaign_id, e.unit, e.indicator, e.occurred_at, e.event_id, e.value
+    FROM events e
+    JOIN campaigns c ON e.indicator = ANY (c.indicators)
+                    AND e.occurred_at >= c.starts_at AND e.occurred_at <= c.deadline
+    WHERE e.kind = 'snapshot'
+    ORDER BY c.id, e.unit, e.indicator, e.occurred_at DESC, e.event_id DESC
+)
+UPDATE progress p SET snap_at = s.occurred_at, snap_event_id = s.event_id, snap_value = s.value
+FROM snaps s
+WHERE p.campaign_id = s.campaign_id AND p.unit = s.unit AND p.indicator = s.indicator;
+WITH own AS (
+    SELECT p.campaign_id, p.unit, p.indicator,
+           coalesce(sum(e.value) FILTER (
+               WHERE e.kind = 'increment' AND (p.snap_at IS NULL OR e.occurred_at > p.snap_at)
+           ), 0) AS incr_after,
+           max(e.occurred_at) AS last_at
+    FROM events e
+    JOIN campaigns c ON e.indicator = ANY (c.indicators)
+                    AND e.occurred_at >= c.starts_at AND e.occurred_at <= c.deadline
+    JOIN progress p ON p.campaign_id = c.id AND p.unit = e.unit AND p.indicator = e.indicator
+    WHERE e.counted
+    GROUP BY 1, 2, 3
+)
+UPDATE progress p SET incr_after = o.incr_after, own_last_event_at = o.last_at
+FROM own o
+WHERE p.campaign_id = o.campaign_id AND p.unit = o.unit AND p.indicator = o.indicator;
+"""
+SET_OFFSET = """
+INSERT INTO consumer_offsets (group_id, topic, partition, next_offset)
+VALUES ($1, $2, $3, $4)
+ON CONFLICT (group_id, topic, partition) DO UPDATE
+SET next_offset = EXCLUDED.next_offset, updated_at = now()
+"""
