@@ -19,7 +19,7 @@ UNITS_CSV = """code,name,type,level,parent_code
 def test_every_bad_unit_row_is_reported_with_its_line(tmp_path):
     path = tmp_path / "units.csv"
     path.write_text(UNITS_CSV, encoding="utf-8")
-    units, errors = parse_units(read_rows(path))
+    _, errors = parse_units(read_rows(path))
     lines = [e.line for e in errors]
     assert lines == [5, 6, 7, 9]
     assert "code" in str(errors[0])
@@ -49,7 +49,7 @@ def test_xlsx_targets_with_bad_rows(tmp_path):
     sheet.append(["00010", "cccd_collected", 90, "many"])
     path = tmp_path / "targets.xlsx"
     book.save(path)
-    targets, errors = parse_targets(read_rows(path))
+    _, errors = parse_targets(read_rows(path))
     assert [(e.line, e.message.split(":")[0]) for e in errors] == [
         (3, "target"),
         (4, "00004/cccd_collected repeats line 2"),
