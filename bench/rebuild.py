@@ -1,0 +1,145 @@
+"""Measure `tiendo aggregator rebuild` on N events of the Hà Nội demo campaign.
+
+`python -m bench.rebuild --events 1000000`: starts its own Kafka and PostgreSQL (durable
+settings, as in production) in a temporary folder, writes N encoded events to the topic,
+applies the demo reference data, then times a rebuild from the beginning. Prints the figures
+and writes them to bench/results/rebuild.json.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import shutil
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+
+from services.aggregator import admin
+from services.aggregator.rebuild import rebuild
+from services.aggregator.settings import AggregatorSettings
+from services.demo import seed
+from tiendo.database import migrate
+from tiendo.event import Event, Kind, encode
+from tiendo.kafka import ensure_topics, event_topics, reliable_producer
+from tiendo.localstack import KafkaBroker, PostgresServer, free_port
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+async def produce(bootstrap: str, topic: str, n: int, starts_at: datetime) -> float:
+    wards = [w.code for w in seed.hanoi_wards()]
+    rng = random.Random(1)
+    producer = reliable_producer(bootstrap, client_id="bench", linger_ms=20)
+    await producer.start()
+    started = time.perf_counter()
+    span = int((datetime.now(UTC) - starts_at).total_seconds())
+    pending = []
+    now = datetime.now(UTC)
+    for i in range(n):
+        unit = rng.choice(wards)
+        roll = rng.random()
+        at = starts_at + timedelta(seconds=rng.randrange(span))
+        if roll < 0.01:
+            e = Event(
+                f"b{i}",
+                unit,
+                "cccd_collected",
+                Kind.SNAPSHOT,
+                rng.randrange(500),
+                at,
+                received_at=now,
+            )
+        elif roll < 0.3:
+            e = Event(
+                f"b{i}",
+                unit,
+                "eid_activated_l2",
+                Kind.INCREMENT,
+                1,
+                at,
+                subject=f"{rng.getrandbits(256):064x}",
+                received_at=now,
+            )
+        else:
+            e = Event(
+                f"b{i}",
+                unit,
+                rng.choice(seed.INDICATORS),
+                Kind.INCREMENT,
+                rng.randint(1, 3),
+                at,
+                received_at=now,
+            )
+        pending.append(await producer.send(topic, encode(e), key=unit.encode()))
+        if len(pending) >= 20_000:
+            await asyncio.gather(*pending)
+            pending = []
+    await asyncio.gather(*pending)
+    await producer.stop()
+    return time.perf_counter() - started
+
+
+async def main(n: int) -> dict[str, object]:
+    folder = Path(tempfile.mkdtemp(prefix="tiendo-bench-"))
+    pg = PostgresServer(folder / "pg", free_port())
+    broker = KafkaBroker(folder / "kafka", free_port(), free_port())
+    pg.start()
+    broker.start()
+    try:
+        dsn = pg.create_database("tiendo")
+        conn = await asyncpg.connect(dsn)
+        for service, package in (("tiendo", "tiendo"), ("aggregator", "services.aggregator")):
+            await migrate(conn, service, package)
+        campaign = seed.demo_campaign(datetime.now(UTC))
+        async with conn.transaction():
+            await admin.upsert_units(conn, seed.hanoi_units(), "bench")
+            await admin.upsert_campaign(conn, seed.CAMPAIGN_ID, campaign, "bench")
+            await admin.upsert_targets(
+                conn, seed.CAMPAIGN_ID, seed.demo_targets(seed.hanoi_wards()), "bench"
+            )
+        settings = AggregatorSettings(database_url=dsn, kafka_bootstrap=broker.bootstrap)
+        await ensure_topics(
+            broker.bootstrap,
+            event_topics(
+                settings.topic_events, settings.topic_dead_letters, settings.topic_partitions
+            ),
+        )
+        produce_s = await produce(broker.bootstrap, settings.topic_events, n, campaign.starts_at)
+        report = await rebuild(settings)
+        assert report.events == n, report
+        city = await conn.fetchval("SELECT sum(value) FROM progress WHERE unit = '01'")
+        await conn.close()
+        return {
+            "benchmark": "rebuild",
+            "events": n,
+            "produce_seconds": round(produce_s, 1),
+            "rebuild_seconds": round(report.seconds, 1),
+            "rebuild_events_per_second": round(report.events_per_second),
+            "city_total": int(city or 0),
+            "machine": {
+                "cpus": os.cpu_count(),
+                "python": platform.python_version(),
+                "platform": platform.platform(),
+            },
+            "measured_at": datetime.now(UTC).isoformat(),
+        }
+    finally:
+        broker.stop()
+        pg.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=1_000_000)
+    args = parser.parse_args()
+    result = asyncio.run(main(args.events))
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "rebuild.json").write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))  # noqa: T201
