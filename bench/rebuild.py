@@ -142,4 +142,4 @@ if __name__ == "__main__":
     result = asyncio.run(main(args.events))
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "rebuild.json").write_text(json.dumps(result, indent=2))
-    print(json.dumps(result, indent=2))  # noqa: T201
+    print(json.dumps(result, indent=2))

@@ -136,7 +136,12 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
         pool: asyncpg.Pool = request.app.state.pool
         return pool
 
-    def require_admin(authorization: Annotated[str | None, Header()] = None) -> str:
+    def require_admin(
+        authorization: Annotated[str | None, Header()] = None,
+        x_tiendo_actor: Annotated[
+            str | None, Header(max_length=100, description="who makes the change (audit log)")
+        ] = None,
+    ) -> str:
         scheme, _, token = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(
             token.strip().encode(), settings.admin_token.encode()
@@ -146,7 +151,7 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
                 "an admin bearer token is required",
                 headers={"WWW-Authenticate": 'Bearer realm="tiendo-admin"'},
             )
-        return "admin"
+        return f"admin:{x_tiendo_actor}" if x_tiendo_actor else "admin"
 
     Pool = Annotated[asyncpg.Pool, Depends(pool_of)]
     Admin = Annotated[str, Depends(require_admin)]
