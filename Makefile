@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install dev test test-fast lint fmt proto prepare clean-local
+.PHONY: help install dev test test-fast lint fmt proto dashboards prepare bench bench-quick clean-local
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -40,8 +40,17 @@ fmt: $(STAMP) ## format and auto-fix
 proto: $(STAMP) ## regenerate the protobuf bindings from proto/
 	$(BIN)/python scripts/gen_proto.py
 
+dashboards: $(STAMP) ## generate the Grafana boards into deploy/grafana/dashboards/
+	$(BIN)/python scripts/dashboards.py
+
 prepare: $(STAMP) ## fetch the Kafka jars, initialise PostgreSQL and Kafka storage (make dev does it too)
 	$(BIN)/python -m services.devstack --prepare-only
+
+bench: $(STAMP) ## full benchmark (ceilings, ingest, apply, freshness, 10M rebuild): bench/results/latest.json
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+bench-quick: $(STAMP) ## the benchmark at small sizes (under 5 minutes)
+	$(BIN)/python -m bench.run --quick $(BENCH_ARGS)
 
 clean-local: ## delete the local Kafka and PostgreSQL data (.local/)
 	rm -rf .local/kafka .local/pg .local/demo-token
