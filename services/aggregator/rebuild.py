@@ -20,6 +20,7 @@ from services.aggregator.consumer import Applier, republish_all
 from services.aggregator.metrics import AggregatorMetrics
 from services.aggregator.settings import AggregatorSettings
 from tiendo.clock import SystemClock
+from tiendo.kafka import TopicSpec, ensure_topics, event_topics
 from tiendo.logs import get_logger
 
 log = get_logger(__name__)
@@ -51,6 +52,15 @@ async def _start_offsets(
 
 async def rebuild(settings: AggregatorSettings, since: datetime | None = None) -> RebuildReport:
     started = time.perf_counter()
+    await ensure_topics(
+        settings.kafka_bootstrap,
+        [
+            *event_topics(
+                settings.topic_events, settings.topic_dead_letters, settings.topic_partitions
+            ),
+            TopicSpec(settings.topic_progress, settings.topic_partitions, compacted=True),
+        ],
+    )
     pool = await asyncpg.create_pool(settings.database_url, min_size=2, max_size=4)
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True
