@@ -41,8 +41,12 @@ tiendo is starting (Ctrl-C stops everything). Within a minute:
   curl -s http://127.0.0.1:8002/v1/campaigns/ml01-demo/progress/01 | python3 -m json.tool
   curl -s 'http://127.0.0.1:8003/v1/alerts?state=firing' | python3 -m json.tool
 
-  Metrics: point a Prometheus at deploy/prometheus/prometheus.yml; Grafana provisioning
-  lives in deploy/grafana/ (docker compose up runs both where Docker is available).
+  Metrics: /metrics of each service. Prometheus (Debian's package) scrapes all three with
+    prometheus --config.file=deploy/prometheus/prometheus.yml --storage.tsdb.path=.local/prom
+  Grafana: provision deploy/grafana/provisioning (datasources: Prometheus uid `prometheus`,
+  PostgreSQL uid `postgres` = 127.0.0.1:5433/tiendo, user tiendo) and the boards in
+  deploy/grafana/dashboards/; docker compose up does all of it where Docker runs.
+  Boards and metrics are described in docs/metrics.md.
 """
 
 

@@ -1,5 +1,7 @@
 """HTTP plumbing the three FastAPI services share: problem+json errors, request ids, /metrics."""
 
+import logging
+import time
 import uuid
 from collections.abc import Mapping
 from http import HTTPStatus
@@ -91,8 +93,14 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, validation_error)
 
 
+# Probes and scrapes arrive every few seconds; their lines are for debugging only.
+_QUIET_PATHS = frozenset({"/metrics", "/healthz", "/readyz"})
+_log = structlog.stdlib.get_logger("tiendo.web")
+
+
 class RequestIdMiddleware:
-    """Binds a request id (the caller's X-Request-ID or a new one) to every log line."""
+    """Binds a request id (the caller's X-Request-ID or a new one) to every log line of the
+    request, returns it as X-Request-ID, and logs one line per request."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -103,16 +111,37 @@ class RequestIdMiddleware:
             return
         incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
         request_id = (
-            incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else (uuid.uuid4().hex)
+            incoming
+            if 0 < len(incoming) <= 64 and incoming.isprintable() and " " not in incoming
+            else uuid.uuid4().hex
         )
+        started = time.perf_counter()
+        status = 500
 
         async def send_with_id(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
+                status = message["status"]
                 message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
             await send(message)
 
+        path: str = scope.get("path", "")
         with structlog.contextvars.bound_contextvars(request_id=request_id):
-            await self.app(scope, receive, send_with_id)
+            try:
+                await self.app(scope, receive, send_with_id)
+            except Exception:
+                # Logged here, once, with the request id; the server's own line is dropped
+                # (tiendo.logs) and the framework answers 500.
+                _log.exception("request_failed", method=scope.get("method"), path=path)
+                raise
+            _log.log(
+                logging.DEBUG if path in _QUIET_PATHS else logging.INFO,
+                "request_handled",
+                method=scope.get("method"),
+                path=path,
+                status=status,
+                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+            )
 
 
 def add_ops_routes(app: FastAPI, registry: CollectorRegistry) -> None:

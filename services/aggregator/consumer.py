@@ -7,6 +7,7 @@ changes nothing because every event_id is applied once (the events table's prima
 """
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,6 +16,7 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
+from prometheus_client import Gauge
 
 from services.aggregator import feed, repository
 from services.aggregator.metrics import AggregatorMetrics
@@ -46,15 +48,24 @@ class SeekToStoredPositions(ConsumerRebalanceListener):  # type: ignore[misc]
     """On assignment, continue from the offsets committed with the counters."""
 
     def __init__(
-        self, consumer: AIOKafkaConsumer, pool: asyncpg.Pool, group_id: str, topic: str
+        self,
+        consumer: AIOKafkaConsumer,
+        pool: asyncpg.Pool,
+        group_id: str,
+        topic: str,
+        lag: Gauge,
     ) -> None:
+        self._lag = lag
         self._consumer = consumer
         self._pool = pool
         self._group_id = group_id
         self._topic = topic
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        return None
+        # Another replica reports these now; a stale lag here would double-count on boards.
+        for tp in revoked:
+            with contextlib.suppress(KeyError):
+                self._lag.remove(str(tp.partition))
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         async with self._pool.acquire() as conn:
@@ -105,7 +116,9 @@ class Applier:
         )
         consumer.subscribe(
             [s.topic_events],
-            listener=SeekToStoredPositions(consumer, self._pool, s.group_id, s.topic_events),
+            listener=SeekToStoredPositions(
+                consumer, self._pool, s.group_id, s.topic_events, self._metrics.lag
+            ),
         )
         try:
             await consumer.start()
@@ -170,7 +183,9 @@ class Applier:
                         u.partition, u.offset, u.event_id, u.reason, payloads[u.partition, u.offset]
                     )
                 )
-            outcome = await repository.apply_staged(conn)
+            outcome = await repository.apply_staged(
+                conn, distinct_ids=len({r[0] for r in rows}) == len(rows)
+            )
             if dead:
                 await self._dead_letter(conn, dead)
             await repository.save_offsets(

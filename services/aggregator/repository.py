@@ -76,6 +76,19 @@ WITH inserted AS (
 )
 INSERT INTO batch_new SELECT * FROM inserted
 """
+# The common case, every event_id of the batch distinct: no sort needed.
+INSERT_NEW_EVENTS_DISTINCT = """
+WITH inserted AS (
+    INSERT INTO events (event_id, unit, indicator, kind, value, occurred_at, subject,
+                        received_at, source, kafka_partition, kafka_offset)
+    SELECT event_id, unit, indicator, kind, value, occurred_at, subject,
+           received_at, source, kafka_partition, kafka_offset
+    FROM batch_in
+    ON CONFLICT (event_id) DO NOTHING
+    RETURNING *
+)
+INSERT INTO batch_new SELECT * FROM inserted
+"""
 # -- subjects: only the earliest event of each (indicator, subject) counts ---------------
 STAGE_SUBJECTS = """
 INSERT INTO batch_subjects
@@ -297,10 +310,13 @@ async def take_unappliable(conn: Connection) -> list[Unappliable]:
     ]
 
 
-async def apply_staged(conn: Connection) -> BatchOutcome:
-    """Apply what `stage` loaded: dedup, count, roll up. Returns the keys that moved."""
+async def apply_staged(conn: Connection, *, distinct_ids: bool = False) -> BatchOutcome:
+    """Apply what `stage` loaded: dedup, count, roll up. Returns the keys that moved.
+
+    `distinct_ids`: the caller knows no event_id repeats within the batch.
+    """
     await conn.execute(LOCK_APPLY)
-    status = await conn.execute(INSERT_NEW_EVENTS)
+    status = await conn.execute(INSERT_NEW_EVENTS_DISTINCT if distinct_ids else INSERT_NEW_EVENTS)
     new_events = int(str(status).rsplit(" ", 1)[-1])
     if new_events == 0:
         return BatchOutcome(0, [])

@@ -12,7 +12,7 @@ class AggregatorSettings(ServiceSettings):
     port: int = Field(8002, ge=0, le=65535, description="HTTP port")
     group_id: str = Field("tiendo-aggregator", description="Kafka consumer group")
     batch_max_records: int = Field(
-        5000, ge=1, description="most records applied in one database transaction"
+        20_000, ge=1, description="most records applied in one database transaction"
     )
     poll_timeout_ms: int = Field(200, ge=1, description="longest wait for a batch to fill")
     metrics_unit_level: int = Field(
