@@ -501,11 +501,11 @@ FROM progress p JOIN units u ON u.code = p.unit
 # per unit, the latest snapshot in [start, T] plus counted increments after it, or the
 # own baseline plus counted increments in [start, T]; then summed over the subtree.
 VALUES_AS_OF = """
-WITH roots AS (
-    SELECT unnest($1::text[]) AS root
-), members AS (
-    SELECT r.root, u.code
-    FROM roots r JOIN units u ON u.code = r.root OR r.root = ANY (u.ancestors)
+WITH members AS (
+    -- each unit under (or equal to) a requested root, via its lineage: O(units x depth)
+    SELECT lineage.code AS root, u.code
+    FROM units u CROSS JOIN LATERAL unnest(u.ancestors || u.code) AS lineage (code)
+    WHERE lineage.code = ANY ($1::text[])
 ), own_units AS (
     SELECT DISTINCT code FROM members
 ), snaps AS (
