@@ -11,21 +11,19 @@ import asyncio
 import json
 import os
 import platform
-import random
 import shutil
 import tempfile
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
 
-from services.aggregator import admin
+from bench import payloads
+from bench.world import seed_world
 from services.aggregator.rebuild import rebuild
 from services.aggregator.settings import AggregatorSettings
-from services.demo import seed
-from tiendo.database import migrate
-from tiendo.event import Event, Kind, encode
+from tiendo.event import encode
 from tiendo.kafka import ensure_topics, event_topics, reliable_producer
 from tiendo.localstack import KafkaBroker, PostgresServer, free_port
 
@@ -33,50 +31,12 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 async def produce(bootstrap: str, topic: str, n: int, starts_at: datetime) -> float:
-    wards = [w.code for w in seed.hanoi_wards()]
-    rng = random.Random(1)
     producer = reliable_producer(bootstrap, client_id="bench", linger_ms=20)
     await producer.start()
     started = time.perf_counter()
-    span = int((datetime.now(UTC) - starts_at).total_seconds())
     pending = []
-    now = datetime.now(UTC)
-    for i in range(n):
-        unit = rng.choice(wards)
-        roll = rng.random()
-        at = starts_at + timedelta(seconds=rng.randrange(span))
-        if roll < 0.01:
-            e = Event(
-                f"b{i}",
-                unit,
-                "cccd_collected",
-                Kind.SNAPSHOT,
-                rng.randrange(500),
-                at,
-                received_at=now,
-            )
-        elif roll < 0.3:
-            e = Event(
-                f"b{i}",
-                unit,
-                "eid_activated_l2",
-                Kind.INCREMENT,
-                1,
-                at,
-                subject=f"{rng.getrandbits(256):064x}",
-                received_at=now,
-            )
-        else:
-            e = Event(
-                f"b{i}",
-                unit,
-                rng.choice(seed.INDICATORS),
-                Kind.INCREMENT,
-                rng.randint(1, 3),
-                at,
-                received_at=now,
-            )
-        pending.append(await producer.send(topic, encode(e), key=unit.encode()))
+    for e in payloads.events(n, starts_at=starts_at):
+        pending.append(await producer.send(topic, encode(e), key=e.unit.encode()))
         if len(pending) >= 20_000:
             await asyncio.gather(*pending)
             pending = []
@@ -94,15 +54,7 @@ async def main(n: int) -> dict[str, object]:
     try:
         dsn = pg.create_database("tiendo")
         conn = await asyncpg.connect(dsn)
-        for service, package in (("tiendo", "tiendo"), ("aggregator", "services.aggregator")):
-            await migrate(conn, service, package)
-        campaign = seed.demo_campaign(datetime.now(UTC))
-        async with conn.transaction():
-            await admin.upsert_units(conn, seed.hanoi_units(), "bench")
-            await admin.upsert_campaign(conn, seed.CAMPAIGN_ID, campaign, "bench")
-            await admin.upsert_targets(
-                conn, seed.CAMPAIGN_ID, seed.demo_targets(seed.hanoi_wards()), "bench"
-            )
+        campaign = await seed_world(conn)
         settings = AggregatorSettings(database_url=dsn, kafka_bootstrap=broker.bootstrap)
         await ensure_topics(
             broker.bootstrap,

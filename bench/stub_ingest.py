@@ -2,16 +2,15 @@
 as the ceiling the real ingest is compared with. Benchmark-only; production code has no
 switch for it — the publisher is swapped after the app's own start-up."""
 
-import asyncio
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
-import uvicorn
 from fastapi import FastAPI
 
 from services.ingest.app import create_app
 from services.ingest.settings import IngestSettings
 from tiendo.event import Event, encode
+from tiendo.serve import serve
 
 
 class AckingPublisher:
@@ -42,15 +41,7 @@ def main() -> None:
             yield
 
     app.router.lifespan_context = lifespan
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        access_log=False,
-        loop="uvloop",
-    )
-    asyncio.run(uvicorn.Server(config).serve())
+    serve(app, settings)
 
 
 if __name__ == "__main__":

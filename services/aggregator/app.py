@@ -31,7 +31,7 @@ from services.aggregator.progress import leaderboard, progress_of
 from services.aggregator.settings import AggregatorSettings
 from services.aggregator.snapshot import unit_figures
 from tiendo.clock import Clock, SystemClock
-from tiendo.database import create_pool, migrate
+from tiendo.database import Connection, create_pool, migrate
 from tiendo.kafka import TopicSpec, ensure_topics, event_topics, reliable_producer
 from tiendo.logs import get_logger
 from tiendo.web import (
@@ -154,6 +154,20 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
         return f"admin:{x_tiendo_actor}" if x_tiendo_actor else "admin"
 
     Pool = Annotated[asyncpg.Pool, Depends(pool_of)]
+
+    def moment(as_of: datetime | None) -> datetime:
+        """The moment a read is about: `as_of` (never later than now), or now."""
+        if as_of is not None and as_of.tzinfo is None:
+            raise HTTPException(422, "as_of needs an offset")
+        now = clock.now()
+        return min(as_of, now) if as_of is not None else now
+
+    async def campaign_row(conn: Connection, campaign_id: str) -> asyncpg.Record:
+        row = await conn.fetchrow(repository.SELECT_CAMPAIGN, campaign_id)
+        if row is None:
+            raise HTTPException(404, f"no campaign {campaign_id}")
+        return row
+
     Admin = Annotated[str, Depends(require_admin)]
 
     @app.get("/readyz", tags=["ops"], summary="Database reachable")
@@ -203,9 +217,7 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
     )
     async def get_campaign(campaign_id: CampaignId, pool: Pool) -> CampaignOut:
         async with pool.acquire() as conn:
-            row = await conn.fetchrow(repository.SELECT_CAMPAIGN, campaign_id)
-        if row is None:
-            raise HTTPException(404, f"no campaign {campaign_id}")
+            row = await campaign_row(conn, campaign_id)
         return campaign_out(Campaign.from_row(row))
 
     @app.get(
@@ -223,14 +235,9 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
             datetime | None, Query(description="RFC 3339 with offset; default now")
         ] = None,
     ) -> UnitProgressOut:
-        if as_of is not None and as_of.tzinfo is None:
-            raise HTTPException(422, "as_of needs an offset")
-        now = clock.now()
-        at = min(as_of, now) if as_of is not None else now
+        at = moment(as_of)
         async with pool.acquire() as conn:
-            row = await conn.fetchrow(repository.SELECT_CAMPAIGN, campaign_id)
-            if row is None:
-                raise HTTPException(404, f"no campaign {campaign_id}")
+            row = await campaign_row(conn, campaign_id)
             unit_row = await conn.fetchrow(repository.SELECT_UNIT, unit)
             if unit_row is None:
                 raise HTTPException(404, f"no unit {unit}")
@@ -271,14 +278,9 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
             Query(description="csv and xlsx export the whole ranking for the weekly briefing"),
         ] = "json",
     ) -> Any:
-        if as_of is not None and as_of.tzinfo is None:
-            raise HTTPException(422, "as_of needs an offset")
-        now = clock.now()
-        at = min(as_of, now) if as_of is not None else now
+        at = moment(as_of)
         async with pool.acquire() as conn:
-            row = await conn.fetchrow(repository.SELECT_CAMPAIGN, campaign_id)
-            if row is None:
-                raise HTTPException(404, f"no campaign {campaign_id}")
+            row = await campaign_row(conn, campaign_id)
             campaign = Campaign.from_row(row)
             if indicator not in campaign.indicators:
                 raise HTTPException(422, f"{indicator} is not an indicator of {campaign_id}")

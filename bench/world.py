@@ -1,0 +1,30 @@
+"""The benchmark's database: migrations and the Hà Nội demo campaign, as in `make dev`."""
+
+from datetime import UTC, datetime
+
+import asyncpg
+
+from services.aggregator import admin
+from services.aggregator.admin import CampaignIn
+from services.demo import seed
+from tiendo.database import migrate
+
+SERVICES = (
+    ("tiendo", "tiendo"),
+    ("ingest", "services.ingest"),
+    ("aggregator", "services.aggregator"),
+)
+
+
+async def seed_world(conn: asyncpg.Connection) -> CampaignIn:
+    """Migrate, then load Hà Nội's units, the demo campaign and its ward targets."""
+    for service, package in SERVICES:
+        await migrate(conn, service, package)
+    campaign = seed.demo_campaign(datetime.now(UTC))
+    async with conn.transaction():
+        await admin.upsert_units(conn, seed.hanoi_units(), "bench")
+        await admin.upsert_campaign(conn, seed.CAMPAIGN_ID, campaign, "bench")
+        await admin.upsert_targets(
+            conn, seed.CAMPAIGN_ID, seed.demo_targets(seed.hanoi_wards()), "bench"
+        )
+    return campaign
