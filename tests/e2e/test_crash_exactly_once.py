@@ -14,9 +14,15 @@ import pytest
 
 from services.ingest.app import create_app as create_ingest
 from services.ingest.settings import IngestSettings
-from tests.support.stack import ServiceProcess, Topics, eventually, running, service_env
+from tests.support.stack import (
+    Topics,
+    aggregator_process,
+    eventually,
+    running,
+    until_ready,
+)
 from tests.support.world import TREE, build_world, issue_token
-from tiendo.localstack import KafkaBroker, free_port
+from tiendo.localstack import KafkaBroker
 
 EVENTS = 50_000
 START = datetime.now(UTC) - timedelta(days=20)
@@ -54,21 +60,13 @@ async def test_event_acknowledged_before_a_crash_is_counted_once(
         for code in lineage(str(e["unit"])):
             expected[code] += int(e["value"])  # type: ignore[call-overload]
 
-    aggregator = ServiceProcess(
-        "aggregator",
-        {
-            **service_env(
-                "TIENDO_AGGREGATOR_",
-                database_url=database,
-                kafka_bootstrap=kafka.bootstrap,
-                group_id=f"agg-{topics.events}",
-                port=free_port(),
-                batch_max_records=400,
-                metrics_refresh_seconds=60,
-            ),
-            **topics.env("TIENDO_AGGREGATOR_"),
-        },
+    aggregator = aggregator_process(
+        database,
+        kafka.bootstrap,
+        topics,
         tmp_path / "aggregator.log",
+        batch_max_records=400,
+        metrics_refresh_seconds=60,
     )
 
     conn = await asyncpg.connect(database)
@@ -81,11 +79,7 @@ async def test_event_acknowledged_before_a_crash_is_counted_once(
     )
     try:
         async with running(create_ingest(settings)) as ingest:
-
-            async def ready():
-                assert (await ingest.get("/readyz")).status_code == 200
-
-            await eventually(ready)
+            await until_ready(ingest)
             aggregator.start()
             kills = 0
             for i in range(0, EVENTS, 1000):

@@ -9,7 +9,7 @@ from services.aggregator.app import create_app as create_aggregator
 from services.aggregator.settings import AggregatorSettings
 from services.ingest.app import create_app as create_ingest
 from services.ingest.settings import IngestSettings
-from tests.support.stack import Topics, eventually, running
+from tests.support.stack import Topics, eventually, running, until_ready
 from tests.support.world import build_world, issue_token
 from tiendo.localstack import KafkaBroker
 
@@ -44,10 +44,7 @@ async def pipeline(database, kafka: KafkaBroker, topics: Topics):
     async with running(ingest_app) as ingest, running(aggregator_app) as aggregator:
         ingest.headers["Authorization"] = f"Bearer {token}"
 
-        async def ready():
-            assert (await ingest.get("/readyz")).status_code == 200
-
-        await eventually(ready)
+        await until_ready(ingest)
         yield ingest, aggregator
 
 

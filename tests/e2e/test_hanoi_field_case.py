@@ -17,7 +17,7 @@ from services.aggregator.settings import AggregatorSettings
 from services.demo.seed import hanoi_units, hanoi_wards, ward_targets
 from services.ingest.app import create_app as create_ingest
 from services.ingest.settings import IngestSettings
-from tests.support.stack import Topics, eventually, running
+from tests.support.stack import Topics, eventually, running, until_ready
 from tests.support.world import issue_token
 from tiendo.localstack import KafkaBroker
 
@@ -121,11 +121,7 @@ async def test_hanoi_2023_figures_are_reproduced(database, kafka: KafkaBroker, t
             create_aggregator(AggregatorSettings(**common, group_id=f"agg-{topics.events}"))
         ) as aggregator,
     ):
-
-        async def ready():
-            assert (await ingest.get("/readyz")).status_code == 200
-
-        await eventually(ready)
+        await until_ready(ingest)
         for i in range(0, len(events), 1000):
             r = await ingest.post(
                 "/v1/events",

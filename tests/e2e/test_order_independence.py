@@ -12,11 +12,17 @@ import pytest
 from services.aggregator.admin import UnitIn
 from services.ingest.app import create_app as create_ingest
 from services.ingest.settings import IngestSettings
-from tests.support.stack import ServiceProcess, Topics, eventually, running, service_env
+from tests.support.stack import (
+    Topics,
+    aggregator_process,
+    eventually,
+    running,
+    until_ready,
+)
 from tests.support.world import build_world, issue_token
 from tiendo.counting import Window, own_values, rolled_up
 from tiendo.event import Event, Kind
-from tiendo.localstack import KafkaBroker, free_port
+from tiendo.localstack import KafkaBroker
 
 EVENTS = 200_000
 START = datetime.now(UTC) - timedelta(days=30)
@@ -119,20 +125,8 @@ async def test_shuffled_duplicated_campaign_with_crashes_matches_recomputation(
             batches.append([])
         batches[-1].append(e)
 
-    aggregator = ServiceProcess(
-        "aggregator",
-        {
-            **service_env(
-                "TIENDO_AGGREGATOR_",
-                database_url=database,
-                kafka_bootstrap=kafka.bootstrap,
-                group_id=f"agg-{topics.events}",
-                port=free_port(),
-                metrics_refresh_seconds=600,
-            ),
-            **topics.env("TIENDO_AGGREGATOR_"),
-        },
-        tmp_path / "aggregator.log",
+    aggregator = aggregator_process(
+        database, kafka.bootstrap, topics, tmp_path / "aggregator.log", metrics_refresh_seconds=600
     )
 
     async def applied() -> int:
@@ -143,11 +137,7 @@ async def test_shuffled_duplicated_campaign_with_crashes_matches_recomputation(
     )
     try:
         async with running(create_ingest(settings)) as ingest:
-
-            async def ready():
-                assert (await ingest.get("/readyz")).status_code == 200
-
-            await eventually(ready)
+            await until_ready(ingest)
             aggregator.start()
             kills = 0
             for n, batch in enumerate(batches):

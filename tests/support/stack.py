@@ -108,3 +108,29 @@ class ServiceProcess:
 
 def service_env(prefix: str, **values: Any) -> dict[str, str]:
     return {f"{prefix}{k.upper()}": str(v) for k, v in values.items()}
+
+
+async def until_ready(client: httpx.AsyncClient, timeout: float = 60.0) -> None:
+    """Wait for a service's /readyz to answer 200."""
+
+    async def ready() -> None:
+        assert (await client.get("/readyz")).status_code == 200
+
+    await eventually(ready, timeout=timeout)
+
+
+def aggregator_process(
+    database: str, bootstrap: str, topics: Topics, log: Path, **settings: Any
+) -> ServiceProcess:
+    """The aggregator as a child process on a free port, for kill -9 tests."""
+    from tiendo.localstack import free_port
+
+    values = {
+        "database_url": database,
+        "kafka_bootstrap": bootstrap,
+        "group_id": f"agg-{topics.events}",
+        "port": free_port(),
+        **settings,
+    }
+    env = {**service_env("TIENDO_AGGREGATOR_", **values), **topics.env("TIENDO_AGGREGATOR_")}
+    return ServiceProcess("aggregator", env, log)
