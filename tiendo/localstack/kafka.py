@@ -12,13 +12,13 @@ import signal
 import socket
 import struct
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
-from tiendo.localstack.net import log_tail
+from tiendo.localstack.server import ServerProcess
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy" / "kafka"
@@ -195,8 +195,10 @@ def broker_properties(
 
 
 @dataclass
-class KafkaBroker:
+class KafkaBroker(ServerProcess):
     """One combined broker+controller; `data_dir` holds its properties, log file and storage."""
+
+    name: ClassVar[str] = "Kafka broker"
 
     data_dir: Path
     port: int = 9092
@@ -281,10 +283,6 @@ class KafkaBroker:
         """The java command line that runs the broker in the foreground."""
         return [*self._java(), "kafka.Kafka", str(self.properties_file)]
 
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
     def start(self, timeout: float = 120.0) -> subprocess.Popen[bytes]:
         """Start in the background (output appended to data_dir/broker.log); wait until ready.
 
@@ -293,55 +291,22 @@ class KafkaBroker:
         if self.running:
             raise RuntimeError(f"Kafka broker on port {self.port} is already running")
         self.prepare()
-        with self.log_file.open("ab") as log:
-            self.process = subprocess.Popen(
-                self.command(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        try:
-            self.wait_ready(timeout)
-        except BaseException:
-            self.kill()
-            raise
-        return self.process
+        return self._launch(self.command(), self._serving, timeout)
+
+    def _serving(self) -> bool:
+        # the port opens before the broker is unfenced; a Metadata answer listing a broker
+        # means it can host topics
+        with contextlib.suppress(OSError, struct.error):
+            return alive_brokers(self.port) > 0
+        return False
 
     def wait_ready(self, timeout: float = 120.0) -> None:
         """Block until the broker is unfenced and serving requests on its port."""
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.process is not None and self.process.poll() is not None:
-                code = self.process.returncode
-                raise RuntimeError(f"Kafka broker exited with {code}:\n{log_tail(self.log_file)}")
-            with contextlib.suppress(OSError, struct.error):
-                if alive_brokers(self.port) > 0:
-                    return
-            if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"Kafka broker on port {self.port} not ready after {timeout} s:\n"
-                    f"{log_tail(self.log_file)}"
-                )
-            time.sleep(0.2)
+        self._wait(self._serving, timeout)
 
     def stop(self, timeout: float = 60.0) -> None:
         """Controlled shutdown (SIGTERM); SIGKILL when it takes longer than `timeout`."""
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process = None
-
-    def kill(self) -> None:
-        """SIGKILL, as in a crash: the next start recovers the log from disk."""
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-        self.process = None
+        self._stop(signal.SIGTERM, timeout)
 
     def exec(self) -> None:
         """Replace this process with the broker, so a process runner's signals reach it."""

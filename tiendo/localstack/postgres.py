@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import pwd
 import re
@@ -10,11 +9,11 @@ import shutil
 import signal
 import stat
 import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
-from tiendo.localstack.net import log_tail
+from tiendo.localstack.server import ServerProcess
 
 SUPERUSER = "tiendo"
 # PostgreSQL refuses to run as root; as root the server runs as this OS user instead.
@@ -64,12 +63,14 @@ def _let_os_user_reach(path: Path, uid: int, gid: int) -> None:
 
 
 @dataclass
-class PostgresServer:
+class PostgresServer(ServerProcess):
     """A cluster in `data_dir`/pgdata serving 127.0.0.1:`port`, superuser `tiendo`, trust auth.
 
     `fast` trades durability against power cuts for speed (fsync and full_page_writes off):
     a killed server still keeps every commit it acknowledged, so crash tests stay valid.
     """
+
+    name: ClassVar[str] = "PostgreSQL"
 
     data_dir: Path
     port: int = 5433
@@ -155,29 +156,14 @@ class PostgresServer:
         options = [arg for key, value in settings.items() for arg in ("-c", f"{key}={value}")]
         return self._as_owner([self._bin("postgres"), "-D", str(self.pgdata), *options])
 
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
     def start(self, timeout: float = 60.0) -> subprocess.Popen[bytes]:
         """initdb if needed, start in the background (log: data_dir/postgres.log), wait."""
         if self.running:
             raise RuntimeError(f"PostgreSQL on port {self.port} is already running")
         self.init()
-        with self.log_file.open("ab") as log:
-            self.process = subprocess.Popen(
-                self.command(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        try:
-            self.wait_ready(timeout)
-        except BaseException:
-            self.kill()
-            raise
-        return self.process
+        return self._launch(self.command(), self._accepting, timeout)
 
-    def wait_ready(self, timeout: float = 60.0) -> None:
-        """Block until the server accepts connections (crash recovery included)."""
-        deadline = time.monotonic() + timeout
+    def _accepting(self) -> bool:
         isready = [
             self._bin("pg_isready"),
             "--host=127.0.0.1",
@@ -187,42 +173,15 @@ class PostgresServer:
             "--timeout=2",
             "--quiet",
         ]
-        while True:
-            if self.process is not None and self.process.poll() is not None:
-                code = self.process.returncode
-                raise RuntimeError(f"PostgreSQL exited with {code}:\n{log_tail(self.log_file)}")
-            if subprocess.run(isready, check=False).returncode == 0:
-                return
-            if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"PostgreSQL on port {self.port} not ready after {timeout} s:\n"
-                    f"{log_tail(self.log_file)}"
-                )
-            time.sleep(0.1)
+        return subprocess.run(isready, check=False).returncode == 0
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        """Block until the server accepts connections (crash recovery included)."""
+        self._wait(self._accepting, timeout)
 
     def stop(self, timeout: float = 30.0) -> None:
         """Fast shutdown (SIGINT): roll back open transactions, checkpoint, exit."""
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        self.process = None
-
-    def kill(self) -> None:
-        """SIGKILL the postmaster and its backends, as in a crash; the next start recovers."""
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            # The whole session: a backend outliving its postmaster keeps the shared memory
-            # attached, and the next postmaster would refuse to start.
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
-        self.process = None
+        self._stop(signal.SIGINT, timeout)
 
     def create_database(self, name: str, *, template: str | None = None) -> str:
         """CREATE DATABASE `name` unless it exists (the server must be running); its DSN."""
