@@ -157,7 +157,8 @@ UPSERT_DAILY = """
 INSERT INTO daily_counts AS d (campaign_id, unit, indicator, day, increments, events)
 SELECT campaign_id, unit, indicator, day,
        coalesce(sum(value) FILTER (WHERE kind = 'increment'), 0),
-       count(*) FILTER (WHERE NOT adjustment)
+       -- a withdrawn subject winner no longer counts on its day
+       count(*) FILTER (WHERE NOT adjustment) - count(*) FILTER (WHERE adjustment)
 FROM batch_applied
 GROUP BY 1, 2, 3, 4
 ORDER BY 1, 2, 3, 4
