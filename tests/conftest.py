@@ -15,6 +15,9 @@ from tests.support.stack import Topics
 from tiendo.database import migrate
 from tiendo.localstack import KafkaBroker, PostgresServer, free_port
 
+# fixtures of the notifier's receivers (SMTP, HTTP) and harness
+pytest_plugins = ["tests.support.notifier"]
+
 MIGRATED = (
     ("tiendo", "tiendo"),
     ("ingest", "services.ingest"),

@@ -1,9 +1,14 @@
-"""The notifier: unit-progress in, alert lifecycle persisted, signed notifications out."""
+"""The notifier: unit-progress in, alert lifecycle persisted, grouped notifications out.
+
+consume `unit-progress` → store the states → evaluate those keys → plan messages →
+commit offsets; and on a clock: evaluate everything (silent units fall behind too),
+escalate, repeat, digest. The outbox delivers what the plans queued."""
 
 import asyncio
 import contextlib
+import hmac
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
@@ -12,14 +17,23 @@ import asyncpg
 import httpx
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from services.notifier import repository
-from services.notifier.channels import Channel, WebhookChannel
-from services.notifier.evaluator import Evaluator
+from services.notifier.channels import (
+    Channel,
+    ChatChannel,
+    EmailChannel,
+    WebhookChannel,
+    redact_address,
+)
+from services.notifier.evaluator import Evaluator, Summary, silenced_by
 from services.notifier.metrics import NotifierMetrics
 from services.notifier.outbox import Outbox
-from services.notifier.rules import Change
+from services.notifier.policy import Policy, PolicyOverride, effective
+from services.notifier.render import Renderer
+from services.notifier.rules import Rule, Silence
 from services.notifier.settings import NotifierSettings
 from tiendo.clock import Clock, SystemClock
 from tiendo.database import create_pool, migrate
@@ -29,9 +43,11 @@ from tiendo.logs import get_logger
 from tiendo.web import RequestIdMiddleware, add_ops_routes, install_problem_handlers
 
 log = get_logger(__name__)
+CODE = r"^[A-Za-z0-9_.-]{1,64}$"
 
 
-def _state_values(m: events_pb2.UnitProgress) -> tuple[object, ...]:
+def state_values(m: events_pb2.UnitProgress) -> tuple[object, ...]:
+    """A feed message as the parameters of `repository.UPSERT_STATE`."""
     return (
         m.campaign_id,
         m.unit,
@@ -64,27 +80,68 @@ async def _supervise(name: str, loop: Callable[[], Awaitable[None]]) -> None:
             await asyncio.sleep(2.0)
 
 
+class SilenceIn(BaseModel):
+    """Mute notifications of matching alerts until `ends_at` (they still evaluate and show)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    campaign: str | None = Field(None, pattern=CODE)
+    unit: str | None = Field(None, pattern=CODE, description="the unit and its whole subtree")
+    indicator: str | None = Field(None, pattern=r"^[a-z0-9_]{1,48}$")
+    rule: Rule | None = None
+    starts_at: datetime | None = Field(None, description="default: now")
+    ends_at: datetime
+    comment: str = Field("", max_length=500)
+    created_by: str = Field("admin", min_length=1, max_length=100)
+
+    @model_validator(mode="after")
+    def _check(self) -> "SilenceIn":
+        if not any((self.campaign, self.unit, self.indicator, self.rule)):
+            raise ValueError(
+                "a silence needs at least one matcher (campaign, unit, indicator, rule)"
+            )
+        for at in (self.starts_at, self.ends_at):
+            if at is not None and at.tzinfo is None:
+                raise ValueError("times need an offset")
+        return self
+
+
+class PolicyOut(BaseModel):
+    campaign: str
+    override: dict[str, Any]
+    effective: Policy
+
+
+def _channels(settings: NotifierSettings, client: httpx.AsyncClient) -> dict[str, Channel]:
+    channels: dict[str, Channel] = {
+        "webhook": WebhookChannel(client, settings.webhook_secret),
+        "chat": ChatChannel(timeout=settings.delivery_timeout_seconds),
+    }
+    if settings.smtp_host:
+        channels["email"] = EmailChannel(
+            settings.smtp_host,
+            settings.smtp_port,
+            settings.smtp_sender,
+            username=settings.smtp_username,
+            password=settings.smtp_password,
+            starttls=settings.smtp_starttls,
+            timeout=settings.delivery_timeout_seconds,
+        )
+    return channels
+
+
 def create_app(
     settings: NotifierSettings,
     clock: Clock | None = None,
     channels: dict[str, Channel] | None = None,
 ) -> FastAPI:
+    """The notifier. `clock` is the one source of time of the alert timeline (a
+    `ManualClock` runs it on simulated time); `channels` replaces the configured ones."""
     clock = clock or SystemClock()
     metrics = NotifierMetrics()
-    evaluator = Evaluator(settings)
+    renderer = Renderer(settings.templates_dir)
 
-    async def evaluate_rows(pool: asyncpg.Pool, rows: list[asyncpg.Record], trigger: str) -> None:
-        now = clock.now()
-        async with pool.acquire() as conn:
-            for row in rows:
-                change = await evaluator.evaluate(conn, row, now)
-                metrics.evaluations.labels(trigger).inc()
-                if change is not Change.NONE:
-                    metrics.transitions.labels("behind", change.value).inc()
-            firing = await conn.fetchval("SELECT count(*) FROM alerts WHERE state = 'firing'")
-        metrics.firing.labels("behind").set(firing)
-
-    async def consume(pool: asyncpg.Pool) -> None:
+    async def consume(pool: asyncpg.Pool, evaluator: Evaluator) -> None:
         consumer = AIOKafkaConsumer(
             settings.topic_progress,
             bootstrap_servers=settings.kafka_bootstrap,
@@ -93,8 +150,9 @@ def create_app(
             auto_offset_reset="earliest",
             enable_auto_commit=False,
         )
-        await consumer.start()
         try:
+            # inside the try: a cancel during start-up must still close the consumer
+            await consumer.start()
             while True:
                 batches = await consumer.getmany(timeout_ms=500, max_records=1000)
                 if not batches:
@@ -105,57 +163,61 @@ def create_app(
                         message = events_pb2.UnitProgress()
                         message.ParseFromString(record.value)
                         latest[record.key] = message
-                async with pool.acquire() as conn:
-                    for message in latest.values():
-                        await repository.upsert_state(conn, _state_values(message))
-                    rows = [
-                        r
-                        for m in latest.values()
-                        for r in await repository.states(conn, m.campaign_id, m.unit, m.indicator)
-                    ]
-                await evaluate_rows(pool, rows, "feed")
-                # State is stored before the commit: a crash re-reads, never skips.
+                values = [state_values(m) for m in latest.values()]
+                async with pool.acquire() as conn, conn.transaction():
+                    await repository.upsert_states(conn, values)
+                keys = [(m.campaign_id, m.unit, m.indicator) for m in latest.values()]
+                await evaluator.evaluate_at(pool, clock.now(), keys)
+                # State is stored and judged before the commit: a crash re-reads, never skips.
                 await consumer.commit()
         finally:
             await consumer.stop()
 
-    async def tick(pool: asyncpg.Pool) -> None:
+    async def tick(pool: asyncpg.Pool, evaluator: Evaluator) -> None:
         while True:
+            await evaluator.evaluate_at(pool, clock.now())
             await asyncio.sleep(settings.evaluate_every_seconds)
-            async with pool.acquire() as conn:
-                rows = await repository.states(conn)
-            await evaluate_rows(pool, rows, "clock")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        pool = await create_pool(settings.database_url, max_size=6)
+        pool = await create_pool(settings.database_url, max_size=8)
         async with pool.acquire() as conn:
             await migrate(conn, "tiendo", "tiendo")
             await migrate(conn, "notifier", "services.notifier")
         await ensure_topics(
             settings.kafka_bootstrap,
-            [
-                TopicSpec(settings.topic_progress, settings.topic_partitions, compacted=True),
-            ],
+            [TopicSpec(settings.topic_progress, settings.topic_partitions, compacted=True)],
             wait_seconds=120,
         )
-        client = httpx.AsyncClient(timeout=10.0)
+        client = httpx.AsyncClient(timeout=settings.delivery_timeout_seconds)
+        chosen = channels if channels is not None else _channels(settings, client)
+        evaluator = Evaluator(settings, renderer, chosen.keys(), metrics)
         outbox = Outbox(
             pool,
-            channels or {"webhook": WebhookChannel(client, settings.webhook_secret)},
-            clock,
+            chosen,
             metrics,
-            settings.delivery_attempts,
-            settings.delivery_poll_seconds,
+            max_attempts=settings.delivery_attempts,
+            poll_seconds=settings.delivery_poll_seconds,
+            backoff_seconds=settings.delivery_backoff_seconds,
+            backoff_max_seconds=settings.delivery_backoff_max_seconds,
+            timeout_seconds=settings.delivery_timeout_seconds,
+            lease_seconds=settings.delivery_lease_seconds,
+            concurrency=settings.delivery_concurrency,
         )
+
+        async def evaluate_at(at: datetime | None = None) -> Summary:
+            return await evaluator.evaluate_at(pool, at or clock.now())
+
         app.state.pool = pool
         app.state.outbox = outbox
+        app.state.evaluator = evaluator
+        app.state.evaluate_at = evaluate_at
         tasks = [
-            asyncio.create_task(_supervise("feed", lambda: consume(pool))),
-            asyncio.create_task(_supervise("clock", lambda: tick(pool))),
+            asyncio.create_task(_supervise("feed", lambda: consume(pool, evaluator))),
+            asyncio.create_task(_supervise("clock", lambda: tick(pool, evaluator))),
             asyncio.create_task(_supervise("outbox", outbox.run)),
         ]
-        log.info("notifier_started", port=settings.port)
+        log.info("notifier_started", port=settings.port, replica=outbox.replica)
         try:
             yield
         finally:
@@ -182,7 +244,21 @@ def create_app(
         pool: asyncpg.Pool = request.app.state.pool
         return pool
 
+    def require_admin(authorization: Annotated[str | None, Header()] = None) -> str:
+        scheme, _, token = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            token.strip().encode(), settings.admin_token.encode()
+        ):
+            raise HTTPException(
+                401,
+                "an admin bearer token is required",
+                headers={"WWW-Authenticate": 'Bearer realm="tiendo-notifier"'},
+            )
+        return "admin"
+
     Pool = Annotated[asyncpg.Pool, Depends(pool_of)]
+    Admin = Annotated[str, Depends(require_admin)]
+    CampaignId = Annotated[str, Path(pattern=CODE)]
 
     @app.get("/readyz", tags=["ops"], summary="Database reachable")
     async def readyz(pool: Pool) -> dict[str, str]:
@@ -196,31 +272,164 @@ def create_app(
         state: Literal["pending", "firing", "resolved"] | None = None,
         campaign: Annotated[str | None, Query(max_length=64)] = None,
         unit: Annotated[str | None, Query(max_length=32)] = None,
+        rule: Rule | None = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> list[dict[str, Any]]:
+        now = clock.now()
         async with pool.acquire() as conn:
-            rows = await conn.fetch(repository.SELECT_ALERTS, state, campaign, unit, limit)
-        return [_jsonable(r) for r in rows]
+            rows = await conn.fetch(
+                repository.SELECT_ALERTS, state, campaign, unit, rule.value if rule else None, limit
+            )
+            silences = [_silence(r) for r in await repository.active_silences(conn, now)]
+        out = []
+        for r in rows:
+            item = _jsonable(r)
+            ancestors: Sequence[str] = item.pop("ancestors", None) or []
+            item["silenced_by"] = (
+                silenced_by(
+                    silences, r["campaign_id"], r["unit"], ancestors, r["indicator"], r["rule"], now
+                )
+                if r["state"] != "resolved"
+                else []
+            )
+            out.append(item)
+        return out
 
     @app.get("/v1/notifications", tags=["alerts"], summary="The delivery log")
     async def list_notifications(
         pool: Pool,
-        status: Literal["pending", "delivered", "failed"] | None = None,
+        status: Literal["pending", "sending", "delivered", "failed"] | None = None,
         alert_id: Annotated[int | None, Query(ge=1)] = None,
+        recipient: Annotated[str | None, Query(max_length=64)] = None,
+        channel: Literal["email", "webhook", "chat"] | None = None,
+        kind: Literal["firing", "resolved", "repeat", "escalation", "digest"] | None = None,
+        campaign: Annotated[str | None, Query(max_length=64)] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> list[dict[str, Any]]:
         async with pool.acquire() as conn:
-            rows = await conn.fetch(repository.SELECT_NOTIFICATIONS, status, alert_id, limit)
-        return [_jsonable(r) for r in rows]
+            rows = await conn.fetch(
+                repository.SELECT_NOTIFICATIONS,
+                status,
+                alert_id,
+                recipient,
+                channel,
+                kind,
+                campaign,
+                limit,
+            )
+        out = []
+        for r in rows:
+            item = _jsonable(r)
+            item["address"] = redact_address(r["channel"], r["address"])
+            out.append(item)
+        return out
+
+    @app.post("/v1/silences", tags=["silences"], status_code=201, summary="Mute matching alerts")
+    async def create_silence(body: SilenceIn, pool: Pool, actor: Admin) -> dict[str, Any]:
+        starts_at = body.starts_at or clock.now()
+        if body.ends_at <= starts_at:
+            raise HTTPException(422, "ends_at must be after starts_at (default: now)")
+        async with pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                repository.INSERT_SILENCE,
+                body.campaign,
+                body.unit,
+                body.indicator,
+                body.rule.value if body.rule else None,
+                starts_at,
+                body.ends_at,
+                body.created_by,
+                body.comment,
+            )
+            assert row is not None
+            await repository.audit(conn, actor, "silence.create", str(row["id"]), _jsonable(row))
+        log.info("silence_created", id=row["id"], by=body.created_by)
+        return _jsonable(row)
+
+    @app.get("/v1/silences", tags=["silences"], summary="Silences, newest first")
+    async def list_silences(
+        pool: Pool,
+        active: bool | None = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> list[dict[str, Any]]:
+        now = clock.now()
+        async with pool.acquire() as conn:
+            rows = await conn.fetch(repository.SELECT_SILENCES, active, now, limit)
+        return [
+            {**_jsonable(r), "active": _silence(r).active(now) and not r["expired_at"]}
+            for r in rows
+        ]
+
+    @app.delete(
+        "/v1/silences/{silence_id}", tags=["silences"], status_code=204, summary="End a silence"
+    )
+    async def delete_silence(
+        silence_id: Annotated[int, Path(ge=1)], pool: Pool, actor: Admin
+    ) -> Response:
+        async with pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(repository.EXPIRE_SILENCE, silence_id, clock.now())
+            if row is None:
+                if await conn.fetchrow(repository.SELECT_SILENCE, silence_id) is None:
+                    raise HTTPException(404, f"no silence {silence_id}")
+                return Response(status_code=204)
+            await repository.audit(conn, actor, "silence.expire", str(silence_id), {})
+        return Response(status_code=204)
+
+    @app.get(
+        "/v1/campaigns/{campaign_id}/alert-policy",
+        tags=["policies"],
+        summary="A campaign's alert rules and timing",
+    )
+    async def get_policy(campaign_id: CampaignId, pool: Pool) -> PolicyOut:
+        async with pool.acquire() as conn:
+            override = await repository.policy(conn, campaign_id) or {}
+        return PolicyOut(
+            campaign=campaign_id, override=override, effective=effective(settings, override)
+        )
+
+    @app.put(
+        "/v1/campaigns/{campaign_id}/alert-policy",
+        tags=["policies"],
+        summary="Set a campaign's overrides of the default alert policy",
+    )
+    async def put_policy(
+        campaign_id: CampaignId, body: PolicyOverride, pool: Pool, actor: Admin
+    ) -> PolicyOut:
+        override = body.config()
+        try:
+            policy = effective(settings, override)
+        except ValidationError as exc:
+            raise HTTPException(422, str(exc)) from exc
+        async with pool.acquire() as conn, conn.transaction():
+            await repository.save_policy(conn, campaign_id, override, actor)
+        return PolicyOut(campaign=campaign_id, override=override, effective=policy)
 
     return app
+
+
+def _silence(row: asyncpg.Record) -> Silence:
+    return Silence(
+        id=row["id"],
+        starts_at=row["starts_at"],
+        ends_at=row["ends_at"]
+        if row["expired_at"] is None
+        else min(row["ends_at"], row["expired_at"]),
+        campaign_id=row["campaign_id"],
+        unit=row["unit"],
+        indicator=row["indicator"],
+        rule=row["rule"],
+    )
 
 
 def _jsonable(row: asyncpg.Record) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in row.items():
-        if key == "details" and isinstance(value, str):
+        if key in ("details", "attempt_log", "body") and isinstance(value, str):
             out[key] = json.loads(value)
+        elif isinstance(value, datetime):
+            out[key] = value.isoformat()
+        elif isinstance(value, timedelta):
+            out[key] = value.total_seconds()
         else:
-            out[key] = value.isoformat() if isinstance(value, datetime) else value
+            out[key] = value
     return out

@@ -1,19 +1,39 @@
-"""Delivery channels. Each is a `Channel`: one message in, one result out."""
+"""Delivery channels. Each is a `Channel`: one message in, one result out.
+
+Every send carries the message's delivery id (`X-Tiendo-Delivery-Id` on webhooks and chat
+webhooks, a deterministic `Message-ID` on email, the id in the text of every message), the
+same on every attempt: a receiver that sees an id twice is seeing a redelivery (a sender
+died after the receiver took the message but before the sender could record it) and can
+drop it. See docs/alerts.md, "Exactly once".
+"""
 
 import hashlib
 import hmac
+import warnings
 from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import formatdate
 from typing import Protocol
+from urllib.parse import urlsplit
 
+import aiosmtplib
+import apprise
 import httpx
 
 SIGNATURE_HEADER = "X-Tiendo-Signature"
+DELIVERY_ID_HEADER = "X-Tiendo-Delivery-Id"
+# apprise services that POST to a URL of the operator's choosing take extra headers as
+# `+Name=value` query parameters.
+_APPRISE_HEADER_SCHEMES = frozenset({"json", "jsons", "xml", "xmls", "form", "forms"})
 
 
 @dataclass(frozen=True, slots=True)
 class Message:
+    delivery_id: str
     address: str
-    body: bytes
+    subject: str
+    text: str
+    body: bytes  # the JSON document (webhook body)
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +51,18 @@ def sign(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
+def message_id(delivery_id: str, domain: str = "tiendo.invalid") -> str:
+    """The RFC 5322 Message-ID of a delivery: the same on every attempt."""
+    return f"<{hashlib.sha256(delivery_id.encode()).hexdigest()[:40]}@{domain}>"
+
+
+def redact_address(channel: str, address: str) -> str:
+    """An address fit for logs and the API: chat URLs carry tokens, so only the scheme."""
+    if channel == "chat":
+        return (urlsplit(address).scheme or "chat") + "://***"
+    return address
+
+
 class WebhookChannel:
     """POSTs the JSON body, signed with HMAC-SHA256 in X-Tiendo-Signature."""
 
@@ -46,6 +78,7 @@ class WebhookChannel:
                 headers={
                     "Content-Type": "application/json",
                     SIGNATURE_HEADER: sign(self._secret, message.body),
+                    DELIVERY_ID_HEADER: message.delivery_id,
                 },
             )
         except httpx.HTTPError as exc:
@@ -53,3 +86,87 @@ class WebhookChannel:
         if response.is_success:
             return DeliveryResult(True)
         return DeliveryResult(False, f"HTTP {response.status_code}")
+
+
+class EmailChannel:
+    """Plain-text email over SMTP (aiosmtplib), one connection per message."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        sender: str,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        starttls: bool = False,
+        timeout: float = 10.0,
+    ) -> None:
+        self._host = host
+        self._port = port
+        self._sender = sender
+        self._username = username
+        self._password = password
+        self._starttls = starttls
+        self._timeout = timeout
+
+    def compose(self, message: Message) -> EmailMessage:
+        email = EmailMessage()
+        email["From"] = self._sender
+        email["To"] = message.address
+        email["Subject"] = message.subject
+        email["Date"] = formatdate(localtime=False)
+        email["Message-ID"] = message_id(message.delivery_id)
+        email[DELIVERY_ID_HEADER] = message.delivery_id
+        email.set_content(message.text, charset="utf-8")
+        return email
+
+    async def send(self, message: Message) -> DeliveryResult:
+        try:
+            await aiosmtplib.send(
+                self.compose(message),
+                hostname=self._host,
+                port=self._port,
+                username=self._username,
+                password=self._password,
+                start_tls=self._starttls,
+                timeout=self._timeout,
+            )
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            return DeliveryResult(False, f"{type(exc).__name__}: {exc}")
+        return DeliveryResult(True)
+
+
+class ChatChannel:
+    """Chat services through apprise: the address is the unit chief's apprise URL
+    (`tgram://…`, `slack://…`, `json://host/path` …), from the `chief_chat` contact."""
+
+    def __init__(self, timeout: float = 10.0) -> None:
+        self._timeout = timeout
+        # apprise loads its service plugins on first use; one of them imports the stdlib's
+        # deprecated `imghdr` (Python 3.11/3.12). Load them now, that warning muted, rather
+        # than in the middle of a delivery.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=DeprecationWarning, message=".*imghdr")
+            apprise.Apprise.instantiate("json://localhost")
+
+    @staticmethod
+    def url_for(address: str, delivery_id: str) -> str:
+        """The address with the delivery id header added where the service takes headers."""
+        if urlsplit(address).scheme.lower() not in _APPRISE_HEADER_SCHEMES:
+            return address
+        joiner = "&" if "?" in address else "?"
+        return f"{address}{joiner}+{DELIVERY_ID_HEADER}={delivery_id}"
+
+    async def send(self, message: Message) -> DeliveryResult:
+        notifier = apprise.Apprise()
+        if not notifier.add(self.url_for(message.address, message.delivery_id)):
+            return DeliveryResult(False, "not an apprise URL this version supports")
+        result = await notifier.async_notify(
+            body=message.text, title=message.subject, timeout=self._timeout
+        )
+        with result:
+            if result:
+                return DeliveryResult(True)
+            errors = [e.message for e in result.logs() if e.level in ("WARNING", "ERROR")]
+        return DeliveryResult(False, (errors[-1] if errors else "apprise reported a failure"))

@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
 @dataclass
@@ -13,14 +13,32 @@ class NotifierMetrics:
         r = self.registry
         self.notifications = Counter(
             "tiendo_notifier_notifications_total",
-            "Delivery attempts by channel and result",
+            "Delivery attempts by channel and result (delivered, retry, failed, no_address)",
             ["channel", "result"],
+            registry=r,
+        )
+        self.queued = Counter(
+            "tiendo_notifier_notifications_queued_total",
+            "Messages queued for delivery by kind and channel",
+            ["kind", "channel"],
+            registry=r,
+        )
+        self.delivery_seconds = Histogram(
+            "tiendo_notifier_delivery_seconds",
+            "Duration of one delivery attempt",
+            ["channel"],
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
             registry=r,
         )
         self.transitions = Counter(
             "tiendo_notifier_alert_transitions_total",
             "Alert lifecycle changes",
             ["rule", "change"],
+            registry=r,
+        )
+        self.escalations = Counter(
+            "tiendo_notifier_escalations_total",
+            "Alerts escalated one level up to a parent unit's chief",
             registry=r,
         )
         self.firing = Gauge(
@@ -31,7 +49,14 @@ class NotifierMetrics:
         )
         self.evaluations = Counter(
             "tiendo_notifier_evaluations_total",
-            "Rule evaluations",
+            "Unit states evaluated",
             ["trigger"],
+            registry=r,
+        )
+        self.evaluation_seconds = Histogram(
+            "tiendo_notifier_evaluation_seconds",
+            "Duration of one evaluation pass",
+            ["trigger"],
+            buckets=(0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
             registry=r,
         )

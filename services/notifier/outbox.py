@@ -1,18 +1,51 @@
-"""Delivers queued notifications: claimed with SKIP LOCKED, retried with backoff, every
-attempt recorded, failed after the configured attempts (never dropped silently)."""
+"""Delivers queued notifications, at least once per channel, with every attempt logged.
+
+A replica claims due messages (`FOR UPDATE SKIP LOCKED`, so two replicas never take the same
+one) and holds each for a lease on the database's clock. Each attempt is first written down
+(attempt number, replica, start) in its own transaction, then sent, then its result written;
+failures are retried with exponential backoff (tenacity), renewing the lease per attempt,
+and after the configured attempts the message is `failed` and counted. A replica killed
+mid-send leaves the message `sending` with an unfinished attempt: when the lease runs out
+another replica takes it and sends it again under the same delivery id, which the receiver
+uses to drop the copy if the first send had reached it (docs/alerts.md, "Exactly once")."""
 
 import asyncio
+import contextlib
 import json
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
 
 import asyncpg
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_result,
+    stop_after_attempt,
+    wait_exponential,
+)
 
 from services.notifier import repository
-from services.notifier.channels import Channel, Message
+from services.notifier.channels import Channel, DeliveryResult, Message
 from services.notifier.metrics import NotifierMetrics
-from tiendo.clock import Clock
 from tiendo.logs import get_logger
 
 log = get_logger(__name__)
+
+
+def replica_name() -> str:
+    """This process's name in claims and the attempt log (unique per app instance)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def _last_result(state: RetryCallState) -> DeliveryResult | None:
+    assert state.outcome is not None
+    result: DeliveryResult | None = state.outcome.result()
+    return result
 
 
 class Outbox:
@@ -20,63 +53,156 @@ class Outbox:
         self,
         pool: asyncpg.Pool,
         channels: dict[str, Channel],
-        clock: Clock,
         metrics: NotifierMetrics,
+        *,
         max_attempts: int,
         poll_seconds: float,
+        backoff_seconds: float = 1.0,
+        backoff_max_seconds: float = 60.0,
+        timeout_seconds: float = 10.0,
+        lease_seconds: float = 120.0,
+        concurrency: int = 8,
+        replica: str | None = None,
     ) -> None:
         self._pool = pool
         self._channels = channels
-        self._clock = clock
         self._metrics = metrics
         self._max_attempts = max_attempts
         self._poll = poll_seconds
-
-    async def deliver_due(self, limit: int = 50) -> int:
-        """Send what is due now; the row stays locked while it is sent (one sender only)."""
-        sent = 0
-        async with self._pool.acquire() as conn, conn.transaction():
-            for row in await repository.claim_due(conn, self._clock.now(), limit):
-                channel = self._channels[row["channel"]]
-                body = json.loads(row["body"]) if isinstance(row["body"], str) else row["body"]
-                result = await channel.send(
-                    Message(
-                        address=row["address"],
-                        body=json.dumps(body, ensure_ascii=False, sort_keys=True).encode(),
-                    )
-                )
-                now = self._clock.now()
-                if result.ok:
-                    await repository.mark_delivered(conn, row["id"], now)
-                    self._metrics.notifications.labels(row["channel"], "delivered").inc()
-                    log.info(
-                        "notification_delivered",
-                        id=row["id"],
-                        kind=row["kind"],
-                        channel=row["channel"],
-                    )
-                    sent += 1
-                    continue
-                status = await repository.mark_retry(
-                    conn,
-                    row["id"],
-                    now + repository.backoff(row["attempts"] + 1),
-                    result.error or "failed",
-                    self._max_attempts,
-                )
-                self._metrics.notifications.labels(
-                    row["channel"], "failed" if status == "failed" else "retry"
-                ).inc()
-                log.warning(
-                    "notification_attempt_failed",
-                    id=row["id"],
-                    error=result.error,
-                    attempts=row["attempts"] + 1,
-                    status=status,
-                )
-        return sent
+        self._backoff = backoff_seconds
+        self._backoff_max = backoff_max_seconds
+        self._timeout = timeout_seconds
+        self._lease = timedelta(seconds=lease_seconds)
+        self._concurrency = concurrency
+        self.replica = replica or replica_name()
+        self._inflight: dict[int, asyncio.Task[None]] = {}
 
     async def run(self) -> None:
-        while True:
-            await self.deliver_due()
-            await asyncio.sleep(self._poll)
+        try:
+            while True:
+                await self._claim_and_start()
+                await asyncio.sleep(self._poll)
+        finally:
+            await self._release()
+
+    async def deliver_due(self) -> int:
+        """Claim what is due and deliver it, waiting for the outcome; return how many."""
+        rows = await self._claim(self._concurrency)
+        await asyncio.gather(*(self._deliver(row) for row in rows))
+        return len(rows)
+
+    async def _claim(self, limit: int) -> list[asyncpg.Record]:
+        if limit <= 0:
+            return []
+        async with self._pool.acquire() as conn:
+            return await repository.claim(conn, self.replica, self._lease, limit)
+
+    async def _claim_and_start(self) -> None:
+        for row in await self._claim(self._concurrency - len(self._inflight)):
+            task = asyncio.create_task(self._guarded(row))
+            self._inflight[row["id"]] = task
+            task.add_done_callback(self._forget(row["id"]))
+
+    def _forget(self, notification_id: int) -> Callable[[asyncio.Task[None]], None]:
+        def done(_: asyncio.Task[None]) -> None:
+            self._inflight.pop(notification_id, None)
+
+        return done
+
+    async def _guarded(self, row: asyncpg.Record) -> None:
+        try:
+            await self._deliver(row)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            # The database went away mid-delivery: the lease runs out and any replica
+            # resumes the message, so log it and let it go.
+            self._metrics.notifications.labels(row["channel"], "interrupted").inc()
+            log.error("delivery_interrupted", id=row["id"], error=repr(exc))
+
+    async def _release(self) -> None:
+        ids = list(self._inflight)
+        tasks = list(self._inflight.values())
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if ids:
+            async with self._pool.acquire() as conn:
+                await conn.execute(repository.RELEASE, self.replica, ids)
+
+    async def _deliver(self, row: asyncpg.Record) -> None:
+        channel = self._channels.get(row["channel"])
+        if channel is None:
+            await self._fail(row, f"channel {row['channel']!r} is not configured")
+            return
+        body: dict[str, Any] = (
+            json.loads(row["body"]) if isinstance(row["body"], str) else row["body"]
+        )
+        message = Message(
+            delivery_id=row["dedup_key"],
+            address=row["address"],
+            subject=row["subject"] or str(body.get("subject", "")),
+            text=str(body.get("chat" if row["channel"] == "chat" else "text", "")),
+            body=json.dumps(body, ensure_ascii=False, sort_keys=True).encode(),
+        )
+        remaining = self._max_attempts - row["attempts"]
+        if remaining <= 0:
+            await self._fail(row, row["last_error"] or "no attempts left")
+            return
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(remaining),
+            wait=wait_exponential(multiplier=self._backoff, max=self._backoff_max),
+            retry=retry_if_result(lambda r: r is not None and not r.ok),
+            retry_error_callback=_last_result,
+        )
+        result: DeliveryResult | None = await retrying(self._attempt, row, message, channel)
+        if result is None or result.ok:
+            return
+        await self._fail(row, result.error or "failed")
+
+    async def _attempt(
+        self, row: asyncpg.Record, message: Message, channel: Channel
+    ) -> DeliveryResult | None:
+        """One attempt, written down before and after; None: this replica lost the message
+        (its lease ran out and another took it, or it was delivered meanwhile)."""
+        async with self._pool.acquire() as conn:
+            started = await repository.start_attempt(conn, row["id"], self.replica, self._lease)
+        if started is None:
+            log.warning("delivery_lease_lost", id=row["id"], replica=self.replica)
+            return None
+        t0 = time.perf_counter()
+        try:
+            result = await asyncio.wait_for(channel.send(message), self._timeout)
+        except TimeoutError:
+            result = DeliveryResult(False, f"timeout after {self._timeout} s")
+        self._metrics.delivery_seconds.labels(row["channel"]).observe(time.perf_counter() - t0)
+        async with self._pool.acquire() as conn, conn.transaction():
+            await repository.finish_attempt(conn, started["id"], result.ok, result.error)
+            if result.ok:
+                await conn.execute(repository.MARK_DELIVERED, row["id"])
+            else:
+                await conn.execute(repository.NOTE_ERROR, row["id"], (result.error or "")[:500])
+        outcome = "delivered" if result.ok else "retry"
+        self._metrics.notifications.labels(row["channel"], outcome).inc()
+        log.info(
+            "notification_delivered" if result.ok else "notification_attempt_failed",
+            id=row["id"],
+            delivery_id=row["dedup_key"],
+            kind=row["kind"],
+            channel=row["channel"],
+            attempt=started["attempt"],
+            error=result.error,
+        )
+        return result
+
+    async def _fail(self, row: asyncpg.Record, error: str) -> None:
+        async with self._pool.acquire() as conn:
+            await conn.execute(repository.MARK_FAILED, row["id"], error[:500], self.replica)
+        self._metrics.notifications.labels(row["channel"], "failed").inc()
+        log.error(
+            "notification_failed",
+            id=row["id"],
+            delivery_id=row["dedup_key"],
+            channel=row["channel"],
+            error=error,
+        )

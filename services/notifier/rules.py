@@ -1,10 +1,26 @@
-"""Alert rule evaluation and the alert lifecycle: pure functions, time passed in."""
+"""Alert rules, the alert lifecycle, escalation, grouping and schedules: pure functions over
+plain data, the time always passed in (SPEC §5, §6; docs/alerts.md)."""
 
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
 from enum import StrEnum
+from zoneinfo import ZoneInfo
 
-from tiendo.pace import Plan, Thresholds, assess
+from tiendo.pace import Plan, Progress, Status, Thresholds, assess, run_rate_window
+
+
+class Rule(StrEnum):
+    STALE = "stale"
+    BEHIND = "behind"
+    AT_RISK = "at_risk"
+    BOTTOM_RANK = "bottom_rank"
+
+
+# Each rule has its own alert and lifecycle; in messages the first of these firing on a
+# (unit, indicator) inhibits the later ones, as the board shows one status per indicator.
+PRECEDENCE = (Rule.STALE, Rule.BEHIND, Rule.AT_RISK)
 
 
 class AlertState(StrEnum):
@@ -28,10 +44,30 @@ class UnitState:
     last_event_at: datetime | None
     behind_threshold: float
     stale_after: timedelta
+    unit_name: str = ""
+    level: int = 0
+    parent: str | None = None
+    timezone: str = "Asia/Ho_Chi_Minh"
 
     @property
     def plan(self) -> Plan:
         return Plan(self.starts_at, self.deadline, self.baseline, self.target)
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.campaign_id, self.unit, self.indicator)
+
+
+def judge(state: UnitState, at: datetime, value_window_ago: int | None) -> Progress:
+    """The shared pace/status math (tiendo.pace) for one unit at `at`."""
+    return assess(
+        state.plan,
+        state.value,
+        at,
+        last_event_at=state.last_event_at,
+        value_window_ago=value_window_ago,
+        thresholds=Thresholds(state.behind_threshold, state.stale_after),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,21 +80,52 @@ class Behind:
 
 def behind(state: UnitState, at: datetime) -> Behind:
     """`behind`: not done, the campaign running, and pace below the campaign's threshold."""
-    p = assess(
-        state.plan,
-        state.value,
-        at,
-        last_event_at=state.last_event_at,
-        value_window_ago=None,
-        thresholds=Thresholds(state.behind_threshold, state.stale_after),
-    )
-    holds = (
-        state.value < state.target
-        and state.starts_at < at
-        and p.pace is not None
-        and p.pace < state.behind_threshold
-    )
-    return Behind(holds, p.pace, p.expected, p.required_daily_rate)
+    p = judge(state, at, None)
+    return Behind(_behind(state, at, p), p.pace, p.expected, p.required_daily_rate)
+
+
+def _running(state: UnitState, at: datetime) -> bool:
+    return state.value < state.target and state.starts_at < at
+
+
+def _behind(state: UnitState, at: datetime, p: Progress) -> bool:
+    return _running(state, at) and p.pace is not None and p.pace < state.behind_threshold
+
+
+def conditions(
+    state: UnitState, at: datetime, value_window_ago: int | None, history_known: bool
+) -> tuple[Progress, dict[Rule, bool]]:
+    """Which of stale/behind/at_risk hold at `at`, before inhibition.
+
+    `history_known` is false when the notifier has no value of the key from the start of the
+    run-rate window: then `at_risk` cannot be judged and does not hold (no alert on missing
+    data); during the campaign's first hour it holds as the status does (SPEC §5).
+    """
+    p = judge(state, at, value_window_ago)
+    running = _running(state, at)
+    projected_late = p.projected_completion is None or p.projected_completion > state.deadline
+    window_known = history_known or run_rate_window(state.plan, at) is None
+    return p, {
+        Rule.STALE: p.status is Status.STALE,
+        Rule.BEHIND: _behind(state, at, p),
+        Rule.AT_RISK: running and at < state.deadline and window_known and projected_late,
+    }
+
+
+def inhibited_by(rule: str, firing: Iterable[str]) -> str | None:
+    """The rule firing on the same (unit, indicator) that outranks `rule` in `PRECEDENCE`,
+    if any: its alert still fires and shows, but its chief is told of the outranking one
+    only (a silent unit is `stale`; it is not also told it is `behind`)."""
+    order = [r.value for r in PRECEDENCE]
+    if rule not in order:
+        return None
+    for other in order[: order.index(rule)]:
+        if other in firing:
+            return other
+    return None
+
+
+# --- lifecycle -----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,3 +166,206 @@ def step(
         Alert(AlertState.RESOLVED, since=alert.since, fired_at=alert.fired_at, resolved_at=at),
         Change.RESOLVED,
     )
+
+
+def escalation_level(
+    fired_at: datetime, at: datetime, escalate_after: timedelta, max_levels: int
+) -> int:
+    """How many levels up a firing alert should have reached by `at`: one per full
+    `escalate_after` it has been firing, at most `max_levels` (0 when escalation is off)."""
+    if escalate_after <= timedelta(0) or max_levels <= 0 or at < fired_at:
+        return 0
+    return min(max_levels, math.floor((at - fired_at) / escalate_after))
+
+
+# --- bottom rank at the weekly briefing -----------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Ranked:
+    unit: str
+    rank: int  # 1 = best of the level
+    of_units: int
+    pct: float | None
+
+
+def leaderboard(entries: Iterable[tuple[str, float | None, float | None]]) -> list[Ranked]:
+    """Units ranked by pct (higher first; ties: higher pace first, then code), as the
+    aggregator's leaderboard (SPEC §4.3). Entries are (unit, pct, pace)."""
+    rows = sorted(
+        entries,
+        key=lambda e: (
+            -(e[1] if e[1] is not None else -math.inf),
+            -(e[2] if e[2] is not None else -math.inf),
+            e[0],
+        ),
+    )
+    return [Ranked(unit, i + 1, len(rows), pct) for i, (unit, pct, _) in enumerate(rows)]
+
+
+def bottom(ranking: Sequence[Ranked], n: int) -> list[Ranked]:
+    """The `n` lowest of a leaderboard, leaving out units that reached their target."""
+    if n <= 0:
+        return []
+    return [r for r in ranking[-n:] if r.pct is None or r.pct < 100.0]
+
+
+def briefing_slot(at: datetime, tz: str, weekday: int, at_time: time) -> datetime:
+    """The latest weekly briefing (`weekday`, 0 = Monday, at local `at_time`) at or before `at`."""
+    zone = ZoneInfo(tz)
+    local = at.astimezone(zone)
+    day = local.date() - timedelta(days=(local.weekday() - weekday) % 7)
+    slot = datetime.combine(day, at_time, tzinfo=zone)
+    if slot > local:
+        slot = datetime.combine(day - timedelta(days=7), at_time, tzinfo=zone)
+    return slot
+
+
+def digest_slot(at: datetime, tz: str, times: Sequence[time], grace: timedelta) -> datetime | None:
+    """The latest scheduled digest time at or before `at` (local `times` in `tz`), if it is
+    at most `grace` old: a digest missed by more (the notifier was down) is skipped."""
+    if not times:
+        return None
+    zone = ZoneInfo(tz)
+    local = at.astimezone(zone)
+    candidates = [
+        datetime.combine(d, t, tzinfo=zone)
+        for d in (local.date(), local.date() - timedelta(days=1))
+        for t in times
+    ]
+    past = [c for c in candidates if c <= local]
+    if not past:
+        return None
+    slot = max(past)
+    return slot if local - slot <= grace else None
+
+
+def local_day(at: datetime, tz: str) -> date:
+    return at.astimezone(ZoneInfo(tz)).date()
+
+
+# --- silences ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Silence:
+    id: int
+    starts_at: datetime
+    ends_at: datetime
+    campaign_id: str | None = None
+    unit: str | None = None  # the unit and its whole subtree
+    indicator: str | None = None
+    rule: str | None = None
+
+    def active(self, at: datetime) -> bool:
+        return self.starts_at <= at < self.ends_at
+
+    def matches(
+        self, campaign_id: str, lineage: Sequence[str], indicator: str, rule: str, at: datetime
+    ) -> bool:
+        """Whether it mutes an alert; `lineage` is the alert's unit and its ancestors."""
+        return (
+            self.active(at)
+            and self.campaign_id in (None, campaign_id)
+            and (self.unit is None or self.unit in lineage)
+            and self.indicator in (None, indicator)
+            and self.rule in (None, rule)
+        )
+
+
+# --- grouping: one message per recipient -----------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """One alert in one recipient's group."""
+
+    alert_id: int
+    level: int  # 0: the unit's own chief; n: escalated n levels up
+    state: str  # "firing" or "resolved"
+    changed_at: datetime
+    notified: bool  # the recipient was told of it while firing
+    silenced: bool = False
+    inhibited: bool = False  # outranked by another firing rule on the same indicator
+
+    @property
+    def news(self) -> bool:
+        """Something this recipient has not been told yet."""
+        return (self.state == "firing") != self.notified
+
+
+@dataclass(frozen=True, slots=True)
+class GroupState:
+    seq: int = 0
+    anchor_seq: int = 0
+    anchor_at: datetime | None = None
+    repeat_slot: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class GroupPlan:
+    """What one planning step of a group decides; `kind` None: no message now."""
+
+    kind: str | None
+    key: str | None
+    group: GroupState
+    firing: tuple[int, ...] = ()
+    new: tuple[int, ...] = ()
+    resolved: tuple[int, ...] = ()
+    mark_notified: tuple[int, ...] = ()
+    drop: tuple[int, ...] = ()
+    due_at: datetime | None = None  # when a waiting change will be due
+    notes: dict[str, int] = field(default_factory=dict)
+
+
+def plan_group(
+    group: GroupState,
+    members: Sequence[Member],
+    at: datetime,
+    group_wait: timedelta,
+    repeat_interval: timedelta,
+) -> GroupPlan:
+    """Decide whether the recipient gets a message now, and which.
+
+    - a *change* message (kind `firing`, or `resolved` when nothing fires any more) once
+      the oldest untold change is `group_wait` old, listing every firing alert and the
+      ones resolved since the last message; its key is the group's next sequence number;
+    - a *repeat* (kind `repeat`) in every full `repeat_interval` after the last change
+      message while alerts fire, keyed by that message and the slot number;
+    - silenced alerts, and firing alerts inhibited by a higher-precedence rule on the same
+      indicator, are left out of both and never make a message due; a resolution the
+      recipient was never told of (never told it fired, or silenced) is dropped unsaid.
+    """
+    visible = [m for m in members if not m.silenced and not (m.inhibited and m.state == "firing")]
+    drop = tuple(
+        m.alert_id for m in members if m.state == "resolved" and (not m.notified or m.silenced)
+    )
+    firing = tuple(m.alert_id for m in visible if m.state == "firing")
+    news = [m for m in visible if m.news]
+    if news:
+        due_at = min(m.changed_at for m in news) + group_wait
+        if at < due_at:
+            return GroupPlan(None, None, group, drop=drop, due_at=due_at)
+        seq = group.seq + 1
+        resolved = tuple(m.alert_id for m in visible if m.state == "resolved")
+        return GroupPlan(
+            kind="firing" if firing else "resolved",
+            key=str(seq),
+            group=GroupState(seq=seq, anchor_seq=seq, anchor_at=at, repeat_slot=0),
+            firing=firing,
+            new=tuple(m.alert_id for m in news if m.state == "firing"),
+            resolved=resolved,
+            mark_notified=firing,
+            drop=drop + resolved,
+        )
+    if firing and group.anchor_at is not None and repeat_interval > timedelta(0):
+        slot = math.floor((at - group.anchor_at) / repeat_interval)
+        if slot > group.repeat_slot:
+            return GroupPlan(
+                kind="repeat",
+                key=f"{group.anchor_seq}.r{slot}",
+                group=GroupState(group.seq, group.anchor_seq, group.anchor_at, slot),
+                firing=firing,
+                drop=drop,
+            )
+    return GroupPlan(None, None, group, drop=drop)

@@ -1,6 +1,6 @@
 """Notifier settings (env prefix TIENDO_NOTIFIER_)."""
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from tiendo.settings import ServiceSettings
@@ -11,11 +11,49 @@ class NotifierSettings(ServiceSettings):
 
     port: int = Field(8003, ge=0, le=65535, description="HTTP port")
     group_id: str = Field("tiendo-notifier", description="Kafka consumer group")
+    admin_token: str = Field(
+        "dev-admin-token", description="bearer token for silences and alert policies"
+    )
     evaluate_every_seconds: float = Field(
         30.0, gt=0, description="clock re-evaluation period (silent units fall behind too)"
     )
+    # Defaults of the per-campaign policy (docs/alerts.md); a campaign may override each.
     behind_for_seconds: int = Field(
         0, ge=0, description="how long `behind` must hold before the alert fires"
+    )
+    at_risk_for_seconds: int = Field(
+        21600, ge=0, description="how long `at_risk` must hold before the alert fires"
+    )
+    stale_for_seconds: int = Field(
+        0, ge=0, description="how long `stale` must hold (beyond stale_after) before it fires"
+    )
+    bottom_rank_n: int = Field(
+        5, ge=0, description="how many lowest units of a level are alerted at the briefing"
+    )
+    bottom_rank_level: int = Field(3, ge=1, le=6, description="the level ranked at the briefing")
+    briefing_weekday: int = Field(0, ge=0, le=6, description="weekly briefing day, 0 = Monday")
+    briefing_time: str = Field(
+        "08:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description="local briefing time"
+    )
+    group_wait_seconds: int = Field(
+        30, ge=0, description="wait for more changes before a chief's message goes out"
+    )
+    repeat_interval_seconds: int = Field(
+        86400, ge=0, description="resend a chief's firing alerts this often (0: never)"
+    )
+    escalate_after_seconds: int = Field(
+        172800, ge=0, description="firing this long goes to the parent unit's chief (0: never)"
+    )
+    escalation_levels: int = Field(2, ge=0, le=5, description="how many levels up at most")
+    digest_times: str = Field(
+        "07:00,17:00", description="local times of the daily digest per chief (empty: none)"
+    )
+    digest_grace_seconds: int = Field(
+        3600, ge=1, description="a digest more than this late (notifier down) is skipped"
+    )
+    language: str = Field("vi", pattern="^(vi|en)$", description="message language")
+    templates_dir: str | None = Field(
+        None, description="folder of Jinja2 templates overriding the built-in ones"
     )
     webhook_url: str | None = Field(
         None, description="webhook for units whose chief has none (e.g. an ops channel)"
@@ -23,8 +61,34 @@ class NotifierSettings(ServiceSettings):
     webhook_secret: str = Field(
         "dev-webhook-secret", description="HMAC-SHA256 key of X-Tiendo-Signature"
     )
+    smtp_host: str | None = Field(None, description="SMTP server for email (none: no email)")
+    smtp_port: int = Field(25, ge=1, le=65535, description="SMTP port")
+    smtp_username: str | None = Field(None, description="SMTP login")
+    smtp_password: str | None = Field(None, description="SMTP password")
+    smtp_starttls: bool = Field(False, description="upgrade the SMTP connection with STARTTLS")
+    smtp_sender: str = Field("tiendo <alerts@tiendo.invalid>", description="From: of alert emails")
     delivery_attempts: int = Field(8, ge=1, description="attempts before a message is failed")
     delivery_poll_seconds: float = Field(1.0, gt=0, description="outbox poll period")
+    delivery_backoff_seconds: float = Field(
+        1.0, gt=0, description="first retry delay; doubles each attempt"
+    )
+    delivery_backoff_max_seconds: float = Field(60.0, gt=0, description="longest retry delay")
+    delivery_timeout_seconds: float = Field(10.0, gt=0, description="longest single send")
+    delivery_lease_seconds: float = Field(
+        120.0, gt=0, description="a sender's hold on a message; a crashed sender's is taken over"
+    )
+    delivery_concurrency: int = Field(8, ge=1, description="messages sent at once per replica")
 
     def secrets(self) -> dict[str, str]:
-        return {"webhook_secret": self.webhook_secret}
+        return {"webhook_secret": self.webhook_secret, "admin_token": self.admin_token}
+
+    @model_validator(mode="after")
+    def _lease_outlives_an_attempt(self) -> "NotifierSettings":
+        if self.delivery_lease_seconds <= (
+            self.delivery_timeout_seconds + self.delivery_backoff_max_seconds
+        ):
+            raise ValueError(
+                "delivery_lease_seconds must exceed delivery_timeout_seconds + "
+                "delivery_backoff_max_seconds, or a slow sender loses its message to another"
+            )
+        return self

@@ -1,5 +1,6 @@
-"""A lagging unit's alert reaches a real webhook receiver, signed, exactly once; a unit
-that catches up gets one resolved notice."""
+"""The whole path: events in through ingest, counted by the aggregator, judged by the
+notifier; a lagging unit's chief gets one signed webhook message, exactly once; a unit that
+catches up gets one resolved notice."""
 
 import asyncio
 import hashlib
@@ -7,6 +8,7 @@ import hmac
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 import uvicorn
@@ -82,6 +84,9 @@ async def test_lagging_unit_alert_reaches_the_webhook_signed_and_once(
             webhook_secret=SECRET,
             evaluate_every_seconds=0.5,
             delivery_poll_seconds=0.2,
+            group_wait_seconds=0,
+            digest_times="",
+            bottom_rank_n=0,
         )
     )
     now = datetime.now(UTC) - timedelta(minutes=5)
@@ -115,28 +120,39 @@ async def test_lagging_unit_alert_reaches_the_webhook_signed_and_once(
             await _scenario(ingest, notifier, receiver, token, now)
 
 
+def _to(receiver: Receiver, unit: str) -> list[dict[str, Any]]:
+    return [b for b in receiver.bodies() if b["recipient"]["unit"] == unit]  # type: ignore[index]
+
+
 async def _scenario(ingest, notifier, receiver: Receiver, token: str, now: datetime) -> None:
     async def delivered():
-        bodies = [b for b in receiver.bodies() if b["unit"] == "00010"]
+        bodies = _to(receiver, "00010")
         assert len(bodies) == 1
         return bodies[0]
 
-    alert = await eventually(delivered)
-    assert alert["kind"] == "firing"
+    message = await eventually(delivered)
+    assert message["kind"] == "firing"
+    [alert] = message["firing"]
     assert alert["rule"] == "behind"
+    assert alert["unit"] == "00010"
     assert alert["indicator"] == "cccd_collected"
     assert alert["value"] == 50
     assert alert["target"] == 1000
     assert alert["pace"] == pytest.approx(50 / 200, abs=0.01)
     assert alert["unit_name"] == "Phường Hàng Buồm"
-    body, headers = next(r for r in receiver.received if json.loads(r[0])["unit"] == "00010")
+    assert "Phường Hàng Buồm" in message["text"]
+    body, headers = next(
+        r for r in receiver.received if json.loads(r[0])["recipient"]["unit"] == "00010"
+    )
     expected = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
     assert hmac.compare_digest(headers["x-tiendo-signature"], expected)
-    assert not any(b["unit"] in ("00004", "00007") for b in receiver.bodies())
+    assert headers["x-tiendo-delivery-id"] == "c1/00010/1/webhook"
+    assert _to(receiver, "00004") == []
+    assert _to(receiver, "00007") == []
 
     # Several more clock evaluations: still firing, nothing sent again.
     await asyncio.sleep(2.0)
-    assert len([b for b in receiver.bodies() if b["unit"] == "00010"]) == 1
+    assert len(_to(receiver, "00010")) == 1
     firing = (await notifier.get("/v1/alerts", params={"state": "firing"})).json()
     assert [(a["unit"], a["rule"]) for a in firing if a["unit"] == "00010"] == [("00010", "behind")]
 
@@ -155,7 +171,7 @@ async def _scenario(ingest, notifier, receiver: Receiver, token: str, now: datet
     assert r.status_code == 202
 
     async def resolved():
-        kinds = [b["kind"] for b in receiver.bodies() if b["unit"] == "00010"]
+        kinds = [b["kind"] for b in _to(receiver, "00010")]
         assert kinds == ["firing", "resolved"]
 
     await eventually(resolved)

@@ -1,0 +1,331 @@
+"""Receivers and a harness for the notifier's end-to-end tests (no tests of its own).
+
+Real everything except the unit chiefs: a real SMTP server (aiosmtpd) and real HTTP
+receivers on loopback stand in for their mailboxes, webhooks and chat service, and count
+what they get by delivery id, as a receiver that dedupes redeliveries would."""
+
+import asyncio
+import threading
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email import message_from_bytes
+from email.message import EmailMessage
+from email.policy import default as email_policy
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+import uvicorn
+from aiokafka import AIOKafkaProducer
+from aiosmtpd.controller import Controller
+from fastapi import FastAPI, Request
+from google.protobuf.timestamp_pb2 import Timestamp
+from starlette.responses import JSONResponse
+
+from services.aggregator.admin import UnitIn
+from services.notifier.app import create_app
+from services.notifier.channels import DELIVERY_ID_HEADER
+from services.notifier.settings import NotifierSettings
+from tests.support.stack import Topics, eventually, running
+from tests.support.world import TREE, build_world
+from tiendo.clock import ManualClock
+from tiendo.events.v1 import events_pb2
+from tiendo.localstack import KafkaBroker, free_port
+
+SECRET = "test-webhook-secret"
+ADMIN = {"Authorization": "Bearer test-admin"}
+
+
+@dataclass
+class Received:
+    path: str
+    body: bytes
+    headers: dict[str, str]
+
+    @property
+    def delivery_id(self) -> str:
+        return self.headers.get(DELIVERY_ID_HEADER.lower(), "")
+
+    def json(self) -> Any:
+        return orjson.loads(self.body)
+
+
+class HttpReceiver:
+    """Webhooks and apprise `json://` chat posts on loopback; may fail or stall on demand."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.received: list[Received] = []
+        # answer 503 to this many of the next requests whose path starts with the key
+        self.fail_next: dict[str, int] = {}
+        self.delay = 0.0  # seconds to wait after recording, before answering
+        app = FastAPI()
+
+        @app.post("/{path:path}")
+        async def receive(path: str, request: Request) -> JSONResponse:
+            self.received.append(Received(path, await request.body(), dict(request.headers)))
+            for prefix, left in self.fail_next.items():
+                if path.startswith(prefix) and left > 0:
+                    self.fail_next[prefix] = left - 1
+                    return JSONResponse({"error": "try later"}, status_code=503)
+            if self.delay:
+                await asyncio.sleep(self.delay)
+            return JSONResponse({"ok": True})
+
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_config=None, access_log=False)
+        )
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}/{path}"
+
+    def at(self, prefix: str) -> list[Received]:
+        return [r for r in self.received if r.path.startswith(prefix)]
+
+    def distinct(self, prefix: str = "") -> dict[str, Received]:
+        """One per delivery id: what a deduplicating receiver keeps."""
+        out: dict[str, Received] = {}
+        for r in self.at(prefix):
+            out.setdefault(r.delivery_id, r)
+        return out
+
+
+class SmtpReceiver:
+    """A real SMTP server (aiosmtpd) on loopback that keeps every message."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.messages: list[EmailMessage] = []
+        self.delay = 0.0
+        self._lock = threading.Lock()
+        self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        message = message_from_bytes(envelope.content, policy=email_policy)
+        assert isinstance(message, EmailMessage)
+        with self._lock:
+            self.messages.append(message)
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        return "250 OK"
+
+    def to(self, address: str) -> list[EmailMessage]:
+        with self._lock:
+            return [m for m in self.messages if m["To"] == address]
+
+    def distinct(self) -> dict[str, EmailMessage]:
+        with self._lock:
+            out: dict[str, EmailMessage] = {}
+            for m in self.messages:
+                out.setdefault(str(m["Message-ID"]), m)
+            return out
+
+
+@pytest.fixture
+async def http_receiver() -> AsyncIterator[HttpReceiver]:
+    r = HttpReceiver()
+    task = asyncio.create_task(r.server.serve())
+    while not r.server.started:
+        await asyncio.sleep(0.05)
+    yield r
+    r.server.should_exit = True
+    await task
+
+
+@pytest.fixture
+def smtp_receiver() -> Any:
+    r = SmtpReceiver()
+    r.controller.start()
+    yield r
+    r.controller.stop()
+
+
+def email_of(code: str) -> str:
+    return f"chief-{code}@test.invalid"
+
+
+def tree_with_contacts(receiver: HttpReceiver, chat: bool = True) -> list[UnitIn]:
+    """The test tree; every chief has an email, a webhook and (optionally) a chat URL."""
+    return [
+        u.model_copy(
+            update={
+                "chief_name": f"Chief {u.code}",
+                "chief_email": email_of(u.code),
+                "chief_webhook": receiver.url(f"hook/{u.code}"),
+                "chief_chat": (f"json://127.0.0.1:{receiver.port}/chat/{u.code}" if chat else None),
+            }
+        )
+        for u in TREE
+    ]
+
+
+def _ts(at: datetime) -> Timestamp:
+    ts = Timestamp()
+    ts.FromDatetime(at.astimezone(UTC))
+    return ts
+
+
+PARENTS = {u.code: u.parent_code for u in TREE}
+LEVELS = {u.code: u.level for u in TREE}
+NAMES = {u.code: u.name for u in TREE}
+
+
+def progress(
+    unit: str,
+    value: int,
+    *,
+    starts_at: datetime,
+    days: int = 50,
+    indicator: str = "cccd_collected",
+    target: int = 1000,
+    last_event_at: datetime | None = None,
+    computed_at: datetime | None = None,
+    campaign: str = "c1",
+) -> events_pb2.UnitProgress:
+    """A unit-progress message as the aggregator publishes it."""
+    m = events_pb2.UnitProgress(
+        campaign_id=campaign,
+        unit=unit,
+        indicator=indicator,
+        value=value,
+        baseline=0,
+        target=target,
+        starts_at=_ts(starts_at),
+        deadline=_ts(starts_at + timedelta(days=days)),
+        computed_at=_ts(computed_at or datetime.now(UTC)),
+        behind_threshold=0.9,
+        stale_after_seconds=12 * 3600,
+        level=LEVELS[unit],
+        parent=PARENTS[unit] or "",
+        unit_name=NAMES[unit],
+        timezone="Asia/Ho_Chi_Minh",
+    )
+    if last_event_at is not None:
+        m.last_event_at.CopyFrom(_ts(last_event_at))
+    return m
+
+
+class Feed:
+    """Publishes unit-progress messages to the test's real topic, as the aggregator would."""
+
+    def __init__(self, kafka: KafkaBroker, topic: str) -> None:
+        self.producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap, acks="all")
+        self.topic = topic
+
+    async def send(self, *messages: events_pb2.UnitProgress) -> None:
+        for m in messages:
+            key = f"{m.campaign_id}/{m.unit}/{m.indicator}".encode()
+            await self.producer.send_and_wait(self.topic, m.SerializeToString(), key=key)
+
+
+# Only `behind`, so the scenarios follow one rule; digests and bottom_rank off.
+BEHIND_ONLY: dict[str, Any] = {
+    "behind": {"enabled": True, "for_seconds": 0},
+    "at_risk": {"enabled": False},
+    "stale": {"enabled": False},
+    "bottom_rank": {"enabled": False},
+    "group_wait_seconds": 60,
+    "repeat_interval_seconds": 86400,
+    "escalate_after_seconds": 172800,
+    "digest_times": [],
+}
+
+
+@dataclass
+class Harness:
+    clock: ManualClock
+    api: httpx.AsyncClient
+    app: FastAPI
+    feed: Feed
+    http: HttpReceiver
+    smtp: SmtpReceiver
+    starts_at: datetime
+    database: str
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    async def policy(self, override: dict[str, Any]) -> None:
+        r = await self.api.put("/v1/campaigns/c1/alert-policy", json=override, headers=ADMIN)
+        assert r.status_code == 200, r.text
+
+    async def advance(self, by: timedelta) -> None:
+        """Move simulated time and run one evaluation at the new time."""
+        self.clock.advance(by)
+        await self.app.state.evaluate_at()
+
+    async def alerts(self, **params: str) -> list[dict[str, Any]]:
+        r = await self.api.get("/v1/alerts", params=params)
+        assert r.status_code == 200, r.text
+        result: list[dict[str, Any]] = r.json()
+        return result
+
+    async def log(self, **params: str) -> list[dict[str, Any]]:
+        r = await self.api.get("/v1/notifications", params={"limit": "1000", **params})
+        assert r.status_code == 200, r.text
+        result: list[dict[str, Any]] = r.json()
+        return result
+
+    async def settled(self) -> None:
+        """Everything queued has been delivered or failed."""
+
+        async def check() -> None:
+            pending = [n for n in await self.log() if n["status"] in ("pending", "sending")]
+            assert not pending, pending
+
+        await eventually(check, timeout=90)
+
+
+def notifier_settings(
+    database: str, kafka: KafkaBroker, topics: Topics, smtp: SmtpReceiver, **extra: Any
+) -> NotifierSettings:
+    values: dict[str, Any] = {
+        "database_url": database,
+        "kafka_bootstrap": kafka.bootstrap,
+        **topics.kwargs(),
+        "group_id": f"ntf-{topics.progress}",
+        "admin_token": "test-admin",
+        "webhook_secret": SECRET,
+        "smtp_host": "127.0.0.1",
+        "smtp_port": smtp.port,
+        # the clock loop runs often; what it sees is the ManualClock's time
+        "evaluate_every_seconds": 0.3,
+        "delivery_poll_seconds": 0.1,
+        "delivery_backoff_seconds": 0.05,
+        "delivery_backoff_max_seconds": 0.2,
+        "delivery_timeout_seconds": 5.0,
+        "delivery_lease_seconds": 30.0,
+        "digest_times": "",
+        "bottom_rank_n": 0,
+        **extra,
+    }
+    return NotifierSettings(**values)
+
+
+@pytest.fixture
+async def harness(
+    database: str,
+    kafka: KafkaBroker,
+    topics: Topics,
+    http_receiver: HttpReceiver,
+    smtp_receiver: SmtpReceiver,
+) -> AsyncIterator[Harness]:
+    # Day 10 of 50 at 10:00 local: every ward is expected at 200 of 1000.
+    starts_at = datetime(2023, 5, 10, 3, 0, tzinfo=UTC)
+    clock = ManualClock(starts_at + timedelta(days=10))
+    await build_world(database, starts_at=starts_at, units=tree_with_contacts(http_receiver))
+    app = create_app(notifier_settings(database, kafka, topics, smtp_receiver), clock=clock)
+    feed = Feed(kafka, topics.progress)
+    async with running(app) as api:
+        await feed.producer.start()
+        try:
+            h = Harness(clock, api, app, feed, http_receiver, smtp_receiver, starts_at, database)
+            await h.policy(BEHIND_ONLY)
+            yield h
+        finally:
+            await feed.producer.stop()
+
+
+def counts_by_delivery(received: list[Received]) -> Counter[str]:
+    return Counter(r.delivery_id for r in received)
