@@ -31,7 +31,7 @@ test-fast: $(STAMP) ## the suite without the slow chaos and load tests
 lint: $(STAMP) ## ruff and mypy --strict
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy tiendo services scripts bench
+	$(BIN)/mypy tiendo services scripts bench clients/python/tiendo_client
 
 fmt: $(STAMP) ## format and auto-fix
 	$(BIN)/ruff format .

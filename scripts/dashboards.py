@@ -962,7 +962,8 @@ def pipeline() -> Any:
         series(
             "Sự kiện bị từ chối theo lý do",
             "Refused events per second by reason (invalid, unauthorized, forbidden, "
-            "body_too_large, malformed_json, unsupported_media_type, kafka_unavailable).",
+            "body_too_large, malformed_json, malformed_protobuf, unsupported_media_type, "
+            "rate_limited, tokens_unavailable, starting, kafka_unavailable).",
             "short",
             prom(
                 "sum by (reason) (rate(tiendo_ingest_events_rejected_total[$__rate_interval]))",

@@ -1,30 +1,81 @@
-"""`tiendo ingest …`: run the service, manage upstream tokens."""
+"""`tiendo ingest …`: run the service, manage upstream tokens.
+
+Token commands write PostgreSQL only; a running ingest picks the change up within
+TIENDO_INGEST_TOKEN_REFRESH_SECONDS (a new token on its first use), no restart needed.
+Every change is recorded in audit_log with the acting person (--actor, default the OS
+user). A token is printed once, on stdout alone, and only its SHA-256 is stored.
+"""
 
 import argparse
 import asyncio
+import getpass
 import json
+import os
+import sys
+from collections.abc import Awaitable, Callable
 
 from services.ingest import repository, tokens
 from services.ingest.settings import IngestSettings
-from tiendo.database import create_pool, migrate
+from tiendo.database import Connection, create_pool, migrate
+
+
+def _default_actor() -> str:
+    # The person behind sudo rather than root, where there is one.
+    try:
+        return os.environ.get("SUDO_USER") or getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
 
 
 def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     parser = sub.add_parser("ingest", help="the ingest service and its tokens")
     cmds = parser.add_subparsers(dest="command", required=True)
     cmds.add_parser("serve", help="run the HTTP service").set_defaults(func=_serve)
-    create = cmds.add_parser("token-create", help="issue a token (printed once, stored hashed)")
-    create.add_argument("name")
-    create.add_argument("--units", nargs="*", default=[], help="unit subtrees it may write")
-    create.add_argument("--indicators", nargs="*", default=[], help="indicators it may write")
-    create.add_argument("--actor", default="cli", help="who issues it (audit log)")
-    create.set_defaults(func=lambda a: asyncio.run(_create(a)))
-    revoke = cmds.add_parser("token-revoke", help="revoke a token by name")
+
+    create = cmds.add_parser(
+        "token-create", help="issue a token for an upstream system (printed once, stored hashed)"
+    )
+    create.add_argument("name", help="the upstream system, e.g. vneid-hanoi (never reused)")
+    units = create.add_mutually_exclusive_group(required=True)
+    units.add_argument("--units", nargs="+", metavar="CODE", help="unit subtrees it may write")
+    units.add_argument("--all-units", action="store_true", help="it may write for every unit")
+    indicators = create.add_mutually_exclusive_group(required=True)
+    indicators.add_argument(
+        "--indicators", nargs="+", metavar="CODE", help="indicators it may write"
+    )
+    indicators.add_argument(
+        "--all-indicators", action="store_true", help="it may write every indicator"
+    )
+    _actor(create)
+    create.set_defaults(func=_runner(_create))
+
+    rotate = cmds.add_parser(
+        "token-rotate", help="replace a token's secret (the new one is printed once)"
+    )
+    rotate.add_argument("name")
+    rotate.add_argument(
+        "--grace",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="how long the old secret keeps working (default 0: refused at once)",
+    )
+    _actor(rotate)
+    rotate.set_defaults(func=_runner(_rotate))
+
+    revoke = cmds.add_parser("token-revoke", help="revoke a token for good")
     revoke.add_argument("name")
-    revoke.add_argument("--actor", default="cli")
-    revoke.set_defaults(func=lambda a: asyncio.run(_revoke(a)))
-    cmds.add_parser("token-list", help="list tokens").set_defaults(
-        func=lambda a: asyncio.run(_list(a))
+    _actor(revoke)
+    revoke.set_defaults(func=_runner(_revoke))
+
+    listing = cmds.add_parser("token-list", help="list tokens (never their secrets)")
+    listing.add_argument("--json", action="store_true", help="one JSON object per line")
+    listing.set_defaults(func=_runner(_list))
+
+
+def _actor(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--actor", default=_default_actor(), help="who does this, for the audit log"
     )
 
 
@@ -36,57 +87,113 @@ def _serve(_: argparse.Namespace) -> None:
     serve(create_app(settings), settings)
 
 
-async def _create(args: argparse.Namespace) -> None:
+def _runner(
+    command: Callable[[Connection, argparse.Namespace], Awaitable[None]],
+) -> Callable[[argparse.Namespace], None]:
+    def run(args: argparse.Namespace) -> None:
+        asyncio.run(_with_connection(command, args))
+
+    return run
+
+
+async def _with_connection(
+    command: Callable[[Connection, argparse.Namespace], Awaitable[None]], args: argparse.Namespace
+) -> None:
     settings = IngestSettings()
-    token = tokens.new_token()
     pool = await create_pool(settings.database_url, max_size=1)
     try:
         async with pool.acquire() as conn:
             await migrate(conn, "tiendo", "tiendo")
             await migrate(conn, "ingest", "services.ingest")
-            async with conn.transaction():
-                exists = await conn.fetchval(
-                    "SELECT 1 FROM ingest_tokens WHERE name = $1", args.name
-                )
-                if exists:
-                    raise SystemExit(f"a token named {args.name} already exists")
-                await repository.insert_token(
-                    conn, args.name, tokens.digest(token), args.units, args.indicators
-                )
-                await repository.audit(
-                    conn,
-                    args.actor,
-                    "token.create",
-                    args.name,
-                    json.dumps({"units": args.units, "indicators": args.indicators}),
-                )
+            await command(conn, args)
     finally:
         await pool.close()
+
+
+def _fail(message: str) -> None:
+    raise SystemExit(f"tiendo ingest: {message}")
+
+
+async def _create(conn: Connection, args: argparse.Namespace) -> None:
+    units: list[str] = [] if args.all_units else list(dict.fromkeys(args.units))
+    indicators: list[str] = [] if args.all_indicators else list(dict.fromkeys(args.indicators))
+    token = tokens.new_token()
+    async with conn.transaction():
+        if await repository.token_exists(conn, args.name):
+            _fail(f"a token named {args.name} already exists (names are never reused)")
+        # A typo would make a token that can write nothing; say so now, not at 403 time.
+        if missing := await repository.unknown_units(conn, units):
+            _fail(f"unknown unit code(s): {', '.join(missing)} (load the unit tree first)")
+        if missing := await repository.unknown_indicators(conn, indicators):
+            _fail(f"unknown indicator(s): {', '.join(missing)}")
+        await repository.insert_token(conn, args.name, tokens.digest(token), units, indicators)
+        await repository.audit(
+            conn,
+            args.actor,
+            "ingest.token.create",
+            args.name,
+            json.dumps({"units": units or "all", "indicators": indicators or "all"}),
+        )
     print(token)  # noqa: T201 - the one time the token is shown
 
 
-async def _revoke(args: argparse.Namespace) -> None:
-    settings = IngestSettings()
-    pool = await create_pool(settings.database_url, max_size=1)
-    try:
-        async with pool.acquire() as conn, conn.transaction():
-            if not await repository.revoke_token(conn, args.name):
-                raise SystemExit(f"no active token named {args.name}")
-            await repository.audit(conn, args.actor, "token.revoke", args.name, "{}")
-    finally:
-        await pool.close()
+async def _rotate(conn: Connection, args: argparse.Namespace) -> None:
+    if args.grace < 0:
+        _fail("--grace must be 0 or more seconds")
+    token = tokens.new_token()
+    async with conn.transaction():
+        if not await repository.rotate_token(conn, args.name, tokens.digest(token), args.grace):
+            _fail(f"no active token named {args.name}")
+        await repository.audit(
+            conn, args.actor, "ingest.token.rotate", args.name, json.dumps({"grace": args.grace})
+        )
+    print(token)  # noqa: T201 - the one time the token is shown
 
 
-async def _list(_: argparse.Namespace) -> None:
-    settings = IngestSettings()
-    pool = await create_pool(settings.database_url, max_size=1)
-    try:
-        async with pool.acquire() as conn:
-            for r in await repository.list_tokens(conn):
-                state = "revoked" if r["revoked_at"] else "active"
-                print(  # noqa: T201 - CLI output
-                    f"{r['name']}\t{state}\tunits={list(r['units'])}\t"
-                    f"indicators={list(r['indicators'])}\tcreated={r['created_at']:%Y-%m-%d}"
+async def _revoke(conn: Connection, args: argparse.Namespace) -> None:
+    async with conn.transaction():
+        if not await repository.revoke_token(conn, args.name):
+            _fail(f"no active token named {args.name}")
+        await repository.audit(conn, args.actor, "ingest.token.revoke", args.name, "{}")
+    print(  # noqa: T201 - CLI output
+        f"revoked {args.name}; ingest refuses it within "
+        f"{IngestSettings().token_refresh_seconds:g} s",
+        file=sys.stderr,
+    )
+
+
+async def _list(conn: Connection, args: argparse.Namespace) -> None:
+    for r in await repository.list_tokens(conn):
+        if r["revoked_at"]:
+            state = "revoked"
+        elif r["previous_valid_until"]:
+            state = "rotating"  # the old secret still works, until old_secret_valid_until
+        else:
+            state = "active"
+        units = ",".join(r["units"]) or "all"
+        indicators = ",".join(r["indicators"]) or "all"
+        # enough to tell which token a leaked one is (its sha256), not to use it
+        fingerprint = bytes(r["token_sha256"]).hex()[:12]
+        if not args.json:
+            print(  # noqa: T201 - CLI output
+                f"{r['name']}\t{state}\t{fingerprint}\tunits={units}\t"
+                f"indicators={indicators}\tcreated={r['created_at']:%Y-%m-%d}"
+            )
+            continue
+        row = {
+            "name": r["name"],
+            "state": state,
+            "fingerprint": fingerprint,
+            "units": list(r["units"]) or "all",
+            "indicators": list(r["indicators"]) or "all",
+            **{
+                key: r[column].isoformat() if r[column] else None
+                for key, column in (
+                    ("created_at", "created_at"),
+                    ("rotated_at", "rotated_at"),
+                    ("old_secret_valid_until", "previous_valid_until"),
+                    ("revoked_at", "revoked_at"),
                 )
-    finally:
-        await pool.close()
+            },
+        }
+        print(json.dumps(row))  # noqa: T201 - CLI output

@@ -1,10 +1,28 @@
-"""Ingest's Prometheus metrics, one registry per app so tests can build many apps."""
+"""Ingest's Prometheus metrics, one registry per app so tests can build many apps.
+
+Labels take bounded values only: indicators (the catalogue), rejection reasons and HTTP
+statuses (fixed sets here), token names (issued by an administrator, a handful)."""
 
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+# Every value of the `reason` label of tiendo_ingest_events_rejected_total.
+REJECTION_REASONS = (
+    "body_too_large",
+    "unauthorized",
+    "unsupported_media_type",
+    "rate_limited",
+    "malformed_json",
+    "malformed_protobuf",
+    "invalid",
+    "forbidden",
+    "kafka_unavailable",
+    "tokens_unavailable",
+    "starting",
+)
 
 
 @dataclass
@@ -21,14 +39,22 @@ class IngestMetrics:
         )
         self.events_rejected = Counter(
             "tiendo_ingest_events_rejected_total",
-            "Events refused, by reason",
+            "Events refused, by reason (a request refused before its body is read counts 1)",
             ["reason"],
             registry=r,
         )
+        for reason in REJECTION_REASONS:
+            self.events_rejected.labels(reason)
         self.requests = Counter(
             "tiendo_ingest_requests_total",
             "Event requests by HTTP status",
             ["status"],
+            registry=r,
+        )
+        self.rate_limited = Counter(
+            "tiendo_ingest_rate_limited_requests_total",
+            "Requests answered 429, by token",
+            ["token"],
             registry=r,
         )
         self.request_duration = Histogram(
@@ -43,8 +69,23 @@ class IngestMetrics:
             buckets=(1, 10, 50, 100, 250, 500, 1000),
             registry=r,
         )
+        self.in_flight = Gauge(
+            "tiendo_ingest_requests_in_flight",
+            "POST /v1/events requests being handled",
+            registry=r,
+        )
         self.kafka_ready = Gauge(
             "tiendo_ingest_kafka_ready",
             "1 while the Kafka producer is connected",
+            registry=r,
+        )
+        self.producer_replacements = Counter(
+            "tiendo_ingest_kafka_producer_replacements_total",
+            "Producers retired after a failed publish and replaced by a fresh one",
+            registry=r,
+        )
+        self.tokens_fresh = Gauge(
+            "tiendo_ingest_tokens_fresh",
+            "1 while the token list is recent enough to trust (0: every request gets 503)",
             registry=r,
         )

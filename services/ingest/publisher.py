@@ -1,46 +1,134 @@
-"""Publishing accepted events to Kafka: 202 only after every event is acknowledged."""
+"""Publishing accepted events to Kafka: 202 only after every event is acknowledged.
+
+The producer is idempotent (acks=all), and an idempotent producer that lost contact with
+the broker for a while can be left refusing everything (OutOfOrderSequenceNumber on
+batches it gave up on). So any failed publish retires the producer and a supervisor
+connects a fresh one; until it is connected, publishes fail at once (503) instead of
+each waiting out the timeout. Nothing a retired producer still holds was answered 202,
+so giving up on it loses nothing a client was told is stored.
+"""
 
 import asyncio
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Callable, Sequence
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from tiendo.event import Event, encode
 from tiendo.kafka import reliable_producer
 from tiendo.logs import get_logger
 
 log = get_logger(__name__)
+_LOG_EVERY_ATTEMPTS = 60
 
 
 class KafkaUnavailable(Exception):
     """Kafka did not acknowledge in time; the client should retry with the same event_ids."""
 
 
+def _abandon(futures: Sequence["asyncio.Future[object]"]) -> None:
+    for future in futures:
+        if future.done() and not future.cancelled():
+            future.exception()  # retrieved, so asyncio does not log it as lost
+        else:
+            future.cancel()
+
+
+async def stop_producer(producer: AIOKafkaProducer, grace: float) -> None:
+    """Stop, flushing for at most `grace` seconds.
+
+    aiokafka retries a batch whose partition leader is known but unreachable forever, so
+    the flush of `stop()` never ends while the broker is down: what is still pending after
+    the grace period is failed (none of it was acknowledged to a client).
+    """
+    stopping = asyncio.ensure_future(producer.stop())
+    try:
+        done, _ = await asyncio.wait({stopping}, timeout=grace)
+    except asyncio.CancelledError:
+        # shutting down while a retired producer still flushes: abandon it, but close it
+        _fail_pending(producer)
+        with contextlib.suppress(KafkaError):
+            await stopping
+        raise
+    if not done:
+        _fail_pending(producer)
+    with contextlib.suppress(KafkaError):
+        await stopping
+
+
+def _fail_pending(producer: AIOKafkaProducer) -> None:
+    # aiokafka (pinned) has no public way to abandon a flush; these are its accumulator's
+    # internals. Every future it fails is marked retrieved: asyncio would log each one.
+    accumulator = producer._message_accumulator
+    batches = [b for queue in accumulator._batches.values() for b in queue]
+    batches += list(accumulator._pending_batches)
+    accumulator.fail_all(KafkaConnectionError("ingest gave up on Kafka"))
+    for batch in batches:
+        for future in (batch.future, batch._drain_waiter, *(f for f, _ in batch._msg_futures)):
+            if future.done() and not future.cancelled():
+                future.exception()
+
+
 class Publisher:
-    def __init__(self, bootstrap: str, topic: str, timeout: float) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        timeout: float,
+        on_retire: Callable[[], None] = lambda: None,
+    ) -> None:
         self._bootstrap = bootstrap
         self._topic = topic
         self._timeout = timeout
+        self._on_retire = on_retire
         self._producer: AIOKafkaProducer | None = None
+        self._failed = asyncio.Event()
 
     @property
     def ready(self) -> bool:
         return self._producer is not None
 
-    async def connect_forever(self, retry_every: float = 2.0) -> None:
-        """Start the producer, retrying until the broker answers (ingest starts without it)."""
-        while self._producer is None:
+    async def _connect(self, retry_every: float) -> AIOKafkaProducer:
+        attempt = 0
+        while True:
             producer = reliable_producer(self._bootstrap, client_id="tiendo-ingest")
+            attempt += 1
             try:
                 await producer.start()
             except (KafkaError, OSError) as exc:
-                log.warning("kafka_connect_failed", error=str(exc))
-                await producer.stop()
+                if attempt % _LOG_EVERY_ATTEMPTS == 1:  # an outage is one line a minute
+                    log.warning(
+                        "kafka_connect_failed",
+                        error=str(exc) or type(exc).__name__,
+                        attempt=attempt,
+                    )
+                await stop_producer(producer, grace=1.0)
                 await asyncio.sleep(retry_every)
                 continue
+            except asyncio.CancelledError:
+                await stop_producer(producer, grace=1.0)
+                raise
+            return producer
+
+    async def run(self, retry_every: float = 1.0) -> None:
+        """Keep a working producer until cancelled: connect (retrying until the broker
+        answers), and replace the producer after each failed publish."""
+        while True:
+            producer = await self._connect(retry_every)
+            self._failed.clear()
             self._producer = producer
             log.info("kafka_connected", bootstrap=self._bootstrap)
+            await self._failed.wait()
+            # Publishes still waiting on it time out within `timeout`; then it goes.
+            await stop_producer(producer, grace=self._timeout)
+
+    def _fail(self, producer: AIOKafkaProducer, error: str) -> None:
+        if self._producer is producer:
+            self._producer = None
+            self._failed.set()
+            self._on_retire()
+            log.warning("kafka_producer_retired", error=error)
 
     async def reachable(self, wait: float = 2.0) -> bool:
         """Whether the broker answers a metadata request now."""
@@ -58,19 +146,23 @@ class Publisher:
         """Send every event and wait for all acknowledgements, or raise KafkaUnavailable."""
         producer = self._producer
         if producer is None:
-            raise KafkaUnavailable("producer not connected")
+            raise KafkaUnavailable("not connected to Kafka")
+        futures: list[asyncio.Future[object]] = []
         try:
             async with asyncio.timeout(self._timeout):
-                futures = [
-                    await producer.send(self._topic, encode(e), key=e.unit.encode()) for e in events
-                ]
+                for e in events:
+                    futures.append(await producer.send(self._topic, encode(e), key=e.unit.encode()))
                 await asyncio.gather(*futures)
         except (TimeoutError, KafkaError) as exc:
             # Some events may have been stored: harmless, a retry with the same ids is
             # deduplicated by the aggregator.
-            raise KafkaUnavailable(str(exc) or type(exc).__name__) from exc
+            _abandon(futures)
+            error = str(exc) or type(exc).__name__
+            self._fail(producer, error)
+            raise KafkaUnavailable(error) from exc
 
     async def close(self) -> None:
-        if self._producer is not None:
-            await self._producer.stop()  # flushes what is in flight
-            self._producer = None
+        """Flush what is in flight (bounded by the publish timeout) and disconnect."""
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await stop_producer(producer, grace=self._timeout)

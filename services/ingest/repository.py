@@ -1,6 +1,8 @@
-"""Ingest's SQL: tokens (its own table) and the unit/indicator catalogue (read only)."""
+"""Ingest's SQL: the catalogue it validates against and the tokens it owns. Callers own
+the transaction; nothing here commits."""
 
 from dataclasses import dataclass
+from datetime import datetime
 
 import asyncpg
 
@@ -8,39 +10,64 @@ from tiendo.database import Connection
 
 SELECT_UNITS = "SELECT code, ancestors FROM units"
 SELECT_INDICATORS = "SELECT code FROM indicators"
+# Each active token once under its current hash, and again under the hash it replaced
+# while that one's grace period lasts.
 SELECT_ACTIVE_TOKENS = """
-SELECT name, token_sha256, units, indicators FROM ingest_tokens WHERE revoked_at IS NULL
+SELECT name, token_sha256 AS digest, units, indicators, NULL::timestamptz AS valid_until
+FROM ingest_tokens WHERE revoked_at IS NULL
+UNION ALL
+SELECT name, previous_sha256, units, indicators, previous_valid_until
+FROM ingest_tokens
+WHERE revoked_at IS NULL AND previous_sha256 IS NOT NULL AND previous_valid_until > now()
 """
-SELECT_TOKEN = """
-SELECT name, token_sha256, units, indicators FROM ingest_tokens
-WHERE token_sha256 = $1 AND revoked_at IS NULL
-"""
+SELECT_TOKEN = f"SELECT * FROM ({SELECT_ACTIVE_TOKENS}) t WHERE digest = $1"
+SELECT_TOKEN_EXISTS = "SELECT 1 FROM ingest_tokens WHERE name = $1"
 INSERT_TOKEN = """
 INSERT INTO ingest_tokens (name, token_sha256, units, indicators) VALUES ($1, $2, $3, $4)
 """
+ROTATE_TOKEN = """
+UPDATE ingest_tokens
+SET previous_sha256 = CASE WHEN $3::float8 > 0 THEN token_sha256 END,
+    previous_valid_until = CASE
+        WHEN $3::float8 > 0 THEN now() + make_interval(secs => $3::float8)
+    END,
+    token_sha256 = $2,
+    rotated_at = now()
+WHERE name = $1 AND revoked_at IS NULL
+"""
 REVOKE_TOKEN = """
-UPDATE ingest_tokens SET revoked_at = now() WHERE name = $1 AND revoked_at IS NULL
+UPDATE ingest_tokens
+SET revoked_at = now(), previous_sha256 = NULL, previous_valid_until = NULL
+WHERE name = $1 AND revoked_at IS NULL
 """
 SELECT_TOKENS = """
-SELECT name, units, indicators, created_at, revoked_at FROM ingest_tokens ORDER BY name
+SELECT name, token_sha256, units, indicators, created_at, rotated_at, revoked_at,
+       CASE WHEN previous_valid_until > now() THEN previous_valid_until END AS previous_valid_until
+FROM ingest_tokens ORDER BY name
 """
+SELECT_KNOWN_UNITS = "SELECT code FROM units WHERE code = ANY($1::text[])"
+SELECT_KNOWN_INDICATORS = "SELECT code FROM indicators WHERE code = ANY($1::text[])"
 INSERT_AUDIT = "INSERT INTO audit_log (actor, action, subject, details) VALUES ($1, $2, $3, $4)"
 
 
 @dataclass(frozen=True, slots=True)
 class TokenGrant:
+    """What a token may do. `valid_until` is set for a rotated-out token in its grace period."""
+
     name: str
     digest: bytes
     units: frozenset[str]
     indicators: frozenset[str]
+    valid_until: datetime | None = None
 
 
 def _grant(row: asyncpg.Record) -> TokenGrant:
     return TokenGrant(
         name=row["name"],
-        digest=bytes(row["token_sha256"]),
+        digest=bytes(row["digest"]),
         units=frozenset(row["units"]),
         indicators=frozenset(row["indicators"]),
+        valid_until=row["valid_until"],
     )
 
 
@@ -62,10 +89,20 @@ async def find_token(conn: Connection, digest: bytes) -> TokenGrant | None:
     return _grant(row) if row else None
 
 
+async def token_exists(conn: Connection, name: str) -> bool:
+    """Whether a token of that name was ever issued (names are never reused)."""
+    return await conn.fetchval(SELECT_TOKEN_EXISTS, name) is not None
+
+
 async def insert_token(
     conn: Connection, name: str, digest: bytes, units: list[str], indicators: list[str]
 ) -> None:
     await conn.execute(INSERT_TOKEN, name, digest, units, indicators)
+
+
+async def rotate_token(conn: Connection, name: str, digest: bytes, grace_seconds: float) -> bool:
+    """Give token `name` the hash `digest`; the old one stays valid `grace_seconds` longer."""
+    return str(await conn.execute(ROTATE_TOKEN, name, digest, float(grace_seconds))) != "UPDATE 0"
 
 
 async def revoke_token(conn: Connection, name: str) -> bool:
@@ -74,6 +111,16 @@ async def revoke_token(conn: Connection, name: str) -> bool:
 
 async def list_tokens(conn: Connection) -> list[asyncpg.Record]:
     return list(await conn.fetch(SELECT_TOKENS))
+
+
+async def unknown_units(conn: Connection, codes: list[str]) -> list[str]:
+    known = {r["code"] for r in await conn.fetch(SELECT_KNOWN_UNITS, codes)}
+    return [c for c in codes if c not in known]
+
+
+async def unknown_indicators(conn: Connection, codes: list[str]) -> list[str]:
+    known = {r["code"] for r in await conn.fetch(SELECT_KNOWN_INDICATORS, codes)}
+    return [c for c in codes if c not in known]
 
 
 async def audit(conn: Connection, actor: str, action: str, subject: str, details: str) -> None:

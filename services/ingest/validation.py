@@ -1,13 +1,14 @@
-"""Validation of upstream events (SPEC §4.1): pure, no I/O, every problem reported.
+"""Validation of upstream events (SPEC §4.1): pure, no I/O, no clock, every problem reported.
 
 A batch is atomic at validation: the caller publishes nothing unless the error list is
-empty. Messages never echo a rejected `subject`, which may be a raw identity number.
+empty. Messages never echo a rejected value: a `subject` may be a raw identity number, and
+whatever a client sent by mistake must not travel further (logs, dashboards) in an error.
 """
 
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from tiendo.event import MAX_EVENT_ID_LENGTH, MAX_INCREMENT, Event, Kind
@@ -15,16 +16,33 @@ from tiendo.event import MAX_EVENT_ID_LENGTH, MAX_INCREMENT, Event, Kind
 MAX_SNAPSHOT = 1_000_000_000
 MAX_UNIT_LENGTH = 32
 MAX_INDICATOR_LENGTH = 48
+SUBJECT_HEX_LENGTH = 64
 
 EVENT_FIELDS = frozenset(
     {"event_id", "unit", "indicator", "kind", "value", "occurred_at", "subject"}
 )
-_EVENT_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+# Character sets of the unit tree and the catalogue (the aggregator's CHECK constraints):
+# ASCII only, so look-alike digits and letters fail here with a precise message.
+EVENT_ID_CHARS = r"[A-Za-z0-9_.:-]"
+UNIT_CHARS = r"[A-Za-z0-9_.-]"
+INDICATOR_CHARS = r"[a-z0-9_]"
+SUBJECT_PATTERN = r"^[0-9a-f]{64}$"
+_EVENT_ID = re.compile(EVENT_ID_CHARS + "+")
+_UNIT = re.compile(UNIT_CHARS + "+")
+_INDICATOR = re.compile(INDICATOR_CHARS + "+")
+_SUBJECT = re.compile(SUBJECT_PATTERN[1:-1])
 _RFC3339 = re.compile(
-    r"(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})"
+    r"([0-9]{4}-[0-9]{2}-[0-9]{2})[Tt]([0-9]{2}:[0-9]{2}:[0-9]{2})(\.[0-9]{1,9})?"
+    r"(?:([Zz])|([+-])([0-9]{2}):([0-9]{2}))"
 )
-_SUBJECT = re.compile(r"[0-9a-f]{64}")
-_RAW_ID_NUMBER = re.compile(r"\s*\d{9,12}\s*")
+# Separators people type inside identity numbers ("001 203 004567", "001-203-004567").
+_ID_SEPARATORS = re.compile(r"[\s.\-_/]")
+_FLOAT_INTEGER_LIMIT = 2.0**63
+
+# Bounds on what one response lists, so a hostile body cannot make a huge one.
+MAX_UNKNOWN_FIELDS_LISTED = 5
+MAX_ERRORS_LISTED = 1000
+MAX_FIELD_NAME_ECHO = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,56 +60,133 @@ class Catalog:
     indicators: frozenset[str]
 
 
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Input limits (settings `TIENDO_INGEST_*`); the defaults are SPEC §4.1's."""
+
+    max_batch: int = 1000
+    max_event_id_length: int = MAX_EVENT_ID_LENGTH
+    max_unit_length: int = MAX_UNIT_LENGTH
+    max_indicator_length: int = MAX_INDICATOR_LENGTH
+    max_increment: int = MAX_INCREMENT
+    max_snapshot: int = MAX_SNAPSHOT
+    future_tolerance: timedelta = timedelta(minutes=5)
+    past_horizon: timedelta = timedelta(days=366)
+    # error messages, computed once
+    messages: dict[str, str] = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self,
+            "messages",
+            {
+                "event_id": f"must be 1-{self.max_event_id_length} characters of "
+                "A-Z a-z 0-9 _ . : -",
+                "unit": f"must be a unit code: 1-{self.max_unit_length} characters of "
+                "A-Z a-z 0-9 _ . -",
+                "indicator": f"must be an indicator code: 1-{self.max_indicator_length} "
+                "characters of a-z 0-9 _",
+                "increment": f"an increment must be non-zero, -{self.max_increment} to "
+                f"{self.max_increment}",
+                "snapshot": f"a snapshot must be between 0 and {self.max_snapshot}",
+                "future": f"more than {int(self.future_tolerance.total_seconds())} s in the future",
+                "past": f"more than {self.past_horizon.days} days in the past",
+            },
+        )
+
+
+UNKNOWN_UNIT = "unknown unit code"
+UNKNOWN_INDICATOR = "not in the indicator catalogue"
+RAW_ID_MESSAGE = "looks like a raw ID number; send its keyed hash instead"
+
+
 def parse_timestamp(text: str) -> datetime | None:
     """RFC 3339 with an explicit offset, or None. Sub-microsecond digits are truncated."""
     match = _RFC3339.fullmatch(text)
     if match is None:
         return None
-    date, time, fraction, offset = match.groups()
-    fraction = (fraction or "")[:7]
-    offset = "+00:00" if offset in ("Z", "z") else offset
+    date, time, fraction, zulu, sign, hours, minutes = match.groups()
+    if zulu:
+        offset = timedelta(0)
+    else:
+        if int(hours) > 23 or int(minutes) > 59:
+            return None
+        offset = timedelta(hours=int(hours), minutes=int(minutes))
+        offset = -offset if sign == "-" else offset
     try:
-        return datetime.fromisoformat(f"{date}T{time}{fraction}{offset}")
+        naive = datetime.fromisoformat(f"{date}T{time}{(fraction or '')[:7]}")
     except ValueError:
         return None
+    return naive.replace(tzinfo=timezone(offset))
+
+
+def looks_like_raw_id(text: str) -> bool:
+    """Whether `text` is, separators aside, a 9-12 digit number (a CMND or CCCD number)."""
+    digits = _ID_SEPARATORS.sub("", text)
+    return 9 <= len(digits) <= 12 and digits.isdecimal()
+
+
+def _echo(name: str) -> str:
+    return name if len(name) <= MAX_FIELD_NAME_ECHO else name[:MAX_FIELD_NAME_ECHO] + "…"
+
+
+def _unknown_fields(names: Sequence[Any], index: int | None) -> list[FieldError]:
+    extra = sorted(str(k) for k in names)
+    errors = [FieldError(index, _echo(n), "unknown field") for n in extra]
+    if len(errors) > MAX_UNKNOWN_FIELDS_LISTED:
+        more = len(errors) - MAX_UNKNOWN_FIELDS_LISTED
+        errors = [
+            *errors[:MAX_UNKNOWN_FIELDS_LISTED],
+            FieldError(index, "", f"{more} more unknown fields"),
+        ]
+    return errors
+
+
+def _code(value: object, pattern: re.Pattern[str], max_length: int) -> bool:
+    return isinstance(value, str) and len(value) <= max_length and bool(pattern.fullmatch(value))
 
 
 def validate_event(
-    raw: object, index: int, catalog: Catalog, now: datetime, future_tolerance: timedelta
+    raw: object, index: int, catalog: Catalog, now: datetime, limits: Limits
 ) -> tuple[Event | None, list[FieldError]]:
-    """One event of a request: the Event, or the list of what is wrong with it."""
-    errors: list[FieldError] = []
+    """One event of a request: the Event, or the list of what is wrong with it.
 
-    def bad(field: str, message: str) -> None:
-        errors.append(FieldError(index, field, message))
+    `raw` is a decoded JSON object; protobuf input arrives as the same mapping, except that
+    its `occurred_at` is already an aware datetime.
+    """
+    errors: list[FieldError] = []
+    msg = limits.messages
+
+    def bad(name: str, message: str) -> None:
+        errors.append(FieldError(index, name, message))
 
     if not isinstance(raw, dict):
         bad("", "must be a JSON object")
         return None, errors
-    for extra in sorted(str(k) for k in raw.keys() - EVENT_FIELDS):
-        bad(extra, "unknown field")
+    if not raw.keys() <= EVENT_FIELDS:
+        errors.extend(_unknown_fields(list(raw.keys() - EVENT_FIELDS), index))
 
     event_id = raw.get("event_id")
     if event_id is None:
         bad("event_id", "required")
-    elif not isinstance(event_id, str) or not _EVENT_ID.fullmatch(event_id):
-        bad("event_id", f"must be 1-{MAX_EVENT_ID_LENGTH} characters of A-Z a-z 0-9 _ . : -")
+    elif not _code(event_id, _EVENT_ID, limits.max_event_id_length):
+        bad("event_id", msg["event_id"])
 
     unit = raw.get("unit")
     if unit is None:
         bad("unit", "required")
-    elif not isinstance(unit, str) or not unit or len(unit) > MAX_UNIT_LENGTH:
-        bad("unit", f"must be a unit code of 1-{MAX_UNIT_LENGTH} characters")
+    elif not _code(unit, _UNIT, limits.max_unit_length):
+        bad("unit", msg["unit"])
     elif unit not in catalog.units:
-        bad("unit", "unknown unit code")
+        bad("unit", UNKNOWN_UNIT)
 
     indicator = raw.get("indicator")
     if indicator is None:
         bad("indicator", "required")
-    elif not isinstance(indicator, str) or not indicator or len(indicator) > MAX_INDICATOR_LENGTH:
-        bad("indicator", "must be an indicator code")
+    elif not _code(indicator, _INDICATOR, limits.max_indicator_length):
+        bad("indicator", msg["indicator"])
     elif indicator not in catalog.indicators:
-        bad("indicator", "not in the indicator catalogue")
+        bad("indicator", UNKNOWN_INDICATOR)
 
     kind_raw = raw.get("kind", Kind.INCREMENT.value)
     kind: Kind | None = None
@@ -105,31 +200,39 @@ def validate_event(
     value = raw.get("value", 1 if kind is Kind.INCREMENT else None)
     if kind is Kind.SNAPSHOT and value is None:
         bad("value", "required for a snapshot")
+    elif isinstance(value, float) and value.is_integer() and abs(value) >= _FLOAT_INTEGER_LIMIT:
+        # an integer too large for 64 bits, which the JSON parser hands over as a float
+        bad("value", msg["snapshot"] if kind is Kind.SNAPSHOT else msg["increment"])
     elif not isinstance(value, int) or isinstance(value, bool):
         bad("value", "must be an integer")
-    elif kind is Kind.INCREMENT and (value == 0 or abs(value) > MAX_INCREMENT):
-        bad("value", f"an increment must be non-zero, -{MAX_INCREMENT} to {MAX_INCREMENT}")
-    elif kind is Kind.SNAPSHOT and not 0 <= value <= MAX_SNAPSHOT:
-        bad("value", f"a snapshot must be between 0 and {MAX_SNAPSHOT}")
+    elif kind is Kind.INCREMENT and (value == 0 or abs(value) > limits.max_increment):
+        bad("value", msg["increment"])
+    elif kind is Kind.SNAPSHOT and not 0 <= value <= limits.max_snapshot:
+        bad("value", msg["snapshot"])
 
     occurred_raw = raw.get("occurred_at")
     occurred_at: datetime | None = None
     if occurred_raw is None:
         bad("occurred_at", "required")
+    elif isinstance(occurred_raw, datetime) and occurred_raw.tzinfo is not None:
+        occurred_at = occurred_raw
     elif (
         not isinstance(occurred_raw, str) or (occurred_at := parse_timestamp(occurred_raw)) is None
     ):
         bad("occurred_at", "must be an RFC 3339 timestamp with an offset")
-    elif occurred_at > now + future_tolerance:
-        bad("occurred_at", f"more than {int(future_tolerance.total_seconds())} s in the future")
+    if occurred_at is not None:
+        if occurred_at > now + limits.future_tolerance:
+            bad("occurred_at", msg["future"])
+        elif occurred_at < now - limits.past_horizon:
+            bad("occurred_at", msg["past"])
 
     subject = raw.get("subject")
     if subject is not None:
         if not isinstance(subject, str):
             bad("subject", "must be a string of 64 lowercase hex characters")
-        elif _RAW_ID_NUMBER.fullmatch(subject):
+        elif looks_like_raw_id(subject):
             # Raw identity numbers never enter the system; the value is not echoed.
-            bad("subject", "looks like a raw ID number; send its keyed hash instead")
+            bad("subject", RAW_ID_MESSAGE)
         elif not _SUBJECT.fullmatch(subject):
             bad("subject", "must be 64 lowercase hex characters (a keyed hash)")
         elif kind is not Kind.INCREMENT or value != 1:
@@ -155,33 +258,35 @@ def validate_event(
     ), []
 
 
-def validate_body(
-    body: object,
-    catalog: Catalog,
-    now: datetime,
-    *,
-    max_batch: int = 1000,
-    future_tolerance: timedelta = timedelta(minutes=5),
+def envelope(body: object, limits: Limits) -> tuple[list[Any], list[FieldError]]:
+    """The events of a request body (one event, or {"events": [...]}), or why there are none."""
+    if not (isinstance(body, dict) and "events" in body):
+        return [body], []
+    if body.keys() != {"events"}:
+        return [], _unknown_fields(list(body.keys() - {"events"}), None)
+    items = body["events"]
+    if not isinstance(items, list):
+        return [], [FieldError(None, "events", "must be an array of events")]
+    return items, batch_size_errors(len(items), limits)
+
+
+def batch_size_errors(count: int, limits: Limits) -> list[FieldError]:
+    if count == 0:
+        return [FieldError(None, "events", "must hold at least one event")]
+    if count > limits.max_batch:
+        return [FieldError(None, "events", f"at most {limits.max_batch} events per request")]
+    return []
+
+
+def validate_items(
+    items: Sequence[object], catalog: Catalog, now: datetime, limits: Limits
 ) -> tuple[list[Event], list[FieldError]]:
-    """A request body (one event or {"events": [...]}) → its events, or every error."""
-    if isinstance(body, dict) and "events" in body:
-        if body.keys() != {"events"}:
-            extra = sorted(str(k) for k in body.keys() - {"events"})
-            return [], [FieldError(None, name, "unknown field") for name in extra]
-        items: Any = body["events"]
-        if not isinstance(items, list):
-            return [], [FieldError(None, "events", "must be an array of events")]
-        if not items:
-            return [], [FieldError(None, "events", "must hold at least one event")]
-        if len(items) > max_batch:
-            return [], [FieldError(None, "events", f"at most {max_batch} events per request")]
-    else:
-        items = [body]
+    """Every item → its events, or every error (duplicate event_ids included)."""
     events: list[Event] = []
     errors: list[FieldError] = []
     first_index: dict[str, int] = {}
     for index, raw in enumerate(items):
-        event, problems = validate_event(raw, index, catalog, now, future_tolerance)
+        event, problems = validate_event(raw, index, catalog, now, limits)
         errors.extend(problems)
         if event is None:
             continue
@@ -199,14 +304,45 @@ def validate_body(
     return (events, []) if not errors else ([], errors)
 
 
+def validate_body(
+    body: object, catalog: Catalog, now: datetime, limits: Limits | None = None
+) -> tuple[list[Event], list[FieldError]]:
+    """A decoded JSON body (one event or {"events": [...]}) → its events, or every error."""
+    limits = limits or Limits()
+    items, errors = envelope(body, limits)
+    if errors:
+        return [], errors
+    return validate_items(items, catalog, now, limits)
+
+
 def out_of_scope(
     event: Event, catalog: Catalog, units: frozenset[str], indicators: frozenset[str]
-) -> str | None:
-    """Why a token scoped to `units` subtrees and `indicators` may not send `event`, or None."""
-    if indicators and event.indicator not in indicators:
-        return f"indicator {event.indicator} is outside this token's scope"
+) -> list[FieldError]:
+    """Why a token scoped to `units` subtrees and `indicators` may not send `event`."""
+    problems: list[FieldError] = []
     if units:
         lineage = {event.unit, *catalog.units.get(event.unit, ())}
         if not lineage & units:
-            return f"unit {event.unit} is outside this token's scope"
-    return None
+            problems.append(
+                FieldError(None, "unit", f"unit {event.unit} is outside this token's scope")
+            )
+    if indicators and event.indicator not in indicators:
+        problems.append(
+            FieldError(
+                None, "indicator", f"indicator {event.indicator} is outside this token's scope"
+            )
+        )
+    return problems
+
+
+def scope_errors(
+    events: Sequence[Event], catalog: Catalog, units: frozenset[str], indicators: frozenset[str]
+) -> list[FieldError]:
+    """Every event a token may not send, by index (empty scopes mean everything)."""
+    if not units and not indicators:
+        return []
+    return [
+        FieldError(index, p.field, p.message)
+        for index, event in enumerate(events)
+        for p in out_of_scope(event, catalog, units, indicators)
+    ]
