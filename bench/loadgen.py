@@ -15,6 +15,7 @@ import httpx
 import orjson
 
 from bench import payloads
+from tiendo.event import to_json
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -31,7 +32,7 @@ async def run(
     bodies = []
     chunk: list[dict[str, object]] = []
     for e in payloads.events(n, starts_at=start, prefix=prefix):
-        chunk.append(payloads.as_json(e))
+        chunk.append(to_json(e))
         if len(chunk) == batch:
             bodies.append(orjson.dumps({"events": chunk}))
             chunk = []

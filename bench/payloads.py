@@ -5,7 +5,6 @@ units (Hà Nội's 579 wards and, with --units, synthetic residential groups und
 import random
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from services.demo import seed
 from tiendo.event import Event, Kind
@@ -66,17 +65,3 @@ def events(
                 at,
                 received_at=now,
             )
-
-
-def as_json(e: Event) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "event_id": e.event_id,
-        "unit": e.unit,
-        "indicator": e.indicator,
-        "kind": e.kind.value,
-        "value": e.value,
-        "occurred_at": e.occurred_at.isoformat(),
-    }
-    if e.subject:
-        body["subject"] = e.subject
-    return body

@@ -42,6 +42,21 @@ class Event:
     source: str = ""
 
 
+def to_json(event: Event) -> dict[str, object]:
+    """The upstream JSON form of an event (SPEC §4.1), as a client would POST it."""
+    body: dict[str, object] = {
+        "event_id": event.event_id,
+        "unit": event.unit,
+        "indicator": event.indicator,
+        "kind": event.kind.value,
+        "value": event.value,
+        "occurred_at": event.occurred_at.isoformat(),
+    }
+    if event.subject:
+        body["subject"] = event.subject
+    return body
+
+
 def _timestamp(at: datetime) -> Timestamp:
     ts = Timestamp()
     ts.FromDatetime(at.astimezone(UTC))

@@ -10,7 +10,6 @@ from typing import Annotated, Any, Literal
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
 from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Request
 from pydantic import Field
 from starlette.responses import Response
@@ -30,6 +29,7 @@ from services.aggregator.models import (
 from services.aggregator.progress import leaderboard, progress_of
 from services.aggregator.settings import AggregatorSettings
 from services.aggregator.snapshot import unit_figures
+from tiendo.background import keep_running
 from tiendo.clock import Clock, SystemClock
 from tiendo.database import Connection, create_pool, migrate
 from tiendo.kafka import TopicSpec, ensure_topics, event_topics, reliable_producer
@@ -48,19 +48,6 @@ UnitCode = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.-]{1,32}$", description="u
 CampaignId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="campaign id")]
 
 
-async def _supervise(name: str, factory: Any) -> None:
-    """Keep a background loop alive: a crash is logged and the loop restarted."""
-    while True:
-        try:
-            await factory()
-            return
-        except asyncio.CancelledError:
-            raise
-        except (KafkaError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            log.error("background_task_failed", task=name, error=repr(exc))
-            await asyncio.sleep(2.0)
-
-
 def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> FastAPI:
     clock = clock or SystemClock()
     metrics = AggregatorMetrics()
@@ -73,7 +60,7 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
             await migrate(conn, "aggregator", "services.aggregator")
         app.state.pool = pool
         tasks: list[asyncio.Task[None]] = [
-            asyncio.create_task(_supervise("unit_metrics", lambda: _refresh_metrics(pool))),
+            asyncio.create_task(keep_running("unit_metrics", lambda: _refresh_metrics(pool))),
         ]
         producer: AIOKafkaProducer | None = None
         if settings.consume:
@@ -95,7 +82,7 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
             log.info("progress_feed_republished", rows=sent)
             applier = Applier(settings, pool, producer, metrics, clock)
             app.state.applier = applier
-            tasks.append(asyncio.create_task(_supervise("consumer", applier.run)))
+            tasks.append(asyncio.create_task(keep_running("consumer", applier.run)))
         log.info("aggregator_started", port=settings.port)
         try:
             yield

@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import hmac
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
@@ -16,7 +16,6 @@ from typing import Annotated, Any, Literal
 import asyncpg
 import httpx
 from aiokafka import AIOKafkaConsumer
-from aiokafka.errors import KafkaError
 from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -35,6 +34,7 @@ from services.notifier.policy import Policy, PolicyOverride, effective
 from services.notifier.render import Renderer
 from services.notifier.rules import Rule, Silence
 from services.notifier.settings import NotifierSettings
+from tiendo.background import keep_running
 from tiendo.clock import Clock, SystemClock
 from tiendo.database import create_pool, migrate
 from tiendo.events.v1 import events_pb2
@@ -66,18 +66,6 @@ def state_values(m: events_pb2.UnitProgress) -> tuple[object, ...]:
         timedelta(seconds=m.stale_after_seconds),
         m.timezone,
     )
-
-
-async def _supervise(name: str, loop: Callable[[], Awaitable[None]]) -> None:
-    while True:
-        try:
-            await loop()
-            return
-        except asyncio.CancelledError:
-            raise
-        except (KafkaError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            log.error("background_task_failed", task=name, error=repr(exc))
-            await asyncio.sleep(2.0)
 
 
 class SilenceIn(BaseModel):
@@ -213,9 +201,9 @@ def create_app(
         app.state.evaluator = evaluator
         app.state.evaluate_at = evaluate_at
         tasks = [
-            asyncio.create_task(_supervise("feed", lambda: consume(pool, evaluator))),
-            asyncio.create_task(_supervise("clock", lambda: tick(pool, evaluator))),
-            asyncio.create_task(_supervise("outbox", outbox.run)),
+            asyncio.create_task(keep_running("feed", lambda: consume(pool, evaluator))),
+            asyncio.create_task(keep_running("clock", lambda: tick(pool, evaluator))),
+            asyncio.create_task(keep_running("outbox", outbox.run)),
         ]
         log.info("notifier_started", port=settings.port, replica=outbox.replica)
         try:

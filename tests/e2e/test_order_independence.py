@@ -21,7 +21,7 @@ from tests.support.stack import (
 )
 from tests.support.world import build_world, issue_token
 from tiendo.counting import Window, own_values, rolled_up
-from tiendo.event import Event, Kind
+from tiendo.event import Event, Kind, to_json
 from tiendo.localstack import KafkaBroker
 
 EVENTS = 200_000
@@ -68,20 +68,6 @@ def generate(units: list[UnitIn], rng: random.Random) -> list[Event]:
             value = rng.choice([1, 1, 1, 2, 3, 5, -1])
             out.append(Event(f"i{i}", unit, indicator, Kind.INCREMENT, value, at))
     return out
-
-
-def as_json(e: Event) -> dict[str, object]:
-    body: dict[str, object] = {
-        "event_id": e.event_id,
-        "unit": e.unit,
-        "indicator": e.indicator,
-        "kind": e.kind.value,
-        "value": e.value,
-        "occurred_at": e.occurred_at.isoformat(),
-    }
-    if e.subject:
-        body["subject"] = e.subject
-    return body
 
 
 @pytest.mark.slow
@@ -143,7 +129,7 @@ async def test_shuffled_duplicated_campaign_with_crashes_matches_recomputation(
             for n, batch in enumerate(batches):
                 r = await ingest.post(
                     "/v1/events",
-                    json={"events": [as_json(e) for e in batch]},
+                    json={"events": [to_json(e) for e in batch]},
                     headers={"Authorization": f"Bearer {token}"},
                 )
                 assert r.status_code == 202, r.text
