@@ -57,7 +57,8 @@ def to_json(event: Event) -> dict[str, object]:
     return body
 
 
-def _timestamp(at: datetime) -> Timestamp:
+def timestamp(at: datetime) -> Timestamp:
+    """A protobuf Timestamp of an aware datetime."""
     ts = Timestamp()
     ts.FromDatetime(at.astimezone(UTC))
     return ts
@@ -72,13 +73,13 @@ def encode(event: Event) -> bytes:
         indicator=event.indicator,
         kind=_KIND_TO_PB[event.kind],
         value=event.value,
-        occurred_at=_timestamp(event.occurred_at),
+        occurred_at=timestamp(event.occurred_at),
         occurred_at_offset_seconds=int(offset.total_seconds()),
         subject=event.subject or "",
         source=event.source,
     )
     if event.received_at is not None:
-        message.received_at.CopyFrom(_timestamp(event.received_at))
+        message.received_at.CopyFrom(timestamp(event.received_at))
     return message.SerializeToString()
 
 

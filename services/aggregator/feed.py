@@ -2,22 +2,16 @@
 
 import asyncio
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from services.aggregator import repository
 from services.aggregator.models import Campaign
 from tiendo.database import Connection
+from tiendo.event import timestamp
 from tiendo.events.v1 import events_pb2
-
-
-def _ts(at: datetime) -> Timestamp:
-    ts = Timestamp()
-    ts.FromDatetime(at.astimezone(UTC))
-    return ts
 
 
 def progress_message(
@@ -30,9 +24,9 @@ def progress_message(
         value=row["value"],
         baseline=row["baseline"],
         target=row["target"],
-        starts_at=_ts(campaign.starts_at),
-        deadline=_ts(row["deadline"] or campaign.deadline),
-        computed_at=_ts(computed_at),
+        starts_at=timestamp(campaign.starts_at),
+        deadline=timestamp(row["deadline"] or campaign.deadline),
+        computed_at=timestamp(computed_at),
         behind_threshold=campaign.thresholds.behind,
         stale_after_seconds=int(campaign.thresholds.stale_after.total_seconds()),
         level=row["level"],
@@ -41,7 +35,7 @@ def progress_message(
         timezone=campaign.timezone,
     )
     if row["last_event_at"] is not None:
-        message.last_event_at.CopyFrom(_ts(row["last_event_at"]))
+        message.last_event_at.CopyFrom(timestamp(row["last_event_at"]))
     return message
 
 

@@ -22,7 +22,6 @@ import uvicorn
 from aiokafka import AIOKafkaProducer
 from aiosmtpd.controller import Controller
 from fastapi import FastAPI, Request
-from google.protobuf.timestamp_pb2 import Timestamp
 from starlette.responses import JSONResponse
 
 from services.aggregator.admin import UnitIn
@@ -32,6 +31,7 @@ from services.notifier.settings import NotifierSettings
 from tests.support.stack import Topics, eventually, running
 from tests.support.world import TREE, build_world
 from tiendo.clock import ManualClock
+from tiendo.event import timestamp
 from tiendo.events.v1 import events_pb2
 from tiendo.localstack import KafkaBroker, free_port
 
@@ -162,12 +162,6 @@ def tree_with_contacts(receiver: HttpReceiver, chat: bool = True) -> list[UnitIn
     ]
 
 
-def _ts(at: datetime) -> Timestamp:
-    ts = Timestamp()
-    ts.FromDatetime(at.astimezone(UTC))
-    return ts
-
-
 PARENTS = {u.code: u.parent_code for u in TREE}
 LEVELS = {u.code: u.level for u in TREE}
 NAMES = {u.code: u.name for u in TREE}
@@ -193,9 +187,9 @@ def progress(
         value=value,
         baseline=0,
         target=target,
-        starts_at=_ts(starts_at),
-        deadline=_ts(starts_at + timedelta(days=days)),
-        computed_at=_ts(computed_at or datetime.now(UTC)),
+        starts_at=timestamp(starts_at),
+        deadline=timestamp(starts_at + timedelta(days=days)),
+        computed_at=timestamp(computed_at or datetime.now(UTC)),
         behind_threshold=0.9,
         stale_after_seconds=12 * 3600,
         level=LEVELS[unit],
@@ -204,7 +198,7 @@ def progress(
         timezone="Asia/Ho_Chi_Minh",
     )
     if last_event_at is not None:
-        m.last_event_at.CopyFrom(_ts(last_event_at))
+        m.last_event_at.CopyFrom(timestamp(last_event_at))
     return m
 
 
