@@ -15,6 +15,7 @@ import httpx
 import orjson
 
 from bench import payloads
+from tiendo import eventloop
 from tiendo.event import to_json
 
 
@@ -88,7 +89,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float)
     parser.add_argument("--prefix", default="lg")
     args = parser.parse_args()
-    result = asyncio.run(
+    result = eventloop.run(
         run(args.url, args.token, args.events, args.batch, args.concurrency, args.rate, args.prefix)
     )
     print(json.dumps(result))

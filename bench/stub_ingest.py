@@ -21,9 +21,10 @@ class AckingPublisher:
     async def reachable(self, wait: float = 2.0) -> bool:
         return True
 
-    async def publish(self, events: Sequence[Event]) -> None:
+    async def publish(self, events: Sequence[Event], source: str = "") -> None:
         for e in events:
-            encode(e)
+            e.unit.encode()
+            encode(e, source=source)
 
     async def close(self) -> None:
         return None

@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from enum import StrEnum
+from functools import lru_cache
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -57,15 +58,29 @@ def to_json(event: Event) -> dict[str, object]:
     return body
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
 def timestamp(at: datetime) -> Timestamp:
     """A protobuf Timestamp of an aware datetime."""
-    ts = Timestamp()
-    ts.FromDatetime(at.astimezone(UTC))
-    return ts
+    # Integer arithmetic: protobuf's FromDatetime/ToDatetime are pure Python and were a
+    # tenth of ingest's and the aggregator's CPU (bench flame graphs).
+    seconds, micros = divmod((at - _EPOCH) // _MICROSECOND, 1_000_000)
+    return Timestamp(seconds=seconds, nanos=micros * 1000)
 
 
-def encode(event: Event) -> bytes:
-    """Serialise for the `progress-events` topic."""
+def _datetime(ts: Timestamp) -> datetime:
+    return _EPOCH + timedelta(seconds=ts.seconds, microseconds=ts.nanos // 1000)
+
+
+@lru_cache(maxsize=256)
+def _offset_zone(seconds: int) -> timezone:
+    return UTC if seconds == 0 else timezone(timedelta(seconds=seconds))
+
+
+def encode(event: Event, *, source: str | None = None) -> bytes:
+    """Serialise for the `progress-events` topic (`source` in place of the event's)."""
     offset = event.occurred_at.utcoffset() or timedelta(0)
     message = events_pb2.ProgressEvent(
         event_id=event.event_id,
@@ -76,7 +91,7 @@ def encode(event: Event) -> bytes:
         occurred_at=timestamp(event.occurred_at),
         occurred_at_offset_seconds=int(offset.total_seconds()),
         subject=event.subject or "",
-        source=event.source,
+        source=event.source if source is None else source,
     )
     if event.received_at is not None:
         message.received_at.CopyFrom(timestamp(event.received_at))
@@ -90,20 +105,24 @@ def from_message(message: events_pb2.ProgressEvent) -> Event:
         raise UndecodableEvent("missing event_id, unit, indicator or kind")
     if not message.HasField("occurred_at"):
         raise UndecodableEvent("missing occurred_at")
-    tz = timezone(timedelta(seconds=message.occurred_at_offset_seconds))
-    return Event(
-        event_id=message.event_id,
-        unit=message.unit,
-        indicator=message.indicator,
-        kind=kind,
-        value=message.value,
-        occurred_at=message.occurred_at.ToDatetime(tzinfo=UTC).astimezone(tz),
-        subject=message.subject or None,
-        received_at=(
-            message.received_at.ToDatetime(tzinfo=UTC) if message.HasField("received_at") else None
-        ),
-        source=message.source,
-    )
+    try:
+        return Event(
+            event_id=message.event_id,
+            unit=message.unit,
+            indicator=message.indicator,
+            kind=kind,
+            value=message.value,
+            occurred_at=_datetime(message.occurred_at).astimezone(
+                _offset_zone(message.occurred_at_offset_seconds)
+            ),
+            subject=message.subject or None,
+            received_at=(
+                _datetime(message.received_at) if message.HasField("received_at") else None
+            ),
+            source=message.source,
+        )
+    except (OverflowError, ValueError) as exc:  # a time or offset out of datetime's range
+        raise UndecodableEvent(f"bad timestamp: {exc}") from exc
 
 
 def decode(payload: bytes) -> Event:

@@ -1,11 +1,15 @@
 """Kafka plumbing: topic creation and producers/consumers with tiendo's guarantees."""
 
+import asyncio
 import contextlib
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.partitioner import DefaultPartitioner
 from tenacity import AsyncRetrying, stop_after_delay, wait_exponential
 
 from tiendo.logs import get_logger
@@ -87,3 +91,44 @@ def reliable_producer(
         max_batch_size=1_048_576,
         compression_type=None,
     )
+
+
+class RecordBatches:
+    """Sends a list of keyed records as whole record batches, one per partition.
+
+    `producer.send` per record costs a future and an accumulator append each, which was a
+    third of ingest's CPU (bench flame graph); a builder per partition costs neither. The
+    partition of a key is the default partitioner's (murmur2, as Java clients), so a unit's
+    events land where a plain `send` would put them.
+    """
+
+    def __init__(self, producer: AIOKafkaProducer) -> None:
+        self._producer = producer
+        self._partitioner = DefaultPartitioner()
+        # aiokafka queues a batch only after the previous one of its partition is drained,
+        # and concurrent callers waiting for that can time out in a pile-up (seen with 4):
+        # one caller queues at a time; waiting for acknowledgements is concurrent.
+        self._queueing = asyncio.Lock()
+
+    async def send(
+        self, topic: str, records: Sequence[tuple[bytes, bytes]]
+    ) -> list["asyncio.Future[Any]"]:
+        """Queue every (key, value); returns the batches' delivery futures."""
+        producer = self._producer
+        futures: list[asyncio.Future[Any]] = []
+        async with self._queueing:
+            partitions = sorted(await producer.partitions_for(topic))
+            builders: dict[int, Any] = {}
+            for key, value in records:
+                partition = self._partitioner(key, partitions, partitions)
+                builder = builders.get(partition)
+                if builder is None:
+                    builder = builders[partition] = producer.create_batch()
+                if builder.append(key=key, value=value, timestamp=None) is None:
+                    # full: send it and start the next one for this partition
+                    futures.append(await producer.send_batch(builder, topic, partition=partition))
+                    builder = builders[partition] = producer.create_batch()
+                    builder.append(key=key, value=value, timestamp=None)
+            for partition, builder in builders.items():
+                futures.append(await producer.send_batch(builder, topic, partition=partition))
+        return futures

@@ -68,6 +68,9 @@ def plan_fraction(plan: Plan, at: datetime) -> float:
         return 0.0
     if at >= plan.deadline:
         return 1.0
+    if not plan.milestones:
+        # the common plan, a straight line; evaluated for every unit on every clock tick
+        return (at - plan.starts_at) / (plan.deadline - plan.starts_at)
     inside = sorted(
         (m.at, m.fraction) for m in plan.milestones if plan.starts_at < m.at < plan.deadline
     )

@@ -1,10 +1,9 @@
 """Running a service's ASGI app under uvicorn with tiendo's logging."""
 
-import asyncio
-
 import uvicorn
 from fastapi import FastAPI
 
+from tiendo import eventloop
 from tiendo.logs import configure_logging
 from tiendo.settings import ServiceSettings
 
@@ -18,7 +17,6 @@ def serve(app: FastAPI, settings: ServiceSettings) -> None:
         port=settings.port,
         log_config=None,
         access_log=False,
-        loop="uvloop",
         timeout_graceful_shutdown=20,
     )
-    asyncio.run(uvicorn.Server(config).serve())
+    eventloop.run(uvicorn.Server(config).serve())

@@ -5,7 +5,7 @@ import contextlib
 import hmac
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import asyncpg
@@ -28,7 +28,7 @@ from services.aggregator.models import (
 )
 from services.aggregator.progress import leaderboard, progress_of
 from services.aggregator.settings import AggregatorSettings
-from services.aggregator.snapshot import unit_figures
+from services.aggregator.snapshot import WindowValues, unit_figures
 from tiendo.background import keep_running
 from tiendo.clock import Clock, SystemClock
 from tiendo.database import Connection, create_pool, migrate
@@ -98,10 +98,11 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
             log.info("aggregator_stopped")
 
     async def _refresh_metrics(pool: asyncpg.Pool) -> None:
+        window_values = WindowValues(timedelta(seconds=settings.metrics_window_refresh_seconds))
         while True:
             async with pool.acquire() as conn:
                 metrics.units.snapshot = await unit_figures(
-                    conn, settings.metrics_unit_level, clock.now()
+                    conn, settings.metrics_unit_level, clock.now(), window_values
                 )
             await asyncio.sleep(settings.metrics_refresh_seconds)
 

@@ -11,6 +11,7 @@ import httpx
 from tqdm import tqdm
 
 from services.aggregator.settings import AggregatorSettings
+from tiendo import eventloop
 
 
 def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -33,7 +34,7 @@ def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> 
         type=datetime.fromisoformat,
         help="RFC 3339: replay from this moment only (default: from the start)",
     )
-    reb.set_defaults(func=lambda a: asyncio.run(_rebuild(a)))
+    reb.set_defaults(func=lambda a: eventloop.run(_rebuild(a)))
 
     dl = cmds.add_parser("dead-letters", help="list events that could not be applied")
     dl.add_argument("--all", action="store_true", help="include re-driven ones")

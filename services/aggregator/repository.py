@@ -27,8 +27,8 @@ CREATE TEMP TABLE IF NOT EXISTS batch_subjects (
 CREATE TEMP TABLE IF NOT EXISTS batch_dethroned (event_id text PRIMARY KEY)
     ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS batch_keys (
-    campaign_id text, unit text, indicator text, old_own bigint, resnapped boolean,
-    last_at timestamptz, PRIMARY KEY (campaign_id, unit, indicator)
+    campaign_id text, unit text, indicator text, old_own bigint, snap_at timestamptz,
+    resnapped boolean, last_at timestamptz, PRIMARY KEY (campaign_id, unit, indicator)
 ) ON COMMIT DELETE ROWS;
 """
 STAGING_COLUMNS = (
@@ -45,21 +45,21 @@ STAGING_COLUMNS = (
     "kafka_offset",
 )
 
-# Readers of a batch that cannot be applied: unknown unit or indicator, not already applied.
-SELECT_UNAPPLIABLE = """
-SELECT b.kafka_partition, b.kafka_offset, b.event_id,
-       CASE WHEN u.code IS NULL THEN 'unknown unit ' || b.unit
-            ELSE 'unknown indicator ' || b.indicator END AS reason
-FROM batch_in b
-LEFT JOIN units u ON u.code = b.unit
-LEFT JOIN indicators i ON i.code = b.indicator
-WHERE (u.code IS NULL OR i.code IS NULL)
-  AND NOT EXISTS (SELECT 1 FROM events e WHERE e.event_id = b.event_id)
-"""
-DELETE_UNAPPLIABLE = """
-DELETE FROM batch_in b
-WHERE NOT EXISTS (SELECT 1 FROM units u WHERE u.code = b.unit)
-   OR NOT EXISTS (SELECT 1 FROM indicators i WHERE i.code = b.indicator)
+# Take out of the batch what cannot be applied (unknown unit or indicator) in one pass;
+# those not already applied earlier go to the dead letters.
+TAKE_UNAPPLIABLE = """
+WITH taken AS (
+    DELETE FROM batch_in b
+    WHERE NOT EXISTS (SELECT 1 FROM units u WHERE u.code = b.unit)
+       OR NOT EXISTS (SELECT 1 FROM indicators i WHERE i.code = b.indicator)
+    RETURNING b.kafka_partition, b.kafka_offset, b.event_id, b.unit, b.indicator
+)
+SELECT t.kafka_partition, t.kafka_offset, t.event_id,
+       CASE WHEN NOT EXISTS (SELECT 1 FROM units u WHERE u.code = t.unit)
+            THEN 'unknown unit ' || t.unit
+            ELSE 'unknown indicator ' || t.indicator END AS reason
+FROM taken t
+WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.event_id = t.event_id)
 """
 # The idempotency check: an event_id is applied once, forever. Within one batch the first
 # delivery wins.
@@ -166,26 +166,40 @@ ON CONFLICT (campaign_id, unit, indicator, day) DO UPDATE
 SET increments = d.increments + coalesce(EXCLUDED.increments, 0),
     events = d.events + EXCLUDED.events
 """
+# Every (campaign, unit, indicator) the batch touches, once; the later statements work on
+# these few keys rather than on every applied event.
+GROUP_KEYS = """
+INSERT INTO batch_keys (campaign_id, unit, indicator, resnapped, last_at)
+SELECT campaign_id, unit, indicator, false, max(occurred_at) FILTER (WHERE NOT adjustment)
+FROM batch_applied
+GROUP BY 1, 2, 3
+"""
 # Rows normally exist since the campaign was planned; a unit added later gets one here.
 ENSURE_PROGRESS_ROWS = """
 INSERT INTO progress (campaign_id, unit, indicator, own_baseline)
-SELECT DISTINCT a.campaign_id, a.unit, a.indicator, coalesce(t.baseline, 0)
-FROM batch_applied a
+SELECT k.campaign_id, k.unit, k.indicator, coalesce(t.baseline, 0)
+FROM batch_keys k
 LEFT JOIN targets t USING (campaign_id, unit, indicator)
+WHERE NOT EXISTS (SELECT 1 FROM progress p
+                  WHERE p.campaign_id = k.campaign_id AND p.unit = k.unit
+                    AND p.indicator = k.indicator)
 ORDER BY 1, 2, 3
 ON CONFLICT DO NOTHING
 """
-# Remember each touched key's own value before the batch, to spread the difference.
+# Lock the touched rows (in a fixed order: replicas cannot deadlock) and remember each
+# key's own value and snapshot time before the batch, to spread the difference.
 SELECT_KEYS = """
-INSERT INTO batch_keys (campaign_id, unit, indicator, old_own, resnapped, last_at)
-SELECT p.campaign_id, p.unit, p.indicator,
-       coalesce(p.snap_value, p.own_baseline) + p.incr_after, false, k.last_at
-FROM (SELECT campaign_id, unit, indicator,
-             max(occurred_at) FILTER (WHERE NOT adjustment) AS last_at
-      FROM batch_applied GROUP BY 1, 2, 3) k
-JOIN progress p USING (campaign_id, unit, indicator)
-ORDER BY 1, 2, 3
-FOR UPDATE OF p
+WITH locked AS (
+    SELECT p.campaign_id, p.unit, p.indicator, p.snap_at,
+           coalesce(p.snap_value, p.own_baseline) + p.incr_after AS own
+    FROM progress p
+    JOIN batch_keys k USING (campaign_id, unit, indicator)
+    ORDER BY 1, 2, 3
+    FOR UPDATE OF p
+)
+UPDATE batch_keys k SET old_own = l.own, snap_at = l.snap_at
+FROM locked l
+WHERE k.campaign_id = l.campaign_id AND k.unit = l.unit AND k.indicator = l.indicator
 """
 # A snapshot replaces the unit's own value when it is the latest (occurred_at, event_id).
 UPDATE_SNAPSHOTS = """
@@ -209,15 +223,15 @@ WHERE k.campaign_id = m.campaign_id AND k.unit = m.unit AND k.indicator = m.indi
 """
 # Increments count after the unit's latest snapshot; a new latest snapshot recounts them.
 UPDATE_INCREMENTS = """
+-- (k.snap_at is current: only a resnapped key's snapshot moved, and the row is locked.)
 UPDATE progress p
 SET incr_after = p.incr_after + d.delta
 FROM (
     SELECT a.campaign_id, a.unit, a.indicator, sum(a.value) AS delta
     FROM batch_applied a
     JOIN batch_keys k USING (campaign_id, unit, indicator)
-    JOIN progress p2 USING (campaign_id, unit, indicator)
     WHERE a.kind = 'increment' AND NOT k.resnapped
-      AND (p2.snap_at IS NULL OR a.occurred_at > p2.snap_at)
+      AND (k.snap_at IS NULL OR a.occurred_at > k.snap_at)
     GROUP BY 1, 2, 3
 ) d
 WHERE p.campaign_id = d.campaign_id AND p.unit = d.unit AND p.indicator = d.indicator
@@ -303,8 +317,7 @@ async def stage(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
 
 
 async def take_unappliable(conn: Connection) -> list[Unappliable]:
-    rows = await conn.fetch(SELECT_UNAPPLIABLE)
-    await conn.execute(DELETE_UNAPPLIABLE)
+    rows = await conn.fetch(TAKE_UNAPPLIABLE)
     return [
         Unappliable(r["kafka_partition"], r["kafka_offset"], r["event_id"], r["reason"])
         for r in rows
@@ -329,6 +342,7 @@ async def apply_staged(conn: Connection, *, distinct_ids: bool = False) -> Batch
         await conn.execute(UPSERT_SUBJECT_WINNERS)
     await conn.execute(SELECT_APPLIED)
     await conn.execute(UPSERT_DAILY)
+    await conn.execute(GROUP_KEYS)
     await conn.execute(ENSURE_PROGRESS_ROWS)
     await conn.execute(SELECT_KEYS)
     await conn.execute(UPDATE_SNAPSHOTS)

@@ -21,6 +21,14 @@ class AggregatorSettings(ServiceSettings):
     metrics_refresh_seconds: float = Field(
         10.0, gt=0, description="how often the per-unit metric snapshot is recomputed"
     )
+    metrics_window_refresh_seconds: float = Field(
+        300.0,
+        ge=0,
+        description=(
+            "how long the metric snapshot reuses each unit's value one run-rate window ago "
+            "(read from the event history, the snapshot's costly part)"
+        ),
+    )
     admin_token: str = Field(
         "dev-admin-token", description="bearer token of the admin API (PUT routes)"
     )

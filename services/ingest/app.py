@@ -11,7 +11,6 @@ import contextlib
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -44,7 +43,6 @@ from services.ingest.validation import (
     validate_items,
 )
 from tiendo.database import create_pool, migrate
-from tiendo.event import Event
 from tiendo.kafka import ensure_topics, event_topics
 from tiendo.logs import get_logger
 from tiendo.web import (
@@ -117,10 +115,6 @@ def _loggable_fields(errors: list[FieldError]) -> list[str]:
 def _problem_count(errors: list[FieldError]) -> str:
     listed = "" if len(errors) <= MAX_ERRORS_LISTED else f" (the first {MAX_ERRORS_LISTED} listed)"
     return f"{len(errors)} problem(s) in the request{listed}; nothing was accepted"
-
-
-def _with_source(event: Event, source: str) -> Event:
-    return replace(event, source=source)
 
 
 class Intake:
@@ -299,7 +293,7 @@ class Intake:
             )
 
         try:
-            await self.publisher.publish([_with_source(e, source) for e in events])
+            await self.publisher.publish(events, source)
         except KafkaUnavailable as exc:
             self.log_refusal(source, 503, "kafka_unavailable", error=str(exc), events=count)
             self.metrics.events_rejected.labels("kafka_unavailable").inc(count)

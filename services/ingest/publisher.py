@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from tiendo.event import Event, encode
-from tiendo.kafka import reliable_producer
+from tiendo.kafka import RecordBatches, reliable_producer
 from tiendo.logs import get_logger
 
 log = get_logger(__name__)
@@ -83,6 +83,7 @@ class Publisher:
         self._timeout = timeout
         self._on_retire = on_retire
         self._producer: AIOKafkaProducer | None = None
+        self._batches: RecordBatches | None = None
         self._failed = asyncio.Event()
 
     @property
@@ -117,6 +118,7 @@ class Publisher:
         while True:
             producer = await self._connect(retry_every)
             self._failed.clear()
+            self._batches = RecordBatches(producer)
             self._producer = producer
             log.info("kafka_connected", bootstrap=self._bootstrap)
             await self._failed.wait()
@@ -142,16 +144,17 @@ class Publisher:
             return False
         return True
 
-    async def publish(self, events: Sequence[Event]) -> None:
-        """Send every event and wait for all acknowledgements, or raise KafkaUnavailable."""
-        producer = self._producer
-        if producer is None:
+    async def publish(self, events: Sequence[Event], source: str = "") -> None:
+        """Send every event (as from `source`) and wait for all acknowledgements, or raise
+        KafkaUnavailable."""
+        producer, batches = self._producer, self._batches
+        if producer is None or batches is None:
             raise KafkaUnavailable("not connected to Kafka")
+        records = [(e.unit.encode(), encode(e, source=source)) for e in events]
         futures: list[asyncio.Future[object]] = []
         try:
             async with asyncio.timeout(self._timeout):
-                for e in events:
-                    futures.append(await producer.send(self._topic, encode(e), key=e.unit.encode()))
+                futures = await batches.send(self._topic, records)
                 await asyncio.gather(*futures)
         except (TimeoutError, KafkaError) as exc:
             # Some events may have been stored: harmless, a retry with the same ids is

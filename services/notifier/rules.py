@@ -48,10 +48,15 @@ class UnitState:
     level: int = 0
     parent: str | None = None
     timezone: str = "Asia/Ho_Chi_Minh"
+    # Built once: every clock tick judges every state (100,000 pairs in under a second).
+    plan: Plan = field(init=False, repr=False, compare=False)
+    thresholds: Thresholds = field(init=False, repr=False, compare=False)
 
-    @property
-    def plan(self) -> Plan:
-        return Plan(self.starts_at, self.deadline, self.baseline, self.target)
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self, "plan", Plan(self.starts_at, self.deadline, self.baseline, self.target)
+        )
+        object.__setattr__(self, "thresholds", Thresholds(self.behind_threshold, self.stale_after))
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -66,7 +71,7 @@ def judge(state: UnitState, at: datetime, value_window_ago: int | None) -> Progr
         at,
         last_event_at=state.last_event_at,
         value_window_ago=value_window_ago,
-        thresholds=Thresholds(state.behind_threshold, state.stale_after),
+        thresholds=state.thresholds,
     )
 
 

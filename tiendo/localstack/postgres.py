@@ -76,6 +76,8 @@ class PostgresServer(ServerProcess):
     port: int = 5433
     fast: bool = False
     bindir: Path | None = None
+    # more server settings (`-c key=value`), e.g. the benchmark's pg_stat_statements
+    settings: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = field(
         default=None, init=False, repr=False, compare=False
     )
@@ -145,7 +147,11 @@ class PostgresServer(ServerProcess):
             "unix_socket_directories": self.socket_dir,
             # pools of three services and of parallel test workers
             "max_connections": "200",
-            "shared_buffers": "128MB",
+            "shared_buffers": "512MB",
+            # The event history is written all day: checkpoints by time, not every 1 GB of
+            # WAL (each one doubles the WAL with full-page images for a while).
+            "max_wal_size": "4GB",
+            "checkpoint_timeout": "15min",
             "log_min_messages": "warning",
             "log_timezone": "UTC",
         }
@@ -153,6 +159,7 @@ class PostgresServer(ServerProcess):
             # A killed server still recovers every acknowledged commit (the OS keeps what
             # was written); only a power cut could lose one, and no test simulates that.
             settings |= {"fsync": "off", "full_page_writes": "off"}
+        settings |= self.settings
         options = [arg for key, value in settings.items() for arg in ("-c", f"{key}={value}")]
         return self._as_owner([self._bin("postgres"), "-D", str(self.pgdata), *options])
 
