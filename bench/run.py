@@ -60,6 +60,7 @@ class Sizes:
     concurrency: int
     ingest_rate: int = 20_000
     ingest_rate_seconds: int = 5
+    apply_replicas: int = 1
     profile: bool = False
 
 
@@ -126,7 +127,15 @@ class Service:
         self.peak_rss = 0
 
     def sample(self) -> None:
-        self.peak_rss = max(self.peak_rss, self.process.memory_info().rss)
+        """Peak resident memory so far: the kernel's high-water mark (VmHWM), so a peak
+        between two samples is not missed."""
+        status = Path(f"/proc/{self.popen.pid}/status")
+        peak = self.process.memory_info().rss
+        if status.exists():
+            for line in status.read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak = int(line.split()[1]) * 1024
+        self.peak_rss = max(self.peak_rss, peak)
 
     def cpu_seconds(self) -> float:
         t = self.process.cpu_times()
@@ -408,6 +417,7 @@ async def run(sizes: Sizes, keep: bool) -> dict[str, Any]:
             {**env, "TIENDO_INGEST_PORT": str(stub_port)},
             logs / "stub.log",
         )
+        services.append(stub)  # stopped in `finally` too if a phase fails
         await wait_http(f"http://127.0.0.1:{stub_port}/readyz")
         results["ceiling_ingest_without_kafka"] = loadgen(
             f"http://127.0.0.1:{stub_port}/v1/events",
@@ -482,36 +492,51 @@ async def run(sizes: Sizes, keep: bool) -> dict[str, Any]:
             "TIENDO_AGGREGATOR_ENVIRONMENT": "production",
             "TIENDO_AGGREGATOR_ADMIN_TOKEN": "bench-admin-token",
         }
-        aggregator = Service(
-            [sys.executable, "-m", "services.cli", "aggregator", "serve"],
-            agg_env,
-            logs / "aggregator.log",
-        )
-        # From the moment the consumer starts (readiness) to the last event applied; the
-        # process start-up (imports, migrations, topic checks) is not apply work.
+        replicas = [
+            Service(
+                [sys.executable, "-m", "services.cli", "aggregator", "serve"],
+                {**agg_env, "TIENDO_AGGREGATOR_PORT": str(agg_port if i == 0 else free_port())},
+                logs / f"aggregator-{i}.log",
+            )
+            for i in range(sizes.apply_replicas)
+        ]
+        services.extend(replicas)
         await wait_http(f"http://127.0.0.1:{agg_port}/readyz")
         if sizes.profile:
             await conn.execute("SELECT pg_stat_statements_reset()")
-        flame = FlameGraph("aggregator", aggregator.popen.pid, sizes.profile)
-        t0, cpu0 = time.perf_counter(), aggregator.cpu_seconds()
+        flame = FlameGraph("aggregator", replicas[0].popen.pid, sizes.profile)
+        cpu0 = sum(r.cpu_seconds() for r in replicas)
+        # Steady state, from the first commit to the last: the consumer group's join (a few
+        # seconds after readiness) is start-up, not apply work; the first batch is left out
+        # of both the events and the time.
+        while (first := await applied(conn, settings)) == 0:
+            await asyncio.sleep(0.01)
+        t0 = time.perf_counter()
         while await applied(conn, settings) < produced:
-            aggregator.sample()
+            for r in replicas:
+                r.sample()
             await asyncio.sleep(0.05)
         elapsed = time.perf_counter() - t0
         flame_graph = flame.stop()
-        aggregator.sample()
+        for r in replicas:
+            r.sample()
         async with httpx.AsyncClient() as client:
             text = (await client.get(f"http://127.0.0.1:{agg_port}/metrics")).text
         in_tx = metric_value(text, "tiendo_aggregator_batch_seconds_sum")
         apply: dict[str, Any] = {
             "events": produced,
+            "events_timed": produced - first,
+            "replicas": sizes.apply_replicas,
             "seconds": round(elapsed, 2),
-            "events_per_second": round(produced / elapsed),
-            "events_per_second_inside_transactions": (round(produced / in_tx) if in_tx else None),
-            "cpu_seconds_per_1000_events": round(
-                (aggregator.cpu_seconds() - cpu0) / produced * 1000, 3
+            "events_per_second": round((produced - first) / elapsed),
+            # replica 0's own transactions (all of them with one replica)
+            "events_per_second_inside_transactions": (
+                round(produced / in_tx) if in_tx and sizes.apply_replicas == 1 else None
             ),
-            "peak_rss_mb": round(aggregator.peak_rss / 2**20),
+            "cpu_seconds_per_1000_events": round(
+                (sum(r.cpu_seconds() for r in replicas) - cpu0) / produced * 1000, 3
+            ),
+            "peak_rss_mb": round(max(r.peak_rss for r in replicas) / 2**20),
             "flame_graph": flame_graph,
         }
         if sizes.profile:
@@ -520,7 +545,8 @@ async def run(sizes: Sizes, keep: bool) -> dict[str, Any]:
             apply["events_per_second"] / results["ceiling_bare_consume"]["events_per_second"], 2
         )
         results["aggregator_apply"] = apply
-        aggregator.stop()
+        for r in replicas:
+            r.stop()
 
         # -- freshness at a fixed offered load ---------------------------------------------
         aggregator = Service(
@@ -530,12 +556,28 @@ async def run(sizes: Sizes, keep: bool) -> dict[str, Any]:
         )
         services.append(aggregator)
         await wait_http(f"http://127.0.0.1:{agg_port}/readyz")
+        notifier_port = free_port()
+        notifier = Service(
+            [sys.executable, "-m", "services.cli", "notifier", "serve"],
+            {
+                "TIENDO_NOTIFIER_DATABASE_URL": dsn,
+                "TIENDO_NOTIFIER_KAFKA_BOOTSTRAP": broker.bootstrap,
+                "TIENDO_NOTIFIER_PORT": str(notifier_port),
+                "TIENDO_NOTIFIER_LOG_LEVEL": "WARNING",
+                "TIENDO_NOTIFIER_ENVIRONMENT": "production",
+                "TIENDO_NOTIFIER_ADMIN_TOKEN": "bench-admin-token",
+            },
+            logs / "notifier.log",
+        )
+        services.append(notifier)
+        await wait_http(f"http://127.0.0.1:{notifier_port}/readyz")
         # A probe batch applied end to end: the consumer has joined and been assigned, so
         # the measured load does not include the group's start-up.
         loadgen(f"http://127.0.0.1:{port}/v1/events", token, 1000, 1, prefix="probe")
         while await applied(conn, settings) < produced + 1000:
             await asyncio.sleep(0.1)
         n = sizes.freshness_rate * sizes.freshness_seconds
+        notifier_cpu0 = notifier.cpu_seconds()
         offered = loadgen(
             f"http://127.0.0.1:{port}/v1/events",
             token,
@@ -546,6 +588,16 @@ async def run(sizes: Sizes, keep: bool) -> dict[str, Any]:
         )
         while await applied(conn, settings) < produced + 1000 + n:
             await asyncio.sleep(0.2)
+        # the feed of the last batches reaches the notifier, and one evaluation tick runs
+        await asyncio.sleep(5)
+        notifier.sample()
+        results["notifier"] = {
+            "events": n,
+            "cpu_seconds_per_1000_events": round(
+                (notifier.cpu_seconds() - notifier_cpu0) / n * 1000, 3
+            ),
+            "peak_rss_mb": round(notifier.peak_rss / 2**20),
+        }
         async with httpx.AsyncClient() as client:
             text = (await client.get(f"http://127.0.0.1:{agg_port}/metrics")).text
         name = "tiendo_aggregator_event_freshness_seconds"
@@ -556,25 +608,36 @@ async def run(sizes: Sizes, keep: bool) -> dict[str, Any]:
             "p50_seconds": round(histogram_quantile(text, name, 0.5) or -1, 3),
             "p99_seconds": round(histogram_quantile(text, name, 0.99) or -1, 3),
             "ingest_batch_p99_ms": offered["batch_p99_ms"],
+            # how the aggregator took that load: transactions and their mean duration
+            "apply_batches": metric_value(text, "tiendo_aggregator_batch_seconds_count"),
+            "apply_batch_mean_seconds": round(
+                (metric_value(text, "tiendo_aggregator_batch_seconds_sum") or 0)
+                / (metric_value(text, "tiendo_aggregator_batch_seconds_count") or 1),
+                3,
+            ),
         }
         aggregator.stop()
         ingest.stop()
+        notifier.stop()
         services.clear()
 
         # -- rebuild ----------------------------------------------------------------------
         have = produced + 1000 + n
         if sizes.rebuild_events > have:
-            extra = sizes.rebuild_events - have
-            await bare_produce(
-                broker.bootstrap,
-                settings.topic_events,
-                [
-                    (e.unit.encode(), encode(e))
-                    for e in payloads.events(
-                        extra, starts_at=campaign.starts_at, prefix="rb", seed_value=3
-                    )
-                ],
-            )
+            # filled in chunks: ten million encoded events at once would need gigabytes
+            extra, chunk = sizes.rebuild_events - have, 0
+            while extra > 0:
+                size = min(extra, 500_000)
+                filler = payloads.events(
+                    size, starts_at=campaign.starts_at, prefix=f"rb{chunk}-", seed_value=3 + chunk
+                )
+                await bare_produce(
+                    broker.bootstrap,
+                    settings.topic_events,
+                    [(e.unit.encode(), encode(e)) for e in filler],
+                    batched=True,
+                )
+                extra, chunk = extra - size, chunk + 1
         report = await rebuild(settings)
         results["rebuild"] = {
             "events": report.events,
@@ -635,6 +698,9 @@ def main() -> None:
         "--ingest-rate", type=int, default=20_000, help="sustained ingest load for latency"
     )
     parser.add_argument("--ingest-rate-seconds", type=int)
+    parser.add_argument(
+        "--apply-replicas", type=int, default=1, help="aggregator replicas sharing the apply"
+    )
     parser.add_argument("--freshness-seconds", type=int)
     parser.add_argument("--rebuild-events", type=int)
     parser.add_argument("--alert-pairs", type=int, default=100_000)
@@ -655,6 +721,7 @@ def main() -> None:
         concurrency=args.concurrency,
         ingest_rate=args.ingest_rate,
         ingest_rate_seconds=args.ingest_rate_seconds or (5 if args.quick else 30),
+        apply_replicas=args.apply_replicas,
         profile=args.profile,
     )
     started = time.perf_counter()

@@ -9,6 +9,7 @@ changes nothing because every event_id is applied once (the events table's prima
 import asyncio
 import contextlib
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -44,6 +45,54 @@ class DeadLetter:
         return "unknown_unit" if self.reason.startswith("unknown unit") else "unknown_indicator"
 
 
+@dataclass(slots=True)
+class Prepared:
+    """A fetched batch decoded into staging rows, ready for its transaction."""
+
+    records: int
+    rows: list[tuple[Any, ...]]
+    payloads: dict[tuple[int, int], bytes]
+    dead: list[DeadLetter]
+    next_offsets: dict[int, int]
+    received: list[datetime]
+
+
+class InFlight:
+    """At most one batch's transaction running in the background, so that the next batch
+    is fetched and decoded while PostgreSQL applies this one. Transactions still commit
+    one after another, in fetch order."""
+
+    def __init__(self) -> None:
+        self._task: asyncio.Task[None] | None = None
+
+    async def submit(self, apply: Coroutine[Any, Any, None]) -> None:
+        """Wait for the previous transaction (raising its error), then start `apply`."""
+        try:
+            await self.wait()
+        except BaseException:
+            apply.close()  # never started: nothing of it ran
+            raise
+        self._task = asyncio.create_task(apply)
+
+    async def wait(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            await task
+
+    async def settle(self) -> None:
+        """Wait for the running transaction without taking its outcome (for a rebalance
+        callback: an error still reaches the loop at its next `wait`)."""
+        if self._task is not None:
+            await asyncio.wait({self._task})
+
+    async def cancel(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+
 class SeekToStoredPositions(ConsumerRebalanceListener):  # type: ignore[misc]
     """On assignment, continue from the offsets committed with the counters."""
 
@@ -54,14 +103,19 @@ class SeekToStoredPositions(ConsumerRebalanceListener):  # type: ignore[misc]
         group_id: str,
         topic: str,
         lag: Gauge,
+        inflight: InFlight,
     ) -> None:
         self._lag = lag
+        self._inflight = inflight
         self._consumer = consumer
         self._pool = pool
         self._group_id = group_id
         self._topic = topic
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        # The batch being applied commits (or fails) before its partitions change hands,
+        # and before the positions are read back on assignment.
+        await self._inflight.settle()
         # Another replica reports these now; a stale lag here would double-count on boards.
         for tp in revoked:
             with contextlib.suppress(KeyError):
@@ -114,10 +168,11 @@ class Applier:
             session_timeout_ms=10_000,
             heartbeat_interval_ms=1_000,
         )
+        inflight = InFlight()
         consumer.subscribe(
             [s.topic_events],
             listener=SeekToStoredPositions(
-                consumer, self._pool, s.group_id, s.topic_events, self._metrics.lag
+                consumer, self._pool, s.group_id, s.topic_events, self._metrics.lag, inflight
             ),
         )
         try:
@@ -129,26 +184,48 @@ class Applier:
                         timeout_ms=s.poll_timeout_ms, max_records=s.batch_max_records
                     )
                     if not batches:
+                        await inflight.wait()
                         continue
-                    await self.apply(conn, batches)
-                    await self._commit_to_broker(consumer, batches)
-                    for tp in batches:
-                        highwater = consumer.highwater(tp)
-                        position = await consumer.position(tp)
-                        if highwater is not None:
-                            self._metrics.lag.labels(str(tp.partition)).set(highwater - position)
+                    # decoded while the previous batch's transaction runs
+                    prepared = await self.prepare(batches)
+                    await inflight.submit(self._apply_and_commit(conn, consumer, batches, prepared))
         finally:
+            await inflight.cancel()
             await consumer.stop()
 
+    async def _apply_and_commit(
+        self,
+        conn: Any,
+        consumer: AIOKafkaConsumer,
+        batches: dict[TopicPartition, list[Any]],
+        prepared: Prepared,
+    ) -> None:
+        await self.apply_prepared(conn, prepared)
+        await self._commit_to_broker(consumer, batches)
+        for tp in batches:
+            highwater = consumer.highwater(tp)
+            position = await consumer.position(tp)
+            if highwater is not None:
+                self._metrics.lag.labels(str(tp.partition)).set(highwater - position)
+
     async def apply(self, conn: Any, batches: dict[TopicPartition, list[Any]]) -> None:
-        started = time.perf_counter()
+        """Decode and apply one fetched batch in one transaction."""
+        await self.apply_prepared(conn, await self.prepare(batches))
+
+    async def prepare(self, batches: dict[TopicPartition, list[Any]]) -> Prepared:
+        """Decode a fetched batch, handing the loop back now and then: a transaction in
+        flight needs it to send its next statement."""
         rows: list[tuple[Any, ...]] = []
         payloads: dict[tuple[int, int], bytes] = {}
         dead: list[DeadLetter] = []
         next_offsets: dict[int, int] = {}
         received: list[datetime] = []
+        count = 0
         for tp, records in batches.items():
             for record in records:
+                count += 1
+                if count % 1000 == 0:
+                    await asyncio.sleep(0)
                 next_offsets[tp.partition] = record.offset + 1
                 try:
                     event = decode(record.value)
@@ -175,6 +252,13 @@ class Applier:
                         record.offset,
                     )
                 )
+        return Prepared(count, rows, payloads, dead, next_offsets, received)
+
+    async def apply_prepared(self, conn: Any, prepared: Prepared) -> None:
+        """One transaction: dedup, count, roll up, dead letters and the next offsets."""
+        started = time.perf_counter()
+        rows, payloads, dead = prepared.rows, prepared.payloads, prepared.dead
+        next_offsets, received = prepared.next_offsets, prepared.received
         async with conn.transaction():
             await repository.stage(conn, rows)
             for u in await repository.take_unappliable(conn):
@@ -202,7 +286,7 @@ class Applier:
             m.freshness.observe(max(0.0, (committed_at - at).total_seconds()))
         log.info(
             "batch_applied",
-            records=sum(len(r) for r in batches.values()),
+            records=prepared.records,
             new_events=outcome.new_events,
             dead_letters=len(dead),
             offsets={str(p): o - 1 for p, o in next_offsets.items()},
