@@ -16,7 +16,7 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from services.aggregator import admin, repository
-from services.aggregator.consumer import Applier, republish_all
+from services.aggregator.consumer import Applier, InFlight, republish_all
 from services.aggregator.metrics import AggregatorMetrics
 from services.aggregator.settings import AggregatorSettings
 from tiendo.clock import SystemClock
@@ -74,6 +74,7 @@ async def rebuild(settings: AggregatorSettings, since: datetime | None = None) -
     await producer.start()
     await consumer.start()
     lock = await pool.acquire()
+    inflight: InFlight | None = None
     try:
         await lock.execute(repository.LOCK_REBUILD)
         partitions = [
@@ -124,6 +125,7 @@ async def rebuild(settings: AggregatorSettings, since: datetime | None = None) -
         remaining = {tp for tp in partitions if start[tp] < end[tp]}
         records = 0
         await repository.prepare(lock)
+        inflight = InFlight()
         while remaining:
             batches = await consumer.getmany(
                 *remaining, timeout_ms=1000, max_records=settings.batch_max_records
@@ -132,14 +134,19 @@ async def rebuild(settings: AggregatorSettings, since: datetime | None = None) -
             batches = {tp: recs for tp, recs in batches.items() if recs}
             if not batches:
                 continue
-            await applier.apply(lock, batches)
+            # decoded while the previous batch's transaction runs, as the live consumer does
+            prepared = await applier.prepare(batches)
+            await inflight.submit(applier.apply_prepared(lock, prepared))
             records += sum(len(r) for r in batches.values())
             for tp, recs in batches.items():
                 if recs[-1].offset + 1 >= end[tp]:
                     remaining.discard(tp)
+        await inflight.wait()
         total = int(await lock.fetchval("SELECT count(*) FROM events"))
         await republish_all(pool, producer, settings.topic_progress, SystemClock())
     finally:
+        if inflight is not None:
+            await inflight.cancel()
         await lock.execute(repository.UNLOCK_REBUILD)
         await pool.release(lock)
         await consumer.stop()
