@@ -8,6 +8,7 @@ idempotent) and getmany loop, and ingest with Kafka taken out of the request.
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -125,6 +126,21 @@ class Service:
             )
         self.process = psutil.Process(self.popen.pid)
         self.peak_rss = 0
+        self.log = log
+
+    async def wait_ready(self, url: str, timeout: float = 60) -> None:
+        """Until `url` answers 200; fails at once, with the log's end, if the process ends."""
+        deadline = time.monotonic() + timeout
+        async with httpx.AsyncClient() as client:
+            while self.popen.poll() is None:
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await client.get(url)).status_code == 200:
+                        return
+                if time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.3)
+        tail = self.log.read_text(errors="replace")[-3000:]
+        raise RuntimeError(f"not ready at {url} (exit code {self.popen.poll()}):\n{tail}")
 
     def sample(self) -> None:
         """Peak resident memory so far: the kernel's high-water mark (VmHWM), so a peak
@@ -150,18 +166,17 @@ class Service:
             self.popen.wait()
 
 
-async def wait_http(url: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    async with httpx.AsyncClient() as client:
-        while True:
-            try:
-                if (await client.get(url)).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(url)
-            await asyncio.sleep(0.3)
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of a server and every process under it, the exited ones included (a
+    PostgreSQL backend's time goes to the postmaster's children when it ends)."""
+    root = psutil.Process(pid)
+    t = root.cpu_times()
+    total = t.user + t.system + t.children_user + t.children_system
+    for child in root.children(recursive=True):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            c = child.cpu_times()
+            total += c.user + c.system
+    return float(total)
 
 
 def loadgen(
@@ -418,7 +433,7 @@ async def run(sizes: Sizes, keep: bool) -> dict[str, Any]:
             logs / "stub.log",
         )
         services.append(stub)  # stopped in `finally` too if a phase fails
-        await wait_http(f"http://127.0.0.1:{stub_port}/readyz")
+        await stub.wait_ready(f"http://127.0.0.1:{stub_port}/readyz")
         results["ceiling_ingest_without_kafka"] = loadgen(
             f"http://127.0.0.1:{stub_port}/v1/events",
             token,
@@ -436,7 +451,7 @@ async def run(sizes: Sizes, keep: bool) -> dict[str, Any]:
             logs / "ingest.log",
         )
         services.append(ingest)
-        await wait_http(f"http://127.0.0.1:{port}/readyz")
+        await ingest.wait_ready(f"http://127.0.0.1:{port}/readyz")
         cpu0 = ingest.cpu_seconds()
         flame = FlameGraph("ingest", ingest.popen.pid, sizes.profile)
         result = loadgen(
@@ -501,11 +516,15 @@ async def run(sizes: Sizes, keep: bool) -> dict[str, Any]:
             for i in range(sizes.apply_replicas)
         ]
         services.extend(replicas)
-        await wait_http(f"http://127.0.0.1:{agg_port}/readyz")
+        await replicas[0].wait_ready(f"http://127.0.0.1:{agg_port}/readyz")
         if sizes.profile:
             await conn.execute("SELECT pg_stat_statements_reset()")
         flame = FlameGraph("aggregator", replicas[0].popen.pid, sizes.profile)
         cpu0 = sum(r.cpu_seconds() for r in replicas)
+        assert pg.process is not None
+        assert broker.process is not None
+        pg_cpu0 = tree_cpu_seconds(pg.process.pid)
+        broker_cpu0 = tree_cpu_seconds(broker.process.pid)
         # Steady state, from the first commit to the last: the consumer group's join (a few
         # seconds after readiness) is start-up, not apply work; the first batch is left out
         # of both the events and the time.
@@ -537,6 +556,13 @@ async def run(sizes: Sizes, keep: bool) -> dict[str, Any]:
                 (sum(r.cpu_seconds() for r in replicas) - cpu0) / produced * 1000, 3
             ),
             "peak_rss_mb": round(max(r.peak_rss for r in replicas) / 2**20),
+            # where the apply's work really is
+            "postgres_cpu_seconds_per_1000_events": round(
+                (tree_cpu_seconds(pg.process.pid) - pg_cpu0) / produced * 1000, 3
+            ),
+            "broker_cpu_seconds_per_1000_events": round(
+                (tree_cpu_seconds(broker.process.pid) - broker_cpu0) / produced * 1000, 3
+            ),
             "flame_graph": flame_graph,
         }
         if sizes.profile:
@@ -555,7 +581,7 @@ async def run(sizes: Sizes, keep: bool) -> dict[str, Any]:
             logs / "aggregator-2.log",
         )
         services.append(aggregator)
-        await wait_http(f"http://127.0.0.1:{agg_port}/readyz")
+        await aggregator.wait_ready(f"http://127.0.0.1:{agg_port}/readyz")
         notifier_port = free_port()
         notifier = Service(
             [sys.executable, "-m", "services.cli", "notifier", "serve"],
@@ -566,11 +592,12 @@ async def run(sizes: Sizes, keep: bool) -> dict[str, Any]:
                 "TIENDO_NOTIFIER_LOG_LEVEL": "WARNING",
                 "TIENDO_NOTIFIER_ENVIRONMENT": "production",
                 "TIENDO_NOTIFIER_ADMIN_TOKEN": "bench-admin-token",
+                "TIENDO_NOTIFIER_WEBHOOK_SECRET": "bench-webhook-secret",
             },
             logs / "notifier.log",
         )
         services.append(notifier)
-        await wait_http(f"http://127.0.0.1:{notifier_port}/readyz")
+        await notifier.wait_ready(f"http://127.0.0.1:{notifier_port}/readyz")
         # A probe batch applied end to end: the consumer has joined and been assigned, so
         # the measured load does not include the group's start-up.
         loadgen(f"http://127.0.0.1:{port}/v1/events", token, 1000, 1, prefix="probe")
@@ -681,6 +708,8 @@ def table(results: dict[str, Any]) -> str:
             text += (
                 f", {r['cpu_seconds_per_1000_events']} CPU s/1000 ev, peak {r['peak_rss_mb']} MB"
             )
+        if "postgres_cpu_seconds_per_1000_events" in r:
+            text += f" (PostgreSQL {r['postgres_cpu_seconds_per_1000_events']} CPU s/1000 ev)"
         ratio = str(r.get("ratio_to_bare_produce") or r.get("ratio_to_bare_consume") or "")
         if "ratio_to_bare_produce_batched" in r:
             ratio += f" ({r['ratio_to_bare_produce_batched']} of batched)"
