@@ -3,6 +3,7 @@ events (VNeID activations carry a keyed hash), snapshots (ward report forms), th
 units (Hà Nội's 579 wards and, with --units, synthetic residential groups under them)."""
 
 import random
+import zlib
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -22,10 +23,12 @@ def events(
     *,
     starts_at: datetime,
     prefix: str = "b",
-    seed_value: int = 1,
+    seed_value: int | None = None,
     until: datetime | None = None,
 ) -> Iterator[Event]:
-    rng = random.Random(seed_value)
+    # Each prefix its own stream (unless a seed is given): two phases of a run must not send
+    # the same citizens' subjects again, which would measure the duplicate path instead.
+    rng = random.Random(zlib.crc32(prefix.encode()) if seed_value is None else seed_value)
     units = wards()
     until = until or datetime.now(UTC) - timedelta(minutes=1)
     span = max(1, int((until - starts_at).total_seconds()))

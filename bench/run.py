@@ -309,13 +309,23 @@ def metric_value(text: str, name: str) -> float | None:
     return None
 
 
-def histogram_quantile(text: str, name: str, q: float) -> float | None:
-    """q-quantile of a Prometheus histogram, interpolated within buckets as PromQL does."""
+def histogram_buckets(text: str, name: str) -> list[tuple[float, float]]:
+    """(le, cumulative count) of a Prometheus histogram in an exposition."""
     buckets: list[tuple[float, float]] = []
     for line in text.splitlines():
         m = re.match(rf'{name}_bucket{{le="([^"]+)"}} ([\d.e+]+)', line)
         if m:
             buckets.append((float(m.group(1)), float(m.group(2))))
+    return buckets
+
+
+def histogram_quantile(
+    buckets: list[tuple[float, float]], q: float, since: list[tuple[float, float]] | None = None
+) -> float | None:
+    """q-quantile, interpolated within buckets as PromQL does, of what was observed after
+    `since` (an earlier reading of the same histogram)."""
+    if since:
+        buckets = [(le, c - c0) for (le, c), (_, c0) in zip(buckets, since, strict=True)]
     if not buckets or buckets[-1][1] == 0:
         return None
     total = buckets[-1][1]
@@ -329,6 +339,11 @@ def histogram_quantile(text: str, name: str, q: float) -> float | None:
             return prev_le + (le - prev_le) * share
         prev_le, prev_count = le, count
     return None
+
+
+async def scrape(url: str) -> str:
+    async with httpx.AsyncClient() as client:
+        return (await client.get(url)).text
 
 
 def alert_evaluation(pairs: int) -> dict[str, Any]:
@@ -539,8 +554,7 @@ async def run(sizes: Sizes, keep: bool) -> dict[str, Any]:
         flame_graph = flame.stop()
         for r in replicas:
             r.sample()
-        async with httpx.AsyncClient() as client:
-            text = (await client.get(f"http://127.0.0.1:{agg_port}/metrics")).text
+        text = await scrape(f"http://127.0.0.1:{agg_port}/metrics")
         in_tx = metric_value(text, "tiendo_aggregator_batch_seconds_sum")
         apply: dict[str, Any] = {
             "events": produced,
@@ -603,8 +617,19 @@ async def run(sizes: Sizes, keep: bool) -> dict[str, Any]:
         loadgen(f"http://127.0.0.1:{port}/v1/events", token, 1000, 1, prefix="probe")
         while await applied(conn, settings) < produced + 1000:
             await asyncio.sleep(0.1)
+        # Steady state: the start-up's one-off work (the first metric snapshot, the notifier's
+        # first evaluation) is done, and the probe's events, which waited for the consumer
+        # group to form, are subtracted from the freshness histogram.
+        metrics_url = f"http://127.0.0.1:{agg_port}/metrics"
+        snapshot = "tiendo_aggregator_unit_snapshot_timestamp_seconds"
+        while not metric_value(await scrape(metrics_url), snapshot):
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(2)
+        name = "tiendo_aggregator_event_freshness_seconds"
+        before = await scrape(metrics_url)
         n = sizes.freshness_rate * sizes.freshness_seconds
         notifier_cpu0 = notifier.cpu_seconds()
+        notifier_flame = FlameGraph("notifier", notifier.popen.pid, sizes.profile)
         offered = loadgen(
             f"http://127.0.0.1:{port}/v1/events",
             token,
@@ -617,6 +642,7 @@ async def run(sizes: Sizes, keep: bool) -> dict[str, Any]:
             await asyncio.sleep(0.2)
         # the feed of the last batches reaches the notifier, and one evaluation tick runs
         await asyncio.sleep(5)
+        notifier_flame_graph = notifier_flame.stop()
         notifier.sample()
         results["notifier"] = {
             "events": n,
@@ -624,24 +650,26 @@ async def run(sizes: Sizes, keep: bool) -> dict[str, Any]:
                 (notifier.cpu_seconds() - notifier_cpu0) / n * 1000, 3
             ),
             "peak_rss_mb": round(notifier.peak_rss / 2**20),
+            "flame_graph": notifier_flame_graph,
         }
-        async with httpx.AsyncClient() as client:
-            text = (await client.get(f"http://127.0.0.1:{agg_port}/metrics")).text
-        name = "tiendo_aggregator_event_freshness_seconds"
+        text = await scrape(metrics_url)
+        seen, since = histogram_buckets(text, name), histogram_buckets(before, name)
+        batches = (metric_value(text, "tiendo_aggregator_batch_seconds_count") or 0) - (
+            metric_value(before, "tiendo_aggregator_batch_seconds_count") or 0
+        )
+        in_tx = (metric_value(text, "tiendo_aggregator_batch_seconds_sum") or 0) - (
+            metric_value(before, "tiendo_aggregator_batch_seconds_sum") or 0
+        )
         results["freshness"] = {
             "offered_events_per_second": sizes.freshness_rate,
             "achieved_events_per_second": offered["events_per_second"],
             "events": n,
-            "p50_seconds": round(histogram_quantile(text, name, 0.5) or -1, 3),
-            "p99_seconds": round(histogram_quantile(text, name, 0.99) or -1, 3),
+            "p50_seconds": round(histogram_quantile(seen, 0.5, since) or -1, 3),
+            "p99_seconds": round(histogram_quantile(seen, 0.99, since) or -1, 3),
             "ingest_batch_p99_ms": offered["batch_p99_ms"],
             # how the aggregator took that load: transactions and their mean duration
-            "apply_batches": metric_value(text, "tiendo_aggregator_batch_seconds_count"),
-            "apply_batch_mean_seconds": round(
-                (metric_value(text, "tiendo_aggregator_batch_seconds_sum") or 0)
-                / (metric_value(text, "tiendo_aggregator_batch_seconds_count") or 1),
-                3,
-            ),
+            "apply_batches": batches,
+            "apply_batch_mean_seconds": round(in_tx / (batches or 1), 3),
         }
         aggregator.stop()
         ingest.stop()
