@@ -624,7 +624,12 @@ async def run(sizes: Sizes, keep: bool) -> dict[str, Any]:
         snapshot = "tiendo_aggregator_unit_snapshot_timestamp_seconds"
         while not metric_value(await scrape(metrics_url), snapshot):
             await asyncio.sleep(0.2)
-        await asyncio.sleep(2)
+        # and the notifier has finished a full pass after taking in the republished feed
+        # (a fresh campaign opens an alert for most units: a burst of writes, once)
+        clock_passes = 'tiendo_notifier_evaluation_seconds_count{trigger="clock"}'
+        notifier_metrics = f"http://127.0.0.1:{notifier_port}/metrics"
+        while (metric_value(await scrape(notifier_metrics), clock_passes) or 0) < 2:
+            await asyncio.sleep(0.5)
         name = "tiendo_aggregator_event_freshness_seconds"
         before = await scrape(metrics_url)
         n = sizes.freshness_rate * sizes.freshness_seconds

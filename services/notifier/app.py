@@ -146,11 +146,22 @@ def create_app(
                 if not batches:
                     continue
                 latest: dict[bytes, events_pb2.UnitProgress] = {}
-                for records in batches.values():
-                    for record in records:
-                        message = events_pb2.UnitProgress()
-                        message.ParseFromString(record.value)
-                        latest[record.key] = message
+                # The aggregator republishes the same keys with every batch it applies:
+                # take in what arrives over a short window and judge each key once, on
+                # its latest figures (alerts wait minutes by design; this is a second).
+                window_ends = asyncio.get_running_loop().time() + settings.feed_coalesce_seconds
+                while True:
+                    for records in batches.values():
+                        for record in records:
+                            message = events_pb2.UnitProgress()
+                            message.ParseFromString(record.value)
+                            latest[record.key] = message
+                    left = window_ends - asyncio.get_running_loop().time()
+                    if left <= 0:
+                        break
+                    batches = await consumer.getmany(
+                        timeout_ms=max(1, int(left * 1000)), max_records=1000
+                    )
                 values = [state_values(m) for m in latest.values()]
                 async with pool.acquire() as conn, conn.transaction():
                     await repository.upsert_states(conn, values)

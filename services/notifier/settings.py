@@ -17,6 +17,11 @@ class NotifierSettings(ServiceSettings):
     evaluate_every_seconds: float = Field(
         30.0, gt=0, description="clock re-evaluation period (silent units fall behind too)"
     )
+    feed_coalesce_seconds: float = Field(
+        1.0,
+        ge=0,
+        description="progress updates taken in together before judging (each key once)",
+    )
     # Defaults of the per-campaign policy (docs/alerts.md); a campaign may override each.
     behind_for_seconds: int = Field(
         0, ge=0, description="how long `behind` must hold before the alert fires"
