@@ -27,3 +27,6 @@ class ManualClock:
 
     def advance(self, by: timedelta) -> None:
         self.current += by
+
+    def set(self, at: datetime) -> None:
+        self.current = at

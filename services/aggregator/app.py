@@ -18,7 +18,6 @@ from services.aggregator import admin, export, repository
 from services.aggregator.consumer import Applier, republish_all
 from services.aggregator.metrics import AggregatorMetrics
 from services.aggregator.models import (
-    Campaign,
     CampaignOut,
     LeaderboardOut,
     UnitOut,
@@ -28,8 +27,10 @@ from services.aggregator.models import (
 )
 from services.aggregator.progress import leaderboard, progress_of
 from services.aggregator.settings import AggregatorSettings
-from services.aggregator.snapshot import WindowValues, unit_figures
+from services.aggregator.snapshot import unit_figures
 from tiendo.background import keep_running
+from tiendo.board.campaign import Campaign
+from tiendo.board.window import WindowValues
 from tiendo.clock import Clock, SystemClock
 from tiendo.database import Connection, create_pool, migrate
 from tiendo.kafka import TopicSpec, ensure_topics, event_topics, reliable_producer

@@ -22,6 +22,7 @@ from prometheus_client import Gauge
 from services.aggregator import feed, repository
 from services.aggregator.metrics import AggregatorMetrics
 from services.aggregator.settings import AggregatorSettings
+from tiendo.board import repository as board
 from tiendo.clock import Clock
 from tiendo.event import UndecodableEvent, decode
 from tiendo.logs import get_logger
@@ -237,21 +238,7 @@ class Applier:
                 payloads[tp.partition, record.offset] = record.value
                 if event.received_at is not None:
                     received.append(event.received_at)
-                rows.append(
-                    (
-                        event.event_id,
-                        event.unit,
-                        event.indicator,
-                        event.kind.value,
-                        event.value,
-                        event.occurred_at,
-                        event.subject,
-                        event.received_at,
-                        event.source,
-                        tp.partition,
-                        record.offset,
-                    )
-                )
+                rows.append(repository.staging_row(event, tp.partition, record.offset))
         return Prepared(count, rows, payloads, dead, next_offsets, received)
 
     async def apply_prepared(self, conn: Any, prepared: Prepared) -> None:
@@ -333,7 +320,7 @@ class Applier:
     async def _publish(self, rows: list[asyncpg.Record], computed_at: datetime) -> None:
         try:
             async with self._pool.acquire() as conn:
-                campaigns = await feed.load_campaigns(conn)
+                campaigns = await board.campaigns(conn)
             await feed.publish(
                 self._producer, self._settings.topic_progress, rows, campaigns, computed_at
             )
@@ -357,5 +344,5 @@ async def republish_all(
     """Send every progress row: after a restart the feed may have missed the last changes."""
     async with pool.acquire() as conn:
         rows = await conn.fetch(repository.SELECT_ALL_PROGRESS)
-        campaigns = await feed.load_campaigns(conn)
+        campaigns = await board.campaigns(conn)
     return await feed.publish(producer, topic, rows, campaigns, clock.now())

@@ -8,7 +8,7 @@ import asyncpg
 from aiokafka import AIOKafkaProducer
 
 from services.aggregator import repository
-from services.aggregator.models import Campaign
+from tiendo.board.campaign import Campaign
 from tiendo.database import Connection
 from tiendo.event import timestamp
 from tiendo.events.v1 import events_pb2
@@ -54,10 +54,6 @@ async def load_rows(conn: Connection, keys: Sequence[tuple[str, str, str]]) -> l
             [k[2] for k in keys],
         )
     )
-
-
-async def load_campaigns(conn: Connection) -> dict[str, Campaign]:
-    return {r["id"]: Campaign.from_row(r) for r in await conn.fetch(repository.SELECT_CAMPAIGNS)}
 
 
 async def publish(

@@ -2,10 +2,10 @@
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from tiendo.database import Connection
+from tiendo.event import Event
 
 # -- applying a batch ---------------------------------------------------------------------
 # Temp tables live per connection; the consumer keeps one connection for its life.
@@ -312,6 +312,36 @@ async def prepare(conn: Connection) -> None:
     await conn.execute(CREATE_STAGING)
 
 
+def staging_row(event: Event, partition: int | None, offset: int | None) -> tuple[Any, ...]:
+    """An event as a row of `batch_in` (STAGING_COLUMNS)."""
+    return (
+        event.event_id,
+        event.unit,
+        event.indicator,
+        event.kind.value,
+        event.value,
+        event.occurred_at,
+        event.subject,
+        event.received_at,
+        event.source,
+        partition,
+        offset,
+    )
+
+
+async def apply_events(conn: Connection, events: Sequence[Event]) -> BatchOutcome:
+    """Apply events outside the consumer, in one transaction: the same statements as a
+    consumed batch, without Kafka positions (a replay on simulated time, a test's world).
+    Refuses an event whose unit or indicator is unknown."""
+    await prepare(conn)
+    async with conn.transaction():
+        await stage(conn, [staging_row(e, None, None) for e in events])
+        unappliable = await take_unappliable(conn)
+        if unappliable:
+            raise ValueError(f"cannot apply: {unappliable[0].event_id}: {unappliable[0].reason}")
+        return await apply_staged(conn)
+
+
 async def stage(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
     await conn.copy_records_to_table("batch_in", records=rows, columns=STAGING_COLUMNS)
 
@@ -484,18 +514,6 @@ WHERE p.campaign_id = s.campaign_id AND p.unit = s.unit AND p.indicator = s.indi
 INSERT_AUDIT = "INSERT INTO audit_log (actor, action, subject, details) VALUES ($1, $2, $3, $4)"
 
 # -- reading progress ---------------------------------------------------------------------
-SELECT_PROGRESS_OF = """
-SELECT p.*, u.name AS unit_name, u.level, u.parent_code
-FROM progress p JOIN units u ON u.code = p.unit
-WHERE p.campaign_id = $1 AND p.indicator = $2 AND p.unit = ANY ($3::text[])
-"""
-SELECT_LEVEL = "SELECT code FROM units WHERE level = $1 ORDER BY code"
-SELECT_PROGRESS = """
-SELECT p.*, u.name AS unit_name, u.level, u.parent_code
-FROM progress p JOIN units u ON u.code = p.unit
-WHERE p.campaign_id = $1 AND p.unit = ANY ($2::text[])
-ORDER BY p.unit, p.indicator
-"""
 SELECT_PROGRESS_KEYS = """
 SELECT p.*, u.name AS unit_name, u.level, u.parent_code
 FROM progress p
@@ -503,79 +521,10 @@ JOIN units u ON u.code = p.unit
 JOIN unnest($1::text[], $2::text[], $3::text[]) AS k (campaign_id, unit, indicator)
   ON p.campaign_id = k.campaign_id AND p.unit = k.unit AND p.indicator = k.indicator
 """
-SELECT_PROGRESS_UP_TO_LEVEL = """
-SELECT p.*, u.name AS unit_name, u.level, u.parent_code
-FROM progress p JOIN units u ON u.code = p.unit
-WHERE u.level <= $1
-"""
 SELECT_ALL_PROGRESS = """
 SELECT p.*, u.name AS unit_name, u.level, u.parent_code
 FROM progress p JOIN units u ON u.code = p.unit
 """
-# Each root's subtree value and last event at time T, from the event history (SPEC §5):
-# per unit, the latest snapshot in [start, T] plus counted increments after it, or the
-# own baseline plus counted increments in [start, T]; then summed over the subtree.
-VALUES_AS_OF = """
-WITH members AS (
-    -- each unit under (or equal to) a requested root, via its lineage: O(units x depth)
-    SELECT lineage.code AS root, u.code
-    FROM units u CROSS JOIN LATERAL unnest(u.ancestors || u.code) AS lineage (code)
-    WHERE lineage.code = ANY ($1::text[])
-), own_units AS (
-    SELECT DISTINCT code FROM members
-), snaps AS (
-    SELECT DISTINCT ON (e.unit) e.unit, e.occurred_at, e.value
-    FROM events e JOIN own_units o ON o.code = e.unit
-    WHERE e.indicator = $3 AND e.kind = 'snapshot' AND e.occurred_at >= $4 AND e.occurred_at <= $5
-    ORDER BY e.unit, e.occurred_at DESC, e.event_id DESC
-), incs AS (
-    SELECT e.unit, sum(e.value) AS total
-    FROM events e
-    JOIN own_units o ON o.code = e.unit
-    LEFT JOIN snaps s ON s.unit = e.unit
-    WHERE e.indicator = $3 AND e.kind = 'increment' AND e.counted
-      AND e.occurred_at >= $4 AND e.occurred_at <= $5
-      AND (s.occurred_at IS NULL OR e.occurred_at > s.occurred_at)
-    GROUP BY e.unit
-), lasts AS (
-    SELECT e.unit, max(e.occurred_at) AS last_at
-    FROM events e JOIN own_units o ON o.code = e.unit
-    WHERE e.indicator = $3 AND e.occurred_at >= $4 AND e.occurred_at <= $5
-    GROUP BY e.unit
-), own AS (
-    SELECT o.code,
-           coalesce(s.value, coalesce(t.baseline, 0)) + coalesce(i.total, 0) AS value,
-           l.last_at
-    FROM own_units o
-    LEFT JOIN snaps s ON s.unit = o.code
-    LEFT JOIN incs i ON i.unit = o.code
-    LEFT JOIN lasts l ON l.unit = o.code
-    LEFT JOIN targets t ON t.campaign_id = $2 AND t.unit = o.code AND t.indicator = $3
-)
-SELECT m.root, sum(own.value)::bigint AS value, max(own.last_at) AS last_event_at
-FROM members m JOIN own ON own.code = m.code
-GROUP BY m.root
-"""
-
-
-@dataclass(frozen=True, slots=True)
-class ValueAt:
-    value: int
-    last_event_at: datetime | None
-
-
-async def values_as_of(
-    conn: Connection,
-    campaign_id: str,
-    indicator: str,
-    roots: Sequence[str],
-    starts_at: datetime,
-    at: datetime,
-) -> dict[str, ValueAt]:
-    rows = await conn.fetch(VALUES_AS_OF, list(roots), campaign_id, indicator, starts_at, at)
-    return {r["root"]: ValueAt(r["value"], r["last_event_at"]) for r in rows}
-
-
 # -- rebuild: every counter recomputed from the stored events ---------------------------
 LOCK_REBUILD = "SELECT pg_advisory_lock(7301118)"
 UNLOCK_REBUILD = "SELECT pg_advisory_unlock(7301118)"

@@ -1,12 +1,12 @@
 """The figures exported as metrics, recomputed in the background (never during a scrape)."""
 
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from services.aggregator import feed, repository
 from services.aggregator.metrics import CampaignFigures, LevelFigures, UnitFigures, UnitSnapshot
+from tiendo.board import repository as board
+from tiendo.board.figures import judge
+from tiendo.board.window import WindowValues
 from tiendo.database import Connection
-from tiendo.pace import assess, run_rate_window
 
 # Per level, units with a positive target and how many reached it: one pass over the
 # progress table, every level (deeper levels than the per-unit cut-off included).
@@ -31,34 +31,6 @@ GROUP BY 1, 2, 3
 """
 
 
-@dataclass
-class WindowValues:
-    """Each unit's value one run-rate window ago, kept for `max_age`.
-
-    Those values come from the event history (snapshot resolution as of a past moment),
-    which grows all campaign long; recomputing them on every refresh made each snapshot
-    cost a scan of the history. A window of days moved by minutes changes a run rate by
-    well under a percent (5 minutes of 7 days: 0.05 %).
-    """
-
-    max_age: timedelta
-    _kept: dict[tuple[str, str], tuple[datetime, tuple[str, ...], dict[str, int]]] = field(
-        default_factory=dict
-    )
-
-    def fresh(self, key: tuple[str, str], units: tuple[str, ...], now: datetime) -> bool:
-        kept = self._kept.get(key)
-        return kept is not None and kept[1] == units and now - kept[0] < self.max_age
-
-    def get(self, key: tuple[str, str]) -> dict[str, int]:
-        return self._kept[key][2]
-
-    def keep(
-        self, key: tuple[str, str], units: tuple[str, ...], now: datetime, values: dict[str, int]
-    ) -> None:
-        self._kept[key] = (now, units, values)
-
-
 async def unit_figures(
     conn: Connection, max_level: int, now: datetime, window_values: WindowValues | None = None
 ) -> UnitSnapshot:
@@ -66,69 +38,36 @@ async def unit_figures(
 
     `window_values`: where values one window ago are kept between calls (none: computed).
     """
-    window_values = window_values or WindowValues(timedelta(0))
-    campaigns = await feed.load_campaigns(conn)
-    rows = await conn.fetch(repository.SELECT_PROGRESS_UP_TO_LEVEL, max_level)
+    campaigns = await board.campaigns(conn)
+    codes = await board.codes_up_to_level(conn, max_level)
     events_today = {
         (r["campaign_id"], r["unit"], r["indicator"]): r["events"]
         for r in await conn.fetch(SELECT_EVENTS_TODAY, max_level, now)
     }
-    by_pair: dict[tuple[str, str], list[str]] = {}
-    for r in rows:
-        by_pair.setdefault((r["campaign_id"], r["indicator"]), []).append(r["unit"])
-    ago: dict[tuple[str, str, str], int] = {}
-    for (campaign_id, indicator), units in by_pair.items():
-        campaign = campaigns.get(campaign_id)
-        if campaign is None:
-            continue
-        window = run_rate_window(campaign.plan(0, 0), now)
-        if window is None:
-            continue
-        pair, members = (campaign_id, indicator), tuple(sorted(units))
-        if not window_values.fresh(pair, members, now):
-            values = await repository.values_as_of(
-                conn,
-                campaign_id,
-                indicator,
-                units,
-                campaign.starts_at,
-                min(now, campaign.deadline) - window,
-            )
-            window_values.keep(pair, members, now, {u: v.value for u, v in values.items()})
-        for unit, value in window_values.get(pair).items():
-            ago[campaign_id, unit, indicator] = value
     figures: list[UnitFigures] = []
-    for r in rows:
-        campaign = campaigns.get(r["campaign_id"])
-        if campaign is None:
-            continue
-        key = (r["campaign_id"], r["unit"], r["indicator"])
-        window = run_rate_window(campaign.plan(0, 0), now)
-        p = assess(
-            campaign.plan(r["baseline"], r["target"], r["deadline"]),
-            r["value"],
-            now,
-            last_event_at=r["last_event_at"],
-            value_window_ago=ago.get(key, 0) if window is not None else None,
-            thresholds=campaign.thresholds,
-        )
-        figures.append(
-            UnitFigures(
-                campaign=r["campaign_id"],
-                unit=r["unit"],
-                level=r["level"],
-                indicator=r["indicator"],
-                value=r["value"],
-                target=r["target"],
-                expected=p.expected,
-                pct=p.pct,
-                pace=p.pace,
-                status=p.status,
-                projected_completion=p.projected_completion,
-                last_event_at=r["last_event_at"],
-                events_today=events_today.get(key, 0),
+    for campaign in campaigns.values():
+        for indicator in campaign.indicators:
+            verdicts = await judge(
+                conn, campaign, indicator, codes, now, live=True, window=window_values
             )
-        )
+            figures.extend(
+                UnitFigures(
+                    campaign=v.campaign_id,
+                    unit=v.unit,
+                    level=v.level,
+                    indicator=v.indicator,
+                    value=v.progress.value,
+                    target=v.progress.target,
+                    expected=v.progress.expected,
+                    pct=v.progress.pct,
+                    pace=v.progress.pace,
+                    status=v.progress.status,
+                    projected_completion=v.progress.projected_completion,
+                    last_event_at=v.last_event_at,
+                    events_today=events_today.get(v.key, 0),
+                )
+                for v in verdicts.values()
+            )
     levels = [
         LevelFigures(r["campaign_id"], r["level"], r["indicator"], r["units"], r["done"])
         for r in await conn.fetch(SELECT_LEVEL_COUNTS)

@@ -1,8 +1,10 @@
-"""The notifier: unit-progress in, alert lifecycle persisted, grouped notifications out.
+"""The notifier: the board judged, alert lifecycle persisted, grouped notifications out.
 
-consume `unit-progress` → store the states → evaluate those keys → plan messages →
-commit offsets; and on a clock: evaluate everything (silent units fall behind too),
-escalate, repeat, digest. The outbox delivers what the plans queued."""
+consume `unit-progress` (which keys moved) → judge those keys on the board's figures →
+plan messages → commit offsets; and on a clock, or within a second of an admin change
+seen in the audit log: judge every targeted key (silent units fall behind too, a missed
+feed message is repaired), rank the briefing, escalate, close ended campaigns, digest. The
+outbox delivers what the plans queued."""
 
 import asyncio
 import contextlib
@@ -10,7 +12,7 @@ import hmac
 import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import asyncpg
@@ -27,13 +29,15 @@ from services.notifier.channels import (
     WebhookChannel,
     redact_address,
 )
-from services.notifier.evaluator import Evaluator, Summary, silenced_by
+from services.notifier.evaluator import Evaluator
+from services.notifier.groups import silence_of, silenced_by
 from services.notifier.metrics import NotifierMetrics
 from services.notifier.outbox import Outbox
 from services.notifier.policy import Policy, PolicyOverride, effective
 from services.notifier.render import Renderer
-from services.notifier.rules import Rule, Silence
+from services.notifier.rules import Rule
 from services.notifier.settings import NotifierSettings
+from services.notifier.summary import Summary
 from tiendo.background import keep_running
 from tiendo.clock import Clock, SystemClock
 from tiendo.database import create_pool, migrate
@@ -44,28 +48,6 @@ from tiendo.web import RequestIdMiddleware, add_ops_routes, install_problem_hand
 
 log = get_logger(__name__)
 CODE = r"^[A-Za-z0-9_.-]{1,64}$"
-
-
-def state_values(m: events_pb2.UnitProgress) -> tuple[object, ...]:
-    """A feed message as the parameters of `repository.UPSERT_STATE`."""
-    return (
-        m.campaign_id,
-        m.unit,
-        m.indicator,
-        m.unit_name,
-        m.level,
-        m.parent or None,
-        m.value,
-        m.baseline,
-        m.target,
-        m.starts_at.ToDatetime(tzinfo=UTC),
-        m.deadline.ToDatetime(tzinfo=UTC),
-        m.last_event_at.ToDatetime(tzinfo=UTC) if m.HasField("last_event_at") else None,
-        m.computed_at.ToDatetime(tzinfo=UTC),
-        m.behind_threshold,
-        timedelta(seconds=m.stale_after_seconds),
-        m.timezone,
-    )
 
 
 class SilenceIn(BaseModel):
@@ -145,37 +127,45 @@ def create_app(
                 batches = await consumer.getmany(timeout_ms=500, max_records=1000)
                 if not batches:
                     continue
-                latest: dict[bytes, events_pb2.UnitProgress] = {}
+                keys: set[tuple[str, str, str]] = set()
+                # The feed says which keys moved; their figures are read from the board.
                 # The aggregator republishes the same keys with every batch it applies:
-                # take in what arrives over a short window and judge each key once, on
-                # its latest figures (alerts wait minutes by design; this is a second).
+                # take in what arrives over a short window and judge each key once
+                # (alerts wait minutes by design; this is a second).
                 window_ends = asyncio.get_running_loop().time() + settings.feed_coalesce_seconds
                 while True:
                     for records in batches.values():
                         for record in records:
                             message = events_pb2.UnitProgress()
                             message.ParseFromString(record.value)
-                            latest[record.key] = message
+                            keys.add((message.campaign_id, message.unit, message.indicator))
                     left = window_ends - asyncio.get_running_loop().time()
                     if left <= 0:
                         break
                     batches = await consumer.getmany(
                         timeout_ms=max(1, int(left * 1000)), max_records=1000
                     )
-                values = [state_values(m) for m in latest.values()]
-                async with pool.acquire() as conn, conn.transaction():
-                    await repository.upsert_states(conn, values)
-                keys = [(m.campaign_id, m.unit, m.indicator) for m in latest.values()]
-                await evaluator.evaluate_at(pool, clock.now(), keys)
-                # State is stored and judged before the commit: a crash re-reads, never skips.
+                await evaluator.evaluate_at(pool, clock.now(), sorted(keys))
+                # Judged before the commit: a crash re-reads, never skips (and the clock's
+                # full pass repairs whatever a lost message would have missed).
                 await consumer.commit()
         finally:
             await consumer.stop()
 
     async def tick(pool: asyncpg.Pool, evaluator: Evaluator) -> None:
+        loop = asyncio.get_running_loop()
+        seen = await repository.reference_version(pool)
         while True:
             await evaluator.evaluate_at(pool, clock.now())
-            await asyncio.sleep(settings.evaluate_every_seconds)
+            # Until the next period, or sooner when an administrator changed something
+            # (campaign, targets, tree, policy: every change writes the audit log).
+            due = loop.time() + settings.evaluate_every_seconds
+            while (left := due - loop.time()) > 0:
+                await asyncio.sleep(min(left, settings.admin_watch_seconds))
+                version = await repository.reference_version(pool)
+                if version != seen:
+                    seen = version
+                    break
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -208,6 +198,7 @@ def create_app(
             return await evaluator.evaluate_at(pool, at or clock.now())
 
         app.state.pool = pool
+        app.state.settings = settings
         app.state.outbox = outbox
         app.state.evaluator = evaluator
         app.state.evaluate_at = evaluate_at
@@ -279,7 +270,7 @@ def create_app(
             rows = await conn.fetch(
                 repository.SELECT_ALERTS, state, campaign, unit, rule.value if rule else None, limit
             )
-            silences = [_silence(r) for r in await repository.active_silences(conn, now)]
+            silences = [silence_of(r) for r in await repository.active_silences(conn, now)]
         out = []
         for r in rows:
             item = _jsonable(r)
@@ -355,7 +346,7 @@ def create_app(
         async with pool.acquire() as conn:
             rows = await conn.fetch(repository.SELECT_SILENCES, active, now, limit)
         return [
-            {**_jsonable(r), "active": _silence(r).active(now) and not r["expired_at"]}
+            {**_jsonable(r), "active": silence_of(r).active(now) and not r["expired_at"]}
             for r in rows
         ]
 
@@ -404,20 +395,6 @@ def create_app(
         return PolicyOut(campaign=campaign_id, override=override, effective=policy)
 
     return app
-
-
-def _silence(row: asyncpg.Record) -> Silence:
-    return Silence(
-        id=row["id"],
-        starts_at=row["starts_at"],
-        ends_at=row["ends_at"]
-        if row["expired_at"] is None
-        else min(row["ends_at"], row["expired_at"]),
-        campaign_id=row["campaign_id"],
-        unit=row["unit"],
-        indicator=row["indicator"],
-        rule=row["rule"],
-    )
 
 
 def _jsonable(row: asyncpg.Record) -> dict[str, Any]:

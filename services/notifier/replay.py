@@ -4,9 +4,9 @@ evaluator on simulated time, and print its alert timeline.
     python -m services.notifier.replay [--dsn postgresql://…] [--step-hours 1] [--out FILE]
 
 Without --dsn a throw-away PostgreSQL server is started in a temporary folder. The demo's
-deterministic backfill reports (services/demo/traffic.py) stand in for the aggregator: at
-each simulated step the wards' values, the districts' and the city's rollups are written as
-the unit-progress feed would deliver them, and `Evaluator.evaluate_at(step)` runs, with one
+deterministic backfill reports (services/demo/traffic.py) are counted by the aggregator's
+own apply as simulated time reaches them, and at each step `Evaluator.evaluate_at(step)`
+judges the board as it would in production, with one
 `ManualClock` as the only source of time. Messages are queued (not sent) to the chiefs'
 demo email addresses, and counted."""
 
@@ -24,13 +24,14 @@ from zoneinfo import ZoneInfo
 import asyncpg
 
 from services.aggregator import admin
+from services.aggregator.repository import apply_events
 from services.demo import seed, traffic
-from services.notifier import repository
 from services.notifier.evaluator import Evaluator
 from services.notifier.render import Renderer
 from services.notifier.settings import NotifierSettings
 from tiendo.clock import ManualClock
 from tiendo.database import create_pool, migrate
+from tiendo.event import Event, Kind
 from tiendo.localstack import PostgresServer, free_port
 
 # The policy replayed: the defaults, with `for` durations that let a ward miss one of its
@@ -71,75 +72,42 @@ async def replay(dsn: str, step: timedelta, out: Path | None) -> str:
             json.dumps(POLICY),
         )
 
-    parent = {u.code: u.parent_code for u in units}
     level = {u.code: u.level for u in units}
     name = {u.code: u.name for u in units}
-    targets: Counter[tuple[str, str]] = Counter()
-    for (ward, indicator), target in seed.ward_targets(wards).items():
-        code: str | None = ward
-        while code is not None:
-            targets[code, indicator] += target
-            code = parent[code]
-    # cumulative reports per (ward, indicator): times and running totals
-    times: dict[tuple[str, str], list[datetime]] = defaultdict(list)
-    totals: dict[tuple[str, str], list[int]] = defaultdict(list)
-    for e in traffic.backfill_events(
-        wards, campaign.starts_at, campaign.deadline, campaign.deadline
-    ):
-        key = (str(e["unit"]), str(e["indicator"]))
-        times[key].append(datetime.fromisoformat(str(e["occurred_at"])))
-        totals[key].append((totals[key][-1] if totals[key] else 0) + int(e["value"]))
+    reports = sorted(
+        (
+            Event(
+                event_id=str(e["event_id"]),
+                unit=str(e["unit"]),
+                indicator=str(e["indicator"]),
+                kind=Kind.INCREMENT,
+                value=int(e["value"]),
+                occurred_at=datetime.fromisoformat(str(e["occurred_at"])),
+            )
+            for e in traffic.backfill_events(
+                wards, campaign.starts_at, campaign.deadline, campaign.deadline
+            )
+        ),
+        key=lambda e: e.occurred_at,
+    )
 
+    times = [e.occurred_at for e in reports]
     settings = NotifierSettings(database_url=dsn)
     evaluator = Evaluator(settings, Renderer(), ("email",))
     clock = ManualClock(campaign.starts_at)
     messages: Counter[str] = Counter()
     escalations: list[tuple[datetime, int, str, int]] = []
     end = campaign.deadline + timedelta(days=1)
-    previous: dict[tuple[str, str], tuple[int, datetime | None]] = {}
+    applied = 0
     while clock.now() <= end:
         at = clock.now()
-        values: Counter[tuple[str, str]] = Counter()
-        last: dict[tuple[str, str], datetime] = {}
-        for key, ts in times.items():
-            n = bisect_right(ts, at)
-            if n == 0:
-                continue
-            up: str | None = key[0]
-            while up is not None:
-                values[up, key[1]] += totals[key][n - 1]
-                seen = last.get((up, key[1]))
-                last[up, key[1]] = max(seen, ts[n - 1]) if seen else ts[n - 1]
-                up = parent[up]
-        rows = []
-        for (code, indicator), target in targets.items():
-            now = (values[code, indicator], last.get((code, indicator)))
-            if previous.get((code, indicator)) == now:
-                continue
-            previous[code, indicator] = now
-            rows.append(
-                (
-                    seed.CAMPAIGN_ID,
-                    code,
-                    indicator,
-                    name[code],
-                    level[code],
-                    parent[code],
-                    now[0],
-                    0,
-                    target,
-                    campaign.starts_at,
-                    campaign.deadline,
-                    now[1],
-                    at,
-                    0.9,
-                    timedelta(hours=12),
-                    "Asia/Ho_Chi_Minh",
-                )
-            )
-        if rows:
-            async with pool.acquire() as conn, conn.transaction():
-                await repository.upsert_states(conn, rows)
+        # The aggregator's own apply counts the reports made by now: the notifier then
+        # judges the board exactly as it would in production.
+        due = bisect_right(times, at, lo=applied)
+        if due > applied:
+            async with pool.acquire() as conn:
+                await apply_events(conn, reports[applied:due])
+            applied = due
         summary = await evaluator.evaluate_at(pool, at)
         for _, _, kind in summary.messages:
             messages[kind] += 1

@@ -1,7 +1,8 @@
 """The notifier's SQL. Callers own transactions; nothing here commits.
 
-Reads three tables the aggregator owns, never writing them: `units` (chiefs' contacts and
-the tree), `campaigns` (name and timezone for messages) and `indicators` (names)."""
+Reads tables the aggregator owns, never writing them: `units` (chiefs' contacts and the
+tree), `campaigns` (name and timezone for messages) and `indicators` (names); the figures
+it judges come from `tiendo.board`."""
 
 import json
 from collections.abc import Sequence
@@ -14,59 +15,6 @@ from tiendo.database import Connection
 
 Key = tuple[str, str, str]
 
-# A newer computation wins; the compacted feed may redeliver older ones after a restart.
-UPSERT_STATE = """
-INSERT INTO unit_states AS s (campaign_id, unit, indicator, unit_name, level, parent, value,
-    baseline, target, starts_at, deadline, last_event_at, computed_at, behind_threshold,
-    stale_after, timezone)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
-ON CONFLICT (campaign_id, unit, indicator) DO UPDATE
-SET unit_name = EXCLUDED.unit_name, level = EXCLUDED.level, parent = EXCLUDED.parent,
-    value = EXCLUDED.value, baseline = EXCLUDED.baseline, target = EXCLUDED.target,
-    starts_at = EXCLUDED.starts_at, deadline = EXCLUDED.deadline,
-    last_event_at = EXCLUDED.last_event_at, computed_at = EXCLUDED.computed_at,
-    behind_threshold = EXCLUDED.behind_threshold, stale_after = EXCLUDED.stale_after,
-    timezone = EXCLUDED.timezone
-WHERE s.computed_at <= EXCLUDED.computed_at
-"""
-# One sample per key and 10 minutes (the latest in it): enough for a 7-day run rate.
-UPSERT_SAMPLE = """
-INSERT INTO progress_samples AS p (campaign_id, unit, indicator, bucket, at, value)
-VALUES ($1, $2, $3, date_bin('10 minutes', $4::timestamptz, TIMESTAMPTZ '2000-01-01'), $4, $5)
-ON CONFLICT (campaign_id, unit, indicator, bucket) DO UPDATE
-SET at = EXCLUDED.at, value = EXCLUDED.value
-WHERE p.at <= EXCLUDED.at
-"""
-# Samples older than the cutoff are dropped, except each key's latest one before it (the
-# value a window starting before the cutoff needs).
-PRUNE_SAMPLES = """
-DELETE FROM progress_samples s
-WHERE s.at < $1 AND EXISTS (
-    SELECT 1 FROM progress_samples n
-    WHERE n.campaign_id = s.campaign_id AND n.unit = s.unit AND n.indicator = s.indicator
-      AND n.at > s.at AND n.at <= $1)
-"""
-SELECT_STATES = """
-SELECT * FROM unit_states
-WHERE ($1::text IS NULL OR campaign_id = $1) AND ($2::text IS NULL OR unit = $2)
-  AND ($3::text IS NULL OR indicator = $3)
-ORDER BY campaign_id, unit, indicator
-"""
-SELECT_STATES_KEYS = """
-SELECT s.* FROM unit_states s
-JOIN unnest($1::text[], $2::text[], $3::text[]) AS k (c, u, i)
-  ON s.campaign_id = k.c AND s.unit = k.u AND s.indicator = k.i
-ORDER BY s.campaign_id, s.unit, s.indicator
-"""
-# The value each key had at its time t: the latest sample at or before t (NULL: unknown).
-VALUES_AT = """
-SELECT k.c, k.u, k.i, (
-    SELECT p.value FROM progress_samples p
-    WHERE p.campaign_id = k.c AND p.unit = k.u AND p.indicator = k.i AND p.at <= k.t
-    ORDER BY p.at DESC LIMIT 1) AS value
-FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[]) AS k (c, u, i, t)
-"""
-
 SELECT_POLICIES = "SELECT campaign_id, config FROM alert_policies"
 SELECT_POLICY = "SELECT config FROM alert_policies WHERE campaign_id = $1"
 UPSERT_POLICY = """
@@ -76,6 +24,9 @@ ON CONFLICT (campaign_id) DO UPDATE
 SET config = EXCLUDED.config, updated_at = now(), updated_by = EXCLUDED.updated_by
 """
 INSERT_AUDIT = "INSERT INTO audit_log (actor, action, subject, details) VALUES ($1, $2, $3, $4)"
+# Every admin change (aggregator or notifier) writes one audit row: its last id is a cheap
+# version of the reference data.
+SELECT_REFERENCE_VERSION = "SELECT coalesce(max(id), 0) FROM audit_log"
 SELECT_CAMPAIGN_NAMES = "SELECT id, name, timezone FROM campaigns"
 SELECT_INDICATOR_NAMES = "SELECT code, name, name_en FROM indicators"
 
@@ -115,6 +66,11 @@ FROM unnest($1::bigint[], $3::jsonb[]) AS t (id, details)
 WHERE a.id = t.id AND a.last_evaluated_at <= $2 AND a.state <> 'resolved'
 """
 DELETE_ALERT = "DELETE FROM alerts WHERE id = $1"
+RESOLVED_SINCE = """
+SELECT EXISTS (SELECT 1 FROM alerts
+               WHERE campaign_id = $1 AND unit = $2 AND indicator = $3 AND rule = $4
+                 AND state = 'resolved' AND resolved_at >= $5)
+"""
 LOCK_FIRING_ALERT = "SELECT * FROM alerts WHERE id = $1 AND state = 'firing' FOR UPDATE"
 SET_ESCALATION = "UPDATE alerts SET escalation_level = $2, escalated_at = $3 WHERE id = $1"
 SELECT_FIRING = """
@@ -179,6 +135,22 @@ UPDATE alert_group_members SET notified = true WHERE group_id = $1 AND alert_id 
 """
 DROP_MEMBERS = "DELETE FROM alert_group_members WHERE group_id = $1 AND alert_id = ANY ($2)"
 SELECT_ALERTS_BY_ID = "SELECT * FROM alerts WHERE id = ANY ($1) ORDER BY unit, indicator, rule"
+# A resolution locks the groups its alert is in, in the planner's order (by id), before it
+# touches their members.
+LOCK_GROUPS_OF_ALERT = """
+SELECT g.id FROM alert_groups g
+WHERE g.id IN (SELECT group_id FROM alert_group_members WHERE alert_id = $1)
+ORDER BY g.id
+FOR UPDATE
+"""
+SELECT_GROUP_RECIPIENT = "SELECT recipient FROM alert_groups WHERE id = $1"
+# Units among $1 whose chief can be reached on some channel (digest recipients).
+REACHABLE_UNITS = """
+SELECT code, name, chief_name, chief_email, chief_webhook, chief_chat FROM units
+WHERE code = ANY ($1::text[])
+  AND (chief_email IS NOT NULL OR chief_webhook IS NOT NULL OR chief_chat IS NOT NULL)
+ORDER BY code
+"""
 ACTIVE_SILENCES = """
 SELECT * FROM silences WHERE expired_at IS NULL AND starts_at <= $1 AND ends_at > $1
 """
@@ -196,20 +168,6 @@ SELECT $1, unnest($2::bigint[])
 ON CONFLICT DO NOTHING
 """
 SELECT_DEDUP_KEYS_LIKE = "SELECT dedup_key FROM notifications WHERE dedup_key LIKE $1"
-DIGEST_RECIPIENTS = """
-SELECT s.*, u.chief_name, u.chief_email, u.chief_webhook, u.chief_chat, u.name AS name
-FROM unit_states s JOIN units u ON u.code = s.unit
-WHERE s.campaign_id = $1
-  AND (u.chief_email IS NOT NULL OR u.chief_webhook IS NOT NULL OR u.chief_chat IS NOT NULL)
-ORDER BY s.unit, s.indicator
-"""
-CHILD_STATES = "SELECT * FROM unit_states WHERE campaign_id = $1 AND parent = ANY ($2)"
-FIRING_BY_UNIT = """
-SELECT unit, count(*) AS n FROM alerts
-WHERE campaign_id = $1 AND state = 'firing' AND unit = ANY ($2)
-GROUP BY unit
-"""
-
 SELECT_RANKS = "SELECT * FROM briefing_ranks WHERE campaign_id = $1 AND slot = $2"
 INSERT_RANKS = """
 INSERT INTO briefing_ranks (campaign_id, slot, indicator, unit, rank, of_units, pct)
@@ -312,45 +270,8 @@ UPDATE silences SET expired_at = $2 WHERE id = $1 AND expired_at IS NULL RETURNI
 """
 
 
-async def upsert_state(conn: Connection, values: tuple[object, ...]) -> None:
-    await conn.execute(UPSERT_STATE, *values)
-
-
-async def upsert_states(conn: Connection, values: Sequence[tuple[object, ...]]) -> None:
-    """Store feed states and their value samples."""
-    await conn.executemany(UPSERT_STATE, values)
-    # (campaign, unit, indicator, computed_at, value) of each state
-    await conn.executemany(UPSERT_SAMPLE, [(v[0], v[1], v[2], v[12], v[6]) for v in values])
-
-
-async def prune_samples(conn: Connection, before: datetime) -> str:
-    status: str = await conn.execute(PRUNE_SAMPLES, before)
-    return status
-
-
-async def states(
-    conn: Connection,
-    campaign: str | None = None,
-    unit: str | None = None,
-    indicator: str | None = None,
-) -> list[asyncpg.Record]:
-    return list(await conn.fetch(SELECT_STATES, campaign, unit, indicator))
-
-
 def _columns(keys: Sequence[Key]) -> tuple[list[str], list[str], list[str]]:
     return [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys]
-
-
-async def states_of(conn: Connection, keys: Sequence[Key]) -> list[asyncpg.Record]:
-    return list(await conn.fetch(SELECT_STATES_KEYS, *_columns(keys)))
-
-
-async def values_at(conn: Connection, wanted: Sequence[tuple[Key, datetime]]) -> dict[Key, int]:
-    """The sampled value of each key at its time (keys without a sample are left out)."""
-    if not wanted:
-        return {}
-    rows = await conn.fetch(VALUES_AT, *_columns([k for k, _ in wanted]), [t for _, t in wanted])
-    return {(r["c"], r["u"], r["i"]): r["value"] for r in rows if r["value"] is not None}
 
 
 async def open_alerts(
@@ -472,3 +393,128 @@ async def start_attempt(
 
 async def finish_attempt(conn: Connection, attempt_id: int, ok: bool, error: str | None) -> None:
     await conn.execute(FINISH_ATTEMPT, attempt_id, ok, error[:500] if error else None)
+
+
+async def lock_open_alert(conn: Connection, key: Key, rule: str) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await conn.fetchrow(SELECT_OPEN_ALERT, *key, rule)
+    return row
+
+
+async def insert_alert(
+    conn: Connection, key: Key, rule: str, alert: Any, at: datetime, details: str
+) -> int | None:
+    """Open an alert; None when another replica opened the same one a moment ago."""
+    alert_id: int | None = await conn.fetchval(
+        INSERT_ALERT, *key, rule, alert.state.value, alert.since, alert.fired_at, at, details
+    )
+    return alert_id
+
+
+async def update_alert(
+    conn: Connection, alert_id: int, alert: Any, at: datetime, details: str
+) -> None:
+    await conn.execute(
+        UPDATE_ALERT, alert_id, alert.state.value, alert.fired_at, alert.resolved_at, at, details
+    )
+
+
+async def delete_alert(conn: Connection, alert_id: int) -> None:
+    await conn.execute(DELETE_ALERT, alert_id)
+
+
+async def lock_groups_of(conn: Connection, alert_id: int) -> None:
+    await conn.fetch(LOCK_GROUPS_OF_ALERT, alert_id)
+
+
+async def firing(conn: Connection) -> list[asyncpg.Record]:
+    return list(await conn.fetch(SELECT_FIRING))
+
+
+async def count_firing(conn: Connection) -> dict[str, int]:
+    return {r["rule"]: r["n"] for r in await conn.fetch(COUNT_FIRING)}
+
+
+async def lock_firing_alert(conn: Connection, alert_id: int) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await conn.fetchrow(LOCK_FIRING_ALERT, alert_id)
+    return row
+
+
+async def set_escalation(conn: Connection, alert_id: int, level: int, at: datetime) -> None:
+    await conn.execute(SET_ESCALATION, alert_id, level, at)
+
+
+async def lock_group(conn: Connection, group_id: int) -> bool:
+    """Lock a group for planning; False when another replica holds it."""
+    return await conn.fetchrow(LOCK_GROUP, group_id) is not None
+
+
+async def group_recipient(conn: Connection, group_id: int) -> str:
+    recipient: str = await conn.fetchval(SELECT_GROUP_RECIPIENT, group_id)
+    return recipient
+
+
+async def update_group(conn: Connection, group_id: int, state: Any, at: datetime) -> None:
+    await conn.execute(
+        UPDATE_GROUP, group_id, state.seq, state.anchor_seq, state.anchor_at, state.repeat_slot, at
+    )
+
+
+async def mark_notified(conn: Connection, group_id: int, alert_ids: Sequence[int]) -> None:
+    await conn.execute(MARK_NOTIFIED, group_id, list(alert_ids))
+
+
+async def drop_members(conn: Connection, group_id: int, alert_ids: Sequence[int]) -> None:
+    await conn.execute(DROP_MEMBERS, group_id, list(alert_ids))
+
+
+async def alerts_by_id(conn: Connection, ids: Sequence[int]) -> list[asyncpg.Record]:
+    return list(await conn.fetch(SELECT_ALERTS_BY_ID, list(ids)))
+
+
+async def dedup_keys(conn: Connection, prefix: str) -> list[str]:
+    """Dedup keys of the notifications queued under `prefix` (a digest slot)."""
+    return [r["dedup_key"] for r in await conn.fetch(SELECT_DEDUP_KEYS_LIKE, prefix + "%")]
+
+
+async def reachable_units(conn: Connection, codes: Sequence[str]) -> list[asyncpg.Record]:
+    return list(await conn.fetch(REACHABLE_UNITS, list(codes)))
+
+
+async def ranks(conn: Connection, campaign_id: str, slot: datetime) -> list[asyncpg.Record]:
+    return list(await conn.fetch(SELECT_RANKS, campaign_id, slot))
+
+
+async def mark_ranks_stored(conn: Connection, campaign_id: str, slot: datetime) -> bool:
+    """Claim the storing of a briefing's ranking; False when it was stored already."""
+    return await conn.fetchval(RANKS_STORED, campaign_id, slot) is not None
+
+
+async def insert_ranks(
+    conn: Connection,
+    campaign_id: str,
+    slot: datetime,
+    rows: Sequence[tuple[str, str, int, int, float | None]],
+) -> None:
+    """(indicator, unit, rank, of_units, pct) of the bottom of one briefing."""
+    await conn.execute(
+        INSERT_RANKS,
+        campaign_id,
+        slot,
+        [r[0] for r in rows],
+        [r[1] for r in rows],
+        [r[2] for r in rows],
+        [r[3] for r in rows],
+        [r[4] for r in rows],
+    )
+
+
+async def reference_version(pool: asyncpg.Pool) -> int:
+    async with pool.acquire() as conn:
+        version: int = await conn.fetchval(SELECT_REFERENCE_VERSION)
+    return version
+
+
+async def resolved_since(conn: Connection, key: Key, rule: str, at: datetime) -> bool:
+    """Whether an evaluation at or after `at` resolved this alert."""
+    found: bool = await conn.fetchval(RESOLVED_SINCE, *key, rule, at)
+    return found

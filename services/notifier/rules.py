@@ -8,7 +8,7 @@ from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
-from tiendo.pace import Plan, Progress, Status, Thresholds, assess, run_rate_window
+from tiendo.pace import Milestone, Plan, Progress, Status, Thresholds, assess, run_rate_window
 
 
 class Rule(StrEnum):
@@ -48,13 +48,16 @@ class UnitState:
     level: int = 0
     parent: str | None = None
     timezone: str = "Asia/Ho_Chi_Minh"
+    milestones: tuple[Milestone, ...] = ()
     # Built once: every clock tick judges every state (100,000 pairs in under a second).
     plan: Plan = field(init=False, repr=False, compare=False)
     thresholds: Thresholds = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(
-            self, "plan", Plan(self.starts_at, self.deadline, self.baseline, self.target)
+            self,
+            "plan",
+            Plan(self.starts_at, self.deadline, self.baseline, self.target, self.milestones),
         )
         object.__setattr__(self, "thresholds", Thresholds(self.behind_threshold, self.stale_after))
 
@@ -107,13 +110,21 @@ def conditions(
     data); during the campaign's first hour it holds as the status does (SPEC §5).
     """
     p = judge(state, at, value_window_ago)
-    running = _running(state, at)
-    projected_late = p.projected_completion is None or p.projected_completion > state.deadline
     window_known = history_known or run_rate_window(state.plan, at) is None
-    return p, {
-        Rule.STALE: p.status is Status.STALE,
-        Rule.BEHIND: _behind(state, at, p),
-        Rule.AT_RISK: running and at < state.deadline and window_known and projected_late,
+    return p, held(state, p, at, window_known=window_known)
+
+
+def held(
+    state: UnitState, p: Progress, at: datetime, *, window_known: bool = True
+) -> dict[Rule, bool]:
+    """Which of stale/behind/at_risk hold at `at` for figures `p` (the board's), before
+    inhibition. Nothing holds once the deadline has passed: the campaign is over."""
+    running = _running(state, at) and at < state.deadline
+    projected_late = p.projected_completion is None or p.projected_completion > state.deadline
+    return {
+        Rule.STALE: running and p.status is Status.STALE,
+        Rule.BEHIND: running and _behind(state, at, p),
+        Rule.AT_RISK: running and window_known and projected_late,
     }
 
 
@@ -184,35 +195,6 @@ def escalation_level(
 
 
 # --- bottom rank at the weekly briefing -----------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Ranked:
-    unit: str
-    rank: int  # 1 = best of the level
-    of_units: int
-    pct: float | None
-
-
-def leaderboard(entries: Iterable[tuple[str, float | None, float | None]]) -> list[Ranked]:
-    """Units ranked by pct (higher first; ties: higher pace first, then code), as the
-    aggregator's leaderboard (SPEC §4.3). Entries are (unit, pct, pace)."""
-    rows = sorted(
-        entries,
-        key=lambda e: (
-            -(e[1] if e[1] is not None else -math.inf),
-            -(e[2] if e[2] is not None else -math.inf),
-            e[0],
-        ),
-    )
-    return [Ranked(unit, i + 1, len(rows), pct) for i, (unit, pct, _) in enumerate(rows)]
-
-
-def bottom(ranking: Sequence[Ranked], n: int) -> list[Ranked]:
-    """The `n` lowest of a leaderboard, leaving out units that reached their target."""
-    if n <= 0:
-        return []
-    return [r for r in ranking[-n:] if r.pct is None or r.pct < 100.0]
 
 
 def briefing_slot(at: datetime, tz: str, weekday: int, at_time: time) -> datetime:

@@ -15,7 +15,17 @@ class NotifierSettings(ServiceSettings):
         "dev-admin-token", description="bearer token for silences and alert policies"
     )
     evaluate_every_seconds: float = Field(
-        30.0, gt=0, description="clock re-evaluation period (silent units fall behind too)"
+        10.0,
+        gt=0,
+        description="full pass over every targeted key (silent units, admin changes, repair)",
+    )
+    admin_watch_seconds: float = Field(
+        1.0, gt=0, description="how often the audit log is checked for admin changes"
+    )
+    run_rate_cache_seconds: float = Field(
+        300.0,
+        ge=0,
+        description="reuse values one run-rate window ago (from history) this long",
     )
     feed_coalesce_seconds: float = Field(
         1.0,

@@ -6,6 +6,7 @@ what they get by delivery id, as a receiver that dedupes redeliveries would."""
 
 import asyncio
 import threading
+import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -15,24 +16,24 @@ from email.message import EmailMessage
 from email.policy import default as email_policy
 from typing import Any
 
+import asyncpg
 import httpx
 import orjson
 import pytest
 import uvicorn
-from aiokafka import AIOKafkaProducer
 from aiosmtpd.controller import Controller
 from fastapi import FastAPI, Request
 from starlette.responses import JSONResponse
 
 from services.aggregator.admin import UnitIn
+from services.aggregator.repository import apply_events
 from services.notifier.app import create_app
 from services.notifier.channels import DELIVERY_ID_HEADER
 from services.notifier.settings import NotifierSettings
 from tests.support.stack import Topics, eventually, running
 from tests.support.world import TREE, build_world
 from tiendo.clock import ManualClock
-from tiendo.event import timestamp
-from tiendo.events.v1 import events_pb2
+from tiendo.event import Event, Kind
 from tiendo.localstack import KafkaBroker, free_port
 
 SECRET = "test-webhook-secret"
@@ -162,57 +163,55 @@ def tree_with_contacts(receiver: HttpReceiver, chat: bool = True) -> list[UnitIn
     ]
 
 
-PARENTS = {u.code: u.parent_code for u in TREE}
-LEVELS = {u.code: u.level for u in TREE}
-NAMES = {u.code: u.name for u in TREE}
+@dataclass(frozen=True)
+class Report:
+    """A unit's cumulative total at a moment, as an upstream system reports it."""
+
+    unit: str
+    indicator: str
+    value: int
+    at: datetime
+    campaign: str
 
 
 def progress(
     unit: str,
     value: int,
     *,
-    starts_at: datetime,
-    days: int = 50,
+    at: datetime,
     indicator: str = "cccd_collected",
-    target: int = 1000,
-    last_event_at: datetime | None = None,
-    computed_at: datetime | None = None,
     campaign: str = "c1",
-) -> events_pb2.UnitProgress:
-    """A unit-progress message as the aggregator publishes it."""
-    m = events_pb2.UnitProgress(
-        campaign_id=campaign,
-        unit=unit,
-        indicator=indicator,
-        value=value,
-        baseline=0,
-        target=target,
-        starts_at=timestamp(starts_at),
-        deadline=timestamp(starts_at + timedelta(days=days)),
-        computed_at=timestamp(computed_at or datetime.now(UTC)),
-        behind_threshold=0.9,
-        stale_after_seconds=12 * 3600,
-        level=LEVELS[unit],
-        parent=PARENTS[unit] or "",
-        unit_name=NAMES[unit],
-        timezone="Asia/Ho_Chi_Minh",
-    )
-    if last_event_at is not None:
-        m.last_event_at.CopyFrom(timestamp(last_event_at))
-    return m
+) -> Report:
+    return Report(unit, indicator, value, at, campaign)
 
 
 class Feed:
-    """Publishes unit-progress messages to the test's real topic, as the aggregator would."""
+    """Moves the board as the aggregator would: each report is a snapshot event counted by
+    the aggregator's own apply (no consumer needed), so the counters, their rollup and
+    the history behind `as_of` all agree; the notifier then reads the board."""
 
-    def __init__(self, kafka: KafkaBroker, topic: str) -> None:
-        self.producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap, acks="all")
-        self.topic = topic
+    def __init__(self, database: str) -> None:
+        self.database = database
 
-    async def send(self, *messages: events_pb2.UnitProgress) -> None:
-        for m in messages:
-            key = f"{m.campaign_id}/{m.unit}/{m.indicator}".encode()
-            await self.producer.send_and_wait(self.topic, m.SerializeToString(), key=key)
+    async def send(self, *reports: Report) -> None:
+        conn = await asyncpg.connect(self.database)
+        try:
+            await apply_events(
+                conn,
+                [
+                    Event(
+                        event_id=f"report-{uuid.uuid4().hex}",
+                        unit=r.unit,
+                        indicator=r.indicator,
+                        kind=Kind.SNAPSHOT,
+                        value=r.value,
+                        occurred_at=r.at,
+                    )
+                    for r in reports
+                ],
+            )
+        finally:
+            await conn.close()
 
 
 # Only `behind`, so the scenarios follow one rule; digests and bottom_rank off.
@@ -308,17 +307,19 @@ async def harness(
     # Day 10 of 50 at 10:00 local: every ward is expected at 200 of 1000.
     starts_at = datetime(2023, 5, 10, 3, 0, tzinfo=UTC)
     clock = ManualClock(starts_at + timedelta(days=10))
-    await build_world(database, starts_at=starts_at, units=tree_with_contacts(http_receiver))
+    await build_world(
+        database,
+        starts_at=starts_at,
+        units=tree_with_contacts(http_receiver),
+        indicators=("cccd_collected", "eid_activated_l2"),
+    )
     app = create_app(notifier_settings(database, kafka, topics, smtp_receiver), clock=clock)
-    feed = Feed(kafka, topics.progress)
     async with running(app) as api:
-        await feed.producer.start()
-        try:
-            h = Harness(clock, api, app, feed, http_receiver, smtp_receiver, starts_at, database)
-            await h.policy(BEHIND_ONLY)
-            yield h
-        finally:
-            await feed.producer.stop()
+        h = Harness(
+            clock, api, app, Feed(database), http_receiver, smtp_receiver, starts_at, database
+        )
+        await h.policy(BEHIND_ONLY)
+        yield h
 
 
 def counts_by_delivery(received: list[Received]) -> Counter[str]:

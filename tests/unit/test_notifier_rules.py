@@ -14,16 +14,16 @@ from services.notifier.rules import (
     Rule,
     Silence,
     UnitState,
-    bottom,
     briefing_slot,
     conditions,
     digest_slot,
     escalation_level,
     inhibited_by,
-    leaderboard,
     plan_group,
 )
 from services.notifier.settings import NotifierSettings
+from tiendo.board.figures import Verdict, bottom, ranked
+from tiendo.pace import Progress, Status
 
 START = datetime(2023, 5, 10, tzinfo=UTC)
 DEADLINE = START + timedelta(days=50)
@@ -123,7 +123,10 @@ def test_nothing_holds_for_a_done_unit_and_stale_matches_the_board(value, hours,
     p, v = conditions(s, at, min(ago, value), True)
     if value >= 1000:
         assert not any(v.values())
-    assert v[Rule.STALE] == (p.status.value == "stale")
+    # the board's status, while the campaign runs; after its deadline nothing holds
+    assert v[Rule.STALE] == (p.status.value == "stale" and at < DEADLINE)
+    if at >= DEADLINE:
+        assert not any(v.values())
     if v[Rule.BEHIND]:
         assert p.status.value in ("stale", "behind")
 
@@ -223,13 +226,25 @@ def test_silence_matches_the_unit_subtree_until_its_end():
 # --- bottom rank and schedules ---------------------------------------------------------------
 
 
-def test_leaderboard_ties_by_pace_then_code_and_bottom_skips_done_units():
-    board = leaderboard(
-        [("b", 40.0, 0.8), ("a", 40.0, 0.8), ("c", 40.0, 0.9), ("d", 100.0, 1.0), ("e", None, None)]
+def _verdict(unit: str, pct: float | None, pace: float | None) -> Verdict:
+    progress = Progress(0, 0, 100, pct, 0.0, None, pace, None, None, None, Status.ON_TRACK)
+    return Verdict("c", unit, unit, 3, None, "cccd_collected", DEADLINE, progress, None)
+
+
+def test_the_board_ranks_ties_by_pace_then_code_and_bottom_skips_done_units():
+    # the one ranking every reader uses (tiendo.board): leaderboard API and bottom_rank
+    board = ranked(
+        [
+            _verdict("b", 40.0, 0.8),
+            _verdict("a", 40.0, 0.8),
+            _verdict("c", 40.0, 0.9),
+            _verdict("d", 100.0, 1.0),
+            _verdict("e", None, None),
+        ]
     )
-    assert [r.unit for r in board] == ["d", "c", "a", "b", "e"]
-    assert [(r.unit, r.rank, r.of_units) for r in bottom(board, 2)] == [("b", 4, 5), ("e", 5, 5)]
-    assert bottom(leaderboard([("d", 100.0, 1.0)]), 5) == []
+    assert [v.unit for v in board] == ["d", "c", "a", "b", "e"]
+    assert [(rank, v.unit) for rank, v in bottom(board, 2)] == [(4, "b"), (5, "e")]
+    assert bottom(ranked([_verdict("d", 100.0, 1.0)]), 5) == []
 
 
 def test_briefing_slot_is_the_latest_monday_morning_in_the_campaign_timezone():
@@ -306,20 +321,24 @@ def _alert_model(kind: str) -> dict:
         "projected_completion": None,
         "rank": None,
         "of_units": None,
+        "campaign_ended": kind == "final",
+        "achieved": False,
+        "shortfall": 3766 if kind == "final" else None,
     }
     return {
-        "kind": kind,
+        "kind": "resolved" if kind == "final" else kind,
+        "campaign_ended": kind == "final",
         "message_id": "c1/002/1",
         "campaign": {"id": "c1", "name": "Mệnh lệnh 01", "timezone": "Asia/Ho_Chi_Minh"},
         "recipient": {"unit": "002", "name": "Quận Hoàn Kiếm", "chief_name": None},
-        "firing": [alert] if kind != "resolved" else [],
-        "resolved": [alert] if kind == "resolved" else [],
+        "firing": [alert] if kind not in ("resolved", "final") else [],
+        "resolved": [alert] if kind in ("resolved", "final") else [],
         "now": "2023-05-22T03:00:00+00:00",
         "language": "vi",
     }
 
 
-@pytest.mark.parametrize("kind", ["firing", "repeat", "resolved"])
+@pytest.mark.parametrize("kind", ["firing", "repeat", "resolved", "final"])
 @pytest.mark.parametrize("language", ["vi", "en"])
 def test_every_template_renders_in_both_languages(kind, language):
     text = Renderer().alert(language, _alert_model(kind))
@@ -327,7 +346,12 @@ def test_every_template_renders_in_both_languages(kind, language):
     assert "c1/002/1" in text.text
     assert "c1/002/1" in text.chat
     assert text.subject.startswith("[tiendo]")
-    if kind != "resolved":
+    if kind == "final":
+        # the campaign's end: the final word on each alert, achieved or by how much not
+        assert ("còn thiếu 3.766" if language == "vi" else "missed by 3,766") in text.text
+        assert ("Kết thúc đợt" if language == "vi" else "Campaign ended") in text.subject
+        assert ("thiếu 3.766" if language == "vi" else "missed by 3,766") in text.chat
+    if kind not in ("resolved", "final"):
         assert ("1.234/5.000" if language == "vi" else "1,234 of 5,000") in text.text
         assert ("125/ngày" if language == "vi" else "125/day") in text.text
         assert ("10:00 20/05/2023") in text.text

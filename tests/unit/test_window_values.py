@@ -2,7 +2,7 @@
 
 from datetime import UTC, datetime, timedelta
 
-from services.aggregator.snapshot import WindowValues
+from tiendo.board.window import WindowValues
 
 NOW = datetime(2026, 6, 1, 8, tzinfo=UTC)
 PAIR = ("c1", "cccd_collected")

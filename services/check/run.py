@@ -1,0 +1,138 @@
+"""`tiendo check` against a live deployment's database: live progress against `as_of` now
+for every key, and the notifier's open alerts against the board's statuses and the
+briefing's bottom N. Read only, in one snapshot per round."""
+
+import asyncio
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import asyncpg
+
+from services.check.compare import (
+    Disagreement,
+    alerts_vs_board,
+    live_vs_history,
+    persistent,
+    ranks_vs_board,
+)
+from services.notifier import repository as notifier_repository
+from services.notifier.inputs import in_play, unit_state
+from services.notifier.policy import Policy, effective
+from services.notifier.ranks import bottom_of_level
+from services.notifier.rules import Rule, briefing_slot, held
+from services.notifier.settings import NotifierSettings
+from tiendo.board import repository as board
+from tiendo.board.campaign import Campaign
+from tiendo.board.figures import judge_campaign
+from tiendo.board.repository import ValueAt
+from tiendo.database import Connection
+
+# Ingest accepts events up to 5 minutes ahead of its clock (SPEC §4.1); live counters hold
+# them already, so history is read up to that horizon.
+HORIZON = timedelta(minutes=5)
+JUDGED = (Rule.STALE, Rule.BEHIND, Rule.AT_RISK)
+
+
+@dataclass(frozen=True, slots=True)
+class Round:
+    keys: int
+    alerts: int
+    disagreements: list[Disagreement]
+
+
+async def _history(conn: Connection, campaign: Campaign, now: datetime) -> list[Disagreement]:
+    codes = await board.codes_up_to_level(conn, 99)
+    out: list[Disagreement] = []
+    for indicator in campaign.indicators:
+        counters = await board.counters_of(conn, campaign.id, indicator, codes)
+        live = {c.unit: ValueAt(c.value, c.last_event_at) for c in counters}
+        history = await board.values_as_of(
+            conn,
+            campaign.id,
+            indicator,
+            [c.unit for c in counters],
+            campaign.starts_at,
+            min(now + HORIZON, campaign.deadline),
+        )
+        out.extend(live_vs_history(campaign.id, indicator, live, history))
+    return out
+
+
+async def _alerts(
+    conn: Connection, campaign: Campaign, policy: Policy, now: datetime
+) -> tuple[dict[tuple[tuple[str, str, str], str], bool], int]:
+    verdicts = await judge_campaign(conn, campaign, now, live=True)
+    enabled = policy.enabled()
+    conditions: dict[tuple[tuple[str, str, str], str], bool] = {}
+    for v in verdicts:
+        holds = held(unit_state(v, campaign), v.progress, now)
+        for rule in JUDGED:
+            if rule in enabled:
+                conditions[v.key, rule.value] = holds[rule]
+    return conditions, len(verdicts)
+
+
+async def _bottom(
+    conn: Connection, campaign: Campaign, policy: Policy, now: datetime
+) -> list[tuple[str, str]] | None:
+    """The board's bottom N at the latest briefing (None: no briefing in the window)."""
+    config = policy.bottom_rank
+    if Rule.BOTTOM_RANK not in policy.enabled() or config.n <= 0 or campaign.ended(now):
+        return None
+    slot = briefing_slot(now, campaign.timezone, config.weekday, policy.briefing_time())
+    if slot <= campaign.starts_at or slot > campaign.deadline:
+        return None
+    out: list[tuple[str, str]] = []
+    for indicator in campaign.indicators:
+        _, lowest = await bottom_of_level(conn, campaign, indicator, config.level, config.n, slot)
+        out.extend((unit, indicator) for _, unit, _ in lowest)
+    return out
+
+
+async def check_round(conn: Connection, settings: NotifierSettings, now: datetime) -> Round:
+    """One consistent look (a repeatable-read snapshot) at the whole state."""
+    disagreements: list[Disagreement] = []
+    keys = 0
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        campaigns = await board.campaigns(conn)
+        overrides = await notifier_repository.policies(conn)
+        open_rows = await notifier_repository.open_alerts(conn, None)
+        open_alerts = {k: r["state"] for k, r in open_rows.items()}
+        conditions: dict[tuple[tuple[str, str, str], str], bool] = {}
+        for campaign in campaigns.values():
+            disagreements += await _history(conn, campaign, now)
+            if not in_play(campaign, now):
+                continue
+            policy = effective(settings, overrides.get(campaign.id, {}))
+            judged, n = await _alerts(conn, campaign, policy, now)
+            conditions.update(judged)
+            keys += n
+            expected = await _bottom(conn, campaign, policy, now)
+            firing = [
+                (k[1], k[2])
+                for k, state in open_alerts.items()
+                if k[0] == campaign.id and k[3] == Rule.BOTTOM_RANK.value and state == "firing"
+            ]
+            if expected is not None:
+                disagreements += ranks_vs_board(campaign.id, expected, firing)
+        # bottom_rank is compared above, against the briefing's leaderboard
+        others = {k: s for k, s in open_alerts.items() if k[3] != Rule.BOTTOM_RANK.value}
+        disagreements += alerts_vs_board(conditions, others)
+    return Round(keys, len(open_alerts), sorted(disagreements))
+
+
+async def check(dsn: str, settings: NotifierSettings, settle: float, now: datetime) -> Round:
+    """Two rounds `settle` seconds apart; only what both see is reported (a change the
+    notifier had not judged yet when the first round looked is its lag, not a fault)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        first = await check_round(conn, settings, now)
+        if not first.disagreements or settle <= 0:
+            return first
+        await asyncio.sleep(settle)
+        second = await check_round(conn, settings, now + timedelta(seconds=settle))
+        return Round(
+            second.keys, second.alerts, persistent(first.disagreements, second.disagreements)
+        )
+    finally:
+        await conn.close()

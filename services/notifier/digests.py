@@ -1,0 +1,107 @@
+"""Digests: the scheduled summary per chief, once per slot (the dedup key is the slot),
+from the same judged figures as the alerts."""
+
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from services.notifier import repository
+from services.notifier.inputs import Judged
+from services.notifier.messages import (
+    Outgoing,
+    campaign_model,
+    lagging,
+    progress_model,
+    recipient_model,
+)
+from services.notifier.policy import Policy
+from services.notifier.render import Renderer
+from services.notifier.rules import digest_slot
+from services.notifier.summary import Summary
+from tiendo.board.campaign import Campaign
+from tiendo.database import Connection
+
+
+async def queue_digests(
+    conn: Connection,
+    judged: Sequence[Judged],
+    campaigns: dict[str, Campaign],
+    policies: dict[str, Policy],
+    open_: dict[tuple[str, str, str, str], asyncpg.Record],
+    at: datetime,
+    grace: timedelta,
+    renderer: Renderer,
+    outgoing: Outgoing,
+    summary: Summary,
+) -> None:
+    firing: Counter[tuple[str, str]] = Counter(
+        (k[0], k[1]) for k, a in open_.items() if a["state"] == "firing"
+    )
+    by_campaign: dict[str, list[Judged]] = defaultdict(list)
+    for j in judged:
+        by_campaign[j.state.campaign_id].append(j)
+    for campaign_id, members in by_campaign.items():
+        campaign, policy = campaigns[campaign_id], policies[campaign_id]
+        slot = digest_slot(at, campaign.timezone, policy.digest_clock(), grace)
+        if (
+            slot is None
+            or slot < campaign.starts_at
+            or slot > campaign.deadline + timedelta(days=1)
+        ):
+            continue
+        stamp = slot.strftime("%Y%m%dT%H%M%z")
+        prefix = f"digest/{campaign_id}/{stamp}/"
+        done = {
+            key[len(prefix) :].split("/")[0] for key in await repository.dedup_keys(conn, prefix)
+        }
+        units = sorted({j.state.unit for j in members})
+        recipients = {r["code"]: r for r in await repository.reachable_units(conn, units)}
+        pending = [u for u in recipients if u not in done]
+        if not pending:
+            continue
+        language = policy.language
+        indicators = await repository.indicator_names(conn)
+        _, status_words = renderer.words(language)
+        own: dict[str, list[Judged]] = defaultdict(list)
+        children: dict[str, set[str]] = defaultdict(set)
+        names = {j.state.unit: j.state.unit_name for j in members}
+        for j in members:
+            own[j.state.unit].append(j)
+            if j.state.parent and lagging(j.progress):
+                children[j.state.parent].add(j.state.unit)
+        for code in pending:
+            message_id = f"{prefix}{code}"
+            body: dict[str, Any] = {
+                "kind": "digest",
+                "message_id": message_id,
+                "campaign": await campaign_model(conn, campaign_id),
+                "recipient": recipient_model(recipients[code], code),
+                "slot": slot.isoformat(),
+                "indicators": [
+                    progress_model(j.state, j.progress, indicators, status_words, language)
+                    for j in own[code]
+                ],
+                "children_behind": sorted(names.get(c, c) for c in children.get(code, ())),
+                "firing_count": firing[(campaign_id, code)],
+                "now": at.isoformat(),
+                "language": language,
+            }
+            text = renderer.digest(language, body)
+            body.update(subject=text.subject, text=text.text, chat=text.chat)
+            async with conn.transaction():
+                queued = await outgoing.enqueue(
+                    conn,
+                    kind="digest",
+                    message_id=message_id,
+                    recipient=recipients[code],
+                    recipient_code=code,
+                    body=body,
+                    group_id=None,
+                    campaign_id=campaign_id,
+                    alert_ids=[],
+                    fallback=False,
+                )
+            summary.digests += 1 if queued else 0

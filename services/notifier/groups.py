@@ -1,0 +1,197 @@
+"""Group: one message per recipient. Each group is planned under its row lock (replicas
+never both send the same change or repeat slot) and the message it decides is queued in
+the same transaction."""
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from services.notifier import repository
+from services.notifier.messages import Outgoing, alert_model, campaign_model, recipient_model
+from services.notifier.policy import Policy
+from services.notifier.render import Renderer
+from services.notifier.rules import GroupPlan, GroupState, Member, Silence, inhibited_by, plan_group
+from services.notifier.summary import Summary
+from tiendo.board.campaign import Campaign
+from tiendo.database import Connection
+from tiendo.logs import get_logger
+
+log = get_logger(__name__)
+Sketch = dict[int, tuple[str, GroupState, list[Member]]]
+
+
+def silence_of(row: asyncpg.Record) -> Silence:
+    """A stored silence; one ended early (DELETE) ends at its expiry."""
+    return Silence(
+        id=row["id"],
+        starts_at=row["starts_at"],
+        ends_at=row["ends_at"]
+        if row["expired_at"] is None
+        else min(row["ends_at"], row["expired_at"]),
+        campaign_id=row["campaign_id"],
+        unit=row["unit"],
+        indicator=row["indicator"],
+        rule=row["rule"],
+    )
+
+
+def silenced_by(
+    silences: Sequence[Silence],
+    campaign_id: str,
+    unit: str,
+    ancestors: Sequence[str],
+    indicator: str,
+    rule: str,
+    at: datetime,
+) -> list[int]:
+    lineage = [unit, *ancestors]
+    return [s.id for s in silences if s.matches(campaign_id, lineage, indicator, rule, at)]
+
+
+def sketch(rows: Sequence[asyncpg.Record], silences: Sequence[Silence], at: datetime) -> Sketch:
+    out: Sketch = {}
+    for r in rows:
+        inhibited = inhibited_by(r["rule"], r["firing_rules"]) is not None
+        if r["group_id"] not in out:
+            state = GroupState(r["seq"], r["anchor_seq"], r["anchor_at"], r["repeat_slot"])
+            out[r["group_id"]] = (r["campaign_id"], state, [])
+        muted = bool(
+            silenced_by(
+                silences, r["campaign_id"], r["unit"], r["ancestors"], r["indicator"], r["rule"], at
+            )
+        )
+        out[r["group_id"]][2].append(
+            Member(
+                r["alert_id"],
+                r["level"],
+                r["state"],
+                r["changed_at"],
+                r["notified"],
+                muted,
+                inhibited,
+            )
+        )
+    return out
+
+
+class Planner:
+    def __init__(self, renderer: Renderer, outgoing: Outgoing) -> None:
+        self._renderer = renderer
+        self._outgoing = outgoing
+
+    async def plan(
+        self,
+        conn: Connection,
+        policies: dict[str, Policy],
+        campaigns: dict[str, Campaign],
+        fallback: Policy,
+        at: datetime,
+        summary: Summary,
+    ) -> None:
+        silences = [silence_of(r) for r in await repository.active_silences(conn, at)]
+        for group_id, (campaign_id, sketched, members) in sketch(
+            await repository.group_members(conn), silences, at
+        ).items():
+            policy = policies.get(campaign_id, fallback)
+            plan = plan_group(sketched, members, at, policy.group_wait, policy.repeat_interval)
+            if plan.kind is None and not plan.drop:
+                continue
+            async with conn.transaction():
+                if not await repository.lock_group(conn, group_id):
+                    continue  # another replica is planning this group right now
+                fresh = sketch(await repository.group_members(conn, group_id), silences, at)
+                if group_id not in fresh:
+                    continue
+                _, state, locked_members = fresh[group_id]
+                plan = plan_group(
+                    state, locked_members, at, policy.group_wait, policy.repeat_interval
+                )
+                if plan.kind is not None:
+                    campaign = campaigns.get(campaign_id)
+                    ended = campaign is not None and campaign.ended(at)
+                    await self._queue(
+                        conn,
+                        group_id,
+                        campaign_id,
+                        locked_members,
+                        plan,
+                        policy,
+                        ended,
+                        at,
+                        summary,
+                    )
+                    await repository.update_group(conn, group_id, plan.group, at)
+                    if plan.mark_notified:
+                        await repository.mark_notified(conn, group_id, plan.mark_notified)
+                if plan.drop:
+                    await repository.drop_members(conn, group_id, plan.drop)
+
+    async def _queue(
+        self,
+        conn: Connection,
+        group_id: int,
+        campaign_id: str,
+        members: Sequence[Member],
+        plan: GroupPlan,
+        policy: Policy,
+        ended: bool,
+        at: datetime,
+        summary: Summary,
+    ) -> None:
+        assert plan.kind is not None
+        recipient_code = await repository.group_recipient(conn, group_id)
+        recipient = await repository.unit(conn, recipient_code)
+        level_of = {m.alert_id: m.level for m in members}
+        ids = list(plan.firing) + list(plan.resolved)
+        rows = {r["id"]: r for r in await repository.alerts_by_id(conn, ids)}
+        language = policy.language
+        indicators = await repository.indicator_names(conn)
+        rule_words, _ = self._renderer.words(language)
+
+        def model(alert_id: int) -> dict[str, Any]:
+            return alert_model(
+                rows[alert_id],
+                level_of.get(alert_id, 0),
+                alert_id in plan.new,
+                indicators,
+                rule_words,
+                language,
+            )
+
+        message_id = f"{campaign_id}/{recipient_code}/{plan.key}"
+        body: dict[str, Any] = {
+            "kind": plan.kind,
+            "message_id": message_id,
+            "campaign": await campaign_model(conn, campaign_id),
+            "campaign_ended": ended and plan.kind == "resolved",
+            "recipient": recipient_model(recipient, recipient_code),
+            "firing": [model(i) for i in plan.firing if i in rows],
+            "resolved": [model(i) for i in plan.resolved if i in rows],
+            "now": at.isoformat(),
+            "language": language,
+        }
+        text = self._renderer.alert(language, body)
+        body.update(subject=text.subject, text=text.text, chat=text.chat)
+        queued = await self._outgoing.enqueue(
+            conn,
+            kind=plan.kind,
+            message_id=message_id,
+            recipient=recipient,
+            recipient_code=recipient_code,
+            body=body,
+            group_id=group_id,
+            campaign_id=campaign_id,
+            alert_ids=ids,
+            fallback=True,
+        )
+        summary.messages.append((message_id, recipient_code, plan.kind))
+        log.info(
+            "group_message_queued",
+            message_id=message_id,
+            kind=plan.kind,
+            firing=len(plan.firing),
+            resolved=len(plan.resolved),
+            channels=queued,
+        )

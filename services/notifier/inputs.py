@@ -1,0 +1,96 @@
+"""Load: the notifier's input is the board itself. Every (campaign, unit, indicator) with a
+target is judged by `tiendo.board` (the code behind the read API and the leaderboard), with
+the campaign's plan, milestones, thresholds and deadline, so an alert can never see other
+figures than the board shows, and a unit that never reported is judged like any other."""
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from services.notifier.rules import UnitState
+from services.notifier.summary import Key
+from tiendo.board.campaign import Campaign
+from tiendo.board.figures import Verdict, judge, judge_campaign
+from tiendo.board.window import WindowValues
+from tiendo.database import Connection
+from tiendo.pace import Progress
+
+# Digests still go out on the day after the deadline (the final figures).
+AFTER_DEADLINE = timedelta(days=1)
+
+
+@dataclass(frozen=True, slots=True)
+class Judged:
+    """One key as the board judges it at the evaluation's moment."""
+
+    state: UnitState
+    progress: Progress
+
+    @property
+    def key(self) -> Key:
+        return self.state.key
+
+
+def unit_state(v: Verdict, campaign: Campaign) -> UnitState:
+    return UnitState(
+        campaign_id=campaign.id,
+        unit=v.unit,
+        indicator=v.indicator,
+        value=v.progress.value,
+        baseline=v.progress.baseline,
+        target=v.progress.target,
+        starts_at=campaign.starts_at,
+        deadline=v.deadline,
+        last_event_at=v.last_event_at,
+        behind_threshold=campaign.thresholds.behind,
+        stale_after=campaign.thresholds.stale_after,
+        unit_name=v.unit_name,
+        level=v.level,
+        parent=v.parent,
+        timezone=campaign.timezone,
+        milestones=campaign.milestones,
+    )
+
+
+def in_play(campaign: Campaign, at: datetime) -> bool:
+    """Whether a full pass judges the campaign: running, or just over (final figures)."""
+    return campaign.starts_at < at < campaign.deadline + AFTER_DEADLINE
+
+
+async def judge_all(
+    conn: Connection,
+    campaigns: Iterable[Campaign],
+    at: datetime,
+    window: WindowValues | None,
+) -> list[Judged]:
+    """Every targeted key of the given campaigns."""
+    out: list[Judged] = []
+    for campaign in campaigns:
+        verdicts = await judge_campaign(conn, campaign, at, live=True, window=window)
+        out.extend(Judged(unit_state(v, campaign), v.progress) for v in verdicts)
+    return out
+
+
+async def judge_keys(
+    conn: Connection,
+    campaigns: dict[str, Campaign],
+    keys: Sequence[Key],
+    at: datetime,
+    window: WindowValues | None,
+) -> list[Judged]:
+    """The given keys (a feed update), those with a target in a known campaign."""
+    wanted: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for campaign_id, unit, indicator in keys:
+        if campaign_id in campaigns:
+            wanted[campaign_id, indicator].append(unit)
+    out: list[Judged] = []
+    for (campaign_id, indicator), units in sorted(wanted.items()):
+        campaign = campaigns[campaign_id]
+        verdicts = await judge(conn, campaign, indicator, units, at, live=True, window=window)
+        out.extend(
+            Judged(unit_state(v, campaign), v.progress)
+            for v in verdicts.values()
+            if v.progress.target > 0
+        )
+    return out

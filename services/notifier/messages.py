@@ -1,0 +1,210 @@
+"""What a message says and where it goes: the models the templates render (an alert, a
+unit's figures, the recipient), and one notification row per channel of the recipient."""
+
+import json
+from collections.abc import Collection, Sequence
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from services.notifier import repository
+from services.notifier.metrics import NotifierMetrics
+from services.notifier.rules import UnitState
+from tiendo.database import Connection
+from tiendo.logs import get_logger
+from tiendo.pace import Progress, Status
+
+log = get_logger(__name__)
+
+
+def _round(value: float | None, digits: int) -> float | None:
+    return round(value, digits) if value is not None else None
+
+
+def iso(at: datetime | None) -> str | None:
+    return at.isoformat() if at is not None else None
+
+
+def details(state: UnitState, p: Progress, rank: dict[str, Any] | None) -> dict[str, Any]:
+    """The figures an alert shows, refreshed at every evaluation."""
+    out: dict[str, Any] = {
+        "unit_name": state.unit_name,
+        "level": state.level,
+        "parent": state.parent,
+        "value": p.value,
+        "target": p.target,
+        "baseline": p.baseline,
+        "pct": _round(p.pct, 1),
+        "expected": _round(p.expected, 1),
+        "pace": _round(p.pace, 3),
+        "required_daily_rate": _round(p.required_daily_rate, 1),
+        "run_rate_7d": _round(p.run_rate_7d, 1),
+        "projected_completion": iso(p.projected_completion),
+        "status": p.status.value,
+        "last_event_at": iso(state.last_event_at),
+        "deadline": state.deadline.isoformat(),
+    }
+    if rank is not None:
+        out.update(rank)
+    return out
+
+
+def addresses(
+    contact: asyncpg.Record | None, fallback_webhook: str | None, channels: Collection[str]
+) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    email = contact["chief_email"] if contact else None
+    webhook = (contact["chief_webhook"] if contact else None) or fallback_webhook
+    chat = contact["chief_chat"] if contact else None
+    for channel, address in (("email", email), ("webhook", webhook), ("chat", chat)):
+        if address and channel in channels:
+            out.append((channel, address))
+    return out
+
+
+def recipient_model(contact: asyncpg.Record | None, code: str) -> dict[str, Any]:
+    return {
+        "unit": code,
+        "name": (contact["name"] if contact else None) or code,
+        "chief_name": contact["chief_name"] if contact else None,
+    }
+
+
+async def campaign_model(conn: Connection, campaign_id: str) -> dict[str, Any]:
+    row = await repository.campaign_names(conn)
+    found = row.get(campaign_id)
+    if found is None:
+        return {"id": campaign_id, "name": campaign_id, "timezone": "Asia/Ho_Chi_Minh"}
+    return {"id": found["id"], "name": found["name"], "timezone": found["timezone"]}
+
+
+def indicator_name(indicators: dict[str, asyncpg.Record], code: str, language: str) -> str:
+    row = indicators.get(code)
+    if row is None:
+        return code
+    return str((row["name_en"] if language == "en" else None) or row["name"])
+
+
+def alert_model(
+    row: asyncpg.Record,
+    level: int,
+    new: bool,
+    indicators: dict[str, asyncpg.Record],
+    rule_words: dict[str, str],
+    language: str,
+) -> dict[str, Any]:
+    raw = row["details"]
+    d: dict[str, Any] = json.loads(raw) if isinstance(raw, str) else dict(raw)
+    value: int | None = d.get("value")
+    target: int | None = d.get("target")
+    ended = bool(d.get("campaign_ended"))
+    shortfall = max(0, target - value) if value is not None and target is not None else None
+    return {
+        "alert_id": row["id"],
+        "rule": row["rule"],
+        "rule_text": rule_words.get(row["rule"], row["rule"]),
+        "unit": row["unit"],
+        "unit_name": d.get("unit_name") or row["unit"],
+        "indicator": row["indicator"],
+        "indicator_name": indicator_name(indicators, row["indicator"], language),
+        "state": row["state"],
+        "since": iso(row["since"]),
+        "fired_at": iso(row["fired_at"]),
+        "resolved_at": iso(row["resolved_at"]),
+        "escalation_level": level,
+        "new": new,
+        "value": value,
+        "target": target,
+        "pct": d.get("pct"),
+        "expected": d.get("expected"),
+        "pace": d.get("pace"),
+        "required_daily_rate": d.get("required_daily_rate"),
+        "run_rate_7d": d.get("run_rate_7d"),
+        "projected_completion": d.get("projected_completion"),
+        "rank": d.get("rank"),
+        "of_units": d.get("of_units"),
+        # the final word on a campaign that ended: reached its target, or by how much not
+        "campaign_ended": ended,
+        "achieved": ended and shortfall == 0,
+        "shortfall": shortfall if ended else None,
+    }
+
+
+def progress_model(
+    s: UnitState,
+    p: Progress,
+    indicators: dict[str, asyncpg.Record],
+    status_words: dict[str, str],
+    language: str,
+) -> dict[str, Any]:
+    status = p.status.value
+    return {
+        "indicator": s.indicator,
+        "indicator_name": indicator_name(indicators, s.indicator, language),
+        "value": p.value,
+        "target": p.target,
+        "pct": _round(p.pct, 1),
+        "expected": _round(p.expected, 1),
+        "pace": _round(p.pace, 3),
+        "required_daily_rate": _round(p.required_daily_rate, 1),
+        "status": status,
+        "status_text": status_words.get(status, status),
+    }
+
+
+def lagging(p: Progress) -> bool:
+    return p.status in (Status.BEHIND, Status.STALE)
+
+
+class Outgoing:
+    """Queues one notification row per channel a recipient can be reached on."""
+
+    def __init__(
+        self, channels: Collection[str], fallback_webhook: str | None, metrics: NotifierMetrics
+    ) -> None:
+        self._channels = frozenset(channels)
+        self._fallback = fallback_webhook
+        self._metrics = metrics
+
+    async def enqueue(
+        self,
+        conn: Connection,
+        *,
+        kind: str,
+        message_id: str,
+        recipient: asyncpg.Record | None,
+        recipient_code: str,
+        body: dict[str, Any],
+        group_id: int | None,
+        campaign_id: str,
+        alert_ids: Sequence[int],
+        fallback: bool,
+    ) -> int:
+        """One notification row per channel; returns how many were newly queued."""
+        found = addresses(recipient, self._fallback if fallback else None, self._channels)
+        if not found:
+            self._metrics.notifications.labels("none", "no_address").inc()
+            log.warning("no_recipient_address", recipient=recipient_code, message_id=message_id)
+            return 0
+        queued = 0
+        for channel, address in found:
+            delivery_id = f"{message_id}/{channel}"
+            created = await repository.insert_notification(
+                conn,
+                dedup_key=delivery_id,
+                kind=kind,
+                recipient=recipient_code,
+                channel=channel,
+                address=address,
+                body={**body, "delivery_id": delivery_id},
+                group_id=group_id,
+                campaign_id=campaign_id,
+                subject=str(body.get("subject", "")),
+                language=str(body.get("language", "vi")),
+                alert_ids=alert_ids,
+            )
+            if created is not None:
+                queued += 1
+                self._metrics.queued.labels(kind, channel).inc()
+        return queued

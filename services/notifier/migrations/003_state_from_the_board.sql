@@ -1,0 +1,10 @@
+-- The notifier judges the board's figures (tiendo.board, over the aggregator's tables)
+-- instead of keeping its own copy of them from the feed: its copy and its value samples
+-- could only ever be a partial, later view of the same state.
+DROP TABLE IF EXISTS unit_states;
+DROP TABLE IF EXISTS progress_samples;
+
+-- "Was this alert resolved by an evaluation at or after mine?": an evaluation that read
+-- the board before a change must not re-open what a later one closed.
+CREATE INDEX alerts_key_resolved ON alerts (campaign_id, unit, indicator, rule, resolved_at)
+    WHERE state = 'resolved';

@@ -1,0 +1,70 @@
+"""The weekly briefing's bottom N: exactly the board's leaderboard `as_of` the briefing
+moment (SPEC §6), over the units of the level with a target in the campaign.
+
+Computed from history, so a notifier that starts late, restarts, or runs as a second
+replica finds the same ranking; stored once per (campaign, briefing) all the same, so
+every later evaluation of the week reads one frozen answer."""
+
+from datetime import datetime
+from typing import Any
+
+from services.notifier import repository
+from services.notifier.policy import Policy
+from services.notifier.rules import briefing_slot
+from services.notifier.summary import Key
+from tiendo.board import repository as board
+from tiendo.board.campaign import Campaign
+from tiendo.board.figures import bottom, judge, ranked
+from tiendo.database import Connection
+
+
+async def briefing_ranks(
+    conn: Connection,
+    campaigns: dict[str, Campaign],
+    policies: dict[str, Policy],
+    at: datetime,
+) -> dict[Key, dict[str, Any]]:
+    """The keys in the bottom N of the latest weekly briefing of each campaign."""
+    out: dict[Key, dict[str, Any]] = {}
+    for campaign in campaigns.values():
+        config = policies[campaign.id].bottom_rank
+        if not config.enabled or config.n <= 0:
+            continue
+        slot = briefing_slot(
+            at, campaign.timezone, config.weekday, policies[campaign.id].briefing_time()
+        )
+        if slot <= campaign.starts_at or slot > campaign.deadline:
+            continue
+        stored = await repository.ranks(conn, campaign.id, slot)
+        if not stored:
+            await _store(conn, campaign, slot, config.level, config.n)
+            stored = await repository.ranks(conn, campaign.id, slot)
+        for r in stored:
+            if r["unit"]:
+                out[(campaign.id, r["unit"], r["indicator"])] = {
+                    "rank": r["rank"],
+                    "of_units": r["of_units"],
+                    "briefing_at": slot.isoformat(),
+                }
+    return out
+
+
+async def bottom_of_level(
+    conn: Connection, campaign: Campaign, indicator: str, level: int, n: int, at: datetime
+) -> tuple[int, list[tuple[int, str, float | None]]]:
+    """(units ranked, [(rank, unit, pct)] of the bottom N) of the leaderboard as of `at`."""
+    codes = await board.level_codes(conn, level)
+    verdicts = await judge(conn, campaign, indicator, codes, at, live=False)
+    ranking = ranked([v for v in verdicts.values() if v.progress.target > 0])
+    return len(ranking), [(rank, v.unit, v.progress.pct) for rank, v in bottom(ranking, n)]
+
+
+async def _store(conn: Connection, campaign: Campaign, slot: datetime, level: int, n: int) -> None:
+    rows: list[tuple[str, str, int, int, float | None]] = []
+    for indicator in campaign.indicators:
+        of_units, lowest = await bottom_of_level(conn, campaign, indicator, level, n, slot)
+        rows.extend((indicator, unit, rank, of_units, pct) for rank, unit, pct in lowest)
+    async with conn.transaction():
+        if not await repository.mark_ranks_stored(conn, campaign.id, slot):
+            return  # another replica stored this briefing's ranking first
+        await repository.insert_ranks(conn, campaign.id, slot, rows)

@@ -1,0 +1,178 @@
+"""Figures and status of units at a moment, live (counters) or as of the past (history).
+
+Every reader judges through `judge` (some units of one indicator) or `judge_campaign`
+(every targeted key of a campaign), and ranks through `rank_key`: one rule, one room."""
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from tiendo.board import repository
+from tiendo.board.campaign import Campaign
+from tiendo.board.repository import Counter, ValueAt
+from tiendo.board.window import WindowValues
+from tiendo.database import Connection
+from tiendo.pace import Progress, assess, run_rate_window
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """One (unit, indicator) of a campaign judged at a moment."""
+
+    campaign_id: str
+    unit: str
+    unit_name: str
+    level: int
+    parent: str | None
+    indicator: str
+    deadline: datetime  # the unit's own, else the campaign's
+    progress: Progress
+    last_event_at: datetime | None
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.campaign_id, self.unit, self.indicator)
+
+
+async def _window_ago(
+    conn: Connection,
+    campaign: Campaign,
+    indicator: str,
+    codes: Sequence[str],
+    at: datetime,
+    cache: WindowValues | None,
+) -> dict[str, int] | None:
+    """Each unit's value at the start of the run-rate window (None: no window yet)."""
+    window = run_rate_window(campaign.plan(0, 0), at)
+    if window is None:
+        return None
+    pair, members = (campaign.id, indicator), tuple(sorted(codes))
+    if cache is not None and cache.fresh(pair, members, at):
+        return cache.get(pair)
+    values = await repository.values_as_of(
+        conn, campaign.id, indicator, codes, campaign.starts_at, min(at, campaign.deadline) - window
+    )
+    ago = {u: v.value for u, v in values.items()}
+    if cache is not None:
+        cache.keep(pair, members, at, ago)
+    return ago
+
+
+def _verdicts(
+    campaign: Campaign,
+    counters: Sequence[Counter],
+    values: dict[str, ValueAt],
+    ago: dict[str, int] | None,
+    at: datetime,
+) -> dict[str, Verdict]:
+    out: dict[str, Verdict] = {}
+    for c in counters:
+        now_value = values.get(c.unit, ValueAt(0, None))
+        progress = assess(
+            campaign.plan(c.baseline, c.target, c.deadline),
+            now_value.value,
+            at,
+            last_event_at=now_value.last_event_at,
+            value_window_ago=ago.get(c.unit, 0) if ago is not None else None,
+            thresholds=campaign.thresholds,
+        )
+        out[c.unit] = Verdict(
+            campaign.id,
+            c.unit,
+            c.unit_name,
+            c.level,
+            c.parent,
+            c.indicator,
+            c.deadline or campaign.deadline,
+            progress,
+            now_value.last_event_at,
+        )
+    return out
+
+
+async def _values(
+    conn: Connection,
+    campaign: Campaign,
+    indicator: str,
+    counters: Sequence[Counter],
+    at: datetime,
+    live: bool,
+) -> dict[str, ValueAt]:
+    if live:
+        return {c.unit: ValueAt(c.value, c.last_event_at) for c in counters}
+    return await repository.values_as_of(
+        conn,
+        campaign.id,
+        indicator,
+        [c.unit for c in counters],
+        campaign.starts_at,
+        min(at, campaign.deadline),
+    )
+
+
+async def judge(
+    conn: Connection,
+    campaign: Campaign,
+    indicator: str,
+    codes: Sequence[str],
+    at: datetime,
+    *,
+    live: bool,
+    window: WindowValues | None = None,
+) -> dict[str, Verdict]:
+    """Figures and status of each unit in `codes` for one indicator at `at`.
+
+    `live` reads the maintained counters (as of now); otherwise values come from history.
+    The 7-day run rate always comes from history (`window`: where such values are cached).
+    """
+    counters = await repository.counters_of(conn, campaign.id, indicator, codes)
+    values = await _values(conn, campaign, indicator, counters, at, live)
+    ago = await _window_ago(conn, campaign, indicator, [c.unit for c in counters], at, window)
+    return _verdicts(campaign, counters, values, ago, at)
+
+
+async def judge_campaign(
+    conn: Connection,
+    campaign: Campaign,
+    at: datetime,
+    *,
+    live: bool,
+    window: WindowValues | None = None,
+) -> list[Verdict]:
+    """Every (unit, indicator) of the campaign that has a target, including units that
+    never reported, judged at `at`."""
+    by_indicator: dict[str, list[Counter]] = {}
+    for c in await repository.targeted(conn, campaign.id):
+        by_indicator.setdefault(c.indicator, []).append(c)
+    out: list[Verdict] = []
+    for indicator, counters in by_indicator.items():
+        values = await _values(conn, campaign, indicator, counters, at, live)
+        ago = await _window_ago(conn, campaign, indicator, [c.unit for c in counters], at, window)
+        out.extend(_verdicts(campaign, counters, values, ago, at).values())
+    return out
+
+
+def rank_key(v: Verdict) -> tuple[float, float, str]:
+    """By pct, ties by higher pace, then by code (SPEC §4.3); unknown figures rank last."""
+    pct = v.progress.pct if v.progress.pct is not None else -math.inf
+    pace = v.progress.pace if v.progress.pace is not None else -math.inf
+    return (-pct, -pace, v.unit)
+
+
+def ranked(verdicts: Sequence[Verdict]) -> list[Verdict]:
+    """A leaderboard: best first."""
+    return sorted(verdicts, key=rank_key)
+
+
+def bottom(ranking: Sequence[Verdict], n: int) -> list[tuple[int, Verdict]]:
+    """The `n` lowest of a leaderboard (rank, verdict), leaving out units that reached
+    their target: a unit that is done is never called a laggard, however it ranks."""
+    if n <= 0:
+        return []
+    first = max(len(ranking) - n, 0)
+    return [
+        (rank, v)
+        for rank, v in enumerate(ranking[first:], start=first + 1)
+        if v.progress.pct is None or v.progress.pct < 100.0
+    ]
