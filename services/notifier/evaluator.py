@@ -10,6 +10,7 @@ pass `clock.now()`; a test or a replay passes simulated times and runs a campaig
 alert timeline in seconds. Every step is safe to run concurrently in several replicas: row
 locks serialise the decisions and unique keys make each message exist once."""
 
+import asyncio
 import json
 import time as monotonic
 from collections.abc import Collection, Sequence
@@ -54,6 +55,10 @@ class Evaluator:
         self._planner = Planner(renderer, self._outgoing)
         # values a run-rate window ago, from history: reused between passes for a while
         self._window = WindowValues(timedelta(seconds=settings.run_rate_cache_seconds))
+        # The feed consumer and the clock take turns: an evaluation that read the board
+        # before a change must not land after one that read it later (it would re-open
+        # what the later one found clear). Replicas are kept apart by the row locks.
+        self._turn = asyncio.Lock()
 
     async def evaluate_at(
         self, pool: asyncpg.Pool, at: datetime, keys: Sequence[Key] | None = None
@@ -61,6 +66,12 @@ class Evaluator:
         """Evaluate every targeted key of the campaigns in play (`keys` None: the clock's
         full pass, with bottom_rank, escalations, campaign ends and digests) or only `keys`
         (a feed update), at time `at`."""
+        async with self._turn:
+            return await self._evaluate(pool, at, keys)
+
+    async def _evaluate(
+        self, pool: asyncpg.Pool, at: datetime, keys: Sequence[Key] | None
+    ) -> Summary:
         started = monotonic.perf_counter()
         full = keys is None
         summary = Summary(at)

@@ -286,3 +286,65 @@ async def test_an_admin_change_reaches_the_notifier_within_seconds(
             assert asyncio.get_running_loop().time() - started < 5
     finally:
         await conn.close()
+
+
+async def test_a_resolution_waits_for_the_planner_holding_its_group(
+    database: str, http_receiver: HttpReceiver, smtp_receiver: SmtpReceiver
+):
+    """The planner tells a chief an alert fires, under the group's lock; a resolution that
+    lands meanwhile must wait for it, or the chief would never hear that it cleared."""
+    from services.notifier.evaluator import Evaluator
+    from services.notifier.render import Renderer
+    from services.notifier.settings import NotifierSettings
+    from tests.support.notifier import Feed
+    from tiendo.database import create_pool
+
+    starts_at = datetime(2023, 5, 10, 3, 0, tzinfo=UTC)
+    t0 = starts_at + timedelta(days=10)
+    await build_world(database, starts_at=starts_at, units=tree_with_contacts(http_receiver))
+    pool = await create_pool(database, max_size=4)
+    planner = await asyncpg.connect(database)
+    try:
+        await planner.execute(
+            "INSERT INTO alert_policies (campaign_id, config) VALUES ('c1', $1)",
+            json.dumps(BEHIND_ONLY),
+        )
+        evaluator = Evaluator(NotifierSettings(database_url=database), Renderer(), ("webhook",))
+        feed = Feed(database)
+        await feed.send(*(progress(u, v, at=t0) for u, v in (("00004", 300), ("00007", 300))))
+        await feed.send(progress("00010", 50, at=t0), progress("002", 250, at=t0))
+        await evaluator.evaluate_at(pool, t0)
+        alert_id = await planner.fetchval(
+            "SELECT id FROM alerts WHERE unit = '00010' AND state = 'firing'"
+        )
+        group_id = await planner.fetchval(
+            "SELECT group_id FROM alert_group_members WHERE alert_id = $1", alert_id
+        )
+        # The planner has read the group (the alert fires, its chief not told yet) ...
+        tx = planner.transaction()
+        await tx.start()
+        await planner.execute("SELECT 1 FROM alert_groups WHERE id = $1 FOR UPDATE", group_id)
+        # ... when the ward recovers and an evaluation resolves the alert.
+        await feed.send(progress("00010", 400, at=t0 + timedelta(minutes=1)))
+        resolving = asyncio.create_task(
+            evaluator.evaluate_at(
+                pool, t0 + timedelta(minutes=1), [("c1", "00010", "cccd_collected")]
+            )
+        )
+        await asyncio.sleep(1.0)
+        assert not resolving.done(), "the resolution did not wait for the group's lock"
+        # the planner queues the firing message and marks the chief told, then commits
+        await planner.execute(
+            "UPDATE alert_group_members SET notified = true WHERE group_id = $1", group_id
+        )
+        await tx.commit()
+        await asyncio.wait_for(resolving, timeout=10)
+        member = await planner.fetchrow(
+            "SELECT state, notified FROM alert_group_members WHERE alert_id = $1", alert_id
+        )
+        # the resolution is owed to the chief who was told it fired
+        assert member is not None
+        assert (member["state"], member["notified"]) == ("resolved", True)
+    finally:
+        await planner.close()
+        await pool.close()
