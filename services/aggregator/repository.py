@@ -250,27 +250,28 @@ WHERE k.resnapped AND c.id = k.campaign_id
 # Spread each unit's change of own value to itself and its ancestors (the rollup), and
 # return every (campaign, unit, indicator) whose figures moved.
 SPREAD = """
+-- (The unit's own last event is set by the same upsert: a separate UPDATE of these rows in
+-- a CTE of this statement would be one of two changes to one row, and PostgreSQL keeps
+-- only one of them.)
 WITH own AS (
     SELECT k.campaign_id, k.unit, k.indicator, k.last_at,
            coalesce(p.snap_value, p.own_baseline) + p.incr_after - k.old_own AS delta
     FROM batch_keys k JOIN progress p USING (campaign_id, unit, indicator)
-), own_last AS (
-    UPDATE progress p SET own_last_event_at = greatest(p.own_last_event_at, o.last_at)
-    FROM own o
-    WHERE p.campaign_id = o.campaign_id AND p.unit = o.unit AND p.indicator = o.indicator
 ), spread AS (
     SELECT o.campaign_id, lineage.code AS unit, o.indicator,
-           sum(o.delta) AS delta, max(o.last_at) AS last_at
+           sum(o.delta) AS delta, max(o.last_at) AS last_at,
+           max(o.last_at) FILTER (WHERE lineage.code = o.unit) AS own_last_at
     FROM own o
     JOIN units u ON u.code = o.unit
     CROSS JOIN LATERAL unnest(u.ancestors || u.code) AS lineage (code)
     GROUP BY 1, 2, 3
 )
-INSERT INTO progress AS p (campaign_id, unit, indicator, value, last_event_at)
-SELECT campaign_id, unit, indicator, delta, last_at FROM spread ORDER BY 1, 2, 3
+INSERT INTO progress AS p (campaign_id, unit, indicator, value, last_event_at, own_last_event_at)
+SELECT campaign_id, unit, indicator, delta, last_at, own_last_at FROM spread ORDER BY 1, 2, 3
 ON CONFLICT (campaign_id, unit, indicator) DO UPDATE
 SET value = p.value + EXCLUDED.value,
     last_event_at = greatest(p.last_event_at, EXCLUDED.last_event_at),
+    own_last_event_at = greatest(p.own_last_event_at, EXCLUDED.own_last_event_at),
     updated_at = now()
 RETURNING p.campaign_id, p.unit, p.indicator
 """

@@ -3,6 +3,7 @@
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from tiendo.board.repository import ValueAt
 
@@ -74,6 +75,29 @@ def alerts_vs_board(
                     unit,
                     indicator,
                     f"{rule} is {state} on a key the board does not judge",
+                )
+            )
+    return out
+
+
+def figures_vs_board(
+    board: Mapping[Key, tuple[int, int]], shown: Mapping[tuple[str, str, str, str], Any]
+) -> list[Disagreement]:
+    """The figures an open alert shows (its last evaluation's) against the board's now."""
+    out: list[Disagreement] = []
+    for (campaign, unit, indicator, rule), details in sorted(shown.items()):
+        figures = board.get((campaign, unit, indicator))
+        if figures is None:
+            continue  # a key the board does not judge: `alerts_vs_board` reports it
+        alert = (details.get("value"), details.get("target"))
+        if alert != figures:
+            out.append(
+                Disagreement(
+                    "alert_figures",
+                    campaign,
+                    unit,
+                    indicator,
+                    f"{rule} shows {alert[0]}/{alert[1]}, the board {figures[0]}/{figures[1]}",
                 )
             )
     return out

@@ -3,14 +3,17 @@ for every key, and the notifier's open alerts against the board's statuses and t
 briefing's bottom N. Read only, in one snapshot per round."""
 
 import asyncio
+import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import asyncpg
 
 from services.check.compare import (
     Disagreement,
     alerts_vs_board,
+    figures_vs_board,
     live_vs_history,
     persistent,
     ranks_vs_board,
@@ -59,17 +62,22 @@ async def _history(conn: Connection, campaign: Campaign, now: datetime) -> list[
 
 
 async def _alerts(
-    conn: Connection, campaign: Campaign, policy: Policy, now: datetime
-) -> tuple[dict[tuple[tuple[str, str, str], str], bool], int]:
+    conn: Connection,
+    campaign: Campaign,
+    policy: Policy,
+    now: datetime,
+    figures: dict[tuple[str, str, str], tuple[int, int]],
+) -> dict[tuple[tuple[str, str, str], str], bool]:
     verdicts = await judge_campaign(conn, campaign, now, live=True)
     enabled = policy.enabled()
     conditions: dict[tuple[tuple[str, str, str], str], bool] = {}
     for v in verdicts:
+        figures[v.key] = (v.progress.value, v.progress.target)
         holds = held(unit_state(v, campaign), v.progress, now)
         for rule in JUDGED:
             if rule in enabled:
                 conditions[v.key, rule.value] = holds[rule]
-    return conditions, len(verdicts)
+    return conditions
 
 
 async def _bottom(
@@ -92,21 +100,19 @@ async def _bottom(
 async def check_round(conn: Connection, settings: NotifierSettings, now: datetime) -> Round:
     """One consistent look (a repeatable-read snapshot) at the whole state."""
     disagreements: list[Disagreement] = []
-    keys = 0
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         campaigns = await board.campaigns(conn)
         overrides = await notifier_repository.policies(conn)
         open_rows = await notifier_repository.open_alerts(conn, None)
         open_alerts = {k: r["state"] for k, r in open_rows.items()}
         conditions: dict[tuple[tuple[str, str, str], str], bool] = {}
+        figures: dict[tuple[str, str, str], tuple[int, int]] = {}
         for campaign in campaigns.values():
             disagreements += await _history(conn, campaign, now)
             if not in_play(campaign, now):
                 continue
             policy = effective(settings, overrides.get(campaign.id, {}))
-            judged, n = await _alerts(conn, campaign, policy, now)
-            conditions.update(judged)
-            keys += n
+            conditions.update(await _alerts(conn, campaign, policy, now, figures))
             expected = await _bottom(conn, campaign, policy, now)
             firing = [
                 (k[1], k[2])
@@ -118,7 +124,15 @@ async def check_round(conn: Connection, settings: NotifierSettings, now: datetim
         # bottom_rank is compared above, against the briefing's leaderboard
         others = {k: s for k, s in open_alerts.items() if k[3] != Rule.BOTTOM_RANK.value}
         disagreements += alerts_vs_board(conditions, others)
-    return Round(keys, len(open_alerts), sorted(disagreements))
+        disagreements += figures_vs_board(
+            figures, {k: _details(r["details"]) for k, r in open_rows.items()}
+        )
+    return Round(len(figures), len(open_alerts), sorted(disagreements))
+
+
+def _details(raw: Any) -> dict[str, Any]:
+    details: dict[str, Any] = json.loads(raw) if isinstance(raw, str) else dict(raw)
+    return details
 
 
 async def check(dsn: str, settings: NotifierSettings, settle: float, now: datetime) -> Round:

@@ -64,10 +64,11 @@ async def judge_all(
     at: datetime,
     window: WindowValues | None,
 ) -> list[Judged]:
-    """Every targeted key of the given campaigns."""
+    """Every targeted key of the given campaigns, exactly (the run-rate start values are
+    read anew; feed passes in between reuse them)."""
     out: list[Judged] = []
     for campaign in campaigns:
-        verdicts = await judge_campaign(conn, campaign, at, live=True, window=window)
+        verdicts = await judge_campaign(conn, campaign, at, live=True, window=window, refresh=True)
         out.extend(Judged(unit_state(v, campaign), v.progress) for v in verdicts)
     return out
 

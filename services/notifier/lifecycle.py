@@ -42,7 +42,7 @@ async def apply_change(
         if current is not None and current["last_evaluated_at"] > at:
             return Change.NONE  # a later evaluation already decided
         if current is None and await repository.resolved_since(conn, key, rule.value, at):
-            return Change.NONE  # judged on older figures than the evaluation that closed it
+            return Change.NONE  # judged at an earlier moment than the evaluation that closed it
         new, change = step(alert_of(current), holds, at, for_)
         if change is Change.NONE:
             return change

@@ -69,7 +69,7 @@ DELETE_ALERT = "DELETE FROM alerts WHERE id = $1"
 RESOLVED_SINCE = """
 SELECT EXISTS (SELECT 1 FROM alerts
                WHERE campaign_id = $1 AND unit = $2 AND indicator = $3 AND rule = $4
-                 AND state = 'resolved' AND resolved_at >= $5)
+                 AND state = 'resolved' AND resolved_at > $5)
 """
 LOCK_FIRING_ALERT = "SELECT * FROM alerts WHERE id = $1 AND state = 'firing' FOR UPDATE"
 SET_ESCALATION = "UPDATE alerts SET escalation_level = $2, escalated_at = $3 WHERE id = $1"
@@ -515,6 +515,6 @@ async def reference_version(pool: asyncpg.Pool) -> int:
 
 
 async def resolved_since(conn: Connection, key: Key, rule: str, at: datetime) -> bool:
-    """Whether an evaluation at or after `at` resolved this alert."""
+    """Whether an evaluation after `at` resolved this alert."""
     found: bool = await conn.fetchval(RESOLVED_SINCE, *key, rule, at)
     return found

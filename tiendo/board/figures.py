@@ -42,13 +42,14 @@ async def _window_ago(
     codes: Sequence[str],
     at: datetime,
     cache: WindowValues | None,
+    refresh: bool = False,
 ) -> dict[str, int] | None:
     """Each unit's value at the start of the run-rate window (None: no window yet)."""
     window = run_rate_window(campaign.plan(0, 0), at)
     if window is None:
         return None
     pair, members = (campaign.id, indicator), tuple(sorted(codes))
-    if cache is not None and cache.fresh(pair, members, at):
+    if cache is not None and not refresh and cache.fresh(pair, members, at):
         return cache.get(pair)
     values = await repository.values_as_of(
         conn, campaign.id, indicator, codes, campaign.starts_at, min(at, campaign.deadline) - window
@@ -139,16 +140,21 @@ async def judge_campaign(
     *,
     live: bool,
     window: WindowValues | None = None,
+    refresh: bool = False,
 ) -> list[Verdict]:
     """Every (unit, indicator) of the campaign that has a target, including units that
-    never reported, judged at `at`."""
+    never reported, judged at `at`. `refresh`: compute the run-rate start values anew
+    (and keep them in `window`) even if kept ones are young: a late event from before
+    the window moves them, and a full pass must be exact."""
     by_indicator: dict[str, list[Counter]] = {}
     for c in await repository.targeted(conn, campaign.id):
         by_indicator.setdefault(c.indicator, []).append(c)
     out: list[Verdict] = []
     for indicator, counters in by_indicator.items():
         values = await _values(conn, campaign, indicator, counters, at, live)
-        ago = await _window_ago(conn, campaign, indicator, [c.unit for c in counters], at, window)
+        ago = await _window_ago(
+            conn, campaign, indicator, [c.unit for c in counters], at, window, refresh
+        )
         out.extend(_verdicts(campaign, counters, values, ago, at).values())
     return out
 

@@ -4,7 +4,7 @@
 DROP TABLE IF EXISTS unit_states;
 DROP TABLE IF EXISTS progress_samples;
 
--- "Was this alert resolved by an evaluation at or after mine?": an evaluation that read
--- the board before a change must not re-open what a later one closed.
+-- "Was this alert resolved by an evaluation after mine?": an evaluation of an earlier
+-- moment (another replica's, slower) must not re-open what a later one closed.
 CREATE INDEX alerts_key_resolved ON alerts (campaign_id, unit, indicator, rule, resolved_at)
     WHERE state = 'resolved';

@@ -1,0 +1,236 @@
+"""What "one complete state" costs the notifier on a national tree (issue 11).
+
+    python -m bench.one_state [--events 1000000] [--out bench/results/one_state.json]
+
+A throw-away PostgreSQL and Kafka; a national tree of 11,000 units (country → 63
+provinces → 700 districts → 10,236 communes), one campaign of 8 indicators with a target
+on every commune (88,000 judged keys), events counted by the aggregator's own apply. Then:
+
+- the mechanism tiendo uses, the notifier reading the board (`tiendo.board`) in PostgreSQL:
+  a full pass (the periodic reconciliation), a feed-triggered pass over one batch's keys,
+  and the time an admin change takes to reach the notifier's alerts;
+- the alternative it replaced, a full republish of every key on the `unit-progress` feed,
+  timed on the aggregator's side only (the notifier would still have to take it in).
+
+CPU is this process's (the notifier's part) and PostgreSQL's (every backend's)."""
+
+import argparse
+import asyncio
+import json
+import random
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+from aiokafka import AIOKafkaProducer
+
+from bench.run import tree_cpu_seconds
+from services.aggregator import admin, feed, repository
+from services.aggregator.admin import CampaignIn, TargetIn, UnitIn
+from services.notifier.evaluator import Evaluator
+from services.notifier.render import Renderer
+from services.notifier.settings import NotifierSettings
+from services.notifier.summary import Summary
+from tiendo.board import repository as board
+from tiendo.database import create_pool, migrate
+from tiendo.event import Event, Kind
+from tiendo.kafka import TopicSpec, ensure_topics
+from tiendo.localstack import KafkaBroker, PostgresServer, free_port
+
+INDICATORS = (
+    "cccd_collected",
+    "cccd_returned",
+    "eid_collected",
+    "eid_approved",
+    "eid_activated_l1",
+    "eid_activated_l2",
+    "household_digitized",
+    "pid_verified",
+)
+T = TypeVar("T")
+
+
+def pairs(units: list[str]) -> list[tuple[str, str]]:
+    return [(u, i) for u in units for i in INDICATORS]
+
+
+def national_tree() -> list[UnitIn]:
+    units = [UnitIn(code="VN", name="Việt Nam", level=1)]
+    rng = random.Random(11)
+    districts: list[str] = []
+    for p in range(63):
+        units.append(UnitIn(code=f"P{p:02d}", name=f"Tỉnh {p}", level=2, parent_code="VN"))
+        for d in range(700 // 63 + (p < 700 % 63)):
+            code = f"P{p:02d}D{d:02d}"
+            districts.append(code)
+            units.append(UnitIn(code=code, name=f"Huyện {code}", level=3, parent_code=f"P{p:02d}"))
+    communes = 10_236
+    for i in range(communes):
+        parent = districts[i % len(districts)] if i < len(districts) else rng.choice(districts)
+        units.append(UnitIn(code=f"X{i:05d}", name=f"Xã {i}", level=4, parent_code=parent))
+    return units
+
+
+async def timed(call: Callable[[], Awaitable[T]], pg_pid: int) -> tuple[T, dict[str, Any]]:
+    pg0, cpu0, t0 = tree_cpu_seconds(pg_pid), time.process_time(), time.perf_counter()
+    result = await call()
+    return result, {
+        "seconds": round(time.perf_counter() - t0, 3),
+        "notifier_cpu_seconds": round(time.process_time() - cpu0, 3),
+        "postgres_cpu_seconds": round(tree_cpu_seconds(pg_pid) - pg0, 3),
+    }
+
+
+async def main(n_events: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="tiendo-one-state-") as folder:
+        pg = PostgresServer(Path(folder) / "pg", free_port(), fast=True)
+        kafka = KafkaBroker(Path(folder) / "kafka", free_port(), free_port())
+        pg.start()
+        kafka.start()
+        try:
+            results = await _measure(pg, kafka, n_events)
+        finally:
+            kafka.stop()
+            pg.stop()
+    return results
+
+
+async def _measure(pg: PostgresServer, kafka: KafkaBroker, n_events: int) -> dict[str, Any]:
+    dsn = pg.create_database("national")
+    pool = await create_pool(dsn, max_size=4)
+    assert pg.process is not None
+    pg_pid = pg.process.pid
+    results: dict[str, Any] = {"at": datetime.now(UTC).isoformat(), "events": n_events}
+    now = datetime.now(UTC)
+    starts_at = now - timedelta(days=20)
+    units = national_tree()
+    communes = [u.code for u in units if u.level == 4]
+    async with pool.acquire() as conn:
+        for service, package in (
+            ("tiendo", "tiendo"),
+            ("aggregator", "services.aggregator"),
+            ("notifier", "services.notifier"),
+        ):
+            await migrate(conn, service, package)
+        async with conn.transaction():
+            await admin.upsert_units(conn, units, "bench")
+            await admin.upsert_campaign(
+                conn,
+                "national",
+                CampaignIn(
+                    name="national",
+                    starts_at=starts_at,
+                    deadline=starts_at + timedelta(days=50),
+                    indicators=list(INDICATORS),
+                ),
+                "bench",
+            )
+            _, setup = await timed(
+                lambda: admin.upsert_targets(
+                    conn,
+                    "national",
+                    [
+                        TargetIn(unit=c, indicator=i, target=1000)
+                        for c in communes
+                        for i in INDICATORS
+                    ],
+                    "bench",
+                ),
+                pg_pid,
+            )
+        results["targets_upsert"] = setup
+        rng = random.Random(2026)
+        started = time.perf_counter()
+        for offset in range(0, n_events, 20_000):
+            batch = [
+                Event(
+                    event_id=f"e{k}",
+                    unit=rng.choice(communes),
+                    indicator=rng.choice(INDICATORS),
+                    kind=Kind.INCREMENT,
+                    value=rng.randint(1, 5),
+                    occurred_at=starts_at + timedelta(seconds=rng.uniform(0, 20 * 86400)),
+                )
+                for k in range(offset, min(offset + 20_000, n_events))
+            ]
+            await repository.apply_events(conn, batch)
+        results["load_seconds"] = round(time.perf_counter() - started, 1)
+        await conn.execute("VACUUM ANALYZE")
+        results["judged_keys"] = await conn.fetchval(
+            "SELECT count(*) FROM progress WHERE campaign_id = 'national' AND target > 0"
+        )
+
+    settings = NotifierSettings(database_url=dsn, bottom_rank_n=5, bottom_rank_level=4)
+    evaluator = Evaluator(settings, Renderer(), ("webhook",))
+    first: Summary
+    first, results["full_pass_first"] = await timed(
+        lambda: evaluator.evaluate_at(pool, now), pg_pid
+    )
+    results["full_pass_first"]["alert_changes"] = len(first.changes)
+    steady = []
+    for k in range(3):
+        at = now + timedelta(seconds=10 * (k + 1))
+        _, figures = await timed(lambda at=at: evaluator.evaluate_at(pool, at), pg_pid)  # type: ignore[misc]
+        steady.append(figures)
+    results["full_pass_steady"] = steady
+    keys = [("national", rng.choice(communes), rng.choice(INDICATORS)) for _ in range(1000)]
+    _, results["feed_pass_1000_keys"] = await timed(
+        lambda: evaluator.evaluate_at(pool, now + timedelta(seconds=45), keys), pg_pid
+    )
+    # An admin change: one province's communes get targets ten times higher.
+    province = [u.code for u in units if u.level == 4 and (u.parent_code or "").startswith("P07")]
+    async with pool.acquire() as conn, conn.transaction():
+        _, results["admin_change"] = await timed(
+            lambda: admin.upsert_targets(
+                conn,
+                "national",
+                [
+                    TargetIn(unit=c, indicator=i, target=10_000)
+                    for c in province
+                    for i in INDICATORS
+                ],
+                "bench",
+            ),
+            pg_pid,
+        )
+    summary, results["full_pass_after_admin_change"] = await timed(
+        lambda: evaluator.evaluate_at(pool, now + timedelta(seconds=50)), pg_pid
+    )
+    results["full_pass_after_admin_change"]["alert_changes"] = len(summary.changes)
+    results["admin_change_reflected_seconds"] = round(
+        settings.admin_watch_seconds + results["full_pass_after_admin_change"]["seconds"], 2
+    )
+
+    # The alternative: republish every key on the feed (the aggregator's side of it).
+    await ensure_topics(kafka.bootstrap, [TopicSpec("unit-progress", 3, compacted=True)])
+    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap, acks="all", linger_ms=5)
+    await producer.start()
+    try:
+        async with pool.acquire() as conn:
+            rows = await conn.fetch(repository.SELECT_ALL_PROGRESS)
+            campaigns = await board.campaigns(conn)
+        sent, results["full_republish"] = await timed(
+            lambda: feed.publish(producer, "unit-progress", rows, campaigns, now), pg_pid
+        )
+        results["full_republish"]["messages"] = sent
+    finally:
+        await producer.stop()
+    await pool.close()
+    return results
+
+
+def cli() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--out", type=Path, default=Path("bench/results/one_state.json"))
+    args = parser.parse_args()
+    results = asyncio.run(main(args.events))
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    cli()
