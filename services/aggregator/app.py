@@ -252,7 +252,7 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
                 "description": "JSON, or the whole ranking as CSV or XLSX with format=",
             },
         },
-        summary="Every unit of a level ranked by pct (ties: higher pace, then code)",
+        summary="Every unit of a level with a target, ranked by pct (ties: higher pace, then code)",
     )
     async def get_leaderboard(
         campaign_id: CampaignId,
