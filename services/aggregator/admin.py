@@ -143,7 +143,7 @@ async def upsert_campaign(conn: Connection, campaign_id: str, c: CampaignIn, act
         json.dumps([{"at": m.at.isoformat(), "fraction": m.fraction} for m in c.milestones]),
     )
     await _audit(conn, actor, "campaign.upsert", campaign_id, c.model_dump(mode="json"))
-    await replan(conn, campaign_id)
+    await replan(conn, campaign_id, recount=True)
 
 
 async def upsert_targets(
@@ -168,15 +168,22 @@ async def upsert_targets(
         [(campaign_id, t.unit, t.indicator, t.target, t.baseline, t.deadline) for t in targets],
     )
     await _audit(conn, actor, "targets.upsert", campaign_id, {"count": len(targets)})
-    await replan(conn, campaign_id)
+    await replan(conn, campaign_id, recount=True)
     return len(targets)
 
 
-async def replan(conn: Connection, campaign_id: str) -> None:
-    """Recompute a campaign's targets, baselines and subtree values from scratch."""
+async def replan(conn: Connection, campaign_id: str, *, recount: bool = False) -> None:
+    """Recompute a campaign's targets, baselines and subtree values from scratch.
+
+    `recount`: also recount its own values and daily counts from the stored events (SPEC §5
+    "Live equals history"): the live apply counted each event only for the campaigns and
+    windows that existed when it arrived. The caller holds `LOCK_REPLAN`, so no batch
+    applies meanwhile, and readers see the old figures until the transaction commits.
+    """
     campaign = await conn.fetchrow(repository.SELECT_CAMPAIGN, campaign_id)
     if campaign is None:
         return
+    await conn.execute(repository.DELETE_DROPPED_INDICATORS, campaign_id)
     await conn.execute(repository.ENSURE_CAMPAIGN_ROWS, campaign_id)
     parents = {r["code"]: r["parent_code"] for r in await conn.fetch(repository.SELECT_TREE)}
     targets = await conn.fetch(repository.SELECT_TARGETS, campaign_id)
@@ -202,5 +209,7 @@ async def replan(conn: Connection, campaign_id: str) -> None:
     await conn.execute(repository.CREATE_PLAN_STAGING)
     await conn.copy_records_to_table("plan_in", records=rows, columns=repository.PLAN_COLUMNS)
     await conn.execute(repository.APPLY_PLAN, campaign_id)
+    if recount:
+        await repository.recount(conn, campaign_id)
     await conn.execute(repository.RECOMPUTE_VALUES, campaign_id)
     await conn.execute("DROP TABLE plan_in")

@@ -97,10 +97,9 @@ async def rebuild(settings: AggregatorSettings, since: datetime | None = None) -
                     [start[tp] for tp in partitions],
                 )
             await lock.execute(repository.RECOUNT_SUBJECTS)
-            await lock.execute(repository.RECOUNT_DAILY)
             for row in await lock.fetch(repository.SELECT_CAMPAIGNS):
                 await lock.execute(repository.ENSURE_CAMPAIGN_ROWS, row["id"])
-            await lock.execute(repository.RECOUNT_OWN)
+            await repository.recount(lock)
             for row in await lock.fetch(repository.SELECT_CAMPAIGNS):
                 await admin.replan(lock, row["id"])
             await lock.executemany(

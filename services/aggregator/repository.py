@@ -450,6 +450,12 @@ WHERE c.id = $1
 ORDER BY 1, 2, 3
 ON CONFLICT DO NOTHING
 """
+# An indicator taken out of a campaign leaves its boards, feed and metrics.
+DELETE_DROPPED_INDICATORS = """
+DELETE FROM progress p
+USING campaigns c
+WHERE c.id = $1 AND p.campaign_id = c.id AND NOT (p.indicator = ANY (c.indicators))
+"""
 PLAN_COLUMNS = ("unit", "indicator", "own_baseline", "baseline", "target", "deadline")
 CREATE_PLAN_STAGING = """
 CREATE TEMP TABLE IF NOT EXISTS plan_in (
@@ -540,7 +546,8 @@ WITH members AS (
 ), lasts AS (
     SELECT e.unit, max(e.occurred_at) AS last_at
     FROM events e JOIN own_units o ON o.code = e.unit
-    WHERE e.indicator = $3 AND e.occurred_at >= $4 AND e.occurred_at <= $5
+    -- a subject's repeat is not an event of the unit's progress, live or in history
+    WHERE e.indicator = $3 AND e.counted AND e.occurred_at >= $4 AND e.occurred_at <= $5
     GROUP BY e.unit
 ), own AS (
     SELECT o.code,
@@ -596,32 +603,51 @@ SET counted = (e.subject IS NULL OR e.kind <> 'increment'
                OR EXISTS (SELECT 1 FROM subjects s WHERE s.event_id = e.event_id))
 WHERE e.subject IS NOT NULL;
 """
-RECOUNT_DAILY = """
-DELETE FROM daily_counts;
+# The recount: daily counts and the own columns of `progress` from the stored events, for
+# one campaign ($1) or every campaign ($1 null), leaving out the campaigns flagged unusable
+# ($2; their figures stay as they are until a fix through the admin API recounts them).
+# Rebuild and the admin changes (a campaign created, its window, indicators, timezone or
+# targets changed after its events arrived) share these statements: the rules of what
+# counts are the live apply's (`SELECT_APPLIED`, `UPDATE_SNAPSHOTS`, `UPDATE_INCREMENTS`).
+RECOUNT_SCOPE = "($1::text IS NULL OR {col} = $1) AND {col} <> ALL ($2::text[])"
+RECOUNT_DAILY = (
+    "DELETE FROM daily_counts WHERE " + RECOUNT_SCOPE.format(col="campaign_id"),
+    """
 INSERT INTO daily_counts (campaign_id, unit, indicator, day, increments, events)
 SELECT c.id, e.unit, e.indicator, (e.occurred_at AT TIME ZONE c.timezone)::date,
        coalesce(sum(e.value) FILTER (WHERE e.kind = 'increment'), 0), count(*)
 FROM events e
 JOIN campaigns c ON e.indicator = ANY (c.indicators)
                 AND e.occurred_at >= c.starts_at AND e.occurred_at <= c.deadline
-WHERE e.counted
-GROUP BY 1, 2, 3, 4;
-"""
-RECOUNT_OWN = """
+WHERE e.counted AND """
+    + RECOUNT_SCOPE.format(col="c.id")
+    + """
+GROUP BY 1, 2, 3, 4
+""",
+)
+RECOUNT_OWN = (
+    """
 UPDATE progress SET snap_at = NULL, snap_event_id = NULL, snap_value = NULL, incr_after = 0,
-                    own_last_event_at = NULL;
+                    own_last_event_at = NULL
+WHERE """
+    + RECOUNT_SCOPE.format(col="campaign_id"),
+    """
 WITH snaps AS (
     SELECT DISTINCT ON (c.id, e.unit, e.indicator)
            c.id AS campaign_id, e.unit, e.indicator, e.occurred_at, e.event_id, e.value
     FROM events e
     JOIN campaigns c ON e.indicator = ANY (c.indicators)
                     AND e.occurred_at >= c.starts_at AND e.occurred_at <= c.deadline
-    WHERE e.kind = 'snapshot'
+    WHERE e.kind = 'snapshot' AND """
+    + RECOUNT_SCOPE.format(col="c.id")
+    + """
     ORDER BY c.id, e.unit, e.indicator, e.occurred_at DESC, e.event_id DESC
 )
 UPDATE progress p SET snap_at = s.occurred_at, snap_event_id = s.event_id, snap_value = s.value
 FROM snaps s
-WHERE p.campaign_id = s.campaign_id AND p.unit = s.unit AND p.indicator = s.indicator;
+WHERE p.campaign_id = s.campaign_id AND p.unit = s.unit AND p.indicator = s.indicator
+""",
+    """
 WITH own AS (
     SELECT p.campaign_id, p.unit, p.indicator,
            coalesce(sum(e.value) FILTER (
@@ -632,13 +658,28 @@ WITH own AS (
     JOIN campaigns c ON e.indicator = ANY (c.indicators)
                     AND e.occurred_at >= c.starts_at AND e.occurred_at <= c.deadline
     JOIN progress p ON p.campaign_id = c.id AND p.unit = e.unit AND p.indicator = e.indicator
-    WHERE e.counted
+    WHERE e.counted AND """
+    + RECOUNT_SCOPE.format(col="c.id")
+    + """
     GROUP BY 1, 2, 3
 )
 UPDATE progress p SET incr_after = o.incr_after, own_last_event_at = o.last_at
 FROM own o
-WHERE p.campaign_id = o.campaign_id AND p.unit = o.unit AND p.indicator = o.indicator;
-"""
+WHERE p.campaign_id = o.campaign_id AND p.unit = o.unit AND p.indicator = o.indicator
+""",
+)
+
+
+async def recount(
+    conn: Connection, campaign_id: str | None = None, unusable: Sequence[str] = ()
+) -> None:
+    """Recount `daily_counts` and the own columns of `progress` from the stored events, for
+    one campaign or (None) all of them but the `unusable` ones. Needs the campaign's
+    progress rows (`ENSURE_CAMPAIGN_ROWS`); values are rolled up by `RECOMPUTE_VALUES`."""
+    for statement in (*RECOUNT_DAILY, *RECOUNT_OWN):
+        await conn.execute(statement, campaign_id, list(unusable))
+
+
 SET_OFFSET = """
 INSERT INTO consumer_offsets (group_id, topic, partition, next_offset)
 VALUES ($1, $2, $3, $4)
