@@ -3,10 +3,10 @@
 import asyncio
 import contextlib
 import hmac
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
@@ -16,6 +16,7 @@ from starlette.responses import Response
 
 from services.aggregator import admin, export, repository
 from services.aggregator.consumer import Applier, republish_all
+from services.aggregator.guard import CampaignGuard
 from services.aggregator.metrics import AggregatorMetrics
 from services.aggregator.models import (
     Campaign,
@@ -35,6 +36,7 @@ from tiendo.database import Connection, create_pool, migrate
 from tiendo.kafka import TopicSpec, ensure_topics, event_topics, reliable_producer
 from tiendo.logs import get_logger
 from tiendo.web import (
+    ProblemError,
     RequestIdMiddleware,
     add_ops_routes,
     install_problem_handlers,
@@ -42,6 +44,7 @@ from tiendo.web import (
 )
 
 log = get_logger(__name__)
+T = TypeVar("T")
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 UnitCode = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.-]{1,32}$", description="unit code")]
@@ -51,6 +54,7 @@ CampaignId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description=
 def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> FastAPI:
     clock = clock or SystemClock()
     metrics = AggregatorMetrics()
+    guard = CampaignGuard(metrics.campaign_unusable)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -59,8 +63,11 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
             await migrate(conn, "tiendo", "tiendo")
             await migrate(conn, "aggregator", "services.aggregator")
         app.state.pool = pool
+        async with pool.acquire() as conn:
+            await guard.refresh(conn)
         tasks: list[asyncio.Task[None]] = [
             asyncio.create_task(keep_running("unit_metrics", lambda: _refresh_metrics(pool))),
+            asyncio.create_task(keep_running("campaign_check", lambda: _check_campaigns(pool))),
         ]
         producer: AIOKafkaProducer | None = None
         if settings.consume:
@@ -78,9 +85,9 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
             )
             producer = reliable_producer(settings.kafka_bootstrap, client_id="tiendo-aggregator")
             await producer.start()
-            sent = await republish_all(pool, producer, settings.topic_progress, clock)
+            sent = await republish_all(pool, producer, settings.topic_progress, clock, guard.ids)
             log.info("progress_feed_republished", rows=sent)
-            applier = Applier(settings, pool, producer, metrics, clock)
+            applier = Applier(settings, pool, producer, metrics, clock, guard=guard)
             app.state.applier = applier
             tasks.append(asyncio.create_task(keep_running("consumer", applier.run)))
         log.info("aggregator_started", port=settings.port)
@@ -102,9 +109,15 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
         while True:
             async with pool.acquire() as conn:
                 metrics.units.snapshot = await unit_figures(
-                    conn, settings.metrics_unit_level, clock.now(), window_values
+                    conn, settings.metrics_unit_level, clock.now(), window_values, guard.ids
                 )
             await asyncio.sleep(settings.metrics_refresh_seconds)
+
+    async def _check_campaigns(pool: asyncpg.Pool) -> None:
+        while True:
+            await asyncio.sleep(settings.campaign_check_seconds)
+            async with pool.acquire() as conn:
+                await guard.refresh(conn)
 
     app = FastAPI(
         title="tiendo aggregator",
@@ -158,11 +171,17 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
 
     Admin = Annotated[str, Depends(require_admin)]
 
-    @app.get("/readyz", tags=["ops"], summary="Database reachable")
-    async def readyz(pool: Pool) -> dict[str, str]:
+    @app.get(
+        "/readyz",
+        tags=["ops"],
+        summary="Database reachable; names the campaigns left out of counting",
+    )
+    async def readyz(pool: Pool) -> dict[str, Any]:
         async with pool.acquire() as conn:
             await conn.fetchval("SELECT 1")
-        return {"status": "ready"}
+        # An unusable campaign is the administrators' to fix; the others keep counting, so
+        # the service stays ready and says which one and why.
+        return {"status": "ready", "campaigns_unusable": guard.reasons()}
 
     @app.get(
         "/v1/units/{code}",
@@ -298,13 +317,23 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
             rows=rows[offset : offset + limit],
         )
 
-    async def _admin_call(pool: asyncpg.Pool, call: Coroutine[Any, Any, Any]) -> Any:
+    async def _admin_call(pool: asyncpg.Pool, call: Callable[[Connection], Awaitable[T]]) -> T:
+        """Run an admin change in its own transaction; then check the campaigns again."""
         try:
-            return await call
+            async with pool.acquire() as conn, conn.transaction():
+                result = await call(conn)
         except admin.ReferenceError as exc:
-            raise HTTPException(422, str(exc)) from exc
+            raise ProblemError(
+                422,
+                f"{len(exc.problems)} problem(s); nothing was changed",
+                [p.as_error() for p in exc.problems],
+                slug="invalid-reference-data",
+            ) from exc
         except LookupError as exc:
             raise HTTPException(404, str(exc)) from exc
+        async with pool.acquire() as conn:
+            await guard.refresh(conn)
+        return result
 
     @app.put(
         "/v1/units",
@@ -317,8 +346,7 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
         pool: Pool,
         actor: Admin,
     ) -> dict[str, int]:
-        async with pool.acquire() as conn, conn.transaction():
-            n = await _admin_call(pool, admin.upsert_units(conn, units, actor))
+        n = await _admin_call(pool, lambda conn: admin.upsert_units(conn, units, actor))
         return {"upserted": n}
 
     @app.put(
@@ -330,9 +358,11 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
     async def put_campaign(
         campaign_id: CampaignId, body: admin.CampaignIn, pool: Pool, actor: Admin
     ) -> CampaignOut:
-        async with pool.acquire() as conn, conn.transaction():
-            await _admin_call(pool, admin.upsert_campaign(conn, campaign_id, body, actor))
-            row = await conn.fetchrow(repository.SELECT_CAMPAIGN, campaign_id)
+        async def change(conn: Connection) -> asyncpg.Record | None:
+            await admin.upsert_campaign(conn, campaign_id, body, actor)
+            return await conn.fetchrow(repository.SELECT_CAMPAIGN, campaign_id)
+
+        row = await _admin_call(pool, change)
         assert row is not None  # upserted in this transaction
         return campaign_out(Campaign.from_row(row))
 
@@ -348,8 +378,9 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
         pool: Pool,
         actor: Admin,
     ) -> dict[str, int]:
-        async with pool.acquire() as conn, conn.transaction():
-            n = await _admin_call(pool, admin.upsert_targets(conn, campaign_id, targets, actor))
+        n = await _admin_call(
+            pool, lambda conn: admin.upsert_targets(conn, campaign_id, targets, actor)
+        )
         return {"upserted": n}
 
     return app

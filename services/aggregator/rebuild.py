@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from services.aggregator import admin, repository
 from services.aggregator.consumer import Applier, InFlight, republish_all
+from services.aggregator.guard import CampaignGuard
 from services.aggregator.metrics import AggregatorMetrics
 from services.aggregator.settings import AggregatorSettings
 from tiendo.clock import SystemClock
@@ -75,6 +76,7 @@ async def rebuild(settings: AggregatorSettings, since: datetime | None = None) -
     await consumer.start()
     lock = await pool.acquire()
     inflight: InFlight | None = None
+    guard = CampaignGuard()
     try:
         await lock.execute(repository.LOCK_REBUILD)
         partitions = [
@@ -99,7 +101,8 @@ async def rebuild(settings: AggregatorSettings, since: datetime | None = None) -
             await lock.execute(repository.RECOUNT_SUBJECTS)
             for row in await lock.fetch(repository.SELECT_CAMPAIGNS):
                 await lock.execute(repository.ENSURE_CAMPAIGN_ROWS, row["id"])
-            await repository.recount(lock)
+            await guard.refresh(lock)
+            await repository.recount(lock, unusable=guard.ids)
             for row in await lock.fetch(repository.SELECT_CAMPAIGNS):
                 await admin.replan(lock, row["id"])
             await lock.executemany(
@@ -119,7 +122,13 @@ async def rebuild(settings: AggregatorSettings, since: datetime | None = None) -
         for tp in partitions:
             consumer.seek(tp, start[tp])
         applier = Applier(
-            settings, pool, producer, AggregatorMetrics(), SystemClock(), publish_feed=False
+            settings,
+            pool,
+            producer,
+            AggregatorMetrics(),
+            SystemClock(),
+            publish_feed=False,
+            guard=guard,
         )
         remaining = {tp for tp in partitions if start[tp] < end[tp]}
         records = 0
@@ -142,7 +151,7 @@ async def rebuild(settings: AggregatorSettings, since: datetime | None = None) -
                     remaining.discard(tp)
         await inflight.wait()
         total = int(await lock.fetchval("SELECT count(*) FROM events"))
-        await republish_all(pool, producer, settings.topic_progress, SystemClock())
+        await republish_all(pool, producer, settings.topic_progress, SystemClock(), guard.ids)
     finally:
         if inflight is not None:
             await inflight.cancel()

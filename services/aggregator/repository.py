@@ -136,6 +136,8 @@ WHERE (EXCLUDED.occurred_at, EXCLUDED.event_id) < (s.occurred_at, s.event_id)
 """
 # Which campaigns each new event counts for: the indicator is the campaign's and the
 # event happened inside its window. Later events are stored but do not count (SPEC §5).
+# Campaigns flagged unusable ($1, see `guard.py`) are left out: a bad one must not stop
+# counting for the others.
 # A dethroned subject winner is withdrawn as an adjustment of minus its value.
 SELECT_APPLIED = """
 INSERT INTO batch_applied
@@ -144,7 +146,7 @@ SELECT c.id, n.unit, n.indicator, n.kind, n.value, n.occurred_at, n.event_id,
 FROM batch_new n
 JOIN campaigns c ON n.indicator = ANY (c.indicators)
                 AND n.occurred_at >= c.starts_at AND n.occurred_at <= c.deadline
-WHERE n.counted
+WHERE n.counted AND c.id <> ALL ($1::text[])
 UNION ALL
 SELECT c.id, e.unit, e.indicator, e.kind, -e.value, e.occurred_at, e.event_id,
        (e.occurred_at AT TIME ZONE c.timezone)::date, true
@@ -152,6 +154,7 @@ FROM batch_dethroned d
 JOIN events e ON e.event_id = d.event_id
 JOIN campaigns c ON e.indicator = ANY (c.indicators)
                 AND e.occurred_at >= c.starts_at AND e.occurred_at <= c.deadline
+WHERE c.id <> ALL ($1::text[])
 """
 UPSERT_DAILY = """
 INSERT INTO daily_counts AS d (campaign_id, unit, indicator, day, increments, events)
@@ -324,12 +327,20 @@ async def take_unappliable(conn: Connection) -> list[Unappliable]:
     ]
 
 
-async def apply_staged(conn: Connection, *, distinct_ids: bool = False) -> BatchOutcome:
+async def lock_apply(conn: Connection) -> None:
+    """Wait for any re-plan (admin change) to commit; applies run side by side."""
+    await conn.execute(LOCK_APPLY)
+
+
+async def apply_staged(
+    conn: Connection, *, distinct_ids: bool = False, unusable: Sequence[str] = ()
+) -> BatchOutcome:
     """Apply what `stage` loaded: dedup, count, roll up. Returns the keys that moved.
 
-    `distinct_ids`: the caller knows no event_id repeats within the batch.
+    `distinct_ids`: the caller knows no event_id repeats within the batch; `unusable`:
+    campaigns to leave out.
     """
-    await conn.execute(LOCK_APPLY)
+    await lock_apply(conn)
     status = await conn.execute(INSERT_NEW_EVENTS_DISTINCT if distinct_ids else INSERT_NEW_EVENTS)
     new_events = int(str(status).rsplit(" ", 1)[-1])
     if new_events == 0:
@@ -340,7 +351,7 @@ async def apply_staged(conn: Connection, *, distinct_ids: bool = False) -> Batch
         await conn.execute(FIND_DETHRONED)
         await conn.execute(MARK_SUBJECT_DUPLICATES)
         await conn.execute(UPSERT_SUBJECT_WINNERS)
-    await conn.execute(SELECT_APPLIED)
+    await conn.execute(SELECT_APPLIED, list(unusable))
     await conn.execute(UPSERT_DAILY)
     await conn.execute(GROUP_KEYS)
     await conn.execute(ENSURE_PROGRESS_ROWS)
@@ -486,6 +497,15 @@ FROM (
 ) s
 WHERE p.campaign_id = s.campaign_id AND p.unit = s.unit AND p.indicator = s.indicator
   AND (p.value, p.last_event_at) IS DISTINCT FROM (s.value, s.last_event_at)
+"""
+# What the campaign check (`validation.py`) needs, and a stamp that moves with any change
+# of a campaign made through the admin API.
+SELECT_CAMPAIGNS_STAMP = "SELECT count(*), max(updated_at) FROM campaigns"
+SELECT_INDICATOR_CODES = "SELECT code FROM indicators"
+SELECT_DATABASE_TIMEZONES = "SELECT name FROM pg_timezone_names"
+SELECT_TARGET_DEADLINES = """
+SELECT campaign_id, unit, indicator, deadline FROM targets
+WHERE deadline IS NOT NULL AND ($1::text IS NULL OR campaign_id = $1)
 """
 INSERT_AUDIT = "INSERT INTO audit_log (actor, action, subject, details) VALUES ($1, $2, $3, $4)"
 

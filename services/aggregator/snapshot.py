@@ -1,5 +1,6 @@
 """The figures exported as metrics, recomputed in the background (never during a scrape)."""
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -27,6 +28,7 @@ JOIN units u ON u.code = d.unit
 CROSS JOIN LATERAL unnest(u.ancestors || u.code) AS lineage (code)
 JOIN units l ON l.code = lineage.code
 WHERE d.day = ($2::timestamptz AT TIME ZONE c.timezone)::date AND l.level <= $1
+  AND c.id <> ALL ($3::text[])  -- a campaign flagged unusable may have no valid zone
 GROUP BY 1, 2, 3
 """
 
@@ -60,18 +62,23 @@ class WindowValues:
 
 
 async def unit_figures(
-    conn: Connection, max_level: int, now: datetime, window_values: WindowValues | None = None
+    conn: Connection,
+    max_level: int,
+    now: datetime,
+    window_values: WindowValues | None = None,
+    unusable: Sequence[str] = (),
 ) -> UnitSnapshot:
     """Per-unit figures down to `max_level`, per-level counts and campaign windows at `now`.
 
-    `window_values`: where values one window ago are kept between calls (none: computed).
+    `window_values`: where values one window ago are kept between calls (none: computed);
+    `unusable`: campaigns left out.
     """
     window_values = window_values or WindowValues(timedelta(0))
-    campaigns = await feed.load_campaigns(conn)
+    campaigns = await feed.load_campaigns(conn, unusable)
     rows = await conn.fetch(repository.SELECT_PROGRESS_UP_TO_LEVEL, max_level)
     events_today = {
         (r["campaign_id"], r["unit"], r["indicator"]): r["events"]
-        for r in await conn.fetch(SELECT_EVENTS_TODAY, max_level, now)
+        for r in await conn.fetch(SELECT_EVENTS_TODAY, max_level, now, list(unusable))
     }
     by_pair: dict[tuple[str, str], list[str]] = {}
     for r in rows:
