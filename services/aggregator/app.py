@@ -1,7 +1,6 @@
 """The aggregator: applies events exactly once, rolls them up, serves progress."""
 
 import asyncio
-import contextlib
 import hmac
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -12,7 +11,7 @@ import asyncpg
 from aiokafka import AIOKafkaProducer
 from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Request
 from pydantic import Field
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 
 from services.aggregator import admin, export, repository
 from services.aggregator.consumer import Applier, republish_all
@@ -30,7 +29,7 @@ from services.aggregator.models import (
 from services.aggregator.progress import leaderboard, progress_of
 from services.aggregator.settings import AggregatorSettings
 from services.aggregator.snapshot import WindowValues, unit_figures
-from tiendo.background import keep_running
+from tiendo.background import Beat, Loop, Supervisor, every
 from tiendo.clock import Clock, SystemClock
 from tiendo.database import Connection, create_pool, migrate
 from tiendo.kafka import TopicSpec, ensure_topics, event_topics, reliable_producer
@@ -55,6 +54,7 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
     clock = clock or SystemClock()
     metrics = AggregatorMetrics()
     guard = CampaignGuard(metrics.campaign_unusable)
+    supervisor = Supervisor(metrics.registry)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -65,9 +65,17 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
         app.state.pool = pool
         async with pool.acquire() as conn:
             await guard.refresh(conn)
-        tasks: list[asyncio.Task[None]] = [
-            asyncio.create_task(keep_running("unit_metrics", lambda: _refresh_metrics(pool))),
-            asyncio.create_task(keep_running("campaign_check", lambda: _check_campaigns(pool))),
+        loops = [
+            Loop(
+                "unit_metrics",
+                lambda beat: _refresh_metrics(pool, beat),
+                stale_after=every(settings.metrics_refresh_seconds),
+            ),
+            Loop(
+                "campaign_check",
+                lambda beat: _check_campaigns(pool, beat),
+                stale_after=every(settings.campaign_check_seconds),
+            ),
         ]
         producer: AIOKafkaProducer | None = None
         if settings.consume:
@@ -89,35 +97,35 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
             log.info("progress_feed_republished", rows=sent)
             applier = Applier(settings, pool, producer, metrics, clock, guard=guard)
             app.state.applier = applier
-            tasks.append(asyncio.create_task(keep_running("consumer", applier.run)))
+            # polls every poll_timeout_ms, idle or not
+            loops.append(Loop("consumer", applier.run, stale_after=every(1.0)))
+        supervisor.start(loops)
         log.info("aggregator_started", port=settings.port)
         try:
             yield
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await supervisor.stop()
             if producer is not None:
                 await producer.stop()
             await pool.close()
             log.info("aggregator_stopped")
 
-    async def _refresh_metrics(pool: asyncpg.Pool) -> None:
+    async def _refresh_metrics(pool: asyncpg.Pool, beat: Beat) -> None:
         window_values = WindowValues(timedelta(seconds=settings.metrics_window_refresh_seconds))
         while True:
             async with pool.acquire() as conn:
                 metrics.units.snapshot = await unit_figures(
                     conn, settings.metrics_unit_level, clock.now(), window_values, guard.ids
                 )
+            beat()
             await asyncio.sleep(settings.metrics_refresh_seconds)
 
-    async def _check_campaigns(pool: asyncpg.Pool) -> None:
+    async def _check_campaigns(pool: asyncpg.Pool, beat: Beat) -> None:
         while True:
             await asyncio.sleep(settings.campaign_check_seconds)
             async with pool.acquire() as conn:
                 await guard.refresh(conn)
+            beat()
 
     app = FastAPI(
         title="tiendo aggregator",
@@ -174,14 +182,16 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
     @app.get(
         "/readyz",
         tags=["ops"],
-        summary="Database reachable; names the campaigns left out of counting",
+        summary="Database reachable and every background loop alive; names the campaigns "
+        "left out of counting",
+        responses={503: {"description": "a background loop is dead or stale"}},
     )
-    async def readyz(pool: Pool) -> dict[str, Any]:
+    async def readyz(pool: Pool) -> JSONResponse:
         async with pool.acquire() as conn:
             await conn.fetchval("SELECT 1")
         # An unusable campaign is the administrators' to fix; the others keep counting, so
-        # the service stays ready and says which one and why.
-        return {"status": "ready", "campaigns_unusable": guard.reasons()}
+        # it does not make the service unready: it is named, with why.
+        return supervisor.readiness(campaigns_unusable=guard.reasons())
 
     @app.get(
         "/v1/units/{code}",

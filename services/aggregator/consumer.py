@@ -23,6 +23,7 @@ from services.aggregator import feed, repository
 from services.aggregator.guard import CampaignGuard
 from services.aggregator.metrics import AggregatorMetrics
 from services.aggregator.settings import AggregatorSettings
+from tiendo.background import Beat
 from tiendo.clock import Clock
 from tiendo.event import UndecodableEvent, decode
 from tiendo.logs import get_logger
@@ -158,7 +159,8 @@ class Applier:
         self._publish_feed = publish_feed
         self.applied_batches = 0
 
-    async def run(self) -> None:
+    async def run(self, beat: Beat = lambda: None) -> None:
+        """Consume until cancelled; `beat` after every poll (its supervisor's heartbeat)."""
         s = self._settings
         # (re)started after a failure, perhaps a campaign's row edited into something
         # unusable: check the campaigns again before the first batch
@@ -189,6 +191,7 @@ class Applier:
                     batches = await consumer.getmany(
                         timeout_ms=s.poll_timeout_ms, max_records=s.batch_max_records
                     )
+                    beat()
                     if not batches:
                         await inflight.wait()
                         continue

@@ -5,7 +5,6 @@ commit offsets; and on a clock: evaluate everything (silent units fall behind to
 escalate, repeat, digest. The outbox delivers what the plans queued."""
 
 import asyncio
-import contextlib
 import hmac
 import json
 from collections.abc import AsyncIterator, Sequence
@@ -34,7 +33,7 @@ from services.notifier.policy import Policy, PolicyOverride, effective
 from services.notifier.render import Renderer
 from services.notifier.rules import Rule, Silence
 from services.notifier.settings import NotifierSettings
-from tiendo.background import keep_running
+from tiendo.background import Loop, Supervisor
 from tiendo.clock import Clock, SystemClock
 from tiendo.database import create_pool, migrate
 from tiendo.events.v1 import events_pb2
@@ -128,6 +127,7 @@ def create_app(
     clock = clock or SystemClock()
     metrics = NotifierMetrics()
     renderer = Renderer(settings.templates_dir)
+    supervisor = Supervisor(metrics.registry)
 
     async def consume(pool: asyncpg.Pool, evaluator: Evaluator) -> None:
         consumer = AIOKafkaConsumer(
@@ -211,20 +211,21 @@ def create_app(
         app.state.outbox = outbox
         app.state.evaluator = evaluator
         app.state.evaluate_at = evaluate_at
-        tasks = [
-            asyncio.create_task(keep_running("feed", lambda: consume(pool, evaluator))),
-            asyncio.create_task(keep_running("clock", lambda: tick(pool, evaluator))),
-            asyncio.create_task(keep_running("outbox", outbox.run)),
-        ]
+        # Supervised: restarted with backoff on any exception, and in /readyz. These
+        # loops do not beat yet (stale_after None: judged alive while they run); once
+        # consume/tick take the `beat` callback, give them a stale_after.
+        supervisor.start(
+            [
+                Loop("feed", lambda beat: consume(pool, evaluator)),
+                Loop("clock", lambda beat: tick(pool, evaluator)),
+                Loop("outbox", lambda beat: outbox.run()),
+            ]
+        )
         log.info("notifier_started", port=settings.port, replica=outbox.replica)
         try:
             yield
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await supervisor.stop()
             await client.aclose()
             await pool.close()
             log.info("notifier_stopped")
@@ -259,11 +260,16 @@ def create_app(
     Admin = Annotated[str, Depends(require_admin)]
     CampaignId = Annotated[str, Path(pattern=CODE)]
 
-    @app.get("/readyz", tags=["ops"], summary="Database reachable")
-    async def readyz(pool: Pool) -> dict[str, str]:
+    @app.get(
+        "/readyz",
+        tags=["ops"],
+        summary="Database reachable and every background loop alive",
+        responses={503: {"description": "a background loop is dead or stale"}},
+    )
+    async def readyz(pool: Pool) -> Response:
         async with pool.acquire() as conn:
             await conn.fetchval("SELECT 1")
-        return {"status": "ready"}
+        return supervisor.readiness()
 
     @app.get("/v1/alerts", tags=["alerts"], summary="Alert instances")
     async def list_alerts(

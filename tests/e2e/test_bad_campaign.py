@@ -139,6 +139,10 @@ async def test_a_campaign_stored_with_a_bad_zone_is_left_out_and_the_others_keep
                 ready = await client.get("/readyz")
                 assert ready.status_code == 200
                 assert "timezone" in ready.json()["campaigns_unusable"]["bad"]
+                loops = ready.json()["loops"]
+                assert sorted(loops) == ["campaign_check", "consumer", "unit_metrics"]
+                assert loops["consumer"]["state"] == "running"
+                assert loops["consumer"]["last_heartbeat"] is not None
                 metrics = (await client.get("/metrics")).text
                 assert 'tiendo_aggregator_campaign_unusable{campaign="bad"} 1.0' in metrics
                 assert 'tiendo_aggregator_campaign_unusable{campaign="c1"} 0.0' in metrics
