@@ -6,9 +6,7 @@ applies the demo reference data, then times a rebuild from the beginning. Prints
 and writes them to bench/results/rebuild.json.
 """
 
-import argparse
 import asyncio
-import json
 import os
 import platform
 import shutil
@@ -19,15 +17,13 @@ from pathlib import Path
 
 import asyncpg
 
-from bench import payloads
+from bench import payloads, sized
 from bench.world import seed_world
 from services.aggregator.rebuild import rebuild
 from services.aggregator.settings import AggregatorSettings
 from tiendo.event import encode
 from tiendo.kafka import ensure_topics, event_topics, reliable_producer
 from tiendo.localstack import KafkaBroker, PostgresServer, free_port
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 async def produce(bootstrap: str, topic: str, n: int, starts_at: datetime) -> float:
@@ -88,10 +84,4 @@ async def main(n: int) -> dict[str, object]:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--events", type=int, default=1_000_000)
-    args = parser.parse_args()
-    result = asyncio.run(main(args.events))
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "rebuild.json").write_text(json.dumps(result, indent=2))
-    print(json.dumps(result, indent=2))
+    sized.run("rebuild", main)

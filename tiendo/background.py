@@ -1,26 +1,203 @@
-"""Background loops of the services (consumers, clocks, outboxes), kept alive."""
+"""Supervised background loops (consumers, clocks, outboxes, refreshers).
+
+A loop that raises is logged with its traceback (`background_task_failed`), counted
+(`tiendo_background_restarts_total{task}`) and started again after an exponential backoff;
+it never ends silently. Each loop calls its `beat` on every iteration; one that has not
+beaten within its `stale_after` is `stale` — stuck, or failing on every start, since a
+restart is not a beat — and the service's /readyz answers 503 with the loop named.
+"""
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
 
-import asyncpg
-from aiokafka.errors import KafkaError
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from starlette.responses import JSONResponse
 
 from tiendo.logs import get_logger
 
 log = get_logger(__name__)
 
-# Failures of the outside world a loop survives: the broker or the database going away.
-# Anything else is a bug and ends the loop loudly instead of spinning on it.
-TRANSIENT = (KafkaError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+Beat = Callable[[], None]
 
 
-async def keep_running(name: str, loop: Callable[[], Awaitable[None]], pause: float = 2.0) -> None:
-    """Run `loop` until it returns; after a transient failure log it and start it again."""
-    while True:
-        try:
-            await loop()
-            return
-        except TRANSIENT as exc:
-            log.error("background_task_failed", task=name, error=repr(exc))
-            await asyncio.sleep(pause)
+class LoopState(StrEnum):
+    RUNNING = "running"
+    RESTARTING = "restarting"  # failed, waiting for its backoff
+    STALE = "stale"
+    DEAD = "dead"  # ended, or its task is gone
+
+
+def backoff_delay(failures: int, initial: float, cap: float) -> float:
+    """Seconds to wait after the `failures`-th failure in a row: doubling, capped."""
+    return min(cap, initial * 2.0 ** max(0, failures - 1))
+
+
+def loop_state(
+    *, ended: bool, backing_off: bool, since_beat: float, stale_after: float | None
+) -> LoopState:
+    """A loop's state from what its supervisor knows (pure, for /readyz)."""
+    if ended:
+        return LoopState.DEAD
+    if stale_after is not None and since_beat > stale_after:
+        return LoopState.STALE
+    return LoopState.RESTARTING if backing_off else LoopState.RUNNING
+
+
+@dataclass
+class LoopMetrics:
+    restarts: Counter
+    heartbeat: Gauge
+
+    @classmethod
+    def register(cls, registry: CollectorRegistry) -> "LoopMetrics":
+        return cls(
+            Counter(
+                "tiendo_background_restarts_total",
+                "Background loops restarted after a failure",
+                ["task"],
+                registry=registry,
+            ),
+            Gauge(
+                "tiendo_background_heartbeat_timestamp_seconds",
+                "When each background loop last completed an iteration",
+                ["task"],
+                registry=registry,
+            ),
+        )
+
+
+class Loop:
+    """One named background loop, run by `Supervisor`.
+
+    `body(beat)` runs until cancelled; `stale_after`: seconds without a beat after which
+    the loop counts as stuck (None: a loop that may rightly stay idle, judged alive while
+    its task runs).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        body: Callable[[Beat], Awaitable[None]],
+        *,
+        stale_after: float | None = None,
+        backoff_initial: float = 1.0,
+        backoff_max: float = 10.0,
+    ) -> None:
+        self.name = name
+        self._body = body
+        self.stale_after = stale_after
+        self._backoff = (backoff_initial, backoff_max)
+        self._metrics: LoopMetrics | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._beat_monotonic = time.monotonic()
+        self.last_heartbeat: datetime | None = None
+        self.restarts = 0
+        self.last_error: str | None = None
+        self._backing_off = False
+
+    def beat(self) -> None:
+        """The loop completed an iteration."""
+        self._beat_monotonic = time.monotonic()
+        self.last_heartbeat = datetime.now(UTC)
+        if self._metrics is not None:
+            self._metrics.heartbeat.labels(self.name).set(self.last_heartbeat.timestamp())
+
+    def start(self, metrics: LoopMetrics | None = None) -> None:
+        self._metrics = metrics
+        if metrics is not None:
+            metrics.restarts.labels(self.name)
+        self._beat_monotonic = time.monotonic()  # a first period of grace
+        self._task = asyncio.create_task(self._supervise(), name=f"loop:{self.name}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    @property
+    def state(self) -> LoopState:
+        return loop_state(
+            ended=self._task is None or self._task.done(),
+            backing_off=self._backing_off,
+            since_beat=time.monotonic() - self._beat_monotonic,
+            stale_after=self.stale_after,
+        )
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "state": self.state.value,
+            "last_heartbeat": self.last_heartbeat.isoformat() if self.last_heartbeat else None,
+            "stale_after_seconds": self.stale_after,
+            "restarts": self.restarts,
+            "last_error": self.last_error,
+        }
+
+    async def _supervise(self) -> None:
+        failures = 0
+        while True:
+            started = time.monotonic()
+            try:
+                await self._body(self.beat)
+                error = "returned"  # a loop is meant to run until cancelled
+                log.error("background_task_failed", task=self.name, error=error)
+            except Exception as exc:
+                # Any exception: a bug must not end the loop silently. It is logged with its
+                # traceback, counted, visible in /readyz, and retried after a backoff.
+                error = repr(exc)
+                log.exception("background_task_failed", task=self.name, error=error)
+            self.restarts += 1
+            self.last_error = error
+            if self._metrics is not None:
+                self._metrics.restarts.labels(self.name).inc()
+            initial, cap = self._backoff
+            # a loop that ran well for a while starts its backoff afresh
+            failures = 1 if time.monotonic() - started > cap else failures + 1
+            self._backing_off = True
+            try:
+                await asyncio.sleep(backoff_delay(failures, initial, cap))
+            finally:
+                self._backing_off = False
+
+
+class Supervisor:
+    """A service's background loops: started together, stopped together, reported."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self._metrics = LoopMetrics.register(registry) if registry is not None else None
+        self.loops: list[Loop] = []
+
+    def start(self, loops: Sequence[Loop]) -> None:
+        for loop in loops:
+            loop.start(self._metrics)
+            self.loops.append(loop)
+
+    async def stop(self) -> None:
+        for loop in self.loops:
+            await loop.stop()
+
+    @property
+    def healthy(self) -> bool:
+        return all(loop.state in (LoopState.RUNNING, LoopState.RESTARTING) for loop in self.loops)
+
+    def report(self) -> dict[str, dict[str, Any]]:
+        return {loop.name: loop.report() for loop in self.loops}
+
+    def readiness(self, **details: Any) -> JSONResponse:
+        """The /readyz answer: 200 while every loop runs (or waits to restart), 503 when one
+        is dead or stale; each loop's state and heartbeat, plus `details`."""
+        ok = self.healthy
+        body = {"status": "ready" if ok else "not ready", "loops": self.report(), **details}
+        return JSONResponse(body, status_code=200 if ok else 503)
+
+
+def every(seconds: float, grace: float = 3.0) -> float:
+    """A loop's `stale_after` for a loop that beats every `seconds`: a few periods, and
+    never less than `grace` times a minute-long hiccup of the database."""
+    return max(seconds * grace, timedelta(minutes=1).total_seconds())

@@ -60,6 +60,19 @@ def problem(
     )
 
 
+class ProblemError(Exception):
+    """Raised by a route to answer problem+json with an `errors` list (every problem found)."""
+
+    def __init__(
+        self, status: int, detail: str, errors: list[dict[str, Any]], *, slug: str | None = None
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.errors = errors
+        self.slug = slug
+
+
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses` entries documenting problem+json errors."""
     return {
@@ -89,6 +102,11 @@ def install_problem_handlers(app: FastAPI) -> None:
             422, "the request parameters are invalid", errors=errors, slug="invalid-parameters"
         )
 
+    async def problem_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ProblemError)
+        return problem(exc.status, exc.detail, slug=exc.slug, errors=exc.errors)
+
+    app.add_exception_handler(ProblemError, problem_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
 

@@ -8,8 +8,11 @@ from datetime import datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from services.aggregator import repository
+from services.aggregator import guard, repository
+from services.aggregator.validation import Problem, TargetRef, campaign_problems
+from tiendo.board.campaign import Campaign
 from tiendo.database import Connection
+from tiendo.pace import Milestone, Thresholds
 from tiendo.rollup import effective_targets, subtree_sums
 
 CODE_PATTERN = r"^[A-Za-z0-9_.-]{1,32}$"
@@ -38,19 +41,23 @@ class UnitIn(BaseModel):
 
 class MilestoneIn(BaseModel):
     at: datetime
-    fraction: float = Field(ge=0, le=1)
+    fraction: float
 
 
 class CampaignIn(BaseModel):
+    """A campaign as sent. Only shapes are checked here; what makes a campaign usable
+    (zone, window, milestones, thresholds, indicators) is `validation.campaign_problems`,
+    the one check the aggregator also runs over stored campaigns."""
+
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=200)
     starts_at: datetime
     deadline: datetime
-    timezone: str = "Asia/Ho_Chi_Minh"
+    timezone: str = Field("Asia/Ho_Chi_Minh", max_length=64)
     indicators: list[str] = Field(min_length=1, max_length=32)
-    behind_threshold: float = Field(0.9, gt=0, le=1)
-    stale_after_seconds: int = Field(12 * 3600, ge=60)
+    behind_threshold: float = 0.9
+    stale_after_seconds: int = 12 * 3600
     milestones: list[MilestoneIn] = Field(default_factory=list, max_length=100)
 
     @field_validator("starts_at", "deadline")
@@ -60,11 +67,20 @@ class CampaignIn(BaseModel):
             raise ValueError("needs an offset")
         return value
 
-    @model_validator(mode="after")
-    def _window(self) -> "CampaignIn":
-        if self.deadline <= self.starts_at:
-            raise ValueError("deadline must be after starts_at")
-        return self
+    def campaign(self, campaign_id: str) -> Campaign:
+        return Campaign(
+            id=campaign_id,
+            name=self.name,
+            starts_at=self.starts_at,
+            deadline=self.deadline,
+            timezone=self.timezone,
+            indicators=tuple(dict.fromkeys(self.indicators)),
+            thresholds=Thresholds(
+                behind=self.behind_threshold,
+                stale_after=timedelta(seconds=self.stale_after_seconds),
+            ),
+            milestones=tuple(Milestone(at=m.at, fraction=m.fraction) for m in self.milestones),
+        )
 
 
 class TargetIn(BaseModel):
@@ -78,7 +94,26 @@ class TargetIn(BaseModel):
 
 
 class ReferenceError(ValueError):
-    """An admin change that would break the tree or refer to something missing."""
+    """An admin change that would break the tree, refer to something missing or make a
+    campaign unusable; every problem found is listed."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        super().__init__("; ".join(str(p) for p in problems))
+        self.problems = list(problems)
+
+
+async def check_campaign(
+    conn: Connection, campaign: Campaign, target_deadlines: dict[TargetRef, datetime]
+) -> None:
+    """Refuse a campaign (with its targets' deadlines) that `campaign_problems` faults."""
+    problems = campaign_problems(
+        campaign,
+        timezones=await guard.known_timezones(conn),
+        indicators=await guard.known_indicators(conn),
+        target_deadlines=target_deadlines,
+    )
+    if problems:
+        raise ReferenceError(problems)
 
 
 async def _audit(conn: Connection, actor: str, action: str, subject: str, details: object) -> None:
@@ -115,7 +150,9 @@ async def upsert_units(conn: Connection, units: Sequence[UnitIn], actor: str) ->
     await conn.execute("SET CONSTRAINTS ALL IMMEDIATE")
     await conn.execute(repository.REFRESH_ANCESTORS)
     if await conn.fetchval(repository.COUNT_ORPHANS):
-        raise ReferenceError("a unit's level does not match its depth in the tree (or a cycle)")
+        raise ReferenceError(
+            [Problem("level", "a unit's level does not match its depth in the tree (or a cycle)")]
+        )
     await _audit(
         conn, actor, "units.upsert", f"{len(units)} units", {"codes": [u.code for u in units][:100]}
     )
@@ -126,10 +163,8 @@ async def upsert_units(conn: Connection, units: Sequence[UnitIn], actor: str) ->
 
 async def upsert_campaign(conn: Connection, campaign_id: str, c: CampaignIn, actor: str) -> None:
     await conn.execute(repository.LOCK_REPLAN)
-    known = {r["code"] for r in await conn.fetch("SELECT code FROM indicators")}
-    unknown = sorted(set(c.indicators) - known)
-    if unknown:
-        raise ReferenceError(f"unknown indicators: {', '.join(unknown)}")
+    stored = await guard.target_deadlines(conn, campaign_id)
+    await check_campaign(conn, c.campaign(campaign_id), stored.get(campaign_id, {}))
     await conn.execute(
         repository.UPSERT_CAMPAIGN,
         campaign_id,
@@ -143,7 +178,7 @@ async def upsert_campaign(conn: Connection, campaign_id: str, c: CampaignIn, act
         json.dumps([{"at": m.at.isoformat(), "fraction": m.fraction} for m in c.milestones]),
     )
     await _audit(conn, actor, "campaign.upsert", campaign_id, c.model_dump(mode="json"))
-    await replan(conn, campaign_id)
+    await replan(conn, campaign_id, recount=True)
 
 
 async def upsert_targets(
@@ -155,28 +190,43 @@ async def upsert_targets(
         raise LookupError(f"no campaign {campaign_id}")
     units = {r["code"] for r in await conn.fetch(repository.SELECT_TREE)}
     problems = [
-        f"targets[{i}]: unknown unit {t.unit}" for i, t in enumerate(targets) if t.unit not in units
+        Problem("unit", f"unknown unit {t.unit}", i)
+        for i, t in enumerate(targets)
+        if t.unit not in units
     ] + [
-        f"targets[{i}]: indicator {t.indicator} is not one of the campaign's"
+        Problem("indicator", f"indicator {t.indicator} is not one of the campaign's", i)
         for i, t in enumerate(targets)
         if t.indicator not in campaign["indicators"]
     ]
     if problems:
-        raise ReferenceError("; ".join(problems[:50]))
+        raise ReferenceError(sorted(problems, key=lambda p: p.index or 0)[:50])
+    deadlines = (await guard.target_deadlines(conn, campaign_id)).get(campaign_id, {})
+    for i, t in enumerate(targets):
+        deadlines.pop(guard.stored_target(t.unit, t.indicator), None)
+        if t.deadline is not None:
+            deadlines[i, "deadline"] = t.deadline
+    await check_campaign(conn, Campaign.from_row(campaign), deadlines)
     await conn.executemany(
         repository.UPSERT_TARGET,
         [(campaign_id, t.unit, t.indicator, t.target, t.baseline, t.deadline) for t in targets],
     )
     await _audit(conn, actor, "targets.upsert", campaign_id, {"count": len(targets)})
-    await replan(conn, campaign_id)
+    await replan(conn, campaign_id, recount=True)
     return len(targets)
 
 
-async def replan(conn: Connection, campaign_id: str) -> None:
-    """Recompute a campaign's targets, baselines and subtree values from scratch."""
+async def replan(conn: Connection, campaign_id: str, *, recount: bool = False) -> None:
+    """Recompute a campaign's targets, baselines and subtree values from scratch.
+
+    `recount`: also recount its own values and daily counts from the stored events (SPEC §5
+    "Live equals history"): the live apply counted each event only for the campaigns and
+    windows that existed when it arrived. The caller holds `LOCK_REPLAN`, so no batch
+    applies meanwhile, and readers see the old figures until the transaction commits.
+    """
     campaign = await conn.fetchrow(repository.SELECT_CAMPAIGN, campaign_id)
     if campaign is None:
         return
+    await conn.execute(repository.DELETE_DROPPED_INDICATORS, campaign_id)
     await conn.execute(repository.ENSURE_CAMPAIGN_ROWS, campaign_id)
     parents = {r["code"]: r["parent_code"] for r in await conn.fetch(repository.SELECT_TREE)}
     targets = await conn.fetch(repository.SELECT_TARGETS, campaign_id)
@@ -202,5 +252,7 @@ async def replan(conn: Connection, campaign_id: str) -> None:
     await conn.execute(repository.CREATE_PLAN_STAGING)
     await conn.copy_records_to_table("plan_in", records=rows, columns=repository.PLAN_COLUMNS)
     await conn.execute(repository.APPLY_PLAN, campaign_id)
+    if recount:
+        await repository.recount(conn, campaign_id)
     await conn.execute(repository.RECOMPUTE_VALUES, campaign_id)
     await conn.execute("DROP TABLE plan_in")

@@ -1,21 +1,21 @@
 """The aggregator: applies events exactly once, rolls them up, serves progress."""
 
 import asyncio
-import contextlib
 import hmac
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
 from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Request
 from pydantic import Field
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 
 from services.aggregator import admin, export, repository
 from services.aggregator.consumer import Applier, republish_all
+from services.aggregator.guard import CampaignGuard
 from services.aggregator.metrics import AggregatorMetrics
 from services.aggregator.models import (
     CampaignOut,
@@ -28,7 +28,7 @@ from services.aggregator.models import (
 from services.aggregator.progress import leaderboard, progress_of
 from services.aggregator.settings import AggregatorSettings
 from services.aggregator.snapshot import unit_figures
-from tiendo.background import keep_running
+from tiendo.background import Beat, Loop, Supervisor, every
 from tiendo.board.campaign import Campaign
 from tiendo.board.window import WindowValues
 from tiendo.clock import Clock, SystemClock
@@ -36,6 +36,7 @@ from tiendo.database import Connection, create_pool, migrate
 from tiendo.kafka import TopicSpec, ensure_topics, event_topics, reliable_producer
 from tiendo.logs import get_logger
 from tiendo.web import (
+    ProblemError,
     RequestIdMiddleware,
     add_ops_routes,
     install_problem_handlers,
@@ -43,6 +44,7 @@ from tiendo.web import (
 )
 
 log = get_logger(__name__)
+T = TypeVar("T")
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 UnitCode = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.-]{1,32}$", description="unit code")]
@@ -52,6 +54,8 @@ CampaignId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description=
 def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> FastAPI:
     clock = clock or SystemClock()
     metrics = AggregatorMetrics()
+    guard = CampaignGuard(metrics.campaign_unusable)
+    supervisor = Supervisor(metrics.registry)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -60,8 +64,19 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
             await migrate(conn, "tiendo", "tiendo")
             await migrate(conn, "aggregator", "services.aggregator")
         app.state.pool = pool
-        tasks: list[asyncio.Task[None]] = [
-            asyncio.create_task(keep_running("unit_metrics", lambda: _refresh_metrics(pool))),
+        async with pool.acquire() as conn:
+            await guard.refresh(conn)
+        loops = [
+            Loop(
+                "unit_metrics",
+                lambda beat: _refresh_metrics(pool, beat),
+                stale_after=every(settings.metrics_refresh_seconds),
+            ),
+            Loop(
+                "campaign_check",
+                lambda beat: _check_campaigns(pool, beat),
+                stale_after=every(settings.campaign_check_seconds),
+            ),
         ]
         producer: AIOKafkaProducer | None = None
         if settings.consume:
@@ -79,33 +94,39 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
             )
             producer = reliable_producer(settings.kafka_bootstrap, client_id="tiendo-aggregator")
             await producer.start()
-            sent = await republish_all(pool, producer, settings.topic_progress, clock)
+            sent = await republish_all(pool, producer, settings.topic_progress, clock, guard.ids)
             log.info("progress_feed_republished", rows=sent)
-            applier = Applier(settings, pool, producer, metrics, clock)
+            applier = Applier(settings, pool, producer, metrics, clock, guard=guard)
             app.state.applier = applier
-            tasks.append(asyncio.create_task(keep_running("consumer", applier.run)))
+            # polls every poll_timeout_ms, idle or not
+            loops.append(Loop("consumer", applier.run, stale_after=every(1.0)))
+        supervisor.start(loops)
         log.info("aggregator_started", port=settings.port)
         try:
             yield
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await supervisor.stop()
             if producer is not None:
                 await producer.stop()
             await pool.close()
             log.info("aggregator_stopped")
 
-    async def _refresh_metrics(pool: asyncpg.Pool) -> None:
+    async def _refresh_metrics(pool: asyncpg.Pool, beat: Beat) -> None:
         window_values = WindowValues(timedelta(seconds=settings.metrics_window_refresh_seconds))
         while True:
             async with pool.acquire() as conn:
                 metrics.units.snapshot = await unit_figures(
-                    conn, settings.metrics_unit_level, clock.now(), window_values
+                    conn, settings.metrics_unit_level, clock.now(), window_values, guard.ids
                 )
+            beat()
             await asyncio.sleep(settings.metrics_refresh_seconds)
+
+    async def _check_campaigns(pool: asyncpg.Pool, beat: Beat) -> None:
+        while True:
+            await asyncio.sleep(settings.campaign_check_seconds)
+            async with pool.acquire() as conn:
+                await guard.refresh(conn)
+            beat()
 
     app = FastAPI(
         title="tiendo aggregator",
@@ -159,11 +180,19 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
 
     Admin = Annotated[str, Depends(require_admin)]
 
-    @app.get("/readyz", tags=["ops"], summary="Database reachable")
-    async def readyz(pool: Pool) -> dict[str, str]:
+    @app.get(
+        "/readyz",
+        tags=["ops"],
+        summary="Database reachable and every background loop alive; names the campaigns "
+        "left out of counting",
+        responses={503: {"description": "a background loop is dead or stale"}},
+    )
+    async def readyz(pool: Pool) -> JSONResponse:
         async with pool.acquire() as conn:
             await conn.fetchval("SELECT 1")
-        return {"status": "ready"}
+        # An unusable campaign is the administrators' to fix; the others keep counting, so
+        # it does not make the service unready: it is named, with why.
+        return supervisor.readiness(campaigns_unusable=guard.reasons())
 
     @app.get(
         "/v1/units/{code}",
@@ -299,13 +328,23 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
             rows=rows[offset : offset + limit],
         )
 
-    async def _admin_call(pool: asyncpg.Pool, call: Coroutine[Any, Any, Any]) -> Any:
+    async def _admin_call(pool: asyncpg.Pool, call: Callable[[Connection], Awaitable[T]]) -> T:
+        """Run an admin change in its own transaction; then check the campaigns again."""
         try:
-            return await call
+            async with pool.acquire() as conn, conn.transaction():
+                result = await call(conn)
         except admin.ReferenceError as exc:
-            raise HTTPException(422, str(exc)) from exc
+            raise ProblemError(
+                422,
+                f"{len(exc.problems)} problem(s); nothing was changed",
+                [p.as_error() for p in exc.problems],
+                slug="invalid-reference-data",
+            ) from exc
         except LookupError as exc:
             raise HTTPException(404, str(exc)) from exc
+        async with pool.acquire() as conn:
+            await guard.refresh(conn)
+        return result
 
     @app.put(
         "/v1/units",
@@ -318,8 +357,7 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
         pool: Pool,
         actor: Admin,
     ) -> dict[str, int]:
-        async with pool.acquire() as conn, conn.transaction():
-            n = await _admin_call(pool, admin.upsert_units(conn, units, actor))
+        n = await _admin_call(pool, lambda conn: admin.upsert_units(conn, units, actor))
         return {"upserted": n}
 
     @app.put(
@@ -331,9 +369,11 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
     async def put_campaign(
         campaign_id: CampaignId, body: admin.CampaignIn, pool: Pool, actor: Admin
     ) -> CampaignOut:
-        async with pool.acquire() as conn, conn.transaction():
-            await _admin_call(pool, admin.upsert_campaign(conn, campaign_id, body, actor))
-            row = await conn.fetchrow(repository.SELECT_CAMPAIGN, campaign_id)
+        async def change(conn: Connection) -> asyncpg.Record | None:
+            await admin.upsert_campaign(conn, campaign_id, body, actor)
+            return await conn.fetchrow(repository.SELECT_CAMPAIGN, campaign_id)
+
+        row = await _admin_call(pool, change)
         assert row is not None  # upserted in this transaction
         return campaign_out(Campaign.from_row(row))
 
@@ -349,8 +389,9 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
         pool: Pool,
         actor: Admin,
     ) -> dict[str, int]:
-        async with pool.acquire() as conn, conn.transaction():
-            n = await _admin_call(pool, admin.upsert_targets(conn, campaign_id, targets, actor))
+        n = await _admin_call(
+            pool, lambda conn: admin.upsert_targets(conn, campaign_id, targets, actor)
+        )
         return {"upserted": n}
 
     return app

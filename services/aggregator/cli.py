@@ -78,11 +78,26 @@ async def import_file(
         return [str(e) for e in errors] + [f"{len(errors)} problem(s); nothing was imported"]
     response = await client.put(url, json=body, headers={"Authorization": f"Bearer {admin_token}"})
     if response.status_code != 200:
-        return [
-            f"the server refused the file ({response.status_code}): {response.text}",
-            "nothing was imported",
-        ]
+        lines = [line for line, _ in rows]
+        return [*server_problems(response, what, lines), "nothing was imported"]
     return []
+
+
+def server_problems(response: httpx.Response, what: str, lines: list[int]) -> list[str]:
+    """The server's refusal, one line per problem it listed; a problem of the i-th item
+    sent names that row's line in the file."""
+    try:
+        errors = response.json().get("errors") or []
+    except ValueError:
+        errors = []
+    if not errors:
+        return [f"the server refused the file ({response.status_code}): {response.text}"]
+    return [
+        (f"line {lines[e['index']]}: " if e.get("index") is not None else f"{what}: ")
+        + (f"{e['field']}: " if e.get("field") else "")
+        + str(e.get("message"))
+        for e in errors
+    ]
 
 
 async def _import(args: argparse.Namespace) -> int:

@@ -9,7 +9,7 @@ changes nothing because every event_id is applied once (the events table's prima
 import asyncio
 import contextlib
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -20,9 +20,10 @@ from aiokafka.errors import KafkaError
 from prometheus_client import Gauge
 
 from services.aggregator import feed, repository
+from services.aggregator.guard import CampaignGuard
 from services.aggregator.metrics import AggregatorMetrics
 from services.aggregator.settings import AggregatorSettings
-from tiendo.board import repository as board
+from tiendo.background import Beat
 from tiendo.clock import Clock
 from tiendo.event import UndecodableEvent, decode
 from tiendo.logs import get_logger
@@ -146,8 +147,10 @@ class Applier:
         clock: Clock,
         *,
         publish_feed: bool = True,
+        guard: CampaignGuard | None = None,
     ) -> None:
         self._settings = settings
+        self._guard = guard or CampaignGuard()
         self._pool = pool
         self._producer = producer
         self._metrics = metrics
@@ -156,8 +159,12 @@ class Applier:
         self._publish_feed = publish_feed
         self.applied_batches = 0
 
-    async def run(self) -> None:
+    async def run(self, beat: Beat = lambda: None) -> None:
+        """Consume until cancelled; `beat` after every poll (its supervisor's heartbeat)."""
         s = self._settings
+        # (re)started after a failure, perhaps a campaign's row edited into something
+        # unusable: check the campaigns again before the first batch
+        self._guard.invalidate()
         consumer = AIOKafkaConsumer(
             s.topic_events,
             bootstrap_servers=s.kafka_bootstrap,
@@ -184,6 +191,7 @@ class Applier:
                     batches = await consumer.getmany(
                         timeout_ms=s.poll_timeout_ms, max_records=s.batch_max_records
                     )
+                    beat()
                     if not batches:
                         await inflight.wait()
                         continue
@@ -247,6 +255,9 @@ class Applier:
         rows, payloads, dead = prepared.rows, prepared.payloads, prepared.dead
         next_offsets, received = prepared.next_offsets, prepared.received
         async with conn.transaction():
+            # under the apply lock: an admin change has committed, or waits for this batch
+            await repository.lock_apply(conn)
+            await self._guard.ensure_fresh(conn)
             await repository.stage(conn, rows)
             for u in await repository.take_unappliable(conn):
                 dead.append(
@@ -255,7 +266,9 @@ class Applier:
                     )
                 )
             outcome = await repository.apply_staged(
-                conn, distinct_ids=len({r[0] for r in rows}) == len(rows)
+                conn,
+                distinct_ids=len({r[0] for r in rows}) == len(rows),
+                unusable=self._guard.ids,
             )
             if dead:
                 await self._dead_letter(conn, dead)
@@ -320,7 +333,7 @@ class Applier:
     async def _publish(self, rows: list[asyncpg.Record], computed_at: datetime) -> None:
         try:
             async with self._pool.acquire() as conn:
-                campaigns = await board.campaigns(conn)
+                campaigns = await feed.load_campaigns(conn, self._guard.ids)
             await feed.publish(
                 self._producer, self._settings.topic_progress, rows, campaigns, computed_at
             )
@@ -339,10 +352,14 @@ class Applier:
 
 
 async def republish_all(
-    pool: asyncpg.Pool, producer: AIOKafkaProducer, topic: str, clock: Clock
+    pool: asyncpg.Pool,
+    producer: AIOKafkaProducer,
+    topic: str,
+    clock: Clock,
+    unusable: Sequence[str] = (),
 ) -> int:
     """Send every progress row: after a restart the feed may have missed the last changes."""
     async with pool.acquire() as conn:
         rows = await conn.fetch(repository.SELECT_ALL_PROGRESS)
-        campaigns = await board.campaigns(conn)
+        campaigns = await feed.load_campaigns(conn, unusable)
     return await feed.publish(producer, topic, rows, campaigns, clock.now())

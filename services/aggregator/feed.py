@@ -1,7 +1,7 @@
 """The `unit-progress` feed: the latest figures of each (campaign, unit, indicator)."""
 
 import asyncio
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
 
 import asyncpg
@@ -54,6 +54,16 @@ async def load_rows(conn: Connection, keys: Sequence[tuple[str, str, str]]) -> l
             [k[2] for k in keys],
         )
     )
+
+
+async def load_campaigns(conn: Connection, unusable: Collection[str] = ()) -> dict[str, Campaign]:
+    """The campaigns, but those flagged unusable (their rows are neither published nor
+    exported: a notifier must not take in a zone it cannot resolve)."""
+    return {
+        r["id"]: Campaign.from_row(r)
+        for r in await conn.fetch(repository.SELECT_CAMPAIGNS)
+        if r["id"] not in unusable
+    }
 
 
 async def publish(

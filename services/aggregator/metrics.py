@@ -201,6 +201,12 @@ class AggregatorMetrics:
             ["partition"],
             registry=r,
         )
+        self.campaign_unusable = Gauge(
+            "tiendo_aggregator_campaign_unusable",
+            "1 while a stored campaign fails validation and is left out of counting",
+            ["campaign"],  # campaigns are few: bounded
+            registry=r,
+        )
         # Pre-create the bounded label values so that a board shows 0, not "no data",
         # before the first dead letter.
         for reason in ("undecodable", "unknown_unit", "unknown_indicator"):

@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from services.aggregator import admin, repository
 from services.aggregator.consumer import Applier, InFlight, republish_all
+from services.aggregator.guard import CampaignGuard
 from services.aggregator.metrics import AggregatorMetrics
 from services.aggregator.settings import AggregatorSettings
 from tiendo.clock import SystemClock
@@ -75,6 +76,7 @@ async def rebuild(settings: AggregatorSettings, since: datetime | None = None) -
     await consumer.start()
     lock = await pool.acquire()
     inflight: InFlight | None = None
+    guard = CampaignGuard()
     try:
         await lock.execute(repository.LOCK_REBUILD)
         partitions = [
@@ -97,10 +99,10 @@ async def rebuild(settings: AggregatorSettings, since: datetime | None = None) -
                     [start[tp] for tp in partitions],
                 )
             await lock.execute(repository.RECOUNT_SUBJECTS)
-            await lock.execute(repository.RECOUNT_DAILY)
             for row in await lock.fetch(repository.SELECT_CAMPAIGNS):
                 await lock.execute(repository.ENSURE_CAMPAIGN_ROWS, row["id"])
-            await lock.execute(repository.RECOUNT_OWN)
+            await guard.refresh(lock)
+            await repository.recount(lock, unusable=guard.ids)
             for row in await lock.fetch(repository.SELECT_CAMPAIGNS):
                 await admin.replan(lock, row["id"])
             await lock.executemany(
@@ -120,7 +122,13 @@ async def rebuild(settings: AggregatorSettings, since: datetime | None = None) -
         for tp in partitions:
             consumer.seek(tp, start[tp])
         applier = Applier(
-            settings, pool, producer, AggregatorMetrics(), SystemClock(), publish_feed=False
+            settings,
+            pool,
+            producer,
+            AggregatorMetrics(),
+            SystemClock(),
+            publish_feed=False,
+            guard=guard,
         )
         remaining = {tp for tp in partitions if start[tp] < end[tp]}
         records = 0
@@ -143,7 +151,7 @@ async def rebuild(settings: AggregatorSettings, since: datetime | None = None) -
                     remaining.discard(tp)
         await inflight.wait()
         total = int(await lock.fetchval("SELECT count(*) FROM events"))
-        await republish_all(pool, producer, settings.topic_progress, SystemClock())
+        await republish_all(pool, producer, settings.topic_progress, SystemClock(), guard.ids)
     finally:
         if inflight is not None:
             await inflight.cancel()

@@ -136,6 +136,8 @@ WHERE (EXCLUDED.occurred_at, EXCLUDED.event_id) < (s.occurred_at, s.event_id)
 """
 # Which campaigns each new event counts for: the indicator is the campaign's and the
 # event happened inside its window. Later events are stored but do not count (SPEC §5).
+# Campaigns flagged unusable ($1, see `guard.py`) are left out: a bad one must not stop
+# counting for the others.
 # A dethroned subject winner is withdrawn as an adjustment of minus its value.
 SELECT_APPLIED = """
 INSERT INTO batch_applied
@@ -144,7 +146,7 @@ SELECT c.id, n.unit, n.indicator, n.kind, n.value, n.occurred_at, n.event_id,
 FROM batch_new n
 JOIN campaigns c ON n.indicator = ANY (c.indicators)
                 AND n.occurred_at >= c.starts_at AND n.occurred_at <= c.deadline
-WHERE n.counted
+WHERE n.counted AND c.id <> ALL ($1::text[])
 UNION ALL
 SELECT c.id, e.unit, e.indicator, e.kind, -e.value, e.occurred_at, e.event_id,
        (e.occurred_at AT TIME ZONE c.timezone)::date, true
@@ -152,6 +154,7 @@ FROM batch_dethroned d
 JOIN events e ON e.event_id = d.event_id
 JOIN campaigns c ON e.indicator = ANY (c.indicators)
                 AND e.occurred_at >= c.starts_at AND e.occurred_at <= c.deadline
+WHERE c.id <> ALL ($1::text[])
 """
 UPSERT_DAILY = """
 INSERT INTO daily_counts AS d (campaign_id, unit, indicator, day, increments, events)
@@ -355,12 +358,20 @@ async def take_unappliable(conn: Connection) -> list[Unappliable]:
     ]
 
 
-async def apply_staged(conn: Connection, *, distinct_ids: bool = False) -> BatchOutcome:
+async def lock_apply(conn: Connection) -> None:
+    """Wait for any re-plan (admin change) to commit; applies run side by side."""
+    await conn.execute(LOCK_APPLY)
+
+
+async def apply_staged(
+    conn: Connection, *, distinct_ids: bool = False, unusable: Sequence[str] = ()
+) -> BatchOutcome:
     """Apply what `stage` loaded: dedup, count, roll up. Returns the keys that moved.
 
-    `distinct_ids`: the caller knows no event_id repeats within the batch.
+    `distinct_ids`: the caller knows no event_id repeats within the batch; `unusable`:
+    campaigns to leave out.
     """
-    await conn.execute(LOCK_APPLY)
+    await lock_apply(conn)
     status = await conn.execute(INSERT_NEW_EVENTS_DISTINCT if distinct_ids else INSERT_NEW_EVENTS)
     new_events = int(str(status).rsplit(" ", 1)[-1])
     if new_events == 0:
@@ -371,7 +382,7 @@ async def apply_staged(conn: Connection, *, distinct_ids: bool = False) -> Batch
         await conn.execute(FIND_DETHRONED)
         await conn.execute(MARK_SUBJECT_DUPLICATES)
         await conn.execute(UPSERT_SUBJECT_WINNERS)
-    await conn.execute(SELECT_APPLIED)
+    await conn.execute(SELECT_APPLIED, list(unusable))
     await conn.execute(UPSERT_DAILY)
     await conn.execute(GROUP_KEYS)
     await conn.execute(ENSURE_PROGRESS_ROWS)
@@ -481,6 +492,12 @@ WHERE c.id = $1
 ORDER BY 1, 2, 3
 ON CONFLICT DO NOTHING
 """
+# An indicator taken out of a campaign leaves its boards, feed and metrics.
+DELETE_DROPPED_INDICATORS = """
+DELETE FROM progress p
+USING campaigns c
+WHERE c.id = $1 AND p.campaign_id = c.id AND NOT (p.indicator = ANY (c.indicators))
+"""
 PLAN_COLUMNS = ("unit", "indicator", "own_baseline", "baseline", "target", "deadline")
 CREATE_PLAN_STAGING = """
 CREATE TEMP TABLE IF NOT EXISTS plan_in (
@@ -511,6 +528,15 @@ FROM (
 ) s
 WHERE p.campaign_id = s.campaign_id AND p.unit = s.unit AND p.indicator = s.indicator
   AND (p.value, p.last_event_at) IS DISTINCT FROM (s.value, s.last_event_at)
+"""
+# What the campaign check (`validation.py`) needs, and a stamp that moves with any change
+# of a campaign made through the admin API.
+SELECT_CAMPAIGNS_STAMP = "SELECT count(*), max(updated_at) FROM campaigns"
+SELECT_INDICATOR_CODES = "SELECT code FROM indicators"
+SELECT_DATABASE_TIMEZONES = "SELECT name FROM pg_timezone_names"
+SELECT_TARGET_DEADLINES = """
+SELECT campaign_id, unit, indicator, deadline FROM targets
+WHERE deadline IS NOT NULL AND ($1::text IS NULL OR campaign_id = $1)
 """
 INSERT_AUDIT = "INSERT INTO audit_log (actor, action, subject, details) VALUES ($1, $2, $3, $4)"
 
@@ -546,32 +572,51 @@ SET counted = (e.subject IS NULL OR e.kind <> 'increment'
                OR EXISTS (SELECT 1 FROM subjects s WHERE s.event_id = e.event_id))
 WHERE e.subject IS NOT NULL;
 """
-RECOUNT_DAILY = """
-DELETE FROM daily_counts;
+# The recount: daily counts and the own columns of `progress` from the stored events, for
+# one campaign ($1) or every campaign ($1 null), leaving out the campaigns flagged unusable
+# ($2; their figures stay as they are until a fix through the admin API recounts them).
+# Rebuild and the admin changes (a campaign created, its window, indicators, timezone or
+# targets changed after its events arrived) share these statements: the rules of what
+# counts are the live apply's (`SELECT_APPLIED`, `UPDATE_SNAPSHOTS`, `UPDATE_INCREMENTS`).
+RECOUNT_SCOPE = "($1::text IS NULL OR {col} = $1) AND {col} <> ALL ($2::text[])"
+RECOUNT_DAILY = (
+    "DELETE FROM daily_counts WHERE " + RECOUNT_SCOPE.format(col="campaign_id"),
+    """
 INSERT INTO daily_counts (campaign_id, unit, indicator, day, increments, events)
 SELECT c.id, e.unit, e.indicator, (e.occurred_at AT TIME ZONE c.timezone)::date,
        coalesce(sum(e.value) FILTER (WHERE e.kind = 'increment'), 0), count(*)
 FROM events e
 JOIN campaigns c ON e.indicator = ANY (c.indicators)
                 AND e.occurred_at >= c.starts_at AND e.occurred_at <= c.deadline
-WHERE e.counted
-GROUP BY 1, 2, 3, 4;
-"""
-RECOUNT_OWN = """
+WHERE e.counted AND """
+    + RECOUNT_SCOPE.format(col="c.id")
+    + """
+GROUP BY 1, 2, 3, 4
+""",
+)
+RECOUNT_OWN = (
+    """
 UPDATE progress SET snap_at = NULL, snap_event_id = NULL, snap_value = NULL, incr_after = 0,
-                    own_last_event_at = NULL;
+                    own_last_event_at = NULL
+WHERE """
+    + RECOUNT_SCOPE.format(col="campaign_id"),
+    """
 WITH snaps AS (
     SELECT DISTINCT ON (c.id, e.unit, e.indicator)
            c.id AS campaign_id, e.unit, e.indicator, e.occurred_at, e.event_id, e.value
     FROM events e
     JOIN campaigns c ON e.indicator = ANY (c.indicators)
                     AND e.occurred_at >= c.starts_at AND e.occurred_at <= c.deadline
-    WHERE e.kind = 'snapshot'
+    WHERE e.kind = 'snapshot' AND """
+    + RECOUNT_SCOPE.format(col="c.id")
+    + """
     ORDER BY c.id, e.unit, e.indicator, e.occurred_at DESC, e.event_id DESC
 )
 UPDATE progress p SET snap_at = s.occurred_at, snap_event_id = s.event_id, snap_value = s.value
 FROM snaps s
-WHERE p.campaign_id = s.campaign_id AND p.unit = s.unit AND p.indicator = s.indicator;
+WHERE p.campaign_id = s.campaign_id AND p.unit = s.unit AND p.indicator = s.indicator
+""",
+    """
 WITH own AS (
     SELECT p.campaign_id, p.unit, p.indicator,
            coalesce(sum(e.value) FILTER (
@@ -582,13 +627,28 @@ WITH own AS (
     JOIN campaigns c ON e.indicator = ANY (c.indicators)
                     AND e.occurred_at >= c.starts_at AND e.occurred_at <= c.deadline
     JOIN progress p ON p.campaign_id = c.id AND p.unit = e.unit AND p.indicator = e.indicator
-    WHERE e.counted
+    WHERE e.counted AND """
+    + RECOUNT_SCOPE.format(col="c.id")
+    + """
     GROUP BY 1, 2, 3
 )
 UPDATE progress p SET incr_after = o.incr_after, own_last_event_at = o.last_at
 FROM own o
-WHERE p.campaign_id = o.campaign_id AND p.unit = o.unit AND p.indicator = o.indicator;
-"""
+WHERE p.campaign_id = o.campaign_id AND p.unit = o.unit AND p.indicator = o.indicator
+""",
+)
+
+
+async def recount(
+    conn: Connection, campaign_id: str | None = None, unusable: Sequence[str] = ()
+) -> None:
+    """Recount `daily_counts` and the own columns of `progress` from the stored events, for
+    one campaign or (None) all of them but the `unusable` ones. Needs the campaign's
+    progress rows (`ENSURE_CAMPAIGN_ROWS`); values are rolled up by `RECOMPUTE_VALUES`."""
+    for statement in (*RECOUNT_DAILY, *RECOUNT_OWN):
+        await conn.execute(statement, campaign_id, list(unusable))
+
+
 SET_OFFSET = """
 INSERT INTO consumer_offsets (group_id, topic, partition, next_offset)
 VALUES ($1, $2, $3, $4)

@@ -29,6 +29,14 @@ class AggregatorSettings(ServiceSettings):
             "(read from the event history, the snapshot's costly part)"
         ),
     )
+    campaign_check_seconds: float = Field(
+        30.0,
+        gt=0,
+        description=(
+            "how often the stored campaigns are validated again (also after every admin "
+            "change); an unusable one is left out of counting"
+        ),
+    )
     admin_token: str = Field(
         "dev-admin-token", description="bearer token of the admin API (PUT routes)"
     )

@@ -1,5 +1,6 @@
 """The figures exported as metrics, recomputed in the background (never during a scrape)."""
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from services.aggregator.metrics import CampaignFigures, LevelFigures, UnitFigures, UnitSnapshot
@@ -27,22 +28,30 @@ JOIN units u ON u.code = d.unit
 CROSS JOIN LATERAL unnest(u.ancestors || u.code) AS lineage (code)
 JOIN units l ON l.code = lineage.code
 WHERE d.day = ($2::timestamptz AT TIME ZONE c.timezone)::date AND l.level <= $1
+  AND c.id <> ALL ($3::text[])  -- a campaign flagged unusable may have no valid zone
 GROUP BY 1, 2, 3
 """
 
 
 async def unit_figures(
-    conn: Connection, max_level: int, now: datetime, window_values: WindowValues | None = None
+    conn: Connection,
+    max_level: int,
+    now: datetime,
+    window_values: WindowValues | None = None,
+    unusable: Sequence[str] = (),
 ) -> UnitSnapshot:
     """Per-unit figures down to `max_level`, per-level counts and campaign windows at `now`.
 
-    `window_values`: where values one window ago are kept between calls (none: computed).
+    `window_values`: where values one window ago are kept between calls (none: computed);
+    `unusable`: campaigns left out.
     """
     campaigns = await board.campaigns(conn)
+    for flagged in unusable:
+        campaigns.pop(flagged, None)
     codes = await board.codes_up_to_level(conn, max_level)
     events_today = {
         (r["campaign_id"], r["unit"], r["indicator"]): r["events"]
-        for r in await conn.fetch(SELECT_EVENTS_TODAY, max_level, now)
+        for r in await conn.fetch(SELECT_EVENTS_TODAY, max_level, now, list(unusable))
     }
     figures: list[UnitFigures] = []
     for campaign in campaigns.values():

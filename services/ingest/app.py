@@ -6,8 +6,6 @@ line of the body is ever logged: a refusal is logged with field names and messag
 (messages never echo values), at most once a second per token and status.
 """
 
-import asyncio
-import contextlib
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -42,6 +40,7 @@ from services.ingest.validation import (
     scope_errors,
     validate_items,
 )
+from tiendo.background import Loop, Supervisor
 from tiendo.database import create_pool, migrate
 from tiendo.kafka import ensure_topics, event_topics
 from tiendo.logs import get_logger
@@ -337,6 +336,7 @@ class Intake:
 
 def create_app(settings: IngestSettings) -> FastAPI:
     metrics = IngestMetrics()
+    supervisor = Supervisor(metrics.registry)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -355,21 +355,22 @@ def create_app(settings: IngestSettings) -> FastAPI:
         metrics.tokens_fresh.set_function(lambda: float(cache.tokens_fresh()))
         app.state.cache = cache
         app.state.publisher = publisher
-        tasks = [
-            asyncio.create_task(
-                cache.run(settings.catalog_refresh_seconds, settings.token_refresh_seconds)
-            ),
-            asyncio.create_task(_run_kafka(settings, publisher)),
-        ]
+        supervisor.start(
+            [
+                Loop(
+                    "catalog",
+                    lambda beat: cache.run(
+                        settings.catalog_refresh_seconds, settings.token_refresh_seconds
+                    ),
+                ),
+                Loop("kafka", lambda beat: _run_kafka(settings, publisher)),
+            ]
+        )
         log.info("ingest_started", port=settings.port)
         try:
             yield
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await supervisor.stop()
             # Requests have been drained by now (the server stops accepting on SIGTERM and
             # waits for those in flight); flush whatever the producer still holds.
             await publisher.close()
@@ -404,8 +405,13 @@ def create_app(settings: IngestSettings) -> FastAPI:
     async def readyz() -> JSONResponse:
         kafka_ok = await intake.publisher.reachable()
         catalog_ok = intake.cache.loaded and intake.cache.tokens_fresh()
-        ok = kafka_ok and catalog_ok
-        body = Readiness(status="ready" if ok else "not ready", kafka=kafka_ok, catalog=catalog_ok)
+        ok = kafka_ok and catalog_ok and supervisor.healthy
+        body = Readiness(
+            status="ready" if ok else "not ready",
+            kafka=kafka_ok,
+            catalog=catalog_ok,
+            loops=supervisor.report(),
+        )
         return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
 
     @app.post(

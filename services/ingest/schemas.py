@@ -1,7 +1,7 @@
 """Response models of the ingest API. The request body is described by `openapi` (it
 depends on the limits in the settings) and parsed by `validation`."""
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -15,4 +15,8 @@ class Readiness(BaseModel):
     kafka: bool = Field(description="the producer is connected and the broker answers")
     catalog: bool = Field(
         description="units, indicators and tokens are loaded, and tokens recently re-read"
+    )
+    loops: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="each background loop: state, last heartbeat, restarts, last error",
     )

@@ -7,7 +7,6 @@ feed message is repaired), rank the briefing, escalate, close ended campaigns, d
 outbox delivers what the plans queued."""
 
 import asyncio
-import contextlib
 import hmac
 import json
 from collections.abc import AsyncIterator, Sequence
@@ -38,7 +37,7 @@ from services.notifier.render import Renderer
 from services.notifier.rules import Rule
 from services.notifier.settings import NotifierSettings
 from services.notifier.summary import Summary
-from tiendo.background import keep_running
+from tiendo.background import Beat, Loop, Supervisor, every
 from tiendo.clock import Clock, SystemClock
 from tiendo.database import create_pool, migrate
 from tiendo.events.v1 import events_pb2
@@ -110,8 +109,9 @@ def create_app(
     clock = clock or SystemClock()
     metrics = NotifierMetrics()
     renderer = Renderer(settings.templates_dir)
+    supervisor = Supervisor(metrics.registry)
 
-    async def consume(pool: asyncpg.Pool, evaluator: Evaluator) -> None:
+    async def consume(pool: asyncpg.Pool, evaluator: Evaluator, beat: Beat) -> None:
         consumer = AIOKafkaConsumer(
             settings.topic_progress,
             bootstrap_servers=settings.kafka_bootstrap,
@@ -124,6 +124,7 @@ def create_app(
             # inside the try: a cancel during start-up must still close the consumer
             await consumer.start()
             while True:
+                beat()
                 batches = await consumer.getmany(timeout_ms=500, max_records=1000)
                 if not batches:
                     continue
@@ -152,16 +153,18 @@ def create_app(
         finally:
             await consumer.stop()
 
-    async def tick(pool: asyncpg.Pool, evaluator: Evaluator) -> None:
+    async def tick(pool: asyncpg.Pool, evaluator: Evaluator, beat: Beat) -> None:
         loop = asyncio.get_running_loop()
         seen = await repository.reference_version(pool)
         while True:
             await evaluator.evaluate_at(pool, clock.now())
+            beat()
             # Until the next period, or sooner when an administrator changed something
             # (campaign, targets, tree, policy: every change writes the audit log).
             due = loop.time() + settings.evaluate_every_seconds
             while (left := due - loop.time()) > 0:
                 await asyncio.sleep(min(left, settings.admin_watch_seconds))
+                beat()
                 version = await repository.reference_version(pool)
                 if version != seen:
                     seen = version
@@ -202,20 +205,29 @@ def create_app(
         app.state.outbox = outbox
         app.state.evaluator = evaluator
         app.state.evaluate_at = evaluate_at
-        tasks = [
-            asyncio.create_task(keep_running("feed", lambda: consume(pool, evaluator))),
-            asyncio.create_task(keep_running("clock", lambda: tick(pool, evaluator))),
-            asyncio.create_task(keep_running("outbox", outbox.run)),
-        ]
+        # Supervised: restarted with backoff on any exception, and in /readyz (stale
+        # when it has not beaten for a few periods: a pass of the national tree takes
+        # seconds, a feed pass a fraction of one).
+        supervisor.start(
+            [
+                Loop(
+                    "feed",
+                    lambda beat: consume(pool, evaluator, beat),
+                    stale_after=every(settings.feed_coalesce_seconds + 1),
+                ),
+                Loop(
+                    "clock",
+                    lambda beat: tick(pool, evaluator, beat),
+                    stale_after=every(settings.evaluate_every_seconds),
+                ),
+                Loop("outbox", lambda beat: outbox.run()),
+            ]
+        )
         log.info("notifier_started", port=settings.port, replica=outbox.replica)
         try:
             yield
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await supervisor.stop()
             await client.aclose()
             await pool.close()
             log.info("notifier_stopped")
@@ -250,11 +262,16 @@ def create_app(
     Admin = Annotated[str, Depends(require_admin)]
     CampaignId = Annotated[str, Path(pattern=CODE)]
 
-    @app.get("/readyz", tags=["ops"], summary="Database reachable")
-    async def readyz(pool: Pool) -> dict[str, str]:
+    @app.get(
+        "/readyz",
+        tags=["ops"],
+        summary="Database reachable and every background loop alive",
+        responses={503: {"description": "a background loop is dead or stale"}},
+    )
+    async def readyz(pool: Pool) -> Response:
         async with pool.acquire() as conn:
             await conn.fetchval("SELECT 1")
-        return {"status": "ready"}
+        return supervisor.readiness()
 
     @app.get("/v1/alerts", tags=["alerts"], summary="Alert instances")
     async def list_alerts(

@@ -134,3 +134,16 @@ def aggregator_process(
     }
     env = {**service_env("TIENDO_AGGREGATOR_", **values), **topics.env("TIENDO_AGGREGATOR_")}
     return ServiceProcess("aggregator", env, log)
+
+
+def aggregator_settings(database: str, bootstrap: str, topics: Topics, **values: Any) -> Any:
+    """In-process aggregator settings on this test's database and topics."""
+    from services.aggregator.settings import AggregatorSettings
+
+    return AggregatorSettings(
+        database_url=database,
+        kafka_bootstrap=bootstrap,
+        group_id=f"agg-{topics.events}",
+        **topics.kwargs(),
+        **values,
+    )

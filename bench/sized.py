@@ -1,0 +1,21 @@
+"""The command line of the one-figure benchmarks: `--events N`, print and keep the result."""
+
+import argparse
+import asyncio
+import json
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def run(name: str, main: Callable[[int], Coroutine[Any, Any, dict[str, object]]]) -> None:
+    """Run `main(--events)`, write bench/results/<name>.json and print it."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=1_000_000)
+    args = parser.parse_args()
+    result = asyncio.run(main(args.events))
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))

@@ -1,0 +1,130 @@
+"""Supervised loops: a failing loop is logged, restarted and shown; a stuck one makes the
+service unready; none ends silently."""
+
+import asyncio
+import json
+
+from hypothesis import given
+from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry
+from structlog.testing import capture_logs
+
+from tiendo.background import Beat, Loop, LoopState, Supervisor, backoff_delay, loop_state
+
+
+@given(st.integers(min_value=1, max_value=60), st.floats(0.01, 5), st.floats(5, 120))
+def test_backoff_doubles_up_to_its_cap(failures, initial, cap):
+    delay = backoff_delay(failures, initial, cap)
+    assert initial <= delay <= cap
+    assert backoff_delay(failures + 1, initial, cap) in (min(cap, 2 * delay), cap)
+
+
+@given(st.booleans(), st.booleans(), st.floats(0, 1000), st.none() | st.floats(0, 1000))
+def test_an_ended_loop_is_dead_and_a_silent_one_stale(ended, backing_off, since, stale_after):
+    state = loop_state(
+        ended=ended, backing_off=backing_off, since_beat=since, stale_after=stale_after
+    )
+    if ended:
+        assert state is LoopState.DEAD
+    elif stale_after is not None and since > stale_after:
+        assert state is LoopState.STALE
+    else:
+        assert state in (LoopState.RUNNING, LoopState.RESTARTING)
+
+
+def _body(response) -> dict[str, object]:
+    return json.loads(bytes(response.body))
+
+
+async def test_a_loop_raising_an_unexpected_error_is_logged_restarted_and_shown():
+    calls = 0
+
+    async def flaky(beat: Beat) -> None:
+        nonlocal calls
+        calls += 1
+        if calls <= 2:
+            raise ValueError(f"bug number {calls}")
+        while True:
+            beat()
+            await asyncio.sleep(0.01)
+
+    registry = CollectorRegistry()
+    supervisor = Supervisor(registry)
+    with capture_logs() as logs:
+        supervisor.start([Loop("flaky", flaky, stale_after=5, backoff_initial=0.01)])
+        for _ in range(200):
+            await asyncio.sleep(0.01)
+            if calls > 2 and supervisor.loops[0].last_heartbeat is not None:
+                break
+        response = supervisor.readiness()
+        await supervisor.stop()
+    failures = [e for e in logs if e["event"] == "background_task_failed"]
+    assert [f["error"] for f in failures] == [
+        "ValueError('bug number 1')",
+        "ValueError('bug number 2')",
+    ]
+    assert all(f["exc_info"] for f in failures)  # with the traceback
+    assert response.status_code == 200
+    loop = _body(response)["loops"]["flaky"]
+    assert loop["state"] == "running"
+    assert loop["restarts"] == 2
+    assert loop["last_error"] == "ValueError('bug number 2')"
+    assert loop["last_heartbeat"] is not None
+    assert registry.get_sample_value("tiendo_background_restarts_total", {"task": "flaky"}) == 2
+
+
+async def test_a_loop_that_never_beats_goes_stale_and_the_service_unready():
+    async def stuck(beat: Beat) -> None:
+        await asyncio.Event().wait()  # a deadlock, a hung connection
+
+    async def healthy(beat: Beat) -> None:
+        while True:
+            beat()
+            await asyncio.sleep(0.01)
+
+    supervisor = Supervisor(CollectorRegistry())
+    supervisor.start(
+        [Loop("stuck", stuck, stale_after=0.2), Loop("healthy", healthy, stale_after=30)]
+    )
+    try:
+        assert supervisor.readiness().status_code == 200  # within its first period
+        await asyncio.sleep(0.3)
+        response = supervisor.readiness()
+        assert response.status_code == 503
+        loops = _body(response)["loops"]
+        assert (loops["stuck"]["state"], loops["healthy"]["state"]) == ("stale", "running")
+        assert loops["stuck"]["last_heartbeat"] is None
+    finally:
+        await supervisor.stop()
+
+
+async def test_a_loop_failing_at_every_start_goes_stale_too():
+    async def broken(beat: Beat) -> None:
+        raise ValueError("config")
+
+    supervisor = Supervisor()
+    with capture_logs():
+        supervisor.start([Loop("broken", broken, stale_after=0.2, backoff_initial=0.01)])
+        await asyncio.sleep(0.3)
+        try:
+            assert supervisor.readiness().status_code == 503
+            assert supervisor.loops[0].restarts >= 3
+        finally:
+            await supervisor.stop()
+
+
+async def test_a_loop_that_returns_is_restarted_not_lost():
+    runs = 0
+
+    async def returns(beat: Beat) -> None:
+        nonlocal runs
+        runs += 1
+
+    supervisor = Supervisor()
+    with capture_logs() as logs:
+        supervisor.start([Loop("returns", returns, backoff_initial=0.01)])
+        await asyncio.sleep(0.1)
+        await supervisor.stop()
+    assert runs >= 2
+    assert logs[0]["event"] == "background_task_failed"
+    assert logs[0]["error"] == "returned"
