@@ -3,6 +3,7 @@
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import asyncpg
 
@@ -46,6 +47,16 @@ class Campaign:
             target=target,
             milestones=self.milestones,
         )
+
+    def judgeable(self) -> bool:
+        """Whether its figures can be judged at all: a campaign stored before validation
+        (or whose zone tzdata dropped) is left out by every reader, never fatal to them.
+        The aggregator flags it (`/readyz`, metric); the full check is its validation's."""
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            return False
+        return self.starts_at < self.deadline
 
     def ended(self, at: datetime) -> bool:
         """Past the deadline nothing more counts, alerts close and nothing repeats."""

@@ -113,7 +113,9 @@ class ValueAt:
 
 
 async def campaigns(conn: Connection) -> dict[str, Campaign]:
-    return {r["id"]: Campaign.from_row(r) for r in await conn.fetch(SELECT_CAMPAIGNS)}
+    """Every campaign whose figures can be judged (see `Campaign.judgeable`)."""
+    found = (Campaign.from_row(r) for r in await conn.fetch(SELECT_CAMPAIGNS))
+    return {c.id: c for c in found if c.judgeable()}
 
 
 async def campaign(conn: Connection, campaign_id: str) -> Campaign | None:
