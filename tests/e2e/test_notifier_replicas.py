@@ -81,6 +81,16 @@ async def test_two_replicas_one_killed_mid_delivery_each_message_arrives_once_pe
     }
     feed = Feed(database)
     try:
+        # The board is set before the replicas start: they judge every unit with a target
+        # from their first pass, and units without reports would be behind.
+        now = datetime.now(UTC)
+        # Every ward has done 50 of the expected 200: three chiefs, three channels each.
+        await feed.send(
+            *(progress(w, 50, at=now) for w in WARDS),
+            # the districts' own figures keep them (and the city) on pace: only wards lag
+            progress("001", 300, at=now),
+            progress("002", 150, at=now),
+        )
         for r in replicas.values():
             r.start()
 
@@ -92,14 +102,6 @@ async def test_two_replicas_one_killed_mid_delivery_each_message_arrives_once_pe
             assert n >= 2
 
         await eventually(topic_ready, timeout=120)
-        now = datetime.now(UTC)
-        # Every ward has done 50 of the expected 200: three chiefs, three channels each.
-        await feed.send(
-            *(progress(w, 50, at=now) for w in WARDS),
-            # the districts' own figures keep them (and the city) on pace: only wards lag
-            progress("001", 300, at=now),
-            progress("002", 150, at=now),
-        )
 
         async def one_in_flight() -> tuple[str, int]:
             got = {r.delivery_id for r in http_receiver.received}
@@ -159,5 +161,4 @@ async def test_two_replicas_one_killed_mid_delivery_each_message_arrives_once_pe
     finally:
         for r in replicas.values():
             r.stop()
-        await feed.producer.stop()
         await conn.close()
