@@ -24,3 +24,13 @@ async def keep_running(name: str, loop: Callable[[], Awaitable[None]], pause: fl
         except TRANSIENT as exc:
             log.error("background_task_failed", task=name, error=repr(exc))
             await asyncio.sleep(pause)
+        except asyncio.CancelledError as exc:
+            task = asyncio.current_task()
+            if task is None or task.cancelling():
+                raise  # we are being stopped
+            # Not ours: aiokafka's consumer.stop() raises its fetch task's CancelledError when
+            # it is stopped while backing off from an unreachable broker (as the loop's
+            # `finally` does after a database error). Taken for a stop, it ended the loop
+            # without a word, and the service stopped consuming while /readyz said ready.
+            log.error("background_task_failed", task=name, error=repr(exc), stray_cancel=True)
+            await asyncio.sleep(pause)
