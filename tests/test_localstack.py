@@ -119,7 +119,7 @@ def test_broker_storage_is_formatted_once_and_not_ready_before_start(tmp_path: P
     assert broker.format_storage() is False
 
 
-async def test_postgres_accepts_connections_and_keeps_commits_across_a_kill(
+async def test_postgres_accepts_connections_and_keeps_commits_across_a_kill_and_a_crash_stop(
     postgres: PostgresServer,
 ) -> None:
     conn = await asyncpg.connect(postgres.dsn())
@@ -145,6 +145,16 @@ async def test_postgres_accepts_connections_and_keeps_commits_across_a_kill(
     conn = await asyncpg.connect(dsn)
     try:
         assert await conn.fetchval("SELECT v FROM t") == 42
+        await conn.execute("INSERT INTO t VALUES (43)")
+    finally:
+        await conn.close()
+
+    postgres.stop_immediately()  # `-m immediate`: no checkpoint, recovery at the next start
+    assert not postgres.running
+    await asyncio.to_thread(postgres.start)
+    conn = await asyncpg.connect(dsn)
+    try:
+        assert await conn.fetchval("SELECT array_agg(v ORDER BY v) FROM t") == [42, 43]
     finally:
         await conn.close()
 

@@ -152,6 +152,16 @@ class Loop:
                 # traceback, counted, visible in /readyz, and retried after a backoff.
                 error = repr(exc)
                 log.exception("background_task_failed", task=self.name, error=error)
+            except asyncio.CancelledError as exc:
+                task = asyncio.current_task()
+                if task is None or task.cancelling():
+                    raise  # the loop is being stopped
+                # Not ours: aiokafka's consumer.stop() raises its fetch task's CancelledError
+                # when stopped while backing off from an unreachable broker (as a loop's
+                # `finally` does after a database error). Taken for a stop, it ended the
+                # loop without a word and the service stopped consuming.
+                error = repr(exc)
+                log.error("background_task_failed", task=self.name, error=error, stray=True)
             self.restarts += 1
             self.last_error = error
             if self._metrics is not None:

@@ -36,25 +36,51 @@ def _abandon(futures: Sequence["asyncio.Future[object]"]) -> None:
 
 
 async def stop_producer(producer: AIOKafkaProducer, grace: float) -> None:
-    """Stop, flushing for at most `grace` seconds.
+    """Stop, flushing for at most `grace` seconds, and never wait much longer than that.
 
     aiokafka retries a batch whose partition leader is known but unreachable forever, so
     the flush of `stop()` never ends while the broker is down: what is still pending after
-    the grace period is failed (none of it was acknowledged to a client).
+    the grace period is failed (none of it was acknowledged to a client). Even then a
+    produce request aiokafka is still retrying can hold `stop()` for good (seen after a
+    broker was killed and came back): after a second grace period the producer is
+    abandoned, since the supervisor connects a fresh one only once this returns.
     """
     stopping = asyncio.ensure_future(producer.stop())
     try:
         done, _ = await asyncio.wait({stopping}, timeout=grace)
+        if not done:
+            _fail_pending(producer)
+            done, _ = await asyncio.wait({stopping}, timeout=grace)
     except asyncio.CancelledError:
         # shutting down while a retired producer still flushes: abandon it, but close it
         _fail_pending(producer)
-        with contextlib.suppress(KafkaError):
-            await stopping
+        await _abandon_stop(producer, stopping, grace)
         raise
-    if not done:
-        _fail_pending(producer)
-    with contextlib.suppress(KafkaError):
-        await stopping
+    if done:
+        with contextlib.suppress(*_STOP_ERRORS):
+            await stopping
+        return
+    log.warning("kafka_producer_abandoned", grace_seconds=grace)
+    await _abandon_stop(producer, stopping, grace)
+
+
+# What `stop()` of a producer whose batches `_fail_pending` took away may raise: its own
+# errors, and aiokafka's retry path finding the batch gone (KeyError in `reenqueue`).
+_STOP_ERRORS = (KafkaError, KeyError)
+
+
+async def _abandon_stop(
+    producer: AIOKafkaProducer, stopping: "asyncio.Future[None]", grace: float
+) -> None:
+    """Cancel a `stop()` that does not end, then close the producer's connections."""
+    stopping.cancel()
+    await asyncio.wait({stopping}, timeout=grace)
+    if stopping.done() and not stopping.cancelled():
+        with contextlib.suppress(*_STOP_ERRORS):
+            stopping.result()
+    with contextlib.suppress(KafkaError, OSError, TimeoutError):
+        async with asyncio.timeout(grace):
+            await producer.client.close()
 
 
 def _fail_pending(producer: AIOKafkaProducer) -> None:

@@ -89,6 +89,21 @@ class ServiceProcess:
                 cwd=REPO,
             )
 
+    @property
+    def url(self) -> str:
+        """http://127.0.0.1:<port>, the port from the service's settings."""
+        [port] = [v for k, v in self.env.items() if k.endswith("_PORT")]
+        return f"http://127.0.0.1:{port}"
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None, f"{self.service} is not running"
+        return self.process.pid
+
     def kill(self) -> None:
         if self.process is not None:
             self.process.kill()
@@ -147,3 +162,55 @@ def aggregator_settings(database: str, bootstrap: str, topics: Topics, **values:
         **topics.kwargs(),
         **values,
     )
+
+
+def ingest_process(
+    database: str, bootstrap: str, topics: Topics, log: Path, **settings: Any
+) -> ServiceProcess:
+    """Ingest as a child process on a free port (same port across restarts)."""
+    from tiendo.localstack import free_port
+
+    values = {
+        "database_url": database,
+        "kafka_bootstrap": bootstrap,
+        "port": free_port(),
+        "environment": "test",
+        **settings,
+    }
+    env = {**service_env("TIENDO_INGEST_", **values), **topics.env("TIENDO_INGEST_")}
+    return ServiceProcess("ingest", env, log)
+
+
+def notifier_process(
+    database: str, bootstrap: str, topics: Topics, log: Path, **settings: Any
+) -> ServiceProcess:
+    """The notifier as a child process on a free port, for kill -9 tests."""
+    from tiendo.localstack import free_port
+
+    values = {
+        "database_url": database,
+        "kafka_bootstrap": bootstrap,
+        "group_id": f"ntf-{topics.progress}",
+        "port": free_port(),
+        "environment": "test",
+        "digest_times": "",
+        "bottom_rank_n": 0,
+        **settings,
+    }
+    env = {**service_env("TIENDO_NOTIFIER_", **values), **topics.env("TIENDO_NOTIFIER_")}
+    return ServiceProcess("notifier", env, log)
+
+
+async def until_serving(service: ServiceProcess, timeout: float = 120.0) -> None:
+    """Wait for a child process's /readyz to answer 200; fail at once if it died."""
+    async with httpx.AsyncClient(base_url=service.url, timeout=5.0) as client:
+
+        async def ready() -> None:
+            assert service.alive, f"{service.service} exited: see {service.log}"
+            try:
+                r = await client.get("/readyz")
+            except httpx.TransportError as exc:
+                raise AssertionError(f"{service.service}: {exc!r}") from exc
+            assert r.status_code == 200, r.text
+
+        await eventually(ready, timeout=timeout)

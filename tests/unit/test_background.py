@@ -128,3 +128,31 @@ async def test_a_loop_that_returns_is_restarted_not_lost():
     assert runs >= 2
     assert logs[0]["event"] == "background_task_failed"
     assert logs[0]["error"] == "returned"
+
+
+async def test_a_stray_cancelled_error_restarts_the_loop_instead_of_ending_it():
+    """A library's inner task cancelled (aiokafka's consumer.stop() while backing off)
+    raises CancelledError in the loop though nobody stopped it: restart, never end."""
+    runs = 0
+    second_run = asyncio.Event()
+
+    async def body(beat: Beat) -> None:
+        nonlocal runs
+        runs += 1
+        if runs == 1:
+            inner = asyncio.ensure_future(asyncio.sleep(10))
+            inner.cancel()
+            await inner
+        second_run.set()
+        await asyncio.sleep(10)
+
+    supervisor = Supervisor()
+    supervisor.start([Loop("stray", body, backoff_initial=0.01)])
+    try:
+        await asyncio.wait_for(second_run.wait(), timeout=5)
+        assert runs == 2
+        assert supervisor.loops[0].restarts == 1
+    finally:
+        await supervisor.stop()
+    # cancelling the loop itself still stops it
+    assert supervisor.loops[0].state is LoopState.DEAD

@@ -190,6 +190,11 @@ class PostgresServer(ServerProcess):
         """Fast shutdown (SIGINT): roll back open transactions, checkpoint, exit."""
         self._stop(signal.SIGINT, timeout)
 
+    def stop_immediately(self, timeout: float = 30.0) -> None:
+        """Immediate shutdown (SIGQUIT, `pg_ctl -m immediate`): no checkpoint, connections
+        cut at once; the next start runs crash recovery from the WAL."""
+        self._stop(signal.SIGQUIT, timeout)
+
     def create_database(self, name: str, *, template: str | None = None) -> str:
         """CREATE DATABASE `name` unless it exists (the server must be running); its DSN."""
         for identifier in (name, template):
