@@ -2,11 +2,14 @@
 moment (SPEC §6), over the units of the level with a target in the campaign.
 
 Computed from history, so a notifier that starts late, restarts, or runs as a second
-replica finds the same ranking; stored once per (campaign, briefing) all the same, so
-every later evaluation of the week reads one frozen answer."""
+replica finds the same ranking. Stored per (campaign, briefing) with the version of the
+history it was computed from, and computed again only when that moved: a late report from
+before the briefing, or a changed target, changes the leaderboard as of the briefing, and
+the alerts follow it."""
 
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from services.notifier import repository
 from services.notifier.policy import Policy
@@ -35,9 +38,11 @@ async def briefing_ranks(
         )
         if slot <= campaign.starts_at or slot > campaign.deadline:
             continue
+        day = slot.astimezone(ZoneInfo(campaign.timezone)).date()
+        version = await repository.history_version(conn, campaign.id, day)
         stored = await repository.ranks(conn, campaign.id, slot)
-        if not stored:
-            await _store(conn, campaign, slot, config.level, config.n)
+        if not any(not r["unit"] and r["history_version"] == version for r in stored):
+            await _store(conn, campaign, slot, config.level, config.n, version)
             stored = await repository.ranks(conn, campaign.id, slot)
         for r in stored:
             if r["unit"]:
@@ -59,12 +64,11 @@ async def bottom_of_level(
     return len(ranking), [(rank, v.unit, v.progress.pct) for rank, v in bottom(ranking, n)]
 
 
-async def _store(conn: Connection, campaign: Campaign, slot: datetime, level: int, n: int) -> None:
+async def _store(
+    conn: Connection, campaign: Campaign, slot: datetime, level: int, n: int, version: str
+) -> None:
     rows: list[tuple[str, str, int, int, float | None]] = []
     for indicator in campaign.indicators:
         of_units, lowest = await bottom_of_level(conn, campaign, indicator, level, n, slot)
         rows.extend((indicator, unit, rank, of_units, pct) for rank, unit, pct in lowest)
-    async with conn.transaction():
-        if not await repository.mark_ranks_stored(conn, campaign.id, slot):
-            return  # another replica stored this briefing's ranking first
-        await repository.insert_ranks(conn, campaign.id, slot, rows)
+    await repository.replace_ranks(conn, campaign.id, slot, version, rows)

@@ -6,7 +6,7 @@ it judges come from `tiendo.board`."""
 
 import json
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -176,12 +176,23 @@ FROM unnest($3::text[], $4::text[], $5::int[], $6::int[], $7::float8[]) AS t (i,
 ON CONFLICT DO NOTHING
 """
 # One marker row per (campaign, slot) makes "the ranking of this slot was stored" visible
-# even when nobody was in the bottom (every unit had reached its target).
+# even when nobody was in the bottom (every unit had reached its target), and holds the
+# version of history and reference data it was computed from.
 RANKS_STORED = """
-INSERT INTO briefing_ranks (campaign_id, slot, indicator, unit, rank, of_units, pct)
-VALUES ($1, $2, '', '', 0, 0, NULL)
-ON CONFLICT DO NOTHING
-RETURNING 1
+INSERT INTO briefing_ranks (campaign_id, slot, indicator, unit, rank, of_units, pct,
+                            history_version)
+VALUES ($1, $2, '', '', 0, 0, NULL, $3)
+"""
+DELETE_RANKS = "DELETE FROM briefing_ranks WHERE campaign_id = $1 AND slot = $2"
+# Replicas computing the same briefing take turns (both compute the same from history).
+LOCK_RANKS = """
+SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2::timestamptz::text, 7301120))
+"""
+# What a briefing's ranking depends on: the counted events of the campaign's days up to the
+# briefing's (a late report from before it adds one), and every admin change (targets).
+HISTORY_VERSION = """
+SELECT coalesce((SELECT sum(events) FROM daily_counts WHERE campaign_id = $1 AND day <= $2), 0)
+       || ':' || coalesce((SELECT max(id) FROM audit_log), 0)
 """
 
 # Delivery: claim due or abandoned messages (a crashed sender's lease ran out), on the
@@ -484,9 +495,26 @@ async def ranks(conn: Connection, campaign_id: str, slot: datetime) -> list[asyn
     return list(await conn.fetch(SELECT_RANKS, campaign_id, slot))
 
 
-async def mark_ranks_stored(conn: Connection, campaign_id: str, slot: datetime) -> bool:
-    """Claim the storing of a briefing's ranking; False when it was stored already."""
-    return await conn.fetchval(RANKS_STORED, campaign_id, slot) is not None
+async def history_version(conn: Connection, campaign_id: str, day: date) -> str:
+    """The version of what the leaderboard as of a briefing on local `day` depends on."""
+    version: str = await conn.fetchval(HISTORY_VERSION, campaign_id, day)
+    return version
+
+
+async def replace_ranks(
+    conn: Connection,
+    campaign_id: str,
+    slot: datetime,
+    version: str,
+    rows: Sequence[tuple[str, str, int, int, float | None]],
+) -> None:
+    """Store a briefing's bottom ranks (indicator, unit, rank, of_units, pct), replacing
+    what an older version of history gave; replicas take turns."""
+    async with conn.transaction():
+        await conn.execute(LOCK_RANKS, campaign_id, slot)
+        await conn.execute(DELETE_RANKS, campaign_id, slot)
+        await conn.execute(RANKS_STORED, campaign_id, slot, version)
+        await insert_ranks(conn, campaign_id, slot, rows)
 
 
 async def insert_ranks(
