@@ -97,8 +97,11 @@ async def _bottom(
     return out
 
 
-async def check_round(conn: Connection, settings: NotifierSettings, now: datetime) -> Round:
-    """One consistent look (a repeatable-read snapshot) at the whole state."""
+async def check_round(
+    conn: Connection, settings: NotifierSettings, now: datetime, *, alerts: bool = True
+) -> Round:
+    """One consistent look (a repeatable-read snapshot) at the whole state; `alerts`
+    False: live against history only (a deployment without a notifier)."""
     disagreements: list[Disagreement] = []
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         campaigns = await board.campaigns(conn)
@@ -109,7 +112,7 @@ async def check_round(conn: Connection, settings: NotifierSettings, now: datetim
         figures: dict[tuple[str, str, str], tuple[int, int]] = {}
         for campaign in campaigns.values():
             disagreements += await _history(conn, campaign, now)
-            if not in_play(campaign, now):
+            if not alerts or not in_play(campaign, now):
                 continue
             policy = effective(settings, overrides.get(campaign.id, {}))
             conditions.update(await _alerts(conn, campaign, policy, now, figures))
@@ -123,10 +126,11 @@ async def check_round(conn: Connection, settings: NotifierSettings, now: datetim
                 disagreements += ranks_vs_board(campaign.id, expected, firing)
         # bottom_rank is compared above, against the briefing's leaderboard
         others = {k: s for k, s in open_alerts.items() if k[3] != Rule.BOTTOM_RANK.value}
-        disagreements += alerts_vs_board(conditions, others)
-        disagreements += figures_vs_board(
-            figures, {k: _details(r["details"]) for k, r in open_rows.items()}
-        )
+        if alerts:
+            disagreements += alerts_vs_board(conditions, others)
+            disagreements += figures_vs_board(
+                figures, {k: _details(r["details"]) for k, r in open_rows.items()}
+            )
     return Round(len(figures), len(open_alerts), sorted(disagreements))
 
 

@@ -12,8 +12,10 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
+from services.check.run import check_round
 from services.ingest.app import create_app as create_ingest
 from services.ingest.settings import IngestSettings
+from services.notifier.settings import NotifierSettings
 from tests.support.stack import (
     Topics,
     aggregator_process,
@@ -121,6 +123,11 @@ async def test_event_acknowledged_before_a_crash_is_counted_once(
             "SELECT sum(increments) FROM daily_counts WHERE unit = ANY($1)", units
         )
         assert daily == sum(int(e["value"]) for e in events)  # type: ignore[call-overload]
+        # `tiendo check`: after the crashes, every live counter equals its history
+        found = await check_round(
+            conn, NotifierSettings(database_url=database), datetime.now(UTC), alerts=False
+        )
+        assert [str(d) for d in found.disagreements] == []
     finally:
         aggregator.stop()
         await conn.close()

@@ -143,7 +143,7 @@ async def _scenario(dsn: str, steps: list[tuple[str, int]]) -> None:
 
 @pytest.mark.slow
 @settings(
-    max_examples=8,
+    max_examples=15,
     deadline=None,
     # each step is real database work: report the failing interleaving as generated
     # (its steps are in the assertion) rather than spend minutes shrinking it

@@ -10,8 +10,10 @@ import asyncpg
 import pytest
 
 from services.aggregator.admin import UnitIn
+from services.check.run import check_round
 from services.ingest.app import create_app as create_ingest
 from services.ingest.settings import IngestSettings
+from services.notifier.settings import NotifierSettings
 from tests.support.stack import (
     Topics,
     aggregator_process,
@@ -170,6 +172,11 @@ async def test_shuffled_duplicated_campaign_with_crashes_matches_recomputation(
         from tiendo.counting import counted as counted_events
 
         assert counted == len(counted_events(events))
+        # `tiendo check`: after the crashes, every live counter equals its history
+        found = await check_round(
+            conn, NotifierSettings(database_url=database), datetime.now(UTC), alerts=False
+        )
+        assert [str(d) for d in found.disagreements] == []
     finally:
         aggregator.stop()
         await conn.close()

@@ -28,6 +28,8 @@ import asyncpg
 import httpx
 import pytest
 
+from services.check.run import check
+from services.notifier.settings import NotifierSettings
 from tests.support.load import Increment, Load, counters
 from tests.support.notifier import BEHIND_ONLY, HttpReceiver, tree_with_contacts
 from tests.support.stack import (
@@ -232,18 +234,16 @@ async def counted_exactly_once(stack: Stack, load: Load, timeout: float = 90.0) 
     assert all(v == 0 for k, v in live.items() if k not in expected), live
 
 
-async def notifier_caught_up(stack: Stack, load: Load) -> None:
-    """The notifier's stored states carry the final counters: it read the feed after the
-    last restart."""
-    expected = load.ledger.expected()
+async def everything_agrees(stack: Stack) -> None:
+    """`tiendo check` after the chaos: live equals history for every key, and the
+    notifier's open alerts are the board's conditions with the board's figures."""
+    settings = NotifierSettings(database_url=stack.database, bottom_rank_n=0, digest_times="")
 
-    async def caught_up() -> None:
-        rows = await stack.query(
-            "SELECT unit, indicator, value FROM unit_states WHERE campaign_id = 'c1'"
-        )
-        assert {(r["unit"], r["indicator"]): r["value"] for r in rows} == expected
+    async def agreed() -> None:
+        found = await check(stack.database, settings, 2.0, datetime.now(UTC))
+        assert [str(d) for d in found.disagreements] == []
 
-    await eventually(caught_up, timeout=60, every=0.5)
+    await eventually(agreed, timeout=60, every=1.0)
 
 
 async def while_applying(stack: Stack, load: Load, more: int) -> None:
@@ -297,7 +297,7 @@ async def test_events_acknowledged_around_database_restarts_are_counted_once(sta
 
         assert accepted_while_down > 0
         await counted_exactly_once(stack, load)
-        await notifier_caught_up(stack, load)
+        await everything_agrees(stack)
         await recovered_by_themselves(pids, ingest, aggregator, notifier)
     # the aggregator did see the outages (and survived them)
     assert "background_task_failed" in aggregator.log.read_text()
@@ -331,7 +331,7 @@ async def test_events_retried_through_broker_restarts_are_counted_once(stack: St
             await stack.servers.ensure_running()
 
         await counted_exactly_once(stack, load)
-        await notifier_caught_up(stack, load)
+        await everything_agrees(stack)
         await recovered_by_themselves(pids, ingest, aggregator, notifier)
 
 
@@ -473,6 +473,7 @@ async def test_each_alert_state_change_reaches_its_chief_once_across_restarts(
             assert told() == expected
             await recovered_by_themselves(pids, ingest, aggregator)
             await until_serving(notifier)
+            await everything_agrees(stack)
         finally:
             notifier.stop()
             await stack.servers.ensure_running()
