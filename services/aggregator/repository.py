@@ -278,6 +278,35 @@ SET value = p.value + EXCLUDED.value,
     updated_at = now()
 RETURNING p.campaign_id, p.unit, p.indicator
 """
+# A withdrawn subject winner may have been its unit's last counted event: last events only
+# ever move forward in SPREAD, so the units that lost one, and their ancestors, take their
+# last event again from what still counts (as the recount and `as_of` do). Rare: only when
+# an earlier event of a citizen arrives late.
+RELAST_OWN = """
+UPDATE progress p
+SET own_last_event_at = (
+    SELECT max(e.occurred_at) FROM events e
+    WHERE e.unit = p.unit AND e.indicator = p.indicator AND e.counted
+      AND e.occurred_at >= c.starts_at AND e.occurred_at <= c.deadline)
+FROM (SELECT DISTINCT campaign_id, unit, indicator FROM batch_applied WHERE adjustment) a
+JOIN campaigns c ON c.id = a.campaign_id
+WHERE p.campaign_id = a.campaign_id AND p.unit = a.unit AND p.indicator = a.indicator
+"""
+RELAST_SUBTREES = """
+WITH roots AS (
+    SELECT DISTINCT a.campaign_id, lineage.code AS root, a.indicator
+    FROM (SELECT DISTINCT campaign_id, unit, indicator FROM batch_applied WHERE adjustment) a
+    JOIN units u ON u.code = a.unit
+    CROSS JOIN LATERAL unnest(u.ancestors || u.code) AS lineage (code)
+)
+UPDATE progress p
+SET last_event_at = (
+    SELECT max(m.own_last_event_at) FROM progress m JOIN units mu ON mu.code = m.unit
+    WHERE m.campaign_id = r.campaign_id AND m.indicator = r.indicator
+      AND (mu.code = r.root OR r.root = ANY (mu.ancestors)))
+FROM roots r
+WHERE p.campaign_id = r.campaign_id AND p.unit = r.root AND p.indicator = r.indicator
+"""
 UPSERT_OFFSET = """
 INSERT INTO consumer_offsets (group_id, topic, partition, next_offset)
 VALUES ($1, $2, $3, $4)
@@ -391,6 +420,9 @@ async def apply_staged(
     await conn.execute(UPDATE_INCREMENTS)
     await conn.execute(RECOUNT_AFTER_SNAPSHOT)
     changed = await conn.fetch(SPREAD)
+    if await conn.fetchval("SELECT EXISTS (SELECT 1 FROM batch_applied WHERE adjustment)"):
+        await conn.execute(RELAST_OWN)
+        await conn.execute(RELAST_SUBTREES)
     return BatchOutcome(new_events, [(r[0], r[1], r[2]) for r in changed])
 
 
