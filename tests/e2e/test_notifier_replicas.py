@@ -159,5 +159,4 @@ async def test_two_replicas_one_killed_mid_delivery_each_message_arrives_once_pe
     finally:
         for r in replicas.values():
             r.stop()
-        await feed.producer.stop()
         await conn.close()
