@@ -1,6 +1,7 @@
 """What "one complete state" costs the notifier on a national tree (issue 11).
 
     python -m bench.one_state [--events 1000000] [--out bench/results/one_state.json]
+                              [--no-republish] [--profile] [--statements]
 
 A throw-away PostgreSQL and Kafka; a national tree of 11,000 units (country → 63
 provinces → 700 districts → 10,236 communes), one campaign of 8 indicators with a target
@@ -12,11 +13,18 @@ on every commune (88,000 judged keys), events counted by the aggregator's own ap
 - the alternative it replaced, a full republish of every key on the `unit-progress` feed,
   timed on the aggregator's side only (the notifier would still have to take it in).
 
-CPU is this process's (the notifier's part) and PostgreSQL's (every backend's)."""
+CPU is this process's (the notifier's part) and PostgreSQL's (every backend's); each
+evaluation also reports the wall seconds of its steps (`steps`). To find where a pass goes:
+`--profile` writes a cProfile summary of each notifier pass, `--statements` the heaviest
+statements of each (pg_stat_statements), both beside `--out`; `--no-republish` skips the
+Kafka part."""
 
 import argparse
 import asyncio
+import cProfile
+import io
 import json
+import pstats
 import random
 import tempfile
 import time
@@ -53,6 +61,50 @@ INDICATORS = (
 T = TypeVar("T")
 
 
+class Probe:
+    """Optional per-pass diagnostics: a cProfile summary and the heaviest statements."""
+
+    def __init__(self, out: Path | None, profile: bool, statements: bool) -> None:
+        self.out, self.profile, self.statements = out, profile, statements
+        self.reports: list[str] = []
+
+    async def run(self, name: str, pool: Any, call: Callable[[], Awaitable[T]]) -> T:
+        if self.statements:
+            async with pool.acquire() as conn:
+                await conn.execute("SELECT pg_stat_statements_reset()")
+        profiler = cProfile.Profile() if self.profile else None
+        if profiler is not None:
+            profiler.enable()
+        try:
+            return await call()
+        finally:
+            if profiler is not None:
+                profiler.disable()
+                text = io.StringIO()
+                pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(45)
+                self.reports.append(f"=== {name}: cProfile (cumulative)\n{text.getvalue()}")
+            if self.statements:
+                async with pool.acquire() as conn:
+                    rows = await conn.fetch(TOP_STATEMENTS)
+                lines = [
+                    f"{r['ms']:>10.0f} ms {r['calls']:>8} calls {r['rows']:>8} rows  {r['q']}"
+                    for r in rows
+                ]
+                self.reports.append(f"=== {name}: statements\n" + "\n".join(lines) + "\n")
+
+    def write(self) -> None:
+        if self.out is not None and self.reports:
+            self.out.write_text("\n".join(self.reports))
+
+
+TOP_STATEMENTS = """
+SELECT round(total_exec_time) AS ms, calls, rows,
+       left(regexp_replace(query, '\\s+', ' ', 'g'), 110) AS q
+FROM pg_stat_statements WHERE query NOT LIKE '%pg_stat_statements%'
+ORDER BY total_exec_time DESC LIMIT 12
+"""
+
+
 def pairs(units: list[str]) -> list[tuple[str, str]]:
     return [(u, i) for u in units for i in INDICATORS]
 
@@ -84,23 +136,37 @@ async def timed(call: Callable[[], Awaitable[T]], pg_pid: int) -> tuple[T, dict[
     }
 
 
-async def main(n_events: int) -> dict[str, Any]:
+def steps(summary: Summary) -> dict[str, float]:
+    return {k: round(v, 3) for k, v in summary.seconds.items()}
+
+
+async def main(n_events: int, republish: bool = True, probe: Probe | None = None) -> dict[str, Any]:
+    probe = probe or Probe(None, False, False)
     with tempfile.TemporaryDirectory(prefix="tiendo-one-state-") as folder:
-        pg = PostgresServer(Path(folder) / "pg", free_port(), fast=True)
-        kafka = KafkaBroker(Path(folder) / "kafka", free_port(), free_port())
+        settings = {"shared_preload_libraries": "pg_stat_statements"} if probe.statements else {}
+        pg = PostgresServer(Path(folder) / "pg", free_port(), fast=True, settings=settings)
+        kafka = KafkaBroker(Path(folder) / "kafka", free_port(), free_port()) if republish else None
         pg.start()
-        kafka.start()
+        if kafka is not None:
+            kafka.start()
         try:
-            results = await _measure(pg, kafka, n_events)
+            results = await _measure(pg, kafka, n_events, probe)
         finally:
-            kafka.stop()
+            if kafka is not None:
+                kafka.stop()
             pg.stop()
+    probe.write()
     return results
 
 
-async def _measure(pg: PostgresServer, kafka: KafkaBroker, n_events: int) -> dict[str, Any]:
+async def _measure(
+    pg: PostgresServer, kafka: KafkaBroker | None, n_events: int, probe: Probe
+) -> dict[str, Any]:
     dsn = pg.create_database("national")
     pool = await create_pool(dsn, max_size=4)
+    if probe.statements:
+        async with pool.acquire() as conn:
+            await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
     assert pg.process is not None
     pg_pid = pg.process.pid
     results: dict[str, Any] = {"at": datetime.now(UTC).isoformat(), "events": n_events}
@@ -165,20 +231,25 @@ async def _measure(pg: PostgresServer, kafka: KafkaBroker, n_events: int) -> dic
 
     settings = NotifierSettings(database_url=dsn, bottom_rank_n=5, bottom_rank_level=4)
     evaluator = Evaluator(settings, Renderer(), ("webhook",))
+
+    async def evaluate(name: str, at: datetime, keys: Any = None) -> tuple[Summary, dict[str, Any]]:
+        summary, figures = await timed(
+            lambda: probe.run(name, pool, lambda: evaluator.evaluate_at(pool, at, keys)), pg_pid
+        )
+        figures["steps"] = steps(summary)
+        return summary, figures
+
     first: Summary
-    first, results["full_pass_first"] = await timed(
-        lambda: evaluator.evaluate_at(pool, now), pg_pid
-    )
+    first, results["full_pass_first"] = await evaluate("full_pass_first", now)
     results["full_pass_first"]["alert_changes"] = len(first.changes)
     steady = []
     for k in range(3):
-        at = now + timedelta(seconds=10 * (k + 1))
-        _, figures = await timed(lambda at=at: evaluator.evaluate_at(pool, at), pg_pid)  # type: ignore[misc]
+        _, figures = await evaluate(f"full_pass_steady_{k}", now + timedelta(seconds=10 * (k + 1)))
         steady.append(figures)
     results["full_pass_steady"] = steady
     keys = [("national", rng.choice(communes), rng.choice(INDICATORS)) for _ in range(1000)]
-    _, results["feed_pass_1000_keys"] = await timed(
-        lambda: evaluator.evaluate_at(pool, now + timedelta(seconds=45), keys), pg_pid
+    _, results["feed_pass_1000_keys"] = await evaluate(
+        "feed_pass_1000_keys", now + timedelta(seconds=45), keys
     )
     # An admin change: one province's communes get targets ten times higher.
     province = [u.code for u in units if u.level == 4 and (u.parent_code or "").startswith("P07")]
@@ -196,14 +267,17 @@ async def _measure(pg: PostgresServer, kafka: KafkaBroker, n_events: int) -> dic
             ),
             pg_pid,
         )
-    summary, results["full_pass_after_admin_change"] = await timed(
-        lambda: evaluator.evaluate_at(pool, now + timedelta(seconds=50)), pg_pid
+    summary, results["full_pass_after_admin_change"] = await evaluate(
+        "full_pass_after_admin_change", now + timedelta(seconds=50)
     )
     results["full_pass_after_admin_change"]["alert_changes"] = len(summary.changes)
     results["admin_change_reflected_seconds"] = round(
         settings.admin_watch_seconds + results["full_pass_after_admin_change"]["seconds"], 2
     )
 
+    if kafka is None:
+        await pool.close()
+        return results
     # The alternative: republish every key on the feed (the aggregator's side of it).
     await ensure_topics(kafka.bootstrap, [TopicSpec("unit-progress", 3, compacted=True)])
     producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap, acks="all", linger_ms=5)
@@ -226,8 +300,21 @@ def cli() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--out", type=Path, default=Path("bench/results/one_state.json"))
+    parser.add_argument(
+        "--no-republish", action="store_true", help="skip the Kafka full-republish part"
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="cProfile each pass (<out>.profile.txt)"
+    )
+    parser.add_argument(
+        "--statements",
+        action="store_true",
+        help="the heaviest statements of each pass, pg_stat_statements (<out>.profile.txt)",
+    )
     args = parser.parse_args()
-    results = asyncio.run(main(args.events))
+    report = args.out.with_suffix(".profile.txt")
+    probe = Probe(report, args.profile, args.statements)
+    results = asyncio.run(main(args.events, not args.no_republish, probe))
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
 

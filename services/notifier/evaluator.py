@@ -23,7 +23,7 @@ from services.notifier import repository
 from services.notifier.digests import queue_digests
 from services.notifier.groups import Planner
 from services.notifier.inputs import Judged, in_play, judge_all, judge_keys
-from services.notifier.lifecycle import alert_of, apply_change, escalate
+from services.notifier.lifecycle import Todo, alert_of, apply_changes, escalate
 from services.notifier.messages import Outgoing, details
 from services.notifier.metrics import NotifierMetrics
 from services.notifier.policy import Policy, effective
@@ -59,6 +59,9 @@ class Evaluator:
         # before a change must not land after one that read it later (it would re-open
         # what the later one found clear). Replicas are kept apart by the row locks.
         self._turn = asyncio.Lock()
+        # The figures this replica last wrote to each open alert, with the row's version
+        # then: a pass rewrites an alert only when its figures changed.
+        self._written: dict[int, tuple[int, str]] = {}
 
     async def evaluate_at(
         self, pool: asyncpg.Pool, at: datetime, keys: Sequence[Key] | None = None
@@ -72,7 +75,7 @@ class Evaluator:
     async def _evaluate(
         self, pool: asyncpg.Pool, at: datetime, keys: Sequence[Key] | None
     ) -> Summary:
-        started = monotonic.perf_counter()
+        started = t = monotonic.perf_counter()
         full = keys is None
         summary = Summary(at)
         async with pool.acquire() as conn:
@@ -84,27 +87,39 @@ class Evaluator:
                 # running campaigns, and any with an alert still open (it ended: close it)
                 wanted = {c.id for c in campaigns.values() if in_play(c, at)}
                 wanted |= {k[0] for k in open_ if k[0] in campaigns}
+                t = summary.timed("load", t)
                 judged = await judge_all(
                     conn, [campaigns[c] for c in sorted(wanted)], at, self._window
                 )
+                t = summary.timed("board", t)
                 ranks = await briefing_ranks(conn, {c: campaigns[c] for c in wanted}, policies, at)
+                t = summary.timed("ranks", t)
             else:
+                t = summary.timed("load", t)
                 judged = await judge_keys(conn, campaigns, keys, at, self._window)
                 ranks = {}
+                t = summary.timed("board", t)
         todo, touched = self._judge(judged, campaigns, policies, open_, ranks, at, full)
+        t = summary.timed("judge", t)
         summary.evaluated = len(judged)
         async with pool.acquire() as conn:
-            await repository.touch_alerts(conn, at, touched)
-            for key, rule, holds, d in todo:
-                change = await apply_change(
-                    conn, key, rule, holds, d, policies.get(key[0], self._default()), at
-                )
-                if change is not Change.NONE:
-                    summary.changes.append((key, rule.value, change))
-                    self._metrics.transitions.labels(rule.value, change.value).inc()
+            if full:
+                await repository.mark_evaluated(conn, list(wanted), at)
+            versions = await repository.touch_alerts(conn, at, touched)
+            if full:  # forget alerts closed since
+                ids = {r["id"] for r in open_.values()}
+                self._written = {i: w for i, w in self._written.items() if i in ids}
+            self._written.update((i, (versions[i], p)) for i, p in touched if i in versions)
+            t = summary.timed("touch", t)
+            for key, rule, change in await apply_changes(conn, todo, policies, self._default(), at):
+                summary.changes.append((key, rule.value, change))
+                self._metrics.transitions.labels(rule.value, change.value).inc()
+            t = summary.timed("lifecycle", t)
             if full:
                 await escalate(conn, policies, campaigns, at, summary, self._metrics)
+                t = summary.timed("escalate", t)
             await self._planner.plan(conn, policies, campaigns, self._default(), at, summary)
+            t = summary.timed("groups", t)
             if full:
                 await queue_digests(
                     conn,
@@ -118,7 +133,9 @@ class Evaluator:
                     self._outgoing,
                     summary,
                 )
+                t = summary.timed("digests", t)
             counts = await repository.count_firing(conn)
+            summary.timed("count", t)
         for rule in Rule:
             self._metrics.firing.labels(rule.value).set(counts.get(rule.value, 0))
         trigger = "clock" if full else "feed"
@@ -129,6 +146,17 @@ class Evaluator:
     def _default(self) -> Policy:
         return effective(self._settings, {})
 
+    def _changed(self, current: asyncpg.Record, d: dict[str, Any], payload: str) -> bool:
+        """Whether an open alert's stored figures differ from `d` (`payload`, its JSON)."""
+        written = self._written.get(current["id"])
+        if written is not None and written[0] == current["version"]:
+            return written[1] != payload
+        raw = current["details"]
+        if (json.loads(raw) if isinstance(raw, str) else raw) != d:
+            return True
+        self._written[current["id"]] = (current["version"], payload)
+        return False
+
     def _judge(
         self,
         judged: Sequence[Judged],
@@ -138,31 +166,44 @@ class Evaluator:
         ranks: dict[Key, dict[str, Any]],
         at: datetime,
         full: bool,
-    ) -> tuple[list[tuple[Key, Rule, bool, dict[str, Any]]], list[tuple[int, str]]]:
+    ) -> tuple[list[Todo], list[tuple[int, str]]]:
         """Which alerts change (to be stepped under their locks) and which only get fresh
         figures. A full pass also closes open alerts whose key is no longer judged (its
-        target was removed, its campaign deleted)."""
-        todo: list[tuple[Key, Rule, bool, dict[str, Any]]] = []
+        target was removed, its campaign deleted). A feed pass stamps every alert of its
+        keys; a full pass (stamped as a whole, `mark_evaluated`) rewrites only alerts whose
+        figures changed."""
+        todo: list[Todo] = []
         touched: list[tuple[int, str]] = []
         seen: set[Key] = set()
+        # per campaign, not per key: a policy is a pydantic model (255,000 alerts a pass)
+        fallback = self._default()
+        for_of: dict[tuple[str | None, Rule], timedelta] = {
+            (c, r): p.rule(r).for_ for c, p in [*policies.items(), (None, fallback)] for r in Rule
+        }
+        enabled_of = {c: p.enabled() for c, p in policies.items()}
 
-        def consider(key: Key, rule: Rule, holds: bool, d: dict[str, Any]) -> None:
+        def consider(
+            key: Key, rule: Rule, holds: bool, d: dict[str, Any], payload: list[str]
+        ) -> None:
+            """`payload`: the JSON of `d` once made, shared by the rules of one key."""
             current = open_.get((*key, rule.value))
             if current is None and not holds:
                 return
-            for_ = policies.get(key[0], self._default()).rule(rule).for_
+            for_ = for_of[key[0] if key[0] in policies else None, rule]
             _, change = step(alert_of(current), holds, at, for_)
             if change is Change.NONE:
                 if current is not None:
-                    touched.append((current["id"], json.dumps(d)))
+                    if not payload:
+                        payload.append(json.dumps(d))
+                    if not full or self._changed(current, d, payload[0]):
+                        touched.append((current["id"], payload[0]))
                 return
-            todo.append((key, rule, holds, d))
+            todo.append((key, rule, holds, d, change))
 
         for j in judged:
             s, p = j.state, j.progress
             seen.add(s.key)
-            policy = policies[s.campaign_id]
-            enabled = policy.enabled()
+            enabled = enabled_of[s.campaign_id]
             verdicts = {r: h and r in enabled for r, h in held(s, p, at).items()}
             ended = campaigns[s.campaign_id].ended(at)
             if full:
@@ -170,8 +211,9 @@ class Evaluator:
                     Rule.BOTTOM_RANK in enabled and s.key in ranks and not ended
                 )
             d = {**details(s, p, ranks.get(s.key)), "campaign_ended": ended}
+            payload: list[str] = []
             for rule, holds in verdicts.items():
-                consider(s.key, rule, holds, d)
+                consider(s.key, rule, holds, d, payload)
         if full:
             for (campaign_id, unit, indicator, rule_name), row in open_.items():
                 if (campaign_id, unit, indicator) in seen:
@@ -180,5 +222,5 @@ class Evaluator:
                 d = json.loads(raw) if isinstance(raw, str) else dict(raw)
                 campaign = campaigns.get(campaign_id)
                 d["campaign_ended"] = campaign is not None and campaign.ended(at)
-                consider((campaign_id, unit, indicator), Rule(rule_name), False, d)
+                consider((campaign_id, unit, indicator), Rule(rule_name), False, d, [])
         return todo, touched

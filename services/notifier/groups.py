@@ -2,8 +2,9 @@
 never both send the same change or repeat slot) and the message it decides is queued in
 the same transaction."""
 
+import math
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -12,7 +13,15 @@ from services.notifier import repository
 from services.notifier.messages import Outgoing, alert_model, campaign_model, recipient_model
 from services.notifier.policy import Policy
 from services.notifier.render import Renderer
-from services.notifier.rules import GroupPlan, GroupState, Member, Silence, inhibited_by, plan_group
+from services.notifier.rules import (
+    PRECEDENCE,
+    GroupPlan,
+    GroupState,
+    Member,
+    Silence,
+    inhibited_by,
+    plan_group,
+)
 from services.notifier.summary import Summary
 from tiendo.board.campaign import Campaign
 from tiendo.database import Connection
@@ -76,6 +85,24 @@ def sketch(rows: Sequence[asyncpg.Record], silences: Sequence[Silence], at: date
     return out
 
 
+def may_plan(group: asyncpg.Record, policy: Policy, at: datetime) -> bool:
+    """Whether `plan_group` can decide anything for the group at `at` (a message or a drop),
+    from its summary row (`repository.groups`): a resolved member, an untold firing member
+    (not inhibited) waiting `group_wait`, or a repeat slot passed. Never false where it
+    could: a silenced member only ever takes a message away."""
+    if group["has_resolved"]:
+        return True
+    since = group["untold_since"]
+    if since is not None and since + policy.group_wait <= at:
+        return True
+    anchor, interval = group["anchor_at"], policy.repeat_interval
+    return (
+        anchor is not None
+        and interval > timedelta(0)
+        and math.floor((at - anchor) / interval) > group["repeat_slot"]
+    )
+
+
 class Planner:
     def __init__(self, renderer: Renderer, outgoing: Outgoing) -> None:
         self._renderer = renderer
@@ -91,8 +118,13 @@ class Planner:
         summary: Summary,
     ) -> None:
         silences = [silence_of(r) for r in await repository.active_silences(conn, at)]
+        candidates = [
+            g["id"]
+            for g in await repository.groups(conn, [r.value for r in PRECEDENCE])
+            if may_plan(g, policies.get(g["campaign_id"], fallback), at)
+        ]
         for group_id, (campaign_id, sketched, members) in sketch(
-            await repository.group_members(conn), silences, at
+            await repository.group_members(conn, candidates), silences, at
         ).items():
             policy = policies.get(campaign_id, fallback)
             plan = plan_group(sketched, members, at, policy.group_wait, policy.repeat_interval)
@@ -101,7 +133,7 @@ class Planner:
             async with conn.transaction():
                 if not await repository.lock_group(conn, group_id):
                     continue  # another replica is planning this group right now
-                fresh = sketch(await repository.group_members(conn, group_id), silences, at)
+                fresh = sketch(await repository.group_members(conn, [group_id]), silences, at)
                 if group_id not in fresh:
                     continue
                 _, state, locked_members = fresh[group_id]

@@ -2,6 +2,7 @@
 the group memberships it causes, and escalation to the chiefs above."""
 
 import json
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -39,7 +40,7 @@ async def apply_change(
     for_ = policy.rule(rule).for_
     async with conn.transaction():
         current = await repository.lock_open_alert(conn, key, rule.value)
-        if current is not None and current["last_evaluated_at"] > at:
+        if current is not None and current["evaluated_through"] > at:
             return Change.NONE  # a later evaluation already decided
         if current is None and await repository.resolved_since(conn, key, rule.value, at):
             return Change.NONE  # judged at an earlier moment than the evaluation that closed it
@@ -66,6 +67,119 @@ async def apply_change(
             # "told" marks (the chief would be told it fires and never that it cleared).
             await repository.lock_groups_of(conn, alert_id)
             await repository.resolve_members(conn, alert_id, at)
+    _logged(key, rule, change, at)
+    return change
+
+
+# Alerts stepped in one transaction by `apply_changes`.
+BATCH = 500
+Todo = tuple[Key, Rule, bool, dict[str, Any], Change]  # key, rule, holds, details, expected
+
+
+async def apply_changes(
+    conn: Connection,
+    todo: Sequence[Todo],
+    policies: dict[str, Policy],
+    fallback: Policy,
+    at: datetime,
+) -> list[tuple[Key, Rule, Change]]:
+    """Step many alerts, each under its row lock as `apply_change` does, with the same
+    guards. Alerts expected to open, fire or drop go in batches of `BATCH` per transaction
+    (rows locked and inserted in one fixed order, groups created beforehand, no group
+    locks), so that a first pass over a national tree is not one transaction per alert;
+    a resolution (it locks groups) or a step other than the one expected under the lock
+    (another replica moved the alert) is then stepped alone."""
+    batched = sorted(
+        (t for t in todo if t[4] is not Change.RESOLVED), key=lambda t: (*t[0], t[1].value)
+    )
+    alone = [t for t in todo if t[4] is Change.RESOLVED]
+    groups = await repository.create_groups(
+        conn, sorted({(t[0][0], t[0][1]) for t in batched if t[4] is Change.FIRED})
+    )
+    out: list[tuple[Key, Rule, Change]] = []
+    for start in range(0, len(batched), BATCH):
+        done, later = await _apply_batch(
+            conn, batched[start : start + BATCH], policies, fallback, groups, at
+        )
+        out.extend(done)
+        alone.extend(later)
+    for key, rule, holds, details, _ in alone:
+        policy = policies.get(key[0], fallback)
+        change = await apply_change(conn, key, rule, holds, details, policy, at)
+        if change is not Change.NONE:
+            out.append((key, rule, change))
+    return out
+
+
+async def _apply_batch(
+    conn: Connection,
+    batch: Sequence[Todo],
+    policies: dict[str, Policy],
+    fallback: Policy,
+    groups: dict[tuple[str, str], int],
+    at: datetime,
+) -> tuple[list[tuple[Key, Rule, Change]], list[Todo]]:
+    done: list[tuple[Key, Rule, Change]] = []
+    later: list[Todo] = []
+    inserts: list[tuple[tuple[str, str, str, str], Alert, str, Todo]] = []
+    updates: list[tuple[int, Alert, str]] = []
+    deletes: list[int] = []
+    members: list[tuple[int, int]] = []
+    async with conn.transaction():
+        keys = [(*t[0], t[1].value) for t in batch]
+        locked = await repository.lock_open_alerts(conn, keys)
+        closed = await repository.resolved_since_many(
+            conn, [k for k in keys if k not in locked], at
+        )
+        for item, okey in zip(batch, keys, strict=True):
+            key, rule, holds, details, expected = item
+            current = locked.get(okey)
+            if current is not None and current["evaluated_through"] > at:
+                continue  # a later evaluation already decided
+            if current is None and okey in closed:
+                continue  # judged at an earlier moment than the evaluation that closed it
+            new, change = step(
+                alert_of(current), holds, at, policies.get(key[0], fallback).rule(rule).for_
+            )
+            if change is Change.NONE:
+                continue
+            if change is not expected or (
+                change is Change.FIRED and (key[0], key[1]) not in groups
+            ):
+                later.append(item)
+                continue
+            payload = json.dumps(details)
+            if change is Change.DROPPED:
+                assert current is not None
+                deletes.append(current["id"])
+            elif current is None:
+                assert new is not None
+                inserts.append((okey, new, payload, item))
+                continue
+            else:
+                assert new is not None
+                updates.append((current["id"], new, payload))
+                if change is Change.FIRED:
+                    members.append((groups[key[0], key[1]], current["id"]))
+            done.append((key, rule, change))
+        ids = await repository.insert_alerts(conn, [(k, a, p) for k, a, p, _ in inserts], at)
+        for okey, new, _, (key, rule, *_rest) in inserts:
+            if okey not in ids:
+                continue  # another replica opened it a moment ago
+            if new.state is AlertState.FIRING:
+                members.append((groups[key[0], key[1]], ids[okey]))
+            done.append(
+                (key, rule, Change.FIRED if new.state is AlertState.FIRING else Change.OPENED)
+            )
+        await repository.update_alerts(conn, updates, at)
+        await repository.delete_alerts(conn, deletes)
+        await repository.add_members(conn, sorted(members), at)
+    for key, rule, change in done:
+        _logged(key, rule, change, at)
+    return done, later
+
+
+def _logged(key: Key, rule: Rule, change: Change, at: datetime) -> None:
     log.info(
         "alert_" + change.value,
         campaign=key[0],
@@ -74,7 +188,6 @@ async def apply_change(
         rule=rule.value,
         at=at.isoformat(),
     )
-    return change
 
 
 async def escalate(
@@ -87,11 +200,13 @@ async def escalate(
 ) -> None:
     """Add alerts firing long enough to the groups of the chiefs above their unit; never
     after the campaign's deadline (its alerts are closing)."""
-    for a in await repository.firing(conn):
-        campaign = campaigns.get(a["campaign_id"])
-        policy = policies.get(a["campaign_id"])
-        if campaign is None or policy is None or campaign.ended(at):
-            continue
+    running = [
+        (c, p.escalate_after, p.escalation_levels)
+        for c, p in policies.items()
+        if c in campaigns and not campaigns[c].ended(at)
+    ]
+    for a in await repository.escalation_due(conn, running, at):
+        policy = policies[a["campaign_id"]]
         target = escalation_level(
             a["fired_at"], at, policy.escalate_after, policy.escalation_levels
         )

@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from time import perf_counter
 
 from services.notifier.rules import Change
 
@@ -16,3 +17,11 @@ class Summary:
     escalations: list[tuple[int, str, int]] = field(default_factory=list)
     messages: list[tuple[str, str, str]] = field(default_factory=list)  # key, recipient, kind
     digests: int = 0
+    # wall seconds of each step (load, judge, touch, lifecycle, escalate, groups, digests)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def timed(self, step: str, since: float) -> float:
+        """Add the time from `since` to `step`; returns now (the next step's start)."""
+        now = perf_counter()
+        self.seconds[step] = self.seconds.get(step, 0.0) + now - since
+        return now
