@@ -40,7 +40,13 @@ def details(state: UnitState, p: Progress, rank: dict[str, Any] | None) -> dict[
         "pace": _round(p.pace, 3),
         "required_daily_rate": _round(p.required_daily_rate, 1),
         "run_rate_7d": _round(p.run_rate_7d, 1),
-        "projected_completion": iso(p.projected_completion),
+        # to the minute: a projection moves with the clock at every pass, and an alert's
+        # figures are rewritten only when what a chief would read changed
+        "projected_completion": iso(
+            p.projected_completion.replace(second=0, microsecond=0)
+            if p.projected_completion is not None
+            else None
+        ),
         "status": p.status.value,
         "last_event_at": iso(state.last_event_at),
         "deadline": state.deadline.isoformat(),
