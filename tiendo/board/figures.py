@@ -38,26 +38,41 @@ class Verdict:
 async def _window_ago(
     conn: Connection,
     campaign: Campaign,
-    indicator: str,
-    codes: Sequence[str],
+    wanted: dict[str, list[str]],
     at: datetime,
     cache: WindowValues | None,
     refresh: bool = False,
-) -> dict[str, int] | None:
-    """Each unit's value at the start of the run-rate window (None: no window yet)."""
+) -> dict[str, dict[str, int] | None]:
+    """Per indicator, each wanted unit's value at the start of the run-rate window (None:
+    no window yet); what the cache does not hold is read in one pass over the history."""
     window = run_rate_window(campaign.plan(0, 0), at)
     if window is None:
-        return None
-    pair, members = (campaign.id, indicator), tuple(sorted(codes))
-    if cache is not None and not refresh and cache.fresh(pair, members, at):
-        return cache.get(pair)
-    values = await repository.values_as_of(
-        conn, campaign.id, indicator, codes, campaign.starts_at, min(at, campaign.deadline) - window
-    )
-    ago = {u: v.value for u, v in values.items()}
-    if cache is not None:
-        cache.keep(pair, members, at, ago)
-    return ago
+        return dict.fromkeys(wanted)
+    out: dict[str, dict[str, int] | None] = {}
+    missing: list[str] = []
+    for indicator, codes in wanted.items():
+        pair = (campaign.id, indicator)
+        if cache is not None and not refresh and cache.fresh(pair, tuple(codes), at):
+            out[indicator] = cache.get(pair)
+        else:
+            missing.append(indicator)
+    if missing:
+        found = await repository.values_as_of_many(
+            conn,
+            campaign.id,
+            missing,
+            sorted({u for i in missing for u in wanted[i]}),
+            campaign.starts_at,
+            min(at, campaign.deadline) - window,
+        )
+        for indicator in missing:
+            ago = {
+                u: found[indicator, u].value for u in wanted[indicator] if (indicator, u) in found
+            }
+            if cache is not None:
+                cache.keep((campaign.id, indicator), tuple(wanted[indicator]), at, ago)
+            out[indicator] = ago
+    return out
 
 
 def _verdicts(
@@ -129,8 +144,8 @@ async def judge(
     """
     counters = await repository.counters_of(conn, campaign.id, indicator, codes)
     values = await _values(conn, campaign, indicator, counters, at, live)
-    ago = await _window_ago(conn, campaign, indicator, [c.unit for c in counters], at, window)
-    return _verdicts(campaign, counters, values, ago, at)
+    ago = await _window_ago(conn, campaign, {indicator: [c.unit for c in counters]}, at, window)
+    return _verdicts(campaign, counters, values, ago[indicator], at)
 
 
 async def judge_campaign(
@@ -149,13 +164,18 @@ async def judge_campaign(
     by_indicator: dict[str, list[Counter]] = {}
     for c in await repository.targeted(conn, campaign.id):
         by_indicator.setdefault(c.indicator, []).append(c)
+    ago = await _window_ago(
+        conn,
+        campaign,
+        {i: [c.unit for c in counters] for i, counters in by_indicator.items()},
+        at,
+        window,
+        refresh,
+    )
     out: list[Verdict] = []
     for indicator, counters in by_indicator.items():
         values = await _values(conn, campaign, indicator, counters, at, live)
-        ago = await _window_ago(
-            conn, campaign, indicator, [c.unit for c in counters], at, window, refresh
-        )
-        out.extend(_verdicts(campaign, counters, values, ago, at).values())
+        out.extend(_verdicts(campaign, counters, values, ago[indicator], at).values())
     return out
 
 

@@ -40,38 +40,43 @@ WITH roots AS (
 ), own_units AS (
     SELECT DISTINCT code FROM members
 ), snaps AS (
-    SELECT DISTINCT ON (e.unit) e.unit, e.occurred_at, e.value
+    SELECT DISTINCT ON (e.unit, e.indicator) e.unit, e.indicator, e.occurred_at, e.value
     FROM events e JOIN own_units o ON o.code = e.unit
-    WHERE e.indicator = $3 AND e.kind = 'snapshot' AND e.occurred_at >= $4 AND e.occurred_at <= $5
-    ORDER BY e.unit, e.occurred_at DESC, e.event_id DESC
+    WHERE e.indicator = ANY ($3::text[]) AND e.kind = 'snapshot'
+      AND e.occurred_at >= $4 AND e.occurred_at <= $5
+    ORDER BY e.unit, e.indicator, e.occurred_at DESC, e.event_id DESC
 ), incs AS (
-    SELECT e.unit, sum(e.value) AS total
+    SELECT e.unit, e.indicator, sum(e.value) AS total
     FROM events e
     JOIN own_units o ON o.code = e.unit
-    LEFT JOIN snaps s ON s.unit = e.unit
-    WHERE e.indicator = $3 AND e.kind = 'increment' AND e.counted
+    LEFT JOIN snaps s ON s.unit = e.unit AND s.indicator = e.indicator
+    WHERE e.indicator = ANY ($3::text[]) AND e.kind = 'increment' AND e.counted
       AND e.occurred_at >= $4 AND e.occurred_at <= $5
       AND (s.occurred_at IS NULL OR e.occurred_at > s.occurred_at)
-    GROUP BY e.unit
+    GROUP BY e.unit, e.indicator
 ), lasts AS (
-    SELECT e.unit, max(e.occurred_at) AS last_at
+    SELECT e.unit, e.indicator, max(e.occurred_at) AS last_at
     FROM events e JOIN own_units o ON o.code = e.unit
     -- as the live counters: a subject's repeat is recorded, not counted, not a report
-    WHERE e.indicator = $3 AND e.counted AND e.occurred_at >= $4 AND e.occurred_at <= $5
-    GROUP BY e.unit
+    WHERE e.indicator = ANY ($3::text[]) AND e.counted
+      AND e.occurred_at >= $4 AND e.occurred_at <= $5
+    GROUP BY e.unit, e.indicator
 ), own AS (
-    SELECT o.code,
-           coalesce(s.value, coalesce(t.baseline, 0)) + coalesce(i.total, 0) AS value,
+    SELECT o.code, i.indicator,
+           coalesce(s.value, coalesce(t.baseline, 0)) + coalesce(n.total, 0) AS value,
            l.last_at
     FROM own_units o
-    LEFT JOIN snaps s ON s.unit = o.code
-    LEFT JOIN incs i ON i.unit = o.code
-    LEFT JOIN lasts l ON l.unit = o.code
-    LEFT JOIN targets t ON t.campaign_id = $2 AND t.unit = o.code AND t.indicator = $3
+    CROSS JOIN unnest($3::text[]) AS i (indicator)
+    LEFT JOIN snaps s ON s.unit = o.code AND s.indicator = i.indicator
+    LEFT JOIN incs n ON n.unit = o.code AND n.indicator = i.indicator
+    LEFT JOIN lasts l ON l.unit = o.code AND l.indicator = i.indicator
+    LEFT JOIN targets t
+           ON t.campaign_id = $2 AND t.unit = o.code AND t.indicator = i.indicator
 )
-SELECT m.root, sum(own.value)::bigint AS value, max(own.last_at) AS last_event_at
+SELECT m.root, own.indicator, sum(own.value)::bigint AS value,
+       max(own.last_at) AS last_event_at
 FROM members m JOIN own ON own.code = m.code
-GROUP BY m.root
+GROUP BY m.root, own.indicator
 """
 
 
@@ -151,5 +156,19 @@ async def values_as_of(
     at: datetime,
 ) -> dict[str, ValueAt]:
     """Each root's subtree value and last event at `at`, from the event history."""
-    rows = await conn.fetch(VALUES_AS_OF, list(roots), campaign_id, indicator, starts_at, at)
-    return {r["root"]: ValueAt(r["value"], r["last_event_at"]) for r in rows}
+    found = await values_as_of_many(conn, campaign_id, [indicator], roots, starts_at, at)
+    return {root: v for (_, root), v in found.items()}
+
+
+async def values_as_of_many(
+    conn: Connection,
+    campaign_id: str,
+    indicators: Sequence[str],
+    roots: Sequence[str],
+    starts_at: datetime,
+    at: datetime,
+) -> dict[tuple[str, str], ValueAt]:
+    """`values_as_of` of several indicators in one reading of the history, by
+    (indicator, root)."""
+    rows = await conn.fetch(VALUES_AS_OF, list(roots), campaign_id, list(indicators), starts_at, at)
+    return {(r["indicator"], r["root"]): ValueAt(r["value"], r["last_event_at"]) for r in rows}
