@@ -18,10 +18,11 @@ from services.check.compare import (
     persistent,
     ranks_vs_board,
 )
-from services.notifier import repository as notifier_repository
 from services.notifier.inputs import in_play, unit_state
 from services.notifier.policy import Policy, effective
 from services.notifier.ranks import bottom_of_level
+from services.notifier.repository import alerts as alert_sql
+from services.notifier.repository import reference as reference_sql
 from services.notifier.rules import Rule, briefing_slot, held
 from services.notifier.settings import NotifierSettings
 from tiendo.board import repository as board
@@ -105,8 +106,8 @@ async def check_round(
     disagreements: list[Disagreement] = []
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         campaigns = await board.campaigns(conn)
-        overrides = await notifier_repository.policies(conn)
-        open_rows = await notifier_repository.open_alerts(conn, None)
+        overrides = await reference_sql.policies(conn)
+        open_rows = await alert_sql.open_alerts(conn, None)
         open_alerts = {k: r["state"] for k, r in open_rows.items()}
         conditions: dict[tuple[tuple[str, str, str], str], bool] = {}
         figures: dict[tuple[str, str, str], tuple[int, int]] = {}

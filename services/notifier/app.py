@@ -20,7 +20,6 @@ from aiokafka import AIOKafkaConsumer
 from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from services.notifier import repository
 from services.notifier.channels import (
     Channel,
     ChatChannel,
@@ -34,6 +33,9 @@ from services.notifier.metrics import NotifierMetrics
 from services.notifier.outbox import Outbox
 from services.notifier.policy import Policy, PolicyOverride, effective
 from services.notifier.render import Renderer
+from services.notifier.repository import alerts as alert_sql
+from services.notifier.repository import deliveries as delivery_sql
+from services.notifier.repository import reference as reference_sql
 from services.notifier.rules import Rule
 from services.notifier.settings import NotifierSettings
 from services.notifier.summary import Summary
@@ -155,7 +157,7 @@ def create_app(
 
     async def tick(pool: asyncpg.Pool, evaluator: Evaluator, beat: Beat) -> None:
         loop = asyncio.get_running_loop()
-        seen = await repository.reference_version(pool)
+        seen = await reference_sql.reference_version(pool)
         while True:
             await evaluator.evaluate_at(pool, clock.now())
             beat()
@@ -165,7 +167,7 @@ def create_app(
             while (left := due - loop.time()) > 0:
                 await asyncio.sleep(min(left, settings.admin_watch_seconds))
                 beat()
-                version = await repository.reference_version(pool)
+                version = await reference_sql.reference_version(pool)
                 if version != seen:
                     seen = version
                     break
@@ -285,9 +287,9 @@ def create_app(
         now = clock.now()
         async with pool.acquire() as conn:
             rows = await conn.fetch(
-                repository.SELECT_ALERTS, state, campaign, unit, rule.value if rule else None, limit
+                alert_sql.SELECT_ALERTS, state, campaign, unit, rule.value if rule else None, limit
             )
-            silences = [silence_of(r) for r in await repository.active_silences(conn, now)]
+            silences = [silence_of(r) for r in await reference_sql.active_silences(conn, now)]
         out = []
         for r in rows:
             item = _jsonable(r)
@@ -315,7 +317,7 @@ def create_app(
     ) -> list[dict[str, Any]]:
         async with pool.acquire() as conn:
             rows = await conn.fetch(
-                repository.SELECT_NOTIFICATIONS,
+                delivery_sql.SELECT_NOTIFICATIONS,
                 status,
                 alert_id,
                 recipient,
@@ -338,7 +340,7 @@ def create_app(
             raise HTTPException(422, "ends_at must be after starts_at (default: now)")
         async with pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
-                repository.INSERT_SILENCE,
+                reference_sql.INSERT_SILENCE,
                 body.campaign,
                 body.unit,
                 body.indicator,
@@ -349,7 +351,7 @@ def create_app(
                 body.comment,
             )
             assert row is not None
-            await repository.audit(conn, actor, "silence.create", str(row["id"]), _jsonable(row))
+            await reference_sql.audit(conn, actor, "silence.create", str(row["id"]), _jsonable(row))
         log.info("silence_created", id=row["id"], by=body.created_by)
         return _jsonable(row)
 
@@ -361,7 +363,7 @@ def create_app(
     ) -> list[dict[str, Any]]:
         now = clock.now()
         async with pool.acquire() as conn:
-            rows = await conn.fetch(repository.SELECT_SILENCES, active, now, limit)
+            rows = await conn.fetch(reference_sql.SELECT_SILENCES, active, now, limit)
         return [
             {**_jsonable(r), "active": silence_of(r).active(now) and not r["expired_at"]}
             for r in rows
@@ -374,12 +376,12 @@ def create_app(
         silence_id: Annotated[int, Path(ge=1)], pool: Pool, actor: Admin
     ) -> Response:
         async with pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(repository.EXPIRE_SILENCE, silence_id, clock.now())
+            row = await conn.fetchrow(reference_sql.EXPIRE_SILENCE, silence_id, clock.now())
             if row is None:
-                if await conn.fetchrow(repository.SELECT_SILENCE, silence_id) is None:
+                if await conn.fetchrow(reference_sql.SELECT_SILENCE, silence_id) is None:
                     raise HTTPException(404, f"no silence {silence_id}")
                 return Response(status_code=204)
-            await repository.audit(conn, actor, "silence.expire", str(silence_id), {})
+            await reference_sql.audit(conn, actor, "silence.expire", str(silence_id), {})
         return Response(status_code=204)
 
     @app.get(
@@ -389,7 +391,7 @@ def create_app(
     )
     async def get_policy(campaign_id: CampaignId, pool: Pool) -> PolicyOut:
         async with pool.acquire() as conn:
-            override = await repository.policy(conn, campaign_id) or {}
+            override = await reference_sql.policy(conn, campaign_id) or {}
         return PolicyOut(
             campaign=campaign_id, override=override, effective=effective(settings, override)
         )
@@ -408,7 +410,7 @@ def create_app(
         except ValidationError as exc:
             raise HTTPException(422, str(exc)) from exc
         async with pool.acquire() as conn, conn.transaction():
-            await repository.save_policy(conn, campaign_id, override, actor)
+            await reference_sql.save_policy(conn, campaign_id, override, actor)
         return PolicyOut(campaign=campaign_id, override=override, effective=policy)
 
     return app

@@ -8,7 +8,6 @@ from typing import Any
 
 import asyncpg
 
-from services.notifier import repository
 from services.notifier.inputs import Judged
 from services.notifier.messages import (
     Outgoing,
@@ -19,6 +18,8 @@ from services.notifier.messages import (
 )
 from services.notifier.policy import Policy
 from services.notifier.render import Renderer
+from services.notifier.repository import deliveries as delivery_sql
+from services.notifier.repository import reference as reference_sql
 from services.notifier.rules import digest_slot
 from services.notifier.summary import Summary
 from tiendo.board.campaign import Campaign
@@ -55,15 +56,15 @@ async def queue_digests(
         stamp = slot.strftime("%Y%m%dT%H%M%z")
         prefix = f"digest/{campaign_id}/{stamp}/"
         done = {
-            key[len(prefix) :].split("/")[0] for key in await repository.dedup_keys(conn, prefix)
+            key[len(prefix) :].split("/")[0] for key in await delivery_sql.dedup_keys(conn, prefix)
         }
         units = sorted({j.state.unit for j in members})
-        recipients = {r["code"]: r for r in await repository.reachable_units(conn, units)}
+        recipients = {r["code"]: r for r in await reference_sql.reachable_units(conn, units)}
         pending = [u for u in recipients if u not in done]
         if not pending:
             continue
         language = policy.language
-        indicators = await repository.indicator_names(conn)
+        indicators = await reference_sql.indicator_names(conn)
         _, status_words = renderer.words(language)
         own: dict[str, list[Judged]] = defaultdict(list)
         children: dict[str, set[str]] = defaultdict(set)

@@ -19,7 +19,6 @@ from typing import Any
 
 import asyncpg
 
-from services.notifier import repository
 from services.notifier.digests import queue_digests
 from services.notifier.groups import Planner
 from services.notifier.inputs import Judged, in_play, judge_all, judge_keys
@@ -29,6 +28,8 @@ from services.notifier.metrics import NotifierMetrics
 from services.notifier.policy import Policy, effective
 from services.notifier.ranks import briefing_ranks
 from services.notifier.render import Renderer
+from services.notifier.repository import alerts as alert_sql
+from services.notifier.repository import reference as reference_sql
 from services.notifier.rules import Change, Rule, held, step
 from services.notifier.settings import NotifierSettings
 from services.notifier.summary import Key, Summary
@@ -80,9 +81,9 @@ class Evaluator:
         summary = Summary(at)
         async with pool.acquire() as conn:
             campaigns = await board.campaigns(conn)
-            overrides = await repository.policies(conn)
+            overrides = await reference_sql.policies(conn)
             policies = {c: effective(self._settings, overrides.get(c, {})) for c in campaigns}
-            open_ = await repository.open_alerts(conn, keys)
+            open_ = await alert_sql.open_alerts(conn, keys)
             if keys is None:
                 # running campaigns, and any with an alert still open (it ended: close it)
                 wanted = {c.id for c in campaigns.values() if in_play(c, at)}
@@ -104,8 +105,8 @@ class Evaluator:
         summary.evaluated = len(judged)
         async with pool.acquire() as conn:
             if full:
-                await repository.mark_evaluated(conn, list(wanted), at)
-            versions = await repository.touch_alerts(conn, at, touched)
+                await alert_sql.mark_evaluated(conn, list(wanted), at)
+            versions = await alert_sql.touch_alerts(conn, at, touched)
             if full:  # forget alerts closed since
                 ids = {r["id"] for r in open_.values()}
                 self._written = {i: w for i, w in self._written.items() if i in ids}
@@ -134,7 +135,7 @@ class Evaluator:
                     summary,
                 )
                 t = summary.timed("digests", t)
-            counts = await repository.count_firing(conn)
+            counts = await alert_sql.count_firing(conn)
             summary.timed("count", t)
         for rule in Rule:
             self._metrics.firing.labels(rule.value).set(counts.get(rule.value, 0))

@@ -9,10 +9,12 @@ from typing import Any
 
 import asyncpg
 
-from services.notifier import repository
 from services.notifier.messages import Outgoing, alert_model, campaign_model, recipient_model
 from services.notifier.policy import Policy
 from services.notifier.render import Renderer
+from services.notifier.repository import alerts as alert_sql
+from services.notifier.repository import groups as group_sql
+from services.notifier.repository import reference as reference_sql
 from services.notifier.rules import (
     PRECEDENCE,
     GroupPlan,
@@ -87,7 +89,7 @@ def sketch(rows: Sequence[asyncpg.Record], silences: Sequence[Silence], at: date
 
 def may_plan(group: asyncpg.Record, policy: Policy, at: datetime) -> bool:
     """Whether `plan_group` can decide anything for the group at `at` (a message or a drop),
-    from its summary row (`repository.groups`): a resolved member, an untold firing member
+    from its summary row (`group_sql.groups`): a resolved member, an untold firing member
     (not inhibited) waiting `group_wait`, or a repeat slot passed. Never false where it
     could: a silenced member only ever takes a message away."""
     if group["has_resolved"]:
@@ -117,23 +119,23 @@ class Planner:
         at: datetime,
         summary: Summary,
     ) -> None:
-        silences = [silence_of(r) for r in await repository.active_silences(conn, at)]
+        silences = [silence_of(r) for r in await reference_sql.active_silences(conn, at)]
         candidates = [
             g["id"]
-            for g in await repository.groups(conn, [r.value for r in PRECEDENCE])
+            for g in await group_sql.groups(conn, [r.value for r in PRECEDENCE])
             if may_plan(g, policies.get(g["campaign_id"], fallback), at)
         ]
         for group_id, (campaign_id, sketched, members) in sketch(
-            await repository.group_members(conn, candidates), silences, at
+            await group_sql.group_members(conn, candidates), silences, at
         ).items():
             policy = policies.get(campaign_id, fallback)
             plan = plan_group(sketched, members, at, policy.group_wait, policy.repeat_interval)
             if plan.kind is None and not plan.drop:
                 continue
             async with conn.transaction():
-                if not await repository.lock_group(conn, group_id):
+                if not await group_sql.lock_group(conn, group_id):
                     continue  # another replica is planning this group right now
-                fresh = sketch(await repository.group_members(conn, [group_id]), silences, at)
+                fresh = sketch(await group_sql.group_members(conn, [group_id]), silences, at)
                 if group_id not in fresh:
                     continue
                 _, state, locked_members = fresh[group_id]
@@ -154,11 +156,11 @@ class Planner:
                         at,
                         summary,
                     )
-                    await repository.update_group(conn, group_id, plan.group, at)
+                    await group_sql.update_group(conn, group_id, plan.group, at)
                     if plan.mark_notified:
-                        await repository.mark_notified(conn, group_id, plan.mark_notified)
+                        await group_sql.mark_notified(conn, group_id, plan.mark_notified)
                 if plan.drop:
-                    await repository.drop_members(conn, group_id, plan.drop)
+                    await group_sql.drop_members(conn, group_id, plan.drop)
 
     async def _queue(
         self,
@@ -173,13 +175,13 @@ class Planner:
         summary: Summary,
     ) -> None:
         assert plan.kind is not None
-        recipient_code = await repository.group_recipient(conn, group_id)
-        recipient = await repository.unit(conn, recipient_code)
+        recipient_code = await group_sql.group_recipient(conn, group_id)
+        recipient = await reference_sql.unit(conn, recipient_code)
         level_of = {m.alert_id: m.level for m in members}
         ids = list(plan.firing) + list(plan.resolved)
-        rows = {r["id"]: r for r in await repository.alerts_by_id(conn, ids)}
+        rows = {r["id"]: r for r in await alert_sql.alerts_by_id(conn, ids)}
         language = policy.language
-        indicators = await repository.indicator_names(conn)
+        indicators = await reference_sql.indicator_names(conn)
         rule_words, _ = self._renderer.words(language)
 
         def model(alert_id: int) -> dict[str, Any]:

@@ -8,9 +8,11 @@ from typing import Any
 
 import asyncpg
 
-from services.notifier import repository
 from services.notifier.metrics import NotifierMetrics
 from services.notifier.policy import Policy
+from services.notifier.repository import alerts as alert_sql
+from services.notifier.repository import groups as group_sql
+from services.notifier.repository import reference as reference_sql
 from services.notifier.rules import Alert, AlertState, Change, Rule, escalation_level, step
 from services.notifier.summary import Key, Summary
 from tiendo.board.campaign import Campaign
@@ -39,34 +41,34 @@ async def apply_change(
     payload = json.dumps(details)
     for_ = policy.rule(rule).for_
     async with conn.transaction():
-        current = await repository.lock_open_alert(conn, key, rule.value)
+        current = await alert_sql.lock_open_alert(conn, key, rule.value)
         if current is not None and current["evaluated_through"] > at:
             return Change.NONE  # a later evaluation already decided
-        if current is None and await repository.resolved_since(conn, key, rule.value, at):
+        if current is None and await alert_sql.resolved_since(conn, key, rule.value, at):
             return Change.NONE  # judged at an earlier moment than the evaluation that closed it
         new, change = step(alert_of(current), holds, at, for_)
         if change is Change.NONE:
             return change
         if change is Change.DROPPED:
             assert current is not None
-            await repository.delete_alert(conn, current["id"])
+            await alert_sql.delete_alert(conn, current["id"])
             return change
         assert new is not None
         if current is None:
-            alert_id = await repository.insert_alert(conn, key, rule.value, new, at, payload)
+            alert_id = await alert_sql.insert_alert(conn, key, rule.value, new, at, payload)
             if alert_id is None:
                 return Change.NONE  # another replica opened it a moment ago
         else:
             alert_id = current["id"]
-            await repository.update_alert(conn, alert_id, new, at, payload)
+            await alert_sql.update_alert(conn, alert_id, new, at, payload)
         if change is Change.FIRED:
-            await repository.add_member(conn, key[0], key[1], alert_id, 0, at)
+            await group_sql.add_member(conn, key[0], key[1], alert_id, 0, at)
         elif change is Change.RESOLVED:
             # The groups this alert is in are locked first, as the planner locks them:
             # a resolution never lands between the planner's read of a group and its
             # "told" marks (the chief would be told it fires and never that it cleared).
-            await repository.lock_groups_of(conn, alert_id)
-            await repository.resolve_members(conn, alert_id, at)
+            await group_sql.lock_groups_of(conn, alert_id)
+            await group_sql.resolve_members(conn, alert_id, at)
     _logged(key, rule, change, at)
     return change
 
@@ -93,7 +95,7 @@ async def apply_changes(
         (t for t in todo if t[4] is not Change.RESOLVED), key=lambda t: (*t[0], t[1].value)
     )
     alone = [t for t in todo if t[4] is Change.RESOLVED]
-    groups = await repository.create_groups(
+    groups = await group_sql.create_groups(
         conn, sorted({(t[0][0], t[0][1]) for t in batched if t[4] is Change.FIRED})
     )
     out: list[tuple[Key, Rule, Change]] = []
@@ -127,10 +129,8 @@ async def _apply_batch(
     members: list[tuple[int, int]] = []
     async with conn.transaction():
         keys = [(*t[0], t[1].value) for t in batch]
-        locked = await repository.lock_open_alerts(conn, keys)
-        closed = await repository.resolved_since_many(
-            conn, [k for k in keys if k not in locked], at
-        )
+        locked = await alert_sql.lock_open_alerts(conn, keys)
+        closed = await alert_sql.resolved_since_many(conn, [k for k in keys if k not in locked], at)
         for item, okey in zip(batch, keys, strict=True):
             key, rule, holds, details, expected = item
             current = locked.get(okey)
@@ -162,7 +162,7 @@ async def _apply_batch(
                 if change is Change.FIRED:
                     members.append((groups[key[0], key[1]], current["id"]))
             done.append((key, rule, change))
-        ids = await repository.insert_alerts(conn, [(k, a, p) for k, a, p, _ in inserts], at)
+        ids = await alert_sql.insert_alerts(conn, [(k, a, p) for k, a, p, _ in inserts], at)
         for okey, new, _, (key, rule, *_rest) in inserts:
             if okey not in ids:
                 continue  # another replica opened it a moment ago
@@ -171,9 +171,9 @@ async def _apply_batch(
             done.append(
                 (key, rule, Change.FIRED if new.state is AlertState.FIRING else Change.OPENED)
             )
-        await repository.update_alerts(conn, updates, at)
-        await repository.delete_alerts(conn, deletes)
-        await repository.add_members(conn, sorted(members), at)
+        await alert_sql.update_alerts(conn, updates, at)
+        await alert_sql.delete_alerts(conn, deletes)
+        await group_sql.add_members(conn, sorted(members), at)
     for key, rule, change in done:
         _logged(key, rule, change, at)
     return done, later
@@ -205,7 +205,7 @@ async def escalate(
         for c, p in policies.items()
         if c in campaigns and not campaigns[c].ended(at)
     ]
-    for a in await repository.escalation_due(conn, running, at):
+    for a in await alert_sql.escalation_due(conn, running, at):
         policy = policies[a["campaign_id"]]
         target = escalation_level(
             a["fired_at"], at, policy.escalate_after, policy.escalation_levels
@@ -213,10 +213,10 @@ async def escalate(
         if target <= a["escalation_level"]:
             continue
         async with conn.transaction():
-            locked = await repository.lock_firing_alert(conn, a["id"])
+            locked = await alert_sql.lock_firing_alert(conn, a["id"])
             if locked is None or locked["escalation_level"] >= target:
                 continue  # resolved meanwhile, or another replica escalated it
-            unit = await repository.unit(conn, a["unit"])
+            unit = await reference_sql.unit(conn, a["unit"])
             ancestors: list[str] = list(unit["ancestors"]) if unit else []
             for level in range(locked["escalation_level"] + 1, target + 1):
                 if level > len(ancestors):
@@ -224,7 +224,7 @@ async def escalate(
                 recipient = ancestors[-level]
                 # Due since the moment the level was reached, however late it is seen.
                 due = min(at, locked["fired_at"] + policy.escalate_after * level)
-                await repository.add_member(conn, a["campaign_id"], recipient, a["id"], level, due)
+                await group_sql.add_member(conn, a["campaign_id"], recipient, a["id"], level, due)
                 summary.escalations.append((a["id"], recipient, level))
                 metrics.escalations.inc()
                 log.info(
@@ -234,4 +234,4 @@ async def escalate(
                     recipient=recipient,
                     level=level,
                 )
-            await repository.set_escalation(conn, a["id"], target, at)
+            await alert_sql.set_escalation(conn, a["id"], target, at)

@@ -8,8 +8,9 @@ from typing import Any
 
 import asyncpg
 
-from services.notifier import repository
 from services.notifier.metrics import NotifierMetrics
+from services.notifier.repository import deliveries as delivery_sql
+from services.notifier.repository import reference as reference_sql
 from services.notifier.rules import UnitState
 from tiendo.database import Connection
 from tiendo.logs import get_logger
@@ -78,7 +79,7 @@ def recipient_model(contact: asyncpg.Record | None, code: str) -> dict[str, Any]
 
 
 async def campaign_model(conn: Connection, campaign_id: str) -> dict[str, Any]:
-    row = await repository.campaign_names(conn)
+    row = await reference_sql.campaign_names(conn)
     found = row.get(campaign_id)
     if found is None:
         return {"id": campaign_id, "name": campaign_id, "timezone": "Asia/Ho_Chi_Minh"}
@@ -196,7 +197,7 @@ class Outgoing:
         queued = 0
         for channel, address in found:
             delivery_id = f"{message_id}/{channel}"
-            created = await repository.insert_notification(
+            created = await delivery_sql.insert_notification(
                 conn,
                 dedup_key=delivery_id,
                 kind=kind,

@@ -29,9 +29,9 @@ from tenacity import (
     wait_exponential,
 )
 
-from services.notifier import repository
 from services.notifier.channels import Channel, DeliveryResult, Message
 from services.notifier.metrics import NotifierMetrics
+from services.notifier.repository import deliveries as delivery_sql
 from tiendo.logs import get_logger
 
 log = get_logger(__name__)
@@ -95,7 +95,7 @@ class Outbox:
         if limit <= 0:
             return []
         async with self._pool.acquire() as conn:
-            return await repository.claim(conn, self.replica, self._lease, limit)
+            return await delivery_sql.claim(conn, self.replica, self._lease, limit)
 
     async def _claim_and_start(self) -> None:
         for row in await self._claim(self._concurrency - len(self._inflight)):
@@ -128,7 +128,7 @@ class Outbox:
                 await task
         if ids:
             async with self._pool.acquire() as conn:
-                await conn.execute(repository.RELEASE, self.replica, ids)
+                await conn.execute(delivery_sql.RELEASE, self.replica, ids)
 
     async def _deliver(self, row: asyncpg.Record) -> None:
         channel = self._channels.get(row["channel"])
@@ -166,7 +166,7 @@ class Outbox:
         """One attempt, written down before and after; None: this replica lost the message
         (its lease ran out and another took it, or it was delivered meanwhile)."""
         async with self._pool.acquire() as conn:
-            started = await repository.start_attempt(conn, row["id"], self.replica, self._lease)
+            started = await delivery_sql.start_attempt(conn, row["id"], self.replica, self._lease)
         if started is None:
             log.warning("delivery_lease_lost", id=row["id"], replica=self.replica)
             return None
@@ -177,11 +177,11 @@ class Outbox:
             result = DeliveryResult(False, f"timeout after {self._timeout} s")
         self._metrics.delivery_seconds.labels(row["channel"]).observe(time.perf_counter() - t0)
         async with self._pool.acquire() as conn, conn.transaction():
-            await repository.finish_attempt(conn, started["id"], result.ok, result.error)
+            await delivery_sql.finish_attempt(conn, started["id"], result.ok, result.error)
             if result.ok:
-                await conn.execute(repository.MARK_DELIVERED, row["id"])
+                await conn.execute(delivery_sql.MARK_DELIVERED, row["id"])
             else:
-                await conn.execute(repository.NOTE_ERROR, row["id"], (result.error or "")[:500])
+                await conn.execute(delivery_sql.NOTE_ERROR, row["id"], (result.error or "")[:500])
         outcome = "delivered" if result.ok else "retry"
         self._metrics.notifications.labels(row["channel"], outcome).inc()
         log.info(
@@ -197,7 +197,7 @@ class Outbox:
 
     async def _fail(self, row: asyncpg.Record, error: str) -> None:
         async with self._pool.acquire() as conn:
-            await conn.execute(repository.MARK_FAILED, row["id"], error[:500], self.replica)
+            await conn.execute(delivery_sql.MARK_FAILED, row["id"], error[:500], self.replica)
         self._metrics.notifications.labels(row["channel"], "failed").inc()
         log.error(
             "notification_failed",

@@ -11,8 +11,8 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from services.notifier import repository
 from services.notifier.policy import Policy
+from services.notifier.repository import briefings as briefing_sql
 from services.notifier.rules import briefing_slot
 from services.notifier.summary import Key
 from tiendo.board import repository as board
@@ -39,11 +39,11 @@ async def briefing_ranks(
         if slot <= campaign.starts_at or slot > campaign.deadline:
             continue
         day = slot.astimezone(ZoneInfo(campaign.timezone)).date()
-        version = await repository.history_version(conn, campaign.id, day)
-        stored = await repository.ranks(conn, campaign.id, slot)
+        version = await briefing_sql.history_version(conn, campaign.id, day)
+        stored = await briefing_sql.ranks(conn, campaign.id, slot)
         if not any(not r["unit"] and r["history_version"] == version for r in stored):
             await _store(conn, campaign, slot, config.level, config.n, version)
-            stored = await repository.ranks(conn, campaign.id, slot)
+            stored = await briefing_sql.ranks(conn, campaign.id, slot)
         for r in stored:
             if r["unit"]:
                 out[(campaign.id, r["unit"], r["indicator"])] = {
@@ -71,4 +71,4 @@ async def _store(
     for indicator in campaign.indicators:
         of_units, lowest = await bottom_of_level(conn, campaign, indicator, level, n, slot)
         rows.extend((indicator, unit, rank, of_units, pct) for rank, unit, pct in lowest)
-    await repository.replace_ranks(conn, campaign.id, slot, version, rows)
+    await briefing_sql.replace_ranks(conn, campaign.id, slot, version, rows)

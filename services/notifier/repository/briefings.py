@@ -1,0 +1,90 @@
+"""The weekly briefing's stored bottom ranks and the history version they came from."""
+
+from collections.abc import Sequence
+from datetime import date, datetime
+
+import asyncpg
+
+from tiendo.database import Connection
+
+SELECT_RANKS = "SELECT * FROM briefing_ranks WHERE campaign_id = $1 AND slot = $2"
+
+
+INSERT_RANKS = """
+INSERT INTO briefing_ranks (campaign_id, slot, indicator, unit, rank, of_units, pct)
+SELECT $1, $2, i, u, r, o, p
+FROM unnest($3::text[], $4::text[], $5::int[], $6::int[], $7::float8[]) AS t (i, u, r, o, p)
+ON CONFLICT DO NOTHING
+"""
+
+
+# One marker row per (campaign, slot) makes "the ranking of this slot was stored" visible
+# even when nobody was in the bottom (every unit had reached its target), and holds the
+# version of history and reference data it was computed from.
+RANKS_STORED = """
+INSERT INTO briefing_ranks (campaign_id, slot, indicator, unit, rank, of_units, pct,
+                            history_version)
+VALUES ($1, $2, '', '', 0, 0, NULL, $3)
+"""
+
+
+DELETE_RANKS = "DELETE FROM briefing_ranks WHERE campaign_id = $1 AND slot = $2"
+
+
+# Replicas computing the same briefing take turns (both compute the same from history).
+LOCK_RANKS = """
+SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2::timestamptz::text, 7301120))
+"""
+
+
+# What a briefing's ranking depends on: the counted events of the campaign's days up to the
+# briefing's (a late report from before it adds one), and every admin change (targets).
+HISTORY_VERSION = """
+SELECT coalesce((SELECT sum(events) FROM daily_counts WHERE campaign_id = $1 AND day <= $2), 0)
+       || ':' || coalesce((SELECT max(id) FROM audit_log), 0)
+"""
+
+
+async def ranks(conn: Connection, campaign_id: str, slot: datetime) -> list[asyncpg.Record]:
+    return list(await conn.fetch(SELECT_RANKS, campaign_id, slot))
+
+
+async def history_version(conn: Connection, campaign_id: str, day: date) -> str:
+    """The version of what the leaderboard as of a briefing on local `day` depends on."""
+    version: str = await conn.fetchval(HISTORY_VERSION, campaign_id, day)
+    return version
+
+
+async def replace_ranks(
+    conn: Connection,
+    campaign_id: str,
+    slot: datetime,
+    version: str,
+    rows: Sequence[tuple[str, str, int, int, float | None]],
+) -> None:
+    """Store a briefing's bottom ranks (indicator, unit, rank, of_units, pct), replacing
+    what an older version of history gave; replicas take turns."""
+    async with conn.transaction():
+        await conn.execute(LOCK_RANKS, campaign_id, slot)
+        await conn.execute(DELETE_RANKS, campaign_id, slot)
+        await conn.execute(RANKS_STORED, campaign_id, slot, version)
+        await insert_ranks(conn, campaign_id, slot, rows)
+
+
+async def insert_ranks(
+    conn: Connection,
+    campaign_id: str,
+    slot: datetime,
+    rows: Sequence[tuple[str, str, int, int, float | None]],
+) -> None:
+    """(indicator, unit, rank, of_units, pct) of the bottom of one briefing."""
+    await conn.execute(
+        INSERT_RANKS,
+        campaign_id,
+        slot,
+        [r[0] for r in rows],
+        [r[1] for r in rows],
+        [r[2] for r in rows],
+        [r[3] for r in rows],
+        [r[4] for r in rows],
+    )

@@ -1,0 +1,168 @@
+"""Notifications: the outbox rows, their leases and delivery attempts."""
+
+import json
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+import asyncpg
+
+from tiendo.database import Connection
+
+INSERT_NOTIFICATION = """
+INSERT INTO notifications (dedup_key, alert_id, kind, recipient, channel, address, body,
+                           group_id, campaign_id, subject, language)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+ON CONFLICT (dedup_key) DO NOTHING
+RETURNING id
+"""
+
+
+INSERT_NOTIFICATION_ALERTS = """
+INSERT INTO notification_alerts (notification_id, alert_id)
+SELECT $1, unnest($2::bigint[])
+ON CONFLICT DO NOTHING
+"""
+
+
+SELECT_DEDUP_KEYS_LIKE = "SELECT dedup_key FROM notifications WHERE dedup_key LIKE $1"
+
+
+# Delivery: claim due or abandoned messages (a crashed sender's lease ran out), on the
+# database's wall clock: delivery retries and leases are about real servers, not the
+# simulated campaign time that drives the alert timeline.
+CLAIM = """
+UPDATE notifications n
+SET status = 'sending', claimed_by = $1, lease_until = clock_timestamp() + $2::interval
+WHERE n.id IN (
+    SELECT id FROM notifications
+    WHERE (status = 'pending' AND next_attempt_at <= clock_timestamp())
+       OR (status = 'sending' AND lease_until < clock_timestamp())
+    ORDER BY id
+    LIMIT $3
+    FOR UPDATE SKIP LOCKED)
+RETURNING n.*
+"""
+
+
+# Starts attempt n only while this replica still holds the message; returns the attempt id.
+START_ATTEMPT = """
+WITH held AS (
+    UPDATE notifications
+    SET attempts = attempts + 1, lease_until = clock_timestamp() + $3::interval
+    WHERE id = $1 AND claimed_by = $2 AND status = 'sending'
+    RETURNING id, attempts)
+INSERT INTO delivery_attempts (notification_id, attempt, replica)
+SELECT id, attempts, $2 FROM held
+RETURNING id, attempt
+"""
+
+
+FINISH_ATTEMPT = """
+UPDATE delivery_attempts SET finished_at = clock_timestamp(), ok = $2, error = $3 WHERE id = $1
+"""
+
+
+MARK_DELIVERED = """
+UPDATE notifications SET status = 'delivered', delivered_at = clock_timestamp(),
+                         last_error = NULL, lease_until = NULL
+WHERE id = $1 AND status <> 'delivered'
+"""
+
+
+MARK_FAILED = """
+UPDATE notifications SET status = 'failed', last_error = $2, lease_until = NULL
+WHERE id = $1 AND claimed_by = $3 AND status = 'sending'
+"""
+
+
+NOTE_ERROR = "UPDATE notifications SET last_error = $2 WHERE id = $1"
+
+
+# Graceful stop: give back what this replica holds, to be sent by whoever polls next.
+RELEASE = """
+UPDATE notifications SET status = 'pending', lease_until = NULL, claimed_by = NULL
+WHERE claimed_by = $1 AND status = 'sending' AND id = ANY ($2)
+"""
+
+
+SELECT_NOTIFICATIONS = """
+SELECT n.id, n.dedup_key AS delivery_id, n.kind, n.campaign_id, n.recipient, n.channel,
+       n.address, n.subject, n.language, n.status, n.attempts, n.last_error, n.created_at,
+       n.delivered_at, n.claimed_by,
+       coalesce((SELECT array_agg(na.alert_id ORDER BY na.alert_id)
+                 FROM notification_alerts na WHERE na.notification_id = n.id),
+                '{}') AS alert_ids,
+       coalesce((SELECT json_agg(json_build_object(
+                    'attempt', d.attempt, 'replica', d.replica, 'started_at', d.started_at,
+                    'finished_at', d.finished_at, 'ok', d.ok, 'error', d.error)
+                    ORDER BY d.attempt, d.id)
+                 FROM delivery_attempts d WHERE d.notification_id = n.id),
+                '[]') AS attempt_log
+FROM notifications n
+WHERE ($1::text IS NULL OR n.status = $1)
+  AND ($2::bigint IS NULL OR n.alert_id = $2 OR EXISTS (
+        SELECT 1 FROM notification_alerts na WHERE na.notification_id = n.id
+          AND na.alert_id = $2))
+  AND ($3::text IS NULL OR n.recipient = $3) AND ($4::text IS NULL OR n.channel = $4)
+  AND ($5::text IS NULL OR n.kind = $5) AND ($6::text IS NULL OR n.campaign_id = $6)
+ORDER BY n.id DESC
+LIMIT $7
+"""
+
+
+async def insert_notification(
+    conn: Connection,
+    *,
+    dedup_key: str,
+    kind: str,
+    recipient: str,
+    channel: str,
+    address: str,
+    body: dict[str, Any],
+    group_id: int | None,
+    campaign_id: str,
+    subject: str,
+    language: str,
+    alert_ids: Sequence[int],
+) -> int | None:
+    """Queue one message to one address; None when its dedup key was queued already."""
+    notification_id: int | None = await conn.fetchval(
+        INSERT_NOTIFICATION,
+        dedup_key,
+        alert_ids[0] if len(alert_ids) == 1 else None,
+        kind,
+        recipient,
+        channel,
+        address,
+        json.dumps(body, ensure_ascii=False, sort_keys=True),
+        group_id,
+        campaign_id,
+        subject,
+        language,
+    )
+    if notification_id is not None and alert_ids:
+        await conn.execute(INSERT_NOTIFICATION_ALERTS, notification_id, list(alert_ids))
+    return notification_id
+
+
+async def claim(
+    conn: Connection, replica: str, lease: timedelta, limit: int
+) -> list[asyncpg.Record]:
+    return list(await conn.fetch(CLAIM, replica, lease, limit))
+
+
+async def start_attempt(
+    conn: Connection, notification_id: int, replica: str, lease: timedelta
+) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await conn.fetchrow(START_ATTEMPT, notification_id, replica, lease)
+    return row
+
+
+async def finish_attempt(conn: Connection, attempt_id: int, ok: bool, error: str | None) -> None:
+    await conn.execute(FINISH_ATTEMPT, attempt_id, ok, error[:500] if error else None)
+
+
+async def dedup_keys(conn: Connection, prefix: str) -> list[str]:
+    """Dedup keys of the notifications queued under `prefix` (a digest slot)."""
+    return [r["dedup_key"] for r in await conn.fetch(SELECT_DEDUP_KEYS_LIKE, prefix + "%")]
