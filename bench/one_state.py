@@ -36,8 +36,10 @@ from typing import Any, TypeVar
 from aiokafka import AIOKafkaProducer
 
 from bench.run import tree_cpu_seconds
-from services.aggregator import admin, feed, repository
+from services.aggregator import admin, feed
 from services.aggregator.admin import CampaignIn, TargetIn, UnitIn
+from services.aggregator.repository import apply as apply_sql
+from services.aggregator.repository import progress as progress_sql
 from services.notifier.evaluator import Evaluator
 from services.notifier.render import Renderer
 from services.notifier.settings import NotifierSettings
@@ -222,7 +224,7 @@ async def _measure(
                 )
                 for k in range(offset, min(offset + 20_000, n_events))
             ]
-            await repository.apply_events(conn, batch)
+            await apply_sql.apply_events(conn, batch)
         results["load_seconds"] = round(time.perf_counter() - started, 1)
         await conn.execute("VACUUM ANALYZE")
         results["judged_keys"] = await conn.fetchval(
@@ -284,7 +286,7 @@ async def _measure(
     await producer.start()
     try:
         async with pool.acquire() as conn:
-            rows = await conn.fetch(repository.SELECT_ALL_PROGRESS)
+            rows = await conn.fetch(progress_sql.SELECT_ALL_PROGRESS)
             campaigns = await board.campaigns(conn)
         sent, results["full_republish"] = await timed(
             lambda: feed.publish(producer, "unit-progress", rows, campaigns, now), pg_pid

@@ -8,7 +8,10 @@ from datetime import datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from services.aggregator import guard, repository
+from services.aggregator import guard
+from services.aggregator.repository import apply as apply_sql
+from services.aggregator.repository import recount as recount_sql
+from services.aggregator.repository import reference as reference_sql
 from services.aggregator.validation import Problem, TargetRef, campaign_problems
 from tiendo.board.campaign import Campaign
 from tiendo.database import Connection
@@ -118,7 +121,7 @@ async def check_campaign(
 
 async def _audit(conn: Connection, actor: str, action: str, subject: str, details: object) -> None:
     await conn.execute(
-        repository.INSERT_AUDIT,
+        reference_sql.INSERT_AUDIT,
         actor,
         action,
         subject,
@@ -128,9 +131,9 @@ async def _audit(conn: Connection, actor: str, action: str, subject: str, detail
 
 async def upsert_units(conn: Connection, units: Sequence[UnitIn], actor: str) -> int:
     """Insert or update units (parents may come after children in the list)."""
-    await conn.execute(repository.LOCK_REPLAN)
+    await conn.execute(apply_sql.LOCK_REPLAN)
     await conn.executemany(
-        repository.UPSERT_UNIT,
+        reference_sql.UPSERT_UNIT,
         [
             (
                 u.code,
@@ -148,25 +151,25 @@ async def upsert_units(conn: Connection, units: Sequence[UnitIn], actor: str) ->
         ],
     )
     await conn.execute("SET CONSTRAINTS ALL IMMEDIATE")
-    await conn.execute(repository.REFRESH_ANCESTORS)
-    if await conn.fetchval(repository.COUNT_ORPHANS):
+    await conn.execute(reference_sql.REFRESH_ANCESTORS)
+    if await conn.fetchval(reference_sql.COUNT_ORPHANS):
         raise ReferenceError(
             [Problem("level", "a unit's level does not match its depth in the tree (or a cycle)")]
         )
     await _audit(
         conn, actor, "units.upsert", f"{len(units)} units", {"codes": [u.code for u in units][:100]}
     )
-    for row in await conn.fetch(repository.SELECT_CAMPAIGNS):
+    for row in await conn.fetch(reference_sql.SELECT_CAMPAIGNS):
         await replan(conn, row["id"])
     return len(units)
 
 
 async def upsert_campaign(conn: Connection, campaign_id: str, c: CampaignIn, actor: str) -> None:
-    await conn.execute(repository.LOCK_REPLAN)
+    await conn.execute(apply_sql.LOCK_REPLAN)
     stored = await guard.target_deadlines(conn, campaign_id)
     await check_campaign(conn, c.campaign(campaign_id), stored.get(campaign_id, {}))
     await conn.execute(
-        repository.UPSERT_CAMPAIGN,
+        reference_sql.UPSERT_CAMPAIGN,
         campaign_id,
         c.name,
         c.starts_at,
@@ -184,11 +187,11 @@ async def upsert_campaign(conn: Connection, campaign_id: str, c: CampaignIn, act
 async def upsert_targets(
     conn: Connection, campaign_id: str, targets: Sequence[TargetIn], actor: str
 ) -> int:
-    await conn.execute(repository.LOCK_REPLAN)
-    campaign = await conn.fetchrow(repository.SELECT_CAMPAIGN, campaign_id)
+    await conn.execute(apply_sql.LOCK_REPLAN)
+    campaign = await conn.fetchrow(reference_sql.SELECT_CAMPAIGN, campaign_id)
     if campaign is None:
         raise LookupError(f"no campaign {campaign_id}")
-    units = {r["code"] for r in await conn.fetch(repository.SELECT_TREE)}
+    units = {r["code"] for r in await conn.fetch(reference_sql.SELECT_TREE)}
     problems = [
         Problem("unit", f"unknown unit {t.unit}", i)
         for i, t in enumerate(targets)
@@ -207,7 +210,7 @@ async def upsert_targets(
             deadlines[i, "deadline"] = t.deadline
     await check_campaign(conn, Campaign.from_row(campaign), deadlines)
     await conn.executemany(
-        repository.UPSERT_TARGET,
+        reference_sql.UPSERT_TARGET,
         [(campaign_id, t.unit, t.indicator, t.target, t.baseline, t.deadline) for t in targets],
     )
     await _audit(conn, actor, "targets.upsert", campaign_id, {"count": len(targets)})
@@ -223,13 +226,13 @@ async def replan(conn: Connection, campaign_id: str, *, recount: bool = False) -
     windows that existed when it arrived. The caller holds `LOCK_REPLAN`, so no batch
     applies meanwhile, and readers see the old figures until the transaction commits.
     """
-    campaign = await conn.fetchrow(repository.SELECT_CAMPAIGN, campaign_id)
+    campaign = await conn.fetchrow(reference_sql.SELECT_CAMPAIGN, campaign_id)
     if campaign is None:
         return
-    await conn.execute(repository.DELETE_DROPPED_INDICATORS, campaign_id)
-    await conn.execute(repository.ENSURE_CAMPAIGN_ROWS, campaign_id)
-    parents = {r["code"]: r["parent_code"] for r in await conn.fetch(repository.SELECT_TREE)}
-    targets = await conn.fetch(repository.SELECT_TARGETS, campaign_id)
+    await conn.execute(reference_sql.DELETE_DROPPED_INDICATORS, campaign_id)
+    await conn.execute(reference_sql.ENSURE_CAMPAIGN_ROWS, campaign_id)
+    parents = {r["code"]: r["parent_code"] for r in await conn.fetch(reference_sql.SELECT_TREE)}
+    targets = await conn.fetch(reference_sql.SELECT_TARGETS, campaign_id)
     rows: list[tuple[str, str, int, int, int, datetime | None]] = []
     for indicator in campaign["indicators"]:
         mine = [t for t in targets if t["indicator"] == indicator]
@@ -249,10 +252,10 @@ async def replan(conn: Connection, campaign_id: str, *, recount: bool = False) -
             )
             for code in parents
         )
-    await conn.execute(repository.CREATE_PLAN_STAGING)
-    await conn.copy_records_to_table("plan_in", records=rows, columns=repository.PLAN_COLUMNS)
-    await conn.execute(repository.APPLY_PLAN, campaign_id)
+    await conn.execute(reference_sql.CREATE_PLAN_STAGING)
+    await conn.copy_records_to_table("plan_in", records=rows, columns=reference_sql.PLAN_COLUMNS)
+    await conn.execute(reference_sql.APPLY_PLAN, campaign_id)
     if recount:
-        await repository.recount(conn, campaign_id)
-    await conn.execute(repository.RECOMPUTE_VALUES, campaign_id)
+        await recount_sql.recount(conn, campaign_id)
+    await conn.execute(reference_sql.RECOMPUTE_VALUES, campaign_id)
     await conn.execute("DROP TABLE plan_in")

@@ -13,7 +13,7 @@ from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Reques
 from pydantic import Field
 from starlette.responses import JSONResponse, Response
 
-from services.aggregator import admin, export, repository
+from services.aggregator import admin, export
 from services.aggregator.consumer import Applier, republish_all
 from services.aggregator.guard import CampaignGuard
 from services.aggregator.metrics import AggregatorMetrics
@@ -26,6 +26,7 @@ from services.aggregator.models import (
     campaign_out,
 )
 from services.aggregator.progress import leaderboard, progress_of
+from services.aggregator.repository import reference as reference_sql
 from services.aggregator.settings import AggregatorSettings
 from services.aggregator.snapshot import unit_figures
 from tiendo.background import Beat, Loop, Supervisor, every
@@ -173,7 +174,7 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
         return min(as_of, now) if as_of is not None else now
 
     async def campaign_row(conn: Connection, campaign_id: str) -> asyncpg.Record:
-        row = await conn.fetchrow(repository.SELECT_CAMPAIGN, campaign_id)
+        row = await conn.fetchrow(reference_sql.SELECT_CAMPAIGN, campaign_id)
         if row is None:
             raise HTTPException(404, f"no campaign {campaign_id}")
         return row
@@ -203,14 +204,16 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
     )
     async def get_unit(code: UnitCode, pool: Pool) -> UnitOut:
         async with pool.acquire() as conn:
-            row = await conn.fetchrow(repository.SELECT_UNIT, code)
+            row = await conn.fetchrow(reference_sql.SELECT_UNIT, code)
             if row is None:
                 raise HTTPException(404, f"no unit {code}")
             chain = {
                 r["code"]: r
-                for r in await conn.fetch(repository.SELECT_UNITS_BY_CODE, list(row["ancestors"]))
+                for r in await conn.fetch(
+                    reference_sql.SELECT_UNITS_BY_CODE, list(row["ancestors"])
+                )
             }
-            children = await conn.fetch(repository.SELECT_CHILDREN, code)
+            children = await conn.fetch(reference_sql.SELECT_CHILDREN, code)
         return UnitOut(
             code=row["code"],
             name=row["name"],
@@ -224,7 +227,7 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
     @app.get("/v1/campaigns", tags=["campaigns"], response_model=list[CampaignOut])
     async def list_campaigns(pool: Pool) -> list[CampaignOut]:
         async with pool.acquire() as conn:
-            rows = await conn.fetch(repository.SELECT_CAMPAIGNS)
+            rows = await conn.fetch(reference_sql.SELECT_CAMPAIGNS)
         return [campaign_out(Campaign.from_row(r)) for r in rows]
 
     @app.get(
@@ -256,10 +259,10 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
         at = moment(as_of)
         async with pool.acquire() as conn:
             row = await campaign_row(conn, campaign_id)
-            unit_row = await conn.fetchrow(repository.SELECT_UNIT, unit)
+            unit_row = await conn.fetchrow(reference_sql.SELECT_UNIT, unit)
             if unit_row is None:
                 raise HTTPException(404, f"no unit {unit}")
-            children = [c["code"] for c in await conn.fetch(repository.SELECT_CHILDREN, unit)]
+            children = [c["code"] for c in await conn.fetch(reference_sql.SELECT_CHILDREN, unit)]
             indicators = await progress_of(
                 conn, Campaign.from_row(row), unit, children, at, live=as_of is None
             )
@@ -371,7 +374,7 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
     ) -> CampaignOut:
         async def change(conn: Connection) -> asyncpg.Record | None:
             await admin.upsert_campaign(conn, campaign_id, body, actor)
-            return await conn.fetchrow(repository.SELECT_CAMPAIGN, campaign_id)
+            return await conn.fetchrow(reference_sql.SELECT_CAMPAIGN, campaign_id)
 
         row = await _admin_call(pool, change)
         assert row is not None  # upserted in this transaction

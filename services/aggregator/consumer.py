@@ -19,9 +19,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import KafkaError
 from prometheus_client import Gauge
 
-from services.aggregator import feed, repository
+from services.aggregator import feed
 from services.aggregator.guard import CampaignGuard
 from services.aggregator.metrics import AggregatorMetrics
+from services.aggregator.repository import apply as apply_sql
+from services.aggregator.repository import positions as position_sql
+from services.aggregator.repository import progress as progress_sql
 from services.aggregator.settings import AggregatorSettings
 from tiendo.background import Beat
 from tiendo.clock import Clock
@@ -125,7 +128,7 @@ class SeekToStoredPositions(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         async with self._pool.acquire() as conn:
-            stored = await repository.load_offsets(conn, self._group_id, self._topic)
+            stored = await position_sql.load_offsets(conn, self._group_id, self._topic)
         for tp in assigned:
             # Nothing applied from a partition yet (or the database was reset): replay it
             # from the start (auto_offset_reset=earliest covers a start lost to retention).
@@ -186,7 +189,7 @@ class Applier:
         try:
             await consumer.start()
             async with self._pool.acquire() as conn:
-                await repository.prepare(conn)
+                await apply_sql.prepare(conn)
                 while True:
                     batches = await consumer.getmany(
                         timeout_ms=s.poll_timeout_ms, max_records=s.batch_max_records
@@ -246,7 +249,7 @@ class Applier:
                 payloads[tp.partition, record.offset] = record.value
                 if event.received_at is not None:
                     received.append(event.received_at)
-                rows.append(repository.staging_row(event, tp.partition, record.offset))
+                rows.append(apply_sql.staging_row(event, tp.partition, record.offset))
         return Prepared(count, rows, payloads, dead, next_offsets, received)
 
     async def apply_prepared(self, conn: Any, prepared: Prepared) -> None:
@@ -256,23 +259,23 @@ class Applier:
         next_offsets, received = prepared.next_offsets, prepared.received
         async with conn.transaction():
             # under the apply lock: an admin change has committed, or waits for this batch
-            await repository.lock_apply(conn)
+            await apply_sql.lock_apply(conn)
             await self._guard.ensure_fresh(conn)
-            await repository.stage(conn, rows)
-            for u in await repository.take_unappliable(conn):
+            await apply_sql.stage(conn, rows)
+            for u in await apply_sql.take_unappliable(conn):
                 dead.append(
                     DeadLetter(
                         u.partition, u.offset, u.event_id, u.reason, payloads[u.partition, u.offset]
                     )
                 )
-            outcome = await repository.apply_staged(
+            outcome = await apply_sql.apply_staged(
                 conn,
                 distinct_ids=len({r[0] for r in rows}) == len(rows),
                 unusable=self._guard.ids,
             )
             if dead:
                 await self._dead_letter(conn, dead)
-            await repository.save_offsets(
+            await position_sql.save_offsets(
                 conn, self._settings.group_id, self._settings.topic_events, next_offsets
             )
             changed_rows = await feed.load_rows(conn, outcome.changed) if self._publish_feed else []
@@ -312,7 +315,7 @@ class Applier:
         ]
         await asyncio.gather(*futures)
         for d in dead:
-            await repository.save_dead_letter(
+            await position_sql.save_dead_letter(
                 conn,
                 self._settings.topic_events,
                 d.partition,
@@ -360,6 +363,6 @@ async def republish_all(
 ) -> int:
     """Send every progress row: after a restart the feed may have missed the last changes."""
     async with pool.acquire() as conn:
-        rows = await conn.fetch(repository.SELECT_ALL_PROGRESS)
+        rows = await conn.fetch(progress_sql.SELECT_ALL_PROGRESS)
         campaigns = await feed.load_campaigns(conn, unusable)
     return await feed.publish(producer, topic, rows, campaigns, clock.now())

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from aiokafka import AIOKafkaProducer
 
-from services.aggregator import repository
+from services.aggregator.repository import positions as position_sql
 from tiendo.database import Connection
 from tiendo.event import UndecodableEvent, decode
 
@@ -27,7 +27,7 @@ class DeadLetter:
 async def pending(
     conn: Connection, *, include_redriven: bool = False, limit: int = 1000
 ) -> list[DeadLetter]:
-    rows = await conn.fetch(repository.SELECT_DEAD_LETTERS, include_redriven, limit)
+    rows = await conn.fetch(position_sql.SELECT_DEAD_LETTERS, include_redriven, limit)
     return [
         DeadLetter(
             r["partition"],
@@ -59,5 +59,7 @@ async def redrive(
         futures.append(await producer.send(topic, letter.payload, key=event.unit.encode()))
         sent.append(letter)
     await asyncio.gather(*futures)
-    await conn.executemany(repository.MARK_REDRIVEN, [(topic, d.partition, d.offset) for d in sent])
+    await conn.executemany(
+        position_sql.MARK_REDRIVEN, [(topic, d.partition, d.offset) for d in sent]
+    )
     return len(sent), skipped

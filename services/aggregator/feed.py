@@ -7,7 +7,8 @@ from datetime import datetime
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
-from services.aggregator import repository
+from services.aggregator.repository import progress as progress_sql
+from services.aggregator.repository import reference as reference_sql
 from tiendo.board.campaign import Campaign
 from tiendo.database import Connection
 from tiendo.event import timestamp
@@ -48,7 +49,7 @@ async def load_rows(conn: Connection, keys: Sequence[tuple[str, str, str]]) -> l
         return []
     return list(
         await conn.fetch(
-            repository.SELECT_PROGRESS_KEYS,
+            progress_sql.SELECT_PROGRESS_KEYS,
             [k[0] for k in keys],
             [k[1] for k in keys],
             [k[2] for k in keys],
@@ -61,7 +62,7 @@ async def load_campaigns(conn: Connection, unusable: Collection[str] = ()) -> di
     exported: a notifier must not take in a zone it cannot resolve)."""
     return {
         r["id"]: Campaign.from_row(r)
-        for r in await conn.fetch(repository.SELECT_CAMPAIGNS)
+        for r in await conn.fetch(reference_sql.SELECT_CAMPAIGNS)
         if r["id"] not in unusable
     }
 

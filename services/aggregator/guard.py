@@ -16,7 +16,7 @@ from zoneinfo import available_timezones
 import asyncpg
 from prometheus_client import Gauge
 
-from services.aggregator import repository
+from services.aggregator.repository import reference as reference_sql
 from services.aggregator.validation import Problem, TargetRef, campaign_problems
 from tiendo.board.campaign import Campaign
 from tiendo.database import Connection
@@ -27,12 +27,12 @@ log = get_logger(__name__)
 
 async def known_timezones(conn: Connection) -> set[str]:
     """Zone names both Python (boards, messages) and PostgreSQL (day buckets) resolve."""
-    names = {r["name"] for r in await conn.fetch(repository.SELECT_DATABASE_TIMEZONES)}
+    names = {r["name"] for r in await conn.fetch(reference_sql.SELECT_DATABASE_TIMEZONES)}
     return names & available_timezones()
 
 
 async def known_indicators(conn: Connection) -> set[str]:
-    return {r["code"] for r in await conn.fetch(repository.SELECT_INDICATOR_CODES)}
+    return {r["code"] for r in await conn.fetch(reference_sql.SELECT_INDICATOR_CODES)}
 
 
 def stored_target(unit: str, indicator: str) -> TargetRef:
@@ -44,7 +44,7 @@ async def target_deadlines(
 ) -> dict[str, dict[TargetRef, datetime]]:
     """Per campaign: the stored unit-specific deadlines."""
     out: dict[str, dict[TargetRef, datetime]] = {}
-    for r in await conn.fetch(repository.SELECT_TARGET_DEADLINES, campaign_id):
+    for r in await conn.fetch(reference_sql.SELECT_TARGET_DEADLINES, campaign_id):
         ref = stored_target(r["unit"], r["indicator"])
         out.setdefault(r["campaign_id"], {})[ref] = r["deadline"]
     return out
@@ -71,15 +71,15 @@ class CampaignGuard:
     async def ensure_fresh(self, conn: Connection) -> None:
         """Check again if a campaign changed through the admin API since the last check
         (one tiny query; the apply calls it every batch, under the apply lock)."""
-        row = await conn.fetchrow(repository.SELECT_CAMPAIGNS_STAMP)
+        row = await conn.fetchrow(reference_sql.SELECT_CAMPAIGNS_STAMP)
         stamp = tuple(row) if row is not None else None
         if stamp != self._stamp:
             await self.refresh(conn)
 
     async def refresh(self, conn: Connection) -> None:
         """Check every stored campaign again."""
-        row = await conn.fetchrow(repository.SELECT_CAMPAIGNS_STAMP)
-        rows = await conn.fetch(repository.SELECT_CAMPAIGNS)
+        row = await conn.fetchrow(reference_sql.SELECT_CAMPAIGNS_STAMP)
+        rows = await conn.fetch(reference_sql.SELECT_CAMPAIGNS)
         found = check_rows(
             rows,
             timezones=await known_timezones(conn),

@@ -15,10 +15,14 @@ from datetime import datetime
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from services.aggregator import admin, repository
+from services.aggregator import admin
 from services.aggregator.consumer import Applier, InFlight, republish_all
 from services.aggregator.guard import CampaignGuard
 from services.aggregator.metrics import AggregatorMetrics
+from services.aggregator.repository import apply as apply_sql
+from services.aggregator.repository import positions as position_sql
+from services.aggregator.repository import recount as recount_sql
+from services.aggregator.repository import reference as reference_sql
 from services.aggregator.settings import AggregatorSettings
 from tiendo.clock import SystemClock
 from tiendo.kafka import TopicSpec, ensure_topics, event_topics
@@ -78,7 +82,7 @@ async def rebuild(settings: AggregatorSettings, since: datetime | None = None) -
     inflight: InFlight | None = None
     guard = CampaignGuard()
     try:
-        await lock.execute(repository.LOCK_REBUILD)
+        await lock.execute(recount_sql.LOCK_REBUILD)
         partitions = [
             TopicPartition(settings.topic_events, p)
             for p in sorted(
@@ -94,19 +98,19 @@ async def rebuild(settings: AggregatorSettings, since: datetime | None = None) -
                 await lock.execute("TRUNCATE events, subjects, daily_counts")
             else:
                 await lock.execute(
-                    repository.DELETE_EVENTS_FROM,
+                    recount_sql.DELETE_EVENTS_FROM,
                     [tp.partition for tp in partitions],
                     [start[tp] for tp in partitions],
                 )
-            await lock.execute(repository.RECOUNT_SUBJECTS)
-            for row in await lock.fetch(repository.SELECT_CAMPAIGNS):
-                await lock.execute(repository.ENSURE_CAMPAIGN_ROWS, row["id"])
+            await lock.execute(recount_sql.RECOUNT_SUBJECTS)
+            for row in await lock.fetch(reference_sql.SELECT_CAMPAIGNS):
+                await lock.execute(reference_sql.ENSURE_CAMPAIGN_ROWS, row["id"])
             await guard.refresh(lock)
-            await repository.recount(lock, unusable=guard.ids)
-            for row in await lock.fetch(repository.SELECT_CAMPAIGNS):
+            await recount_sql.recount(lock, unusable=guard.ids)
+            for row in await lock.fetch(reference_sql.SELECT_CAMPAIGNS):
                 await admin.replan(lock, row["id"])
             await lock.executemany(
-                repository.SET_OFFSET,
+                position_sql.SET_OFFSET,
                 [
                     (settings.group_id, settings.topic_events, tp.partition, start[tp])
                     for tp in partitions
@@ -132,7 +136,7 @@ async def rebuild(settings: AggregatorSettings, since: datetime | None = None) -
         )
         remaining = {tp for tp in partitions if start[tp] < end[tp]}
         records = 0
-        await repository.prepare(lock)
+        await apply_sql.prepare(lock)
         inflight = InFlight()
         while remaining:
             batches = await consumer.getmany(
@@ -155,7 +159,7 @@ async def rebuild(settings: AggregatorSettings, since: datetime | None = None) -
     finally:
         if inflight is not None:
             await inflight.cancel()
-        await lock.execute(repository.UNLOCK_REBUILD)
+        await lock.execute(recount_sql.UNLOCK_REBUILD)
         await pool.release(lock)
         await consumer.stop()
         await producer.stop()

@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 
 from services.aggregator import admin
-from services.aggregator.repository import apply_events
+from services.aggregator.repository.apply import apply_events
 from services.demo import seed, traffic
 from services.notifier.evaluator import Evaluator
 from services.notifier.render import Renderer

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from services.aggregator import admin
 from services.aggregator.admin import CampaignIn, MilestoneIn, TargetIn
-from services.aggregator.repository import apply_events
+from services.aggregator.repository.apply import apply_events
 from services.check.run import check_round
 from services.notifier.evaluator import Evaluator
 from services.notifier.render import Renderer

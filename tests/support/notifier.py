@@ -26,7 +26,7 @@ from fastapi import FastAPI, Request
 from starlette.responses import JSONResponse
 
 from services.aggregator.admin import UnitIn
-from services.aggregator.repository import apply_events
+from services.aggregator.repository.apply import apply_events
 from services.notifier.app import create_app
 from services.notifier.channels import DELIVERY_ID_HEADER
 from services.notifier.settings import NotifierSettings

@@ -1,4 +1,5 @@
-"""The aggregator's SQL. Callers own transactions; nothing here commits."""
+"""Applying a batch: staging, the idempotency check, subjects, counting into the own
+columns and the rollup, in one transaction the caller owns."""
 
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -6,6 +7,13 @@ from typing import Any
 
 from tiendo.database import Connection
 from tiendo.event import Event
+
+# Applying and re-planning both touch `value`; re-planning recomputes it from the own
+# columns, so it must not interleave with an apply (a lost update otherwise).
+LOCK_APPLY = "SELECT pg_advisory_xact_lock_shared(7301118)"
+
+LOCK_REPLAN = "SELECT pg_advisory_xact_lock(7301118)"
+
 
 # -- applying a batch ---------------------------------------------------------------------
 # Temp tables live per connection; the consumer keeps one connection for its life.
@@ -31,6 +39,8 @@ CREATE TEMP TABLE IF NOT EXISTS batch_keys (
     resnapped boolean, last_at timestamptz, PRIMARY KEY (campaign_id, unit, indicator)
 ) ON COMMIT DELETE ROWS;
 """
+
+
 STAGING_COLUMNS = (
     "event_id",
     "unit",
@@ -44,6 +54,7 @@ STAGING_COLUMNS = (
     "kafka_partition",
     "kafka_offset",
 )
+
 
 # Take out of the batch what cannot be applied (unknown unit or indicator) in one pass;
 # those not already applied earlier go to the dead letters.
@@ -61,6 +72,8 @@ SELECT t.kafka_partition, t.kafka_offset, t.event_id,
 FROM taken t
 WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.event_id = t.event_id)
 """
+
+
 # The idempotency check: an event_id is applied once, forever. Within one batch the first
 # delivery wins.
 INSERT_NEW_EVENTS = """
@@ -76,6 +89,8 @@ WITH inserted AS (
 )
 INSERT INTO batch_new SELECT * FROM inserted
 """
+
+
 # The common case, every event_id of the batch distinct: no sort needed.
 INSERT_NEW_EVENTS_DISTINCT = """
 WITH inserted AS (
@@ -89,6 +104,8 @@ WITH inserted AS (
 )
 INSERT INTO batch_new SELECT * FROM inserted
 """
+
+
 # -- subjects: only the earliest event of each (indicator, subject) counts ---------------
 STAGE_SUBJECTS = """
 INSERT INTO batch_subjects
@@ -97,12 +114,16 @@ SELECT indicator, subject, event_id, occurred_at, unit,
 FROM batch_new
 WHERE subject IS NOT NULL AND kind = 'increment'
 """
+
+
 # Replicas applying different partitions may see the same citizen: serialise per subject
 # (in a fixed order, so two transactions cannot deadlock on these locks).
 LOCK_SUBJECTS = """
 SELECT pg_advisory_xact_lock(hashtextextended(indicator || '/' || subject, 7301119))
 FROM (SELECT DISTINCT indicator, subject FROM batch_subjects ORDER BY 1, 2) s
 """
+
+
 # Winners so far that an earlier event of this batch beats: their count moves.
 FIND_DETHRONED = """
 INSERT INTO batch_dethroned
@@ -111,6 +132,8 @@ FROM subjects s
 JOIN batch_subjects b ON b.first AND b.indicator = s.indicator AND b.subject = s.subject
 WHERE (b.occurred_at, b.event_id) < (s.occurred_at, s.event_id)
 """
+
+
 MARK_SUBJECT_DUPLICATES = """
 WITH losers AS (
     SELECT b.event_id
@@ -126,6 +149,8 @@ WITH losers AS (
 )
 UPDATE batch_new n SET counted = false FROM losers l WHERE n.event_id = l.event_id
 """
+
+
 UPSERT_SUBJECT_WINNERS = """
 INSERT INTO subjects AS s (indicator, subject, event_id, occurred_at, unit)
 SELECT indicator, subject, event_id, occurred_at, unit FROM batch_subjects WHERE first
@@ -134,6 +159,8 @@ ON CONFLICT (indicator, subject) DO UPDATE
 SET event_id = EXCLUDED.event_id, occurred_at = EXCLUDED.occurred_at, unit = EXCLUDED.unit
 WHERE (EXCLUDED.occurred_at, EXCLUDED.event_id) < (s.occurred_at, s.event_id)
 """
+
+
 # Which campaigns each new event counts for: the indicator is the campaign's and the
 # event happened inside its window. Later events are stored but do not count (SPEC §5).
 # Campaigns flagged unusable ($1, see `guard.py`) are left out: a bad one must not stop
@@ -156,6 +183,8 @@ JOIN campaigns c ON e.indicator = ANY (c.indicators)
                 AND e.occurred_at >= c.starts_at AND e.occurred_at <= c.deadline
 WHERE c.id <> ALL ($1::text[])
 """
+
+
 UPSERT_DAILY = """
 INSERT INTO daily_counts AS d (campaign_id, unit, indicator, day, increments, events)
 SELECT campaign_id, unit, indicator, day,
@@ -169,6 +198,8 @@ ON CONFLICT (campaign_id, unit, indicator, day) DO UPDATE
 SET increments = d.increments + coalesce(EXCLUDED.increments, 0),
     events = d.events + EXCLUDED.events
 """
+
+
 # Every (campaign, unit, indicator) the batch touches, once; the later statements work on
 # these few keys rather than on every applied event.
 GROUP_KEYS = """
@@ -177,6 +208,8 @@ SELECT campaign_id, unit, indicator, false, max(occurred_at) FILTER (WHERE NOT a
 FROM batch_applied
 GROUP BY 1, 2, 3
 """
+
+
 # Rows normally exist since the campaign was planned; a unit added later gets one here.
 ENSURE_PROGRESS_ROWS = """
 INSERT INTO progress (campaign_id, unit, indicator, own_baseline)
@@ -189,6 +222,8 @@ WHERE NOT EXISTS (SELECT 1 FROM progress p
 ORDER BY 1, 2, 3
 ON CONFLICT DO NOTHING
 """
+
+
 # Lock the touched rows (in a fixed order: replicas cannot deadlock) and remember each
 # key's own value and snapshot time before the batch, to spread the difference.
 SELECT_KEYS = """
@@ -204,6 +239,8 @@ UPDATE batch_keys k SET old_own = l.own, snap_at = l.snap_at
 FROM locked l
 WHERE k.campaign_id = l.campaign_id AND k.unit = l.unit AND k.indicator = l.indicator
 """
+
+
 # A snapshot replaces the unit's own value when it is the latest (occurred_at, event_id).
 UPDATE_SNAPSHOTS = """
 WITH latest AS (
@@ -224,6 +261,8 @@ UPDATE batch_keys k SET resnapped = true
 FROM moved m
 WHERE k.campaign_id = m.campaign_id AND k.unit = m.unit AND k.indicator = m.indicator
 """
+
+
 # Increments count after the unit's latest snapshot; a new latest snapshot recounts them.
 UPDATE_INCREMENTS = """
 -- (k.snap_at is current: only a resnapped key's snapshot moved, and the row is locked.)
@@ -239,6 +278,8 @@ FROM (
 ) d
 WHERE p.campaign_id = d.campaign_id AND p.unit = d.unit AND p.indicator = d.indicator
 """
+
+
 RECOUNT_AFTER_SNAPSHOT = """
 UPDATE progress p
 SET incr_after = coalesce((
@@ -250,6 +291,8 @@ FROM batch_keys k, campaigns c
 WHERE k.resnapped AND c.id = k.campaign_id
   AND p.campaign_id = k.campaign_id AND p.unit = k.unit AND p.indicator = k.indicator
 """
+
+
 # Spread each unit's change of own value to itself and its ancestors (the rollup), and
 # return every (campaign, unit, indicator) whose figures moved.
 SPREAD = """
@@ -278,6 +321,8 @@ SET value = p.value + EXCLUDED.value,
     updated_at = now()
 RETURNING p.campaign_id, p.unit, p.indicator
 """
+
+
 # A withdrawn subject winner may have been its unit's last counted event: last events only
 # ever move forward in SPREAD, so the units that lost one, and their ancestors, take their
 # last event again from what still counts (as the recount and `as_of` do). Rare: only when
@@ -292,6 +337,8 @@ FROM (SELECT DISTINCT campaign_id, unit, indicator FROM batch_applied WHERE adju
 JOIN campaigns c ON c.id = a.campaign_id
 WHERE p.campaign_id = a.campaign_id AND p.unit = a.unit AND p.indicator = a.indicator
 """
+
+
 RELAST_SUBTREES = """
 WITH roots AS (
     SELECT DISTINCT a.campaign_id, lineage.code AS root, a.indicator
@@ -307,24 +354,6 @@ SET last_event_at = (
 FROM roots r
 WHERE p.campaign_id = r.campaign_id AND p.unit = r.root AND p.indicator = r.indicator
 """
-UPSERT_OFFSET = """
-INSERT INTO consumer_offsets (group_id, topic, partition, next_offset)
-VALUES ($1, $2, $3, $4)
-ON CONFLICT (group_id, topic, partition) DO UPDATE
-SET next_offset = greatest(consumer_offsets.next_offset, EXCLUDED.next_offset), updated_at = now()
-"""
-SELECT_OFFSETS = """
-SELECT partition, next_offset FROM consumer_offsets WHERE group_id = $1 AND topic = $2
-"""
-INSERT_DEAD_LETTER = """
-INSERT INTO dead_letters (topic, partition, kafka_offset, event_id, reason, payload)
-VALUES ($1, $2, $3, $4, $5, $6)
-ON CONFLICT DO NOTHING
-"""
-# Applying and re-planning both touch `value`; re-planning recomputes it from the own
-# columns, so it must not interleave with an apply (a lost update otherwise).
-LOCK_APPLY = "SELECT pg_advisory_xact_lock_shared(7301118)"
-LOCK_REPLAN = "SELECT pg_advisory_xact_lock(7301118)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -424,266 +453,3 @@ async def apply_staged(
         await conn.execute(RELAST_OWN)
         await conn.execute(RELAST_SUBTREES)
     return BatchOutcome(new_events, [(r[0], r[1], r[2]) for r in changed])
-
-
-async def save_offsets(
-    conn: Connection, group_id: str, topic: str, next_offsets: dict[int, int]
-) -> None:
-    await conn.executemany(
-        UPSERT_OFFSET, [(group_id, topic, p, o) for p, o in sorted(next_offsets.items())]
-    )
-
-
-async def load_offsets(conn: Connection, group_id: str, topic: str) -> dict[int, int]:
-    return {
-        r["partition"]: r["next_offset"] for r in await conn.fetch(SELECT_OFFSETS, group_id, topic)
-    }
-
-
-async def save_dead_letter(
-    conn: Connection,
-    topic: str,
-    partition: int,
-    offset: int,
-    event_id: str | None,
-    reason: str,
-    payload: bytes,
-) -> None:
-    await conn.execute(INSERT_DEAD_LETTER, topic, partition, offset, event_id, reason, payload)
-
-
-SELECT_DEAD_LETTERS = """
-SELECT * FROM dead_letters
-WHERE $1 OR redriven_at IS NULL
-ORDER BY created_at, partition, kafka_offset
-LIMIT $2
-"""
-MARK_REDRIVEN = """
-UPDATE dead_letters SET redriven_at = now()
-WHERE topic = $1 AND partition = $2 AND kafka_offset = $3
-"""
-
-
-# -- reference data (admin) ---------------------------------------------------------------
-UPSERT_UNIT = """
-INSERT INTO units (code, name, type, level, parent_code, chief_name, chief_email, chief_phone,
-                   chief_webhook, chief_chat, updated_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, now())
-ON CONFLICT (code) DO UPDATE
-SET name = EXCLUDED.name, type = EXCLUDED.type, level = EXCLUDED.level,
-    parent_code = EXCLUDED.parent_code, chief_name = EXCLUDED.chief_name,
-    chief_email = EXCLUDED.chief_email, chief_phone = EXCLUDED.chief_phone,
-    chief_webhook = EXCLUDED.chief_webhook, chief_chat = EXCLUDED.chief_chat, updated_at = now()
-"""
-# Ancestors (root first) of every unit, recomputed from parent links after an upsert.
-REFRESH_ANCESTORS = """
-WITH RECURSIVE chain AS (
-    SELECT code, ARRAY[]::text[] AS ancestors FROM units WHERE parent_code IS NULL
-    UNION ALL
-    SELECT u.code, c.ancestors || u.parent_code
-    FROM units u JOIN chain c ON u.parent_code = c.code
-)
-UPDATE units u SET ancestors = chain.ancestors
-FROM chain WHERE chain.code = u.code AND u.ancestors IS DISTINCT FROM chain.ancestors
-"""
-COUNT_ORPHANS = """
-SELECT count(*) FROM units u
-WHERE u.parent_code IS NOT NULL
-  AND cardinality(u.ancestors) <> u.level - 1
-"""
-SELECT_UNIT = "SELECT * FROM units WHERE code = $1"
-SELECT_UNITS_BY_CODE = "SELECT * FROM units WHERE code = ANY ($1::text[])"
-SELECT_CHILDREN = "SELECT * FROM units WHERE parent_code = $1 ORDER BY code"
-SELECT_TREE = "SELECT code, parent_code, level FROM units"
-UPSERT_CAMPAIGN = """
-INSERT INTO campaigns (id, name, starts_at, deadline, timezone, indicators, behind_threshold,
-                       stale_after, milestones, updated_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now())
-ON CONFLICT (id) DO UPDATE
-SET name = EXCLUDED.name, starts_at = EXCLUDED.starts_at, deadline = EXCLUDED.deadline,
-    timezone = EXCLUDED.timezone, indicators = EXCLUDED.indicators,
-    behind_threshold = EXCLUDED.behind_threshold, stale_after = EXCLUDED.stale_after,
-    milestones = EXCLUDED.milestones, updated_at = now()
-"""
-SELECT_CAMPAIGN = "SELECT * FROM campaigns WHERE id = $1"
-SELECT_CAMPAIGNS = "SELECT * FROM campaigns ORDER BY starts_at DESC, id"
-UPSERT_TARGET = """
-INSERT INTO targets (campaign_id, unit, indicator, target, baseline, deadline)
-VALUES ($1, $2, $3, $4, $5, $6)
-ON CONFLICT (campaign_id, unit, indicator) DO UPDATE
-SET target = EXCLUDED.target, baseline = EXCLUDED.baseline, deadline = EXCLUDED.deadline
-"""
-SELECT_TARGETS = (
-    "SELECT unit, indicator, target, baseline, deadline FROM targets WHERE campaign_id = $1"
-)
-ENSURE_CAMPAIGN_ROWS = """
-INSERT INTO progress (campaign_id, unit, indicator)
-SELECT c.id, u.code, i.code
-FROM campaigns c CROSS JOIN units u CROSS JOIN unnest(c.indicators) AS i (code)
-WHERE c.id = $1
-ORDER BY 1, 2, 3
-ON CONFLICT DO NOTHING
-"""
-# An indicator taken out of a campaign leaves its boards, feed and metrics.
-DELETE_DROPPED_INDICATORS = """
-DELETE FROM progress p
-USING campaigns c
-WHERE c.id = $1 AND p.campaign_id = c.id AND NOT (p.indicator = ANY (c.indicators))
-"""
-PLAN_COLUMNS = ("unit", "indicator", "own_baseline", "baseline", "target", "deadline")
-CREATE_PLAN_STAGING = """
-CREATE TEMP TABLE IF NOT EXISTS plan_in (
-    unit text, indicator text, own_baseline bigint, baseline bigint, target bigint,
-    deadline timestamptz
-) ON COMMIT DROP
-"""
-APPLY_PLAN = """
-UPDATE progress p
-SET own_baseline = s.own_baseline, baseline = s.baseline, target = s.target,
-    deadline = s.deadline, updated_at = now()
-FROM plan_in s
-WHERE p.campaign_id = $1 AND p.unit = s.unit AND p.indicator = s.indicator
-"""
-# Subtree values from the own columns: the authoritative rollup, used after re-planning.
-RECOMPUTE_VALUES = """
-UPDATE progress p
-SET value = s.value, last_event_at = s.last_event_at
-FROM (
-    SELECT a.campaign_id, lineage.code AS unit, a.indicator,
-           sum(coalesce(a.snap_value, a.own_baseline) + a.incr_after) AS value,
-           max(a.own_last_event_at) AS last_event_at
-    FROM progress a
-    JOIN units u ON u.code = a.unit
-    CROSS JOIN LATERAL unnest(u.ancestors || u.code) AS lineage (code)
-    WHERE a.campaign_id = $1
-    GROUP BY 1, 2, 3
-) s
-WHERE p.campaign_id = s.campaign_id AND p.unit = s.unit AND p.indicator = s.indicator
-  AND (p.value, p.last_event_at) IS DISTINCT FROM (s.value, s.last_event_at)
-"""
-# What the campaign check (`validation.py`) needs, and a stamp that moves with any change
-# of a campaign made through the admin API.
-SELECT_CAMPAIGNS_STAMP = "SELECT count(*), max(updated_at) FROM campaigns"
-SELECT_INDICATOR_CODES = "SELECT code FROM indicators"
-SELECT_DATABASE_TIMEZONES = "SELECT name FROM pg_timezone_names"
-SELECT_TARGET_DEADLINES = """
-SELECT campaign_id, unit, indicator, deadline FROM targets
-WHERE deadline IS NOT NULL AND ($1::text IS NULL OR campaign_id = $1)
-"""
-INSERT_AUDIT = "INSERT INTO audit_log (actor, action, subject, details) VALUES ($1, $2, $3, $4)"
-
-# -- reading progress ---------------------------------------------------------------------
-SELECT_PROGRESS_KEYS = """
-SELECT p.*, u.name AS unit_name, u.level, u.parent_code
-FROM progress p
-JOIN units u ON u.code = p.unit
-JOIN unnest($1::text[], $2::text[], $3::text[]) AS k (campaign_id, unit, indicator)
-  ON p.campaign_id = k.campaign_id AND p.unit = k.unit AND p.indicator = k.indicator
-"""
-SELECT_ALL_PROGRESS = """
-SELECT p.*, u.name AS unit_name, u.level, u.parent_code
-FROM progress p JOIN units u ON u.code = p.unit
-"""
-# -- rebuild: every counter recomputed from the stored events ---------------------------
-LOCK_REBUILD = "SELECT pg_advisory_lock(7301118)"
-UNLOCK_REBUILD = "SELECT pg_advisory_unlock(7301118)"
-DELETE_EVENTS_FROM = """
-DELETE FROM events e
-USING unnest($1::int[], $2::bigint[]) AS f (partition, first_offset)
-WHERE e.kafka_partition = f.partition AND e.kafka_offset >= f.first_offset
-"""
-RECOUNT_SUBJECTS = """
-TRUNCATE subjects;
-INSERT INTO subjects (indicator, subject, event_id, occurred_at, unit)
-SELECT DISTINCT ON (indicator, subject) indicator, subject, event_id, occurred_at, unit
-FROM events
-WHERE subject IS NOT NULL AND kind = 'increment'
-ORDER BY indicator, subject, occurred_at, event_id;
-UPDATE events e
-SET counted = (e.subject IS NULL OR e.kind <> 'increment'
-               OR EXISTS (SELECT 1 FROM subjects s WHERE s.event_id = e.event_id))
-WHERE e.subject IS NOT NULL;
-"""
-# The recount: daily counts and the own columns of `progress` from the stored events, for
-# one campaign ($1) or every campaign ($1 null), leaving out the campaigns flagged unusable
-# ($2; their figures stay as they are until a fix through the admin API recounts them).
-# Rebuild and the admin changes (a campaign created, its window, indicators, timezone or
-# targets changed after its events arrived) share these statements: the rules of what
-# counts are the live apply's (`SELECT_APPLIED`, `UPDATE_SNAPSHOTS`, `UPDATE_INCREMENTS`).
-RECOUNT_SCOPE = "($1::text IS NULL OR {col} = $1) AND {col} <> ALL ($2::text[])"
-RECOUNT_DAILY = (
-    "DELETE FROM daily_counts WHERE " + RECOUNT_SCOPE.format(col="campaign_id"),
-    """
-INSERT INTO daily_counts (campaign_id, unit, indicator, day, increments, events)
-SELECT c.id, e.unit, e.indicator, (e.occurred_at AT TIME ZONE c.timezone)::date,
-       coalesce(sum(e.value) FILTER (WHERE e.kind = 'increment'), 0), count(*)
-FROM events e
-JOIN campaigns c ON e.indicator = ANY (c.indicators)
-                AND e.occurred_at >= c.starts_at AND e.occurred_at <= c.deadline
-WHERE e.counted AND """
-    + RECOUNT_SCOPE.format(col="c.id")
-    + """
-GROUP BY 1, 2, 3, 4
-""",
-)
-RECOUNT_OWN = (
-    """
-UPDATE progress SET snap_at = NULL, snap_event_id = NULL, snap_value = NULL, incr_after = 0,
-                    own_last_event_at = NULL
-WHERE """
-    + RECOUNT_SCOPE.format(col="campaign_id"),
-    """
-WITH snaps AS (
-    SELECT DISTINCT ON (c.id, e.unit, e.indicator)
-           c.id AS campaign_id, e.unit, e.indicator, e.occurred_at, e.event_id, e.value
-    FROM events e
-    JOIN campaigns c ON e.indicator = ANY (c.indicators)
-                    AND e.occurred_at >= c.starts_at AND e.occurred_at <= c.deadline
-    WHERE e.kind = 'snapshot' AND """
-    + RECOUNT_SCOPE.format(col="c.id")
-    + """
-    ORDER BY c.id, e.unit, e.indicator, e.occurred_at DESC, e.event_id DESC
-)
-UPDATE progress p SET snap_at = s.occurred_at, snap_event_id = s.event_id, snap_value = s.value
-FROM snaps s
-WHERE p.campaign_id = s.campaign_id AND p.unit = s.unit AND p.indicator = s.indicator
-""",
-    """
-WITH own AS (
-    SELECT p.campaign_id, p.unit, p.indicator,
-           coalesce(sum(e.value) FILTER (
-               WHERE e.kind = 'increment' AND (p.snap_at IS NULL OR e.occurred_at > p.snap_at)
-           ), 0) AS incr_after,
-           max(e.occurred_at) AS last_at
-    FROM events e
-    JOIN campaigns c ON e.indicator = ANY (c.indicators)
-                    AND e.occurred_at >= c.starts_at AND e.occurred_at <= c.deadline
-    JOIN progress p ON p.campaign_id = c.id AND p.unit = e.unit AND p.indicator = e.indicator
-    WHERE e.counted AND """
-    + RECOUNT_SCOPE.format(col="c.id")
-    + """
-    GROUP BY 1, 2, 3
-)
-UPDATE progress p SET incr_after = o.incr_after, own_last_event_at = o.last_at
-FROM own o
-WHERE p.campaign_id = o.campaign_id AND p.unit = o.unit AND p.indicator = o.indicator
-""",
-)
-
-
-async def recount(
-    conn: Connection, campaign_id: str | None = None, unusable: Sequence[str] = ()
-) -> None:
-    """Recount `daily_counts` and the own columns of `progress` from the stored events, for
-    one campaign or (None) all of them but the `unusable` ones. Needs the campaign's
-    progress rows (`ENSURE_CAMPAIGN_ROWS`); values are rolled up by `RECOMPUTE_VALUES`."""
-    for statement in (*RECOUNT_DAILY, *RECOUNT_OWN):
-        await conn.execute(statement, campaign_id, list(unusable))
-
-
-SET_OFFSET = """
-INSERT INTO consumer_offsets (group_id, topic, partition, next_offset)
-VALUES ($1, $2, $3, $4)
-ON CONFLICT (group_id, topic, partition) DO UPDATE
-SET next_offset = EXCLUDED.next_offset, updated_at = now()
-"""
