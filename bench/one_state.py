@@ -44,8 +44,9 @@ from services.notifier.evaluator import Evaluator
 from services.notifier.render import Renderer
 from services.notifier.settings import NotifierSettings
 from services.notifier.summary import Summary
+from services.schema import migrate_all
 from tiendo.board import repository as board
-from tiendo.database import create_pool, migrate
+from tiendo.database import create_pool
 from tiendo.event import Event, Kind
 from tiendo.kafka import TopicSpec, ensure_topics
 from tiendo.localstack import KafkaBroker, PostgresServer, free_port
@@ -177,12 +178,7 @@ async def _measure(
     units = national_tree()
     communes = [u.code for u in units if u.level == 4]
     async with pool.acquire() as conn:
-        for service, package in (
-            ("tiendo", "tiendo"),
-            ("aggregator", "services.aggregator"),
-            ("notifier", "services.notifier"),
-        ):
-            await migrate(conn, service, package)
+        await migrate_all(conn)
         async with conn.transaction():
             await admin.upsert_units(conn, units, "bench")
             await admin.upsert_campaign(

@@ -7,19 +7,12 @@ import asyncpg
 from services.aggregator import admin
 from services.aggregator.admin import CampaignIn
 from services.demo import seed
-from tiendo.database import migrate
-
-SERVICES = (
-    ("tiendo", "tiendo"),
-    ("ingest", "services.ingest"),
-    ("aggregator", "services.aggregator"),
-)
+from services.schema import migrate_all
 
 
 async def seed_world(conn: asyncpg.Connection) -> CampaignIn:
     """Migrate, then load Hà Nội's units, the demo campaign and its ward targets."""
-    for service, package in SERVICES:
-        await migrate(conn, service, package)
+    await migrate_all(conn)
     campaign = seed.demo_campaign(datetime.now(UTC))
     async with conn.transaction():
         await admin.upsert_units(conn, seed.hanoi_units(), "bench")

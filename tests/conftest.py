@@ -11,19 +11,12 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from services.schema import migrate_all
 from tests.support.stack import Topics
-from tiendo.database import migrate
 from tiendo.localstack import KafkaBroker, PostgresServer, free_port
 
 # fixtures of the notifier's receivers (SMTP, HTTP) and harness
 pytest_plugins = ["tests.support.notifier"]
-
-MIGRATED = (
-    ("tiendo", "tiendo"),
-    ("ingest", "services.ingest"),
-    ("aggregator", "services.aggregator"),
-    ("notifier", "services.notifier"),
-)
 
 
 @pytest.fixture(scope="session")
@@ -58,8 +51,7 @@ async def template_db(postgres: PostgresServer) -> str:
     await conn.execute("CREATE DATABASE tiendo_template")
     await conn.close()
     conn = await asyncpg.connect(postgres.dsn("tiendo_template"))
-    for service, package in MIGRATED:
-        await migrate(conn, service, package)
+    await migrate_all(conn)
     await conn.close()
     return "tiendo_template"
 

@@ -8,7 +8,7 @@ import asyncpg
 from aiokafka import AIOKafkaProducer
 
 from services.aggregator.repository import progress as progress_sql
-from services.aggregator.repository import reference as reference_sql
+from tiendo.board import repository as board
 from tiendo.board.campaign import Campaign
 from tiendo.database import Connection
 from tiendo.event import timestamp
@@ -60,11 +60,7 @@ async def load_rows(conn: Connection, keys: Sequence[tuple[str, str, str]]) -> l
 async def load_campaigns(conn: Connection, unusable: Collection[str] = ()) -> dict[str, Campaign]:
     """The campaigns, but those flagged unusable (their rows are neither published nor
     exported: a notifier must not take in a zone it cannot resolve)."""
-    return {
-        r["id"]: Campaign.from_row(r)
-        for r in await conn.fetch(reference_sql.SELECT_CAMPAIGNS)
-        if r["id"] not in unusable
-    }
+    return {k: c for k, c in (await board.campaigns(conn)).items() if k not in unusable}
 
 
 async def publish(

@@ -11,7 +11,8 @@ from services.aggregator.settings import AggregatorSettings
 from services.demo import seed, traffic
 from services.ingest import repository as ingest_repository
 from services.ingest import tokens
-from tiendo.database import Connection, create_pool, migrate
+from services.schema import migrate_all
+from tiendo.database import Connection, create_pool
 from tiendo.logs import configure_logging, get_logger
 
 log = get_logger(__name__)
@@ -56,12 +57,7 @@ async def _run(args: argparse.Namespace) -> None:
     wards = seed.hanoi_wards()
     campaign = seed.demo_campaign(datetime.now(UTC))
     async with pool.acquire() as conn:
-        for service, package in (
-            ("tiendo", "tiendo"),
-            ("aggregator", "services.aggregator"),
-            ("ingest", "services.ingest"),
-        ):
-            await migrate(conn, service, package)
+        await migrate_all(conn)
         async with conn.transaction():
             existing = await conn.fetchrow(
                 "SELECT starts_at, deadline FROM campaigns WHERE id = $1", seed.CAMPAIGN_ID

@@ -29,8 +29,9 @@ from services.demo import seed, traffic
 from services.notifier.evaluator import Evaluator
 from services.notifier.render import Renderer
 from services.notifier.settings import NotifierSettings
+from services.schema import migrate_all
 from tiendo.clock import ManualClock
-from tiendo.database import create_pool, migrate
+from tiendo.database import create_pool
 from tiendo.event import Event, Kind
 from tiendo.localstack import PostgresServer, free_port
 
@@ -52,12 +53,7 @@ def _local(at: datetime | None) -> str:
 async def replay(dsn: str, step: timedelta, out: Path | None) -> str:
     pool = await create_pool(dsn, max_size=4)
     async with pool.acquire() as conn:
-        for service, package in (
-            ("tiendo", "tiendo"),
-            ("aggregator", "services.aggregator"),
-            ("notifier", "services.notifier"),
-        ):
-            await migrate(conn, service, package)
+        await migrate_all(conn)
     units = seed.hanoi_units()
     wards = seed.hanoi_wards()
     campaign = seed.demo_campaign(datetime(2023, 6, 1, 12, tzinfo=TZ))  # 10 May - 30 Jun 2023

@@ -30,6 +30,7 @@ import pytest
 
 from services.check.run import check
 from services.notifier.settings import NotifierSettings
+from services.schema import migrate_all
 from tests.support.load import Increment, Load, counters
 from tests.support.notifier import BEHIND_ONLY, HttpReceiver, tree_with_contacts
 from tests.support.stack import (
@@ -42,18 +43,11 @@ from tests.support.stack import (
     until_serving,
 )
 from tests.support.world import build_world, issue_token
-from tiendo.database import migrate
 from tiendo.localstack import KafkaBroker, PostgresServer, free_port
 
 START = datetime.now(UTC) - timedelta(days=10)
 UNITS = ("00004", "00007", "00010", "001", "002")
 INDICATORS = ("cccd_collected", "eid_activated_l1")
-MIGRATED = (
-    ("tiendo", "tiendo"),
-    ("ingest", "services.ingest"),
-    ("aggregator", "services.aggregator"),
-    ("notifier", "services.notifier"),
-)
 
 
 @dataclass
@@ -83,8 +77,7 @@ async def servers() -> AsyncIterator[Servers]:
         await conn.execute(f'CREATE DATABASE "{s.template}"')
         await conn.close()
         conn = await asyncpg.connect(s.postgres.dsn(s.template))
-        for service, package in MIGRATED:
-            await migrate(conn, service, package)
+        await migrate_all(conn)
         await conn.close()
         yield s
     finally:
