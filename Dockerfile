@@ -1,6 +1,8 @@
-# One image for the three services and the demo; the command picks which
-# (docker-compose.yml: `aggregator serve`, `ingest serve`, `notifier serve`, `demo run`).
-FROM python:3.11-slim
+# Two images from one file. `service` holds the product wheel only (ingest, aggregator,
+# notifier; the command picks which: `aggregator serve`, `ingest serve`, `notifier serve`).
+# `demo` adds devtools/ (the Hà Nội seed, traffic and webhook receiver of docker-compose.yml),
+# which the wheel never contains.
+FROM python:3.11-slim AS service
 WORKDIR /app
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 COPY pyproject.toml README.md ./
@@ -10,6 +12,11 @@ RUN pip install --no-cache-dir . \
     && useradd --system --home-dir /var/lib/tiendo tiendo \
     && mkdir -p /var/lib/tiendo && chown tiendo /var/lib/tiendo
 USER tiendo
-# ingest, aggregator, notifier, and the demo webhook receiver
-EXPOSE 8001 8002 8003 8009
+EXPOSE 8001 8002 8003
 ENTRYPOINT ["tiendo"]
+
+FROM service AS demo
+COPY devtools ./devtools
+# the demo webhook receiver
+EXPOSE 8009
+ENTRYPOINT ["python", "-m", "devtools"]

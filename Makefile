@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP) ## create .venv with pinned dependencies
 
 dev: $(STAMP) ## run Kafka (KRaft), PostgreSQL, the three services, demo data and traffic
-	$(BIN)/python -m services.devstack
+	$(BIN)/python -m devtools.devstack
 
 test: $(STAMP) ## the whole suite against real Kafka and PostgreSQL (slow tests included)
 	$(BIN)/pytest
@@ -31,7 +31,7 @@ test-fast: $(STAMP) ## the suite without the slow chaos and load tests
 lint: $(STAMP) ## ruff and mypy --strict
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy tiendo services scripts bench clients/python/tiendo_client
+	$(BIN)/mypy tiendo services devtools scripts bench clients/python/tiendo_client
 
 fmt: $(STAMP) ## format and auto-fix
 	$(BIN)/ruff format .
@@ -44,7 +44,7 @@ dashboards: $(STAMP) ## generate the Grafana boards into deploy/grafana/dashboar
 	$(BIN)/python scripts/dashboards.py
 
 prepare: $(STAMP) ## fetch the Kafka jars, initialise PostgreSQL and Kafka storage (make dev does it too)
-	$(BIN)/python -m services.devstack --prepare-only
+	$(BIN)/python -m devtools.devstack --prepare-only
 
 bench: $(STAMP) ## full benchmark (ceilings, ingest, apply, freshness, 10M rebuild): bench/results/latest.json
 	$(BIN)/python -m bench.run $(BENCH_ARGS)

@@ -36,6 +36,7 @@ from typing import Any, TypeVar
 from aiokafka import AIOKafkaProducer
 
 from bench.run import tree_cpu_seconds
+from devtools.localstack import KafkaBroker, PostgresServer, free_port
 from services.aggregator import admin, feed
 from services.aggregator.admin import CampaignIn, TargetIn, UnitIn
 from services.aggregator.repository import apply as apply_sql
@@ -49,7 +50,6 @@ from tiendo.board import repository as board
 from tiendo.database import create_pool
 from tiendo.event import Event, Kind
 from tiendo.kafka import TopicSpec, ensure_topics
-from tiendo.localstack import KafkaBroker, PostgresServer, free_port
 
 INDICATORS = (
     "cccd_collected",

@@ -7,7 +7,7 @@ import zlib
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
-from services.demo import seed
+from devtools.demo import seed
 from tiendo.event import Event, Kind
 
 RATIO_SNAPSHOT = 0.01

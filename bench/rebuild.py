@@ -19,11 +19,11 @@ import asyncpg
 
 from bench import payloads, sized
 from bench.world import seed_world
+from devtools.localstack import KafkaBroker, PostgresServer, free_port
 from services.aggregator.rebuild import rebuild
 from services.aggregator.settings import AggregatorSettings
 from tiendo.event import encode
 from tiendo.kafka import ensure_topics, event_topics, reliable_producer
-from tiendo.localstack import KafkaBroker, PostgresServer, free_port
 
 
 async def produce(bootstrap: str, topic: str, n: int, starts_at: datetime) -> float:

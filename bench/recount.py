@@ -18,8 +18,8 @@ import asyncpg
 
 from bench import payloads, sized
 from bench.world import seed_world
+from devtools.localstack import PostgresServer, free_port
 from services.aggregator import admin
-from tiendo.localstack import PostgresServer, free_port
 
 COLUMNS = ("event_id", "unit", "indicator", "kind", "value", "occurred_at", "subject")
 

@@ -31,6 +31,8 @@ from aiokafka import AIOKafkaConsumer
 
 from bench import payloads
 from bench.world import seed_world
+from devtools.localstack import KafkaBroker, PostgresServer, free_port
+from devtools.localstack.kafka import ensure_kafka_jars
 from services.aggregator.rebuild import rebuild
 from services.aggregator.settings import AggregatorSettings
 from services.ingest import repository as ingest_repository
@@ -44,8 +46,6 @@ from tiendo.kafka import (
     event_topics,
     reliable_producer,
 )
-from tiendo.localstack import KafkaBroker, PostgresServer, free_port
-from tiendo.localstack.kafka import ensure_kafka_jars
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"

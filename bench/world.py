@@ -4,9 +4,9 @@ from datetime import UTC, datetime
 
 import asyncpg
 
+from devtools.demo import seed
 from services.aggregator import admin
 from services.aggregator.admin import CampaignIn
-from services.demo import seed
 from services.schema import migrate_all
 
 

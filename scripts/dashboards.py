@@ -9,7 +9,7 @@ English for the engineers who keep them:
 - tiendo-pipeline     Sức khoẻ hệ thống (pipeline health, Prometheus and PostgreSQL)
 
 Every query of every panel and variable is executed against a real Prometheus and a real
-PostgreSQL by tests/e2e/test_dashboards.py. Per-unit Prometheus series stop at the
+PostgreSQL by tests/boards/test_dashboards.py. Per-unit Prometheus series stop at the
 aggregator's `metrics_unit_level` (default 2), so whatever must work for any level (the
 leaderboard, the unit's own figures and children) is read from PostgreSQL. The SQL figures
 follow tiendo/pace.py (plan with milestones, pct, pace, stale, behind); see docs/metrics.md

@@ -5,7 +5,6 @@ from collections.abc import Sequence
 
 from services.aggregator import cli as aggregator_cli
 from services.check import cli as check_cli
-from services.demo import cli as demo_cli
 from services.ingest import cli as ingest_cli
 from services.notifier import cli as notifier_cli
 
@@ -13,7 +12,7 @@ from services.notifier import cli as notifier_cli
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="tiendo", description=__doc__)
     sub = parser.add_subparsers(dest="area", required=True)
-    for module in (ingest_cli, aggregator_cli, notifier_cli, check_cli, demo_cli):
+    for module in (ingest_cli, aggregator_cli, notifier_cli, check_cli):
         module.add_commands(sub)
     args = parser.parse_args(argv)
     args.func(args)

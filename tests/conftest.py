@@ -11,9 +11,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from devtools.localstack import KafkaBroker, PostgresServer, free_port
 from services.schema import migrate_all
 from tests.support.stack import Topics
-from tiendo.localstack import KafkaBroker, PostgresServer, free_port
 
 # fixtures of the notifier's receivers (SMTP, HTTP) and harness
 pytest_plugins = ["tests.support.notifier"]

@@ -25,6 +25,7 @@ from aiosmtpd.controller import Controller
 from fastapi import FastAPI, Request
 from starlette.responses import JSONResponse
 
+from devtools.localstack import KafkaBroker, free_port
 from services.aggregator.admin import UnitIn
 from services.aggregator.repository.apply import apply_events
 from services.notifier.app import create_app
@@ -34,7 +35,6 @@ from tests.support.stack import Topics, eventually, running
 from tests.support.world import TREE, build_world
 from tiendo.clock import ManualClock
 from tiendo.event import Event, Kind
-from tiendo.localstack import KafkaBroker, free_port
 
 SECRET = "test-webhook-secret"
 ADMIN = {"Authorization": "Bearer test-admin"}

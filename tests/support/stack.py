@@ -138,7 +138,7 @@ def aggregator_process(
     database: str, bootstrap: str, topics: Topics, log: Path, **settings: Any
 ) -> ServiceProcess:
     """The aggregator as a child process on a free port, for kill -9 tests."""
-    from tiendo.localstack import free_port
+    from devtools.localstack import free_port
 
     values = {
         "database_url": database,
@@ -168,7 +168,7 @@ def ingest_process(
     database: str, bootstrap: str, topics: Topics, log: Path, **settings: Any
 ) -> ServiceProcess:
     """Ingest as a child process on a free port (same port across restarts)."""
-    from tiendo.localstack import free_port
+    from devtools.localstack import free_port
 
     values = {
         "database_url": database,
@@ -185,7 +185,7 @@ def notifier_process(
     database: str, bootstrap: str, topics: Topics, log: Path, **settings: Any
 ) -> ServiceProcess:
     """The notifier as a child process on a free port, for kill -9 tests."""
-    from tiendo.localstack import free_port
+    from devtools.localstack import free_port
 
     values = {
         "database_url": database,

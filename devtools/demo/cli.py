@@ -1,0 +1,88 @@
+"""`python -m devtools demo …`: the demo world of `make dev` (seed, traffic, a webhook receiver)."""
+
+import argparse
+import asyncio
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+from devtools.demo import seed, traffic
+from services.aggregator import admin
+from services.aggregator.settings import AggregatorSettings
+from services.ingest import repository as ingest_repository
+from services.ingest import tokens
+from services.schema import migrate_all
+from tiendo.database import Connection, create_pool
+from tiendo.logs import configure_logging, get_logger
+
+log = get_logger(__name__)
+
+
+def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    parser = sub.add_parser("demo", help="demo data and traffic for make dev")
+    cmds = parser.add_subparsers(dest="command", required=True)
+    run = cmds.add_parser("run", help="seed Hà Nội and the demo campaign, then send traffic")
+    run.add_argument("--ingest-url", default="http://127.0.0.1:8001/v1/events")
+    run.add_argument("--token-file", type=Path, default=Path(".local/demo-token"))
+    run.add_argument("--rate", type=float, default=20.0, help="live events per second")
+    run.add_argument("--no-traffic", action="store_true", help="seed only")
+    run.set_defaults(func=lambda a: asyncio.run(_run(a)))
+    sink = cmds.add_parser("webhook-sink", help="a local webhook receiver that checks signatures")
+    sink.add_argument("--port", type=int, default=8009)
+    sink.set_defaults(func=_sink)
+
+
+def _demo_token(token_file: Path) -> str:
+    """The demo upstream's token, kept in a git-ignored file (stored hashed in the database)."""
+    if token_file.exists():
+        return token_file.read_text().strip()
+    token = tokens.new_token()
+    token_file.parent.mkdir(parents=True, exist_ok=True)
+    token_file.write_text(token + "\n")
+    token_file.chmod(0o600)
+    return token
+
+
+async def _ensure_token(conn: Connection, token: str) -> None:
+    digest = tokens.digest(token)
+    if await ingest_repository.find_token(conn, digest) is None:
+        await ingest_repository.insert_token(conn, f"demo-{digest.hex()[:8]}", digest, [], [])
+
+
+async def _run(args: argparse.Namespace) -> None:
+    configure_logging(os.environ.get("TIENDO_LOG_LEVEL", "INFO"), json=False)
+    settings = AggregatorSettings()
+    pool = await create_pool(settings.database_url, max_size=2, wait_seconds=120)
+    token = _demo_token(args.token_file)
+    wards = seed.hanoi_wards()
+    campaign = seed.demo_campaign(datetime.now(UTC))
+    async with pool.acquire() as conn:
+        await migrate_all(conn)
+        async with conn.transaction():
+            existing = await conn.fetchrow(
+                "SELECT starts_at, deadline FROM campaigns WHERE id = $1", seed.CAMPAIGN_ID
+            )
+            await admin.upsert_units(conn, seed.hanoi_units(), "demo")
+            if existing is None:
+                await admin.upsert_campaign(conn, seed.CAMPAIGN_ID, campaign, "demo")
+                await admin.upsert_targets(conn, seed.CAMPAIGN_ID, seed.demo_targets(wards), "demo")
+            else:
+                # Keep the first run's window so a second `make dev` reuses the history.
+                campaign = campaign.model_copy(
+                    update={"starts_at": existing["starts_at"], "deadline": existing["deadline"]}
+                )
+            await _ensure_token(conn, token)
+    await pool.close()
+    log.info(
+        "demo_seeded", campaign=seed.CAMPAIGN_ID, wards=len(wards), token_file=str(args.token_file)
+    )
+    if not args.no_traffic:
+        await traffic.run(
+            args.ingest_url, token, wards, campaign.starts_at, campaign.deadline, args.rate
+        )
+
+
+def _sink(args: argparse.Namespace) -> None:
+    from devtools.demo.sink import serve_sink
+
+    serve_sink(args.port, os.environ.get("TIENDO_NOTIFIER_WEBHOOK_SECRET", "dev-webhook-secret"))

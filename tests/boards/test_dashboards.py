@@ -1,0 +1,455 @@
+"""Every board tells the truth: the three services run on real ports against the real broker
+and database, Debian's Prometheus scrapes them with the repository's rule files, and every
+query of every panel and variable of every provisioned board is executed — PromQL through
+Prometheus's HTTP API, SQL against PostgreSQL — failing on an error or an empty result."""
+
+import asyncio
+import contextlib
+import importlib.util
+import json
+import re
+import shutil
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+import uvicorn
+import yaml
+from aiokafka import AIOKafkaProducer
+from fastapi import FastAPI, Request
+
+from devtools.localstack import KafkaBroker, free_port
+from services.aggregator.app import create_app as create_aggregator
+from services.aggregator.settings import AggregatorSettings
+from services.ingest.app import create_app as create_ingest
+from services.ingest.settings import IngestSettings
+from services.notifier.app import create_app as create_notifier
+from services.notifier.settings import NotifierSettings
+from tests.support.stack import REPO, Topics, eventually
+from tests.support.world import WARDS, build_world, issue_token
+
+BOARDS = REPO / "deploy" / "grafana" / "dashboards"
+PROMETHEUS_DIR = REPO / "deploy" / "prometheus"
+PROMETHEUS = shutil.which("prometheus")
+PROMTOOL = shutil.which("promtool")
+needs_prometheus = pytest.mark.skipif(
+    PROMETHEUS is None,
+    reason="Debian's `prometheus` binary is not installed (apt-get install prometheus); "
+    ".ci/run installs it so CI always runs the board check",
+)
+
+START = datetime.now(UTC) - timedelta(days=10)
+INDICATORS = ("cccd_collected", "eid_activated_l2")
+# Ward 00004 reaches its target, 00007 keeps pace, 00010 (alone in district 002) lags.
+DONE = {"00004": 1000, "00007": 250, "00010": 20}
+# The values a person would pick in each board's variables.
+VARIABLES = {
+    "campaign": "c1",
+    "indicator": "cccd_collected",
+    "level": "3",  # wards: below the per-unit metrics cut-off, served from PostgreSQL
+    "unit": "002",  # a lagging district: its curves, children and alerts all exist
+    "explain": "1",
+}
+# What Grafana would put in its own variables for a 30-day range.
+BUILTINS = {"__rate_interval": "1m", "__interval": "15s", "__range": "30d"}
+
+
+# -- reading the boards -------------------------------------------------------------------
+@dataclass(frozen=True)
+class Query:
+    board: str
+    where: str  # panel title or "variable NAME"
+    kind: str  # "prometheus" or "postgres"
+    text: str
+
+
+def boards() -> dict[str, dict[str, Any]]:
+    return {p.stem: json.loads(p.read_text()) for p in sorted(BOARDS.glob("*.json"))}
+
+
+def panels(board: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    for panel in board["panels"]:
+        yield panel
+        yield from panel.get("panels", [])
+
+
+def kind_of(datasource: dict[str, Any]) -> str:
+    return {"prometheus": "prometheus", "postgres": "postgres"}[datasource["uid"]]
+
+
+def panel_queries() -> list[Query]:
+    found = []
+    for name, board in boards().items():
+        for panel in panels(board):
+            for target in panel.get("targets", []):
+                ds = target.get("datasource") or panel["datasource"]
+                kind = kind_of(ds)
+                text = target["expr"] if kind == "prometheus" else target["rawSql"]
+                found.append(Query(name, panel["title"], kind, text))
+    return found
+
+
+def variable_queries() -> list[Query]:
+    found = []
+    for name, board in boards().items():
+        for var in board.get("templating", {}).get("list", []):
+            if var["type"] == "query":
+                query = var["query"]
+                text = query if isinstance(query, str) else query["query"]
+                found.append(
+                    Query(name, f"variable {var['name']}", kind_of(var["datasource"]), text)
+                )
+    return found
+
+
+# -- Grafana's interpolation, for the variables and macros the boards use ----------------
+_VAR = re.compile(r"\$\{(\w+)(?::(\w+))?\}|\$(__\w+)\(\)|\$(\w+)")
+
+
+def interpolate(text: str, *, sql: bool, start: datetime, end: datetime) -> str:
+    def replace(m: re.Match[str]) -> str:
+        braced, fmt, macro, plain = m.groups()
+        if macro is not None:
+            assert sql, f"SQL macro ${macro}() in PromQL"
+            at = {"__timeFrom": start, "__timeTo": end}[macro]
+            return f"'{at.isoformat()}'"
+        name = braced or plain
+        value = VARIABLES.get(name) or BUILTINS[name]
+        if fmt == "sqlstring":
+            return "'" + value.replace("'", "''") + "'"
+        assert fmt is None, f"unsupported format {fmt}"
+        return value
+
+    out = _VAR.sub(replace, text)
+    assert "$" not in out, f"an unknown Grafana variable is left in {out!r}"
+    return out
+
+
+def test_boards_are_what_make_dashboards_generates(tmp_path: Path):
+    spec = importlib.util.spec_from_file_location("dashboards", REPO / "scripts" / "dashboards.py")
+    assert spec is not None
+    assert spec.loader is not None
+    generator = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generator)
+    written = generator.generate(tmp_path)
+    assert {p.name for p in written} == {p.name for p in BOARDS.glob("*.json")}
+    for path in written:
+        assert (BOARDS / path.name).read_text() == path.read_text(), (
+            f"{path.name} is out of date: run make dashboards"
+        )
+
+
+def test_every_panel_is_titled_described_placed_and_queries_a_provisioned_datasource():
+    provisioned = yaml.safe_load(
+        (REPO / "deploy/grafana/provisioning/datasources/tiendo.yml").read_text()
+    )
+    uids = {ds["uid"] for ds in provisioned["datasources"]}
+    assert uids == {"prometheus", "postgres"}
+    for name, board in boards().items():
+        assert board["uid"] == name
+        taken: set[tuple[int, int]] = set()
+        for panel in panels(board):
+            pos = panel["gridPos"]
+            cells = {
+                (x, y)
+                for x in range(pos["x"], pos["x"] + pos["w"])
+                for y in range(pos["y"], pos["y"] + pos["h"])
+            }
+            assert pos["x"] + pos["w"] <= 24, f"{name}: {panel['title']} is wider than the grid"
+            assert not cells & taken, f"{name}: {panel['title']} overlaps another panel"
+            taken |= cells
+            if panel["type"] == "row":
+                continue
+            assert panel["title"], f"{name}: a panel has no title"
+            assert panel.get("description"), f"{name}: {panel['title']} has no description"
+            assert panel["targets"], f"{name}: {panel['title']} has no query"
+            for target in panel["targets"]:
+                assert (target.get("datasource") or panel["datasource"])["uid"] in uids
+    assert {q.board for q in panel_queries()} == set(boards())
+
+
+# -- the live check -----------------------------------------------------------------------
+class Receiver:
+    """A webhook endpoint for the notifier's deliveries."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.received = 0
+        app = FastAPI()
+
+        @app.post("/hook")
+        async def hook(request: Request) -> dict[str, bool]:
+            await request.body()
+            self.received += 1
+            return {"ok": True}
+
+        self.app = app
+
+
+@contextlib.asynccontextmanager
+async def serving(app: FastAPI, port: int) -> AsyncIterator[str]:
+    """The app on a real loopback port (Prometheus must reach it), lifespan included."""
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
+    )
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            assert not task.done(), "the server stopped during start-up"
+            await asyncio.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+@contextlib.contextmanager
+def prometheus_server(tmp: Path, targets: dict[str, int]) -> Iterator[str]:
+    """Debian's Prometheus with deploy/prometheus/prometheus.yml, pointed at `targets`."""
+    config = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
+    config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
+    config["rule_files"] = [str(PROMETHEUS_DIR / f) for f in config["rule_files"]]
+    jobs = {job["job_name"] for job in config["scrape_configs"]}
+    assert jobs == set(targets), "the scrape config's jobs are not the three services"
+    for job in config["scrape_configs"]:
+        job["static_configs"] = [{"targets": [f"127.0.0.1:{targets[job['job_name']]}"]}]
+    path = tmp / "prometheus.yml"
+    path.write_text(yaml.safe_dump(config))
+    if PROMTOOL is not None:
+        check = subprocess.run(
+            [PROMTOOL, "check", "config", str(path)], capture_output=True, text=True, check=False
+        )
+        assert check.returncode == 0, check.stdout + check.stderr
+    port = free_port()
+    assert PROMETHEUS is not None
+    with (tmp / "prometheus.log").open("wb") as log:
+        process = subprocess.Popen(
+            [
+                PROMETHEUS,
+                f"--config.file={path}",
+                f"--storage.tsdb.path={tmp / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--log.level=warn",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def events_for(unit: str, indicator: str, n: int, at: datetime) -> list[dict[str, object]]:
+    # Few events with larger values: the counts matter, not the number of requests.
+    chunks = [n // 10] * 10
+    chunks[-1] += n - sum(chunks)
+    return [
+        {
+            "event_id": f"{unit}-{indicator}-{i}",
+            "unit": unit,
+            "indicator": indicator,
+            "value": v,
+            "occurred_at": at.isoformat(),
+        }
+        for i, v in enumerate(chunks)
+        if v
+    ]
+
+
+async def prom_query(client: httpx.AsyncClient, expr: str) -> list[dict[str, Any]]:
+    r = await client.get("/api/v1/query", params={"query": expr})
+    body = r.json()
+    assert r.status_code == 200, f"{expr!r}: {body.get('error', r.text)}"
+    assert body["status"] == "success", f"{expr!r}: {body}"
+    result: list[dict[str, Any]] = body["data"]["result"]
+    return result
+
+
+@needs_prometheus
+async def test_every_board_query_returns_data_from_the_running_services(
+    database, kafka: KafkaBroker, topics: Topics, tmp_path: Path
+):
+    await build_world(database, starts_at=START, indicators=INDICATORS)
+    token = await issue_token(database)
+    receiver = Receiver()
+    ports = {"tiendo-ingest": free_port(), "tiendo-aggregator": free_port()}
+    ports["tiendo-notifier"] = free_port()
+    common = {"database_url": database, "kafka_bootstrap": kafka.bootstrap, **topics.kwargs()}
+    aggregator_app = create_aggregator(
+        AggregatorSettings(
+            **common,
+            port=ports["tiendo-aggregator"],
+            group_id=f"agg-{topics.events}",
+            metrics_refresh_seconds=0.5,
+        )
+    )
+    ingest_app = create_ingest(IngestSettings(**common, port=ports["tiendo-ingest"]))
+    notifier_app = create_notifier(
+        NotifierSettings(
+            **common,
+            port=ports["tiendo-notifier"],
+            group_id=f"ntf-{topics.events}",
+            webhook_url=f"http://127.0.0.1:{receiver.port}/hook",
+            webhook_secret="test-webhook-secret",
+            evaluate_every_seconds=1.0,
+            delivery_poll_seconds=0.2,
+        )
+    )
+    async with (
+        serving(receiver.app, receiver.port),
+        serving(aggregator_app, ports["tiendo-aggregator"]) as aggregator_url,
+        serving(ingest_app, ports["tiendo-ingest"]) as ingest_url,
+        serving(notifier_app, ports["tiendo-notifier"]),
+        httpx.AsyncClient(base_url=ingest_url, timeout=30) as ingest,
+        httpx.AsyncClient(base_url=aggregator_url, timeout=30) as aggregator,
+    ):
+        ingest.headers["Authorization"] = f"Bearer {token}"
+        with prometheus_server(tmp_path, ports) as prometheus_url:
+            async with httpx.AsyncClient(base_url=prometheus_url, timeout=30) as prom:
+                await _feed(ingest, aggregator, kafka, topics)
+                await _check_prometheus(prom)
+                await _check_sql(database, aggregator)
+    assert receiver.received >= 1
+
+
+async def _feed(
+    ingest: httpx.AsyncClient, aggregator: httpx.AsyncClient, kafka: KafkaBroker, topics: Topics
+) -> None:
+    async def ready() -> None:
+        assert (await ingest.get("/readyz")).status_code == 200
+
+    await eventually(ready)
+    now = datetime.now(UTC) - timedelta(minutes=1)
+    events = [
+        e for unit, n in DONE.items() for ind in INDICATORS for e in events_for(unit, ind, n, now)
+    ]
+    r = await ingest.post("/v1/events", json={"events": events})
+    assert r.status_code == 202, r.text
+    # A client retry (duplicates), a refused event (errors by reason) …
+    assert (await ingest.post("/v1/events", json={"events": events[:5]})).status_code == 202
+    bad = {**events[0], "event_id": "bad-1", "indicator": "no_such_indicator"}
+    assert (await ingest.post("/v1/events", json=bad)).status_code == 422
+    # … and a record nobody can decode, which must end in the dead-letter topic.
+    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait(topics.events, b"\xff not a ProgressEvent")
+    finally:
+        await producer.stop()
+
+    async def counted() -> None:
+        r = await aggregator.get("/v1/campaigns/c1/progress/01")
+        assert r.status_code == 200, r.text
+        assert [i["value"] for i in r.json()["indicators"]] == [sum(DONE.values())] * 2
+
+    await eventually(counted)
+
+
+async def _check_prometheus(prom: httpx.AsyncClient) -> None:
+    end = datetime.now(UTC)
+    queries = [q for q in panel_queries() if q.kind == "prometheus"]
+    rules = yaml.safe_load((PROMETHEUS_DIR / "rules" / "tiendo.yml").read_text())
+    records = [r for group in rules["groups"] for r in group["rules"]]
+    assert records
+    checks = {
+        f"{q.board} / {q.where}: {q.text}": interpolate(
+            q.text, sql=False, start=end - timedelta(days=30), end=end
+        )
+        for q in queries
+    }
+    for rule in records:
+        checks[f"recording rule {rule['record']}"] = rule["record"]
+        checks[f"recording rule {rule['record']} (expr)"] = rule["expr"]
+    for q in variable_queries():
+        if q.kind == "prometheus":
+            checks[f"{q.board} / {q.where}"] = q.text
+
+    async def every_query_has_data() -> None:
+        empty = []
+        for label, expr in checks.items():
+            if expr.startswith("label_values("):
+                call = re.fullmatch(r"label_values\((.+), (\w+)\)", expr)
+                assert call is not None, expr
+                metric, label_name = call.groups()
+                r = await prom.get(f"/api/v1/label/{label_name}/values", params={"match[]": metric})
+                assert r.status_code == 200, f"{label}: {r.text}"
+                values = r.json()["data"]
+                if VARIABLES[label_name] not in values:
+                    empty.append(f"{label} (no {VARIABLES[label_name]!r} in {values})")
+                continue
+            if not await prom_query(prom, expr):
+                empty.append(label)
+        assert not empty, "queries without data:\n  " + "\n  ".join(empty)
+
+    # Up to a minute: scrapes every second, the per-unit snapshot every half second, the
+    # notifier's clock every second, the rules every second.
+    await eventually(every_query_has_data, timeout=90, every=2.0)
+
+
+async def _check_sql(dsn: str, aggregator: httpx.AsyncClient) -> None:
+    end = datetime.now(UTC)
+    conn = await asyncpg.connect(dsn)
+    try:
+        for q in variable_queries():
+            if q.kind == "postgres":
+                rows = await conn.fetch(interpolate(q.text, sql=True, start=end, end=end))
+                values = [str(r["__value"]) for r in rows]
+                assert VARIABLES[q.where.split()[-1]] in values, f"{q.board} / {q.where}: {values}"
+
+        async def alert_exists() -> None:
+            assert await conn.fetchval("SELECT count(*) FROM alerts WHERE unit = '002'")
+            assert await conn.fetchval("SELECT count(*) FROM notifications")
+
+        await eventually(alert_exists)
+        for q in panel_queries():
+            if q.kind != "postgres":
+                continue
+            sql = interpolate(q.text, sql=True, start=end - timedelta(days=30), end=end)
+            try:
+                rows = await conn.fetch(sql)
+            except asyncpg.PostgresError as exc:
+                pytest.fail(f"{q.board} / {q.where}: {exc}\n{sql}")
+            assert rows, f"{q.board} / {q.where}: no rows\n{sql}"
+        await _leaderboard_matches_the_api(conn, aggregator, end)
+    finally:
+        await conn.close()
+
+
+async def _leaderboard_matches_the_api(
+    conn: asyncpg.Connection, aggregator: httpx.AsyncClient, end: datetime
+) -> None:
+    """The SQL figures are tiendo/pace.py in SQL: they agree with the progress API."""
+    board = boards()["tiendo-leaderboard"]
+    table = next(p for p in panels(board) if p["title"] == "Xếp hạng đơn vị")
+    sql = table["targets"][0]["rawSql"]
+    for indicator in INDICATORS:
+        VARIABLES["indicator"] = indicator
+        try:
+            rows = await conn.fetch(interpolate(sql, sql=True, start=end, end=end))
+        finally:
+            VARIABLES["indicator"] = "cccd_collected"
+        assert [r["code"] for r in rows] == ["00004", "00007", "00010"]  # by pct
+        assert [r["rank"] for r in rows] == [1, 2, 3]
+        assert [r["must_explain"] for r in rows] == ["", "", "Phải giải trình"]
+        for row in rows:
+            r = await aggregator.get(f"/v1/campaigns/c1/progress/{row['code']}")
+            api = next(i for i in r.json()["indicators"] if i["indicator"] == indicator)
+            assert row["value"] == api["value"]
+            assert row["target"] == api["target"]
+            assert float(row["pct"]) == pytest.approx(api["pct"], abs=0.01)
+            assert float(row["expected"]) == pytest.approx(api["expected"], abs=1)
+            assert float(row["pace"]) == pytest.approx(api["pace"], abs=0.002)
+            assert row["status"] == api["status"], row["code"]
+    assert set(WARDS) == {"00004", "00007", "00010"}
