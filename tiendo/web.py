@@ -190,7 +190,7 @@ DOCS_ASSETS_PATH = "/docs-assets"
 
 def serve_docs_offline(app: FastAPI) -> None:
     """Replace FastAPI's `/docs` and `/redoc` pages, which load their scripts, styles and
-    fonts from public CDNs, with pages whose every asset comes from this package."""
+    fonts from public CDNs, with pages whose every asset the service serves itself."""
     if not app.openapi_url:
         return
     openapi_url = app.openapi_url
