@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaProducer
 
-from bench.run import tree_cpu_seconds
+from bench.processes import tree_cpu_seconds
 from devtools.localstack import KafkaBroker, PostgresServer, free_port
 from services.aggregator import admin, feed
 from services.aggregator.admin import CampaignIn, TargetIn, UnitIn

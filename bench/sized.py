@@ -4,10 +4,9 @@ import argparse
 import asyncio
 import json
 from collections.abc import Callable, Coroutine
-from pathlib import Path
 from typing import Any
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from bench.report import RESULTS
 
 
 def run(name: str, main: Callable[[int], Coroutine[Any, Any, dict[str, object]]]) -> None:

@@ -1,20 +1,27 @@
-"""HTTP plumbing the three FastAPI services share: problem+json errors, request ids, /metrics."""
+"""HTTP plumbing the three FastAPI services share: problem+json errors, request ids, /metrics,
+API docs served from the package."""
 
 import logging
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from http import HTTPStatus
+from pathlib import Path
 from typing import Any
 
+import fastapi_standalone_docs
 import orjson
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 PROBLEM_TYPE_BASE = "https://tiendo.example/problems/"
@@ -163,7 +170,9 @@ class RequestIdMiddleware:
 
 
 def add_ops_routes(app: FastAPI, registry: CollectorRegistry) -> None:
-    """GET /healthz (process alive) and GET /metrics (Prometheus text format)."""
+    """GET /healthz (process alive), GET /metrics (Prometheus text format), and the API docs
+    (`/docs`, `/redoc`) with every asset served by the service itself."""
+    serve_docs_offline(app)
 
     @app.get("/healthz", tags=["ops"], summary="Process is alive")
     async def healthz() -> dict[str, str]:
@@ -172,3 +181,65 @@ def add_ops_routes(app: FastAPI, registry: CollectorRegistry) -> None:
     @app.get("/metrics", tags=["ops"], summary="Prometheus metrics", response_class=Response)
     async def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+# Swagger UI 5 (Apache-2.0) and ReDoc 2 (MIT) as a pip-installed bundle, licences beside them.
+DOCS_ASSETS = Path(fastapi_standalone_docs.__file__).parent / "static"
+DOCS_ASSETS_PATH = "/docs-assets"
+
+
+def serve_docs_offline(app: FastAPI) -> None:
+    """Replace FastAPI's `/docs` and `/redoc` pages, which load their scripts, styles and
+    fonts from public CDNs, with pages whose every asset the service serves itself."""
+    if not app.openapi_url:
+        return
+    openapi_url = app.openapi_url
+    pages: dict[str, Callable[[str, str], HTMLResponse]] = {}
+    if app.docs_url:
+        oauth2_redirect = app.swagger_ui_oauth2_redirect_url
+        pages[app.docs_url] = lambda root, assets: get_swagger_ui_html(
+            openapi_url=root + openapi_url,
+            title=f"{app.title} - Swagger UI",
+            swagger_js_url=f"{assets}/swagger/swagger-ui-bundle.js",
+            swagger_css_url=f"{assets}/swagger/swagger-ui.css",
+            swagger_favicon_url=f"{assets}/fastapi/favicon.png",
+            # FastAPI's redirect page is inline HTML with no asset: it stays as registered.
+            oauth2_redirect_url=root + oauth2_redirect if oauth2_redirect else None,
+            init_oauth=app.swagger_ui_init_oauth,
+            swagger_ui_parameters=app.swagger_ui_parameters,
+        )
+    if app.redoc_url:
+        pages[app.redoc_url] = lambda root, assets: get_redoc_html(
+            openapi_url=root + openapi_url,
+            title=f"{app.title} - ReDoc",
+            redoc_js_url=f"{assets}/redoc/redoc.standalone.js",
+            redoc_favicon_url=f"{assets}/fastapi/favicon.png",
+            with_google_fonts=False,
+        )
+
+    def is_cdn_page(route: BaseRoute) -> bool:
+        return isinstance(route, Route) and route.path in pages
+
+    app.router.routes[:] = [r for r in app.router.routes if not is_cdn_page(r)]
+    for path, page in pages.items():
+        app.add_route(path, _docs_endpoint(page), include_in_schema=False)
+    if app.redoc_url:
+        # The bundle asks for its logo beside the page rather than beside the script.
+        logo = DOCS_ASSETS / "redoc" / "logo-mini.svg"
+
+        async def redoc_logo(_: Request) -> FileResponse:
+            return FileResponse(logo, media_type="image/svg+xml")
+
+        app.add_route(f"{app.redoc_url}/logo-mini.svg", redoc_logo, include_in_schema=False)
+    app.mount(DOCS_ASSETS_PATH, StaticFiles(directory=DOCS_ASSETS), name="docs-assets")
+
+
+def _docs_endpoint(
+    page: Callable[[str, str], HTMLResponse],
+) -> Callable[[Request], Awaitable[HTMLResponse]]:
+    async def endpoint(request: Request) -> HTMLResponse:
+        # Behind a proxy that strips a prefix, every URL the page loads carries it back.
+        root = request.scope.get("root_path", "").rstrip("/")
+        return page(root, root + DOCS_ASSETS_PATH)
+
+    return endpoint

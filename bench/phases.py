@@ -1,0 +1,196 @@
+"""The benchmark's phases after the ceilings, in the order they run: ingest at saturation
+and at a sustained rate, the aggregator's apply, then (bench.freshness) freshness under a
+fixed load, then the rebuild of every counter and the pure alert evaluation."""
+
+import asyncio
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from bench import payloads
+from bench.ceilings import bare_produce, keyed
+from bench.exposition import metric_value, scrape
+from bench.processes import loadgen, tree_cpu_seconds
+from bench.profiling import FlameGraph, sql_profile
+from bench.stage import INGEST_SETTINGS, Stage
+from devtools.localstack import free_port
+from services.aggregator.rebuild import rebuild
+
+INGEST = ["services.cli", "ingest", "serve"]
+AGGREGATOR = ["services.cli", "aggregator", "serve"]
+
+
+async def measure_ingest(stage: Stage) -> None:
+    """Ingest at saturation, then at the sustained rate; ingest stays up for freshness."""
+    sizes, results = stage.sizes, stage.results
+    port = free_port()
+    ingest = await stage.serve(
+        INGEST, stage.env("ingest", port=port, **INGEST_SETTINGS), "ingest", port
+    )
+    stage.ingest_url = f"http://127.0.0.1:{port}/v1/events"
+    cpu0 = ingest.cpu_seconds()
+    flame = FlameGraph("ingest", ingest.popen.pid, sizes.profile)
+    result = loadgen(stage.ingest_url, stage.token, sizes.events, sizes.concurrency, prefix="ing")
+    result["flame_graph"] = flame.stop()
+    ingest.sample()
+    result["cpu_seconds_per_1000_events"] = round(
+        (ingest.cpu_seconds() - cpu0) / sizes.events * 1000, 3
+    )
+    result["peak_rss_mb"] = round(ingest.peak_rss / 2**20)
+    result["ratio_to_bare_produce"] = round(
+        result["events_per_second"] / results["ceiling_bare_produce"]["events_per_second"], 2
+    )
+    result["ratio_to_bare_produce_batched"] = round(
+        result["events_per_second"] / results["ceiling_bare_produce_batched"]["events_per_second"],
+        2,
+    )
+    results["ingest"] = result
+    # Latency at the sustained rate SPEC §9 asks for, not at saturation (where it is
+    # queueing: four 1,000-event batches in flight wait for one another).
+    sustained_n = sizes.ingest_rate * sizes.ingest_rate_seconds
+    sustained = loadgen(
+        stage.ingest_url,
+        stage.token,
+        sustained_n,
+        sizes.concurrency,
+        rate=sizes.ingest_rate,
+        prefix="sus",
+    )
+    results["ingest_sustained"] = {
+        "offered_events_per_second": sizes.ingest_rate,
+        "achieved_events_per_second": sustained["events_per_second"],
+        "events": sustained_n,
+        "batch": sustained["batch"],
+        "batch_p50_ms": sustained["batch_p50_ms"],
+        "batch_p99_ms": sustained["batch_p99_ms"],
+    }
+    stage.produced = sizes.events + sustained_n
+
+
+async def measure_apply(stage: Stage) -> None:
+    """The aggregator's replicas applying everything ingest produced, from the first commit
+    to the last."""
+    sizes, produced, pg, broker = stage.sizes, stage.produced, stage.pg, stage.broker
+    port = free_port()
+    replicas = [
+        stage.spawn(
+            AGGREGATOR, stage.aggregator_env(port if i == 0 else free_port()), f"aggregator-{i}"
+        )
+        for i in range(sizes.apply_replicas)
+    ]
+    await replicas[0].wait_ready(f"http://127.0.0.1:{port}/readyz")
+    if sizes.profile:
+        await stage.conn.execute("SELECT pg_stat_statements_reset()")
+    flame = FlameGraph("aggregator", replicas[0].popen.pid, sizes.profile)
+    cpu0 = sum(r.cpu_seconds() for r in replicas)
+    assert pg.process is not None
+    assert broker.process is not None
+    pg_cpu0 = tree_cpu_seconds(pg.process.pid)
+    broker_cpu0 = tree_cpu_seconds(broker.process.pid)
+    # Steady state, from the first commit to the last: the consumer group's join (a few
+    # seconds after readiness) is start-up, not apply work; the first batch is left out
+    # of both the events and the time.
+    while (first := await stage.applied()) == 0:
+        await asyncio.sleep(0.01)
+    t0 = time.perf_counter()
+    while await stage.applied() < produced:
+        for r in replicas:
+            r.sample()
+        await asyncio.sleep(0.05)
+    elapsed = time.perf_counter() - t0
+    flame_graph = flame.stop()
+    for r in replicas:
+        r.sample()
+    text = await scrape(f"http://127.0.0.1:{port}/metrics")
+    in_tx = metric_value(text, "tiendo_aggregator_batch_seconds_sum")
+    apply: dict[str, Any] = {
+        "events": produced,
+        "events_timed": produced - first,
+        "replicas": sizes.apply_replicas,
+        "seconds": round(elapsed, 2),
+        "events_per_second": round((produced - first) / elapsed),
+        # replica 0's own transactions (all of them with one replica)
+        "events_per_second_inside_transactions": (
+            round(produced / in_tx) if in_tx and sizes.apply_replicas == 1 else None
+        ),
+        "cpu_seconds_per_1000_events": round(
+            (sum(r.cpu_seconds() for r in replicas) - cpu0) / produced * 1000, 3
+        ),
+        "peak_rss_mb": round(max(r.peak_rss for r in replicas) / 2**20),
+        # where the apply's work really is
+        "postgres_cpu_seconds_per_1000_events": round(
+            (tree_cpu_seconds(pg.process.pid) - pg_cpu0) / produced * 1000, 3
+        ),
+        "broker_cpu_seconds_per_1000_events": round(
+            (tree_cpu_seconds(broker.process.pid) - broker_cpu0) / produced * 1000, 3
+        ),
+        "flame_graph": flame_graph,
+    }
+    if sizes.profile:
+        apply["sql_profile"] = await sql_profile(stage.conn, "aggregator")
+    apply["ratio_to_bare_consume"] = round(
+        apply["events_per_second"] / stage.results["ceiling_bare_consume"]["events_per_second"],
+        2,
+    )
+    stage.results["aggregator_apply"] = apply
+    for r in replicas:
+        r.stop()
+
+
+async def measure_rebuild(stage: Stage) -> None:
+    """Every counter recomputed from the events topic, topped up to `rebuild_events`."""
+    extra, chunk = stage.sizes.rebuild_events - stage.produced, 0
+    # filled in chunks: ten million encoded events at once would need gigabytes
+    while extra > 0:
+        size = min(extra, 500_000)
+        filler = payloads.events(
+            size, starts_at=stage.campaign.starts_at, prefix=f"rb{chunk}-", seed_value=3 + chunk
+        )
+        await bare_produce(
+            stage.broker.bootstrap, stage.settings.topic_events, keyed(filler), batched=True
+        )
+        extra, chunk = extra - size, chunk + 1
+    report = await rebuild(stage.settings)
+    stage.results["rebuild"] = {
+        "events": report.events,
+        "records": report.records,
+        "seconds": round(report.seconds, 1),
+        "events_per_second": round(report.events_per_second),
+    }
+
+
+def alert_evaluation(pairs: int) -> dict[str, Any]:
+    """The notifier's rule conditions (stale, behind, at_risk) for `pairs` unit states: the
+    pure evaluation every clock tick runs, without the database round trips."""
+    from services.notifier.rules import Rule, UnitState, conditions
+
+    now = datetime.now(UTC)
+    start = now - timedelta(days=20)
+    states = [
+        UnitState(
+            "c",
+            f"u{i}",
+            "cccd_collected",
+            i % 900,
+            0,
+            1000,
+            start,
+            start + timedelta(days=50),
+            now - timedelta(hours=i % 24),
+            0.9,
+            timedelta(hours=12),
+        )
+        for i in range(pairs)
+    ]
+    started = time.perf_counter()
+    holding = dict.fromkeys((Rule.STALE, Rule.BEHIND, Rule.AT_RISK), 0)
+    for i, state in enumerate(states):
+        _, verdicts = conditions(state, now, state.value - i % 50, True)
+        for rule, holds in verdicts.items():
+            holding[rule] += holds
+    elapsed = time.perf_counter() - started
+    return {
+        "pairs": pairs,
+        "seconds": round(elapsed, 3),
+        "holding": {str(k): v for k, v in holding.items()},
+    }
