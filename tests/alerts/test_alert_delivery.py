@@ -65,8 +65,8 @@ async def receiver() -> AsyncIterator[Receiver]:
 
 
 async def test_lagging_unit_alert_reaches_the_webhook_signed_and_once(
-    database, kafka: KafkaBroker, topics: Topics, receiver: Receiver
-):
+    database: str, kafka: KafkaBroker, topics: Topics, receiver: Receiver
+) -> None:
     # 10 of 50 days elapsed: every ward is expected at 200 of 1000. District 002 has only
     # ward 00010, so it lags with it; the city (550 of 600) keeps pace.
     await build_world(database, starts_at=START)
@@ -103,7 +103,7 @@ async def test_lagging_unit_alert_reaches_the_webhook_signed_and_once(
             for unit, value in (("00004", 250), ("00007", 250), ("00010", 50))
         ]
 
-        async def accepted():
+        async def accepted() -> None:
             r = await ingest.post(
                 "/v1/events", json={"events": events}, headers={"Authorization": f"Bearer {token}"}
             )
@@ -111,7 +111,7 @@ async def test_lagging_unit_alert_reaches_the_webhook_signed_and_once(
 
         await eventually(accepted)
 
-        async def counted():
+        async def counted() -> None:
             r = await aggregator.get("/v1/campaigns/c1/progress/01")
             assert r.json()["indicators"][0]["value"] == 550
 
@@ -170,7 +170,7 @@ async def _scenario(ingest, notifier, receiver: Receiver, token: str, now: datet
     )
     assert r.status_code == 202
 
-    async def resolved():
+    async def resolved() -> None:
         kinds = [b["kind"] for b in _to(receiver, "00010")]
         assert kinds == ["firing", "resolved"]
 

@@ -85,7 +85,9 @@ def campaign_events(targets: dict[str, int], rng: random.Random) -> list[dict[st
 
 
 @pytest.mark.slow
-async def test_hanoi_2023_figures_are_reproduced(database, kafka: KafkaBroker, topics: Topics):
+async def test_hanoi_2023_figures_are_reproduced(
+    database: str, kafka: KafkaBroker, topics: Topics
+) -> None:
     wards = hanoi_wards()
     targets = {u: t for (u, i), t in ward_targets(wards).items() if i == "cccd_collected"}
     assert len(targets) == 579
@@ -137,7 +139,7 @@ async def test_hanoi_2023_figures_are_reproduced(database, kafka: KafkaBroker, t
             assert r.status_code == 200, r.text
             return r.json()["indicators"][0]
 
-        async def all_counted():
+        async def all_counted() -> None:
             assert (await city())["value"] == 134_329
 
         await eventually(all_counted, timeout=180)

@@ -8,6 +8,7 @@ import asyncio
 import random
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -40,8 +41,8 @@ def lineage(unit: str) -> list[str]:
 
 @pytest.mark.slow
 async def test_event_acknowledged_before_a_crash_is_counted_once(
-    database, kafka: KafkaBroker, topics: Topics, tmp_path
-):
+    database: str, kafka: KafkaBroker, topics: Topics, tmp_path: Path
+) -> None:
     await build_world(database, starts_at=START)
     token = await issue_token(database)
     rng = random.Random(7)
@@ -103,7 +104,7 @@ async def test_event_acknowledged_before_a_crash_is_counted_once(
                     aggregator.start()
         assert kills >= 3
 
-        async def caught_up():
+        async def caught_up() -> None:
             assert await applied() == EVENTS
 
         await eventually(caught_up, timeout=240, every=1.0)

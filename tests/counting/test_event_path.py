@@ -33,7 +33,7 @@ def increments(
 
 
 @pytest.fixture
-async def pipeline(database, kafka: KafkaBroker, topics: Topics):
+async def pipeline(database: str, kafka: KafkaBroker, topics: Topics):
     await build_world(database, starts_at=START)
     token = await issue_token(database)
     common = {"database_url": database, "kafka_bootstrap": kafka.bootstrap, **topics.kwargs()}
@@ -48,7 +48,7 @@ async def pipeline(database, kafka: KafkaBroker, topics: Topics):
         yield ingest, aggregator
 
 
-async def post(ingest, events):
+async def post(ingest, events) -> None:
     for i in range(0, len(events), 1000):
         r = await ingest.post("/v1/events", json={"events": events[i : i + 1000]})
         assert r.status_code == 202, r.text
@@ -69,7 +69,7 @@ async def until_value(aggregator, unit: str, expected: int) -> dict[str, object]
     return await eventually(check)
 
 
-async def test_posted_events_are_counted_exactly_and_rolled_up(pipeline):
+async def test_posted_events_are_counted_exactly_and_rolled_up(pipeline) -> None:
     ingest, aggregator = pipeline
     await post(
         ingest,
@@ -95,7 +95,7 @@ async def test_posted_events_are_counted_exactly_and_rolled_up(pipeline):
     assert city["status"] == "behind"
 
 
-async def test_duplicates_are_counted_once(pipeline):
+async def test_duplicates_are_counted_once(pipeline) -> None:
     ingest, aggregator = pipeline
     batch = increments("00004", 50, "dup")
     await post(ingest, batch)
@@ -107,7 +107,7 @@ async def test_duplicates_are_counted_once(pipeline):
     assert "tiendo_aggregator_duplicates_skipped_total 60.0" in metrics
 
 
-async def test_negative_corrections_and_snapshots(pipeline):
+async def test_negative_corrections_and_snapshots(pipeline) -> None:
     ingest, aggregator = pipeline
     hour = datetime.now(UTC) - timedelta(hours=5)
     await post(ingest, increments("00004", 10, "inc", at=hour))
@@ -134,14 +134,14 @@ async def test_negative_corrections_and_snapshots(pipeline):
     assert (await value_of(aggregator, "01"))["value"] == 106
 
 
-async def test_events_outside_the_campaign_window_are_stored_but_not_counted(pipeline):
+async def test_events_outside_the_campaign_window_are_stored_but_not_counted(pipeline) -> None:
     ingest, aggregator = pipeline
     await post(ingest, increments("00004", 4, "before", at=START - timedelta(days=1)))
     await post(ingest, increments("00004", 2, "inside"))
     await until_value(aggregator, "00004", 2)
 
 
-async def test_as_of_answers_from_history(pipeline):
+async def test_as_of_answers_from_history(pipeline) -> None:
     ingest, aggregator = pipeline
     t1 = START + timedelta(days=2)
     await post(ingest, increments("00004", 5, "day2", at=t1))
@@ -154,7 +154,7 @@ async def test_as_of_answers_from_history(pipeline):
     assert r.json()["indicators"][0]["value"] == 5
 
 
-async def test_unit_and_campaign_reads(pipeline):
+async def test_unit_and_campaign_reads(pipeline) -> None:
     _, aggregator = pipeline
     unit = (await aggregator.get("/v1/units/00004")).json()
     assert [a["code"] for a in unit["ancestors"]] == ["01", "001"]
@@ -166,7 +166,7 @@ async def test_unit_and_campaign_reads(pipeline):
     assert (await aggregator.get("/v1/campaigns/nope/progress/01")).status_code == 404
 
 
-async def test_per_unit_metrics_stop_at_the_configured_level(pipeline):
+async def test_per_unit_metrics_stop_at_the_configured_level(pipeline) -> None:
     ingest, aggregator = pipeline
     await post(ingest, increments("00004", 3, "m"))
     await until_value(aggregator, "00004", 3)
@@ -183,7 +183,7 @@ async def test_per_unit_metrics_stop_at_the_configured_level(pipeline):
     assert 'unit="00004"' not in text
 
 
-async def test_a_citizen_counts_once_and_a_late_earlier_event_moves_the_count(pipeline):
+async def test_a_citizen_counts_once_and_a_late_earlier_event_moves_the_count(pipeline) -> None:
     ingest, aggregator = pipeline
     citizen = "ab" * 32
     base = datetime.now(UTC) - timedelta(hours=6)
@@ -218,7 +218,7 @@ async def test_a_citizen_counts_once_and_a_late_earlier_event_moves_the_count(pi
     assert (await value_of(aggregator, "01"))["value"] == 2
 
 
-async def test_leaderboard_ranks_by_pct_then_pace_then_code_and_exports(pipeline):
+async def test_leaderboard_ranks_by_pct_then_pace_then_code_and_exports(pipeline) -> None:
     import csv
     import io
 

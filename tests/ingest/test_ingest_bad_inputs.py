@@ -221,7 +221,7 @@ TABLE = [
 ]
 
 
-def test_the_table_names_at_least_forty_bad_inputs():
+def test_the_table_names_at_least_forty_bad_inputs() -> None:
     assert len(TABLE) >= 40
     assert len({row.name for row in TABLE}) == len(TABLE)
 
@@ -256,7 +256,7 @@ async def send(client: httpx.AsyncClient, token: str, row: Bad) -> httpx.Respons
 
 
 @pytest.mark.parametrize("row", TABLE, ids=[row.name for row in TABLE])
-async def test_bad_input_gets_its_exact_status_and_field(world, row: Bad):
+async def test_bad_input_gets_its_exact_status_and_field(world, row: Bad) -> None:
     client, token, _ = world
     r = await send(client, token, row)
     assert r.status_code == row.status, r.text
@@ -274,7 +274,9 @@ async def test_bad_input_gets_its_exact_status_and_field(world, row: Bad):
     assert RAW_ID not in r.text
 
 
-async def test_no_bad_input_published_anything_and_ingest_still_serves(world, kafka):
+async def test_no_bad_input_published_anything_and_ingest_still_serves(
+    world, kafka: KafkaBroker
+) -> None:
     client, token, topics = world
     answers = await asyncio.gather(*(send(client, token, row) for row in TABLE))
     assert all(400 <= r.status_code < 500 for r in answers)

@@ -23,7 +23,7 @@ KEY = b"campaign subject key, 32 bytes!!"
 
 
 @pytest.fixture
-async def ingest_app(database, kafka: KafkaBroker, topics: Topics):
+async def ingest_app(database: str, kafka: KafkaBroker, topics: Topics):
     await build_world(database, starts_at=datetime.now(UTC) - timedelta(days=1))
     token = await issue_token(database)
     settings = settings_for(
@@ -46,8 +46,8 @@ async def ingest_app(database, kafka: KafkaBroker, topics: Topics):
 
 
 async def test_the_client_batches_and_rides_out_rate_limits_with_the_same_ids(
-    ingest_app, kafka, topics
-):
+    ingest_app, kafka: KafkaBroker, topics: Topics
+) -> None:
     transport, token = ingest_app
     now = datetime.now(UTC)
     events = [
@@ -73,7 +73,7 @@ async def test_the_client_batches_and_rides_out_rate_limits_with_the_same_ids(
     assert sorted(ids) == sorted(e.event_id for e in events)  # each once: 429s publish nothing
 
 
-async def test_a_refusal_raises_with_the_servers_errors_and_what_was_stored(ingest_app):
+async def test_a_refusal_raises_with_the_servers_errors_and_what_was_stored(ingest_app) -> None:
     transport, token = ingest_app
     now = datetime.now(UTC)
     good = [Event.increment("00004", "cccd_collected", occurred_at=now) for _ in range(3)]

@@ -29,7 +29,10 @@ from tests.support.world import build_world, issue_token
 
 @pytest.fixture(scope="module")
 async def server(
-    postgres: PostgresServer, template_db: str, kafka: KafkaBroker, tmp_path_factory
+    postgres: PostgresServer,
+    template_db: str,
+    kafka: KafkaBroker,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[tuple[str, str]]:
     """One ingest process for the whole run (the fuzzer sends thousands of requests)."""
     name = f"t_{uuid.uuid4().hex[:12]}"
@@ -78,7 +81,7 @@ schema = schemathesis.openapi.from_dict(SERVED)
 schemathesis.serializer.alias("application/x-protobuf", "application/octet-stream")
 
 
-def test_the_served_schema_is_the_one_fuzzed(server):
+def test_the_served_schema_is_the_one_fuzzed(server) -> None:
     base_url, _ = server
     assert httpx.get(f"{base_url}/openapi.json").json() == SERVED
 
@@ -105,7 +108,7 @@ def make_plausible(case: schemathesis.Case) -> None:
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
-def test_no_request_gets_a_5xx_or_an_answer_the_schema_does_not_describe(case, server):
+def test_no_request_gets_a_5xx_or_an_answer_the_schema_does_not_describe(case, server) -> None:
     base_url, token = server
     make_plausible(case)
     case.call_and_validate(

@@ -25,7 +25,7 @@ TIGHT = {
 
 
 @pytest.fixture
-async def tight(database, kafka: KafkaBroker, topics: Topics):
+async def tight(database: str, kafka: KafkaBroker, topics: Topics):
     await build_world(database, starts_at=datetime.now(UTC) - timedelta(days=1))
     tokens = [await issue_token(database, name) for name in ("a", "b")]
     settings = settings_for(database, kafka.bootstrap, topics, **TIGHT)
@@ -37,7 +37,7 @@ def auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-async def test_limits_from_the_settings_are_enforced_with_their_fields(tight):
+async def test_limits_from_the_settings_are_enforced_with_their_fields(tight) -> None:
     client, (token, _) = tight
     cases = [
         (batch(6), 422, (None, "events")),
@@ -58,7 +58,7 @@ async def test_limits_from_the_settings_are_enforced_with_their_fields(tight):
     assert r.json()["detail"] == "the body is larger than 4096 bytes"
 
 
-async def test_a_body_without_content_length_is_cut_off_at_the_limit(tight):
+async def test_a_body_without_content_length_is_cut_off_at_the_limit(tight) -> None:
     client, (token, _) = tight
 
     async def chunks():
@@ -73,7 +73,7 @@ async def test_a_body_without_content_length_is_cut_off_at_the_limit(tight):
     assert r.status_code == 413
 
 
-async def test_over_its_rate_a_token_gets_429_with_retry_after_and_others_do_not(tight):
+async def test_over_its_rate_a_token_gets_429_with_retry_after_and_others_do_not(tight) -> None:
     client, (token, other) = tight
     statuses = []
     # 5-event batches at 5 events/s with a burst of 10: a 429 comes after a few requests
@@ -94,7 +94,7 @@ async def test_over_its_rate_a_token_gets_429_with_retry_after_and_others_do_not
     metrics = (await client.get("/metrics")).text
     assert 'tiendo_ingest_rate_limited_requests_total{token="a"} 1.0' in metrics
 
-    async def allowed_again():
+    async def allowed_again() -> None:
         r = await client.post("/v1/events", json=event("c"), headers=auth(token))
         assert r.status_code == 202
 
@@ -102,7 +102,9 @@ async def test_over_its_rate_a_token_gets_429_with_retry_after_and_others_do_not
     await eventually(allowed_again, timeout=wait + 30, every=0.5)
 
 
-async def test_invalid_requests_count_against_the_rate_too(database, kafka, topics):
+async def test_invalid_requests_count_against_the_rate_too(
+    database: str, kafka: KafkaBroker, topics: Topics
+) -> None:
     await build_world(database, starts_at=datetime.now(UTC) - timedelta(days=1))
     token = await issue_token(database)
     # one event per 1,000 s: nothing refills during the test
@@ -120,7 +122,7 @@ async def test_invalid_requests_count_against_the_rate_too(database, kafka, topi
     assert statuses == [422] * 10 + [429]
 
 
-async def test_the_openapi_schema_states_the_configured_limits(tight):
+async def test_the_openapi_schema_states_the_configured_limits(tight) -> None:
     client, _ = tight
     schema = (await client.get("/openapi.json")).json()
     models = schema["components"]["schemas"]

@@ -2,6 +2,8 @@
 neither a raw ID number, nor a token, nor an event body ever reaches ingest's log —
 checked on a real `tiendo ingest serve` process logging at DEBUG, its most verbose."""
 
+from pathlib import Path
+
 import httpx
 import pytest
 
@@ -16,7 +18,7 @@ SUBJECT = "ab" * 32
 
 
 @pytest.fixture
-async def logged_ingest(database, kafka: KafkaBroker, topics: Topics, tmp_path):
+async def logged_ingest(database: str, kafka: KafkaBroker, topics: Topics, tmp_path: Path):
     await build_world(database, starts_at=NOW)
     token = await issue_token(database, units=["001"], indicators=["cccd_collected"])
     port = free_port()
@@ -51,7 +53,7 @@ async def logged_ingest(database, kafka: KafkaBroker, topics: Topics, tmp_path):
         process.stop()
 
 
-async def test_logs_hold_no_token_no_raw_id_and_no_event_body(logged_ingest):
+async def test_logs_hold_no_token_no_raw_id_and_no_event_body(logged_ingest) -> None:
     client, token, process = logged_ingest
     good = {"Authorization": f"Bearer {token}"}
     wrong_token = "tdo_" + "Q" * 43
