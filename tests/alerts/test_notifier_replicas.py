@@ -30,7 +30,7 @@ CHANNELS = ("email", "webhook", "chat")
 
 def _replica(
     name: str, database: str, kafka: KafkaBroker, topics: Topics, smtp_port: int, tmp_path: Path
-):
+) -> ServiceProcess:
     return ServiceProcess(
         "notifier",
         {

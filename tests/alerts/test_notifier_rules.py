@@ -1,6 +1,7 @@
 """Rule edges, inhibition, escalation, grouping, silences and schedules: pure functions."""
 
 from datetime import UTC, datetime, time, timedelta
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -118,7 +119,7 @@ def test_done_units_and_campaigns_not_started_raise_nothing() -> None:
     quiet=st.integers(0, 100),
 )
 def test_nothing_holds_for_a_done_unit_and_stale_matches_the_board(
-    value, hours, ago, quiet
+    value: int, hours: int, ago: int, quiet: int
 ) -> None:
     at = START + timedelta(hours=hours)
     s = state(value, last_event_at=at - timedelta(hours=quiet))
@@ -151,16 +152,17 @@ WAIT = timedelta(seconds=30)
 REPEAT = timedelta(hours=24)
 
 
-def m(alert_id: int, state: str = "firing", notified: bool = False, **kw) -> Member:
-    return Member(
-        alert_id,
-        kw.get("level", 0),
-        state,
-        kw.get("at", T0),
-        notified,
-        kw.get("mute", False),
-        kw.get("inhibited", False),
-    )
+def m(
+    alert_id: int,
+    state: str = "firing",
+    notified: bool = False,
+    *,
+    level: int = 0,
+    at: datetime = T0,
+    mute: bool = False,
+    inhibited: bool = False,
+) -> Member:
+    return Member(alert_id, level, state, at, notified, mute, inhibited)
 
 
 def test_a_change_waits_for_group_wait_then_lists_every_firing_alert() -> None:
@@ -298,7 +300,7 @@ def test_bad_overrides_are_refused() -> None:
         PolicyOverride.model_validate({"behind": {"for": 3}})
 
 
-def _alert_model(kind: str) -> dict:
+def _alert_model(kind: str) -> dict[str, Any]:
     alert = {
         "alert_id": 1,
         "rule": "behind",
@@ -342,7 +344,7 @@ def _alert_model(kind: str) -> dict:
 
 @pytest.mark.parametrize("kind", ["firing", "repeat", "resolved", "final"])
 @pytest.mark.parametrize("language", ["vi", "en"])
-def test_every_template_renders_in_both_languages(kind, language) -> None:
+def test_every_template_renders_in_both_languages(kind: str, language: str) -> None:
     text = Renderer().alert(language, _alert_model(kind))
     assert "Phường Hàng Buồm" in text.text
     assert "c1/002/1" in text.text

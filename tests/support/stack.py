@@ -29,6 +29,13 @@ class TopicKwargs(TypedDict):
     topic_dead_letters: str
 
 
+class ServiceKwargs(TopicKwargs):
+    """What every service's settings take to reach this test's database and broker."""
+
+    database_url: str
+    kafka_bootstrap: str
+
+
 @dataclass(frozen=True)
 class Topics:
     events: str
