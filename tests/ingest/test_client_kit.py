@@ -8,6 +8,7 @@ import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -34,7 +35,7 @@ class Server:
     def __init__(self, *statuses: int, headers: dict[str, str] | None = None) -> None:
         self.script = list(statuses)
         self.headers = headers or {}
-        self.bodies: list[dict[str, object]] = []
+        self.bodies: list[dict[str, Any]] = []
         self.auth: list[str | None] = []
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
@@ -50,7 +51,7 @@ class Server:
         return httpx.Response(status, json=problem, headers=self.headers)
 
 
-def client(server: Server, **kwargs: object) -> Client:
+def client(server: Server, **kwargs: int) -> Client:
     return Client(
         "http://ingest", "tdo_x", retry=FAST, transport=httpx.MockTransport(server), **kwargs
     )
@@ -73,7 +74,7 @@ def test_events_are_sent_in_batches_with_the_token() -> None:
 
 
 @pytest.mark.parametrize("failure", [503, 429, 502, 0], ids=["503", "429", "502", "no answer"])
-def test_a_retry_sends_the_same_event_ids(failure) -> None:
+def test_a_retry_sends_the_same_event_ids(failure: int) -> None:
     server = Server(failure, failure, headers={"Retry-After": "1"})
     with client(server) as c:
         assert c.send(events(3)) == 3
@@ -82,7 +83,7 @@ def test_a_retry_sends_the_same_event_ids(failure) -> None:
 
 
 @pytest.mark.parametrize("status", [400, 401, 403, 413, 415, 422])
-def test_a_final_refusal_is_not_retried_and_says_what_was_stored(status) -> None:
+def test_a_final_refusal_is_not_retried_and_says_what_was_stored(status: int) -> None:
     server = Server(202, status)
     with client(server, batch_size=2) as c, pytest.raises(Rejected) as caught:
         c.send(events(5))

@@ -29,7 +29,8 @@ NOW = datetime.now(UTC)
 JSON = {"Content-Type": "application/json"}
 
 
-def event(i: int | str = 0, **changes: object) -> dict[str, object]:
+# `i` is positional-only so that `event(**changes)` type-checks whatever the changes hold
+def event(i: int | str = 0, /, **changes: object) -> dict[str, object]:
     return {
         "event_id": f"e-{i}",
         "unit": "00004",
@@ -39,7 +40,7 @@ def event(i: int | str = 0, **changes: object) -> dict[str, object]:
     }
 
 
-def batch(n: int, prefix: str = "e", **changes: object) -> dict[str, object]:
+def batch(n: int, prefix: str = "e", **changes: object) -> dict[str, list[dict[str, object]]]:
     return {"events": [{**event(**changes), "event_id": f"{prefix}{i}"} for i in range(n)]}
 
 
@@ -88,7 +89,9 @@ async def read_topic(
 
 
 @pytest.fixture
-async def ingest(database: str, kafka: KafkaBroker, topics: Topics):
+async def ingest(
+    database: str, kafka: KafkaBroker, topics: Topics
+) -> AsyncIterator[httpx.AsyncClient]:
     await build_world(database, starts_at=NOW - timedelta(days=1))
     token = await issue_token(database, units=["001"], indicators=["cccd_collected"])
     async with serving(settings_for(database, kafka.bootstrap, topics), token) as client:
@@ -96,7 +99,7 @@ async def ingest(database: str, kafka: KafkaBroker, topics: Topics):
 
 
 async def test_accepted_events_are_in_kafka_keyed_by_unit_with_their_source(
-    ingest, kafka: KafkaBroker, topics: Topics
+    ingest: httpx.AsyncClient, kafka: KafkaBroker, topics: Topics
 ) -> None:
     response = await ingest.post("/v1/events", json=batch(3))
     assert response.status_code == 202
@@ -108,7 +111,7 @@ async def test_accepted_events_are_in_kafka_keyed_by_unit_with_their_source(
 
 
 async def test_a_single_event_is_accepted_and_its_offset_kept(
-    ingest, kafka: KafkaBroker, topics: Topics
+    ingest: httpx.AsyncClient, kafka: KafkaBroker, topics: Topics
 ) -> None:
     r = await ingest.post("/v1/events", json=event(occurred_at="2026-01-01T08:00:00+07:00"))
     assert (r.status_code, r.json()) == (202, {"accepted": 1})
@@ -117,7 +120,7 @@ async def test_a_single_event_is_accepted_and_its_offset_kept(
 
 
 async def test_protobuf_batch_is_accepted_like_json(
-    ingest, kafka: KafkaBroker, topics: Topics
+    ingest: httpx.AsyncClient, kafka: KafkaBroker, topics: Topics
 ) -> None:
     message = events_pb2.EventBatch()
     for i in range(2):
@@ -141,7 +144,7 @@ async def test_protobuf_batch_is_accepted_like_json(
     assert decoded[0].occurred_at.utcoffset() == timedelta(hours=7)
 
 
-async def test_protobuf_errors_are_the_json_errors(ingest) -> None:
+async def test_protobuf_errors_are_the_json_errors(ingest: httpx.AsyncClient) -> None:
     message = events_pb2.EventBatch()
     e = message.events.add(event_id="pb-0", unit="00004", indicator="cccd_collected", value=0)
     e.occurred_at.FromDatetime(datetime.now(UTC))
@@ -155,7 +158,7 @@ async def test_protobuf_errors_are_the_json_errors(ingest) -> None:
     assert r.json()["errors"] == json_r.json()["errors"]
 
 
-async def test_missing_or_wrong_token_is_401(ingest) -> None:
+async def test_missing_or_wrong_token_is_401(ingest: httpx.AsyncClient) -> None:
     del ingest.headers["Authorization"]
     r = await ingest.post("/v1/events", json=event())
     assert r.status_code == 401
@@ -167,7 +170,7 @@ async def test_missing_or_wrong_token_is_401(ingest) -> None:
 
 
 async def test_invalid_batch_is_422_listing_each_bad_event_and_nothing_is_published(
-    ingest, kafka: KafkaBroker, topics: Topics
+    ingest: httpx.AsyncClient, kafka: KafkaBroker, topics: Topics
 ) -> None:
     events = batch(3)["events"]
     events[1]["value"] = 0
@@ -183,7 +186,7 @@ async def test_invalid_batch_is_422_listing_each_bad_event_and_nothing_is_publis
 
 
 async def test_events_outside_the_token_scope_are_403_naming_each(
-    ingest, kafka: KafkaBroker, topics: Topics
+    ingest: httpx.AsyncClient, kafka: KafkaBroker, topics: Topics
 ) -> None:
     events = [
         event(0),
@@ -206,14 +209,16 @@ async def test_events_outside_the_token_scope_are_403_naming_each(
     assert await read_topic(kafka.bootstrap, topics.events, idle_ms=1000) == []
 
 
-async def test_a_token_may_write_anywhere_in_its_subtree(ingest) -> None:
+async def test_a_token_may_write_anywhere_in_its_subtree(ingest: httpx.AsyncClient) -> None:
     r = await ingest.post(
         "/v1/events", json={"events": [event(0, unit="001"), event(1, unit="00007")]}
     )
     assert r.status_code == 202
 
 
-async def test_a_unit_created_seconds_ago_is_found_on_first_use(ingest, database: str) -> None:
+async def test_a_unit_created_seconds_ago_is_found_on_first_use(
+    ingest: httpx.AsyncClient, database: str
+) -> None:
     conn = await asyncpg.connect(database)
     try:
         async with conn.transaction():
@@ -259,7 +264,7 @@ async def test_kafka_unreachable_is_503_with_retry_after_and_not_ready(
     assert r.headers["content-type"] == "application/problem+json"
 
 
-async def test_health_metrics_and_openapi(ingest) -> None:
+async def test_health_metrics_and_openapi(ingest: httpx.AsyncClient) -> None:
     assert (await ingest.get("/healthz")).json() == {"status": "ok"}
     await ingest.post("/v1/events", json=event())
     await ingest.post("/v1/events", json=event(value=0))

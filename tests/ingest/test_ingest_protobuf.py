@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from services.ingest.protobuf import MalformedProtobuf, decode_batch
 from services.ingest.validation import Catalog, Limits, validate_body, validate_items
+from tiendo.event import Event
 from tiendo.events.v1 import events_pb2
 
 NOW = datetime(2023, 6, 1, 12, 0, tzinfo=UTC)
@@ -47,7 +48,7 @@ def payload(*events: events_pb2.ProgressEvent) -> bytes:
     return events_pb2.EventBatch(events=list(events)).SerializeToString()
 
 
-def validate(data: bytes) -> tuple[list, list[tuple[int | None, str, str]]]:
+def validate(data: bytes) -> tuple[list[Event], list[tuple[int | None, str, str]]]:
     decoded = decode_batch(data)
     events, errors = validate_items(decoded.items, CATALOG, NOW, Limits())
     merged = [*decoded.errors, *errors]
@@ -130,7 +131,9 @@ BAD = [
 @pytest.mark.parametrize(
     ("message", "field", "text"), [b[1:] for b in BAD], ids=[b[0] for b in BAD]
 )
-def test_bad_protobuf_event_names_the_same_field_as_json(message, field, text) -> None:
+def test_bad_protobuf_event_names_the_same_field_as_json(
+    message: events_pb2.ProgressEvent, field: str, text: str
+) -> None:
     events, errors = validate(payload(message))
     assert events == []
     assert any(f == field and text in m for _, f, m in errors), errors
@@ -164,7 +167,7 @@ def test_duplicate_ids_within_a_protobuf_batch_are_refused() -> None:
 
 
 @pytest.mark.parametrize("data", [b"\xff", b"\x0a\x05ab", b'{"event_id": "x"}', b"\x0a\xff\xff"])
-def test_bytes_that_are_not_an_event_batch_are_malformed(data) -> None:
+def test_bytes_that_are_not_an_event_batch_are_malformed(data: bytes) -> None:
     with pytest.raises(MalformedProtobuf):
         decode_batch(data)
 
@@ -176,7 +179,7 @@ def test_invalid_utf8_in_a_string_is_malformed() -> None:
 
 
 @given(st.binary(max_size=300))
-def test_any_bytes_are_malformed_or_validated_never_an_exception(data) -> None:
+def test_any_bytes_are_malformed_or_validated_never_an_exception(data: bytes) -> None:
     try:
         decoded = decode_batch(data)
     except MalformedProtobuf:

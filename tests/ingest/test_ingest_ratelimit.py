@@ -44,7 +44,9 @@ def test_rate_zero_means_no_limit() -> None:
 
 
 @given(st.lists(st.tuples(st.floats(0, 10), st.integers(1, 1000)), max_size=50))
-def test_events_let_through_never_exceed_burst_plus_rate_times_time(requests) -> None:
+def test_events_let_through_never_exceed_burst_plus_rate_times_time(
+    requests: list[tuple[float, int]],
+) -> None:
     rate, burst = 50.0, 300
     limiter = RateLimiter(rate, burst)
     now, admitted_before_last = 0.0, 0

@@ -20,7 +20,9 @@ from tiendo.event import decode
 
 
 @pytest.fixture
-async def ingest_process(database: str, kafka: KafkaBroker, topics: Topics, tmp_path: Path):
+async def ingest_process(
+    database: str, kafka: KafkaBroker, topics: Topics, tmp_path: Path
+) -> AsyncIterator[tuple[ServiceProcess, httpx.AsyncClient]]:
     await build_world(database, starts_at=NOW)
     token = await issue_token(database)
     port = free_port()
@@ -66,7 +68,7 @@ async def in_flight(client: httpx.AsyncClient) -> float:
 
 
 async def test_sigterm_finishes_requests_in_flight_and_never_acks_what_kafka_lacks(
-    ingest_process, kafka: KafkaBroker, topics: Topics
+    ingest_process: tuple[ServiceProcess, httpx.AsyncClient], kafka: KafkaBroker, topics: Topics
 ) -> None:
     process, client = ingest_process
     acknowledged: set[str] = set()
@@ -82,7 +84,7 @@ async def test_sigterm_finishes_requests_in_flight_and_never_acks_what_kafka_lac
                 refused += 1
                 return  # the server is gone or going: stop, as a client would (and retry)
             if r.status_code == 202:
-                acknowledged.update(str(e["event_id"]) for e in body["events"])  # type: ignore[index]
+                acknowledged.update(str(e["event_id"]) for e in body["events"])
             else:
                 refused += 1
 

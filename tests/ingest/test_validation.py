@@ -122,7 +122,7 @@ BAD = [
 @pytest.mark.parametrize(
     ("body", "field", "message"), [b[1:] for b in BAD], ids=[b[0] for b in BAD]
 )
-def test_bad_event_is_rejected_with_its_field(body, field, message) -> None:
+def test_bad_event_is_rejected_with_its_field(body: object, field: str, message: str) -> None:
     errors = errors_of(body)
     assert any(f == field and message in m for _, f, m in errors), errors
 
@@ -189,7 +189,7 @@ def test_many_unknown_fields_are_summarised_and_long_names_cut() -> None:
         ({"events": [event(event_id=f"e{i}") for i in range(1001)]}, "at most 1000"),
     ],
 )
-def test_bad_batch_envelope(body, message) -> None:
+def test_bad_batch_envelope(body: object, message: str) -> None:
     errors = errors_of(body)
     assert len(errors) == 1
     assert errors[0][0] is None
@@ -199,7 +199,7 @@ def test_bad_batch_envelope(body, message) -> None:
 @pytest.mark.parametrize(
     "subject", [RAW_ID, "001-203-004567", " 001203004567 ", "012345678", "001.203.004.567"]
 )
-def test_raw_id_number_is_refused_and_never_echoed(subject) -> None:
+def test_raw_id_number_is_refused_and_never_echoed(subject: str) -> None:
     _, errors = validate_body(event(subject=subject), CATALOG, NOW)
     assert [(e.field, e.message) for e in errors] == [
         ("subject", "looks like a raw ID number; send its keyed hash instead")
@@ -255,19 +255,19 @@ def test_scope_errors_list_every_event_by_index() -> None:
     ),
     st.integers(-(23 * 60 + 59), 23 * 60 + 59),
 )
-def test_rfc3339_round_trip(moment, offset_minutes) -> None:
+def test_rfc3339_round_trip(moment: datetime, offset_minutes: int) -> None:
     aware = moment.replace(tzinfo=timezone(timedelta(minutes=offset_minutes)))
     assert parse_timestamp(aware.isoformat()) == aware
 
 
 @given(st.text(max_size=40))
-def test_parse_timestamp_never_raises(text) -> None:
+def test_parse_timestamp_never_raises(text: str) -> None:
     parsed = parse_timestamp(text)
     assert parsed is None or parsed.tzinfo is not None
 
 
 @given(st.text(alphabet=st.characters(codec="utf-8"), max_size=20))
-def test_raw_id_detection_only_fires_on_9_to_12_digits(text) -> None:
+def test_raw_id_detection_only_fires_on_9_to_12_digits(text: str) -> None:
     digits = "".join(c for c in text if c not in " \t\n\r\x0b\x0c.-_/")
     if looks_like_raw_id(text):
         assert 9 <= len(digits) <= 12
@@ -281,7 +281,7 @@ JSON = st.recursive(
 
 
 @given(JSON)
-def test_any_json_gets_events_or_errors_never_an_exception(body) -> None:
+def test_any_json_gets_events_or_errors_never_an_exception(body: object) -> None:
     events, errors = validate_body(body, CATALOG, NOW)
     assert bool(events) != bool(errors)
 
@@ -309,7 +309,7 @@ EVENTS = st.fixed_dictionaries(
 
 @settings(max_examples=300)
 @given(st.lists(EVENTS, min_size=1, max_size=5))
-def test_an_accepted_event_obeys_every_rule(items) -> None:
+def test_an_accepted_event_obeys_every_rule(items: list[dict[str, object]]) -> None:
     events, errors = validate_body({"events": items}, CATALOG, NOW)
     if errors:
         assert events == []
