@@ -43,7 +43,7 @@ def campaign_body(deadline: datetime, **more: Any) -> dict[str, Any]:
 
 
 async def test_a_bad_campaign_is_refused_with_every_problem_listed(
-    settings, database: str, tmp_path: Path
+    settings: AggregatorSettings, database: str, tmp_path: Path
 ) -> None:
     await build_world(database, starts_at=START, days=30)
     async with running(create_aggregator(settings.model_copy(update={"consume": False}))) as c:
@@ -110,7 +110,7 @@ def _increment(event_id: str, unit: str, value: int, hours_ago: int) -> Event:
 
 
 async def test_a_campaign_stored_with_a_bad_zone_is_left_out_and_the_others_keep_counting(
-    settings, database: str, kafka: KafkaBroker, topics: Topics
+    settings: AggregatorSettings, database: str, kafka: KafkaBroker, topics: Topics
 ) -> None:
     await build_world(database, starts_at=START, days=30)
     producer = reliable_producer(kafka.bootstrap, client_id="test")

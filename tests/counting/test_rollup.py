@@ -33,7 +33,9 @@ def trees(draw: st.DrawFn) -> dict[str, str | None]:
 
 
 @given(trees(), st.data())
-def test_root_total_is_the_sum_of_all_own_values(parents, data) -> None:
+def test_root_total_is_the_sum_of_all_own_values(
+    parents: dict[str, str | None], data: st.DataObject
+) -> None:
     own = {code: data.draw(st.integers(-50, 50)) for code in parents}
     assert subtree_sums(parents, own)["u0"] == sum(own.values())
     order = post_order(parents)

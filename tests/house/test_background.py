@@ -3,17 +3,19 @@ service unready; none ends silently."""
 
 import asyncio
 import json
+from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
+from starlette.responses import JSONResponse
 from structlog.testing import capture_logs
 
 from tiendo.background import Beat, Loop, LoopState, Supervisor, backoff_delay, loop_state
 
 
 @given(st.integers(min_value=1, max_value=60), st.floats(0.01, 5), st.floats(5, 120))
-def test_backoff_doubles_up_to_its_cap(failures, initial, cap) -> None:
+def test_backoff_doubles_up_to_its_cap(failures: int, initial: float, cap: float) -> None:
     delay = backoff_delay(failures, initial, cap)
     assert initial <= delay <= cap
     assert backoff_delay(failures + 1, initial, cap) in (min(cap, 2 * delay), cap)
@@ -21,7 +23,7 @@ def test_backoff_doubles_up_to_its_cap(failures, initial, cap) -> None:
 
 @given(st.booleans(), st.booleans(), st.floats(0, 1000), st.none() | st.floats(0, 1000))
 def test_an_ended_loop_is_dead_and_a_silent_one_stale(
-    ended, backing_off, since, stale_after
+    ended: bool, backing_off: bool, since: float, stale_after: float | None
 ) -> None:
     state = loop_state(
         ended=ended, backing_off=backing_off, since_beat=since, stale_after=stale_after
@@ -34,8 +36,9 @@ def test_an_ended_loop_is_dead_and_a_silent_one_stale(
         assert state in (LoopState.RUNNING, LoopState.RESTARTING)
 
 
-def _body(response) -> dict[str, object]:
-    return json.loads(bytes(response.body))
+def _body(response: JSONResponse) -> dict[str, Any]:
+    body: dict[str, Any] = json.loads(bytes(response.body))
+    return body
 
 
 async def test_a_loop_raising_an_unexpected_error_is_logged_restarted_and_shown() -> None:

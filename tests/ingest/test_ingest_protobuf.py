@@ -32,6 +32,7 @@ def pb_event(**fields: object) -> events_pb2.ProgressEvent:
     }
     at = fields.pop("at", datetime(2023, 6, 1, 8, 15, tzinfo=ICT))
     base.update(fields)
+    # each test overrides any field, some with a wrong type on purpose
     message = events_pb2.ProgressEvent(**base)  # type: ignore[arg-type]
     if isinstance(at, datetime):
         ts = Timestamp()

@@ -35,7 +35,7 @@ def settings(database: str, kafka: KafkaBroker, topics: Topics) -> AggregatorSet
 
 
 async def test_spreadsheet_import_is_all_or_nothing_and_audited(
-    settings, database: str, tmp_path: Path
+    settings: AggregatorSettings, database: str, tmp_path: Path
 ) -> None:
     app = create_aggregator(settings.model_copy(update={"consume": False}))
     async with running(app) as client:
@@ -94,7 +94,7 @@ async def test_spreadsheet_import_is_all_or_nothing_and_audited(
 
 
 async def test_event_for_a_deleted_unit_is_dead_lettered_then_redriven(
-    settings, database: str, kafka: KafkaBroker, topics: Topics
+    settings: AggregatorSettings, database: str, kafka: KafkaBroker, topics: Topics
 ) -> None:
     await build_world(database, starts_at=START)
     producer = reliable_producer(kafka.bootstrap, client_id="test")
@@ -162,7 +162,7 @@ async def test_event_for_a_deleted_unit_is_dead_lettered_then_redriven(
 
 
 async def test_rebuild_from_the_topic_ends_in_the_same_state(
-    settings, database: str, kafka: KafkaBroker, topics: Topics
+    settings: AggregatorSettings, database: str, kafka: KafkaBroker, topics: Topics
 ) -> None:
     await build_world(database, starts_at=START)
     producer = reliable_producer(kafka.bootstrap, client_id="test")

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 from openpyxl import Workbook
+from openpyxl.worksheet.worksheet import Worksheet
 
 from services.aggregator.importing import parse_targets, parse_units, read_rows
 
@@ -44,6 +45,7 @@ def test_the_real_hanoi_unit_list_imports_cleanly() -> None:
 def test_xlsx_targets_with_bad_rows(tmp_path: Path) -> None:
     book = Workbook()
     sheet = book.active
+    assert isinstance(sheet, Worksheet)  # narrows the type: a new workbook opens on one
     sheet.append(["unit", "indicator", "target", "baseline"])
     sheet.append(["00004", "cccd_collected", 120, 0])
     sheet.append(["00007", "cccd_collected", -5, 0])
