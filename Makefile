@@ -31,7 +31,7 @@ test-fast: $(STAMP) ## the suite without the slow chaos and load tests
 lint: $(STAMP) ## ruff and mypy --strict
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy tiendo services devtools scripts bench clients/python/tiendo_client
+	$(BIN)/mypy tiendo services devtools scripts bench clients/python/tiendo_client tests
 
 fmt: $(STAMP) ## format and auto-fix
 	$(BIN)/ruff format .

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI, Request
@@ -21,7 +22,7 @@ from services.ingest.app import create_app as create_ingest
 from services.ingest.settings import IngestSettings
 from services.notifier.app import create_app as create_notifier
 from services.notifier.settings import NotifierSettings
-from tests.support.stack import Topics, eventually, running
+from tests.support.stack import ServiceKwargs, Topics, eventually, running
 from tests.support.world import build_world, issue_token
 
 SECRET = "test-webhook-secret"
@@ -49,7 +50,7 @@ class Receiver:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/hook"
 
-    def bodies(self) -> list[dict[str, object]]:
+    def bodies(self) -> list[dict[str, Any]]:
         return [json.loads(body) for body, _ in self.received]
 
 
@@ -65,13 +66,17 @@ async def receiver() -> AsyncIterator[Receiver]:
 
 
 async def test_lagging_unit_alert_reaches_the_webhook_signed_and_once(
-    database, kafka: KafkaBroker, topics: Topics, receiver: Receiver
-):
+    database: str, kafka: KafkaBroker, topics: Topics, receiver: Receiver
+) -> None:
     # 10 of 50 days elapsed: every ward is expected at 200 of 1000. District 002 has only
     # ward 00010, so it lags with it; the city (550 of 600) keeps pace.
     await build_world(database, starts_at=START)
     token = await issue_token(database)
-    common = {"database_url": database, "kafka_bootstrap": kafka.bootstrap, **topics.kwargs()}
+    common: ServiceKwargs = {
+        "database_url": database,
+        "kafka_bootstrap": kafka.bootstrap,
+        **topics.kwargs(),
+    }
     ingest_app = create_ingest(IngestSettings(**common))
     aggregator_app = create_aggregator(
         AggregatorSettings(**common, group_id=f"agg-{topics.events}")
@@ -103,7 +108,7 @@ async def test_lagging_unit_alert_reaches_the_webhook_signed_and_once(
             for unit, value in (("00004", 250), ("00007", 250), ("00010", 50))
         ]
 
-        async def accepted():
+        async def accepted() -> None:
             r = await ingest.post(
                 "/v1/events", json={"events": events}, headers={"Authorization": f"Bearer {token}"}
             )
@@ -111,7 +116,7 @@ async def test_lagging_unit_alert_reaches_the_webhook_signed_and_once(
 
         await eventually(accepted)
 
-        async def counted():
+        async def counted() -> None:
             r = await aggregator.get("/v1/campaigns/c1/progress/01")
             assert r.json()["indicators"][0]["value"] == 550
 
@@ -121,11 +126,17 @@ async def test_lagging_unit_alert_reaches_the_webhook_signed_and_once(
 
 
 def _to(receiver: Receiver, unit: str) -> list[dict[str, Any]]:
-    return [b for b in receiver.bodies() if b["recipient"]["unit"] == unit]  # type: ignore[index]
+    return [b for b in receiver.bodies() if b["recipient"]["unit"] == unit]
 
 
-async def _scenario(ingest, notifier, receiver: Receiver, token: str, now: datetime) -> None:
-    async def delivered():
+async def _scenario(
+    ingest: httpx.AsyncClient,
+    notifier: httpx.AsyncClient,
+    receiver: Receiver,
+    token: str,
+    now: datetime,
+) -> None:
+    async def delivered() -> dict[str, Any]:
         bodies = _to(receiver, "00010")
         assert len(bodies) == 1
         return bodies[0]
@@ -170,7 +181,7 @@ async def _scenario(ingest, notifier, receiver: Receiver, token: str, now: datet
     )
     assert r.status_code == 202
 
-    async def resolved():
+    async def resolved() -> None:
         kinds = [b["kind"] for b in _to(receiver, "00010")]
         assert kinds == ["firing", "resolved"]
 

@@ -5,6 +5,7 @@ The progress API, `as_of` queries and the leaderboard must say exactly that."""
 
 import random
 from datetime import datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import asyncpg
@@ -18,7 +19,7 @@ from services.aggregator.app import create_app as create_aggregator
 from services.aggregator.settings import AggregatorSettings
 from services.ingest.app import create_app as create_ingest
 from services.ingest.settings import IngestSettings
-from tests.support.stack import Topics, eventually, running, until_ready
+from tests.support.stack import ServiceKwargs, Topics, eventually, running, until_ready
 from tests.support.world import issue_token
 
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -79,13 +80,15 @@ def campaign_events(targets: dict[str, int], rng: random.Random) -> list[dict[st
                     per_day[str(d)],
                     200 + d,
                 )
-    last = max((e for e in events if e["unit"] not in early), key=lambda e: e["occurred_at"])
+    last = max((e for e in events if e["unit"] not in early), key=lambda e: str(e["occurred_at"]))
     last["occurred_at"] = datetime(2023, 6, 14, 23, 59, tzinfo=TZ).isoformat()
     return events
 
 
 @pytest.mark.slow
-async def test_hanoi_2023_figures_are_reproduced(database, kafka: KafkaBroker, topics: Topics):
+async def test_hanoi_2023_figures_are_reproduced(
+    database: str, kafka: KafkaBroker, topics: Topics
+) -> None:
     wards = hanoi_wards()
     targets = {u: t for (u, i), t in ward_targets(wards).items() if i == "cccd_collected"}
     assert len(targets) == 579
@@ -115,7 +118,11 @@ async def test_hanoi_2023_figures_are_reproduced(database, kafka: KafkaBroker, t
     events = campaign_events(targets, random.Random(2023))
 
     # a replay of a 2023 campaign: ingest must accept events older than its default horizon
-    common = {"database_url": database, "kafka_bootstrap": kafka.bootstrap, **topics.kwargs()}
+    common: ServiceKwargs = {
+        "database_url": database,
+        "kafka_bootstrap": kafka.bootstrap,
+        **topics.kwargs(),
+    }
     async with (
         running(create_ingest(IngestSettings(**common, past_horizon_days=3650))) as ingest,
         running(
@@ -131,13 +138,14 @@ async def test_hanoi_2023_figures_are_reproduced(database, kafka: KafkaBroker, t
             )
             assert r.status_code == 202, r.text
 
-        async def city(as_of: datetime | None = None) -> dict[str, object]:
+        async def city(as_of: datetime | None = None) -> dict[str, Any]:
             params = {"as_of": as_of.isoformat()} if as_of else {}
             r = await aggregator.get("/v1/campaigns/ml01-2023/progress/01", params=params)
             assert r.status_code == 200, r.text
-            return r.json()["indicators"][0]
+            figures: dict[str, Any] = r.json()["indicators"][0]
+            return figures
 
-        async def all_counted():
+        async def all_counted() -> None:
             assert (await city())["value"] == 134_329
 
         await eventually(all_counted, timeout=180)

@@ -7,6 +7,7 @@ import asyncio
 import json
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -28,8 +29,8 @@ CHANNELS = ("email", "webhook", "chat")
 
 
 def _replica(
-    name: str, database: str, kafka: KafkaBroker, topics: Topics, smtp_port: int, tmp_path
-):
+    name: str, database: str, kafka: KafkaBroker, topics: Topics, smtp_port: int, tmp_path: Path
+) -> ServiceProcess:
     return ServiceProcess(
         "notifier",
         {
@@ -59,13 +60,13 @@ def _replica(
 
 @pytest.mark.slow
 async def test_two_replicas_one_killed_mid_delivery_each_message_arrives_once_per_receiver(
-    database,
+    database: str,
     kafka: KafkaBroker,
     topics: Topics,
     http_receiver: HttpReceiver,
     smtp_receiver: SmtpReceiver,
-    tmp_path,
-):
+    tmp_path: Path,
+) -> None:
     await build_world(database, starts_at=START, units=tree_with_contacts(http_receiver))
     conn = await asyncpg.connect(database)
     policy = {**BEHIND_ONLY, "group_wait_seconds": 0, "repeat_interval_seconds": 0}

@@ -1,6 +1,7 @@
 """Rule edges, inhibition, escalation, grouping, silences and schedules: pure functions."""
 
 from datetime import UTC, datetime, time, timedelta
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -54,19 +55,19 @@ def verdict(s: UnitState, at: datetime, ago: int | None, known: bool = True) -> 
 # --- stale / behind / at_risk ----------------------------------------------------------------
 
 
-def test_stale_starts_strictly_after_stale_after_without_an_event():
+def test_stale_starts_strictly_after_stale_after_without_an_event() -> None:
     s = state(600, last_event_at=T0)
     assert not verdict(s, T0 + timedelta(hours=12), 400)[Rule.STALE]
     assert verdict(s, T0 + timedelta(hours=12, seconds=1), 400)[Rule.STALE]
 
 
-def test_stale_counts_from_the_start_for_a_unit_that_never_reported():
+def test_stale_counts_from_the_start_for_a_unit_that_never_reported() -> None:
     s = state(0, last_event_at=None)
     assert not verdict(s, START + timedelta(hours=12), None)[Rule.STALE]
     assert verdict(s, START + timedelta(hours=13), None)[Rule.STALE]
 
 
-def test_a_silent_lagging_unit_is_stale_and_behind_and_told_only_stale():
+def test_a_silent_lagging_unit_is_stale_and_behind_and_told_only_stale() -> None:
     v = verdict(state(100, last_event_at=START), T0, 0)
     assert v[Rule.STALE]
     assert v[Rule.BEHIND]
@@ -76,7 +77,7 @@ def test_a_silent_lagging_unit_is_stale_and_behind_and_told_only_stale():
     assert inhibited_by("bottom_rank", ["stale"]) is None
 
 
-def test_an_inhibited_firing_alert_is_left_out_of_messages_until_it_is_not():
+def test_an_inhibited_firing_alert_is_left_out_of_messages_until_it_is_not() -> None:
     members = [m(1, notified=True), m(2, inhibited=True)]
     plan = plan_group(GroupState(1, 1, T0, 0), members, T0 + REPEAT, WAIT, REPEAT)
     assert (plan.kind, plan.firing) == ("repeat", (1,))
@@ -84,27 +85,27 @@ def test_an_inhibited_firing_alert_is_left_out_of_messages_until_it_is_not():
     assert (freed.kind, freed.firing, freed.new) == ("firing", (2,), (2,))
 
 
-def test_behind_edge_is_the_threshold():
+def test_behind_edge_is_the_threshold() -> None:
     assert verdict(state(449), T0, 0)[Rule.BEHIND]
     assert not verdict(state(450), T0, 0)[Rule.BEHIND]
 
 
-def test_at_risk_when_the_run_rate_projects_past_the_deadline():
+def test_at_risk_when_the_run_rate_projects_past_the_deadline() -> None:
     # 500 done, 7 days ago 400: 100/7 per day leaves 500 for 35 days > 25 left.
     assert verdict(state(500), T0, 400)[Rule.AT_RISK]
     # 7 days ago 250: 250/7 per day finishes in 14 days.
     assert not verdict(state(500), T0, 250)[Rule.AT_RISK]
 
 
-def test_at_risk_when_nothing_moved_in_the_window():
+def test_at_risk_when_nothing_moved_in_the_window() -> None:
     assert verdict(state(500), T0, 500)[Rule.AT_RISK]
 
 
-def test_at_risk_is_not_judged_without_history():
+def test_at_risk_is_not_judged_without_history() -> None:
     assert not verdict(state(500), T0, None, known=False)[Rule.AT_RISK]
 
 
-def test_done_units_and_campaigns_not_started_raise_nothing():
+def test_done_units_and_campaigns_not_started_raise_nothing() -> None:
     assert not any(verdict(state(1000), T0, 0).values())
     assert not any(verdict(state(1000), DEADLINE + timedelta(days=3), 0).values())
     assert not any(verdict(state(0, last_event_at=None), START, None).values())
@@ -117,7 +118,9 @@ def test_done_units_and_campaigns_not_started_raise_nothing():
     ago=st.integers(0, 2000),
     quiet=st.integers(0, 100),
 )
-def test_nothing_holds_for_a_done_unit_and_stale_matches_the_board(value, hours, ago, quiet):
+def test_nothing_holds_for_a_done_unit_and_stale_matches_the_board(
+    value: int, hours: int, ago: int, quiet: int
+) -> None:
     at = START + timedelta(hours=hours)
     s = state(value, last_event_at=at - timedelta(hours=quiet))
     p, v = conditions(s, at, min(ago, value), True)
@@ -134,7 +137,7 @@ def test_nothing_holds_for_a_done_unit_and_stale_matches_the_board(value, hours,
 # --- escalation --------------------------------------------------------------------------------
 
 
-def test_escalation_one_level_per_full_period_up_to_the_limit():
+def test_escalation_one_level_per_full_period_up_to_the_limit() -> None:
     day2 = timedelta(hours=48)
     assert escalation_level(T0, T0 + day2 - timedelta(seconds=1), day2, 2) == 0
     assert escalation_level(T0, T0 + day2, day2, 2) == 1
@@ -149,19 +152,20 @@ WAIT = timedelta(seconds=30)
 REPEAT = timedelta(hours=24)
 
 
-def m(alert_id: int, state: str = "firing", notified: bool = False, **kw) -> Member:
-    return Member(
-        alert_id,
-        kw.get("level", 0),
-        state,
-        kw.get("at", T0),
-        notified,
-        kw.get("mute", False),
-        kw.get("inhibited", False),
-    )
+def m(
+    alert_id: int,
+    state: str = "firing",
+    notified: bool = False,
+    *,
+    level: int = 0,
+    at: datetime = T0,
+    mute: bool = False,
+    inhibited: bool = False,
+) -> Member:
+    return Member(alert_id, level, state, at, notified, mute, inhibited)
 
 
-def test_a_change_waits_for_group_wait_then_lists_every_firing_alert():
+def test_a_change_waits_for_group_wait_then_lists_every_firing_alert() -> None:
     members = [m(1), m(2, at=T0 + timedelta(seconds=10))]
     early = plan_group(GroupState(), members, T0 + timedelta(seconds=29), WAIT, REPEAT)
     assert early.kind is None
@@ -171,7 +175,7 @@ def test_a_change_waits_for_group_wait_then_lists_every_firing_alert():
     assert plan.group == GroupState(1, 1, T0 + WAIT, 0)
 
 
-def test_repeats_once_per_full_interval_after_the_last_change_message():
+def test_repeats_once_per_full_interval_after_the_last_change_message() -> None:
     group = GroupState(1, 1, T0, 0)
     members = [m(1, notified=True), m(2, notified=True)]
     assert plan_group(group, members, T0 + REPEAT - timedelta(seconds=1), WAIT, REPEAT).kind is None
@@ -185,33 +189,33 @@ def test_repeats_once_per_full_interval_after_the_last_change_message():
     assert (late.kind, late.key) == ("repeat", "1.r4")
 
 
-def test_resolution_of_a_told_alert_is_said_once_and_the_rest_still_listed():
+def test_resolution_of_a_told_alert_is_said_once_and_the_rest_still_listed() -> None:
     group = GroupState(1, 1, T0, 0)
     members = [m(1, "resolved", notified=True, at=T0 + timedelta(hours=1)), m(2, notified=True)]
     plan = plan_group(group, members, T0 + timedelta(hours=1) + WAIT, WAIT, REPEAT)
     assert (plan.kind, plan.firing, plan.resolved, plan.drop) == ("firing", (2,), (1,), (1,))
 
 
-def test_all_resolved_makes_a_resolved_notice():
+def test_all_resolved_makes_a_resolved_notice() -> None:
     group = GroupState(3, 3, T0, 0)
     members = [m(1, "resolved", notified=True), m(2, "resolved", notified=True)]
     plan = plan_group(group, members, T0 + WAIT, WAIT, REPEAT)
     assert (plan.kind, plan.key, plan.firing, plan.resolved) == ("resolved", "4", (), (1, 2))
 
 
-def test_an_alert_resolved_before_anyone_was_told_is_dropped_silently():
+def test_an_alert_resolved_before_anyone_was_told_is_dropped_silently() -> None:
     plan = plan_group(GroupState(), [m(1, "resolved", notified=False)], T0 + WAIT, WAIT, REPEAT)
     assert (plan.kind, plan.drop) == (None, (1,))
 
 
-def test_silenced_alerts_make_no_message_and_are_left_out():
+def test_silenced_alerts_make_no_message_and_are_left_out() -> None:
     members = [m(1, mute=True), m(2, notified=True)]
     assert plan_group(GroupState(1, 1, T0, 0), members, T0 + WAIT, WAIT, REPEAT).kind is None
     repeat = plan_group(GroupState(1, 1, T0, 0), members, T0 + REPEAT, WAIT, REPEAT)
     assert repeat.firing == (2,)
 
 
-def test_silence_matches_the_unit_subtree_until_its_end():
+def test_silence_matches_the_unit_subtree_until_its_end() -> None:
     s = Silence(1, T0, T0 + timedelta(days=1), campaign_id="c", unit="002")
     lineage = ["00010", "002", "01"]
     assert s.matches("c", lineage, "cccd_collected", "behind", T0)
@@ -231,7 +235,7 @@ def _verdict(unit: str, pct: float | None, pace: float | None) -> Verdict:
     return Verdict("c", unit, unit, 3, None, "cccd_collected", DEADLINE, progress, None)
 
 
-def test_the_board_ranks_ties_by_pace_then_code_and_bottom_skips_done_units():
+def test_the_board_ranks_ties_by_pace_then_code_and_bottom_skips_done_units() -> None:
     # the one ranking every reader uses (tiendo.board): leaderboard API and bottom_rank
     board = ranked(
         [
@@ -247,7 +251,7 @@ def test_the_board_ranks_ties_by_pace_then_code_and_bottom_skips_done_units():
     assert bottom(ranked([_verdict("d", 100.0, 1.0)]), 5) == []
 
 
-def test_briefing_slot_is_the_latest_monday_morning_in_the_campaign_timezone():
+def test_briefing_slot_is_the_latest_monday_morning_in_the_campaign_timezone() -> None:
     tz = "Asia/Ho_Chi_Minh"
     monday_8 = datetime(2023, 5, 15, 1, 0, tzinfo=UTC)  # 08:00 +07
     assert briefing_slot(monday_8, tz, 0, time(8)) == monday_8
@@ -257,7 +261,7 @@ def test_briefing_slot_is_the_latest_monday_morning_in_the_campaign_timezone():
     assert briefing_slot(monday_8 + timedelta(days=3), tz, 0, time(8)) == monday_8
 
 
-def test_digest_slots_at_local_times_with_grace():
+def test_digest_slots_at_local_times_with_grace() -> None:
     tz = "Asia/Ho_Chi_Minh"
     times = (time(7), time(17))
     seven = datetime(2023, 5, 15, 0, 0, tzinfo=UTC)  # 07:00 +07
@@ -274,7 +278,7 @@ def test_digest_slots_at_local_times_with_grace():
 # --- policy and templates --------------------------------------------------------------------
 
 
-def test_a_campaign_override_changes_only_what_it_names():
+def test_a_campaign_override_changes_only_what_it_names() -> None:
     settings = NotifierSettings()
     override = PolicyOverride.model_validate(
         {"behind": {"for_seconds": 3600}, "language": "en", "digest_times": ["06:30"]}
@@ -289,14 +293,14 @@ def test_a_campaign_override_changes_only_what_it_names():
     assert policy.escalate_after == timedelta(days=2)
 
 
-def test_bad_overrides_are_refused():
+def test_bad_overrides_are_refused() -> None:
     with pytest.raises(ValueError, match="HH:MM"):
         PolicyOverride.model_validate({"digest_times": ["7am"]})
     with pytest.raises(ValueError, match="extra"):
         PolicyOverride.model_validate({"behind": {"for": 3}})
 
 
-def _alert_model(kind: str) -> dict:
+def _alert_model(kind: str) -> dict[str, Any]:
     alert = {
         "alert_id": 1,
         "rule": "behind",
@@ -340,7 +344,7 @@ def _alert_model(kind: str) -> dict:
 
 @pytest.mark.parametrize("kind", ["firing", "repeat", "resolved", "final"])
 @pytest.mark.parametrize("language", ["vi", "en"])
-def test_every_template_renders_in_both_languages(kind, language):
+def test_every_template_renders_in_both_languages(kind: str, language: str) -> None:
     text = Renderer().alert(language, _alert_model(kind))
     assert "Phường Hàng Buồm" in text.text
     assert "c1/002/1" in text.text
@@ -357,7 +361,7 @@ def test_every_template_renders_in_both_languages(kind, language):
         assert ("10:00 20/05/2023") in text.text
 
 
-def test_vietnamese_is_the_default_language():
+def test_vietnamese_is_the_default_language() -> None:
     assert NotifierSettings().language == "vi"
     rules, statuses = Renderer().words("vi")
     assert rules["behind"] == "chậm tiến độ"

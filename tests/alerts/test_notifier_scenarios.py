@@ -51,7 +51,9 @@ async def _grouped_message_sent(h: Harness, unit: str = "00010") -> None:
     await eventually(delivered)
 
 
-async def test_a_lagging_ward_gets_one_grouped_email_webhook_and_chat_message(harness: Harness):
+async def test_a_lagging_ward_gets_one_grouped_email_webhook_and_chat_message(
+    harness: Harness,
+) -> None:
     h = harness
     await _fall_behind(h)
     # Inside group_wait nothing is sent, however often the clock evaluates.
@@ -109,7 +111,7 @@ async def test_a_lagging_ward_gets_one_grouped_email_webhook_and_chat_message(ha
     assert log[0]["address"].startswith(("json://***", "chief-", "http://"))
 
 
-async def test_a_ward_that_stays_behind_gets_one_repeat_per_interval(harness: Harness):
+async def test_a_ward_that_stays_behind_gets_one_repeat_per_interval(harness: Harness) -> None:
     h = harness
     await _fall_behind(h)
     await _grouped_message_sent(h)
@@ -135,7 +137,7 @@ async def test_a_ward_that_stays_behind_gets_one_repeat_per_interval(harness: Ha
     assert "vẫn còn hiệu lực" in mail.get_content()
 
 
-async def test_escalation_reaches_the_parent_chief_then_one_level_up(harness: Harness):
+async def test_escalation_reaches_the_parent_chief_then_one_level_up(harness: Harness) -> None:
     h = harness
     # repeats off, to count escalations only (a PUT replaces the whole override)
     await h.policy({**BEHIND_ONLY, "repeat_interval_seconds": 0})
@@ -177,7 +179,7 @@ async def test_escalation_reaches_the_parent_chief_then_one_level_up(harness: Ha
     assert {a["escalation_level"] for a in alerts} == {2}
 
 
-async def test_a_ward_that_recovers_gets_one_resolved_notice(harness: Harness):
+async def test_a_ward_that_recovers_gets_one_resolved_notice(harness: Harness) -> None:
     h = harness
     await _fall_behind(h)
     await _grouped_message_sent(h)
@@ -215,7 +217,7 @@ async def test_a_ward_that_recovers_gets_one_resolved_notice(harness: Harness):
     )
 
 
-async def test_a_silence_stops_notifications_but_alerts_still_show(harness: Harness):
+async def test_a_silence_stops_notifications_but_alerts_still_show(harness: Harness) -> None:
     h = harness
     # The whole district 002 (ward 00010 is in it) is muted for two days.
     r = await h.api.post(
@@ -261,7 +263,7 @@ async def test_a_silence_stops_notifications_but_alerts_still_show(harness: Harn
 
 async def test_a_channel_that_fails_three_times_then_recovers_delivers_exactly_once(
     harness: Harness,
-):
+) -> None:
     h = harness
     h.http.fail_next = {"hook/00010": 3}
     await _fall_behind(h)
@@ -287,7 +289,7 @@ async def test_a_channel_that_fails_three_times_then_recovers_delivers_exactly_o
     assert delivered in metrics
 
 
-async def test_a_channel_that_never_recovers_is_marked_failed_and_counted(harness: Harness):
+async def test_a_channel_that_never_recovers_is_marked_failed_and_counted(harness: Harness) -> None:
     h = harness
     h.http.fail_next = {"hook/": 10_000}
     await _fall_behind(h)
@@ -302,7 +304,7 @@ async def test_a_channel_that_never_recovers_is_marked_failed_and_counted(harnes
     assert 'tiendo_notifier_notifications_total{channel="webhook",result="failed"} 1.0' in metrics
 
 
-async def test_each_chief_gets_one_digest_per_scheduled_time(harness: Harness):
+async def test_each_chief_gets_one_digest_per_scheduled_time(harness: Harness) -> None:
     h = harness
     await h.policy({**BEHIND_ONLY, "digest_times": ["07:00", "17:00"]})
     await _fall_behind(h)

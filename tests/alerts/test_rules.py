@@ -25,31 +25,31 @@ def state(value: int, target: int = 1000) -> UnitState:
     )
 
 
-def test_behind_holds_below_the_threshold_only():
+def test_behind_holds_below_the_threshold_only() -> None:
     assert behind(state(449), T0).holds
     assert not behind(state(450), T0).holds
     assert behind(state(449), T0).pace == 449 / 500
 
 
-def test_done_units_and_campaigns_not_started_are_never_behind():
+def test_done_units_and_campaigns_not_started_are_never_behind() -> None:
     assert not behind(state(1000), DEADLINE + timedelta(days=1)).holds
     assert not behind(state(0), START).holds
     assert not behind(state(0), START - timedelta(days=1)).holds
 
 
-def test_a_silent_unit_falls_behind_as_time_passes():
+def test_a_silent_unit_falls_behind_as_time_passes() -> None:
     s = state(450)
     assert not behind(s, T0).holds
     assert behind(s, T0 + timedelta(days=3)).holds
 
 
-def test_fires_at_once_without_for_duration():
+def test_fires_at_once_without_for_duration() -> None:
     alert, change = step(None, True, T0, timedelta(0))
     assert change is Change.FIRED
     assert alert == Alert(AlertState.FIRING, since=T0, fired_at=T0)
 
 
-def test_for_duration_keeps_it_pending_then_fires():
+def test_for_duration_keeps_it_pending_then_fires() -> None:
     for_ = timedelta(hours=2)
     alert, change = step(None, True, T0, for_)
     assert change is Change.OPENED
@@ -63,13 +63,13 @@ def test_for_duration_keeps_it_pending_then_fires():
     assert alert.since == T0
 
 
-def test_pending_that_clears_is_dropped_without_notice():
+def test_pending_that_clears_is_dropped_without_notice() -> None:
     alert, _ = step(None, True, T0, timedelta(hours=2))
     alert, change = step(alert, False, T0 + timedelta(hours=1), timedelta(hours=2))
     assert (alert, change) == (None, Change.DROPPED)
 
 
-def test_firing_that_clears_resolves_once():
+def test_firing_that_clears_resolves_once() -> None:
     alert, _ = step(None, True, T0, timedelta(0))
     alert, change = step(alert, False, T0 + timedelta(days=1), timedelta(0))
     assert change is Change.RESOLVED
@@ -79,6 +79,6 @@ def test_firing_that_clears_resolves_once():
     assert change is Change.NONE
 
 
-def test_firing_that_still_holds_changes_nothing():
+def test_firing_that_still_holds_changes_nothing() -> None:
     alert, _ = step(None, True, T0, timedelta(0))
     assert step(alert, True, T0 + timedelta(days=1), timedelta(0)) == (alert, Change.NONE)

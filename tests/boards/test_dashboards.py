@@ -31,7 +31,7 @@ from services.ingest.app import create_app as create_ingest
 from services.ingest.settings import IngestSettings
 from services.notifier.app import create_app as create_notifier
 from services.notifier.settings import NotifierSettings
-from tests.support.stack import REPO, Topics, eventually
+from tests.support.stack import REPO, ServiceKwargs, Topics, eventually
 from tests.support.world import WARDS, build_world, issue_token
 
 BOARDS = REPO / "deploy" / "grafana" / "dashboards"
@@ -131,7 +131,7 @@ def interpolate(text: str, *, sql: bool, start: datetime, end: datetime) -> str:
     return out
 
 
-def test_boards_are_what_make_dashboards_generates(tmp_path: Path):
+def test_boards_are_what_make_dashboards_generates(tmp_path: Path) -> None:
     spec = importlib.util.spec_from_file_location("dashboards", REPO / "scripts" / "dashboards.py")
     assert spec is not None
     assert spec.loader is not None
@@ -145,7 +145,7 @@ def test_boards_are_what_make_dashboards_generates(tmp_path: Path):
         )
 
 
-def test_every_panel_is_titled_described_placed_and_queries_a_provisioned_datasource():
+def test_every_panel_is_titled_described_placed_and_queries_a_provisioned_datasource() -> None:
     provisioned = yaml.safe_load(
         (REPO / "deploy/grafana/provisioning/datasources/tiendo.yml").read_text()
     )
@@ -279,14 +279,18 @@ async def prom_query(client: httpx.AsyncClient, expr: str) -> list[dict[str, Any
 
 @needs_prometheus
 async def test_every_board_query_returns_data_from_the_running_services(
-    database, kafka: KafkaBroker, topics: Topics, tmp_path: Path
-):
+    database: str, kafka: KafkaBroker, topics: Topics, tmp_path: Path
+) -> None:
     await build_world(database, starts_at=START, indicators=INDICATORS)
     token = await issue_token(database)
     receiver = Receiver()
     ports = {"tiendo-ingest": free_port(), "tiendo-aggregator": free_port()}
     ports["tiendo-notifier"] = free_port()
-    common = {"database_url": database, "kafka_bootstrap": kafka.bootstrap, **topics.kwargs()}
+    common: ServiceKwargs = {
+        "database_url": database,
+        "kafka_bootstrap": kafka.bootstrap,
+        **topics.kwargs(),
+    }
     aggregator_app = create_aggregator(
         AggregatorSettings(
             **common,

@@ -48,7 +48,7 @@ async def _check(h: Harness) -> list[Any]:
     return [str(d) for d in result.disagreements]
 
 
-async def test_units_that_never_report_are_judged_like_any_other(harness: Harness):
+async def test_units_that_never_report_are_judged_like_any_other(harness: Harness) -> None:
     h = harness
     # Day 10 of 50 and nobody has reported: every unit with a target is behind on both
     # indicators, the districts and the city too (their targets are their wards' sums).
@@ -58,7 +58,7 @@ async def test_units_that_never_report_are_judged_like_any_other(harness: Harnes
     assert await _check(h) == []
 
 
-async def test_a_unit_without_a_target_is_never_judged(harness: Harness):
+async def test_a_unit_without_a_target_is_never_judged(harness: Harness) -> None:
     h = harness
     conn = await asyncpg.connect(h.database)
     try:
@@ -78,7 +78,7 @@ async def test_a_unit_without_a_target_is_never_judged(harness: Harness):
     assert await _check(h) == []
 
 
-async def test_behind_follows_the_campaigns_milestones_as_the_board_does(harness: Harness):
+async def test_behind_follows_the_campaigns_milestones_as_the_board_does(harness: Harness) -> None:
     h = harness
     conn = await asyncpg.connect(h.database)
     try:
@@ -114,7 +114,7 @@ async def test_behind_follows_the_campaigns_milestones_as_the_board_does(harness
     assert await _check(h) == []
 
 
-async def test_bottom_rank_is_the_leaderboard_as_of_the_briefing(harness: Harness):
+async def test_bottom_rank_is_the_leaderboard_as_of_the_briefing(harness: Harness) -> None:
     h = harness
     # Saturday 20 May 2023; the briefing was Monday 15 May, 08:00 local (01:00 UTC).
     briefing = datetime(2023, 5, 15, 1, 0, tzinfo=UTC)
@@ -153,9 +153,9 @@ async def test_bottom_rank_is_the_leaderboard_as_of_the_briefing(harness: Harnes
             "behind": {"enabled": False},
             "bottom_rank": {"enabled": True, "n": 2, "level": 3, "for_seconds": 0},
         }
-        for campaign in ("c1", "c2"):
+        for campaign_id in ("c1", "c2"):
             r = await h.api.put(
-                f"/v1/campaigns/{campaign}/alert-policy",
+                f"/v1/campaigns/{campaign_id}/alert-policy",
                 json=rank_policy,
                 headers={"Authorization": "Bearer test-admin"},
             )
@@ -194,7 +194,7 @@ async def test_bottom_rank_is_the_leaderboard_as_of_the_briefing(harness: Harnes
         await conn.close()
 
 
-async def test_a_campaign_end_closes_every_alert_with_a_final_notice(harness: Harness):
+async def test_a_campaign_end_closes_every_alert_with_a_final_notice(harness: Harness) -> None:
     h = harness
     now = h.clock.now()
     await h.feed.send(
@@ -241,7 +241,7 @@ async def test_an_admin_change_reaches_the_notifier_within_seconds(
     topics: Topics,
     http_receiver: HttpReceiver,
     smtp_receiver: SmtpReceiver,
-):
+) -> None:
     starts_at = datetime(2023, 5, 10, 3, 0, tzinfo=UTC)
     clock = ManualClock(starts_at + timedelta(days=10))
     await build_world(database, starts_at=starts_at, units=tree_with_contacts(http_receiver))
@@ -290,7 +290,7 @@ async def test_an_admin_change_reaches_the_notifier_within_seconds(
 
 async def test_a_resolution_waits_for_the_planner_holding_its_group(
     database: str, http_receiver: HttpReceiver, smtp_receiver: SmtpReceiver
-):
+) -> None:
     """The planner tells a chief an alert fires, under the group's lock; a resolution that
     lands meanwhile must wait for it, or the chief would never hear that it cleared."""
     from services.notifier.evaluator import Evaluator

@@ -26,19 +26,19 @@ def at_day(days: float) -> datetime:
     return START + timedelta(days=days)
 
 
-def test_plan_is_baseline_before_start_and_target_after_deadline():
+def test_plan_is_baseline_before_start_and_target_after_deadline() -> None:
     assert expected(PLAN, START - timedelta(days=3)) == 1000
     assert expected(PLAN, START) == 1000
     assert expected(PLAN, DEADLINE) == 11000
     assert expected(PLAN, DEADLINE + timedelta(days=30)) == 11000
 
 
-def test_plan_is_linear_between_start_and_deadline():
+def test_plan_is_linear_between_start_and_deadline() -> None:
     half = START + (DEADLINE - START) / 2
     assert expected(PLAN, half) == pytest.approx(6000)
 
 
-def test_milestones_make_the_plan_piecewise_linear():
+def test_milestones_make_the_plan_piecewise_linear() -> None:
     plan = Plan(START, DEADLINE, 0, 100, milestones=(Milestone(at_day(10), 0.5),))
     assert expected(plan, at_day(5)) == pytest.approx(25)
     assert expected(plan, at_day(10)) == pytest.approx(50)
@@ -46,30 +46,30 @@ def test_milestones_make_the_plan_piecewise_linear():
     assert expected(plan, later) == pytest.approx(75)
 
 
-def test_milestones_outside_the_window_are_ignored():
+def test_milestones_outside_the_window_are_ignored() -> None:
     plan = Plan(START, DEADLINE, 0, 100, milestones=(Milestone(at_day(-5), 0.9),))
     assert expected(plan, START + (DEADLINE - START) / 2) == pytest.approx(50)
 
 
 @given(st.floats(min_value=-100, max_value=200))
-def test_plan_fraction_stays_in_unit_interval(days):
+def test_plan_fraction_stays_in_unit_interval(days: float) -> None:
     assert 0.0 <= plan_fraction(PLAN, at_day(days)) <= 1.0
 
 
-def test_pace_is_null_while_nothing_is_expected():
+def test_pace_is_null_while_nothing_is_expected() -> None:
     plan = Plan(START, DEADLINE, 0, 100)
     p = assess(plan, 0, START, last_event_at=None, value_window_ago=None)
     assert p.pace is None
     assert p.expected == 0
 
 
-def test_before_start_nobody_is_behind():
+def test_before_start_nobody_is_behind() -> None:
     p = assess(PLAN, 0, START - timedelta(days=1), last_event_at=None, value_window_ago=None)
     assert p.status is Status.ON_TRACK
     assert p.run_rate_7d is None
 
 
-def test_target_met_is_done_even_after_the_deadline_and_stale():
+def test_target_met_is_done_even_after_the_deadline_and_stale() -> None:
     p = assess(
         PLAN, 11000, DEADLINE + timedelta(days=5), last_event_at=START, value_window_ago=5000
     )
@@ -78,13 +78,13 @@ def test_target_met_is_done_even_after_the_deadline_and_stale():
     assert p.required_daily_rate is None
 
 
-def test_zero_target_is_done_with_null_pct():
+def test_zero_target_is_done_with_null_pct() -> None:
     p = assess(Plan(START, DEADLINE, 0, 0), 0, at_day(3), last_event_at=None, value_window_ago=0)
     assert p.status is Status.DONE
     assert p.pct is None
 
 
-def test_quiet_unit_goes_stale_after_stale_after():
+def test_quiet_unit_goes_stale_after_stale_after() -> None:
     p = assess(
         PLAN,
         2000,
@@ -98,28 +98,28 @@ def test_quiet_unit_goes_stale_after_stale_after():
     assert p.status is Status.BEHIND
 
 
-def test_stale_counts_from_the_start_when_there_was_no_event():
+def test_stale_counts_from_the_start_when_there_was_no_event() -> None:
     p = assess(PLAN, 1000, START + timedelta(hours=11), last_event_at=None, value_window_ago=1000)
     assert p.status is not Status.STALE
     p = assess(PLAN, 1000, START + timedelta(hours=13), last_event_at=None, value_window_ago=1000)
     assert p.status is Status.STALE
 
 
-def test_behind_below_threshold():
+def test_behind_below_threshold() -> None:
     # day 25.5 of 51: expected 6000; 5300 is pace 0.883 < 0.9
     p = assess(PLAN, 5300, at_day(25.5), last_event_at=at_day(25.4), value_window_ago=4000)
     assert p.pace == pytest.approx(5300 / 6000)
     assert p.status is Status.BEHIND
 
 
-def test_zero_run_rate_means_no_projection_and_at_risk():
+def test_zero_run_rate_means_no_projection_and_at_risk() -> None:
     p = assess(PLAN, 6000, at_day(25.5), last_event_at=at_day(25.4), value_window_ago=6000)
     assert p.run_rate_7d == 0
     assert p.projected_completion is None
     assert p.status is Status.AT_RISK
 
 
-def test_projection_and_required_rate():
+def test_projection_and_required_rate() -> None:
     # 7-day window: 700 per day; 5000 remaining → 7.14 days from now
     now = at_day(25.5)
     p = assess(PLAN, 6000, now, last_event_at=now, value_window_ago=6000 - 4900)
@@ -129,7 +129,7 @@ def test_projection_and_required_rate():
     assert p.status is Status.ON_TRACK
 
 
-def test_projection_after_deadline_is_at_risk():
+def test_projection_after_deadline_is_at_risk() -> None:
     now = at_day(50)
     p = assess(PLAN, 10_500, now, last_event_at=now, value_window_ago=10_500 - 70)
     assert p.projected_completion is not None
@@ -137,12 +137,12 @@ def test_projection_after_deadline_is_at_risk():
     assert p.status is Status.AT_RISK
 
 
-def test_run_rate_window_grows_to_seven_days_and_needs_an_hour():
+def test_run_rate_window_grows_to_seven_days_and_needs_an_hour() -> None:
     assert run_rate_window(PLAN, START + timedelta(minutes=59)) is None
     assert run_rate_window(PLAN, START + timedelta(hours=2)) == timedelta(hours=2)
     assert run_rate_window(PLAN, at_day(20)) == timedelta(days=7)
 
 
-def test_no_required_rate_at_or_after_the_deadline():
+def test_no_required_rate_at_or_after_the_deadline() -> None:
     p = assess(PLAN, 5000, DEADLINE, last_event_at=DEADLINE, value_window_ago=4000)
     assert p.required_daily_rate is None

@@ -2,6 +2,7 @@
 stored anyway (SQL, old rows, a newer tzdata) cannot stop counting for the others (SPEC §7)."""
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -41,7 +42,9 @@ def campaign_body(deadline: datetime, **more: Any) -> dict[str, Any]:
     }
 
 
-async def test_a_bad_campaign_is_refused_with_every_problem_listed(settings, database, tmp_path):
+async def test_a_bad_campaign_is_refused_with_every_problem_listed(
+    settings: AggregatorSettings, database: str, tmp_path: Path
+) -> None:
     await build_world(database, starts_at=START, days=30)
     async with running(create_aggregator(settings.model_copy(update={"consume": False}))) as c:
         r = await c.put(
@@ -107,8 +110,8 @@ def _increment(event_id: str, unit: str, value: int, hours_ago: int) -> Event:
 
 
 async def test_a_campaign_stored_with_a_bad_zone_is_left_out_and_the_others_keep_counting(
-    settings, database, kafka, topics
-):
+    settings: AggregatorSettings, database: str, kafka: KafkaBroker, topics: Topics
+) -> None:
     await build_world(database, starts_at=START, days=30)
     producer = reliable_producer(kafka.bootstrap, client_id="test")
     await producer.start()

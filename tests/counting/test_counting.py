@@ -1,6 +1,7 @@
 """Order independence (SPEC §5), proven on the pure model: any interleaving of the same
 events, with any duplicates, gives the same counters as computing from scratch."""
 
+import random
 from datetime import UTC, datetime, timedelta
 
 from hypothesis import given, settings
@@ -53,7 +54,9 @@ def _nonzero(values: dict[tuple[str, str], int]) -> dict[tuple[str, str], int]:
 
 @settings(max_examples=400)
 @given(events(), st.randoms(use_true_random=False), st.data())
-def test_any_interleaving_with_duplicates_matches_the_recomputation(evs, rnd, data):
+def test_any_interleaving_with_duplicates_matches_the_recomputation(
+    evs: list[Event], rnd: random.Random, data: st.DataObject
+) -> None:
     deliveries = evs + [e for e in evs if data.draw(st.booleans())]
     rnd.shuffle(deliveries)
     ledger = Ledger(WINDOW, BASELINES)
@@ -77,17 +80,17 @@ def e(
     return Event(i, unit, "cccd_collected", kind, value, START + timedelta(hours=at_h), subject)
 
 
-def test_snapshot_replaces_what_came_before_and_keeps_what_came_after():
+def test_snapshot_replaces_what_came_before_and_keeps_what_came_after() -> None:
     evs = [e("a", "00004", 1, 5), e("s", "00004", 2, 100, Kind.SNAPSHOT), e("b", "00004", 3, 4)]
     assert own_values(evs, WINDOW, {}, WINDOW.deadline)[("00004", "cccd_collected")] == 104
 
 
-def test_latest_snapshot_wins_ties_broken_by_event_id():
+def test_latest_snapshot_wins_ties_broken_by_event_id() -> None:
     evs = [e("s1", "00004", 2, 10, Kind.SNAPSHOT), e("s2", "00004", 2, 20, Kind.SNAPSHOT)]
     assert own_values(evs, WINDOW, {}, WINDOW.deadline)[("00004", "cccd_collected")] == 20
 
 
-def test_a_late_earlier_subject_event_moves_the_count_to_its_unit():
+def test_a_late_earlier_subject_event_moves_the_count_to_its_unit() -> None:
     later = e("x", "00004", 5, subject=SUBJECTS[0])
     earlier = e("y", "00007", 3, subject=SUBJECTS[0])
     ledger = Ledger(WINDOW)
@@ -98,18 +101,18 @@ def test_a_late_earlier_subject_event_moves_the_count_to_its_unit():
     assert ledger.own_values()[("00007", "cccd_collected")] == 1
 
 
-def test_events_outside_the_window_do_not_count():
+def test_events_outside_the_window_do_not_count() -> None:
     evs = [e("a", "00004", -2), e("b", "00004", 11 * 24), e("c", "00004", 1)]
     assert own_values(evs, WINDOW, {}, WINDOW.deadline)[("00004", "cccd_collected")] == 1
 
 
-def test_baseline_counts_until_the_first_snapshot():
+def test_baseline_counts_until_the_first_snapshot() -> None:
     evs = [e("a", "00004", 1, 3)]
     assert own_values(evs, WINDOW, BASELINES, WINDOW.deadline)[("00004", "cccd_collected")] == 10
     evs.append(e("s", "00004", 2, 50, Kind.SNAPSHOT))
     assert own_values(evs, WINDOW, BASELINES, WINDOW.deadline)[("00004", "cccd_collected")] == 50
 
 
-def test_as_of_sees_only_what_had_happened():
+def test_as_of_sees_only_what_had_happened() -> None:
     evs = [e("a", "00004", 1, 3), e("b", "00004", 30, 4)]
     assert own_values(evs, WINDOW, {}, START + timedelta(hours=2))[("00004", "cccd_collected")] == 3

@@ -7,7 +7,10 @@ counter must equal an independent recomputation of what was sent."""
 import asyncio
 import random
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -33,20 +36,20 @@ PARENT = {u.code: u.parent_code for u in TREE}
 
 def lineage(unit: str) -> list[str]:
     chain = [unit]
-    while PARENT[chain[-1]] is not None:
-        chain.append(PARENT[chain[-1]])  # type: ignore[arg-type]
+    while (parent := PARENT[chain[-1]]) is not None:
+        chain.append(parent)
     return chain
 
 
 @pytest.mark.slow
 async def test_event_acknowledged_before_a_crash_is_counted_once(
-    database, kafka: KafkaBroker, topics: Topics, tmp_path
-):
+    database: str, kafka: KafkaBroker, topics: Topics, tmp_path: Path
+) -> None:
     await build_world(database, starts_at=START)
     token = await issue_token(database)
     rng = random.Random(7)
     units = ["00004", "00007", "00010", "001", "002"]
-    events = [
+    events: list[dict[str, str | int]] = [
         {
             "event_id": f"ev-{i}",
             "unit": rng.choice(units),
@@ -60,7 +63,7 @@ async def test_event_acknowledged_before_a_crash_is_counted_once(
     expected: Counter[str] = Counter()
     for e in events:
         for code in lineage(str(e["unit"])):
-            expected[code] += int(e["value"])  # type: ignore[call-overload]
+            expected[code] += int(e["value"])
 
     aggregator = aggregator_process(
         database,
@@ -97,13 +100,13 @@ async def test_event_acknowledged_before_a_crash_is_counted_once(
                 if i and i % 15_000 == 0:
                     # Kill it while it is applying, then bring it back.
                     before = await applied()
-                    await eventually(lambda b=before: _grown(applied, b), timeout=60)
+                    await eventually(partial(_grown, applied, before), timeout=60)
                     aggregator.kill()
                     kills += 1
                     aggregator.start()
         assert kills >= 3
 
-        async def caught_up():
+        async def caught_up() -> None:
             assert await applied() == EVENTS
 
         await eventually(caught_up, timeout=240, every=1.0)
@@ -122,7 +125,7 @@ async def test_event_acknowledged_before_a_crash_is_counted_once(
         daily = await conn.fetchval(
             "SELECT sum(increments) FROM daily_counts WHERE unit = ANY($1)", units
         )
-        assert daily == sum(int(e["value"]) for e in events)  # type: ignore[call-overload]
+        assert daily == sum(int(e["value"]) for e in events)
         # `tiendo check`: after the crashes, every live counter equals its history
         found = await check_round(
             conn, NotifierSettings(database_url=database), datetime.now(UTC), alerts=False
@@ -133,5 +136,5 @@ async def test_event_acknowledged_before_a_crash_is_counted_once(
         await conn.close()
 
 
-async def _grown(applied, before: int) -> None:
+async def _grown(applied: Callable[[], Awaitable[int]], before: int) -> None:
     assert await applied() > before

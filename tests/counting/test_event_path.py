@@ -1,8 +1,11 @@
 """The whole event path on the real broker and database: ingest → Kafka → aggregator →
 PostgreSQL → progress API, with duplicates counted once and rollup up the tree."""
 
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import httpx
 import pytest
 
 from devtools.localstack import KafkaBroker
@@ -10,10 +13,12 @@ from services.aggregator.app import create_app as create_aggregator
 from services.aggregator.settings import AggregatorSettings
 from services.ingest.app import create_app as create_ingest
 from services.ingest.settings import IngestSettings
-from tests.support.stack import Topics, eventually, running, until_ready
+from tests.support.stack import ServiceKwargs, Topics, eventually, running, until_ready
 from tests.support.world import build_world, issue_token
 
 START = datetime.now(UTC) - timedelta(days=10)
+# ingest and the aggregator, both running on this test's database and topics
+Pipeline = tuple[httpx.AsyncClient, httpx.AsyncClient]
 
 
 def increments(
@@ -33,10 +38,14 @@ def increments(
 
 
 @pytest.fixture
-async def pipeline(database, kafka: KafkaBroker, topics: Topics):
+async def pipeline(database: str, kafka: KafkaBroker, topics: Topics) -> AsyncIterator[Pipeline]:
     await build_world(database, starts_at=START)
     token = await issue_token(database)
-    common = {"database_url": database, "kafka_bootstrap": kafka.bootstrap, **topics.kwargs()}
+    common: ServiceKwargs = {
+        "database_url": database,
+        "kafka_bootstrap": kafka.bootstrap,
+        **topics.kwargs(),
+    }
     ingest_app = create_ingest(IngestSettings(**common))
     aggregator_app = create_aggregator(
         AggregatorSettings(**common, group_id=f"agg-{topics.events}", metrics_refresh_seconds=0.5)
@@ -48,20 +57,21 @@ async def pipeline(database, kafka: KafkaBroker, topics: Topics):
         yield ingest, aggregator
 
 
-async def post(ingest, events):
+async def post(ingest: httpx.AsyncClient, events: list[dict[str, object]]) -> None:
     for i in range(0, len(events), 1000):
         r = await ingest.post("/v1/events", json={"events": events[i : i + 1000]})
         assert r.status_code == 202, r.text
 
 
-async def value_of(aggregator, unit: str) -> dict[str, object]:
+async def value_of(aggregator: httpx.AsyncClient, unit: str) -> dict[str, Any]:
     r = await aggregator.get(f"/v1/campaigns/c1/progress/{unit}")
     assert r.status_code == 200, r.text
-    return r.json()["indicators"][0]
+    figures: dict[str, Any] = r.json()["indicators"][0]
+    return figures
 
 
-async def until_value(aggregator, unit: str, expected: int) -> dict[str, object]:
-    async def check():
+async def until_value(aggregator: httpx.AsyncClient, unit: str, expected: int) -> dict[str, Any]:
+    async def check() -> dict[str, Any]:
         figures = await value_of(aggregator, unit)
         assert figures["value"] == expected
         return figures
@@ -69,7 +79,7 @@ async def until_value(aggregator, unit: str, expected: int) -> dict[str, object]
     return await eventually(check)
 
 
-async def test_posted_events_are_counted_exactly_and_rolled_up(pipeline):
+async def test_posted_events_are_counted_exactly_and_rolled_up(pipeline: Pipeline) -> None:
     ingest, aggregator = pipeline
     await post(
         ingest,
@@ -95,7 +105,7 @@ async def test_posted_events_are_counted_exactly_and_rolled_up(pipeline):
     assert city["status"] == "behind"
 
 
-async def test_duplicates_are_counted_once(pipeline):
+async def test_duplicates_are_counted_once(pipeline: Pipeline) -> None:
     ingest, aggregator = pipeline
     batch = increments("00004", 50, "dup")
     await post(ingest, batch)
@@ -107,7 +117,7 @@ async def test_duplicates_are_counted_once(pipeline):
     assert "tiendo_aggregator_duplicates_skipped_total 60.0" in metrics
 
 
-async def test_negative_corrections_and_snapshots(pipeline):
+async def test_negative_corrections_and_snapshots(pipeline: Pipeline) -> None:
     ingest, aggregator = pipeline
     hour = datetime.now(UTC) - timedelta(hours=5)
     await post(ingest, increments("00004", 10, "inc", at=hour))
@@ -134,14 +144,16 @@ async def test_negative_corrections_and_snapshots(pipeline):
     assert (await value_of(aggregator, "01"))["value"] == 106
 
 
-async def test_events_outside_the_campaign_window_are_stored_but_not_counted(pipeline):
+async def test_events_outside_the_campaign_window_are_stored_but_not_counted(
+    pipeline: Pipeline,
+) -> None:
     ingest, aggregator = pipeline
     await post(ingest, increments("00004", 4, "before", at=START - timedelta(days=1)))
     await post(ingest, increments("00004", 2, "inside"))
     await until_value(aggregator, "00004", 2)
 
 
-async def test_as_of_answers_from_history(pipeline):
+async def test_as_of_answers_from_history(pipeline: Pipeline) -> None:
     ingest, aggregator = pipeline
     t1 = START + timedelta(days=2)
     await post(ingest, increments("00004", 5, "day2", at=t1))
@@ -154,7 +166,7 @@ async def test_as_of_answers_from_history(pipeline):
     assert r.json()["indicators"][0]["value"] == 5
 
 
-async def test_unit_and_campaign_reads(pipeline):
+async def test_unit_and_campaign_reads(pipeline: Pipeline) -> None:
     _, aggregator = pipeline
     unit = (await aggregator.get("/v1/units/00004")).json()
     assert [a["code"] for a in unit["ancestors"]] == ["01", "001"]
@@ -166,12 +178,12 @@ async def test_unit_and_campaign_reads(pipeline):
     assert (await aggregator.get("/v1/campaigns/nope/progress/01")).status_code == 404
 
 
-async def test_per_unit_metrics_stop_at_the_configured_level(pipeline):
+async def test_per_unit_metrics_stop_at_the_configured_level(pipeline: Pipeline) -> None:
     ingest, aggregator = pipeline
     await post(ingest, increments("00004", 3, "m"))
     await until_value(aggregator, "00004", 3)
 
-    async def exported():
+    async def exported() -> str:
         text = (await aggregator.get("/metrics")).text
         assert (
             'tiendo_unit_value{campaign="c1",indicator="cccd_collected",level="2",unit="001"} 3.0'
@@ -183,7 +195,9 @@ async def test_per_unit_metrics_stop_at_the_configured_level(pipeline):
     assert 'unit="00004"' not in text
 
 
-async def test_a_citizen_counts_once_and_a_late_earlier_event_moves_the_count(pipeline):
+async def test_a_citizen_counts_once_and_a_late_earlier_event_moves_the_count(
+    pipeline: Pipeline,
+) -> None:
     ingest, aggregator = pipeline
     citizen = "ab" * 32
     base = datetime.now(UTC) - timedelta(hours=6)
@@ -218,11 +232,12 @@ async def test_a_citizen_counts_once_and_a_late_earlier_event_moves_the_count(pi
     assert (await value_of(aggregator, "01"))["value"] == 2
 
 
-async def test_leaderboard_ranks_by_pct_then_pace_then_code_and_exports(pipeline):
+async def test_leaderboard_ranks_by_pct_then_pace_then_code_and_exports(pipeline: Pipeline) -> None:
     import csv
     import io
 
     from openpyxl import load_workbook
+    from openpyxl.worksheet.worksheet import Worksheet
 
     ingest, aggregator = pipeline
     await post(
@@ -275,6 +290,7 @@ async def test_leaderboard_ranks_by_pct_then_pace_then_code_and_exports(pipeline
         params={"level": 3, "indicator": "cccd_collected", "format": "xlsx"},
     )
     sheet = load_workbook(io.BytesIO(xlsx.content)).active
+    assert isinstance(sheet, Worksheet)  # narrows the type: a workbook may open on a chart
     assert [sheet.cell(row=i, column=2).value for i in (3, 4, 5)] == ["00004", "00010", "00007"]
 
     bad = await aggregator.get(

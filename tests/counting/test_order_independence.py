@@ -5,6 +5,7 @@ recomputation (tiendo.counting, from scratch)."""
 
 import random
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -75,8 +76,8 @@ def generate(units: list[UnitIn], rng: random.Random) -> list[Event]:
 @pytest.mark.slow
 @pytest.mark.timeout(1500)
 async def test_shuffled_duplicated_campaign_with_crashes_matches_recomputation(
-    database, kafka: KafkaBroker, topics: Topics, tmp_path
-):
+    database: str, kafka: KafkaBroker, topics: Topics, tmp_path: Path
+) -> None:
     rng = random.Random(20230601)
     units = tree()
     baselines = {u.code: rng.randrange(0, 50) for u in units if u.level == 3}
@@ -147,7 +148,7 @@ async def test_shuffled_duplicated_campaign_with_crashes_matches_recomputation(
                     aggregator.start()
         assert kills == 4
 
-        async def caught_up():
+        async def caught_up() -> None:
             assert await applied() == EVENTS
 
         await eventually(caught_up, timeout=900, every=2.0)
@@ -160,7 +161,7 @@ async def test_shuffled_duplicated_campaign_with_crashes_matches_recomputation(
         parents = {u.code: u.parent_code for u in units}
         expected = rolled_up(own, parents, INDICATORS)
 
-        async def settled():
+        async def settled() -> None:
             rows = await conn.fetch(
                 "SELECT unit, indicator, value FROM progress WHERE campaign_id = 'c1'"
             )

@@ -8,7 +8,7 @@ from tiendo.rollup import effective_targets, post_order, subtree_sums
 TREE = {"01": None, "001": "01", "002": "01", "00004": "001", "00007": "001", "00010": "002"}
 
 
-def test_subtree_sums_add_children_to_own_values():
+def test_subtree_sums_add_children_to_own_values() -> None:
     own = {"01": 1, "001": 10, "00004": 100, "00007": 1000, "00010": 5}
     totals = subtree_sums(TREE, own)
     assert totals["001"] == 1110
@@ -16,7 +16,7 @@ def test_subtree_sums_add_children_to_own_values():
     assert totals["01"] == 1116
 
 
-def test_explicit_targets_win_over_the_sum_of_children():
+def test_explicit_targets_win_over_the_sum_of_children() -> None:
     targets = effective_targets(TREE, {"00004": 10, "00007": 20, "00010": 7, "002": 100})
     assert targets["001"] == 30
     assert targets["002"] == 100
@@ -33,7 +33,9 @@ def trees(draw: st.DrawFn) -> dict[str, str | None]:
 
 
 @given(trees(), st.data())
-def test_root_total_is_the_sum_of_all_own_values(parents, data):
+def test_root_total_is_the_sum_of_all_own_values(
+    parents: dict[str, str | None], data: st.DataObject
+) -> None:
     own = {code: data.draw(st.integers(-50, 50)) for code in parents}
     assert subtree_sums(parents, own)["u0"] == sum(own.values())
     order = post_order(parents)
@@ -42,7 +44,7 @@ def test_root_total_is_the_sum_of_all_own_values(parents, data):
     assert all(position[c] < position[p] for c, p in parents.items() if p is not None)
 
 
-def test_deep_trees_do_not_recurse():
+def test_deep_trees_do_not_recurse() -> None:
     parents: dict[str, str | None] = {"n0": None}
     for i in range(1, 5000):
         parents[f"n{i}"] = f"n{i - 1}"

@@ -3,24 +3,28 @@ service unready; none ends silently."""
 
 import asyncio
 import json
+from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
+from starlette.responses import JSONResponse
 from structlog.testing import capture_logs
 
 from tiendo.background import Beat, Loop, LoopState, Supervisor, backoff_delay, loop_state
 
 
 @given(st.integers(min_value=1, max_value=60), st.floats(0.01, 5), st.floats(5, 120))
-def test_backoff_doubles_up_to_its_cap(failures, initial, cap):
+def test_backoff_doubles_up_to_its_cap(failures: int, initial: float, cap: float) -> None:
     delay = backoff_delay(failures, initial, cap)
     assert initial <= delay <= cap
     assert backoff_delay(failures + 1, initial, cap) in (min(cap, 2 * delay), cap)
 
 
 @given(st.booleans(), st.booleans(), st.floats(0, 1000), st.none() | st.floats(0, 1000))
-def test_an_ended_loop_is_dead_and_a_silent_one_stale(ended, backing_off, since, stale_after):
+def test_an_ended_loop_is_dead_and_a_silent_one_stale(
+    ended: bool, backing_off: bool, since: float, stale_after: float | None
+) -> None:
     state = loop_state(
         ended=ended, backing_off=backing_off, since_beat=since, stale_after=stale_after
     )
@@ -32,11 +36,12 @@ def test_an_ended_loop_is_dead_and_a_silent_one_stale(ended, backing_off, since,
         assert state in (LoopState.RUNNING, LoopState.RESTARTING)
 
 
-def _body(response) -> dict[str, object]:
-    return json.loads(bytes(response.body))
+def _body(response: JSONResponse) -> dict[str, Any]:
+    body: dict[str, Any] = json.loads(bytes(response.body))
+    return body
 
 
-async def test_a_loop_raising_an_unexpected_error_is_logged_restarted_and_shown():
+async def test_a_loop_raising_an_unexpected_error_is_logged_restarted_and_shown() -> None:
     calls = 0
 
     async def flaky(beat: Beat) -> None:
@@ -73,7 +78,7 @@ async def test_a_loop_raising_an_unexpected_error_is_logged_restarted_and_shown(
     assert registry.get_sample_value("tiendo_background_restarts_total", {"task": "flaky"}) == 2
 
 
-async def test_a_loop_that_never_beats_goes_stale_and_the_service_unready():
+async def test_a_loop_that_never_beats_goes_stale_and_the_service_unready() -> None:
     async def stuck(beat: Beat) -> None:
         await asyncio.Event().wait()  # a deadlock, a hung connection
 
@@ -98,7 +103,7 @@ async def test_a_loop_that_never_beats_goes_stale_and_the_service_unready():
         await supervisor.stop()
 
 
-async def test_a_loop_failing_at_every_start_goes_stale_too():
+async def test_a_loop_failing_at_every_start_goes_stale_too() -> None:
     async def broken(beat: Beat) -> None:
         raise ValueError("config")
 
@@ -113,7 +118,7 @@ async def test_a_loop_failing_at_every_start_goes_stale_too():
             await supervisor.stop()
 
 
-async def test_a_loop_that_returns_is_restarted_not_lost():
+async def test_a_loop_that_returns_is_restarted_not_lost() -> None:
     runs = 0
 
     async def returns(beat: Beat) -> None:
@@ -130,7 +135,7 @@ async def test_a_loop_that_returns_is_restarted_not_lost():
     assert logs[0]["error"] == "returned"
 
 
-async def test_a_stray_cancelled_error_restarts_the_loop_instead_of_ending_it():
+async def test_a_stray_cancelled_error_restarts_the_loop_instead_of_ending_it() -> None:
     """A library's inner task cancelled (aiokafka's consumer.stop() while backing off)
     raises CancelledError in the loop though nobody stopped it: restart, never end."""
     runs = 0

@@ -58,7 +58,10 @@ def compose_env(service: str) -> dict[str, str]:
 def settings_from(service: str, env: dict[str, str]) -> ServiceSettings:
     """The service's settings built from `env` alone (defaults for the rest)."""
     p = prefix(service)
-    kwargs = {k.removeprefix(p).lower(): v for k, v in env.items() if k.startswith(p)}
+    # strings from the environment, parsed by the settings class as the service would
+    kwargs: dict[str, Any] = {
+        k.removeprefix(p).lower(): v for k, v in env.items() if k.startswith(p)
+    }
     return SETTINGS[service](**kwargs)
 
 
@@ -79,7 +82,7 @@ def host_port_of(address: str) -> tuple[str, int]:
 
 
 @pytest.mark.parametrize("service", sorted(SETTINGS))
-def test_every_variable_a_service_container_gets_is_one_of_its_settings(service):
+def test_every_variable_a_service_container_gets_is_one_of_its_settings(service: str) -> None:
     fields = set(SETTINGS[service].model_fields)
     for key in compose_env(service):
         assert key.startswith(prefix(service)), f"{service} does not read {key}"
@@ -87,7 +90,7 @@ def test_every_variable_a_service_container_gets_is_one_of_its_settings(service)
     settings_from(service, compose_env(service))  # valid values
 
 
-def test_every_variable_in_dev_env_is_read_by_someone():
+def test_every_variable_in_dev_env_is_read_by_someone() -> None:
     demo_reads = {"TIENDO_LOG_LEVEL", "TIENDO_AGGREGATOR_DATABASE_URL"}
     for key in dev_env():
         service = next((s for s in SETTINGS if key.startswith(prefix(s))), None)
@@ -98,7 +101,7 @@ def test_every_variable_in_dev_env_is_read_by_someone():
 
 
 @pytest.mark.parametrize("service", sorted(SETTINGS))
-def test_compose_sets_what_dev_env_sets_with_the_same_values(service):
+def test_compose_sets_what_dev_env_sets_with_the_same_values(service: str) -> None:
     dev = {k: v for k, v in dev_env().items() if k.startswith(prefix(service))}
     compose = compose_env(service)
     for key, value in dev.items():
@@ -113,7 +116,7 @@ def test_compose_sets_what_dev_env_sets_with_the_same_values(service):
 
 
 @pytest.mark.parametrize("service", sorted(SETTINGS))
-def test_services_listen_on_the_dev_ports_inside_and_outside(service):
+def test_services_listen_on_the_dev_ports_inside_and_outside(service: str) -> None:
     dev = settings_from(service, dev_env())
     container = settings_from(service, compose_env(service))
     assert dev.port == container.port == PORTS[service]
@@ -122,7 +125,7 @@ def test_services_listen_on_the_dev_ports_inside_and_outside(service):
 
 
 @pytest.mark.parametrize("service", sorted(SETTINGS))
-def test_services_reach_kafka_and_postgres_by_their_compose_names(service):
+def test_services_reach_kafka_and_postgres_by_their_compose_names(service: str) -> None:
     dev = settings_from(service, dev_env())
     container = settings_from(service, compose_env(service))
     for setting, target in (("kafka_bootstrap", "kafka"), ("database_url", "postgres")):
@@ -135,7 +138,7 @@ def test_services_reach_kafka_and_postgres_by_their_compose_names(service):
     assert (env["POSTGRES_USER"], "/" + env["POSTGRES_DB"]) == (dsn.username, dsn.path)
 
 
-def test_all_services_use_the_same_topics_as_make_dev():
+def test_all_services_use_the_same_topics_as_make_dev() -> None:
     topics = ("topic_events", "topic_progress", "topic_dead_letters")
     for source in (compose_env, lambda s: dev_env()):
         resolved = {s: settings_from(s, source(s)) for s in SETTINGS}
@@ -144,12 +147,12 @@ def test_all_services_use_the_same_topics_as_make_dev():
             assert names == {getattr(IngestSettings(), topic)}, topic
 
 
-def test_compose_runs_every_process_of_the_procfile_with_the_same_arguments():
+def test_compose_runs_every_process_of_the_procfile_with_the_same_arguments() -> None:
     procfile = {}
     for line in (ROOT / "deploy" / "Procfile.dev").read_text().splitlines():
         if line.strip():
-            name, _, command = line.partition(":")
-            procfile[name.strip()] = shlex.split(command)
+            name, _, command_line = line.partition(":")
+            procfile[name.strip()] = shlex.split(command_line)
     assert set(procfile) <= set(SERVICES), set(procfile) - set(SERVICES)
     for name, argv in procfile.items():
         images = {"services.cli": "service", "devtools": "demo"}
@@ -162,7 +165,7 @@ def test_compose_runs_every_process_of_the_procfile_with_the_same_arguments():
         assert command[: len(cli)] == cli, f"{name}: compose runs {command}, make dev {cli}"
 
 
-def test_start_order_and_healthchecks():
+def test_start_order_and_healthchecks() -> None:
     for name, service in SERVICES.items():
         deps = service.get("depends_on") or {}
         if isinstance(deps, list):
@@ -180,7 +183,7 @@ def test_start_order_and_healthchecks():
     assert SERVICES["ingest"]["depends_on"]["aggregator"]["condition"] == "service_healthy"
 
 
-def test_the_demo_and_its_webhook_match_make_dev():
+def test_the_demo_and_its_webhook_match_make_dev() -> None:
     notifier = compose_env("notifier")
     assert notifier["TIENDO_NOTIFIER_WEBHOOK_URL"] == dev_env()["TIENDO_NOTIFIER_WEBHOOK_URL"]
     # the receiver listens on loopback, so it lives in the notifier's network namespace
@@ -194,7 +197,7 @@ def test_the_demo_and_its_webhook_match_make_dev():
     assert set(compose_env("demo")) <= set(dev_env())
 
 
-def test_kafka_image_is_the_version_of_the_local_stack():
+def test_kafka_image_is_the_version_of_the_local_stack() -> None:
     pom = ET.parse(ROOT / "deploy" / "kafka" / "pom.xml")
     ns = {"m": "http://maven.apache.org/POM/4.0.0"}
     version = pom.find(".//m:properties/m:kafka.version", ns)
@@ -213,7 +216,7 @@ def _scrape_targets(config: dict[str, Any]) -> dict[str, str]:
     }
 
 
-def test_prometheus_scrapes_the_three_services_in_both_stacks():
+def test_prometheus_scrapes_the_three_services_in_both_stacks() -> None:
     folder = ROOT / "deploy" / "prometheus"
     local = yaml.safe_load((folder / "prometheus.yml").read_text())
     service = SERVICES["prometheus"]
@@ -234,7 +237,7 @@ def test_prometheus_scrapes_the_three_services_in_both_stacks():
     }
 
 
-def test_grafana_is_provisioned_with_the_boards_and_the_compose_datasources():
+def test_grafana_is_provisioned_with_the_boards_and_the_compose_datasources() -> None:
     folder = ROOT / "deploy" / "grafana"
     volumes = SERVICES["grafana"]["volumes"]
     assert "./deploy/grafana/provisioning:/etc/grafana/provisioning:ro" in volumes
@@ -254,7 +257,7 @@ def test_grafana_is_provisioned_with_the_boards_and_the_compose_datasources():
     assert (postgres["user"], "/" + postgres["jsonData"]["database"]) == (dsn.username, dsn.path)
 
 
-def test_the_image_runs_the_tiendo_command():
+def test_the_image_runs_the_tiendo_command() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     service, demo = dockerfile.split("FROM service AS demo")
     assert 'ENTRYPOINT ["tiendo"]' in service

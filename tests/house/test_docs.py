@@ -20,7 +20,9 @@ README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
         (NotifierSettings, "TIENDO_NOTIFIER_"),
     ],
 )
-def test_every_setting_is_in_the_readme_configuration_table(settings, prefix):
+def test_every_setting_is_in_the_readme_configuration_table(
+    settings: type[ServiceSettings], prefix: str
+) -> None:
     common = set(ServiceSettings.model_fields)
     for name in settings.model_fields:
         variable = ("TIENDO_<SERVICE>_" if name in common else prefix) + name.upper()

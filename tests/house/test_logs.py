@@ -32,7 +32,9 @@ def lines(err: str) -> list[dict[str, object]]:
     return [p for p in parsed if p.get("logger") != "httpx"]  # the test's client
 
 
-def test_production_logs_are_json_lines_with_level_time_and_logger(capsys):
+def test_production_logs_are_json_lines_with_level_time_and_logger(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     configure_logging("INFO", json=True)
     get_logger("tiendo.test").info("batch_applied", partition=1, offsets={"1": 41})
     logging.getLogger("aiokafka.fake").warning("broker %s away", "b1")  # the stdlib too
@@ -48,7 +50,7 @@ def test_production_logs_are_json_lines_with_level_time_and_logger(capsys):
     assert second["level"] == "warning"
 
 
-def test_development_logs_are_readable_console_lines(capsys):
+def test_development_logs_are_readable_console_lines(capsys: pytest.CaptureFixture[str]) -> None:
     configure_logging("INFO", json=False)
     get_logger("tiendo.test").info("batch_applied", partition=2)
     err = capsys.readouterr().err
@@ -77,7 +79,9 @@ def _app() -> FastAPI:
     return app
 
 
-async def test_every_line_of_a_request_carries_its_request_id(capsys):
+async def test_every_line_of_a_request_carries_its_request_id(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     configure_logging("INFO", json=True)
     transport = httpx.ASGITransport(app=_app())
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
@@ -105,7 +109,9 @@ async def test_every_line_of_a_request_carries_its_request_id(capsys):
     assert isinstance(handled["duration_ms"], float)
 
 
-async def test_a_failing_request_is_logged_once_with_its_id_and_no_secret(capsys):
+async def test_a_failing_request_is_logged_once_with_its_id_and_no_secret(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     configure_logging("INFO", json=True)
     transport = httpx.ASGITransport(app=_app(), raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
@@ -121,7 +127,7 @@ async def test_a_failing_request_is_logged_once_with_its_id_and_no_secret(capsys
     assert "tok-123456" not in err
 
 
-def test_secrets_never_reach_a_log_line(capsys):
+def test_secrets_never_reach_a_log_line(capsys: pytest.CaptureFixture[str]) -> None:
     configure_logging("DEBUG", json=True)
     log = get_logger("tiendo.test")
     log.info(
@@ -148,7 +154,9 @@ def test_secrets_never_reach_a_log_line(capsys):
     assert first["token_file"] == ".local/demo-token"  # a path, not a secret
 
 
-def test_production_settings_can_be_logged_whole_without_their_secrets(capsys):
+def test_production_settings_can_be_logged_whole_without_their_secrets(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     configure_logging("INFO", json=True)
     settings = AggregatorSettings(
         environment="production",
@@ -162,7 +170,7 @@ def test_production_settings_can_be_logged_whole_without_their_secrets(capsys):
     assert lines(err)[0]["metrics_unit_level"] == 2
 
 
-def test_scrub_keeps_ordinary_text():
+def test_scrub_keeps_ordinary_text() -> None:
     text = "applied 5000 records, offsets 0:41 1:17, see http://127.0.0.1:8002/docs"
     assert scrub(text) == text
     assert scrub("basic dXNlcjpwYXNz") == "basic ***"

@@ -8,6 +8,7 @@ import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -34,7 +35,7 @@ class Server:
     def __init__(self, *statuses: int, headers: dict[str, str] | None = None) -> None:
         self.script = list(statuses)
         self.headers = headers or {}
-        self.bodies: list[dict[str, object]] = []
+        self.bodies: list[dict[str, Any]] = []
         self.auth: list[str | None] = []
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
@@ -50,7 +51,7 @@ class Server:
         return httpx.Response(status, json=problem, headers=self.headers)
 
 
-def client(server: Server, **kwargs: object) -> Client:
+def client(server: Server, **kwargs: int) -> Client:
     return Client(
         "http://ingest", "tdo_x", retry=FAST, transport=httpx.MockTransport(server), **kwargs
     )
@@ -60,7 +61,7 @@ def events(n: int) -> list[Event]:
     return [Event.increment("00004", "cccd_collected", occurred_at=AT) for _ in range(n)]
 
 
-def test_events_are_sent_in_batches_with_the_token():
+def test_events_are_sent_in_batches_with_the_token() -> None:
     server = Server()
     with client(server) as c:
         assert c.send(events(2500)) == 2500
@@ -73,7 +74,7 @@ def test_events_are_sent_in_batches_with_the_token():
 
 
 @pytest.mark.parametrize("failure", [503, 429, 502, 0], ids=["503", "429", "502", "no answer"])
-def test_a_retry_sends_the_same_event_ids(failure):
+def test_a_retry_sends_the_same_event_ids(failure: int) -> None:
     server = Server(failure, failure, headers={"Retry-After": "1"})
     with client(server) as c:
         assert c.send(events(3)) == 3
@@ -82,7 +83,7 @@ def test_a_retry_sends_the_same_event_ids(failure):
 
 
 @pytest.mark.parametrize("status", [400, 401, 403, 413, 415, 422])
-def test_a_final_refusal_is_not_retried_and_says_what_was_stored(status):
+def test_a_final_refusal_is_not_retried_and_says_what_was_stored(status: int) -> None:
     server = Server(202, status)
     with client(server, batch_size=2) as c, pytest.raises(Rejected) as caught:
         c.send(events(5))
@@ -93,7 +94,7 @@ def test_a_final_refusal_is_not_retried_and_says_what_was_stored(status):
     assert caught.value.errors == [{"index": 0, "field": "unit"}]
 
 
-def test_giving_up_raises_unavailable_with_the_batch_to_resend():
+def test_giving_up_raises_unavailable_with_the_batch_to_resend() -> None:
     server = Server(503, 503, 503, 503)
     with client(server) as c, pytest.raises(Unavailable) as caught:
         c.send(events(2))
@@ -102,14 +103,14 @@ def test_giving_up_raises_unavailable_with_the_batch_to_resend():
     assert [e.to_json() for e in caught.value.events] == server.bodies[0]["events"]
 
 
-def test_retry_after_is_honoured_up_to_the_cap():
+def test_retry_after_is_honoured_up_to_the_cap() -> None:
     policy = RetryPolicy(max_delay=7.0)
     assert policy.delay(1, "3") == 3.0
     assert policy.delay(1, "3600") == 7.0
     assert 0 <= policy.delay(10, None) <= 7.0
 
 
-def test_batcher_sends_full_batches_and_the_rest_on_exit():
+def test_batcher_sends_full_batches_and_the_rest_on_exit() -> None:
     server = Server()
     with client(server, batch_size=10) as c:
         with c.batcher() as batcher:
@@ -120,7 +121,7 @@ def test_batcher_sends_full_batches_and_the_rest_on_exit():
     assert [len(b["events"]) for b in server.bodies] == [10, 10, 5]
 
 
-async def test_async_client_retries_the_same_ids():
+async def test_async_client_retries_the_same_ids() -> None:
     server = Server(503)
     async with AsyncClient(
         "http://ingest", "tdo_x", retry=FAST, transport=httpx.MockTransport(server)
@@ -129,7 +130,7 @@ async def test_async_client_retries_the_same_ids():
     assert server.bodies[0] == server.bodies[1]
 
 
-def test_subject_hash_is_hmac_sha256_of_the_normalised_reference():
+def test_subject_hash_is_hmac_sha256_of_the_normalised_reference() -> None:
     expected = hmac.new(KEY, b"001203004567", hashlib.sha256).hexdigest()
     assert subject_hash(KEY, "001203004567") == expected
     assert subject_hash(KEY, "001 203-004.567") == expected
@@ -138,14 +139,14 @@ def test_subject_hash_is_hmac_sha256_of_the_normalised_reference():
     assert subject_hash(bytes(32), "001203004567") != expected
 
 
-def test_subject_hash_refuses_a_short_key_and_an_empty_reference():
+def test_subject_hash_refuses_a_short_key_and_an_empty_reference() -> None:
     with pytest.raises(ValueError, match="16 bytes"):
         subject_hash(b"short", "001203004567")
     with pytest.raises(ValueError, match="empty"):
         subject_hash(KEY, " - ")
 
 
-def test_events_need_aware_times_and_keep_their_id():
+def test_events_need_aware_times_and_keep_their_id() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         Event.increment("00004", "cccd_collected", occurred_at=datetime(2023, 6, 1))
     e = Event.snapshot("00004", "cccd_collected", 40, occurred_at=AT)
@@ -155,6 +156,6 @@ def test_events_need_aware_times_and_keep_their_id():
     assert Event.increment("001", "x", occurred_at=AT).event_id != e.event_id
 
 
-def test_batch_size_is_bounded_by_the_server_limit():
+def test_batch_size_is_bounded_by_the_server_limit() -> None:
     with pytest.raises(ValueError, match="batch_size"):
         Client("http://ingest", "t", batch_size=1001)

@@ -29,7 +29,8 @@ NOW = datetime.now(UTC)
 JSON = {"Content-Type": "application/json"}
 
 
-def event(i: int | str = 0, **changes: object) -> dict[str, object]:
+# `i` is positional-only so that `event(**changes)` type-checks whatever the changes hold
+def event(i: int | str = 0, /, **changes: object) -> dict[str, object]:
     return {
         "event_id": f"e-{i}",
         "unit": "00004",
@@ -39,7 +40,7 @@ def event(i: int | str = 0, **changes: object) -> dict[str, object]:
     }
 
 
-def batch(n: int, prefix: str = "e", **changes: object) -> dict[str, object]:
+def batch(n: int, prefix: str = "e", **changes: object) -> dict[str, list[dict[str, object]]]:
     return {"events": [{**event(**changes), "event_id": f"{prefix}{i}"} for i in range(n)]}
 
 
@@ -88,14 +89,18 @@ async def read_topic(
 
 
 @pytest.fixture
-async def ingest(database, kafka: KafkaBroker, topics: Topics):
+async def ingest(
+    database: str, kafka: KafkaBroker, topics: Topics
+) -> AsyncIterator[httpx.AsyncClient]:
     await build_world(database, starts_at=NOW - timedelta(days=1))
     token = await issue_token(database, units=["001"], indicators=["cccd_collected"])
     async with serving(settings_for(database, kafka.bootstrap, topics), token) as client:
         yield client
 
 
-async def test_accepted_events_are_in_kafka_keyed_by_unit_with_their_source(ingest, kafka, topics):
+async def test_accepted_events_are_in_kafka_keyed_by_unit_with_their_source(
+    ingest: httpx.AsyncClient, kafka: KafkaBroker, topics: Topics
+) -> None:
     response = await ingest.post("/v1/events", json=batch(3))
     assert response.status_code == 202
     assert response.json() == {"accepted": 3}
@@ -105,14 +110,18 @@ async def test_accepted_events_are_in_kafka_keyed_by_unit_with_their_source(inge
     assert {decode(r.value).source for r in records} == {"upstream"}
 
 
-async def test_a_single_event_is_accepted_and_its_offset_kept(ingest, kafka, topics):
+async def test_a_single_event_is_accepted_and_its_offset_kept(
+    ingest: httpx.AsyncClient, kafka: KafkaBroker, topics: Topics
+) -> None:
     r = await ingest.post("/v1/events", json=event(occurred_at="2026-01-01T08:00:00+07:00"))
     assert (r.status_code, r.json()) == (202, {"accepted": 1})
     [record] = await asyncio.wait_for(read_topic(kafka.bootstrap, topics.events, at_least=1), 120)
     assert decode(record.value).occurred_at.isoformat() == "2026-01-01T08:00:00+07:00"
 
 
-async def test_protobuf_batch_is_accepted_like_json(ingest, kafka, topics):
+async def test_protobuf_batch_is_accepted_like_json(
+    ingest: httpx.AsyncClient, kafka: KafkaBroker, topics: Topics
+) -> None:
     message = events_pb2.EventBatch()
     for i in range(2):
         e = message.events.add(
@@ -135,7 +144,7 @@ async def test_protobuf_batch_is_accepted_like_json(ingest, kafka, topics):
     assert decoded[0].occurred_at.utcoffset() == timedelta(hours=7)
 
 
-async def test_protobuf_errors_are_the_json_errors(ingest):
+async def test_protobuf_errors_are_the_json_errors(ingest: httpx.AsyncClient) -> None:
     message = events_pb2.EventBatch()
     e = message.events.add(event_id="pb-0", unit="00004", indicator="cccd_collected", value=0)
     e.occurred_at.FromDatetime(datetime.now(UTC))
@@ -149,7 +158,7 @@ async def test_protobuf_errors_are_the_json_errors(ingest):
     assert r.json()["errors"] == json_r.json()["errors"]
 
 
-async def test_missing_or_wrong_token_is_401(ingest):
+async def test_missing_or_wrong_token_is_401(ingest: httpx.AsyncClient) -> None:
     del ingest.headers["Authorization"]
     r = await ingest.post("/v1/events", json=event())
     assert r.status_code == 401
@@ -161,8 +170,8 @@ async def test_missing_or_wrong_token_is_401(ingest):
 
 
 async def test_invalid_batch_is_422_listing_each_bad_event_and_nothing_is_published(
-    ingest, kafka, topics
-):
+    ingest: httpx.AsyncClient, kafka: KafkaBroker, topics: Topics
+) -> None:
     events = batch(3)["events"]
     events[1]["value"] = 0
     events[2]["subject"] = "012345678901"
@@ -176,7 +185,9 @@ async def test_invalid_batch_is_422_listing_each_bad_event_and_nothing_is_publis
     assert await read_topic(kafka.bootstrap, topics.events, idle_ms=1000) == []
 
 
-async def test_events_outside_the_token_scope_are_403_naming_each(ingest, kafka, topics):
+async def test_events_outside_the_token_scope_are_403_naming_each(
+    ingest: httpx.AsyncClient, kafka: KafkaBroker, topics: Topics
+) -> None:
     events = [
         event(0),
         event(1, unit="00010"),
@@ -198,14 +209,16 @@ async def test_events_outside_the_token_scope_are_403_naming_each(ingest, kafka,
     assert await read_topic(kafka.bootstrap, topics.events, idle_ms=1000) == []
 
 
-async def test_a_token_may_write_anywhere_in_its_subtree(ingest):
+async def test_a_token_may_write_anywhere_in_its_subtree(ingest: httpx.AsyncClient) -> None:
     r = await ingest.post(
         "/v1/events", json={"events": [event(0, unit="001"), event(1, unit="00007")]}
     )
     assert r.status_code == 202
 
 
-async def test_a_unit_created_seconds_ago_is_found_on_first_use(ingest, database):
+async def test_a_unit_created_seconds_ago_is_found_on_first_use(
+    ingest: httpx.AsyncClient, database: str
+) -> None:
     conn = await asyncpg.connect(database)
     try:
         async with conn.transaction():
@@ -218,7 +231,9 @@ async def test_a_unit_created_seconds_ago_is_found_on_first_use(ingest, database
     assert r.status_code == 202, r.text
 
 
-async def test_kafka_unreachable_is_503_with_retry_after_and_not_ready(database, topics):
+async def test_kafka_unreachable_is_503_with_retry_after_and_not_ready(
+    database: str, topics: Topics
+) -> None:
     await build_world(database, starts_at=NOW - timedelta(days=1))
     token = await issue_token(database)
     settings = settings_for(
@@ -226,7 +241,7 @@ async def test_kafka_unreachable_is_503_with_retry_after_and_not_ready(database,
     )
     async with serving(settings, token, ready=False) as client:
 
-        async def catalog_loaded():
+        async def catalog_loaded() -> None:
             r = await client.get("/readyz")
             assert r.status_code == 503
             body = r.json()
@@ -249,7 +264,7 @@ async def test_kafka_unreachable_is_503_with_retry_after_and_not_ready(database,
     assert r.headers["content-type"] == "application/problem+json"
 
 
-async def test_health_metrics_and_openapi(ingest):
+async def test_health_metrics_and_openapi(ingest: httpx.AsyncClient) -> None:
     assert (await ingest.get("/healthz")).json() == {"status": "ok"}
     await ingest.post("/v1/events", json=event())
     await ingest.post("/v1/events", json=event(value=0))

@@ -5,6 +5,7 @@
 import asyncio
 import json
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,6 +22,8 @@ from tiendo.events.v1 import events_pb2
 
 MIB = 1_048_576
 RAW_ID = "001203004567"
+# ingest for the whole table, a token it accepts and its topics
+World = tuple[httpx.AsyncClient, str, Topics]
 SUBJECT = "ab" * 32
 
 
@@ -221,13 +224,15 @@ TABLE = [
 ]
 
 
-def test_the_table_names_at_least_forty_bad_inputs():
+def test_the_table_names_at_least_forty_bad_inputs() -> None:
     assert len(TABLE) >= 40
     assert len({row.name for row in TABLE}) == len(TABLE)
 
 
 @pytest.fixture(scope="module")
-async def world(postgres: PostgresServer, template_db: str, kafka: KafkaBroker):
+async def world(
+    postgres: PostgresServer, template_db: str, kafka: KafkaBroker
+) -> AsyncIterator[World]:
     """One database, topic set and ingest for the whole table (built once: it is long)."""
     name = f"t_{uuid.uuid4().hex[:12]}"
     admin = await asyncpg.connect(postgres.dsn())
@@ -256,7 +261,7 @@ async def send(client: httpx.AsyncClient, token: str, row: Bad) -> httpx.Respons
 
 
 @pytest.mark.parametrize("row", TABLE, ids=[row.name for row in TABLE])
-async def test_bad_input_gets_its_exact_status_and_field(world, row: Bad):
+async def test_bad_input_gets_its_exact_status_and_field(world: World, row: Bad) -> None:
     client, token, _ = world
     r = await send(client, token, row)
     assert r.status_code == row.status, r.text
@@ -274,7 +279,9 @@ async def test_bad_input_gets_its_exact_status_and_field(world, row: Bad):
     assert RAW_ID not in r.text
 
 
-async def test_no_bad_input_published_anything_and_ingest_still_serves(world, kafka):
+async def test_no_bad_input_published_anything_and_ingest_still_serves(
+    world: World, kafka: KafkaBroker
+) -> None:
     client, token, topics = world
     answers = await asyncio.gather(*(send(client, token, row) for row in TABLE))
     assert all(400 <= r.status_code < 500 for r in answers)

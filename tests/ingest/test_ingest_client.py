@@ -3,6 +3,7 @@ same event_ids, reports a refusal with the server's errors, and its subjects pas
 
 import asyncio
 import sys
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,10 +21,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "clients" / "python
 from tiendo_client import AsyncClient, Event, Rejected, RetryPolicy, subject_hash
 
 KEY = b"campaign subject key, 32 bytes!!"
+# a transport into a running ingest, and a token it accepts
+IngestApp = tuple[httpx.ASGITransport, str]
 
 
 @pytest.fixture
-async def ingest_app(database, kafka: KafkaBroker, topics: Topics):
+async def ingest_app(database: str, kafka: KafkaBroker, topics: Topics) -> AsyncIterator[IngestApp]:
     await build_world(database, starts_at=datetime.now(UTC) - timedelta(days=1))
     token = await issue_token(database)
     settings = settings_for(
@@ -46,8 +49,8 @@ async def ingest_app(database, kafka: KafkaBroker, topics: Topics):
 
 
 async def test_the_client_batches_and_rides_out_rate_limits_with_the_same_ids(
-    ingest_app, kafka, topics
-):
+    ingest_app: IngestApp, kafka: KafkaBroker, topics: Topics
+) -> None:
     transport, token = ingest_app
     now = datetime.now(UTC)
     events = [
@@ -73,7 +76,9 @@ async def test_the_client_batches_and_rides_out_rate_limits_with_the_same_ids(
     assert sorted(ids) == sorted(e.event_id for e in events)  # each once: 429s publish nothing
 
 
-async def test_a_refusal_raises_with_the_servers_errors_and_what_was_stored(ingest_app):
+async def test_a_refusal_raises_with_the_servers_errors_and_what_was_stored(
+    ingest_app: IngestApp,
+) -> None:
     transport, token = ingest_app
     now = datetime.now(UTC)
     good = [Event.increment("00004", "cccd_collected", occurred_at=now) for _ in range(3)]

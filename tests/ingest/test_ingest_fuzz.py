@@ -11,6 +11,7 @@ well-formed event for a unit that does not exist rightly gets 422."""
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
 import httpx
@@ -29,7 +30,10 @@ from tests.support.world import build_world, issue_token
 
 @pytest.fixture(scope="module")
 async def server(
-    postgres: PostgresServer, template_db: str, kafka: KafkaBroker, tmp_path_factory
+    postgres: PostgresServer,
+    template_db: str,
+    kafka: KafkaBroker,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[tuple[str, str]]:
     """One ingest process for the whole run (the fuzzer sends thousands of requests)."""
     name = f"t_{uuid.uuid4().hex[:12]}"
@@ -76,14 +80,16 @@ SERVED = create_app(IngestSettings.model_construct()).openapi()
 schema = schemathesis.openapi.from_dict(SERVED)
 # An EventBatch is bytes: the fuzzer sends what it draws for `format: binary` as it is.
 schemathesis.serializer.alias("application/x-protobuf", "application/octet-stream")
+# A case of any operation: the tests read only its body and meta, not its operation's type.
+FuzzCase = schemathesis.Case[Any]
 
 
-def test_the_served_schema_is_the_one_fuzzed(server):
+def test_the_served_schema_is_the_one_fuzzed(server: tuple[str, str]) -> None:
     base_url, _ = server
     assert httpx.get(f"{base_url}/openapi.json").json() == SERVED
 
 
-def make_plausible(case: schemathesis.Case) -> None:
+def make_plausible(case: FuzzCase) -> None:
     """Point half the valid JSON events at a real unit, indicator and time, so that the
     fuzzer also reaches Kafka and 202s are checked against the schema too. A valid value
     replaced by another valid one keeps the case valid."""
@@ -105,7 +111,9 @@ def make_plausible(case: schemathesis.Case) -> None:
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
-def test_no_request_gets_a_5xx_or_an_answer_the_schema_does_not_describe(case, server):
+def test_no_request_gets_a_5xx_or_an_answer_the_schema_does_not_describe(
+    case: FuzzCase, server: tuple[str, str]
+) -> None:
     base_url, token = server
     make_plausible(case)
     case.call_and_validate(

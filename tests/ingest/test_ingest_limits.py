@@ -2,8 +2,10 @@
 schema: body size (413), batch size, lengths, value ranges, time window (422), and the
 per-token rate (429 with Retry-After)."""
 
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
 
 from devtools.localstack import KafkaBroker
@@ -22,10 +24,12 @@ TIGHT = {
     "rate_limit_events_per_second": 5.0,
     "rate_limit_burst_events": 10,
 }
+# ingest with the limits above, and two tokens
+Tight = tuple[httpx.AsyncClient, list[str]]
 
 
 @pytest.fixture
-async def tight(database, kafka: KafkaBroker, topics: Topics):
+async def tight(database: str, kafka: KafkaBroker, topics: Topics) -> AsyncIterator[Tight]:
     await build_world(database, starts_at=datetime.now(UTC) - timedelta(days=1))
     tokens = [await issue_token(database, name) for name in ("a", "b")]
     settings = settings_for(database, kafka.bootstrap, topics, **TIGHT)
@@ -37,7 +41,7 @@ def auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-async def test_limits_from_the_settings_are_enforced_with_their_fields(tight):
+async def test_limits_from_the_settings_are_enforced_with_their_fields(tight: Tight) -> None:
     client, (token, _) = tight
     cases = [
         (batch(6), 422, (None, "events")),
@@ -58,10 +62,10 @@ async def test_limits_from_the_settings_are_enforced_with_their_fields(tight):
     assert r.json()["detail"] == "the body is larger than 4096 bytes"
 
 
-async def test_a_body_without_content_length_is_cut_off_at_the_limit(tight):
+async def test_a_body_without_content_length_is_cut_off_at_the_limit(tight: Tight) -> None:
     client, (token, _) = tight
 
-    async def chunks():
+    async def chunks() -> AsyncIterator[bytes]:
         for _ in range(10):
             yield b" " * 1000
 
@@ -73,7 +77,9 @@ async def test_a_body_without_content_length_is_cut_off_at_the_limit(tight):
     assert r.status_code == 413
 
 
-async def test_over_its_rate_a_token_gets_429_with_retry_after_and_others_do_not(tight):
+async def test_over_its_rate_a_token_gets_429_with_retry_after_and_others_do_not(
+    tight: Tight,
+) -> None:
     client, (token, other) = tight
     statuses = []
     # 5-event batches at 5 events/s with a burst of 10: a 429 comes after a few requests
@@ -94,7 +100,7 @@ async def test_over_its_rate_a_token_gets_429_with_retry_after_and_others_do_not
     metrics = (await client.get("/metrics")).text
     assert 'tiendo_ingest_rate_limited_requests_total{token="a"} 1.0' in metrics
 
-    async def allowed_again():
+    async def allowed_again() -> None:
         r = await client.post("/v1/events", json=event("c"), headers=auth(token))
         assert r.status_code == 202
 
@@ -102,7 +108,9 @@ async def test_over_its_rate_a_token_gets_429_with_retry_after_and_others_do_not
     await eventually(allowed_again, timeout=wait + 30, every=0.5)
 
 
-async def test_invalid_requests_count_against_the_rate_too(database, kafka, topics):
+async def test_invalid_requests_count_against_the_rate_too(
+    database: str, kafka: KafkaBroker, topics: Topics
+) -> None:
     await build_world(database, starts_at=datetime.now(UTC) - timedelta(days=1))
     token = await issue_token(database)
     # one event per 1,000 s: nothing refills during the test
@@ -120,7 +128,7 @@ async def test_invalid_requests_count_against_the_rate_too(database, kafka, topi
     assert statuses == [422] * 10 + [429]
 
 
-async def test_the_openapi_schema_states_the_configured_limits(tight):
+async def test_the_openapi_schema_states_the_configured_limits(tight: Tight) -> None:
     client, _ = tight
     schema = (await client.get("/openapi.json")).json()
     models = schema["components"]["schemas"]

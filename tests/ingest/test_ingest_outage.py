@@ -8,7 +8,9 @@ counts every event answered 202 exactly once."""
 import asyncio
 import random
 from collections import Counter
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -39,7 +41,7 @@ def rolled_up(by_ward: Counter[str]) -> dict[str, int]:
 
 
 @pytest.fixture
-async def broker(tmp_path):
+async def broker(tmp_path: Path) -> AsyncIterator[KafkaBroker]:
     """A broker of this test's own: stopping the session's would disturb other tests."""
     broker = KafkaBroker(tmp_path / "kafka", free_port(), free_port(), heap="512m")
     await asyncio.to_thread(broker.start)
@@ -49,8 +51,8 @@ async def broker(tmp_path):
 
 @pytest.mark.slow
 async def test_every_event_answered_202_through_a_broker_outage_is_counted_exactly_once(
-    database, broker: KafkaBroker, topics: Topics
-):
+    database: str, broker: KafkaBroker, topics: Topics
+) -> None:
     await build_world(database, starts_at=START)
     token = await issue_token(database)
     settings = settings_for(
@@ -72,7 +74,7 @@ async def test_every_event_answered_202_through_a_broker_outage_is_counted_exact
 
         async def client(number: int) -> None:
             for b in range(BATCHES_PER_CLIENT):
-                events = [
+                events: list[dict[str, str | int]] = [
                     {
                         "event_id": f"c{number}-b{b}-{i}",
                         "unit": rng.choice(WARDS),

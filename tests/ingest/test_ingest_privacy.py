@@ -2,6 +2,9 @@
 neither a raw ID number, nor a token, nor an event body ever reaches ingest's log —
 checked on a real `tiendo ingest serve` process logging at DEBUG, its most verbose."""
 
+from collections.abc import AsyncIterator
+from pathlib import Path
+
 import httpx
 import pytest
 
@@ -13,10 +16,14 @@ from tiendo.events.v1 import events_pb2
 
 RAW_IDS = ("001203004567", "079188000123", "036094001234", "012345678")
 SUBJECT = "ab" * 32
+# a running ingest process, a client of it and a token
+LoggedIngest = tuple[httpx.AsyncClient, str, ServiceProcess]
 
 
 @pytest.fixture
-async def logged_ingest(database, kafka: KafkaBroker, topics: Topics, tmp_path):
+async def logged_ingest(
+    database: str, kafka: KafkaBroker, topics: Topics, tmp_path: Path
+) -> AsyncIterator[LoggedIngest]:
     await build_world(database, starts_at=NOW)
     token = await issue_token(database, units=["001"], indicators=["cccd_collected"])
     port = free_port()
@@ -51,7 +58,7 @@ async def logged_ingest(database, kafka: KafkaBroker, topics: Topics, tmp_path):
         process.stop()
 
 
-async def test_logs_hold_no_token_no_raw_id_and_no_event_body(logged_ingest):
+async def test_logs_hold_no_token_no_raw_id_and_no_event_body(logged_ingest: LoggedIngest) -> None:
     client, token, process = logged_ingest
     good = {"Authorization": f"Bearer {token}"}
     wrong_token = "tdo_" + "Q" * 43

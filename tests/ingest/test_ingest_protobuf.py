@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from services.ingest.protobuf import MalformedProtobuf, decode_batch
 from services.ingest.validation import Catalog, Limits, validate_body, validate_items
+from tiendo.event import Event
 from tiendo.events.v1 import events_pb2
 
 NOW = datetime(2023, 6, 1, 12, 0, tzinfo=UTC)
@@ -31,6 +32,7 @@ def pb_event(**fields: object) -> events_pb2.ProgressEvent:
     }
     at = fields.pop("at", datetime(2023, 6, 1, 8, 15, tzinfo=ICT))
     base.update(fields)
+    # each test overrides any field, some with a wrong type on purpose
     message = events_pb2.ProgressEvent(**base)  # type: ignore[arg-type]
     if isinstance(at, datetime):
         ts = Timestamp()
@@ -47,14 +49,14 @@ def payload(*events: events_pb2.ProgressEvent) -> bytes:
     return events_pb2.EventBatch(events=list(events)).SerializeToString()
 
 
-def validate(data: bytes) -> tuple[list, list[tuple[int | None, str, str]]]:
+def validate(data: bytes) -> tuple[list[Event], list[tuple[int | None, str, str]]]:
     decoded = decode_batch(data)
     events, errors = validate_items(decoded.items, CATALOG, NOW, Limits())
     merged = [*decoded.errors, *errors]
     return ([] if merged else events), [(e.index, e.field, e.message) for e in merged]
 
 
-def test_a_protobuf_batch_gives_the_same_events_as_the_same_json():
+def test_a_protobuf_batch_gives_the_same_events_as_the_same_json() -> None:
     data = payload(
         pb_event(subject=SUBJECT),
         pb_event(event_id="e-2", kind=events_pb2.EVENT_KIND_SNAPSHOT, value=40),
@@ -130,27 +132,29 @@ BAD = [
 @pytest.mark.parametrize(
     ("message", "field", "text"), [b[1:] for b in BAD], ids=[b[0] for b in BAD]
 )
-def test_bad_protobuf_event_names_the_same_field_as_json(message, field, text):
+def test_bad_protobuf_event_names_the_same_field_as_json(
+    message: events_pb2.ProgressEvent, field: str, text: str
+) -> None:
     events, errors = validate(payload(message))
     assert events == []
     assert any(f == field and text in m for _, f, m in errors), errors
 
 
-def test_out_of_range_timestamp_is_refused():
+def test_out_of_range_timestamp_is_refused() -> None:
     message = pb_event()
     message.occurred_at.seconds = 253_402_300_800  # year 10000
     _, errors = validate(payload(message))
     assert (0, "occurred_at", "must be a valid google.protobuf.Timestamp") in errors
 
 
-def test_received_at_is_ingests_to_set():
+def test_received_at_is_ingests_to_set() -> None:
     message = pb_event()
     message.received_at.seconds = 1
     _, errors = validate(payload(message))
     assert (0, "received_at", "set by ingest; leave it empty") in errors
 
 
-def test_unknown_fields_are_refused():
+def test_unknown_fields_are_refused() -> None:
     # field 99, varint 1, appended to an otherwise valid event
     inner = pb_event().SerializeToString() + b"\x98\x06\x01"
     data = b"\x0a" + bytes([len(inner)]) + inner
@@ -158,25 +162,25 @@ def test_unknown_fields_are_refused():
     assert (0, "", "unknown field in ProgressEvent") in errors
 
 
-def test_duplicate_ids_within_a_protobuf_batch_are_refused():
+def test_duplicate_ids_within_a_protobuf_batch_are_refused() -> None:
     _, errors = validate(payload(pb_event(), pb_event()))
     assert errors == [(1, "event_id", "repeats the event_id of events[0]")]
 
 
 @pytest.mark.parametrize("data", [b"\xff", b"\x0a\x05ab", b'{"event_id": "x"}', b"\x0a\xff\xff"])
-def test_bytes_that_are_not_an_event_batch_are_malformed(data):
+def test_bytes_that_are_not_an_event_batch_are_malformed(data: bytes) -> None:
     with pytest.raises(MalformedProtobuf):
         decode_batch(data)
 
 
-def test_invalid_utf8_in_a_string_is_malformed():
+def test_invalid_utf8_in_a_string_is_malformed() -> None:
     inner = b"\x0a\x02\xff\xfe"  # event_id = invalid UTF-8
     with pytest.raises(MalformedProtobuf):
         decode_batch(b"\x0a" + bytes([len(inner)]) + inner)
 
 
 @given(st.binary(max_size=300))
-def test_any_bytes_are_malformed_or_validated_never_an_exception(data):
+def test_any_bytes_are_malformed_or_validated_never_an_exception(data: bytes) -> None:
     try:
         decoded = decode_batch(data)
     except MalformedProtobuf:

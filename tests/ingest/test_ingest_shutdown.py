@@ -6,6 +6,7 @@ body when the signal arrives — flushes the producer and exits; every event it 
 import asyncio
 import signal
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import orjson
@@ -19,7 +20,9 @@ from tiendo.event import decode
 
 
 @pytest.fixture
-async def ingest_process(database, kafka: KafkaBroker, topics: Topics, tmp_path):
+async def ingest_process(
+    database: str, kafka: KafkaBroker, topics: Topics, tmp_path: Path
+) -> AsyncIterator[tuple[ServiceProcess, httpx.AsyncClient]]:
     await build_world(database, starts_at=NOW)
     token = await issue_token(database)
     port = free_port()
@@ -65,8 +68,8 @@ async def in_flight(client: httpx.AsyncClient) -> float:
 
 
 async def test_sigterm_finishes_requests_in_flight_and_never_acks_what_kafka_lacks(
-    ingest_process, kafka, topics
-):
+    ingest_process: tuple[ServiceProcess, httpx.AsyncClient], kafka: KafkaBroker, topics: Topics
+) -> None:
     process, client = ingest_process
     acknowledged: set[str] = set()
     refused = 0
@@ -81,7 +84,7 @@ async def test_sigterm_finishes_requests_in_flight_and_never_acks_what_kafka_lac
                 refused += 1
                 return  # the server is gone or going: stop, as a client would (and retry)
             if r.status_code == 202:
-                acknowledged.update(str(e["event_id"]) for e in body["events"])  # type: ignore[index]
+                acknowledged.update(str(e["event_id"]) for e in body["events"])
             else:
                 refused += 1
 

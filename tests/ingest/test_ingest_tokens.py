@@ -5,9 +5,12 @@ TIENDO_INGEST_TOKEN_REFRESH_SECONDS, and ingest fails closed when it cannot re-r
 import asyncio
 import hashlib
 import json
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 import asyncpg
+import httpx
 import pytest
 
 from devtools.localstack import KafkaBroker
@@ -21,8 +24,14 @@ REFRESH = 1.0
 REVOCATION_BOUND = REFRESH + 30.0
 
 
+class Cli(Protocol):
+    async def __call__(self, *argv: str) -> str: ...
+
+
 @pytest.fixture
-async def cli(database, monkeypatch, capsys):
+async def cli(
+    database: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Cli:
     """Run `tiendo …` as an operator would, against this test's database."""
     monkeypatch.setenv("TIENDO_INGEST_DATABASE_URL", database)
 
@@ -35,20 +44,24 @@ async def cli(database, monkeypatch, capsys):
 
 
 @pytest.fixture
-async def ingest(database, kafka: KafkaBroker, topics: Topics):
+async def ingest(
+    database: str, kafka: KafkaBroker, topics: Topics
+) -> AsyncIterator[httpx.AsyncClient]:
     await build_world(database, starts_at=datetime.now(UTC) - timedelta(days=1))
     settings = settings_for(database, kafka.bootstrap, topics, token_refresh_seconds=REFRESH)
     async with serving(settings) as client:
         yield client
 
 
-async def post(client, token: str, **changes: object):
+async def post(client: httpx.AsyncClient, token: str, **changes: object) -> httpx.Response:
     return await client.post(
         "/v1/events", json=event(**changes), headers={"Authorization": f"Bearer {token}"}
     )
 
 
-async def test_a_token_issued_from_the_cli_works_at_once_within_its_scope(ingest, cli):
+async def test_a_token_issued_from_the_cli_works_at_once_within_its_scope(
+    ingest: httpx.AsyncClient, cli: Cli
+) -> None:
     token = (
         await cli(
             "ingest",
@@ -70,7 +83,7 @@ async def test_a_token_issued_from_the_cli_works_at_once_within_its_scope(ingest
     assert (r.status_code, r.json()["errors"][0]["field"]) == (403, "indicator")
 
 
-async def test_scope_must_be_explicit_and_name_known_codes(cli, database):
+async def test_scope_must_be_explicit_and_name_known_codes(cli: Cli, database: str) -> None:
     await build_world(database, starts_at=datetime.now(UTC))
     with pytest.raises(SystemExit):
         await cli("ingest", "token-create", "no-scope")
@@ -83,7 +96,9 @@ async def test_scope_must_be_explicit_and_name_known_codes(cli, database):
         await cli("ingest", "token-create", "everything", "--all-units", "--all-indicators")
 
 
-async def test_only_a_hash_is_stored_and_the_list_never_shows_a_secret(cli, database):
+async def test_only_a_hash_is_stored_and_the_list_never_shows_a_secret(
+    cli: Cli, database: str
+) -> None:
     await build_world(database, starts_at=datetime.now(UTC))
     token = await cli("ingest", "token-create", "ward-form", "--all-units", "--all-indicators")
     token = token.strip()
@@ -109,13 +124,15 @@ async def test_only_a_hash_is_stored_and_the_list_never_shows_a_secret(cli, data
     assert text.startswith("ward-form\tactive\t")
 
 
-async def test_a_revoked_token_is_refused_within_the_refresh_period_without_restart(ingest, cli):
+async def test_a_revoked_token_is_refused_within_the_refresh_period_without_restart(
+    ingest: httpx.AsyncClient, cli: Cli
+) -> None:
     token = await cli("ingest", "token-create", "cccd", "--all-units", "--all-indicators")
     token = token.strip()
     assert (await post(ingest, token)).status_code == 202
     await cli("ingest", "token-revoke", "cccd")
 
-    async def refused():
+    async def refused() -> None:
         assert (await post(ingest, token)).status_code == 401
 
     await eventually(refused, timeout=REVOCATION_BOUND)
@@ -125,7 +142,9 @@ async def test_a_revoked_token_is_refused_within_the_refresh_period_without_rest
     assert json.loads(listing)["state"] == "revoked"
 
 
-async def test_rotation_replaces_the_secret_and_the_old_one_dies_after_its_grace(ingest, cli):
+async def test_rotation_replaces_the_secret_and_the_old_one_dies_after_its_grace(
+    ingest: httpx.AsyncClient, cli: Cli
+) -> None:
     old = await cli("ingest", "token-create", "registry", "--all-units", "--all-indicators")
     old = old.strip()
     assert (await post(ingest, old)).status_code == 202
@@ -139,7 +158,7 @@ async def test_rotation_replaces_the_secret_and_the_old_one_dies_after_its_grace
     new = (await cli("ingest", "token-rotate", "registry")).strip()
     assert (await post(ingest, new)).status_code == 202
 
-    async def old_ones_refused():
+    async def old_ones_refused() -> None:
         assert (await post(ingest, old)).status_code == 401
         assert (await post(ingest, overlap)).status_code == 401
 
@@ -147,7 +166,7 @@ async def test_rotation_replaces_the_secret_and_the_old_one_dies_after_its_grace
     assert json.loads(await cli("ingest", "token-list", "--json"))["state"] == "active"
 
 
-async def test_every_token_change_is_audited_with_who_and_what(cli, database):
+async def test_every_token_change_is_audited_with_who_and_what(cli: Cli, database: str) -> None:
     await build_world(database, starts_at=datetime.now(UTC))
     token = await cli(
         "ingest", "token-create", "cccd", "--units", "001", "--all-indicators", "--actor", "lan"
@@ -173,7 +192,9 @@ async def test_every_token_change_is_audited_with_who_and_what(cli, database):
     assert token.strip() not in str(rows)
 
 
-async def test_ingest_fails_closed_when_tokens_cannot_be_reread(database, kafka, topics, cli):
+async def test_ingest_fails_closed_when_tokens_cannot_be_reread(
+    database: str, kafka: KafkaBroker, topics: Topics, cli: Cli
+) -> None:
     """PostgreSQL unreachable for longer than token_max_age_seconds: every request gets
     503 (a revoked token must not live on), and all is well again once it is back."""
     await build_world(database, starts_at=datetime.now(UTC) - timedelta(days=1))
@@ -191,7 +212,7 @@ async def test_ingest_fails_closed_when_tokens_cannot_be_reread(database, kafka,
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name
             )
 
-            async def closed():
+            async def closed() -> None:
                 r = await client.post("/v1/events", json=event(1))
                 assert r.status_code == 503, r.text
                 assert r.headers["retry-after"] == "5"
@@ -200,7 +221,7 @@ async def test_ingest_fails_closed_when_tokens_cannot_be_reread(database, kafka,
             await eventually(closed, timeout=60)
             await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
 
-            async def open_again():
+            async def open_again() -> None:
                 assert (await client.post("/v1/events", json=event(2))).status_code == 202
 
             await eventually(open_again, timeout=60)

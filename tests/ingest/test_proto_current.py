@@ -6,7 +6,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_generated_bindings_are_up_to_date(tmp_path):
+def test_generated_bindings_are_up_to_date(tmp_path: Path) -> None:
     spec = importlib.util.spec_from_file_location("gen_proto", ROOT / "scripts" / "gen_proto.py")
     assert spec is not None
     assert spec.loader is not None

@@ -44,7 +44,7 @@ def errors_of(body: object, limits: Limits | None = None) -> list[tuple[int | No
     return [(e.index, e.field, e.message) for e in errors]
 
 
-def test_minimal_event_defaults_to_an_increment_of_one():
+def test_minimal_event_defaults_to_an_increment_of_one() -> None:
     events, errors = validate_body(event(), CATALOG, NOW)
     assert errors == []
     assert events[0].kind is Kind.INCREMENT
@@ -53,14 +53,14 @@ def test_minimal_event_defaults_to_an_increment_of_one():
     assert events[0].received_at == NOW
 
 
-def test_snapshot_and_negative_correction_are_valid():
+def test_snapshot_and_negative_correction_are_valid() -> None:
     body = {"events": [event(kind="snapshot", value=0), event(event_id="e-2", value=-3)]}
     events, errors = validate_body(body, CATALOG, NOW)
     assert errors == []
     assert [e.value for e in events] == [0, -3]
 
 
-def test_subject_on_an_increment_of_one_is_kept():
+def test_subject_on_an_increment_of_one_is_kept() -> None:
     events, errors = validate_body(event(subject=SUBJECT), CATALOG, NOW)
     assert errors == []
     assert events[0].subject == SUBJECT
@@ -122,17 +122,17 @@ BAD = [
 @pytest.mark.parametrize(
     ("body", "field", "message"), [b[1:] for b in BAD], ids=[b[0] for b in BAD]
 )
-def test_bad_event_is_rejected_with_its_field(body, field, message):
+def test_bad_event_is_rejected_with_its_field(body: object, field: str, message: str) -> None:
     errors = errors_of(body)
     assert any(f == field and message in m for _, f, m in errors), errors
 
 
-def test_future_tolerance_is_five_minutes_and_the_horizon_a_year_by_default():
+def test_future_tolerance_is_five_minutes_and_the_horizon_a_year_by_default() -> None:
     assert errors_of(event(occurred_at="2023-06-01T12:05:00Z")) == []
     assert errors_of(event(occurred_at="2022-06-01T12:00:00Z")) == []
 
 
-def test_limits_are_taken_from_the_settings():
+def test_limits_are_taken_from_the_settings() -> None:
     tight = Limits(
         max_batch=2,
         max_event_id_length=8,
@@ -159,19 +159,19 @@ def test_limits_are_taken_from_the_settings():
     assert errors_of(three, tight) == [(None, "events", "at most 2 events per request")]
 
 
-def test_batch_reports_every_bad_event_by_index_and_accepts_none():
+def test_batch_reports_every_bad_event_by_index_and_accepts_none() -> None:
     body = {"events": [event(), event(event_id="e-2", value=0), event(event_id="e-3", unit="x")]}
     events, errors = validate_body(body, CATALOG, NOW)
     assert events == []
     assert [(e.index, e.field) for e in errors] == [(1, "value"), (2, "unit")]
 
 
-def test_duplicate_event_id_within_a_batch_is_rejected():
+def test_duplicate_event_id_within_a_batch_is_rejected() -> None:
     errors = errors_of({"events": [event(), event()]})
     assert errors == [(1, "event_id", "repeats the event_id of events[0]")]
 
 
-def test_many_unknown_fields_are_summarised_and_long_names_cut():
+def test_many_unknown_fields_are_summarised_and_long_names_cut() -> None:
     body = event(**{f"x{i:03}": 1 for i in range(500)}, **{"y" * 1000: 1})
     errors = errors_of(body)
     assert len(errors) == 6
@@ -189,7 +189,7 @@ def test_many_unknown_fields_are_summarised_and_long_names_cut():
         ({"events": [event(event_id=f"e{i}") for i in range(1001)]}, "at most 1000"),
     ],
 )
-def test_bad_batch_envelope(body, message):
+def test_bad_batch_envelope(body: object, message: str) -> None:
     errors = errors_of(body)
     assert len(errors) == 1
     assert errors[0][0] is None
@@ -199,7 +199,7 @@ def test_bad_batch_envelope(body, message):
 @pytest.mark.parametrize(
     "subject", [RAW_ID, "001-203-004567", " 001203004567 ", "012345678", "001.203.004.567"]
 )
-def test_raw_id_number_is_refused_and_never_echoed(subject):
+def test_raw_id_number_is_refused_and_never_echoed(subject: str) -> None:
     _, errors = validate_body(event(subject=subject), CATALOG, NOW)
     assert [(e.field, e.message) for e in errors] == [
         ("subject", "looks like a raw ID number; send its keyed hash instead")
@@ -207,7 +207,7 @@ def test_raw_id_number_is_refused_and_never_echoed(subject):
     assert all(subject.strip() not in e.message for e in errors)
 
 
-def test_no_message_echoes_a_rejected_value():
+def test_no_message_echoes_a_rejected_value() -> None:
     marker = "zz" + RAW_ID
     body = {
         "events": [
@@ -225,7 +225,7 @@ def test_no_message_echoes_a_rejected_value():
     assert all(RAW_ID not in e.message for e in errors)
 
 
-def test_scope_by_subtree_and_indicator():
+def test_scope_by_subtree_and_indicator() -> None:
     events, _ = validate_body(event(), CATALOG, NOW)
     e = events[0]
     assert out_of_scope(e, CATALOG, frozenset({"001"}), frozenset()) == []
@@ -237,7 +237,7 @@ def test_scope_by_subtree_and_indicator():
     assert [p.field for p in both] == ["unit", "indicator"]
 
 
-def test_scope_errors_list_every_event_by_index():
+def test_scope_errors_list_every_event_by_index() -> None:
     body = {"events": [event(), event(event_id="e-2", unit="002"), event(event_id="e-3")]}
     events, _ = validate_body(body, CATALOG, NOW)
     errors = scope_errors(events, CATALOG, frozenset({"001"}), frozenset())
@@ -255,19 +255,19 @@ def test_scope_errors_list_every_event_by_index():
     ),
     st.integers(-(23 * 60 + 59), 23 * 60 + 59),
 )
-def test_rfc3339_round_trip(moment, offset_minutes):
+def test_rfc3339_round_trip(moment: datetime, offset_minutes: int) -> None:
     aware = moment.replace(tzinfo=timezone(timedelta(minutes=offset_minutes)))
     assert parse_timestamp(aware.isoformat()) == aware
 
 
 @given(st.text(max_size=40))
-def test_parse_timestamp_never_raises(text):
+def test_parse_timestamp_never_raises(text: str) -> None:
     parsed = parse_timestamp(text)
     assert parsed is None or parsed.tzinfo is not None
 
 
 @given(st.text(alphabet=st.characters(codec="utf-8"), max_size=20))
-def test_raw_id_detection_only_fires_on_9_to_12_digits(text):
+def test_raw_id_detection_only_fires_on_9_to_12_digits(text: str) -> None:
     digits = "".join(c for c in text if c not in " \t\n\r\x0b\x0c.-_/")
     if looks_like_raw_id(text):
         assert 9 <= len(digits) <= 12
@@ -281,7 +281,7 @@ JSON = st.recursive(
 
 
 @given(JSON)
-def test_any_json_gets_events_or_errors_never_an_exception(body):
+def test_any_json_gets_events_or_errors_never_an_exception(body: object) -> None:
     events, errors = validate_body(body, CATALOG, NOW)
     assert bool(events) != bool(errors)
 
@@ -309,7 +309,7 @@ EVENTS = st.fixed_dictionaries(
 
 @settings(max_examples=300)
 @given(st.lists(EVENTS, min_size=1, max_size=5))
-def test_an_accepted_event_obeys_every_rule(items):
+def test_an_accepted_event_obeys_every_rule(items: list[dict[str, object]]) -> None:
     events, errors = validate_body({"events": items}, CATALOG, NOW)
     if errors:
         assert events == []

@@ -2,6 +2,7 @@
 wait for their cause to be fixed and are then counted; a rebuild ends in the same state."""
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -23,7 +24,7 @@ START = datetime.now(UTC) - timedelta(days=5)
 
 
 @pytest.fixture
-def settings(database, kafka: KafkaBroker, topics: Topics) -> AggregatorSettings:
+def settings(database: str, kafka: KafkaBroker, topics: Topics) -> AggregatorSettings:
     return AggregatorSettings(
         database_url=database,
         kafka_bootstrap=kafka.bootstrap,
@@ -33,7 +34,9 @@ def settings(database, kafka: KafkaBroker, topics: Topics) -> AggregatorSettings
     )
 
 
-async def test_spreadsheet_import_is_all_or_nothing_and_audited(settings, database, tmp_path):
+async def test_spreadsheet_import_is_all_or_nothing_and_audited(
+    settings: AggregatorSettings, database: str, tmp_path: Path
+) -> None:
     app = create_aggregator(settings.model_copy(update={"consume": False}))
     async with running(app) as client:
         bad = tmp_path / "units.csv"
@@ -91,8 +94,8 @@ async def test_spreadsheet_import_is_all_or_nothing_and_audited(settings, databa
 
 
 async def test_event_for_a_deleted_unit_is_dead_lettered_then_redriven(
-    settings, database, kafka, topics
-):
+    settings: AggregatorSettings, database: str, kafka: KafkaBroker, topics: Topics
+) -> None:
     await build_world(database, starts_at=START)
     producer = reliable_producer(kafka.bootstrap, client_id="test")
     await producer.start()
@@ -111,7 +114,7 @@ async def test_event_for_a_deleted_unit_is_dead_lettered_then_redriven(
             await producer.send_and_wait(topics.events, encode(orphan), key=b"00013")
             await producer.send_and_wait(topics.events, b"\xff not protobuf", key=b"x")
 
-            async def dead_lettered():
+            async def dead_lettered() -> None:
                 metrics = (await client.get("/metrics")).text
                 assert 'tiendo_aggregator_dead_letters_total{reason="unknown_unit"} 1.0' in metrics
                 assert 'tiendo_aggregator_dead_letters_total{reason="undecodable"} 1.0' in metrics
@@ -146,7 +149,7 @@ async def test_event_for_a_deleted_unit_is_dead_lettered_then_redriven(
             sent, skipped = await deadletters.redrive(conn, producer, topics.events, letters)
             assert (sent, len(skipped)) == (1, 1)
 
-            async def counted():
+            async def counted() -> None:
                 r = await client.get("/v1/campaigns/c1/progress/00013")
                 assert r.json()["indicators"][0]["value"] == 4
 
@@ -158,7 +161,9 @@ async def test_event_for_a_deleted_unit_is_dead_lettered_then_redriven(
         await conn.close()
 
 
-async def test_rebuild_from_the_topic_ends_in_the_same_state(settings, database, kafka, topics):
+async def test_rebuild_from_the_topic_ends_in_the_same_state(
+    settings: AggregatorSettings, database: str, kafka: KafkaBroker, topics: Topics
+) -> None:
     await build_world(database, starts_at=START)
     producer = reliable_producer(kafka.bootstrap, client_id="test")
     await producer.start()
@@ -196,7 +201,7 @@ async def test_rebuild_from_the_topic_ends_in_the_same_state(settings, database,
                 await producer.send(topics.events, encode(e), key=e.unit.encode())
             await producer.flush()
 
-            async def applied():
+            async def applied() -> None:
                 assert await conn.fetchval("SELECT count(*) FROM events") == 600
 
             await eventually(applied)

@@ -1,6 +1,9 @@
 """Spreadsheet imports report every bad row by line and accept nothing partial."""
 
+from pathlib import Path
+
 from openpyxl import Workbook
+from openpyxl.worksheet.worksheet import Worksheet
 
 from services.aggregator.importing import parse_targets, parse_units, read_rows
 
@@ -16,7 +19,7 @@ UNITS_CSV = """code,name,type,level,parent_code
 """
 
 
-def test_every_bad_unit_row_is_reported_with_its_line(tmp_path):
+def test_every_bad_unit_row_is_reported_with_its_line(tmp_path: Path) -> None:
     path = tmp_path / "units.csv"
     path.write_text(UNITS_CSV, encoding="utf-8")
     _, errors = parse_units(read_rows(path))
@@ -28,7 +31,7 @@ def test_every_bad_unit_row_is_reported_with_its_line(tmp_path):
     assert "level 2 under a level 2 parent 001" in str(errors[3])
 
 
-def test_the_real_hanoi_unit_list_imports_cleanly():
+def test_the_real_hanoi_unit_list_imports_cleanly() -> None:
     from importlib import resources
     from pathlib import Path
 
@@ -39,9 +42,10 @@ def test_the_real_hanoi_unit_list_imports_cleanly():
     assert units[0].code == "01"
 
 
-def test_xlsx_targets_with_bad_rows(tmp_path):
+def test_xlsx_targets_with_bad_rows(tmp_path: Path) -> None:
     book = Workbook()
     sheet = book.active
+    assert isinstance(sheet, Worksheet)  # narrows the type: a new workbook opens on one
     sheet.append(["unit", "indicator", "target", "baseline"])
     sheet.append(["00004", "cccd_collected", 120, 0])
     sheet.append(["00007", "cccd_collected", -5, 0])

@@ -8,7 +8,7 @@ import asyncio
 import threading
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
@@ -137,7 +137,7 @@ async def http_receiver() -> AsyncIterator[HttpReceiver]:
 
 
 @pytest.fixture
-def smtp_receiver() -> Any:
+def smtp_receiver() -> Iterator[SmtpReceiver]:
     r = SmtpReceiver()
     r.controller.start()
     yield r

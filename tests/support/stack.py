@@ -9,13 +9,31 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
 
 import httpx
 from fastapi import FastAPI
 
+if TYPE_CHECKING:
+    from services.aggregator.settings import AggregatorSettings
+
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[2]
+
+
+class TopicKwargs(TypedDict):
+    """The topic fields of a service's settings, typed so `**topics.kwargs()` type-checks."""
+
+    topic_events: str
+    topic_progress: str
+    topic_dead_letters: str
+
+
+class ServiceKwargs(TopicKwargs):
+    """What every service's settings take to reach this test's database and broker."""
+
+    database_url: str
+    kafka_bootstrap: str
 
 
 @dataclass(frozen=True)
@@ -36,7 +54,7 @@ class Topics:
             f"{prefix}TOPIC_DEAD_LETTERS": self.dead_letters,
         }
 
-    def kwargs(self) -> dict[str, str]:
+    def kwargs(self) -> TopicKwargs:
         return {
             "topic_events": self.events,
             "topic_progress": self.progress,
@@ -151,7 +169,9 @@ def aggregator_process(
     return ServiceProcess("aggregator", env, log)
 
 
-def aggregator_settings(database: str, bootstrap: str, topics: Topics, **values: Any) -> Any:
+def aggregator_settings(
+    database: str, bootstrap: str, topics: Topics, **values: Any
+) -> "AggregatorSettings":
     """In-process aggregator settings on this test's database and topics."""
     from services.aggregator.settings import AggregatorSettings
 
