@@ -8,10 +8,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from tiendo import counting
 from tiendo.board import repository
 from tiendo.board.campaign import Campaign
-from tiendo.board.repository import Counter, ValueAt
+from tiendo.board.repository import Counter
 from tiendo.board.window import WindowValues
+from tiendo.counting import ValueAt
 from tiendo.database import Connection
 from tiendo.pace import Progress, assess, run_rate_window
 
@@ -57,7 +59,7 @@ async def _window_ago(
         else:
             missing.append(indicator)
     if missing:
-        found = await repository.values_as_of_many(
+        found = await counting.as_of(
             conn,
             campaign.id,
             missing,
