@@ -28,6 +28,7 @@ SELECT_COUNTERS_OF = (
 SELECT_TARGETED = (
     _COUNTERS + "WHERE p.campaign_id = $1 AND p.target > 0 ORDER BY p.indicator, p.unit"
 )
+SELECT_EVERY_COUNTER = _COUNTERS + "WHERE p.campaign_id = $1 ORDER BY p.indicator, p.unit"
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,8 +90,10 @@ async def counters_of(
     return [Counter.from_row(r) for r in rows]
 
 
-async def targeted(conn: Connection, campaign_id: str) -> list[Counter]:
-    return [Counter.from_row(r) for r in await conn.fetch(SELECT_TARGETED, campaign_id)]
+async def targeted(conn: Connection, campaign_id: str, *, only: bool = True) -> list[Counter]:
+    """The campaign's counters with a target (`only`), or every one of them."""
+    query = SELECT_TARGETED if only else SELECT_EVERY_COUNTER
+    return [Counter.from_row(r) for r in await conn.fetch(query, campaign_id)]
 
 
 async def values_as_of(
