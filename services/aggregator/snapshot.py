@@ -87,6 +87,9 @@ async def store_board_figures(conn: Connection, verdicts: Iterable[Verdict], at:
     of a snapshot, and a key that left (a campaign deleted or flagged) leaves the boards."""
     rows = _board_rows(verdicts, at)
     async with conn.transaction():
+        # Replicas each rewrite the table: one at a time, or a second one's insert would
+        # meet the rows the first committed after the second's delete began.
+        await conn.execute("SELECT pg_advisory_xact_lock(7301120)")
         await conn.execute("DELETE FROM board_figures")
         await conn.copy_records_to_table(
             "board_figures", records=rows, columns=BOARD_FIGURES_COLUMNS
