@@ -62,13 +62,15 @@ BOARD_FIGURES_COLUMNS = (
 
 
 def _board_rows(verdicts: Iterable[Verdict], at: datetime) -> list[tuple[Any, ...]]:
-    """`board_figures` rows, ranked within each leaderboard (campaign, indicator, level)."""
+    """`board_figures` rows of the keys with a target (those the campaign judges), ranked
+    within each leaderboard (campaign, indicator, level) as the leaderboard API ranks."""
 
     def board(v: Verdict) -> tuple[str, str, int]:
         return (v.campaign_id, v.indicator, v.level)
 
     rows: list[tuple[Any, ...]] = []
-    for _, leaderboard in groupby(sorted(verdicts, key=board), key=board):
+    targeted = sorted((v for v in verdicts if v.progress.target > 0), key=board)
+    for _, leaderboard in groupby(targeted, key=board):
         for rank, v in enumerate(ranked(list(leaderboard)), start=1):
             p = v.progress
             rows.append(

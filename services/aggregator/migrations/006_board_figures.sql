@@ -1,7 +1,7 @@
 -- The figures the boards show, judged by tiendo/board (tiendo/pace.py) and stored by the
 -- aggregator's periodic metrics snapshot, so that Grafana's PostgreSQL panels read status,
 -- pace and projections instead of computing them again in SQL. One row per (campaign,
--- unit, indicator) with a progress row, every level; rewritten whole by every snapshot
+-- unit, indicator) with a target, every level; rewritten whole by every snapshot
 -- (docs/metrics.md, "Stored figures").
 CREATE TABLE board_figures (
     campaign_id          text NOT NULL REFERENCES campaigns (id) ON DELETE CASCADE,
