@@ -340,6 +340,13 @@ FIGURE_COLUMNS = [
 
 
 # -- the boards ---------------------------------------------------------------------------
+def assemble(board: Any, *items: Any) -> Any:
+    """The board with its rows and panels, in order (a row holds the panels after it)."""
+    for item in items:
+        board = board.with_row(item) if isinstance(item, dashboard.Row) else board.with_panel(item)
+    return board
+
+
 def base_dashboard(uid: str, title: str, description: str, time_from: str) -> Any:
     return (
         dashboard.Dashboard(title)
@@ -380,8 +387,10 @@ def overview() -> Any:
     def city(metric: str, scale: str = "") -> Any:
         return prom(f"max by (indicator) ({metric}{{{CITY}}}){scale}", "{{indicator}}")
 
-    d = d.with_row(dashboard.Row("Toàn thành phố / tỉnh").grid_pos(g.row()))
-    d = d.with_panel(
+    deadline = 'max(tiendo_campaign_deadline_timestamp_seconds{campaign="$campaign"})'
+    return assemble(
+        d,
+        dashboard.Row("Toàn thành phố / tỉnh").grid_pos(g.row()),
         panel(
             stat.Panel(),
             "Tỷ lệ hoàn thành",
@@ -391,9 +400,7 @@ def overview() -> Any:
         )
         .unit("percent")
         .decimals(1)
-        .thresholds(thresholds(*PCT_THRESHOLDS))
-    )
-    d = d.with_panel(
+        .thresholds(thresholds(*PCT_THRESHOLDS)),
         panel(
             stat.Panel(),
             "Tiến độ so với kế hoạch",
@@ -403,9 +410,7 @@ def overview() -> Any:
             city("tiendo_unit_pace"),
         )
         .decimals(2)
-        .thresholds(thresholds(*PACE_THRESHOLDS))
-    )
-    d = d.with_panel(
+        .thresholds(thresholds(*PACE_THRESHOLDS)),
         panel(
             stat.Panel(),
             "Dự kiến về đích",
@@ -415,10 +420,7 @@ def overview() -> Any:
             city("tiendo_unit_projected_completion_timestamp_seconds", " * 1000"),
         )
         .unit("dateTimeAsLocalNoDateIfToday")
-        .color_mode(common.BigValueColorMode.NONE)
-    )
-    deadline = 'max(tiendo_campaign_deadline_timestamp_seconds{campaign="$campaign"})'
-    d = d.with_panel(
+        .color_mode(common.BigValueColorMode.NONE),
         panel(
             stat.Panel(),
             "Hạn chót và số ngày còn lại",
@@ -429,9 +431,7 @@ def overview() -> Any:
         )
         .override_by_name("Hạn chót", [unit_of("dateTimeAsLocal")])
         .override_by_name("Số ngày còn lại", [decimals(1), unit_of("d")])
-        .color_mode(common.BigValueColorMode.NONE)
-    )
-    d = d.with_panel(
+        .color_mode(common.BigValueColorMode.NONE),
         against_plan(
             "Kết quả thực hiện so với kế hoạch",
             "Value of the level-1 unit (solid) against the plan line (dashed) and the "
@@ -439,9 +439,7 @@ def overview() -> Any:
             CITY,
             g.at(16, 9),
             target=True,
-        )
-    )
-    d = d.with_panel(
+        ),
         panel(
             piechart.Panel(),
             "Trạng thái các quận/huyện",
@@ -453,10 +451,8 @@ def overview() -> Any:
                 "{{status}}",
                 instant=True,
             ),
-        ).mappings([status_mapping()])
-    )
-    d = d.with_row(dashboard.Row("Đơn vị về đích").grid_pos(g.row()))
-    d = d.with_panel(
+        ).mappings([status_mapping()]),
+        dashboard.Row("Đơn vị về đích").grid_pos(g.row()),
         panel(
             bargauge.Panel(),
             "Tỷ lệ đơn vị về đích theo cấp",
@@ -472,9 +468,7 @@ def overview() -> Any:
         .unit("percent")
         .min(0)
         .max(100)
-        .thresholds(thresholds(*PCT_THRESHOLDS))
-    )
-    d = d.with_panel(
+        .thresholds(thresholds(*PCT_THRESHOLDS)),
         series(
             "Số đơn vị về đích theo cấp",
             "Units that reached their target, per level and indicator, over time.",
@@ -484,10 +478,8 @@ def overview() -> Any:
                 'max by (level, indicator) (tiendo_units_done{campaign="$campaign"})',
                 "Cấp {{level}} — {{indicator}}",
             ),
-        )
-    )
-    d = d.with_row(dashboard.Row("Hoạt động").grid_pos(g.row()))
-    d = d.with_panel(
+        ),
+        dashboard.Row("Hoạt động").grid_pos(g.row()),
         series(
             "Sự kiện tiếp nhận mỗi phút",
             "Events accepted by ingest per minute, per indicator (all campaigns).",
@@ -498,9 +490,7 @@ def overview() -> Any:
                 "(rate(tiendo_ingest_events_accepted_total[$__rate_interval]))",
                 "{{indicator}}",
             ),
-        )
-    )
-    d = d.with_panel(
+        ),
         series(
             "Sự kiện mỗi phút theo quận/huyện (10 cao nhất)",
             "Events counted per minute in each district's subtree (recording rule "
@@ -512,16 +502,14 @@ def overview() -> Any:
                 '(tiendo:unit_events:per_minute{campaign="$campaign", level="2"}))',
                 "{{unit}}",
             ),
-        )
-    )
-    return d.with_panel(
+        ),
         panel(
             stat.Panel(),
             "Cảnh báo đang bật",
             "Alerts firing now, by rule (notifier).",
             g.at(24, 4),
             prom("max by (rule) (tiendo_notifier_alerts_firing)", "{{rule}}"),
-        ).thresholds(ALARM)
+        ).thresholds(ALARM),
     )
 
 
@@ -551,16 +539,16 @@ def leaderboard() -> Any:
     done = """
 SELECT count(*) FILTER (WHERE f.status = 'done') AS "Về đích", count(*) AS "Tổng số đơn vị"
 FROM f"""
-    d = d.with_panel(
+    must_explain = f'\nSELECT count(*) FILTER (WHERE {MUST_EXPLAIN}) AS "Phải giải trình" FROM f'
+    return assemble(
+        d,
         panel(
             stat.Panel(),
             "Đơn vị về đích",
             "Units of the level that reached their target, of all units of the level.",
             g.at(8, 5),
             Sql(OF_LEVEL + done),
-        ).color_mode(common.BigValueColorMode.NONE)
-    )
-    d = d.with_panel(
+        ).color_mode(common.BigValueColorMode.NONE),
         panel(
             piechart.Panel(),
             "Đơn vị theo trạng thái",
@@ -574,19 +562,14 @@ FROM f"""
             .calcs(["lastNotNull"])
             .fields("/units/")
         )
-        .mappings([status_mapping()])
-    )
-    must_explain = f'\nSELECT count(*) FILTER (WHERE {MUST_EXPLAIN}) AS "Phải giải trình" FROM f'
-    d = d.with_panel(
+        .mappings([status_mapping()]),
         panel(
             stat.Panel(),
             "Phải giải trình",
             "Units that must explain at this briefing.",
             g.at(8, 5),
             Sql(OF_LEVEL + must_explain),
-        ).thresholds(ALARM)
-    )
-    return d.with_panel(
+        ).thresholds(ALARM),
         sql_table(
             "Xếp hạng đơn vị",
             "Every unit of the level for the indicator, ranked by pct. Pace = value / plan "
@@ -594,7 +577,7 @@ FROM f"""
             g.at(24, 20),
             LEADERBOARD_SQL,
             FIGURE_COLUMNS,
-        )
+        ),
     )
 
 
@@ -623,26 +606,6 @@ FROM f
 JOIN indicators i ON i.code = f.indicator
 ORDER BY f.indicator
 """
-    d = d.with_panel(
-        sql_table(
-            "Hiện trạng theo chỉ tiêu",
-            "The unit's figures now, per indicator (PostgreSQL, any level).",
-            g.at(24, 6),
-            own,
-            FIGURE_COLUMNS,
-        )
-    )
-    d = d.with_panel(
-        against_plan(
-            "Thực hiện so với kế hoạch",
-            "The unit's value (solid) against the plan (dashed), per indicator. Prometheus "
-            "keeps these only for units down to the per-unit metrics level; for deeper units "
-            "see the daily increments and the table above.",
-            'campaign="$campaign", unit="$unit"',
-            g.at(12, 9),
-            target=False,
-        )
-    )
     daily = """
 SELECT (d.day::timestamp AT TIME ZONE c.timezone) AS "time", d.indicator AS metric,
        sum(d.increments) AS value
@@ -655,7 +618,37 @@ WHERE c.id = ${campaign:sqlstring}
 GROUP BY 1, 2
 ORDER BY 1, 2
 """
-    d = d.with_panel(
+    children = f"""{figures("parent_code = ${unit:sqlstring}")}
+SELECT f.unit AS code, f.unit_name AS name, i.name AS indicator_name, {SHOWN}
+FROM f
+JOIN indicators i ON i.code = f.indicator
+ORDER BY f.indicator, f.pct NULLS FIRST, f.unit
+"""
+    alerts = """
+SELECT a.indicator, a.rule, a.state, a.since, a.fired_at, a.resolved_at, a.escalation_level
+FROM alerts a
+WHERE a.campaign_id = ${campaign:sqlstring} AND a.unit = ${unit:sqlstring}
+ORDER BY a.since DESC
+LIMIT 50
+"""
+    return assemble(
+        d,
+        sql_table(
+            "Hiện trạng theo chỉ tiêu",
+            "The unit's figures now, per indicator (PostgreSQL, any level).",
+            g.at(24, 6),
+            own,
+            FIGURE_COLUMNS,
+        ),
+        against_plan(
+            "Thực hiện so với kế hoạch",
+            "The unit's value (solid) against the plan (dashed), per indicator. Prometheus "
+            "keeps these only for units down to the per-unit metrics level; for deeper units "
+            "see the daily increments and the table above.",
+            'campaign="$campaign", unit="$unit"',
+            g.at(12, 9),
+            target=False,
+        ),
         panel(
             timeseries.Panel(),
             "Số tăng thêm mỗi ngày",
@@ -665,31 +658,14 @@ ORDER BY 1, 2
             Sql(daily, "time_series"),
         )
         .draw_style(common.GraphDrawStyle.BARS)
-        .fill_opacity(60)
-    )
-    children = f"""{figures("parent_code = ${unit:sqlstring}")}
-SELECT f.unit AS code, f.unit_name AS name, i.name AS indicator_name, {SHOWN}
-FROM f
-JOIN indicators i ON i.code = f.indicator
-ORDER BY f.indicator, f.pct NULLS FIRST, f.unit
-"""
-    d = d.with_panel(
+        .fill_opacity(60),
         sql_table(
             "Các đơn vị trực thuộc",
             "Direct children of the unit, per indicator, lowest pct first.",
             g.at(24, 12),
             children,
             FIGURE_COLUMNS,
-        )
-    )
-    alerts = """
-SELECT a.indicator, a.rule, a.state, a.since, a.fired_at, a.resolved_at, a.escalation_level
-FROM alerts a
-WHERE a.campaign_id = ${campaign:sqlstring} AND a.unit = ${unit:sqlstring}
-ORDER BY a.since DESC
-LIMIT 50
-"""
-    return d.with_panel(
+        ),
         sql_table(
             "Cảnh báo của đơn vị",
             "The unit's alerts (notifier), newest first: rule, state, since when.",
@@ -704,7 +680,7 @@ LIMIT 50
                 display("resolved_at", "Hết lúc", unit_of("dateTimeAsLocal")),
                 display("escalation_level", "Cấp báo cáo lên"),
             ],
-        )
+        ),
     )
 
 
@@ -729,34 +705,42 @@ def pipeline() -> Any:
     def chart(title: str, description: str, unit: str, *targets: Any) -> Any:
         return series(title, description, unit, g.at(8, 8), *targets)
 
-    d = d.with_row(dashboard.Row("Tiếp nhận (ingest)").grid_pos(g.row()))
-    d = d.with_panel(
+    dead_letters = """
+SELECT created_at, topic, partition, kafka_offset, event_id, reason
+FROM dead_letters
+ORDER BY created_at DESC
+LIMIT 50
+"""
+    deliveries = """
+SELECT channel, status, count(*) AS notifications, sum(attempts) AS attempts,
+       max(created_at) AS latest
+FROM notifications
+GROUP BY channel, status
+ORDER BY channel, status
+"""
+    return assemble(
+        d,
+        dashboard.Row("Tiếp nhận (ingest)").grid_pos(g.row()),
         panel(
             stat.Panel(),
             "Dịch vụ hoạt động",
             "1 while Prometheus can scrape the service.",
             g.at(16, 4),
             prom('up{job=~"tiendo-.*"}', "{{job}}"),
-        ).thresholds(UP)
-    )
-    d = d.with_panel(
+        ).thresholds(UP),
         panel(
             stat.Panel(),
             "Kafka sẵn sàng",
             "1 while ingest's Kafka producer is connected.",
             g.at(8, 4),
             prom("min(tiendo_ingest_kafka_ready)", "Kafka"),
-        ).thresholds(UP)
-    )
-    d = d.with_panel(
+        ).thresholds(UP),
         chart(
             "Sự kiện được nhận mỗi giây",
             "Events acknowledged by Kafka and answered 202, per second and indicator.",
             "short",
             prom(rate("tiendo_ingest_events_accepted_total", "indicator"), "{{indicator}}"),
-        )
-    )
-    d = d.with_panel(
+        ),
         chart(
             "Sự kiện bị từ chối theo lý do",
             "Refused events per second by reason (invalid, unauthorized, forbidden, "
@@ -764,35 +748,27 @@ def pipeline() -> Any:
             "rate_limited, tokens_unavailable, starting, kafka_unavailable).",
             "short",
             prom(rate("tiendo_ingest_events_rejected_total", "reason"), "{{reason}}"),
-        )
-    )
-    d = d.with_panel(
+        ),
         chart(
             "Thời gian phản hồi tiếp nhận",
             "Time to answer POST /v1/events, Kafka acknowledgement included: p50 and p99.",
             "s",
             prom(quantile(0.5, "tiendo_ingest_request_duration_seconds"), "p50"),
             prom("tiendo:ingest_request_duration_seconds:p99_5m", "p99 (5 phút)", "B"),
-        )
-    )
-    d = d.with_panel(
+        ),
         chart(
             "Yêu cầu theo mã HTTP",
             "Event requests per second by HTTP status.",
             "reqps",
             prom(rate("tiendo_ingest_requests_total", "status"), "{{status}}"),
-        )
-    )
-    d = d.with_row(dashboard.Row("Tổng hợp (aggregator)").grid_pos(g.row()))
-    d = d.with_panel(
+        ),
+        dashboard.Row("Tổng hợp (aggregator)").grid_pos(g.row()),
         chart(
             "Độ trễ tiêu thụ theo phân vùng",
             "Records of progress-events not yet applied, per partition (consumer lag).",
             "short",
             prom("max by (partition) (tiendo_aggregator_consumer_lag)", "phân vùng {{partition}}"),
-        )
-    )
-    d = d.with_panel(
+        ),
         chart(
             "Sự kiện áp dụng và trùng lặp mỗi giây",
             "New events counted, and deliveries skipped because the event_id was applied.",
@@ -803,26 +779,20 @@ def pipeline() -> Any:
                 "trùng lặp",
                 "B",
             ),
-        )
-    )
-    d = d.with_panel(
+        ),
         chart(
             "Độ tươi của số liệu",
             "From ingest's acceptance to the counter commit: p50 and p99 (freshness).",
             "s",
             prom(quantile(0.5, "tiendo_aggregator_event_freshness_seconds"), "p50"),
             prom("tiendo:aggregator_event_freshness_seconds:p99_5m", "p99 (5 phút)", "B"),
-        )
-    )
-    d = d.with_panel(
+        ),
         chart(
             "Thời gian áp dụng một lô",
             "Time to apply one batch in one transaction: p99.",
             "s",
             prom(quantile(0.99, "tiendo_aggregator_batch_seconds"), "p99"),
-        )
-    )
-    d = d.with_panel(
+        ),
         panel(
             stat.Panel(),
             "Thư chết (dead letters)",
@@ -830,9 +800,7 @@ def pipeline() -> Any:
             "to the dead-letter topic, by reason, since the aggregator started.",
             g.at(8, 8),
             prom("sum by (reason) (tiendo_aggregator_dead_letters_total)", "{{reason}}"),
-        ).thresholds(ALARM)
-    )
-    d = d.with_panel(
+        ).thresholds(ALARM),
         panel(
             stat.Panel(),
             "Tuổi số liệu theo đơn vị",
@@ -842,15 +810,7 @@ def pipeline() -> Any:
             prom("time() - max(tiendo_aggregator_unit_snapshot_timestamp_seconds)", "tuổi"),
         )
         .unit("s")
-        .thresholds(thresholds((None, "green"), (60.0, "orange"), (300.0, "red")))
-    )
-    dead_letters = """
-SELECT created_at, topic, partition, kafka_offset, event_id, reason
-FROM dead_letters
-ORDER BY created_at DESC
-LIMIT 50
-"""
-    d = d.with_panel(
+        .thresholds(thresholds((None, "green"), (60.0, "orange"), (300.0, "red"))),
         sql_table(
             "Thư chết gần nhất",
             "The latest dead letters recorded by the aggregator (PostgreSQL).",
@@ -864,10 +824,8 @@ LIMIT 50
                 display("event_id", "Mã sự kiện"),
                 display("reason", "Lý do"),
             ],
-        )
-    )
-    d = d.with_row(dashboard.Row("Cảnh báo và thông báo (notifier)").grid_pos(g.row()))
-    d = d.with_panel(
+        ),
+        dashboard.Row("Cảnh báo và thông báo (notifier)").grid_pos(g.row()),
         chart(
             "Gửi thông báo theo kênh và kết quả",
             "Delivery attempts per second by channel and result (delivered, retry, failed).",
@@ -876,32 +834,19 @@ LIMIT 50
                 rate("tiendo_notifier_notifications_total", "channel, result"),
                 "{{channel}} — {{result}}",
             ),
-        )
-    )
-    d = d.with_panel(
+        ),
         chart(
             "Cảnh báo đang bật theo quy tắc",
             "Alerts firing now, by rule.",
             "short",
             prom("max by (rule) (tiendo_notifier_alerts_firing)", "{{rule}}"),
-        )
-    )
-    d = d.with_panel(
+        ),
         chart(
             "Đánh giá quy tắc mỗi giây",
             "Rule evaluations per second, by trigger (feed update or clock).",
             "short",
             prom(rate("tiendo_notifier_evaluations_total", "trigger"), "{{trigger}}"),
-        )
-    )
-    deliveries = """
-SELECT channel, status, count(*) AS notifications, sum(attempts) AS attempts,
-       max(created_at) AS latest
-FROM notifications
-GROUP BY channel, status
-ORDER BY channel, status
-"""
-    return d.with_panel(
+        ),
         sql_table(
             "Nhật ký gửi thông báo",
             "Notifications in the delivery log by channel and status (PostgreSQL).",
@@ -914,7 +859,7 @@ ORDER BY channel, status
                 display("attempts", "Số lần gửi"),
                 display("latest", "Gần nhất", unit_of("dateTimeAsLocal")),
             ],
-        )
+        ),
     )
 
 
