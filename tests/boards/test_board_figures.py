@@ -43,7 +43,9 @@ async def _stored(conn: asyncpg.Connection) -> dict[tuple[str, str], asyncpg.Rec
     return {(r["unit"], r["indicator"]): r for r in rows}
 
 
-async def test_stored_figures_are_the_boards_verdicts_ranked_as_the_leaderboard(database):
+async def test_stored_figures_are_the_boards_verdicts_ranked_as_the_leaderboard(
+    database: str,
+) -> None:
     await build_world(database, starts_at=START, indicators=INDICATORS)
     conn = await asyncpg.connect(database)
     try:

@@ -36,13 +36,13 @@ def _update(**changes: object) -> UnitProgress:
     return UnitProgress(**fields)  # type: ignore[arg-type]
 
 
-def test_a_unit_progress_update_reads_back_as_it_was_sent():
+def test_a_unit_progress_update_reads_back_as_it_was_sent() -> None:
     for update in (_update(), _update(last_event_at=None, parent=None, level=1)):
         assert unit_progress.decode(unit_progress.encode(update)) == update
         assert update.key == f"ml01/{update.unit}/cccd_collected".encode()
 
 
-def test_a_record_built_by_the_bindings_reads_as_the_same_update():
+def test_a_record_built_by_the_bindings_reads_as_the_same_update() -> None:
     message = events_pb2.UnitProgress(
         campaign_id="ml01",
         unit="00004",
@@ -64,7 +64,7 @@ def test_a_record_built_by_the_bindings_reads_as_the_same_update():
     assert unit_progress.decode(message.SerializeToString()) == _update()
 
 
-def test_a_progress_event_reads_back_with_its_offset_and_source():
+def test_a_progress_event_reads_back_with_its_offset_and_source() -> None:
     hanoi = timezone(timedelta(hours=7))
     event = Event(
         event_id="w4-1",
