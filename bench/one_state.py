@@ -40,7 +40,6 @@ from devtools.localstack import KafkaBroker, PostgresServer, free_port
 from services.aggregator import admin, feed
 from services.aggregator.admin import CampaignIn, TargetIn, UnitIn
 from services.aggregator.repository import apply as apply_sql
-from services.aggregator.repository import progress as progress_sql
 from services.notifier.evaluator import Evaluator
 from services.notifier.render import Renderer
 from services.notifier.settings import NotifierSettings
@@ -282,7 +281,7 @@ async def _measure(
     await producer.start()
     try:
         async with pool.acquire() as conn:
-            rows = await conn.fetch(progress_sql.SELECT_ALL_PROGRESS)
+            rows = await feed.load_all(conn)
             campaigns = await board.campaigns(conn)
         sent, results["full_republish"] = await timed(
             lambda: feed.publish(producer, "unit-progress", rows, campaigns, now), pg_pid

@@ -11,9 +11,9 @@ English for the engineers who keep them:
 Every query of every panel and variable is executed against a real Prometheus and a real
 PostgreSQL by tests/boards/test_dashboards.py. Per-unit Prometheus series stop at the
 aggregator's `metrics_unit_level` (default 2), so whatever must work for any level (the
-leaderboard, the unit's own figures and children) is read from PostgreSQL. The SQL figures
-follow tiendo/pace.py (plan with milestones, pct, pace, stale, behind); see docs/metrics.md
-for the one approximation (the run rate behind `at_risk`).
+leaderboard, the unit's own figures and children) is read from PostgreSQL: from
+`board_figures`, the figures tiendo/board judged and the aggregator stored, never computed
+again here (docs/metrics.md, "Stored figures").
 """
 
 import argparse
@@ -67,9 +67,9 @@ STATUS_TEXT = {
 }
 
 
-# -- SQL queries (the SDK has no builder for the PostgreSQL datasource) --------------------
+# -- queries ------------------------------------------------------------------------------
 class SqlQuery(cogvariants.Dataquery):
-    """A raw-SQL query of Grafana's PostgreSQL datasource."""
+    """A raw-SQL query of Grafana's PostgreSQL datasource (the SDK has no builder for it)."""
 
     def __init__(self, raw_sql: str, fmt: Literal["table", "time_series"], ref_id: str) -> None:
         self.raw_sql = raw_sql
@@ -134,6 +134,17 @@ class Grid:
         return pos
 
 
+# -- panel builders shared by every board -------------------------------------------------
+def panel(kind: Any, title: str, description: str, pos: GridPos, *targets: Any) -> Any:
+    """A panel of `kind` (a builder) with its title, description, place and queries; the
+    datasource is the first query's."""
+    source = POSTGRES if isinstance(targets[0], Sql) else PROMETHEUS
+    built = kind.title(title).description(description).datasource(source).grid_pos(pos)
+    for target in targets:
+        built = built.with_target(target)
+    return built
+
+
 def thresholds(*steps: tuple[float | None, str]) -> dashboard.ThresholdsConfig:
     return (
         dashboard.ThresholdsConfig()
@@ -144,6 +155,8 @@ def thresholds(*steps: tuple[float | None, str]) -> dashboard.ThresholdsConfig:
 
 PACE_THRESHOLDS = ((None, "red"), (0.9, "orange"), (1.0, "green"))
 PCT_THRESHOLDS = ((None, "red"), (50.0, "orange"), (100.0, "green"))
+ALARM = thresholds((None, "green"), (1.0, "red"))  # any is too many
+UP = thresholds((None, "red"), (1.0, "green"))
 
 
 def status_mapping() -> ValueMap:
@@ -159,18 +172,10 @@ def display(name: str, title: str, *extra: DynamicConfigValue) -> tuple[str, lis
     return name, [DynamicConfigValue(id_val="displayName", value=title), *extra]
 
 
-def colored_text() -> DynamicConfigValue:
-    return DynamicConfigValue(
-        id_val="custom.cellOptions",
-        value={"type": "color-text"},
-    )
-
-
-def colored_background() -> DynamicConfigValue:
-    return DynamicConfigValue(
-        id_val="custom.cellOptions",
-        value={"type": "color-background", "mode": "basic"},
-    )
+def cells(kind: str) -> DynamicConfigValue:
+    """Colour a column's cells: `color-text` or `color-background`."""
+    value = {"type": kind, "mode": "basic"} if kind == "color-background" else {"type": kind}
+    return DynamicConfigValue(id_val="custom.cellOptions", value=value)
 
 
 def unit_of(unit: str) -> DynamicConfigValue:
@@ -181,10 +186,42 @@ def decimals(n: int) -> DynamicConfigValue:
     return DynamicConfigValue(id_val="decimals", value=n)
 
 
-def apply_overrides(panel: Any, columns: list[tuple[str, list[Any]]]) -> Any:
+def colored_by(steps: tuple[tuple[float | None, str], ...]) -> list[DynamicConfigValue]:
+    return [
+        DynamicConfigValue(id_val="thresholds", value=thresholds(*steps).build()),
+        cells("color-text"),
+    ]
+
+
+def line_style(fill: str, dash: list[int]) -> list[DynamicConfigValue]:
+    return [DynamicConfigValue(id_val="custom.lineStyle", value={"fill": fill, "dash": dash})]
+
+
+def sql_table(
+    title: str, description: str, pos: GridPos, query: str, columns: list[tuple[str, list[Any]]]
+) -> Any:
+    """A filterable table of one SQL query, its columns named and formatted."""
+    built = panel(table.Panel(), title, description, pos, Sql(query)).filterable(True)
     for name, props in columns:
-        panel = panel.override_by_name(name, props)
-    return panel
+        built = built.override_by_name(name, props)
+    return built
+
+
+def series(title: str, description: str, unit: str, pos: GridPos, *targets: Any) -> Any:
+    return panel(timeseries.Panel(), title, description, pos, *targets).unit(unit)
+
+
+def against_plan(title: str, description: str, selector: str, pos: GridPos, *, target: bool) -> Any:
+    """Value (solid) against the plan (dashed), and the target (dotted) if `target`."""
+    lines = [("tiendo_unit_value", "thực hiện"), ("tiendo_unit_expected", "kế hoạch")]
+    lines += [("tiendo_unit_target", "chỉ tiêu")] if target else []
+    queries = [
+        prom(f"max by (indicator) ({metric}{{{selector}}})", f"{{{{indicator}}}} — {name}", ref)
+        for (metric, name), ref in zip(lines, "ABC", strict=False)
+    ]
+    built = series(title, description, "short", pos, *queries)
+    built = built.override_by_regexp(".*kế hoạch", line_style("dash", [10, 10]))
+    return built.override_by_regexp(".*chỉ tiêu", line_style("dot", [0, 10])) if target else built
 
 
 # -- variables ----------------------------------------------------------------------------
@@ -197,18 +234,6 @@ def sql_variable(name: str, label: str, query: str, description: str) -> Any:
         .query(query.strip())
         .refresh(VariableRefresh.ON_DASHBOARD_LOAD)
         .sort(VariableSort.DISABLED)
-    )
-
-
-def prom_variable(name: str, label: str, query: str, description: str) -> Any:
-    return (
-        dashboard.QueryVariable(name)
-        .label(label)
-        .description(description)
-        .datasource(PROMETHEUS)
-        .query(query)
-        .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED)
-        .sort(VariableSort.ALPHABETICAL_ASC)
     )
 
 
@@ -243,196 +268,85 @@ UNIT_SQL = sql_variable(
     "SELECT code AS __value, code || ' — ' || name AS __text FROM units ORDER BY level, code",
     "Any unit of the tree, whatever its level (type to search by code or name).",
 )
-CAMPAIGN_PROM = prom_variable(
-    "campaign",
-    "Đợt cao điểm",
-    "label_values(tiendo_campaign_deadline_timestamp_seconds, campaign)",
-    "The campaign, as exported by the aggregator.",
+CAMPAIGN_PROM = (
+    dashboard.QueryVariable("campaign")
+    .label("Đợt cao điểm")
+    .description("The campaign, as exported by the aggregator.")
+    .datasource(PROMETHEUS)
+    .query("label_values(tiendo_campaign_deadline_timestamp_seconds, campaign)")
+    .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED)
+    .sort(VariableSort.ALPHABETICAL_ASC)
 )
 
 
-# -- the SQL figures: tiendo/pace.py in SQL, for any level --------------------------------
-def figures_sql(scope: str, *, indicator: bool) -> str:
-    """WITH … `judged`: one row per (unit, indicator) in `scope` with plan, pct, pace,
-    projection and status at now(), by the rules of tiendo/pace.py."""
-    only_indicator = "AND p.indicator = ${indicator:sqlstring}" if indicator else ""
+# -- the stored figures (board_figures: judged by tiendo/board, stored by the aggregator) --
+def figures(where: str) -> str:
+    """`f`: the stored figures of the chosen campaign where `where` holds, with the size of
+    their leaderboard (`ranked_units`)."""
     return f"""
-WITH c AS (
-    SELECT id, starts_at, deadline, timezone, behind_threshold, stale_after, milestones,
-           least(now(), deadline) AS t_campaign,
-           least(interval '7 days', least(now(), deadline) - starts_at) AS win
-    FROM campaigns WHERE id = ${{campaign:sqlstring}}
-), base AS (
-    SELECT u.code, u.name, u.level, u.parent_code, p.indicator, p.value, p.baseline,
-           p.target, p.last_event_at, c.id AS campaign_id, c.starts_at, c.timezone,
-           c.behind_threshold, c.stale_after, c.milestones, c.t_campaign, c.win,
-           coalesce(p.deadline, c.deadline) AS deadline,
-           least(now(), coalesce(p.deadline, c.deadline)) AS t
-    FROM c
-    JOIN progress p ON p.campaign_id = c.id
-    JOIN units u ON u.code = p.unit
-    WHERE {scope} {only_indicator}
-), planned AS (
-    -- share of (target - baseline) due at t: piecewise linear through the milestones
-    SELECT b.*,
-           CASE WHEN b.t <= b.starts_at THEN 0.0
-                WHEN b.t >= b.deadline THEN 1.0
-                ELSE (
-                    SELECT least(1.0, greatest(0.0, s.f0 + (s.f1 - s.f0) * CASE
-                               WHEN s.t1 > s.t0 THEN extract(epoch FROM b.t - s.t0)
-                                                     / extract(epoch FROM s.t1 - s.t0)
-                               ELSE 1.0 END))
-                    FROM (
-                        SELECT pt.at AS t0, pt.fr AS f0,
-                               lead(pt.at) OVER w AS t1, lead(pt.fr) OVER w AS f1
-                        FROM (
-                            SELECT b.starts_at AS at, 0.0::float8 AS fr
-                            UNION ALL
-                            SELECT (m ->> 'at')::timestamptz, (m ->> 'fraction')::float8
-                            FROM jsonb_array_elements(b.milestones) AS m
-                            WHERE (m ->> 'at')::timestamptz > b.starts_at
-                              AND (m ->> 'at')::timestamptz < b.deadline
-                            UNION ALL
-                            SELECT b.deadline, 1.0::float8
-                        ) AS pt
-                        WINDOW w AS (ORDER BY pt.at, pt.fr)
-                    ) AS s
-                    WHERE s.t0 <= b.t AND b.t <= s.t1
-                    ORDER BY s.t0, s.f0
-                    LIMIT 1)
-           END AS f
-    FROM base b
-), recent AS (
-    -- counted increments of each subtree over the run-rate window, by whole local days
-    SELECT lineage.code, d.indicator, sum(d.increments) AS inc
-    FROM c
-    JOIN daily_counts d ON d.campaign_id = c.id
-    JOIN units du ON du.code = d.unit
-    CROSS JOIN LATERAL unnest(du.ancestors || du.code) AS lineage (code)
-    WHERE d.day >= ((c.t_campaign - c.win) AT TIME ZONE c.timezone)::date
-      AND lineage.code IN (SELECT code FROM base)
-    GROUP BY 1, 2
-), figured AS (
-    SELECT pl.*,
-           pl.baseline + (pl.target - pl.baseline) * pl.f AS expected,
-           CASE WHEN pl.target > 0 THEN 100.0 * pl.value / pl.target END AS pct,
-           CASE WHEN pl.win >= interval '1 hour'
-                THEN coalesce(r.inc, 0) / (extract(epoch FROM pl.win) / 86400.0) END AS run_rate
-    FROM planned pl
-    LEFT JOIN recent r ON r.code = pl.code AND r.indicator = pl.indicator
-), projected AS (
-    SELECT fg.*,
-           CASE WHEN fg.expected > 0 THEN fg.value / fg.expected END AS pace,
-           CASE WHEN fg.value < fg.target AND fg.run_rate > 0
-                THEN fg.t + (fg.target - fg.value) / fg.run_rate * interval '1 day' END
-               AS projected_completion
-    FROM figured fg
-), judged AS (
-    SELECT pj.*,
-           CASE WHEN pj.value >= pj.target THEN 'done'
-                WHEN now() <= pj.starts_at THEN 'on_track'
-                WHEN pj.t - greatest(pj.starts_at, coalesce(pj.last_event_at, pj.starts_at))
-                     > pj.stale_after THEN 'stale'
-                WHEN pj.pace < pj.behind_threshold THEN 'behind'
-                WHEN pj.projected_completion IS NULL
-                     OR pj.projected_completion > pj.deadline THEN 'at_risk'
-                ELSE 'on_track'
-           END AS status
-    FROM projected pj
+WITH f AS (
+    SELECT *, count(*) OVER (PARTITION BY indicator, level) AS ranked_units
+    FROM board_figures
+    WHERE campaign_id = ${{campaign:sqlstring}} AND {where}
 )"""
 
 
-MUST_EXPLAIN = "(r.rank > r.ranked_units - ${explain} OR r.status IN ('behind', 'stale'))"
-RANKED_SQL = (
-    figures_sql("u.level = ${level}", indicator=True)
-    + """
-, ranked AS (
-    SELECT j.*,
-           row_number() OVER (ORDER BY j.pct DESC NULLS LAST, j.pace DESC NULLS LAST, j.code)
-               AS rank,
-           count(*) OVER () AS ranked_units
-    FROM judged j
-)"""
-)
-LEADERBOARD_SQL = (
-    RANKED_SQL
-    + f"""
-SELECT r.rank, r.code, r.name, par.name AS parent, r.value, r.target,
-       round(r.pct::numeric, 2) AS pct, round(r.expected::numeric) AS expected,
-       round(r.pace::numeric, 3) AS pace, r.status, r.projected_completion, r.last_event_at,
+OF_LEVEL = figures("level = ${level} AND indicator = ${indicator:sqlstring}")
+# The briefing's laggards: the lowest `explain` of the ranking, and every unit behind or
+# silent (as the notifier's bottom_rank, behind and stale rules call them).
+MUST_EXPLAIN = "(f.rank > f.ranked_units - ${explain} OR f.status IN ('behind', 'stale'))"
+SHOWN = """f.value, f.target, round(f.pct::numeric, 2) AS pct,
+       round(f.expected::numeric) AS expected, round(f.pace::numeric, 3) AS pace, f.status,
+       f.projected_completion, f.last_event_at"""
+
+LEADERBOARD_SQL = f"""{OF_LEVEL}
+SELECT f.rank, f.unit AS code, f.unit_name AS name, par.name AS parent, {SHOWN},
        CASE WHEN {MUST_EXPLAIN} THEN 'Phải giải trình' ELSE '' END AS must_explain
-FROM ranked r
-LEFT JOIN units par ON par.code = r.parent_code
-ORDER BY r.rank
+FROM f
+LEFT JOIN units par ON par.code = f.parent_code
+ORDER BY f.rank
 """
-)
 
-LEADERBOARD_COLUMNS = [
+FIGURE_COLUMNS = [
     display("rank", "Hạng", DynamicConfigValue(id_val="custom.width", value=60)),
     display("code", "Mã"),
     display("name", "Đơn vị"),
     display("parent", "Trực thuộc"),
+    display("indicator_name", "Chỉ tiêu"),
     display("value", "Thực hiện"),
     display("target", "Chỉ tiêu"),
-    display(
-        "pct",
-        "Tỷ lệ (%)",
-        DynamicConfigValue(id_val="thresholds", value=thresholds(*PCT_THRESHOLDS).build()),
-        colored_text(),
-    ),
+    display("pct", "Tỷ lệ (%)", *colored_by(PCT_THRESHOLDS)),
     display("expected", "Kế hoạch đến nay"),
-    display(
-        "pace",
-        "Tiến độ so với kế hoạch",
-        DynamicConfigValue(id_val="thresholds", value=thresholds(*PACE_THRESHOLDS).build()),
-        colored_text(),
-    ),
+    display("pace", "Tiến độ so với kế hoạch", *colored_by(PACE_THRESHOLDS)),
     display(
         "status",
         "Trạng thái",
         DynamicConfigValue(id_val="mappings", value=[status_mapping()]),
-        colored_background(),
+        cells("color-background"),
     ),
     display("projected_completion", "Dự kiến về đích", unit_of("dateTimeAsLocal")),
     display("last_event_at", "Báo cáo gần nhất", unit_of("dateTimeFromNow")),
+    display("children", "Đơn vị trực thuộc về đích"),
     display(
         "must_explain",
         "Phải giải trình",
         DynamicConfigValue(
             id_val="mappings",
-            value=[
-                ValueMap(
-                    options={
-                        "Phải giải trình": ValueMappingResult(color="red", index=0),
-                    }
-                )
-            ],
+            value=[ValueMap(options={"Phải giải trình": ValueMappingResult(color="red", index=0)})],
         ),
-        colored_background(),
+        cells("color-background"),
     ),
 ]
 
 
-def figures_table(title: str, description: str, query: str, pos: GridPos) -> Any:
-    panel = (
-        table.Panel()
-        .title(title)
-        .description(description)
-        .datasource(POSTGRES)
-        .with_target(Sql(query))
-        .grid_pos(pos)
-        .filterable(True)
-    )
-    return apply_overrides(panel, LEADERBOARD_COLUMNS + INDICATOR_COLUMNS)
-
-
-INDICATOR_COLUMNS = [
-    display("indicator_name", "Chỉ tiêu"),
-    display("children", "Đơn vị trực thuộc về đích"),
-]
-
-
 # -- the boards ---------------------------------------------------------------------------
+def assemble(board: Any, *items: Any) -> Any:
+    """The board with its rows and panels, in order (a row holds the panels after it)."""
+    for item in items:
+        board = board.with_row(item) if isinstance(item, dashboard.Row) else board.with_panel(item)
+    return board
+
+
 def base_dashboard(uid: str, title: str, description: str, time_from: str) -> Any:
     return (
         dashboard.Dashboard(title)
@@ -469,207 +383,134 @@ def overview() -> Any:
         "completion, units that reached their target per level, event rate and alerts.",
         "now-7d",
     ).with_variable(CAMPAIGN_PROM)
-    d = d.with_row(dashboard.Row("Toàn thành phố / tỉnh").grid_pos(g.row()))
-    d = d.with_panel(
-        stat.Panel()
-        .title("Tỷ lệ hoàn thành")
-        .description("Rolled-up value of the level-1 unit over its target, per indicator.")
-        .datasource(PROMETHEUS)
-        .with_target(prom(f"max by (indicator) (tiendo_unit_pct{{{CITY}}})", "{{indicator}}"))
+
+    def city(metric: str, scale: str = "") -> Any:
+        return prom(f"max by (indicator) ({metric}{{{CITY}}}){scale}", "{{indicator}}")
+
+    deadline = 'max(tiendo_campaign_deadline_timestamp_seconds{campaign="$campaign"})'
+    return assemble(
+        d,
+        dashboard.Row("Toàn thành phố / tỉnh").grid_pos(g.row()),
+        panel(
+            stat.Panel(),
+            "Tỷ lệ hoàn thành",
+            "Rolled-up value of the level-1 unit over its target, per indicator.",
+            g.at(6, 5),
+            city("tiendo_unit_pct"),
+        )
         .unit("percent")
         .decimals(1)
-        .thresholds(thresholds(*PCT_THRESHOLDS))
-        .grid_pos(g.at(6, 5))
-    )
-    d = d.with_panel(
-        stat.Panel()
-        .title("Tiến độ so với kế hoạch")
-        .description(
+        .thresholds(thresholds(*PCT_THRESHOLDS)),
+        panel(
+            stat.Panel(),
+            "Tiến độ so với kế hoạch",
             "Pace = value / expected by the plan now (1 = exactly on plan; below the "
-            "campaign's threshold, 0.9 by default, the unit is behind)."
+            "campaign's threshold, 0.9 by default, the unit is behind).",
+            g.at(6, 5),
+            city("tiendo_unit_pace"),
         )
-        .datasource(PROMETHEUS)
-        .with_target(prom(f"max by (indicator) (tiendo_unit_pace{{{CITY}}})", "{{indicator}}"))
         .decimals(2)
-        .thresholds(thresholds(*PACE_THRESHOLDS))
-        .grid_pos(g.at(6, 5))
-    )
-    d = d.with_panel(
-        stat.Panel()
-        .title("Dự kiến về đích")
-        .description(
+        .thresholds(thresholds(*PACE_THRESHOLDS)),
+        panel(
+            stat.Panel(),
+            "Dự kiến về đích",
             "When the level-1 unit reaches its target at its 7-day run rate, per indicator "
-            "(no value: already done, or no progress in the last 7 days)."
-        )
-        .datasource(PROMETHEUS)
-        .with_target(
-            prom(
-                "max by (indicator) "
-                f"(tiendo_unit_projected_completion_timestamp_seconds{{{CITY}}}) * 1000",
-                "{{indicator}}",
-            )
+            "(no value: already done, or no progress in the last 7 days).",
+            g.at(6, 5),
+            city("tiendo_unit_projected_completion_timestamp_seconds", " * 1000"),
         )
         .unit("dateTimeAsLocalNoDateIfToday")
-        .color_mode(common.BigValueColorMode.NONE)
-        .grid_pos(g.at(6, 5))
-    )
-    d = d.with_panel(
-        stat.Panel()
-        .title("Hạn chót và số ngày còn lại")
-        .description("The campaign's deadline and the days left until it.")
-        .datasource(PROMETHEUS)
-        .with_target(
-            prom(
-                'max(tiendo_campaign_deadline_timestamp_seconds{campaign="$campaign"}) * 1000',
-                "Hạn chót",
-            )
-        )
-        .with_target(
-            prom(
-                "clamp_min((max(tiendo_campaign_deadline_timestamp_seconds"
-                '{campaign="$campaign"}) - time()) / 86400, 0)',
-                "Số ngày còn lại",
-                "B",
-            )
+        .color_mode(common.BigValueColorMode.NONE),
+        panel(
+            stat.Panel(),
+            "Hạn chót và số ngày còn lại",
+            "The campaign's deadline and the days left until it.",
+            g.at(6, 5),
+            prom(f"{deadline} * 1000", "Hạn chót"),
+            prom(f"clamp_min(({deadline} - time()) / 86400, 0)", "Số ngày còn lại", "B"),
         )
         .override_by_name("Hạn chót", [unit_of("dateTimeAsLocal")])
         .override_by_name("Số ngày còn lại", [decimals(1), unit_of("d")])
-        .color_mode(common.BigValueColorMode.NONE)
-        .grid_pos(g.at(6, 5))
-    )
-    d = d.with_panel(
-        timeseries.Panel()
-        .title("Kết quả thực hiện so với kế hoạch")
-        .description(
-            "Value of the level-1 unit (solid) against the plan line (dashed) and the target, "
-            "per indicator."
-        )
-        .datasource(PROMETHEUS)
-        .with_target(
-            prom(f"max by (indicator) (tiendo_unit_value{{{CITY}}})", "{{indicator}} — thực hiện")
-        )
-        .with_target(
-            prom(
-                f"max by (indicator) (tiendo_unit_expected{{{CITY}}})",
-                "{{indicator}} — kế hoạch",
-                "B",
-            )
-        )
-        .with_target(
-            prom(
-                f"max by (indicator) (tiendo_unit_target{{{CITY}}})",
-                "{{indicator}} — chỉ tiêu",
-                "C",
-            )
-        )
-        .override_by_regexp(
-            ".*kế hoạch",
-            [
-                DynamicConfigValue(
-                    id_val="custom.lineStyle", value={"fill": "dash", "dash": [10, 10]}
-                )
-            ],
-        )
-        .override_by_regexp(
-            ".*chỉ tiêu",
-            [DynamicConfigValue(id_val="custom.lineStyle", value={"fill": "dot", "dash": [0, 10]})],
-        )
-        .grid_pos(g.at(16, 9))
-    )
-    d = d.with_panel(
-        piechart.Panel()
-        .title("Trạng thái các quận/huyện")
-        .description("Level-2 units (districts) by status, all indicators together.")
-        .datasource(PROMETHEUS)
-        .with_target(
+        .color_mode(common.BigValueColorMode.NONE),
+        against_plan(
+            "Kết quả thực hiện so với kế hoạch",
+            "Value of the level-1 unit (solid) against the plan line (dashed) and the "
+            "target, per indicator.",
+            CITY,
+            g.at(16, 9),
+            target=True,
+        ),
+        panel(
+            piechart.Panel(),
+            "Trạng thái các quận/huyện",
+            "Level-2 units (districts) by status, all indicators together.",
+            g.at(8, 9),
             prom(
                 "sum by (status) (max by (unit, indicator, status) "
                 '(tiendo_unit_status{campaign="$campaign", level="2"}))',
                 "{{status}}",
                 instant=True,
-            )
-        )
-        .mappings([status_mapping()])
-        .grid_pos(g.at(8, 9))
-    )
-    d = d.with_row(dashboard.Row("Đơn vị về đích").grid_pos(g.row()))
-    d = d.with_panel(
-        bargauge.Panel()
-        .title("Tỷ lệ đơn vị về đích theo cấp")
-        .description(
+            ),
+        ).mappings([status_mapping()]),
+        dashboard.Row("Đơn vị về đích").grid_pos(g.row()),
+        panel(
+            bargauge.Panel(),
+            "Tỷ lệ đơn vị về đích theo cấp",
             "Share of the units of each level (with a positive target) that reached it, per "
-            "indicator. Counted for every level, deeper than the per-unit metrics too."
-        )
-        .datasource(PROMETHEUS)
-        .with_target(
+            "indicator. Counted for every level, deeper than the per-unit metrics too.",
+            g.at(10, 8),
             prom(
                 'tiendo:units_done:ratio{campaign="$campaign"} * 100',
                 "Cấp {{level}} — {{indicator}}",
                 instant=True,
-            )
+            ),
         )
         .unit("percent")
         .min(0)
         .max(100)
-        .thresholds(thresholds(*PCT_THRESHOLDS))
-        .grid_pos(g.at(10, 8))
-    )
-    d = d.with_panel(
-        timeseries.Panel()
-        .title("Số đơn vị về đích theo cấp")
-        .description("Units that reached their target, per level and indicator, over time.")
-        .datasource(PROMETHEUS)
-        .with_target(
+        .thresholds(thresholds(*PCT_THRESHOLDS)),
+        series(
+            "Số đơn vị về đích theo cấp",
+            "Units that reached their target, per level and indicator, over time.",
+            "short",
+            g.at(14, 8),
             prom(
                 'max by (level, indicator) (tiendo_units_done{campaign="$campaign"})',
                 "Cấp {{level}} — {{indicator}}",
-            )
-        )
-        .grid_pos(g.at(14, 8))
-    )
-    d = d.with_row(dashboard.Row("Hoạt động").grid_pos(g.row()))
-    d = d.with_panel(
-        timeseries.Panel()
-        .title("Sự kiện tiếp nhận mỗi phút")
-        .description("Events accepted by ingest per minute, per indicator (all campaigns).")
-        .datasource(PROMETHEUS)
-        .with_target(
+            ),
+        ),
+        dashboard.Row("Hoạt động").grid_pos(g.row()),
+        series(
+            "Sự kiện tiếp nhận mỗi phút",
+            "Events accepted by ingest per minute, per indicator (all campaigns).",
+            "short",
+            g.at(12, 8),
             prom(
                 "60 * sum by (indicator) "
                 "(rate(tiendo_ingest_events_accepted_total[$__rate_interval]))",
                 "{{indicator}}",
-            )
-        )
-        .unit("short")
-        .grid_pos(g.at(12, 8))
-    )
-    d = d.with_panel(
-        timeseries.Panel()
-        .title("Sự kiện mỗi phút theo quận/huyện (10 cao nhất)")
-        .description(
+            ),
+        ),
+        series(
+            "Sự kiện mỗi phút theo quận/huyện (10 cao nhất)",
             "Events counted per minute in each district's subtree (recording rule "
-            "tiendo:unit_events:per_minute), the ten busiest."
-        )
-        .datasource(PROMETHEUS)
-        .with_target(
+            "tiendo:unit_events:per_minute), the ten busiest.",
+            "short",
+            g.at(12, 8),
             prom(
                 "topk(10, max by (unit) "
                 '(tiendo:unit_events:per_minute{campaign="$campaign", level="2"}))',
                 "{{unit}}",
-            )
-        )
-        .grid_pos(g.at(12, 8))
+            ),
+        ),
+        panel(
+            stat.Panel(),
+            "Cảnh báo đang bật",
+            "Alerts firing now, by rule (notifier).",
+            g.at(24, 4),
+            prom("max by (rule) (tiendo_notifier_alerts_firing)", "{{rule}}"),
+        ).thresholds(ALARM),
     )
-    d = d.with_panel(
-        stat.Panel()
-        .title("Cảnh báo đang bật")
-        .description("Alerts firing now, by rule (notifier).")
-        .datasource(PROMETHEUS)
-        .with_target(prom("max by (rule) (tiendo_notifier_alerts_firing)", "{{rule}}"))
-        .thresholds(thresholds((None, "green"), (1.0, "red")))
-        .grid_pos(g.at(24, 4))
-    )
-    return d
 
 
 def leaderboard() -> Any:
@@ -695,32 +536,25 @@ def leaderboard() -> Any:
             .current(VariableOption(text="5", value="5", selected=True))
         )
     )
-    d = d.with_panel(
-        stat.Panel()
-        .title("Đơn vị về đích")
-        .description("Units of the level that reached their target, of all units of the level.")
-        .datasource(POSTGRES)
-        .with_target(
-            Sql(
-                figures_sql("u.level = ${level}", indicator=True)
-                + """
-SELECT count(*) FILTER (WHERE status = 'done') AS "Về đích", count(*) AS "Tổng số đơn vị"
-FROM judged"""
-            )
-        )
-        .color_mode(common.BigValueColorMode.NONE)
-        .grid_pos(g.at(8, 5))
-    )
-    d = d.with_panel(
-        piechart.Panel()
-        .title("Đơn vị theo trạng thái")
-        .description("Units of the level by status.")
-        .datasource(POSTGRES)
-        .with_target(
-            Sql(
-                figures_sql("u.level = ${level}", indicator=True)
-                + "\nSELECT status, count(*) AS units FROM judged GROUP BY status ORDER BY status"
-            )
+    done = """
+SELECT count(*) FILTER (WHERE f.status = 'done') AS "Về đích", count(*) AS "Tổng số đơn vị"
+FROM f"""
+    must_explain = f'\nSELECT count(*) FILTER (WHERE {MUST_EXPLAIN}) AS "Phải giải trình" FROM f'
+    return assemble(
+        d,
+        panel(
+            stat.Panel(),
+            "Đơn vị về đích",
+            "Units of the level that reached their target, of all units of the level.",
+            g.at(8, 5),
+            Sql(OF_LEVEL + done),
+        ).color_mode(common.BigValueColorMode.NONE),
+        panel(
+            piechart.Panel(),
+            "Đơn vị theo trạng thái",
+            "Units of the level by status.",
+            g.at(8, 5),
+            Sql(OF_LEVEL + "\nSELECT status, count(*) AS units FROM f GROUP BY status ORDER BY 1"),
         )
         .reduce_options(
             common_builders.ReduceDataOptions()
@@ -728,39 +562,23 @@ FROM judged"""
             .calcs(["lastNotNull"])
             .fields("/units/")
         )
-        .mappings([status_mapping()])
-        .grid_pos(g.at(8, 5))
-    )
-    d = d.with_panel(
-        stat.Panel()
-        .title("Phải giải trình")
-        .description("Units that must explain at this briefing.")
-        .datasource(POSTGRES)
-        .with_target(
-            Sql(
-                RANKED_SQL
-                + f"""
-SELECT count(*) FILTER (WHERE {MUST_EXPLAIN}) AS "Phải giải trình"
-FROM ranked r"""
-            )
-        )
-        .thresholds(thresholds((None, "green"), (1.0, "red")))
-        .grid_pos(g.at(8, 5))
-    )
-    d = d.with_panel(
-        figures_table(
+        .mappings([status_mapping()]),
+        panel(
+            stat.Panel(),
+            "Phải giải trình",
+            "Units that must explain at this briefing.",
+            g.at(8, 5),
+            Sql(OF_LEVEL + must_explain),
+        ).thresholds(ALARM),
+        sql_table(
             "Xếp hạng đơn vị",
             "Every unit of the level for the indicator, ranked by pct. Pace = value / plan "
             "now; status by the campaign's rules (done, stale, behind, at_risk, on_track).",
-            LEADERBOARD_SQL,
             g.at(24, 20),
-        )
+            LEADERBOARD_SQL,
+            FIGURE_COLUMNS,
+        ),
     )
-    return d
-
-
-UNIT_SCOPE = "u.code = ${unit:sqlstring}"
-CHILD_SCOPE = "u.parent_code = ${unit:sqlstring}"
 
 
 def unit_board() -> Any:
@@ -778,72 +596,17 @@ def unit_board() -> Any:
         .with_variable(CAMPAIGN_SQL)
         .with_variable(UNIT_SQL)
     )
-    own = (
-        figures_sql(UNIT_SCOPE, indicator=False)
-        + """
-SELECT i.name AS indicator_name, j.value, j.target, round(j.pct::numeric, 2) AS pct,
-       round(j.expected::numeric) AS expected, round(j.pace::numeric, 3) AS pace, j.status,
-       j.projected_completion, j.last_event_at,
-       (SELECT count(*) FILTER (WHERE cp.value >= cp.target) || ' / ' || count(*)
-        FROM progress cp JOIN units cu ON cu.code = cp.unit
-        WHERE cu.parent_code = j.code AND cp.campaign_id = j.campaign_id
-          AND cp.indicator = j.indicator) AS children
-FROM judged j
-JOIN indicators i ON i.code = j.indicator
-ORDER BY j.indicator
+    own = f"""{figures("unit = ${unit:sqlstring}")}
+SELECT i.name AS indicator_name, {SHOWN},
+       (SELECT count(*) FILTER (WHERE c.status = 'done') || ' / ' || count(*)
+        FROM board_figures c
+        WHERE c.campaign_id = f.campaign_id AND c.parent_code = f.unit
+          AND c.indicator = f.indicator) AS children
+FROM f
+JOIN indicators i ON i.code = f.indicator
+ORDER BY f.indicator
 """
-    )
-    d = d.with_panel(
-        figures_table(
-            "Hiện trạng theo chỉ tiêu",
-            "The unit's figures now, per indicator (PostgreSQL, any level).",
-            own,
-            g.at(24, 6),
-        )
-    )
-    unit_sel = 'campaign="$campaign", unit="$unit"'
-    d = d.with_panel(
-        timeseries.Panel()
-        .title("Thực hiện so với kế hoạch")
-        .description(
-            "The unit's value (solid) against the plan (dashed), per indicator. Prometheus "
-            "keeps these only for units down to the per-unit metrics level; for deeper units "
-            "see the daily increments and the table above."
-        )
-        .datasource(PROMETHEUS)
-        .with_target(
-            prom(
-                f"max by (indicator) (tiendo_unit_value{{{unit_sel}}})", "{{indicator}} — thực hiện"
-            )
-        )
-        .with_target(
-            prom(
-                f"max by (indicator) (tiendo_unit_expected{{{unit_sel}}})",
-                "{{indicator}} — kế hoạch",
-                "B",
-            )
-        )
-        .override_by_regexp(
-            ".*kế hoạch",
-            [
-                DynamicConfigValue(
-                    id_val="custom.lineStyle", value={"fill": "dash", "dash": [10, 10]}
-                )
-            ],
-        )
-        .grid_pos(g.at(12, 9))
-    )
-    d = d.with_panel(
-        timeseries.Panel()
-        .title("Số tăng thêm mỗi ngày")
-        .description(
-            "Counted increments per local day in the unit's subtree, per indicator "
-            "(PostgreSQL, any level). Snapshot reports move the value, not these bars."
-        )
-        .datasource(POSTGRES)
-        .with_target(
-            Sql(
-                """
+    daily = """
 SELECT (d.day::timestamp AT TIME ZONE c.timezone) AS "time", d.indicator AS metric,
        sum(d.increments) AS value
 FROM campaigns c
@@ -854,50 +617,60 @@ WHERE c.id = ${campaign:sqlstring}
   AND d.day BETWEEN $__timeFrom()::date - 1 AND $__timeTo()::date + 1
 GROUP BY 1, 2
 ORDER BY 1, 2
-""",
-                "time_series",
-            )
-        )
-        .draw_style(common.GraphDrawStyle.BARS)
-        .fill_opacity(60)
-        .grid_pos(g.at(12, 9))
-    )
-    children = (
-        figures_sql(CHILD_SCOPE, indicator=False)
-        + """
-SELECT j.code, j.name, i.name AS indicator_name, j.value, j.target,
-       round(j.pct::numeric, 2) AS pct, round(j.pace::numeric, 3) AS pace, j.status,
-       j.last_event_at
-FROM judged j
-JOIN indicators i ON i.code = j.indicator
-ORDER BY j.indicator, j.pct NULLS FIRST, j.code
 """
-    )
-    d = d.with_panel(
-        figures_table(
-            "Các đơn vị trực thuộc",
-            "Direct children of the unit, per indicator, lowest pct first.",
-            children,
-            g.at(24, 12),
-        )
-    )
-    d = d.with_panel(
-        apply_overrides(
-            table.Panel()
-            .title("Cảnh báo của đơn vị")
-            .description("The unit's alerts (notifier), newest first: rule, state, since when.")
-            .datasource(POSTGRES)
-            .with_target(
-                Sql(
-                    """
+    children = f"""{figures("parent_code = ${unit:sqlstring}")}
+SELECT f.unit AS code, f.unit_name AS name, i.name AS indicator_name, {SHOWN}
+FROM f
+JOIN indicators i ON i.code = f.indicator
+ORDER BY f.indicator, f.pct NULLS FIRST, f.unit
+"""
+    alerts = """
 SELECT a.indicator, a.rule, a.state, a.since, a.fired_at, a.resolved_at, a.escalation_level
 FROM alerts a
 WHERE a.campaign_id = ${campaign:sqlstring} AND a.unit = ${unit:sqlstring}
 ORDER BY a.since DESC
 LIMIT 50
 """
-                )
-            ),
+    return assemble(
+        d,
+        sql_table(
+            "Hiện trạng theo chỉ tiêu",
+            "The unit's figures now, per indicator (PostgreSQL, any level).",
+            g.at(24, 6),
+            own,
+            FIGURE_COLUMNS,
+        ),
+        against_plan(
+            "Thực hiện so với kế hoạch",
+            "The unit's value (solid) against the plan (dashed), per indicator. Prometheus "
+            "keeps these only for units down to the per-unit metrics level; for deeper units "
+            "see the daily increments and the table above.",
+            'campaign="$campaign", unit="$unit"',
+            g.at(12, 9),
+            target=False,
+        ),
+        panel(
+            timeseries.Panel(),
+            "Số tăng thêm mỗi ngày",
+            "Counted increments per local day in the unit's subtree, per indicator "
+            "(PostgreSQL, any level). Snapshot reports move the value, not these bars.",
+            g.at(12, 9),
+            Sql(daily, "time_series"),
+        )
+        .draw_style(common.GraphDrawStyle.BARS)
+        .fill_opacity(60),
+        sql_table(
+            "Các đơn vị trực thuộc",
+            "Direct children of the unit, per indicator, lowest pct first.",
+            g.at(24, 12),
+            children,
+            FIGURE_COLUMNS,
+        ),
+        sql_table(
+            "Cảnh báo của đơn vị",
+            "The unit's alerts (notifier), newest first: rule, state, since when.",
+            g.at(24, 8),
+            alerts,
             [
                 display("indicator", "Chỉ tiêu"),
                 display("rule", "Quy tắc"),
@@ -907,9 +680,16 @@ LIMIT 50
                 display("resolved_at", "Hết lúc", unit_of("dateTimeAsLocal")),
                 display("escalation_level", "Cấp báo cáo lên"),
             ],
-        ).grid_pos(g.at(24, 8))
+        ),
     )
-    return d
+
+
+def rate(metric: str, by: str) -> str:
+    return f"sum by ({by}) (rate({metric}[$__rate_interval]))"
+
+
+def quantile(q: float, histogram: str) -> str:
+    return f"histogram_quantile({q}, {rate(histogram + '_bucket', 'le')})"
 
 
 def pipeline() -> Any:
@@ -922,90 +702,74 @@ def pipeline() -> Any:
         "now-6h",
     )
 
-    def series(title: str, description: str, unit: str, *targets: Any) -> Any:
-        p = timeseries.Panel().title(title).description(description).datasource(PROMETHEUS)
-        for t in targets:
-            p = p.with_target(t)
-        return p.unit(unit).grid_pos(g.at(8, 8))
+    def chart(title: str, description: str, unit: str, *targets: Any) -> Any:
+        return series(title, description, unit, g.at(8, 8), *targets)
 
-    d = d.with_row(dashboard.Row("Tiếp nhận (ingest)").grid_pos(g.row()))
-    d = d.with_panel(
-        stat.Panel()
-        .title("Dịch vụ hoạt động")
-        .description("1 while Prometheus can scrape the service.")
-        .datasource(PROMETHEUS)
-        .with_target(prom('up{job=~"tiendo-.*"}', "{{job}}"))
-        .thresholds(thresholds((None, "red"), (1.0, "green")))
-        .grid_pos(g.at(16, 4))
-    )
-    d = d.with_panel(
-        stat.Panel()
-        .title("Kafka sẵn sàng")
-        .description("1 while ingest's Kafka producer is connected.")
-        .datasource(PROMETHEUS)
-        .with_target(prom("min(tiendo_ingest_kafka_ready)", "Kafka"))
-        .thresholds(thresholds((None, "red"), (1.0, "green")))
-        .grid_pos(g.at(8, 4))
-    )
-    d = d.with_panel(
-        series(
+    dead_letters = """
+SELECT created_at, topic, partition, kafka_offset, event_id, reason
+FROM dead_letters
+ORDER BY created_at DESC
+LIMIT 50
+"""
+    deliveries = """
+SELECT channel, status, count(*) AS notifications, sum(attempts) AS attempts,
+       max(created_at) AS latest
+FROM notifications
+GROUP BY channel, status
+ORDER BY channel, status
+"""
+    return assemble(
+        d,
+        dashboard.Row("Tiếp nhận (ingest)").grid_pos(g.row()),
+        panel(
+            stat.Panel(),
+            "Dịch vụ hoạt động",
+            "1 while Prometheus can scrape the service.",
+            g.at(16, 4),
+            prom('up{job=~"tiendo-.*"}', "{{job}}"),
+        ).thresholds(UP),
+        panel(
+            stat.Panel(),
+            "Kafka sẵn sàng",
+            "1 while ingest's Kafka producer is connected.",
+            g.at(8, 4),
+            prom("min(tiendo_ingest_kafka_ready)", "Kafka"),
+        ).thresholds(UP),
+        chart(
             "Sự kiện được nhận mỗi giây",
             "Events acknowledged by Kafka and answered 202, per second and indicator.",
             "short",
-            prom(
-                "sum by (indicator) (rate(tiendo_ingest_events_accepted_total[$__rate_interval]))",
-                "{{indicator}}",
-            ),
-        )
-    )
-    d = d.with_panel(
-        series(
+            prom(rate("tiendo_ingest_events_accepted_total", "indicator"), "{{indicator}}"),
+        ),
+        chart(
             "Sự kiện bị từ chối theo lý do",
             "Refused events per second by reason (invalid, unauthorized, forbidden, "
             "body_too_large, malformed_json, malformed_protobuf, unsupported_media_type, "
             "rate_limited, tokens_unavailable, starting, kafka_unavailable).",
             "short",
-            prom(
-                "sum by (reason) (rate(tiendo_ingest_events_rejected_total[$__rate_interval]))",
-                "{{reason}}",
-            ),
-        )
-    )
-    d = d.with_panel(
-        series(
+            prom(rate("tiendo_ingest_events_rejected_total", "reason"), "{{reason}}"),
+        ),
+        chart(
             "Thời gian phản hồi tiếp nhận",
             "Time to answer POST /v1/events, Kafka acknowledgement included: p50 and p99.",
             "s",
-            prom(
-                "histogram_quantile(0.5, sum by (le) "
-                "(rate(tiendo_ingest_request_duration_seconds_bucket[$__rate_interval])))",
-                "p50",
-            ),
+            prom(quantile(0.5, "tiendo_ingest_request_duration_seconds"), "p50"),
             prom("tiendo:ingest_request_duration_seconds:p99_5m", "p99 (5 phút)", "B"),
-        )
-    )
-    d = d.with_panel(
-        series(
+        ),
+        chart(
             "Yêu cầu theo mã HTTP",
             "Event requests per second by HTTP status.",
             "reqps",
-            prom(
-                "sum by (status) (rate(tiendo_ingest_requests_total[$__rate_interval]))",
-                "{{status}}",
-            ),
-        )
-    )
-    d = d.with_row(dashboard.Row("Tổng hợp (aggregator)").grid_pos(g.row()))
-    d = d.with_panel(
-        series(
+            prom(rate("tiendo_ingest_requests_total", "status"), "{{status}}"),
+        ),
+        dashboard.Row("Tổng hợp (aggregator)").grid_pos(g.row()),
+        chart(
             "Độ trễ tiêu thụ theo phân vùng",
             "Records of progress-events not yet applied, per partition (consumer lag).",
             "short",
             prom("max by (partition) (tiendo_aggregator_consumer_lag)", "phân vùng {{partition}}"),
-        )
-    )
-    d = d.with_panel(
-        series(
+        ),
+        chart(
             "Sự kiện áp dụng và trùng lặp mỗi giây",
             "New events counted, and deliveries skipped because the event_id was applied.",
             "short",
@@ -1015,76 +779,43 @@ def pipeline() -> Any:
                 "trùng lặp",
                 "B",
             ),
-        )
-    )
-    d = d.with_panel(
-        series(
+        ),
+        chart(
             "Độ tươi của số liệu",
             "From ingest's acceptance to the counter commit: p50 and p99 (freshness).",
             "s",
-            prom(
-                "histogram_quantile(0.5, sum by (le) "
-                "(rate(tiendo_aggregator_event_freshness_seconds_bucket[$__rate_interval])))",
-                "p50",
-            ),
+            prom(quantile(0.5, "tiendo_aggregator_event_freshness_seconds"), "p50"),
             prom("tiendo:aggregator_event_freshness_seconds:p99_5m", "p99 (5 phút)", "B"),
-        )
-    )
-    d = d.with_panel(
-        series(
+        ),
+        chart(
             "Thời gian áp dụng một lô",
             "Time to apply one batch in one transaction: p99.",
             "s",
-            prom(
-                "histogram_quantile(0.99, sum by (le) "
-                "(rate(tiendo_aggregator_batch_seconds_bucket[$__rate_interval])))",
-                "p99",
-            ),
-        )
-    )
-    d = d.with_panel(
-        stat.Panel()
-        .title("Thư chết (dead letters)")
-        .description(
+            prom(quantile(0.99, "tiendo_aggregator_batch_seconds"), "p99"),
+        ),
+        panel(
+            stat.Panel(),
+            "Thư chết (dead letters)",
             "Events that can never be applied (undecodable, unknown unit or indicator), sent "
-            "to the dead-letter topic, by reason, since the aggregator started."
-        )
-        .datasource(PROMETHEUS)
-        .with_target(prom("sum by (reason) (tiendo_aggregator_dead_letters_total)", "{{reason}}"))
-        .thresholds(thresholds((None, "green"), (1.0, "red")))
-        .grid_pos(g.at(8, 8))
-    )
-    d = d.with_panel(
-        stat.Panel()
-        .title("Tuổi số liệu theo đơn vị")
-        .description(
-            "Seconds since the per-unit metrics were recomputed (they refresh in the "
-            "background every metrics_refresh_seconds)."
-        )
-        .datasource(PROMETHEUS)
-        .with_target(
-            prom("time() - max(tiendo_aggregator_unit_snapshot_timestamp_seconds)", "tuổi")
+            "to the dead-letter topic, by reason, since the aggregator started.",
+            g.at(8, 8),
+            prom("sum by (reason) (tiendo_aggregator_dead_letters_total)", "{{reason}}"),
+        ).thresholds(ALARM),
+        panel(
+            stat.Panel(),
+            "Tuổi số liệu theo đơn vị",
+            "Seconds since the per-unit metrics and the boards' stored figures were "
+            "recomputed (they refresh in the background every metrics_refresh_seconds).",
+            g.at(8, 8),
+            prom("time() - max(tiendo_aggregator_unit_snapshot_timestamp_seconds)", "tuổi"),
         )
         .unit("s")
-        .thresholds(thresholds((None, "green"), (60.0, "orange"), (300.0, "red")))
-        .grid_pos(g.at(8, 8))
-    )
-    d = d.with_panel(
-        apply_overrides(
-            table.Panel()
-            .title("Thư chết gần nhất")
-            .description("The latest dead letters recorded by the aggregator (PostgreSQL).")
-            .datasource(POSTGRES)
-            .with_target(
-                Sql(
-                    """
-SELECT created_at, topic, partition, kafka_offset, event_id, reason
-FROM dead_letters
-ORDER BY created_at DESC
-LIMIT 50
-"""
-                )
-            ),
+        .thresholds(thresholds((None, "green"), (60.0, "orange"), (300.0, "red"))),
+        sql_table(
+            "Thư chết gần nhất",
+            "The latest dead letters recorded by the aggregator (PostgreSQL).",
+            g.at(24, 8),
+            dead_letters,
             [
                 display("created_at", "Lúc", unit_of("dateTimeAsLocal")),
                 display("topic", "Topic"),
@@ -1093,57 +824,34 @@ LIMIT 50
                 display("event_id", "Mã sự kiện"),
                 display("reason", "Lý do"),
             ],
-        ).grid_pos(g.at(24, 8))
-    )
-    d = d.with_row(dashboard.Row("Cảnh báo và thông báo (notifier)").grid_pos(g.row()))
-    d = d.with_panel(
-        series(
+        ),
+        dashboard.Row("Cảnh báo và thông báo (notifier)").grid_pos(g.row()),
+        chart(
             "Gửi thông báo theo kênh và kết quả",
             "Delivery attempts per second by channel and result (delivered, retry, failed).",
             "short",
             prom(
-                "sum by (channel, result) "
-                "(rate(tiendo_notifier_notifications_total[$__rate_interval]))",
+                rate("tiendo_notifier_notifications_total", "channel, result"),
                 "{{channel}} — {{result}}",
             ),
-        )
-    )
-    d = d.with_panel(
-        series(
+        ),
+        chart(
             "Cảnh báo đang bật theo quy tắc",
             "Alerts firing now, by rule.",
             "short",
             prom("max by (rule) (tiendo_notifier_alerts_firing)", "{{rule}}"),
-        )
-    )
-    d = d.with_panel(
-        series(
+        ),
+        chart(
             "Đánh giá quy tắc mỗi giây",
             "Rule evaluations per second, by trigger (feed update or clock).",
             "short",
-            prom(
-                "sum by (trigger) (rate(tiendo_notifier_evaluations_total[$__rate_interval]))",
-                "{{trigger}}",
-            ),
-        )
-    )
-    d = d.with_panel(
-        apply_overrides(
-            table.Panel()
-            .title("Nhật ký gửi thông báo")
-            .description("Notifications in the delivery log by channel and status (PostgreSQL).")
-            .datasource(POSTGRES)
-            .with_target(
-                Sql(
-                    """
-SELECT channel, status, count(*) AS notifications, sum(attempts) AS attempts,
-       max(created_at) AS latest
-FROM notifications
-GROUP BY channel, status
-ORDER BY channel, status
-"""
-                )
-            ),
+            prom(rate("tiendo_notifier_evaluations_total", "trigger"), "{{trigger}}"),
+        ),
+        sql_table(
+            "Nhật ký gửi thông báo",
+            "Notifications in the delivery log by channel and status (PostgreSQL).",
+            g.at(24, 8),
+            deliveries,
             [
                 display("channel", "Kênh"),
                 display("status", "Trạng thái"),
@@ -1151,9 +859,8 @@ ORDER BY channel, status
                 display("attempts", "Số lần gửi"),
                 display("latest", "Gần nhất", unit_of("dateTimeAsLocal")),
             ],
-        ).grid_pos(g.at(24, 8))
+        ),
     )
-    return d
 
 
 BOARDS = {
@@ -1168,8 +875,8 @@ def render(name: str) -> str:
     """The provisioned JSON of one board, byte-for-byte what `make dashboards` writes."""
     board: dict[str, Any] = json.loads(json.dumps(BOARDS[name]().build(), cls=JSONEncoder))
     # Stable panel ids (links and alerts refer to panels by id).
-    for number, panel in enumerate(board["panels"], start=1):
-        panel["id"] = number
+    for number, built in enumerate(board["panels"], start=1):
+        built["id"] = number
     return json.dumps(board, indent=2, ensure_ascii=False, sort_keys=True) + "\n"
 
 

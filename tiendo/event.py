@@ -1,135 +1,30 @@
-"""The progress event (SPEC §4.1) as plain data, and its protobuf codec for Kafka."""
+"""The progress event's old address: it lives beside its protobuf binding now
+(`tiendo.events.progress_event`); kept for the importers across the house."""
 
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, timezone
-from enum import StrEnum
-from functools import lru_cache
+from tiendo.events.progress_event import (
+    MAX_EVENT_ID_LENGTH,
+    MAX_INCREMENT,
+    SUBJECT_LENGTH,
+    Event,
+    Kind,
+    UndecodableEvent,
+    decode,
+    encode,
+    from_message,
+    to_json,
+    to_message,
+)
 
-from google.protobuf.timestamp_pb2 import Timestamp
-
-from tiendo.events.v1 import events_pb2
-
-MAX_EVENT_ID_LENGTH = 64
-MAX_INCREMENT = 1_000_000
-SUBJECT_LENGTH = 64
-
-
-class Kind(StrEnum):
-    INCREMENT = "increment"
-    SNAPSHOT = "snapshot"
-
-
-_KIND_TO_PB = {
-    Kind.INCREMENT: events_pb2.EVENT_KIND_INCREMENT,
-    Kind.SNAPSHOT: events_pb2.EVENT_KIND_SNAPSHOT,
-}
-_PB_TO_KIND = {v: k for k, v in _KIND_TO_PB.items()}
-
-
-class UndecodableEvent(ValueError):
-    """A Kafka record that is not a ProgressEvent this version can read."""
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    event_id: str
-    unit: str
-    indicator: str
-    kind: Kind
-    value: int
-    occurred_at: datetime
-    subject: str | None = None
-    received_at: datetime | None = None
-    source: str = ""
-
-
-def to_json(event: Event) -> dict[str, object]:
-    """The upstream JSON form of an event (SPEC §4.1), as a client would POST it."""
-    body: dict[str, object] = {
-        "event_id": event.event_id,
-        "unit": event.unit,
-        "indicator": event.indicator,
-        "kind": event.kind.value,
-        "value": event.value,
-        "occurred_at": event.occurred_at.isoformat(),
-    }
-    if event.subject:
-        body["subject"] = event.subject
-    return body
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
-
-
-def timestamp(at: datetime) -> Timestamp:
-    """A protobuf Timestamp of an aware datetime."""
-    # Integer arithmetic: protobuf's FromDatetime/ToDatetime are pure Python and were a
-    # tenth of ingest's and the aggregator's CPU (bench flame graphs).
-    seconds, micros = divmod((at - _EPOCH) // _MICROSECOND, 1_000_000)
-    return Timestamp(seconds=seconds, nanos=micros * 1000)
-
-
-def _datetime(ts: Timestamp) -> datetime:
-    return _EPOCH + timedelta(seconds=ts.seconds, microseconds=ts.nanos // 1000)
-
-
-@lru_cache(maxsize=256)
-def _offset_zone(seconds: int) -> timezone:
-    return UTC if seconds == 0 else timezone(timedelta(seconds=seconds))
-
-
-def encode(event: Event, *, source: str | None = None) -> bytes:
-    """Serialise for the `progress-events` topic (`source` in place of the event's)."""
-    offset = event.occurred_at.utcoffset() or timedelta(0)
-    message = events_pb2.ProgressEvent(
-        event_id=event.event_id,
-        unit=event.unit,
-        indicator=event.indicator,
-        kind=_KIND_TO_PB[event.kind],
-        value=event.value,
-        occurred_at=timestamp(event.occurred_at),
-        occurred_at_offset_seconds=int(offset.total_seconds()),
-        subject=event.subject or "",
-        source=event.source if source is None else source,
-    )
-    if event.received_at is not None:
-        message.received_at.CopyFrom(timestamp(event.received_at))
-    return message.SerializeToString()
-
-
-def from_message(message: events_pb2.ProgressEvent) -> Event:
-    """Plain event of a parsed ProgressEvent; UndecodableEvent if it breaks the schema."""
-    kind = _PB_TO_KIND.get(message.kind)
-    if kind is None or not message.event_id or not message.unit or not message.indicator:
-        raise UndecodableEvent("missing event_id, unit, indicator or kind")
-    if not message.HasField("occurred_at"):
-        raise UndecodableEvent("missing occurred_at")
-    try:
-        return Event(
-            event_id=message.event_id,
-            unit=message.unit,
-            indicator=message.indicator,
-            kind=kind,
-            value=message.value,
-            occurred_at=_datetime(message.occurred_at).astimezone(
-                _offset_zone(message.occurred_at_offset_seconds)
-            ),
-            subject=message.subject or None,
-            received_at=(
-                _datetime(message.received_at) if message.HasField("received_at") else None
-            ),
-            source=message.source,
-        )
-    except (OverflowError, ValueError) as exc:  # a time or offset out of datetime's range
-        raise UndecodableEvent(f"bad timestamp: {exc}") from exc
-
-
-def decode(payload: bytes) -> Event:
-    """Parse a `progress-events` record value."""
-    message = events_pb2.ProgressEvent()
-    try:
-        message.ParseFromString(payload)
-    except Exception as exc:  # protobuf raises DecodeError and, for some inputs, others
-        raise UndecodableEvent(f"not a ProgressEvent: {exc}") from exc
-    return from_message(message)
+__all__ = [
+    "MAX_EVENT_ID_LENGTH",
+    "MAX_INCREMENT",
+    "SUBJECT_LENGTH",
+    "Event",
+    "Kind",
+    "UndecodableEvent",
+    "decode",
+    "encode",
+    "from_message",
+    "to_json",
+    "to_message",
+]

@@ -22,13 +22,14 @@ from prometheus_client import Gauge
 from services.aggregator import feed
 from services.aggregator.guard import CampaignGuard
 from services.aggregator.metrics import AggregatorMetrics
-from services.aggregator.repository import apply as apply_sql
 from services.aggregator.repository import positions as position_sql
-from services.aggregator.repository import progress as progress_sql
 from services.aggregator.settings import AggregatorSettings
+from tiendo import counting
 from tiendo.background import Beat
+from tiendo.board.repository import Counter
 from tiendo.clock import Clock
-from tiendo.event import UndecodableEvent, decode
+from tiendo.counting.batch import staging_row
+from tiendo.events.progress_event import UndecodableEvent, decode
 from tiendo.logs import get_logger
 
 log = get_logger(__name__)
@@ -189,7 +190,7 @@ class Applier:
         try:
             await consumer.start()
             async with self._pool.acquire() as conn:
-                await apply_sql.prepare(conn)
+                await counting.prepare(conn)
                 while True:
                     batches = await consumer.getmany(
                         timeout_ms=s.poll_timeout_ms, max_records=s.batch_max_records
@@ -249,7 +250,7 @@ class Applier:
                 payloads[tp.partition, record.offset] = record.value
                 if event.received_at is not None:
                     received.append(event.received_at)
-                rows.append(apply_sql.staging_row(event, tp.partition, record.offset))
+                rows.append(staging_row(event, tp.partition, record.offset))
         return Prepared(count, rows, payloads, dead, next_offsets, received)
 
     async def apply_prepared(self, conn: Any, prepared: Prepared) -> None:
@@ -259,16 +260,16 @@ class Applier:
         next_offsets, received = prepared.next_offsets, prepared.received
         async with conn.transaction():
             # under the apply lock: an admin change has committed, or waits for this batch
-            await apply_sql.lock_apply(conn)
+            await counting.lock_apply(conn)
             await self._guard.ensure_fresh(conn)
-            await apply_sql.stage(conn, rows)
-            for u in await apply_sql.take_unappliable(conn):
+            await counting.stage(conn, rows)
+            for u in await counting.take_unappliable(conn):
                 dead.append(
                     DeadLetter(
                         u.partition, u.offset, u.event_id, u.reason, payloads[u.partition, u.offset]
                     )
                 )
-            outcome = await apply_sql.apply_staged(
+            outcome = await counting.apply(
                 conn,
                 distinct_ids=len({r[0] for r in rows}) == len(rows),
                 unusable=self._guard.ids,
@@ -278,7 +279,7 @@ class Applier:
             await position_sql.save_offsets(
                 conn, self._settings.group_id, self._settings.topic_events, next_offsets
             )
-            changed_rows = await feed.load_rows(conn, outcome.changed) if self._publish_feed else []
+            changed = await feed.load(conn, outcome.changed) if self._publish_feed else []
         committed_at = self._clock.now()
         self.applied_batches += 1
         m = self._metrics
@@ -294,8 +295,8 @@ class Applier:
             dead_letters=len(dead),
             offsets={str(p): o - 1 for p, o in next_offsets.items()},
         )
-        if changed_rows:
-            await self._publish(changed_rows, committed_at)
+        if changed:
+            await self._publish(changed, committed_at)
 
     async def _dead_letter(self, conn: Any, dead: list[DeadLetter]) -> None:
         # Into the topic first (acknowledged), then recorded with the offsets: a crash in
@@ -333,16 +334,16 @@ class Applier:
                 reason=d.reason,
             )
 
-    async def _publish(self, rows: list[asyncpg.Record], computed_at: datetime) -> None:
+    async def _publish(self, counters: list[Counter], computed_at: datetime) -> None:
         try:
             async with self._pool.acquire() as conn:
                 campaigns = await feed.load_campaigns(conn, self._guard.ids)
             await feed.publish(
-                self._producer, self._settings.topic_progress, rows, campaigns, computed_at
+                self._producer, self._settings.topic_progress, counters, campaigns, computed_at
             )
         except KafkaError as exc:
             # The counters are committed; the feed catches up on the next change or restart.
-            log.warning("progress_publish_failed", error=str(exc), rows=len(rows))
+            log.warning("progress_publish_failed", error=str(exc), rows=len(counters))
 
     async def _commit_to_broker(
         self, consumer: AIOKafkaConsumer, batches: dict[TopicPartition, list[Any]]
@@ -361,8 +362,8 @@ async def republish_all(
     clock: Clock,
     unusable: Sequence[str] = (),
 ) -> int:
-    """Send every progress row: after a restart the feed may have missed the last changes."""
+    """Send every counter: after a restart the feed may have missed the last changes."""
     async with pool.acquire() as conn:
-        rows = await conn.fetch(progress_sql.SELECT_ALL_PROGRESS)
+        counters = await feed.load_all(conn)
         campaigns = await feed.load_campaigns(conn, unusable)
-    return await feed.publish(producer, topic, rows, campaigns, clock.now())
+    return await feed.publish(producer, topic, counters, campaigns, clock.now())

@@ -4,57 +4,56 @@ import asyncio
 from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
 
-import asyncpg
 from aiokafka import AIOKafkaProducer
 
 from services.aggregator.repository import progress as progress_sql
 from tiendo.board import repository as board
 from tiendo.board.campaign import Campaign
+from tiendo.board.repository import Counter
+from tiendo.counting import Key
 from tiendo.database import Connection
-from tiendo.event import timestamp
-from tiendo.events.v1 import events_pb2
+from tiendo.events import unit_progress
+from tiendo.events.unit_progress import UnitProgress
 
 
-def progress_message(
-    row: asyncpg.Record, campaign: Campaign, computed_at: datetime
-) -> events_pb2.UnitProgress:
-    message = events_pb2.UnitProgress(
+def update_of(counter: Counter, campaign: Campaign, computed_at: datetime) -> UnitProgress:
+    """The feed's message of one counter."""
+    return UnitProgress(
         campaign_id=campaign.id,
-        unit=row["unit"],
-        indicator=row["indicator"],
-        value=row["value"],
-        baseline=row["baseline"],
-        target=row["target"],
-        starts_at=timestamp(campaign.starts_at),
-        deadline=timestamp(row["deadline"] or campaign.deadline),
-        computed_at=timestamp(computed_at),
+        unit=counter.unit,
+        indicator=counter.indicator,
+        value=counter.value,
+        baseline=counter.baseline,
+        target=counter.target,
+        starts_at=campaign.starts_at,
+        deadline=counter.deadline or campaign.deadline,
+        last_event_at=counter.last_event_at,
+        computed_at=computed_at,
         behind_threshold=campaign.thresholds.behind,
-        stale_after_seconds=int(campaign.thresholds.stale_after.total_seconds()),
-        level=row["level"],
-        parent=row["parent_code"] or "",
-        unit_name=row["unit_name"],
+        stale_after=campaign.thresholds.stale_after,
+        level=counter.level,
+        parent=counter.parent,
+        unit_name=counter.unit_name,
         timezone=campaign.timezone,
     )
-    if row["last_event_at"] is not None:
-        message.last_event_at.CopyFrom(timestamp(row["last_event_at"]))
-    return message
 
 
-def feed_key(campaign_id: str, unit: str, indicator: str) -> bytes:
-    return f"{campaign_id}/{unit}/{indicator}".encode()
-
-
-async def load_rows(conn: Connection, keys: Sequence[tuple[str, str, str]]) -> list[asyncpg.Record]:
+async def load(conn: Connection, keys: Sequence[Key]) -> list[Counter]:
+    """The counters of `keys` (those the batch moved), read in its transaction."""
     if not keys:
         return []
-    return list(
-        await conn.fetch(
-            progress_sql.SELECT_PROGRESS_KEYS,
-            [k[0] for k in keys],
-            [k[1] for k in keys],
-            [k[2] for k in keys],
-        )
+    rows = await conn.fetch(
+        progress_sql.SELECT_PROGRESS_KEYS,
+        [k.campaign_id for k in keys],
+        [k.unit for k in keys],
+        [k.indicator for k in keys],
     )
+    return [Counter.from_row(r) for r in rows]
+
+
+async def load_all(conn: Connection) -> list[Counter]:
+    """Every counter (a republish after a restart or a rebuild)."""
+    return [Counter.from_row(r) for r in await conn.fetch(progress_sql.SELECT_ALL_PROGRESS)]
 
 
 async def load_campaigns(conn: Connection, unusable: Collection[str] = ()) -> dict[str, Campaign]:
@@ -66,23 +65,17 @@ async def load_campaigns(conn: Connection, unusable: Collection[str] = ()) -> di
 async def publish(
     producer: AIOKafkaProducer,
     topic: str,
-    rows: Iterable[asyncpg.Record],
+    counters: Iterable[Counter],
     campaigns: dict[str, Campaign],
     computed_at: datetime,
 ) -> int:
-    """Send every row and wait for the acknowledgements; return how many were sent."""
+    """Send every counter and wait for the acknowledgements; return how many were sent."""
     futures = []
-    for row in rows:
-        campaign = campaigns.get(row["campaign_id"])
+    for counter in counters:
+        campaign = campaigns.get(counter.campaign_id)
         if campaign is None:
             continue
-        message = progress_message(row, campaign, computed_at)
-        futures.append(
-            await producer.send(
-                topic,
-                message.SerializeToString(),
-                key=feed_key(campaign.id, row["unit"], row["indicator"]),
-            )
-        )
+        update = update_of(counter, campaign, computed_at)
+        futures.append(await producer.send(topic, unit_progress.encode(update), key=update.key))
     await asyncio.gather(*futures)
     return len(futures)

@@ -1,11 +1,15 @@
-"""The figures exported as metrics, recomputed in the background (never during a scrape)."""
+"""The figures of every unit, judged in the background (never during a scrape or a board
+refresh): exported as metrics down to the per-unit level, and stored for the boards
+(`board_figures`, every level) so that no panel computes status or pace again."""
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
+from itertools import groupby
+from typing import Any
 
 from services.aggregator.metrics import CampaignFigures, LevelFigures, UnitFigures, UnitSnapshot
 from tiendo.board import repository as board
-from tiendo.board.figures import judge
+from tiendo.board.figures import Verdict, judge_campaign, ranked
 from tiendo.board.window import WindowValues
 from tiendo.database import Connection
 
@@ -33,6 +37,67 @@ GROUP BY 1, 2, 3
 """
 
 
+BOARD_FIGURES_COLUMNS = (
+    "campaign_id",
+    "unit",
+    "indicator",
+    "level",
+    "unit_name",
+    "parent_code",
+    "value",
+    "baseline",
+    "target",
+    "expected",
+    "pct",
+    "pace",
+    "run_rate_7d",
+    "required_daily_rate",
+    "projected_completion",
+    "status",
+    "last_event_at",
+    "deadline",
+    "rank",
+    "judged_at",
+)
+
+
+def _board_rows(verdicts: Iterable[Verdict], at: datetime) -> list[tuple[Any, ...]]:
+    """`board_figures` rows of the keys with a target (those the campaign judges), ranked
+    within each leaderboard (campaign, indicator, level) as the leaderboard API ranks."""
+
+    def board(v: Verdict) -> tuple[str, str, int]:
+        return (v.campaign_id, v.indicator, v.level)
+
+    rows: list[tuple[Any, ...]] = []
+    targeted = sorted((v for v in verdicts if v.progress.target > 0), key=board)
+    for _, leaderboard in groupby(targeted, key=board):
+        for rank, v in enumerate(ranked(list(leaderboard)), start=1):
+            p = v.progress
+            rows.append(
+                (
+                    *(v.campaign_id, v.unit, v.indicator, v.level, v.unit_name, v.parent),
+                    *(p.value, p.baseline, p.target, p.expected, p.pct, p.pace),
+                    *(p.run_rate_7d, p.required_daily_rate, p.projected_completion),
+                    *(p.status.value, v.last_event_at, v.deadline, rank, at),
+                )
+            )
+    return rows
+
+
+async def store_board_figures(conn: Connection, verdicts: Iterable[Verdict], at: datetime) -> None:
+    """Replace the boards' figures with these, in one transaction: a board never reads half
+    of a snapshot, and a key that left (a campaign deleted or flagged) leaves the boards."""
+    rows = _board_rows(verdicts, at)
+    async with conn.transaction():
+        # Replicas each rewrite the table: one at a time, or a second one's insert would
+        # meet the rows the first committed after the second's delete began.
+        await conn.execute("SELECT pg_advisory_xact_lock(7301120)")
+        await conn.execute("DELETE FROM board_figures")
+        await conn.copy_records_to_table(
+            "board_figures", records=rows, columns=BOARD_FIGURES_COLUMNS
+        )
+
+
 async def unit_figures(
     conn: Connection,
     max_level: int,
@@ -40,7 +105,9 @@ async def unit_figures(
     window_values: WindowValues | None = None,
     unusable: Sequence[str] = (),
 ) -> UnitSnapshot:
-    """Per-unit figures down to `max_level`, per-level counts and campaign windows at `now`.
+    """Judge every (campaign, unit, indicator) at `now` through tiendo/board, store the
+    figures for the boards (`store_board_figures`) and return what the metrics export:
+    per-unit figures down to `max_level`, per-level counts and campaign windows.
 
     `window_values`: where values one window ago are kept between calls (none: computed);
     `unusable`: campaigns left out.
@@ -48,35 +115,36 @@ async def unit_figures(
     campaigns = await board.campaigns(conn)
     for flagged in unusable:
         campaigns.pop(flagged, None)
-    codes = await board.codes_up_to_level(conn, max_level)
+    verdicts: list[Verdict] = []
+    for campaign in campaigns.values():
+        judged = await judge_campaign(
+            conn, campaign, now, live=True, window=window_values, untargeted=True
+        )
+        verdicts.extend(v for v in judged if v.indicator in campaign.indicators)
+    await store_board_figures(conn, verdicts, now)
     events_today = {
         (r["campaign_id"], r["unit"], r["indicator"]): r["events"]
         for r in await conn.fetch(SELECT_EVENTS_TODAY, max_level, now, list(unusable))
     }
-    figures: list[UnitFigures] = []
-    for campaign in campaigns.values():
-        for indicator in campaign.indicators:
-            verdicts = await judge(
-                conn, campaign, indicator, codes, now, live=True, window=window_values
-            )
-            figures.extend(
-                UnitFigures(
-                    campaign=v.campaign_id,
-                    unit=v.unit,
-                    level=v.level,
-                    indicator=v.indicator,
-                    value=v.progress.value,
-                    target=v.progress.target,
-                    expected=v.progress.expected,
-                    pct=v.progress.pct,
-                    pace=v.progress.pace,
-                    status=v.progress.status,
-                    projected_completion=v.progress.projected_completion,
-                    last_event_at=v.last_event_at,
-                    events_today=events_today.get(v.key, 0),
-                )
-                for v in verdicts.values()
-            )
+    figures = [
+        UnitFigures(
+            campaign=v.campaign_id,
+            unit=v.unit,
+            level=v.level,
+            indicator=v.indicator,
+            value=v.progress.value,
+            target=v.progress.target,
+            expected=v.progress.expected,
+            pct=v.progress.pct,
+            pace=v.progress.pace,
+            status=v.progress.status,
+            projected_completion=v.progress.projected_completion,
+            last_event_at=v.last_event_at,
+            events_today=events_today.get(v.key, 0),
+        )
+        for v in verdicts
+        if v.level <= max_level
+    ]
     levels = [
         LevelFigures(r["campaign_id"], r["level"], r["indicator"], r["units"], r["done"])
         for r in await conn.fetch(SELECT_LEVEL_COUNTS)

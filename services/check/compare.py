@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from tiendo.board.repository import ValueAt
+from tiendo.counting import ValueAt
 
 Key = tuple[str, str, str]  # (campaign, unit, indicator)
 OpenAlerts = Mapping[tuple[str, str, str, str], str]  # (campaign, unit, indicator, rule) → state

@@ -28,7 +28,7 @@ from services.notifier.settings import NotifierSettings
 from tiendo.board import repository as board
 from tiendo.board.campaign import Campaign
 from tiendo.board.figures import judge_campaign
-from tiendo.board.repository import ValueAt
+from tiendo.counting import ValueAt
 from tiendo.database import Connection
 
 # Ingest accepts events up to 5 minutes ahead of its clock (SPEC §4.1); live counters hold

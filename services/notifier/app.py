@@ -42,7 +42,7 @@ from services.notifier.summary import Summary
 from tiendo.background import Beat, Loop, Supervisor, every
 from tiendo.clock import Clock, SystemClock
 from tiendo.database import create_pool, migrate
-from tiendo.events.v1 import events_pb2
+from tiendo.events import unit_progress
 from tiendo.kafka import TopicSpec, ensure_topics
 from tiendo.logs import get_logger
 from tiendo.web import RequestIdMiddleware, add_ops_routes, install_problem_handlers
@@ -139,9 +139,8 @@ def create_app(
                 while True:
                     for records in batches.values():
                         for record in records:
-                            message = events_pb2.UnitProgress()
-                            message.ParseFromString(record.value)
-                            keys.add((message.campaign_id, message.unit, message.indicator))
+                            moved = unit_progress.decode(record.value)
+                            keys.add((moved.campaign_id, moved.unit, moved.indicator))
                     left = window_ends - asyncio.get_running_loop().time()
                     if left <= 0:
                         break

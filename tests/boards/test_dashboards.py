@@ -3,26 +3,16 @@ and database, Debian's Prometheus scrapes them with the repository's rule files,
 query of every panel and variable of every provisioned board is executed — PromQL through
 Prometheus's HTTP API, SQL against PostgreSQL — failing on an error or an empty result."""
 
-import asyncio
-import contextlib
 import importlib.util
-import json
 import re
-import shutil
-import subprocess
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 import httpx
 import pytest
-import uvicorn
 import yaml
 from aiokafka import AIOKafkaProducer
-from fastapi import FastAPI, Request
 
 from devtools.localstack import KafkaBroker, free_port
 from services.aggregator.app import create_app as create_aggregator
@@ -31,13 +21,26 @@ from services.ingest.app import create_app as create_ingest
 from services.ingest.settings import IngestSettings
 from services.notifier.app import create_app as create_notifier
 from services.notifier.settings import NotifierSettings
+from tests.boards.grafana import (
+    BOARDS,
+    VARIABLES,
+    boards,
+    interpolate,
+    panel_queries,
+    panels,
+    variable_queries,
+)
+from tests.boards.live import (
+    PROMETHEUS,
+    PROMETHEUS_DIR,
+    Receiver,
+    prom_query,
+    prometheus_server,
+    serving,
+)
 from tests.support.stack import REPO, ServiceKwargs, Topics, eventually
 from tests.support.world import WARDS, build_world, issue_token
 
-BOARDS = REPO / "deploy" / "grafana" / "dashboards"
-PROMETHEUS_DIR = REPO / "deploy" / "prometheus"
-PROMETHEUS = shutil.which("prometheus")
-PROMTOOL = shutil.which("promtool")
 needs_prometheus = pytest.mark.skipif(
     PROMETHEUS is None,
     reason="Debian's `prometheus` binary is not installed (apt-get install prometheus); "
@@ -48,87 +51,6 @@ START = datetime.now(UTC) - timedelta(days=10)
 INDICATORS = ("cccd_collected", "eid_activated_l2")
 # Ward 00004 reaches its target, 00007 keeps pace, 00010 (alone in district 002) lags.
 DONE = {"00004": 1000, "00007": 250, "00010": 20}
-# The values a person would pick in each board's variables.
-VARIABLES = {
-    "campaign": "c1",
-    "indicator": "cccd_collected",
-    "level": "3",  # wards: below the per-unit metrics cut-off, served from PostgreSQL
-    "unit": "002",  # a lagging district: its curves, children and alerts all exist
-    "explain": "1",
-}
-# What Grafana would put in its own variables for a 30-day range.
-BUILTINS = {"__rate_interval": "1m", "__interval": "15s", "__range": "30d"}
-
-
-# -- reading the boards -------------------------------------------------------------------
-@dataclass(frozen=True)
-class Query:
-    board: str
-    where: str  # panel title or "variable NAME"
-    kind: str  # "prometheus" or "postgres"
-    text: str
-
-
-def boards() -> dict[str, dict[str, Any]]:
-    return {p.stem: json.loads(p.read_text()) for p in sorted(BOARDS.glob("*.json"))}
-
-
-def panels(board: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    for panel in board["panels"]:
-        yield panel
-        yield from panel.get("panels", [])
-
-
-def kind_of(datasource: dict[str, Any]) -> str:
-    return {"prometheus": "prometheus", "postgres": "postgres"}[datasource["uid"]]
-
-
-def panel_queries() -> list[Query]:
-    found = []
-    for name, board in boards().items():
-        for panel in panels(board):
-            for target in panel.get("targets", []):
-                ds = target.get("datasource") or panel["datasource"]
-                kind = kind_of(ds)
-                text = target["expr"] if kind == "prometheus" else target["rawSql"]
-                found.append(Query(name, panel["title"], kind, text))
-    return found
-
-
-def variable_queries() -> list[Query]:
-    found = []
-    for name, board in boards().items():
-        for var in board.get("templating", {}).get("list", []):
-            if var["type"] == "query":
-                query = var["query"]
-                text = query if isinstance(query, str) else query["query"]
-                found.append(
-                    Query(name, f"variable {var['name']}", kind_of(var["datasource"]), text)
-                )
-    return found
-
-
-# -- Grafana's interpolation, for the variables and macros the boards use ----------------
-_VAR = re.compile(r"\$\{(\w+)(?::(\w+))?\}|\$(__\w+)\(\)|\$(\w+)")
-
-
-def interpolate(text: str, *, sql: bool, start: datetime, end: datetime) -> str:
-    def replace(m: re.Match[str]) -> str:
-        braced, fmt, macro, plain = m.groups()
-        if macro is not None:
-            assert sql, f"SQL macro ${macro}() in PromQL"
-            at = {"__timeFrom": start, "__timeTo": end}[macro]
-            return f"'{at.isoformat()}'"
-        name = braced or plain
-        value = VARIABLES.get(name) or BUILTINS[name]
-        if fmt == "sqlstring":
-            return "'" + value.replace("'", "''") + "'"
-        assert fmt is None, f"unsupported format {fmt}"
-        return value
-
-    out = _VAR.sub(replace, text)
-    assert "$" not in out, f"an unknown Grafana variable is left in {out!r}"
-    return out
 
 
 def test_boards_are_what_make_dashboards_generates(tmp_path: Path) -> None:
@@ -175,82 +97,6 @@ def test_every_panel_is_titled_described_placed_and_queries_a_provisioned_dataso
 
 
 # -- the live check -----------------------------------------------------------------------
-class Receiver:
-    """A webhook endpoint for the notifier's deliveries."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.received = 0
-        app = FastAPI()
-
-        @app.post("/hook")
-        async def hook(request: Request) -> dict[str, bool]:
-            await request.body()
-            self.received += 1
-            return {"ok": True}
-
-        self.app = app
-
-
-@contextlib.asynccontextmanager
-async def serving(app: FastAPI, port: int) -> AsyncIterator[str]:
-    """The app on a real loopback port (Prometheus must reach it), lifespan included."""
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
-    )
-    task = asyncio.create_task(server.serve())
-    try:
-        while not server.started:
-            assert not task.done(), "the server stopped during start-up"
-            await asyncio.sleep(0.05)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
-
-
-@contextlib.contextmanager
-def prometheus_server(tmp: Path, targets: dict[str, int]) -> Iterator[str]:
-    """Debian's Prometheus with deploy/prometheus/prometheus.yml, pointed at `targets`."""
-    config = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
-    config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
-    config["rule_files"] = [str(PROMETHEUS_DIR / f) for f in config["rule_files"]]
-    jobs = {job["job_name"] for job in config["scrape_configs"]}
-    assert jobs == set(targets), "the scrape config's jobs are not the three services"
-    for job in config["scrape_configs"]:
-        job["static_configs"] = [{"targets": [f"127.0.0.1:{targets[job['job_name']]}"]}]
-    path = tmp / "prometheus.yml"
-    path.write_text(yaml.safe_dump(config))
-    if PROMTOOL is not None:
-        check = subprocess.run(
-            [PROMTOOL, "check", "config", str(path)], capture_output=True, text=True, check=False
-        )
-        assert check.returncode == 0, check.stdout + check.stderr
-    port = free_port()
-    assert PROMETHEUS is not None
-    with (tmp / "prometheus.log").open("wb") as log:
-        process = subprocess.Popen(
-            [
-                PROMETHEUS,
-                f"--config.file={path}",
-                f"--storage.tsdb.path={tmp / 'tsdb'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-                "--log.level=warn",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 def events_for(unit: str, indicator: str, n: int, at: datetime) -> list[dict[str, object]]:
     # Few events with larger values: the counts matter, not the number of requests.
     chunks = [n // 10] * 10
@@ -266,15 +112,6 @@ def events_for(unit: str, indicator: str, n: int, at: datetime) -> list[dict[str
         for i, v in enumerate(chunks)
         if v
     ]
-
-
-async def prom_query(client: httpx.AsyncClient, expr: str) -> list[dict[str, Any]]:
-    r = await client.get("/api/v1/query", params={"query": expr})
-    body = r.json()
-    assert r.status_code == 200, f"{expr!r}: {body.get('error', r.text)}"
-    assert body["status"] == "success", f"{expr!r}: {body}"
-    result: list[dict[str, Any]] = body["data"]["result"]
-    return result
 
 
 @needs_prometheus

@@ -18,12 +18,12 @@ from hypothesis import strategies as st
 from devtools.localstack import PostgresServer
 from services.aggregator import admin
 from services.aggregator.admin import CampaignIn, MilestoneIn, TargetIn
-from services.aggregator.repository.apply import apply_events
 from services.check.run import check_round
 from services.notifier.evaluator import Evaluator
 from services.notifier.render import Renderer
 from services.notifier.settings import NotifierSettings
 from tests.support.world import TREE, WARDS
+from tiendo.counting import apply_events
 from tiendo.database import create_pool
 from tiendo.event import Event, Kind
 

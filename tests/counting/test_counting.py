@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tiendo.counting import Ledger, Window, counted, own_values
+from tests.counting.model import Ledger, Window, counted, own_values
 from tiendo.event import Event, Kind
 
 START = datetime(2023, 5, 10, tzinfo=UTC)

@@ -1,6 +1,7 @@
 """Live equals history (SPEC §5): a campaign created, re-windowed, re-targeted or given new
 indicators after its events arrived shows live exactly what `as_of` now shows, for every
-unit of the tree — and both equal the from-scratch rules of `tiendo.counting`."""
+unit of the tree — and both equal the from-scratch rules of the reference model
+(`tests/counting/model.py`)."""
 
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -13,10 +14,10 @@ from devtools.localstack import KafkaBroker
 from services.aggregator import admin
 from services.aggregator.app import create_app as create_aggregator
 from services.aggregator.settings import AggregatorSettings
+from tests.counting.model import Window, own_values
 from tests.support.progress import assert_live_equals_history
 from tests.support.stack import Topics, aggregator_settings, eventually, running
 from tests.support.world import TREE
-from tiendo.counting import Window, own_values
 from tiendo.event import Event, Kind, encode
 from tiendo.kafka import reliable_producer
 from tiendo.rollup import subtree_sums

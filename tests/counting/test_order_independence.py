@@ -1,7 +1,7 @@
 """Order independence end to end (SPEC §5): a generated campaign of 200,000 events, sent
 in shuffled order with 5 % duplicates through the real ingest, Kafka and aggregator, with
 the aggregator SIGKILLed several times, ends with every counter equal to an independent
-recomputation (tiendo.counting, from scratch)."""
+recomputation (tests/counting/model.py, from scratch)."""
 
 import random
 from datetime import UTC, datetime, timedelta
@@ -16,6 +16,7 @@ from services.check.run import check_round
 from services.ingest.app import create_app as create_ingest
 from services.ingest.settings import IngestSettings
 from services.notifier.settings import NotifierSettings
+from tests.counting.model import Window, own_values, rolled_up
 from tests.support.stack import (
     Topics,
     aggregator_process,
@@ -24,7 +25,6 @@ from tests.support.stack import (
     until_ready,
 )
 from tests.support.world import build_world, issue_token
-from tiendo.counting import Window, own_values, rolled_up
 from tiendo.event import Event, Kind, to_json
 
 EVENTS = 200_000
@@ -170,7 +170,7 @@ async def test_shuffled_duplicated_campaign_with_crashes_matches_recomputation(
 
         await eventually(settled, timeout=120, every=2.0)
         counted = await conn.fetchval("SELECT count(*) FROM events WHERE counted")
-        from tiendo.counting import counted as counted_events
+        from tests.counting.model import counted as counted_events
 
         assert counted == len(counted_events(events))
         # `tiendo check`: after the crashes, every live counter equals its history

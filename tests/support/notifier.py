@@ -27,13 +27,13 @@ from starlette.responses import JSONResponse
 
 from devtools.localstack import KafkaBroker, free_port
 from services.aggregator.admin import UnitIn
-from services.aggregator.repository.apply import apply_events
 from services.notifier.app import create_app
 from services.notifier.channels import DELIVERY_ID_HEADER
 from services.notifier.settings import NotifierSettings
 from tests.support.stack import Topics, eventually, running
 from tests.support.world import TREE, build_world
 from tiendo.clock import ManualClock
+from tiendo.counting import apply_events
 from tiendo.event import Event, Kind
 
 SECRET = "test-webhook-secret"

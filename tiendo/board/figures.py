@@ -8,10 +8,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from tiendo import counting
 from tiendo.board import repository
 from tiendo.board.campaign import Campaign
-from tiendo.board.repository import Counter, ValueAt
+from tiendo.board.repository import Counter
 from tiendo.board.window import WindowValues
+from tiendo.counting import ValueAt
 from tiendo.database import Connection
 from tiendo.pace import Progress, assess, run_rate_window
 
@@ -57,7 +59,7 @@ async def _window_ago(
         else:
             missing.append(indicator)
     if missing:
-        found = await repository.values_as_of_many(
+        found = await counting.as_of(
             conn,
             campaign.id,
             missing,
@@ -156,13 +158,15 @@ async def judge_campaign(
     live: bool,
     window: WindowValues | None = None,
     refresh: bool = False,
+    untargeted: bool = False,
 ) -> list[Verdict]:
     """Every (unit, indicator) of the campaign that has a target, including units that
     never reported, judged at `at`. `refresh`: compute the run-rate start values anew
     (and keep them in `window`) even if kept ones are young: a late event from before
-    the window moves them, and a full pass must be exact."""
+    the window moves them, and a full pass must be exact. `untargeted`: the units
+    without a target too (the boards and metrics show every unit)."""
     by_indicator: dict[str, list[Counter]] = {}
-    for c in await repository.targeted(conn, campaign.id):
+    for c in await repository.targeted(conn, campaign.id, only=not untargeted):
         by_indicator.setdefault(c.indicator, []).append(c)
     ago = await _window_ago(
         conn,

@@ -1,4 +1,5 @@
-"""The board's SQL over the aggregator's tables (read only). Callers own transactions."""
+"""The board's SQL over the aggregator's tables (read only); the history (`as_of`) is read
+by the counting rules' own form, `tiendo.counting.as_of`. Callers own transactions."""
 
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -6,7 +7,9 @@ from datetime import datetime
 
 import asyncpg
 
+from tiendo import counting
 from tiendo.board.campaign import Campaign
+from tiendo.counting import ValueAt
 from tiendo.database import Connection
 
 SELECT_CAMPAIGNS = "SELECT * FROM campaigns ORDER BY starts_at DESC, id"
@@ -14,7 +17,7 @@ SELECT_CAMPAIGN = "SELECT * FROM campaigns WHERE id = $1"
 SELECT_LEVEL = "SELECT code FROM units WHERE level = $1 ORDER BY code"
 SELECT_UP_TO_LEVEL = "SELECT code FROM units WHERE level <= $1 ORDER BY code"
 _COUNTERS = """
-SELECT p.unit, u.name AS unit_name, u.level, u.parent_code, p.indicator, p.value,
+SELECT p.campaign_id, p.unit, u.name AS unit_name, u.level, u.parent_code, p.indicator, p.value,
        p.baseline, p.target, p.deadline, p.last_event_at
 FROM progress p JOIN units u ON u.code = p.unit
 """
@@ -25,65 +28,14 @@ SELECT_COUNTERS_OF = (
 SELECT_TARGETED = (
     _COUNTERS + "WHERE p.campaign_id = $1 AND p.target > 0 ORDER BY p.indicator, p.unit"
 )
-# Each root's subtree value and last event at time T, from the event history (SPEC §5):
-# per unit, the latest snapshot in [start, T] plus counted increments after it, or the
-# own baseline plus counted increments in [start, T]; then summed over the subtree.
-VALUES_AS_OF = """
-WITH roots AS (
-    SELECT DISTINCT code FROM unnest($1::text[]) AS r (code)
-), members AS (
-    -- each unit under (or equal to) a requested root, via its lineage: O(units x depth),
-    -- hash-joined (`= ANY` of a national tree's 11,000 roots compared every pair: 9 s)
-    SELECT lineage.code AS root, u.code
-    FROM units u CROSS JOIN LATERAL unnest(u.ancestors || u.code) AS lineage (code)
-    JOIN roots ON roots.code = lineage.code
-), own_units AS (
-    SELECT DISTINCT code FROM members
-), snaps AS (
-    SELECT DISTINCT ON (e.unit, e.indicator) e.unit, e.indicator, e.occurred_at, e.value
-    FROM events e JOIN own_units o ON o.code = e.unit
-    WHERE e.indicator = ANY ($3::text[]) AND e.kind = 'snapshot'
-      AND e.occurred_at >= $4 AND e.occurred_at <= $5
-    ORDER BY e.unit, e.indicator, e.occurred_at DESC, e.event_id DESC
-), incs AS (
-    SELECT e.unit, e.indicator, sum(e.value) AS total
-    FROM events e
-    JOIN own_units o ON o.code = e.unit
-    LEFT JOIN snaps s ON s.unit = e.unit AND s.indicator = e.indicator
-    WHERE e.indicator = ANY ($3::text[]) AND e.kind = 'increment' AND e.counted
-      AND e.occurred_at >= $4 AND e.occurred_at <= $5
-      AND (s.occurred_at IS NULL OR e.occurred_at > s.occurred_at)
-    GROUP BY e.unit, e.indicator
-), lasts AS (
-    SELECT e.unit, e.indicator, max(e.occurred_at) AS last_at
-    FROM events e JOIN own_units o ON o.code = e.unit
-    -- as the live counters: a subject's repeat is recorded, not counted, not a report
-    WHERE e.indicator = ANY ($3::text[]) AND e.counted
-      AND e.occurred_at >= $4 AND e.occurred_at <= $5
-    GROUP BY e.unit, e.indicator
-), own AS (
-    SELECT o.code, i.indicator,
-           coalesce(s.value, coalesce(t.baseline, 0)) + coalesce(n.total, 0) AS value,
-           l.last_at
-    FROM own_units o
-    CROSS JOIN unnest($3::text[]) AS i (indicator)
-    LEFT JOIN snaps s ON s.unit = o.code AND s.indicator = i.indicator
-    LEFT JOIN incs n ON n.unit = o.code AND n.indicator = i.indicator
-    LEFT JOIN lasts l ON l.unit = o.code AND l.indicator = i.indicator
-    LEFT JOIN targets t
-           ON t.campaign_id = $2 AND t.unit = o.code AND t.indicator = i.indicator
-)
-SELECT m.root, own.indicator, sum(own.value)::bigint AS value,
-       max(own.last_at) AS last_event_at
-FROM members m JOIN own ON own.code = m.code
-GROUP BY m.root, own.indicator
-"""
+SELECT_EVERY_COUNTER = _COUNTERS + "WHERE p.campaign_id = $1 ORDER BY p.indicator, p.unit"
 
 
 @dataclass(frozen=True, slots=True)
 class Counter:
     """One (unit, indicator) of a campaign as the live counters hold it."""
 
+    campaign_id: str
     unit: str
     unit_name: str
     level: int
@@ -98,6 +50,7 @@ class Counter:
     @classmethod
     def from_row(cls, r: asyncpg.Record) -> "Counter":
         return cls(
+            r["campaign_id"],
             r["unit"],
             r["unit_name"],
             r["level"],
@@ -109,12 +62,6 @@ class Counter:
             r["deadline"],
             r["last_event_at"],
         )
-
-
-@dataclass(frozen=True, slots=True)
-class ValueAt:
-    value: int
-    last_event_at: datetime | None
 
 
 async def campaigns(conn: Connection) -> dict[str, Campaign]:
@@ -143,8 +90,10 @@ async def counters_of(
     return [Counter.from_row(r) for r in rows]
 
 
-async def targeted(conn: Connection, campaign_id: str) -> list[Counter]:
-    return [Counter.from_row(r) for r in await conn.fetch(SELECT_TARGETED, campaign_id)]
+async def targeted(conn: Connection, campaign_id: str, *, only: bool = True) -> list[Counter]:
+    """The campaign's counters with a target (`only`), or every one of them."""
+    query = SELECT_TARGETED if only else SELECT_EVERY_COUNTER
+    return [Counter.from_row(r) for r in await conn.fetch(query, campaign_id)]
 
 
 async def values_as_of(
@@ -156,19 +105,5 @@ async def values_as_of(
     at: datetime,
 ) -> dict[str, ValueAt]:
     """Each root's subtree value and last event at `at`, from the event history."""
-    found = await values_as_of_many(conn, campaign_id, [indicator], roots, starts_at, at)
+    found = await counting.as_of(conn, campaign_id, [indicator], roots, starts_at, at)
     return {root: v for (_, root), v in found.items()}
-
-
-async def values_as_of_many(
-    conn: Connection,
-    campaign_id: str,
-    indicators: Sequence[str],
-    roots: Sequence[str],
-    starts_at: datetime,
-    at: datetime,
-) -> dict[tuple[str, str], ValueAt]:
-    """`values_as_of` of several indicators in one reading of the history, by
-    (indicator, root)."""
-    rows = await conn.fetch(VALUES_AS_OF, list(roots), campaign_id, list(indicators), starts_at, at)
-    return {(r["indicator"], r["root"]): ValueAt(r["value"], r["last_event_at"]) for r in rows}

@@ -1,4 +1,5 @@
-"""What counts (SPEC §5), as pure functions: the reference the aggregator's SQL implements.
+"""What counts (docs/semantics.md), as pure functions: the reference model the counting SQL
+of `tiendo/counting/` must equal.
 
 Two forms of the same semantics:
 - `own_values` computes every unit's own value at a moment from the full set of events;

@@ -1,0 +1,83 @@
+"""The messages between services keep every field across the wire: what the aggregator
+publishes on `unit-progress` and ingest on `progress-events` is what their readers get,
+also from a record written by the bindings directly (an older producer)."""
+
+from datetime import UTC, datetime, timedelta, timezone
+
+from tiendo.events import progress_event, unit_progress
+from tiendo.events.progress_event import Event, Kind
+from tiendo.events.timestamps import timestamp
+from tiendo.events.unit_progress import UnitProgress
+from tiendo.events.v1 import events_pb2
+
+AT = datetime(2026, 3, 1, 8, 30, 15, 123456, tzinfo=UTC)
+
+
+def _update(**changes: object) -> UnitProgress:
+    fields: dict[str, object] = {
+        "campaign_id": "ml01",
+        "unit": "00004",
+        "indicator": "cccd_collected",
+        "value": 1250,
+        "baseline": 100,
+        "target": 5000,
+        "starts_at": AT - timedelta(days=21),
+        "deadline": AT + timedelta(days=30),
+        "last_event_at": AT - timedelta(minutes=3),
+        "computed_at": AT,
+        "behind_threshold": 0.85,
+        "stale_after": timedelta(hours=6),
+        "level": 3,
+        "parent": "001",
+        "unit_name": "Phường Phúc Xá",
+        "timezone": "Asia/Ho_Chi_Minh",
+    }
+    fields.update(changes)
+    return UnitProgress(**fields)  # type: ignore[arg-type]
+
+
+def test_a_unit_progress_update_reads_back_as_it_was_sent() -> None:
+    for update in (_update(), _update(last_event_at=None, parent=None, level=1)):
+        assert unit_progress.decode(unit_progress.encode(update)) == update
+        assert update.key == f"ml01/{update.unit}/cccd_collected".encode()
+
+
+def test_a_record_built_by_the_bindings_reads_as_the_same_update() -> None:
+    message = events_pb2.UnitProgress(
+        campaign_id="ml01",
+        unit="00004",
+        indicator="cccd_collected",
+        value=1250,
+        baseline=100,
+        target=5000,
+        starts_at=timestamp(AT - timedelta(days=21)),
+        deadline=timestamp(AT + timedelta(days=30)),
+        last_event_at=timestamp(AT - timedelta(minutes=3)),
+        computed_at=timestamp(AT),
+        behind_threshold=0.85,
+        stale_after_seconds=6 * 3600,
+        level=3,
+        parent="001",
+        unit_name="Phường Phúc Xá",
+        timezone="Asia/Ho_Chi_Minh",
+    )
+    assert unit_progress.decode(message.SerializeToString()) == _update()
+
+
+def test_a_progress_event_reads_back_with_its_offset_and_source() -> None:
+    hanoi = timezone(timedelta(hours=7))
+    event = Event(
+        event_id="w4-1",
+        unit="00004",
+        indicator="cccd_collected",
+        kind=Kind.SNAPSHOT,
+        value=1250,
+        occurred_at=AT.astimezone(hanoi),
+        subject=None,
+        received_at=AT,
+        source="vneid-hanoi",
+    )
+    back = progress_event.decode(progress_event.encode(event))
+    assert back == event
+    assert back.occurred_at.utcoffset() == timedelta(hours=7)
+    assert progress_event.from_message(progress_event.to_message(event, source="x")).source == "x"

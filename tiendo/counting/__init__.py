@@ -1,0 +1,172 @@
+"""Counting in one room: which events count, and how they make each unit's value.
+
+The rules (docs/contract.md §5 in the product's words, docs/semantics.md for operators):
+
+1. An event counts for a campaign when its indicator is one of the campaign's and its
+   `occurred_at` lies in [starts_at, deadline]; any other event is stored, never counted.
+   An `event_id` is applied once, forever: a second delivery changes nothing.
+2. A citizen (`subject`, on increments) counts once per indicator, at the earliest of its
+   events by (occurred_at, event_id), wherever that happened; a late earlier event takes
+   the count over.
+3. A unit's own value at T is its latest snapshot in [start, T], latest by (occurred_at,
+   event_id), a snapshot standing for the whole own total, baseline included …
+4. … plus the counted increments after it; without a snapshot, its baseline plus the
+   counted increments in [start, T]. A moment after the deadline is the deadline.
+5. Its last report is its latest counted event in [start, T].
+6. A unit's value is its own plus its children's, to any depth.
+
+Three forms, the three functions below, each built from `rules.py`, where every rule's
+three SQL forms sit side by side: `apply` (the live counters, batch by batch, in any order,
+with any duplicates and restarts), `recount` (the counters again from the stored events:
+rebuild, admin changes) and `as_of` (the figures of any moment, from the history). Live
+equals history: after any applies and recounts, the counters equal `as_of` now. The pure
+reference model (tests/counting/model.py) states the rules once more in Python, and the
+tests hold every form equal to it.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from tiendo.counting import batch, rules
+from tiendo.database import Connection
+from tiendo.event import Event
+
+
+@dataclass(frozen=True, slots=True)
+class Key:
+    """One counter: a (campaign, unit, indicator)."""
+
+    campaign_id: str
+    unit: str
+    indicator: str
+
+
+@dataclass(frozen=True, slots=True)
+class BatchOutcome:
+    new_events: int
+    changed: list[Key]
+
+
+@dataclass(frozen=True, slots=True)
+class Unappliable:
+    """A staged event whose unit or indicator is unknown (a dead letter)."""
+
+    partition: int
+    offset: int
+    event_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ValueAt:
+    value: int
+    last_event_at: datetime | None
+
+
+# -- apply: the live counters ------------------------------------------------------------
+async def prepare(conn: Connection) -> None:
+    """Create this connection's staging tables (once per connection)."""
+    await conn.execute(batch.CREATE_STAGING)
+
+
+async def lock_apply(conn: Connection) -> None:
+    """Wait for any re-plan (admin change) to commit; applies run side by side."""
+    await conn.execute(batch.LOCK_APPLY)
+
+
+async def stage(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Load `batch.staging_row`s for the next `apply`."""
+    await conn.copy_records_to_table("batch_in", records=rows, columns=batch.STAGING_COLUMNS)
+
+
+async def take_unappliable(conn: Connection) -> list[Unappliable]:
+    """Take the staged events that can never be applied out of the batch."""
+    rows = await conn.fetch(batch.TAKE_UNAPPLIABLE)
+    return [
+        Unappliable(r["kafka_partition"], r["kafka_offset"], r["event_id"], r["reason"])
+        for r in rows
+    ]
+
+
+async def apply(
+    conn: Connection, *, distinct_ids: bool = False, unusable: Sequence[str] = ()
+) -> BatchOutcome:
+    """Apply what `stage` loaded (rules 1–6): dedup, count, roll up; return the keys whose
+    figures moved. `distinct_ids`: no event_id repeats within the batch; `unusable`:
+    campaigns left out. The caller owns the transaction."""
+    await lock_apply(conn)
+    status = await conn.execute(
+        batch.INSERT_NEW_EVENTS_DISTINCT if distinct_ids else batch.INSERT_NEW_EVENTS
+    )
+    new_events = int(str(status).rsplit(" ", 1)[-1])
+    if new_events == 0:
+        return BatchOutcome(0, [])
+    if await conn.fetchval("SELECT count(*) FROM batch_new WHERE subject IS NOT NULL"):
+        await conn.execute(rules.STAGE_SUBJECTS)
+        await conn.execute(rules.LOCK_SUBJECTS)
+        await conn.execute(rules.FIND_DETHRONED)
+        await conn.execute(rules.MARK_SUBJECT_DUPLICATES)
+        await conn.execute(rules.UPSERT_SUBJECT_WINNERS)
+    await conn.execute(rules.SELECT_APPLIED, list(unusable))
+    await conn.execute(rules.UPSERT_DAILY)
+    await conn.execute(batch.GROUP_KEYS)
+    await conn.execute(batch.ENSURE_PROGRESS_ROWS)
+    await conn.execute(batch.SELECT_KEYS)
+    await conn.execute(rules.UPDATE_SNAPSHOTS)
+    await conn.execute(rules.UPDATE_INCREMENTS)
+    await conn.execute(rules.RECOUNT_AFTER_SNAPSHOT)
+    changed = await conn.fetch(batch.SPREAD)
+    if await conn.fetchval("SELECT EXISTS (SELECT 1 FROM batch_applied WHERE adjustment)"):
+        await conn.execute(rules.RELAST_OWN)
+        await conn.execute(batch.RELAST_SUBTREES)
+    return BatchOutcome(new_events, [Key(r[0], r[1], r[2]) for r in changed])
+
+
+async def apply_events(conn: Connection, events: Sequence[Event]) -> BatchOutcome:
+    """Apply events outside the consumer, in one transaction: the same statements as a
+    consumed batch, without Kafka positions (a replay on simulated time, a test's world).
+    Refuses an event whose unit or indicator is unknown."""
+    await prepare(conn)
+    async with conn.transaction():
+        await stage(conn, [batch.staging_row(e, None, None) for e in events])
+        unappliable = await take_unappliable(conn)
+        if unappliable:
+            raise ValueError(f"cannot apply: {unappliable[0].event_id}: {unappliable[0].reason}")
+        return await apply(conn)
+
+
+# -- recount: the counters again from the stored events ----------------------------------
+async def recount(
+    conn: Connection, campaign_id: str | None = None, unusable: Sequence[str] = ()
+) -> None:
+    """Rules 1, 3–5 from the stored events into `daily_counts` and the own columns of
+    `progress`, for one campaign or (None) all of them but the `unusable` ones. Needs the
+    campaign's progress rows. Rule 2 again is `rules.RECOUNT_SUBJECTS` (the rebuild's),
+    rule 6 the caller's `RECOMPUTE_VALUES`."""
+    statements = (
+        *rules.RECOUNT_DAILY,
+        rules.RECOUNT_RESET,
+        rules.RECOUNT_SNAPSHOTS,
+        rules.RECOUNT_INCREMENTS,
+    )
+    for statement in statements:
+        await conn.execute(statement, campaign_id, list(unusable))
+
+
+# -- as_of: a moment of the history ------------------------------------------------------
+async def as_of(
+    conn: Connection,
+    campaign_id: str,
+    indicators: Sequence[str],
+    roots: Sequence[str],
+    starts_at: datetime,
+    at: datetime,
+) -> dict[tuple[str, str], ValueAt]:
+    """Rules 1–6 at `at` (at most the deadline): each root's subtree value and last report
+    per indicator, by (indicator, root), in one reading of the history."""
+    rows = await conn.fetch(
+        rules.VALUES_AS_OF, list(roots), campaign_id, list(indicators), starts_at, at
+    )
+    return {(r["indicator"], r["root"]): ValueAt(r["value"], r["last_event_at"]) for r in rows}

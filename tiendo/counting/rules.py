@@ -1,0 +1,307 @@
+"""The counting rules in SQL, each rule in its three forms side by side: **apply** (a batch
+into the live counters), **recount** (the counters again from the stored events) and
+**as_of** (a moment of the history). The semantics are stated once, in the docstring of
+`tiendo.counting`; the fragments below are what the forms share, so they cannot drift.
+
+Aliases: `e` an event, `c` its campaign, `p` a progress row. Parameters of the recount:
+$1 the campaign (null: all), $2 the campaigns left out (unusable). Of `as_of`: $1 the
+roots, $2 the campaign, $3 its indicators, $4 its start, $5 the moment (≤ its deadline).
+"""
+
+# -- rule 1: which events count for a campaign -------------------------------------------
+# The indicator is the campaign's and the event happened inside its window.
+IN_CAMPAIGN = (
+    "e.indicator = ANY (c.indicators) AND e.occurred_at >= c.starts_at "
+    "AND e.occurred_at <= c.deadline"
+)
+AS_OF_IN_WINDOW = "e.indicator = ANY ($3::text[]) AND e.occurred_at >= $4 AND e.occurred_at <= $5"
+RECOUNT_SCOPE = "($1::text IS NULL OR {col} = $1) AND {col} <> ALL ($2::text[])"
+# A campaign's local day, the bucket of `daily_counts`.
+LOCAL_DAY = "(e.occurred_at AT TIME ZONE c.timezone)::date"
+
+# apply: each new event once per campaign it counts for; a dethroned subject winner
+# (rule 2) is withdrawn as an adjustment of minus its value. $1: campaigns left out.
+SELECT_APPLIED = f"""
+INSERT INTO batch_applied
+SELECT c.id, e.unit, e.indicator, e.kind, e.value, e.occurred_at, e.event_id,
+       {LOCAL_DAY}, false
+FROM batch_new e
+JOIN campaigns c ON {IN_CAMPAIGN}
+WHERE e.counted AND c.id <> ALL ($1::text[])
+UNION ALL
+SELECT c.id, e.unit, e.indicator, e.kind, -e.value, e.occurred_at, e.event_id,
+       {LOCAL_DAY}, true
+FROM batch_dethroned d
+JOIN events e ON e.event_id = d.event_id
+JOIN campaigns c ON {IN_CAMPAIGN}
+WHERE c.id <> ALL ($1::text[])
+"""
+
+UPSERT_DAILY = """
+INSERT INTO daily_counts AS d (campaign_id, unit, indicator, day, increments, events)
+SELECT campaign_id, unit, indicator, day,
+       coalesce(sum(value) FILTER (WHERE kind = 'increment'), 0),
+       -- a withdrawn subject winner no longer counts on its day
+       count(*) FILTER (WHERE NOT adjustment) - count(*) FILTER (WHERE adjustment)
+FROM batch_applied
+GROUP BY 1, 2, 3, 4
+ORDER BY 1, 2, 3, 4
+ON CONFLICT (campaign_id, unit, indicator, day) DO UPDATE
+SET increments = d.increments + coalesce(EXCLUDED.increments, 0),
+    events = d.events + EXCLUDED.events
+"""
+
+# recount: the same days from every stored event.
+RECOUNT_DAILY = (
+    "DELETE FROM daily_counts WHERE " + RECOUNT_SCOPE.format(col="campaign_id"),
+    f"""
+INSERT INTO daily_counts (campaign_id, unit, indicator, day, increments, events)
+SELECT c.id, e.unit, e.indicator, {LOCAL_DAY},
+       coalesce(sum(e.value) FILTER (WHERE e.kind = 'increment'), 0), count(*)
+FROM events e
+JOIN campaigns c ON {IN_CAMPAIGN}
+WHERE e.counted AND {RECOUNT_SCOPE.format(col="c.id")}
+GROUP BY 1, 2, 3, 4
+""",
+)
+
+# -- rule 2: a citizen (subject) counts once, at its earliest event ----------------------
+# Earliest by (occurred_at, event_id); the others are stored with `counted = false`, which
+# every form of rules 3 and 4 reads.
+EARLIEST_FIRST = "occurred_at, event_id"
+
+# apply: the subjects of the batch, the first of each marked
+STAGE_SUBJECTS = f"""
+INSERT INTO batch_subjects
+SELECT indicator, subject, event_id, occurred_at, unit,
+       row_number() OVER (PARTITION BY indicator, subject ORDER BY {EARLIEST_FIRST}) = 1
+FROM batch_new
+WHERE subject IS NOT NULL AND kind = 'increment'
+"""
+
+# Replicas applying different partitions may see the same citizen: serialise per subject
+# (in a fixed order, so two transactions cannot deadlock on these locks).
+LOCK_SUBJECTS = """
+SELECT pg_advisory_xact_lock(hashtextextended(indicator || '/' || subject, 7301119))
+FROM (SELECT DISTINCT indicator, subject FROM batch_subjects ORDER BY 1, 2) s
+"""
+
+# Winners so far that an earlier event of this batch beats: their count moves.
+FIND_DETHRONED = """
+INSERT INTO batch_dethroned
+SELECT s.event_id
+FROM subjects s
+JOIN batch_subjects b ON b.first AND b.indicator = s.indicator AND b.subject = s.subject
+WHERE (b.occurred_at, b.event_id) < (s.occurred_at, s.event_id)
+"""
+
+MARK_SUBJECT_DUPLICATES = """
+WITH losers AS (
+    SELECT b.event_id
+    FROM batch_subjects b
+    LEFT JOIN subjects s ON s.indicator = b.indicator AND s.subject = b.subject
+    WHERE NOT b.first OR (s.event_id IS NOT NULL
+                          AND (s.occurred_at, s.event_id) < (b.occurred_at, b.event_id))
+), marked AS (
+    UPDATE events e SET counted = false
+    FROM (SELECT event_id FROM losers UNION ALL SELECT event_id FROM batch_dethroned) l
+    WHERE e.event_id = l.event_id
+    RETURNING e.event_id
+)
+UPDATE batch_new n SET counted = false FROM losers l WHERE n.event_id = l.event_id
+"""
+
+UPSERT_SUBJECT_WINNERS = """
+INSERT INTO subjects AS s (indicator, subject, event_id, occurred_at, unit)
+SELECT indicator, subject, event_id, occurred_at, unit FROM batch_subjects WHERE first
+ORDER BY 1, 2
+ON CONFLICT (indicator, subject) DO UPDATE
+SET event_id = EXCLUDED.event_id, occurred_at = EXCLUDED.occurred_at, unit = EXCLUDED.unit
+WHERE (EXCLUDED.occurred_at, EXCLUDED.event_id) < (s.occurred_at, s.event_id)
+"""
+
+# recount: the winners again from every stored event, and `counted` from them
+RECOUNT_SUBJECTS = f"""
+TRUNCATE subjects;
+INSERT INTO subjects (indicator, subject, event_id, occurred_at, unit)
+SELECT DISTINCT ON (indicator, subject) indicator, subject, event_id, occurred_at, unit
+FROM events
+WHERE subject IS NOT NULL AND kind = 'increment'
+ORDER BY indicator, subject, {EARLIEST_FIRST};
+UPDATE events e
+SET counted = (e.subject IS NULL OR e.kind <> 'increment'
+               OR EXISTS (SELECT 1 FROM subjects s WHERE s.event_id = e.event_id))
+WHERE e.subject IS NOT NULL;
+"""
+
+# as_of: reads `counted`, as kept by the two forms above.
+
+# -- rule 3: a unit's latest snapshot sets its own value ---------------------------------
+# Latest by (occurred_at, event_id); every snapshot counts (subjects are increments only).
+LATEST_FIRST = "e.occurred_at DESC, e.event_id DESC"
+
+# apply: the batch's latest snapshot per key replaces the stored one if it is later
+UPDATE_SNAPSHOTS = f"""
+WITH latest AS (
+    SELECT DISTINCT ON (e.campaign_id, e.unit, e.indicator)
+           e.campaign_id, e.unit, e.indicator, e.occurred_at, e.event_id, e.value
+    FROM batch_applied e
+    WHERE e.kind = 'snapshot'
+    ORDER BY e.campaign_id, e.unit, e.indicator, {LATEST_FIRST}
+), moved AS (
+    UPDATE progress p
+    SET snap_at = l.occurred_at, snap_event_id = l.event_id, snap_value = l.value
+    FROM latest l
+    WHERE p.campaign_id = l.campaign_id AND p.unit = l.unit AND p.indicator = l.indicator
+      AND (p.snap_at IS NULL OR (l.occurred_at, l.event_id) > (p.snap_at, p.snap_event_id))
+    RETURNING p.campaign_id, p.unit, p.indicator
+)
+UPDATE batch_keys k SET resnapped = true
+FROM moved m
+WHERE k.campaign_id = m.campaign_id AND k.unit = m.unit AND k.indicator = m.indicator
+"""
+
+# recount: forget the own columns, then the latest stored snapshot per key
+RECOUNT_RESET = """
+UPDATE progress SET snap_at = NULL, snap_event_id = NULL, snap_value = NULL, incr_after = 0,
+                    own_last_event_at = NULL
+WHERE """ + RECOUNT_SCOPE.format(col="campaign_id")
+
+RECOUNT_SNAPSHOTS = f"""
+WITH snaps AS (
+    SELECT DISTINCT ON (c.id, e.unit, e.indicator)
+           c.id AS campaign_id, e.unit, e.indicator, e.occurred_at, e.event_id, e.value
+    FROM events e
+    JOIN campaigns c ON {IN_CAMPAIGN}
+    WHERE e.kind = 'snapshot' AND {RECOUNT_SCOPE.format(col="c.id")}
+    ORDER BY c.id, e.unit, e.indicator, {LATEST_FIRST}
+)
+UPDATE progress p SET snap_at = s.occurred_at, snap_event_id = s.event_id, snap_value = s.value
+FROM snaps s
+WHERE p.campaign_id = s.campaign_id AND p.unit = s.unit AND p.indicator = s.indicator
+"""
+
+# as_of: the latest snapshot in [start, T] per (unit, indicator)
+AS_OF_SNAPS = f"""
+    SELECT DISTINCT ON (e.unit, e.indicator) e.unit, e.indicator, e.occurred_at, e.value
+    FROM events e JOIN own_units o ON o.code = e.unit
+    WHERE {AS_OF_IN_WINDOW} AND e.kind = 'snapshot'
+    ORDER BY e.unit, e.indicator, {LATEST_FIRST}"""
+
+# -- rule 4: counted increments add after the latest snapshot (or to the baseline) -------
+# The own value: the latest snapshot's, else the baseline; plus `incr_after`.
+OWN_VALUE = "coalesce(p.snap_value, p.own_baseline) + p.incr_after"
+
+# apply: the batch's increments after the key's snapshot (unchanged by this batch)
+UPDATE_INCREMENTS = """
+-- (k.snap_at is current: only a resnapped key's snapshot moved, and the row is locked.)
+UPDATE progress p
+SET incr_after = p.incr_after + d.delta
+FROM (
+    SELECT a.campaign_id, a.unit, a.indicator, sum(a.value) AS delta
+    FROM batch_applied a
+    JOIN batch_keys k USING (campaign_id, unit, indicator)
+    WHERE a.kind = 'increment' AND NOT k.resnapped
+      AND (k.snap_at IS NULL OR a.occurred_at > k.snap_at)
+    GROUP BY 1, 2, 3
+) d
+WHERE p.campaign_id = d.campaign_id AND p.unit = d.unit AND p.indicator = d.indicator
+"""
+
+# apply: a key whose snapshot moved sums its stored increments after the new one again
+RECOUNT_AFTER_SNAPSHOT = f"""
+UPDATE progress p
+SET incr_after = coalesce((
+    SELECT sum(e.value) FROM events e
+    WHERE e.unit = p.unit AND e.indicator = p.indicator AND e.kind = 'increment' AND e.counted
+      AND e.occurred_at > p.snap_at AND {IN_CAMPAIGN}
+), 0)
+FROM batch_keys k, campaigns c
+WHERE k.resnapped AND c.id = k.campaign_id
+  AND p.campaign_id = k.campaign_id AND p.unit = k.unit AND p.indicator = k.indicator
+"""
+
+# recount: every key's increments after its snapshot, and its last counted event
+RECOUNT_INCREMENTS = f"""
+WITH own AS (
+    SELECT p.campaign_id, p.unit, p.indicator,
+           coalesce(sum(e.value) FILTER (
+               WHERE e.kind = 'increment' AND (p.snap_at IS NULL OR e.occurred_at > p.snap_at)
+           ), 0) AS incr_after,
+           max(e.occurred_at) AS last_at
+    FROM events e
+    JOIN campaigns c ON {IN_CAMPAIGN}
+    JOIN progress p ON p.campaign_id = c.id AND p.unit = e.unit AND p.indicator = e.indicator
+    WHERE e.counted AND {RECOUNT_SCOPE.format(col="c.id")}
+    GROUP BY 1, 2, 3
+)
+UPDATE progress p SET incr_after = o.incr_after, own_last_event_at = o.last_at
+FROM own o
+WHERE p.campaign_id = o.campaign_id AND p.unit = o.unit AND p.indicator = o.indicator
+"""
+
+# as_of: counted increments in [start, T] after the latest snapshot, and the last event
+AS_OF_INCREMENTS = f"""
+    SELECT e.unit, e.indicator, sum(e.value) AS total
+    FROM events e
+    JOIN own_units o ON o.code = e.unit
+    LEFT JOIN snaps s ON s.unit = e.unit AND s.indicator = e.indicator
+    WHERE {AS_OF_IN_WINDOW} AND e.kind = 'increment' AND e.counted
+      AND (s.occurred_at IS NULL OR e.occurred_at > s.occurred_at)
+    GROUP BY e.unit, e.indicator"""
+
+# -- rule 5: the last report is the latest counted event ---------------------------------
+# (apply moves it forward in `tiendo.counting.batch.SPREAD`; a withdrawn subject winner
+# may have been it, so the units that lost one take it again from what still counts.)
+RELAST_OWN = f"""
+UPDATE progress p
+SET own_last_event_at = (
+    SELECT max(e.occurred_at) FROM events e
+    WHERE e.unit = p.unit AND e.indicator = p.indicator AND e.counted AND {IN_CAMPAIGN})
+FROM (SELECT DISTINCT campaign_id, unit, indicator FROM batch_applied WHERE adjustment) a
+JOIN campaigns c ON c.id = a.campaign_id
+WHERE p.campaign_id = a.campaign_id AND p.unit = a.unit AND p.indicator = a.indicator
+"""
+
+# recount: `last_at` of RECOUNT_INCREMENTS. as_of:
+AS_OF_LASTS = f"""
+    SELECT e.unit, e.indicator, max(e.occurred_at) AS last_at
+    FROM events e JOIN own_units o ON o.code = e.unit
+    WHERE {AS_OF_IN_WINDOW} AND e.counted
+    GROUP BY e.unit, e.indicator"""
+
+# -- rule 6: a unit's value is its own plus its children's (the rollup) ------------------
+# apply: `tiendo.counting.batch.SPREAD` adds each own change to the unit and its
+# ancestors; recount: the aggregator's `RECOMPUTE_VALUES` sums the own values again.
+# as_of: each requested root sums its subtree's own values at T.
+VALUES_AS_OF = f"""
+WITH roots AS (
+    SELECT DISTINCT code FROM unnest($1::text[]) AS r (code)
+), members AS (
+    -- each unit under (or equal to) a requested root, via its lineage: O(units x depth),
+    -- hash-joined (`= ANY` of a national tree's 11,000 roots compared every pair: 9 s)
+    SELECT lineage.code AS root, u.code
+    FROM units u CROSS JOIN LATERAL unnest(u.ancestors || u.code) AS lineage (code)
+    JOIN roots ON roots.code = lineage.code
+), own_units AS (
+    SELECT DISTINCT code FROM members
+), snaps AS ({AS_OF_SNAPS}
+), incs AS ({AS_OF_INCREMENTS}
+), lasts AS ({AS_OF_LASTS}
+), own AS (
+    SELECT o.code, i.indicator,
+           coalesce(s.value, coalesce(t.baseline, 0)) + coalesce(n.total, 0) AS value,
+           l.last_at
+    FROM own_units o
+    CROSS JOIN unnest($3::text[]) AS i (indicator)
+    LEFT JOIN snaps s ON s.unit = o.code AND s.indicator = i.indicator
+    LEFT JOIN incs n ON n.unit = o.code AND n.indicator = i.indicator
+    LEFT JOIN lasts l ON l.unit = o.code AND l.indicator = i.indicator
+    LEFT JOIN targets t
+           ON t.campaign_id = $2 AND t.unit = o.code AND t.indicator = i.indicator
+)
+SELECT m.root, own.indicator, sum(own.value)::bigint AS value,
+       max(own.last_at) AS last_event_at
+FROM members m JOIN own ON own.code = m.code
+GROUP BY m.root, own.indicator
+"""

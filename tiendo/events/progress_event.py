@@ -1,0 +1,118 @@
+"""The `progress-events` message: the progress event (contract §4) as plain data, built
+from and into its protobuf binding (`ProgressEvent`) for Kafka."""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from tiendo.events.timestamps import datetime_of, offset_zone, timestamp
+from tiendo.events.v1 import events_pb2
+
+MAX_EVENT_ID_LENGTH = 64
+MAX_INCREMENT = 1_000_000
+SUBJECT_LENGTH = 64
+
+
+class Kind(StrEnum):
+    INCREMENT = "increment"
+    SNAPSHOT = "snapshot"
+
+
+_KIND_TO_PB = {
+    Kind.INCREMENT: events_pb2.EVENT_KIND_INCREMENT,
+    Kind.SNAPSHOT: events_pb2.EVENT_KIND_SNAPSHOT,
+}
+_PB_TO_KIND = {v: k for k, v in _KIND_TO_PB.items()}
+
+
+class UndecodableEvent(ValueError):
+    """A Kafka record that is not a ProgressEvent this version can read."""
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    event_id: str
+    unit: str
+    indicator: str
+    kind: Kind
+    value: int
+    occurred_at: datetime
+    subject: str | None = None
+    received_at: datetime | None = None
+    source: str = ""
+
+
+def to_json(event: Event) -> dict[str, object]:
+    """The upstream JSON form of an event (SPEC §4.1), as a client would POST it."""
+    body: dict[str, object] = {
+        "event_id": event.event_id,
+        "unit": event.unit,
+        "indicator": event.indicator,
+        "kind": event.kind.value,
+        "value": event.value,
+        "occurred_at": event.occurred_at.isoformat(),
+    }
+    if event.subject:
+        body["subject"] = event.subject
+    return body
+
+
+def to_message(event: Event, *, source: str | None = None) -> events_pb2.ProgressEvent:
+    """The ProgressEvent of an event (`source` in place of the event's)."""
+    offset = event.occurred_at.utcoffset() or timedelta(0)
+    message = events_pb2.ProgressEvent(
+        event_id=event.event_id,
+        unit=event.unit,
+        indicator=event.indicator,
+        kind=_KIND_TO_PB[event.kind],
+        value=event.value,
+        occurred_at=timestamp(event.occurred_at),
+        occurred_at_offset_seconds=int(offset.total_seconds()),
+        subject=event.subject or "",
+        source=event.source if source is None else source,
+    )
+    if event.received_at is not None:
+        message.received_at.CopyFrom(timestamp(event.received_at))
+    return message
+
+
+def encode(event: Event, *, source: str | None = None) -> bytes:
+    """Serialise for the `progress-events` topic (`source` in place of the event's)."""
+    return to_message(event, source=source).SerializeToString()
+
+
+def from_message(message: events_pb2.ProgressEvent) -> Event:
+    """Plain event of a parsed ProgressEvent; UndecodableEvent if it breaks the schema."""
+    kind = _PB_TO_KIND.get(message.kind)
+    if kind is None or not message.event_id or not message.unit or not message.indicator:
+        raise UndecodableEvent("missing event_id, unit, indicator or kind")
+    if not message.HasField("occurred_at"):
+        raise UndecodableEvent("missing occurred_at")
+    try:
+        return Event(
+            event_id=message.event_id,
+            unit=message.unit,
+            indicator=message.indicator,
+            kind=kind,
+            value=message.value,
+            occurred_at=datetime_of(message.occurred_at).astimezone(
+                offset_zone(message.occurred_at_offset_seconds)
+            ),
+            subject=message.subject or None,
+            received_at=(
+                datetime_of(message.received_at) if message.HasField("received_at") else None
+            ),
+            source=message.source,
+        )
+    except (OverflowError, ValueError) as exc:  # a time or offset out of datetime's range
+        raise UndecodableEvent(f"bad timestamp: {exc}") from exc
+
+
+def decode(payload: bytes) -> Event:
+    """Parse a `progress-events` record value."""
+    message = events_pb2.ProgressEvent()
+    try:
+        message.ParseFromString(payload)
+    except Exception as exc:  # protobuf raises DecodeError and, for some inputs, others
+        raise UndecodableEvent(f"not a ProgressEvent: {exc}") from exc
+    return from_message(message)
