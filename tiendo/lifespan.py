@@ -45,9 +45,12 @@ async def open_database(
     return pool
 
 
-async def open_topics(settings: ServiceSettings, topics: Sequence[TopicSpec]) -> None:
-    """Wait for Kafka, then create the topics the service needs that are missing."""
-    await wait_for_kafka(settings.kafka_bootstrap, settings.dependency_timeout_seconds)
+async def open_topics(
+    settings: ServiceSettings, topics: Sequence[TopicSpec], *, group: str | None = None
+) -> None:
+    """Wait for Kafka (and the coordinator of the consumer `group`), then create the topics
+    the service needs that are missing."""
+    await wait_for_kafka(settings.kafka_bootstrap, settings.dependency_timeout_seconds, group=group)
     await ensure_topics(
         settings.kafka_bootstrap, list(topics), wait_seconds=settings.dependency_timeout_seconds
     )

@@ -1,6 +1,7 @@
 """Running a service's ASGI app under uvicorn with tiendo's logging."""
 
 import contextlib
+import logging
 import signal
 import sys
 
@@ -26,6 +27,10 @@ async def _run(app: FastAPI, config: uvicorn.Config) -> None:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(sig, lambda *_: setattr(server, "should_exit", True))
             await server.serve()
+            # Stopping: the broker may be going down at the same moment (make dev stops
+            # every process at once), and aiokafka logs each refused reconnect of a client
+            # being closed at ERROR. tiendo's own lines still say what the stop did.
+            logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     except DependencyUnavailable as exc:
         log.error("startup_failed", error=str(exc))
         sys.exit(1)

@@ -26,17 +26,20 @@ class DependencyUnavailable(Exception):
     """A dependency did not answer within the start-up timeout."""
 
 
-def metadata_request(client_id: bytes = _CLIENT_ID) -> bytes:
+def _framed(api_key: int, version: int, correlation_id: int, body: bytes) -> bytes:
+    # request header v1: api_key, api_version, correlation_id, client_id
+    header = struct.pack(">hhih", api_key, version, correlation_id, len(_CLIENT_ID)) + _CLIENT_ID
+    return struct.pack(">i", len(header) + len(body)) + header + body
+
+
+def metadata_request() -> bytes:
     """A framed Metadata (v4) request naming no topic: the broker lists its live brokers.
 
     The port accepts connections before the broker is unfenced, when clients still fail;
     Metadata v4 (served by Kafka 3.x and 4.x) lists only unfenced brokers.
     """
-    # header v1: api_key=3 (Metadata), api_version=4, correlation_id=1, client_id
-    request = struct.pack(">hhih", 3, 4, 1, len(client_id)) + client_id
     # body v4: an empty topic array, allow_auto_topic_creation=false
-    request += struct.pack(">ib", 0, 0)
-    return struct.pack(">i", len(request)) + request
+    return _framed(3, 4, 1, struct.pack(">ib", 0, 0))
 
 
 def brokers_in(payload: bytes) -> int:
@@ -47,7 +50,29 @@ def brokers_in(payload: bytes) -> int:
     return int(brokers)
 
 
-async def _kafka_answers(bootstrap: str) -> None:
+def find_coordinator_request(group: str) -> bytes:
+    """A framed FindCoordinator (v1) request for a consumer group."""
+    key = group.encode()
+    return _framed(10, 1, 2, struct.pack(">h", len(key)) + key + struct.pack(">b", 0))
+
+
+def coordinator_found(payload: bytes) -> bool:
+    """Whether a FindCoordinator v1 response names the group's coordinator (error 0)."""
+    correlation_id, _throttle, error_code = struct.unpack_from(">iih", payload)
+    if correlation_id != 2:
+        raise ConnectionError(f"unexpected correlation id {correlation_id}")
+    return bool(error_code == 0)
+
+
+async def _exchange(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
+) -> bytes:
+    writer.write(request)
+    (size,) = struct.unpack(">i", await reader.readexactly(4))
+    return await reader.readexactly(size)
+
+
+async def _kafka_answers(bootstrap: str, group: str | None) -> None:
     errors = []
     for server in bootstrap.split(","):
         host, _, port = server.strip().rpartition(":")
@@ -55,11 +80,16 @@ async def _kafka_answers(bootstrap: str) -> None:
             async with asyncio.timeout(_PROBE_TIMEOUT):
                 reader, writer = await asyncio.open_connection(host or "127.0.0.1", int(port))
                 try:
-                    writer.write(metadata_request())
-                    (size,) = struct.unpack(">i", await reader.readexactly(4))
-                    if brokers_in(await reader.readexactly(size)) > 0:
+                    if brokers_in(await _exchange(reader, writer, metadata_request())) == 0:
+                        errors.append(f"{server}: no live broker yet")
+                        continue
+                    # A consumer's first FindCoordinator is what creates the offsets topic;
+                    # until it exists aiokafka logs each retry of the join at ERROR.
+                    if group is None or coordinator_found(
+                        await _exchange(reader, writer, find_coordinator_request(group))
+                    ):
                         return
-                    errors.append(f"{server}: no live broker yet")
+                    errors.append(f"{server}: no coordinator for group {group} yet")
                 finally:
                     writer.close()
         except (
@@ -125,15 +155,20 @@ async def wait_for_postgres(dsn: str, give_up_after: float) -> None:
 
 
 async def wait_for_kafka(
-    bootstrap: str, give_up_after: float, *, keep_waiting: bool = False
+    bootstrap: str,
+    give_up_after: float,
+    *,
+    group: str | None = None,
+    keep_waiting: bool = False,
 ) -> None:
     """Return once a Kafka broker serves requests; DependencyUnavailable after `give_up_after` s,
     or with `keep_waiting` one error line then and the wait goes on (a service that serves
-    without Kafka, answering 503 meanwhile)."""
+    without Kafka, answering 503 meanwhile). With `group`, the broker must also name the
+    consumer group's coordinator."""
     await _wait(
         "Kafka",
         bootstrap,
-        lambda: _kafka_answers(bootstrap),
+        lambda: _kafka_answers(bootstrap, group),
         give_up_after,
         keep_waiting=keep_waiting,
     )

@@ -89,6 +89,7 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
                             settings.topic_progress, settings.topic_partitions, compacted=True
                         ),
                     ],
+                    group=settings.group_id,
                 )
                 producer = await start_producer(
                     stack,

@@ -76,14 +76,16 @@ class _ThrottledLog:
     def __init__(self) -> None:
         self._last: dict[tuple[str, int], tuple[float, int]] = {}
 
-    def __call__(self, source: str, status: int, event: str, **fields: Any) -> None:
+    def __call__(
+        self, source: str, status: int, event: str, *, expected: bool = False, **fields: Any
+    ) -> None:
         now = time.monotonic()
         last, suppressed = self._last.get((source, status), (-_LOG_EVERY_SECONDS, 0))
         if now - last < _LOG_EVERY_SECONDS:
             self._last[source, status] = (last, suppressed + 1)
             return
         self._last[source, status] = (now, 0)
-        level = "warning" if status >= 500 else "info"
+        level = "warning" if status >= 500 and not expected else "info"
         getattr(log, level)(event, status=status, suppressed=suppressed, **fields)
 
 
@@ -128,6 +130,12 @@ class Intake:
         publisher: Publisher = self._state.publisher
         return publisher
 
+    @property
+    def _starting(self) -> bool:
+        # A 503 before ingest has first reached PostgreSQL and Kafka is its start, not an
+        # outage: logged at info, so a healthy start prints no warning.
+        return not (self.cache.loaded and self.publisher.has_connected)
+
     def _reject(
         self,
         reason: str,
@@ -148,6 +156,7 @@ class Intake:
                 source,
                 status,
                 "events_rejected",
+                expected=self._starting,
                 reason=reason,
                 events=count,
                 fields=_loggable_fields(errors or []),
@@ -281,7 +290,14 @@ class Intake:
         try:
             await self.publisher.publish(events, source)
         except KafkaUnavailable as exc:
-            self.log_refusal(source, 503, "kafka_unavailable", error=str(exc), events=count)
+            self.log_refusal(
+                source,
+                503,
+                "kafka_unavailable",
+                expected=self._starting,
+                error=str(exc),
+                events=count,
+            )
             self.metrics.events_rejected.labels("kafka_unavailable").inc(count)
             return problem(
                 503,

@@ -180,6 +180,7 @@ def create_app(
             await open_topics(
                 settings,
                 [TopicSpec(settings.topic_progress, settings.topic_partitions, compacted=True)],
+                group=settings.group_id,
             )
             client = httpx.AsyncClient(timeout=settings.delivery_timeout_seconds)
             stack.push_async_callback(client.aclose)
