@@ -9,6 +9,7 @@ import re
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 
@@ -48,7 +49,7 @@ async def _finish(process: "subprocess.Popen[str]", timeout: float) -> tuple[int
     return process.returncode, output
 
 
-async def test_a_service_without_postgres_stops_after_the_timeout_with_one_clear_error():
+async def test_a_service_without_postgres_stops_after_the_timeout_with_one_clear_error() -> None:
     port = free_port()  # nothing listens there
     process = _run(
         "aggregator",
@@ -70,7 +71,9 @@ async def test_a_service_without_postgres_stops_after_the_timeout_with_one_clear
     assert _lines_at(output, "warning") == []
 
 
-async def test_a_consumer_without_kafka_stops_after_the_timeout_with_one_clear_error(database):
+async def test_a_consumer_without_kafka_stops_after_the_timeout_with_one_clear_error(
+    database: str,
+) -> None:
     bootstrap = f"127.0.0.1:{free_port()}"
     process = _run(
         "notifier",
@@ -92,7 +95,9 @@ async def test_a_consumer_without_kafka_stops_after_the_timeout_with_one_clear_e
     assert _lines_at(output, "warning") == []
 
 
-async def test_ingest_keeps_serving_503_and_says_once_that_kafka_is_late(database, tmp_path):
+async def test_ingest_keeps_serving_503_and_says_once_that_kafka_is_late(
+    database: str, tmp_path: Path
+) -> None:
     # a broker of this test's own, started late: the port is chosen before it listens
     broker = KafkaBroker(tmp_path / "kafka", free_port(), free_port(), heap="512m")
     port = free_port()
