@@ -103,20 +103,28 @@ async def _kafka_answers(bootstrap: str, group: str | None) -> None:
     raise ConnectionError("; ".join(errors))
 
 
+def _postgres_tcp(dsn: str) -> tuple[str, int] | None:
+    """The DSN's one TCP host and port; None for a Unix socket or a list of hosts."""
+    try:
+        parts = urlsplit(dsn)
+        return (parts.hostname, parts.port or 5432) if parts.hostname else None
+    except ValueError:
+        return None
+
+
 def _postgres_address(dsn: str) -> str:
     # host and port only: the rest of a DSN may hold a password
-    parts = urlsplit(dsn)
-    return f"{parts.hostname or 'localhost'}:{parts.port or 5432}"
+    tcp = _postgres_tcp(dsn)
+    return f"{tcp[0]}:{tcp[1]}" if tcp else "the DSN's host"
 
 
 async def _postgres_answers(dsn: str) -> None:
-    address = _postgres_address(dsn)
-    host, _, port = address.rpartition(":")
     # A bare TCP connection first: PostgreSQL logs nothing for one that sends no startup
     # packet, but a FATAL line for a login attempted while it is still starting.
-    async with asyncio.timeout(_PROBE_TIMEOUT):
-        _, writer = await asyncio.open_connection(host, int(port))
-    writer.close()
+    if (tcp := _postgres_tcp(dsn)) is not None:
+        async with asyncio.timeout(_PROBE_TIMEOUT):
+            _, writer = await asyncio.open_connection(*tcp)
+        writer.close()
     conn = await asyncpg.connect(dsn, timeout=_PROBE_TIMEOUT)
     await conn.close()
 
@@ -137,6 +145,9 @@ async def _wait(
             return
         except (OSError, TimeoutError, asyncpg.CannotConnectNowError) as exc:
             error = str(exc) or type(exc).__name__
+        except asyncpg.PostgresError as exc:
+            # answered, and refused (no such database or role): waiting will not help
+            raise DependencyUnavailable(f"{what} at {address} refused: {exc}") from exc
         if deadline is not None and time.monotonic() >= deadline:
             message = f"{what} at {address} did not answer within {give_up_after:g} s ({error})"
             if not keep_waiting:
