@@ -17,6 +17,7 @@ class AckingPublisher:
     """Encodes like the real publisher (that cost stays in), acknowledges at once."""
 
     ready = True
+    has_connected = True
 
     async def reachable(self, wait: float = 2.0) -> bool:
         return True

@@ -1,18 +1,18 @@
 """Every service's migrations, in the order a whole database is built: one list for the
 tools that build one (tests, the demo, the replay, the benchmarks). Each service still
-migrates its own tables when it starts."""
+migrates its own tables when it starts, from the same declaration."""
 
-from tiendo.database import Connection, migrate
+from services import aggregator, ingest, notifier
+from tiendo.database import Connection, Migrations
 
-MIGRATIONS = (
-    ("tiendo", "tiendo"),
-    ("ingest", "services.ingest"),
-    ("aggregator", "services.aggregator"),
-    ("notifier", "services.notifier"),
+MIGRATIONS: tuple[Migrations, ...] = (
+    ingest.MIGRATIONS,
+    aggregator.MIGRATIONS,
+    notifier.MIGRATIONS,
 )
 
 
 async def migrate_all(conn: Connection) -> None:
-    """Apply every service's pending migrations."""
-    for service, package in MIGRATIONS:
-        await migrate(conn, service, package)
+    """Apply every service's pending migrations (the shared ones once, first)."""
+    for migrations in MIGRATIONS:
+        await migrations.apply(conn)

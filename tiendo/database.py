@@ -1,6 +1,7 @@
 """asyncpg pool and the numbered-SQL-file migration runner shared by the services."""
 
 import hashlib
+from dataclasses import dataclass
 from importlib import resources
 from importlib.resources.abc import Traversable
 from typing import TypeAlias
@@ -90,3 +91,32 @@ async def migrate(conn: Connection, service: str, package: str) -> list[str]:
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
     return applied
+
+
+@dataclass(frozen=True, slots=True)
+class Migrations:
+    """A service's numbered SQL files (`<package>.migrations`), declared once and used by
+    its lifespan, its CLI and the tools that build a whole database; `after`: the sets
+    its tables build on, applied first."""
+
+    service: str
+    package: str
+    after: tuple["Migrations", ...] = ()
+
+    def chain(self) -> list["Migrations"]:
+        """This set and those it builds on, each once, prerequisites first."""
+        ordered: list[Migrations] = []
+        for prerequisite in self.after:
+            ordered += [m for m in prerequisite.chain() if m not in ordered]
+        return [*ordered, self]
+
+    async def apply(self, conn: Connection) -> list[str]:
+        """Apply what is pending of this set and its prerequisites; the files applied."""
+        applied: list[str] = []
+        for migrations in self.chain():
+            applied += await migrate(conn, migrations.service, migrations.package)
+        return applied
+
+
+# The tables every service shares (the audit log).
+SHARED = Migrations("tiendo", "tiendo")

@@ -57,24 +57,44 @@ async def ensure_topics(
             try:
                 existing = set(await admin.list_topics())
                 missing = [t for t in topics if t.name not in existing]
-                if not missing:
-                    return
-                # another service may create it between our list and create
-                with contextlib.suppress(TopicAlreadyExistsError):
-                    await admin.create_topics(
-                        [
-                            NewTopic(
-                                name=t.name,
-                                num_partitions=t.partitions,
-                                replication_factor=1,
-                                topic_configs=t.configs(),
-                            )
-                            for t in missing
-                        ]
-                    )
-                log.info("topics_created", topics=[t.name for t in missing])
+                if missing:
+                    # another service may create it between our list and create
+                    with contextlib.suppress(TopicAlreadyExistsError):
+                        await admin.create_topics(
+                            [
+                                NewTopic(
+                                    name=t.name,
+                                    num_partitions=t.partitions,
+                                    replication_factor=1,
+                                    topic_configs=t.configs(),
+                                )
+                                for t in missing
+                            ]
+                        )
+                    log.info("topics_created", topics=[t.name for t in missing])
+                async with asyncio.timeout(10.0):  # then the whole attempt again
+                    await _until_led(admin, {t.name for t in topics})
             finally:
                 await admin.close()
+
+
+async def _until_led(admin: AIOKafkaAdminClient, names: set[str]) -> None:
+    # A topic the controller has just created reaches the broker's metadata a moment later.
+    # A client asking for it before then is told it does not exist (aiokafka logs that at
+    # ERROR) and the broker, trying to auto-create it, logs a WARN: return once every
+    # partition of every topic has a leader. All topics are described, as naming them
+    # would ask the broker to create what it does not know yet.
+    while True:
+        described = {t["topic"]: t for t in await admin.describe_topics()}
+        if all(
+            name in described
+            and described[name]["error_code"] == 0
+            and described[name]["partitions"]
+            and all(p["leader"] >= 0 for p in described[name]["partitions"])
+            for name in names
+        ):
+            return
+        await asyncio.sleep(0.1)
 
 
 def reliable_producer(

@@ -29,6 +29,12 @@ class ServiceSettings(BaseSettings):
     topic_partitions: int = Field(3, ge=1, description="partitions when tiendo creates a topic")
     host: str = Field("127.0.0.1", description="HTTP bind address")
     port: int = Field(8000, ge=0, le=65535, description="HTTP port")
+    dependency_timeout_seconds: float = Field(
+        120.0,
+        gt=0,
+        description="how long a starting service waits for PostgreSQL and Kafka before it "
+        "stops with an error (ingest keeps serving 503 and waiting for Kafka)",
+    )
 
     @model_validator(mode="after")
     def _check_production(self) -> "ServiceSettings":

@@ -5,6 +5,7 @@ import asyncio
 import os
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from devtools.demo import seed, traffic
 from services.aggregator import admin
@@ -22,13 +23,17 @@ def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> 
     parser = sub.add_parser("demo", help="demo data and traffic for make dev")
     cmds = parser.add_subparsers(dest="command", required=True)
     run = cmds.add_parser("run", help="seed Hà Nội and the demo campaign, then send traffic")
-    run.add_argument("--ingest-url", default="http://127.0.0.1:8001/v1/events")
-    run.add_argument("--token-file", type=Path, default=Path(".local/demo-token"))
+    # defaults from make dev's settings, so a stack on other ports and folders needs none
+    ingest_port = os.environ.get("TIENDO_INGEST_PORT", "8001")
+    run.add_argument("--ingest-url", default=f"http://127.0.0.1:{ingest_port}/v1/events")
+    local = Path(os.environ.get("TIENDO_DEV_LOCAL", ".local"))
+    run.add_argument("--token-file", type=Path, default=local / "demo-token")
     run.add_argument("--rate", type=float, default=20.0, help="live events per second")
     run.add_argument("--no-traffic", action="store_true", help="seed only")
     run.set_defaults(func=lambda a: asyncio.run(_run(a)))
     sink = cmds.add_parser("webhook-sink", help="a local webhook receiver that checks signatures")
-    sink.add_argument("--port", type=int, default=8009)
+    webhook = urlsplit(os.environ.get("TIENDO_NOTIFIER_WEBHOOK_URL", "http://127.0.0.1:8009"))
+    sink.add_argument("--port", type=int, default=webhook.port or 8009)
     sink.set_defaults(func=_sink)
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from devtools.localstack.server import ServerProcess
+from tiendo.startup import brokers_in, metadata_request
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy" / "kafka"
@@ -126,20 +127,10 @@ def alive_brokers(port: int, timeout: float = 2.0) -> int:
     fails for want of brokers; Metadata (v4, served by Kafka 3.x and 4.x) only lists
     unfenced ones. A raw request keeps this usable from sync code and inside an event loop.
     """
-    client_id = b"tiendo-localstack"
-    # header v1: api_key=3 (Metadata), api_version=4, correlation_id, client_id
-    request = struct.pack(">hhih", 3, 4, 1, len(client_id)) + client_id
-    # body v4: an empty topic array (brokers only), allow_auto_topic_creation=false
-    request += struct.pack(">ib", 0, 0)
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        sock.sendall(struct.pack(">i", len(request)) + request)
+        sock.sendall(metadata_request())
         (size,) = struct.unpack(">i", _recv_exact(sock, 4))
-        payload = _recv_exact(sock, size)
-    # response: correlation_id, throttle_time_ms, then the broker array's length
-    correlation_id, _throttle, brokers = struct.unpack_from(">iii", payload)
-    if correlation_id != 1:
-        raise ConnectionError(f"unexpected correlation id {correlation_id}")
-    return int(brokers)
+        return brokers_in(_recv_exact(sock, size))
 
 
 def broker_properties(

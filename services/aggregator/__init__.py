@@ -1,0 +1,6 @@
+"""The aggregator service."""
+
+from tiendo.database import SHARED, Migrations
+
+# What its lifespan, its CLI and services/schema.py apply.
+MIGRATIONS = Migrations("aggregator", "services.aggregator", after=(SHARED,))

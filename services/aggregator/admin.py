@@ -13,6 +13,7 @@ from services.aggregator.repository import apply as apply_sql
 from services.aggregator.repository import recount as recount_sql
 from services.aggregator.repository import reference as reference_sql
 from services.aggregator.validation import Problem, TargetRef, campaign_problems
+from tiendo import audit
 from tiendo.board.campaign import Campaign
 from tiendo.database import Connection
 from tiendo.pace import Milestone, Thresholds
@@ -119,16 +120,6 @@ async def check_campaign(
         raise ReferenceError(problems)
 
 
-async def _audit(conn: Connection, actor: str, action: str, subject: str, details: object) -> None:
-    await conn.execute(
-        reference_sql.INSERT_AUDIT,
-        actor,
-        action,
-        subject,
-        json.dumps(details, default=str, ensure_ascii=False),
-    )
-
-
 async def upsert_units(conn: Connection, units: Sequence[UnitIn], actor: str) -> int:
     """Insert or update units (parents may come after children in the list)."""
     await conn.execute(apply_sql.LOCK_REPLAN)
@@ -156,8 +147,12 @@ async def upsert_units(conn: Connection, units: Sequence[UnitIn], actor: str) ->
         raise ReferenceError(
             [Problem("level", "a unit's level does not match its depth in the tree (or a cycle)")]
         )
-    await _audit(
-        conn, actor, "units.upsert", f"{len(units)} units", {"codes": [u.code for u in units][:100]}
+    await audit.record(
+        conn,
+        actor=actor,
+        action="units.upsert",
+        subject=f"{len(units)} units",
+        details={"codes": [u.code for u in units][:100]},
     )
     for row in await conn.fetch(reference_sql.SELECT_CAMPAIGNS):
         await replan(conn, row["id"])
@@ -180,7 +175,13 @@ async def upsert_campaign(conn: Connection, campaign_id: str, c: CampaignIn, act
         timedelta(seconds=c.stale_after_seconds),
         json.dumps([{"at": m.at.isoformat(), "fraction": m.fraction} for m in c.milestones]),
     )
-    await _audit(conn, actor, "campaign.upsert", campaign_id, c.model_dump(mode="json"))
+    await audit.record(
+        conn,
+        actor=actor,
+        action="campaign.upsert",
+        subject=campaign_id,
+        details=c.model_dump(mode="json"),
+    )
     await replan(conn, campaign_id, recount=True)
 
 
@@ -213,7 +214,13 @@ async def upsert_targets(
         reference_sql.UPSERT_TARGET,
         [(campaign_id, t.unit, t.indicator, t.target, t.baseline, t.deadline) for t in targets],
     )
-    await _audit(conn, actor, "targets.upsert", campaign_id, {"count": len(targets)})
+    await audit.record(
+        conn,
+        actor=actor,
+        action="targets.upsert",
+        subject=campaign_id,
+        details={"count": len(targets)},
+    )
     await replan(conn, campaign_id, recount=True)
     return len(targets)
 

@@ -1,19 +1,17 @@
 """The aggregator: applies events exactly once, rolls them up, serves progress."""
 
 import asyncio
-import hmac
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal, TypeVar
 
 import asyncpg
-from aiokafka import AIOKafkaProducer
-from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Request
+from fastapi import Depends, FastAPI, HTTPException, Path, Query
 from pydantic import Field
 from starlette.responses import JSONResponse, Response
 
-from services.aggregator import admin, export
+from services.aggregator import MIGRATIONS, admin, export
 from services.aggregator.consumer import Applier, republish_all
 from services.aggregator.guard import CampaignGuard
 from services.aggregator.metrics import AggregatorMetrics
@@ -33,8 +31,10 @@ from tiendo.background import Beat, Loop, Supervisor, every
 from tiendo.board.campaign import Campaign
 from tiendo.board.window import WindowValues
 from tiendo.clock import Clock, SystemClock
-from tiendo.database import Connection, create_pool, migrate
-from tiendo.kafka import TopicSpec, ensure_topics, event_topics, reliable_producer
+from tiendo.database import Connection
+from tiendo.dependencies import Pool, admin_guard
+from tiendo.kafka import TopicSpec, event_topics, reliable_producer
+from tiendo.lifespan import open_database, open_topics, ping, start_loops, start_producer, teardown
 from tiendo.logs import get_logger
 from tiendo.web import (
     ProblemError,
@@ -60,57 +60,52 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        pool = await create_pool(settings.database_url, max_size=6)
-        async with pool.acquire() as conn:
-            await migrate(conn, "tiendo", "tiendo")
-            await migrate(conn, "aggregator", "services.aggregator")
-        app.state.pool = pool
-        async with pool.acquire() as conn:
-            await guard.refresh(conn)
-        loops = [
-            Loop(
-                "unit_metrics",
-                lambda beat: _refresh_metrics(pool, beat),
-                stale_after=every(settings.metrics_refresh_seconds),
-            ),
-            Loop(
-                "campaign_check",
-                lambda beat: _check_campaigns(pool, beat),
-                stale_after=every(settings.campaign_check_seconds),
-            ),
-        ]
-        producer: AIOKafkaProducer | None = None
-        if settings.consume:
-            await ensure_topics(
-                settings.kafka_bootstrap,
-                [
-                    *event_topics(
-                        settings.topic_events,
-                        settings.topic_dead_letters,
-                        settings.topic_partitions,
-                    ),
-                    TopicSpec(settings.topic_progress, settings.topic_partitions, compacted=True),
-                ],
-                wait_seconds=120,
-            )
-            producer = reliable_producer(settings.kafka_bootstrap, client_id="tiendo-aggregator")
-            await producer.start()
-            sent = await republish_all(pool, producer, settings.topic_progress, clock, guard.ids)
-            log.info("progress_feed_republished", rows=sent)
-            applier = Applier(settings, pool, producer, metrics, clock, guard=guard)
-            app.state.applier = applier
-            # polls every poll_timeout_ms, idle or not
-            loops.append(Loop("consumer", applier.run, stale_after=every(1.0)))
-        supervisor.start(loops)
-        log.info("aggregator_started", port=settings.port)
-        try:
+        async with teardown("aggregator") as stack:
+            pool = await open_database(stack, app, settings, MIGRATIONS, max_size=6)
+            async with pool.acquire() as conn:
+                await guard.refresh(conn)
+            loops = [
+                Loop(
+                    "unit_metrics",
+                    lambda beat: _refresh_metrics(pool, beat),
+                    stale_after=every(settings.metrics_refresh_seconds),
+                ),
+                Loop(
+                    "campaign_check",
+                    lambda beat: _check_campaigns(pool, beat),
+                    stale_after=every(settings.campaign_check_seconds),
+                ),
+            ]
+            if settings.consume:
+                await open_topics(
+                    settings,
+                    [
+                        *event_topics(
+                            settings.topic_events,
+                            settings.topic_dead_letters,
+                            settings.topic_partitions,
+                        ),
+                        TopicSpec(
+                            settings.topic_progress, settings.topic_partitions, compacted=True
+                        ),
+                    ],
+                    group=settings.group_id,
+                )
+                producer = await start_producer(
+                    stack,
+                    reliable_producer(settings.kafka_bootstrap, client_id="tiendo-aggregator"),
+                )
+                sent = await republish_all(
+                    pool, producer, settings.topic_progress, clock, guard.ids
+                )
+                log.info("progress_feed_republished", rows=sent)
+                applier = Applier(settings, pool, producer, metrics, clock, guard=guard)
+                app.state.applier = applier
+                # polls every poll_timeout_ms, idle or not
+                loops.append(Loop("consumer", applier.run, stale_after=every(1.0)))
+            start_loops(stack, supervisor, loops)
+            log.info("aggregator_started", port=settings.port)
             yield
-        finally:
-            await supervisor.stop()
-            if producer is not None:
-                await producer.stop()
-            await pool.close()
-            log.info("aggregator_stopped")
 
     async def _refresh_metrics(pool: asyncpg.Pool, beat: Beat) -> None:
         window_values = WindowValues(timedelta(seconds=settings.metrics_window_refresh_seconds))
@@ -143,28 +138,7 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
     install_problem_handlers(app)
     add_ops_routes(app, metrics.registry)
 
-    def pool_of(request: Request) -> asyncpg.Pool:
-        pool: asyncpg.Pool = request.app.state.pool
-        return pool
-
-    def require_admin(
-        authorization: Annotated[str | None, Header()] = None,
-        x_tiendo_actor: Annotated[
-            str | None, Header(max_length=100, description="who makes the change (audit log)")
-        ] = None,
-    ) -> str:
-        scheme, _, token = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(
-            token.strip().encode(), settings.admin_token.encode()
-        ):
-            raise HTTPException(
-                401,
-                "an admin bearer token is required",
-                headers={"WWW-Authenticate": 'Bearer realm="tiendo-admin"'},
-            )
-        return f"admin:{x_tiendo_actor}" if x_tiendo_actor else "admin"
-
-    Pool = Annotated[asyncpg.Pool, Depends(pool_of)]
+    Admin = Annotated[str, Depends(admin_guard(settings.admin_token, "tiendo-admin"))]
 
     def moment(as_of: datetime | None) -> datetime:
         """The moment a read is about: `as_of` (never later than now), or now."""
@@ -173,13 +147,17 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
         now = clock.now()
         return min(as_of, now) if as_of is not None else now
 
-    async def campaign_row(conn: Connection, campaign_id: str) -> asyncpg.Record:
-        row = await conn.fetchrow(reference_sql.SELECT_CAMPAIGN, campaign_id)
-        if row is None:
+    async def campaign_of(conn: Connection, campaign_id: str) -> Campaign:
+        campaign = await reference_sql.campaign(conn, campaign_id)
+        if campaign is None:
             raise HTTPException(404, f"no campaign {campaign_id}")
-        return row
+        return campaign
 
-    Admin = Annotated[str, Depends(require_admin)]
+    async def unit_of(conn: Connection, code: str) -> reference_sql.Unit:
+        unit = await reference_sql.unit(conn, code)
+        if unit is None:
+            raise HTTPException(404, f"no unit {code}")
+        return unit
 
     @app.get(
         "/readyz",
@@ -189,8 +167,7 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
         responses={503: {"description": "a background loop is dead or stale"}},
     )
     async def readyz(pool: Pool) -> JSONResponse:
-        async with pool.acquire() as conn:
-            await conn.fetchval("SELECT 1")
+        await ping(pool)
         # An unusable campaign is the administrators' to fix; the others keep counting, so
         # it does not make the service unready: it is named, with why.
         return supervisor.readiness(campaigns_unusable=guard.reasons())
@@ -204,31 +181,24 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
     )
     async def get_unit(code: UnitCode, pool: Pool) -> UnitOut:
         async with pool.acquire() as conn:
-            row = await conn.fetchrow(reference_sql.SELECT_UNIT, code)
-            if row is None:
-                raise HTTPException(404, f"no unit {code}")
-            chain = {
-                r["code"]: r
-                for r in await conn.fetch(
-                    reference_sql.SELECT_UNITS_BY_CODE, list(row["ancestors"])
-                )
-            }
-            children = await conn.fetch(reference_sql.SELECT_CHILDREN, code)
+            unit = await unit_of(conn, code)
+            chain = await reference_sql.units_by_code(conn, unit.ancestors)
+            children = await reference_sql.children(conn, code)
         return UnitOut(
-            code=row["code"],
-            name=row["name"],
-            type=row["type"],
-            level=row["level"],
-            parent=row["parent_code"],
-            ancestors=[_ref(chain[a]) for a in row["ancestors"] if a in chain],
+            code=unit.code,
+            name=unit.name,
+            type=unit.type,
+            level=unit.level,
+            parent=unit.parent_code,
+            ancestors=[_ref(chain[a]) for a in unit.ancestors if a in chain],
             children=[_ref(c) for c in children],
         )
 
     @app.get("/v1/campaigns", tags=["campaigns"], response_model=list[CampaignOut])
     async def list_campaigns(pool: Pool) -> list[CampaignOut]:
         async with pool.acquire() as conn:
-            rows = await conn.fetch(reference_sql.SELECT_CAMPAIGNS)
-        return [campaign_out(Campaign.from_row(r)) for r in rows]
+            campaigns = await reference_sql.campaigns(conn)
+        return [campaign_out(c) for c in campaigns]
 
     @app.get(
         "/v1/campaigns/{campaign_id}",
@@ -238,8 +208,8 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
     )
     async def get_campaign(campaign_id: CampaignId, pool: Pool) -> CampaignOut:
         async with pool.acquire() as conn:
-            row = await campaign_row(conn, campaign_id)
-        return campaign_out(Campaign.from_row(row))
+            campaign = await campaign_of(conn, campaign_id)
+        return campaign_out(campaign)
 
     @app.get(
         "/v1/campaigns/{campaign_id}/progress/{unit}",
@@ -258,16 +228,12 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
     ) -> UnitProgressOut:
         at = moment(as_of)
         async with pool.acquire() as conn:
-            row = await campaign_row(conn, campaign_id)
-            unit_row = await conn.fetchrow(reference_sql.SELECT_UNIT, unit)
-            if unit_row is None:
-                raise HTTPException(404, f"no unit {unit}")
-            children = [c["code"] for c in await conn.fetch(reference_sql.SELECT_CHILDREN, unit)]
-            indicators = await progress_of(
-                conn, Campaign.from_row(row), unit, children, at, live=as_of is None
-            )
+            campaign = await campaign_of(conn, campaign_id)
+            subject = await unit_of(conn, unit)
+            children = [c.code for c in await reference_sql.children(conn, unit)]
+            indicators = await progress_of(conn, campaign, unit, children, at, live=as_of is None)
         return UnitProgressOut(
-            campaign=campaign_id, unit=_ref(unit_row), as_of=at, indicators=indicators
+            campaign=campaign_id, unit=_ref(subject), as_of=at, indicators=indicators
         )
 
     @app.get(
@@ -301,8 +267,7 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
     ) -> Any:
         at = moment(as_of)
         async with pool.acquire() as conn:
-            row = await campaign_row(conn, campaign_id)
-            campaign = Campaign.from_row(row)
+            campaign = await campaign_of(conn, campaign_id)
             if indicator not in campaign.indicators:
                 raise HTTPException(422, f"{indicator} is not an indicator of {campaign_id}")
             rows = await leaderboard(conn, campaign, indicator, level, at, live=as_of is None)
@@ -372,13 +337,11 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
     async def put_campaign(
         campaign_id: CampaignId, body: admin.CampaignIn, pool: Pool, actor: Admin
     ) -> CampaignOut:
-        async def change(conn: Connection) -> asyncpg.Record | None:
+        async def change(conn: Connection) -> Campaign:
             await admin.upsert_campaign(conn, campaign_id, body, actor)
-            return await conn.fetchrow(reference_sql.SELECT_CAMPAIGN, campaign_id)
+            return await campaign_of(conn, campaign_id)  # upserted in this transaction
 
-        row = await _admin_call(pool, change)
-        assert row is not None  # upserted in this transaction
-        return campaign_out(Campaign.from_row(row))
+        return campaign_out(await _admin_call(pool, change))
 
     @app.put(
         "/v1/campaigns/{campaign_id}/targets",
@@ -400,5 +363,5 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
     return app
 
 
-def _ref(row: asyncpg.Record) -> UnitRef:
-    return UnitRef(code=row["code"], name=row["name"], level=row["level"])
+def _ref(unit: reference_sql.Unit) -> UnitRef:
+    return UnitRef(code=unit.code, name=unit.name, level=unit.level)

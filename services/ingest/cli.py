@@ -14,9 +14,10 @@ import os
 import sys
 from collections.abc import Awaitable, Callable
 
-from services.ingest import repository, tokens
+from services.ingest import MIGRATIONS, repository, tokens
 from services.ingest.settings import IngestSettings
-from tiendo.database import Connection, create_pool, migrate
+from tiendo import audit
+from tiendo.database import Connection, create_pool
 
 
 def _default_actor() -> str:
@@ -103,8 +104,7 @@ async def _with_connection(
     pool = await create_pool(settings.database_url, max_size=1)
     try:
         async with pool.acquire() as conn:
-            await migrate(conn, "tiendo", "tiendo")
-            await migrate(conn, "ingest", "services.ingest")
+            await MIGRATIONS.apply(conn)
             await command(conn, args)
     finally:
         await pool.close()
@@ -127,12 +127,12 @@ async def _create(conn: Connection, args: argparse.Namespace) -> None:
         if missing := await repository.unknown_indicators(conn, indicators):
             _fail(f"unknown indicator(s): {', '.join(missing)}")
         await repository.insert_token(conn, args.name, tokens.digest(token), units, indicators)
-        await repository.audit(
+        await audit.record(
             conn,
-            args.actor,
-            "ingest.token.create",
-            args.name,
-            json.dumps({"units": units or "all", "indicators": indicators or "all"}),
+            actor=args.actor,
+            action="ingest.token.create",
+            subject=args.name,
+            details={"units": units or "all", "indicators": indicators or "all"},
         )
     print(token)  # noqa: T201 - the one time the token is shown
 
@@ -144,8 +144,12 @@ async def _rotate(conn: Connection, args: argparse.Namespace) -> None:
     async with conn.transaction():
         if not await repository.rotate_token(conn, args.name, tokens.digest(token), args.grace):
             _fail(f"no active token named {args.name}")
-        await repository.audit(
-            conn, args.actor, "ingest.token.rotate", args.name, json.dumps({"grace": args.grace})
+        await audit.record(
+            conn,
+            actor=args.actor,
+            action="ingest.token.rotate",
+            subject=args.name,
+            details={"grace": args.grace},
         )
     print(token)  # noqa: T201 - the one time the token is shown
 
@@ -154,7 +158,9 @@ async def _revoke(conn: Connection, args: argparse.Namespace) -> None:
     async with conn.transaction():
         if not await repository.revoke_token(conn, args.name):
             _fail(f"no active token named {args.name}")
-        await repository.audit(conn, args.actor, "ingest.token.revoke", args.name, "{}")
+        await audit.record(
+            conn, actor=args.actor, action="ingest.token.revoke", subject=args.name, details={}
+        )
     print(  # noqa: T201 - CLI output
         f"revoked {args.name}; ingest refuses it within "
         f"{IngestSettings().token_refresh_seconds:g} s",

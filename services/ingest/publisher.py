@@ -111,6 +111,7 @@ class Publisher:
         self._producer: AIOKafkaProducer | None = None
         self._batches: RecordBatches | None = None
         self._failed = asyncio.Event()
+        self.has_connected = False  # since start: a refusal before it is the start, not an outage
 
     @property
     def ready(self) -> bool:
@@ -146,6 +147,7 @@ class Publisher:
             self._failed.clear()
             self._batches = RecordBatches(producer)
             self._producer = producer
+            self.has_connected = True
             log.info("kafka_connected", bootstrap=self._bootstrap)
             await self._failed.wait()
             # Publishes still waiting on it time out within `timeout`; then it goes.

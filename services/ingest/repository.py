@@ -47,7 +47,6 @@ FROM ingest_tokens ORDER BY name
 """
 SELECT_KNOWN_UNITS = "SELECT code FROM units WHERE code = ANY($1::text[])"
 SELECT_KNOWN_INDICATORS = "SELECT code FROM indicators WHERE code = ANY($1::text[])"
-INSERT_AUDIT = "INSERT INTO audit_log (actor, action, subject, details) VALUES ($1, $2, $3, $4)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,8 +120,3 @@ async def unknown_units(conn: Connection, codes: list[str]) -> list[str]:
 async def unknown_indicators(conn: Connection, codes: list[str]) -> list[str]:
     known = {r["code"] for r in await conn.fetch(SELECT_KNOWN_INDICATORS, codes)}
     return [c for c in codes if c not in known]
-
-
-async def audit(conn: Connection, actor: str, action: str, subject: str, details: str) -> None:
-    """Record an admin action; `details` is a JSON document."""
-    await conn.execute(INSERT_AUDIT, actor, action, subject, details)

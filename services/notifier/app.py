@@ -7,9 +7,8 @@ feed message is repaired), rank the briefing, escalate, close ended campaigns, d
 outbox delivers what the plans queued."""
 
 import asyncio
-import hmac
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
@@ -17,9 +16,10 @@ from typing import Annotated, Any, Literal
 import asyncpg
 import httpx
 from aiokafka import AIOKafkaConsumer
-from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Request, Response
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from services.notifier import MIGRATIONS
 from services.notifier.channels import (
     Channel,
     ChatChannel,
@@ -41,9 +41,10 @@ from services.notifier.settings import NotifierSettings
 from services.notifier.summary import Summary
 from tiendo.background import Beat, Loop, Supervisor, every
 from tiendo.clock import Clock, SystemClock
-from tiendo.database import create_pool, migrate
+from tiendo.dependencies import Pool, admin_guard
 from tiendo.events import unit_progress
-from tiendo.kafka import TopicSpec, ensure_topics
+from tiendo.kafka import TopicSpec
+from tiendo.lifespan import open_database, open_topics, ping, start_loops, teardown
 from tiendo.logs import get_logger
 from tiendo.web import RequestIdMiddleware, add_ops_routes, install_problem_handlers
 
@@ -173,65 +174,59 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        pool = await create_pool(settings.database_url, max_size=8)
-        async with pool.acquire() as conn:
-            await migrate(conn, "tiendo", "tiendo")
-            await migrate(conn, "notifier", "services.notifier")
-        await ensure_topics(
-            settings.kafka_bootstrap,
-            [TopicSpec(settings.topic_progress, settings.topic_partitions, compacted=True)],
-            wait_seconds=120,
-        )
-        client = httpx.AsyncClient(timeout=settings.delivery_timeout_seconds)
-        chosen = channels if channels is not None else _channels(settings, client)
-        evaluator = Evaluator(settings, renderer, chosen.keys(), metrics)
-        outbox = Outbox(
-            pool,
-            chosen,
-            metrics,
-            max_attempts=settings.delivery_attempts,
-            poll_seconds=settings.delivery_poll_seconds,
-            backoff_seconds=settings.delivery_backoff_seconds,
-            backoff_max_seconds=settings.delivery_backoff_max_seconds,
-            timeout_seconds=settings.delivery_timeout_seconds,
-            lease_seconds=settings.delivery_lease_seconds,
-            concurrency=settings.delivery_concurrency,
-        )
+        async with teardown("notifier") as stack:
+            pool = await open_database(stack, app, settings, MIGRATIONS, max_size=8)
+            await open_topics(
+                settings,
+                [TopicSpec(settings.topic_progress, settings.topic_partitions, compacted=True)],
+                group=settings.group_id,
+            )
+            client = httpx.AsyncClient(timeout=settings.delivery_timeout_seconds)
+            stack.push_async_callback(client.aclose)
+            chosen = channels if channels is not None else _channels(settings, client)
+            evaluator = Evaluator(settings, renderer, chosen.keys(), metrics)
+            outbox = Outbox(
+                pool,
+                chosen,
+                metrics,
+                max_attempts=settings.delivery_attempts,
+                poll_seconds=settings.delivery_poll_seconds,
+                backoff_seconds=settings.delivery_backoff_seconds,
+                backoff_max_seconds=settings.delivery_backoff_max_seconds,
+                timeout_seconds=settings.delivery_timeout_seconds,
+                lease_seconds=settings.delivery_lease_seconds,
+                concurrency=settings.delivery_concurrency,
+            )
 
-        async def evaluate_at(at: datetime | None = None) -> Summary:
-            return await evaluator.evaluate_at(pool, at or clock.now())
+            async def evaluate_at(at: datetime | None = None) -> Summary:
+                return await evaluator.evaluate_at(pool, at or clock.now())
 
-        app.state.pool = pool
-        app.state.settings = settings
-        app.state.outbox = outbox
-        app.state.evaluator = evaluator
-        app.state.evaluate_at = evaluate_at
-        # Supervised: restarted with backoff on any exception, and in /readyz (stale
-        # when it has not beaten for a few periods: a pass of the national tree takes
-        # seconds, a feed pass a fraction of one).
-        supervisor.start(
-            [
-                Loop(
-                    "feed",
-                    lambda beat: consume(pool, evaluator, beat),
-                    stale_after=every(settings.feed_coalesce_seconds + 1),
-                ),
-                Loop(
-                    "clock",
-                    lambda beat: tick(pool, evaluator, beat),
-                    stale_after=every(settings.evaluate_every_seconds),
-                ),
-                Loop("outbox", lambda beat: outbox.run()),
-            ]
-        )
-        log.info("notifier_started", port=settings.port, replica=outbox.replica)
-        try:
+            app.state.settings = settings
+            app.state.outbox = outbox
+            app.state.evaluator = evaluator
+            app.state.evaluate_at = evaluate_at
+            # Supervised: restarted with backoff on any exception, and in /readyz (stale
+            # when it has not beaten for a few periods: a pass of the national tree takes
+            # seconds, a feed pass a fraction of one).
+            start_loops(
+                stack,
+                supervisor,
+                [
+                    Loop(
+                        "feed",
+                        lambda beat: consume(pool, evaluator, beat),
+                        stale_after=every(settings.feed_coalesce_seconds + 1),
+                    ),
+                    Loop(
+                        "clock",
+                        lambda beat: tick(pool, evaluator, beat),
+                        stale_after=every(settings.evaluate_every_seconds),
+                    ),
+                    Loop("outbox", lambda beat: outbox.run()),
+                ],
+            )
+            log.info("notifier_started", port=settings.port, replica=outbox.replica)
             yield
-        finally:
-            await supervisor.stop()
-            await client.aclose()
-            await pool.close()
-            log.info("notifier_stopped")
 
     app = FastAPI(
         title="tiendo notifier",
@@ -243,24 +238,7 @@ def create_app(
     install_problem_handlers(app)
     add_ops_routes(app, metrics.registry)
 
-    def pool_of(request: Request) -> asyncpg.Pool:
-        pool: asyncpg.Pool = request.app.state.pool
-        return pool
-
-    def require_admin(authorization: Annotated[str | None, Header()] = None) -> str:
-        scheme, _, token = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(
-            token.strip().encode(), settings.admin_token.encode()
-        ):
-            raise HTTPException(
-                401,
-                "an admin bearer token is required",
-                headers={"WWW-Authenticate": 'Bearer realm="tiendo-notifier"'},
-            )
-        return "admin"
-
-    Pool = Annotated[asyncpg.Pool, Depends(pool_of)]
-    Admin = Annotated[str, Depends(require_admin)]
+    Admin = Annotated[str, Depends(admin_guard(settings.admin_token, "tiendo-notifier"))]
     CampaignId = Annotated[str, Path(pattern=CODE)]
 
     @app.get(
@@ -270,8 +248,7 @@ def create_app(
         responses={503: {"description": "a background loop is dead or stale"}},
     )
     async def readyz(pool: Pool) -> Response:
-        async with pool.acquire() as conn:
-            await conn.fetchval("SELECT 1")
+        await ping(pool)
         return supervisor.readiness()
 
     @app.get("/v1/alerts", tags=["alerts"], summary="Alert instances")
@@ -285,8 +262,13 @@ def create_app(
     ) -> list[dict[str, Any]]:
         now = clock.now()
         async with pool.acquire() as conn:
-            rows = await conn.fetch(
-                alert_sql.SELECT_ALERTS, state, campaign, unit, rule.value if rule else None, limit
+            rows = await alert_sql.list_alerts(
+                conn,
+                state=state,
+                campaign=campaign,
+                unit=unit,
+                rule=rule.value if rule else None,
+                limit=limit,
             )
             silences = [silence_of(r) for r in await reference_sql.active_silences(conn, now)]
         out = []
@@ -315,15 +297,15 @@ def create_app(
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> list[dict[str, Any]]:
         async with pool.acquire() as conn:
-            rows = await conn.fetch(
-                delivery_sql.SELECT_NOTIFICATIONS,
-                status,
-                alert_id,
-                recipient,
-                channel,
-                kind,
-                campaign,
-                limit,
+            rows = await delivery_sql.list_notifications(
+                conn,
+                status=status,
+                alert_id=alert_id,
+                recipient=recipient,
+                channel=channel,
+                kind=kind,
+                campaign=campaign,
+                limit=limit,
             )
         out = []
         for r in rows:
@@ -338,21 +320,20 @@ def create_app(
         if body.ends_at <= starts_at:
             raise HTTPException(422, "ends_at must be after starts_at (default: now)")
         async with pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(
-                reference_sql.INSERT_SILENCE,
-                body.campaign,
-                body.unit,
-                body.indicator,
-                body.rule.value if body.rule else None,
-                starts_at,
-                body.ends_at,
-                body.created_by,
-                body.comment,
+            silence = await reference_sql.create_silence(
+                conn,
+                campaign=body.campaign,
+                unit=body.unit,
+                indicator=body.indicator,
+                rule=body.rule.value if body.rule else None,
+                starts_at=starts_at,
+                ends_at=body.ends_at,
+                created_by=body.created_by,
+                comment=body.comment,
+                actor=actor,
             )
-            assert row is not None
-            await reference_sql.audit(conn, actor, "silence.create", str(row["id"]), _jsonable(row))
-        log.info("silence_created", id=row["id"], by=body.created_by)
-        return _jsonable(row)
+        log.info("silence_created", id=silence["id"], by=body.created_by)
+        return _jsonable(silence)
 
     @app.get("/v1/silences", tags=["silences"], summary="Silences, newest first")
     async def list_silences(
@@ -362,11 +343,9 @@ def create_app(
     ) -> list[dict[str, Any]]:
         now = clock.now()
         async with pool.acquire() as conn:
-            rows = await conn.fetch(reference_sql.SELECT_SILENCES, active, now, limit)
-        return [
-            {**_jsonable(r), "active": silence_of(r).active(now) and not r["expired_at"]}
-            for r in rows
-        ]
+            rows = await reference_sql.list_silences(conn, active=active, at=now, limit=limit)
+        # active: begun, and not over (ends_at, or when DELETE ended it): as evaluation sees it
+        return [{**_jsonable(r), "active": silence_of(r).active(now)} for r in rows]
 
     @app.delete(
         "/v1/silences/{silence_id}", tags=["silences"], status_code=204, summary="End a silence"
@@ -374,13 +353,12 @@ def create_app(
     async def delete_silence(
         silence_id: Annotated[int, Path(ge=1)], pool: Pool, actor: Admin
     ) -> Response:
-        async with pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(reference_sql.EXPIRE_SILENCE, silence_id, clock.now())
-            if row is None:
-                if await conn.fetchrow(reference_sql.SELECT_SILENCE, silence_id) is None:
-                    raise HTTPException(404, f"no silence {silence_id}")
-                return Response(status_code=204)
-            await reference_sql.audit(conn, actor, "silence.expire", str(silence_id), {})
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                # ending one that already ended changes nothing: 204 all the same
+                await reference_sql.expire_silence(conn, silence_id, clock.now(), actor)
+        except LookupError as exc:
+            raise HTTPException(404, str(exc)) from exc
         return Response(status_code=204)
 
     @app.get(
@@ -415,7 +393,7 @@ def create_app(
     return app
 
 
-def _jsonable(row: asyncpg.Record) -> dict[str, Any]:
+def _jsonable(row: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in row.items():
         if key in ("details", "attempt_log", "body") and isinstance(value, str):

@@ -3,7 +3,7 @@ never both send the same change or repeat slot) and the message it decides is qu
 the same transaction."""
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -33,8 +33,9 @@ log = get_logger(__name__)
 Sketch = dict[int, tuple[str, GroupState, list[Member]]]
 
 
-def silence_of(row: asyncpg.Record) -> Silence:
-    """A stored silence; one ended early (DELETE) ends at its expiry."""
+def silence_of(row: "Mapping[str, Any] | asyncpg.Record") -> Silence:
+    """A stored silence. One ended early (DELETE) ends at its expiry: the one reading of
+    `expired_at` for evaluation, `GET /v1/alerts` and `GET /v1/silences` (docs/alerts.md)."""
     return Silence(
         id=row["id"],
         starts_at=row["starts_at"],

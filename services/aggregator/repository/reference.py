@@ -1,4 +1,12 @@
-"""Reference data: the unit tree, campaigns, targets, the plan of each campaign, audit."""
+"""Reference data: the unit tree, campaigns, targets, the plan of each campaign."""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import asyncpg
+
+from tiendo.board.campaign import Campaign
+from tiendo.database import Connection
 
 # -- reference data (admin) ---------------------------------------------------------------
 UPSERT_UNIT = """
@@ -150,4 +158,49 @@ WHERE deadline IS NOT NULL AND ($1::text IS NULL OR campaign_id = $1)
 """
 
 
-INSERT_AUDIT = "INSERT INTO audit_log (actor, action, subject, details) VALUES ($1, $2, $3, $4)"
+# -- reads of the HTTP API -----------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Unit:
+    """A node of the unit tree; `ancestors` root first."""
+
+    code: str
+    name: str
+    type: str
+    level: int
+    parent_code: str | None
+    ancestors: tuple[str, ...]
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> "Unit":
+        return cls(
+            code=row["code"],
+            name=row["name"],
+            type=row["type"],
+            level=row["level"],
+            parent_code=row["parent_code"],
+            ancestors=tuple(row["ancestors"]),
+        )
+
+
+async def unit(conn: Connection, code: str) -> Unit | None:
+    row = await conn.fetchrow(SELECT_UNIT, code)
+    return Unit.from_row(row) if row is not None else None
+
+
+async def units_by_code(conn: Connection, codes: Sequence[str]) -> dict[str, Unit]:
+    return {r["code"]: Unit.from_row(r) for r in await conn.fetch(SELECT_UNITS_BY_CODE, codes)}
+
+
+async def children(conn: Connection, code: str) -> list[Unit]:
+    """The unit's children, by code."""
+    return [Unit.from_row(r) for r in await conn.fetch(SELECT_CHILDREN, code)]
+
+
+async def campaign(conn: Connection, campaign_id: str) -> Campaign | None:
+    row = await conn.fetchrow(SELECT_CAMPAIGN, campaign_id)
+    return Campaign.from_row(row) if row is not None else None
+
+
+async def campaigns(conn: Connection) -> list[Campaign]:
+    """Every stored campaign, newest start first."""
+    return [Campaign.from_row(r) for r in await conn.fetch(SELECT_CAMPAIGNS)]

@@ -331,3 +331,17 @@ async def update_alerts(
 async def delete_alerts(conn: Connection, alert_ids: Sequence[int]) -> None:
     if alert_ids:
         await conn.execute(DELETE_ALERTS, list(alert_ids))
+
+
+async def list_alerts(
+    conn: Connection,
+    *,
+    state: str | None,
+    campaign: str | None,
+    unit: str | None,
+    rule: str | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """Alert instances, newest first, each with its unit's `ancestors` (for silences)."""
+    rows = await conn.fetch(SELECT_ALERTS, state, campaign, unit, rule, limit)
+    return [dict(r) for r in rows]

@@ -166,3 +166,21 @@ async def finish_attempt(conn: Connection, attempt_id: int, ok: bool, error: str
 async def dedup_keys(conn: Connection, prefix: str) -> list[str]:
     """Dedup keys of the notifications queued under `prefix` (a digest slot)."""
     return [r["dedup_key"] for r in await conn.fetch(SELECT_DEDUP_KEYS_LIKE, prefix + "%")]
+
+
+async def list_notifications(
+    conn: Connection,
+    *,
+    status: str | None,
+    alert_id: int | None,
+    recipient: str | None,
+    channel: str | None,
+    kind: str | None,
+    campaign: str | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """The delivery log, newest first, with each notification's alerts and attempts."""
+    rows = await conn.fetch(
+        SELECT_NOTIFICATIONS, status, alert_id, recipient, channel, kind, campaign, limit
+    )
+    return [dict(r) for r in rows]

@@ -7,6 +7,7 @@ from typing import Any
 
 import asyncpg
 
+from tiendo import audit
 from tiendo.database import Connection
 
 SELECT_POLICIES = "SELECT campaign_id, config FROM alert_policies"
@@ -21,9 +22,6 @@ VALUES ($1, $2, now(), $3)
 ON CONFLICT (campaign_id) DO UPDATE
 SET config = EXCLUDED.config, updated_at = now(), updated_by = EXCLUDED.updated_by
 """
-
-
-INSERT_AUDIT = "INSERT INTO audit_log (actor, action, subject, details) VALUES ($1, $2, $3, $4)"
 
 
 # Every admin change (aggregator or notifier) writes one audit row: its last id is a cheap
@@ -95,11 +93,9 @@ async def save_policy(
     conn: Connection, campaign_id: str, config: dict[str, Any], actor: str
 ) -> None:
     await conn.execute(UPSERT_POLICY, campaign_id, json.dumps(config), actor)
-    await audit(conn, actor, "alert_policy.put", campaign_id, config)
-
-
-async def audit(conn: Connection, actor: str, action: str, subject: str, details: object) -> None:
-    await conn.execute(INSERT_AUDIT, actor, action, subject, json.dumps(details, default=str))
+    await audit.record(
+        conn, actor=actor, action="alert_policy.put", subject=campaign_id, details=config
+    )
 
 
 async def campaign_names(conn: Connection) -> dict[str, asyncpg.Record]:
@@ -127,3 +123,48 @@ async def reference_version(pool: asyncpg.Pool) -> int:
     async with pool.acquire() as conn:
         version: int = await conn.fetchval(SELECT_REFERENCE_VERSION)
     return version
+
+
+async def create_silence(
+    conn: Connection,
+    *,
+    campaign: str | None,
+    unit: str | None,
+    indicator: str | None,
+    rule: str | None,
+    starts_at: datetime,
+    ends_at: datetime,
+    created_by: str,
+    comment: str,
+    actor: str,
+) -> dict[str, Any]:
+    """Store a silence and audit it; the stored row."""
+    row = await conn.fetchrow(
+        INSERT_SILENCE, campaign, unit, indicator, rule, starts_at, ends_at, created_by, comment
+    )
+    assert row is not None  # INSERT … RETURNING
+    silence = dict(row)
+    await audit.record(
+        conn, actor=actor, action="silence.create", subject=str(silence["id"]), details=silence
+    )
+    return silence
+
+
+async def list_silences(
+    conn: Connection, *, active: bool | None, at: datetime, limit: int
+) -> list[dict[str, Any]]:
+    """Silences, newest first; `active`: only those not ended at `at`."""
+    return [dict(r) for r in await conn.fetch(SELECT_SILENCES, active, at, limit)]
+
+
+async def expire_silence(conn: Connection, silence_id: int, at: datetime, actor: str) -> bool:
+    """End a silence at `at` and audit it; False when it had already ended, LookupError
+    when there is no such silence."""
+    if await conn.fetchrow(EXPIRE_SILENCE, silence_id, at) is None:
+        if await conn.fetchrow(SELECT_SILENCE, silence_id) is None:
+            raise LookupError(f"no silence {silence_id}")
+        return False
+    await audit.record(
+        conn, actor=actor, action="silence.expire", subject=str(silence_id), details={}
+    )
+    return True

@@ -1,0 +1,76 @@
+"""What every service's lifespan does: wait for its dependencies, open what it needs, and
+close it all in reverse order on the way out (one AsyncExitStack, one teardown)."""
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+from fastapi import FastAPI
+
+from tiendo.background import Loop, Supervisor
+from tiendo.database import Connection, Migrations, create_pool
+from tiendo.kafka import TopicSpec, ensure_topics
+from tiendo.logs import get_logger
+from tiendo.settings import ServiceSettings
+from tiendo.startup import wait_for_kafka, wait_for_postgres
+
+log = get_logger(__name__)
+
+
+@asynccontextmanager
+async def teardown(service: str) -> AsyncIterator[AsyncExitStack]:
+    """The stack a lifespan registers its resources on; unwound last-in first-out (loops
+    stop before the producer they publish to, which stops before the pool closes)."""
+    async with AsyncExitStack() as stack:
+        stack.callback(log.info, f"{service}_stopped")
+        yield stack
+
+
+async def open_database(
+    stack: AsyncExitStack,
+    app: FastAPI,
+    settings: ServiceSettings,
+    migrations: Migrations,
+    *,
+    max_size: int,
+) -> asyncpg.Pool:
+    """Wait for PostgreSQL, open the pool (`tiendo.dependencies.Pool` reads it), migrate."""
+    await wait_for_postgres(settings.database_url, settings.dependency_timeout_seconds)
+    pool = await create_pool(settings.database_url, max_size=max_size)
+    stack.push_async_callback(pool.close)
+    async with pool.acquire() as conn:
+        await migrations.apply(conn)
+    app.state.pool = pool
+    return pool
+
+
+async def open_topics(
+    settings: ServiceSettings, topics: Sequence[TopicSpec], *, group: str | None = None
+) -> None:
+    """Wait for Kafka (and the coordinator of the consumer `group`), then create the topics
+    the service needs that are missing."""
+    await wait_for_kafka(settings.kafka_bootstrap, settings.dependency_timeout_seconds, group=group)
+    await ensure_topics(
+        settings.kafka_bootstrap, list(topics), wait_seconds=settings.dependency_timeout_seconds
+    )
+
+
+async def start_producer(stack: AsyncExitStack, producer: AIOKafkaProducer) -> AIOKafkaProducer:
+    """Start `producer`; it is stopped (flushed) on the way out."""
+    await producer.start()
+    stack.push_async_callback(producer.stop)
+    return producer
+
+
+def start_loops(stack: AsyncExitStack, supervisor: Supervisor, loops: Sequence[Loop]) -> None:
+    """Start the service's background loops under its supervisor; stopped first on exit."""
+    supervisor.start(loops)
+    stack.push_async_callback(supervisor.stop)
+
+
+async def ping(pool: asyncpg.Pool) -> None:
+    """A round trip to PostgreSQL (for /readyz): raises when it is unreachable."""
+    conn: Connection
+    async with pool.acquire() as conn:
+        await conn.fetchval("SELECT 1")
