@@ -19,6 +19,8 @@ from tiendo.pace import Milestone, Thresholds
 from tiendo.rollup import effective_targets, subtree_sums
 
 CODE_PATTERN = r"^[A-Za-z0-9_.-]{1,32}$"
+# Columns of a unit that are its chief's contacts: the notifier's, handed over to it.
+CONTACT_COLUMNS = ("chief_name", "chief_email", "chief_phone", "chief_webhook", "chief_chat")
 
 
 class UnitIn(BaseModel):
@@ -141,14 +143,13 @@ async def upsert_units(conn: Connection, units: Sequence[UnitIn], actor: str) ->
                 u.type,
                 u.level,
                 u.parent_code,
-                u.chief_name,
-                u.chief_email,
-                u.chief_phone,
-                u.chief_webhook,
-                u.chief_chat,
             )
             for u in units
         ],
+    )
+    await conn.execute(
+        reference_sql.HAND_OVER_CONTACTS,
+        json.dumps([u.model_dump(include={"code", *CONTACT_COLUMNS}) for u in units]),
     )
     await conn.execute("SET CONSTRAINTS ALL IMMEDIATE")
     await conn.execute(reference_sql.REFRESH_ANCESTORS)

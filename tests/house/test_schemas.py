@@ -93,7 +93,7 @@ async def test_each_service_owns_its_tables_in_its_own_schema(database: str) -> 
     assert tables["public"] == {"schema_migrations", "audit_log"}
     assert tables["ingest"] == {"ingest_tokens"}
     assert {"units", "campaigns", "targets", "events", "progress"} <= tables["aggregator"]
-    assert {"alerts", "notifications", "silences"} <= tables["notifier"]
+    assert {"alerts", "notifications", "silences", "contacts", "chiefs"} <= tables["notifier"]
 
 
 async def test_ingest_reads_the_tree_through_views_and_writes_only_its_tokens(
@@ -154,6 +154,8 @@ async def test_aggregator_writes_its_tables_and_reads_no_other_service(
         await allowed(
             aggregator,
             "SELECT count(*) FROM notifier.alerts",
+            "SELECT count(*) FROM notifier.contacts",
+            "DELETE FROM notifier.contacts",
             "SELECT count(*) FROM ingest.ingest_tokens",
             "SELECT count(*) FROM audit_log",
         )
@@ -199,8 +201,49 @@ async def test_a_deployment_from_before_the_schemas_upgrades_in_place_with_its_d
             assert await conn.fetchval("SELECT name FROM aggregator.units") == "Hà Nội"
             assert await conn.fetchval("SELECT count(*) FROM notifier.alert_policies") == 1
             assert await conn.fetchval("SELECT count(*) FROM ingest.ingest_tokens") == 1
+            contacts = await conn.fetch(
+                "SELECT unit, channel, address FROM notifier.contacts ORDER BY channel"
+            )
+            assert [tuple(r) for r in contacts] == [
+                ("01", "chat", "json://x/y"),
+                ("01", "email", "chief@test.invalid"),
+            ]
+            assert await conn.fetchval("SELECT name FROM notifier.chiefs") == "Chief"
+            assert not await conn.fetchval(
+                "SELECT count(*) FROM pg_attribute WHERE attrelid = 'aggregator.units'::regclass"
+                " AND attname LIKE 'chief%' AND NOT attisdropped"
+            )
         finally:
             await conn.close()
     finally:
         await admin_conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin_conn.close()
+
+
+async def test_the_units_import_hands_contacts_over_to_the_notifier(
+    aggregator: asyncpg.Connection, notifier: asyncpg.Connection
+) -> None:
+    ward = UnitIn(
+        code="00004",
+        name="Phường Phúc Xá",
+        level=3,
+        parent_code="001",
+        chief_name="Chief Phúc Xá",
+        chief_email="chief@test.invalid",
+        chief_phone="+84900000000",
+    )
+    async with aggregator.transaction():
+        await admin.upsert_units(aggregator, [ward], "t")
+    recipient = await notifier_reference.unit(notifier, "00004")
+    assert recipient is not None
+    assert recipient.chief_name == "Chief Phúc Xá"
+    assert {(c.channel, c.address) for c in recipient.contacts} == {
+        ("email", "chief@test.invalid"),
+        ("sms", "+84900000000"),
+    }
+    # a blank contact column removes that contact
+    async with aggregator.transaction():
+        await admin.upsert_units(aggregator, [ward.model_copy(update={"chief_email": None})], "t")
+    recipient = await notifier_reference.unit(notifier, "00004")
+    assert recipient is not None
+    assert [c.channel for c in recipient.contacts] == ["sms"]

@@ -2,15 +2,17 @@
 
 # -- reference data (admin) ---------------------------------------------------------------
 UPSERT_UNIT = """
-INSERT INTO units (code, name, type, level, parent_code, chief_name, chief_email, chief_phone,
-                   chief_webhook, chief_chat, updated_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, now())
+INSERT INTO units (code, name, type, level, parent_code, updated_at)
+VALUES ($1, $2, $3, $4, $5, now())
 ON CONFLICT (code) DO UPDATE
 SET name = EXCLUDED.name, type = EXCLUDED.type, level = EXCLUDED.level,
-    parent_code = EXCLUDED.parent_code, chief_name = EXCLUDED.chief_name,
-    chief_email = EXCLUDED.chief_email, chief_phone = EXCLUDED.chief_phone,
-    chief_webhook = EXCLUDED.chief_webhook, chief_chat = EXCLUDED.chief_chat, updated_at = now()
+    parent_code = EXCLUDED.parent_code, updated_at = now()
 """
+
+
+# The chiefs' contacts belong to the notifier: the contact columns of a units import go to
+# the function it publishes for them (notifier migration 006), which runs with its rights.
+HAND_OVER_CONTACTS = "SELECT notifier.hand_over_unit_contacts($1::jsonb)"
 
 
 # Ancestors (root first) of every unit, recomputed from parent links after an upsert.
