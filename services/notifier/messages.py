@@ -11,7 +11,7 @@ import asyncpg
 from services.notifier.metrics import NotifierMetrics
 from services.notifier.repository import deliveries as delivery_sql
 from services.notifier.repository import reference as reference_sql
-from services.notifier.repository.reference import Recipient
+from services.notifier.repository.reference import IndicatorName, Recipient
 from services.notifier.rules import UnitState
 from tiendo.database import Connection
 from tiendo.logs import get_logger
@@ -92,25 +92,22 @@ def recipient_model(recipient: Recipient | None, code: str) -> dict[str, Any]:
 
 
 async def campaign_model(conn: Connection, campaign_id: str) -> dict[str, Any]:
-    row = await reference_sql.campaign_names(conn)
-    found = row.get(campaign_id)
+    found = (await reference_sql.campaign_names(conn)).get(campaign_id)
     if found is None:
         return {"id": campaign_id, "name": campaign_id, "timezone": "Asia/Ho_Chi_Minh"}
-    return {"id": found["id"], "name": found["name"], "timezone": found["timezone"]}
+    return {"id": found.id, "name": found.name, "timezone": found.timezone}
 
 
-def indicator_name(indicators: dict[str, asyncpg.Record], code: str, language: str) -> str:
-    row = indicators.get(code)
-    if row is None:
-        return code
-    return str((row["name_en"] if language == "en" else None) or row["name"])
+def indicator_name(indicators: dict[str, IndicatorName], code: str, language: str) -> str:
+    found = indicators.get(code)
+    return found.in_language(language) if found is not None else code
 
 
 def alert_model(
     row: asyncpg.Record,
     level: int,
     new: bool,
-    indicators: dict[str, asyncpg.Record],
+    indicators: dict[str, IndicatorName],
     rule_words: dict[str, str],
     language: str,
 ) -> dict[str, Any]:
@@ -154,7 +151,7 @@ def alert_model(
 def progress_model(
     s: UnitState,
     p: Progress,
-    indicators: dict[str, asyncpg.Record],
+    indicators: dict[str, IndicatorName],
     status_words: dict[str, str],
     language: str,
 ) -> dict[str, Any]:

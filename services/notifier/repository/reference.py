@@ -12,6 +12,23 @@ from tiendo.database import Connection
 
 
 @dataclass(frozen=True, slots=True)
+class CampaignName:
+    id: str
+    name: str
+    timezone: str
+
+
+@dataclass(frozen=True, slots=True)
+class IndicatorName:
+    code: str
+    name: str  # Vietnamese
+    name_en: str  # may be empty
+
+    def in_language(self, language: str) -> str:
+        return (self.name_en if language == "en" else None) or self.name
+
+
+@dataclass(frozen=True, slots=True)
 class Contact:
     """Where a chief is reached on one channel."""
 
@@ -75,6 +92,21 @@ ORDER BY u.code
 SELECT_ANCESTORS = "SELECT ancestors FROM units WHERE code = $1"
 
 
+DELETE_CONTACTS = "DELETE FROM contacts WHERE unit = $1"
+
+
+INSERT_CONTACT = "INSERT INTO contacts (unit, channel, address, language) VALUES ($1, $2, $3, $4)"
+
+
+DELETE_CHIEF = "DELETE FROM chiefs WHERE unit = $1"
+
+
+UPSERT_CHIEF = """
+INSERT INTO chiefs (unit, name) VALUES ($1, $2)
+ON CONFLICT (unit) DO UPDATE SET name = EXCLUDED.name, updated_at = now()
+"""
+
+
 ACTIVE_SILENCES = """
 SELECT * FROM silences WHERE expired_at IS NULL AND starts_at <= $1 AND ends_at > $1
 """
@@ -124,12 +156,18 @@ async def audit(conn: Connection, actor: str, action: str, subject: str, details
     await conn.execute(INSERT_AUDIT, actor, action, subject, json.dumps(details, default=str))
 
 
-async def campaign_names(conn: Connection) -> dict[str, asyncpg.Record]:
-    return {r["id"]: r for r in await conn.fetch(SELECT_CAMPAIGN_NAMES)}
+async def campaign_names(conn: Connection) -> dict[str, CampaignName]:
+    return {
+        r["id"]: CampaignName(r["id"], r["name"], r["timezone"])
+        for r in await conn.fetch(SELECT_CAMPAIGN_NAMES)
+    }
 
 
-async def indicator_names(conn: Connection) -> dict[str, asyncpg.Record]:
-    return {r["code"]: r for r in await conn.fetch(SELECT_INDICATOR_NAMES)}
+async def indicator_names(conn: Connection) -> dict[str, IndicatorName]:
+    return {
+        r["code"]: IndicatorName(r["code"], r["name"], r["name_en"])
+        for r in await conn.fetch(SELECT_INDICATOR_NAMES)
+    }
 
 
 async def recipients(conn: Connection, codes: Sequence[str]) -> dict[str, Recipient]:
@@ -148,6 +186,21 @@ async def recipients(conn: Connection, codes: Sequence[str]) -> dict[str, Recipi
 async def unit(conn: Connection, code: str) -> Recipient | None:
     """The unit `code` as a recipient; None if there is no such unit."""
     return (await recipients(conn, [code])).get(code)
+
+
+async def replace_contacts(
+    conn: Connection, unit: str, chief_name: str | None, contacts: Sequence[Contact], actor: str
+) -> None:
+    """The unit's chief and every contact, as given (a channel not listed is dropped)."""
+    await conn.execute(DELETE_CONTACTS, unit)
+    await conn.executemany(
+        INSERT_CONTACT, [(unit, c.channel, c.address, c.language) for c in contacts]
+    )
+    if chief_name:
+        await conn.execute(UPSERT_CHIEF, unit, chief_name)
+    else:
+        await conn.execute(DELETE_CHIEF, unit)
+    await audit(conn, actor, "contacts.put", unit, {"channels": [c.channel for c in contacts]})
 
 
 async def ancestors(conn: Connection, code: str) -> list[str]:
