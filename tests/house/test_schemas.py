@@ -96,6 +96,16 @@ async def test_each_service_owns_its_tables_in_its_own_schema(database: str) -> 
     assert {"alerts", "notifications", "silences", "contacts", "chiefs"} <= tables["notifier"]
 
 
+@pytest.mark.parametrize("service", ["ingest", "aggregator", "notifier"])
+async def test_each_role_logs_in_to_its_own_schema_and_sees_the_ledger(
+    world: str, service: str
+) -> None:
+    async for conn in _connect(world, f"tiendo_{service}"):
+        path = await conn.fetchval("SHOW search_path")
+        assert path.split(", ")[:2] == ["public", service]
+        assert await conn.fetchval("SELECT count(*) FROM schema_migrations") > 0
+
+
 async def test_ingest_reads_the_tree_through_views_and_writes_only_its_tokens(
     ingest: asyncpg.Connection,
 ) -> None:

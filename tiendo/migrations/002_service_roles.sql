@@ -21,6 +21,9 @@ END $$;
 -- service writes. Only the notifier reads it (its last id versions the reference data).
 GRANT INSERT ON audit_log TO tiendo_ingest, tiendo_aggregator, tiendo_notifier;
 GRANT SELECT ON audit_log TO tiendo_notifier;
+-- a service that logs in as its role checks at start that its migrations are applied (the
+-- owner applies them: only it may create roles and move tables)
+GRANT SELECT ON schema_migrations TO tiendo_ingest, tiendo_aggregator, tiendo_notifier;
 
 -- Owner and tool connections (psql, `tiendo check`, the demo, the tests) see every
 -- service's tables by their bare names; `public` comes first so that an unqualified
