@@ -9,6 +9,7 @@ from services.notifier.app import create_app
 from services.notifier.channels import DeliveryResult, Message
 from services.notifier.repository import reference
 from services.notifier.repository.reference import Contact
+from tests.support.databases import let_roles_start
 from tests.support.notifier import ADMIN, BEHIND_ONLY, Feed, SmtpReceiver, notifier_settings
 from tests.support.notifier import progress as report
 from tests.support.stack import Topics, eventually, running
@@ -29,9 +30,10 @@ class ZaloChannel:
         return DeliveryResult(True)
 
 
-async def test_a_new_channel_is_one_class_and_one_contact_row(
-    database: str, kafka: KafkaBroker, topics: Topics, smtp_receiver: SmtpReceiver
+async def _lagging_ward_told_on_zalo(
+    database: str, notifier_dsn: str, kafka: KafkaBroker, topics: Topics, smtp: SmtpReceiver
 ) -> None:
+    """Ward 00010's chief has only a `zalo` contact; the ward lags; one message goes there."""
     await build_world(database, starts_at=STARTS)
     conn = await asyncpg.connect(database)
     try:
@@ -44,7 +46,7 @@ async def test_a_new_channel_is_one_class_and_one_contact_row(
     zalo = ZaloChannel()
     clock = ManualClock(STARTS + timedelta(days=10))
     app = create_app(
-        notifier_settings(database, kafka, topics, smtp_receiver),
+        notifier_settings(notifier_dsn, kafka, topics, smtp),
         clock=clock,
         channels={"zalo": zalo},
     )
@@ -67,3 +69,17 @@ async def test_a_new_channel_is_one_class_and_one_contact_row(
 
         await eventually(delivered)
     assert "Chief Hàng Buồm" in zalo.sent[0].text
+
+
+async def test_a_new_channel_is_one_class_and_one_contact_row(
+    database: str, kafka: KafkaBroker, topics: Topics, smtp_receiver: SmtpReceiver
+) -> None:
+    await _lagging_ward_told_on_zalo(database, database, kafka, topics, smtp_receiver)
+
+
+async def test_the_notifier_logged_in_as_its_role_alerts_through_the_read_views(
+    database: str, kafka: KafkaBroker, topics: Topics, smtp_receiver: SmtpReceiver
+) -> None:
+    await let_roles_start(database, "tiendo_notifier")
+    role_dsn = database.replace("://tiendo@", "://tiendo_notifier@", 1)
+    await _lagging_ward_told_on_zalo(database, role_dsn, kafka, topics, smtp_receiver)

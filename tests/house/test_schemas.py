@@ -5,18 +5,24 @@ import contextlib
 import shutil
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
 import pytest
 
-from devtools.localstack import PostgresServer
+from devtools.localstack import KafkaBroker, PostgresServer
 from services.aggregator import admin
 from services.aggregator.admin import UnitIn
+from services.aggregator.app import create_app as create_aggregator
 from services.ingest import repository as ingest_sql
+from services.ingest.app import create_app as create_ingest
+from services.ingest.settings import IngestSettings
 from services.notifier.repository import reference as notifier_reference
 from services.schema import MIGRATIONS, migrate_all
+from tests.counting.test_event_path import increments, post, until_value
+from tests.support.databases import let_roles_start
+from tests.support.stack import Topics, aggregator_settings, running, until_ready
 from tests.support.world import build_world, issue_token
 from tiendo.board import repository as board
 from tiendo.database import migrate, migration_files
@@ -257,3 +263,25 @@ async def test_the_units_import_hands_contacts_over_to_the_notifier(
     recipient = await notifier_reference.unit(notifier, "00004")
     assert recipient is not None
     assert [c.channel for c in recipient.contacts] == ["sms"]
+
+
+async def test_ingest_and_the_aggregator_logged_in_as_their_roles_count_events(
+    world: str, kafka: KafkaBroker, topics: Topics
+) -> None:
+    token = await issue_token(world)
+    await let_roles_start(world, "tiendo_ingest", "tiendo_aggregator")
+    ingest_app = create_ingest(
+        IngestSettings(
+            database_url=as_role(world, "tiendo_ingest"),
+            kafka_bootstrap=kafka.bootstrap,
+            **topics.kwargs(),
+        )
+    )
+    aggregator_app = create_aggregator(
+        aggregator_settings(as_role(world, "tiendo_aggregator"), kafka.bootstrap, topics)
+    )
+    async with running(ingest_app) as ingest, running(aggregator_app) as aggregator:
+        ingest.headers["Authorization"] = f"Bearer {token}"
+        await until_ready(ingest)
+        await post(ingest, increments("00004", 5, "role", at=STARTS + timedelta(days=1)))
+        await until_value(aggregator, "01", 5)
