@@ -13,6 +13,7 @@ import pytest
 
 from devtools.localstack import KafkaBroker, PostgresServer, free_port
 from services.schema import migrate_all
+from tests.support.databases import clone_database
 from tests.support.stack import Topics
 
 # fixtures of the notifier's receivers (SMTP, HTTP) and harness
@@ -61,7 +62,7 @@ async def database(postgres: PostgresServer, template_db: str) -> AsyncIterator[
     """The DSN of a fresh, migrated database of this test's own."""
     name = f"t_{uuid.uuid4().hex[:12]}"
     admin = await asyncpg.connect(postgres.dsn())
-    await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
+    await clone_database(admin, template_db, name)
     yield postgres.dsn(name)
     await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     await admin.close()

@@ -2,7 +2,6 @@
 audited and re-plans the affected campaigns (targets, baselines and rollups) in the same
 transaction, so readers never see a tree and counters that disagree."""
 
-import json
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
@@ -20,6 +19,8 @@ from tiendo.pace import Milestone, Thresholds
 from tiendo.rollup import effective_targets, subtree_sums
 
 CODE_PATTERN = r"^[A-Za-z0-9_.-]{1,32}$"
+# Columns of a unit that are its chief's contacts: the notifier's, handed over to it.
+CONTACT_COLUMNS = ("chief_name", "chief_email", "chief_phone", "chief_webhook", "chief_chat")
 
 
 class UnitIn(BaseModel):
@@ -121,29 +122,17 @@ async def check_campaign(
 
 
 async def upsert_units(conn: Connection, units: Sequence[UnitIn], actor: str) -> int:
-    """Insert or update units (parents may come after children in the list)."""
+    """Insert or update units (parents may come after children in the list); their
+    contact columns go to the notifier."""
     await conn.execute(apply_sql.LOCK_REPLAN)
-    await conn.executemany(
-        reference_sql.UPSERT_UNIT,
-        [
-            (
-                u.code,
-                u.name,
-                u.type,
-                u.level,
-                u.parent_code,
-                u.chief_name,
-                u.chief_email,
-                u.chief_phone,
-                u.chief_webhook,
-                u.chief_chat,
-            )
-            for u in units
-        ],
+    await reference_sql.upsert_units(
+        conn,
+        [reference_sql.Unit(u.code, u.name, u.type, u.level, u.parent_code) for u in units],
     )
-    await conn.execute("SET CONSTRAINTS ALL IMMEDIATE")
-    await conn.execute(reference_sql.REFRESH_ANCESTORS)
-    if await conn.fetchval(reference_sql.COUNT_ORPHANS):
+    await reference_sql.hand_over_contacts(
+        conn, [u.model_dump(include={"code", *CONTACT_COLUMNS}) for u in units]
+    )
+    if await reference_sql.check_tree(conn):
         raise ReferenceError(
             [Problem("level", "a unit's level does not match its depth in the tree (or a cycle)")]
         )
@@ -154,27 +143,17 @@ async def upsert_units(conn: Connection, units: Sequence[UnitIn], actor: str) ->
         subject=f"{len(units)} units",
         details={"codes": [u.code for u in units][:100]},
     )
-    for row in await conn.fetch(reference_sql.SELECT_CAMPAIGNS):
-        await replan(conn, row["id"])
+    for campaign_id in await reference_sql.campaign_ids(conn):
+        await replan(conn, campaign_id)
     return len(units)
 
 
 async def upsert_campaign(conn: Connection, campaign_id: str, c: CampaignIn, actor: str) -> None:
     await conn.execute(apply_sql.LOCK_REPLAN)
     stored = await guard.target_deadlines(conn, campaign_id)
-    await check_campaign(conn, c.campaign(campaign_id), stored.get(campaign_id, {}))
-    await conn.execute(
-        reference_sql.UPSERT_CAMPAIGN,
-        campaign_id,
-        c.name,
-        c.starts_at,
-        c.deadline,
-        c.timezone,
-        list(dict.fromkeys(c.indicators)),
-        c.behind_threshold,
-        timedelta(seconds=c.stale_after_seconds),
-        json.dumps([{"at": m.at.isoformat(), "fraction": m.fraction} for m in c.milestones]),
-    )
+    campaign = c.campaign(campaign_id)
+    await check_campaign(conn, campaign, stored.get(campaign_id, {}))
+    await reference_sql.upsert_campaign(conn, campaign)
     await audit.record(
         conn,
         actor=actor,
@@ -189,10 +168,10 @@ async def upsert_targets(
     conn: Connection, campaign_id: str, targets: Sequence[TargetIn], actor: str
 ) -> int:
     await conn.execute(apply_sql.LOCK_REPLAN)
-    campaign = await conn.fetchrow(reference_sql.SELECT_CAMPAIGN, campaign_id)
-    if campaign is None:
+    indicators = await reference_sql.campaign_indicators(conn, campaign_id)
+    if indicators is None:
         raise LookupError(f"no campaign {campaign_id}")
-    units = {r["code"] for r in await conn.fetch(reference_sql.SELECT_TREE)}
+    units = await reference_sql.tree(conn)
     problems = [
         Problem("unit", f"unknown unit {t.unit}", i)
         for i, t in enumerate(targets)
@@ -200,7 +179,7 @@ async def upsert_targets(
     ] + [
         Problem("indicator", f"indicator {t.indicator} is not one of the campaign's", i)
         for i, t in enumerate(targets)
-        if t.indicator not in campaign["indicators"]
+        if t.indicator not in indicators
     ]
     if problems:
         raise ReferenceError(sorted(problems, key=lambda p: p.index or 0)[:50])
@@ -209,10 +188,16 @@ async def upsert_targets(
         deadlines.pop(guard.stored_target(t.unit, t.indicator), None)
         if t.deadline is not None:
             deadlines[i, "deadline"] = t.deadline
-    await check_campaign(conn, Campaign.from_row(campaign), deadlines)
-    await conn.executemany(
-        reference_sql.UPSERT_TARGET,
-        [(campaign_id, t.unit, t.indicator, t.target, t.baseline, t.deadline) for t in targets],
+    campaign = await reference_sql.campaign(conn, campaign_id)
+    assert campaign is not None  # under the re-plan lock since it was read
+    await check_campaign(conn, campaign, deadlines)
+    await reference_sql.upsert_targets(
+        conn,
+        campaign_id,
+        [
+            reference_sql.Target(t.unit, t.indicator, t.target, t.baseline, t.deadline)
+            for t in targets
+        ],
     )
     await audit.record(
         conn,
@@ -233,23 +218,22 @@ async def replan(conn: Connection, campaign_id: str, *, recount: bool = False) -
     windows that existed when it arrived. The caller holds `LOCK_REPLAN`, so no batch
     applies meanwhile, and readers see the old figures until the transaction commits.
     """
-    campaign = await conn.fetchrow(reference_sql.SELECT_CAMPAIGN, campaign_id)
-    if campaign is None:
+    indicators = await reference_sql.campaign_indicators(conn, campaign_id)
+    if indicators is None:
         return
-    await conn.execute(reference_sql.DELETE_DROPPED_INDICATORS, campaign_id)
-    await conn.execute(reference_sql.ENSURE_CAMPAIGN_ROWS, campaign_id)
-    parents = {r["code"]: r["parent_code"] for r in await conn.fetch(reference_sql.SELECT_TREE)}
-    targets = await conn.fetch(reference_sql.SELECT_TARGETS, campaign_id)
-    rows: list[tuple[str, str, int, int, int, datetime | None]] = []
-    for indicator in campaign["indicators"]:
-        mine = [t for t in targets if t["indicator"] == indicator]
-        own_baseline = {t["unit"]: t["baseline"] for t in mine}
-        explicit = {t["unit"]: t["target"] for t in mine}
-        deadlines = {t["unit"]: t["deadline"] for t in mine}
+    await reference_sql.ensure_campaign_rows(conn, campaign_id)
+    parents = await reference_sql.tree(conn)
+    targets = await reference_sql.targets(conn, campaign_id)
+    plan: list[reference_sql.PlanRow] = []
+    for indicator in indicators:
+        mine = [t for t in targets if t.indicator == indicator]
+        own_baseline = {t.unit: t.baseline for t in mine}
+        explicit = {t.unit: t.target for t in mine}
+        deadlines = {t.unit: t.deadline for t in mine}
         baselines = subtree_sums(parents, own_baseline)
         effective = effective_targets(parents, explicit)
-        rows.extend(
-            (
+        plan.extend(
+            reference_sql.PlanRow(
                 code,
                 indicator,
                 own_baseline.get(code, 0),
@@ -259,10 +243,7 @@ async def replan(conn: Connection, campaign_id: str, *, recount: bool = False) -
             )
             for code in parents
         )
-    await conn.execute(reference_sql.CREATE_PLAN_STAGING)
-    await conn.copy_records_to_table("plan_in", records=rows, columns=reference_sql.PLAN_COLUMNS)
-    await conn.execute(reference_sql.APPLY_PLAN, campaign_id)
+    await reference_sql.apply_plan(conn, campaign_id, plan)
     if recount:
         await recount_sql.recount(conn, campaign_id)
-    await conn.execute(reference_sql.RECOMPUTE_VALUES, campaign_id)
-    await conn.execute("DROP TABLE plan_in")
+    await reference_sql.recompute_values(conn, campaign_id)

@@ -13,12 +13,11 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from zoneinfo import available_timezones
 
-import asyncpg
 from prometheus_client import Gauge
 
 from services.aggregator.repository import reference as reference_sql
+from services.aggregator.repository.reference import StoredCampaign
 from services.aggregator.validation import Problem, TargetRef, campaign_problems
-from tiendo.board.campaign import Campaign
 from tiendo.database import Connection
 from tiendo.logs import get_logger
 
@@ -27,12 +26,11 @@ log = get_logger(__name__)
 
 async def known_timezones(conn: Connection) -> set[str]:
     """Zone names both Python (boards, messages) and PostgreSQL (day buckets) resolve."""
-    names = {r["name"] for r in await conn.fetch(reference_sql.SELECT_DATABASE_TIMEZONES)}
-    return names & available_timezones()
+    return await reference_sql.database_timezones(conn) & available_timezones()
 
 
 async def known_indicators(conn: Connection) -> set[str]:
-    return {r["code"] for r in await conn.fetch(reference_sql.SELECT_INDICATOR_CODES)}
+    return await reference_sql.indicator_codes(conn)
 
 
 def stored_target(unit: str, indicator: str) -> TargetRef:
@@ -44,16 +42,15 @@ async def target_deadlines(
 ) -> dict[str, dict[TargetRef, datetime]]:
     """Per campaign: the stored unit-specific deadlines."""
     out: dict[str, dict[TargetRef, datetime]] = {}
-    for r in await conn.fetch(reference_sql.SELECT_TARGET_DEADLINES, campaign_id):
-        ref = stored_target(r["unit"], r["indicator"])
-        out.setdefault(r["campaign_id"], {})[ref] = r["deadline"]
+    for t in await reference_sql.target_deadlines(conn, campaign_id):
+        out.setdefault(t.campaign_id, {})[stored_target(t.unit, t.indicator)] = t.deadline
     return out
 
 
 class CampaignGuard:
     def __init__(self, gauge: Gauge | None = None) -> None:
         self._gauge = gauge
-        self._stamp: tuple[object, ...] | None = None
+        self._stamp: tuple[int, datetime | None] | None = None
         self._labelled: set[str] = set()
         self.unusable: dict[str, list[Problem]] = {}
 
@@ -71,23 +68,21 @@ class CampaignGuard:
     async def ensure_fresh(self, conn: Connection) -> None:
         """Check again if a campaign changed through the admin API since the last check
         (one tiny query; the apply calls it every batch, under the apply lock)."""
-        row = await conn.fetchrow(reference_sql.SELECT_CAMPAIGNS_STAMP)
-        stamp = tuple(row) if row is not None else None
-        if stamp != self._stamp:
+        if await reference_sql.campaigns_stamp(conn) != self._stamp:
             await self.refresh(conn)
 
     async def refresh(self, conn: Connection) -> None:
         """Check every stored campaign again."""
-        row = await conn.fetchrow(reference_sql.SELECT_CAMPAIGNS_STAMP)
-        rows = await conn.fetch(reference_sql.SELECT_CAMPAIGNS)
-        found = check_rows(
-            rows,
+        stamp = await reference_sql.campaigns_stamp(conn)
+        stored = await reference_sql.stored_campaigns(conn)
+        found = check_campaigns(
+            stored,
             timezones=await known_timezones(conn),
             indicators=await known_indicators(conn),
             deadlines=await target_deadlines(conn),
         )
-        self._stamp = tuple(row) if row is not None else None
-        self._report({r["id"] for r in rows}, found)
+        self._stamp = stamp
+        self._report({c.id for c in stored}, found)
 
     def _report(self, campaigns: set[str], found: dict[str, list[Problem]]) -> None:
         for campaign_id, problems in sorted(found.items()):
@@ -108,8 +103,8 @@ class CampaignGuard:
         self.unusable = found
 
 
-def check_rows(
-    rows: Sequence[asyncpg.Record],
+def check_campaigns(
+    stored: Sequence[StoredCampaign],
     *,
     timezones: set[str],
     indicators: set[str],
@@ -117,19 +112,16 @@ def check_rows(
 ) -> dict[str, list[Problem]]:
     """Problems of each stored campaign that has any."""
     found: dict[str, list[Problem]] = {}
-    for row in rows:
-        campaign_id = str(row["id"])
-        try:
-            campaign = Campaign.from_row(row)
-        except (ValueError, KeyError, TypeError) as exc:
-            found[campaign_id] = [Problem("milestones", f"unreadable: {exc}")]
+    for s in stored:
+        if s.campaign is None:
+            found[s.id] = [Problem("milestones", f"unreadable: {s.unreadable}")]
             continue
         problems = campaign_problems(
-            campaign,
+            s.campaign,
             timezones=timezones,
             indicators=indicators,
-            target_deadlines=deadlines.get(campaign_id),
+            target_deadlines=deadlines.get(s.id),
         )
         if problems:
-            found[campaign_id] = problems
+            found[s.id] = problems
     return found

@@ -14,21 +14,10 @@ from typing import TypeVar
 from openpyxl import load_workbook
 from pydantic import BaseModel, ValidationError
 
-from services.aggregator.admin import TargetIn, UnitIn
+from services.aggregator.admin import CONTACT_COLUMNS, TargetIn, UnitIn
 
 M = TypeVar("M", bound=BaseModel)
-UNIT_COLUMNS = (
-    "code",
-    "name",
-    "type",
-    "level",
-    "parent_code",
-    "chief_name",
-    "chief_email",
-    "chief_phone",
-    "chief_webhook",
-    "chief_chat",
-)
+UNIT_COLUMNS = ("code", "name", "type", "level", "parent_code", *CONTACT_COLUMNS)
 TARGET_COLUMNS = ("unit", "indicator", "target", "baseline", "deadline")
 
 

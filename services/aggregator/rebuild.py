@@ -95,7 +95,7 @@ async def rebuild(settings: AggregatorSettings, since: datetime | None = None) -
         end = await consumer.end_offsets(partitions)
         async with lock.transaction():
             if since is None:
-                await lock.execute("TRUNCATE events, subjects, daily_counts")
+                await position_sql.clear_history(lock)
             else:
                 await lock.execute(
                     recount_sql.DELETE_EVENTS_FROM,
@@ -103,20 +103,19 @@ async def rebuild(settings: AggregatorSettings, since: datetime | None = None) -
                     [start[tp] for tp in partitions],
                 )
             await lock.execute(recount_sql.RECOUNT_SUBJECTS)
-            for row in await lock.fetch(reference_sql.SELECT_CAMPAIGNS):
-                await lock.execute(reference_sql.ENSURE_CAMPAIGN_ROWS, row["id"])
+            for campaign_id in await reference_sql.campaign_ids(lock):
+                await reference_sql.ensure_campaign_rows(lock, campaign_id)
             await guard.refresh(lock)
             await recount_sql.recount(lock, unusable=guard.ids)
-            for row in await lock.fetch(reference_sql.SELECT_CAMPAIGNS):
-                await admin.replan(lock, row["id"])
-            await lock.executemany(
-                position_sql.SET_OFFSET,
-                [
-                    (settings.group_id, settings.topic_events, tp.partition, start[tp])
-                    for tp in partitions
-                ],
+            for campaign_id in await reference_sql.campaign_ids(lock):
+                await admin.replan(lock, campaign_id)
+            await position_sql.set_offsets(
+                lock,
+                settings.group_id,
+                settings.topic_events,
+                {tp.partition: start[tp] for tp in partitions},
             )
-        kept = int(await lock.fetchval("SELECT count(*) FROM events"))
+        kept = await position_sql.count_events(lock)
         log.info(
             "rebuild_reset",
             kept_events=kept,
@@ -154,7 +153,7 @@ async def rebuild(settings: AggregatorSettings, since: datetime | None = None) -
                 if recs[-1].offset + 1 >= end[tp]:
                     remaining.discard(tp)
         await inflight.wait()
-        total = int(await lock.fetchval("SELECT count(*) FROM events"))
+        total = await position_sql.count_events(lock)
         await republish_all(pool, producer, settings.topic_progress, SystemClock(), guard.ids)
     finally:
         if inflight is not None:

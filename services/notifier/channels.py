@@ -139,7 +139,7 @@ class EmailChannel:
 
 class ChatChannel:
     """Chat services through apprise: the address is the unit chief's apprise URL
-    (`tgram://…`, `slack://…`, `json://host/path` …), from the `chief_chat` contact."""
+    (`tgram://…`, `slack://…`, `json://host/path` …), from the chief's `chat` contact."""
 
     def __init__(self, timeout: float = 10.0) -> None:
         self._timeout = timeout

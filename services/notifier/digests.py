@@ -59,7 +59,11 @@ async def queue_digests(
             key[len(prefix) :].split("/")[0] for key in await delivery_sql.dedup_keys(conn, prefix)
         }
         units = sorted({j.state.unit for j in members})
-        recipients = {r["code"]: r for r in await reference_sql.reachable_units(conn, units)}
+        recipients = {
+            code: r
+            for code, r in (await reference_sql.recipients(conn, units)).items()
+            if outgoing.reaches(r)
+        }
         pending = [u for u in recipients if u not in done]
         if not pending:
             continue

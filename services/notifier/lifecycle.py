@@ -216,8 +216,7 @@ async def escalate(
             locked = await alert_sql.lock_firing_alert(conn, a["id"])
             if locked is None or locked["escalation_level"] >= target:
                 continue  # resolved meanwhile, or another replica escalated it
-            unit = await reference_sql.unit(conn, a["unit"])
-            ancestors: list[str] = list(unit["ancestors"]) if unit else []
+            ancestors = await reference_sql.ancestors(conn, a["unit"])
             for level in range(locked["escalation_level"] + 1, target + 1):
                 if level > len(ancestors):
                     break

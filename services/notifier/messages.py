@@ -11,6 +11,7 @@ import asyncpg
 from services.notifier.metrics import NotifierMetrics
 from services.notifier.repository import deliveries as delivery_sql
 from services.notifier.repository import reference as reference_sql
+from services.notifier.repository.reference import IndicatorName, Recipient
 from services.notifier.rules import UnitState
 from tiendo.database import Connection
 from tiendo.logs import get_logger
@@ -57,47 +58,56 @@ def details(state: UnitState, p: Progress, rank: dict[str, Any] | None) -> dict[
     return out
 
 
+# Channels in the order their rows are queued (the order before contacts became rows);
+# any other channel follows, by name.
+_FIRST_CHANNELS = ("email", "webhook", "chat")
+
+
+def _channel_order(channel: str) -> tuple[int, str]:
+    first = _FIRST_CHANNELS.index(channel) if channel in _FIRST_CHANNELS else len(_FIRST_CHANNELS)
+    return first, channel
+
+
 def addresses(
-    contact: asyncpg.Record | None, fallback_webhook: str | None, channels: Collection[str]
+    recipient: Recipient | None, fallback_webhook: str | None, channels: Collection[str]
 ) -> list[tuple[str, str]]:
-    out: list[tuple[str, str]] = []
-    email = contact["chief_email"] if contact else None
-    webhook = (contact["chief_webhook"] if contact else None) or fallback_webhook
-    chat = contact["chief_chat"] if contact else None
-    for channel, address in (("email", email), ("webhook", webhook), ("chat", chat)):
-        if address and channel in channels:
-            out.append((channel, address))
-    return out
+    """(channel, address) of every channel the recipient can be reached on; the fallback
+    webhook stands in for a recipient without a webhook of their own."""
+    found = {c.channel: c.address for c in recipient.contacts} if recipient else {}
+    if fallback_webhook and "webhook" not in found:
+        found["webhook"] = fallback_webhook
+    return [
+        (channel, found[channel])
+        for channel in sorted(found, key=_channel_order)
+        if channel in channels
+    ]
 
 
-def recipient_model(contact: asyncpg.Record | None, code: str) -> dict[str, Any]:
+def recipient_model(recipient: Recipient | None, code: str) -> dict[str, Any]:
     return {
         "unit": code,
-        "name": (contact["name"] if contact else None) or code,
-        "chief_name": contact["chief_name"] if contact else None,
+        "name": (recipient.name if recipient else None) or code,
+        "chief_name": recipient.chief_name if recipient else None,
     }
 
 
 async def campaign_model(conn: Connection, campaign_id: str) -> dict[str, Any]:
-    row = await reference_sql.campaign_names(conn)
-    found = row.get(campaign_id)
+    found = (await reference_sql.campaign_names(conn)).get(campaign_id)
     if found is None:
         return {"id": campaign_id, "name": campaign_id, "timezone": "Asia/Ho_Chi_Minh"}
-    return {"id": found["id"], "name": found["name"], "timezone": found["timezone"]}
+    return {"id": found.id, "name": found.name, "timezone": found.timezone}
 
 
-def indicator_name(indicators: dict[str, asyncpg.Record], code: str, language: str) -> str:
-    row = indicators.get(code)
-    if row is None:
-        return code
-    return str((row["name_en"] if language == "en" else None) or row["name"])
+def indicator_name(indicators: dict[str, IndicatorName], code: str, language: str) -> str:
+    found = indicators.get(code)
+    return found.in_language(language) if found is not None else code
 
 
 def alert_model(
     row: asyncpg.Record,
     level: int,
     new: bool,
-    indicators: dict[str, asyncpg.Record],
+    indicators: dict[str, IndicatorName],
     rule_words: dict[str, str],
     language: str,
 ) -> dict[str, Any]:
@@ -141,7 +151,7 @@ def alert_model(
 def progress_model(
     s: UnitState,
     p: Progress,
-    indicators: dict[str, asyncpg.Record],
+    indicators: dict[str, IndicatorName],
     status_words: dict[str, str],
     language: str,
 ) -> dict[str, Any]:
@@ -174,13 +184,17 @@ class Outgoing:
         self._fallback = fallback_webhook
         self._metrics = metrics
 
+    def reaches(self, recipient: Recipient) -> bool:
+        """Whether the recipient has an address of their own on a channel sent on."""
+        return bool(addresses(recipient, None, self._channels))
+
     async def enqueue(
         self,
         conn: Connection,
         *,
         kind: str,
         message_id: str,
-        recipient: asyncpg.Record | None,
+        recipient: Recipient | None,
         recipient_code: str,
         body: dict[str, Any],
         group_id: int | None,

@@ -18,7 +18,6 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
 
 import asyncpg
 from tenacity import (
@@ -32,6 +31,7 @@ from tenacity import (
 from services.notifier.channels import Channel, DeliveryResult, Message
 from services.notifier.metrics import NotifierMetrics
 from services.notifier.repository import deliveries as delivery_sql
+from services.notifier.repository.deliveries import Claimed
 from tiendo.logs import get_logger
 
 log = get_logger(__name__)
@@ -91,7 +91,7 @@ class Outbox:
         await asyncio.gather(*(self._deliver(row) for row in rows))
         return len(rows)
 
-    async def _claim(self, limit: int) -> list[asyncpg.Record]:
+    async def _claim(self, limit: int) -> list[Claimed]:
         if limit <= 0:
             return []
         async with self._pool.acquire() as conn:
@@ -100,8 +100,8 @@ class Outbox:
     async def _claim_and_start(self) -> None:
         for row in await self._claim(self._concurrency - len(self._inflight)):
             task = asyncio.create_task(self._guarded(row))
-            self._inflight[row["id"]] = task
-            task.add_done_callback(self._forget(row["id"]))
+            self._inflight[row.id] = task
+            task.add_done_callback(self._forget(row.id))
 
     def _forget(self, notification_id: int) -> Callable[[asyncio.Task[None]], None]:
         def done(_: asyncio.Task[None]) -> None:
@@ -109,14 +109,14 @@ class Outbox:
 
         return done
 
-    async def _guarded(self, row: asyncpg.Record) -> None:
+    async def _guarded(self, row: Claimed) -> None:
         try:
             await self._deliver(row)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             # The database went away mid-delivery: the lease runs out and any replica
             # resumes the message, so log it and let it go.
-            self._metrics.notifications.labels(row["channel"], "interrupted").inc()
-            log.error("delivery_interrupted", id=row["id"], error=repr(exc))
+            self._metrics.notifications.labels(row.channel, "interrupted").inc()
+            log.error("delivery_interrupted", id=row.id, error=repr(exc))
 
     async def _release(self) -> None:
         ids = list(self._inflight)
@@ -128,26 +128,24 @@ class Outbox:
                 await task
         if ids:
             async with self._pool.acquire() as conn:
-                await conn.execute(delivery_sql.RELEASE, self.replica, ids)
+                await delivery_sql.release(conn, self.replica, ids)
 
-    async def _deliver(self, row: asyncpg.Record) -> None:
-        channel = self._channels.get(row["channel"])
+    async def _deliver(self, row: Claimed) -> None:
+        channel = self._channels.get(row.channel)
         if channel is None:
-            await self._fail(row, f"channel {row['channel']!r} is not configured")
+            await self._fail(row, f"channel {row.channel!r} is not configured")
             return
-        body: dict[str, Any] = (
-            json.loads(row["body"]) if isinstance(row["body"], str) else row["body"]
-        )
+        body = row.body
         message = Message(
-            delivery_id=row["dedup_key"],
-            address=row["address"],
-            subject=row["subject"] or str(body.get("subject", "")),
-            text=str(body.get("chat" if row["channel"] == "chat" else "text", "")),
+            delivery_id=row.delivery_id,
+            address=row.address,
+            subject=row.subject or str(body.get("subject", "")),
+            text=str(body.get("chat" if row.channel == "chat" else "text", "")),
             body=json.dumps(body, ensure_ascii=False, sort_keys=True).encode(),
         )
-        remaining = self._max_attempts - row["attempts"]
+        remaining = self._max_attempts - row.attempts
         if remaining <= 0:
-            await self._fail(row, row["last_error"] or "no attempts left")
+            await self._fail(row, row.last_error or "no attempts left")
             return
         retrying = AsyncRetrying(
             stop=stop_after_attempt(remaining),
@@ -161,48 +159,48 @@ class Outbox:
         await self._fail(row, result.error or "failed")
 
     async def _attempt(
-        self, row: asyncpg.Record, message: Message, channel: Channel
+        self, row: Claimed, message: Message, channel: Channel
     ) -> DeliveryResult | None:
         """One attempt, written down before and after; None: this replica lost the message
         (its lease ran out and another took it, or it was delivered meanwhile)."""
         async with self._pool.acquire() as conn:
-            started = await delivery_sql.start_attempt(conn, row["id"], self.replica, self._lease)
+            started = await delivery_sql.start_attempt(conn, row.id, self.replica, self._lease)
         if started is None:
-            log.warning("delivery_lease_lost", id=row["id"], replica=self.replica)
+            log.warning("delivery_lease_lost", id=row.id, replica=self.replica)
             return None
         t0 = time.perf_counter()
         try:
             result = await asyncio.wait_for(channel.send(message), self._timeout)
         except TimeoutError:
             result = DeliveryResult(False, f"timeout after {self._timeout} s")
-        self._metrics.delivery_seconds.labels(row["channel"]).observe(time.perf_counter() - t0)
+        self._metrics.delivery_seconds.labels(row.channel).observe(time.perf_counter() - t0)
         async with self._pool.acquire() as conn, conn.transaction():
-            await delivery_sql.finish_attempt(conn, started["id"], result.ok, result.error)
+            await delivery_sql.finish_attempt(conn, started.id, result.ok, result.error)
             if result.ok:
-                await conn.execute(delivery_sql.MARK_DELIVERED, row["id"])
+                await delivery_sql.mark_delivered(conn, row.id)
             else:
-                await conn.execute(delivery_sql.NOTE_ERROR, row["id"], (result.error or "")[:500])
+                await delivery_sql.note_error(conn, row.id, result.error)
         outcome = "delivered" if result.ok else "retry"
-        self._metrics.notifications.labels(row["channel"], outcome).inc()
+        self._metrics.notifications.labels(row.channel, outcome).inc()
         log.info(
             "notification_delivered" if result.ok else "notification_attempt_failed",
-            id=row["id"],
-            delivery_id=row["dedup_key"],
-            kind=row["kind"],
-            channel=row["channel"],
-            attempt=started["attempt"],
+            id=row.id,
+            delivery_id=row.delivery_id,
+            kind=row.kind,
+            channel=row.channel,
+            attempt=started.number,
             error=result.error,
         )
         return result
 
-    async def _fail(self, row: asyncpg.Record, error: str) -> None:
+    async def _fail(self, row: Claimed, error: str) -> None:
         async with self._pool.acquire() as conn:
-            await conn.execute(delivery_sql.MARK_FAILED, row["id"], error[:500], self.replica)
-        self._metrics.notifications.labels(row["channel"], "failed").inc()
+            await delivery_sql.mark_failed(conn, row.id, error, self.replica)
+        self._metrics.notifications.labels(row.channel, "failed").inc()
         log.error(
             "notification_failed",
-            id=row["id"],
-            delivery_id=row["dedup_key"],
-            channel=row["channel"],
+            id=row.id,
+            delivery_id=row.delivery_id,
+            channel=row.channel,
             error=error,
         )

@@ -16,6 +16,7 @@ import pytest
 
 from devtools.localstack import KafkaBroker, PostgresServer
 from tests.ingest.test_ingest_api import batch, event, read_topic, serving, settings_for
+from tests.support.databases import clone_database
 from tests.support.stack import Topics
 from tests.support.world import build_world, issue_token
 from tiendo.events.v1 import events_pb2
@@ -236,7 +237,7 @@ async def world(
     """One database, topic set and ingest for the whole table (built once: it is long)."""
     name = f"t_{uuid.uuid4().hex[:12]}"
     admin = await asyncpg.connect(postgres.dsn())
-    await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
+    await clone_database(admin, template_db, name)
     dsn = postgres.dsn(name)
     topics = Topics.unique()
     try:

@@ -24,6 +24,7 @@ from devtools.localstack import KafkaBroker, PostgresServer, free_port
 from services.ingest.app import create_app
 from services.ingest.settings import IngestSettings
 from tests.ingest.test_ingest_api import NOW
+from tests.support.databases import clone_database
 from tests.support.stack import ServiceProcess, Topics, eventually, service_env
 from tests.support.world import build_world, issue_token
 
@@ -38,7 +39,7 @@ async def server(
     """One ingest process for the whole run (the fuzzer sends thousands of requests)."""
     name = f"t_{uuid.uuid4().hex[:12]}"
     admin = await asyncpg.connect(postgres.dsn())
-    await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
+    await clone_database(admin, template_db, name)
     dsn = postgres.dsn(name)
     await build_world(dsn, starts_at=NOW)
     token = await issue_token(dsn)

@@ -25,6 +25,7 @@ from devtools.localstack import KafkaBroker, PostgresServer, free_port
 from services.check.run import check
 from services.notifier.settings import NotifierSettings
 from services.schema import migrate_all
+from tests.support.databases import clone_database
 from tests.support.load import Load, counters
 from tests.support.stack import (
     ServiceProcess,
@@ -155,7 +156,7 @@ async def stack_fixture(servers: Servers, tmp_path: Path) -> AsyncIterator[Stack
     await servers.ensure_running()
     name = f"t_{uuid.uuid4().hex[:12]}"
     admin = await asyncpg.connect(servers.postgres.dsn())
-    await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{servers.template}"')
+    await clone_database(admin, servers.template, name)
     await admin.close()
     try:
         yield Stack(servers, servers.postgres.dsn(name), Topics.unique(), tmp_path)

@@ -1,4 +1,9 @@
-"""Where the consumer stands: Kafka offsets stored with the counters, and dead letters."""
+"""Where the consumer stands: Kafka offsets stored with the counters, the events stored so
+far, and dead letters."""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 
 from tiendo.database import Connection
 
@@ -68,3 +73,53 @@ VALUES ($1, $2, $3, $4)
 ON CONFLICT (group_id, topic, partition) DO UPDATE
 SET next_offset = EXCLUDED.next_offset, updated_at = now()
 """
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    partition: int
+    offset: int
+    event_id: str | None
+    reason: str
+    created_at: datetime
+    redriven_at: datetime | None
+    payload: bytes
+
+
+async def dead_letters(conn: Connection, *, include_redriven: bool, limit: int) -> list[DeadLetter]:
+    """The oldest first; those already re-driven only if asked."""
+    return [
+        DeadLetter(
+            r["partition"],
+            r["kafka_offset"],
+            r["event_id"],
+            r["reason"],
+            r["created_at"],
+            r["redriven_at"],
+            bytes(r["payload"]),
+        )
+        for r in await conn.fetch(SELECT_DEAD_LETTERS, include_redriven, limit)
+    ]
+
+
+async def mark_redriven(conn: Connection, topic: str, letters: Sequence[DeadLetter]) -> None:
+    await conn.executemany(MARK_REDRIVEN, [(topic, d.partition, d.offset) for d in letters])
+
+
+async def set_offsets(
+    conn: Connection, group_id: str, topic: str, next_offsets: dict[int, int]
+) -> None:
+    """Move the stored position to exactly these offsets (the rebuild rewinds it)."""
+    await conn.executemany(
+        SET_OFFSET, [(group_id, topic, p, o) for p, o in sorted(next_offsets.items())]
+    )
+
+
+async def count_events(conn: Connection) -> int:
+    count: int = await conn.fetchval("SELECT count(*) FROM events")
+    return count
+
+
+async def clear_history(conn: Connection) -> None:
+    """Forget every stored event and what was derived from them alone (a full rebuild)."""
+    await conn.execute("TRUNCATE events, subjects, daily_counts")

@@ -1,7 +1,9 @@
 """Reference data: the unit tree, campaigns, targets, the plan of each campaign."""
 
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 import asyncpg
 
@@ -10,15 +12,17 @@ from tiendo.database import Connection
 
 # -- reference data (admin) ---------------------------------------------------------------
 UPSERT_UNIT = """
-INSERT INTO units (code, name, type, level, parent_code, chief_name, chief_email, chief_phone,
-                   chief_webhook, chief_chat, updated_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, now())
+INSERT INTO units (code, name, type, level, parent_code, updated_at)
+VALUES ($1, $2, $3, $4, $5, now())
 ON CONFLICT (code) DO UPDATE
 SET name = EXCLUDED.name, type = EXCLUDED.type, level = EXCLUDED.level,
-    parent_code = EXCLUDED.parent_code, chief_name = EXCLUDED.chief_name,
-    chief_email = EXCLUDED.chief_email, chief_phone = EXCLUDED.chief_phone,
-    chief_webhook = EXCLUDED.chief_webhook, chief_chat = EXCLUDED.chief_chat, updated_at = now()
+    parent_code = EXCLUDED.parent_code, updated_at = now()
 """
+
+
+# The chiefs' contacts belong to the notifier: the contact columns of a units import go to
+# the function it publishes for them (notifier migration 006), which runs with its rights.
+HAND_OVER_CONTACTS = "SELECT notifier.hand_over_unit_contacts($1::jsonb)"
 
 
 # Ancestors (root first) of every unit, recomputed from parent links after an upsert.
@@ -158,17 +162,17 @@ WHERE deadline IS NOT NULL AND ($1::text IS NULL OR campaign_id = $1)
 """
 
 
-# -- reads of the HTTP API -----------------------------------------------------------------
+# -- named functions: what callers use; they return dataclasses and plain values ----------
 @dataclass(frozen=True, slots=True)
 class Unit:
-    """A node of the unit tree; `ancestors` root first."""
+    """A node of the unit tree; `ancestors` root first (kept by the database)."""
 
     code: str
     name: str
     type: str
     level: int
     parent_code: str | None
-    ancestors: tuple[str, ...]
+    ancestors: tuple[str, ...] = ()
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> "Unit":
@@ -196,6 +200,85 @@ async def children(conn: Connection, code: str) -> list[Unit]:
     return [Unit.from_row(r) for r in await conn.fetch(SELECT_CHILDREN, code)]
 
 
+@dataclass(frozen=True, slots=True)
+class Target:
+    unit: str
+    indicator: str
+    target: int | None  # None: the sum of the children's
+    baseline: int
+    deadline: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class TargetDeadline:
+    campaign_id: str
+    unit: str
+    indicator: str
+    deadline: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PlanRow:
+    """One unit and indicator of a campaign's plan: own and subtree baseline, target."""
+
+    unit: str
+    indicator: str
+    own_baseline: int
+    baseline: int
+    target: int
+    deadline: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredCampaign:
+    """A campaign row as stored: the campaign, or why the row reads as none."""
+
+    id: str
+    campaign: Campaign | None
+    unreadable: str | None = None
+
+
+async def upsert_units(conn: Connection, units: Sequence[Unit]) -> None:
+    await conn.executemany(
+        UPSERT_UNIT, [(u.code, u.name, u.type, u.level, u.parent_code) for u in units]
+    )
+
+
+async def hand_over_contacts(conn: Connection, rows: Sequence[Mapping[str, str | None]]) -> None:
+    """Give the contact columns of a units import ({code, chief_…}) to the notifier."""
+    await conn.execute(HAND_OVER_CONTACTS, json.dumps(list(rows), ensure_ascii=False))
+
+
+async def check_tree(conn: Connection) -> int:
+    """Check the parent links now and recompute every unit's ancestors; return how many
+    units' levels disagree with their depth (a cycle leaves some out of the tree)."""
+    await conn.execute("SET CONSTRAINTS ALL IMMEDIATE")
+    await conn.execute(REFRESH_ANCESTORS)
+    orphans: int = await conn.fetchval(COUNT_ORPHANS)
+    return orphans
+
+
+async def tree(conn: Connection) -> dict[str, str | None]:
+    """Every unit's parent, by code."""
+    return {r["code"]: r["parent_code"] for r in await conn.fetch(SELECT_TREE)}
+
+
+async def upsert_campaign(conn: Connection, c: Campaign) -> None:
+    milestones = [{"at": m.at.isoformat(), "fraction": m.fraction} for m in c.milestones]
+    await conn.execute(
+        UPSERT_CAMPAIGN,
+        c.id,
+        c.name,
+        c.starts_at,
+        c.deadline,
+        c.timezone,
+        list(c.indicators),
+        c.thresholds.behind,
+        c.thresholds.stale_after,
+        json.dumps(milestones),
+    )
+
+
 async def campaign(conn: Connection, campaign_id: str) -> Campaign | None:
     row = await conn.fetchrow(SELECT_CAMPAIGN, campaign_id)
     return Campaign.from_row(row) if row is not None else None
@@ -204,3 +287,90 @@ async def campaign(conn: Connection, campaign_id: str) -> Campaign | None:
 async def campaigns(conn: Connection) -> list[Campaign]:
     """Every stored campaign, newest start first."""
     return [Campaign.from_row(r) for r in await conn.fetch(SELECT_CAMPAIGNS)]
+
+
+async def campaign_indicators(conn: Connection, campaign_id: str) -> tuple[str, ...] | None:
+    """The campaign's indicators (None: no such campaign), read even from a row that reads
+    as no campaign (see `stored_campaigns`)."""
+    row = await conn.fetchrow(SELECT_CAMPAIGN, campaign_id)
+    return tuple(row["indicators"]) if row is not None else None
+
+
+async def campaign_ids(conn: Connection) -> list[str]:
+    return [r["id"] for r in await conn.fetch(SELECT_CAMPAIGNS)]
+
+
+async def stored_campaigns(conn: Connection) -> list[StoredCampaign]:
+    """Every stored campaign; a row that reads as no campaign (edited with SQL, written
+    before validation existed) is kept with the reason."""
+    out: list[StoredCampaign] = []
+    for row in await conn.fetch(SELECT_CAMPAIGNS):
+        try:
+            out.append(StoredCampaign(row["id"], Campaign.from_row(row)))
+        except (ValueError, KeyError, TypeError) as exc:
+            out.append(StoredCampaign(row["id"], None, str(exc)))
+    return out
+
+
+async def campaigns_stamp(conn: Connection) -> tuple[int, datetime | None]:
+    """Moves with any change of a campaign made through the admin API."""
+    row = await conn.fetchrow(SELECT_CAMPAIGNS_STAMP)
+    assert row is not None
+    return row[0], row[1]
+
+
+async def upsert_targets(conn: Connection, campaign_id: str, targets: Sequence[Target]) -> None:
+    await conn.executemany(
+        UPSERT_TARGET,
+        [(campaign_id, t.unit, t.indicator, t.target, t.baseline, t.deadline) for t in targets],
+    )
+
+
+async def targets(conn: Connection, campaign_id: str) -> list[Target]:
+    return [
+        Target(r["unit"], r["indicator"], r["target"], r["baseline"], r["deadline"])
+        for r in await conn.fetch(SELECT_TARGETS, campaign_id)
+    ]
+
+
+async def target_deadlines(conn: Connection, campaign_id: str | None) -> list[TargetDeadline]:
+    """Unit-specific deadlines of one campaign, or of all (None)."""
+    return [
+        TargetDeadline(r["campaign_id"], r["unit"], r["indicator"], r["deadline"])
+        for r in await conn.fetch(SELECT_TARGET_DEADLINES, campaign_id)
+    ]
+
+
+async def indicator_codes(conn: Connection) -> set[str]:
+    return {r["code"] for r in await conn.fetch(SELECT_INDICATOR_CODES)}
+
+
+async def database_timezones(conn: Connection) -> set[str]:
+    return {r["name"] for r in await conn.fetch(SELECT_DATABASE_TIMEZONES)}
+
+
+async def ensure_campaign_rows(conn: Connection, campaign_id: str) -> None:
+    """A progress row for every unit and indicator of the campaign; those of indicators
+    taken out of it go."""
+    await conn.execute(DELETE_DROPPED_INDICATORS, campaign_id)
+    await conn.execute(ENSURE_CAMPAIGN_ROWS, campaign_id)
+
+
+async def apply_plan(conn: Connection, campaign_id: str, plan: Sequence[PlanRow]) -> None:
+    """Store the campaign's targets, baselines and deadlines on its progress rows."""
+    await conn.execute(CREATE_PLAN_STAGING)
+    await conn.copy_records_to_table(
+        "plan_in",
+        records=[
+            (p.unit, p.indicator, p.own_baseline, p.baseline, p.target, p.deadline) for p in plan
+        ],
+        columns=PLAN_COLUMNS,
+    )
+    await conn.execute(APPLY_PLAN, campaign_id)
+    # the next campaign re-planned in this transaction stages its own plan
+    await conn.execute("DROP TABLE plan_in")
+
+
+async def recompute_values(conn: Connection, campaign_id: str) -> None:
+    """Subtree values and last events of the campaign from the own columns."""
+    await conn.execute(RECOMPUTE_VALUES, campaign_id)

@@ -1,5 +1,6 @@
 """The notifier's SQL, one module per room. Callers own transactions; nothing here commits.
 
-Reads tables the aggregator owns, never writing them: `units` (chiefs' contacts and the
-tree), `campaigns` (name and timezone for messages) and `indicators` (names); the figures
-it judges come from `tiendo.board`."""
+The notifier's tables are in its own schema (`notifier`, chiefs' contacts included); what
+it reads of the aggregator's are the read-only views of `aggregator_read`: `units` (the
+tree), `campaigns` (name and timezone for messages), `indicators` (names), `daily_counts`;
+the figures it judges come from `tiendo.board`."""

@@ -2,10 +2,9 @@
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
-
-import asyncpg
 
 from tiendo.database import Connection
 
@@ -146,21 +145,74 @@ async def insert_notification(
     return notification_id
 
 
-async def claim(
-    conn: Connection, replica: str, lease: timedelta, limit: int
-) -> list[asyncpg.Record]:
-    return list(await conn.fetch(CLAIM, replica, lease, limit))
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A notification this replica holds (its lease) to deliver."""
+
+    id: int
+    delivery_id: str
+    kind: str
+    channel: str
+    address: str
+    subject: str
+    body: dict[str, Any]
+    attempts: int  # made so far
+    last_error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    id: int
+    number: int  # 1 for the first attempt at the notification
+
+
+async def claim(conn: Connection, replica: str, lease: timedelta, limit: int) -> list[Claimed]:
+    """Hold up to `limit` due notifications (or ones a crashed sender's lease left)."""
+    return [
+        Claimed(
+            r["id"],
+            r["dedup_key"],
+            r["kind"],
+            r["channel"],
+            r["address"],
+            r["subject"],
+            json.loads(r["body"]) if isinstance(r["body"], str) else dict(r["body"]),
+            r["attempts"],
+            r["last_error"],
+        )
+        for r in await conn.fetch(CLAIM, replica, lease, limit)
+    ]
 
 
 async def start_attempt(
     conn: Connection, notification_id: int, replica: str, lease: timedelta
-) -> asyncpg.Record | None:
-    row: asyncpg.Record | None = await conn.fetchrow(START_ATTEMPT, notification_id, replica, lease)
-    return row
+) -> Attempt | None:
+    """Write down the next attempt; None if this replica no longer holds the message."""
+    row = await conn.fetchrow(START_ATTEMPT, notification_id, replica, lease)
+    return Attempt(row["id"], row["attempt"]) if row is not None else None
 
 
 async def finish_attempt(conn: Connection, attempt_id: int, ok: bool, error: str | None) -> None:
     await conn.execute(FINISH_ATTEMPT, attempt_id, ok, error[:500] if error else None)
+
+
+async def mark_delivered(conn: Connection, notification_id: int) -> None:
+    await conn.execute(MARK_DELIVERED, notification_id)
+
+
+async def note_error(conn: Connection, notification_id: int, error: str | None) -> None:
+    """The last failed attempt's error, while the message is retried."""
+    await conn.execute(NOTE_ERROR, notification_id, (error or "")[:500])
+
+
+async def mark_failed(conn: Connection, notification_id: int, error: str, replica: str) -> None:
+    """Give up on the message (only while this replica holds it)."""
+    await conn.execute(MARK_FAILED, notification_id, error[:500], replica)
+
+
+async def release(conn: Connection, replica: str, ids: Sequence[int]) -> None:
+    """Give back the messages this replica holds, for whoever polls next."""
+    await conn.execute(RELEASE, replica, list(ids))
 
 
 async def dedup_keys(conn: Connection, prefix: str) -> list[str]:

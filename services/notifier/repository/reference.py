@@ -2,6 +2,7 @@
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -9,6 +10,43 @@ import asyncpg
 
 from tiendo import audit
 from tiendo.database import Connection
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignName:
+    id: str
+    name: str
+    timezone: str
+
+
+@dataclass(frozen=True, slots=True)
+class IndicatorName:
+    code: str
+    name: str  # Vietnamese
+    name_en: str  # may be empty
+
+    def in_language(self, language: str) -> str:
+        return (self.name_en if language == "en" else None) or self.name
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    """Where a chief is reached on one channel."""
+
+    channel: str
+    address: str
+    language: str | None  # None: the campaign policy's
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    """A unit as the recipient of messages: its chief and the chief's contacts."""
+
+    unit: str
+    name: str
+    chief_name: str | None
+    contacts: tuple[Contact, ...]
+
 
 SELECT_POLICIES = "SELECT campaign_id, config FROM alert_policies"
 
@@ -35,19 +73,35 @@ SELECT_CAMPAIGN_NAMES = "SELECT id, name, timezone FROM campaigns"
 SELECT_INDICATOR_NAMES = "SELECT code, name, name_en FROM indicators"
 
 
-UNIT = """
-SELECT code, name, level, parent_code, ancestors, chief_name, chief_email, chief_webhook,
-       chief_chat
-FROM units WHERE code = $1
+# Units among $1 as recipients: the name (the aggregator's), the chief and the contacts
+# (the notifier's own).
+RECIPIENTS = """
+SELECT u.code, u.name, h.name AS chief_name,
+       coalesce((SELECT jsonb_agg(jsonb_build_object('channel', c.channel,
+                                                     'address', c.address,
+                                                     'language', c.language))
+                 FROM contacts c WHERE c.unit = u.code), '[]') AS contacts
+FROM units u LEFT JOIN chiefs h ON h.unit = u.code
+WHERE u.code = ANY ($1::text[])
+ORDER BY u.code
 """
 
 
-# Units among $1 whose chief can be reached on some channel (digest recipients).
-REACHABLE_UNITS = """
-SELECT code, name, chief_name, chief_email, chief_webhook, chief_chat FROM units
-WHERE code = ANY ($1::text[])
-  AND (chief_email IS NOT NULL OR chief_webhook IS NOT NULL OR chief_chat IS NOT NULL)
-ORDER BY code
+SELECT_ANCESTORS = "SELECT ancestors FROM units WHERE code = $1"
+
+
+DELETE_CONTACTS = "DELETE FROM contacts WHERE unit = $1"
+
+
+INSERT_CONTACT = "INSERT INTO contacts (unit, channel, address, language) VALUES ($1, $2, $3, $4)"
+
+
+DELETE_CHIEF = "DELETE FROM chiefs WHERE unit = $1"
+
+
+UPSERT_CHIEF = """
+INSERT INTO chiefs (unit, name) VALUES ($1, $2)
+ON CONFLICT (unit) DO UPDATE SET name = EXCLUDED.name, updated_at = now()
 """
 
 
@@ -98,25 +152,67 @@ async def save_policy(
     )
 
 
-async def campaign_names(conn: Connection) -> dict[str, asyncpg.Record]:
-    return {r["id"]: r for r in await conn.fetch(SELECT_CAMPAIGN_NAMES)}
+async def campaign_names(conn: Connection) -> dict[str, CampaignName]:
+    return {
+        r["id"]: CampaignName(r["id"], r["name"], r["timezone"])
+        for r in await conn.fetch(SELECT_CAMPAIGN_NAMES)
+    }
 
 
-async def indicator_names(conn: Connection) -> dict[str, asyncpg.Record]:
-    return {r["code"]: r for r in await conn.fetch(SELECT_INDICATOR_NAMES)}
+async def indicator_names(conn: Connection) -> dict[str, IndicatorName]:
+    return {
+        r["code"]: IndicatorName(r["code"], r["name"], r["name_en"])
+        for r in await conn.fetch(SELECT_INDICATOR_NAMES)
+    }
 
 
-async def unit(conn: Connection, code: str) -> asyncpg.Record | None:
-    row: asyncpg.Record | None = await conn.fetchrow(UNIT, code)
-    return row
+async def recipients(conn: Connection, codes: Sequence[str]) -> dict[str, Recipient]:
+    """The units among `codes` (those that exist) as recipients of messages."""
+    return {
+        r["code"]: Recipient(
+            r["code"],
+            r["name"],
+            r["chief_name"],
+            tuple(Contact(**c) for c in json.loads(r["contacts"])),
+        )
+        for r in await conn.fetch(RECIPIENTS, list(codes))
+    }
+
+
+async def unit(conn: Connection, code: str) -> Recipient | None:
+    """The unit `code` as a recipient; None if there is no such unit."""
+    return (await recipients(conn, [code])).get(code)
+
+
+async def replace_contacts(
+    conn: Connection, unit: str, chief_name: str | None, contacts: Sequence[Contact], actor: str
+) -> None:
+    """The unit's chief and every contact, as given (a channel not listed is dropped)."""
+    await conn.execute(DELETE_CONTACTS, unit)
+    await conn.executemany(
+        INSERT_CONTACT, [(unit, c.channel, c.address, c.language) for c in contacts]
+    )
+    if chief_name:
+        await conn.execute(UPSERT_CHIEF, unit, chief_name)
+    else:
+        await conn.execute(DELETE_CHIEF, unit)
+    await audit.record(
+        conn,
+        actor=actor,
+        action="contacts.put",
+        subject=unit,
+        details={"channels": [c.channel for c in contacts]},
+    )
+
+
+async def ancestors(conn: Connection, code: str) -> list[str]:
+    """The unit's parent chain, root first (empty for an unknown unit)."""
+    found = await conn.fetchval(SELECT_ANCESTORS, code)
+    return list(found) if found is not None else []
 
 
 async def active_silences(conn: Connection, at: datetime) -> list[asyncpg.Record]:
     return list(await conn.fetch(ACTIVE_SILENCES, at))
-
-
-async def reachable_units(conn: Connection, codes: Sequence[str]) -> list[asyncpg.Record]:
-    return list(await conn.fetch(REACHABLE_UNITS, list(codes)))
 
 
 async def reference_version(pool: asyncpg.Pool) -> int:
