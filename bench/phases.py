@@ -45,7 +45,7 @@ async def measure_ingest(stage: Stage) -> None:
         2,
     )
     results["ingest"] = result
-    # Latency at the sustained rate SPEC §9 asks for, not at saturation (where it is
+    # Latency at the sustained rate contract §9 asks for, not at saturation (where it is
     # queueing: four 1,000-event batches in flight wait for one another).
     sustained_n = sizes.ingest_rate * sizes.ingest_rate_seconds
     sustained = loadgen(

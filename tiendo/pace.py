@@ -1,4 +1,4 @@
-"""Plan, pace, projection and status of one (campaign, unit, indicator): SPEC §5.
+"""Plan, pace, projection and status of one (campaign, unit, indicator): contract §5.
 
 Plain functions over plain data, no clock of their own: the time being judged is always an
 argument, so the aggregator (serving `as_of` queries) and the notifier (re-evaluating on a
@@ -112,7 +112,7 @@ def assess(
     value_window_ago: int | None,
     thresholds: Thresholds = Thresholds(),
 ) -> Progress:
-    """Every derived figure and the status of one unit at `at` (SPEC §5).
+    """Every derived figure and the status of one unit at `at` (contract §5).
 
     `value_window_ago` is the value at `at − run_rate_window(plan, at)`; None when the
     window is shorter than an hour (then there is no run rate yet).

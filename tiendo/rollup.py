@@ -1,4 +1,4 @@
-"""Rollup of per-unit figures over a unit tree of any depth (SPEC §5). Pure functions."""
+"""Rollup of per-unit figures over a unit tree of any depth (contract §5). Pure functions."""
 
 from collections.abc import Mapping
 
@@ -40,7 +40,7 @@ def subtree_sums(parents: Mapping[str, str | None], own: Mapping[str, int]) -> d
 def effective_targets(
     parents: Mapping[str, str | None], explicit: Mapping[str, int | None]
 ) -> dict[str, int]:
-    """A unit's target: its explicit one, or else the sum of its children's (SPEC §2)."""
+    """A unit's target: its explicit one, or else the sum of its children's (contract §2)."""
     children = children_of(parents)
     target: dict[str, int] = {}
     for code in post_order(parents):

@@ -1,5 +1,5 @@
 """The demo world of `make dev`: Hà Nội's real unit tree and a campaign modelled on order
-"Mệnh lệnh 01" (SPEC §1), shifted so that it is running today."""
+"Mệnh lệnh 01" (contract §1), shifted so that it is running today."""
 
 import csv
 import math
@@ -13,7 +13,7 @@ from services.aggregator.admin import CampaignIn, TargetIn, UnitIn
 
 CAMPAIGN_ID = "ml01-demo"
 INDICATORS = ("cccd_collected", "eid_activated_l2")
-HANOI_CCCD_TARGET = 134_329  # first-time CCCD applications to collect (SPEC §1)
+HANOI_CCCD_TARGET = 134_329  # first-time CCCD applications to collect (contract §1)
 CAMPAIGN_DAYS = 51  # 10 May - 30 Jun
 ELAPSED_DAYS = 22  # the demo starts as on 1 Jun
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")

@@ -13,7 +13,7 @@ from devtools.demo.seed import INDICATORS, Ward, performance, ward_targets
 from tiendo.logs import get_logger
 
 log = get_logger(__name__)
-REPORTS_PER_DAY = 2  # wards report at least twice a day (SPEC §1)
+REPORTS_PER_DAY = 2  # wards report at least twice a day (contract §1)
 
 
 def backfill_events(

@@ -1,4 +1,4 @@
-"""Admin changes to reference data (SPEC §4.3): units, campaigns, targets. Each change is
+"""Admin changes to reference data (contract §4.3): units, campaigns, targets. Each change is
 audited and re-plans the affected campaigns (targets, baselines and rollups) in the same
 transaction, so readers never see a tree and counters that disagree."""
 
@@ -213,7 +213,7 @@ async def upsert_targets(
 async def replan(conn: Connection, campaign_id: str, *, recount: bool = False) -> None:
     """Recompute a campaign's targets, baselines and subtree values from scratch.
 
-    `recount`: also recount its own values and daily counts from the stored events (SPEC §5
+    `recount`: also recount its own values and daily counts from the stored events (contract §5
     "Live equals history"): the live apply counted each event only for the campaigns and
     windows that existed when it arrived. The caller holds `LOCK_REPLAN`, so no batch
     applies meanwhile, and readers see the old figures until the transaction commits.

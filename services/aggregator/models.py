@@ -24,7 +24,7 @@ class UnitOut(BaseModel):
 
 
 class Figures(BaseModel):
-    """Every figure of SPEC §4.3 for one unit and indicator at a moment."""
+    """Every figure of contract §4.3 for one unit and indicator at a moment."""
 
     value: int
     baseline: int

@@ -1,4 +1,4 @@
-"""One validation of a campaign (SPEC §7: reference data is validated before it is stored,
+"""One validation of a campaign (contract §7: reference data is validated before it is stored,
 and a bad campaign can never stop counting for the others).
 
 `campaign_problems` is the only statement of what makes a campaign usable. The admin API

@@ -31,7 +31,7 @@ from tiendo.board.figures import judge_campaign
 from tiendo.counting import ValueAt
 from tiendo.database import Connection
 
-# Ingest accepts events up to 5 minutes ahead of its clock (SPEC §4.1); live counters hold
+# Ingest accepts events up to 5 minutes ahead of its clock (contract §4.1); live counters hold
 # them already, so history is read up to that horizon.
 HORIZON = timedelta(minutes=5)
 JUDGED = (Rule.STALE, Rule.BEHIND, Rule.AT_RISK)

@@ -25,7 +25,7 @@ _PROBLEM = {"$ref": "#/components/schemas/Problem"}
 def event_schema(settings: IngestSettings) -> dict[str, Any]:
     return {
         "title": "EventIn",
-        "description": "One progress event (SPEC §4.1).",
+        "description": "One progress event (contract §4.1).",
         "type": "object",
         "additionalProperties": False,
         "required": ["event_id", "unit", "indicator", "occurred_at"],

@@ -1,5 +1,5 @@
 """Ingest settings (env prefix TIENDO_INGEST_). Every input limit is here; docs/ingest.md
-explains each one. Limits the data contract fixes (SPEC §4.1) may be tightened, not
+explains each one. Limits the data contract fixes (contract §4.1) may be tightened, not
 loosened: their upper bounds are the contract's."""
 
 from datetime import timedelta

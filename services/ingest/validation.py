@@ -1,4 +1,4 @@
-"""Validation of upstream events (SPEC §4.1): pure, no I/O, no clock, every problem reported.
+"""Validation of upstream events (contract §4.1): pure, no I/O, no clock, every problem reported.
 
 A batch is atomic at validation: the caller publishes nothing unless the error list is
 empty. Messages never echo a rejected value: a `subject` may be a raw identity number, and
@@ -62,7 +62,7 @@ class Catalog:
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """Input limits (settings `TIENDO_INGEST_*`); the defaults are SPEC §4.1's."""
+    """Input limits (settings `TIENDO_INGEST_*`); the defaults are contract §4.1's."""
 
     max_batch: int = 1000
     max_event_id_length: int = MAX_EVENT_ID_LENGTH

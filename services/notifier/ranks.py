@@ -1,5 +1,5 @@
 """The weekly briefing's bottom N: exactly the board's leaderboard `as_of` the briefing
-moment (SPEC §6), over the units of the level with a target in the campaign.
+moment (contract §6), over the units of the level with a target in the campaign.
 
 Computed from history, so a notifier that starts late, restarts, or runs as a second
 replica finds the same ranking. Stored per (campaign, briefing) with the version of the

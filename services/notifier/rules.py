@@ -1,5 +1,5 @@
 """Alert rules, the alert lifecycle, escalation, grouping and schedules: pure functions over
-plain data, the time always passed in (SPEC §5, §6; docs/alerts.md)."""
+plain data, the time always passed in (contract §5, §6; docs/alerts.md)."""
 
 import math
 from collections.abc import Iterable, Sequence
@@ -107,7 +107,7 @@ def conditions(
 
     `history_known` is false when the notifier has no value of the key from the start of the
     run-rate window: then `at_risk` cannot be judged and does not hold (no alert on missing
-    data); during the campaign's first hour it holds as the status does (SPEC §5).
+    data); during the campaign's first hour it holds as the status does (contract §5).
     """
     p = judge(state, at, value_window_ago)
     window_known = history_known or run_rate_window(state.plan, at) is None

@@ -1,4 +1,4 @@
-"""Promise 4 (SPEC §8) across restarts: every chief gets exactly one message per alert
+"""Promise 4 (contract §8) across restarts: every chief gets exactly one message per alert
 state change (told apart by delivery id, as a deduplicating receiver would) while the
 notifier is killed mid-send, PostgreSQL crash-stops and is killed, and the broker is killed.
 

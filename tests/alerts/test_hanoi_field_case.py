@@ -1,4 +1,4 @@
-"""The field case of SPEC §1, reproduced: Hà Nội, order "Mệnh lệnh 01" (10 May - 30 Jun
+"""The field case of contract §1, reproduced: Hà Nội, order "Mệnh lệnh 01" (10 May - 30 Jun
 2023), 579 wards whose CCCD targets sum to 134,329. By 1 Jun the city had 77,992 (58.1 %),
 by 3 Jun 124 wards had reached target, and the city reached its target at 00:00 on 15 Jun.
 The progress API, `as_of` queries and the leaderboard must say exactly that."""

@@ -1,4 +1,4 @@
-"""Promise 4 (SPEC §8) under fire: two notifier replicas on one database, one killed with
+"""Promise 4 (contract §8) under fire: two notifier replicas on one database, one killed with
 SIGKILL while it is in the middle of sending. Every message exists once in the log, reaches
 each receiver under exactly one delivery id, and a receiver sees a second copy only of a
 message whose first send the killed replica never got to record."""

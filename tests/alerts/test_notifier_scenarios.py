@@ -1,4 +1,4 @@
-"""SPEC §6 end to end on real Kafka, PostgreSQL and SMTP, on simulated time: a lagging ward's
+"""contract §6 end to end on real Kafka, PostgreSQL and SMTP, on simulated time: a lagging ward's
 chief gets one grouped message per channel; a repeat per interval; escalation to the chiefs
 above; one resolved notice; silences; a flaky channel delivers exactly once."""
 

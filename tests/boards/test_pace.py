@@ -1,4 +1,4 @@
-"""Pace, plan, projection and status at their edges (SPEC §5)."""
+"""Pace, plan, projection and status at their edges (contract §5)."""
 
 from datetime import UTC, datetime, timedelta
 

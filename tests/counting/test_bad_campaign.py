@@ -1,5 +1,5 @@
 """Bad reference data is refused with every problem listed, and a bad campaign that got
-stored anyway (SQL, old rows, a newer tzdata) cannot stop counting for the others (SPEC §7)."""
+stored anyway (SQL, old rows, a newer tzdata) cannot stop counting for the others (contract §7)."""
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path

@@ -1,4 +1,4 @@
-"""Order independence (SPEC §5), proven on the pure model: any interleaving of the same
+"""Order independence (contract §5), proven on the pure model: any interleaving of the same
 events, with any duplicates, gives the same counters as computing from scratch."""
 
 import random

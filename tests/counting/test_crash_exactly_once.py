@@ -1,4 +1,4 @@
-"""Promise 1 (SPEC §8): an event answered 202 is counted exactly once, whatever crashes.
+"""Promise 1 (contract §8): an event answered 202 is counted exactly once, whatever crashes.
 
 The aggregator runs as a real process and is killed with SIGKILL several times in the
 middle of a stream of 50,000 events (5 % of them sent twice); after the last restart every

@@ -1,4 +1,4 @@
-"""Live equals history (SPEC §5): a campaign created, re-windowed, re-targeted or given new
+"""Live equals history (contract §5): a campaign created, re-windowed, re-targeted or given new
 indicators after its events arrived shows live exactly what `as_of` now shows, for every
 unit of the tree — and both equal the from-scratch rules of the reference model
 (`tests/counting/model.py`)."""

@@ -1,4 +1,4 @@
-"""Order independence end to end (SPEC §5): a generated campaign of 200,000 events, sent
+"""Order independence end to end (contract §5): a generated campaign of 200,000 events, sent
 in shuffled order with 5 % duplicates through the real ingest, Kafka and aggregator, with
 the aggregator SIGKILLed several times, ends with every counter equal to an independent
 recomputation (tests/counting/model.py, from scratch)."""

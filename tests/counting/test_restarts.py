@@ -1,4 +1,4 @@
-"""Promises 1 and 2 (SPEC §8) across restarts of the infrastructure under running services.
+"""Promises 1 and 2 (contract §8) across restarts of the infrastructure under running services.
 
 Ingest, the aggregator and the notifier run as real processes while PostgreSQL is stopped
 (fast, immediate, SIGKILL) and started again, the Kafka broker is stopped and killed, and

@@ -1,4 +1,4 @@
-"""Promise 3 (SPEC §8): bad input never crashes ingest or yields a 5xx; it gets a precise
+"""Promise 3 (contract §8): bad input never crashes ingest or yields a 5xx; it gets a precise
 4xx. Each named input has its exact status and, where the body was read, the exact
 (index, field) of its first error; none of them publishes anything."""
 

@@ -1,4 +1,4 @@
-"""Promises 1 and 2 (SPEC §8) through a Kafka outage: a real broker is stopped and started
+"""Promises 1 and 2 (contract §8) through a Kafka outage: a real broker is stopped and started
 again in the middle of a load. While it is down, ingest answers 503 with Retry-After —
 every request within publish_timeout_seconds plus a margin for a loaded machine, none
 hangs — and /readyz is false; once it is back, ingest resumes without a restart. Clients

@@ -1,4 +1,4 @@
-"""Privacy (SPEC §4.1, §7): a raw ID number is refused wherever a client puts it, and
+"""Privacy (contract §4.1, §7): a raw ID number is refused wherever a client puts it, and
 neither a raw ID number, nor a token, nor an event body ever reaches ingest's log —
 checked on a real `tiendo ingest serve` process logging at DEBUG, its most verbose."""
 

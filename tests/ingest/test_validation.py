@@ -1,4 +1,4 @@
-"""Ingest's event validation: every rule of SPEC §4.1, each bad input with its field."""
+"""Ingest's event validation: every rule of contract §4.1, each bad input with its field."""
 
 from datetime import UTC, datetime, timedelta, timezone
 

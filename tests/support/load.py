@@ -1,5 +1,5 @@
 """Load whose every 202 is written down: clients that post batches of increments and retry
-a batch with the same event_ids until ingest answers 202 (SPEC §8 promise 2), and the
+a batch with the same event_ids until ingest answers 202 (contract §8 promise 2), and the
 counters those 202s make owed (promise 1).
 
 Every increment carries a value never used before in the run, so one event lost or counted

@@ -184,7 +184,7 @@ async def judge_campaign(
 
 
 def rank_key(v: Verdict) -> tuple[float, float, str]:
-    """By pct, ties by higher pace, then by code (SPEC §4.3); unknown figures rank last."""
+    """By pct, ties by higher pace, then by code (contract §4.3); unknown figures rank last."""
     pct = v.progress.pct if v.progress.pct is not None else -math.inf
     pace = v.progress.pace if v.progress.pace is not None else -math.inf
     return (-pct, -pace, v.unit)

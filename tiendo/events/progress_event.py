@@ -43,7 +43,7 @@ class Event:
 
 
 def to_json(event: Event) -> dict[str, object]:
-    """The upstream JSON form of an event (SPEC §4.1), as a client would POST it."""
+    """The upstream JSON form of an event (contract §4.1), as a client would POST it."""
     body: dict[str, object] = {
         "event_id": event.event_id,
         "unit": event.unit,

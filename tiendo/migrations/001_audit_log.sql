@@ -1,4 +1,4 @@
--- Who changed what, when: admin actions of every service (SPEC §7).
+-- Who changed what, when: admin actions of every service (contract §7).
 CREATE TABLE audit_log (
     id       bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     at       timestamptz NOT NULL DEFAULT now(),

@@ -80,7 +80,7 @@ def _rfc3339(at: datetime | str) -> str:
 
 @dataclass(frozen=True)
 class Event:
-    """One progress event (SPEC §4.1). Build it with `increment` or `snapshot`."""
+    """One progress event (contract §4.1). Build it with `increment` or `snapshot`."""
 
     unit: str
     indicator: str
