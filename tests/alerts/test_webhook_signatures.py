@@ -161,6 +161,14 @@ async def test_during_a_rotation_both_secrets_verify_and_after_retirement_only_t
 ) -> None:
     h = harness
     old = await cli("webhook-secret", "create", "--unit", "00010")
+    for refused, why in (
+        (("create", "--unit", "00010"), "has a secret already: rotate it"),
+        (("retire", "--unit", "00010"), "no secret in an overlap"),
+        (("rotate", "--unit", "00004", "--overlap", "60"), "has no secret: create one"),
+        (("create", "--unit", "99999"), "unit 99999 has no webhook contact"),
+    ):
+        with pytest.raises(SystemExit, match=why):
+            await cli("webhook-secret", *refused)
     await _behind(h)
     first = await _next_webhook(h, "00010", 1, timedelta(seconds=61))
     assert WebhookVerifier([old]).verify(first.body, first.headers)["kind"] == "firing"
