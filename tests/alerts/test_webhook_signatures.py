@@ -124,6 +124,25 @@ async def test_a_webhook_verifies_with_its_endpoints_secret_once_and_nothing_els
     assert WebhookVerifier([mine]).verify(hook.body, hook.headers) == hook.json()
 
 
+async def test_a_redelivery_carries_the_same_webhook_id_and_is_verified_afresh(
+    harness: Harness, cli: Cli
+) -> None:
+    h = harness
+    secret = await cli("webhook-secret", "create", "--unit", "00010")
+    h.http.verifiers["hook/00010"] = WebhookVerifier([secret])
+    h.http.fail_next["hook/00010"] = 1  # verified, but the receiver fails to act: 503
+    await _behind(h)
+    await h.advance(timedelta(seconds=61))
+    await h.settled()
+    failed, redelivered = h.http.at("hook/00010")
+    assert failed.headers["webhook-id"] == redelivered.headers["webhook-id"]
+    assert failed.body == redelivered.body
+    assert failed.headers["webhook-timestamp"] <= redelivered.headers["webhook-timestamp"]
+    assert (failed.verdict, redelivered.verdict) == ("verified", "verified")
+    [delivered] = await h.log(channel="webhook")
+    assert [a["ok"] for a in delivered["attempt_log"]] == [False, True]
+
+
 async def test_a_message_signed_six_minutes_ago_is_refused_by_the_receiver(
     http_receiver: HttpReceiver,
 ) -> None:

@@ -78,6 +78,9 @@ class HttpReceiver:
             for prefix, left in self.fail_next.items():
                 if path.startswith(prefix) and left > 0:
                     self.fail_next[prefix] = left - 1
+                    # not acted on: the redelivery is new to a verifying receiver
+                    for verifier in self.verifiers.values():
+                        verifier.forget(got.headers.get("webhook-id", ""))
                     return JSONResponse({"error": "try later"}, status_code=503)
             if self.delay:
                 await asyncio.sleep(self.delay)

@@ -12,7 +12,11 @@ no replays.
             return 200  # seen already: a redelivery (or a replay), acted on once
         except Refused:
             return 401  # not signed with our secret, tampered, or too old
-        handle(alert)
+        try:
+            handle(alert)
+        except Exception:
+            verifier.forget(headers["webhook-id"])  # tiendo's retry is then taken
+            return 503
         return 200
 
 Verify the exact body bytes as they arrived, before parsing them. During a rotation pass
@@ -94,6 +98,11 @@ class WebhookVerifier:
             raise Replayed(webhook_id)
         self._seen[webhook_id] = now + self._remember
         return payload
+
+    def forget(self, webhook_id: str) -> None:
+        """Take the next delivery of `webhook_id` as new: call it when acting on a verified
+        webhook failed and you answer 5xx, so that tiendo's redelivery is not `Replayed`."""
+        self._seen.pop(webhook_id, None)
 
     def _verified(self, body: bytes, headers: dict[str, str]) -> Any:
         for webhook in self._webhooks:
