@@ -1,16 +1,17 @@
 """Delivery channels. Each is a `Channel`: one message in, one result out.
 
-Every send carries the message's delivery id (`X-Tiendo-Delivery-Id` on webhooks and chat
-webhooks, a deterministic `Message-ID` on email, the id in the text of every message), the
-same on every attempt: a receiver that sees an id twice is seeing a redelivery (a sender
-died after the receiver took the message but before the sender could record it) and can
-drop it. See docs/alerts.md, "Exactly once".
+Every send carries the message's delivery id (`webhook-id` and `X-Tiendo-Delivery-Id` on
+webhooks, the latter on chat webhooks, a deterministic `Message-ID` on email, the id in the
+text of every message), the same on every attempt: a receiver that sees an id twice is
+seeing a redelivery (a sender died after the receiver took the message but before the
+sender could record it) and can drop it. See docs/alerts.md, "Exactly once".
 """
 
 import hashlib
-import hmac
 import warnings
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import formatdate
 from typing import Protocol
@@ -20,7 +21,8 @@ import aiosmtplib
 import apprise
 import httpx
 
-SIGNATURE_HEADER = "X-Tiendo-Signature"
+from services.notifier.webhook_secrets import signature_headers
+
 DELIVERY_ID_HEADER = "X-Tiendo-Delivery-Id"
 # apprise services that POST to a URL of the operator's choosing take extra headers as
 # `+Name=value` query parameters.
@@ -34,6 +36,8 @@ class Message:
     subject: str
     text: str
     body: bytes  # the JSON document (webhook body)
+    # the address's signing secrets, current first (webhook endpoints have them)
+    secrets: tuple[str, ...] = field(default=(), repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,11 +48,6 @@ class DeliveryResult:
 
 class Channel(Protocol):
     async def send(self, message: Message) -> DeliveryResult: ...
-
-
-def sign(secret: str, body: bytes) -> str:
-    """`sha256=<hex>` HMAC of the exact body bytes, as receivers recompute it."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
 def message_id(delivery_id: str, domain: str = "tiendo.invalid") -> str:
@@ -63,21 +62,40 @@ def redact_address(channel: str, address: str) -> str:
     return address
 
 
-class WebhookChannel:
-    """POSTs the JSON body, signed with HMAC-SHA256 in X-Tiendo-Signature."""
+def _wall_clock() -> datetime:
+    return datetime.now(UTC)
 
-    def __init__(self, client: httpx.AsyncClient, secret: str) -> None:
+
+class WebhookChannel:
+    """POSTs the JSON body, signed by the Standard Webhooks spec with the endpoint's
+    secrets; `fallback_secret` signs for an endpoint that has none (development only)."""
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        fallback_secret: str | None,
+        now: Callable[[], datetime] = _wall_clock,
+    ) -> None:
         self._client = client
-        self._secret = secret
+        self._fallback = fallback_secret
+        self._now = now
 
     async def send(self, message: Message) -> DeliveryResult:
+        keys = message.secrets or ((self._fallback,) if self._fallback else ())
+        if not keys:
+            # Unsigned, a receiver could not tell it from a forgery: fail visibly instead.
+            return DeliveryResult(
+                False, "no webhook secret for this endpoint (tiendo notifier webhook-secret)"
+            )
+        # Signed at each attempt: the timestamp is the attempt's, the id the delivery's.
+        signed = signature_headers(message.delivery_id, message.body, keys, self._now())
         try:
             response = await self._client.post(
                 message.address,
                 content=message.body,
                 headers={
                     "Content-Type": "application/json",
-                    SIGNATURE_HEADER: sign(self._secret, message.body),
+                    **signed,
                     DELIVERY_ID_HEADER: message.delivery_id,
                 },
             )

@@ -1,8 +1,22 @@
-"""`tiendo notifier …`: run the service."""
+"""`tiendo notifier …`: run the service, manage webhook secrets.
+
+Webhook secret commands write PostgreSQL only; the notifier reads an endpoint's secrets at
+every send, so a new, rotated or retired secret applies from the next message, no restart
+needed. A secret is printed once, on stdout alone; every change is audited without it.
+"""
 
 import argparse
+import asyncio
+import getpass
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
 
+from services.notifier import MIGRATIONS, webhook_secrets
+from services.notifier.repository import secrets as secret_sql
 from services.notifier.settings import NotifierSettings
+from tiendo.database import Connection, create_pool
 
 
 def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -11,6 +25,7 @@ def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> 
     cmds.add_parser("serve", help="run feed consumer, evaluator and delivery").set_defaults(
         func=_serve
     )
+    _add_webhook_secret_commands(cmds)
 
 
 def _serve(_: argparse.Namespace) -> None:
@@ -19,3 +34,103 @@ def _serve(_: argparse.Namespace) -> None:
 
     settings = NotifierSettings()
     serve(create_app(settings), settings)
+
+
+def _add_webhook_secret_commands(
+    cmds: "argparse._SubParsersAction[argparse.ArgumentParser]",
+) -> None:
+    parser = cmds.add_parser(
+        "webhook-secret", help="signing secrets of webhook endpoints (Standard Webhooks)"
+    )
+    actions = parser.add_subparsers(dest="action", required=True)
+    create = actions.add_parser(
+        "create", help="issue an endpoint's first secret (printed once, on stdout)"
+    )
+    rotate = actions.add_parser(
+        "rotate", help="issue a new secret; the old one also signs for --overlap"
+    )
+    rotate.add_argument(
+        "--overlap",
+        type=float,
+        default=86400.0,
+        metavar="SECONDS",
+        help="how long messages carry the old secret's signature too (default 1 day)",
+    )
+    retire = actions.add_parser("retire", help="end the overlap now: only the new secret signs")
+    listing = actions.add_parser("list", help="endpoints and their secrets' dates (not secrets)")
+    for command, run in ((create, _create), (rotate, _rotate), (retire, _retire)):
+        endpoint = command.add_mutually_exclusive_group(required=True)
+        endpoint.add_argument("--unit", metavar="CODE", help="the unit chief's webhook")
+        endpoint.add_argument("--url", help="a webhook URL, e.g. TIENDO_NOTIFIER_WEBHOOK_URL")
+        command.add_argument(
+            "--actor", default=_default_actor(), help="who does this, for the audit log"
+        )
+        command.set_defaults(func=_with_database(run))
+    listing.add_argument("--url", help="only this endpoint")
+    listing.set_defaults(func=_with_database(_list))
+
+
+def _default_actor() -> str:
+    # The person behind sudo rather than root, where there is one.
+    try:
+        return os.environ.get("SUDO_USER") or getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def _with_database(
+    command: Callable[[Connection, argparse.Namespace], Awaitable[None]],
+) -> Callable[[argparse.Namespace], None]:
+    async def run(args: argparse.Namespace) -> None:
+        pool = await create_pool(NotifierSettings().database_url, max_size=1)
+        try:
+            async with pool.acquire() as conn:
+                await MIGRATIONS.apply(conn)
+                await command(conn, args)
+        except webhook_secrets.SecretError as exc:
+            raise SystemExit(f"tiendo notifier webhook-secret: {exc}") from None
+        finally:
+            await pool.close()
+
+    return lambda args: asyncio.run(run(args))
+
+
+async def _endpoint(conn: Connection, args: argparse.Namespace) -> str:
+    if args.url:
+        return str(args.url)
+    url = await secret_sql.webhook_of_unit(conn, args.unit)
+    if url is None:
+        raise webhook_secrets.SecretError(f"unit {args.unit} has no webhook contact")
+    return url
+
+
+def _show_once(endpoint: str, secret: str) -> None:
+    print(secret)  # noqa: T201 - the one time the secret is shown
+    print(f"secret for {endpoint}: give it to its receiver now", file=sys.stderr)  # noqa: T201
+
+
+async def _create(conn: Connection, args: argparse.Namespace) -> None:
+    endpoint = await _endpoint(conn, args)
+    _show_once(endpoint, await webhook_secrets.create(conn, endpoint, args.actor))
+
+
+async def _rotate(conn: Connection, args: argparse.Namespace) -> None:
+    if args.overlap < 0:
+        raise webhook_secrets.SecretError("--overlap must be 0 or more seconds")
+    endpoint = await _endpoint(conn, args)
+    overlap = timedelta(seconds=args.overlap)
+    _show_once(endpoint, await webhook_secrets.rotate(conn, endpoint, overlap, args.actor))
+
+
+async def _retire(conn: Connection, args: argparse.Namespace) -> None:
+    endpoint = await _endpoint(conn, args)
+    retired = await webhook_secrets.retire(conn, endpoint, args.actor)
+    print(f"{endpoint}: {retired} old secret(s) retired", file=sys.stderr)  # noqa: T201
+
+
+async def _list(conn: Connection, args: argparse.Namespace) -> None:
+    for s in await secret_sql.listing(conn, args.url):
+        state = f"retires {s.retires_at:%Y-%m-%dT%H:%M:%S%z}" if s.retires_at else "current"
+        print(  # noqa: T201 - CLI output
+            f"{s.endpoint}\t{s.id}\t{state}\tcreated={s.created_at:%Y-%m-%d} by {s.created_by}"
+        )

@@ -11,6 +11,7 @@ uses to drop the copy if the first send had reached it (docs/alerts.md, "Exactly
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import socket
@@ -31,6 +32,7 @@ from tenacity import (
 from services.notifier.channels import Channel, DeliveryResult, Message
 from services.notifier.metrics import NotifierMetrics
 from services.notifier.repository import deliveries as delivery_sql
+from services.notifier.repository import secrets as secret_sql
 from services.notifier.repository.deliveries import Claimed
 from tiendo.logs import get_logger
 
@@ -165,12 +167,16 @@ class Outbox:
         (its lease ran out and another took it, or it was delivered meanwhile)."""
         async with self._pool.acquire() as conn:
             started = await delivery_sql.start_attempt(conn, row.id, self.replica, self._lease)
+            # Read at every attempt: a rotation or a retirement applies to the next send.
+            keys = await secret_sql.signing_secrets(conn, row.address) if started else ()
         if started is None:
             log.warning("delivery_lease_lost", id=row.id, replica=self.replica)
             return None
         t0 = time.perf_counter()
         try:
-            result = await asyncio.wait_for(channel.send(message), self._timeout)
+            result = await asyncio.wait_for(
+                channel.send(dataclasses.replace(message, secrets=keys)), self._timeout
+            )
         except TimeoutError:
             result = DeliveryResult(False, f"timeout after {self._timeout} s")
         self._metrics.delivery_seconds.labels(row.channel).observe(time.perf_counter() - t0)

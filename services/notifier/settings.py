@@ -1,9 +1,15 @@
 """Notifier settings (env prefix TIENDO_NOTIFIER_)."""
 
+from typing import Any
+
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from tiendo.settings import ServiceSettings
+
+# Signs webhooks to endpoints without a secret of their own, outside production only: one
+# secret shared by every receiver lets each forge messages to all the others.
+DEV_WEBHOOK_SECRET = "dev-webhook-secret"  # noqa: S105 - refused in production
 
 
 class NotifierSettings(ServiceSettings):
@@ -73,8 +79,10 @@ class NotifierSettings(ServiceSettings):
     webhook_url: str | None = Field(
         None, description="webhook for units whose chief has none (e.g. an ops channel)"
     )
-    webhook_secret: str = Field(
-        "dev-webhook-secret", description="HMAC-SHA256 key of X-Tiendo-Signature"
+    webhook_secret: str | None = Field(
+        None,
+        description="development only: signs webhooks to endpoints without a secret of "
+        "their own (default dev-webhook-secret outside production; refused in production)",
     )
     smtp_host: str | None = Field(None, description="SMTP server for email (none: no email)")
     smtp_port: int = Field(25, ge=1, le=65535, description="SMTP port")
@@ -95,7 +103,28 @@ class NotifierSettings(ServiceSettings):
     delivery_concurrency: int = Field(8, ge=1, description="messages sent at once per replica")
 
     def secrets(self) -> dict[str, str]:
-        return {"webhook_secret": self.webhook_secret, "admin_token": self.admin_token}
+        return {"webhook_secret": self.webhook_secret or "", "admin_token": self.admin_token}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _development_webhook_secret(cls, values: Any) -> Any:
+        if (
+            isinstance(values, dict)
+            and values.get("environment") != "production"
+            and "webhook_secret" not in values
+        ):
+            return {**values, "webhook_secret": DEV_WEBHOOK_SECRET}
+        return values
+
+    @model_validator(mode="after")
+    def _no_shared_webhook_secret_in_production(self) -> "NotifierSettings":
+        if self.environment == "production" and self.webhook_secret:
+            raise ValueError(
+                "webhook_secret is a development fallback shared by every receiver; in "
+                "production leave it unset and give each webhook endpoint its own secret "
+                "(tiendo notifier webhook-secret create)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _lease_outlives_an_attempt(self) -> "NotifierSettings":

@@ -24,6 +24,7 @@ import uvicorn
 from aiosmtpd.controller import Controller
 from fastapi import FastAPI, Request
 from starlette.responses import JSONResponse
+from tiendo_client.webhooks import Refused, Replayed, WebhookVerifier
 
 from devtools.localstack import KafkaBroker, free_port
 from services.aggregator.admin import UnitIn
@@ -45,6 +46,7 @@ class Received:
     path: str
     body: bytes
     headers: dict[str, str]
+    verdict: str | None = None  # where the receiver verifies: "verified", "replayed", why not
 
     @property
     def delivery_id(self) -> str:
@@ -63,14 +65,22 @@ class HttpReceiver:
         # answer 503 to this many of the next requests whose path starts with the key
         self.fail_next: dict[str, int] = {}
         self.delay = 0.0  # seconds to wait after recording, before answering
+        # verify posts under these path prefixes as a real receiver does: 401 if refused
+        self.verifiers: dict[str, WebhookVerifier] = {}
         app = FastAPI()
 
         @app.post("/{path:path}")
         async def receive(path: str, request: Request) -> JSONResponse:
-            self.received.append(Received(path, await request.body(), dict(request.headers)))
+            got = Received(path, await request.body(), dict(request.headers))
+            self.received.append(got)
+            if refused := self._verify(got):
+                return refused
             for prefix, left in self.fail_next.items():
                 if path.startswith(prefix) and left > 0:
                     self.fail_next[prefix] = left - 1
+                    # not acted on: the redelivery is new to a verifying receiver
+                    for verifier in self.verifiers.values():
+                        verifier.forget(got.headers.get("webhook-id", ""))
                     return JSONResponse({"error": "try later"}, status_code=503)
             if self.delay:
                 await asyncio.sleep(self.delay)
@@ -79,6 +89,21 @@ class HttpReceiver:
         self.server = uvicorn.Server(
             uvicorn.Config(app, host="127.0.0.1", port=self.port, log_config=None, access_log=False)
         )
+
+    def _verify(self, got: Received) -> JSONResponse | None:
+        """Set the verdict of a post under a verified prefix; the answer if refused."""
+        for prefix, verifier in self.verifiers.items():
+            if got.path.startswith(prefix):
+                try:
+                    verifier.verify(got.body, got.headers)
+                except Replayed:
+                    got.verdict = "replayed"  # answered as usual: acted on once
+                except Refused as exc:
+                    got.verdict = str(exc)
+                    return JSONResponse({"error": "bad signature"}, status_code=401)
+                else:
+                    got.verdict = "verified"
+        return None
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}/{path}"

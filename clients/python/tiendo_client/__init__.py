@@ -8,7 +8,8 @@
 Every Event gets its `event_id` when it is created, so a retry — after a 503, a 429, a
 timeout or a dropped connection — sends the same ids and ingest counts each event once.
 A 4xx other than 429 is not retried: it raises `Rejected` with the server's problem
-details (`errors` lists each bad event by index within the batch). Only httpx is needed.
+details (`errors` lists each bad event by index within the batch). Only httpx is needed;
+`tiendo_client.webhooks` verifies the notifier's webhooks (with standardwebhooks).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ __all__ = [
     "new_event_id",
     "subject_hash",
 ]
-__version__ = "1.0.0"
+__version__ = "1.1.0"
 
 MAX_BATCH = 1000
 _RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})
