@@ -1,8 +1,9 @@
 """`make dev`: prepare the local stack once, then run everything under honcho.
 
 Preparation is idempotent (jars fetched once, PostgreSQL initialised once, Kafka storage
-formatted once); honcho then runs Kafka, PostgreSQL, the three services, a webhook receiver
-and the demo traffic, and stops them all on Ctrl-C.
+formatted once) and ends with `tiendo migrate`'s work, as the database owner, so that each
+service can log in as its own role (deploy/dev.env); honcho then runs Kafka, PostgreSQL,
+the three services, a webhook receiver and the demo traffic, and stops them all on Ctrl-C.
 
 `--local DIR` (or TIENDO_DEV_LOCAL) puts the data somewhere else than `.local/`, and
 `--free-ports` or `--port-offset N` moves every port: a second stack, or a test's, runs
@@ -22,6 +23,8 @@ from pathlib import Path
 import asyncpg
 
 from devtools.localstack import KafkaBroker, PostgresServer, ensure_kafka_jars, free_port
+from services.schema import migrate_database
+from tiendo.logs import configure_logging
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL = ROOT / ".local"
@@ -81,6 +84,9 @@ def prepare(local: Path, ports: dict[str, int]) -> None:
     pg.start()
     try:
         asyncio.run(_create_database(pg.dsn()))
+        # as `tiendo migrate` does: the services log in as roles that may not migrate
+        configure_logging("INFO", json=False)
+        asyncio.run(migrate_database(pg.dsn("tiendo")))
     finally:
         pg.stop()
     print(f"local stack prepared in {time.monotonic() - started:.1f} s")  # noqa: T201

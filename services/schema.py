@@ -1,9 +1,14 @@
 """Every service's migrations, in the order a whole database is built: one list for the
 tools that build one (tests, the demo, the replay, the benchmarks). Each service still
-migrates its own tables when it starts, from the same declaration."""
+migrates its own tables when it starts, from the same declaration, when it is logged in as
+the database owner; logged in as its own role it only checks that they are applied, and
+`tiendo migrate` applies them as the owner (docs/startup.md)."""
+
+import asyncpg
 
 from services import aggregator, ingest, notifier
 from tiendo.database import Connection, Migrations
+from tiendo.startup import wait_for_postgres
 
 MIGRATIONS: tuple[Migrations, ...] = (
     ingest.MIGRATIONS,
@@ -24,3 +29,14 @@ async def migrate_all(conn: Connection) -> None:
     """Apply every service's pending migrations (the shared ones once, first)."""
     for migrations in MIGRATIONS:
         await migrations.apply(conn)
+
+
+async def migrate_database(dsn: str, wait_seconds: float = 120.0) -> None:
+    """`tiendo migrate`: wait for PostgreSQL at `dsn` (the owner's), then apply every
+    service's pending migrations; services logged in as their roles then start."""
+    await wait_for_postgres(dsn, wait_seconds)
+    conn = await asyncpg.connect(dsn)
+    try:
+        await migrate_all(conn)
+    finally:
+        await conn.close()

@@ -17,8 +17,11 @@ log = get_logger(__name__)
 # What repository functions take: a plain connection or one borrowed from a pool.
 Connection: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
 
-_CREATE_LEDGER = """
-CREATE TABLE IF NOT EXISTS schema_migrations (
+# Named with its schema: the ledger must be found whatever the session's search path, and
+# a role that may not create in `public` must be able to read it (created only when missing).
+_LEDGER = "public.schema_migrations"
+_CREATE_LEDGER = f"""
+CREATE TABLE {_LEDGER} (
     service    text        NOT NULL,
     version    text        NOT NULL,
     checksum   text        NOT NULL,
@@ -26,8 +29,28 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
     PRIMARY KEY (service, version)
 )
 """
+# Migrations create roles and schemas and move tables: only the database's owner (or a
+# member of its role, or a superuser) may apply them. A service logged in as its own role
+# only checks that they are applied.
+_MAY_MIGRATE = """
+SELECT r.rolsuper OR pg_has_role(current_user, d.datdba, 'MEMBER')
+FROM pg_roles r, pg_database d
+WHERE r.rolname = current_user AND d.datname = current_database()
+"""
 # Services start concurrently in `make dev`; one lock id for all migrations serialises them.
 _MIGRATION_LOCK = 7_301_117
+
+
+class MigrationsPending(RuntimeError):
+    """Migrations are pending and the connected role may not apply them."""
+
+    def __init__(self, service: str, files: list[str]) -> None:
+        super().__init__(
+            "migrations pending: run `tiendo migrate` as the database owner"
+            f" ({service}: {', '.join(files)})"
+        )
+        self.service = service
+        self.files = files
 
 
 async def create_pool(
@@ -54,36 +77,50 @@ def migration_files(package: str) -> list[Traversable]:
     return sorted((f for f in folder.iterdir() if f.name.endswith(".sql")), key=lambda f: f.name)
 
 
+async def _applied(conn: Connection, service: str) -> dict[str, str] | None:
+    """version → checksum of the service's applied migrations; None without a ledger."""
+    if await conn.fetchval("SELECT to_regclass($1)", _LEDGER) is None:
+        return None
+    return {
+        r["version"]: r["checksum"]
+        for r in await conn.fetch(
+            f"SELECT version, checksum FROM {_LEDGER} WHERE service = $1", service
+        )
+    }
+
+
 async def migrate(conn: Connection, service: str, package: str) -> list[str]:
-    """Apply the service's pending migrations, each in its own transaction; return their names."""
+    """Apply the service's pending migrations, each in its own transaction; return their names.
+
+    MigrationsPending when some are pending and the connected role may not apply them."""
     applied: list[str] = []
     await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
     try:
-        await conn.execute(_CREATE_LEDGER)
-        done = {
-            r["version"]: r["checksum"]
-            for r in await conn.fetch(
-                "SELECT version, checksum FROM schema_migrations WHERE service = $1", service
-            )
-        }
+        done = await _applied(conn, service)
+        pending: list[tuple[Traversable, str, str]] = []
         for file in migration_files(package):
             sql = file.read_text(encoding="utf-8")
             checksum = hashlib.sha256(sql.encode()).hexdigest()
             version = file.name.removesuffix(".sql")
-            if version in done:
+            if done is not None and version in done:
                 if done[version] != checksum:
                     raise RuntimeError(
                         f"migration {service}/{file.name} changed after it was applied; "
                         "add a new numbered file instead"
                     )
                 continue
+            pending.append((file, sql, checksum))
+        if pending and not await conn.fetchval(_MAY_MIGRATE):
+            raise MigrationsPending(service, [f.name for f, _, _ in pending])
+        if pending and done is None:
+            await conn.execute(_CREATE_LEDGER)
+        for file, sql, checksum in pending:
             async with conn.transaction():
                 await conn.execute(sql)
                 await conn.execute(
-                    "INSERT INTO schema_migrations (service, version, checksum)"
-                    " VALUES ($1, $2, $3)",
+                    f"INSERT INTO {_LEDGER} (service, version, checksum) VALUES ($1, $2, $3)",
                     service,
-                    version,
+                    file.name.removesuffix(".sql"),
                     checksum,
                 )
             applied.append(file.name)

@@ -9,6 +9,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from tiendo import eventloop
+from tiendo.database import MigrationsPending
 from tiendo.logs import configure_logging, get_logger
 from tiendo.settings import ServiceSettings
 from tiendo.startup import DependencyUnavailable
@@ -31,7 +32,9 @@ async def _run(app: FastAPI, config: uvicorn.Config) -> None:
             # every process at once), and aiokafka logs each refused reconnect of a client
             # being closed at ERROR. tiendo's own lines still say what the stop did.
             logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
-    except DependencyUnavailable as exc:
+    # A role-connected service finding migrations it may not apply: waiting would not help,
+    # and the line says who must act.
+    except (DependencyUnavailable, MigrationsPending) as exc:
         log.error("startup_failed", error=str(exc))
         sys.exit(1)
 

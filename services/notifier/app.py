@@ -27,6 +27,7 @@ from services.notifier.channels import (
     WebhookChannel,
     redact_address,
 )
+from services.notifier.contacts_api import contacts_router
 from services.notifier.evaluator import Evaluator
 from services.notifier.groups import silence_of, silenced_by
 from services.notifier.metrics import NotifierMetrics
@@ -237,6 +238,7 @@ def create_app(
     app.add_middleware(RequestIdMiddleware)
     install_problem_handlers(app)
     add_ops_routes(app, metrics.registry)
+    app.include_router(contacts_router(settings, channels or {}))
 
     Admin = Annotated[str, Depends(admin_guard(settings.admin_token, "tiendo-notifier"))]
     CampaignId = Annotated[str, Path(pattern=CODE)]

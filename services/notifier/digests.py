@@ -4,12 +4,13 @@ from the same judged figures as the alerts."""
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from functools import partial
 
 import asyncpg
 
 from services.notifier.inputs import Judged
 from services.notifier.messages import (
+    Body,
     Outgoing,
     campaign_model,
     lagging,
@@ -20,10 +21,32 @@ from services.notifier.policy import Policy
 from services.notifier.render import Renderer
 from services.notifier.repository import deliveries as delivery_sql
 from services.notifier.repository import reference as reference_sql
+from services.notifier.repository.reference import IndicatorName
 from services.notifier.rules import digest_slot
 from services.notifier.summary import Summary
 from tiendo.board.campaign import Campaign
 from tiendo.database import Connection
+
+
+def _digest(
+    language: str,
+    *,
+    renderer: Renderer,
+    base: Body,
+    judged: Sequence[Judged],
+    indicators: dict[str, IndicatorName],
+) -> Body:
+    """A chief's digest in `language`: each contact reads its own (messages.Outgoing)."""
+    _, status_words = renderer.words(language)
+    body: Body = {
+        **base,
+        "indicators": [
+            progress_model(j.state, j.progress, indicators, status_words, language) for j in judged
+        ],
+        "language": language,
+    }
+    text = renderer.digest(language, body)
+    return {**body, "subject": text.subject, "text": text.text, "chat": text.chat}
 
 
 async def queue_digests(
@@ -67,9 +90,8 @@ async def queue_digests(
         pending = [u for u in recipients if u not in done]
         if not pending:
             continue
-        language = policy.language
         indicators = await reference_sql.indicator_names(conn)
-        _, status_words = renderer.words(language)
+        campaign_body = await campaign_model(conn, campaign_id)
         own: dict[str, list[Judged]] = defaultdict(list)
         children: dict[str, set[str]] = defaultdict(set)
         names = {j.state.unit: j.state.unit_name for j in members}
@@ -79,23 +101,23 @@ async def queue_digests(
                 children[j.state.parent].add(j.state.unit)
         for code in pending:
             message_id = f"{prefix}{code}"
-            body: dict[str, Any] = {
+            same_in_every_language: Body = {
                 "kind": "digest",
                 "message_id": message_id,
-                "campaign": await campaign_model(conn, campaign_id),
+                "campaign": campaign_body,
                 "recipient": recipient_model(recipients[code], code),
                 "slot": slot.isoformat(),
-                "indicators": [
-                    progress_model(j.state, j.progress, indicators, status_words, language)
-                    for j in own[code]
-                ],
                 "children_behind": sorted(names.get(c, c) for c in children.get(code, ())),
                 "firing_count": firing[(campaign_id, code)],
                 "now": at.isoformat(),
-                "language": language,
             }
-            text = renderer.digest(language, body)
-            body.update(subject=text.subject, text=text.text, chat=text.chat)
+            render = partial(
+                _digest,
+                renderer=renderer,
+                base=same_in_every_language,
+                judged=own[code],
+                indicators=indicators,
+            )
             async with conn.transaction():
                 queued = await outgoing.enqueue(
                     conn,
@@ -103,7 +125,8 @@ async def queue_digests(
                     message_id=message_id,
                     recipient=recipients[code],
                     recipient_code=code,
-                    body=body,
+                    render=render,
+                    language=policy.language,
                     group_id=None,
                     campaign_id=campaign_id,
                     alert_ids=[],

@@ -181,41 +181,46 @@ class Planner:
         level_of = {m.alert_id: m.level for m in members}
         ids = list(plan.firing) + list(plan.resolved)
         rows = {r["id"]: r for r in await alert_sql.alerts_by_id(conn, ids)}
-        language = policy.language
         indicators = await reference_sql.indicator_names(conn)
-        rule_words, _ = self._renderer.words(language)
-
-        def model(alert_id: int) -> dict[str, Any]:
-            return alert_model(
-                rows[alert_id],
-                level_of.get(alert_id, 0),
-                alert_id in plan.new,
-                indicators,
-                rule_words,
-                language,
-            )
-
         message_id = f"{campaign_id}/{recipient_code}/{plan.key}"
-        body: dict[str, Any] = {
-            "kind": plan.kind,
-            "message_id": message_id,
-            "campaign": await campaign_model(conn, campaign_id),
-            "campaign_ended": ended and plan.kind == "resolved",
-            "recipient": recipient_model(recipient, recipient_code),
-            "firing": [model(i) for i in plan.firing if i in rows],
-            "resolved": [model(i) for i in plan.resolved if i in rows],
-            "now": at.isoformat(),
-            "language": language,
-        }
-        text = self._renderer.alert(language, body)
-        body.update(subject=text.subject, text=text.text, chat=text.chat)
+        campaign = await campaign_model(conn, campaign_id)
+
+        def render(language: str) -> dict[str, Any]:
+            """The message in `language`: each contact reads its own (messages.Outgoing)."""
+            rule_words, _ = self._renderer.words(language)
+
+            def model(alert_id: int) -> dict[str, Any]:
+                return alert_model(
+                    rows[alert_id],
+                    level_of.get(alert_id, 0),
+                    alert_id in plan.new,
+                    indicators,
+                    rule_words,
+                    language,
+                )
+
+            body: dict[str, Any] = {
+                "kind": plan.kind,
+                "message_id": message_id,
+                "campaign": campaign,
+                "campaign_ended": ended and plan.kind == "resolved",
+                "recipient": recipient_model(recipient, recipient_code),
+                "firing": [model(i) for i in plan.firing if i in rows],
+                "resolved": [model(i) for i in plan.resolved if i in rows],
+                "now": at.isoformat(),
+                "language": language,
+            }
+            text = self._renderer.alert(language, body)
+            return {**body, "subject": text.subject, "text": text.text, "chat": text.chat}
+
         queued = await self._outgoing.enqueue(
             conn,
             kind=plan.kind,
             message_id=message_id,
             recipient=recipient,
             recipient_code=recipient_code,
-            body=body,
+            render=render,
+            language=policy.language,
             group_id=group_id,
             campaign_id=campaign_id,
             alert_ids=ids,

@@ -2,7 +2,7 @@
 unit's figures, the recipient), and one notification row per channel of the recipient."""
 
 import json
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -11,13 +11,15 @@ import asyncpg
 from services.notifier.metrics import NotifierMetrics
 from services.notifier.repository import deliveries as delivery_sql
 from services.notifier.repository import reference as reference_sql
-from services.notifier.repository.reference import IndicatorName, Recipient
+from services.notifier.repository.reference import Contact, IndicatorName, Recipient
 from services.notifier.rules import UnitState
 from tiendo.database import Connection
 from tiendo.logs import get_logger
 from tiendo.pace import Progress, Status
 
 log = get_logger(__name__)
+# A message's body (what the templates render and the webhook carries) in one language.
+Body = dict[str, Any]
 
 
 def _round(value: float | None, digits: int) -> float | None:
@@ -70,17 +72,14 @@ def _channel_order(channel: str) -> tuple[int, str]:
 
 def addresses(
     recipient: Recipient | None, fallback_webhook: str | None, channels: Collection[str]
-) -> list[tuple[str, str]]:
-    """(channel, address) of every channel the recipient can be reached on; the fallback
-    webhook stands in for a recipient without a webhook of their own."""
-    found = {c.channel: c.address for c in recipient.contacts} if recipient else {}
+) -> list[Contact]:
+    """Every contact the recipient can be reached on, in queueing order; the fallback
+    webhook (the operators', in the policy's language) stands in for a recipient without a
+    webhook of their own."""
+    found = {c.channel: c for c in recipient.contacts} if recipient else {}
     if fallback_webhook and "webhook" not in found:
-        found["webhook"] = fallback_webhook
-    return [
-        (channel, found[channel])
-        for channel in sorted(found, key=_channel_order)
-        if channel in channels
-    ]
+        found["webhook"] = Contact("webhook", fallback_webhook, None)
+    return [found[channel] for channel in sorted(found, key=_channel_order) if channel in channels]
 
 
 def recipient_model(recipient: Recipient | None, code: str) -> dict[str, Any]:
@@ -196,20 +195,27 @@ class Outgoing:
         message_id: str,
         recipient: Recipient | None,
         recipient_code: str,
-        body: dict[str, Any],
+        render: Callable[[str], Body],
+        language: str,
         group_id: int | None,
         campaign_id: str,
         alert_ids: Sequence[int],
         fallback: bool,
     ) -> int:
-        """One notification row per channel; returns how many were newly queued."""
+        """One notification row per channel, its body `render`ed in the contact's language
+        (`language`, the policy's, for a contact without one); returns how many were newly
+        queued. Each language is rendered once."""
         found = addresses(recipient, self._fallback if fallback else None, self._channels)
         if not found:
             self._metrics.notifications.labels("none", "no_address").inc()
             log.warning("no_recipient_address", recipient=recipient_code, message_id=message_id)
             return 0
         queued = 0
-        for channel, address in found:
+        bodies: dict[str, Body] = {}
+        for contact in found:
+            channel, address = contact.channel, contact.address
+            read_in = contact.language or language
+            body = bodies[read_in] = bodies.get(read_in) or render(read_in)
             delivery_id = f"{message_id}/{channel}"
             created = await delivery_sql.insert_notification(
                 conn,
@@ -222,7 +228,7 @@ class Outgoing:
                 group_id=group_id,
                 campaign_id=campaign_id,
                 subject=str(body.get("subject", "")),
-                language=str(body.get("language", "vi")),
+                language=read_in,
                 alert_ids=alert_ids,
             )
             if created is not None:

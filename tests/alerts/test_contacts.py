@@ -9,7 +9,6 @@ from services.notifier.app import create_app
 from services.notifier.channels import DeliveryResult, Message
 from services.notifier.repository import reference
 from services.notifier.repository.reference import Contact
-from tests.support.databases import let_roles_start
 from tests.support.notifier import ADMIN, BEHIND_ONLY, Feed, SmtpReceiver, notifier_settings
 from tests.support.notifier import progress as report
 from tests.support.stack import Topics, eventually, running
@@ -80,6 +79,5 @@ async def test_a_new_channel_is_one_class_and_one_contact_row(
 async def test_the_notifier_logged_in_as_its_role_alerts_through_the_read_views(
     database: str, kafka: KafkaBroker, topics: Topics, smtp_receiver: SmtpReceiver
 ) -> None:
-    await let_roles_start(database, "tiendo_notifier")
     role_dsn = database.replace("://tiendo@", "://tiendo_notifier@", 1)
     await _lagging_ward_told_on_zalo(database, role_dsn, kafka, topics, smtp_receiver)

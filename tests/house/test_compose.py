@@ -30,6 +30,8 @@ SETTINGS: dict[str, type[ServiceSettings]] = {
 # Only where the containers must differ from loopback processes.
 HOST_SPECIFIC = {"HOST", "DATABASE_URL", "KAFKA_BOOTSTRAP"}
 _DEFAULTED = re.compile(r"^\$\{\w+:-(.*)\}$")
+# what `tiendo migrate` (and, in make dev, the demo) logs in with: the database owner
+MIGRATE_URL = "TIENDO_MIGRATE_DATABASE_URL"
 
 
 def prefix(service: str) -> str:
@@ -91,7 +93,7 @@ def test_every_variable_a_service_container_gets_is_one_of_its_settings(service:
 
 
 def test_every_variable_in_dev_env_is_read_by_someone() -> None:
-    demo_reads = {"TIENDO_LOG_LEVEL", "TIENDO_AGGREGATOR_DATABASE_URL"}
+    demo_reads = {"TIENDO_LOG_LEVEL", "TIENDO_AGGREGATOR_DATABASE_URL", MIGRATE_URL}
     for key in dev_env():
         service = next((s for s in SETTINGS if key.startswith(prefix(s))), None)
         if service is None:
@@ -135,7 +137,26 @@ def test_services_reach_kafka_and_postgres_by_their_compose_names(service: str) 
     dsn, dev_dsn = urlsplit(container.database_url), urlsplit(dev.database_url)
     assert (dsn.username, dsn.path) == (dev_dsn.username, dev_dsn.path)
     env = SERVICES["postgres"]["environment"]
-    assert (env["POSTGRES_USER"], "/" + env["POSTGRES_DB"]) == (dsn.username, dsn.path)
+    # each service logs in as its own role (created by the migrations), never as the owner
+    assert (f"tiendo_{service}", "/" + env["POSTGRES_DB"]) == (dsn.username, dsn.path)
+
+
+def test_the_owner_migrates_once_before_any_service_starts() -> None:
+    migrate = SERVICES["migrate"]
+    assert migrate["build"]["target"] == "service"
+    assert [str(a) for a in migrate["command"]] == ["migrate"]
+    assert migrate["restart"] == "no"  # one-shot: a finished migration is not run again
+    assert migrate["depends_on"]["postgres"]["condition"] == "service_healthy"
+    owner = urlsplit(compose_env("migrate")[MIGRATE_URL])
+    dev_owner = urlsplit(dev_env()[MIGRATE_URL])
+    env = SERVICES["postgres"]["environment"]
+    assert (owner.username, owner.path) == (env["POSTGRES_USER"], "/" + env["POSTGRES_DB"])
+    assert (owner.username, owner.path) == (dev_owner.username, dev_owner.path)
+    assert (owner.hostname, owner.port) == ("postgres", 5432)
+    assert dev_owner.port == PORTS["postgres"]
+    for name in SETTINGS:
+        condition = SERVICES[name]["depends_on"]["migrate"]["condition"]
+        assert condition == "service_completed_successfully", name
 
 
 def test_all_services_use_the_same_topics_as_make_dev() -> None:
@@ -156,9 +177,16 @@ def test_compose_runs_every_process_of_the_procfile_with_the_same_arguments() ->
     assert set(procfile) <= set(SERVICES), set(procfile) - set(SERVICES)
     for name, argv in procfile.items():
         images = {"services.cli": "service", "devtools": "demo"}
+        # `KEY=$OTHER command`: the process reads OTHER's value (dev.env) under KEY
+        assigned = {}
+        while argv and "=" in argv[0]:
+            key, _, value = argv.pop(0).partition("=")
+            assigned[key] = value.removeprefix("$")
         if argv[:2] != ["python", "-m"] or argv[2] not in images:
             continue  # kafka and postgres: official images in compose
         service = SERVICES[name]
+        for key, source in assigned.items():
+            assert compose_env(name)[key] == compose_env("migrate")[source], (name, key)
         assert service["build"]["target"] == images[argv[2]], f"{name} runs the wrong image"
         cli = argv[3:]
         command = [str(a) for a in service["command"]]
@@ -253,7 +281,7 @@ def test_grafana_is_provisioned_with_the_boards_and_the_compose_datasources() ->
     assert published("prometheus") == {9090: 9090}
     postgres = by_uid["postgres"]
     assert host_port_of(postgres["url"]) == ("postgres", 5432)
-    dsn = urlsplit(settings_from("aggregator", compose_env("aggregator")).database_url)
+    dsn = urlsplit(compose_env("migrate")[MIGRATE_URL])
     assert (postgres["user"], "/" + postgres["jsonData"]["database"]) == (dsn.username, dsn.path)
 
 

@@ -21,7 +21,6 @@ from services.ingest.settings import IngestSettings
 from services.notifier.repository import reference as notifier_reference
 from services.schema import every_set, migrate_all
 from tests.counting.test_event_path import increments, post, until_value
-from tests.support.databases import let_roles_start
 from tests.support.stack import Topics, aggregator_settings, running, until_ready
 from tests.support.world import build_world, issue_token
 from tiendo.board import repository as board
@@ -269,7 +268,6 @@ async def test_ingest_and_the_aggregator_logged_in_as_their_roles_count_events(
     world: str, kafka: KafkaBroker, topics: Topics
 ) -> None:
     token = await issue_token(world)
-    await let_roles_start(world, "tiendo_ingest", "tiendo_aggregator")
     ingest_app = create_ingest(
         IngestSettings(
             database_url=as_role(world, "tiendo_ingest"),

@@ -17,15 +17,3 @@ async def clone_database(admin: asyncpg.Connection, template: str, name: str) ->
     for setting in settings or []:
         key, value = setting.split("=", 1)
         await admin.execute(f'ALTER DATABASE "{name}" SET {key} = {value}')
-
-
-async def let_roles_start(dsn: str, *roles: str) -> None:
-    """Let services that log in as `roles` start on the migrated database `dsn`.
-
-    `migrate`, run at every start, creates its ledger if missing, which needs CREATE in
-    `public` even when the ledger exists (the owner has applied every migration here)."""
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute(f"GRANT CREATE ON SCHEMA public TO {', '.join(roles)}")
-    finally:
-        await conn.close()

@@ -79,7 +79,8 @@ RECIPIENTS = """
 SELECT u.code, u.name, h.name AS chief_name,
        coalesce((SELECT jsonb_agg(jsonb_build_object('channel', c.channel,
                                                      'address', c.address,
-                                                     'language', c.language))
+                                                     'language', c.language)
+                                  ORDER BY c.channel)
                  FROM contacts c WHERE c.unit = u.code), '[]') AS contacts
 FROM units u LEFT JOIN chiefs h ON h.unit = u.code
 WHERE u.code = ANY ($1::text[])

@@ -1,0 +1,126 @@
+"""Chiefs' contacts as administrators set them: one address per unit and channel, checked
+against the channel's address rule, and the language the chief reads on that channel.
+
+The same models check the API's bodies and every row of `tiendo notifier import contacts`,
+so a file that passes the CLI's checks fails on the server only for what the server alone
+knows (an unknown unit, a channel only this deployment has)."""
+
+import re
+from collections.abc import Callable, Collection
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from services.notifier.repository.reference import Contact, Recipient
+
+UNIT_PATTERN = r"^[A-Za-z0-9_.-]{1,32}$"
+CHANNEL_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"  # as the contacts table's CHECK
+Language = Literal["vi", "en"]
+
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_PHONE = re.compile(r"^\+?\d{6,15}$")
+_SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*$")
+
+
+def _url(address: str, schemes: Collection[str] | None = None) -> bool:
+    parts = urlsplit(address)
+    scheme_fits = parts.scheme in schemes if schemes else bool(_SCHEME.match(parts.scheme))
+    return scheme_fits and bool(parts.netloc) and not any(c.isspace() for c in address)
+
+
+# What an address looks like on each channel the notifier knows of. A channel added later
+# (channels.py) without a rule here takes any address, once the notifier sends on it.
+ADDRESS_RULES: dict[str, tuple[str, Callable[[str], bool]]] = {
+    "email": ("an email address (name@domain)", lambda a: bool(_EMAIL.match(a))),
+    "sms": ("a phone number: digits, an optional leading +", lambda a: bool(_PHONE.match(a))),
+    "webhook": ("an http(s) URL", lambda a: _url(a, ("http", "https"))),
+    "chat": ("an apprise URL (scheme://…)", _url),
+}
+
+
+def address_problem(channel: str, address: str) -> str | None:
+    """Why `address` is no address on `channel`; None when it is one (or has no rule)."""
+    what, fits = ADDRESS_RULES.get(channel, ("", lambda _: True))
+    return None if fits(address) else f"not {what}"
+
+
+class ContactIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    channel: str = Field(
+        pattern=CHANNEL_PATTERN,
+        description="`email`, `sms`, `webhook`, `chat`, or a channel this deployment adds",
+    )
+    address: str = Field(min_length=1, max_length=2000, description="in the channel's form")
+    language: Language | None = Field(
+        None, description="what the chief reads on this channel; null: the campaign policy's"
+    )
+
+    @model_validator(mode="after")
+    def _address_fits(self) -> "ContactIn":
+        if (problem := address_problem(self.channel, self.address)) is not None:
+            raise ValueError(f"address: {problem} (channel {self.channel})")
+        return self
+
+    def contact(self) -> Contact:
+        return Contact(self.channel, self.address, self.language)
+
+
+class UnitContactsIn(BaseModel):
+    """Everything the notifier keeps of a unit's chief; it replaces what was there."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    chief_name: str | None = Field(None, min_length=1, max_length=200)
+    contacts: list[ContactIn] = Field(default_factory=list, max_length=32)
+
+    @model_validator(mode="after")
+    def _one_address_per_channel(self) -> "UnitContactsIn":
+        channels = [c.channel for c in self.contacts]
+        repeated = sorted({c for c in channels if channels.count(c) > 1})
+        if repeated:
+            raise ValueError(f"one address per channel: {', '.join(repeated)} repeated")
+        return self
+
+
+class UnitContactsItem(UnitContactsIn):
+    """One unit of a bulk replacement (`PUT /v1/contacts`, the import)."""
+
+    unit: str = Field(pattern=UNIT_PATTERN)
+
+
+class ContactOut(BaseModel):
+    channel: str
+    address: str
+    language: str | None = Field(description="`vi`, `en`; null: the campaign policy's")
+
+
+class UnitContactsOut(BaseModel):
+    unit: str
+    unit_name: str
+    chief_name: str | None
+    contacts: list[ContactOut]
+
+    @classmethod
+    def of(cls, recipient: Recipient) -> "UnitContactsOut":
+        return cls(
+            unit=recipient.unit,
+            unit_name=recipient.name,
+            chief_name=recipient.chief_name,
+            contacts=[
+                ContactOut(channel=c.channel, address=c.address, language=c.language)
+                for c in recipient.contacts
+            ],
+        )
+
+
+def unknown_channels(body: UnitContactsIn, sent_on: Collection[str]) -> list[tuple[int, str]]:
+    """(position, channel) of each contact on a channel the notifier has no rule for and
+    does not send on: a typo, or a channel this deployment lacks."""
+    return [
+        (i, c.channel)
+        for i, c in enumerate(body.contacts)
+        if c.channel not in ADDRESS_RULES and c.channel not in sent_on
+    ]
