@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install dev test test-fast lint fmt proto dashboards prepare bench bench-quick clean-local
+.PHONY: help install dev test test-fast lint fmt proto dashboards migrate prepare bench bench-quick clean-local
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -42,6 +42,9 @@ proto: $(STAMP) ## regenerate the protobuf bindings from proto/
 
 dashboards: $(STAMP) ## generate the Grafana boards into deploy/grafana/dashboards/
 	$(BIN)/python scripts/dashboards.py
+
+migrate: $(STAMP) ## apply every service's migrations as the database owner (TIENDO_MIGRATE_DATABASE_URL)
+	$(BIN)/tiendo migrate
 
 prepare: $(STAMP) ## fetch the Kafka jars, initialise PostgreSQL and Kafka storage (make dev does it too)
 	$(BIN)/python -m devtools.devstack --prepare-only
