@@ -238,9 +238,15 @@ def validate_event(
         elif kind is not Kind.INCREMENT or value != 1:
             bad("subject", "only allowed on increments of value 1")
 
-    # A raw ID number is refused as such whatever else is wrong with its field.
+    # A raw ID number is refused as such whatever else is wrong with its field. A field
+    # that passed its own rule cannot hold one (a catalogue code, a kind, an RFC 3339 time
+    # whose nanoseconds would look like one, a 64-hex subject), except the free-form
+    # event_id: only those are searched, which keeps the search off most of the hot path.
+    suspects = {"event_id", *(e.field for e in errors)}
     withheld = [
-        n for n in _STRING_FIELDS if isinstance(raw.get(n), str) and contains_raw_id(raw[n])
+        n
+        for n in _STRING_FIELDS
+        if n in suspects and isinstance(raw.get(n), str) and contains_raw_id(raw[n])
     ]
     if withheld:
         errors = [e for e in errors if e.field not in withheld]

@@ -112,3 +112,8 @@ def test_protobuf_refuses_a_raw_id_in_every_string_field(field: str, written: st
     _, errors = validate_items(decoded.items, CATALOG, NOW, Limits())
     found = [(e.index, e.field, e.message) for e in [*decoded.errors, *errors]]
     assert found == [(1, field, RAW_ID_MESSAGE)]
+
+
+def test_a_valid_time_with_nanoseconds_is_not_taken_for_an_id_number() -> None:
+    # "00.001203004" would be a run of 11 digits; a valid RFC 3339 time is never searched
+    assert _json_errors(event(occurred_at="2023-06-01T11:00:00.001203004+00:00")) == []

@@ -19,15 +19,17 @@ _MICROSECOND = timedelta(microseconds=1)
 
 def content_hash(event: Event) -> bytes:
     """SHA-256 of the event's content (the module doc), 32 bytes."""
-    parts = (
-        event.event_id,
-        event.unit,
-        event.indicator,
-        event.kind.value,
-        str(event.value),
-        str((event.occurred_at - _EPOCH) // _MICROSECOND),
-        event.subject or "",
-    )
-    # length-prefixed, so no two different contents share an encoding
-    encoded = "".join(f"{len(p)}:{p}" for p in parts).encode()
+    # joined by a unit separator: every field came through ingest's validation, whose
+    # character sets (and hex, digits) never hold one, so no two contents share an encoding
+    encoded = "\x1f".join(
+        (
+            event.event_id,
+            event.unit,
+            event.indicator,
+            event.kind.value,
+            str(event.value),
+            str((event.occurred_at - _EPOCH) // _MICROSECOND),
+            event.subject or "",
+        )
+    ).encode()
     return hashlib.sha256(encoded).digest()
