@@ -1,7 +1,7 @@
 """Validation of upstream events (SPEC §4.1): pure, no I/O, no clock, every problem reported.
 
 A batch is atomic at validation: the caller publishes nothing unless the error list is
-empty. Messages never echo a rejected value: a `subject` may be a raw identity number, and
+empty. Messages never echo a rejected value: any field may hold a raw identity number, and
 whatever a client sent by mistake must not travel further (logs, dashboards) in an error.
 """
 
@@ -11,10 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from services.ingest.rawids import contains_raw_id, looks_like_raw_id
+from services.ingest.rawids import contains_raw_id
 from tiendo.event import MAX_EVENT_ID_LENGTH, MAX_INCREMENT, Event, Kind
-
-__all__ = ["contains_raw_id", "looks_like_raw_id"]  # with the names defined below
 
 MAX_SNAPSHOT = 1_000_000_000
 MAX_UNIT_LENGTH = 32

@@ -6,11 +6,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from services.ingest.rawids import looks_like_raw_id
 from services.ingest.validation import (
     EVENT_FIELDS,
     Catalog,
     Limits,
-    looks_like_raw_id,
     out_of_scope,
     parse_timestamp,
     scope_errors,
