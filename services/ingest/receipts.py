@@ -7,6 +7,7 @@ A token sees only events of its units and indicators: any other answers 404 exac
 an unknown id, so a token cannot learn that someone else's event exists.
 """
 
+import time
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -76,7 +77,7 @@ def router(intake: Intake) -> APIRouter:
         tags=["events"],
         summary="What became of an event sent with this token",
         response_model=Receipt,
-        responses=problem_responses(401, 404, 503),
+        responses=problem_responses(401, 404, 429, 503),
     )
     async def get_event(event_id: str, request: Request) -> Response:
         cache = intake.cache
@@ -101,6 +102,12 @@ def router(intake: Intake) -> APIRouter:
                 "a valid bearer token is required",
                 headers={"WWW-Authenticate": 'Bearer realm="tiendo"'},
             )
+        # a look-up costs the token one event of its rate, so ids cannot be polled at will
+        now = time.monotonic()
+        wait = intake.limiter.retry_after(grant.name, now)
+        if wait:
+            return problem(429, "over this token's rate", headers={"Retry-After": str(wait)})
+        intake.limiter.charge(grant.name, 1, now)
         not_found = problem(404, "no event of that id within this token's scope")
         # no raw ID number was ever stored: nothing to look up, nothing to echo
         if len(event_id) > intake.limits.max_event_id_length or contains_raw_id(event_id):
