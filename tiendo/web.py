@@ -159,6 +159,9 @@ class RequestIdMiddleware:
                 # (tiendo.logs) and the framework answers 500.
                 _log.exception("request_failed", method=scope.get("method"), path=path)
                 raise
+            # the route's template, not the path: an id in a path (an event_id) is the
+            # client's data, which log lines never carry
+            path = getattr(scope.get("route"), "path_format", None) or path
             _log.log(
                 logging.DEBUG if path in _QUIET_PATHS else logging.INFO,
                 "request_handled",

@@ -28,7 +28,7 @@ from tiendo import counting
 from tiendo.background import Beat
 from tiendo.board.repository import Counter
 from tiendo.clock import Clock
-from tiendo.counting.batch import staging_row
+from tiendo.counting.batch import CONFLICT, staging_row
 from tiendo.events.progress_event import UndecodableEvent, decode
 from tiendo.logs import get_logger
 
@@ -42,12 +42,28 @@ class DeadLetter:
     event_id: str | None
     reason: str
     payload: bytes
+    unit: str | None = None
+    indicator: str | None = None
+
+    @classmethod
+    def of(cls, u: counting.Unappliable, payloads: dict[tuple[int, int], bytes]) -> "DeadLetter":
+        return cls(
+            u.partition,
+            u.offset,
+            u.event_id,
+            u.reason,
+            payloads[u.partition, u.offset],
+            u.unit,
+            u.indicator,
+        )
 
     @property
     def kind(self) -> str:
         """A bounded label for metrics."""
         if self.event_id is None:
             return "undecodable"
+        if self.reason == CONFLICT:
+            return CONFLICT
         return "unknown_unit" if self.reason.startswith("unknown unit") else "unknown_indicator"
 
 
@@ -263,17 +279,13 @@ class Applier:
             await counting.lock_apply(conn)
             await self._guard.ensure_fresh(conn)
             await counting.stage(conn, rows)
-            for u in await counting.take_unappliable(conn):
-                dead.append(
-                    DeadLetter(
-                        u.partition, u.offset, u.event_id, u.reason, payloads[u.partition, u.offset]
-                    )
-                )
+            dead += [DeadLetter.of(u, payloads) for u in await counting.take_unappliable(conn)]
             outcome = await counting.apply(
                 conn,
                 distinct_ids=len({r[0] for r in rows}) == len(rows),
                 unusable=self._guard.ids,
             )
+            dead += [DeadLetter.of(u, payloads) for u in outcome.conflicts]
             if dead:
                 await self._dead_letter(conn, dead)
             await position_sql.save_offsets(
@@ -324,6 +336,8 @@ class Applier:
                 d.event_id,
                 d.reason,
                 d.payload,
+                d.unit,
+                d.indicator,
             )
             self._metrics.dead_letters.labels(d.kind).inc()
             log.warning(

@@ -8,6 +8,7 @@ from aiokafka import AIOKafkaProducer
 
 from services.aggregator.repository import positions as position_sql
 from services.aggregator.repository.positions import DeadLetter
+from tiendo.counting.batch import CONFLICT
 from tiendo.database import Connection
 from tiendo.event import UndecodableEvent, decode
 
@@ -21,12 +22,16 @@ async def pending(
 async def redrive(
     conn: Connection, producer: AIOKafkaProducer, topic: str, letters: list[DeadLetter]
 ) -> tuple[int, list[str]]:
-    """Publish the letters again (acknowledged) and mark them; undecodable ones are skipped
-    since no fix can make them applicable. Returns (re-driven, reasons skipped)."""
+    """Publish the letters again (acknowledged) and mark them; undecodable ones and
+    conflicts are skipped since no fix can make them applicable (a conflict's event_id is
+    stored with other content for good). Returns (re-driven, reasons skipped)."""
     sent: list[DeadLetter] = []
     skipped: list[str] = []
     futures = []
     for letter in letters:
+        if letter.reason == CONFLICT:
+            skipped.append(f"{letter.partition}:{letter.offset} {CONFLICT}")
+            continue
         try:
             event = decode(letter.payload)
         except UndecodableEvent as exc:

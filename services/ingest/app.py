@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from starlette.responses import JSONResponse, Response
 
-from services.ingest import MIGRATIONS
+from services.ingest import MIGRATIONS, receipts
 from services.ingest.catalog import CatalogCache
 from services.ingest.intake import Intake
 from services.ingest.metrics import IngestMetrics
@@ -89,6 +89,7 @@ def create_app(settings: IngestSettings) -> FastAPI:
     install_problem_handlers(app)
     add_ops_routes(app, metrics.registry)
     intake = Intake(settings, metrics, app.state)
+    app.include_router(receipts.router(intake))
 
     @app.get(
         "/readyz",

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Awaitable, Callable
 
 from services.ingest import MIGRATIONS, repository, tokens
+from services.ingest.rawids import contains_raw_id
 from services.ingest.settings import IngestSettings
 from tiendo import audit
 from tiendo.database import Connection, create_pool
@@ -118,6 +119,9 @@ async def _create(conn: Connection, args: argparse.Namespace) -> None:
     units: list[str] = [] if args.all_units else list(dict.fromkeys(args.units))
     indicators: list[str] = [] if args.all_indicators else list(dict.fromkeys(args.indicators))
     token = tokens.new_token()
+    # the name is stored with every event the token sends (`source`), and logged
+    if contains_raw_id(args.name):
+        _fail("a token name must not hold a raw ID number; name the upstream system")
     async with conn.transaction():
         if await repository.token_exists(conn, args.name):
             _fail(f"a token named {args.name} already exists (names are never reused)")

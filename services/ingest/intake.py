@@ -23,7 +23,10 @@ from services.ingest.openapi import PROTOBUF_ALIASES
 from services.ingest.protobuf import MalformedProtobuf, decode_batch
 from services.ingest.publisher import KafkaUnavailable, Publisher
 from services.ingest.ratelimit import RateLimiter
+from services.ingest.recent import RecentlyAccepted
+from services.ingest.repeats import sort_repeats
 from services.ingest.repository import TokenGrant
+from services.ingest.schemas import accepted_body
 from services.ingest.settings import IngestSettings
 from services.ingest.validation import (
     EVENT_FIELDS,
@@ -117,6 +120,7 @@ class Intake:
             settings.rate_limit_events_per_second, settings.rate_limit_burst_events
         )
         self.log_refusal = _ThrottledLog()
+        self.recent = RecentlyAccepted()
 
     # Read from the app's state on each use: that is where the lifespan puts them (and
     # where the benchmark's stub swaps in a publisher that acknowledges at once).
@@ -287,6 +291,8 @@ class Intake:
                 errors=outside,
             )
 
+        repeats = sort_repeats(events)
+        events = repeats.publish
         try:
             await self.publisher.publish(events, source)
         except KafkaUnavailable as exc:
@@ -310,8 +316,14 @@ class Intake:
             by_indicator[event.indicator] = by_indicator.get(event.indicator, 0) + 1
         for indicator, n in by_indicator.items():
             self.metrics.events_accepted.labels(indicator).inc(n)
-        log.debug("events_accepted", events=len(events))
-        return JSONResponse({"accepted": len(events)}, status_code=202)
+        self.recent.remember(events)
+        log.debug(
+            "events_accepted",
+            events=len(events),
+            duplicates=len(repeats.duplicates),
+            conflicts=len(repeats.conflicts),
+        )
+        return JSONResponse(accepted_body(repeats), status_code=202)
 
     async def _found_new_codes(self, items: list[Any], errors: list[FieldError]) -> bool:
         units: set[str] = set()

@@ -36,7 +36,8 @@ def event_schema(settings: IngestSettings) -> dict[str, Any]:
                 "maxLength": settings.max_event_id_length,
                 "pattern": f"^{EVENT_ID_CHARS}+$",
                 "description": "client-generated idempotency key: the same id twice is "
-                "counted once, forever",
+                "counted once, forever; sent again with other content it is a conflict "
+                "(dead-lettered, the first stays). No raw ID number inside (docs/ingest.md)",
             },
             "unit": {
                 "type": "string",
@@ -125,9 +126,14 @@ def events_operation(settings: IngestSettings) -> dict[str, Any]:
         "tags": ["events"],
         "summary": f"Submit one event or a batch of up to {settings.max_batch:,}",
         "description": (
-            "**202** only once Kafka has acknowledged every event. A batch is atomic at "
-            "validation: one invalid event and none is published. Retrying after any "
-            "other answer, or none, is safe with the same `event_id`s. The body is JSON "
+            "**202** only once Kafka has acknowledged every event it accepts. A batch is "
+            "atomic at validation: one invalid event and none is published. Events of the "
+            "request sharing an `event_id` are not invalid: an exact repeat is accepted once "
+            "and listed in `duplicates`; the same id with different content is refused for "
+            "every event of that id, listed in `conflicts`, while the others are accepted. "
+            "A raw ID number (9-12 digits) in any field is refused (422) and never echoed. "
+            "Retrying after any other answer, or none, is safe with the same `event_id`s; "
+            "`GET /v1/events/{event_id}` tells what became of one. The body is JSON "
             '(one event or `{"events": [...]}`) or, for high-volume upstreams, a '
             "serialised `tiendo.events.v1.EventBatch` (`proto/tiendo/events/v1/events.proto`) "
             "with the same rules; in protobuf `value` has no default and `occurred_at` is a "
@@ -151,7 +157,8 @@ def events_operation(settings: IngestSettings) -> dict[str, Any]:
         },
         "responses": {
             "202": {
-                "description": "Every event is durably stored in Kafka",
+                "description": "Every accepted event is durably stored in Kafka; repeats "
+                "inside the request are listed by index (`duplicates`, `conflicts`)",
                 "content": {
                     "application/json": {"schema": {"$ref": "#/components/schemas/Accepted"}}
                 },

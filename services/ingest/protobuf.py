@@ -14,7 +14,8 @@ from typing import Any
 from google.protobuf.message import DecodeError
 from google.protobuf.unknown_fields import UnknownFieldSet
 
-from services.ingest.validation import FieldError
+from services.ingest.rawids import contains_raw_id
+from services.ingest.validation import RAW_ID_MESSAGE, FieldError
 from tiendo.events.v1 import events_pb2
 
 _KINDS = {
@@ -75,7 +76,13 @@ def _item(m: events_pb2.ProgressEvent) -> tuple[dict[str, Any], list[tuple[str, 
     if m.HasField("received_at"):
         problems.append(("received_at", "set by ingest; leave it empty"))
     if m.source:
-        problems.append(("source", "set by ingest; leave it empty"))
+        # refused either way; a raw ID number is named as such
+        problems.append(
+            (
+                "source",
+                RAW_ID_MESSAGE if contains_raw_id(m.source) else "set by ingest; leave it empty",
+            )
+        )
     if len(UnknownFieldSet(m)):
         problems.append(("", "unknown field in ProgressEvent"))
     return item, problems

@@ -175,6 +175,8 @@ class Publisher:
     async def publish(self, events: Sequence[Event], source: str = "") -> None:
         """Send every event (as from `source`) and wait for all acknowledgements, or raise
         KafkaUnavailable."""
+        if not events:
+            return  # every event of the request was a repeat: nothing to store
         producer, batches = self._producer, self._batches
         if producer is None or batches is None:
             raise KafkaUnavailable("not connected to Kafka")

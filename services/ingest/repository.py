@@ -120,3 +120,42 @@ async def unknown_units(conn: Connection, codes: list[str]) -> list[str]:
 async def unknown_indicators(conn: Connection, codes: list[str]) -> list[str]:
     known = {r["code"] for r in await conn.fetch(SELECT_KNOWN_INDICATORS, codes)}
     return [c for c in codes if c not in known]
+
+
+# What the aggregator made of an event (its views, migration 009), for its sender.
+SELECT_RECEIPT = """
+SELECT unit, indicator, counted, duplicates, applied_at
+FROM aggregator_read.event_receipts WHERE event_id = $1
+"""
+SELECT_DEAD_LETTERS = """
+SELECT unit, indicator, reason, created_at, redriven_at
+FROM aggregator_read.event_dead_letters WHERE event_id = $1
+ORDER BY created_at
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    unit: str
+    indicator: str
+    counted: bool
+    duplicates: int
+    applied_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterSeen:
+    unit: str | None
+    indicator: str | None
+    reason: str
+    created_at: datetime
+    redriven_at: datetime | None
+
+
+async def stored_event(conn: Connection, event_id: str) -> StoredEvent | None:
+    row = await conn.fetchrow(SELECT_RECEIPT, event_id)
+    return StoredEvent(**dict(row)) if row else None
+
+
+async def dead_letters_of(conn: Connection, event_id: str) -> list[DeadLetterSeen]:
+    return [DeadLetterSeen(**dict(r)) for r in await conn.fetch(SELECT_DEAD_LETTERS, event_id)]

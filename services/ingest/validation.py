@@ -1,7 +1,7 @@
 """Validation of upstream events (contract §4.1): pure, no I/O, no clock, every problem reported.
 
 A batch is atomic at validation: the caller publishes nothing unless the error list is
-empty. Messages never echo a rejected value: a `subject` may be a raw identity number, and
+empty. Messages never echo a rejected value: any field may hold a raw identity number, and
 whatever a client sent by mistake must not travel further (logs, dashboards) in an error.
 """
 
@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from services.ingest.rawids import contains_raw_id
 from tiendo.event import MAX_EVENT_ID_LENGTH, MAX_INCREMENT, Event, Kind
 
 MAX_SNAPSHOT = 1_000_000_000
@@ -35,8 +36,6 @@ _RFC3339 = re.compile(
     r"([0-9]{4}-[0-9]{2}-[0-9]{2})[Tt]([0-9]{2}:[0-9]{2}:[0-9]{2})(\.[0-9]{1,9})?"
     r"(?:([Zz])|([+-])([0-9]{2}):([0-9]{2}))"
 )
-# Separators people type inside identity numbers ("001 203 004567", "001-203-004567").
-_ID_SEPARATORS = re.compile(r"[\s.\-_/]")
 _FLOAT_INTEGER_LIMIT = 2.0**63
 
 # Bounds on what one response lists, so a hostile body cannot make a huge one.
@@ -95,6 +94,8 @@ class Limits:
         )
 
 
+# Every field a client may send a string in (an unknown field is refused by its name).
+_STRING_FIELDS = ("event_id", "unit", "indicator", "kind", "value", "occurred_at", "subject")
 UNKNOWN_UNIT = "unknown unit code"
 UNKNOWN_INDICATOR = "not in the indicator catalogue"
 RAW_ID_MESSAGE = "looks like a raw ID number; send its keyed hash instead"
@@ -120,19 +121,19 @@ def parse_timestamp(text: str) -> datetime | None:
     return naive.replace(tzinfo=timezone(offset))
 
 
-def looks_like_raw_id(text: str) -> bool:
-    """Whether `text` is, separators aside, a 9-12 digit number (a CMND or CCCD number)."""
-    digits = _ID_SEPARATORS.sub("", text)
-    return 9 <= len(digits) <= 12 and digits.isdecimal()
-
-
 def _echo(name: str) -> str:
     return name if len(name) <= MAX_FIELD_NAME_ECHO else name[:MAX_FIELD_NAME_ECHO] + "…"
 
 
 def _unknown_fields(names: Sequence[Any], index: int | None) -> list[FieldError]:
     extra = sorted(str(k) for k in names)
-    errors = [FieldError(index, _echo(n), "unknown field") for n in extra]
+    # a name is echoed, unless it is itself a raw ID number
+    errors = [
+        FieldError(index, "", "unknown field whose name looks like a raw ID number")
+        if contains_raw_id(n)
+        else FieldError(index, _echo(n), "unknown field")
+        for n in extra
+    ]
     if len(errors) > MAX_UNKNOWN_FIELDS_LISTED:
         more = len(errors) - MAX_UNKNOWN_FIELDS_LISTED
         errors = [
@@ -230,14 +231,24 @@ def validate_event(
     if subject is not None:
         if not isinstance(subject, str):
             bad("subject", "must be a string of 64 lowercase hex characters")
-        elif looks_like_raw_id(subject):
-            # Raw identity numbers never enter the system; the value is not echoed.
-            bad("subject", RAW_ID_MESSAGE)
         elif not _SUBJECT.fullmatch(subject):
             bad("subject", "must be 64 lowercase hex characters (a keyed hash)")
         elif kind is not Kind.INCREMENT or value != 1:
             bad("subject", "only allowed on increments of value 1")
 
+    # A raw ID number is refused as such whatever else is wrong with its field. A field
+    # that passed its own rule cannot hold one (a catalogue code, a kind, an RFC 3339 time
+    # whose nanoseconds would look like one, a 64-hex subject), except the free-form
+    # event_id: only those are searched, which keeps the search off most of the hot path.
+    suspects = {"event_id", *(e.field for e in errors)}
+    withheld = [
+        n
+        for n in _STRING_FIELDS
+        if n in suspects and isinstance(raw.get(n), str) and contains_raw_id(raw[n])
+    ]
+    if withheld:
+        errors = [e for e in errors if e.field not in withheld]
+        errors.extend(FieldError(index, n, RAW_ID_MESSAGE) for n in withheld)
     if errors:
         return None, errors
     assert isinstance(event_id, str)
@@ -281,26 +292,15 @@ def batch_size_errors(count: int, limits: Limits) -> list[FieldError]:
 def validate_items(
     items: Sequence[object], catalog: Catalog, now: datetime, limits: Limits
 ) -> tuple[list[Event], list[FieldError]]:
-    """Every item → its events, or every error (duplicate event_ids included)."""
+    """Every item → its events (in order, repeats included: `repeats.sort_repeats`), or
+    every error."""
     events: list[Event] = []
     errors: list[FieldError] = []
-    first_index: dict[str, int] = {}
     for index, raw in enumerate(items):
         event, problems = validate_event(raw, index, catalog, now, limits)
         errors.extend(problems)
-        if event is None:
-            continue
-        if event.event_id in first_index:
-            errors.append(
-                FieldError(
-                    index,
-                    "event_id",
-                    f"repeats the event_id of events[{first_index[event.event_id]}]",
-                )
-            )
-            continue
-        first_index[event.event_id] = index
-        events.append(event)
+        if event is not None:
+            events.append(event)
     return (events, []) if not errors else ([], errors)
 
 
@@ -313,6 +313,20 @@ def validate_body(
     if errors:
         return [], errors
     return validate_items(items, catalog, now, limits)
+
+
+def in_scope(
+    unit: str | None,
+    indicator: str | None,
+    catalog: Catalog,
+    units: frozenset[str],
+    indicators: frozenset[str],
+) -> bool:
+    """Whether a token scoped to `units` subtrees and `indicators` covers this pair (an
+    unknown one only for a token without that limit)."""
+    if units and (unit is None or not {unit, *catalog.units.get(unit, ())} & units):
+        return False
+    return not indicators or indicator in indicators
 
 
 def out_of_scope(

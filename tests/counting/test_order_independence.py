@@ -103,7 +103,8 @@ async def test_shuffled_duplicated_campaign_with_crashes_matches_recomputation(
     events = generate(units, rng)
     deliveries = events + rng.sample(events, EVENTS // 20)
     rng.shuffle(deliveries)
-    # ingest refuses a batch that repeats an event_id: keep each batch's ids unique
+    # unique ids per batch, so that every duplicate reaches the aggregator as a redelivery
+    # (ingest would publish a repeat inside one batch once)
     batches: list[list[Event]] = []
     for e in deliveries:
         if (

@@ -159,3 +159,16 @@ def test_events_need_aware_times_and_keep_their_id() -> None:
 def test_batch_size_is_bounded_by_the_server_limit() -> None:
     with pytest.raises(ValueError, match="batch_size"):
         Client("http://ingest", "t", batch_size=1001)
+
+
+def test_conflicts_in_a_202_are_raised_with_the_rest_counted_as_stored() -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        conflicts = [{"index": 1, "conflicts_with": 2}, {"index": 2, "conflicts_with": 1}]
+        return httpx.Response(202, json={"accepted": 1, "conflicts": conflicts})
+
+    c = Client("http://ingest", "tdo_x", retry=FAST, transport=httpx.MockTransport(answer))
+    with c, pytest.raises(Rejected) as refused:
+        c.send(events(3))
+    assert refused.value.status == 202
+    assert refused.value.accepted == 1
+    assert [e["index"] for e in refused.value.errors] == [1, 2]

@@ -162,9 +162,11 @@ def test_unknown_fields_are_refused() -> None:
     assert (0, "", "unknown field in ProgressEvent") in errors
 
 
-def test_duplicate_ids_within_a_protobuf_batch_are_refused() -> None:
+def test_duplicate_ids_within_a_protobuf_batch_are_valid() -> None:
+    # issue 16: was refused whole (422 "repeats the event_id of events[0]"); an exact
+    # repeat is now accepted once (tests/ingest/test_repeats.py)
     _, errors = validate(payload(pb_event(), pb_event()))
-    assert errors == [(1, "event_id", "repeats the event_id of events[0]")]
+    assert errors == []
 
 
 @pytest.mark.parametrize("data", [b"\xff", b"\x0a\x05ab", b'{"event_id": "x"}', b"\x0a\xff\xff"])

@@ -91,6 +91,8 @@ async def test_scope_must_be_explicit_and_name_known_codes(cli: Cli, database: s
         await cli("ingest", "token-create", "typo", "--units", "0O1", "--all-indicators")
     with pytest.raises(SystemExit, match="unknown indicator"):
         await cli("ingest", "token-create", "typo", "--all-units", "--indicators", "votes")
+    with pytest.raises(SystemExit, match="raw ID number"):
+        await cli("ingest", "token-create", "ward-079188000123", "--all-units", "--all-indicators")
     await cli("ingest", "token-create", "everything", "--all-units", "--all-indicators")
     with pytest.raises(SystemExit, match="already exists"):
         await cli("ingest", "token-create", "everything", "--all-units", "--all-indicators")

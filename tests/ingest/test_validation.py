@@ -6,11 +6,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from services.ingest.rawids import looks_like_raw_id
 from services.ingest.validation import (
     EVENT_FIELDS,
     Catalog,
     Limits,
-    looks_like_raw_id,
     out_of_scope,
     parse_timestamp,
     scope_errors,
@@ -166,9 +166,13 @@ def test_batch_reports_every_bad_event_by_index_and_accepts_none() -> None:
     assert [(e.index, e.field) for e in errors] == [(1, "value"), (2, "unit")]
 
 
-def test_duplicate_event_id_within_a_batch_is_rejected() -> None:
-    errors = errors_of({"events": [event(), event()]})
-    assert errors == [(1, "event_id", "repeats the event_id of events[0]")]
+def test_repeated_event_id_within_a_batch_is_valid_and_left_to_sort_repeats() -> None:
+    # issue 16 changed the contract: a batch repeating an event_id was refused whole (422
+    # "repeats the event_id of events[0]"); now validation passes every event on and
+    # `repeats.sort_repeats` (tests/ingest/test_repeats.py) keeps one of exact repeats
+    events, errors = validate_body({"events": [event(), event()]}, CATALOG, NOW)
+    assert errors == []
+    assert [e.event_id for e in events] == ["e-1", "e-1"]
 
 
 def test_many_unknown_fields_are_summarised_and_long_names_cut() -> None:

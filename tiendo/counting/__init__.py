@@ -4,7 +4,9 @@ The rules (docs/contract.md §5 in the product's words, docs/semantics.md for op
 
 1. An event counts for a campaign when its indicator is one of the campaign's and its
    `occurred_at` lies in [starts_at, deadline]; any other event is stored, never counted.
-   An `event_id` is applied once, forever: a second delivery changes nothing.
+   An `event_id` is applied once, forever: a second delivery changes nothing. The first
+   applied stays; a later one with other content (`content.content_hash`) is a conflict,
+   dead-lettered.
 2. A citizen (`subject`, on increments) counts once per indicator, at the earliest of its
    events by (occurred_at, event_id), wherever that happened; a late earlier event takes
    the count over.
@@ -25,7 +27,7 @@ tests hold every form equal to it.
 """
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -44,19 +46,23 @@ class Key:
 
 
 @dataclass(frozen=True, slots=True)
-class BatchOutcome:
-    new_events: int
-    changed: list[Key]
-
-
-@dataclass(frozen=True, slots=True)
 class Unappliable:
-    """A staged event whose unit or indicator is unknown (a dead letter)."""
+    """A staged event that is not applied: its unit or indicator is unknown, or its
+    event_id is stored with other content (a dead letter)."""
 
     partition: int
     offset: int
     event_id: str
     reason: str
+    unit: str
+    indicator: str
+
+
+@dataclass(frozen=True, slots=True)
+class BatchOutcome:
+    new_events: int
+    changed: list[Key]
+    conflicts: list[Unappliable] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,9 +89,19 @@ async def stage(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
 
 async def take_unappliable(conn: Connection) -> list[Unappliable]:
     """Take the staged events that can never be applied out of the batch."""
-    rows = await conn.fetch(batch.TAKE_UNAPPLIABLE)
+    return _unappliable(await conn.fetch(batch.TAKE_UNAPPLIABLE))
+
+
+def _unappliable(rows: Sequence[Any]) -> list[Unappliable]:
     return [
-        Unappliable(r["kafka_partition"], r["kafka_offset"], r["event_id"], r["reason"])
+        Unappliable(
+            r["kafka_partition"],
+            r["kafka_offset"],
+            r["event_id"],
+            r["reason"],
+            r["unit"],
+            r["indicator"],
+        )
         for r in rows
     ]
 
@@ -94,15 +110,19 @@ async def apply(
     conn: Connection, *, distinct_ids: bool = False, unusable: Sequence[str] = ()
 ) -> BatchOutcome:
     """Apply what `stage` loaded (rules 1–6): dedup, count, roll up; return the keys whose
-    figures moved. `distinct_ids`: no event_id repeats within the batch; `unusable`:
-    campaigns left out. The caller owns the transaction."""
+    figures moved, and the conflicts to dead-letter. `distinct_ids`: no event_id repeats
+    within the batch; `unusable`: campaigns left out. The caller owns the transaction."""
     await lock_apply(conn)
     status = await conn.execute(
         batch.INSERT_NEW_EVENTS_DISTINCT if distinct_ids else batch.INSERT_NEW_EVENTS
     )
     new_events = int(str(status).rsplit(" ", 1)[-1])
+    conflicts: list[Unappliable] = []
+    # only a batch with repeats pays for sorting them
+    if new_events < await conn.fetchval("SELECT count(*) FROM batch_in"):
+        conflicts = _unappliable(await conn.fetch(batch.SORT_REPEATS))
     if new_events == 0:
-        return BatchOutcome(0, [])
+        return BatchOutcome(0, [], conflicts)
     if await conn.fetchval("SELECT count(*) FROM batch_new WHERE subject IS NOT NULL"):
         await conn.execute(rules.STAGE_SUBJECTS)
         await conn.execute(rules.LOCK_SUBJECTS)
@@ -121,7 +141,7 @@ async def apply(
     if await conn.fetchval("SELECT EXISTS (SELECT 1 FROM batch_applied WHERE adjustment)"):
         await conn.execute(rules.RELAST_OWN)
         await conn.execute(batch.RELAST_SUBTREES)
-    return BatchOutcome(new_events, [Key(r[0], r[1], r[2]) for r in changed])
+    return BatchOutcome(new_events, [Key(r[0], r[1], r[2]) for r in changed], conflicts)
 
 
 async def apply_events(conn: Connection, events: Sequence[Event]) -> BatchOutcome:

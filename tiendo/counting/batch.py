@@ -4,6 +4,7 @@ The rules themselves (what counts and how) are not here."""
 
 from typing import Any
 
+from tiendo.counting.content import content_hash
 from tiendo.counting.rules import OWN_VALUE
 from tiendo.event import Event
 
@@ -19,7 +20,7 @@ CREATE_STAGING = """
 CREATE TEMP TABLE IF NOT EXISTS batch_in (
     event_id text, unit text, indicator text, kind text, value bigint,
     occurred_at timestamptz, subject text, received_at timestamptz, source text,
-    kafka_partition integer, kafka_offset bigint
+    kafka_partition integer, kafka_offset bigint, content_hash bytea
 ) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS batch_new (LIKE events) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS batch_applied (
@@ -50,6 +51,7 @@ STAGING_COLUMNS = (
     "source",
     "kafka_partition",
     "kafka_offset",
+    "content_hash",
 )
 
 
@@ -67,6 +69,7 @@ def staging_row(event: Event, partition: int | None, offset: int | None) -> tupl
         event.source,
         partition,
         offset,
+        content_hash(event),
     )
 
 
@@ -79,7 +82,7 @@ WITH taken AS (
        OR NOT EXISTS (SELECT 1 FROM indicators i WHERE i.code = b.indicator)
     RETURNING b.kafka_partition, b.kafka_offset, b.event_id, b.unit, b.indicator
 )
-SELECT t.kafka_partition, t.kafka_offset, t.event_id,
+SELECT t.kafka_partition, t.kafka_offset, t.event_id, t.unit, t.indicator,
        CASE WHEN NOT EXISTS (SELECT 1 FROM units u WHERE u.code = t.unit)
             THEN 'unknown unit ' || t.unit
             ELSE 'unknown indicator ' || t.indicator END AS reason
@@ -92,9 +95,9 @@ WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.event_id = t.event_id)
 _INSERT_NEW_EVENTS = """
 WITH inserted AS (
     INSERT INTO events (event_id, unit, indicator, kind, value, occurred_at, subject,
-                        received_at, source, kafka_partition, kafka_offset)
+                        received_at, source, kafka_partition, kafka_offset, content_hash)
     SELECT {distinct} event_id, unit, indicator, kind, value, occurred_at, subject,
-           received_at, source, kafka_partition, kafka_offset
+           received_at, source, kafka_partition, kafka_offset, content_hash
     FROM batch_in
     {order}
     ON CONFLICT (event_id) DO NOTHING
@@ -107,6 +110,33 @@ INSERT_NEW_EVENTS = _INSERT_NEW_EVENTS.format(
 )
 # The common case, every event_id of the batch distinct: no sort needed.
 INSERT_NEW_EVENTS_DISTINCT = _INSERT_NEW_EVENTS.format(distinct="", order="")
+
+# The dead-letter reason of a delivery whose event_id is stored with other content.
+CONFLICT = "conflict"
+
+# The deliveries not inserted (their event_id is stored, or came earlier in the batch):
+# an exact repeat is counted on the stored event, one with other content is returned, a
+# conflict to dead-letter. The stored event stays: the first applied. (Events stored
+# before content hashes were kept have none: a repeat, as before.)
+SORT_REPEATS = f"""
+WITH repeats AS (
+    SELECT b.kafka_partition, b.kafka_offset, b.event_id, b.unit, b.indicator,
+           coalesce(e.content_hash <> b.content_hash, false) AS conflict
+    FROM batch_in b
+    JOIN events e USING (event_id)
+    WHERE NOT EXISTS (
+        SELECT 1 FROM batch_new n
+        WHERE n.event_id = b.event_id
+          AND n.kafka_partition IS NOT DISTINCT FROM b.kafka_partition
+          AND n.kafka_offset IS NOT DISTINCT FROM b.kafka_offset)
+), counted AS (
+    UPDATE events e SET duplicates = e.duplicates + r.n
+    FROM (SELECT event_id, count(*) AS n FROM repeats WHERE NOT conflict GROUP BY 1) r
+    WHERE e.event_id = r.event_id
+)
+SELECT kafka_partition, kafka_offset, event_id, unit, indicator, '{CONFLICT}' AS reason
+FROM repeats WHERE conflict
+"""
 
 # Every (campaign, unit, indicator) the batch touches, once; the later statements work on
 # these few keys rather than on every applied event.

@@ -147,7 +147,8 @@ class Event:
 
 
 class Rejected(Exception):
-    """Ingest refused a batch for good (400, 401, 403, 413, 415, 422): fix, don't retry.
+    """Ingest refused a batch for good (400, 401, 403, 413, 415, 422), or some of its
+    events (202 with `conflicts`: the others were stored): fix, don't retry.
 
     `accepted` events of earlier batches of the same `send` were stored; `events` is the
     refused batch, and `errors[i]["index"]` points into it.
@@ -224,10 +225,28 @@ class _Base:
     ) -> int | None:
         """Events accepted, or None to retry; raises Rejected for a final refusal."""
         if response.status_code == 202:
-            return len(batch)
+            return _accepted(response, batch, accepted)
         if response.status_code in _RETRIED_STATUSES:
             return None
         raise Rejected(response.status_code, _problem(response), batch, accepted)
+
+
+def _accepted(response: httpx.Response, batch: Sequence[Event], accepted: int) -> int:
+    """A 202's count; its `conflicts` (events sharing an event_id with different content,
+    none of them stored) are a refusal of those events, raised after the rest was stored."""
+    conflicts = response.json().get("conflicts") or []
+    if not conflicts:
+        return len(batch)
+    errors = [
+        {
+            "index": c["index"],
+            "field": "event_id",
+            "message": f"same event_id as events[{c['conflicts_with']}], other content",
+        }
+        for c in conflicts
+    ]
+    problem = {"detail": f"{len(conflicts)} conflicting event(s) not accepted", "errors": errors}
+    raise Rejected(202, problem, batch, accepted + len(batch) - len(conflicts))
 
 
 class Client(_Base):

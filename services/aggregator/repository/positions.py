@@ -21,8 +21,9 @@ SELECT partition, next_offset FROM consumer_offsets WHERE group_id = $1 AND topi
 
 
 INSERT_DEAD_LETTER = """
-INSERT INTO dead_letters (topic, partition, kafka_offset, event_id, reason, payload)
-VALUES ($1, $2, $3, $4, $5, $6)
+INSERT INTO dead_letters (topic, partition, kafka_offset, event_id, reason, payload, unit,
+                          indicator)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 ON CONFLICT DO NOTHING
 """
 
@@ -49,8 +50,12 @@ async def save_dead_letter(
     event_id: str | None,
     reason: str,
     payload: bytes,
+    unit: str | None = None,
+    indicator: str | None = None,
 ) -> None:
-    await conn.execute(INSERT_DEAD_LETTER, topic, partition, offset, event_id, reason, payload)
+    await conn.execute(
+        INSERT_DEAD_LETTER, topic, partition, offset, event_id, reason, payload, unit, indicator
+    )
 
 
 SELECT_DEAD_LETTERS = """
