@@ -187,8 +187,14 @@ async def _scenario(
 
     await eventually(resolved)
     ward_alert = next(a for a in firing if a["unit"] == "00010")
-    log = (await notifier.get("/v1/notifications", params={"alert_id": ward_alert["id"]})).json()
-    assert sorted((n["kind"], n["status"], n["attempts"]) for n in log) == [
-        ("firing", "delivered", 1),
-        ("resolved", "delivered", 1),
-    ]
+
+    # The receiver answers before the outbox records the answer: wait for the record.
+    async def logged() -> None:
+        params = {"alert_id": ward_alert["id"]}
+        log = (await notifier.get("/v1/notifications", params=params)).json()
+        assert sorted((n["kind"], n["status"], n["attempts"]) for n in log) == [
+            ("firing", "delivered", 1),
+            ("resolved", "delivered", 1),
+        ]
+
+    await eventually(logged)
