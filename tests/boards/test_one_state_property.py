@@ -22,6 +22,7 @@ from services.check.run import check_round
 from services.notifier.evaluator import Evaluator
 from services.notifier.render import Renderer
 from services.notifier.settings import NotifierSettings
+from tests.support.databases import clone_database
 from tests.support.world import TREE, WARDS
 from tiendo.counting import apply_events
 from tiendo.database import create_pool
@@ -155,9 +156,13 @@ def test_every_figure_rank_and_alert_derives_from_one_state(
     postgres: PostgresServer, template_db: str, steps: list[tuple[str, int]]
 ) -> None:
     name = f"p_{uuid.uuid4().hex[:12]}"
-    dsn = postgres.create_database(name, template=template_db)
 
     async def scenario() -> None:
-        await _scenario(dsn, steps)
+        admin = await asyncpg.connect(postgres.dsn())
+        try:
+            await clone_database(admin, template_db, name)
+        finally:
+            await admin.close()
+        await _scenario(postgres.dsn(name), steps)
 
     asyncio.run(scenario())
