@@ -26,7 +26,18 @@ def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> 
     imp.add_argument(
         "--url", default=os.environ.get("TIENDO_AGGREGATOR_URL", "http://127.0.0.1:8002")
     )
-    imp.set_defaults(func=lambda a: sys.exit(asyncio.run(_import(a))))
+    # the administrator's own secret (`tiendo identity create NAME --role admin`): the audit
+    # log names that identity
+    imp.add_argument(
+        "--token-file",
+        type=Path,
+        default=os.environ.get("TIENDO_TOKEN_FILE"),
+        required="TIENDO_TOKEN_FILE" not in os.environ,
+        help="file holding an admin identity's secret (default $TIENDO_TOKEN_FILE)",
+    )
+    imp.set_defaults(
+        func=lambda a: sys.exit(asyncio.run(_import(a, Path(a.token_file).read_text().strip())))
+    )
 
     reb = cmds.add_parser("rebuild", help="recompute every counter from the events topic")
     reb.add_argument(
@@ -100,12 +111,9 @@ def server_problems(response: httpx.Response, what: str, lines: list[int]) -> li
     ]
 
 
-async def _import(args: argparse.Namespace) -> int:
-    settings = AggregatorSettings()
+async def _import(args: argparse.Namespace, token: str) -> int:
     async with httpx.AsyncClient(base_url=args.url, timeout=300) as client:
-        problems = await import_file(
-            client, args.what, args.file, args.campaign, settings.admin_token
-        )
+        problems = await import_file(client, args.what, args.file, args.campaign, token)
     for p in problems:
         print(p, file=sys.stderr)  # noqa: T201
     if not problems:

@@ -11,9 +11,6 @@ class NotifierSettings(ServiceSettings):
 
     port: int = Field(8003, ge=0, le=65535, description="HTTP port")
     group_id: str = Field("tiendo-notifier", description="Kafka consumer group")
-    admin_token: str = Field(
-        "dev-admin-token", description="bearer token for silences and alert policies"
-    )
     evaluate_every_seconds: float = Field(
         10.0,
         gt=0,
@@ -95,7 +92,7 @@ class NotifierSettings(ServiceSettings):
     delivery_concurrency: int = Field(8, ge=1, description="messages sent at once per replica")
 
     def secrets(self) -> dict[str, str]:
-        return {"webhook_secret": self.webhook_secret, "admin_token": self.admin_token}
+        return {"webhook_secret": self.webhook_secret}
 
     @model_validator(mode="after")
     def _lease_outlives_an_attempt(self) -> "NotifierSettings":
