@@ -66,7 +66,7 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with teardown("aggregator") as stack:
             pool = await open_database(stack, app, settings, MIGRATIONS, max_size=6)
-            access.start(pool)
+            await access.start(pool)
             async with pool.acquire() as conn:
                 await guard.refresh(conn)
             loops = [

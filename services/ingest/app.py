@@ -43,7 +43,7 @@ def create_app(settings: IngestSettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with teardown("ingest") as stack:
             pool = await open_database(stack, app, settings, MIGRATIONS, max_size=4)
-            access.start(pool)
+            await access.start(pool)
             cache = CatalogCache(pool, token_max_age=settings.token_max_age_seconds)
             publisher = Publisher(
                 settings.kafka_bootstrap,

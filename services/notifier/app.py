@@ -185,7 +185,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with teardown("notifier") as stack:
             pool = await open_database(stack, app, settings, MIGRATIONS, max_size=8)
-            access.start(pool)
+            await access.start(pool)
             await open_topics(
                 settings,
                 [TopicSpec(settings.topic_progress, settings.topic_partitions, compacted=True)],

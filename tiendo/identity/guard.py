@@ -5,6 +5,7 @@ while the identity list cannot be trusted; it returns the caller's `Identity`.
 docs/access.md lists every route's roles and scope; tests/house/test_access.py walks each
 service's OpenAPI and holds the routes to that table."""
 
+import contextlib
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
@@ -31,9 +32,11 @@ class Guard:
         # wall time, never a service's simulated clock: grace periods are set in real time
         return datetime.now(UTC)
 
-    def start(self, pool: asyncpg.Pool) -> None:
-        """Check credentials against `pool`'s identities (the service's lifespan calls it)."""
+    async def start(self, pool: asyncpg.Pool) -> None:
+        """Check credentials against `pool`'s identities, loaded now if the database answers
+        (the service's lifespan calls it; a failure is retried by the first request)."""
         self.store.pool = pool
+        await self.store.refresh_if_due()
 
     def unauthorized(self, detail: str) -> HTTPException:
         return HTTPException(
@@ -73,15 +76,21 @@ class Guard:
     def refuse_other_roles(self) -> Callable[[Request], Awaitable[None]]:
         """For a route that checks its own credentials (ingest's tokens, on its hot path):
         a known identity of another role gets 403, as on every other route, rather than
-        the 401 of an unknown secret. Cached identities only: no database on that path."""
+        the 401 of an unknown secret. No wait on the database for a secret already seen;
+        an unseen one is looked up at the store's bounded rate."""
 
         async def not_another_role(request: Request) -> None:
             secret = tokens.bearer(request.headers.get("authorization"))
             if secret is None:
                 return
             self.store.refresh_soon()
-            identity = self.store.cached(tokens.digest(secret), self._now())
-            if identity is not None:
+            digest = tokens.digest(secret)
+            identity = self.store.cached(digest, self._now())
+            if identity is None and not self.store.knows(digest):
+                # the route's own check answers when the identities cannot be read
+                with contextlib.suppress(IdentitiesUnavailable):
+                    identity = await self.store.look_up(digest, self._now())
+            if identity is not None and identity.role is not Role.ingest:
                 raise HTTPException(403, f"this route is not for the {identity.role} role")
 
         return not_another_role

@@ -104,7 +104,7 @@ class IdentityStore:
             raise IdentitiesUnavailable("the identity list is too old and cannot be re-read")
         if digest in self._by_digest:
             return self.cached(digest, now)
-        return await self._look_up(digest, now)
+        return await self.look_up(digest, now)
 
     def _may_look_up(self, digest: bytes, now: float) -> bool:
         seen = self._missed.get(digest)
@@ -119,7 +119,11 @@ class IdentityStore:
         self._missed[digest] = now
         return True
 
-    async def _look_up(self, digest: bytes, now: datetime) -> Identity | None:
+    def knows(self, digest: bytes) -> bool:
+        """Whether the last read (or a look-up since) had this hash."""
+        return digest in self._by_digest
+
+    async def look_up(self, digest: bytes, now: datetime) -> Identity | None:
         """An identity issued since the last re-read, found on its first use."""
         if self.pool is None or not self._may_look_up(digest, time.monotonic()):
             return None
