@@ -12,9 +12,9 @@ MIN_SECRET_LENGTH = 16
 DEV_SECRET_PREFIX = "dev-"  # noqa: S105 - a prefix, not a secret
 
 
-def secret_problems(environment: str, secrets: Mapping[str, str]) -> list[str]:
-    """Why these secrets may not be used in `environment` (empty: they may). Development
-    defaults work only in the explicit development mode `make dev` sets."""
+def secret_problems(dev_mode: bool, secrets: Mapping[str, str]) -> list[str]:
+    """Why these secrets may not be used (empty: they may). Development defaults work only
+    in the explicit development mode `make dev` sets."""
     problems = []
     for name, value in secrets.items():
         if len(value) < MIN_SECRET_LENGTH:
@@ -22,10 +22,10 @@ def secret_problems(environment: str, secrets: Mapping[str, str]) -> list[str]:
                 f"{name} is {'empty' if not value else 'too short'}: "
                 f"set at least {MIN_SECRET_LENGTH} characters"
             )
-        elif value.startswith(DEV_SECRET_PREFIX) and environment != "development":
+        elif value.startswith(DEV_SECRET_PREFIX) and not dev_mode:
             problems.append(
-                f"{name} is a development default, which works only with ENVIRONMENT="
-                "development (make dev sets it): set a secret of your own"
+                f"{name} is a development default, which works only where ENVIRONMENT="
+                "development is set (make dev sets it): set a secret of your own"
             )
     return problems
 
@@ -36,9 +36,9 @@ class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TIENDO_", extra="ignore", frozen=True)
 
     environment: Environment = Field(
-        "production",
-        description="development (make dev sets it) logs to the console and allows the "
-        "development default secrets; anything else logs JSON and refuses them at start",
+        "development",
+        description="production logs JSON; development logs to the console, and only "
+        "where it is set explicitly (make dev does) do the development default secrets work",
     )
     log_level: str = Field("INFO", description="minimum level of log lines")
     database_url: str = Field(
@@ -87,4 +87,6 @@ class ServiceSettings(BaseSettings):
         the environment variable that sets it."""
         prefix = str(self.model_config.get("env_prefix", ""))
         named = {f"{prefix}{k}".upper(): v for k, v in self.secrets().items()}
-        return secret_problems(self.environment, named)
+        # dev mode is a choice: the default environment never lets a default secret through
+        dev_mode = self.environment == "development" and "environment" in self.model_fields_set
+        return secret_problems(dev_mode, named)
