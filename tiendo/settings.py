@@ -72,10 +72,28 @@ class ServiceSettings(BaseSettings):
         description="identities not re-read for this long (database down): requests get 503",
     )
 
+    oidc_issuer: str | None = Field(
+        None,
+        description="issuer (`iss`) of OIDC bearer tokens to accept besides tiendo's own "
+        "secrets, e.g. https://sso.example/realms/police (none: OIDC off)",
+    )
+    oidc_jwks_url: str | None = Field(
+        None, description="the issuer's JWKS (Keycloak: <issuer>/protocol/openid-connect/certs)"
+    )
+    oidc_audience: str = Field("tiendo", description="what a token's `aud` must hold")
+    oidc_role_claim: str = Field(
+        "tiendo_role", description="claim naming the role: reader, admin or auditor"
+    )
+    oidc_units_claim: str = Field(
+        "tiendo_units", description='claim listing a reader\'s unit subtrees (["*"]: all)'
+    )
+
     @model_validator(mode="after")
     def _check_identity_age(self) -> "ServiceSettings":
         if self.identity_max_age_seconds <= self.identity_refresh_seconds:
             raise ValueError("identity_max_age_seconds must exceed identity_refresh_seconds")
+        if self.oidc_issuer and not self.oidc_jwks_url:
+            raise ValueError("oidc_issuer needs oidc_jwks_url")
         return self
 
     def secrets(self) -> dict[str, str]:

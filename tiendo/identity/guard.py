@@ -14,6 +14,7 @@ from fastapi import HTTPException, Request
 
 from tiendo.identity import tokens
 from tiendo.identity.model import Identity, Role, permitted
+from tiendo.identity.oidc import OidcVerifier, looks_like_jwt
 from tiendo.identity.store import IdentitiesUnavailable, IdentityStore
 from tiendo.settings import ServiceSettings
 
@@ -26,6 +27,17 @@ class Guard:
             settings.identity_refresh_seconds, settings.identity_max_age_seconds
         )
         self.realm = realm
+        self.oidc = (
+            OidcVerifier(
+                settings.oidc_issuer,
+                settings.oidc_audience,
+                settings.oidc_jwks_url,
+                settings.oidc_role_claim,
+                settings.oidc_units_claim,
+            )
+            if settings.oidc_issuer and settings.oidc_jwks_url
+            else None
+        )
 
     @staticmethod
     def _now() -> datetime:
@@ -44,9 +56,16 @@ class Guard:
         )
 
     async def identify(self, request: Request) -> Identity:
-        secret = tokens.bearer(request.headers.get("authorization"))
+        secret = tokens.bearer(request.headers.get("authorization"), tokens.MAX_JWT_LENGTH)
         if secret is None:
             raise self.unauthorized("a bearer credential is required")
+        if looks_like_jwt(secret):
+            identity = await self.oidc.verify(secret) if self.oidc else None
+            if identity is None:
+                raise self.unauthorized("the token is not valid here")
+            return identity
+        if len(secret) > tokens.MAX_TOKEN_LENGTH:
+            raise self.unauthorized("unknown, revoked or rotated-out credential")
         try:
             identity = await self.store.identify(tokens.digest(secret), self._now())
         except IdentitiesUnavailable as exc:
@@ -80,8 +99,13 @@ class Guard:
         an unseen one is looked up at the store's bounded rate."""
 
         async def not_another_role(request: Request) -> None:
-            secret = tokens.bearer(request.headers.get("authorization"))
+            secret = tokens.bearer(request.headers.get("authorization"), tokens.MAX_JWT_LENGTH)
             if secret is None:
+                return
+            if looks_like_jwt(secret):
+                # an identity provider's token is a person's: never an upstream's
+                if self.oidc and await self.oidc.verify(secret):
+                    raise HTTPException(403, "this route is for the ingest role")
                 return
             self.store.refresh_soon()
             digest = tokens.digest(secret)

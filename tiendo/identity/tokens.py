@@ -5,6 +5,8 @@ import secrets
 
 TOKEN_PREFIX = "tdo_"  # noqa: S105 - a prefix, not a secret
 MAX_TOKEN_LENGTH = 256
+# an identity provider's signed token carries its claims: far longer than a tiendo secret
+MAX_JWT_LENGTH = 8192
 
 
 def new_token() -> str:
@@ -17,12 +19,12 @@ def digest(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
-def bearer(header: str | None) -> str | None:
+def bearer(header: str | None, max_length: int = MAX_TOKEN_LENGTH) -> str | None:
     """The secret of an `Authorization: Bearer …` header, or None."""
     if not header:
         return None
     scheme, _, value = header.partition(" ")
     value = value.strip()
-    if scheme.lower() != "bearer" or not value or len(value) > MAX_TOKEN_LENGTH:
+    if scheme.lower() != "bearer" or not value or len(value) > max_length:
         return None
     return value
