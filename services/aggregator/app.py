@@ -135,7 +135,8 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
         summary="Live counters, progress, pace and projections per unit",
         description=(
             "Reads: units, campaigns and per-unit progress (now or `as_of` any past moment). "
-            "Admin writes (bearer admin token): the unit tree, campaigns and targets."
+            "Admin writes (an admin identity, docs/access.md): the unit tree, campaigns, targets "
+            "and identities. Every read needs a reader or admin credential."
         ),
         lifespan=lifespan,
     )
