@@ -2,6 +2,7 @@
 admin API, stored only as hashes, taken up by running services without a restart; the audit
 log names the identity that made a change, whatever a header says."""
 
+import asyncio
 import json
 import os
 import subprocess
@@ -14,7 +15,7 @@ import asyncpg
 import httpx
 import pytest
 
-from devtools.localstack import KafkaBroker
+from devtools.localstack import KafkaBroker, PostgresServer
 from services.aggregator.app import create_app as create_aggregator
 from services.notifier.app import create_app as create_notifier
 from services.notifier.settings import NotifierSettings
@@ -175,3 +176,49 @@ async def test_the_admin_api_issues_for_every_service_and_the_audit_names_the_ca
     listed = (await aggregator.get("/v1/identities", headers=ADMIN)).json()
     assert {i["name"]: i["state"] for i in listed}["chief-00010"] == "revoked"
     assert all("secret" not in i for i in listed)
+
+
+async def test_identities_that_cannot_be_re_read_fail_closed_and_recover(
+    database: str, kafka: KafkaBroker, topics: Topics, postgres: PostgresServer
+) -> None:
+    await build_world(database, starts_at=START)
+    settings = aggregator_settings(
+        database, kafka.bootstrap, topics, consume=False,
+        identity_refresh_seconds=0.3, identity_max_age_seconds=1.5,
+    )  # fmt: skip
+    name = database.rsplit("/", 1)[1]
+    owner = await asyncpg.connect(postgres.dsn())
+    try:
+        async with running(create_aggregator(settings)) as aggregator:
+            assert (await aggregator.get("/v1/campaigns", headers=ADMIN)).status_code == 200
+            # PostgreSQL refuses the service: a revocation could not be seen any more
+            await owner.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+            await owner.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name
+            )
+
+            # past the list's max age every guarded route answers 503, before its own query
+            await asyncio.sleep(settings.identity_max_age_seconds + 0.5)
+            for _ in range(3):
+                r = await aggregator.get("/v1/campaigns", headers=ADMIN)
+                assert r.status_code == 503, r.text
+                assert r.headers["retry-after"]
+            assert (await aggregator.get("/healthz")).status_code == 200
+            await owner.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+
+            async def reopened() -> None:
+                try:
+                    r = await aggregator.get("/v1/campaigns", headers=ADMIN)
+                except (
+                    asyncpg.PostgresError,
+                    asyncpg.InterfaceError,
+                    asyncpg.InternalClientError,
+                ) as exc:
+                    # a pooled connection the outage broke
+                    raise AssertionError(exc) from exc
+                assert r.status_code == 200, r.text
+
+            await eventually(reopened, timeout=20)
+    finally:
+        await owner.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        await owner.close()
