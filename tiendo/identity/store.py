@@ -22,7 +22,15 @@ from tiendo.identity.model import Identity
 from tiendo.logs import get_logger
 
 log = get_logger(__name__)
-DATABASE_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+# what an unreachable, restarting or overloaded PostgreSQL raises (a connection an outage
+# broke mid-query included)
+DATABASE_ERRORS = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+)
 _LOOKUP_TIMEOUT = 2.0
 _LOOKUPS_PER_SECOND = 20
 _MISS_MEMORY_SECONDS = 1.0
