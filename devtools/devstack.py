@@ -48,8 +48,11 @@ tiendo is starting (Ctrl-C stops everything). Within a minute:
   notifier     http://127.0.0.1:{notifier}/docs      GET /v1/alerts, /metrics
   webhook      http://127.0.0.1:{webhook receiver}/alerts    alerts received by the demo chiefs
 
-  curl -s http://127.0.0.1:{aggregator}/v1/campaigns/ml01-demo/progress/01 | python3 -m json.tool
-  curl -s 'http://127.0.0.1:{notifier}/v1/alerts?state=firing' | python3 -m json.tool
+  Reads need a credential (docs/access.md); the demo writes an HQ reader's to
+  {local}/demo-reader-token (an admin's and an auditor's beside it):
+  READER="Authorization: Bearer $(cat {local}/demo-reader-token)"
+  curl -s -H "$READER" http://127.0.0.1:{aggregator}/v1/campaigns/ml01-demo/progress/01
+  curl -s -H "$READER" 'http://127.0.0.1:{notifier}/v1/alerts?state=firing' | python3 -m json.tool
 
   Metrics: /metrics of each service. Prometheus (Debian's package) scrapes all three with
     prometheus --config.file=deploy/prometheus/prometheus.yml --storage.tsdb.path=.local/prom
@@ -146,7 +149,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     env_file = local / "dev.env"
     env_file.write_text(dev_env(local, chosen))
-    print(BANNER.format(**chosen), flush=True)  # noqa: T201
+    print(BANNER.format(**chosen, local=local), flush=True)  # noqa: T201
     bin_dir = str(Path(sys.executable).parent)
     os.environ["PATH"] = f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"
     honcho = shutil.which("honcho", path=bin_dir) or "honcho"

@@ -5,10 +5,19 @@ import os
 import sys
 from collections.abc import Sequence
 
+from services.aggregator import MIGRATIONS as AGGREGATOR_MIGRATIONS
 from services.aggregator import cli as aggregator_cli
+from services.aggregator.settings import AggregatorSettings
 from services.check import cli as check_cli
 from services.ingest import cli as ingest_cli
 from services.notifier import cli as notifier_cli
+from tiendo.identity import cli as identity_cli
+
+
+def add_identity_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    # Identities are checked by every service; they are written where the admin API lives,
+    # on the aggregator's database (its migrations also hold the unit tree scopes name).
+    identity_cli.add_commands(sub, lambda: AggregatorSettings().database_url, AGGREGATOR_MIGRATIONS)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -25,6 +34,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="the database owner's DSN (default: TIENDO_MIGRATE_DATABASE_URL)",
     )
     migrate.set_defaults(func=_migrate)
+    add_identity_commands(sub)
     args = parser.parse_args(argv)
     args.func(args)
 

@@ -14,6 +14,7 @@ import pytest
 from devtools.localstack import KafkaBroker, PostgresServer, free_port
 from services.schema import migrate_all
 from tests.support.databases import clone_database
+from tests.support.identities import seed_identities
 from tests.support.stack import Topics
 
 # fixtures of the notifier's receivers (SMTP, HTTP) and harness
@@ -53,6 +54,7 @@ async def template_db(postgres: PostgresServer) -> str:
     await conn.close()
     conn = await asyncpg.connect(postgres.dsn("tiendo_template"))
     await migrate_all(conn)
+    await seed_identities(conn)
     await conn.close()
     return "tiendo_template"
 

@@ -25,3 +25,26 @@ async def record(
 def _plain(value: object) -> str:
     # moments as RFC 3339, as the APIs show them; anything else as its text
     return value.isoformat() if isinstance(value, date) else str(value)
+
+
+SELECT_ENTRIES = """
+SELECT id, at, actor, action, subject, details FROM audit_log
+WHERE ($1::bigint IS NULL OR id < $1) AND ($2::text IS NULL OR actor = $2)
+  AND ($3::text IS NULL OR action LIKE $3 || '%') AND ($4::text IS NULL OR subject = $4)
+ORDER BY id DESC
+LIMIT $5
+"""
+
+
+async def entries(
+    conn: Connection,
+    *,
+    before: int | None,
+    actor: str | None,
+    action: str | None,
+    subject: str | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """Audit rows newest first (`before`: ids below it, to page), `details` as a mapping."""
+    rows = await conn.fetch(SELECT_ENTRIES, before, actor, action, subject, limit)
+    return [{**dict(r), "details": json.loads(r["details"])} for r in rows]

@@ -42,6 +42,10 @@ async def _run(app: FastAPI, config: uvicorn.Config) -> None:
 def serve(app: FastAPI, settings: ServiceSettings) -> None:
     """Run until SIGINT/SIGTERM; uvicorn then drains requests, and the lifespan exits."""
     configure_logging(settings.log_level, json=settings.environment == "production")
+    if problems := settings.unsafe():
+        # one line, before anything connects: a weak secret is the operator's to fix
+        log.error("unsafe_settings", problems=problems)
+        sys.exit(1)
     config = uvicorn.Config(
         app,
         host=settings.host,

@@ -14,6 +14,9 @@ from services.ingest import repository as ingest_repository
 from services.ingest import tokens
 from services.schema import migrate_all
 from tiendo.database import Connection, create_pool
+from tiendo.identity import manage
+from tiendo.identity import repository as identities
+from tiendo.identity.model import Role
 from tiendo.logs import configure_logging, get_logger
 
 log = get_logger(__name__)
@@ -28,6 +31,12 @@ def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> 
     run.add_argument("--ingest-url", default=f"http://127.0.0.1:{ingest_port}/v1/events")
     local = Path(os.environ.get("TIENDO_DEV_LOCAL", ".local"))
     run.add_argument("--token-file", type=Path, default=local / "demo-token")
+    run.add_argument(
+        "--identities-dir",
+        type=Path,
+        default=local,
+        help="where the demo reader's, admin's and auditor's secrets are written",
+    )
     run.add_argument("--rate", type=float, default=20.0, help="live events per second")
     run.add_argument("--no-traffic", action="store_true", help="seed only")
     run.set_defaults(func=lambda a: asyncio.run(_run(a)))
@@ -54,6 +63,31 @@ async def _ensure_token(conn: Connection, token: str) -> None:
         await ingest_repository.insert_token(conn, f"demo-{digest.hex()[:8]}", digest, [], [])
 
 
+# The people of the demo, each with a secret in <identities-dir>/demo-<role>-token: HQ
+# reads every unit, the administrator changes reference data, the auditor reads the log.
+DEMO_IDENTITIES = (Role.reader, Role.admin, Role.auditor)
+
+
+async def _ensure_identity(conn: Connection, role: Role, folder: Path) -> None:
+    """The demo identity of `role`, its secret in a git-ignored file: kept while the
+    database knows it, re-issued (or rotated) when the database is new."""
+    path = folder / f"demo-{role}-token"
+    name = f"demo-{role}"
+    if path.exists():
+        secret = path.read_text().strip()
+        if await identities.find(conn, tokens.digest(secret)) is not None:
+            return
+    if await identities.exists(conn, name):
+        secret = await manage.rotate(conn, name, grace_seconds=0, actor="demo")
+    else:
+        secret = await manage.issue(
+            conn, name, role, [], all_units=role is Role.reader, actor="demo"
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(secret + "\n")
+    path.chmod(0o600)
+
+
 async def _run(args: argparse.Namespace) -> None:
     configure_logging(os.environ.get("TIENDO_LOG_LEVEL", "INFO"), json=False)
     settings = AggregatorSettings()
@@ -77,6 +111,8 @@ async def _run(args: argparse.Namespace) -> None:
                     update={"starts_at": existing["starts_at"], "deadline": existing["deadline"]}
                 )
             await _ensure_token(conn, token)
+        for role in DEMO_IDENTITIES:
+            await _ensure_identity(conn, role, args.identities_dir)
     await pool.close()
     log.info(
         "demo_seeded", campaign=seed.CAMPAIGN_ID, wards=len(wards), token_file=str(args.token_file)

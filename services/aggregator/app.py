@@ -32,7 +32,10 @@ from tiendo.board.campaign import Campaign
 from tiendo.board.window import WindowValues
 from tiendo.clock import Clock, SystemClock
 from tiendo.database import Connection
-from tiendo.dependencies import Pool, admin_guard
+from tiendo.dependencies import Pool
+from tiendo.identity.api import identity_routes
+from tiendo.identity.guard import Guard
+from tiendo.identity.model import Identity, Role
 from tiendo.kafka import TopicSpec, event_topics, reliable_producer
 from tiendo.lifespan import open_database, open_topics, ping, start_loops, start_producer, teardown
 from tiendo.logs import get_logger
@@ -57,11 +60,13 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
     metrics = AggregatorMetrics()
     guard = CampaignGuard(metrics.campaign_unusable)
     supervisor = Supervisor(metrics.registry)
+    access = Guard(settings, "tiendo-aggregator")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with teardown("aggregator") as stack:
             pool = await open_database(stack, app, settings, MIGRATIONS, max_size=6)
+            await access.start(pool)
             async with pool.acquire() as conn:
                 await guard.refresh(conn)
             loops = [
@@ -130,7 +135,8 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
         summary="Live counters, progress, pace and projections per unit",
         description=(
             "Reads: units, campaigns and per-unit progress (now or `as_of` any past moment). "
-            "Admin writes (bearer admin token): the unit tree, campaigns and targets."
+            "Admin writes (an admin identity, docs/access.md): the unit tree, campaigns, targets "
+            "and identities. Every read needs a reader or admin credential."
         ),
         lifespan=lifespan,
     )
@@ -138,7 +144,10 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
     install_problem_handlers(app)
     add_ops_routes(app, metrics.registry)
 
-    Admin = Annotated[str, Depends(admin_guard(settings.admin_token, "tiendo-admin"))]
+    # Each route names its owner (docs/access.md); a reader sees its unit subtrees only.
+    Reader = Annotated[Identity, Depends(access.require(Role.reader, Role.admin))]
+    Admin = Annotated[Identity, Depends(access.require(Role.admin))]
+    app.include_router(identity_routes(access))
 
     def moment(as_of: datetime | None) -> datetime:
         """The moment a read is about: `as_of` (never later than now), or now."""
@@ -153,9 +162,10 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
             raise HTTPException(404, f"no campaign {campaign_id}")
         return campaign
 
-    async def unit_of(conn: Connection, code: str) -> reference_sql.Unit:
+    async def unit_of(conn: Connection, code: str, who: Identity) -> reference_sql.Unit:
         unit = await reference_sql.unit(conn, code)
-        if unit is None:
+        # outside the caller's scope reads as absent: no existence leak
+        if unit is None or not who.sees(unit.code, unit.ancestors):
             raise HTTPException(404, f"no unit {code}")
         return unit
 
@@ -179,9 +189,9 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
         summary="A unit, its parent chain and its children",
         responses=problem_responses(404, 422),
     )
-    async def get_unit(code: UnitCode, pool: Pool) -> UnitOut:
+    async def get_unit(code: UnitCode, pool: Pool, who: Reader) -> UnitOut:
         async with pool.acquire() as conn:
-            unit = await unit_of(conn, code)
+            unit = await unit_of(conn, code, who)
             chain = await reference_sql.units_by_code(conn, unit.ancestors)
             children = await reference_sql.children(conn, code)
         return UnitOut(
@@ -195,7 +205,7 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
         )
 
     @app.get("/v1/campaigns", tags=["campaigns"], response_model=list[CampaignOut])
-    async def list_campaigns(pool: Pool) -> list[CampaignOut]:
+    async def list_campaigns(pool: Pool, _: Reader) -> list[CampaignOut]:
         async with pool.acquire() as conn:
             campaigns = await reference_sql.campaigns(conn)
         return [campaign_out(c) for c in campaigns]
@@ -206,7 +216,7 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
         response_model=CampaignOut,
         responses=problem_responses(404, 422),
     )
-    async def get_campaign(campaign_id: CampaignId, pool: Pool) -> CampaignOut:
+    async def get_campaign(campaign_id: CampaignId, pool: Pool, _: Reader) -> CampaignOut:
         async with pool.acquire() as conn:
             campaign = await campaign_of(conn, campaign_id)
         return campaign_out(campaign)
@@ -222,6 +232,7 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
         campaign_id: CampaignId,
         unit: UnitCode,
         pool: Pool,
+        who: Reader,
         as_of: Annotated[
             datetime | None, Query(description="RFC 3339 with offset; default now")
         ] = None,
@@ -229,7 +240,7 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
         at = moment(as_of)
         async with pool.acquire() as conn:
             campaign = await campaign_of(conn, campaign_id)
-            subject = await unit_of(conn, unit)
+            subject = await unit_of(conn, unit, who)
             children = [c.code for c in await reference_sql.children(conn, unit)]
             indicators = await progress_of(conn, campaign, unit, children, at, live=as_of is None)
         return UnitProgressOut(
@@ -255,6 +266,7 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
     async def get_leaderboard(
         campaign_id: CampaignId,
         pool: Pool,
+        who: Reader,
         level: Annotated[int, Query(ge=1, le=6, description="unit level to rank")],
         indicator: Annotated[str, Query(min_length=1, max_length=48)],
         as_of: Annotated[datetime | None, Query(description="RFC 3339; default now")] = None,
@@ -271,6 +283,11 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
             if indicator not in campaign.indicators:
                 raise HTTPException(422, f"{indicator} is not an indicator of {campaign_id}")
             rows = await leaderboard(conn, campaign, indicator, level, at, live=as_of is None)
+            if not who.everywhere:
+                # a reader's board: the rows of its subtrees, each keeping its rank in the
+                # whole ranking (where the unit stands at the briefing)
+                units = await reference_sql.units_by_code(conn, [r.unit.code for r in rows])
+                rows = [r for r in rows if who.sees(r.unit.code, units[r.unit.code].ancestors)]
         filename = f"{campaign_id}-{indicator}-L{level}"
         if format == "csv":
             return Response(
@@ -323,9 +340,9 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
     async def put_units(
         units: Annotated[list[admin.UnitIn], Field(max_length=20_000)],
         pool: Pool,
-        actor: Admin,
+        who: Admin,
     ) -> dict[str, int]:
-        n = await _admin_call(pool, lambda conn: admin.upsert_units(conn, units, actor))
+        n = await _admin_call(pool, lambda conn: admin.upsert_units(conn, units, who.name))
         return {"upserted": n}
 
     @app.put(
@@ -335,10 +352,10 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
         responses=problem_responses(401, 422),
     )
     async def put_campaign(
-        campaign_id: CampaignId, body: admin.CampaignIn, pool: Pool, actor: Admin
+        campaign_id: CampaignId, body: admin.CampaignIn, pool: Pool, who: Admin
     ) -> CampaignOut:
         async def change(conn: Connection) -> Campaign:
-            await admin.upsert_campaign(conn, campaign_id, body, actor)
+            await admin.upsert_campaign(conn, campaign_id, body, who.name)
             return await campaign_of(conn, campaign_id)  # upserted in this transaction
 
         return campaign_out(await _admin_call(pool, change))
@@ -353,10 +370,10 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
         campaign_id: CampaignId,
         targets: Annotated[list[admin.TargetIn], Field(max_length=200_000)],
         pool: Pool,
-        actor: Admin,
+        who: Admin,
     ) -> dict[str, int]:
         n = await _admin_call(
-            pool, lambda conn: admin.upsert_targets(conn, campaign_id, targets, actor)
+            pool, lambda conn: admin.upsert_targets(conn, campaign_id, targets, who.name)
         )
         return {"upserted": n}
 

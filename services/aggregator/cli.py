@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from services.aggregator.settings import AggregatorSettings
 from tiendo import eventloop
+from tiendo.identity.token_file import add_token_file, token_of
 
 
 def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -26,7 +27,8 @@ def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> 
     imp.add_argument(
         "--url", default=os.environ.get("TIENDO_AGGREGATOR_URL", "http://127.0.0.1:8002")
     )
-    imp.set_defaults(func=lambda a: sys.exit(asyncio.run(_import(a))))
+    add_token_file(imp)
+    imp.set_defaults(func=lambda a: sys.exit(asyncio.run(_import(a, token_of(a)))))
 
     reb = cmds.add_parser("rebuild", help="recompute every counter from the events topic")
     reb.add_argument(
@@ -100,12 +102,9 @@ def server_problems(response: httpx.Response, what: str, lines: list[int]) -> li
     ]
 
 
-async def _import(args: argparse.Namespace) -> int:
-    settings = AggregatorSettings()
+async def _import(args: argparse.Namespace, token: str) -> int:
     async with httpx.AsyncClient(base_url=args.url, timeout=300) as client:
-        problems = await import_file(
-            client, args.what, args.file, args.campaign, settings.admin_token
-        )
+        problems = await import_file(client, args.what, args.file, args.campaign, token)
     for p in problems:
         print(p, file=sys.stderr)  # noqa: T201
     if not problems:

@@ -37,10 +37,4 @@ class AggregatorSettings(ServiceSettings):
             "change); an unusable one is left out of counting"
         ),
     )
-    admin_token: str = Field(
-        "dev-admin-token", description="bearer token of the admin API (PUT routes)"
-    )
     consume: bool = Field(True, description="run the consumer (false: read API only)")
-
-    def secrets(self) -> dict[str, str]:
-        return {"admin_token": self.admin_token}

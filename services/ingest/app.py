@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from starlette.responses import JSONResponse, Response
 
@@ -19,6 +19,7 @@ from services.ingest.publisher import Publisher
 from services.ingest.schemas import Accepted, Readiness
 from services.ingest.settings import IngestSettings
 from tiendo.background import Loop, Supervisor
+from tiendo.identity.guard import Guard
 from tiendo.kafka import ensure_topics, event_topics
 from tiendo.lifespan import open_database, start_loops, teardown
 from tiendo.logs import get_logger
@@ -36,11 +37,13 @@ log = get_logger(__name__)
 def create_app(settings: IngestSettings) -> FastAPI:
     metrics = IngestMetrics()
     supervisor = Supervisor(metrics.registry)
+    access = Guard(settings, "tiendo-ingest")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with teardown("ingest") as stack:
             pool = await open_database(stack, app, settings, MIGRATIONS, max_size=4)
+            await access.start(pool)
             cache = CatalogCache(pool, token_max_age=settings.token_max_age_seconds)
             publisher = Publisher(
                 settings.kafka_bootstrap,
@@ -89,7 +92,7 @@ def create_app(settings: IngestSettings) -> FastAPI:
     install_problem_handlers(app)
     add_ops_routes(app, metrics.registry)
     intake = Intake(settings, metrics, app.state)
-    app.include_router(receipts.router(intake))
+    app.include_router(receipts.router(intake, access))
 
     @app.get(
         "/readyz",
@@ -117,6 +120,8 @@ def create_app(settings: IngestSettings) -> FastAPI:
         response_model=Accepted,
         # the operation is rewritten by `openapi.patch_schema`; this registers the models
         responses=problem_responses(400, 401, 403, 413, 415, 422, 429, 503),
+        # the ingest role's tokens are checked by the intake; this refuses the other roles
+        dependencies=[Depends(access.refuse_other_roles())],
     )
     async def post_events(request: Request) -> Response:
         started = time.perf_counter()

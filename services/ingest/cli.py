@@ -7,10 +7,7 @@ user). A token is printed once, on stdout alone, and only its SHA-256 is stored.
 """
 
 import argparse
-import asyncio
-import getpass
 import json
-import os
 import sys
 from collections.abc import Awaitable, Callable
 
@@ -18,15 +15,8 @@ from services.ingest import MIGRATIONS, repository, tokens
 from services.ingest.rawids import contains_raw_id
 from services.ingest.settings import IngestSettings
 from tiendo import audit
-from tiendo.database import Connection, create_pool
-
-
-def _default_actor() -> str:
-    # The person behind sudo rather than root, where there is one.
-    try:
-        return os.environ.get("SUDO_USER") or getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
+from tiendo.database import Connection
+from tiendo.identity.cli import add_actor, add_lifecycle, connected
 
 
 def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -48,37 +38,22 @@ def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> 
     indicators.add_argument(
         "--all-indicators", action="store_true", help="it may write every indicator"
     )
-    _actor(create)
+    add_actor(create)
     create.set_defaults(func=_runner(_create))
 
-    rotate = cmds.add_parser(
-        "token-rotate", help="replace a token's secret (the new one is printed once)"
+    add_lifecycle(
+        cmds,
+        rotate=(
+            "token-rotate",
+            "replace a token's secret (the new one is printed once)",
+            _runner(_rotate),
+        ),
+        revoke=("token-revoke", "revoke a token for good", _runner(_revoke)),
     )
-    rotate.add_argument("name")
-    rotate.add_argument(
-        "--grace",
-        type=float,
-        default=0.0,
-        metavar="SECONDS",
-        help="how long the old secret keeps working (default 0: refused at once)",
-    )
-    _actor(rotate)
-    rotate.set_defaults(func=_runner(_rotate))
-
-    revoke = cmds.add_parser("token-revoke", help="revoke a token for good")
-    revoke.add_argument("name")
-    _actor(revoke)
-    revoke.set_defaults(func=_runner(_revoke))
 
     listing = cmds.add_parser("token-list", help="list tokens (never their secrets)")
     listing.add_argument("--json", action="store_true", help="one JSON object per line")
     listing.set_defaults(func=_runner(_list))
-
-
-def _actor(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--actor", default=_default_actor(), help="who does this, for the audit log"
-    )
 
 
 def _serve(_: argparse.Namespace) -> None:
@@ -92,23 +67,7 @@ def _serve(_: argparse.Namespace) -> None:
 def _runner(
     command: Callable[[Connection, argparse.Namespace], Awaitable[None]],
 ) -> Callable[[argparse.Namespace], None]:
-    def run(args: argparse.Namespace) -> None:
-        asyncio.run(_with_connection(command, args))
-
-    return run
-
-
-async def _with_connection(
-    command: Callable[[Connection, argparse.Namespace], Awaitable[None]], args: argparse.Namespace
-) -> None:
-    settings = IngestSettings()
-    pool = await create_pool(settings.database_url, max_size=1)
-    try:
-        async with pool.acquire() as conn:
-            await MIGRATIONS.apply(conn)
-            await command(conn, args)
-    finally:
-        await pool.close()
+    return connected(lambda: IngestSettings().database_url, MIGRATIONS, command)
 
 
 def _fail(message: str) -> None:

@@ -11,7 +11,7 @@ import time
 from datetime import UTC, datetime
 from typing import Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 from starlette.responses import JSONResponse, Response
 
@@ -22,6 +22,7 @@ from services.ingest.rawids import contains_raw_id
 from services.ingest.repository import DeadLetterSeen, StoredEvent
 from services.ingest.validation import in_scope
 from tiendo.counting.batch import CONFLICT
+from tiendo.identity.guard import Guard
 from tiendo.web import problem, problem_responses
 
 Status = Literal["accepted", "counted", "duplicate", "conflict", "dead_lettered"]
@@ -69,7 +70,7 @@ def receipt(
     return None
 
 
-def router(intake: Intake) -> APIRouter:
+def router(intake: Intake, access: Guard) -> APIRouter:
     api = APIRouter()
 
     @api.get(
@@ -77,7 +78,9 @@ def router(intake: Intake) -> APIRouter:
         tags=["events"],
         summary="What became of an event sent with this token",
         response_model=Receipt,
-        responses=problem_responses(401, 404, 429, 503),
+        responses=problem_responses(401, 403, 404, 429, 503),
+        # the ingest role's route: it checks its own tokens, other roles get 403
+        dependencies=[Depends(access.refuse_other_roles())],
     )
     async def get_event(event_id: str, request: Request) -> Response:
         cache = intake.cache

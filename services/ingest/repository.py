@@ -7,6 +7,7 @@ from datetime import datetime
 import asyncpg
 
 from tiendo.database import Connection
+from tiendo.identity.repository import revoke_sql, rotate_sql
 
 SELECT_UNITS = "SELECT code, ancestors FROM units"
 SELECT_INDICATORS = "SELECT code FROM indicators"
@@ -25,21 +26,8 @@ SELECT_TOKEN_EXISTS = "SELECT 1 FROM ingest_tokens WHERE name = $1"
 INSERT_TOKEN = """
 INSERT INTO ingest_tokens (name, token_sha256, units, indicators) VALUES ($1, $2, $3, $4)
 """
-ROTATE_TOKEN = """
-UPDATE ingest_tokens
-SET previous_sha256 = CASE WHEN $3::float8 > 0 THEN token_sha256 END,
-    previous_valid_until = CASE
-        WHEN $3::float8 > 0 THEN now() + make_interval(secs => $3::float8)
-    END,
-    token_sha256 = $2,
-    rotated_at = now()
-WHERE name = $1 AND revoked_at IS NULL
-"""
-REVOKE_TOKEN = """
-UPDATE ingest_tokens
-SET revoked_at = now(), previous_sha256 = NULL, previous_valid_until = NULL
-WHERE name = $1 AND revoked_at IS NULL
-"""
+ROTATE_TOKEN = rotate_sql("ingest_tokens")
+REVOKE_TOKEN = revoke_sql("ingest_tokens")
 SELECT_TOKENS = """
 SELECT name, token_sha256, units, indicators, created_at, rotated_at, revoked_at,
        CASE WHEN previous_valid_until > now() THEN previous_valid_until END AS previous_valid_until

@@ -25,7 +25,6 @@ from services.notifier.channels import (
     ChatChannel,
     EmailChannel,
     WebhookChannel,
-    redact_address,
 )
 from services.notifier.contacts_api import contacts_router
 from services.notifier.evaluator import Evaluator
@@ -33,6 +32,7 @@ from services.notifier.groups import silence_of, silenced_by
 from services.notifier.metrics import NotifierMetrics
 from services.notifier.outbox import Outbox
 from services.notifier.policy import Policy, PolicyOverride, effective
+from services.notifier.privacy import shown_address
 from services.notifier.render import Renderer
 from services.notifier.repository import alerts as alert_sql
 from services.notifier.repository import deliveries as delivery_sql
@@ -42,8 +42,11 @@ from services.notifier.settings import NotifierSettings
 from services.notifier.summary import Summary
 from tiendo.background import Beat, Loop, Supervisor, every
 from tiendo.clock import Clock, SystemClock
-from tiendo.dependencies import Pool, admin_guard
+from tiendo.dependencies import Pool
 from tiendo.events import unit_progress
+from tiendo.identity.audit_api import audit_routes
+from tiendo.identity.guard import Guard
+from tiendo.identity.model import Identity, Role
 from tiendo.kafka import TopicSpec
 from tiendo.lifespan import open_database, open_topics, ping, start_loops, teardown
 from tiendo.logs import get_logger
@@ -65,7 +68,12 @@ class SilenceIn(BaseModel):
     starts_at: datetime | None = Field(None, description="default: now")
     ends_at: datetime
     comment: str = Field("", max_length=500)
-    created_by: str = Field("admin", min_length=1, max_length=100)
+    created_by: str | None = Field(
+        None,
+        min_length=1,
+        max_length=100,
+        description="on whose behalf (default: the caller); the audit log names the caller",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> "SilenceIn":
@@ -114,6 +122,7 @@ def create_app(
     metrics = NotifierMetrics()
     renderer = Renderer(settings.templates_dir)
     supervisor = Supervisor(metrics.registry)
+    access = Guard(settings, "tiendo-notifier")
 
     async def consume(pool: asyncpg.Pool, evaluator: Evaluator, beat: Beat) -> None:
         consumer = AIOKafkaConsumer(
@@ -177,6 +186,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with teardown("notifier") as stack:
             pool = await open_database(stack, app, settings, MIGRATIONS, max_size=8)
+            await access.start(pool)
             await open_topics(
                 settings,
                 [TopicSpec(settings.topic_progress, settings.topic_partitions, compacted=True)],
@@ -238,9 +248,12 @@ def create_app(
     app.add_middleware(RequestIdMiddleware)
     install_problem_handlers(app)
     add_ops_routes(app, metrics.registry)
-    app.include_router(contacts_router(settings, channels or {}))
+    app.include_router(contacts_router(access, channels or {}))
 
-    Admin = Annotated[str, Depends(admin_guard(settings.admin_token, "tiendo-notifier"))]
+    # Each route names its owner (docs/access.md); a reader sees its unit subtrees only.
+    Reader = Annotated[Identity, Depends(access.require(Role.reader, Role.admin))]
+    Admin = Annotated[Identity, Depends(access.require(Role.admin))]
+    app.include_router(audit_routes(access))
     CampaignId = Annotated[str, Path(pattern=CODE)]
 
     @app.get(
@@ -256,6 +269,7 @@ def create_app(
     @app.get("/v1/alerts", tags=["alerts"], summary="Alert instances")
     async def list_alerts(
         pool: Pool,
+        who: Reader,
         state: Literal["pending", "firing", "resolved"] | None = None,
         campaign: Annotated[str | None, Query(max_length=64)] = None,
         unit: Annotated[str | None, Query(max_length=32)] = None,
@@ -271,6 +285,7 @@ def create_app(
                 unit=unit,
                 rule=rule.value if rule else None,
                 limit=limit,
+                scope=who.scope(),
             )
             silences = [silence_of(r) for r in await reference_sql.active_silences(conn, now)]
         out = []
@@ -290,6 +305,7 @@ def create_app(
     @app.get("/v1/notifications", tags=["alerts"], summary="The delivery log")
     async def list_notifications(
         pool: Pool,
+        who: Reader,
         status: Literal["pending", "sending", "delivered", "failed"] | None = None,
         alert_id: Annotated[int | None, Query(ge=1)] = None,
         recipient: Annotated[str | None, Query(max_length=64)] = None,
@@ -308,16 +324,19 @@ def create_app(
                 kind=kind,
                 campaign=campaign,
                 limit=limit,
+                scope=who.scope(),
             )
         out = []
         for r in rows:
             item = _jsonable(r)
-            item["address"] = redact_address(r["channel"], r["address"])
+            item["address"] = shown_address(
+                r["channel"], r["address"], admin=who.role is Role.admin
+            )
             out.append(item)
         return out
 
     @app.post("/v1/silences", tags=["silences"], status_code=201, summary="Mute matching alerts")
-    async def create_silence(body: SilenceIn, pool: Pool, actor: Admin) -> dict[str, Any]:
+    async def create_silence(body: SilenceIn, pool: Pool, who: Admin) -> dict[str, Any]:
         starts_at = body.starts_at or clock.now()
         if body.ends_at <= starts_at:
             raise HTTPException(422, "ends_at must be after starts_at (default: now)")
@@ -330,16 +349,17 @@ def create_app(
                 rule=body.rule.value if body.rule else None,
                 starts_at=starts_at,
                 ends_at=body.ends_at,
-                created_by=body.created_by,
+                created_by=body.created_by or who.name,
                 comment=body.comment,
-                actor=actor,
+                actor=who.name,
             )
-        log.info("silence_created", id=silence["id"], by=body.created_by)
+        log.info("silence_created", id=silence["id"], by=who.name)
         return _jsonable(silence)
 
     @app.get("/v1/silences", tags=["silences"], summary="Silences, newest first")
     async def list_silences(
         pool: Pool,
+        _: Admin,
         active: bool | None = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> list[dict[str, Any]]:
@@ -353,12 +373,12 @@ def create_app(
         "/v1/silences/{silence_id}", tags=["silences"], status_code=204, summary="End a silence"
     )
     async def delete_silence(
-        silence_id: Annotated[int, Path(ge=1)], pool: Pool, actor: Admin
+        silence_id: Annotated[int, Path(ge=1)], pool: Pool, who: Admin
     ) -> Response:
         try:
             async with pool.acquire() as conn, conn.transaction():
                 # ending one that already ended changes nothing: 204 all the same
-                await reference_sql.expire_silence(conn, silence_id, clock.now(), actor)
+                await reference_sql.expire_silence(conn, silence_id, clock.now(), who.name)
         except LookupError as exc:
             raise HTTPException(404, str(exc)) from exc
         return Response(status_code=204)
@@ -368,7 +388,7 @@ def create_app(
         tags=["policies"],
         summary="A campaign's alert rules and timing",
     )
-    async def get_policy(campaign_id: CampaignId, pool: Pool) -> PolicyOut:
+    async def get_policy(campaign_id: CampaignId, pool: Pool, _: Reader) -> PolicyOut:
         async with pool.acquire() as conn:
             override = await reference_sql.policy(conn, campaign_id) or {}
         return PolicyOut(
@@ -381,7 +401,7 @@ def create_app(
         summary="Set a campaign's overrides of the default alert policy",
     )
     async def put_policy(
-        campaign_id: CampaignId, body: PolicyOverride, pool: Pool, actor: Admin
+        campaign_id: CampaignId, body: PolicyOverride, pool: Pool, who: Admin
     ) -> PolicyOut:
         override = body.config()
         try:
@@ -389,7 +409,7 @@ def create_app(
         except ValidationError as exc:
             raise HTTPException(422, str(exc)) from exc
         async with pool.acquire() as conn, conn.transaction():
-            await reference_sql.save_policy(conn, campaign_id, override, actor)
+            await reference_sql.save_policy(conn, campaign_id, override, who.name)
         return PolicyOut(campaign=campaign_id, override=override, effective=policy)
 
     return app

@@ -20,6 +20,7 @@ from services.notifier import MIGRATIONS, webhook_secrets
 from services.notifier.repository import secrets as secret_sql
 from services.notifier.settings import NotifierSettings
 from tiendo.database import Connection, create_pool
+from tiendo.identity.token_file import add_token_file, token_of
 
 
 def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -35,6 +36,7 @@ def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> 
     imp.add_argument(
         "--url", default=os.environ.get("TIENDO_NOTIFIER_URL", "http://127.0.0.1:8003")
     )
+    add_token_file(imp)
     imp.set_defaults(func=lambda a: sys.exit(asyncio.run(_import(a))))
 
 
@@ -175,9 +177,8 @@ async def import_contacts(client: httpx.AsyncClient, path: Path, admin_token: st
 
 
 async def _import(args: argparse.Namespace) -> int:
-    settings = NotifierSettings()
     async with httpx.AsyncClient(base_url=args.url, timeout=300) as client:
-        problems = await import_contacts(client, args.file, settings.admin_token)
+        problems = await import_contacts(client, args.file, token_of(args))
     for p in problems:
         print(p, file=sys.stderr)  # noqa: T201
     if not problems:

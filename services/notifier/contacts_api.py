@@ -15,12 +15,13 @@ from services.notifier.contacts import (
     unknown_channels,
 )
 from services.notifier.repository import reference as reference_sql
-from services.notifier.settings import NotifierSettings
 from tiendo.database import Connection
-from tiendo.dependencies import Pool, admin_guard
+from tiendo.dependencies import Pool
+from tiendo.identity.guard import Guard
+from tiendo.identity.model import Identity, Role
 from tiendo.web import ProblemError, problem_responses
 
-UNAUTHORIZED = "no admin bearer token, or a wrong one"
+UNAUTHORIZED = "no credential, or an unknown one"
 BAD_BODY = (
     "a bad body: a channel the notifier does not know, an address not in its channel's form, "
     "a language other than `vi`/`en`, a channel twice for one unit"
@@ -54,10 +55,11 @@ async def _replace(conn: Connection, unit: str, body: UnitContactsIn, actor: str
     await reference_sql.replace_contacts(conn, unit, body.chief_name, contacts, actor)
 
 
-def contacts_router(settings: NotifierSettings, sent_on: Collection[str]) -> APIRouter:
+def contacts_router(access: Guard, sent_on: Collection[str]) -> APIRouter:
     """The routes; `sent_on`: channels this notifier sends on besides the built-in ones."""
     router = APIRouter(tags=["contacts"])
-    Admin = Annotated[str, Depends(admin_guard(settings.admin_token, "tiendo-notifier"))]
+    # contacts are personal data: admins only, reads included
+    Admin = Annotated[Identity, Depends(access.require(Role.admin))]
     Unit = Annotated[str, Path(pattern=UNIT_PATTERN, description="the unit's code")]
 
     @router.get(
@@ -91,7 +93,7 @@ def contacts_router(settings: NotifierSettings, sent_on: Collection[str]) -> API
         async with pool.acquire() as conn, conn.transaction():
             if await reference_sql.unit(conn, unit) is None:
                 raise HTTPException(404, f"no unit {unit}")
-            await _replace(conn, unit, body, actor)
+            await _replace(conn, unit, body, actor.name)
             found = await reference_sql.unit(conn, unit)
         assert found is not None  # checked in this transaction
         return UnitContactsOut.of(found)
@@ -130,7 +132,7 @@ def contacts_router(settings: NotifierSettings, sent_on: Collection[str]) -> API
                 errors.sort(key=lambda e: e["index"])
                 raise ProblemError(422, "nothing was changed", errors)
             for item in body:
-                await _replace(conn, item.unit, item, actor)
+                await _replace(conn, item.unit, item, actor.name)
         return {"units": len(body)}
 
     return router

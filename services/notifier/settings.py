@@ -17,9 +17,6 @@ class NotifierSettings(ServiceSettings):
 
     port: int = Field(8003, ge=0, le=65535, description="HTTP port")
     group_id: str = Field("tiendo-notifier", description="Kafka consumer group")
-    admin_token: str = Field(
-        "dev-admin-token", description="bearer token for silences and alert policies"
-    )
     evaluate_every_seconds: float = Field(
         10.0,
         gt=0,
@@ -103,14 +100,16 @@ class NotifierSettings(ServiceSettings):
     delivery_concurrency: int = Field(8, ge=1, description="messages sent at once per replica")
 
     def secrets(self) -> dict[str, str]:
-        return {"webhook_secret": self.webhook_secret or "", "admin_token": self.admin_token}
+        # no shared secret at all is a valid production setup (every endpoint has its own)
+        return {"webhook_secret": self.webhook_secret} if self.webhook_secret else {}
 
     @model_validator(mode="before")
     @classmethod
     def _development_webhook_secret(cls, values: Any) -> Any:
         if (
             isinstance(values, dict)
-            and values.get("environment") != "production"
+            # only the explicit development mode (make dev) gets the shared default
+            and values.get("environment") == "development"
             and "webhook_secret" not in values
         ):
             return {**values, "webhook_secret": DEV_WEBHOOK_SECRET}

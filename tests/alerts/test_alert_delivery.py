@@ -21,6 +21,7 @@ from services.ingest.app import create_app as create_ingest
 from services.ingest.settings import IngestSettings
 from services.notifier.app import create_app as create_notifier
 from services.notifier.settings import NotifierSettings
+from tests.support.identities import READER
 from tests.support.stack import ServiceKwargs, Topics, eventually, running
 from tests.support.world import build_world, issue_token
 
@@ -95,6 +96,7 @@ async def test_lagging_unit_alert_reaches_the_webhook_signed_and_once(
     )
     now = datetime.now(UTC) - timedelta(minutes=5)
     async with running(ingest_app) as ingest, running(aggregator_app) as aggregator:
+        aggregator.headers.update(READER)
         # 00004 and 00007 keep pace; 00010 has done 50 of the expected 200.
         events = [
             {
@@ -121,6 +123,7 @@ async def test_lagging_unit_alert_reaches_the_webhook_signed_and_once(
 
         await eventually(counted)
         async with running(notifier_app) as notifier:
+            notifier.headers.update(READER)
             await _scenario(ingest, notifier, receiver, token, now)
 
 

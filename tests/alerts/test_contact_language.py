@@ -12,8 +12,8 @@ from devtools.localstack import KafkaBroker
 from services.notifier.app import create_app
 from services.notifier.repository import reference
 from services.notifier.repository.reference import Contact
+from tests.support.identities import ADMIN
 from tests.support.notifier import (
-    ADMIN,
     BEHIND_ONLY,
     Feed,
     HttpReceiver,

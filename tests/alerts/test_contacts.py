@@ -9,7 +9,8 @@ from services.notifier.app import create_app
 from services.notifier.channels import DeliveryResult, Message
 from services.notifier.repository import reference
 from services.notifier.repository.reference import Contact
-from tests.support.notifier import ADMIN, BEHIND_ONLY, Feed, SmtpReceiver, notifier_settings
+from tests.support.identities import ADMIN
+from tests.support.notifier import BEHIND_ONLY, Feed, SmtpReceiver, notifier_settings
 from tests.support.notifier import progress as report
 from tests.support.stack import Topics, eventually, running
 from tests.support.world import build_world

@@ -19,7 +19,8 @@ from services.notifier.app import create_app
 from services.notifier.cli import import_contacts
 from services.notifier.importing import parse_contacts
 from tests.alerts.test_contacts import ZaloChannel
-from tests.support.notifier import ADMIN, SmtpReceiver, notifier_settings
+from tests.support.identities import ADMIN
+from tests.support.notifier import SmtpReceiver, notifier_settings
 from tests.support.stack import Topics, running, until_ready
 from tests.support.world import TREE, build_world
 from tiendo.sheets import read_rows

@@ -19,6 +19,7 @@ from services.aggregator.app import create_app as create_aggregator
 from services.aggregator.settings import AggregatorSettings
 from services.ingest.app import create_app as create_ingest
 from services.ingest.settings import IngestSettings
+from tests.support.identities import READER
 from tests.support.stack import ServiceKwargs, Topics, eventually, running, until_ready
 from tests.support.world import issue_token
 
@@ -129,6 +130,7 @@ async def test_hanoi_2023_figures_are_reproduced(
             create_aggregator(AggregatorSettings(**common, group_id=f"agg-{topics.events}"))
         ) as aggregator,
     ):
+        aggregator.headers.update(READER)
         await until_ready(ingest)
         for i in range(0, len(events), 1000):
             r = await ingest.post(

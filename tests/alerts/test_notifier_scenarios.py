@@ -6,8 +6,8 @@ from datetime import timedelta
 
 from tiendo_client.webhooks import WebhookVerifier
 
+from tests.support.identities import ADMIN
 from tests.support.notifier import (
-    ADMIN,
     BEHIND_ONLY,
     SECRET,
     Harness,
@@ -246,7 +246,7 @@ async def test_a_silence_stops_notifications_but_alerts_still_show(harness: Harn
     firing = await h.alerts(state="firing", unit="00010")
     assert len(firing) == 2
     assert all(a["silenced_by"] == [silence["id"]] for a in firing)
-    listed = (await h.api.get("/v1/silences", params={"active": "true"})).json()
+    listed = (await h.api.get("/v1/silences", params={"active": "true"}, headers=ADMIN)).json()
     assert [s["id"] for s in listed] == [silence["id"]]
 
     # Ending the silence: the chief hears of what still fires, once.
@@ -259,7 +259,7 @@ async def test_a_silence_stops_notifications_but_alerts_still_show(harness: Harn
         assert len(hooks[0].json()["firing"]) == 2
 
     await eventually(told)
-    assert (await h.api.get("/v1/silences", params={"active": "true"})).json() == []
+    assert (await h.api.get("/v1/silences", params={"active": "true"}, headers=ADMIN)).json() == []
 
 
 async def test_a_channel_that_fails_three_times_then_recovers_delivers_exactly_once(

@@ -38,6 +38,7 @@ from tests.boards.live import (
     prometheus_server,
     serving,
 )
+from tests.support.identities import READER
 from tests.support.stack import REPO, ServiceKwargs, Topics, eventually
 from tests.support.world import WARDS, build_world, issue_token
 
@@ -157,6 +158,7 @@ async def test_every_board_query_returns_data_from_the_running_services(
         httpx.AsyncClient(base_url=aggregator_url, timeout=30) as aggregator,
     ):
         ingest.headers["Authorization"] = f"Bearer {token}"
+        aggregator.headers.update(READER)
         with prometheus_server(tmp_path, ports) as prometheus_url:
             async with httpx.AsyncClient(base_url=prometheus_url, timeout=30) as prom:
                 await _feed(ingest, aggregator, kafka, topics)

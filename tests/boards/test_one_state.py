@@ -16,6 +16,7 @@ from services.aggregator.admin import CampaignIn, MilestoneIn, TargetIn
 from services.aggregator.progress import leaderboard
 from services.check.run import check_round
 from services.notifier.app import create_app
+from tests.support.identities import ADMIN
 from tests.support.notifier import (
     BEHIND_ONLY,
     Harness,
@@ -109,7 +110,7 @@ async def test_behind_follows_the_campaigns_milestones_as_the_board_does(harness
     )
     await h.advance(timedelta(minutes=1))
     assert not any(u in WARDS and i == "cccd_collected" for u, i in await _firing(h, "behind"))
-    r = await h.api.get("/v1/alerts", params={"unit": "00010", "state": "firing"})
+    r = await h.api.get("/v1/alerts", params={"unit": "00010", "state": "firing"}, headers=ADMIN)
     assert all(a["indicator"] != "cccd_collected" for a in r.json())
     assert await _check(h) == []
 
@@ -157,7 +158,7 @@ async def test_bottom_rank_is_the_leaderboard_as_of_the_briefing(harness: Harnes
             r = await h.api.put(
                 f"/v1/campaigns/{campaign_id}/alert-policy",
                 json=rank_policy,
-                headers={"Authorization": "Bearer test-admin"},
+                headers=ADMIN,
             )
             assert r.status_code == 200, r.text
         await h.advance(timedelta(minutes=1))
@@ -257,6 +258,7 @@ async def test_an_admin_change_reaches_the_notifier_within_seconds(
     app = create_app(settings, clock=clock)
     try:
         async with running(app) as api:
+            api.headers.update(ADMIN)
             await asyncio.sleep(1)
             async with conn.transaction():
                 await admin.upsert_campaign(

@@ -12,14 +12,14 @@ from devtools.localstack import KafkaBroker
 from services.aggregator.app import create_app as create_aggregator
 from services.aggregator.cli import import_file
 from services.aggregator.settings import AggregatorSettings
+from tests.support.identities import ADMIN as AUTH
+from tests.support.identities import ADMIN_SECRET as ADMIN
 from tests.support.progress import assert_live_equals_history
 from tests.support.stack import Topics, aggregator_settings, eventually, running
 from tests.support.world import TREE, build_world
 from tiendo.event import Event, Kind, encode
 from tiendo.kafka import reliable_producer
 
-ADMIN = "test-admin-token"
-AUTH = {"Authorization": f"Bearer {ADMIN}"}
 NOW = datetime.now(UTC).replace(microsecond=0)
 START = NOW - timedelta(days=5)
 DEADLINE = START + timedelta(days=30)
@@ -27,9 +27,7 @@ DEADLINE = START + timedelta(days=30)
 
 @pytest.fixture
 def settings(database: str, kafka: KafkaBroker, topics: Topics) -> AggregatorSettings:
-    return aggregator_settings(
-        database, kafka.bootstrap, topics, admin_token=ADMIN, campaign_check_seconds=1
-    )
+    return aggregator_settings(database, kafka.bootstrap, topics, campaign_check_seconds=1)
 
 
 def campaign_body(deadline: datetime, **more: Any) -> dict[str, Any]:
@@ -47,6 +45,7 @@ async def test_a_bad_campaign_is_refused_with_every_problem_listed(
 ) -> None:
     await build_world(database, starts_at=START, days=30)
     async with running(create_aggregator(settings.model_copy(update={"consume": False}))) as c:
+        c.headers.update(AUTH)
         r = await c.put(
             "/v1/campaigns/c9",
             headers=AUTH,
@@ -118,6 +117,7 @@ async def test_a_campaign_stored_with_a_bad_zone_is_left_out_and_the_others_keep
     conn = await asyncpg.connect(database)
     try:
         async with running(create_aggregator(settings)) as client:
+            client.headers.update(AUTH)
             await producer.send_and_wait(topics.events, encode(_increment("a", "00004", 3, 30)))
 
             async def counted(unit: str, value: int, campaign: str = "c1") -> None:

@@ -13,6 +13,7 @@ from services.aggregator.app import create_app as create_aggregator
 from services.aggregator.settings import AggregatorSettings
 from services.ingest.app import create_app as create_ingest
 from services.ingest.settings import IngestSettings
+from tests.support.identities import READER
 from tests.support.stack import ServiceKwargs, Topics, eventually, running, until_ready
 from tests.support.world import build_world, issue_token
 
@@ -52,6 +53,7 @@ async def pipeline(database: str, kafka: KafkaBroker, topics: Topics) -> AsyncIt
     )
     async with running(ingest_app) as ingest, running(aggregator_app) as aggregator:
         ingest.headers["Authorization"] = f"Bearer {token}"
+        aggregator.headers.update(READER)
 
         await until_ready(ingest)
         yield ingest, aggregator

@@ -15,6 +15,7 @@ from services.aggregator import admin
 from services.aggregator.app import create_app as create_aggregator
 from services.aggregator.settings import AggregatorSettings
 from tests.counting.model import Window, own_values
+from tests.support.identities import ADMIN as AUTH
 from tests.support.progress import assert_live_equals_history
 from tests.support.stack import Topics, aggregator_settings, eventually, running
 from tests.support.world import TREE
@@ -22,8 +23,6 @@ from tiendo.event import Event, Kind, encode
 from tiendo.kafka import reliable_producer
 from tiendo.rollup import subtree_sums
 
-ADMIN = "test-admin-token"
-AUTH = {"Authorization": f"Bearer {ADMIN}"}
 NOW = datetime.now(UTC).replace(microsecond=0)
 START = NOW - timedelta(days=10)
 CCCD, EID = "cccd_collected", "eid_activated_l1"
@@ -115,7 +114,7 @@ def campaign_body(deadline: datetime, indicators: list[str], **more: Any) -> dic
 
 @pytest.fixture
 def settings(database: str, kafka: KafkaBroker, topics: Topics) -> AggregatorSettings:
-    return aggregator_settings(database, kafka.bootstrap, topics, admin_token=ADMIN)
+    return aggregator_settings(database, kafka.bootstrap, topics)
 
 
 async def test_a_campaign_made_after_its_events_shows_live_what_history_shows(
@@ -129,6 +128,7 @@ async def test_a_campaign_made_after_its_events_shows_live_what_history_shows(
         async with conn.transaction():
             await admin.upsert_units(conn, TREE, "test")
         async with running(create_aggregator(settings)) as client:
+            client.headers.update(AUTH)
             # one at a time, in list order: citizen B's later event is applied first
             for e in events:
                 await producer.send_and_wait(topics.events, encode(e), key=e.unit.encode())

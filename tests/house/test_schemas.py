@@ -21,6 +21,7 @@ from services.ingest.settings import IngestSettings
 from services.notifier.repository import reference as notifier_reference
 from services.schema import every_set, migrate_all
 from tests.counting.test_event_path import increments, post, until_value
+from tests.support.identities import READER
 from tests.support.stack import Topics, aggregator_settings, running, until_ready
 from tests.support.world import build_world, issue_token
 from tiendo.board import repository as board
@@ -280,6 +281,7 @@ async def test_ingest_and_the_aggregator_logged_in_as_their_roles_count_events(
     )
     async with running(ingest_app) as ingest, running(aggregator_app) as aggregator:
         ingest.headers["Authorization"] = f"Bearer {token}"
+        aggregator.headers.update(READER)
         await until_ready(ingest)
         await post(ingest, increments("00004", 5, "role", at=STARTS + timedelta(days=1)))
         await until_value(aggregator, "01", 5)

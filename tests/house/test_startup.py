@@ -82,6 +82,8 @@ async def test_a_consumer_without_kafka_stops_after_the_timeout_with_one_clear_e
             "kafka_bootstrap": bootstrap,
             "port": str(free_port()),
             "dependency_timeout_seconds": "2",
+            # outside the explicit dev mode the default secret stops it before anything
+            "webhook_secret": "test-webhook-secret",
         },
     )
     code, output = await _finish(process, timeout=60)

@@ -19,6 +19,7 @@ from devtools.localstack import KafkaBroker, free_port
 from services.aggregator.app import create_app as create_aggregator
 from services.aggregator.settings import AggregatorSettings
 from tests.ingest.test_ingest_api import read_topic, serving, settings_for
+from tests.support.identities import READER
 from tests.support.stack import Topics, eventually, running
 from tests.support.world import TREE, WARDS, build_world, issue_token
 from tiendo.event import decode
@@ -147,6 +148,7 @@ async def test_every_event_answered_202_through_a_broker_outage_is_counted_exact
     conn = await asyncpg.connect(database)
     try:
         async with running(create_aggregator(aggregator_settings)) as aggregator:
+            aggregator.headers.update(READER)
 
             async def all_applied() -> None:
                 assert await conn.fetchval("SELECT count(*) FROM events") == len(accepted)

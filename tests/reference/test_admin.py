@@ -14,12 +14,13 @@ from services.aggregator.app import create_app as create_aggregator
 from services.aggregator.cli import import_file
 from services.aggregator.rebuild import rebuild
 from services.aggregator.settings import AggregatorSettings
+from tests.support.identities import ADMIN_SECRET as ADMIN
+from tests.support.identities import bearer
 from tests.support.stack import Topics, eventually, running
 from tests.support.world import build_world
 from tiendo.event import Event, Kind, encode
 from tiendo.kafka import reliable_producer
 
-ADMIN = "test-admin-token"
 START = datetime.now(UTC) - timedelta(days=5)
 
 
@@ -29,7 +30,6 @@ def settings(database: str, kafka: KafkaBroker, topics: Topics) -> AggregatorSet
         database_url=database,
         kafka_bootstrap=kafka.bootstrap,
         group_id=f"agg-{topics.events}",
-        admin_token=ADMIN,
         **topics.kwargs(),
     )
 
@@ -39,6 +39,7 @@ async def test_spreadsheet_import_is_all_or_nothing_and_audited(
 ) -> None:
     app = create_aggregator(settings.model_copy(update={"consume": False}))
     async with running(app) as client:
+        client.headers.update(bearer(ADMIN))
         bad = tmp_path / "units.csv"
         bad.write_text(
             "code,name,level,parent_code\n01,Hà Nội,1,\n001,Ba Đình,2,01\n"
@@ -111,6 +112,7 @@ async def test_event_for_a_deleted_unit_is_dead_lettered_then_redriven(
     conn = await asyncpg.connect(database)
     try:
         async with running(create_aggregator(settings)) as client:
+            client.headers.update(bearer(ADMIN))
             await producer.send_and_wait(topics.events, encode(orphan), key=b"00013")
             await producer.send_and_wait(topics.events, b"\xff not protobuf", key=b"x")
 

@@ -31,6 +31,7 @@ from services.aggregator.admin import UnitIn
 from services.notifier.app import create_app
 from services.notifier.channels import DELIVERY_ID_HEADER
 from services.notifier.settings import NotifierSettings
+from tests.support.identities import ADMIN
 from tests.support.stack import Topics, eventually, running
 from tests.support.world import TREE, build_world
 from tiendo.clock import ManualClock
@@ -38,7 +39,6 @@ from tiendo.counting import apply_events
 from tiendo.event import Event, Kind
 
 SECRET = "test-webhook-secret"
-ADMIN = {"Authorization": "Bearer test-admin"}
 
 
 @dataclass
@@ -274,13 +274,15 @@ class Harness:
         await self.app.state.evaluate_at()
 
     async def alerts(self, **params: str) -> list[dict[str, Any]]:
-        r = await self.api.get("/v1/alerts", params=params)
+        r = await self.api.get("/v1/alerts", params=params, headers=ADMIN)
         assert r.status_code == 200, r.text
         result: list[dict[str, Any]] = r.json()
         return result
 
     async def log(self, **params: str) -> list[dict[str, Any]]:
-        r = await self.api.get("/v1/notifications", params={"limit": "1000", **params})
+        r = await self.api.get(
+            "/v1/notifications", params={"limit": "1000", **params}, headers=ADMIN
+        )
         assert r.status_code == 200, r.text
         result: list[dict[str, Any]] = r.json()
         return result
@@ -303,7 +305,6 @@ def notifier_settings(
         "kafka_bootstrap": kafka.bootstrap,
         **topics.kwargs(),
         "group_id": f"ntf-{topics.progress}",
-        "admin_token": "test-admin",
         "webhook_secret": SECRET,
         "smtp_host": "127.0.0.1",
         "smtp_port": smtp.port,

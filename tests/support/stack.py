@@ -213,6 +213,8 @@ def notifier_process(
         "group_id": f"ntf-{topics.progress}",
         "port": free_port(),
         "environment": "test",
+        # outside development a service refuses the development default secrets
+        "webhook_secret": "test-webhook-secret",
         "digest_times": "",
         "bottom_rank_n": 0,
         **settings,

@@ -177,6 +177,8 @@ SELECT a.id, a.campaign_id, a.unit, a.indicator, a.rule, a.state, a.since, a.fir
 FROM alerts a LEFT JOIN units u ON u.code = a.unit
 WHERE ($1::text IS NULL OR a.state = $1) AND ($2::text IS NULL OR a.campaign_id = $2)
   AND ($3::text IS NULL OR a.unit = $3) AND ($4::text IS NULL OR a.rule = $4)
+  -- a reader's scope: its subtree roots (NULL: every unit)
+  AND ($6::text[] IS NULL OR a.unit = ANY($6) OR u.ancestors && $6)
 ORDER BY a.since DESC, a.id DESC
 LIMIT $5
 """
@@ -341,7 +343,9 @@ async def list_alerts(
     unit: str | None,
     rule: str | None,
     limit: int,
+    scope: list[str] | None = None,
 ) -> list[dict[str, Any]]:
-    """Alert instances, newest first, each with its unit's `ancestors` (for silences)."""
-    rows = await conn.fetch(SELECT_ALERTS, state, campaign, unit, rule, limit)
+    """Alert instances, newest first, each with its unit's `ancestors` (for silences); of
+    units inside `scope`'s subtrees only, when given."""
+    rows = await conn.fetch(SELECT_ALERTS, state, campaign, unit, rule, limit, scope)
     return [dict(r) for r in rows]

@@ -105,6 +105,9 @@ WHERE ($1::text IS NULL OR n.status = $1)
           AND na.alert_id = $2))
   AND ($3::text IS NULL OR n.recipient = $3) AND ($4::text IS NULL OR n.channel = $4)
   AND ($5::text IS NULL OR n.kind = $5) AND ($6::text IS NULL OR n.campaign_id = $6)
+  -- a reader's scope: chiefs of units in its subtrees (NULL: every unit)
+  AND ($8::text[] IS NULL OR n.recipient = ANY($8) OR EXISTS (
+        SELECT 1 FROM units u WHERE u.code = n.recipient AND u.ancestors && $8))
 ORDER BY n.id DESC
 LIMIT $7
 """
@@ -230,9 +233,11 @@ async def list_notifications(
     kind: str | None,
     campaign: str | None,
     limit: int,
+    scope: list[str] | None = None,
 ) -> list[dict[str, Any]]:
-    """The delivery log, newest first, with each notification's alerts and attempts."""
+    """The delivery log, newest first, with each notification's alerts and attempts; to
+    chiefs of units inside `scope`'s subtrees only, when given."""
     rows = await conn.fetch(
-        SELECT_NOTIFICATIONS, status, alert_id, recipient, channel, kind, campaign, limit
+        SELECT_NOTIFICATIONS, status, alert_id, recipient, channel, kind, campaign, limit, scope
     )
     return [dict(r) for r in rows]
