@@ -177,7 +177,6 @@ class Applier:
         self._clock = clock
         # A rebuild publishes the whole feed once at the end instead of after every batch.
         self._publish_feed = publish_feed
-        self.applied_batches = 0
 
     async def run(self, beat: Beat = lambda: None) -> None:
         """Consume until cancelled; `beat` after every poll (its supervisor's heartbeat)."""
@@ -237,10 +236,6 @@ class Applier:
             if highwater is not None:
                 self._metrics.lag.labels(str(tp.partition)).set(highwater - position)
 
-    async def apply(self, conn: Any, batches: dict[TopicPartition, list[Any]]) -> None:
-        """Decode and apply one fetched batch in one transaction."""
-        await self.apply_prepared(conn, await self.prepare(batches))
-
     async def prepare(self, batches: dict[TopicPartition, list[Any]]) -> Prepared:
         """Decode a fetched batch, handing the loop back now and then: a transaction in
         flight needs it to send its next statement."""
@@ -293,7 +288,6 @@ class Applier:
             )
             changed = await feed.load(conn, outcome.changed) if self._publish_feed else []
         committed_at = self._clock.now()
-        self.applied_batches += 1
         m = self._metrics
         m.events_applied.inc(outcome.new_events)
         m.duplicates.inc(len(rows) - outcome.new_events - sum(1 for d in dead if d.event_id))

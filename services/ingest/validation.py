@@ -17,7 +17,6 @@ from tiendo.event import MAX_EVENT_ID_LENGTH, MAX_INCREMENT, Event, Kind
 MAX_SNAPSHOT = 1_000_000_000
 MAX_UNIT_LENGTH = 32
 MAX_INDICATOR_LENGTH = 48
-SUBJECT_HEX_LENGTH = 64
 
 EVENT_FIELDS = frozenset(
     {"event_id", "unit", "indicator", "kind", "value", "occurred_at", "subject"}
@@ -302,17 +301,6 @@ def validate_items(
         if event is not None:
             events.append(event)
     return (events, []) if not errors else ([], errors)
-
-
-def validate_body(
-    body: object, catalog: Catalog, now: datetime, limits: Limits | None = None
-) -> tuple[list[Event], list[FieldError]]:
-    """A decoded JSON body (one event or {"events": [...]}) → its events, or every error."""
-    limits = limits or Limits()
-    items, errors = envelope(body, limits)
-    if errors:
-        return [], errors
-    return validate_items(items, catalog, now, limits)
 
 
 def in_scope(

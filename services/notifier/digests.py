@@ -23,7 +23,6 @@ from services.notifier.repository import deliveries as delivery_sql
 from services.notifier.repository import reference as reference_sql
 from services.notifier.repository.reference import IndicatorName
 from services.notifier.rules import digest_slot
-from services.notifier.summary import Summary
 from tiendo.board.campaign import Campaign
 from tiendo.database import Connection
 
@@ -59,7 +58,6 @@ async def queue_digests(
     grace: timedelta,
     renderer: Renderer,
     outgoing: Outgoing,
-    summary: Summary,
 ) -> None:
     firing: Counter[tuple[str, str]] = Counter(
         (k[0], k[1]) for k, a in open_.items() if a["state"] == "firing"
@@ -119,7 +117,7 @@ async def queue_digests(
                 indicators=indicators,
             )
             async with conn.transaction():
-                queued = await outgoing.enqueue(
+                await outgoing.enqueue(
                     conn,
                     kind="digest",
                     message_id=message_id,
@@ -132,4 +130,3 @@ async def queue_digests(
                     alert_ids=[],
                     fallback=False,
                 )
-            summary.digests += 1 if queued else 0

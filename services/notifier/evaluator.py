@@ -102,7 +102,6 @@ class Evaluator:
                 t = summary.timed("board", t)
         todo, touched = self._judge(judged, campaigns, policies, open_, ranks, at, full)
         t = summary.timed("judge", t)
-        summary.evaluated = len(judged)
         async with pool.acquire() as conn:
             if full:
                 await alert_sql.mark_evaluated(conn, list(wanted), at)
@@ -132,7 +131,6 @@ class Evaluator:
                     timedelta(seconds=self._settings.digest_grace_seconds),
                     self._renderer,
                     self._outgoing,
-                    summary,
                 )
                 t = summary.timed("digests", t)
             counts = await alert_sql.count_firing(conn)

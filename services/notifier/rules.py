@@ -4,7 +4,7 @@ plain data, the time always passed in (contract §5, §6; docs/alerts.md)."""
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import datetime, time, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
@@ -227,10 +227,6 @@ def digest_slot(at: datetime, tz: str, times: Sequence[time], grace: timedelta) 
     return slot if local - slot <= grace else None
 
 
-def local_day(at: datetime, tz: str) -> date:
-    return at.astimezone(ZoneInfo(tz)).date()
-
-
 # --- silences ------------------------------------------------------------------------------
 
 
@@ -302,7 +298,6 @@ class GroupPlan:
     mark_notified: tuple[int, ...] = ()
     drop: tuple[int, ...] = ()
     due_at: datetime | None = None  # when a waiting change will be due
-    notes: dict[str, int] = field(default_factory=dict)
 
 
 def plan_group(

@@ -12,11 +12,9 @@ Key = tuple[str, str, str]  # (campaign, unit, indicator)
 @dataclass
 class Summary:
     at: datetime
-    evaluated: int = 0
     changes: list[tuple[Key, str, Change]] = field(default_factory=list)
     escalations: list[tuple[int, str, int]] = field(default_factory=list)
     messages: list[tuple[str, str, str]] = field(default_factory=list)  # key, recipient, kind
-    digests: int = 0
     # wall seconds of each step (load, judge, touch, lifecycle, escalate, groups, digests)
     seconds: dict[str, float] = field(default_factory=dict)
 
