@@ -46,6 +46,7 @@ from services.notifier.settings import NotifierSettings
 from services.notifier.summary import Summary
 from services.schema import migrate_all
 from tiendo.board import repository as board
+from tiendo.counting import Key
 from tiendo.database import create_pool
 from tiendo.event import Event, Kind
 from tiendo.kafka import TopicSpec, ensure_topics
@@ -244,7 +245,7 @@ async def _measure(
         _, figures = await evaluate(f"full_pass_steady_{k}", now + timedelta(seconds=10 * (k + 1)))
         steady.append(figures)
     results["full_pass_steady"] = steady
-    keys = [("national", rng.choice(communes), rng.choice(INDICATORS)) for _ in range(1000)]
+    keys = [Key("national", rng.choice(communes), rng.choice(INDICATORS)) for _ in range(1000)]
     _, results["feed_pass_1000_keys"] = await evaluate(
         "feed_pass_1000_keys", now + timedelta(seconds=45), keys
     )

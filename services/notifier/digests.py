@@ -21,6 +21,7 @@ from services.notifier.policy import Policy
 from services.notifier.render import Renderer
 from services.notifier.repository import deliveries as delivery_sql
 from services.notifier.repository import reference as reference_sql
+from services.notifier.repository.alerts import AlertKey
 from services.notifier.repository.reference import IndicatorName
 from services.notifier.rules import digest_slot
 from tiendo.board.campaign import Campaign
@@ -53,14 +54,14 @@ async def queue_digests(
     judged: Sequence[Judged],
     campaigns: dict[str, Campaign],
     policies: dict[str, Policy],
-    open_: dict[tuple[str, str, str, str], asyncpg.Record],
+    open_: dict[AlertKey, asyncpg.Record],
     at: datetime,
     grace: timedelta,
     renderer: Renderer,
     outgoing: Outgoing,
 ) -> None:
     firing: Counter[tuple[str, str]] = Counter(
-        (k[0], k[1]) for k, a in open_.items() if a["state"] == "firing"
+        (k.key.campaign_id, k.key.unit) for k, a in open_.items() if a["state"] == "firing"
     )
     by_campaign: dict[str, list[Judged]] = defaultdict(list)
     for j in judged:

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from services.notifier.rules import UnitState
-from services.notifier.summary import Key
 from tiendo.board.campaign import Campaign
 from tiendo.board.figures import Verdict, judge, judge_campaign
 from tiendo.board.window import WindowValues
+from tiendo.counting import Key
 from tiendo.database import Connection
 from tiendo.pace import Progress
 
@@ -82,9 +82,9 @@ async def judge_keys(
 ) -> list[Judged]:
     """The given keys (a feed update), those with a target in a known campaign."""
     wanted: dict[tuple[str, str], list[str]] = defaultdict(list)
-    for campaign_id, unit, indicator in keys:
-        if campaign_id in campaigns:
-            wanted[campaign_id, indicator].append(unit)
+    for key in keys:
+        if key.campaign_id in campaigns:
+            wanted[key.campaign_id, key.indicator].append(key.unit)
     out: list[Judged] = []
     for (campaign_id, indicator), units in sorted(wanted.items()):
         campaign = campaigns[campaign_id]

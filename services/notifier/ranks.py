@@ -14,10 +14,10 @@ from zoneinfo import ZoneInfo
 from services.notifier.policy import Policy
 from services.notifier.repository import briefings as briefing_sql
 from services.notifier.rules import briefing_slot
-from services.notifier.summary import Key
 from tiendo.board import repository as board
 from tiendo.board.campaign import Campaign
 from tiendo.board.figures import bottom, judge, ranked
+from tiendo.counting import Key
 from tiendo.database import Connection
 
 
@@ -46,7 +46,7 @@ async def briefing_ranks(
             stored = await briefing_sql.ranks(conn, campaign.id, slot)
         for r in stored:
             if r["unit"]:
-                out[(campaign.id, r["unit"], r["indicator"])] = {
+                out[Key(campaign.id, r["unit"], r["indicator"])] = {
                     "rank": r["rank"],
                     "of_units": r["of_units"],
                     "briefing_at": slot.isoformat(),

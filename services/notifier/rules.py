@@ -8,6 +8,7 @@ from datetime import datetime, time, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
+from tiendo.counting import Key
 from tiendo.pace import Milestone, Plan, Progress, Status, Thresholds, assess, run_rate_window
 
 
@@ -62,8 +63,8 @@ class UnitState:
         object.__setattr__(self, "thresholds", Thresholds(self.behind_threshold, self.stale_after))
 
     @property
-    def key(self) -> tuple[str, str, str]:
-        return (self.campaign_id, self.unit, self.indicator)
+    def key(self) -> Key:
+        return Key(self.campaign_id, self.unit, self.indicator)
 
 
 def judge(state: UnitState, at: datetime, value_window_ago: int | None) -> Progress:

@@ -11,7 +11,7 @@ from datetime import datetime
 from tiendo import counting
 from tiendo.board import repository
 from tiendo.board.campaign import Campaign
-from tiendo.board.repository import Counter
+from tiendo.board.repository import Counter, Place
 from tiendo.board.window import WindowValues
 from tiendo.counting import ValueAt
 from tiendo.database import Connection
@@ -19,22 +19,12 @@ from tiendo.pace import Progress, assess, run_rate_window
 
 
 @dataclass(frozen=True, slots=True)
-class Verdict:
+class Verdict(Place):
     """One (unit, indicator) of a campaign judged at a moment."""
 
-    campaign_id: str
-    unit: str
-    unit_name: str
-    level: int
-    parent: str | None
-    indicator: str
     deadline: datetime  # the unit's own, else the campaign's
     progress: Progress
     last_event_at: datetime | None
-
-    @property
-    def key(self) -> tuple[str, str, str]:
-        return (self.campaign_id, self.unit, self.indicator)
 
 
 async def _window_ago(
