@@ -18,7 +18,7 @@ from services.check.compare import (
     persistent,
     ranks_vs_board,
 )
-from services.notifier.inputs import in_play, unit_state
+from services.notifier.inputs import in_play
 from services.notifier.policy import Policy, effective
 from services.notifier.ranks import bottom_of_level
 from services.notifier.repository import alerts as alert_sql
@@ -76,7 +76,7 @@ async def _alerts(
     conditions: dict[AlertKey, bool] = {}
     for v in verdicts:
         figures[v.key] = v.progress
-        holds = held(unit_state(v, campaign), v.progress, now)
+        holds = held(v, campaign, now)
         for rule in JUDGED:
             if rule in enabled:
                 conditions[AlertKey(v.key, rule.value)] = holds[rule]

@@ -41,7 +41,7 @@ def _digest(
     body: Body = {
         **base,
         "indicators": [
-            progress_model(j.state, j.progress, indicators, status_words, language) for j in judged
+            progress_model(j.verdict, indicators, status_words, language) for j in judged
         ],
         "language": language,
     }
@@ -65,7 +65,7 @@ async def queue_digests(
     )
     by_campaign: dict[str, list[Judged]] = defaultdict(list)
     for j in judged:
-        by_campaign[j.state.campaign_id].append(j)
+        by_campaign[j.verdict.campaign_id].append(j)
     for campaign_id, members in by_campaign.items():
         campaign, policy = campaigns[campaign_id], policies[campaign_id]
         slot = digest_slot(at, campaign.timezone, policy.digest_clock(), grace)
@@ -80,7 +80,7 @@ async def queue_digests(
         done = {
             key[len(prefix) :].split("/")[0] for key in await delivery_sql.dedup_keys(conn, prefix)
         }
-        units = sorted({j.state.unit for j in members})
+        units = sorted({j.verdict.unit for j in members})
         recipients = {
             code: r
             for code, r in (await reference_sql.recipients(conn, units)).items()
@@ -93,11 +93,11 @@ async def queue_digests(
         campaign_body = await campaign_model(conn, campaign_id)
         own: dict[str, list[Judged]] = defaultdict(list)
         children: dict[str, set[str]] = defaultdict(set)
-        names = {j.state.unit: j.state.unit_name for j in members}
+        names = {j.verdict.unit: j.verdict.unit_name for j in members}
         for j in members:
-            own[j.state.unit].append(j)
-            if j.state.parent and lagging(j.progress):
-                children[j.state.parent].add(j.state.unit)
+            own[j.verdict.unit].append(j)
+            if j.verdict.parent and lagging(j.progress):
+                children[j.verdict.parent].add(j.verdict.unit)
         for code in pending:
             message_id = f"{prefix}{code}"
             same_in_every_language: Body = {

@@ -202,19 +202,19 @@ class Evaluator:
             todo.append(Todo(key, rule, holds, d, change))
 
         for j in judged:
-            s, p = j.state, j.progress
-            seen.add(s.key)
-            enabled = enabled_of[s.campaign_id]
-            verdicts = {r: h and r in enabled for r, h in held(s, p, at).items()}
-            ended = campaigns[s.campaign_id].ended(at)
+            v, key = j.verdict, j.key
+            seen.add(key)
+            enabled = enabled_of[v.campaign_id]
+            verdicts = {r: h and r in enabled for r, h in held(v, j.campaign, at).items()}
+            ended = j.campaign.ended(at)
             if full:
                 verdicts[Rule.BOTTOM_RANK] = (
-                    Rule.BOTTOM_RANK in enabled and s.key in ranks and not ended
+                    Rule.BOTTOM_RANK in enabled and key in ranks and not ended
                 )
-            d = {**details(s, p, ranks.get(s.key)), "campaign_ended": ended}
+            d = {**details(v, ranks.get(key)), "campaign_ended": ended}
             payload: list[str] = []
             for rule, holds in verdicts.items():
-                consider(s.key, rule, holds, d, payload)
+                consider(key, rule, holds, d, payload)
         if full:
             for alert, row in open_.items():
                 if alert.key in seen:

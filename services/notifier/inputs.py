@@ -8,7 +8,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from services.notifier.rules import UnitState
 from tiendo.board.campaign import Campaign
 from tiendo.board.figures import Verdict, judge, judge_campaign
 from tiendo.board.window import WindowValues
@@ -22,35 +21,18 @@ AFTER_DEADLINE = timedelta(days=1)
 
 @dataclass(frozen=True, slots=True)
 class Judged:
-    """One key as the board judges it at the evaluation's moment."""
+    """One key as the board judges it at the evaluation's moment, with its campaign."""
 
-    state: UnitState
-    progress: Progress
+    verdict: Verdict
+    campaign: Campaign
 
     @property
     def key(self) -> Key:
-        return self.state.key
+        return self.verdict.key
 
-
-def unit_state(v: Verdict, campaign: Campaign) -> UnitState:
-    return UnitState(
-        campaign_id=campaign.id,
-        unit=v.unit,
-        indicator=v.indicator,
-        value=v.progress.value,
-        baseline=v.progress.baseline,
-        target=v.progress.target,
-        starts_at=campaign.starts_at,
-        deadline=v.deadline,
-        last_event_at=v.last_event_at,
-        behind_threshold=campaign.thresholds.behind,
-        stale_after=campaign.thresholds.stale_after,
-        unit_name=v.unit_name,
-        level=v.level,
-        parent=v.parent,
-        timezone=campaign.timezone,
-        milestones=campaign.milestones,
-    )
+    @property
+    def progress(self) -> Progress:
+        return self.verdict.progress
 
 
 def in_play(campaign: Campaign, at: datetime) -> bool:
@@ -69,7 +51,7 @@ async def judge_all(
     out: list[Judged] = []
     for campaign in campaigns:
         verdicts = await judge_campaign(conn, campaign, at, live=True, window=window, refresh=True)
-        out.extend(Judged(unit_state(v, campaign), v.progress) for v in verdicts)
+        out.extend(Judged(v, campaign) for v in verdicts)
     return out
 
 
@@ -89,9 +71,5 @@ async def judge_keys(
     for (campaign_id, indicator), units in sorted(wanted.items()):
         campaign = campaigns[campaign_id]
         verdicts = await judge(conn, campaign, indicator, units, at, live=True, window=window)
-        out.extend(
-            Judged(unit_state(v, campaign), v.progress)
-            for v in verdicts.values()
-            if v.progress.target > 0
-        )
+        out.extend(Judged(v, campaign) for v in verdicts.values() if v.progress.target > 0)
     return out

@@ -67,6 +67,32 @@ async def _window_ago(
     return out
 
 
+def judge_one(
+    campaign: Campaign, c: Counter, now: ValueAt, value_window_ago: int | None, at: datetime
+) -> Verdict:
+    """One counter judged at `at` with its value then (`now`) and a run-rate window ago
+    (None: no window yet): pure, the step every reader's figures go through."""
+    progress = assess(
+        campaign.plan(c.baseline, c.target, c.deadline),
+        now.value,
+        at,
+        last_event_at=now.last_event_at,
+        value_window_ago=value_window_ago,
+        thresholds=campaign.thresholds,
+    )
+    return Verdict(
+        campaign.id,
+        c.unit,
+        c.unit_name,
+        c.level,
+        c.parent,
+        c.indicator,
+        c.deadline or campaign.deadline,
+        progress,
+        now.last_event_at,
+    )
+
+
 def _verdicts(
     campaign: Campaign,
     counters: Sequence[Counter],
@@ -74,29 +100,16 @@ def _verdicts(
     ago: dict[str, int] | None,
     at: datetime,
 ) -> dict[str, Verdict]:
-    out: dict[str, Verdict] = {}
-    for c in counters:
-        now_value = values.get(c.unit, ValueAt(0, None))
-        progress = assess(
-            campaign.plan(c.baseline, c.target, c.deadline),
-            now_value.value,
+    return {
+        c.unit: judge_one(
+            campaign,
+            c,
+            values.get(c.unit, ValueAt(0, None)),
+            ago.get(c.unit, 0) if ago is not None else None,
             at,
-            last_event_at=now_value.last_event_at,
-            value_window_ago=ago.get(c.unit, 0) if ago is not None else None,
-            thresholds=campaign.thresholds,
         )
-        out[c.unit] = Verdict(
-            campaign.id,
-            c.unit,
-            c.unit_name,
-            c.level,
-            c.parent,
-            c.indicator,
-            c.deadline or campaign.deadline,
-            progress,
-            now_value.last_event_at,
-        )
-    return out
+        for c in counters
+    }
 
 
 async def _values(
