@@ -6,7 +6,7 @@ whatever a client sent by mistake must not travel further (logs, dashboards) in 
 """
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -146,6 +146,18 @@ def _code(value: object, pattern: re.Pattern[str], max_length: int) -> bool:
     return isinstance(value, str) and len(value) <= max_length and bool(pattern.fullmatch(value))
 
 
+def _catalogued(
+    value: object, pattern: re.Pattern[str], max_length: int, known: Container[str], bad: str
+) -> str | None:
+    """What is wrong with a code the catalogue must know (a unit, an indicator): None if
+    nothing, "" if it is well formed but unknown (each field words that its own way)."""
+    if value is None:
+        return "required"
+    if not _code(value, pattern, max_length):
+        return bad
+    return None if value in known else ""
+
+
 def validate_event(
     raw: object, index: int, catalog: Catalog, now: datetime, limits: Limits
 ) -> tuple[Event | None, list[FieldError]]:
@@ -173,20 +185,15 @@ def validate_event(
         bad("event_id", msg["event_id"])
 
     unit = raw.get("unit")
-    if unit is None:
-        bad("unit", "required")
-    elif not _code(unit, _UNIT, limits.max_unit_length):
-        bad("unit", msg["unit"])
-    elif unit not in catalog.units:
-        bad("unit", UNKNOWN_UNIT)
+    problem = _catalogued(unit, _UNIT, limits.max_unit_length, catalog.units, msg["unit"])
+    if problem is not None:
+        bad("unit", problem or UNKNOWN_UNIT)
 
     indicator = raw.get("indicator")
-    if indicator is None:
-        bad("indicator", "required")
-    elif not _code(indicator, _INDICATOR, limits.max_indicator_length):
-        bad("indicator", msg["indicator"])
-    elif indicator not in catalog.indicators:
-        bad("indicator", UNKNOWN_INDICATOR)
+    limit = limits.max_indicator_length
+    problem = _catalogued(indicator, _INDICATOR, limit, catalog.indicators, msg["indicator"])
+    if problem is not None:
+        bad("indicator", problem or UNKNOWN_INDICATOR)
 
     kind_raw = raw.get("kind", Kind.INCREMENT.value)
     kind: Kind | None = None
