@@ -18,12 +18,6 @@ class Unit:
     counter: Counter
 
 
-@dataclass(frozen=True, slots=True)
-class Behind:
-    holds: bool
-    pace: float | None
-
-
 def unit(
     value: int,
     target: int,
@@ -61,6 +55,12 @@ def conditions(
     v = judge_one(u.campaign, c, ValueAt(c.value, c.last_event_at), value_window_ago, at)
     window_known = history_known or run_rate_window(u.campaign.plan(0, 0), at) is None
     return v.progress, held(v, u.campaign, at, window_known=window_known)
+
+
+@dataclass(frozen=True, slots=True)
+class Behind:
+    holds: bool
+    pace: float | None
 
 
 def behind(u: Unit, at: datetime) -> Behind:
