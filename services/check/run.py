@@ -95,8 +95,8 @@ async def _bottom(
         return None
     out: list[Key] = []
     for indicator in campaign.indicators:
-        _, lowest = await bottom_of_level(conn, campaign, indicator, config.level, config.n, slot)
-        out.extend(Key(campaign.id, unit, indicator) for _, unit, _ in lowest)
+        found = await bottom_of_level(conn, campaign, indicator, config.level, config.n, slot)
+        out.extend(Key(campaign.id, b.unit, indicator) for b in found.lowest)
     return out
 
 
