@@ -28,7 +28,7 @@ import pstats
 import random
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -46,7 +46,8 @@ from services.notifier.settings import NotifierSettings
 from services.notifier.summary import Summary
 from services.schema import migrate_all
 from tiendo.board import repository as board
-from tiendo.database import create_pool
+from tiendo.counting import Key
+from tiendo.database import Connection, create_pool
 from tiendo.event import Event, Kind
 from tiendo.kafka import TopicSpec, ensure_topics
 
@@ -128,6 +129,12 @@ def national_tree() -> list[UnitIn]:
     return units
 
 
+async def set_targets(conn: Connection, codes: Sequence[str], target: int) -> None:
+    """Every indicator's target of the given units in the national campaign."""
+    wanted = [TargetIn(unit=c, indicator=i, target=target) for c in codes for i in INDICATORS]
+    await admin.upsert_targets(conn, "national", wanted, "bench")
+
+
 async def timed(call: Callable[[], Awaitable[T]], pg_pid: int) -> tuple[T, dict[str, Any]]:
     pg0, cpu0, t0 = tree_cpu_seconds(pg_pid), time.process_time(), time.perf_counter()
     result = await call()
@@ -191,19 +198,7 @@ async def _measure(
                 ),
                 "bench",
             )
-            _, setup = await timed(
-                lambda: admin.upsert_targets(
-                    conn,
-                    "national",
-                    [
-                        TargetIn(unit=c, indicator=i, target=1000)
-                        for c in communes
-                        for i in INDICATORS
-                    ],
-                    "bench",
-                ),
-                pg_pid,
-            )
+            _, setup = await timed(lambda: set_targets(conn, communes, 1000), pg_pid)
         results["targets_upsert"] = setup
         rng = random.Random(2026)
         started = time.perf_counter()
@@ -244,7 +239,7 @@ async def _measure(
         _, figures = await evaluate(f"full_pass_steady_{k}", now + timedelta(seconds=10 * (k + 1)))
         steady.append(figures)
     results["full_pass_steady"] = steady
-    keys = [("national", rng.choice(communes), rng.choice(INDICATORS)) for _ in range(1000)]
+    keys = [Key("national", rng.choice(communes), rng.choice(INDICATORS)) for _ in range(1000)]
     _, results["feed_pass_1000_keys"] = await evaluate(
         "feed_pass_1000_keys", now + timedelta(seconds=45), keys
     )
@@ -252,17 +247,7 @@ async def _measure(
     province = [u.code for u in units if u.level == 4 and (u.parent_code or "").startswith("P07")]
     async with pool.acquire() as conn, conn.transaction():
         _, results["admin_change"] = await timed(
-            lambda: admin.upsert_targets(
-                conn,
-                "national",
-                [
-                    TargetIn(unit=c, indicator=i, target=10_000)
-                    for c in province
-                    for i in INDICATORS
-                ],
-                "bench",
-            ),
-            pg_pid,
+            lambda: set_targets(conn, province, 10_000), pg_pid
         )
     summary, results["full_pass_after_admin_change"] = await evaluate(
         "full_pass_after_admin_change", now + timedelta(seconds=50)

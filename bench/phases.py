@@ -160,33 +160,38 @@ async def measure_rebuild(stage: Stage) -> None:
 
 
 def alert_evaluation(pairs: int) -> dict[str, Any]:
-    """The notifier's rule conditions (stale, behind, at_risk) for `pairs` unit states: the
-    pure evaluation every clock tick runs, without the database round trips."""
-    from services.notifier.rules import Rule, UnitState, conditions
+    """The notifier's rule conditions (stale, behind, at_risk) for `pairs` counters: the
+    pure evaluation every clock tick runs (the board's figures, then the rules), without
+    the database round trips."""
+    from services.notifier.rules import Rule, held
+    from tiendo.board.campaign import Campaign
+    from tiendo.board.figures import judge_one
+    from tiendo.board.repository import Counter
+    from tiendo.counting import ValueAt
+    from tiendo.pace import Thresholds
 
     now = datetime.now(UTC)
     start = now - timedelta(days=20)
-    states = [
-        UnitState(
-            "c",
-            f"u{i}",
-            "cccd_collected",
-            i % 900,
-            0,
-            1000,
-            start,
-            start + timedelta(days=50),
-            now - timedelta(hours=i % 24),
-            0.9,
-            timedelta(hours=12),
-        )
+    campaign = Campaign(
+        "c",
+        "c",
+        start,
+        start + timedelta(days=50),
+        "Asia/Ho_Chi_Minh",
+        ("cccd_collected",),
+        Thresholds(0.9, timedelta(hours=12)),
+        (),
+    )
+    last = [now - timedelta(hours=i % 24) for i in range(pairs)]
+    counters = [
+        Counter("c", f"u{i}", "", 3, None, "cccd_collected", i % 900, 0, 1000, None, last[i])
         for i in range(pairs)
     ]
     started = time.perf_counter()
     holding = dict.fromkeys((Rule.STALE, Rule.BEHIND, Rule.AT_RISK), 0)
-    for i, state in enumerate(states):
-        _, verdicts = conditions(state, now, state.value - i % 50, True)
-        for rule, holds in verdicts.items():
+    for i, c in enumerate(counters):
+        v = judge_one(campaign, c, ValueAt(c.value, c.last_event_at), c.value - i % 50, now)
+        for rule, holds in held(v, campaign, now).items():
             holding[rule] += holds
     elapsed = time.perf_counter() - started
     return {

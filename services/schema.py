@@ -17,14 +17,6 @@ MIGRATIONS: tuple[Migrations, ...] = (
 )
 
 
-def every_set() -> list[Migrations]:
-    """Every set of migrations once, in the order a whole database is built."""
-    ordered: list[Migrations] = []
-    for migrations in MIGRATIONS:
-        ordered += [m for m in migrations.chain() if m not in ordered]
-    return ordered
-
-
 async def migrate_all(conn: Connection) -> None:
     """Apply every service's pending migrations (the shared ones once, first)."""
     for migrations in MIGRATIONS:

@@ -23,6 +23,7 @@ from services.aggregator import feed
 from services.aggregator.guard import CampaignGuard
 from services.aggregator.metrics import AggregatorMetrics
 from services.aggregator.repository import positions as position_sql
+from services.aggregator.repository.positions import DeadLetter
 from services.aggregator.settings import AggregatorSettings
 from tiendo import counting
 from tiendo.background import Beat
@@ -35,36 +36,25 @@ from tiendo.logs import get_logger
 log = get_logger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    partition: int
-    offset: int
-    event_id: str | None
-    reason: str
-    payload: bytes
-    unit: str | None = None
-    indicator: str | None = None
+def _dead_letter(u: counting.Unappliable, payloads: dict[tuple[int, int], bytes]) -> DeadLetter:
+    return DeadLetter(
+        u.partition,
+        u.offset,
+        u.event_id,
+        u.reason,
+        payloads[u.partition, u.offset],
+        u.unit,
+        u.indicator,
+    )
 
-    @classmethod
-    def of(cls, u: counting.Unappliable, payloads: dict[tuple[int, int], bytes]) -> "DeadLetter":
-        return cls(
-            u.partition,
-            u.offset,
-            u.event_id,
-            u.reason,
-            payloads[u.partition, u.offset],
-            u.unit,
-            u.indicator,
-        )
 
-    @property
-    def kind(self) -> str:
-        """A bounded label for metrics."""
-        if self.event_id is None:
-            return "undecodable"
-        if self.reason == CONFLICT:
-            return CONFLICT
-        return "unknown_unit" if self.reason.startswith("unknown unit") else "unknown_indicator"
+def _kind(d: DeadLetter) -> str:
+    """A bounded label for metrics."""
+    if d.event_id is None:
+        return "undecodable"
+    if d.reason == CONFLICT:
+        return CONFLICT
+    return "unknown_unit" if d.reason.startswith("unknown unit") else "unknown_indicator"
 
 
 @dataclass(slots=True)
@@ -177,7 +167,6 @@ class Applier:
         self._clock = clock
         # A rebuild publishes the whole feed once at the end instead of after every batch.
         self._publish_feed = publish_feed
-        self.applied_batches = 0
 
     async def run(self, beat: Beat = lambda: None) -> None:
         """Consume until cancelled; `beat` after every poll (its supervisor's heartbeat)."""
@@ -237,10 +226,6 @@ class Applier:
             if highwater is not None:
                 self._metrics.lag.labels(str(tp.partition)).set(highwater - position)
 
-    async def apply(self, conn: Any, batches: dict[TopicPartition, list[Any]]) -> None:
-        """Decode and apply one fetched batch in one transaction."""
-        await self.apply_prepared(conn, await self.prepare(batches))
-
     async def prepare(self, batches: dict[TopicPartition, list[Any]]) -> Prepared:
         """Decode a fetched batch, handing the loop back now and then: a transaction in
         flight needs it to send its next statement."""
@@ -279,13 +264,13 @@ class Applier:
             await counting.lock_apply(conn)
             await self._guard.ensure_fresh(conn)
             await counting.stage(conn, rows)
-            dead += [DeadLetter.of(u, payloads) for u in await counting.take_unappliable(conn)]
+            dead += [_dead_letter(u, payloads) for u in await counting.take_unappliable(conn)]
             outcome = await counting.apply(
                 conn,
                 distinct_ids=len({r[0] for r in rows}) == len(rows),
                 unusable=self._guard.ids,
             )
-            dead += [DeadLetter.of(u, payloads) for u in outcome.conflicts]
+            dead += [_dead_letter(u, payloads) for u in outcome.conflicts]
             if dead:
                 await self._dead_letter(conn, dead)
             await position_sql.save_offsets(
@@ -293,7 +278,6 @@ class Applier:
             )
             changed = await feed.load(conn, outcome.changed) if self._publish_feed else []
         committed_at = self._clock.now()
-        self.applied_batches += 1
         m = self._metrics
         m.events_applied.inc(outcome.new_events)
         m.duplicates.inc(len(rows) - outcome.new_events - sum(1 for d in dead if d.event_id))
@@ -328,18 +312,8 @@ class Applier:
         ]
         await asyncio.gather(*futures)
         for d in dead:
-            await position_sql.save_dead_letter(
-                conn,
-                self._settings.topic_events,
-                d.partition,
-                d.offset,
-                d.event_id,
-                d.reason,
-                d.payload,
-                d.unit,
-                d.indicator,
-            )
-            self._metrics.dead_letters.labels(d.kind).inc()
+            await position_sql.save_dead_letter(conn, self._settings.topic_events, d)
+            self._metrics.dead_letters.labels(_kind(d)).inc()
             log.warning(
                 "event_dead_lettered",
                 partition=d.partition,

@@ -3,11 +3,12 @@ deleted in between). They wait in the dead-letter topic and table until the caus
 then are re-driven into `progress-events`, where they are applied like any event."""
 
 import asyncio
+from collections.abc import Sequence
 
 from aiokafka import AIOKafkaProducer
 
 from services.aggregator.repository import positions as position_sql
-from services.aggregator.repository.positions import DeadLetter
+from services.aggregator.repository.positions import DeadLetter, StoredDeadLetter
 from tiendo.counting.batch import CONFLICT
 from tiendo.database import Connection
 from tiendo.event import UndecodableEvent, decode
@@ -15,12 +16,12 @@ from tiendo.event import UndecodableEvent, decode
 
 async def pending(
     conn: Connection, *, include_redriven: bool = False, limit: int = 1000
-) -> list[DeadLetter]:
+) -> list[StoredDeadLetter]:
     return await position_sql.dead_letters(conn, include_redriven=include_redriven, limit=limit)
 
 
 async def redrive(
-    conn: Connection, producer: AIOKafkaProducer, topic: str, letters: list[DeadLetter]
+    conn: Connection, producer: AIOKafkaProducer, topic: str, letters: Sequence[DeadLetter]
 ) -> tuple[int, list[str]]:
     """Publish the letters again (acknowledged) and mark them; undecodable ones and
     conflicts are skipped since no fix can make them applicable (a conflict's event_id is

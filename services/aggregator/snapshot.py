@@ -11,6 +11,7 @@ from services.aggregator.metrics import CampaignFigures, LevelFigures, UnitFigur
 from tiendo.board import repository as board
 from tiendo.board.figures import Verdict, judge_campaign, ranked
 from tiendo.board.window import WindowValues
+from tiendo.counting import Key
 from tiendo.database import Connection
 
 # Per level, units with a positive target and how many reached it: one pass over the
@@ -123,7 +124,7 @@ async def unit_figures(
         verdicts.extend(v for v in judged if v.indicator in campaign.indicators)
     await store_board_figures(conn, verdicts, now)
     events_today = {
-        (r["campaign_id"], r["unit"], r["indicator"]): r["events"]
+        Key(r["campaign_id"], r["unit"], r["indicator"]): r["events"]
         for r in await conn.fetch(SELECT_EVENTS_TODAY, max_level, now, list(unusable))
     }
     figures = [

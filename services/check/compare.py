@@ -5,10 +5,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from tiendo.counting import ValueAt
+from services.notifier.repository.alerts import AlertKey
+from tiendo.counting import Key, ValueAt
+from tiendo.pace import Progress
 
-Key = tuple[str, str, str]  # (campaign, unit, indicator)
-OpenAlerts = Mapping[tuple[str, str, str, str], str]  # (campaign, unit, indicator, rule) → state
+OpenAlerts = Mapping[AlertKey, str]  # → state
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -18,6 +19,10 @@ class Disagreement:
     unit: str
     indicator: str
     detail: str
+
+    @classmethod
+    def on(cls, kind: str, key: Key, detail: str) -> "Disagreement":
+        return cls(kind, key.campaign_id, key.unit, key.indicator, detail)
 
     def __str__(self) -> str:
         return f"{self.kind}: {self.campaign}/{self.unit}/{self.indicator}: {self.detail}"
@@ -47,73 +52,70 @@ def live_vs_history(
     return out
 
 
-def alerts_vs_board(
-    held: Mapping[tuple[Key, str], bool], open_alerts: OpenAlerts
-) -> list[Disagreement]:
+def alerts_vs_board(held: Mapping[AlertKey, bool], open_alerts: OpenAlerts) -> list[Disagreement]:
     """An open alert (pending or firing) whose condition does not hold on the board, or a
     condition that holds with no open alert. `held` has every judged (key, rule)."""
     out: list[Disagreement] = []
-    for (key, rule), holds in held.items():
-        state = open_alerts.get((*key, rule))
+    for alert, holds in held.items():
+        state = open_alerts.get(alert)
         if holds and state is None:
             out.append(
-                Disagreement("condition_without_alert", *key, f"{rule} holds, no alert open")
+                Disagreement.on(
+                    "condition_without_alert", alert.key, f"{alert.rule} holds, no alert open"
+                )
             )
         elif not holds and state is not None:
             out.append(
-                Disagreement(
-                    "alert_without_condition", *key, f"{rule} is {state}, the board says not"
+                Disagreement.on(
+                    "alert_without_condition",
+                    alert.key,
+                    f"{alert.rule} is {state}, the board says not",
                 )
             )
-    judged = {k for k, _ in held}
-    for (campaign, unit, indicator, rule), state in open_alerts.items():
-        if rule != "bottom_rank" and (campaign, unit, indicator) not in judged:
+    judged = {a.key for a in held}
+    for alert, state in open_alerts.items():
+        if alert.rule != "bottom_rank" and alert.key not in judged:
             out.append(
-                Disagreement(
+                Disagreement.on(
                     "alert_without_condition",
-                    campaign,
-                    unit,
-                    indicator,
-                    f"{rule} is {state} on a key the board does not judge",
+                    alert.key,
+                    f"{alert.rule} is {state} on a key the board does not judge",
                 )
             )
     return out
 
 
 def figures_vs_board(
-    board: Mapping[Key, tuple[int, int]], shown: Mapping[tuple[str, str, str, str], Any]
+    board: Mapping[Key, Progress], shown: Mapping[AlertKey, Any]
 ) -> list[Disagreement]:
     """The figures an open alert shows (its last evaluation's) against the board's now."""
     out: list[Disagreement] = []
-    for (campaign, unit, indicator, rule), details in sorted(shown.items()):
-        figures = board.get((campaign, unit, indicator))
+    for alert, details in sorted(shown.items()):
+        figures = board.get(alert.key)
         if figures is None:
             continue  # a key the board does not judge: `alerts_vs_board` reports it
-        alert = (details.get("value"), details.get("target"))
-        if alert != figures:
+        value, target = details.get("value"), details.get("target")
+        if (value, target) != (figures.value, figures.target):
             out.append(
-                Disagreement(
+                Disagreement.on(
                     "alert_figures",
-                    campaign,
-                    unit,
-                    indicator,
-                    f"{rule} shows {alert[0]}/{alert[1]}, the board {figures[0]}/{figures[1]}",
+                    alert.key,
+                    f"{alert.rule} shows {value}/{target}, "
+                    f"the board {figures.value}/{figures.target}",
                 )
             )
     return out
 
 
-def ranks_vs_board(
-    campaign: str, expected: Iterable[tuple[str, str]], firing: Iterable[tuple[str, str]]
-) -> list[Disagreement]:
-    """The firing bottom_rank alerts against the board's bottom N, as (unit, indicator)."""
+def ranks_vs_board(expected: Iterable[Key], firing: Iterable[Key]) -> list[Disagreement]:
+    """The firing bottom_rank alerts against the board's bottom N."""
     want, have = set(expected), set(firing)
     return [
-        Disagreement("bottom_rank", campaign, u, i, "in the board's bottom N, no alert")
-        for u, i in sorted(want - have)
+        Disagreement.on("bottom_rank", k, "in the board's bottom N, no alert")
+        for k in sorted(want - have)
     ] + [
-        Disagreement("bottom_rank", campaign, u, i, "alert firing, not in the board's bottom N")
-        for u, i in sorted(have - want)
+        Disagreement.on("bottom_rank", k, "alert firing, not in the board's bottom N")
+        for k in sorted(have - want)
     ]
 
 

@@ -18,18 +18,20 @@ from services.check.compare import (
     persistent,
     ranks_vs_board,
 )
-from services.notifier.inputs import in_play, unit_state
+from services.notifier.inputs import in_play
 from services.notifier.policy import Policy, effective
 from services.notifier.ranks import bottom_of_level
 from services.notifier.repository import alerts as alert_sql
 from services.notifier.repository import reference as reference_sql
+from services.notifier.repository.alerts import AlertKey
 from services.notifier.rules import Rule, briefing_slot, held
 from services.notifier.settings import NotifierSettings
 from tiendo.board import repository as board
 from tiendo.board.campaign import Campaign
 from tiendo.board.figures import judge_campaign
-from tiendo.counting import ValueAt
+from tiendo.counting import Key, ValueAt
 from tiendo.database import Connection
+from tiendo.pace import Progress
 
 # Ingest accepts events up to 5 minutes ahead of its clock (contract §4.1); live counters hold
 # them already, so history is read up to that horizon.
@@ -67,23 +69,23 @@ async def _alerts(
     campaign: Campaign,
     policy: Policy,
     now: datetime,
-    figures: dict[tuple[str, str, str], tuple[int, int]],
-) -> dict[tuple[tuple[str, str, str], str], bool]:
+    figures: dict[Key, Progress],
+) -> dict[AlertKey, bool]:
     verdicts = await judge_campaign(conn, campaign, now, live=True)
     enabled = policy.enabled()
-    conditions: dict[tuple[tuple[str, str, str], str], bool] = {}
+    conditions: dict[AlertKey, bool] = {}
     for v in verdicts:
-        figures[v.key] = (v.progress.value, v.progress.target)
-        holds = held(unit_state(v, campaign), v.progress, now)
+        figures[v.key] = v.progress
+        holds = held(v, campaign, now)
         for rule in JUDGED:
             if rule in enabled:
-                conditions[v.key, rule.value] = holds[rule]
+                conditions[AlertKey(v.key, rule.value)] = holds[rule]
     return conditions
 
 
 async def _bottom(
     conn: Connection, campaign: Campaign, policy: Policy, now: datetime
-) -> list[tuple[str, str]] | None:
+) -> list[Key] | None:
     """The board's bottom N at the latest briefing (None: no briefing in the window)."""
     config = policy.bottom_rank
     if Rule.BOTTOM_RANK not in policy.enabled() or config.n <= 0 or campaign.ended(now):
@@ -91,10 +93,10 @@ async def _bottom(
     slot = briefing_slot(now, campaign.timezone, config.weekday, policy.briefing_time())
     if slot <= campaign.starts_at or slot > campaign.deadline:
         return None
-    out: list[tuple[str, str]] = []
+    out: list[Key] = []
     for indicator in campaign.indicators:
-        _, lowest = await bottom_of_level(conn, campaign, indicator, config.level, config.n, slot)
-        out.extend((unit, indicator) for _, unit, _ in lowest)
+        found = await bottom_of_level(conn, campaign, indicator, config.level, config.n, slot)
+        out.extend(Key(campaign.id, b.unit, indicator) for b in found.lowest)
     return out
 
 
@@ -109,8 +111,8 @@ async def check_round(
         overrides = await reference_sql.policies(conn)
         open_rows = await alert_sql.open_alerts(conn, None)
         open_alerts = {k: r["state"] for k, r in open_rows.items()}
-        conditions: dict[tuple[tuple[str, str, str], str], bool] = {}
-        figures: dict[tuple[str, str, str], tuple[int, int]] = {}
+        conditions: dict[AlertKey, bool] = {}
+        figures: dict[Key, Progress] = {}
         for campaign in campaigns.values():
             disagreements += await _history(conn, campaign, now)
             if not alerts or not in_play(campaign, now):
@@ -119,14 +121,16 @@ async def check_round(
             conditions.update(await _alerts(conn, campaign, policy, now, figures))
             expected = await _bottom(conn, campaign, policy, now)
             firing = [
-                (k[1], k[2])
+                k.key
                 for k, state in open_alerts.items()
-                if k[0] == campaign.id and k[3] == Rule.BOTTOM_RANK.value and state == "firing"
+                if k.key.campaign_id == campaign.id
+                and k.rule == Rule.BOTTOM_RANK.value
+                and state == "firing"
             ]
             if expected is not None:
-                disagreements += ranks_vs_board(campaign.id, expected, firing)
+                disagreements += ranks_vs_board(expected, firing)
         # bottom_rank is compared above, against the briefing's leaderboard
-        others = {k: s for k, s in open_alerts.items() if k[3] != Rule.BOTTOM_RANK.value}
+        others = {k: s for k, s in open_alerts.items() if k.rule != Rule.BOTTOM_RANK.value}
         if alerts:
             disagreements += alerts_vs_board(conditions, others)
             disagreements += figures_vs_board(

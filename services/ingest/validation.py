@@ -6,7 +6,7 @@ whatever a client sent by mistake must not travel further (logs, dashboards) in 
 """
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -17,7 +17,6 @@ from tiendo.event import MAX_EVENT_ID_LENGTH, MAX_INCREMENT, Event, Kind
 MAX_SNAPSHOT = 1_000_000_000
 MAX_UNIT_LENGTH = 32
 MAX_INDICATOR_LENGTH = 48
-SUBJECT_HEX_LENGTH = 64
 
 EVENT_FIELDS = frozenset(
     {"event_id", "unit", "indicator", "kind", "value", "occurred_at", "subject"}
@@ -147,6 +146,18 @@ def _code(value: object, pattern: re.Pattern[str], max_length: int) -> bool:
     return isinstance(value, str) and len(value) <= max_length and bool(pattern.fullmatch(value))
 
 
+def _catalogued(
+    value: object, pattern: re.Pattern[str], max_length: int, known: Container[str], bad: str
+) -> str | None:
+    """What is wrong with a code the catalogue must know (a unit, an indicator): None if
+    nothing, "" if it is well formed but unknown (each field words that its own way)."""
+    if value is None:
+        return "required"
+    if not _code(value, pattern, max_length):
+        return bad
+    return None if value in known else ""
+
+
 def validate_event(
     raw: object, index: int, catalog: Catalog, now: datetime, limits: Limits
 ) -> tuple[Event | None, list[FieldError]]:
@@ -174,20 +185,15 @@ def validate_event(
         bad("event_id", msg["event_id"])
 
     unit = raw.get("unit")
-    if unit is None:
-        bad("unit", "required")
-    elif not _code(unit, _UNIT, limits.max_unit_length):
-        bad("unit", msg["unit"])
-    elif unit not in catalog.units:
-        bad("unit", UNKNOWN_UNIT)
+    problem = _catalogued(unit, _UNIT, limits.max_unit_length, catalog.units, msg["unit"])
+    if problem is not None:
+        bad("unit", problem or UNKNOWN_UNIT)
 
     indicator = raw.get("indicator")
-    if indicator is None:
-        bad("indicator", "required")
-    elif not _code(indicator, _INDICATOR, limits.max_indicator_length):
-        bad("indicator", msg["indicator"])
-    elif indicator not in catalog.indicators:
-        bad("indicator", UNKNOWN_INDICATOR)
+    limit = limits.max_indicator_length
+    problem = _catalogued(indicator, _INDICATOR, limit, catalog.indicators, msg["indicator"])
+    if problem is not None:
+        bad("indicator", problem or UNKNOWN_INDICATOR)
 
     kind_raw = raw.get("kind", Kind.INCREMENT.value)
     kind: Kind | None = None
@@ -302,17 +308,6 @@ def validate_items(
         if event is not None:
             events.append(event)
     return (events, []) if not errors else ([], errors)
-
-
-def validate_body(
-    body: object, catalog: Catalog, now: datetime, limits: Limits | None = None
-) -> tuple[list[Event], list[FieldError]]:
-    """A decoded JSON body (one event or {"events": [...]}) → its events, or every error."""
-    limits = limits or Limits()
-    items, errors = envelope(body, limits)
-    if errors:
-        return [], errors
-    return validate_items(items, catalog, now, limits)
 
 
 def in_scope(

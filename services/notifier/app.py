@@ -42,6 +42,7 @@ from services.notifier.settings import NotifierSettings
 from services.notifier.summary import Summary
 from tiendo.background import Beat, Loop, Supervisor, every
 from tiendo.clock import Clock, SystemClock
+from tiendo.counting import Key
 from tiendo.dependencies import Pool
 from tiendo.events import unit_progress
 from tiendo.identity.audit_api import audit_routes
@@ -141,7 +142,7 @@ def create_app(
                 batches = await consumer.getmany(timeout_ms=500, max_records=1000)
                 if not batches:
                     continue
-                keys: set[tuple[str, str, str]] = set()
+                keys: set[Key] = set()
                 # The feed says which keys moved; their figures are read from the board.
                 # The aggregator republishes the same keys with every batch it applies:
                 # take in what arrives over a short window and judge each key once
@@ -151,7 +152,7 @@ def create_app(
                     for records in batches.values():
                         for record in records:
                             moved = unit_progress.decode(record.value)
-                            keys.add((moved.campaign_id, moved.unit, moved.indicator))
+                            keys.add(Key(moved.campaign_id, moved.unit, moved.indicator))
                     left = window_ends - asyncio.get_running_loop().time()
                     if left <= 0:
                         break

@@ -21,9 +21,9 @@ from services.notifier.policy import Policy
 from services.notifier.render import Renderer
 from services.notifier.repository import deliveries as delivery_sql
 from services.notifier.repository import reference as reference_sql
+from services.notifier.repository.alerts import AlertKey
 from services.notifier.repository.reference import IndicatorName
 from services.notifier.rules import digest_slot
-from services.notifier.summary import Summary
 from tiendo.board.campaign import Campaign
 from tiendo.database import Connection
 
@@ -41,7 +41,7 @@ def _digest(
     body: Body = {
         **base,
         "indicators": [
-            progress_model(j.state, j.progress, indicators, status_words, language) for j in judged
+            progress_model(j.verdict, indicators, status_words, language) for j in judged
         ],
         "language": language,
     }
@@ -54,19 +54,18 @@ async def queue_digests(
     judged: Sequence[Judged],
     campaigns: dict[str, Campaign],
     policies: dict[str, Policy],
-    open_: dict[tuple[str, str, str, str], asyncpg.Record],
+    open_: dict[AlertKey, asyncpg.Record],
     at: datetime,
     grace: timedelta,
     renderer: Renderer,
     outgoing: Outgoing,
-    summary: Summary,
 ) -> None:
     firing: Counter[tuple[str, str]] = Counter(
-        (k[0], k[1]) for k, a in open_.items() if a["state"] == "firing"
+        (k.key.campaign_id, k.key.unit) for k, a in open_.items() if a["state"] == "firing"
     )
     by_campaign: dict[str, list[Judged]] = defaultdict(list)
     for j in judged:
-        by_campaign[j.state.campaign_id].append(j)
+        by_campaign[j.verdict.campaign_id].append(j)
     for campaign_id, members in by_campaign.items():
         campaign, policy = campaigns[campaign_id], policies[campaign_id]
         slot = digest_slot(at, campaign.timezone, policy.digest_clock(), grace)
@@ -81,7 +80,7 @@ async def queue_digests(
         done = {
             key[len(prefix) :].split("/")[0] for key in await delivery_sql.dedup_keys(conn, prefix)
         }
-        units = sorted({j.state.unit for j in members})
+        units = sorted({j.verdict.unit for j in members})
         recipients = {
             code: r
             for code, r in (await reference_sql.recipients(conn, units)).items()
@@ -94,11 +93,11 @@ async def queue_digests(
         campaign_body = await campaign_model(conn, campaign_id)
         own: dict[str, list[Judged]] = defaultdict(list)
         children: dict[str, set[str]] = defaultdict(set)
-        names = {j.state.unit: j.state.unit_name for j in members}
+        names = {j.verdict.unit: j.verdict.unit_name for j in members}
         for j in members:
-            own[j.state.unit].append(j)
-            if j.state.parent and lagging(j.progress):
-                children[j.state.parent].add(j.state.unit)
+            own[j.verdict.unit].append(j)
+            if j.verdict.parent and lagging(j.progress):
+                children[j.verdict.parent].add(j.verdict.unit)
         for code in pending:
             message_id = f"{prefix}{code}"
             same_in_every_language: Body = {
@@ -119,7 +118,7 @@ async def queue_digests(
                 indicators=indicators,
             )
             async with conn.transaction():
-                queued = await outgoing.enqueue(
+                await outgoing.enqueue(
                     conn,
                     kind="digest",
                     message_id=message_id,
@@ -132,4 +131,3 @@ async def queue_digests(
                     alert_ids=[],
                     fallback=False,
                 )
-            summary.digests += 1 if queued else 0

@@ -30,15 +30,16 @@ from services.notifier.ranks import briefing_ranks
 from services.notifier.render import Renderer
 from services.notifier.repository import alerts as alert_sql
 from services.notifier.repository import reference as reference_sql
+from services.notifier.repository.alerts import AlertKey
 from services.notifier.rules import Change, Rule, held, step
 from services.notifier.settings import NotifierSettings
-from services.notifier.summary import Key, Summary
+from services.notifier.summary import Summary
 from tiendo.board import repository as board
 from tiendo.board.window import WindowValues
+from tiendo.counting import Key
 from tiendo.logs import get_logger
 
 log = get_logger(__name__)
-OpenKey = tuple[str, str, str, str]  # (campaign, unit, indicator, rule)
 
 
 class Evaluator:
@@ -87,7 +88,7 @@ class Evaluator:
             if keys is None:
                 # running campaigns, and any with an alert still open (it ended: close it)
                 wanted = {c.id for c in campaigns.values() if in_play(c, at)}
-                wanted |= {k[0] for k in open_ if k[0] in campaigns}
+                wanted |= {k.key.campaign_id for k in open_ if k.key.campaign_id in campaigns}
                 t = summary.timed("load", t)
                 judged = await judge_all(
                     conn, [campaigns[c] for c in sorted(wanted)], at, self._window
@@ -102,7 +103,6 @@ class Evaluator:
                 t = summary.timed("board", t)
         todo, touched = self._judge(judged, campaigns, policies, open_, ranks, at, full)
         t = summary.timed("judge", t)
-        summary.evaluated = len(judged)
         async with pool.acquire() as conn:
             if full:
                 await alert_sql.mark_evaluated(conn, list(wanted), at)
@@ -112,9 +112,9 @@ class Evaluator:
                 self._written = {i: w for i, w in self._written.items() if i in ids}
             self._written.update((i, (versions[i], p)) for i, p in touched if i in versions)
             t = summary.timed("touch", t)
-            for key, rule, change in await apply_changes(conn, todo, policies, self._default(), at):
-                summary.changes.append((key, rule.value, change))
-                self._metrics.transitions.labels(rule.value, change.value).inc()
+            for c in await apply_changes(conn, todo, policies, self._default(), at):
+                summary.changes.append(c)
+                self._metrics.transitions.labels(c.rule.value, c.change.value).inc()
             t = summary.timed("lifecycle", t)
             if full:
                 await escalate(conn, policies, campaigns, at, summary, self._metrics)
@@ -132,7 +132,6 @@ class Evaluator:
                     timedelta(seconds=self._settings.digest_grace_seconds),
                     self._renderer,
                     self._outgoing,
-                    summary,
                 )
                 t = summary.timed("digests", t)
             counts = await alert_sql.count_firing(conn)
@@ -163,7 +162,7 @@ class Evaluator:
         judged: Sequence[Judged],
         campaigns: dict[str, Any],
         policies: dict[str, Policy],
-        open_: dict[OpenKey, asyncpg.Record],
+        open_: dict[AlertKey, asyncpg.Record],
         ranks: dict[Key, dict[str, Any]],
         at: datetime,
         full: bool,
@@ -187,10 +186,11 @@ class Evaluator:
             key: Key, rule: Rule, holds: bool, d: dict[str, Any], payload: list[str]
         ) -> None:
             """`payload`: the JSON of `d` once made, shared by the rules of one key."""
-            current = open_.get((*key, rule.value))
+            current = open_.get(AlertKey(key, rule.value))
             if current is None and not holds:
                 return
-            for_ = for_of[key[0] if key[0] in policies else None, rule]
+            campaign_id = key.campaign_id
+            for_ = for_of[campaign_id if campaign_id in policies else None, rule]
             _, change = step(alert_of(current), holds, at, for_)
             if change is Change.NONE:
                 if current is not None:
@@ -199,29 +199,29 @@ class Evaluator:
                     if not full or self._changed(current, d, payload[0]):
                         touched.append((current["id"], payload[0]))
                 return
-            todo.append((key, rule, holds, d, change))
+            todo.append(Todo(key, rule, holds, d, change))
 
         for j in judged:
-            s, p = j.state, j.progress
-            seen.add(s.key)
-            enabled = enabled_of[s.campaign_id]
-            verdicts = {r: h and r in enabled for r, h in held(s, p, at).items()}
-            ended = campaigns[s.campaign_id].ended(at)
+            v, key = j.verdict, j.key
+            seen.add(key)
+            enabled = enabled_of[v.campaign_id]
+            verdicts = {r: h and r in enabled for r, h in held(v, j.campaign, at).items()}
+            ended = j.campaign.ended(at)
             if full:
                 verdicts[Rule.BOTTOM_RANK] = (
-                    Rule.BOTTOM_RANK in enabled and s.key in ranks and not ended
+                    Rule.BOTTOM_RANK in enabled and key in ranks and not ended
                 )
-            d = {**details(s, p, ranks.get(s.key)), "campaign_ended": ended}
+            d = {**details(v, ranks.get(key)), "campaign_ended": ended}
             payload: list[str] = []
             for rule, holds in verdicts.items():
-                consider(s.key, rule, holds, d, payload)
+                consider(key, rule, holds, d, payload)
         if full:
-            for (campaign_id, unit, indicator, rule_name), row in open_.items():
-                if (campaign_id, unit, indicator) in seen:
+            for alert, row in open_.items():
+                if alert.key in seen:
                     continue
                 raw = row["details"]
                 d = json.loads(raw) if isinstance(raw, str) else dict(raw)
-                campaign = campaigns.get(campaign_id)
+                campaign = campaigns.get(alert.key.campaign_id)
                 d["campaign_ended"] = campaign is not None and campaign.ended(at)
-                consider((campaign_id, unit, indicator), Rule(rule_name), False, d, [])
+                consider(alert.key, Rule(alert.rule), False, d, [])
         return todo, touched

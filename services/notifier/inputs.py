@@ -8,11 +8,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from services.notifier.rules import UnitState
-from services.notifier.summary import Key
 from tiendo.board.campaign import Campaign
 from tiendo.board.figures import Verdict, judge, judge_campaign
 from tiendo.board.window import WindowValues
+from tiendo.counting import Key
 from tiendo.database import Connection
 from tiendo.pace import Progress
 
@@ -22,35 +21,18 @@ AFTER_DEADLINE = timedelta(days=1)
 
 @dataclass(frozen=True, slots=True)
 class Judged:
-    """One key as the board judges it at the evaluation's moment."""
+    """One key as the board judges it at the evaluation's moment, with its campaign."""
 
-    state: UnitState
-    progress: Progress
+    verdict: Verdict
+    campaign: Campaign
 
     @property
     def key(self) -> Key:
-        return self.state.key
+        return self.verdict.key
 
-
-def unit_state(v: Verdict, campaign: Campaign) -> UnitState:
-    return UnitState(
-        campaign_id=campaign.id,
-        unit=v.unit,
-        indicator=v.indicator,
-        value=v.progress.value,
-        baseline=v.progress.baseline,
-        target=v.progress.target,
-        starts_at=campaign.starts_at,
-        deadline=v.deadline,
-        last_event_at=v.last_event_at,
-        behind_threshold=campaign.thresholds.behind,
-        stale_after=campaign.thresholds.stale_after,
-        unit_name=v.unit_name,
-        level=v.level,
-        parent=v.parent,
-        timezone=campaign.timezone,
-        milestones=campaign.milestones,
-    )
+    @property
+    def progress(self) -> Progress:
+        return self.verdict.progress
 
 
 def in_play(campaign: Campaign, at: datetime) -> bool:
@@ -69,7 +51,7 @@ async def judge_all(
     out: list[Judged] = []
     for campaign in campaigns:
         verdicts = await judge_campaign(conn, campaign, at, live=True, window=window, refresh=True)
-        out.extend(Judged(unit_state(v, campaign), v.progress) for v in verdicts)
+        out.extend(Judged(v, campaign) for v in verdicts)
     return out
 
 
@@ -82,16 +64,12 @@ async def judge_keys(
 ) -> list[Judged]:
     """The given keys (a feed update), those with a target in a known campaign."""
     wanted: dict[tuple[str, str], list[str]] = defaultdict(list)
-    for campaign_id, unit, indicator in keys:
-        if campaign_id in campaigns:
-            wanted[campaign_id, indicator].append(unit)
+    for key in keys:
+        if key.campaign_id in campaigns:
+            wanted[key.campaign_id, key.indicator].append(key.unit)
     out: list[Judged] = []
     for (campaign_id, indicator), units in sorted(wanted.items()):
         campaign = campaigns[campaign_id]
         verdicts = await judge(conn, campaign, indicator, units, at, live=True, window=window)
-        out.extend(
-            Judged(unit_state(v, campaign), v.progress)
-            for v in verdicts.values()
-            if v.progress.target > 0
-        )
+        out.extend(Judged(v, campaign) for v in verdicts.values() if v.progress.target > 0)
     return out

@@ -3,6 +3,7 @@ the group memberships it causes, and escalation to the chiefs above."""
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -13,9 +14,11 @@ from services.notifier.policy import Policy
 from services.notifier.repository import alerts as alert_sql
 from services.notifier.repository import groups as group_sql
 from services.notifier.repository import reference as reference_sql
+from services.notifier.repository.alerts import AlertKey
 from services.notifier.rules import Alert, AlertState, Change, Rule, escalation_level, step
-from services.notifier.summary import Key, Summary
+from services.notifier.summary import AlertChange, Summary
 from tiendo.board.campaign import Campaign
+from tiendo.counting import Key
 from tiendo.database import Connection
 from tiendo.logs import get_logger
 
@@ -62,7 +65,7 @@ async def apply_change(
             alert_id = current["id"]
             await alert_sql.update_alert(conn, alert_id, new, at, payload)
         if change is Change.FIRED:
-            await group_sql.add_member(conn, key[0], key[1], alert_id, 0, at)
+            await group_sql.add_member(conn, key.campaign_id, key.unit, alert_id, 0, at)
         elif change is Change.RESOLVED:
             # The groups this alert is in are locked first, as the planner locks them:
             # a resolution never lands between the planner's read of a group and its
@@ -75,7 +78,18 @@ async def apply_change(
 
 # Alerts stepped in one transaction by `apply_changes`.
 BATCH = 500
-Todo = tuple[Key, Rule, bool, dict[str, Any], Change]  # key, rule, holds, details, expected
+
+
+@dataclass(frozen=True, slots=True)
+class Todo:
+    """An alert the judge expects to change: whether its rule holds, the figures it will
+    show, and the change expected (another replica may have moved it meanwhile)."""
+
+    key: Key
+    rule: Rule
+    holds: bool
+    details: dict[str, Any]
+    expected: Change
 
 
 async def apply_changes(
@@ -84,7 +98,7 @@ async def apply_changes(
     policies: dict[str, Policy],
     fallback: Policy,
     at: datetime,
-) -> list[tuple[Key, Rule, Change]]:
+) -> list[AlertChange]:
     """Step many alerts, each under its row lock as `apply_change` does, with the same
     guards. Alerts expected to open, fire or drop go in batches of `BATCH` per transaction
     (rows locked and inserted in one fixed order, groups created beforehand, no group
@@ -92,24 +106,25 @@ async def apply_changes(
     a resolution (it locks groups) or a step other than the one expected under the lock
     (another replica moved the alert) is then stepped alone."""
     batched = sorted(
-        (t for t in todo if t[4] is not Change.RESOLVED), key=lambda t: (*t[0], t[1].value)
+        (t for t in todo if t.expected is not Change.RESOLVED), key=lambda t: (t.key, t.rule.value)
     )
-    alone = [t for t in todo if t[4] is Change.RESOLVED]
+    alone = [t for t in todo if t.expected is Change.RESOLVED]
     groups = await group_sql.create_groups(
-        conn, sorted({(t[0][0], t[0][1]) for t in batched if t[4] is Change.FIRED})
+        conn,
+        sorted({(t.key.campaign_id, t.key.unit) for t in batched if t.expected is Change.FIRED}),
     )
-    out: list[tuple[Key, Rule, Change]] = []
+    out: list[AlertChange] = []
     for start in range(0, len(batched), BATCH):
         done, later = await _apply_batch(
             conn, batched[start : start + BATCH], policies, fallback, groups, at
         )
         out.extend(done)
         alone.extend(later)
-    for key, rule, holds, details, _ in alone:
-        policy = policies.get(key[0], fallback)
-        change = await apply_change(conn, key, rule, holds, details, policy, at)
+    for t in alone:
+        policy = policies.get(t.key.campaign_id, fallback)
+        change = await apply_change(conn, t.key, t.rule, t.holds, t.details, policy, at)
         if change is not Change.NONE:
-            out.append((key, rule, change))
+            out.append(AlertChange(t.key, t.rule, change))
     return out
 
 
@@ -120,35 +135,38 @@ async def _apply_batch(
     fallback: Policy,
     groups: dict[tuple[str, str], int],
     at: datetime,
-) -> tuple[list[tuple[Key, Rule, Change]], list[Todo]]:
-    done: list[tuple[Key, Rule, Change]] = []
+) -> tuple[list[AlertChange], list[Todo]]:
+    done: list[AlertChange] = []
     later: list[Todo] = []
-    inserts: list[tuple[tuple[str, str, str, str], Alert, str, Todo]] = []
+    inserts: list[tuple[AlertKey, Alert, str, Todo]] = []
     updates: list[tuple[int, Alert, str]] = []
     deletes: list[int] = []
     members: list[tuple[int, int]] = []
     async with conn.transaction():
-        keys = [(*t[0], t[1].value) for t in batch]
+        keys = [AlertKey(t.key, t.rule.value) for t in batch]
         locked = await alert_sql.lock_open_alerts(conn, keys)
         closed = await alert_sql.resolved_since_many(conn, [k for k in keys if k not in locked], at)
         for item, okey in zip(batch, keys, strict=True):
-            key, rule, holds, details, expected = item
+            key, rule = item.key, item.rule
             current = locked.get(okey)
             if current is not None and current["evaluated_through"] > at:
                 continue  # a later evaluation already decided
             if current is None and okey in closed:
                 continue  # judged at an earlier moment than the evaluation that closed it
             new, change = step(
-                alert_of(current), holds, at, policies.get(key[0], fallback).rule(rule).for_
+                alert_of(current),
+                item.holds,
+                at,
+                policies.get(key.campaign_id, fallback).rule(rule).for_,
             )
             if change is Change.NONE:
                 continue
-            if change is not expected or (
-                change is Change.FIRED and (key[0], key[1]) not in groups
+            if change is not item.expected or (
+                change is Change.FIRED and (key.campaign_id, key.unit) not in groups
             ):
                 later.append(item)
                 continue
-            payload = json.dumps(details)
+            payload = json.dumps(item.details)
             if change is Change.DROPPED:
                 assert current is not None
                 deletes.append(current["id"])
@@ -160,31 +178,30 @@ async def _apply_batch(
                 assert new is not None
                 updates.append((current["id"], new, payload))
                 if change is Change.FIRED:
-                    members.append((groups[key[0], key[1]], current["id"]))
-            done.append((key, rule, change))
+                    members.append((groups[key.campaign_id, key.unit], current["id"]))
+            done.append(AlertChange(key, rule, change))
         ids = await alert_sql.insert_alerts(conn, [(k, a, p) for k, a, p, _ in inserts], at)
-        for okey, new, _, (key, rule, *_rest) in inserts:
+        for okey, new, _, item in inserts:
             if okey not in ids:
                 continue  # another replica opened it a moment ago
-            if new.state is AlertState.FIRING:
-                members.append((groups[key[0], key[1]], ids[okey]))
-            done.append(
-                (key, rule, Change.FIRED if new.state is AlertState.FIRING else Change.OPENED)
-            )
+            fired = new.state is AlertState.FIRING
+            if fired:
+                members.append((groups[item.key.campaign_id, item.key.unit], ids[okey]))
+            done.append(AlertChange(item.key, item.rule, Change.FIRED if fired else Change.OPENED))
         await alert_sql.update_alerts(conn, updates, at)
         await alert_sql.delete_alerts(conn, deletes)
         await group_sql.add_members(conn, sorted(members), at)
-    for key, rule, change in done:
-        _logged(key, rule, change, at)
+    for c in done:
+        _logged(c.key, c.rule, c.change, at)
     return done, later
 
 
 def _logged(key: Key, rule: Rule, change: Change, at: datetime) -> None:
     log.info(
         "alert_" + change.value,
-        campaign=key[0],
-        unit=key[1],
-        indicator=key[2],
+        campaign=key.campaign_id,
+        unit=key.unit,
+        indicator=key.indicator,
         rule=rule.value,
         at=at.isoformat(),
     )

@@ -12,7 +12,7 @@ from services.notifier.metrics import NotifierMetrics
 from services.notifier.repository import deliveries as delivery_sql
 from services.notifier.repository import reference as reference_sql
 from services.notifier.repository.reference import Contact, IndicatorName, Recipient
-from services.notifier.rules import UnitState
+from tiendo.board.figures import Verdict
 from tiendo.database import Connection
 from tiendo.logs import get_logger
 from tiendo.pace import Progress, Status
@@ -30,12 +30,13 @@ def iso(at: datetime | None) -> str | None:
     return at.isoformat() if at is not None else None
 
 
-def details(state: UnitState, p: Progress, rank: dict[str, Any] | None) -> dict[str, Any]:
+def details(v: Verdict, rank: dict[str, Any] | None) -> dict[str, Any]:
     """The figures an alert shows, refreshed at every evaluation."""
+    p = v.progress
     out: dict[str, Any] = {
-        "unit_name": state.unit_name,
-        "level": state.level,
-        "parent": state.parent,
+        "unit_name": v.unit_name,
+        "level": v.level,
+        "parent": v.parent,
         "value": p.value,
         "target": p.target,
         "baseline": p.baseline,
@@ -52,8 +53,8 @@ def details(state: UnitState, p: Progress, rank: dict[str, Any] | None) -> dict[
             else None
         ),
         "status": p.status.value,
-        "last_event_at": iso(state.last_event_at),
-        "deadline": state.deadline.isoformat(),
+        "last_event_at": iso(v.last_event_at),
+        "deadline": v.deadline.isoformat(),
     }
     if rank is not None:
         out.update(rank)
@@ -148,16 +149,16 @@ def alert_model(
 
 
 def progress_model(
-    s: UnitState,
-    p: Progress,
+    v: Verdict,
     indicators: dict[str, IndicatorName],
     status_words: dict[str, str],
     language: str,
 ) -> dict[str, Any]:
+    p = v.progress
     status = p.status.value
     return {
-        "indicator": s.indicator,
-        "indicator_name": indicator_name(indicators, s.indicator, language),
+        "indicator": v.indicator,
+        "indicator_name": indicator_name(indicators, v.indicator, language),
         "value": p.value,
         "target": p.target,
         "pct": _round(p.pct, 1),

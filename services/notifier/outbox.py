@@ -87,12 +87,6 @@ class Outbox:
         finally:
             await self._release()
 
-    async def deliver_due(self) -> int:
-        """Claim what is due and deliver it, waiting for the outcome; return how many."""
-        rows = await self._claim(self._concurrency)
-        await asyncio.gather(*(self._deliver(row) for row in rows))
-        return len(rows)
-
     async def _claim(self, limit: int) -> list[Claimed]:
         if limit <= 0:
             return []

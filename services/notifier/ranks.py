@@ -7,6 +7,7 @@ history it was computed from, and computed again only when that moved: a late re
 before the briefing, or a changed target, changes the leaderboard as of the briefing, and
 the alerts follow it."""
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -14,10 +15,10 @@ from zoneinfo import ZoneInfo
 from services.notifier.policy import Policy
 from services.notifier.repository import briefings as briefing_sql
 from services.notifier.rules import briefing_slot
-from services.notifier.summary import Key
 from tiendo.board import repository as board
 from tiendo.board.campaign import Campaign
 from tiendo.board.figures import bottom, judge, ranked
+from tiendo.counting import Key
 from tiendo.database import Connection
 
 
@@ -46,7 +47,7 @@ async def briefing_ranks(
             stored = await briefing_sql.ranks(conn, campaign.id, slot)
         for r in stored:
             if r["unit"]:
-                out[(campaign.id, r["unit"], r["indicator"])] = {
+                out[Key(campaign.id, r["unit"], r["indicator"])] = {
                     "rank": r["rank"],
                     "of_units": r["of_units"],
                     "briefing_at": slot.isoformat(),
@@ -54,14 +55,30 @@ async def briefing_ranks(
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class Lowest:
+    """A unit in the bottom N of a leaderboard."""
+
+    rank: int
+    unit: str
+    pct: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Bottom:
+    of_units: int  # how many units the leaderboard ranks
+    lowest: list[Lowest]
+
+
 async def bottom_of_level(
     conn: Connection, campaign: Campaign, indicator: str, level: int, n: int, at: datetime
-) -> tuple[int, list[tuple[int, str, float | None]]]:
-    """(units ranked, [(rank, unit, pct)] of the bottom N) of the leaderboard as of `at`."""
+) -> Bottom:
+    """The bottom N of the leaderboard of one indicator at `level`, as of `at`."""
     codes = await board.level_codes(conn, level)
     verdicts = await judge(conn, campaign, indicator, codes, at, live=False)
     ranking = ranked([v for v in verdicts.values() if v.progress.target > 0])
-    return len(ranking), [(rank, v.unit, v.progress.pct) for rank, v in bottom(ranking, n)]
+    lowest = [Lowest(rank, v.unit, v.progress.pct) for rank, v in bottom(ranking, n)]
+    return Bottom(len(ranking), lowest)
 
 
 async def _store(
@@ -69,6 +86,6 @@ async def _store(
 ) -> None:
     rows: list[tuple[str, str, int, int, float | None]] = []
     for indicator in campaign.indicators:
-        of_units, lowest = await bottom_of_level(conn, campaign, indicator, level, n, slot)
-        rows.extend((indicator, unit, rank, of_units, pct) for rank, unit, pct in lowest)
+        found = await bottom_of_level(conn, campaign, indicator, level, n, slot)
+        rows.extend((indicator, b.unit, b.rank, found.of_units, b.pct) for b in found.lowest)
     await briefing_sql.replace_ranks(conn, campaign.id, slot, version, rows)

@@ -3,12 +3,14 @@ plain data, the time always passed in (contract §5, §6; docs/alerts.md)."""
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
-from tiendo.pace import Milestone, Plan, Progress, Status, Thresholds, assess, run_rate_window
+from tiendo.board.campaign import Campaign
+from tiendo.board.figures import Verdict
+from tiendo.pace import Status
 
 
 class Rule(StrEnum):
@@ -29,101 +31,21 @@ class AlertState(StrEnum):
     RESOLVED = "resolved"
 
 
-@dataclass(frozen=True, slots=True)
-class UnitState:
-    """The latest progress of one (campaign, unit, indicator), as the feed reported it."""
-
-    campaign_id: str
-    unit: str
-    indicator: str
-    value: int
-    baseline: int
-    target: int
-    starts_at: datetime
-    deadline: datetime
-    last_event_at: datetime | None
-    behind_threshold: float
-    stale_after: timedelta
-    unit_name: str = ""
-    level: int = 0
-    parent: str | None = None
-    timezone: str = "Asia/Ho_Chi_Minh"
-    milestones: tuple[Milestone, ...] = ()
-    # Built once: every clock tick judges every state (100,000 pairs in under a second).
-    plan: Plan = field(init=False, repr=False, compare=False)
-    thresholds: Thresholds = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(
-            self,
-            "plan",
-            Plan(self.starts_at, self.deadline, self.baseline, self.target, self.milestones),
-        )
-        object.__setattr__(self, "thresholds", Thresholds(self.behind_threshold, self.stale_after))
-
-    @property
-    def key(self) -> tuple[str, str, str]:
-        return (self.campaign_id, self.unit, self.indicator)
-
-
-def judge(state: UnitState, at: datetime, value_window_ago: int | None) -> Progress:
-    """The shared pace/status math (tiendo.pace) for one unit at `at`."""
-    return assess(
-        state.plan,
-        state.value,
-        at,
-        last_event_at=state.last_event_at,
-        value_window_ago=value_window_ago,
-        thresholds=state.thresholds,
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class Behind:
-    holds: bool
-    pace: float | None
-    expected: float
-    required_daily_rate: float | None
-
-
-def behind(state: UnitState, at: datetime) -> Behind:
-    """`behind`: not done, the campaign running, and pace below the campaign's threshold."""
-    p = judge(state, at, None)
-    return Behind(_behind(state, at, p), p.pace, p.expected, p.required_daily_rate)
-
-
-def _running(state: UnitState, at: datetime) -> bool:
-    return state.value < state.target and state.starts_at < at
-
-
-def _behind(state: UnitState, at: datetime, p: Progress) -> bool:
-    return _running(state, at) and p.pace is not None and p.pace < state.behind_threshold
-
-
-def conditions(
-    state: UnitState, at: datetime, value_window_ago: int | None, history_known: bool
-) -> tuple[Progress, dict[Rule, bool]]:
-    """Which of stale/behind/at_risk hold at `at`, before inhibition.
-
-    `history_known` is false when the notifier has no value of the key from the start of the
-    run-rate window: then `at_risk` cannot be judged and does not hold (no alert on missing
-    data); during the campaign's first hour it holds as the status does (contract §5).
-    """
-    p = judge(state, at, value_window_ago)
-    window_known = history_known or run_rate_window(state.plan, at) is None
-    return p, held(state, p, at, window_known=window_known)
-
-
 def held(
-    state: UnitState, p: Progress, at: datetime, *, window_known: bool = True
+    v: Verdict, campaign: Campaign, at: datetime, *, window_known: bool = True
 ) -> dict[Rule, bool]:
-    """Which of stale/behind/at_risk hold at `at` for figures `p` (the board's), before
-    inhibition. Nothing holds once the deadline has passed: the campaign is over."""
-    running = _running(state, at) and at < state.deadline
-    projected_late = p.projected_completion is None or p.projected_completion > state.deadline
+    """Which of stale/behind/at_risk hold at `at` for the board's verdict `v`, before
+    inhibition. Nothing holds once the deadline has passed: the campaign is over.
+
+    `window_known` false (no value from the start of the run-rate window): `at_risk`
+    cannot be judged and does not hold, no alert on missing data (contract §5)."""
+    p = v.progress
+    running = p.value < p.target and campaign.starts_at < at < v.deadline
+    projected_late = p.projected_completion is None or p.projected_completion > v.deadline
+    slow = p.pace is not None and p.pace < campaign.thresholds.behind
     return {
         Rule.STALE: running and p.status is Status.STALE,
-        Rule.BEHIND: running and _behind(state, at, p),
+        Rule.BEHIND: running and slow,
         Rule.AT_RISK: running and window_known and projected_late,
     }
 
@@ -227,10 +149,6 @@ def digest_slot(at: datetime, tz: str, times: Sequence[time], grace: timedelta) 
     return slot if local - slot <= grace else None
 
 
-def local_day(at: datetime, tz: str) -> date:
-    return at.astimezone(ZoneInfo(tz)).date()
-
-
 # --- silences ------------------------------------------------------------------------------
 
 
@@ -302,7 +220,6 @@ class GroupPlan:
     mark_notified: tuple[int, ...] = ()
     drop: tuple[int, ...] = ()
     due_at: datetime | None = None  # when a waiting change will be due
-    notes: dict[str, int] = field(default_factory=dict)
 
 
 def plan_group(

@@ -4,19 +4,25 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from time import perf_counter
 
-from services.notifier.rules import Change
+from services.notifier.rules import Change, Rule
+from tiendo.counting import Key
 
-Key = tuple[str, str, str]  # (campaign, unit, indicator)
+
+@dataclass(frozen=True, slots=True)
+class AlertChange:
+    """One alert's step in an evaluation."""
+
+    key: Key
+    rule: Rule
+    change: Change
 
 
 @dataclass
 class Summary:
     at: datetime
-    evaluated: int = 0
-    changes: list[tuple[Key, str, Change]] = field(default_factory=list)
+    changes: list[AlertChange] = field(default_factory=list)
     escalations: list[tuple[int, str, int]] = field(default_factory=list)
     messages: list[tuple[str, str, str]] = field(default_factory=list)  # key, recipient, kind
-    digests: int = 0
     # wall seconds of each step (load, judge, touch, lifecycle, escalate, groups, digests)
     seconds: dict[str, float] = field(default_factory=dict)
 

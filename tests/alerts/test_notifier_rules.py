@@ -14,15 +14,14 @@ from services.notifier.rules import (
     Member,
     Rule,
     Silence,
-    UnitState,
     briefing_slot,
-    conditions,
     digest_slot,
     escalation_level,
     inhibited_by,
     plan_group,
 )
 from services.notifier.settings import NotifierSettings
+from tests.support.judging import Unit, conditions, unit
 from tiendo.board.figures import Verdict, bottom, ranked
 from tiendo.pace import Progress, Status
 
@@ -31,23 +30,11 @@ DEADLINE = START + timedelta(days=50)
 T0 = START + timedelta(days=25)  # halfway: expected 500 of 1000
 
 
-def state(value: int, *, last_event_at: datetime | None = T0, target: int = 1000) -> UnitState:
-    return UnitState(
-        "c",
-        "00004",
-        "cccd_collected",
-        value,
-        0,
-        target,
-        START,
-        DEADLINE,
-        last_event_at,
-        0.9,
-        timedelta(hours=12),
-    )
+def state(value: int, *, last_event_at: datetime | None = T0, target: int = 1000) -> Unit:
+    return unit(value, target, START, DEADLINE, last_event_at)
 
 
-def verdict(s: UnitState, at: datetime, ago: int | None, known: bool = True) -> dict[Rule, bool]:
+def verdict(s: Unit, at: datetime, ago: int | None, known: bool = True) -> dict[Rule, bool]:
     _, held = conditions(s, at, ago, known)
     return held
 

@@ -2,27 +2,16 @@
 
 from datetime import UTC, datetime, timedelta
 
-from services.notifier.rules import Alert, AlertState, Change, UnitState, behind, step
+from services.notifier.rules import Alert, AlertState, Change, step
+from tests.support.judging import Unit, behind, unit
 
 START = datetime(2023, 5, 10, tzinfo=UTC)
 DEADLINE = START + timedelta(days=50)
 T0 = START + timedelta(days=25)  # halfway: expected 500 of 1000
 
 
-def state(value: int, target: int = 1000) -> UnitState:
-    return UnitState(
-        "c",
-        "00004",
-        "cccd_collected",
-        value,
-        0,
-        target,
-        START,
-        DEADLINE,
-        None,
-        0.9,
-        timedelta(hours=12),
-    )
+def state(value: int, target: int = 1000) -> Unit:
+    return unit(value, target, START, DEADLINE, None)
 
 
 def test_behind_holds_below_the_threshold_only() -> None:

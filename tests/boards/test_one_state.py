@@ -31,6 +31,7 @@ from tests.support.stack import Topics, eventually, running
 from tests.support.world import WARDS, build_world
 from tiendo.board import repository as board
 from tiendo.clock import ManualClock
+from tiendo.counting import Key
 
 GROUP_WAIT = timedelta(seconds=61)
 UNITS = ("01", "001", "002", *WARDS)
@@ -330,7 +331,7 @@ async def test_a_resolution_waits_for_the_planner_holding_its_group(
         await feed.send(progress("00010", 400, at=t0 + timedelta(minutes=1)))
         resolving = asyncio.create_task(
             evaluator.evaluate_at(
-                pool, t0 + timedelta(minutes=1), [("c1", "00010", "cccd_collected")]
+                pool, t0 + timedelta(minutes=1), [Key("c1", "00010", "cccd_collected")]
             )
         )
         await asyncio.sleep(1.0)

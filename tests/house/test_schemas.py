@@ -19,17 +19,25 @@ from services.ingest import repository as ingest_sql
 from services.ingest.app import create_app as create_ingest
 from services.ingest.settings import IngestSettings
 from services.notifier.repository import reference as notifier_reference
-from services.schema import every_set, migrate_all
+from services.schema import MIGRATIONS, migrate_all
 from tests.counting.test_event_path import increments, post, until_value
 from tests.support.identities import READER
 from tests.support.stack import Topics, aggregator_settings, running, until_ready
 from tests.support.world import build_world, issue_token
 from tiendo.board import repository as board
-from tiendo.database import migrate, migration_files
+from tiendo.database import Migrations, migrate, migration_files
 
 STARTS = datetime(2026, 3, 1, tzinfo=UTC)
 # the first file of each service that is not in a deployment from before the schemas
 FIRST_NEW = {"tiendo": "002", "ingest": "003", "aggregator": "007", "notifier": "005"}
+
+
+def every_set() -> list[Migrations]:
+    """Every set of migrations once, in the order a whole database is built."""
+    ordered: list[Migrations] = []
+    for migrations in MIGRATIONS:
+        ordered += [m for m in migrations.chain() if m not in ordered]
+    return ordered
 
 
 def as_role(dsn: str, role: str) -> str:

@@ -9,7 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.ingest.protobuf import MalformedProtobuf, decode_batch
-from services.ingest.validation import Catalog, Limits, validate_body, validate_items
+from services.ingest.validation import Catalog, Limits, validate_items
+from tests.support.bodies import validate_body
 from tiendo.event import Event
 from tiendo.events.v1 import events_pb2
 

@@ -10,9 +10,10 @@ from hypothesis import strategies as st
 
 from services.ingest.protobuf import decode_batch
 from services.ingest.rawids import contains_raw_id, looks_like_raw_id
-from services.ingest.validation import RAW_ID_MESSAGE, Limits, validate_body, validate_items
+from services.ingest.validation import RAW_ID_MESSAGE, Limits, validate_items
 from tests.ingest.test_ingest_protobuf import CATALOG, NOW, payload, pb_event
 from tests.ingest.test_validation import event
+from tests.support.bodies import validate_body
 
 RAW_ID = "001203004567"
 CMND = "012345678"

@@ -14,8 +14,8 @@ from services.ingest.validation import (
     out_of_scope,
     parse_timestamp,
     scope_errors,
-    validate_body,
 )
+from tests.support.bodies import validate_body
 from tiendo.event import Kind
 
 NOW = datetime(2023, 6, 1, 12, 0, tzinfo=UTC)

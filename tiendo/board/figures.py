@@ -11,7 +11,7 @@ from datetime import datetime
 from tiendo import counting
 from tiendo.board import repository
 from tiendo.board.campaign import Campaign
-from tiendo.board.repository import Counter
+from tiendo.board.repository import Counter, Place
 from tiendo.board.window import WindowValues
 from tiendo.counting import ValueAt
 from tiendo.database import Connection
@@ -19,22 +19,12 @@ from tiendo.pace import Progress, assess, run_rate_window
 
 
 @dataclass(frozen=True, slots=True)
-class Verdict:
+class Verdict(Place):
     """One (unit, indicator) of a campaign judged at a moment."""
 
-    campaign_id: str
-    unit: str
-    unit_name: str
-    level: int
-    parent: str | None
-    indicator: str
     deadline: datetime  # the unit's own, else the campaign's
     progress: Progress
     last_event_at: datetime | None
-
-    @property
-    def key(self) -> tuple[str, str, str]:
-        return (self.campaign_id, self.unit, self.indicator)
 
 
 async def _window_ago(
@@ -77,6 +67,32 @@ async def _window_ago(
     return out
 
 
+def judge_one(
+    campaign: Campaign, c: Counter, now: ValueAt, value_window_ago: int | None, at: datetime
+) -> Verdict:
+    """One counter judged at `at` with its value then (`now`) and a run-rate window ago
+    (None: no window yet): pure, the step every reader's figures go through."""
+    progress = assess(
+        campaign.plan(c.baseline, c.target, c.deadline),
+        now.value,
+        at,
+        last_event_at=now.last_event_at,
+        value_window_ago=value_window_ago,
+        thresholds=campaign.thresholds,
+    )
+    return Verdict(
+        campaign.id,
+        c.unit,
+        c.unit_name,
+        c.level,
+        c.parent,
+        c.indicator,
+        c.deadline or campaign.deadline,
+        progress,
+        now.last_event_at,
+    )
+
+
 def _verdicts(
     campaign: Campaign,
     counters: Sequence[Counter],
@@ -84,29 +100,16 @@ def _verdicts(
     ago: dict[str, int] | None,
     at: datetime,
 ) -> dict[str, Verdict]:
-    out: dict[str, Verdict] = {}
-    for c in counters:
-        now_value = values.get(c.unit, ValueAt(0, None))
-        progress = assess(
-            campaign.plan(c.baseline, c.target, c.deadline),
-            now_value.value,
+    return {
+        c.unit: judge_one(
+            campaign,
+            c,
+            values.get(c.unit, ValueAt(0, None)),
+            ago.get(c.unit, 0) if ago is not None else None,
             at,
-            last_event_at=now_value.last_event_at,
-            value_window_ago=ago.get(c.unit, 0) if ago is not None else None,
-            thresholds=campaign.thresholds,
         )
-        out[c.unit] = Verdict(
-            campaign.id,
-            c.unit,
-            c.unit_name,
-            c.level,
-            c.parent,
-            c.indicator,
-            c.deadline or campaign.deadline,
-            progress,
-            now_value.last_event_at,
-        )
-    return out
+        for c in counters
+    }
 
 
 async def _values(

@@ -9,7 +9,7 @@ import asyncpg
 
 from tiendo import counting
 from tiendo.board.campaign import Campaign
-from tiendo.counting import ValueAt
+from tiendo.counting import Key, ValueAt
 from tiendo.database import Connection
 
 SELECT_CAMPAIGNS = "SELECT * FROM campaigns ORDER BY starts_at DESC, id"
@@ -32,8 +32,9 @@ SELECT_EVERY_COUNTER = _COUNTERS + "WHERE p.campaign_id = $1 ORDER BY p.indicato
 
 
 @dataclass(frozen=True, slots=True)
-class Counter:
-    """One (unit, indicator) of a campaign as the live counters hold it."""
+class Place:
+    """Where a figure belongs: one (unit, indicator) of a campaign, and the unit's place in
+    the tree. The counter and the verdict judged from it share it."""
 
     campaign_id: str
     unit: str
@@ -41,6 +42,16 @@ class Counter:
     level: int
     parent: str | None
     indicator: str
+
+    @property
+    def key(self) -> Key:
+        return Key(self.campaign_id, self.unit, self.indicator)
+
+
+@dataclass(frozen=True, slots=True)
+class Counter(Place):
+    """One (unit, indicator) of a campaign as the live counters hold it."""
+
     value: int
     baseline: int
     target: int

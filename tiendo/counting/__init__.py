@@ -36,9 +36,9 @@ from tiendo.database import Connection
 from tiendo.event import Event
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, order=True)
 class Key:
-    """One counter: a (campaign, unit, indicator)."""
+    """One counter: a (campaign, unit, indicator); every service names a key by it."""
 
     campaign_id: str
     unit: str

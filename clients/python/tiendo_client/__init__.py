@@ -21,11 +21,11 @@ import random
 import re
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 import httpx
 
@@ -213,12 +213,31 @@ def _headers(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}", "User-Agent": f"tiendo-client/{__version__}"}
 
 
-class _Base:
-    def __init__(self, batch_size: int, retry: RetryPolicy | None) -> None:
+# The sync and async clients differ only in their httpx client (and its transport).
+_Transport = TypeVar("_Transport", httpx.BaseTransport, httpx.AsyncBaseTransport)
+_Http = TypeVar("_Http", httpx.Client, httpx.AsyncClient)
+
+
+class _Base(Generic[_Transport, _Http]):
+    _http_class: Callable[..., _Http]
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        batch_size: int = MAX_BATCH,
+        timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        transport: _Transport | None = None,
+    ) -> None:
         if not 1 <= batch_size <= MAX_BATCH:
             raise ValueError(f"batch_size must be 1..{MAX_BATCH}")
         self.batch_size = batch_size
         self.retry = retry or RetryPolicy()
+        self._http: _Http = self._http_class(
+            base_url=base_url, headers=_headers(token), timeout=timeout, transport=transport
+        )
 
     def _outcome(
         self, response: httpx.Response, batch: Sequence[Event], accepted: int
@@ -229,6 +248,39 @@ class _Base:
         if response.status_code in _RETRIED_STATUSES:
             return None
         raise Rejected(response.status_code, _problem(response), batch, accepted)
+
+
+class _Tries:
+    """One batch's retries without their I/O, so that the sync and async clients share
+    them and differ only in how they post and sleep: each attempt's response (or transport
+    error) goes to `settle`, which returns the wait before the next attempt, or None once
+    the batch is done (`accepted`), and raises when the policy gives up."""
+
+    def __init__(self, client: _Base[Any, Any], batch: list[Event], accepted: int) -> None:
+        self.body = {"events": [e.to_json() for e in batch]}
+        self.accepted = accepted
+        self._client = client
+        self._batch = batch
+        self._attempt = 0
+
+    def settle(self, result: httpx.Response | httpx.TransportError) -> float | None:
+        self._attempt += 1
+        retry_after = None
+        if isinstance(result, httpx.TransportError):
+            last = f"{type(result).__name__}: {result}"
+        else:
+            done = self._client._outcome(result, self._batch, self.accepted)
+            if done is not None:
+                self.accepted = done
+                return None
+            last = f"HTTP {result.status_code}"
+            retry_after = result.headers.get("retry-after")
+        policy = self._client.retry
+        if self._attempt >= policy.attempts:
+            raise Unavailable(
+                f"gave up after {policy.attempts} attempts ({last})", self._batch, self.accepted
+            )
+        return policy.delay(self._attempt, retry_after)
 
 
 def _accepted(response: httpx.Response, batch: Sequence[Event], accepted: int) -> int:
@@ -249,23 +301,10 @@ def _accepted(response: httpx.Response, batch: Sequence[Event], accepted: int) -
     raise Rejected(202, problem, batch, accepted + len(batch) - len(conflicts))
 
 
-class Client(_Base):
+class Client(_Base[httpx.BaseTransport, httpx.Client]):
     """Synchronous client. Thread-safe as httpx.Client is; reuse one per process."""
 
-    def __init__(
-        self,
-        base_url: str,
-        token: str,
-        *,
-        batch_size: int = MAX_BATCH,
-        timeout: float = 30.0,
-        retry: RetryPolicy | None = None,
-        transport: httpx.BaseTransport | None = None,
-    ) -> None:
-        super().__init__(batch_size, retry)
-        self._http = httpx.Client(
-            base_url=base_url, headers=_headers(token), timeout=timeout, transport=transport
-        )
+    _http_class = httpx.Client
 
     def send(self, events: Iterable[Event]) -> int:
         """Send every event, in batches, retrying each until accepted; return how many."""
@@ -275,23 +314,16 @@ class Client(_Base):
         return accepted
 
     def _send_batch(self, batch: list[Event], accepted: int) -> int:
-        body = {"events": [e.to_json() for e in batch]}
-        last = "no attempt"
-        for attempt in range(1, self.retry.attempts + 1):
-            retry_after = None
-            try:
-                response = self._http.post("/v1/events", json=body)
-            except httpx.TransportError as exc:
-                last = f"{type(exc).__name__}: {exc}"
-            else:
-                done = self._outcome(response, batch, accepted)
-                if done is not None:
-                    return done
-                last = f"HTTP {response.status_code}"
-                retry_after = response.headers.get("retry-after")
-            if attempt < self.retry.attempts:
-                time.sleep(self.retry.delay(attempt, retry_after))
-        raise Unavailable(f"gave up after {self.retry.attempts} attempts ({last})", batch, accepted)
+        tries = _Tries(self, batch, accepted)
+        while (pause := tries.settle(self._post(tries.body))) is not None:
+            time.sleep(pause)
+        return tries.accepted
+
+    def _post(self, body: dict[str, Any]) -> httpx.Response | httpx.TransportError:
+        try:
+            return self._http.post("/v1/events", json=body)
+        except httpx.TransportError as exc:
+            return exc
 
     def batcher(self) -> Batcher:
         """Collect events and send them a full batch at a time (and the rest on exit)."""
@@ -337,23 +369,10 @@ class Batcher:
             self.flush()
 
 
-class AsyncClient(_Base):
+class AsyncClient(_Base[httpx.AsyncBaseTransport, httpx.AsyncClient]):
     """The same client for asyncio programs."""
 
-    def __init__(
-        self,
-        base_url: str,
-        token: str,
-        *,
-        batch_size: int = MAX_BATCH,
-        timeout: float = 30.0,
-        retry: RetryPolicy | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
-        super().__init__(batch_size, retry)
-        self._http = httpx.AsyncClient(
-            base_url=base_url, headers=_headers(token), timeout=timeout, transport=transport
-        )
+    _http_class = httpx.AsyncClient
 
     async def send(self, events: Iterable[Event]) -> int:
         """Send every event, in batches, retrying each until accepted; return how many."""
@@ -363,23 +382,18 @@ class AsyncClient(_Base):
         return accepted
 
     async def _send_batch(self, batch: list[Event], accepted: int) -> int:
-        body = {"events": [e.to_json() for e in batch]}
-        last = "no attempt"
-        for attempt in range(1, self.retry.attempts + 1):
-            retry_after = None
-            try:
-                response = await self._http.post("/v1/events", json=body)
-            except httpx.TransportError as exc:
-                last = f"{type(exc).__name__}: {exc}"
-            else:
-                done = self._outcome(response, batch, accepted)
-                if done is not None:
-                    return done
-                last = f"HTTP {response.status_code}"
-                retry_after = response.headers.get("retry-after")
-            if attempt < self.retry.attempts:
-                await asyncio.sleep(self.retry.delay(attempt, retry_after))
-        raise Unavailable(f"gave up after {self.retry.attempts} attempts ({last})", batch, accepted)
+        tries = _Tries(self, batch, accepted)
+        while True:
+            pause = tries.settle(await self._post(tries.body))
+            if pause is None:
+                return tries.accepted
+            await asyncio.sleep(pause)
+
+    async def _post(self, body: dict[str, Any]) -> httpx.Response | httpx.TransportError:
+        try:
+            return await self._http.post("/v1/events", json=body)
+        except httpx.TransportError as exc:
+            return exc
 
     async def aclose(self) -> None:
         await self._http.aclose()

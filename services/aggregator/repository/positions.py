@@ -42,19 +42,39 @@ async def load_offsets(conn: Connection, group_id: str, topic: str) -> dict[int,
     }
 
 
-async def save_dead_letter(
-    conn: Connection,
-    topic: str,
-    partition: int,
-    offset: int,
-    event_id: str | None,
-    reason: str,
-    payload: bytes,
-    unit: str | None = None,
-    indicator: str | None = None,
-) -> None:
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """An event set aside: where it stood in the topic, why, and its bytes (its unit and
+    indicator when it could be decoded)."""
+
+    partition: int
+    offset: int
+    event_id: str | None
+    reason: str
+    payload: bytes
+    unit: str | None = None
+    indicator: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredDeadLetter(DeadLetter):
+    """A dead letter as the table holds it: when it was set aside and re-driven."""
+
+    created_at: datetime
+    redriven_at: datetime | None
+
+
+async def save_dead_letter(conn: Connection, topic: str, d: DeadLetter) -> None:
     await conn.execute(
-        INSERT_DEAD_LETTER, topic, partition, offset, event_id, reason, payload, unit, indicator
+        INSERT_DEAD_LETTER,
+        topic,
+        d.partition,
+        d.offset,
+        d.event_id,
+        d.reason,
+        d.payload,
+        d.unit,
+        d.indicator,
     )
 
 
@@ -80,28 +100,21 @@ SET next_offset = EXCLUDED.next_offset, updated_at = now()
 """
 
 
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    partition: int
-    offset: int
-    event_id: str | None
-    reason: str
-    created_at: datetime
-    redriven_at: datetime | None
-    payload: bytes
-
-
-async def dead_letters(conn: Connection, *, include_redriven: bool, limit: int) -> list[DeadLetter]:
+async def dead_letters(
+    conn: Connection, *, include_redriven: bool, limit: int
+) -> list[StoredDeadLetter]:
     """The oldest first; those already re-driven only if asked."""
     return [
-        DeadLetter(
+        StoredDeadLetter(
             r["partition"],
             r["kafka_offset"],
             r["event_id"],
             r["reason"],
-            r["created_at"],
-            r["redriven_at"],
             bytes(r["payload"]),
+            r["unit"],
+            r["indicator"],
+            created_at=r["created_at"],
+            redriven_at=r["redriven_at"],
         )
         for r in await conn.fetch(SELECT_DEAD_LETTERS, include_redriven, limit)
     ]

@@ -1,25 +1,34 @@
 """Alert instances: open alerts, their lifecycle steps under row locks, escalation."""
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
 
+from tiendo.counting import Key
 from tiendo.database import Connection
 
-Key = tuple[str, str, str]
+
+@dataclass(frozen=True, slots=True, order=True)
+class AlertKey:
+    """One alert instance: a rule on a (campaign, unit, indicator); at most one is open."""
+
+    key: Key
+    rule: str
 
 
-def _columns(keys: Sequence[Key]) -> tuple[list[str], list[str], list[str]]:
-    return [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys]
+def _columns(keys: Sequence[Key]) -> list[list[str]]:
+    return [[k.campaign_id for k in keys], [k.unit for k in keys], [k.indicator for k in keys]]
 
 
-OpenKey = tuple[str, str, str, str]  # (campaign, unit, indicator, rule)
+def _key_columns(keys: Sequence[AlertKey]) -> list[list[str]]:
+    return [*_columns([k.key for k in keys]), [k.rule for k in keys]]
 
 
-def _key_columns(keys: Sequence[OpenKey]) -> list[list[str]]:
-    return [[k[n] for k in keys] for n in range(4)]
+def _alert_key(r: asyncpg.Record) -> AlertKey:
+    return AlertKey(Key(r["campaign_id"], r["unit"], r["indicator"]), r["rule"])
 
 
 # `version` (the row's xmin) tells whether an alert was written since a pass read it.
@@ -189,13 +198,13 @@ SELECT_ALERTS_BY_ID = "SELECT * FROM alerts WHERE id = ANY ($1) ORDER BY unit, i
 
 async def open_alerts(
     conn: Connection, keys: Sequence[Key] | None
-) -> dict[tuple[str, str, str, str], asyncpg.Record]:
+) -> dict[AlertKey, asyncpg.Record]:
     rows = (
         await conn.fetch(SELECT_OPEN_ALERTS, None)
         if keys is None
         else await conn.fetch(SELECT_OPEN_ALERTS_KEYS, *_columns(keys))
     )
-    return {(r["campaign_id"], r["unit"], r["indicator"], r["rule"]): r for r in rows}
+    return {_alert_key(r): r for r in rows}
 
 
 async def touch_alerts(
@@ -214,7 +223,9 @@ async def mark_evaluated(conn: Connection, campaign_ids: Sequence[str], at: date
 
 
 async def lock_open_alert(conn: Connection, key: Key, rule: str) -> asyncpg.Record | None:
-    row: asyncpg.Record | None = await conn.fetchrow(SELECT_OPEN_ALERT, *key, rule)
+    row: asyncpg.Record | None = await conn.fetchrow(
+        SELECT_OPEN_ALERT, key.campaign_id, key.unit, key.indicator, rule
+    )
     return row
 
 
@@ -223,7 +234,16 @@ async def insert_alert(
 ) -> int | None:
     """Open an alert; None when another replica opened the same one a moment ago."""
     alert_id: int | None = await conn.fetchval(
-        INSERT_ALERT, *key, rule, alert.state.value, alert.since, alert.fired_at, at, details
+        INSERT_ALERT,
+        key.campaign_id,
+        key.unit,
+        key.indicator,
+        rule,
+        alert.state.value,
+        alert.since,
+        alert.fired_at,
+        at,
+        details,
     )
     return alert_id
 
@@ -274,31 +294,33 @@ async def alerts_by_id(conn: Connection, ids: Sequence[int]) -> list[asyncpg.Rec
 
 async def resolved_since(conn: Connection, key: Key, rule: str, at: datetime) -> bool:
     """Whether an evaluation after `at` resolved this alert."""
-    found: bool = await conn.fetchval(RESOLVED_SINCE, *key, rule, at)
+    found: bool = await conn.fetchval(
+        RESOLVED_SINCE, key.campaign_id, key.unit, key.indicator, rule, at
+    )
     return found
 
 
 async def lock_open_alerts(
-    conn: Connection, keys: Sequence[OpenKey]
-) -> dict[OpenKey, asyncpg.Record]:
+    conn: Connection, keys: Sequence[AlertKey]
+) -> dict[AlertKey, asyncpg.Record]:
     """Lock the open alerts of `keys` (in the one fixed order)."""
     rows = await conn.fetch(LOCK_OPEN_ALERTS, *_key_columns(keys))
-    return {(r["campaign_id"], r["unit"], r["indicator"], r["rule"]): r for r in rows}
+    return {_alert_key(r): r for r in rows}
 
 
 async def resolved_since_many(
-    conn: Connection, keys: Sequence[OpenKey], at: datetime
-) -> set[OpenKey]:
+    conn: Connection, keys: Sequence[AlertKey], at: datetime
+) -> set[AlertKey]:
     """Those of `keys` that an evaluation after `at` resolved."""
     if not keys:
         return set()
     rows = await conn.fetch(RESOLVED_SINCE_MANY, *_key_columns(keys), at)
-    return {(r["c"], r["u"], r["i"], r["r"]) for r in rows}
+    return {AlertKey(Key(r["c"], r["u"], r["i"]), r["r"]) for r in rows}
 
 
 async def insert_alerts(
-    conn: Connection, new: Sequence[tuple[OpenKey, Any, str]], at: datetime
-) -> dict[OpenKey, int]:
+    conn: Connection, new: Sequence[tuple[AlertKey, Any, str]], at: datetime
+) -> dict[AlertKey, int]:
     """Open alerts (key, alert, details); those another replica opened a moment ago are
     left out of the answer."""
     if not new:
@@ -312,7 +334,7 @@ async def insert_alerts(
         [n[2] for n in new],
         at,
     )
-    return {(r["campaign_id"], r["unit"], r["indicator"], r["rule"]): r["id"] for r in rows}
+    return {_alert_key(r): r["id"] for r in rows}
 
 
 async def update_alerts(
