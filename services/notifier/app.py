@@ -20,6 +20,7 @@ from fastapi import Depends, FastAPI, HTTPException, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from services.notifier import MIGRATIONS
+from services.notifier.briefing.routes import briefing_router
 from services.notifier.channels import (
     Channel,
     ChatChannel,
@@ -237,6 +238,7 @@ def create_app(
     app.add_middleware(RequestIdMiddleware)
     install_problem_handlers(app)
     add_ops_routes(app, metrics.registry)
+    app.include_router(briefing_router(settings, clock))
 
     Admin = Annotated[str, Depends(admin_guard(settings.admin_token, "tiendo-notifier"))]
     CampaignId = Annotated[str, Path(pattern=CODE)]

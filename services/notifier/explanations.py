@@ -139,3 +139,15 @@ def check_commitment(
 def local_today(at: datetime, timezone: str) -> date:
     """The campaign's local date at `at` (a committed date is a local date)."""
     return at.astimezone(ZoneInfo(timezone)).date()
+
+
+RATE_CHECKED_AFTER = timedelta(days=7)  # a daily rate is checked a briefing cycle later
+
+
+def due_at(commitment: Commitment, submitted_at: datetime, timezone: str) -> datetime:
+    """When a commitment is checked: the end (local midnight) of its committed date, or
+    for a rate alone a week after it was written."""
+    if commitment.by is not None:
+        zone = ZoneInfo(timezone)
+        return datetime.combine(commitment.by + timedelta(days=1), datetime.min.time(), zone)
+    return submitted_at + RATE_CHECKED_AFTER

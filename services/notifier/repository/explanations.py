@@ -220,9 +220,7 @@ async def issue_nonce(conn: Connection, link_id: str, at: datetime) -> str:
     return nonce
 
 
-async def take_nonce(
-    conn: Connection, nonce: str, link_id: str, action: str, at: datetime
-) -> bool:
+async def take_nonce(conn: Connection, nonce: str, link_id: str, action: str, at: datetime) -> bool:
     """Use a form's token; False when it was used before or is not this link's."""
     return await conn.fetchval(TAKE_NONCE, nonce, link_id, at, action) is not None
 
@@ -344,3 +342,17 @@ async def checks_between(
         for r in rows
     ]
 
+
+SELECT_ACKNOWLEDGED_KEYS = """
+SELECT DISTINCT a.unit, a.indicator FROM acknowledgements k JOIN alerts a ON a.id = k.alert_id
+WHERE a.campaign_id = $1 AND k.acknowledged_at <= $2
+  AND (a.resolved_at IS NULL OR a.resolved_at > $3)
+"""
+
+
+async def acknowledged_keys(
+    conn: Connection, campaign_id: str, since: datetime, at: datetime
+) -> set[tuple[str, str]]:
+    """(unit, indicator) of the alerts acknowledged by `at` and still open after `since`."""
+    rows = await conn.fetch(SELECT_ACKNOWLEDGED_KEYS, campaign_id, at, since)
+    return {(r["unit"], r["indicator"]) for r in rows}
