@@ -23,6 +23,7 @@ from services.notifier.digests import queue_digests
 from services.notifier.groups import Planner
 from services.notifier.inputs import Judged, in_play, judge_all, judge_keys
 from services.notifier.lifecycle import Todo, alert_of, apply_changes, escalate
+from services.notifier.links import LinkIssuer
 from services.notifier.messages import Outgoing, details
 from services.notifier.metrics import NotifierMetrics
 from services.notifier.policy import Policy, effective
@@ -53,7 +54,9 @@ class Evaluator:
         self._renderer = renderer
         self._metrics = metrics or NotifierMetrics()
         self._outgoing = Outgoing(channels, settings.webhook_url, self._metrics)
-        self._planner = Planner(renderer, self._outgoing)
+        self._planner = Planner(
+            renderer, self._outgoing, LinkIssuer(settings.link_key(), settings.public_url)
+        )
         # values a run-rate window ago, from history: reused between passes for a while
         self._window = WindowValues(timedelta(seconds=settings.run_rate_cache_seconds))
         # The feed consumer and the clock take turns: an evaluation that read the board

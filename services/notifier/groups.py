@@ -9,6 +9,7 @@ from typing import Any
 
 import asyncpg
 
+from services.notifier.links import LinkIssuer
 from services.notifier.messages import Outgoing, alert_model, campaign_model, recipient_model
 from services.notifier.policy import Policy
 from services.notifier.render import Renderer
@@ -107,9 +108,12 @@ def may_plan(group: asyncpg.Record, policy: Policy, at: datetime) -> bool:
 
 
 class Planner:
-    def __init__(self, renderer: Renderer, outgoing: Outgoing) -> None:
+    def __init__(
+        self, renderer: Renderer, outgoing: Outgoing, links: LinkIssuer | None = None
+    ) -> None:
         self._renderer = renderer
         self._outgoing = outgoing
+        self._links = links
 
     async def plan(
         self,
@@ -207,6 +211,11 @@ class Planner:
             "now": at.isoformat(),
             "language": language,
         }
+        if self._links is not None and plan.firing and not ended:
+            # the chief's personal page: acknowledge, snooze, explain (docs/briefing.md)
+            body["link"] = await self._links.issue(
+                conn, campaign_id, recipient_code, list(plan.firing), message_id, at
+            )
         text = self._renderer.alert(language, body)
         body.update(subject=text.subject, text=text.text, chat=text.chat)
         queued = await self._outgoing.enqueue(

@@ -1,5 +1,7 @@
 """Notifier settings (env prefix TIENDO_NOTIFIER_)."""
 
+import hmac
+
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
@@ -76,6 +78,16 @@ class NotifierSettings(ServiceSettings):
     webhook_secret: str = Field(
         "dev-webhook-secret", description="HMAC-SHA256 key of X-Tiendo-Signature"
     )
+    public_url: str = Field(
+        "http://127.0.0.1:8003",
+        description="the notifier's address as chiefs' phones reach it: the base of the "
+        "personal link in every alert message (docs/briefing.md)",
+    )
+    link_secret: str | None = Field(
+        None,
+        description="HMAC-SHA256 key of the links in alert messages (default: derived "
+        "from the webhook secret)",
+    )
     smtp_host: str | None = Field(None, description="SMTP server for email (none: no email)")
     smtp_port: int = Field(25, ge=1, le=65535, description="SMTP port")
     smtp_username: str | None = Field(None, description="SMTP login")
@@ -93,6 +105,13 @@ class NotifierSettings(ServiceSettings):
         120.0, gt=0, description="a sender's hold on a message; a crashed sender's is taken over"
     )
     delivery_concurrency: int = Field(8, ge=1, description="messages sent at once per replica")
+
+    def link_key(self) -> str:
+        """The links' signing key: its own, or one derived from the webhook secret (so a
+        production deployment, which must set that, never signs with a development key)."""
+        if self.link_secret:
+            return self.link_secret
+        return hmac.new(self.webhook_secret.encode(), b"tiendo-links", "sha256").hexdigest()
 
     def secrets(self) -> dict[str, str]:
         return {"webhook_secret": self.webhook_secret, "admin_token": self.admin_token}
