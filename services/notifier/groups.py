@@ -16,6 +16,7 @@ from services.notifier.render import Renderer
 from services.notifier.repository import alerts as alert_sql
 from services.notifier.repository import groups as group_sql
 from services.notifier.repository import reference as reference_sql
+from services.notifier.responses import note_responses
 from services.notifier.rules import (
     PRECEDENCE,
     GroupPlan,
@@ -211,6 +212,8 @@ class Planner:
             "now": at.isoformat(),
             "language": language,
         }
+        # the parent chief hears whether the unit acknowledged, explained, committed
+        await note_responses(conn, campaign_id, body["firing"], language, at)
         if self._links is not None and plan.firing and not ended:
             # the chief's personal page: acknowledge, snooze, explain (docs/briefing.md)
             body["link"] = await self._links.issue(

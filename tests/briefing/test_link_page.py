@@ -7,17 +7,17 @@ import os
 import re
 import shutil
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
 import httpx
 import pytest
 import uvicorn
-from playwright.async_api import async_playwright
 
 from devtools.localstack import KafkaBroker, free_port
 from services.notifier.app import create_app
+from tests.briefing.browser import CHROMIUM, chromium
 from tests.support.notifier import (
     BEHIND_ONLY,
     Feed,
@@ -31,7 +31,6 @@ from tests.support.stack import Topics, eventually, running
 from tests.support.world import build_world
 from tiendo.clock import ManualClock
 
-CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = [
     pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium (.ci/run installs it)"),
     pytest.mark.timeout(600),
@@ -112,33 +111,26 @@ async def test_a_chief_acknowledges_and_explains_from_the_alert_and_the_pack_sho
     assert link.startswith(f"{public}/l/")
     assert link in h.http.at("hook/00004")[-1].json()["text"]
 
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=["--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"],
-        )
-        try:
-            phone = await browser.new_page(viewport={"width": 390, "height": 844})
-            dialogs: list[str] = []
-            phone.on("dialog", lambda d: dialogs.append(d.message))
-            await phone.goto(link)
-            assert "Phường Phúc Xá" in await phone.content()
-            await phone.click("#acknowledge")
-            await phone.wait_for_url(re.compile(r"done=acknowledge"))
-            assert await _count(h.database, "acknowledgements") >= 1
+    async with chromium() as browser:
+        phone = await browser.new_page(viewport={"width": 390, "height": 844})
+        dialogs: list[str] = []
+        phone.on("dialog", lambda d: dialogs.append(d.message))
+        await phone.goto(link)
+        assert "Phường Phúc Xá" in await phone.content()
+        await phone.click("#acknowledge")
+        await phone.wait_for_url(re.compile(r"done=acknowledge"))
+        assert await _count(h.database, "acknowledgements") >= 1
 
-            form_page = await phone.content()  # its tokens, for the replay below
-            await phone.select_option("#cause", "thieu_may")
-            await phone.fill("#detail", SCRIPT)
-            committed = (h.clock.now() + timedelta(days=5)).date().isoformat()
-            await phone.fill("#committed_date", committed)
-            await phone.click("#submit-explanation")
-            await phone.wait_for_url(re.compile(r"done=explain"))
-            assert dialogs == []  # the script was shown as text, never run
-            assert "máy cấp CCCD hỏng" in await phone.inner_text("body")
-            await phone.screenshot(path=str(tmp_path / "link-page-phone.png"), full_page=True)
-        finally:
-            await browser.close()
+        form_page = await phone.content()  # its tokens, for the replay below
+        await phone.select_option("#cause", "thieu_may")
+        await phone.fill("#detail", SCRIPT)
+        committed = (h.clock.now() + timedelta(days=5)).date().isoformat()
+        await phone.fill("#committed_date", committed)
+        await phone.click("#submit-explanation")
+        await phone.wait_for_url(re.compile(r"done=explain"))
+        assert dialogs == []  # the script was shown as text, never run
+        assert "máy cấp CCCD hỏng" in await phone.inner_text("body")
+        await phone.screenshot(path=str(tmp_path / "link-page-phone.png"), full_page=True)
 
     explained = await _count(h.database, "explanations")
     assert explained == 1
@@ -193,8 +185,24 @@ async def test_a_chief_acknowledges_and_explains_from_the_alert_and_the_pack_sho
         assert "Thiếu máy" in row[: row.index("</tr>")]
         assert "CHƯA GIẢI TRÌNH" in pack.text  # 00007 and 00010 did not explain
 
-        # a week later the link has expired: refused with a clear page, nothing stored
-        h.clock.advance(timedelta(days=8))
+        # two days on, the alerts escalate: the district's chief hears who responded
+        await h.advance(timedelta(days=2, minutes=1))
+        await h.advance(timedelta(seconds=61))
+        await h.settled()
+
+        async def escalated() -> str:
+            texts = [str(r.json()["text"]) for r in h.http.at("hook/001")]
+            assert any("chuyển lên cấp trên" in t for t in texts), texts
+            return next(t for t in reversed(texts) if "chuyển lên cấp trên" in t)
+
+        await eventually(escalated, timeout=30)
+        told = await escalated()
+        assert "Đơn vị đã giải trình: Thiếu máy “" + SCRIPT + "”" in told
+        assert f"kịp tiến độ trước ngày {date.fromisoformat(committed):%d/%m/%Y}" in told
+        assert "Đơn vị chưa nhận cảnh báo và chưa giải trình." in told  # 00007
+
+        # a week after the message the link has expired: refused, nothing stored
+        h.clock.advance(timedelta(days=6))
         r = await web.get(token_path)
         assert r.status_code == 410
         assert "hết hạn" in r.text

@@ -13,19 +13,18 @@ from pathlib import Path
 import asyncpg
 import pytest
 from openpyxl import load_workbook
-from playwright.async_api import async_playwright
 
 from devtools.demo import seed
 from devtools.localstack import KafkaBroker
 from services.notifier.app import create_app
 from services.notifier.explanations import Commitment, ExplanationIn
 from services.notifier.repository import explanations as sql
+from tests.briefing.browser import CHROMIUM, chromium
 from tests.briefing.demo import BRIEFING, CAMPAIGN, NOW, TZ, seed_demo
 from tests.support.notifier import SmtpReceiver, notifier_settings
 from tests.support.stack import Topics, running
 from tiendo.clock import ManualClock
 
-CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = [
     pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium (.ci/run installs it)"),
     pytest.mark.skipif(not shutil.which("pdftoppm"), reason="poppler-utils (.ci/run)"),
@@ -165,16 +164,9 @@ def _pages(info: str) -> int:
 
 
 async def _screenshot(page_file: Path, out: Path) -> None:
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=["--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"],
-        )
-        try:
-            page = await browser.new_page(viewport={"width": 1100, "height": 1400})
-            await page.goto(page_file.as_uri())
-            assert await page.locator("img.chart").count() == 2
-            assert await page.locator("img.chart").first.evaluate("i => i.naturalWidth") > 0
-            await page.screenshot(path=str(out))
-        finally:
-            await browser.close()
+    async with chromium() as browser:
+        page = await browser.new_page(viewport={"width": 1100, "height": 1400})
+        await page.goto(page_file.as_uri())
+        assert await page.locator("img.chart").count() == 2
+        assert await page.locator("img.chart").first.evaluate("i => i.naturalWidth") > 0
+        await page.screenshot(path=str(out))
