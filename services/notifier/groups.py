@@ -16,7 +16,7 @@ from services.notifier.render import Renderer
 from services.notifier.repository import alerts as alert_sql
 from services.notifier.repository import groups as group_sql
 from services.notifier.repository import reference as reference_sql
-from services.notifier.responses import note_responses
+from services.notifier.responses import note_responses, repeat_quieted
 from services.notifier.rules import (
     PRECEDENCE,
     GroupPlan,
@@ -148,7 +148,12 @@ class Planner:
                 plan = plan_group(
                     state, locked_members, at, policy.group_wait, policy.repeat_interval
                 )
-                if plan.kind is not None:
+                if plan.kind == "repeat" and await repeat_quieted(
+                    conn, list(plan.firing), state.anchor_at, at
+                ):
+                    # acknowledged since the last change message, or snoozed: the slot passes
+                    await group_sql.update_group(conn, group_id, plan.group, at)
+                elif plan.kind is not None:
                     campaign = campaigns.get(campaign_id)
                     ended = campaign is not None and campaign.ended(at)
                     await self._queue(

@@ -59,3 +59,18 @@ async def note_responses(
         a["response"] = response_text(
             a["alert_id"] in acked, said.get((a["unit"], a["indicator"])), policy, language
         )
+
+
+async def repeat_quieted(
+    conn: Connection, alert_ids: Sequence[int], since: datetime | None, at: datetime
+) -> bool:
+    """Whether a repeat of these firing alerts is held back: each one acknowledged since
+    the last change message (`since`), or snoozed at `at`. A change message is never
+    held back, and escalation goes on regardless (docs/briefing.md)."""
+    if not alert_ids:
+        return False
+    acked = await sql.acknowledged(conn, alert_ids)
+    snoozed = await sql.snoozed(conn, alert_ids, at)
+    return all(
+        i in snoozed or (i in acked and (since is None or acked[i] >= since)) for i in alert_ids
+    )

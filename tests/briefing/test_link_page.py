@@ -200,6 +200,11 @@ async def test_a_chief_acknowledges_and_explains_from_the_alert_and_the_pack_sho
         assert "Đơn vị đã giải trình: Thiếu máy “" + SCRIPT + "”" in told
         assert f"kịp tiến độ trước ngày {date.fromisoformat(committed):%d/%m/%Y}" in told
         assert "Đơn vị chưa nhận cảnh báo và chưa giải trình." in told  # 00007
+        # "Đã nhận" stopped the repeats of 00004's alert (nothing changed since); 00007,
+        # which did not acknowledge, got its daily repeat
+        kinds = {c: [r.json()["kind"] for r in h.http.at(f"hook/{c}")] for c in ("00004", "00007")}
+        assert "repeat" not in kinds["00004"]
+        assert "repeat" in kinds["00007"]
 
         # a week after the message the link has expired: refused, nothing stored
         h.clock.advance(timedelta(days=6))
