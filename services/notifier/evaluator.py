@@ -19,6 +19,7 @@ from typing import Any
 
 import asyncpg
 
+from services.notifier.commitments import check_commitments
 from services.notifier.digests import queue_digests
 from services.notifier.groups import Planner
 from services.notifier.inputs import Judged, in_play, judge_all, judge_keys
@@ -138,6 +139,8 @@ class Evaluator:
                     summary,
                 )
                 t = summary.timed("digests", t)
+                await check_commitments(conn, campaigns, policies, at, self._outgoing, summary)
+                t = summary.timed("commitments", t)
             counts = await alert_sql.count_firing(conn)
             summary.timed("count", t)
         for rule in Rule:

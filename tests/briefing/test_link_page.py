@@ -9,6 +9,7 @@ import shutil
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -206,8 +207,23 @@ async def test_a_chief_acknowledges_and_explains_from_the_alert_and_the_pack_sho
         assert "repeat" not in kinds["00004"]
         assert "repeat" in kinds["00007"]
 
+        # the committed date passes: the chief is told it was not met (nobody reported)
+        await h.advance(timedelta(days=6))
+        await h.settled()
+
+        async def checked() -> dict[str, Any]:
+            found: list[dict[str, Any]] = [
+                r.json() for r in h.http.at("hook/00004") if r.json()["kind"] == "commitment"
+            ]
+            assert len(found) == 1, found
+            return found[0]
+
+        await eventually(checked, timeout=30)
+        verdict = await checked()
+        assert verdict["commitment"]["met"] is False
+        assert "KHÔNG ĐẠT" in verdict["text"]
+
         # a week after the message the link has expired: refused, nothing stored
-        h.clock.advance(timedelta(days=6))
         r = await web.get(token_path)
         assert r.status_code == 410
         assert "hết hạn" in r.text

@@ -89,3 +89,18 @@ CREATE TABLE notifier.commitment_checks (
     value          bigint NOT NULL,
     wanted         double precision NOT NULL
 );
+
+-- Checked commitments are told to the unit's chief as messages of their own kind. The
+-- kinds are extended, not restated, so a kind another migration added stays allowed.
+DO $$
+DECLARE
+    def text;
+BEGIN
+    SELECT pg_get_constraintdef(oid) INTO def FROM pg_constraint
+    WHERE conname = 'notifications_kind_check' AND conrelid = 'notifier.notifications'::regclass;
+    IF def IS NOT NULL AND position('commitment' IN def) = 0 THEN
+        ALTER TABLE notifier.notifications DROP CONSTRAINT notifications_kind_check;
+        EXECUTE 'ALTER TABLE notifier.notifications ADD CONSTRAINT notifications_kind_check '
+            || replace(def, 'ARRAY[', 'ARRAY[''commitment''::text, ');
+    END IF;
+END $$;
