@@ -45,5 +45,7 @@ async def seed_demo(dsn: str, until: datetime = BRIEFING) -> None:
         ]
         for i in range(0, len(events), BATCH):
             await apply_events(conn, events[i : i + BATCH])
+        # planner statistics, as a running database has them after a bulk load
+        await conn.execute("ANALYZE")
     finally:
         await conn.close()
