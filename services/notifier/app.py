@@ -32,6 +32,7 @@ from services.notifier.evaluator import Evaluator
 from services.notifier.groups import silence_of, silenced_by
 from services.notifier.metrics import NotifierMetrics
 from services.notifier.outbox import Outbox
+from services.notifier.pages.policy import policy_router
 from services.notifier.pages.routes import links_router
 from services.notifier.policy import Policy, PolicyOverride, effective
 from services.notifier.render import Renderer
@@ -241,6 +242,7 @@ def create_app(
     add_ops_routes(app, metrics.registry)
     app.include_router(briefing_router(settings, clock))
     app.include_router(links_router(settings, clock))
+    app.include_router(policy_router(settings))
 
     Admin = Annotated[str, Depends(admin_guard(settings.admin_token, "tiendo-notifier"))]
     CampaignId = Annotated[str, Path(pattern=CODE)]

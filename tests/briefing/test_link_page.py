@@ -20,6 +20,7 @@ from devtools.localstack import KafkaBroker, free_port
 from services.notifier.app import create_app
 from tests.briefing.browser import CHROMIUM, chromium
 from tests.support.notifier import (
+    ADMIN,
     BEHIND_ONLY,
     Feed,
     Harness,
@@ -98,6 +99,17 @@ async def test_a_chief_acknowledges_and_explains_from_the_alert_and_the_pack_sho
     served: tuple[Harness, str], tmp_path: Path
 ) -> None:
     h, public = served
+    # the campaign defines its causes (admin only)
+    policy = {
+        "causes": [
+            {"code": "thieu_may", "vi": "Thiếu máy", "en": "Too few machines"},
+            {"code": "thieu_can_bo", "vi": "Thiếu cán bộ", "en": "Too few officers"},
+        ],
+        "snooze_max_hours": 24,
+    }
+    url = "/v1/campaigns/c1/explanation-policy"
+    assert (await h.api.put(url, json=policy)).status_code == 401
+    assert (await h.api.put(url, json=policy, headers=ADMIN)).status_code == 200
     await h.advance(timedelta(minutes=1))  # nobody reported: every ward is behind
     await h.advance(timedelta(seconds=61))  # the group wait is over: messages go out
     await h.settled()
@@ -118,6 +130,10 @@ async def test_a_chief_acknowledges_and_explains_from_the_alert_and_the_pack_sho
         phone.on("dialog", lambda d: dialogs.append(d.message))
         await phone.goto(link)
         assert "Phường Phúc Xá" in await phone.content()
+        causes = await phone.locator("#cause option").all_inner_texts()
+        assert causes == ["Thiếu máy", "Thiếu cán bộ"]
+        hours = await phone.locator("#hours option").all_inner_texts()
+        assert hours[-1] == "24 giờ"
         await phone.click("#acknowledge")
         await phone.wait_for_url(re.compile(r"done=acknowledge"))
         assert await _count(h.database, "acknowledgements") >= 1
@@ -156,7 +172,7 @@ async def test_a_chief_acknowledges_and_explains_from_the_alert_and_the_pack_sho
 
         bad = [
             ({"cause": "mat_dien", "detail": "x" * 10_000_000, "committed_date": committed}, 413),
-            ({"cause": "troi_mua", "detail": "mưa", "committed_date": committed}, 422),
+            ({"cause": "mat_dien", "detail": "mưa", "committed_date": committed}, 422),
             ({"cause": "mat_dien", "detail": "mưa", "committed_date": "2023-05-01"}, 422),
             ({"cause": "mat_dien", "detail": "mưa", "committed_date": ""}, 422),
         ]
