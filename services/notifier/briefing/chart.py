@@ -7,11 +7,6 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.dates import DateFormatter
-from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter
-
 from services.notifier.briefing.model import Series
 from services.notifier.briefing.words import number
 
@@ -31,6 +26,13 @@ def progress_chart(
     """The top unit's value against plan, then a small panel (pct against plan) per child."""
     if not series:
         return b""
+    # imported on first use: a first import may build matplotlib's font cache (and log
+    # that it does), which a starting service must not do
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.dates import DateFormatter
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter
+
     top, children = series[0], series[1:]
     rows = math.ceil(len(children) / COLUMNS) if children else 0
     # sized to leave the headline room on the first A4 page
