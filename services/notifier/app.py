@@ -298,7 +298,8 @@ def create_app(
         alert_id: Annotated[int | None, Query(ge=1)] = None,
         recipient: Annotated[str | None, Query(max_length=64)] = None,
         channel: Literal["email", "webhook", "chat"] | None = None,
-        kind: Literal["firing", "resolved", "repeat", "escalation", "digest"] | None = None,
+        kind: Literal["firing", "resolved", "repeat", "escalation", "digest", "commitment"]
+        | None = None,
         campaign: Annotated[str | None, Query(max_length=64)] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> list[dict[str, Any]]:

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from services.notifier import links
+from services.notifier.briefing.formats import commitment_text
 from services.notifier.briefing.gather import daily_series
 from services.notifier.briefing.words import local, number
 from services.notifier.explanations import (
@@ -265,6 +266,7 @@ async def _alert(
             "version": explained.version,
             "cause": cause.vi if cause else explained.cause,
             "detail": explained.detail,
+            "commitment": commitment_text(explained.commitment, "vi"),
         }
         if explained
         else None,
