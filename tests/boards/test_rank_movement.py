@@ -20,7 +20,9 @@ from tests.support.notifier import Feed, progress
 from tests.support.stack import Topics, aggregator_settings, running
 from tests.support.world import build_world
 from tiendo.board import repository as board
-from tiendo.board.movement import movement_label
+from tiendo.board.figures import Verdict
+from tiendo.board.movement import movement_label, standings
+from tiendo.pace import Progress, Status
 
 STARTS = datetime(2023, 5, 10, 3, 0, tzinfo=UTC)  # 10:00 in Hà Nội
 PREVIOUS = STARTS + timedelta(days=5)  # the previous briefing
@@ -37,6 +39,29 @@ def test_the_arrow_says_how_many_places_and_which_way(previous: int, now: int) -
         assert places == abs(previous - now)
         assert arrow == ("▲" if now < previous else "▼")
     assert movement_label(None, now) == "new"
+
+
+@given(st.permutations(list(range(12))), st.permutations(list(range(12))), st.integers(0, 12))
+def test_movement_is_the_places_between_the_two_rankings(
+    now: list[int], then: list[int], dropped: int
+) -> None:
+    # pct orders a ranking; units left out of the earlier one are new
+    def verdict(i: int, pct: float) -> Verdict:
+        p = Progress(0, 0, 100, pct, 0.0, None, None, None, None, None, Status.BEHIND)
+        when = datetime(2023, 5, 1, tzinfo=UTC)
+        return Verdict("c", f"u{i:02}", "", 3, None, "x", when, p, None)
+
+    current = [verdict(u, 100.0 - place) for place, u in enumerate(now)]
+    earlier = [verdict(u, 100.0 - place) for place, u in enumerate(then) if u >= dropped]
+    rows = standings(current, earlier, {})
+    assert [r.rank for r in rows] == list(range(1, 13))
+    previous = {v.unit: rank for rank, v in enumerate(earlier, start=1)}
+    for r in rows:
+        assert r.previous_rank == previous.get(r.verdict.unit)
+        if r.previous_rank is None:
+            assert r.movement == "new"
+        else:
+            assert r.change == r.previous_rank - r.rank
 
 
 async def _world(database: str) -> None:
