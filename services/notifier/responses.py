@@ -54,7 +54,7 @@ async def note_responses(
         return
     policy = await sql.policy(conn, campaign_id)
     acked = await sql.acknowledged(conn, [a["alert_id"] for a in escalated])
-    said = await sql.latest_explanations(conn, campaign_id, at)
+    said = await sql.latest_explanations(conn, campaign_id, at, [a["unit"] for a in escalated])
     for a in escalated:
         a["response"] = response_text(
             a["alert_id"] in acked, said.get((a["unit"], a["indicator"])), policy, language

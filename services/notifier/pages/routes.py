@@ -133,7 +133,9 @@ def links_router(settings: NotifierSettings, clock: Clock) -> APIRouter:
             rows = await alert_sql.alerts_by_id(conn, link.alert_ids)
             acked = await sql.acknowledged(conn, link.alert_ids)
             snoozed = await sql.snoozed(conn, link.alert_ids, now)
-            said = await sql.latest_explanations(conn, link.campaign_id, now)
+            said = await sql.latest_explanations(
+                conn, link.campaign_id, now, [r["unit"] for r in rows]
+            )
             names = await reference_sql.indicator_names(conn)
             recipient = await reference_sql.unit(conn, link.recipient)
             alerts = [

@@ -64,7 +64,7 @@ RETURNING *
 """
 SELECT_LATEST = """
 SELECT DISTINCT ON (unit, indicator) * FROM explanations
-WHERE campaign_id = $1 AND submitted_at <= $2
+WHERE campaign_id = $1 AND submitted_at <= $2 AND ($3::text[] IS NULL OR unit = ANY ($3))
 ORDER BY unit, indicator, version DESC
 """
 SELECT_VERSIONS = """
@@ -287,10 +287,12 @@ async def add_explanation(
 
 
 async def latest_explanations(
-    conn: Connection, campaign_id: str, at: datetime
+    conn: Connection, campaign_id: str, at: datetime, units: Sequence[str] | None = None
 ) -> dict[tuple[str, str], Explanation]:
-    """The latest version, written by `at`, of each (unit, indicator) explained."""
-    rows = await conn.fetch(SELECT_LATEST, campaign_id, at)
+    """The latest version, written by `at`, of each (unit, indicator) explained (of
+    `units` only, when given)."""
+    wanted = list(units) if units is not None else None
+    rows = await conn.fetch(SELECT_LATEST, campaign_id, at, wanted)
     return {(r["unit"], r["indicator"]): Explanation.from_row(r) for r in rows}
 
 
