@@ -20,6 +20,7 @@ from services.notifier.explanations import (
     snooze_until,
 )
 from services.notifier.repository import explanations as sql
+from services.notifier.responses import repeat_quieted
 from tests.support.world import build_world
 
 STARTS = datetime(2023, 5, 10, 3, 0, tzinfo=UTC)
@@ -176,3 +177,21 @@ async def test_a_form_token_is_taken_once_and_only_by_its_link(conn: asyncpg.Con
         alert: NOW + timedelta(hours=4)
     }
     assert await sql.snoozed(conn, [alert], NOW + timedelta(hours=5)) == {}
+
+
+async def test_a_repeat_is_held_back_only_while_every_alert_is_acknowledged_or_snoozed(
+    conn: asyncpg.Connection,
+) -> None:
+    first, second = await _alert(conn, "00004"), await _alert(conn, "00010")
+    link = await sql.create_link(conn, "c1", "001", [first, second], "", NOW, timedelta(days=7))
+    change = NOW - timedelta(hours=1)  # the last change message
+    assert not await repeat_quieted(conn, [first, second], change, NOW)
+    await sql.acknowledge(conn, [first], link.id, NOW, "t")
+    assert not await repeat_quieted(conn, [first, second], change, NOW)  # one still open
+    await sql.snooze(conn, [second], link.id, NOW, NOW + timedelta(hours=4), "t")
+    assert await repeat_quieted(conn, [first, second], change, NOW + timedelta(hours=1))
+    # the snooze ended
+    assert not await repeat_quieted(conn, [first, second], change, NOW + timedelta(hours=5))
+    # a change message after the acknowledgement: it no longer holds
+    later = NOW + timedelta(hours=2)
+    assert not await repeat_quieted(conn, [first], later, later + timedelta(hours=1))
