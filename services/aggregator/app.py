@@ -49,6 +49,8 @@ from tiendo.web import (
 
 log = get_logger(__name__)
 T = TypeVar("T")
+# The briefing is weekly: without a `previous`, movement is over the week before `as_of`.
+WEEK = timedelta(days=7)
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 UnitCode = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.-]{1,32}$", description="unit code")]
@@ -270,6 +272,13 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
         level: Annotated[int, Query(ge=1, le=6, description="unit level to rank")],
         indicator: Annotated[str, Query(min_length=1, max_length=48)],
         as_of: Annotated[datetime | None, Query(description="RFC 3339; default now")] = None,
+        previous: Annotated[
+            datetime | None,
+            Query(
+                description="the previous briefing, RFC 3339, that rank movement is measured "
+                "from; default a week before as_of"
+            ),
+        ] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
         format: Annotated[
@@ -282,7 +291,10 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
             campaign = await campaign_of(conn, campaign_id)
             if indicator not in campaign.indicators:
                 raise HTTPException(422, f"{indicator} is not an indicator of {campaign_id}")
-            rows = await leaderboard(conn, campaign, indicator, level, at, live=as_of is None)
+            previous_at = moment(previous) if previous else at - WEEK
+            rows = await leaderboard(
+                conn, campaign, indicator, level, at, live=as_of is None, previous_at=previous_at
+            )
             if not who.everywhere:
                 # a reader's board: the rows of its subtrees, each keeping its rank in the
                 # whole ranking (where the unit stands at the briefing)
@@ -307,6 +319,7 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
             indicator=indicator,
             level=level,
             as_of=at,
+            previous_at=previous_at,
             total=len(rows),
             offset=offset,
             limit=limit,

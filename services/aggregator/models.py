@@ -48,6 +48,17 @@ class IndicatorProgress(Figures):
 
 class LeaderboardRow(Figures):
     rank: int = Field(description="1 = highest pct; ties by higher pace, then by code")
+    previous_rank: int | None = Field(
+        description="rank as of the previous briefing (previous_at); null: not ranked then"
+    )
+    rank_change: int | None = Field(
+        description="places gained since the previous briefing (negative: lost); null: new"
+    )
+    movement: str = Field(description="▲3, ▼12, = or new")
+    days_behind: int = Field(
+        description="days in a row, today counted, at whose end the unit was behind "
+        "(pace below the campaign's behind threshold, target not reached)"
+    )
     unit: UnitRef
     parent: str | None
 
@@ -57,6 +68,9 @@ class LeaderboardOut(BaseModel):
     indicator: str
     level: int
     as_of: datetime
+    previous_at: datetime | None = Field(
+        description="the previous briefing the movement is measured from"
+    )
     total: int = Field(description="units of that level")
     offset: int
     limit: int

@@ -4,9 +4,10 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from services.aggregator.models import Figures, IndicatorProgress, LeaderboardRow, UnitRef
+from tiendo.board import movement
 from tiendo.board import repository as board
 from tiendo.board.campaign import Campaign
-from tiendo.board.figures import Verdict, judge, ranked
+from tiendo.board.figures import Verdict, judge
 from tiendo.database import Connection
 from tiendo.pace import Status
 
@@ -65,11 +66,14 @@ async def leaderboard(
     at: datetime,
     *,
     live: bool,
+    previous_at: datetime | None = None,
 ) -> list[LeaderboardRow]:
-    """Every unit of `level` with a target in the campaign, ranked."""
-    codes = await board.level_codes(conn, level)
+    """Every unit of `level` with a target in the campaign, ranked, with its rank as of
+    `previous_at` (the previous briefing) and its days behind in a row."""
+    standings = await movement.leaderboard(
+        conn, campaign, indicator, level, at, previous_at=previous_at, live=live
+    )
     children = await board.level_codes(conn, level + 1)
-    verdicts = await judge(conn, campaign, indicator, codes, at, live=live)
     kids = await judge(conn, campaign, indicator, children, at, live=live) if children else {}
     total: dict[str, int] = {}
     done: dict[str, int] = {}
@@ -77,13 +81,18 @@ async def leaderboard(
         if kid.parent is not None:
             total[kid.parent] = total.get(kid.parent, 0) + 1
             done[kid.parent] = done.get(kid.parent, 0) + (kid.progress.status is Status.DONE)
-    targeted = [v for v in verdicts.values() if v.progress.target > 0]
     return [
         LeaderboardRow(
-            rank=i,
-            unit=UnitRef(code=v.unit, name=v.unit_name, level=v.level),
-            parent=v.parent,
-            **_figures(v, total.get(v.unit, 0), done.get(v.unit, 0)).model_dump(),
+            rank=s.rank,
+            previous_rank=s.previous_rank,
+            rank_change=s.change,
+            movement=s.movement,
+            days_behind=s.days_behind,
+            unit=UnitRef(code=s.verdict.unit, name=s.verdict.unit_name, level=s.verdict.level),
+            parent=s.verdict.parent,
+            **_figures(
+                s.verdict, total.get(s.verdict.unit, 0), done.get(s.verdict.unit, 0)
+            ).model_dump(),
         )
-        for i, v in enumerate(ranked(targeted), start=1)
+        for s in standings
     ]

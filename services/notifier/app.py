@@ -20,6 +20,7 @@ from fastapi import Depends, FastAPI, HTTPException, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from services.notifier import MIGRATIONS
+from services.notifier.briefing.routes import briefing_router
 from services.notifier.channels import (
     Channel,
     ChatChannel,
@@ -31,6 +32,8 @@ from services.notifier.evaluator import Evaluator
 from services.notifier.groups import silence_of, silenced_by
 from services.notifier.metrics import NotifierMetrics
 from services.notifier.outbox import Outbox
+from services.notifier.pages.policy import policy_router
+from services.notifier.pages.routes import links_router
 from services.notifier.policy import Policy, PolicyOverride, effective
 from services.notifier.privacy import shown_address
 from services.notifier.render import Renderer
@@ -250,6 +253,9 @@ def create_app(
     install_problem_handlers(app)
     add_ops_routes(app, metrics.registry)
     app.include_router(contacts_router(access, channels or {}))
+    app.include_router(briefing_router(settings, clock, access))
+    app.include_router(links_router(settings, clock))
+    app.include_router(policy_router(access))
 
     # Each route names its owner (docs/access.md); a reader sees its unit subtrees only.
     Reader = Annotated[Identity, Depends(access.require(Role.reader, Role.admin))]
@@ -311,7 +317,8 @@ def create_app(
         alert_id: Annotated[int | None, Query(ge=1)] = None,
         recipient: Annotated[str | None, Query(max_length=64)] = None,
         channel: Literal["email", "webhook", "chat"] | None = None,
-        kind: Literal["firing", "resolved", "repeat", "escalation", "digest"] | None = None,
+        kind: Literal["firing", "resolved", "repeat", "escalation", "digest", "commitment"]
+        | None = None,
         campaign: Annotated[str | None, Query(max_length=64)] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> list[dict[str, Any]]:

@@ -1,4 +1,5 @@
-"""`tiendo notifier …`: run the service, import chiefs' contacts, manage webhook secrets.
+"""`tiendo notifier …`: run the service, import chiefs' contacts, manage webhook secrets,
+render a weekly briefing pack.
 
 Webhook secret commands write PostgreSQL only; the notifier reads an endpoint's secrets at
 every send, so a new, rotated or retired secret applies from the next message, no restart
@@ -11,8 +12,9 @@ import getpass
 import os
 import sys
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 
@@ -21,6 +23,9 @@ from services.notifier.repository import secrets as secret_sql
 from services.notifier.settings import NotifierSettings
 from tiendo.database import Connection, create_pool
 from tiendo.identity.token_file import add_token_file, token_of
+
+if TYPE_CHECKING:
+    from services.notifier.briefing.pack import Document
 
 
 def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -38,6 +43,17 @@ def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> 
     )
     add_token_file(imp)
     imp.set_defaults(func=lambda a: sys.exit(asyncio.run(_import(a))))
+    brief = cmds.add_parser(
+        "briefing", help="render a weekly briefing pack (docs/briefing.md) to a file"
+    )
+    brief.add_argument("campaign")
+    brief.add_argument("--at", type=datetime.fromisoformat, help="briefing moment (RFC 3339)")
+    brief.add_argument("--level", type=int, help="unit level (default: the bottom_rank level)")
+    brief.add_argument("--format", choices=("pdf", "xlsx", "html"), default="pdf")
+    brief.add_argument("--lang", choices=("vi", "en"), help="default: the campaign's language")
+    brief.add_argument("--indicator", action="append", help="only this indicator (repeatable)")
+    brief.add_argument("--out", type=Path, help="file to write (default: the pack's name)")
+    brief.set_defaults(func=_write_briefing)
 
 
 def _serve(_: argparse.Namespace) -> None:
@@ -184,3 +200,34 @@ async def _import(args: argparse.Namespace) -> int:
     if not problems:
         print(f"imported {args.file}")  # noqa: T201
     return 1 if problems else 0
+
+
+def _write_briefing(args: argparse.Namespace) -> None:
+    document = asyncio.run(_briefing(args))
+    out: Path = args.out or Path(document.filename)
+    out.write_bytes(document.body)
+    print(f"{out} ({len(document.body):,} bytes)")  # noqa: T201
+
+
+async def _briefing(args: argparse.Namespace) -> "Document":
+    import asyncpg
+
+    from services.notifier.briefing.pack import briefing_pack
+
+    settings = NotifierSettings()
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        document = await briefing_pack(
+            conn,
+            settings,
+            args.campaign,
+            at=args.at,
+            now=datetime.now(UTC),
+            level=args.level,
+            language=args.lang,
+            fmt=args.format,
+            indicators=args.indicator,
+        )
+    finally:
+        await conn.close()
+    return document

@@ -19,10 +19,12 @@ from typing import Any
 
 import asyncpg
 
+from services.notifier.commitments import check_commitments
 from services.notifier.digests import queue_digests
 from services.notifier.groups import Planner
 from services.notifier.inputs import Judged, in_play, judge_all, judge_keys
 from services.notifier.lifecycle import Todo, alert_of, apply_changes, escalate
+from services.notifier.links import LinkIssuer
 from services.notifier.messages import Outgoing, details
 from services.notifier.metrics import NotifierMetrics
 from services.notifier.policy import Policy, effective
@@ -54,7 +56,9 @@ class Evaluator:
         self._renderer = renderer
         self._metrics = metrics or NotifierMetrics()
         self._outgoing = Outgoing(channels, settings.webhook_url, self._metrics)
-        self._planner = Planner(renderer, self._outgoing)
+        self._planner = Planner(
+            renderer, self._outgoing, LinkIssuer(settings.link_key(), settings.public_url)
+        )
         # values a run-rate window ago, from history: reused between passes for a while
         self._window = WindowValues(timedelta(seconds=settings.run_rate_cache_seconds))
         # The feed consumer and the clock take turns: an evaluation that read the board
@@ -134,6 +138,8 @@ class Evaluator:
                     self._outgoing,
                 )
                 t = summary.timed("digests", t)
+                await check_commitments(conn, campaigns, policies, at, self._outgoing, summary)
+                t = summary.timed("commitments", t)
             counts = await alert_sql.count_firing(conn)
             summary.timed("count", t)
         for rule in Rule:

@@ -9,12 +9,14 @@ from typing import Any
 
 import asyncpg
 
+from services.notifier.links import LinkIssuer
 from services.notifier.messages import Outgoing, alert_model, campaign_model, recipient_model
 from services.notifier.policy import Policy
-from services.notifier.render import Renderer
+from services.notifier.render import LANGUAGES, Renderer
 from services.notifier.repository import alerts as alert_sql
 from services.notifier.repository import groups as group_sql
 from services.notifier.repository import reference as reference_sql
+from services.notifier.responses import note_responses, repeat_quieted
 from services.notifier.rules import (
     PRECEDENCE,
     GroupPlan,
@@ -107,9 +109,12 @@ def may_plan(group: asyncpg.Record, policy: Policy, at: datetime) -> bool:
 
 
 class Planner:
-    def __init__(self, renderer: Renderer, outgoing: Outgoing) -> None:
+    def __init__(
+        self, renderer: Renderer, outgoing: Outgoing, links: LinkIssuer | None = None
+    ) -> None:
         self._renderer = renderer
         self._outgoing = outgoing
+        self._links = links
 
     async def plan(
         self,
@@ -143,7 +148,12 @@ class Planner:
                 plan = plan_group(
                     state, locked_members, at, policy.group_wait, policy.repeat_interval
                 )
-                if plan.kind is not None:
+                if plan.kind == "repeat" and await repeat_quieted(
+                    conn, list(plan.firing), state.anchor_at, at
+                ):
+                    # acknowledged since the last change message, or snoozed: the slot passes
+                    await group_sql.update_group(conn, group_id, plan.group, at)
+                elif plan.kind is not None:
                     campaign = campaigns.get(campaign_id)
                     ended = campaign is not None and campaign.ended(at)
                     await self._queue(
@@ -184,8 +194,14 @@ class Planner:
         indicators = await reference_sql.indicator_names(conn)
         message_id = f"{campaign_id}/{recipient_code}/{plan.key}"
         campaign = await campaign_model(conn, campaign_id)
+        link = None
+        if self._links is not None and plan.firing and not ended:
+            # the chief's personal page: acknowledge, snooze, explain (docs/briefing.md)
+            link = await self._links.issue(
+                conn, campaign_id, recipient_code, list(plan.firing), message_id, at
+            )
 
-        def render(language: str) -> dict[str, Any]:
+        async def build(language: str) -> dict[str, Any]:
             """The message in `language`: each contact reads its own (messages.Outgoing)."""
             rule_words, _ = self._renderer.words(language)
 
@@ -210,8 +226,18 @@ class Planner:
                 "now": at.isoformat(),
                 "language": language,
             }
+            # the parent chief hears whether the unit acknowledged, explained, committed
+            await note_responses(conn, campaign_id, body["firing"], language, at)
+            if link is not None:
+                body["link"] = link
             text = self._renderer.alert(language, body)
             return {**body, "subject": text.subject, "text": text.text, "chat": text.chat}
+
+        # every language a contact may read, built ahead: the outbox renders synchronously
+        bodies = {language: await build(language) for language in LANGUAGES}
+
+        def render(language: str) -> dict[str, Any]:
+            return bodies[language]
 
         queued = await self._outgoing.enqueue(
             conn,

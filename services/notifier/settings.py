@@ -1,5 +1,6 @@
 """Notifier settings (env prefix TIENDO_NOTIFIER_)."""
 
+import hmac
 from typing import Any
 
 from pydantic import Field, model_validator
@@ -81,6 +82,16 @@ class NotifierSettings(ServiceSettings):
         description="development only: signs webhooks to endpoints without a secret of "
         "their own (default dev-webhook-secret outside production; refused in production)",
     )
+    public_url: str = Field(
+        "http://127.0.0.1:8003",
+        description="the notifier's address as chiefs' phones reach it: the base of the "
+        "personal link in every alert message (docs/briefing.md)",
+    )
+    link_secret: str | None = Field(
+        None,
+        description="HMAC-SHA256 key of the links in alert messages (default: derived "
+        "from the development webhook secret; required in production)",
+    )
     smtp_host: str | None = Field(None, description="SMTP server for email (none: no email)")
     smtp_port: int = Field(25, ge=1, le=65535, description="SMTP port")
     smtp_username: str | None = Field(None, description="SMTP login")
@@ -99,9 +110,21 @@ class NotifierSettings(ServiceSettings):
     )
     delivery_concurrency: int = Field(8, ge=1, description="messages sent at once per replica")
 
+    def link_key(self) -> str:
+        """The links' signing key: its own, or one derived from the webhook secret (so a
+        production deployment, which must set that, never signs with a development key)."""
+        if self.link_secret:
+            return self.link_secret
+        if self.webhook_secret:
+            return hmac.new(self.webhook_secret.encode(), b"tiendo-links", "sha256").hexdigest()
+        # production has no shared webhook secret: the start check asks for a link secret
+        return ""
+
     def secrets(self) -> dict[str, str]:
-        # no shared secret at all is a valid production setup (every endpoint has its own)
-        return {"webhook_secret": self.webhook_secret} if self.webhook_secret else {}
+        # no shared webhook secret is a valid production setup (every endpoint has its own);
+        # the links' key is always needed
+        shared = {"webhook_secret": self.webhook_secret} if self.webhook_secret else {}
+        return {**shared, "link_secret": self.link_key()}
 
     @model_validator(mode="before")
     @classmethod

@@ -1,0 +1,209 @@
+"""Gather a briefing pack from the board (figures, ranks, movement) and the explanations.
+
+Everything is read as of the briefing moment from history, so a pack rendered later, or
+twice, shows the same figures the room saw."""
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from services.notifier.briefing.model import (
+    CommitmentOutcome,
+    Headline,
+    IndicatorSection,
+    Laggard,
+    Pack,
+    RankRow,
+    Said,
+    Series,
+)
+from services.notifier.explanations import (
+    ExplanationPolicy,
+    check_commitment,
+    due_at,
+)
+from services.notifier.repository import explanations as explanation_sql
+from services.notifier.repository.explanations import Explanation
+from tiendo.board import movement
+from tiendo.board import repository as board
+from tiendo.board.campaign import Campaign
+from tiendo.board.figures import Verdict, judge
+from tiendo.board.movement import Standing
+from tiendo.database import Connection
+from tiendo.pace import Status, expected
+
+MUST_EXPLAIN = frozenset({Status.BEHIND, Status.STALE})
+
+
+def _row(s: Standing) -> RankRow:
+    v = s.verdict
+    return RankRow(
+        s.rank,
+        v.unit,
+        v.unit_name,
+        v.parent,
+        v.progress,
+        s.previous_rank,
+        s.movement,
+        s.days_behind,
+    )
+
+
+def laggards_of(standings: Sequence[Standing], bottom_n: int) -> list[Standing]:
+    """Who must explain: every unit behind or stale, and the bottom N not yet done;
+    lowest first."""
+    last = len(standings) - bottom_n
+    return [
+        s
+        for s in reversed(standings)
+        if s.verdict.progress.status in MUST_EXPLAIN
+        or (s.rank > last and s.verdict.progress.status is not Status.DONE)
+    ]
+
+
+async def daily_series(
+    conn: Connection, campaign: Campaign, indicator: str, verdicts: Sequence[Verdict], at: datetime
+) -> tuple[Series, ...]:
+    """Each unit's value at the end of every campaign day up to `at`, and the plan's."""
+    zone = ZoneInfo(campaign.timezone)
+    end_at = min(at, campaign.deadline)
+    first = campaign.starts_at.astimezone(zone).date() + timedelta(days=1)
+    moments: list[datetime] = []
+    day = first
+    while (m := datetime.combine(day, datetime.min.time(), zone)) < end_at:
+        moments.append(m)
+        day += timedelta(days=1)
+    moments.append(end_at)
+    codes = [v.unit for v in verdicts]
+    values: list[dict[str, int]] = []
+    for m in moments:
+        found = await board.values_as_of(conn, campaign.id, indicator, codes, campaign.starts_at, m)
+        values.append({u: v.value for u, v in found.items()})
+    out: list[Series] = []
+    for v in verdicts:
+        p = v.progress
+        plan = campaign.plan(p.baseline, p.target, v.deadline)
+        out.append(
+            Series(
+                unit=v.unit,
+                unit_name=v.unit_name,
+                days=tuple(m.astimezone(zone).date() for m in moments),
+                values=tuple(day_values.get(v.unit, 0) for day_values in values),
+                planned=tuple(expected(plan, m) for m in moments),
+                target=p.target,
+            )
+        )
+    return tuple(out)
+
+
+async def _outcomes(
+    conn: Connection,
+    campaign: Campaign,
+    indicator: str,
+    explained: dict[tuple[str, str], Explanation],
+    names: dict[str, str],
+    since: datetime,
+    at: datetime,
+) -> tuple[CommitmentOutcome, ...]:
+    """The commitments that came due in (since, at], judged at their due moment."""
+    out: list[CommitmentOutcome] = []
+    for (unit, ind), e in sorted(explained.items()):
+        if ind != indicator:
+            continue
+        due = due_at(e.commitment, e.submitted_at, campaign.timezone)
+        if not since < due <= at:
+            continue
+        then = (await judge(conn, campaign, indicator, [unit], due, live=False)).get(unit)
+        if then is None:
+            continue
+        checked = check_commitment(
+            e.commitment,
+            value_then=e.value_then,
+            submitted_at=e.submitted_at,
+            value_now=then.progress.value,
+            pace_now=then.progress.pace,
+            threshold=campaign.thresholds.behind,
+            at=due,
+        )
+        out.append(
+            CommitmentOutcome(
+                unit,
+                names.get(unit, unit),
+                indicator,
+                e.commitment,
+                due,
+                checked.met,
+                checked.value,
+                checked.wanted,
+            )
+        )
+    return tuple(out)
+
+
+async def gather(
+    conn: Connection,
+    campaign: Campaign,
+    *,
+    level: int,
+    at: datetime,
+    previous_at: datetime,
+    language: str,
+    bottom_n: int,
+    indicators: Sequence[str] | None = None,
+) -> Pack:
+    """The pack of the briefing at `at` for the units of `level`."""
+    policy: ExplanationPolicy = await explanation_sql.policy(conn, campaign.id)
+    explained = await explanation_sql.latest_explanations(conn, campaign.id, at)
+    acked = await explanation_sql.acknowledged_keys(conn, campaign.id, previous_at, at)
+    counters = await board.targeted(conn, campaign.id)
+    sections: list[IndicatorSection] = []
+    for indicator in indicators or campaign.indicators:
+        mine = [c for c in counters if c.indicator == indicator]
+        top = sorted(c.unit for c in mine if c.level == min((c.level for c in mine), default=1))
+        kids = sorted(c.unit for c in mine if c.parent in top)
+        judged = await judge(conn, campaign, indicator, [*top, *kids], at, live=False)
+        charted = [judged[u] for u in [*top, *kids] if u in judged]
+        standings = await movement.leaderboard(
+            conn, campaign, indicator, level, at, previous_at=previous_at, live=False
+        )
+        laggards = []
+        for s in laggards_of(standings, bottom_n):
+            e = explained.get((s.verdict.unit, indicator))
+            said = None
+            if e is not None:
+                label = policy.cause(e.cause)
+                said = Said(
+                    label.label(language) if label else e.cause,
+                    e.detail,
+                    e.commitment,
+                    e.version,
+                    e.submitted_at,
+                )
+            laggards.append(Laggard(_row(s), said, (s.verdict.unit, indicator) in acked))
+        names = {c.unit: c.unit_name for c in mine}
+        sections.append(
+            IndicatorSection(
+                indicator=indicator,
+                headline=Headline(
+                    indicator, top[0], judged[top[0]].unit_name, judged[top[0]].progress
+                )
+                if top and top[0] in judged
+                else None,
+                series=await daily_series(conn, campaign, indicator, charted, at),
+                ranking=tuple(_row(s) for s in standings),
+                laggards=tuple(laggards),
+                commitments=await _outcomes(
+                    conn, campaign, indicator, explained, names, previous_at, at
+                ),
+            )
+        )
+    return Pack(
+        campaign_id=campaign.id,
+        campaign_name=campaign.name,
+        timezone=campaign.timezone,
+        at=at,
+        previous_at=previous_at,
+        level=level,
+        language=language,
+        sections=tuple(sections),
+    )

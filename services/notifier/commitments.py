@@ -1,0 +1,143 @@
+"""Commitments checked when due: at each full pass, every explanation (its latest version)
+whose committed date or rate came due is judged at that moment from history, stored once
+(`commitment_checks`), and its chief is told whether it was met. The briefing pack shows
+the same checks as "last week's commitments"."""
+
+import functools
+from datetime import datetime
+from typing import Any
+
+from services.notifier.briefing.formats import commitment_text
+from services.notifier.briefing.words import local, number
+from services.notifier.explanations import check_commitment, due_at
+from services.notifier.messages import Outgoing, campaign_model, recipient_model
+from services.notifier.policy import Policy
+from services.notifier.render import Rendered
+from services.notifier.repository import explanations as sql
+from services.notifier.repository import reference as reference_sql
+from services.notifier.summary import Summary
+from tiendo.board.campaign import Campaign
+from tiendo.board.figures import judge
+from tiendo.database import Connection
+
+KIND = "commitment"
+
+
+def commitment_message(
+    language: str,
+    unit_name: str,
+    indicator_name: str,
+    promise: str,
+    due: str,
+    met: bool,
+    value: str,
+    target: str,
+) -> Rendered:
+    """Subject, text and chat line of a checked commitment."""
+    if language == "en":
+        verdict = "met" if met else "not met"
+        subject = f"Commitment {verdict}: {unit_name} — {indicator_name}"
+        text = (
+            f"The commitment of {unit_name} on {indicator_name} ({promise}), due {due}, "
+            f"was {verdict}: {value} of {target}.\n"
+        )
+    else:
+        verdict = "ĐẠT" if met else "KHÔNG ĐẠT"
+        subject = f"Cam kết {verdict}: {unit_name} — {indicator_name}"
+        text = (
+            f"Cam kết của {unit_name} về {indicator_name} ({promise}), hạn {due}: "
+            f"{verdict} — đã đạt {value}/{target}.\n"
+        )
+    return Rendered(subject, text, text)
+
+
+async def check_commitments(
+    conn: Connection,
+    campaigns: dict[str, Campaign],
+    policies: dict[str, Policy],
+    at: datetime,
+    outgoing: Outgoing,
+    summary: Summary,
+) -> None:
+    """Check every commitment due by `at` once, and tell its unit's chief."""
+    names = await reference_sql.indicator_names(conn)
+    for campaign in campaigns.values():
+        language = policies[campaign.id].language
+        for e in await sql.open_commitments(conn, campaign.id):
+            due = min(due_at(e.commitment, e.submitted_at, campaign.timezone), campaign.deadline)
+            if due > at:
+                continue
+            verdict = (await judge(conn, campaign, e.indicator, [e.unit], due, live=False)).get(
+                e.unit
+            )
+            if verdict is None:
+                continue
+            p = verdict.progress
+            checked = check_commitment(
+                e.commitment,
+                value_then=e.value_then,
+                submitted_at=e.submitted_at,
+                value_now=p.value,
+                pace_now=p.pace,
+                threshold=campaign.thresholds.behind,
+                at=due,
+            )
+            async with conn.transaction():
+                if not await sql.record_check(
+                    conn, e.id, due, at, checked.met, checked.value, checked.wanted
+                ):
+                    continue  # another replica checked it
+                name = names[e.indicator].in_language(language) if e.indicator in names else ""
+                text = commitment_message(
+                    language,
+                    verdict.unit_name,
+                    name or e.indicator,
+                    commitment_text(e.commitment, language),
+                    local(due, campaign.timezone),
+                    checked.met,
+                    number(language, p.value),
+                    number(language, p.target),
+                )
+                recipient = await reference_sql.unit(conn, e.unit)
+                message_id = f"{KIND}/{campaign.id}/{e.id}"
+                body: dict[str, Any] = {
+                    "kind": KIND,
+                    "message_id": message_id,
+                    "campaign": await campaign_model(conn, campaign.id),
+                    "recipient": recipient_model(recipient, e.unit),
+                    "commitment": {
+                        "unit": e.unit,
+                        "indicator": e.indicator,
+                        "version": e.version,
+                        "committed_date": e.commitment.by.isoformat() if e.commitment.by else None,
+                        "committed_rate": e.commitment.rate,
+                        "due_at": due.isoformat(),
+                        "met": checked.met,
+                        "value": p.value,
+                        "target": p.target,
+                    },
+                    "subject": text.subject,
+                    "text": text.text,
+                    "chat": text.chat,
+                    "language": language,
+                    "now": at.isoformat(),
+                }
+                await outgoing.enqueue(
+                    conn,
+                    kind=KIND,
+                    message_id=message_id,
+                    recipient=recipient,
+                    recipient_code=e.unit,
+                    # one language for now: the chief's policy language (docs/briefing.md)
+                    render=functools.partial(_same, body),
+                    language=language,
+                    group_id=None,
+                    campaign_id=campaign.id,
+                    alert_ids=[],
+                    fallback=True,
+                )
+                summary.messages.append((message_id, e.unit, KIND))
+
+
+def _same(body: dict[str, Any], _language: str) -> dict[str, Any]:
+    return body

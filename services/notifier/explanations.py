@@ -1,0 +1,153 @@
+"""Giải trình: what a chief may write about a lagging unit, and whether a commitment was met.
+
+Plain functions over plain data, time passed in. A chief explains one (unit, indicator) of
+the alerts their link names: a cause from the campaign's short list, free text, and a
+commitment, a date by which the unit is back on plan or a daily rate from now on."""
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+MAX_DETAIL = 2000  # characters; the table holds the same bound
+MAX_RATE = 1_000_000.0  # per day; the contract's largest increment
+
+
+@dataclass(frozen=True, slots=True)
+class Cause:
+    code: str
+    vi: str
+    en: str
+
+    def label(self, language: str) -> str:
+        return self.en if language == "en" else self.vi
+
+
+DEFAULT_CAUSES = (
+    Cause("thieu_may", "Thiếu máy", "Too few machines"),
+    Cause("mat_dien", "Mất điện, mất mạng", "Power or network outage"),
+    Cause("dan_di_xa", "Dân đi làm ăn xa", "Residents working away"),
+    Cause("chua_co_du_lieu", "Chưa có dữ liệu", "Data not available yet"),
+    Cause("khac", "Lý do khác", "Other"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ExplanationPolicy:
+    """A campaign's list of causes, its longest snooze and how long a link lives."""
+
+    causes: tuple[Cause, ...] = DEFAULT_CAUSES
+    snooze_max: timedelta = timedelta(days=3)
+    link_ttl: timedelta = timedelta(days=7)
+
+    def cause(self, code: str) -> Cause | None:
+        return next((c for c in self.causes if c.code == code), None)
+
+
+@dataclass(frozen=True, slots=True)
+class Commitment:
+    """Back on plan by `by` (local date), or at least `rate` a day from the explanation."""
+
+    by: date | None
+    rate: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class ExplanationIn:
+    """What the form sent, checked: see `check_explanation`."""
+
+    indicator: str
+    cause: str
+    detail: str
+    commitment: Commitment
+
+
+class Refused(ValueError):
+    """Input the form must refuse; the message is shown to the chief as is."""
+
+
+def check_explanation(
+    policy: ExplanationPolicy,
+    indicators: frozenset[str],
+    *,
+    indicator: str,
+    cause: str,
+    detail: str,
+    committed_date: date | None,
+    committed_rate: float | None,
+    today: date,
+) -> ExplanationIn:
+    """The explanation, or `Refused` saying why (in Vietnamese, the form's language).
+
+    Free text is kept as typed (the pages escape it); only its length is bounded."""
+    if indicator not in indicators:
+        raise Refused("Chỉ tiêu không thuộc cảnh báo của đường dẫn này.")
+    if policy.cause(cause) is None:
+        raise Refused("Nguyên nhân không có trong danh sách của đợt.")
+    if len(detail) > MAX_DETAIL:
+        raise Refused(f"Nội dung dài quá {MAX_DETAIL} ký tự.")
+    if committed_date is None and committed_rate is None:
+        raise Refused("Cần cam kết một ngày hoàn thành hoặc một mức mỗi ngày.")
+    if committed_date is not None and committed_date < today:
+        raise Refused("Ngày cam kết đã qua.")
+    if committed_rate is not None and not 0 < committed_rate <= MAX_RATE:
+        raise Refused("Mức cam kết mỗi ngày phải lớn hơn 0.")
+    return ExplanationIn(indicator, cause, detail, Commitment(committed_date, committed_rate))
+
+
+def snooze_until(policy: ExplanationPolicy, at: datetime, hours: float) -> datetime:
+    """The end of a snooze of `hours` asked at `at`, or `Refused` beyond the policy."""
+    wanted = timedelta(hours=hours)
+    if wanted < timedelta(hours=1) or wanted > policy.snooze_max:
+        limit = policy.snooze_max / timedelta(hours=1)
+        raise Refused(f"Chỉ được hoãn từ 1 đến {limit:g} giờ.")
+    return at + wanted
+
+
+@dataclass(frozen=True, slots=True)
+class CommitmentCheck:
+    met: bool
+    value: int
+    wanted: float  # the pace (date) or the per-day rate (rate) it had to reach
+
+
+def check_commitment(
+    commitment: Commitment,
+    *,
+    value_then: int,
+    submitted_at: datetime,
+    value_now: int,
+    pace_now: float | None,
+    threshold: float,
+    at: datetime,
+) -> CommitmentCheck:
+    """Whether a commitment was met at `at` (its date's end, or a briefing for a rate):
+    a date is met when the unit is back on plan (pace at or above the campaign's behind
+    threshold); a rate when the unit gained at least `rate` a day since it was written.
+    A commitment with both must meet both."""
+    met = True
+    wanted = 0.0
+    if commitment.by is not None:
+        wanted = threshold
+        met = pace_now is not None and pace_now >= threshold
+    if commitment.rate is not None:
+        days = max((at - submitted_at) / timedelta(days=1), 1 / 24)
+        wanted = commitment.rate
+        met = met and (value_now - value_then) / days >= commitment.rate
+    return CommitmentCheck(met, value_now, wanted)
+
+
+def local_today(at: datetime, timezone: str) -> date:
+    """The campaign's local date at `at` (a committed date is a local date)."""
+    return at.astimezone(ZoneInfo(timezone)).date()
+
+
+RATE_CHECKED_AFTER = timedelta(days=7)  # a daily rate is checked a briefing cycle later
+
+
+def due_at(commitment: Commitment, submitted_at: datetime, timezone: str) -> datetime:
+    """When a commitment is checked: the end (local midnight) of its committed date, or
+    for a rate alone a week after it was written."""
+    if commitment.by is not None:
+        zone = ZoneInfo(timezone)
+        return datetime.combine(commitment.by + timedelta(days=1), datetime.min.time(), zone)
+    return submitted_at + RATE_CHECKED_AFTER

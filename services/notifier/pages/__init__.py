@@ -1,0 +1,1 @@
+"""The chief's pages behind the link in an alert message."""

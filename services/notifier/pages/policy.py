@@ -1,0 +1,83 @@
+"""`GET`/`PUT /v1/campaigns/{id}/explanation-policy`: the causes a chief picks from, the
+longest snooze and how long a link lives (admin token to change; audited)."""
+
+from datetime import timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.notifier.explanations import Cause, ExplanationPolicy
+from services.notifier.repository import explanations as sql
+from tiendo import audit
+from tiendo.dependencies import Pool
+from tiendo.identity.guard import Guard
+from tiendo.identity.model import Identity, Role
+
+
+class CauseIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    code: str = Field(pattern=r"^[a-z0-9_]{1,32}$")
+    vi: str = Field(min_length=1, max_length=80)
+    en: str = Field(min_length=1, max_length=80)
+
+
+class ExplanationPolicyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    causes: list[CauseIn] = Field(min_length=1, max_length=20, description="a short list")
+    snooze_max_hours: float = Field(72, ge=1, le=24 * 14)
+    link_ttl_days: float = Field(7, gt=0, le=60)
+
+    def policy(self) -> ExplanationPolicy:
+        return ExplanationPolicy(
+            causes=tuple(Cause(c.code, c.vi, c.en) for c in self.causes),
+            snooze_max=timedelta(hours=self.snooze_max_hours),
+            link_ttl=timedelta(days=self.link_ttl_days),
+        )
+
+
+def _out(p: ExplanationPolicy) -> ExplanationPolicyIn:
+    return ExplanationPolicyIn(
+        causes=[CauseIn(code=c.code, vi=c.vi, en=c.en) for c in p.causes],
+        snooze_max_hours=p.snooze_max / timedelta(hours=1),
+        link_ttl_days=p.link_ttl / timedelta(days=1),
+    )
+
+
+def policy_router(access: Guard) -> APIRouter:
+    router = APIRouter(tags=["policies"])
+    Reader = Annotated[Identity, Depends(access.require(Role.reader, Role.admin))]
+    Admin = Annotated[Identity, Depends(access.require(Role.admin))]
+    CampaignId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+
+    @router.get(
+        "/v1/campaigns/{campaign_id}/explanation-policy",
+        summary="The causes chiefs explain with, the longest snooze, the links' lifetime",
+    )
+    async def get_explanation_policy(
+        campaign_id: CampaignId, pool: Pool, _: Reader
+    ) -> ExplanationPolicyIn:
+        async with pool.acquire() as conn:
+            return _out(await sql.policy(conn, campaign_id))
+
+    @router.put(
+        "/v1/campaigns/{campaign_id}/explanation-policy",
+        summary="Set a campaign's causes, longest snooze and links' lifetime",
+    )
+    async def put_explanation_policy(
+        campaign_id: CampaignId, body: ExplanationPolicyIn, pool: Pool, actor: Admin
+    ) -> ExplanationPolicyIn:
+        async with pool.acquire() as conn, conn.transaction():
+            await sql.save_policy(conn, campaign_id, body.policy())
+            await audit.record(
+                conn,
+                actor=actor.name,
+                action="explanation_policy.put",
+                subject=campaign_id,
+                details=body.model_dump(),
+            )
+        return body
+
+    return router

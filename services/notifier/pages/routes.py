@@ -1,0 +1,344 @@
+"""The chief's page behind the link in an alert message: the unit's figures and trend,
+"Đã nhận", "Hoãn" and the explanation form. Server-rendered, Vietnamese, no script, made
+for a phone. Authorised by the signed link alone (services/notifier/links.py); every form
+carries a one-time token, so nothing is stored twice and a replayed form is refused."""
+
+from datetime import date, datetime, timedelta
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import jinja2
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from services.notifier import links
+from services.notifier.briefing.formats import commitment_text
+from services.notifier.briefing.gather import daily_series
+from services.notifier.briefing.words import local, number
+from services.notifier.explanations import (
+    MAX_DETAIL,
+    ExplanationPolicy,
+    Refused,
+    check_explanation,
+    local_today,
+    snooze_until,
+)
+from services.notifier.repository import alerts as alert_sql
+from services.notifier.repository import explanations as sql
+from services.notifier.repository import reference as reference_sql
+from services.notifier.repository.explanations import Explanation, Link
+from services.notifier.repository.reference import IndicatorName
+from services.notifier.settings import NotifierSettings
+from tiendo.board import repository as board
+from tiendo.board.campaign import Campaign
+from tiendo.board.figures import judge
+from tiendo.clock import Clock
+from tiendo.database import Connection
+from tiendo.dependencies import Pool
+from tiendo.logs import get_logger
+
+log = get_logger(__name__)
+# A form is a few hundred bytes; anything far larger (a 10 MB text) is refused unread.
+MAX_FORM_BYTES = 16_384
+SNOOZE_CHOICES = (1, 4, 8, 24, 48, 72, 168)
+TREND_DAYS = 14
+
+_env = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(
+        str(Path(str(resources.files("services.notifier.pages") / "templates")))
+    ),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+)
+
+REFUSALS: dict[str, tuple[int, str, str, str]] = {
+    links.Refusal.TAMPERED: (
+        403,
+        "Đường dẫn không hợp lệ",
+        "Đường dẫn đã bị thay đổi hoặc không đầy đủ.",
+        "This link was altered or is incomplete.",
+    ),
+    links.Refusal.EXPIRED: (
+        410,
+        "Đường dẫn đã hết hạn",
+        "Đường dẫn này đã hết hiệu lực.",
+        "This link has expired.",
+    ),
+    links.Refusal.UNKNOWN: (
+        404,
+        "Không tìm thấy đường dẫn",
+        "Đường dẫn này không còn trong hệ thống.",
+        "This link is not known.",
+    ),
+    links.Refusal.REPLAYED: (
+        409,
+        "Biểu mẫu đã được gửi",
+        "Biểu mẫu này đã được gửi một lần; lần gửi lại không được lưu.",
+        "This form was already submitted; the repeat was not stored.",
+    ),
+    "too_large": (
+        413,
+        "Nội dung quá lớn",
+        "Nội dung gửi lên quá lớn.",
+        "What was sent is too large.",
+    ),
+}
+DONE = {
+    "acknowledge": "Đã ghi nhận: không nhắc lại cho đến khi có thay đổi.",
+    "snooze": "Đã hoãn nhắc lại.",
+    "explain": "Đã lưu giải trình.",
+}
+
+
+def refused(reason: str) -> HTMLResponse:
+    status, title, text, english = REFUSALS[reason]
+    page = _env.get_template("refused.html.j2").render(
+        title=title, text=text, english=english, reason=reason
+    )
+    return HTMLResponse(page, status_code=status, headers={"Cache-Control": "no-store"})
+
+
+def _points(values: list[float], top: float) -> str:
+    """SVG polyline points of `values` across a 100 × 30 box."""
+    if len(values) < 2 or top <= 0:
+        return ""
+    step = 100 / (len(values) - 1)
+    return " ".join(f"{i * step:.1f},{30 - 28 * v / top:.1f}" for i, v in enumerate(values))
+
+
+def links_router(settings: NotifierSettings, clock: Clock) -> APIRouter:
+    router = APIRouter(tags=["links"], include_in_schema=False)
+
+    async def open_link(pool: Pool, token: str, now: datetime) -> Link | str:
+        claim = links.verify(settings.link_key(), token, now)
+        if isinstance(claim, links.Refusal):
+            return claim.value
+        async with pool.acquire() as conn:
+            found = await sql.link(conn, claim.link_id)
+        if found is None:
+            return links.Refusal.UNKNOWN.value
+        if now >= found.expires_at:
+            return links.Refusal.EXPIRED.value
+        return found
+
+    async def render(
+        pool: Pool, link: Link, token: str, now: datetime, **extra: Any
+    ) -> HTMLResponse:
+        async with pool.acquire() as conn:
+            campaign = await board.campaign(conn, link.campaign_id)
+            assert campaign is not None  # a link is only issued for a stored campaign
+            policy = await sql.policy(conn, link.campaign_id)
+            rows = await alert_sql.alerts_by_id(conn, link.alert_ids)
+            acked = await sql.acknowledged(conn, link.alert_ids)
+            snoozed = await sql.snoozed(conn, link.alert_ids, now)
+            said = await sql.latest_explanations(
+                conn, link.campaign_id, now, [r["unit"] for r in rows]
+            )
+            names = await reference_sql.indicator_names(conn)
+            recipient = await reference_sql.unit(conn, link.recipient)
+            alerts = [
+                await _alert(conn, campaign, r, now, names, acked, snoozed, said, policy)
+                for r in rows
+            ]
+            nonces = {a: await sql.issue_nonce(conn, link.id, now) for a in DONE}
+        keys = sorted({(a["unit"], a["indicator"]): a for a in alerts}.values(), key=_key)
+        page = _env.get_template("link.html.j2").render(
+            campaign=campaign,
+            recipient=link.recipient,
+            recipient_name=recipient.name if recipient else link.recipient,
+            now=now,
+            expires_at=link.expires_at,
+            alerts=alerts,
+            nonces=nonces,
+            base=links.LINK_PATH + token,
+            snooze_hours=[h for h in SNOOZE_CHOICES if timedelta(hours=h) <= policy.snooze_max],
+            keys=[
+                {
+                    "value": f"{a['unit']}|{a['indicator']}",
+                    "label": f"{a['unit_name']} — {a['indicator_name']}",
+                }
+                for a in keys
+            ],
+            causes=policy.causes,
+            max_detail=MAX_DETAIL,
+            today=local_today(now, campaign.timezone).isoformat(),
+            form=extra.pop("form", {"detail": "", "committed_date": "", "committed_rate": ""}),
+            num=lambda v, d=0: number("vi", v, d),
+            w_local=lambda v: local(v, campaign.timezone),
+            done=extra.pop("done", None),
+            error=extra.pop("error", None),
+        )
+        status = extra.pop("status", 200)
+        return HTMLResponse(page, status_code=status, headers={"Cache-Control": "no-store"})
+
+    @router.get("/l/{token}", response_class=HTMLResponse)
+    async def link_page(token: str, pool: Pool, done: str | None = None) -> Response:
+        now = clock.now()
+        found = await open_link(pool, token, now)
+        if isinstance(found, str):
+            return refused(found)
+        return await render(pool, found, token, now, done=DONE.get(done or ""))
+
+    async def form_of(request: Request) -> dict[str, str] | None:
+        size = request.headers.get("content-length")
+        if size is None or not size.isdigit() or int(size) > MAX_FORM_BYTES:
+            return None
+        form = await request.form()
+        return {k: v for k, v in form.items() if isinstance(v, str)}
+
+    @router.post("/l/{token}/{action}", response_class=HTMLResponse)
+    async def link_action(token: str, action: str, request: Request, pool: Pool) -> Response:
+        now = clock.now()
+        found = await open_link(pool, token, now)
+        if isinstance(found, str):
+            return refused(found)
+        if action not in DONE:
+            return refused(links.Refusal.UNKNOWN.value)
+        form = await form_of(request)
+        if form is None:
+            return refused("too_large")
+        remote = request.client.host if request.client else ""
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                # the token first: a replayed form stores nothing; bad input rolls it back,
+                # so the chief can correct the form and send it again
+                if not await sql.take_nonce(conn, form.get("nonce", ""), found.id, action, now):
+                    raise _Replayed
+                await _store(conn, found, action, form, now, remote)
+        except _Replayed:
+            return refused(links.Refusal.REPLAYED.value)
+        except Refused as exc:
+            kept = {k: form.get(k, "") for k in ("detail", "committed_date", "committed_rate")}
+            return await render(pool, found, token, now, error=str(exc), form=kept, status=422)
+        log.info("link_action", action=action, link=found.id, campaign=found.campaign_id)
+        return RedirectResponse(f"{links.LINK_PATH}{token}?done={action}", 303)
+
+    return router
+
+
+class _Replayed(Exception):
+    """A form token used before (or not this link's)."""
+
+
+RULES = {
+    "behind": "chậm tiến độ",
+    "at_risk": "có nguy cơ không về đích",
+    "stale": "không báo cáo số liệu",
+    "bottom_rank": "nhóm cuối bảng xếp hạng",
+}
+
+
+async def _alert(
+    conn: Connection,
+    campaign: Campaign,
+    r: asyncpg.Record,
+    now: datetime,
+    names: dict[str, IndicatorName],
+    acked: dict[int, datetime],
+    snoozed: dict[int, datetime],
+    said: dict[tuple[str, str], Explanation],
+    policy: ExplanationPolicy,
+) -> dict[str, Any]:
+    """One alert of the link as the page shows it: figures now, the last two weeks."""
+    unit, indicator = r["unit"], r["indicator"]
+    verdict = (await judge(conn, campaign, indicator, [unit], now, live=True)).get(unit)
+    trend = None
+    if verdict is not None:
+        (series,) = await daily_series(conn, campaign, indicator, [verdict], now)
+        actual = [float(v) for v in series.values[-TREND_DAYS:]]
+        planned = list(series.planned[-TREND_DAYS:])
+        top = max([*actual, *planned, 1.0])
+        trend = {"actual": _points(actual, top), "plan": _points(planned, top)}
+    explained = said.get((unit, indicator))
+    cause = policy.cause(explained.cause) if explained else None
+    return {
+        "id": r["id"],
+        "unit": unit,
+        "unit_name": verdict.unit_name if verdict else unit,
+        "indicator": indicator,
+        "indicator_name": names[indicator].name if indicator in names else indicator,
+        "rule_name": RULES.get(r["rule"], r["rule"]),
+        "acknowledged": acked.get(r["id"]),
+        "snoozed": snoozed.get(r["id"]),
+        "progress": verdict.progress if verdict else None,
+        "trend": trend,
+        "said": {
+            "version": explained.version,
+            "cause": cause.vi if cause else explained.cause,
+            "detail": explained.detail,
+            "commitment": commitment_text(explained.commitment, "vi"),
+        }
+        if explained
+        else None,
+    }
+
+
+async def _store(
+    conn: Connection, link: Link, action: str, form: dict[str, str], now: datetime, remote: str
+) -> None:
+    """Store what a form asked for, or `Refused` saying why (nothing stored)."""
+    policy = await sql.policy(conn, link.campaign_id)
+    if action == "acknowledge":
+        await sql.acknowledge(conn, link.alert_ids, link.id, now, remote)
+        return
+    if action == "snooze":
+        try:
+            hours = float(form.get("hours", ""))
+        except ValueError:
+            raise Refused("Thời gian hoãn không hợp lệ.") from None
+        ends = snooze_until(policy, now, hours)
+        await sql.snooze(conn, link.alert_ids, link.id, now, ends, remote)
+        return
+    campaign = await board.campaign(conn, link.campaign_id)
+    assert campaign is not None
+    rows = await alert_sql.alerts_by_id(conn, link.alert_ids)
+    unit, _, indicator = form.get("key", "").partition("|")
+    mine = frozenset(r["indicator"] for r in rows if r["unit"] == unit)
+    if not mine:
+        raise Refused("Đơn vị không thuộc cảnh báo của đường dẫn này.")
+    given = check_explanation(
+        policy,
+        mine,
+        indicator=indicator,
+        cause=form.get("cause", ""),
+        detail=form.get("detail", ""),
+        committed_date=_date(form.get("committed_date", "")),
+        committed_rate=_rate(form.get("committed_rate", "")),
+        today=local_today(now, campaign.timezone),
+    )
+    verdict = (await judge(conn, campaign, indicator, [unit], now, live=True)).get(unit)
+    value = verdict.progress.value if verdict else 0
+    await sql.add_explanation(
+        conn,
+        link.campaign_id,
+        unit,
+        given,
+        value_then=value,
+        link_id=link.id,
+        at=now,
+        remote=remote,
+    )
+
+
+def _date(text: str) -> date | None:
+    if not text.strip():
+        return None
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        raise Refused("Ngày cam kết không hợp lệ.") from None
+
+
+def _rate(text: str) -> float | None:
+    if not text.strip():
+        return None
+    try:
+        return float(text.strip().replace(",", "."))
+    except ValueError:
+        raise Refused("Mức cam kết mỗi ngày không hợp lệ.") from None
+
+
+def _key(a: dict[str, Any]) -> tuple[str, str]:
+    return (str(a["unit"]), str(a["indicator"]))

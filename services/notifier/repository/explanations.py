@@ -1,0 +1,360 @@
+"""Links, acknowledgements, snoozes, explanations (versioned) and commitment checks."""
+
+import json
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import asyncpg
+
+from services.notifier.explanations import (
+    Cause,
+    Commitment,
+    ExplanationIn,
+    ExplanationPolicy,
+)
+from tiendo.database import Connection
+
+SELECT_POLICY = "SELECT * FROM explanation_policies WHERE campaign_id = $1"
+UPSERT_POLICY = """
+INSERT INTO explanation_policies (campaign_id, causes, snooze_max_seconds, link_ttl_seconds)
+VALUES ($1, $2, $3, $4)
+ON CONFLICT (campaign_id) DO UPDATE
+SET causes = EXCLUDED.causes, snooze_max_seconds = EXCLUDED.snooze_max_seconds,
+    link_ttl_seconds = EXCLUDED.link_ttl_seconds, updated_at = now()
+"""
+INSERT_LINK = """
+INSERT INTO links (id, campaign_id, recipient, alert_ids, message_key, issued_at, expires_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+"""
+SELECT_LINK = "SELECT * FROM links WHERE id = $1"
+INSERT_NONCE = "INSERT INTO link_actions (nonce, link_id, issued_at) VALUES ($1, $2, $3)"
+# Taken once: the row lock makes two submissions of one form race to a single winner.
+TAKE_NONCE = """
+UPDATE link_actions SET used_at = $3, action = $4
+WHERE nonce = $1 AND link_id = $2 AND used_at IS NULL
+RETURNING nonce
+"""
+INSERT_ACKS = """
+INSERT INTO acknowledgements (alert_id, link_id, acknowledged_at, remote)
+SELECT a, $2, $3, $4 FROM unnest($1::bigint[]) AS a
+"""
+SELECT_ACKS = """
+SELECT DISTINCT ON (alert_id) alert_id, acknowledged_at FROM acknowledgements
+WHERE alert_id = ANY ($1::bigint[]) ORDER BY alert_id, acknowledged_at DESC
+"""
+INSERT_SNOOZES = """
+INSERT INTO snoozes (alert_id, link_id, starts_at, ends_at, remote)
+SELECT a, $2, $3, $4, $5 FROM unnest($1::bigint[]) AS a
+"""
+SELECT_SNOOZES = """
+SELECT alert_id, max(ends_at) AS ends_at FROM snoozes
+WHERE alert_id = ANY ($1::bigint[]) AND starts_at <= $2 AND ends_at > $2 GROUP BY alert_id
+"""
+# Versions of one (campaign, unit, indicator) are numbered under a transaction lock, so two
+# amendments at once get 2 and 3, never both 2.
+LOCK_VERSIONS = "SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2 || '/' || $3, 14))"
+INSERT_EXPLANATION = """
+INSERT INTO explanations (campaign_id, unit, indicator, version, cause, detail, committed_date,
+                          committed_rate, value_then, link_id, submitted_at, remote)
+SELECT $1, $2, $3, coalesce(max(version), 0) + 1, $4, $5, $6, $7, $8, $9, $10, $11
+FROM explanations WHERE campaign_id = $1 AND unit = $2 AND indicator = $3
+RETURNING *
+"""
+SELECT_LATEST = """
+SELECT DISTINCT ON (unit, indicator) * FROM explanations
+WHERE campaign_id = $1 AND submitted_at <= $2 AND ($3::text[] IS NULL OR unit = ANY ($3))
+ORDER BY unit, indicator, version DESC
+"""
+SELECT_VERSIONS = """
+SELECT * FROM explanations WHERE campaign_id = $1 AND unit = $2 AND indicator = $3
+ORDER BY version
+"""
+SELECT_CHECKS = """
+SELECT k.*, e.unit, e.indicator FROM commitment_checks k JOIN explanations e
+ON e.id = k.explanation_id WHERE e.campaign_id = $1 AND k.checked_at > $2 AND k.checked_at <= $3
+"""
+INSERT_CHECK = """
+INSERT INTO commitment_checks (explanation_id, due_at, checked_at, met, value, wanted)
+VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING explanation_id
+"""
+# The latest version of each explanation whose commitment has not been checked yet.
+SELECT_OPEN_COMMITMENTS = """
+SELECT e.* FROM (
+    SELECT DISTINCT ON (campaign_id, unit, indicator) * FROM explanations
+    WHERE campaign_id = $1 ORDER BY campaign_id, unit, indicator, version DESC
+) e
+WHERE NOT EXISTS (SELECT FROM commitment_checks k WHERE k.explanation_id = e.id)
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    id: str
+    campaign_id: str
+    recipient: str
+    alert_ids: tuple[int, ...]
+    message_key: str
+    issued_at: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    id: int
+    campaign_id: str
+    unit: str
+    indicator: str
+    version: int
+    cause: str
+    detail: str
+    commitment: Commitment
+    value_then: int
+    link_id: str
+    submitted_at: datetime
+
+    @classmethod
+    def from_row(cls, r: asyncpg.Record) -> "Explanation":
+        return cls(
+            r["id"],
+            r["campaign_id"],
+            r["unit"],
+            r["indicator"],
+            r["version"],
+            r["cause"],
+            r["detail"],
+            Commitment(r["committed_date"], r["committed_rate"]),
+            r["value_then"],
+            r["link_id"],
+            r["submitted_at"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedCommitment:
+    explanation_id: int
+    unit: str
+    indicator: str
+    due_at: datetime
+    checked_at: datetime
+    met: bool
+    value: int
+    wanted: float
+
+
+async def policy(conn: Connection, campaign_id: str) -> ExplanationPolicy:
+    """The campaign's explanation policy, or the defaults."""
+    row = await conn.fetchrow(SELECT_POLICY, campaign_id)
+    if row is None:
+        return ExplanationPolicy()
+    return ExplanationPolicy(
+        causes=tuple(Cause(c["code"], c["vi"], c["en"]) for c in json.loads(row["causes"])),
+        snooze_max=timedelta(seconds=row["snooze_max_seconds"]),
+        link_ttl=timedelta(seconds=row["link_ttl_seconds"]),
+    )
+
+
+async def save_policy(conn: Connection, campaign_id: str, p: ExplanationPolicy) -> None:
+    causes = json.dumps([{"code": c.code, "vi": c.vi, "en": c.en} for c in p.causes])
+    await conn.execute(
+        UPSERT_POLICY,
+        campaign_id,
+        causes,
+        int(p.snooze_max.total_seconds()),
+        int(p.link_ttl.total_seconds()),
+    )
+
+
+async def create_link(
+    conn: Connection,
+    campaign_id: str,
+    recipient: str,
+    alert_ids: Sequence[int],
+    message_key: str,
+    issued_at: datetime,
+    ttl: timedelta,
+) -> Link:
+    """A new link for one message: a random id the signed token names."""
+    link = Link(
+        secrets.token_urlsafe(18),
+        campaign_id,
+        recipient,
+        tuple(alert_ids),
+        message_key,
+        issued_at,
+        issued_at + ttl,
+    )
+    await conn.execute(
+        INSERT_LINK,
+        link.id,
+        campaign_id,
+        recipient,
+        list(alert_ids),
+        message_key,
+        issued_at,
+        link.expires_at,
+    )
+    return link
+
+
+async def link(conn: Connection, link_id: str) -> Link | None:
+    r = await conn.fetchrow(SELECT_LINK, link_id)
+    if r is None:
+        return None
+    return Link(
+        r["id"],
+        r["campaign_id"],
+        r["recipient"],
+        tuple(r["alert_ids"]),
+        r["message_key"],
+        r["issued_at"],
+        r["expires_at"],
+    )
+
+
+async def issue_nonce(conn: Connection, link_id: str, at: datetime) -> str:
+    """A one-time token for one form of the link's page."""
+    nonce = secrets.token_urlsafe(18)
+    await conn.execute(INSERT_NONCE, nonce, link_id, at)
+    return nonce
+
+
+async def take_nonce(conn: Connection, nonce: str, link_id: str, action: str, at: datetime) -> bool:
+    """Use a form's token; False when it was used before or is not this link's."""
+    return await conn.fetchval(TAKE_NONCE, nonce, link_id, at, action) is not None
+
+
+async def acknowledge(
+    conn: Connection, alert_ids: Sequence[int], link_id: str, at: datetime, remote: str
+) -> None:
+    await conn.execute(INSERT_ACKS, list(alert_ids), link_id, at, remote)
+
+
+async def acknowledged(conn: Connection, alert_ids: Sequence[int]) -> dict[int, datetime]:
+    """The latest acknowledgement of each alert that has one."""
+    rows = await conn.fetch(SELECT_ACKS, list(alert_ids))
+    return {r["alert_id"]: r["acknowledged_at"] for r in rows}
+
+
+async def snooze(
+    conn: Connection,
+    alert_ids: Sequence[int],
+    link_id: str,
+    starts_at: datetime,
+    ends_at: datetime,
+    remote: str,
+) -> None:
+    await conn.execute(INSERT_SNOOZES, list(alert_ids), link_id, starts_at, ends_at, remote)
+
+
+async def snoozed(conn: Connection, alert_ids: Sequence[int], at: datetime) -> dict[int, datetime]:
+    """The end of the snooze in force at `at` of each alert that has one."""
+    rows = await conn.fetch(SELECT_SNOOZES, list(alert_ids), at)
+    return {r["alert_id"]: r["ends_at"] for r in rows}
+
+
+async def add_explanation(
+    conn: Connection,
+    campaign_id: str,
+    unit: str,
+    given: ExplanationIn,
+    *,
+    value_then: int,
+    link_id: str,
+    at: datetime,
+    remote: str,
+) -> Explanation:
+    """Store an explanation as the next version of its (campaign, unit, indicator)."""
+    async with conn.transaction():
+        await conn.execute(LOCK_VERSIONS, campaign_id, unit, given.indicator)
+        row = await conn.fetchrow(
+            INSERT_EXPLANATION,
+            campaign_id,
+            unit,
+            given.indicator,
+            given.cause,
+            given.detail,
+            given.commitment.by,
+            given.commitment.rate,
+            value_then,
+            link_id,
+            at,
+            remote,
+        )
+    assert row is not None  # INSERT … RETURNING
+    return Explanation.from_row(row)
+
+
+async def latest_explanations(
+    conn: Connection, campaign_id: str, at: datetime, units: Sequence[str] | None = None
+) -> dict[tuple[str, str], Explanation]:
+    """The latest version, written by `at`, of each (unit, indicator) explained (of
+    `units` only, when given)."""
+    wanted = list(units) if units is not None else None
+    rows = await conn.fetch(SELECT_LATEST, campaign_id, at, wanted)
+    return {(r["unit"], r["indicator"]): Explanation.from_row(r) for r in rows}
+
+
+async def versions(
+    conn: Connection, campaign_id: str, unit: str, indicator: str
+) -> list[Explanation]:
+    """Every version of one explanation, oldest first."""
+    rows = await conn.fetch(SELECT_VERSIONS, campaign_id, unit, indicator)
+    return [Explanation.from_row(r) for r in rows]
+
+
+async def open_commitments(conn: Connection, campaign_id: str) -> list[Explanation]:
+    """The latest version of each explanation of the campaign not checked yet."""
+    return [Explanation.from_row(r) for r in await conn.fetch(SELECT_OPEN_COMMITMENTS, campaign_id)]
+
+
+async def record_check(
+    conn: Connection,
+    explanation_id: int,
+    due_at: datetime,
+    checked_at: datetime,
+    met: bool,
+    value: int,
+    wanted: float,
+) -> bool:
+    """Store a commitment's check once; False when it was already checked."""
+    found = await conn.fetchval(
+        INSERT_CHECK, explanation_id, due_at, checked_at, met, value, wanted
+    )
+    return found is not None
+
+
+async def checks_between(
+    conn: Connection, campaign_id: str, since: datetime, until: datetime
+) -> list[CheckedCommitment]:
+    """Commitments checked in (since, until]: what the briefing reports as last week's."""
+    rows = await conn.fetch(SELECT_CHECKS, campaign_id, since, until)
+    return [
+        CheckedCommitment(
+            r["explanation_id"],
+            r["unit"],
+            r["indicator"],
+            r["due_at"],
+            r["checked_at"],
+            r["met"],
+            r["value"],
+            r["wanted"],
+        )
+        for r in rows
+    ]
+
+
+SELECT_ACKNOWLEDGED_KEYS = """
+SELECT DISTINCT a.unit, a.indicator FROM acknowledgements k JOIN alerts a ON a.id = k.alert_id
+WHERE a.campaign_id = $1 AND k.acknowledged_at <= $2
+  AND (a.resolved_at IS NULL OR a.resolved_at > $3)
+"""
+
+
+async def acknowledged_keys(
+    conn: Connection, campaign_id: str, since: datetime, at: datetime
+) -> set[tuple[str, str]]:
+    """(unit, indicator) of the alerts acknowledged by `at` and still open after `since`."""
+    rows = await conn.fetch(SELECT_ACKNOWLEDGED_KEYS, campaign_id, at, since)
+    return {(r["unit"], r["indicator"]) for r in rows}

@@ -1,0 +1,147 @@
+"""Rank movement (issue 14): each unit of a leaderboard carries its rank at the previous
+briefing, the change (▲3, ▼12, new) and its days behind in a row, the same in the API,
+the CSV and the XLSX."""
+
+import csv
+import io
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+from hypothesis import given
+from hypothesis import strategies as st
+from openpyxl import load_workbook
+from openpyxl.worksheet.worksheet import Worksheet
+
+from devtools.localstack import KafkaBroker
+from services.aggregator.app import create_app as create_aggregator
+from services.aggregator.models import LeaderboardRow
+from services.aggregator.progress import leaderboard
+from tests.support.notifier import Feed, progress
+from tests.support.stack import Topics, aggregator_settings, running
+from tests.support.world import build_world
+from tiendo.board import repository as board
+from tiendo.board.figures import Verdict
+from tiendo.board.movement import movement_label, standings
+from tiendo.pace import Progress, Status
+
+STARTS = datetime(2023, 5, 10, 3, 0, tzinfo=UTC)  # 10:00 in Hà Nội
+PREVIOUS = STARTS + timedelta(days=5)  # the previous briefing
+NOW = STARTS + timedelta(days=12, hours=2)
+
+
+@given(st.integers(1, 600), st.integers(1, 600))
+def test_the_arrow_says_how_many_places_and_which_way(previous: int, now: int) -> None:
+    label = movement_label(previous, now)
+    if previous == now:
+        assert label == "="
+    else:
+        arrow, places = label[0], int(label[1:])
+        assert places == abs(previous - now)
+        assert arrow == ("▲" if now < previous else "▼")
+    assert movement_label(None, now) == "new"
+
+
+@given(st.permutations(list(range(12))), st.permutations(list(range(12))), st.integers(0, 12))
+def test_movement_is_the_places_between_the_two_rankings(
+    now: list[int], then: list[int], dropped: int
+) -> None:
+    # pct orders a ranking; units left out of the earlier one are new
+    def verdict(i: int, pct: float) -> Verdict:
+        p = Progress(0, 0, 100, pct, 0.0, None, None, None, None, None, Status.BEHIND)
+        when = datetime(2023, 5, 1, tzinfo=UTC)
+        return Verdict("c", f"u{i:02}", "", 3, None, "x", when, p, None)
+
+    current = [verdict(u, 100.0 - place) for place, u in enumerate(now)]
+    earlier = [verdict(u, 100.0 - place) for place, u in enumerate(then) if u >= dropped]
+    rows = standings(current, earlier, {})
+    assert [r.rank for r in rows] == list(range(1, 13))
+    previous = {v.unit: rank for rank, v in enumerate(earlier, start=1)}
+    for r in rows:
+        assert r.previous_rank == previous.get(r.verdict.unit)
+        if r.previous_rank is None:
+            assert r.movement == "new"
+        else:
+            assert r.change == r.previous_rank - r.rank
+
+
+async def _world(database: str) -> None:
+    await build_world(database, starts_at=STARTS, days=50)
+    # Wards of 1000 over 50 days: the plan is 20 a day. At the previous briefing 00010 led
+    # and 00004 was last; by now 00004 leads and 00010 fell to last, behind since day 9.
+    await Feed(database).send(
+        progress("00004", 10, at=PREVIOUS - timedelta(hours=1)),
+        progress("00007", 50, at=PREVIOUS - timedelta(hours=1)),
+        progress("00010", 120, at=PREVIOUS - timedelta(hours=1)),
+        progress("00004", 300, at=NOW - timedelta(hours=1)),
+        progress("00007", 250, at=NOW - timedelta(hours=1)),
+        progress("00010", 150, at=STARTS + timedelta(days=8, hours=1)),
+    )
+
+
+async def _leaderboard(database: str, previous_at: datetime) -> list[LeaderboardRow]:
+    conn = await asyncpg.connect(database)
+    try:
+        campaign = await board.campaign(conn, "c1")
+        assert campaign is not None
+        return await leaderboard(
+            conn, campaign, "cccd_collected", 3, NOW, live=False, previous_at=previous_at
+        )
+    finally:
+        await conn.close()
+
+
+async def test_the_leaderboard_shows_movement_since_the_previous_briefing(database: str) -> None:
+    await _world(database)
+    rows = await _leaderboard(database, PREVIOUS)
+    got = [(r.rank, r.unit.code, r.previous_rank, r.rank_change, r.movement) for r in rows]
+    assert got == [
+        (1, "00004", 3, 2, "▲2"),
+        (2, "00007", 2, 0, "="),
+        (3, "00010", 1, -2, "▼2"),
+    ]
+    # 00010: 120 on day 5, 150 on 18 May (local) and nothing since. At the end of 16 May
+    # the plan was 132 (120 is 91 %: not behind); at the end of 17 May 152 (79 %); then
+    # it stayed under 90 % at the ends of 17–21 May and is today, 22 May: six days.
+    by_unit = {r.unit.code: r.days_behind for r in rows}
+    assert by_unit == {"00004": 0, "00007": 0, "00010": 6}
+
+
+async def test_before_any_briefing_every_unit_is_new(database: str) -> None:
+    await _world(database)
+    rows = await _leaderboard(database, STARTS)
+    assert {(r.previous_rank, r.rank_change, r.movement) for r in rows} == {(None, None, "new")}
+
+
+async def test_the_api_and_exports_carry_the_same_movement(
+    database: str, kafka: KafkaBroker, topics: Topics
+) -> None:
+    await _world(database)
+    settings = aggregator_settings(database, kafka.bootstrap, topics, consume=False)
+    params = {
+        "level": "3",
+        "indicator": "cccd_collected",
+        "as_of": NOW.isoformat(),
+        "previous": PREVIOUS.isoformat(),
+    }
+    async with running(create_aggregator(settings)) as api:
+        url = "/v1/campaigns/c1/leaderboard"
+        body = (await api.get(url, params=params)).json()
+        as_csv = await api.get(url, params={**params, "format": "csv"})
+        as_xlsx = await api.get(url, params={**params, "format": "xlsx"})
+        weekly = {k: v for k, v in params.items() if k != "previous"}
+        default = (await api.get(url, params=weekly)).json()
+    assert body["previous_at"] == PREVIOUS.isoformat().replace("+00:00", "Z")
+    rows = [(r["unit"]["code"], r["movement"], r["days_behind"]) for r in body["rows"]]
+    assert rows == [("00004", "▲2", 0), ("00007", "=", 0), ("00010", "▼2", 6)]
+    exported = list(csv.DictReader(io.StringIO(as_csv.content.decode("utf-8-sig"))))
+    assert [(r["code"], r["movement"], r["days_behind"]) for r in exported] == [
+        (c, m, str(d)) for c, m, d in rows
+    ]
+    assert [r["previous_rank"] for r in exported] == ["3", "2", "1"]
+    sheet = load_workbook(io.BytesIO(as_xlsx.content)).active
+    assert isinstance(sheet, Worksheet)
+    header = [c.value for c in sheet[2]]
+    moved = header.index("Thay đổi") + 1
+    assert [sheet.cell(row=i, column=moved).value for i in (3, 4, 5)] == ["▲2", "=", "▼2"]
+    # without `previous`, movement is over the week before as_of
+    assert default["previous_at"].startswith((NOW - timedelta(days=7)).date().isoformat())
