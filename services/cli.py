@@ -5,6 +5,8 @@ import os
 import sys
 from collections.abc import Sequence
 
+from pydantic import ValidationError
+
 from services.aggregator import MIGRATIONS as AGGREGATOR_MIGRATIONS
 from services.aggregator import cli as aggregator_cli
 from services.aggregator.settings import AggregatorSettings
@@ -12,6 +14,7 @@ from services.check import cli as check_cli
 from services.ingest import cli as ingest_cli
 from services.notifier import cli as notifier_cli
 from tiendo.identity import cli as identity_cli
+from tiendo.logs import configure_logging, get_logger
 
 
 def add_identity_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -36,7 +39,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     migrate.set_defaults(func=_migrate)
     add_identity_commands(sub)
     args = parser.parse_args(argv)
-    args.func(args)
+    try:
+        args.func(args)
+    except ValidationError as exc:
+        # settings the environment gets wrong: one line that names each, not a traceback
+        configure_logging("INFO", json=False)
+        problems = [
+            f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors()
+        ]
+        get_logger(__name__).error("unsafe_settings", problems=problems)
+        sys.exit(1)
 
 
 def _migrate(args: argparse.Namespace) -> None:

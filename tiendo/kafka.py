@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from aiokafka.partitioner import DefaultPartitioner
@@ -152,3 +152,17 @@ class RecordBatches:
             for partition, builder in builders.items():
                 futures.append(await producer.send_batch(builder, topic, partition=partition))
         return futures
+
+
+async def start_whole(client: AIOKafkaConsumer) -> None:
+    """`client.start()`, finished even when the caller is cancelled meanwhile: aiokafka's
+    bootstrap holds its first connection in a local until it succeeds, so a cancel in the
+    middle (a service stopped right after it started) leaks that connection, and the later
+    `stop()` cannot close it. The cancel is raised once the start is done."""
+    starting = asyncio.ensure_future(client.start())
+    try:
+        await asyncio.shield(starting)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await starting
+        raise

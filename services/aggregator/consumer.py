@@ -31,6 +31,7 @@ from tiendo.board.repository import Counter
 from tiendo.clock import Clock
 from tiendo.counting.batch import CONFLICT, staging_row
 from tiendo.events.progress_event import UndecodableEvent, decode
+from tiendo.kafka import start_whole
 from tiendo.logs import get_logger
 
 log = get_logger(__name__)
@@ -193,7 +194,7 @@ class Applier:
             ),
         )
         try:
-            await consumer.start()
+            await start_whole(consumer)
             async with self._pool.acquire() as conn:
                 await counting.prepare(conn)
                 while True:

@@ -51,7 +51,7 @@ from tiendo.events import unit_progress
 from tiendo.identity.audit_api import audit_routes
 from tiendo.identity.guard import Guard
 from tiendo.identity.model import Identity, Role
-from tiendo.kafka import TopicSpec
+from tiendo.kafka import TopicSpec, start_whole
 from tiendo.lifespan import open_database, open_topics, ping, start_loops, teardown
 from tiendo.logs import get_logger
 from tiendo.web import RequestIdMiddleware, add_ops_routes, install_problem_handlers
@@ -139,7 +139,7 @@ def create_app(
         )
         try:
             # inside the try: a cancel during start-up must still close the consumer
-            await consumer.start()
+            await start_whole(consumer)
             while True:
                 beat()
                 batches = await consumer.getmany(timeout_ms=500, max_records=1000)

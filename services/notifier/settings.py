@@ -123,7 +123,7 @@ class NotifierSettings(ServiceSettings):
     def secrets(self) -> dict[str, str]:
         # no shared webhook secret is a valid production setup (every endpoint has its own);
         # the links' key is always needed
-        shared = {"webhook_secret": self.webhook_secret} if self.webhook_secret else {}
+        shared = {} if self.webhook_secret is None else {"webhook_secret": self.webhook_secret}
         return {**shared, "link_secret": self.link_key()}
 
     @model_validator(mode="before")
@@ -131,8 +131,9 @@ class NotifierSettings(ServiceSettings):
     def _development_webhook_secret(cls, values: Any) -> Any:
         if (
             isinstance(values, dict)
-            # only the explicit development mode (make dev) gets the shared default
-            and values.get("environment") == "development"
+            # outside production the shared default is there, and the start check lets it
+            # through only in the explicit development mode (make dev)
+            and values.get("environment") != "production"
             and "webhook_secret" not in values
         ):
             return {**values, "webhook_secret": DEV_WEBHOOK_SECRET}

@@ -36,17 +36,27 @@ def _serve(env: dict[str, str]) -> tuple[int, list[str]]:
     ("env", "problem"),
     [
         ({}, "TIENDO_NOTIFIER_WEBHOOK_SECRET is a development default"),
+        # production has no shared webhook secret (each endpoint signs with its own,
+        # docs/alerts.md): what it must still set is the key of the chiefs' links
         (
             {"TIENDO_NOTIFIER_ENVIRONMENT": "production"},
-            "TIENDO_NOTIFIER_WEBHOOK_SECRET is a development default",
+            "TIENDO_NOTIFIER_LINK_SECRET is empty",
         ),
         (
             {"TIENDO_NOTIFIER_ENVIRONMENT": "development", "TIENDO_NOTIFIER_WEBHOOK_SECRET": ""},
             "TIENDO_NOTIFIER_WEBHOOK_SECRET is empty",
         ),
         (
-            {"TIENDO_NOTIFIER_ENVIRONMENT": "production", "TIENDO_NOTIFIER_WEBHOOK_SECRET": "abc"},
+            {"TIENDO_NOTIFIER_ENVIRONMENT": "development", "TIENDO_NOTIFIER_WEBHOOK_SECRET": "abc"},
             "TIENDO_NOTIFIER_WEBHOOK_SECRET is too short",
+        ),
+        # and a shared one in production is refused whatever its length
+        (
+            {
+                "TIENDO_NOTIFIER_ENVIRONMENT": "production",
+                "TIENDO_NOTIFIER_WEBHOOK_SECRET": "a-long-enough-shared-secret",
+            },
+            "webhook_secret is a development fallback",
         ),
     ],
 )

@@ -87,7 +87,7 @@ async def test_each_chief_reads_in_the_language_of_the_contact(
 
         english, vietnamese, hook = await eventually(delivered)
         sent_as = "digest" if kind == "digest" else "firing"
-        log = (await api.get("/v1/notifications", params={"kind": sent_as})).json()
+        log = (await api.get("/v1/notifications", params={"kind": sent_as}, headers=ADMIN)).json()
     word = {
         "alert": ("progress alert", "cảnh báo tiến độ"),
         "digest": ("Progress digest", "Tổng hợp tiến độ"),

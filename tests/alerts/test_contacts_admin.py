@@ -19,7 +19,7 @@ from services.notifier.app import create_app
 from services.notifier.cli import import_contacts
 from services.notifier.importing import parse_contacts
 from tests.alerts.test_contacts import ZaloChannel
-from tests.support.identities import ADMIN
+from tests.support.identities import ADMIN, ADMIN_SECRET
 from tests.support.notifier import SmtpReceiver, notifier_settings
 from tests.support.stack import Topics, running, until_ready
 from tests.support.world import TREE, build_world
@@ -138,7 +138,7 @@ async def test_a_contacts_file_is_imported_whole(
 ) -> None:
     path = tmp_path / "contacts.csv"
     path.write_text(CONTACTS_CSV, encoding="utf-8")
-    assert await import_contacts(api, path, "test-admin") == []
+    assert await import_contacts(api, path, ADMIN_SECRET) == []
     assert await _stored(database) == [
         ("00004", "email", "phucxa@test.invalid", "en"),
         ("00004", "sms", "+84900000004", None),
@@ -180,7 +180,7 @@ async def test_a_file_naming_an_unknown_unit_imports_nothing_and_names_the_line(
         CONTACTS_CSV + "99999,Chief Nowhere,email,nowhere@test.invalid,\n00007,,fax,024 1234,\n",
         encoding="utf-8",
     )
-    problems = await import_contacts(api, path, "test-admin")
+    problems = await import_contacts(api, path, ADMIN_SECRET)
     assert problems == [
         "line 6: no unit 99999",
         "line 7: unknown channel fax",

@@ -16,6 +16,7 @@ from devtools.localstack import KafkaBroker
 from services.aggregator.app import create_app as create_aggregator
 from services.aggregator.models import LeaderboardRow
 from services.aggregator.progress import leaderboard
+from tests.support.identities import READER
 from tests.support.notifier import Feed, progress
 from tests.support.stack import Topics, aggregator_settings, running
 from tests.support.world import build_world
@@ -124,6 +125,7 @@ async def test_the_api_and_exports_carry_the_same_movement(
         "previous": PREVIOUS.isoformat(),
     }
     async with running(create_aggregator(settings)) as api:
+        api.headers.update(READER)
         url = "/v1/campaigns/c1/leaderboard"
         body = (await api.get(url, params=params)).json()
         as_csv = await api.get(url, params={**params, "format": "csv"})

@@ -194,6 +194,7 @@ async def test_a_chief_acknowledges_and_explains_from_the_alert_and_the_pack_sho
         pack = await web.get(
             "/v1/campaigns/c1/briefing",
             params={"at": h.clock.now().isoformat(), "level": "3", "format": "html"},
+            headers=ADMIN,
         )
         assert pack.status_code == 200
         assert "&lt;script&gt;alert(" in pack.text

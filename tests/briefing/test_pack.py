@@ -21,6 +21,7 @@ from services.notifier.explanations import Commitment, ExplanationIn
 from services.notifier.repository import explanations as sql
 from tests.briefing.browser import CHROMIUM, chromium
 from tests.briefing.demo import BRIEFING, CAMPAIGN, NOW, TZ, seed_demo
+from tests.support.identities import ADMIN
 from tests.support.notifier import SmtpReceiver, notifier_settings
 from tests.support.stack import Topics, running
 from tiendo.clock import ManualClock
@@ -83,6 +84,7 @@ async def test_the_demo_campaigns_pack_is_rendered_read_and_printed_on_a4(
     params = {"at": BRIEFING.isoformat(), "level": "3"}
     timings: dict[str, float] = {}
     async with running(app) as api:
+        api.headers.update(ADMIN)
         for fmt in ("html", "pdf", "xlsx"):
             started = time.perf_counter()
             r = await api.get(url, params={**params, "format": fmt}, timeout=600)

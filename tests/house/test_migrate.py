@@ -90,6 +90,8 @@ async def test_a_role_connected_service_with_pending_migrations_stops_with_one_c
         "database_url": as_role(database, "tiendo_notifier"),
         "kafka_bootstrap": f"127.0.0.1:{free_port()}",
         "port": str(free_port()),
+        # a secret of its own, so the start check (no default secrets) lets it get this far
+        "webhook_secret": "migrate-test-webhook-secret",
     }
     code, output = await _finish(_run("notifier", settings), timeout=60)
     # one line that says what to do, at once (no wait for Kafka), no traceback, no warning
