@@ -41,7 +41,7 @@ proto: $(STAMP) ## regenerate the protobuf bindings from proto/
 	$(BIN)/python scripts/gen_proto.py
 
 dashboards: $(STAMP) ## generate the Grafana boards into deploy/grafana/dashboards/
-	$(BIN)/python scripts/dashboards.py
+	$(BIN)/python -m scripts.dashboards
 
 migrate: $(STAMP) ## apply every service's migrations as the database owner (TIENDO_MIGRATE_DATABASE_URL)
 	$(BIN)/tiendo migrate
