@@ -25,7 +25,7 @@ log = get_logger(__name__)
 def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     parser = sub.add_parser("demo", help="demo data and traffic for make dev")
     cmds = parser.add_subparsers(dest="command", required=True)
-    run = cmds.add_parser("run", help="seed Hà Nội and the demo campaign, then send traffic")
+    run = cmds.add_parser("run", help="seed Hà Nội (2025), the demo campaign, then send traffic")
     # defaults from make dev's settings, so a stack on other ports and folders needs none
     ingest_port = os.environ.get("TIENDO_INGEST_PORT", "8001")
     run.add_argument("--ingest-url", default=f"http://127.0.0.1:{ingest_port}/v1/events")
@@ -93,7 +93,7 @@ async def _run(args: argparse.Namespace) -> None:
     settings = AggregatorSettings()
     pool = await create_pool(settings.database_url, max_size=2, wait_seconds=120)
     token = _demo_token(args.token_file)
-    wards = seed.hanoi_wards()
+    wards = seed.hanoi_communes()
     campaign = seed.demo_campaign(datetime.now(UTC))
     async with pool.acquire() as conn:
         await migrate_all(conn)
@@ -101,7 +101,7 @@ async def _run(args: argparse.Namespace) -> None:
             existing = await conn.fetchrow(
                 "SELECT starts_at, deadline FROM campaigns WHERE id = $1", seed.CAMPAIGN_ID
             )
-            await admin.upsert_units(conn, seed.hanoi_units(), "demo")
+            await admin.upsert_units(conn, seed.hanoi_units_2025(), "demo")
             if existing is None:
                 await admin.upsert_campaign(conn, seed.CAMPAIGN_ID, campaign, "demo")
                 await admin.upsert_targets(conn, seed.CAMPAIGN_ID, seed.demo_targets(wards), "demo")

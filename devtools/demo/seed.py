@@ -1,5 +1,11 @@
 """The demo world of `make dev`: Hà Nội's real unit tree and a campaign modelled on order
-"Mệnh lệnh 01" (contract §1), shifted so that it is running today."""
+"Mệnh lệnh 01" (contract §1), shifted so that it is running today.
+
+Two trees: today's (since 1 July 2025: the city and its 126 communes, what `make dev` runs
+on) and 2023's (30 districts, 579 wards: the tree of the historical campaign and of the
+tests written before the reorganisation). Commune populations are the 2019 census carried
+through the crosswalks (docs/units-over-time.md): whole transfers exactly, a split ward's
+people in equal parts over its successors — an estimate, good enough for demo targets."""
 
 import csv
 import math
@@ -21,8 +27,10 @@ TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 
 @dataclass(frozen=True, slots=True)
 class Ward:
+    """A unit at the bottom of a tree (a 2023 ward, a 2025 commune) and its people."""
+
     code: str
-    district: str
+    parent: str
     population: int
 
 
@@ -32,7 +40,16 @@ def _read(name: str) -> list[dict[str, str]]:
 
 
 def hanoi_units() -> list[UnitIn]:
-    """1 city, 30 districts, 579 wards, with demo chiefs' contacts."""
+    """2023: 1 city, 30 districts, 579 wards, with demo chiefs' contacts."""
+    return _units("hanoi_units.csv")
+
+
+def hanoi_units_2025() -> list[UnitIn]:
+    """Since 1 July 2025: the city and its 126 communes, with demo chiefs' contacts."""
+    return _units("hanoi_units_2025.csv")
+
+
+def _units(name: str) -> list[UnitIn]:
     return [
         UnitIn(
             code=r["code"],
@@ -43,12 +60,13 @@ def hanoi_units() -> list[UnitIn]:
             chief_name=f"Trưởng Công an {r['name']}",
             chief_email=f"chief-{r['code']}@demo.tiendo.invalid",
         )
-        for r in _read("hanoi_units.csv")
+        for r in _read(name)
     ]
 
 
 def hanoi_wards() -> list[Ward]:
-    """Wards with their 2019 census population (a district's median where it is missing)."""
+    """2023 wards with their 2019 census population (a district's median where it is
+    missing)."""
     population = {r["code"]: int(r["population_2019"]) for r in _read("hanoi_population_2019.csv")}
     units = _read("hanoi_units.csv")
     wards = [u for u in units if u["level"] == "3"]
@@ -62,6 +80,26 @@ def hanoi_wards() -> list[Ward]:
         median = known[len(known) // 2]
         out.append(Ward(w["code"], w["parent_code"], population.get(w["code"], median)))
     return out
+
+
+def hanoi_communes() -> list[Ward]:
+    """The 126 communes of 1 July 2025 with the 2019 census carried through the 1 January
+    2025 merges and the 1 July 2025 crosswalk."""
+    people = {w.code: float(w.population) for w in hanoi_wards()}
+    for r in _read("hanoi_crosswalk_2025-01_inferred.csv"):
+        people[r["new_code"]] += people.pop(r["old_code"])
+    successors: dict[str, list[str]] = {}
+    for r in _read("hanoi_crosswalk_2025.csv"):
+        successors.setdefault(r["old_code"], []).append(r["new_code"])
+    carried: dict[str, float] = {}
+    for old, new in successors.items():
+        for code in new:
+            carried[code] = carried.get(code, 0.0) + people[old] / len(new)
+    return [
+        Ward(r["code"], r["parent_code"], round(carried[r["code"]]))
+        for r in _read("hanoi_units_2025.csv")
+        if r["parent_code"]
+    ]
 
 
 def demo_campaign(now: datetime) -> CampaignIn:

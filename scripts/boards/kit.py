@@ -28,7 +28,7 @@ from grafana_foundation_sdk.models.dashboard import (
     VariableSort,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the repository
 OUT = ROOT / "deploy" / "grafana" / "dashboards"
 
 PROMETHEUS = DataSourceRef(type_val="prometheus", uid="prometheus")
@@ -236,7 +236,8 @@ LEVEL_SQL = sql_variable(
     "level",
     "Cấp",
     "SELECT level AS __value, 'Cấp ' || level AS __text FROM units GROUP BY level ORDER BY level",
-    "Level of the unit tree: 1 city/province, 2 district, 3 ward/commune, 4 residential group.",
+    "Level of the unit tree (data, not fixed): since 1 July 2025 1 city/province, 2 commune; "
+    "older trees 1 city/province, 2 district, 3 ward/commune.",
 )
 UNIT_SQL = sql_variable(
     "unit",

@@ -93,8 +93,9 @@ def overview() -> Any:
         ),
         panel(
             piechart.Panel(),
-            "Trạng thái các quận/huyện",
-            "Level-2 units (districts) by status, all indicators together.",
+            "Trạng thái các đơn vị cấp 2",
+            "Level-2 units (communes since July 2025, districts before) by status, "
+            "all indicators together.",
             g.at(8, 9),
             prom(
                 "sum by (status) (max by (unit, indicator, status) "
@@ -143,8 +144,8 @@ def overview() -> Any:
             ),
         ),
         series(
-            "Sự kiện mỗi phút theo quận/huyện (10 cao nhất)",
-            "Events counted per minute in each district's subtree (recording rule "
+            "Sự kiện mỗi phút theo đơn vị cấp 2 (10 cao nhất)",
+            "Events counted per minute in each level-2 unit's subtree (recording rule "
             "tiendo:unit_events:per_minute), the ten busiest.",
             "short",
             g.at(12, 8),

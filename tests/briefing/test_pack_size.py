@@ -21,7 +21,7 @@ INNER = {"001", "002", "003", "004", "005", "006", "007", "008", "009"}
 async def test_the_pack_of_126_and_of_579_wards(database: str) -> None:
     await seed_demo(database)
     wards = seed.hanoi_wards()
-    inner = {w.code for w in wards if w.district in INNER}
+    inner = {w.code for w in wards if w.parent in INNER}
     assert len(inner) == 126
     conn = await asyncpg.connect(database)
     try:
