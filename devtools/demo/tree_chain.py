@@ -50,13 +50,13 @@ def tree_rows(rows: list[dict[str, str]]) -> list[TreeRow]:
     ]
 
 
-def crosswalk_rows(rows: list[dict[str, str]], transfer: str | None = None) -> list[CrosswalkRow]:
+def crosswalk_rows(rows: list[dict[str, str]]) -> list[CrosswalkRow]:
     return [
         CrosswalkRow(
             line,
             r["old_code"],
             r["new_code"],
-            "part" if (transfer or r["transfer"]) == "part" else "whole",
+            "part" if r["transfer"] == "part" else "whole",
             Decimal(r["share"]) if r.get("share") else None,
         )
         for line, r in enumerate(rows, start=2)
@@ -106,10 +106,7 @@ def chain() -> Chain:
     stored = first_tree(rows_2023)
     january = _ok(
         plan_version(
-            stored,
-            tree_rows(january_tree(units_2023, merges, july_rows)),
-            crosswalk_rows(merges, "whole"),
-            JANUARY,
+            stored, tree_rows(read("hanoi_units_2025-01.csv")), crosswalk_rows(merges), JANUARY
         )
     )
     stored = applied(stored, january)
@@ -194,7 +191,24 @@ def _ok(plan: VersionPlan | list[TreeError]) -> VersionPlan:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shares-template", type=Path, help="write the part rows, share empty")
+    parser.add_argument(
+        "--write-january",
+        type=Path,
+        help="write the tree of 1 January 2025 (the 2023 tree less the merged, renamed)",
+    )
     args = parser.parse_args()
+    if args.write_january:
+        rows = january_tree(
+            read("hanoi_units.csv"),
+            read("hanoi_crosswalk_2025-01_inferred.csv"),
+            read("hanoi_crosswalk_2025.csv"),
+        )
+        with args.write_january.open("w", encoding="utf-8", newline="") as out:
+            tree = csv.DictWriter(
+                out, ["code", "name", "type", "level", "parent_code"], lineterminator="\n"
+            )
+            tree.writeheader()
+            tree.writerows(rows)
     c = chain()
     print(  # noqa: T201 - the script's output
         f"1 Jan 2025: {len(c.january.closed)} versions closed, {len(c.january.opened)} opened\n"
