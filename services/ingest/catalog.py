@@ -93,8 +93,9 @@ class CatalogCache:
     async def _load_catalog(self) -> None:
         async with self._pool.acquire() as conn:
             units = await repository.load_units(conn)
+            versions = await repository.load_versions(conn)
             indicators = await repository.load_indicators(conn)
-        self.catalog = Catalog(units=units, indicators=indicators)
+        self.catalog = Catalog(units=units, indicators=indicators, versions=versions)
 
     async def _load_tokens(self) -> None:
         async with self._pool.acquire() as conn:
