@@ -190,6 +190,7 @@ def test_shares_that_do_not_sum_to_one_blame_every_row_of_that_split_only(
     spoilt = data.draw(st.sampled_from(["short", "mixed"] if len(group) > 1 else ["short"]))
     changed = []
     for i, c in enumerate(group):
+        share: Decimal | None
         if spoilt == "short":
             share = (c.share or Decimal(1) / len(group)) * Decimal("0.9")
         else:
