@@ -190,7 +190,9 @@ def _ok(plan: VersionPlan | list[TreeError]) -> VersionPlan:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shares-template", type=Path, help="write the part rows, share empty")
+    parser.add_argument(
+        "--shares-template", type=Path, help="write the July table with a share column to fill"
+    )
     parser.add_argument(
         "--write-january",
         type=Path,
@@ -221,14 +223,15 @@ def main() -> None:
         "January merges the names do not confirm:\n  " + "\n  ".join(c.unconfirmed)
     )
     if args.shares_template:
+        # the whole July table, a share to fill on each part row: the filled file loads
+        # as the crosswalk of 1 July 2025
         with args.shares_template.open("w", encoding="utf-8", newline="") as out:
-            writer = csv.writer(out)
-            writer.writerow(["old_code", "old_name", "new_code", "new_name", "transfer", "share"])
+            table = csv.writer(out, lineterminator="\n")
+            table.writerow(["old_code", "old_name", "new_code", "new_name", "transfer", "share"])
             for r in read("hanoi_crosswalk_2025.csv"):
-                if r["transfer"] == "part":
-                    writer.writerow(
-                        [r["old_code"], r["old_name"], r["new_code"], r["new_name"], "part", ""]
-                    )
+                table.writerow(
+                    [r["old_code"], r["old_name"], r["new_code"], r["new_name"], r["transfer"], ""]
+                )
 
 
 if __name__ == "__main__":
