@@ -15,7 +15,10 @@ import pytest
 from devtools.localstack import KafkaBroker
 from services.aggregator.app import create_app as create_aggregator
 from services.aggregator.cli import import_file, import_tree_version
+from services.aggregator.repository import tree as tree_sql
 from services.aggregator.settings import AggregatorSettings
+from services.ingest import repository as ingest_sql
+from services.ingest.validation import Catalog
 from tests.support.identities import ADMIN_SECRET as ADMIN
 from tests.support.identities import READER, bearer
 from tests.support.stack import Topics, running
@@ -243,3 +246,54 @@ async def test_loading_needs_an_admin(client: httpx.AsyncClient) -> None:
     assert r.status_code == 422
     assert r.headers["content-type"].startswith("application/problem+json")
     assert r.json()["errors"][0]["field"] == "units"
+
+
+async def test_the_aggregator_and_ingest_attribute_every_code_alike(
+    client: httpx.AsyncClient, database: str
+) -> None:
+    """The one rule of attribution has two forms, the aggregator's SQL (re-attributing
+    stored events) and ingest's catalogue: every code of both trees, at the edges of both
+    cut-overs and of the grace period, lands on the same key."""
+    await load_2023(client)
+    january = DATA / "hanoi_crosswalk_2025-01_inferred.csv"
+    assert await load(client, DATA / "hanoi_units_2025-01.csv", january, JANUARY) == []
+    july = DATA / "hanoi_crosswalk_2025.csv"
+    assert await load(client, DATA / "hanoi_units_2025.csv", july, JULY) == []
+    second = timedelta(seconds=1)
+    moments = [
+        cut_over(JANUARY) - second,
+        cut_over(JANUARY),
+        cut_over(JULY) - second,
+        cut_over(JULY),
+        cut_over(JULY) + timedelta(days=90) - second,
+        cut_over(JULY) + timedelta(days=90),
+    ]
+    conn = await asyncpg.connect(database)
+    try:
+        codes = [r["admin_code"] for r in await conn.fetch(
+            "SELECT DISTINCT admin_code FROM aggregator.units ORDER BY 1"
+        )]  # fmt: skip
+        sent = [(f"{c}-{i}", c, m) for c in codes for i, m in enumerate(moments)]
+        for event_id, code, when in sent:
+            await add_event(conn, event_id, code, when)
+        async with conn.transaction():
+            await tree_sql.after_tree_change(conn)
+        stored = {
+            r["event_id"]: (r["unit"], r["sent_unit"])
+            for r in await conn.fetch("SELECT event_id, unit, sent_unit FROM aggregator.events")
+        }
+        catalog = Catalog(
+            units=await ingest_sql.load_units(conn),
+            indicators=frozenset(),
+            versions=await ingest_sql.load_versions(conn),
+        )
+    finally:
+        await conn.close()
+    differ = []
+    for event_id, code, when in sent:
+        key = catalog.attribute(code, when).key
+        want = (key, None if key == code else code) if key is not None else (code, None)
+        if stored[event_id] != want:
+            differ.append((event_id, stored[event_id], want))
+    assert differ == []
+    assert stored["00013-3"] == ("00004@2025-07-01", "00013")  # Quán Thánh, whole, in grace
