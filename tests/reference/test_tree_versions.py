@@ -297,3 +297,41 @@ async def test_the_aggregator_and_ingest_attribute_every_code_alike(
             differ.append((event_id, stored[event_id], want))
     assert differ == []
     assert stored["00013-3"] == ("00004@2025-07-01", "00013")  # Quán Thánh, whole, in grace
+
+
+async def test_a_correction_without_a_day_changes_the_tree_in_force_only(
+    client: httpx.AsyncClient, database: str, tmp_path: Path
+) -> None:
+    await load_2023(client)
+    july = DATA / "hanoi_crosswalk_2025.csv"
+    january = DATA / "hanoi_crosswalk_2025-01_inferred.csv"
+    assert await load(client, DATA / "hanoi_units_2025-01.csv", january, JANUARY) == []
+    assert await load(client, DATA / "hanoi_units_2025.csv", july, JULY) == []
+    fix = tmp_path / "fix.csv"
+    fix.write_text(
+        "code,name,type,level,parent_code\n00004,Phường Ba Đình (sửa),phường,2,01\n",
+        encoding="utf-8",
+    )
+    assert await import_file(client, "units", fix, None, ADMIN) == []
+    retired = tmp_path / "retired.csv"
+    retired.write_text(
+        "code,name,type,level,parent_code\n00013,Phường Quán Thánh,phường,3,001\n",
+        encoding="utf-8",
+    )
+    problems = await import_file(client, "units", retired, None, ADMIN)
+    assert problems[0].startswith("line 2: code: 00013 was retired")
+    assert problems[1].startswith("line 2: parent_code: 001 was retired")
+    conn = await asyncpg.connect(database)
+    try:
+        names = dict(
+            await conn.fetch(
+                "SELECT code, name FROM aggregator.units WHERE admin_code IN ('00004', '00013')"
+            )
+        )
+    finally:
+        await conn.close()
+    assert names == {
+        "00004": "Phường Trúc Bạch",
+        "00004@2025-07-01": "Phường Ba Đình (sửa)",
+        "00013": "Phường Quán Thánh",
+    }

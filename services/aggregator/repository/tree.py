@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
+from services.aggregator.repository.reference import Unit
 from services.aggregator.tree_versions import StoredVersion, VersionPlan
 from tiendo.database import Connection
 
@@ -66,6 +67,21 @@ SET unit = a.key, sent_unit = nullif(a.code, a.key)
 FROM attributed a
 WHERE e.event_id = a.event_id AND a.key IS NOT NULL
   AND (e.unit, e.sent_unit) IS DISTINCT FROM (a.key, nullif(a.code, a.key))
+"""
+
+# A correction of a later version (keyed code@day; the first version of a code goes
+# through the units upsert, whose insert half would not take such a key).
+CORRECT_VERSION = """
+UPDATE units SET name = $2, type = $3, level = $4, parent_code = $5, updated_at = now()
+WHERE code = $1
+"""
+
+# Official codes as the tree in force reads them: the key of each code's open version, or
+# the moment its last version closed (a retired code).
+SELECT_CODES_NOW = """
+SELECT DISTINCT ON (admin_code) admin_code, code, valid_to
+FROM units WHERE admin_code = ANY ($1::text[])
+ORDER BY admin_code, valid_to DESC NULLS FIRST
 """
 
 SELECT_VERSIONS_OF = """
@@ -164,6 +180,27 @@ async def after_tree_change(conn: Connection) -> None:
     adds the campaigns' re-plan here, so every path that changes the tree calls one hook.
     """
     await conn.execute(REATTRIBUTE_EVENTS)
+
+
+def is_later_version(key: str) -> bool:
+    """Whether `key` names a version that reuses an earlier version's code."""
+    return "@" in key
+
+
+async def correct_versions(conn: Connection, units: Sequence[Unit]) -> None:
+    """Correct name, type, level and parent of existing later versions, in place."""
+    await conn.executemany(
+        CORRECT_VERSION, [(u.code, u.name, u.type, u.level, u.parent_code) for u in units]
+    )
+
+
+async def codes_now(
+    conn: Connection, codes: Sequence[str]
+) -> dict[str, tuple[str, datetime | None]]:
+    """For each official code the tree knows: (the key of its version in force, None), or
+    (its last version's key, when it closed) for a retired one."""
+    rows = await conn.fetch(SELECT_CODES_NOW, list(codes))
+    return {r["admin_code"]: (r["code"], r["valid_to"]) for r in rows}
 
 
 async def versions_of(conn: Connection, code: str) -> list[VersionRow]:
