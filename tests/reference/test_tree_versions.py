@@ -323,11 +323,10 @@ async def test_a_correction_without_a_day_changes_the_tree_in_force_only(
     assert problems[1].startswith("line 2: parent_code: 001 was retired")
     conn = await asyncpg.connect(database)
     try:
-        names = dict(
-            await conn.fetch(
-                "SELECT code, name FROM aggregator.units WHERE admin_code IN ('00004', '00013')"
-            )
+        rows = await conn.fetch(
+            "SELECT code, name FROM aggregator.units WHERE admin_code IN ('00004', '00013')"
         )
+        names = {r["code"]: r["name"] for r in rows}
     finally:
         await conn.close()
     assert names == {
