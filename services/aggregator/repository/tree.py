@@ -42,11 +42,17 @@ WHERE p.valid_from > u.valid_from
 # The key each stored event belongs to: the version its sent code meant at occurred_at,
 # else (a retired code within its grace period) the one successor its version went whole
 # into. An event neither finds keeps its key: nothing counted is dropped by a reload.
+# Only events that may move are read: those already re-attributed, and those sent with a
+# code that has more than one period (a tree of one version has nothing to move).
 REATTRIBUTE_EVENTS = """
-WITH sent AS (
+WITH changed AS (
+    SELECT DISTINCT admin_code FROM units
+    WHERE valid_to IS NOT NULL OR valid_from <> '-infinity'
+), sent AS (
     SELECT e.event_id, e.unit, e.sent_unit, coalesce(e.sent_unit, e.unit) AS code,
            e.occurred_at
     FROM events e
+    WHERE e.sent_unit IS NOT NULL OR e.unit IN (SELECT admin_code FROM changed)
 ), attributed AS (
     SELECT s.event_id, s.unit, s.sent_unit, s.code, coalesce(v.code, g.new_unit) AS key
     FROM sent s
