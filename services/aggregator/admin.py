@@ -18,6 +18,7 @@ from tiendo.board.campaign import Campaign
 from tiendo.database import Connection
 from tiendo.pace import Milestone, Thresholds
 from tiendo.rollup import effective_targets, subtree_sums
+from tiendo.unit_keys import TREE_ZONE
 
 CODE_PATTERN = r"^[A-Za-z0-9_.-]{1,32}$"
 # Columns of a unit that are its chief's contacts: the notifier's, handed over to it.
@@ -159,7 +160,7 @@ async def _in_force(conn: Connection, units: Sequence[UnitIn]) -> list[UnitIn]:
         conn, sorted({u.code for u in units} | {u.parent_code for u in units if u.parent_code})
     )
     retired = [
-        Problem(field, f"{code} was retired at {now[code][1]}; load a tree version", i)
+        Problem(field, f"{code} was retired on {_day(now[code][1])}; load a tree version", i)
         for i, u in enumerate(units)
         for field, code in (("code", u.code), ("parent_code", u.parent_code))
         if code is not None and now.get(code, ("", None))[1] is not None
@@ -176,6 +177,10 @@ async def _in_force(conn: Connection, units: Sequence[UnitIn]) -> list[UnitIn]:
         )
         for u in units
     ]
+
+
+def _day(moment: datetime | None) -> str:
+    return moment.astimezone(TREE_ZONE).date().isoformat() if moment else ""
 
 
 async def upsert_campaign(conn: Connection, campaign_id: str, c: CampaignIn, actor: str) -> None:

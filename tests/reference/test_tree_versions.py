@@ -319,7 +319,7 @@ async def test_a_correction_without_a_day_changes_the_tree_in_force_only(
         encoding="utf-8",
     )
     problems = await import_file(client, "units", retired, None, ADMIN)
-    assert problems[0].startswith("line 2: code: 00013 was retired")
+    assert problems[0].startswith("line 2: code: 00013 was retired on 2025-07-01")
     assert problems[1].startswith("line 2: parent_code: 001 was retired")
     conn = await asyncpg.connect(database)
     try:
