@@ -141,6 +141,12 @@ async def upsert_units(conn: Connection, units: Sequence[UnitIn], actor: str) ->
         raise ReferenceError(
             [Problem("level", "a unit's level does not match its depth in the tree (or a cycle)")]
         )
+    if await tree_sql.parents_out_of_period(conn):
+        # a unit of before a cut-over moved under a unit that began at it would gain, in
+        # the past, ancestors it never had: that is a change over time, not a correction
+        raise ReferenceError(
+            [Problem("parent_code", "the parent began after the unit; load a tree version")]
+        )
     await audit.record(
         conn,
         actor=actor,

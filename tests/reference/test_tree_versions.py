@@ -334,3 +334,17 @@ async def test_a_correction_without_a_day_changes_the_tree_in_force_only(
         "00004@2025-07-01": "Phường Ba Đình (sửa)",
         "00013": "Phường Quán Thánh",
     }
+
+
+async def test_moving_an_older_unit_under_a_newer_one_needs_a_tree_version(
+    client: httpx.AsyncClient,
+) -> None:
+    await load_2023(client)
+    january = DATA / "hanoi_crosswalk_2025-01_inferred.csv"
+    assert await load(client, DATA / "hanoi_units_2025-01.csv", january, JANUARY) == []
+    # 00181 is Văn Miếu - Quốc Tử Giám from 1 January (a new version); 00004 Trúc Bạch is
+    # the same ward since before 2023: under 00181 it would gain a parent in 2023
+    moved = [{"code": "00004", "name": "Phường Trúc Bạch", "level": 4, "parent_code": "00181"}]
+    r = await client.put("/v1/units", json=moved)
+    assert r.status_code == 422
+    assert r.json()["errors"][0]["field"] == "parent_code"
