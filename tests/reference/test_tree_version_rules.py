@@ -14,6 +14,7 @@ from devtools.demo.tree_chain import chain
 from services.aggregator.tree_versions import (
     CrosswalkRow,
     StoredVersion,
+    TransferOut,
     TreeError,
     TreeRow,
     VersionPlan,
@@ -21,6 +22,7 @@ from services.aggregator.tree_versions import (
     cut_over,
     plan_version,
 )
+from services.ingest.validation import Catalog, Successor, UnitVersion
 
 DAY = date(2025, 7, 1)
 
@@ -251,3 +253,56 @@ def test_hanoi_chain_counts() -> None:
     assert (len(c.july.closed), len(c.july.opened)) == (526 + 30, 126)
     assert (c.wards_2023, c.exact, c.split) == (579, 368, 211)
     assert (c.split_units, c.rows_needing_shares) == (199, 468)
+
+
+@settings(max_examples=200, deadline=None)
+@given(changes())
+def test_ingest_reads_a_loaded_change_as_the_loader_meant_it(
+    change: tuple[list[StoredVersion], list[TreeRow], list[CrosswalkRow]],
+) -> None:
+    """Ingest's catalogue over the versions a load wrote: before the cut-over every old
+    code names its old version; after it, a code of the new tree its new version, a code
+    gone whole its one successor during the grace only, a split code its successors."""
+    stored, rows, crosswalk = change
+    plan = planned(stored, rows, crosswalk)
+    after = applied(stored, plan)
+    grace = {c.key: c.grace_until for c in plan.closed}
+    names = {v.key: v for v in after}
+    went: dict[str, list[TransferOut]] = {}
+    for t in plan.transfers:
+        went.setdefault(t.old_key, []).append(t)
+    versions: dict[str, list[UnitVersion]] = {}
+    for v in after:
+        out = went.get(v.key, [])
+        versions.setdefault(v.admin_code, []).append(
+            UnitVersion(
+                key=v.key,
+                valid_from=v.valid_from,
+                valid_to=v.valid_to,
+                grace_until=grace.get(v.key),
+                whole=next((t.new_key for t in out if t.transfer == "whole"), None),
+                successors=tuple(
+                    Successor(t.new_key, names[t.new_key].admin_code, names[t.new_key].name)
+                    for t in out
+                ),
+            )
+        )
+    catalog = Catalog(
+        units={v.key: () for v in after},
+        indicators=frozenset(),
+        versions={c: tuple(vs) for c, vs in versions.items()},
+    )
+    second = timedelta(seconds=1)
+    new_keys = {v.admin_code: v.key for v in after if v.valid_to is None}
+    for old in stored:
+        assert catalog.attribute(old.admin_code, plan.at - second).key == old.key
+        now = catalog.attribute(old.admin_code, plan.at)
+        late = catalog.attribute(old.admin_code, plan.at + timedelta(days=90))
+        out = went.get(old.key, [])
+        if old.admin_code in new_keys:
+            assert now.key == late.key == new_keys[old.admin_code]
+        elif any(t.transfer == "whole" for t in out):
+            assert (now.key, late.key) == (out[0].new_key, None)
+        else:
+            assert now.key is None
+            assert {s.key for s in now.successors} == {t.new_key for t in out}
