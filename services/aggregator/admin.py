@@ -11,12 +11,14 @@ from services.aggregator import guard
 from services.aggregator.repository import apply as apply_sql
 from services.aggregator.repository import recount as recount_sql
 from services.aggregator.repository import reference as reference_sql
+from services.aggregator.repository import tree as tree_sql
 from services.aggregator.validation import Problem, TargetRef, campaign_problems
 from tiendo import audit
 from tiendo.board.campaign import Campaign
 from tiendo.database import Connection
 from tiendo.pace import Milestone, Thresholds
 from tiendo.rollup import effective_targets, subtree_sums
+from tiendo.unit_keys import TREE_ZONE
 
 CODE_PATTERN = r"^[A-Za-z0-9_.-]{1,32}$"
 # Columns of a unit that are its chief's contacts: the notifier's, handed over to it.
@@ -123,18 +125,27 @@ async def check_campaign(
 
 async def upsert_units(conn: Connection, units: Sequence[UnitIn], actor: str) -> int:
     """Insert or update units (parents may come after children in the list); their
-    contact columns go to the notifier."""
+    contact columns go to the notifier. Codes are read in the tree in force: a correction
+    never rewrites a version a later one replaced (docs/units-over-time.md)."""
     await conn.execute(apply_sql.LOCK_REPLAN)
+    units = await _in_force(conn, units)
+    rows = [reference_sql.Unit(u.code, u.name, u.type, u.level, u.parent_code) for u in units]
     await reference_sql.upsert_units(
-        conn,
-        [reference_sql.Unit(u.code, u.name, u.type, u.level, u.parent_code) for u in units],
+        conn, [u for u in rows if not tree_sql.is_later_version(u.code)]
     )
+    await tree_sql.correct_versions(conn, [u for u in rows if tree_sql.is_later_version(u.code)])
     await reference_sql.hand_over_contacts(
         conn, [u.model_dump(include={"code", *CONTACT_COLUMNS}) for u in units]
     )
     if await reference_sql.check_tree(conn):
         raise ReferenceError(
             [Problem("level", "a unit's level does not match its depth in the tree (or a cycle)")]
+        )
+    if await tree_sql.parents_out_of_period(conn):
+        # a unit of before a cut-over moved under a unit that began at it would gain, in
+        # the past, ancestors it never had: that is a change over time, not a correction
+        raise ReferenceError(
+            [Problem("parent_code", "the parent began after the unit; load a tree version")]
         )
     await audit.record(
         conn,
@@ -146,6 +157,36 @@ async def upsert_units(conn: Connection, units: Sequence[UnitIn], actor: str) ->
     for campaign_id in await reference_sql.campaign_ids(conn):
         await replan(conn, campaign_id)
     return len(units)
+
+
+async def _in_force(conn: Connection, units: Sequence[UnitIn]) -> list[UnitIn]:
+    """The rows with each official code (and parent) as the key of its version in force;
+    ReferenceError for a retired code, which the tree in force no longer has."""
+    now = await tree_sql.codes_now(
+        conn, sorted({u.code for u in units} | {u.parent_code for u in units if u.parent_code})
+    )
+    retired = [
+        Problem(field, f"{code} was retired on {_day(now[code][1])}; load a tree version", i)
+        for i, u in enumerate(units)
+        for field, code in (("code", u.code), ("parent_code", u.parent_code))
+        if code is not None and now.get(code, ("", None))[1] is not None
+    ]
+    if retired:
+        raise ReferenceError(retired[:50])
+
+    def key(code: str) -> str:
+        return now[code][0] if code in now else code
+
+    return [
+        u.model_copy(
+            update={"code": key(u.code), "parent_code": u.parent_code and key(u.parent_code)}
+        )
+        for u in units
+    ]
+
+
+def _day(moment: datetime | None) -> str:
+    return moment.astimezone(TREE_ZONE).date().isoformat() if moment else ""
 
 
 async def upsert_campaign(conn: Connection, campaign_id: str, c: CampaignIn, actor: str) -> None:

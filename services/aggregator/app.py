@@ -27,6 +27,7 @@ from services.aggregator.progress import leaderboard, progress_of
 from services.aggregator.repository import reference as reference_sql
 from services.aggregator.settings import AggregatorSettings
 from services.aggregator.snapshot import unit_figures
+from services.aggregator.tree_api import tree_routes
 from tiendo.background import Beat, Loop, Supervisor, every
 from tiendo.board.campaign import Campaign
 from tiendo.board.window import WindowValues
@@ -343,6 +344,8 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
         async with pool.acquire() as conn:
             await guard.refresh(conn)
         return result
+
+    app.include_router(tree_routes(access, _admin_call))
 
     @app.put(
         "/v1/units",

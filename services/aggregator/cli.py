@@ -4,7 +4,7 @@ import argparse
 import asyncio
 import os
 import sys
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 
 import httpx
@@ -24,6 +24,23 @@ def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> 
     imp.add_argument("what", choices=["units", "targets"])
     imp.add_argument("file", type=Path)
     imp.add_argument("--campaign", help="campaign id (targets)")
+    imp.add_argument(
+        "--valid-from",
+        type=date.fromisoformat,
+        help="units: the file is the whole tree in force from this day (YYYY-MM-DD), a new "
+        "version of the tree; without it, corrections to the tree in force",
+    )
+    imp.add_argument(
+        "--crosswalk",
+        type=Path,
+        help="with --valid-from: old_code,new_code,transfer[,share] for every unit closed",
+    )
+    imp.add_argument(
+        "--grace-days",
+        type=int,
+        default=90,
+        help="with --valid-from: days a retired code that went whole is still accepted",
+    )
     imp.add_argument(
         "--url", default=os.environ.get("TIENDO_AGGREGATOR_URL", "http://127.0.0.1:8002")
     )
@@ -102,9 +119,71 @@ def server_problems(response: httpx.Response, what: str, lines: list[int]) -> li
     ]
 
 
+async def import_tree_version(
+    client: httpx.AsyncClient,
+    path: Path,
+    crosswalk: Path | None,
+    valid_from: date,
+    grace_days: int,
+    admin_token: str,
+) -> list[str]:
+    """Check both files row by row, then send them in one request: the server loads the
+    tree version whole or refuses it, naming every bad row. Returns the problems."""
+    from services.aggregator import importing
+
+    unit_rows = list(importing.read_rows(path))
+    cross_rows = list(importing.read_rows(crosswalk)) if crosswalk else []
+    units, errors = importing.parse_tree_units(unit_rows)
+    moves, cross_errors = importing.parse_crosswalk(cross_rows)
+    problems = [f"{path.name}: {e}" for e in errors]
+    problems += [f"{crosswalk.name if crosswalk else ''}: {e}" for e in cross_errors]
+    if problems:
+        return [*problems, f"{len(problems)} problem(s); nothing was imported"]
+    response = await client.put(
+        f"/v1/admin/tree-versions/{valid_from.isoformat()}",
+        json={
+            "units": [u.model_dump(mode="json") for u in units],
+            "crosswalk": [m.model_dump(mode="json") for m in moves],
+            "grace_days": grace_days,
+        },
+        headers={"Authorization": f"Bearer {admin_token}"},
+    )
+    if response.status_code == 200:
+        return []
+    files = {
+        "units": (path.name, [line for line, _ in unit_rows]),
+        "crosswalk": (
+            crosswalk.name if crosswalk else "crosswalk",
+            [line for line, _ in cross_rows],
+        ),
+    }
+    try:
+        listed = response.json().get("errors") or []
+    except ValueError:
+        listed = []
+    if not listed:
+        return [f"the server refused the files ({response.status_code}): {response.text}"]
+    out = []
+    for e in listed:
+        name, lines = files.get(e.get("field"), ("", []))
+        index = e.get("index")
+        where = f"{name} line {lines[index]}" if index is not None and index < len(lines) else name
+        out.append(f"{where}: {e.get('message')}")
+    return [*out, "nothing was imported"]
+
+
 async def _import(args: argparse.Namespace, token: str) -> int:
     async with httpx.AsyncClient(base_url=args.url, timeout=300) as client:
-        problems = await import_file(client, args.what, args.file, args.campaign, token)
+        if args.valid_from is not None and args.what == "units":
+            problems = await import_tree_version(
+                client, args.file, args.crosswalk, args.valid_from, args.grace_days, token
+            )
+        elif args.valid_from is not None or args.crosswalk is not None:
+            problems = [
+                "--valid-from and --crosswalk are for a units file; --crosswalk needs --valid-from"
+            ]
+        else:
+            problems = await import_file(client, args.what, args.file, args.campaign, token)
     for p in problems:
         print(p, file=sys.stderr)  # noqa: T201
     if not problems:

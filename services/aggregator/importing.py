@@ -7,6 +7,7 @@ and the report names every bad row by its line number in the file.
 from collections.abc import Callable, Iterable
 
 from services.aggregator.admin import CONTACT_COLUMNS, TargetIn, UnitIn
+from services.aggregator.tree_load import CrosswalkIn, TreeUnitIn
 from tiendo.sheets import RowError, parse_rows, read_rows
 
 __all__ = ["RowError", "parse_rows", "parse_targets", "parse_units", "read_rows"]
@@ -56,3 +57,22 @@ def parse_targets(
             errors.append(RowError(line, f"{key[0]}/{key[1]} repeats line {seen[key]}"))
         seen.setdefault(key, line)
     return targets, sorted(errors, key=lambda e: e.line)
+
+
+TREE_UNIT_COLUMNS = ("code", "name", "type", "level", "parent_code")
+CROSSWALK_COLUMNS = ("old_code", "new_code", "transfer", "share")
+
+
+def parse_tree_units(
+    rows: Iterable[tuple[int, dict[str, str]]],
+) -> tuple[list[TreeUnitIn], list[RowError]]:
+    """The units of a tree version (the whole tree in force from its day)."""
+    return parse_rows(rows, TreeUnitIn, TREE_UNIT_COLUMNS, lambda: None)
+
+
+def parse_crosswalk(
+    rows: Iterable[tuple[int, dict[str, str]]],
+) -> tuple[list[CrosswalkIn], list[RowError]]:
+    """Crosswalk rows; other columns (the names people read it by) are left out."""
+    kept = ((line, {k: v for k, v in row.items() if k in CROSSWALK_COLUMNS}) for line, row in rows)
+    return parse_rows(kept, CrosswalkIn, CROSSWALK_COLUMNS, lambda: None)

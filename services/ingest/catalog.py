@@ -91,10 +91,15 @@ class CatalogCache:
         self._token_lookups = RateLimiter(_LOOKUPS_PER_SECOND, _LOOKUPS_PER_SECOND)
 
     async def _load_catalog(self) -> None:
-        async with self._pool.acquire() as conn:
+        # one snapshot: a tree version loaded meanwhile is seen whole or not at all
+        async with (
+            self._pool.acquire() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
             units = await repository.load_units(conn)
+            versions = await repository.load_versions(conn)
             indicators = await repository.load_indicators(conn)
-        self.catalog = Catalog(units=units, indicators=indicators)
+        self.catalog = Catalog(units=units, indicators=indicators, versions=versions)
 
     async def _load_tokens(self) -> None:
         async with self._pool.acquire() as conn:

@@ -95,6 +95,7 @@ class _ThrottledLog:
 def _error_dicts(errors: list[FieldError]) -> list[dict[str, Any]]:
     return [
         {"index": e.index, "field": e.field, "message": e.message}
+        | ({"successors": [s.as_dict() for s in e.successors]} if e.successors else {})
         for e in errors[:MAX_ERRORS_LISTED]
     ]
 

@@ -179,7 +179,8 @@ def events_operation(settings: IngestSettings) -> dict[str, Any]:
             ),
             "422": _problem(
                 "Invalid events: `errors` lists each problem (`index` in `events`, `field`, "
-                "`message`); none was accepted"
+                "`message`; `successors`, key, code and name of each, for a unit code that "
+                "was split before the event happened); none was accepted"
             ),
             "429": _problem("Over the token's rate limit", _RETRY_AFTER),
             "503": _problem(

@@ -6,10 +6,19 @@ from datetime import datetime
 
 import asyncpg
 
+from services.ingest.validation import Successor, UnitVersion
 from tiendo.database import Connection
 from tiendo.identity.repository import revoke_sql, rotate_sql
 
 SELECT_UNITS = "SELECT code, ancestors FROM units"
+# Every version with its period (-infinity reads as None), and the crosswalk: what ingest
+# attributes a sent code by at the event's moment (docs/units-over-time.md).
+SELECT_VERSIONS = """
+SELECT code, admin_code, name, nullif(valid_from, '-infinity') AS valid_from, valid_to,
+       grace_until
+FROM units
+"""
+SELECT_TRANSFERS = "SELECT old_unit, new_unit, transfer FROM unit_transfers"
 SELECT_INDICATORS = "SELECT code FROM indicators"
 # Each active token once under its current hash, and again under the hash it replaced
 # while that one's grace period lasts.
@@ -60,6 +69,31 @@ def _grant(row: asyncpg.Record) -> TokenGrant:
 
 async def load_units(conn: Connection) -> dict[str, tuple[str, ...]]:
     return {r["code"]: tuple(r["ancestors"]) for r in await conn.fetch(SELECT_UNITS)}
+
+
+async def load_versions(conn: Connection) -> dict[str, tuple[UnitVersion, ...]]:
+    """The versions of each official code, oldest first, with where closed ones went."""
+    rows = await conn.fetch(SELECT_VERSIONS)
+    named = {r["code"]: Successor(r["code"], r["admin_code"], r["name"]) for r in rows}
+    went: dict[str, list[Successor]] = {}
+    whole: dict[str, str] = {}
+    for t in await conn.fetch(SELECT_TRANSFERS):
+        went.setdefault(t["old_unit"], []).append(named[t["new_unit"]])
+        if t["transfer"] == "whole":
+            whole[t["old_unit"]] = t["new_unit"]
+    versions: dict[str, list[UnitVersion]] = {}
+    for r in sorted(rows, key=lambda r: (r["valid_from"] is not None, r["valid_from"] or 0)):
+        versions.setdefault(r["admin_code"], []).append(
+            UnitVersion(
+                key=r["code"],
+                valid_from=r["valid_from"],
+                valid_to=r["valid_to"],
+                grace_until=r["grace_until"],
+                whole=whole.get(r["code"]),
+                successors=tuple(sorted(went.get(r["code"], []), key=lambda s: s.code)),
+            )
+        )
+    return {code: tuple(vs) for code, vs in versions.items()}
 
 
 async def load_indicators(conn: Connection) -> frozenset[str]:

@@ -13,6 +13,7 @@ from typing import Any
 
 from services.ingest.rawids import contains_raw_id
 from tiendo.event import MAX_EVENT_ID_LENGTH, MAX_INCREMENT, Event, Kind
+from tiendo.unit_keys import TREE_ZONE, admin_code_of
 
 MAX_SNAPSHOT = 1_000_000_000
 MAX_UNIT_LENGTH = 32
@@ -44,18 +45,90 @@ MAX_FIELD_NAME_ECHO = 64
 
 
 @dataclass(frozen=True, slots=True)
+class Successor:
+    """A unit a split one's people went to: its key, official code and name."""
+
+    key: str
+    code: str
+    name: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"key": self.key, "code": self.code, "name": self.name}
+
+
+@dataclass(frozen=True, slots=True)
 class FieldError:
     index: int | None
     field: str
     message: str
+    # a retired, split unit: the units the sender must choose from
+    successors: tuple[Successor, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class UnitVersion:
+    """What an official code meant over `[valid_from, valid_to)` (None: unbounded), and
+    where its people went when it closed (docs/units-over-time.md)."""
+
+    key: str
+    valid_from: datetime | None = None
+    valid_to: datetime | None = None
+    # until then, events naming the retired code count to `whole`, its one successor
+    grace_until: datetime | None = None
+    whole: str | None = None
+    successors: tuple[Successor, ...] = ()
+
+    def covers(self, at: datetime) -> bool:
+        return (self.valid_from is None or self.valid_from <= at) and (
+            self.valid_to is None or at < self.valid_to
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Attribution:
+    """The version a sent code names at a moment (`key`), or why none: `successors` when
+    it was split, `retired_at` when it was closed before that moment."""
+
+    key: str | None
+    successors: tuple[Successor, ...] = ()
+    retired_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Catalog:
-    """What events may refer to: unit codes (with their ancestors) and indicator codes."""
+    """What events may refer to: units by version key (with their ancestors' keys), the
+    versions of each official code, and indicator codes. Without `versions` (a tree that
+    never changed, as loaded before versions existed) a code is its only version."""
 
     units: Mapping[str, tuple[str, ...]]
     indicators: frozenset[str]
+    versions: Mapping[str, tuple[UnitVersion, ...]] = field(default_factory=dict)
+
+    def attribute(self, code: str, at: datetime) -> Attribution:
+        """The version `code` meant at `at`: the one in force then; else, within the
+        grace period of a version that went whole, its successor. A split version's code
+        names no one unit (the sender must choose); a retired one past grace, none."""
+        versions = self.versions.get(code)
+        if versions is None:
+            return Attribution(code if code in self.units else None)
+        for v in versions:
+            if v.covers(at):
+                return Attribution(v.key)
+        retired = [v for v in versions if v.valid_to is not None and v.valid_to <= at]
+        if not retired:
+            return Attribution(None)  # not yet in force
+        last = max(retired, key=lambda v: v.valid_to or at)
+        if last.whole is not None and last.grace_until is not None and at < last.grace_until:
+            return Attribution(last.whole)
+        split = last.successors if last.whole is None else ()
+        return Attribution(None, split, last.valid_to)
+
+    def lineage(self, unit: str, at: datetime | None = None) -> set[str]:
+        """The unit's version (at `at`, for a sent code) and its ancestors, by key and by
+        official code: a scope may name either."""
+        key = self.attribute(unit, at).key if at is not None else unit
+        keys = {key or unit, *self.units.get(key or unit, ())}
+        return keys | {admin_code_of(k) for k in keys}
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +169,8 @@ class Limits:
 # Every field a client may send a string in (an unknown field is refused by its name).
 _STRING_FIELDS = ("event_id", "unit", "indicator", "kind", "value", "occurred_at", "subject")
 UNKNOWN_UNIT = "unknown unit code"
+# a code the tree knows, but not at occurred_at: not yet, or retired (past its grace)
+UNKNOWN_UNIT_AT = "unknown unit code at occurred_at"
 UNKNOWN_INDICATOR = "not in the indicator catalogue"
 RAW_ID_MESSAGE = "looks like a raw ID number; send its keyed hash instead"
 
@@ -118,6 +193,26 @@ def parse_timestamp(text: str) -> datetime | None:
     except ValueError:
         return None
     return naive.replace(tzinfo=timezone(offset))
+
+
+def _unit_at(code: str, at: datetime, catalog: Catalog, index: int) -> list[FieldError]:
+    """Why a known code names no unit at the event's moment (none when it does)."""
+    found = catalog.attribute(code, at)
+    if found.key is not None:
+        return []
+    if found.successors and found.retired_at is not None:
+        day = found.retired_at.astimezone(TREE_ZONE).date().isoformat()
+        named = ", ".join(f"{s.code} {s.name} (key {s.key})" for s in found.successors)
+        return [
+            FieldError(
+                index,
+                "unit",
+                f"this unit was split on {day}; send the unit the event happened in, one "
+                f"of: {named}",
+                found.successors,
+            )
+        ]
+    return [FieldError(index, "unit", UNKNOWN_UNIT_AT)]
 
 
 def _echo(name: str) -> str:
@@ -232,6 +327,8 @@ def validate_event(
             bad("occurred_at", msg["future"])
         elif occurred_at < now - limits.past_horizon:
             bad("occurred_at", msg["past"])
+        elif isinstance(unit, str) and not any(e.field == "unit" for e in errors):
+            errors.extend(_unit_at(unit, occurred_at, catalog, index))
 
     subject = raw.get("subject")
     if subject is not None:
@@ -319,7 +416,7 @@ def in_scope(
 ) -> bool:
     """Whether a token scoped to `units` subtrees and `indicators` covers this pair (an
     unknown one only for a token without that limit)."""
-    if units and (unit is None or not {unit, *catalog.units.get(unit, ())} & units):
+    if units and (unit is None or not catalog.lineage(unit) & units):
         return False
     return not indicators or indicator in indicators
 
@@ -329,12 +426,10 @@ def out_of_scope(
 ) -> list[FieldError]:
     """Why a token scoped to `units` subtrees and `indicators` may not send `event`."""
     problems: list[FieldError] = []
-    if units:
-        lineage = {event.unit, *catalog.units.get(event.unit, ())}
-        if not lineage & units:
-            problems.append(
-                FieldError(None, "unit", f"unit {event.unit} is outside this token's scope")
-            )
+    if units and not catalog.lineage(event.unit, event.occurred_at) & units:
+        problems.append(
+            FieldError(None, "unit", f"unit {event.unit} is outside this token's scope")
+        )
     if indicators and event.indicator not in indicators:
         problems.append(
             FieldError(

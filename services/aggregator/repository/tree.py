@@ -1,0 +1,246 @@
+"""Versions of the unit tree (docs/units-over-time.md): reading them, writing a loaded
+tree version and its crosswalk, and re-attributing stored events after a change."""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from services.aggregator.repository.reference import Unit
+from services.aggregator.tree_versions import StoredVersion, VersionPlan
+from tiendo.database import Connection
+
+# -infinity reads as None: "since before anything tiendo knows"
+SELECT_VERSIONS = """
+SELECT code, admin_code, name, type, level, parent_code,
+       nullif(valid_from, '-infinity') AS valid_from, valid_to
+FROM units
+"""
+
+CLOSE_VERSION = """
+UPDATE units SET valid_to = $2, grace_until = $3, updated_at = now() WHERE code = $1
+"""
+
+INSERT_VERSION = """
+INSERT INTO units (code, admin_code, name, type, level, parent_code, valid_from, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, now())
+"""
+
+INSERT_TRANSFER = """
+INSERT INTO unit_transfers (old_unit, new_unit, transfer, share, at) VALUES ($1, $2, $3, $4, $5)
+"""
+
+# A version's parent must be in force for the whole of the version's period: ancestors
+# are computed over parent links, so a link to another period's version would give a
+# unit ancestors it never had.
+COUNT_PARENTS_OUT_OF_PERIOD = """
+SELECT count(*) FROM units u JOIN units p ON p.code = u.parent_code
+WHERE p.valid_from > u.valid_from
+   OR coalesce(p.valid_to, 'infinity') < coalesce(u.valid_to, 'infinity')
+"""
+
+# The key each stored event belongs to: the version its sent code meant at occurred_at,
+# else (a retired code within its grace period) the one successor its version went whole
+# into. An event neither finds keeps its key: nothing counted is dropped by a reload.
+# Only events that may move are read: those already re-attributed, and those sent with a
+# code that has more than one period (a tree of one version has nothing to move).
+REATTRIBUTE_EVENTS = """
+WITH changed AS (
+    SELECT DISTINCT admin_code FROM units
+    WHERE valid_to IS NOT NULL OR valid_from <> '-infinity'
+), sent AS (
+    SELECT e.event_id, e.unit, e.sent_unit, coalesce(e.sent_unit, e.unit) AS code,
+           e.occurred_at
+    FROM events e
+    WHERE e.sent_unit IS NOT NULL OR e.unit IN (SELECT admin_code FROM changed)
+), attributed AS (
+    SELECT s.event_id, s.unit, s.sent_unit, s.code, coalesce(v.code, g.new_unit) AS key
+    FROM sent s
+    LEFT JOIN LATERAL (
+        SELECT u.code FROM units u
+        WHERE u.admin_code = s.code AND u.valid_from <= s.occurred_at
+          AND (u.valid_to IS NULL OR s.occurred_at < u.valid_to)
+    ) v ON true
+    LEFT JOIN LATERAL (
+        SELECT t.new_unit FROM units u JOIN unit_transfers t ON t.old_unit = u.code
+        WHERE u.admin_code = s.code AND t.transfer = 'whole'
+          AND u.valid_to <= s.occurred_at AND s.occurred_at < u.grace_until
+        ORDER BY u.valid_to DESC LIMIT 1
+    ) g ON true
+)
+UPDATE events e
+SET unit = a.key, sent_unit = nullif(a.code, a.key)
+FROM attributed a
+WHERE e.event_id = a.event_id AND a.key IS NOT NULL
+  AND (e.unit, e.sent_unit) IS DISTINCT FROM (a.key, nullif(a.code, a.key))
+"""
+
+# A correction of a later version (keyed code@day; the first version of a code goes
+# through the units upsert, whose insert half would not take such a key).
+CORRECT_VERSION = """
+UPDATE units SET name = $2, type = $3, level = $4, parent_code = $5, updated_at = now()
+WHERE code = $1
+"""
+
+# Official codes as the tree in force reads them: the key of each code's open version, or
+# the moment its last version closed (a retired code).
+SELECT_CODES_NOW = """
+SELECT DISTINCT ON (admin_code) admin_code, code, valid_to
+FROM units WHERE admin_code = ANY ($1::text[])
+ORDER BY admin_code, valid_to DESC NULLS FIRST
+"""
+
+SELECT_VERSIONS_OF = """
+SELECT code, admin_code, name, type, level, parent_code, ancestors,
+       nullif(valid_from, '-infinity') AS valid_from, valid_to, grace_until
+FROM units WHERE admin_code = $1 OR code = $1
+ORDER BY units.valid_from, units.code
+"""
+
+SELECT_TRANSFERS_OF = """
+SELECT t.old_unit, t.new_unit, t.transfer, t.share, t.at, o.admin_code AS old_code,
+       o.name AS old_name, n.admin_code AS new_code, n.name AS new_name
+FROM unit_transfers t
+JOIN units o ON o.code = t.old_unit
+JOIN units n ON n.code = t.new_unit
+WHERE t.old_unit = ANY ($1::text[]) OR t.new_unit = ANY ($1::text[])
+ORDER BY t.at, t.old_unit, t.new_unit
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class VersionRow:
+    """A stored version with its period and grace."""
+
+    key: str
+    admin_code: str
+    name: str
+    type: str
+    level: int
+    parent_key: str | None
+    valid_from: datetime | None
+    valid_to: datetime | None
+    grace_until: datetime | None
+    ancestors: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TransferRow:
+    old_key: str
+    old_code: str
+    old_name: str
+    new_key: str
+    new_code: str
+    new_name: str
+    transfer: str
+    share: Decimal | None
+    at: datetime
+
+
+async def versions(conn: Connection) -> list[StoredVersion]:
+    """Every version of every unit, as the pure loader takes them."""
+    return [
+        StoredVersion(
+            r["code"],
+            r["admin_code"],
+            r["name"],
+            r["type"],
+            r["level"],
+            r["parent_code"],
+            r["valid_from"],
+            r["valid_to"],
+        )
+        for r in await conn.fetch(SELECT_VERSIONS)
+    ]
+
+
+async def write_version(conn: Connection, plan: VersionPlan) -> None:
+    """Close, open and link what `plan` says; then recompute ancestors over the versions.
+    Raises ValueError when a parent link crosses periods (a bug of the plan, not of a
+    file: the pure check refuses files)."""
+    await conn.executemany(CLOSE_VERSION, [(c.key, plan.at, c.grace_until) for c in plan.closed])
+    await conn.executemany(
+        INSERT_VERSION,
+        [
+            (n.key, n.admin_code, n.name, n.type, n.level, n.parent_key, plan.at)
+            for n in plan.opened
+        ],
+    )
+    await conn.executemany(
+        INSERT_TRANSFER,
+        [(t.old_key, t.new_key, t.transfer, t.share, plan.at) for t in plan.transfers],
+    )
+
+
+async def parents_out_of_period(conn: Connection) -> int:
+    """How many versions hang under a parent not in force for their whole period."""
+    count: int = await conn.fetchval(COUNT_PARENTS_OUT_OF_PERIOD)
+    return count
+
+
+async def after_tree_change(conn: Connection) -> None:
+    """What follows any change of the tree's versions, in the changing transaction.
+
+    For now: every stored event is attributed again to the version its sent code meant
+    when it happened (`sent_unit` keeps the code when the key differs). The counting side
+    adds the campaigns' re-plan here, so every path that changes the tree calls one hook.
+    """
+    await conn.execute(REATTRIBUTE_EVENTS)
+
+
+def is_later_version(key: str) -> bool:
+    """Whether `key` names a version that reuses an earlier version's code."""
+    return "@" in key
+
+
+async def correct_versions(conn: Connection, units: Sequence[Unit]) -> None:
+    """Correct name, type, level and parent of existing later versions, in place."""
+    await conn.executemany(
+        CORRECT_VERSION, [(u.code, u.name, u.type, u.level, u.parent_code) for u in units]
+    )
+
+
+async def codes_now(
+    conn: Connection, codes: Sequence[str]
+) -> dict[str, tuple[str, datetime | None]]:
+    """For each official code the tree knows: (the key of its version in force, None), or
+    (its last version's key, when it closed) for a retired one."""
+    rows = await conn.fetch(SELECT_CODES_NOW, list(codes))
+    return {r["admin_code"]: (r["code"], r["valid_to"]) for r in rows}
+
+
+async def versions_of(conn: Connection, code: str) -> list[VersionRow]:
+    """Every version an official code (or a version key) has named, oldest first."""
+    return [
+        VersionRow(
+            r["code"],
+            r["admin_code"],
+            r["name"],
+            r["type"],
+            r["level"],
+            r["parent_code"],
+            r["valid_from"],
+            r["valid_to"],
+            r["grace_until"],
+            tuple(r["ancestors"]),
+        )
+        for r in await conn.fetch(SELECT_VERSIONS_OF, code)
+    ]
+
+
+async def transfers_of(conn: Connection, keys: Sequence[str]) -> list[TransferRow]:
+    """The crosswalk rows into or out of these versions."""
+    return [
+        TransferRow(
+            r["old_unit"],
+            r["old_code"],
+            r["old_name"],
+            r["new_unit"],
+            r["new_code"],
+            r["new_name"],
+            r["transfer"],
+            r["share"],
+            r["at"],
+        )
+        for r in await conn.fetch(SELECT_TRANSFERS_OF, list(keys))
+    ]

@@ -1,0 +1,128 @@
+"""Loading a tree version through the admin API (and so the CLI): the rows as sent, the
+pure check (`tree_versions.plan_version`), the write, the audit row, then the hook every
+change of the tree calls (`repository.tree.after_tree_change`)."""
+
+from datetime import date
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.aggregator.admin import CODE_PATTERN, ReferenceError
+from services.aggregator.repository import apply as apply_sql
+from services.aggregator.repository import reference as reference_sql
+from services.aggregator.repository import tree as tree_sql
+from services.aggregator.tree_versions import (
+    DEFAULT_GRACE_DAYS,
+    CrosswalkRow,
+    TreeRow,
+    VersionPlan,
+    plan_version,
+)
+from services.aggregator.validation import Problem
+from tiendo import audit
+from tiendo.database import Connection
+
+
+class TreeUnitIn(BaseModel):
+    """A unit of the tree in force from the version's day, by its official code."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    code: str = Field(pattern=CODE_PATTERN)
+    name: str = Field(min_length=1, max_length=200)
+    type: str = Field("", max_length=64)
+    level: int = Field(ge=1, le=6)
+    parent_code: str | None = Field(None, pattern=CODE_PATTERN)
+
+
+class CrosswalkIn(BaseModel):
+    """Where an old unit's people went: `old_code` as the day before the cut-over knew it,
+    `new_code` in the new tree."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    old_code: str = Field(pattern=CODE_PATTERN)
+    new_code: str = Field(pattern=CODE_PATTERN)
+    transfer: Literal["whole", "part"]
+    share: Decimal | None = Field(
+        None, gt=0, le=1, description="part of the old unit's people; all or none of a split"
+    )
+
+
+class TreeVersionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    units: list[TreeUnitIn] = Field(
+        max_length=20_000, description="the whole tree in force from the day"
+    )
+    crosswalk: list[CrosswalkIn] = Field(
+        default_factory=list,
+        max_length=100_000,
+        description="a row for every unit that is not continued (a renamed or re-parented "
+        "unit that keeps its code needs none)",
+    )
+    grace_days: int = Field(
+        DEFAULT_GRACE_DAYS,
+        ge=0,
+        le=3650,
+        description="how long a retired code that went whole into one unit is still "
+        "accepted for events, counted to that unit",
+    )
+
+
+class TreeVersionOut(BaseModel):
+    valid_from: date
+    continued: int
+    closed: int
+    opened: int
+    transfers: int
+
+
+async def load_tree_version(
+    conn: Connection, day: date, body: TreeVersionIn, actor: str
+) -> TreeVersionOut:
+    """Load `body` as the tree in force from `day`, or raise ReferenceError listing every
+    bad row (`field`: units or crosswalk; `index`: the row in that list)."""
+    # no batch applies while the tree moves under it
+    await conn.execute(apply_sql.LOCK_REPLAN)
+    rows = [
+        TreeRow(i, u.code, u.name, u.type, u.level, u.parent_code) for i, u in enumerate(body.units)
+    ]
+    crosswalk = [
+        CrosswalkRow(i, c.old_code, c.new_code, c.transfer, c.share)
+        for i, c in enumerate(body.crosswalk)
+    ]
+    plan = plan_version(await tree_sql.versions(conn), rows, crosswalk, day, body.grace_days)
+    if isinstance(plan, list):
+        raise ReferenceError([Problem(e.source, e.message, e.line) for e in plan])
+    await tree_sql.write_version(conn, plan)
+    if await reference_sql.check_tree(conn) or await tree_sql.parents_out_of_period(conn):
+        raise ReferenceError(
+            [Problem("units", "the versions would not form one tree at every moment")]
+        )
+    await audit.record(
+        conn,
+        actor=actor,
+        action="units.version",
+        subject=day.isoformat(),
+        details=_summary(plan),
+    )
+    await tree_sql.after_tree_change(conn)
+    return TreeVersionOut(
+        valid_from=day,
+        continued=len(plan.continued),
+        closed=len(plan.closed),
+        opened=len(plan.opened),
+        transfers=len(plan.transfers),
+    )
+
+
+def _summary(plan: VersionPlan) -> dict[str, object]:
+    return {
+        "at": plan.at,
+        "continued": len(plan.continued),
+        "closed": [c.key for c in plan.closed][:1000],
+        "opened": [n.key for n in plan.opened][:1000],
+        "transfers": len(plan.transfers),
+    }
