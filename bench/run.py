@@ -93,6 +93,12 @@ def main() -> None:
     parser.add_argument(
         "--apply-replicas", type=int, default=1, help="aggregator replicas sharing the apply"
     )
+    parser.add_argument(
+        "--ingest-workers", type=int, default=1, help="ingest processes sharing its port"
+    )
+    parser.add_argument(
+        "--ingest-gzip", action="store_true", help="the load generator gzips every body"
+    )
     parser.add_argument("--freshness-seconds", type=int)
     parser.add_argument("--rebuild-events", type=int)
     parser.add_argument("--alert-pairs", type=int, default=100_000)
@@ -115,6 +121,8 @@ def main() -> None:
         ingest_rate_seconds=args.ingest_rate_seconds or (5 if args.quick else 30),
         apply_replicas=args.apply_replicas,
         profile=args.profile,
+        ingest_workers=args.ingest_workers,
+        ingest_gzip=args.ingest_gzip,
     )
     started = time.perf_counter()
     results = eventloop.run(run(sizes, args.keep))
