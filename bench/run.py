@@ -25,6 +25,7 @@ from devtools.localstack import KafkaBroker, PostgresServer, free_port
 from services.aggregator.settings import AggregatorSettings
 from services.ingest import repository as ingest_repository
 from services.ingest import tokens
+from services.schema import migrate_all
 from tiendo import eventloop
 from tiendo.kafka import TopicSpec, ensure_topics, event_topics
 
@@ -44,6 +45,11 @@ async def run(sizes: Sizes, keep: bool) -> dict[str, Any]:
     stage: Stage | None = None
     try:
         dsn = pg.create_database("tiendo")
+        # The migrations set the database's search_path (the services' schemas), which
+        # only sessions opened afterwards get: migrate, then reconnect to seed.
+        conn = await asyncpg.connect(dsn)
+        await migrate_all(conn)
+        await conn.close()
         conn = await asyncpg.connect(dsn)
         if sizes.profile:
             await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")

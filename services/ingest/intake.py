@@ -1,11 +1,11 @@
 """POST /v1/events, from the raw request to the response.
 
-A request goes size → token → content type and coding → rate known here → body (gzip
-inflated under the size limit) → decode → rate (shared, one PostgreSQL round trip) →
-validate → scope → publish → 202, and each step refuses with its own status before a
-costlier one runs. No
-line of the body is ever logged: a refusal is logged with field names and messages only
-(messages never echo values), at most once a second per token and status.
+A request goes size → token → content type and coding → rate as this process knows it →
+body (gzip inflated under the size limit) → decode → rate (the shared bucket, one
+PostgreSQL round trip, charged the events it carries) → validate → scope → publish → 202,
+and each step refuses with its own status before a costlier one runs. No line of the body
+is ever logged: a refusal is logged with field names and messages only (messages never
+echo values), at most once a second per token and status.
 """
 
 import time
