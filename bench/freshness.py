@@ -28,7 +28,8 @@ async def measure_freshness(stage: Stage) -> None:
             "notifier",
             port=notifier_port,
             admin_token="bench-admin-token",
-            webhook_secret="bench-webhook-secret",
+            # production refuses the shared webhook secret and needs the links' key
+            link_secret="bench-link-secret-" + "0" * 32,
         ),
         "notifier",
         notifier_port,

@@ -3,10 +3,12 @@ ingest and reports throughput and per-batch latency as JSON on stdout.
 
 `python -m bench.loadgen --url … --token … --events N [--rate R] [--concurrency C]`:
 without --rate it sends as fast as ingest answers (throughput); with --rate it paces the
-batches to R events/s (fixed offered load, for freshness)."""
+batches to R events/s (fixed offered load, for freshness); with --gzip each body is gzipped
+(before the clock starts) and sent with `Content-Encoding: gzip`."""
 
 import argparse
 import asyncio
+import gzip
 import json
 import time
 from datetime import UTC, datetime, timedelta
@@ -27,7 +29,14 @@ def percentile(values: list[float], q: float) -> float:
 
 
 async def run(
-    url: str, token: str, n: int, batch: int, concurrency: int, rate: float | None, prefix: str
+    url: str,
+    token: str,
+    n: int,
+    batch: int,
+    concurrency: int,
+    rate: float | None,
+    prefix: str,
+    compress: bool = False,
 ) -> dict[str, object]:
     start = datetime.now(UTC) - timedelta(days=20)
     bodies = []
@@ -39,12 +48,18 @@ async def run(
             chunk = []
     if chunk:
         bodies.append(orjson.dumps({"events": chunk}))
+    plain_bytes = sum(len(b) for b in bodies)
+    if compress:
+        # level 6, gzip's default: what an upstream's HTTP client would send
+        bodies = [gzip.compress(b, 6) for b in bodies]
     latencies: list[float] = []
     statuses: dict[int, int] = {}
     queue: asyncio.Queue[tuple[int, bytes]] = asyncio.Queue()
     for i, b in enumerate(bodies):
         queue.put_nowait((i, b))
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    if compress:
+        headers["Content-Encoding"] = "gzip"
     started = time.perf_counter()
 
     async def worker(client: httpx.AsyncClient) -> None:
@@ -71,6 +86,9 @@ async def run(
         "batch": batch,
         "concurrency": concurrency,
         "rate": rate,
+        "gzip": compress,
+        "body_bytes_per_batch": round(sum(len(b) for b in bodies) / len(bodies)),
+        "plain_bytes_per_batch": round(plain_bytes / len(bodies)),
         "seconds": round(elapsed, 2),
         "events_per_second": round(n / elapsed),
         "batch_p50_ms": round(percentile(latencies, 0.5) * 1000, 1),
@@ -88,9 +106,19 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--rate", type=float)
     parser.add_argument("--prefix", default="lg")
+    parser.add_argument("--gzip", action="store_true", help="gzip each body")
     args = parser.parse_args()
     result = eventloop.run(
-        run(args.url, args.token, args.events, args.batch, args.concurrency, args.rate, args.prefix)
+        run(
+            args.url,
+            args.token,
+            args.events,
+            args.batch,
+            args.concurrency,
+            args.rate,
+            args.prefix,
+            args.gzip,
+        )
     )
     print(json.dumps(result))
 

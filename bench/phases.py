@@ -7,6 +7,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
+
 from bench import payloads
 from bench.ceilings import bare_produce, keyed
 from bench.exposition import metric_value, scrape
@@ -24,13 +26,22 @@ async def measure_ingest(stage: Stage) -> None:
     """Ingest at saturation, then at the sustained rate; ingest stays up for freshness."""
     sizes, results = stage.sizes, stage.results
     port = free_port()
-    ingest = await stage.serve(
-        INGEST, stage.env("ingest", port=port, **INGEST_SETTINGS), "ingest", port
-    )
+    env = stage.env("ingest", port=port, workers=sizes.ingest_workers, **INGEST_SETTINGS)
+    ingest = await stage.serve(INGEST, env, "ingest", port)
+    if sizes.ingest_workers > 1:
+        await _every_worker_ready(f"http://127.0.0.1:{port}/readyz", sizes.ingest_workers)
     stage.ingest_url = f"http://127.0.0.1:{port}/v1/events"
     cpu0 = ingest.cpu_seconds()
     flame = FlameGraph("ingest", ingest.popen.pid, sizes.profile)
-    result = loadgen(stage.ingest_url, stage.token, sizes.events, sizes.concurrency, prefix="ing")
+    result = loadgen(
+        stage.ingest_url,
+        stage.token,
+        sizes.events,
+        sizes.concurrency,
+        prefix="ing",
+        compress=sizes.ingest_gzip,
+    )
+    result["workers"] = sizes.ingest_workers
     result["flame_graph"] = flame.stop()
     ingest.sample()
     result["cpu_seconds_per_1000_events"] = round(
@@ -55,6 +66,7 @@ async def measure_ingest(stage: Stage) -> None:
         sizes.concurrency,
         rate=sizes.ingest_rate,
         prefix="sus",
+        compress=sizes.ingest_gzip,
     )
     results["ingest_sustained"] = {
         "offered_events_per_second": sizes.ingest_rate,
@@ -63,8 +75,24 @@ async def measure_ingest(stage: Stage) -> None:
         "batch": sustained["batch"],
         "batch_p50_ms": sustained["batch_p50_ms"],
         "batch_p99_ms": sustained["batch_p99_ms"],
+        "workers": sizes.ingest_workers,
+        "gzip": sizes.ingest_gzip,
+        "body_bytes_per_batch": sustained["body_bytes_per_batch"],
+        "concurrency": sizes.concurrency,
     }
     stage.produced = sizes.events + sustained_n
+
+
+async def _every_worker_ready(url: str, workers: int, timeout: float = 60) -> None:
+    """Until `url` answers 200 on many new connections in a row: /readyz answers for the
+    worker the kernel gave the connection to, and the others may still be connecting to
+    Kafka. (A worker not yet started has not bound the port, so it gets no requests.)"""
+    deadline = time.monotonic() + timeout
+    in_a_row = 0
+    async with httpx.AsyncClient(limits=httpx.Limits(max_keepalive_connections=0)) as client:
+        while in_a_row < 5 * workers and time.monotonic() < deadline:
+            in_a_row = in_a_row + 1 if (await client.get(url)).status_code == 200 else 0
+            await asyncio.sleep(0.05)
 
 
 async def measure_apply(stage: Stage) -> None:

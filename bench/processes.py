@@ -48,17 +48,26 @@ class Service:
     def sample(self) -> None:
         """Peak resident memory so far: the kernel's high-water mark (VmHWM), so a peak
         between two samples is not missed."""
-        status = Path(f"/proc/{self.popen.pid}/status")
-        peak = self.process.memory_info().rss
-        if status.exists():
-            for line in status.read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    peak = int(line.split()[1]) * 1024
-        self.peak_rss = max(self.peak_rss, peak)
+        with contextlib.suppress(psutil.NoSuchProcess):
+            # with workers, the largest of them (each holds a whole service)
+            for process in [self.process, *self.process.children()]:
+                status = Path(f"/proc/{process.pid}/status")
+                peak = process.memory_info().rss
+                if status.exists():
+                    for line in status.read_text().splitlines():
+                        if line.startswith("VmHWM:"):
+                            peak = int(line.split()[1]) * 1024
+                self.peak_rss = max(self.peak_rss, peak)
 
     def cpu_seconds(self) -> float:
+        """Its CPU time and its children's (a service run as several workers)."""
         t = self.process.cpu_times()
-        return float(t.user + t.system)
+        total = t.user + t.system + t.children_user + t.children_system
+        for child in self.process.children(recursive=True):
+            with contextlib.suppress(psutil.NoSuchProcess):
+                c = child.cpu_times()
+                total += c.user + c.system
+        return float(total)
 
     def stop(self) -> None:
         self.popen.terminate()
@@ -83,7 +92,13 @@ def tree_cpu_seconds(pid: int) -> float:
 
 
 def loadgen(
-    url: str, token: str, n: int, concurrency: int, rate: float | None = None, prefix: str = "lg"
+    url: str,
+    token: str,
+    n: int,
+    concurrency: int,
+    rate: float | None = None,
+    prefix: str = "lg",
+    compress: bool = False,
 ) -> dict[str, Any]:
     """`bench.loadgen` in its own process, so its CPU is not the service's; its JSON report."""
     args = [
@@ -103,6 +118,8 @@ def loadgen(
     ]
     if rate:
         args += ["--rate", str(rate)]
+    if compress:
+        args.append("--gzip")
     out = subprocess.run(args, capture_output=True, text=True, check=True, cwd=ROOT)
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     return result

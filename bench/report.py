@@ -45,6 +45,10 @@ def table(results: dict[str, Any]) -> str:
                 f"{r['achieved_events_per_second']:,} of {r['offered_events_per_second']:,}"
                 f" events/s offered, batch p50 {r['batch_p50_ms']} ms p99 {r['batch_p99_ms']} ms"
             )
+        if key in ("ingest", "ingest_sustained") and (r.get("workers") or 1) > 1:
+            text += f", {r['workers']} workers"
+        if key in ("ingest", "ingest_sustained") and r.get("gzip"):
+            text += ", gzip bodies"
         if key == "freshness":
             text = f"p50 {r['p50_seconds']} s, p99 {r['p99_seconds']} s"
         if key == "alert_evaluation":

@@ -25,6 +25,7 @@ from devtools.localstack import KafkaBroker, PostgresServer, free_port
 from services.aggregator.settings import AggregatorSettings
 from services.ingest import repository as ingest_repository
 from services.ingest import tokens
+from services.schema import migrate_all
 from tiendo import eventloop
 from tiendo.kafka import TopicSpec, ensure_topics, event_topics
 
@@ -44,6 +45,11 @@ async def run(sizes: Sizes, keep: bool) -> dict[str, Any]:
     stage: Stage | None = None
     try:
         dsn = pg.create_database("tiendo")
+        # The migrations set the database's search_path (the services' schemas), which
+        # only sessions opened afterwards get: migrate, then reconnect to seed.
+        conn = await asyncpg.connect(dsn)
+        await migrate_all(conn)
+        await conn.close()
         conn = await asyncpg.connect(dsn)
         if sizes.profile:
             await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
@@ -93,6 +99,12 @@ def main() -> None:
     parser.add_argument(
         "--apply-replicas", type=int, default=1, help="aggregator replicas sharing the apply"
     )
+    parser.add_argument(
+        "--ingest-workers", type=int, default=1, help="ingest processes sharing its port"
+    )
+    parser.add_argument(
+        "--ingest-gzip", action="store_true", help="the load generator gzips every body"
+    )
     parser.add_argument("--freshness-seconds", type=int)
     parser.add_argument("--rebuild-events", type=int)
     parser.add_argument("--alert-pairs", type=int, default=100_000)
@@ -115,6 +127,8 @@ def main() -> None:
         ingest_rate_seconds=args.ingest_rate_seconds or (5 if args.quick else 30),
         apply_replicas=args.apply_replicas,
         profile=args.profile,
+        ingest_workers=args.ingest_workers,
+        ingest_gzip=args.ingest_gzip,
     )
     started = time.perf_counter()
     results = eventloop.run(run(sizes, args.keep))

@@ -7,6 +7,7 @@ user). A token is printed once, on stdout alone, and only its SHA-256 is stored.
 """
 
 import argparse
+import functools
 import json
 import sys
 from collections.abc import Awaitable, Callable
@@ -58,10 +59,11 @@ def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> 
 
 def _serve(_: argparse.Namespace) -> None:
     from services.ingest.app import create_app
-    from tiendo.serve import serve
+    from tiendo.serve import serve_workers
 
     settings = IngestSettings()
-    serve(create_app(settings), settings)
+    # each worker builds its own app (and pool, producer, loops) from these settings
+    serve_workers(functools.partial(create_app, settings), settings, settings.workers)
 
 
 def _runner(

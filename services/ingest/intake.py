@@ -1,28 +1,31 @@
 """POST /v1/events, from the raw request to the response.
 
-A request goes size → token → content type → rate → body → decode → validate → scope →
-publish → 202, and each step refuses with its own status before a costlier one runs. No
-line of the body is ever logged: a refusal is logged with field names and messages only
-(messages never echo values), at most once a second per token and status.
+A request goes size → token → content type and coding → rate as this process knows it →
+body (gzip inflated under the size limit) → decode → rate (the shared bucket, one
+PostgreSQL round trip, charged the events it carries) → validate → scope → publish → 202,
+and each step refuses with its own status before a costlier one runs. No line of the body
+is ever logged: a refusal is logged with field names and messages only (messages never
+echo values), at most once a second per token and status.
 """
 
 import time
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 import orjson
 import structlog
 from fastapi import Request
 from starlette.datastructures import State
 from starlette.responses import JSONResponse, Response
 
-from services.ingest import tokens
+from services.ingest import bodies, tokens
 from services.ingest.catalog import CatalogCache, TokensUnavailable
 from services.ingest.metrics import IngestMetrics
 from services.ingest.openapi import PROTOBUF_ALIASES
 from services.ingest.protobuf import MalformedProtobuf, decode_batch
 from services.ingest.publisher import KafkaUnavailable, Publisher
-from services.ingest.ratelimit import RateLimiter
+from services.ingest.ratelimit import SharedRateLimit
 from services.ingest.recent import RecentlyAccepted
 from services.ingest.repeats import sort_repeats
 from services.ingest.repository import TokenGrant
@@ -55,21 +58,6 @@ _LOGGABLE_FIELDS = EVENT_FIELDS | {
     "source",
 }
 _LOG_EVERY_SECONDS = 1.0
-
-
-class _TooLarge(Exception):
-    pass
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _TooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 class _ThrottledLog:
@@ -117,8 +105,11 @@ class Intake:
         self.limits = settings.limits()
         self.metrics = metrics
         self._state = state
-        self.limiter = RateLimiter(
-            settings.rate_limit_events_per_second, settings.rate_limit_burst_events
+        self.limiter = SharedRateLimit(
+            settings.rate_limit_events_per_second,
+            settings.rate_limit_burst_events,
+            settings.workers,
+            on_alone=metrics.rate_limit_alone.inc,
         )
         self.log_refusal = _ThrottledLog()
         self.recent = RecentlyAccepted()
@@ -129,6 +120,11 @@ class Intake:
     def cache(self) -> CatalogCache:
         cache: CatalogCache = self._state.cache
         return cache
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        pool: asyncpg.Pool = self._state.pool
+        return pool
 
     @property
     def publisher(self) -> Publisher:
@@ -184,10 +180,27 @@ class Intake:
             headers={"Retry-After": str(self.settings.retry_after_seconds)},
         )
 
-    def _too_large(self) -> Response:
+    def _too_large(self, detail: str | None = None) -> Response:
         return self._reject(
-            "body_too_large", 413, f"the body is larger than {self.settings.max_body_bytes} bytes"
+            "body_too_large",
+            413,
+            detail or f"the body is larger than {self.settings.max_body_bytes} bytes",
         )
+
+    def _rate_limited(self, source: str, wait: int) -> Response:
+        self.metrics.rate_limited.labels(source).inc()
+        return self._reject(
+            "rate_limited",
+            429,
+            f"over this token's rate of {self.settings.rate_limit_events_per_second:g} events/s",
+            source=source,
+            headers={"Retry-After": str(wait)},
+        )
+
+    async def _charge(self, source: str, events: int) -> Response | None:
+        """Take `events` from the token's shared bucket: None when let in, else the 429."""
+        wait = await self.limiter.take(self.pool, source, events)
+        return self._rate_limited(source, wait) if wait else None
 
     async def handle(self, request: Request) -> Response:
         declared = request.headers.get("content-length", "")
@@ -216,45 +229,51 @@ class Intake:
 
     async def _handle_authorised(self, request: Request, grant: TokenGrant) -> Response:
         settings, source = self.settings, grant.name
-        encoding = request.headers.get("content-encoding", "identity").strip().lower()
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if content_type not in (_JSON, *PROTOBUF_ALIASES) or encoding != "identity":
+        if content_type not in (_JSON, *PROTOBUF_ALIASES):
             return self._reject(
                 "unsupported_media_type",
                 415,
-                "send application/json or application/x-protobuf, without Content-Encoding",
+                "send application/json or application/x-protobuf",
                 source=source,
             )
-        wait = self.limiter.retry_after(source, time.monotonic())
-        if wait:
-            self.metrics.rate_limited.labels(source).inc()
+        encoding = bodies.encoding_of(request.headers.get("content-encoding"))
+        if encoding is None:
+            # the header's value is not echoed: it is the client's, and may be anything
             return self._reject(
-                "rate_limited",
-                429,
-                f"over this token's rate of {settings.rate_limit_events_per_second:g} events/s",
+                "unsupported_media_type",
+                415,
+                "unsupported Content-Encoding: send the body as is or with Content-Encoding: gzip",
                 source=source,
-                headers={"Retry-After": str(wait)},
+                headers={"Accept-Encoding": ", ".join(bodies.SUPPORTED)},
             )
+        # A token this process knows to be over its rate is refused before its body is
+        # read, without asking PostgreSQL (see ratelimit.py).
+        if wait := self.limiter.known_wait(source, time.monotonic()):
+            return self._rate_limited(source, wait)
         try:
-            raw = await _read_body(request, settings.max_body_bytes)
-        except _TooLarge:
-            self.limiter.charge(source, 1, time.monotonic())
-            return self._too_large()
+            raw = await bodies.read_body(request.stream(), encoding, settings.max_body_bytes)
+        except bodies.BodyTooLarge as exc:
+            return await self._charge(source, 1) or self._too_large(str(exc))
+        except bodies.CorruptBody as exc:
+            return await self._charge(source, 1) or self._reject(
+                "malformed_gzip", 400, str(exc), source=source
+            )
 
         decode_errors: list[FieldError] = []
         if content_type == _JSON:
             try:
                 body = orjson.loads(raw)
             except orjson.JSONDecodeError as exc:
-                self.limiter.charge(source, 1, time.monotonic())
-                return self._reject("malformed_json", 400, f"malformed JSON: {exc}", source=source)
+                return await self._charge(source, 1) or self._reject(
+                    "malformed_json", 400, f"malformed JSON: {exc}", source=source
+                )
             items, envelope_errors = envelope(body, self.limits)
         else:
             try:
                 decoded = decode_batch(raw)
             except MalformedProtobuf as exc:
-                self.limiter.charge(source, 1, time.monotonic())
-                return self._reject(
+                return await self._charge(source, 1) or self._reject(
                     "malformed_protobuf",
                     400,
                     f"not a serialised EventBatch: {exc}",
@@ -263,7 +282,8 @@ class Intake:
             items, decode_errors = decoded.items, decoded.errors
             envelope_errors = batch_size_errors(len(items), self.limits)
         count = max(1, min(len(items), settings.max_batch))
-        self.limiter.charge(source, count, time.monotonic())
+        if refused := await self._charge(source, count):
+            return refused
         if envelope_errors:
             return self._invalid(envelope_errors, count, source)
 

@@ -17,6 +17,7 @@ REJECTION_REASONS = (
     "rate_limited",
     "malformed_json",
     "malformed_protobuf",
+    "malformed_gzip",
     "invalid",
     "forbidden",
     "kafka_unavailable",
@@ -55,6 +56,12 @@ class IngestMetrics:
             "tiendo_ingest_rate_limited_requests_total",
             "Requests answered 429, by token",
             ["token"],
+            registry=r,
+        )
+        self.rate_limit_alone = Counter(
+            "tiendo_ingest_rate_limit_alone_total",
+            "Times PostgreSQL did not answer the shared rate limit in time and this process "
+            "decided alone (its share of the rate) for a few seconds",
             registry=r,
         )
         self.request_duration = Histogram(

@@ -1,6 +1,6 @@
 """The OpenAPI description of `POST /v1/events`, built from the settings' limits.
 
-The handler reads the raw body itself (size limit, two content types, precise errors), so
+The handler reads the raw body itself (size limit, two content types, gzip, precise errors), so
 FastAPI cannot derive this operation; it is written here, and it must stay exact: clients
 generate code from it and the schemathesis suite checks every response against it. The
 schema may be looser than the validator (it cannot know the unit tree), never stricter.
@@ -137,7 +137,11 @@ def events_operation(settings: IngestSettings) -> dict[str, Any]:
             '(one event or `{"events": [...]}`) or, for high-volume upstreams, a '
             "serialised `tiendo.events.v1.EventBatch` (`proto/tiendo/events/v1/events.proto`) "
             "with the same rules; in protobuf `value` has no default and `occurred_at` is a "
-            "Timestamp plus `occurred_at_offset_seconds`."
+            "Timestamp plus `occurred_at_offset_seconds`. Either body may be sent with "
+            "`Content-Encoding: gzip` (RFC 1952; `x-gzip` too): the size limit of "
+            f"{settings.max_body_bytes} bytes then applies to the decompressed body as "
+            "well as to the bytes sent, and ingest stops inflating at the limit (413), so a "
+            "zip bomb costs it no more than a body of the limit. Other codings get 415."
         ),
         "operationId": "post_events",
         "security": [{"bearer": []}],
@@ -163,7 +167,10 @@ def events_operation(settings: IngestSettings) -> dict[str, Any]:
                     "application/json": {"schema": {"$ref": "#/components/schemas/Accepted"}}
                 },
             },
-            "400": _problem("The body is not JSON, or not a serialised EventBatch"),
+            "400": _problem(
+                "The body is not JSON, or not a serialised EventBatch, or, sent with "
+                "`Content-Encoding: gzip`, not a valid (or a truncated) gzip stream"
+            ),
             "401": _problem(
                 "No bearer token, or an unknown, revoked or expired one",
                 {"WWW-Authenticate": {"required": True, "schema": {"type": "string"}}},
@@ -172,10 +179,15 @@ def events_operation(settings: IngestSettings) -> dict[str, Any]:
                 "An event's unit or indicator is outside the token's scope; `errors` lists "
                 "each, by index"
             ),
-            "413": _problem(f"The body is larger than {settings.max_body_bytes} bytes"),
+            "413": _problem(
+                f"The body, or a gzip body once decompressed, is larger than "
+                f"{settings.max_body_bytes} bytes"
+            ),
             "415": _problem(
                 "Content-Type is neither application/json nor application/x-protobuf, or "
-                "the body has a Content-Encoding"
+                "Content-Encoding is neither gzip nor identity (`Accept-Encoding` names "
+                "the supported codings)",
+                {"Accept-Encoding": {"schema": {"type": "string"}}},
             ),
             "422": _problem(
                 "Invalid events: `errors` lists each problem (`index` in `events`, `field`, "

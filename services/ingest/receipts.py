@@ -106,11 +106,11 @@ def router(intake: Intake, access: Guard) -> APIRouter:
                 headers={"WWW-Authenticate": 'Bearer realm="tiendo"'},
             )
         # a look-up costs the token one event of its rate, so ids cannot be polled at will
-        now = time.monotonic()
-        wait = intake.limiter.retry_after(grant.name, now)
+        wait = intake.limiter.known_wait(grant.name, time.monotonic())
+        if not wait:
+            wait = await intake.limiter.take(intake.pool, grant.name, 1)
         if wait:
             return problem(429, "over this token's rate", headers={"Retry-After": str(wait)})
-        intake.limiter.charge(grant.name, 1, now)
         not_found = problem(404, "no event of that id within this token's scope")
         # no raw ID number was ever stored: nothing to look up, nothing to echo
         if len(event_id) > intake.limits.max_event_id_length or contains_raw_id(event_id):

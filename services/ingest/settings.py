@@ -15,7 +15,18 @@ class IngestSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="TIENDO_INGEST_", extra="ignore", frozen=True)
 
     port: int = Field(8001, ge=0, le=65535, description="HTTP port")
-    max_body_bytes: int = Field(1_048_576, ge=1024, description="larger bodies get 413")
+    workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="ingest processes sharing the port (SO_REUSEPORT); the rate limit is "
+        "shared by all of them through PostgreSQL",
+    )
+    max_body_bytes: int = Field(
+        1_048_576,
+        ge=1024,
+        description="larger bodies get 413; a gzip body is held to it once decompressed",
+    )
     max_batch: int = Field(1000, ge=1, le=10_000, description="most events in one request")
     max_event_id_length: int = Field(
         64, ge=1, le=64, description="longest event_id (the contract allows 64)"

@@ -105,7 +105,7 @@ async def test_each_service_owns_its_tables_in_its_own_schema(database: str) -> 
     for r in rows:
         tables.setdefault(r["schemaname"], set()).add(r["tablename"])
     assert tables["public"] == {"schema_migrations", "audit_log"}
-    assert tables["ingest"] == {"ingest_tokens"}
+    assert tables["ingest"] == {"ingest_tokens", "rate_buckets"}
     assert {"units", "campaigns", "targets", "events", "progress"} <= tables["aggregator"]
     assert {"alerts", "notifications", "silences", "contacts", "chiefs"} <= tables["notifier"]
 

@@ -1,9 +1,15 @@
-"""Per-token rate limit: a bucket of events per token, refilled at the rate, with debt."""
+"""Per-token rate limit: a bucket of events per token, refilled at the rate, with debt;
+shared through PostgreSQL, and each process's share of it while PostgreSQL is away."""
 
+import time
+
+import asyncpg
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.ingest.ratelimit import RateLimiter
+from devtools.localstack import free_port
+from services.ingest.ratelimit import RateLimiter, SharedRateLimit
 
 
 def test_a_token_may_spend_its_burst_then_waits_for_the_rate() -> None:
@@ -57,3 +63,40 @@ def test_events_let_through_never_exceed_burst_plus_rate_times_time(
             assert admitted_before_last <= burst + rate * now
             limiter.charge("a", size, now)
             admitted_before_last += size
+
+
+async def test_the_shared_bucket_refuses_once_spent_and_the_process_then_knows_it(
+    database: str,
+) -> None:
+    # as ingest's own role: its grants on the table are part of the promise
+    role = database.replace("://tiendo@", "://tiendo_ingest@", 1)
+    assert role != database
+    pool = await asyncpg.create_pool(role, min_size=0, max_size=2)
+    try:
+        # one event per 1,000 s: nothing refills during the test
+        limiter = SharedRateLimit(rate=0.001, burst=5, share=1)
+        assert [await limiter.take(pool, "a", 2) for _ in range(4)] == [0, 0, 0, 2000]
+        # 5 → 3 → 1 → −1: let in while one event was left, refused below it, not charged
+        level = await pool.fetchval("SELECT level FROM ingest.rate_buckets WHERE token = 'a'")
+        assert level == pytest.approx(-1, abs=0.01)
+        assert 1900 <= limiter.known_wait("a", time.monotonic()) <= 2000
+        assert limiter.known_wait("b", time.monotonic()) == 0
+        assert await limiter.take(pool, "b", 5) == 0  # tokens do not share a bucket
+    finally:
+        await pool.close()
+
+
+async def test_without_postgresql_a_process_decides_alone_on_its_share() -> None:
+    # nothing listens there: every connection is refused at once
+    pool = await asyncpg.create_pool(f"postgresql://x@127.0.0.1:{free_port()}/x", min_size=0)
+    alone: list[None] = []
+    try:
+        limiter = SharedRateLimit(
+            rate=0.001, burst=30, share=3, on_alone=lambda: alone.append(None)
+        )
+        waits = [await limiter.take(pool, "a", 1) for _ in range(11)]
+    finally:
+        await pool.close()
+    assert waits[:10] == [0] * 10  # a third of the burst
+    assert waits[10] > 0
+    assert len(alone) == 1  # PostgreSQL is asked again only after a few seconds
