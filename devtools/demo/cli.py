@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from devtools.demo import seed, traffic
+from devtools.demo import history, seed, traffic
 from services.aggregator import admin
 from services.aggregator.settings import AggregatorSettings
 from services.ingest import repository as ingest_repository
@@ -39,6 +39,13 @@ def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> 
     )
     run.add_argument("--rate", type=float, default=20.0, help="live events per second")
     run.add_argument("--no-traffic", action="store_true", help="seed only")
+    run.add_argument(
+        "--history",
+        action="store_true",
+        default=os.environ.get("TIENDO_DEMO_HISTORY", "") not in ("", "0"),
+        help="a fresh database only: Hà Nội since 2023 (2023 tree, both 2025 cut-overs) and "
+        "Mệnh lệnh 01 (2023) counted, to compare with (env TIENDO_DEMO_HISTORY=1)",
+    )
     run.set_defaults(func=lambda a: asyncio.run(_run(a)))
     sink = cmds.add_parser("webhook-sink", help="a local webhook receiver that checks signatures")
     webhook = urlsplit(os.environ.get("TIENDO_NOTIFIER_WEBHOOK_URL", "http://127.0.0.1:8009"))
@@ -101,15 +108,23 @@ async def _run(args: argparse.Namespace) -> None:
             existing = await conn.fetchrow(
                 "SELECT starts_at, deadline FROM campaigns WHERE id = $1", seed.CAMPAIGN_ID
             )
-            await admin.upsert_units(conn, seed.hanoi_units_2025(), "demo")
+            fresh = not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM units)")
+            if args.history and fresh:
+                await history.load_trees(conn)
+            elif not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM unit_transfers)"):
+                await admin.upsert_units(conn, seed.hanoi_units_2025(), "demo")
             if existing is None:
                 await admin.upsert_campaign(conn, seed.CAMPAIGN_ID, campaign, "demo")
-                await admin.upsert_targets(conn, seed.CAMPAIGN_ID, seed.demo_targets(wards), "demo")
+                targets = history.keyed_targets(await history.keys_now(conn))
+                await admin.upsert_targets(conn, seed.CAMPAIGN_ID, targets, "demo")
             else:
                 # Keep the first run's window so a second `make dev` reuses the history.
                 campaign = campaign.model_copy(
                     update={"starts_at": existing["starts_at"], "deadline": existing["deadline"]}
                 )
+            if args.history and fresh:
+                counted = await history.seed_history_campaign(conn)
+                log.info("demo_history_seeded", campaign=history.HISTORY_CAMPAIGN, events=counted)
             await _ensure_token(conn, token)
         for role in DEMO_IDENTITIES:
             await _ensure_identity(conn, role, args.identities_dir)
