@@ -2,7 +2,7 @@
 pure check (`tree_versions.plan_version`), the write, the audit row, then the hook every
 change of the tree calls (`repository.tree.after_tree_change`)."""
 
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Literal
 
@@ -22,6 +22,11 @@ from services.aggregator.tree_versions import (
 from services.aggregator.validation import Problem
 from tiendo import audit
 from tiendo.database import Connection
+
+# The days a tree version may be loaded for: tiendo keeps nothing older than this, and a
+# tree is published months, not years, ahead of its day.
+EARLIEST_DAY = date(2000, 1, 1)
+LATEST_AHEAD_DAYS = 366
 
 
 class TreeUnitIn(BaseModel):
@@ -84,6 +89,18 @@ async def load_tree_version(
 ) -> TreeVersionOut:
     """Load `body` as the tree in force from `day`, or raise ReferenceError listing every
     bad row (`field`: units or crosswalk; `index`: the row in that list)."""
+    # A cut-over is loaded for good (trees load in day order, and nothing unloads one): a
+    # mistyped year would block every real one after it.
+    today = datetime.now(UTC).date()
+    if not EARLIEST_DAY <= day <= today + timedelta(days=LATEST_AHEAD_DAYS):
+        raise ReferenceError(
+            [
+                Problem(
+                    "valid_from",
+                    f"{day} is outside {EARLIEST_DAY} .. {LATEST_AHEAD_DAYS} days from today",
+                )
+            ]
+        )
     # no batch applies while the tree moves under it
     await conn.execute(apply_sql.LOCK_REPLAN)
     rows = [

@@ -348,3 +348,37 @@ async def test_moving_an_older_unit_under_a_newer_one_needs_a_tree_version(
     r = await client.put("/v1/units", json=moved)
     assert r.status_code == 422
     assert r.json()["errors"][0]["field"] == "parent_code"
+
+
+async def test_a_grace_period_ends_when_the_unit_it_leads_to_closes(
+    client: httpx.AsyncClient, database: str
+) -> None:
+    """Nguyễn Trung Trực (00010) went whole into Trúc Bạch on 1 January with a year of
+    grace; Trúc Bạch itself closed on 1 July, so from then 00010 must not lead to it."""
+    await load_2023(client)
+    january = DATA / "hanoi_crosswalk_2025-01_inferred.csv"
+    assert await load(client, DATA / "hanoi_units_2025-01.csv", january, JANUARY, 365) == []
+    july = DATA / "hanoi_crosswalk_2025.csv"
+    assert await load(client, DATA / "hanoi_units_2025.csv", july, JULY) == []
+    conn = await asyncpg.connect(database)
+    try:
+        after = await versions(conn)
+    finally:
+        await conn.close()
+    assert after["00010"]["grace_until"] == cut_over(JULY)
+    assert after["00013"]["grace_until"] == cut_over(JULY) + timedelta(days=90)
+
+
+async def test_a_day_far_from_today_is_refused_before_anything_is_written(
+    client: httpx.AsyncClient, database: str
+) -> None:
+    await load_2023(client)
+    july = DATA / "hanoi_crosswalk_2025.csv"
+    for day in (date(2052, 7, 1), date(1999, 12, 31)):
+        problems = await load(client, DATA / "hanoi_units_2025.csv", july, day)
+        assert f"{day} is outside" in problems[0], problems
+    conn = await asyncpg.connect(database)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM aggregator.units") == 610
+    finally:
+        await conn.close()

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
+import asyncpg
+
 from services.aggregator.repository.reference import Unit
 from services.aggregator.tree_versions import StoredVersion, VersionPlan
 from tiendo.database import Connection
@@ -24,6 +26,16 @@ UPDATE units SET valid_to = $2, grace_until = $3, updated_at = now() WHERE code 
 INSERT_VERSION = """
 INSERT INTO units (code, admin_code, name, type, level, parent_code, valid_from, updated_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, now())
+"""
+
+# A retired code's grace never outlives the unit it leads to: when that unit closes in
+# turn, events naming the old code are read through the new crosswalk, not counted to a
+# closed version.
+CAP_GRACE = """
+UPDATE units o SET grace_until = $2
+FROM unit_transfers t
+WHERE t.old_unit = o.code AND t.transfer = 'whole' AND t.new_unit = ANY ($1::text[])
+  AND o.grace_until > $2
 """
 
 INSERT_TRANSFER = """
@@ -84,10 +96,13 @@ WHERE code = $1
 
 # Official codes as the tree in force reads them: the key of each code's open version, or
 # the moment its last version closed (a retired code).
+# A tree loaded ahead of its day has versions not yet in force: they are not "now" (a
+# correction before the cut-over is to the version in force today).
 SELECT_CODES_NOW = """
-SELECT DISTINCT ON (admin_code) admin_code, code, valid_to
-FROM units WHERE admin_code = ANY ($1::text[])
-ORDER BY admin_code, valid_to DESC NULLS FIRST
+SELECT DISTINCT ON (admin_code) admin_code, code,
+       CASE WHEN now() < coalesce(valid_to, 'infinity') THEN NULL ELSE valid_to END AS valid_to
+FROM units WHERE admin_code = ANY ($1::text[]) AND valid_from <= now()
+ORDER BY admin_code, valid_from DESC
 """
 
 SELECT_VERSIONS_OF = """
@@ -159,6 +174,7 @@ async def write_version(conn: Connection, plan: VersionPlan) -> None:
     Raises ValueError when a parent link crosses periods (a bug of the plan, not of a
     file: the pure check refuses files)."""
     await conn.executemany(CLOSE_VERSION, [(c.key, plan.at, c.grace_until) for c in plan.closed])
+    await conn.execute(CAP_GRACE, [c.key for c in plan.closed], plan.at)
     await conn.executemany(
         INSERT_VERSION,
         [
@@ -244,3 +260,45 @@ async def transfers_of(conn: Connection, keys: Sequence[str]) -> list[TransferRo
         )
         for r in await conn.fetch(SELECT_TRANSFERS_OF, list(keys))
     ]
+
+
+# -- reading the tree of a moment ---------------------------------------------------------
+# A unit asked about by key or by official code: the version in force at the moment (a
+# key in force wins over another version's official code).
+SELECT_VERSION_AT = """
+SELECT code, admin_code, name, level, ancestors FROM units
+WHERE (code = $1 OR admin_code = $1)
+  AND valid_from <= $2 AND $2 < coalesce(valid_to, 'infinity')
+ORDER BY code = $1 DESC, code
+LIMIT 1
+"""
+
+SELECT_CHILDREN_AT = """
+SELECT code, admin_code, name, level, ancestors FROM units
+WHERE parent_code = $1 AND valid_from <= $2 AND $2 < coalesce(valid_to, 'infinity')
+ORDER BY code
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class VersionAt:
+    key: str
+    admin_code: str
+    name: str
+    level: int
+    ancestors: tuple[str, ...]
+
+
+def _version_at(r: asyncpg.Record) -> VersionAt:
+    return VersionAt(r["code"], r["admin_code"], r["name"], r["level"], tuple(r["ancestors"]))
+
+
+async def version_at(conn: Connection, code: str, at: datetime) -> VersionAt | None:
+    """The version a key or an official code names at `at`, if any is in force then."""
+    row = await conn.fetchrow(SELECT_VERSION_AT, code, at)
+    return _version_at(row) if row is not None else None
+
+
+async def children_at(conn: Connection, key: str, at: datetime) -> list[VersionAt]:
+    """The versions in force at `at` whose parent is `key`."""
+    return [_version_at(r) for r in await conn.fetch(SELECT_CHILDREN_AT, key, at)]
