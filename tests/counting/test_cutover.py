@@ -5,6 +5,7 @@ lowest common unit); live equals `as_of`; the allocation by shares is one rule i
 Python."""
 
 import asyncio
+from dataclasses import replace
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -178,7 +179,7 @@ def attributed(tree: VersionedTree, events: list[Event]) -> list[Event]:
     for x in events:
         key = tree.attribute(x.unit, x.occurred_at)
         assert isinstance(key, str), key
-        out.append(Event(x.event_id, key, x.indicator, x.kind, x.value, x.occurred_at))
+        out.append(replace(x, unit=key))
     return out
 
 

@@ -15,7 +15,12 @@ The rules (docs/contract.md §5 in the product's words, docs/semantics.md for op
 4. … plus the counted increments after it; without a snapshot, its baseline plus the
    counted increments in [start, T]. A moment after the deadline is the deadline.
 5. Its last report is its latest counted event in [start, T].
-6. A unit's value is its own plus its children's, to any depth.
+6. A unit's value is its own plus its children's, to any depth …
+7. … on the tree in force at T (at least the start, at most the deadline): an event counts
+   for the version its code meant at `occurred_at` (docs/units-over-time.md), and a version
+   closed by T is carried into the versions in force through the crosswalk — `whole` into
+   its successor, by shares (`carry.allocate`, largest remainder) or, split without shares,
+   to the lowest unit above all its successors. A version outside that tree shows nothing.
 
 Three forms, the three functions below, each built from `rules.py`, where every rule's
 three SQL forms sit side by side: `apply` (the live counters, batch by batch, in any order,
