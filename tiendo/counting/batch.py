@@ -83,6 +83,8 @@ UPDATE batch_in b SET sent_unit = b.unit, unit = u.code
 FROM units u
 WHERE u.admin_code = b.unit AND u.code <> b.unit
   AND u.valid_from <= b.occurred_at AND b.occurred_at < coalesce(u.valid_to, 'infinity')
+  -- a tree that never changed skips the per-event look-up (one check of a small table)
+  AND EXISTS (SELECT 1 FROM unit_transfers)
 """
 
 # Then a retired code after its cut-over, within its grace: its version went `whole` into
@@ -98,7 +100,8 @@ WITH RECURSIVE retired AS (
         WHERE v.admin_code = b.unit AND v.valid_to <= b.occurred_at
         ORDER BY v.valid_from DESC LIMIT 1
     ) v
-    WHERE b.sent_unit IS NULL AND b.occurred_at < v.grace_until
+    WHERE EXISTS (SELECT 1 FROM unit_transfers)
+      AND b.sent_unit IS NULL AND b.occurred_at < v.grace_until
       AND NOT EXISTS (
           SELECT 1 FROM units u
           WHERE u.admin_code = b.unit AND u.valid_from <= b.occurred_at
@@ -385,9 +388,15 @@ WITH c AS (
     CROSS JOIN LATERAL unnest(u.ancestors || u.code) AS lineage (code)
     GROUP BY 1, 2
 ), wanted AS (
-    SELECT q.unit, q.indicator, coalesce(r.value, 0) AS value, r.last_event_at
-    FROM progress q LEFT JOIN rolled r USING (unit, indicator)
-    WHERE q.campaign_id = $1
+    SELECT unit, indicator, value, last_event_at FROM rolled
+    UNION ALL
+    -- (not a left join of the rows to `rolled`: misestimated, that became a nested loop
+    -- over 22,000 x 22,000 rows on a national tree)
+    SELECT q.unit, q.indicator, 0, NULL
+    FROM c
+    JOIN progress q ON q.campaign_id = $1
+    JOIN units u ON u.code = q.unit
+    WHERE NOT (u.valid_from <= c.m AND c.m < coalesce(u.valid_to, 'infinity'))
 )
 UPDATE progress p
 SET value = w.value, last_event_at = w.last_event_at
