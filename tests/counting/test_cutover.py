@@ -5,8 +5,8 @@ lowest common unit); live equals `as_of`; the allocation by shares is one rule i
 Python."""
 
 import asyncio
-from dataclasses import replace
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
