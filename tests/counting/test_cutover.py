@@ -7,7 +7,7 @@ Python."""
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
 
@@ -20,7 +20,7 @@ from devtools.localstack import PostgresServer
 from services.aggregator import admin, cutover
 from services.aggregator.admin import CampaignIn, TargetIn
 from tests.counting.model import Successor, VersionedTree, VersionOf, Window, own_values
-from tests.counting.trees import CUT, GRACE, hanoi_2025, write_tree
+from tests.counting.trees import CUT, GRACE, Transfer, Version, hanoi_2025, write_tree
 from tiendo import counting
 from tiendo.counting import batch
 from tiendo.counting.carry import allocate
@@ -210,13 +210,15 @@ async def history_values(
     return {(root, ind): v.value for (ind, root), v in found.items()}
 
 
-async def assert_live_equals_as_of_now(conn: asyncpg.Connection) -> None:
+async def assert_live_equals_as_of_now(
+    conn: asyncpg.Connection, start: datetime = START, deadline: datetime = DEADLINE
+) -> None:
     """Every progress row (closed versions too: they show nothing) equals `as_of` now."""
     rows = await conn.fetch(
         "SELECT unit, value, last_event_at FROM progress WHERE campaign_id = 'c1'"
     )
     codes = [r["unit"] for r in rows]
-    found = await counting.as_of(conn, "c1", [CCCD], codes, START, DEADLINE)
+    found = await counting.as_of(conn, "c1", [CCCD], codes, start, deadline)
     history = {root: (v.value, v.last_event_at) for (_, root), v in found.items()}
     assert {r["unit"]: (r["value"], r["last_event_at"]) for r in rows} == {
         u: history.get(u, (0, None)) for u in codes
@@ -372,3 +374,105 @@ async def test_a_cutover_passing_a_campaign_moves_its_live_counters_onto_the_new
         "Y": (40, 5),
         "00008@2025-07-01": (50, 0),
     }
+
+
+# -- a chain of cut-overs: 2023 wards → January 2025 → July 2025 --------------------------
+JAN = datetime(2024, 12, 31, 17, 0, tzinfo=UTC)  # 1 January 2025 in Hà Nội
+
+
+def chain() -> tuple[list[Version], list[Transfer]]:
+    """A split by shares whose parts merge again, a rename split by shares later, and a
+    split without shares: 01 → A, B, C until January; 01 → P, Q (A halved), B@2025-01-01
+    (B renamed), C until July; 01 → M (P, Q whole, a third of B's), N (two thirds) after."""
+    versions = [
+        Version("01", "Thành phố", 1, None),
+        Version("A", "Phường A", 2, "01", valid_to=JAN),
+        Version("B", "Phường B", 2, "01", valid_to=JAN),
+        Version("C", "Phường C", 2, "01", valid_to=CUT),
+        Version("P", "Phường P", 2, "01", valid_from=JAN, valid_to=CUT),
+        Version("Q", "Phường Q", 2, "01", valid_from=JAN, valid_to=CUT),
+        Version("B@2025-01-01", "Phường B mới", 2, "01", JAN, CUT, admin_code="B"),
+        Version("M", "Phường M", 2, "01", valid_from=CUT),
+        Version("N", "Phường N", 2, "01", valid_from=CUT),
+    ]
+    transfers = [
+        Transfer("A", "P", Decimal("0.5")),
+        Transfer("A", "Q", Decimal("0.5")),
+        Transfer("B", "B@2025-01-01", whole=True),
+        Transfer("P", "M", whole=True),
+        Transfer("Q", "M", whole=True),
+        Transfer("B@2025-01-01", "M", Decimal(1) / Decimal(3)),
+        Transfer("B@2025-01-01", "N", Decimal(2) / Decimal(3)),
+        Transfer("C", "M"),
+        Transfer("C", "N"),
+    ]
+    return versions, transfers
+
+
+async def test_a_chain_of_cutovers_carries_each_total_before_splitting_it(database: str) -> None:
+    versions, transfers = chain()
+    tree = VersionedTree(
+        {
+            v.key: VersionOf(v.parent, v.admin_code or v.key, v.valid_from, v.valid_to)
+            for v in versions
+        },
+        {
+            old: [
+                Successor(t.new, Fraction(t.share) if t.share is not None else None, t.whole)
+                for t in transfers
+                if t.old == old
+            ]
+            for old in {t.old for t in transfers}
+        },
+    )
+    start, deadline = JAN - 10 * 24 * HOUR, CUT + 10 * 24 * HOUR
+    conn = await asyncpg.connect(database)
+    try:
+        async with conn.transaction():
+            await write_tree(conn, versions, transfers)
+            await admin.upsert_campaign(
+                conn,
+                "c1",
+                CampaignIn(name="c", starts_at=start, deadline=deadline, indicators=[CCCD]),
+                "test",
+            )
+            await admin.upsert_targets(
+                conn, "c1", [TargetIn(unit="A", indicator=CCCD, target=10, baseline=3)], "test"
+            )
+        events = [
+            e("a1", "A", JAN - 5 * 24 * HOUR, 7),
+            e("a2", "A", JAN - 4 * 24 * HOUR, 1),
+            e("b1", "B", JAN - 3 * 24 * HOUR, 5),
+            e("c1", "C", JAN - 2 * 24 * HOUR, 4),
+            e("p1", "P", JAN + 24 * HOUR, 2),
+            e("b2", "B", JAN + 24 * HOUR, 2),  # the renamed B
+            e("q-snap", "Q", JAN + 2 * 24 * HOUR, 9, Kind.SNAPSHOT),
+            e("c2", "C", CUT - 24 * HOUR, 3),
+            e("m1", "M", CUT + 24 * HOUR, 1),
+            e("n1", "N", CUT + 24 * HOUR, 6),
+        ]
+        # in reverse: the new tree's first, the 2023 ones last
+        for x in reversed(events):
+            await counting.apply_events(conn, [x])
+        keyed = attributed(tree, events)
+        assert [x.unit for x in keyed][5] == "B@2025-01-01"
+        own = own_values(keyed, Window(start, deadline), {("A", CCCD): 3}, deadline)
+        for at in (JAN - HOUR, JAN + 3 * 24 * HOUR, deadline):
+            want = tree.rolled_up(
+                own_values(keyed, Window(start, deadline), {("A", CCCD): 3}, at),
+                tree.moment(at),
+                [CCCD],
+            )
+            codes = [v.key for v in versions]
+            found = await counting.as_of(conn, "c1", [CCCD], codes, start, at)
+            assert {(root, i): v.value for (i, root), v in found.items()} == want, at
+        want = tree.rolled_up(own, CUT, [CCCD])
+        # A's 11 halved (6, 5) into P (2 more) and Q (its snapshot, 9, covers it: Q's own
+        # is 9 + 5), all into M; B's 5 + 2 by thirds (2, 5); C's 7 unallocated at 01
+        assert want["M", CCCD] == (6 + 2) + (9 + 5) + 2 + 1
+        assert want["N", CCCD] == 5 + 6
+        assert want["01", CCCD] == want["M", CCCD] + want["N", CCCD] + 7
+        assert await live(conn) == want
+        await assert_live_equals_as_of_now(conn, start, deadline)
+    finally:
+        await conn.close()
