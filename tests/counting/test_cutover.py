@@ -86,8 +86,8 @@ def test_sql_allocation_equals_the_python_twin(
 
 
 # -- a campaign across the 1 July 2025 cut-over ------------------------------------------
-def model_tree(shares: bool) -> VersionedTree:
-    versions, transfers = hanoi_2025(shares=shares)
+def versioned(versions: list[Version], transfers: list[Transfer]) -> VersionedTree:
+    """The model's form of a tree written by `write_tree`."""
     return VersionedTree(
         {
             v.key: VersionOf(
@@ -106,6 +106,19 @@ def model_tree(shares: bool) -> VersionedTree:
     )
 
 
+def model_tree(shares: bool) -> VersionedTree:
+    return versioned(*hanoi_2025(shares=shares))
+
+
+# on the tree in force at the start
+TARGETS = [
+    TargetIn(unit="00004", indicator=CCCD, target=100, baseline=7),
+    TargetIn(unit="00005", indicator=CCCD, target=200, baseline=0),
+    TargetIn(unit="00006", indicator=CCCD, target=101, baseline=13),
+    TargetIn(unit="00008", indicator=CCCD, target=50, baseline=0),
+]
+
+
 async def world(dsn: str, *, shares: bool = True) -> asyncpg.Connection:
     conn = await asyncpg.connect(dsn)
     versions, transfers = hanoi_2025(shares=shares)
@@ -117,18 +130,7 @@ async def world(dsn: str, *, shares: bool = True) -> asyncpg.Connection:
             CampaignIn(name="đợt 7/2025", starts_at=START, deadline=DEADLINE, indicators=[CCCD]),
             "test",
         )
-        # targets on the tree in force at the start
-        await admin.upsert_targets(
-            conn,
-            "c1",
-            [
-                TargetIn(unit="00004", indicator=CCCD, target=100, baseline=7),
-                TargetIn(unit="00005", indicator=CCCD, target=200, baseline=0),
-                TargetIn(unit="00006", indicator=CCCD, target=101, baseline=13),
-                TargetIn(unit="00008", indicator=CCCD, target=50, baseline=0),
-            ],
-            "test",
-        )
+        await admin.upsert_targets(conn, "c1", TARGETS, "test")
     return conn
 
 
@@ -411,20 +413,7 @@ def chain() -> tuple[list[Version], list[Transfer]]:
 
 async def test_a_chain_of_cutovers_carries_each_total_before_splitting_it(database: str) -> None:
     versions, transfers = chain()
-    tree = VersionedTree(
-        {
-            v.key: VersionOf(v.parent, v.admin_code or v.key, v.valid_from, v.valid_to)
-            for v in versions
-        },
-        {
-            old: [
-                Successor(t.new, Fraction(t.share) if t.share is not None else None, t.whole)
-                for t in transfers
-                if t.old == old
-            ]
-            for old in {t.old for t in transfers}
-        },
-    )
+    tree = versioned(versions, transfers)
     start, deadline = JAN - 10 * 24 * HOUR, CUT + 10 * 24 * HOUR
     conn = await asyncpg.connect(database)
     try:
