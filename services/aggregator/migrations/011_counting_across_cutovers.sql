@@ -56,8 +56,10 @@ CREATE OR REPLACE VIEW aggregator_read.unit_anchors AS
     SELECT tree_at, unit, anchor FROM aggregator.unit_anchors;
 GRANT SELECT ON aggregator_read.unit_anchors TO tiendo_notifier;
 
+-- With the owner's rights: the service's role may rewrite the table but only its owner
+-- may ANALYZE it (every name below is qualified).
 CREATE OR REPLACE FUNCTION aggregator.refresh_unit_anchors() RETURNS void
-LANGUAGE sql AS $$
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     DELETE FROM aggregator.unit_anchors;
     INSERT INTO aggregator.unit_anchors (tree_at, unit, anchor)
     WITH RECURSIVE moments AS (
@@ -194,6 +196,8 @@ WHERE tree_at IS NULL;
 
 GRANT USAGE ON SCHEMA aggregator_read TO tiendo_aggregator;
 GRANT SELECT ON ALL TABLES IN SCHEMA aggregator_read TO tiendo_aggregator;
+REVOKE EXECUTE ON FUNCTION aggregator.refresh_unit_anchors() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION aggregator.refresh_unit_anchors() TO tiendo_aggregator;
 GRANT EXECUTE ON FUNCTION aggregator_read.tree_moment(timestamptz),
     aggregator_read.allocate(bigint, numeric[]),
     aggregator_read.carry_shared(timestamptz, text[], text[], bigint[], timestamptz[])
