@@ -251,8 +251,11 @@ async def upsert_targets(
     return len(targets)
 
 
-async def replan(conn: Connection, campaign_id: str, *, recount: bool = False) -> None:
-    """Recompute a campaign's targets, baselines and subtree values from scratch.
+async def replan(
+    conn: Connection, campaign_id: str, *, recount: bool = False, now: datetime | None = None
+) -> None:
+    """Recompute a campaign's targets, baselines and subtree values from scratch, on the
+    tree it reports on at `now` (None: the database's clock; docs/units-over-time.md).
 
     `recount`: also recount its own values and daily counts from the stored events (contract §5
     "Live equals history"): the live apply counted each event only for the campaigns and
@@ -262,27 +265,33 @@ async def replan(conn: Connection, campaign_id: str, *, recount: bool = False) -
     indicators = await reference_sql.campaign_indicators(conn, campaign_id)
     if indicators is None:
         return
+    moment = await reference_sql.set_tree_at(conn, campaign_id, now)
     await reference_sql.ensure_campaign_rows(conn, campaign_id)
-    parents = await reference_sql.tree(conn)
+    every_version = await reference_sql.tree(conn)
+    parents = await reference_sql.tree_at(conn, moment)
     targets = await reference_sql.targets(conn, campaign_id)
+    # closed versions' baselines and targets count where their people went; a version's
+    # own baseline stays its own (part of its own value, which is carried as a whole)
+    carried = await reference_sql.carried_plan(conn, campaign_id, moment)
     plan: list[reference_sql.PlanRow] = []
     for indicator in indicators:
         mine = [t for t in targets if t.indicator == indicator]
         own_baseline = {t.unit: t.baseline for t in mine}
-        explicit = {t.unit: t.target for t in mine}
         deadlines = {t.unit: t.deadline for t in mine}
-        baselines = subtree_sums(parents, own_baseline)
-        effective = effective_targets(parents, explicit)
+        landed = [c for c in carried if c.indicator == indicator]
+        baselines = subtree_sums(parents, {c.unit: c.baseline for c in landed})
+        effective = effective_targets(parents, {c.unit: c.target for c in landed})
         plan.extend(
             reference_sql.PlanRow(
                 code,
                 indicator,
                 own_baseline.get(code, 0),
-                baselines[code],
-                effective[code],
+                baselines.get(code, 0),
+                effective.get(code, 0),
                 deadlines.get(code),
             )
-            for code in parents
+            # a version outside the tree keeps its own baseline and is not judged
+            for code in every_version
         )
     await reference_sql.apply_plan(conn, campaign_id, plan)
     if recount:

@@ -11,7 +11,7 @@ from fastapi import Depends, FastAPI, HTTPException, Path, Query
 from pydantic import Field
 from starlette.responses import JSONResponse, Response
 
-from services.aggregator import MIGRATIONS, admin, export
+from services.aggregator import MIGRATIONS, admin, cutover, export
 from services.aggregator.consumer import Applier, republish_all
 from services.aggregator.guard import CampaignGuard
 from services.aggregator.metrics import AggregatorMetrics
@@ -83,6 +83,11 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
                     lambda beat: _check_campaigns(pool, beat),
                     stale_after=every(settings.campaign_check_seconds),
                 ),
+                Loop(
+                    "tree_check",
+                    lambda beat: _check_trees(pool, beat),
+                    stale_after=every(settings.campaign_check_seconds),
+                ),
             ]
             if settings.consume:
                 await open_topics(
@@ -131,6 +136,15 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
             async with pool.acquire() as conn:
                 await guard.refresh(conn)
             beat()
+
+    async def _check_trees(pool: asyncpg.Pool, beat: Beat) -> None:
+        # a cut-over passing a campaign moves its live counters onto the new tree (at the
+        # campaigns' own pace: the same period as their validation)
+        while True:
+            async with pool.acquire() as conn, conn.transaction():
+                await cutover.replan_passed(conn, clock.now())
+            beat()
+            await asyncio.sleep(settings.campaign_check_seconds)
 
     app = FastAPI(
         title="tiendo aggregator",

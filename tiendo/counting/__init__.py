@@ -15,7 +15,12 @@ The rules (docs/contract.md §5 in the product's words, docs/semantics.md for op
 4. … plus the counted increments after it; without a snapshot, its baseline plus the
    counted increments in [start, T]. A moment after the deadline is the deadline.
 5. Its last report is its latest counted event in [start, T].
-6. A unit's value is its own plus its children's, to any depth.
+6. A unit's value is its own plus its children's, to any depth …
+7. … on the tree in force at T (at least the start, at most the deadline): an event counts
+   for the version its code meant at `occurred_at` (docs/units-over-time.md), and a version
+   closed by T is carried into the versions in force through the crosswalk — `whole` into
+   its successor, by shares (`carry.allocate`, largest remainder) or, split without shares,
+   to the lowest unit above all its successors. A version outside that tree shows nothing.
 
 Three forms, the three functions below, each built from `rules.py`, where every rule's
 three SQL forms sit side by side: `apply` (the live counters, batch by batch, in any order,
@@ -88,7 +93,10 @@ async def stage(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
 
 
 async def take_unappliable(conn: Connection) -> list[Unappliable]:
-    """Take the staged events that can never be applied out of the batch."""
+    """Attribute the staged events to the versions their codes meant when they happened,
+    and take those that can never be applied out of the batch."""
+    await conn.execute(batch.ATTRIBUTE_REUSED)
+    await conn.execute(batch.ATTRIBUTE_RETIRED)
     return _unappliable(await conn.fetch(batch.TAKE_UNAPPLIABLE))
 
 
@@ -113,6 +121,10 @@ async def apply(
     figures moved, and the conflicts to dead-letter. `distinct_ids`: no event_id repeats
     within the batch; `unusable`: campaigns left out. The caller owns the transaction."""
     await lock_apply(conn)
+    # a version carried by shares is recounted, not spread (see BATCH_HAS_SHARED)
+    shared = bool(await conn.fetchval(batch.BATCH_HAS_SHARED))
+    if shared:
+        await conn.execute(batch.LOCK_REPLAN)
     status = await conn.execute(
         batch.INSERT_NEW_EVENTS_DISTINCT if distinct_ids else batch.INSERT_NEW_EVENTS
     )
@@ -137,11 +149,15 @@ async def apply(
     await conn.execute(rules.UPDATE_SNAPSHOTS)
     await conn.execute(rules.UPDATE_INCREMENTS)
     await conn.execute(rules.RECOUNT_AFTER_SNAPSHOT)
-    changed = await conn.fetch(batch.SPREAD)
+    changed = list(await conn.fetch(batch.SPREAD))
     if await conn.fetchval("SELECT EXISTS (SELECT 1 FROM batch_applied WHERE adjustment)"):
         await conn.execute(rules.RELAST_OWN)
         await conn.execute(batch.RELAST_SUBTREES)
-    return BatchOutcome(new_events, [Key(r[0], r[1], r[2]) for r in changed], conflicts)
+    if shared:
+        for campaign_id in [r[0] for r in await conn.fetch(batch.SHARED_CAMPAIGNS)]:
+            changed += await conn.fetch(batch.RECOMPUTE_VALUES, campaign_id)
+    keys = sorted({Key(r[0], r[1], r[2]) for r in changed})
+    return BatchOutcome(new_events, keys, conflicts)
 
 
 async def apply_events(conn: Connection, events: Sequence[Event]) -> BatchOutcome:
@@ -183,10 +199,15 @@ async def as_of(
     roots: Sequence[str],
     starts_at: datetime,
     at: datetime,
+    *,
+    tree_at: datetime | None = None,
 ) -> dict[tuple[str, str], ValueAt]:
     """Rules 1–6 at `at` (at most the deadline): each root's subtree value and last report
-    per indicator, by (indicator, root), in one reading of the history."""
+    per indicator, by (indicator, root), in one reading of the history, on the tree in
+    force at `at` (at least the start), or at `tree_at` when given (one campaign's figures
+    on another's tree: a comparison across a cut-over)."""
+    tree = tree_at if tree_at is not None else max(at, starts_at)
     rows = await conn.fetch(
-        rules.VALUES_AS_OF, list(roots), campaign_id, list(indicators), starts_at, at
+        rules.VALUES_AS_OF, list(roots), campaign_id, list(indicators), starts_at, at, tree
     )
     return {(r["indicator"], r["root"]): ValueAt(r["value"], r["last_event_at"]) for r in rows}

@@ -20,7 +20,7 @@ CREATE_STAGING = """
 CREATE TEMP TABLE IF NOT EXISTS batch_in (
     event_id text, unit text, indicator text, kind text, value bigint,
     occurred_at timestamptz, subject text, received_at timestamptz, source text,
-    kafka_partition integer, kafka_offset bigint, content_hash bytea
+    kafka_partition integer, kafka_offset bigint, content_hash bytea, sent_unit text
 ) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS batch_new (LIKE events) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS batch_applied (
@@ -73,20 +73,82 @@ def staging_row(event: Event, partition: int | None, offset: int | None) -> tupl
     )
 
 
-# Take out of the batch what cannot be applied (unknown unit or indicator) in one pass;
-# those not already applied earlier go to the dead letters.
+# Attribution (docs/units-over-time.md "Events"): an event names an official code; it counts
+# for the version that code meant at `occurred_at`, whose key the rules downstream read as
+# `unit`, the code as sent kept in `sent_unit` when it differs. A tree that never changed
+# has every code its own key, in force since always: nothing moves. First, a reused code:
+# its version in force then.
+ATTRIBUTE_REUSED = """
+UPDATE batch_in b SET sent_unit = b.unit, unit = u.code
+FROM units u
+WHERE u.admin_code = b.unit AND u.code <> b.unit
+  AND u.valid_from <= b.occurred_at AND b.occurred_at < coalesce(u.valid_to, 'infinity')
+  -- a tree that never changed skips the per-event look-up (one check of a small table)
+  AND EXISTS (SELECT 1 FROM unit_transfers)
+"""
+
+# Then a retired code after its cut-over, within its grace: its version went `whole` into
+# a successor, followed (a chain of cut-overs) to the one in force at `occurred_at`. A split
+# stops the chain: the event is refused below, since dividing one citizen's act by shares
+# would invent fractions of citizens.
+ATTRIBUTE_RETIRED = """
+WITH RECURSIVE retired AS (
+    SELECT b.ctid AS row, b.unit AS sent, b.occurred_at AS at, v.code AS key
+    FROM batch_in b
+    CROSS JOIN LATERAL (
+        SELECT v.code, v.grace_until FROM units v
+        WHERE v.admin_code = b.unit AND v.valid_to <= b.occurred_at
+        ORDER BY v.valid_from DESC LIMIT 1
+    ) v
+    WHERE EXISTS (SELECT 1 FROM unit_transfers)
+      AND b.sent_unit IS NULL AND b.occurred_at < v.grace_until
+      AND NOT EXISTS (
+          SELECT 1 FROM units u
+          WHERE u.admin_code = b.unit AND u.valid_from <= b.occurred_at
+            AND b.occurred_at < coalesce(u.valid_to, 'infinity'))
+    UNION ALL
+    SELECT r.row, r.sent, r.at, t.new_unit
+    FROM retired r
+    JOIN units v ON v.code = r.key AND v.valid_to <= r.at
+    JOIN unit_transfers t ON t.old_unit = r.key AND t.transfer = 'whole'
+)
+UPDATE batch_in b SET sent_unit = r.sent, unit = r.key
+FROM retired r
+JOIN units u ON u.code = r.key AND u.valid_from <= r.at AND r.at < coalesce(u.valid_to, 'infinity')
+WHERE b.ctid = r.row
+"""
+
+# Take out of the batch what cannot be applied (a code that meant no version at
+# `occurred_at`: unknown, retired past its grace, or split; an unknown indicator) in one
+# pass; those not already applied earlier go to the dead letters.
 TAKE_UNAPPLIABLE = """
 WITH taken AS (
     DELETE FROM batch_in b
-    WHERE NOT EXISTS (SELECT 1 FROM units u WHERE u.code = b.unit)
+    WHERE NOT EXISTS (SELECT 1 FROM units u
+                      WHERE u.code = b.unit AND u.valid_from <= b.occurred_at
+                        AND b.occurred_at < coalesce(u.valid_to, 'infinity'))
        OR NOT EXISTS (SELECT 1 FROM indicators i WHERE i.code = b.indicator)
-    RETURNING b.kafka_partition, b.kafka_offset, b.event_id, b.unit, b.indicator
+    RETURNING b.kafka_partition, b.kafka_offset, b.event_id, b.unit, b.indicator,
+              b.occurred_at
 )
 SELECT t.kafka_partition, t.kafka_offset, t.event_id, t.unit, t.indicator,
-       CASE WHEN NOT EXISTS (SELECT 1 FROM units u WHERE u.code = t.unit)
+       CASE WHEN split.successors IS NOT NULL
+            THEN 'unit ' || t.unit || ' was split on ' || split.at::date || ' into '
+                 || split.successors || '; send the unit where it happened'
+            WHEN NOT EXISTS (SELECT 1 FROM units u
+                             WHERE u.code = t.unit AND u.valid_from <= t.occurred_at
+                               AND t.occurred_at < coalesce(u.valid_to, 'infinity'))
             THEN 'unknown unit ' || t.unit
             ELSE 'unknown indicator ' || t.indicator END AS reason
 FROM taken t
+LEFT JOIN LATERAL (
+    -- the code's version closed before the event, if it was split
+    SELECT max(tr.at) AS at, string_agg(tr.new_unit, ', ' ORDER BY tr.new_unit) AS successors
+    FROM (SELECT v.code FROM units v
+          WHERE v.admin_code = t.unit AND v.valid_to <= t.occurred_at
+          ORDER BY v.valid_from DESC LIMIT 1) v
+    JOIN unit_transfers tr ON tr.old_unit = v.code AND tr.transfer = 'part'
+) split ON true
 WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.event_id = t.event_id)
 """
 
@@ -95,9 +157,10 @@ WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.event_id = t.event_id)
 _INSERT_NEW_EVENTS = """
 WITH inserted AS (
     INSERT INTO events (event_id, unit, indicator, kind, value, occurred_at, subject,
-                        received_at, source, kafka_partition, kafka_offset, content_hash)
+                        received_at, source, kafka_partition, kafka_offset, content_hash,
+                        sent_unit)
     SELECT {distinct} event_id, unit, indicator, kind, value, occurred_at, subject,
-           received_at, source, kafka_partition, kafka_offset, content_hash
+           received_at, source, kafka_partition, kafka_offset, content_hash, sent_unit
     FROM batch_in
     {order}
     ON CONFLICT (event_id) DO NOTHING
@@ -177,8 +240,15 @@ WHERE k.campaign_id = l.campaign_id AND k.unit = l.unit AND k.indicator = l.indi
 """
 
 
-# Spread each unit's change of own value to itself and its ancestors (the rollup), and
-# return every (campaign, unit, indicator) whose figures moved.
+# The tree a campaign's live counters are kept on (`campaigns.tree_at`, set when it is
+# planned; a campaign stored before versions existed: the tree that never changed).
+TREE_AT = "coalesce(c.tree_at, '-infinity'::timestamptz)"
+
+# Spread each unit's change of own value to where it lands on the campaign's tree (itself
+# while in force; a closed version's anchor: `unit_anchors`, kept at tree changes, so this
+# stays one join) and that unit's ancestors (the rollup), and return every (campaign, unit,
+# indicator) whose figures moved. A version carried by shares has no anchor: its campaign
+# is recounted by `RECOMPUTE_VALUES` after this (`SHARED_CAMPAIGNS`).
 SPREAD = f"""
 -- (The unit's own last event is set by the same upsert: a separate UPDATE of these rows in
 -- a CTE of this statement would be one of two changes to one row, and PostgreSQL keeps
@@ -187,12 +257,20 @@ WITH own AS (
     SELECT k.campaign_id, k.unit, k.indicator, k.last_at, {OWN_VALUE} - k.old_own AS delta
     FROM batch_keys k JOIN progress p USING (campaign_id, unit, indicator)
 ), spread AS (
-    SELECT o.campaign_id, lineage.code AS unit, o.indicator,
-           sum(o.delta) AS delta, max(o.last_at) AS last_at,
-           max(o.last_at) FILTER (WHERE lineage.code = o.unit) AS own_last_at
-    FROM own o
-    JOIN units u ON u.code = o.unit
-    CROSS JOIN LATERAL unnest(u.ancestors || u.code) AS lineage (code)
+    SELECT campaign_id, unit, indicator, sum(delta) AS delta, max(last_at) AS last_at,
+           max(own_last_at) AS own_last_at
+    FROM (
+        SELECT o.campaign_id, lineage.code AS unit, o.indicator, o.delta, o.last_at,
+               NULL::timestamptz AS own_last_at
+        FROM own o
+        JOIN campaigns c ON c.id = o.campaign_id
+        JOIN unit_anchors a ON a.tree_at = {TREE_AT} AND a.unit = o.unit
+        JOIN units u ON u.code = a.anchor
+        CROSS JOIN LATERAL unnest(u.ancestors || u.code) AS lineage (code)
+        UNION ALL
+        -- the key's own last event, wherever its figures land
+        SELECT o.campaign_id, o.unit, o.indicator, 0, NULL, o.last_at FROM own o
+    ) x
     GROUP BY 1, 2, 3
 )
 INSERT INTO progress AS p (campaign_id, unit, indicator, value, last_event_at, own_last_event_at)
@@ -205,21 +283,125 @@ SET value = p.value + EXCLUDED.value,
 RETURNING p.campaign_id, p.unit, p.indicator
 """
 
+# A version that passes through a split with shares on its way into a campaign's tree (a
+# late event of a split unit's old period, after the campaign moved to the new tree): an
+# allocation by largest remainder does not split a change of the total the way it splits
+# the total, so such a batch recounts its campaigns' values from the own columns
+# (`RECOMPUTE_VALUES`) instead of spreading. It takes the re-plan lock rather than the
+# shared one, since a recount from the own columns would lose a concurrent spread. Rare:
+# old-period events of split units only; a tree without shares never asks.
+BATCH_HAS_SHARED = f"""
+SELECT EXISTS (SELECT 1 FROM unit_transfers WHERE share IS NOT NULL)
+   AND EXISTS (
+    SELECT 1
+    FROM (SELECT DISTINCT unit FROM batch_in) b
+    JOIN units v ON v.code = b.unit AND v.valid_to IS NOT NULL
+    JOIN campaigns c ON v.valid_to <= {TREE_AT}
+    WHERE NOT EXISTS (SELECT 1 FROM unit_anchors a
+                      WHERE a.tree_at = {TREE_AT} AND a.unit = b.unit))
+"""
+
+SHARED_CAMPAIGNS = f"""
+SELECT DISTINCT k.campaign_id
+FROM batch_keys k
+JOIN campaigns c ON c.id = k.campaign_id
+JOIN units v ON v.code = k.unit
+WHERE v.valid_to <= {TREE_AT}
+  AND NOT EXISTS (SELECT 1 FROM unit_anchors a WHERE a.tree_at = {TREE_AT} AND a.unit = k.unit)
+ORDER BY 1
+"""
+
+# What the versions carried by shares bring to the trees of the campaigns of `c` (columns
+# id, m: the tree moment): (campaign_id, unit, indicator, value, last_at) landed.
+_SHARED_LANDED = """
+    SELECT x.id AS campaign_id, s.unit, s.grp AS indicator, s.amount AS value, s.last_at
+    FROM (SELECT c.id, c.m, array_agg(o.indicator) AS g, array_agg(o.unit) AS u,
+                 array_agg(coalesce(o.snap_value, o.own_baseline) + o.incr_after) AS v,
+                 array_agg(o.own_last_event_at) AS l
+          FROM c
+          JOIN units v ON v.valid_to <= c.m
+          JOIN progress o ON o.campaign_id = c.id AND o.unit = v.code
+          WHERE NOT EXISTS (SELECT 1 FROM unit_anchors n
+                            WHERE n.tree_at = c.m AND n.unit = v.code)
+          GROUP BY c.id, c.m) x
+    CROSS JOIN LATERAL aggregator_read.carry_shared(x.m, x.g, x.u, x.v, x.l) s"""
+
 
 # After RELAST_OWN (rule 5): the subtrees of the units that lost their last event take
-# theirs again from their members' own.
-RELAST_SUBTREES = """
-WITH roots AS (
-    SELECT DISTINCT a.campaign_id, lineage.code AS root, a.indicator
+# theirs again from the own last events of the versions landing in them.
+RELAST_SUBTREES = f"""
+WITH c AS (
+    SELECT DISTINCT c.id, {TREE_AT} AS m
+    FROM (SELECT DISTINCT campaign_id FROM batch_applied WHERE adjustment) a
+    JOIN campaigns c ON c.id = a.campaign_id
+), roots AS (
+    SELECT DISTINCT a.campaign_id, lineage.code AS root, a.indicator, c.m AS tree_at
     FROM (SELECT DISTINCT campaign_id, unit, indicator FROM batch_applied WHERE adjustment) a
-    JOIN units u ON u.code = a.unit
+    JOIN c ON c.id = a.campaign_id
+    JOIN unit_anchors n ON n.tree_at = c.m AND n.unit = a.unit
+    JOIN units u ON u.code = n.anchor
     CROSS JOIN LATERAL unnest(u.ancestors || u.code) AS lineage (code)
+), shared AS ({_SHARED_LANDED}
 )
 UPDATE progress p
 SET last_event_at = (
-    SELECT max(m.own_last_event_at) FROM progress m JOIN units mu ON mu.code = m.unit
-    WHERE m.campaign_id = r.campaign_id AND m.indicator = r.indicator
-      AND (mu.code = r.root OR r.root = ANY (mu.ancestors)))
+    SELECT max(x.last_at) FROM (
+        SELECT m.own_last_event_at AS last_at
+        FROM progress m
+        JOIN unit_anchors mn ON mn.tree_at = r.tree_at AND mn.unit = m.unit
+        JOIN units mu ON mu.code = mn.anchor
+        WHERE m.campaign_id = r.campaign_id AND m.indicator = r.indicator
+          AND (mu.code = r.root OR r.root = ANY (mu.ancestors))
+        UNION ALL
+        SELECT s.last_at
+        FROM shared s JOIN units su ON su.code = s.unit
+        WHERE s.campaign_id = r.campaign_id AND s.indicator = r.indicator
+          AND (su.code = r.root OR r.root = ANY (su.ancestors))) x)
 FROM roots r
 WHERE p.campaign_id = r.campaign_id AND p.unit = r.root AND p.indicator = r.indicator
+"""
+
+
+# Rule 6 from the own columns, for one campaign ($1) on its tree: every version's own value
+# and last event carried to where it lands (anchored, or allocated by shares), summed up
+# each landing unit's lineage. A version outside the tree shows nothing (0, no last event):
+# it is never judged on a tree it is not part of. The authoritative rollup (re-planning,
+# recounts); returns the keys whose figures moved.
+RECOMPUTE_VALUES = f"""
+WITH c AS (
+    SELECT c.id, {TREE_AT} AS m FROM campaigns c WHERE c.id = $1
+), own AS (
+    SELECT a.unit, a.indicator, {OWN_VALUE.replace("p.", "a.")} AS value,
+           a.own_last_event_at AS last_at
+    FROM progress a WHERE a.campaign_id = $1
+), landed AS (
+    SELECT n.anchor AS unit, o.indicator, o.value, o.last_at
+    FROM own o JOIN c ON true JOIN unit_anchors n ON n.tree_at = c.m AND n.unit = o.unit
+    UNION ALL
+    SELECT unit, indicator, value, last_at FROM ({_SHARED_LANDED}
+    ) sh
+), rolled AS (
+    SELECT lineage.code AS unit, l.indicator, sum(l.value)::bigint AS value,
+           max(l.last_at) AS last_event_at
+    FROM landed l
+    JOIN units u ON u.code = l.unit
+    CROSS JOIN LATERAL unnest(u.ancestors || u.code) AS lineage (code)
+    GROUP BY 1, 2
+), wanted AS (
+    SELECT unit, indicator, value, last_event_at FROM rolled
+    UNION ALL
+    -- (not a left join of the rows to `rolled`: misestimated, that became a nested loop
+    -- over 22,000 x 22,000 rows on a national tree)
+    SELECT q.unit, q.indicator, 0, NULL
+    FROM c
+    JOIN progress q ON q.campaign_id = $1
+    JOIN units u ON u.code = q.unit
+    WHERE NOT (u.valid_from <= c.m AND c.m < coalesce(u.valid_to, 'infinity'))
+)
+UPDATE progress p
+SET value = w.value, last_event_at = w.last_event_at
+FROM wanted w
+WHERE p.campaign_id = $1 AND p.unit = w.unit AND p.indicator = w.indicator
+  AND (p.value, p.last_event_at) IS DISTINCT FROM (w.value, w.last_event_at)
+RETURNING p.campaign_id, p.unit, p.indicator
 """

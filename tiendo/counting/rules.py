@@ -271,20 +271,37 @@ AS_OF_LASTS = f"""
     GROUP BY e.unit, e.indicator"""
 
 # -- rule 6: a unit's value is its own plus its children's (the rollup) ------------------
-# apply: `tiendo.counting.batch.SPREAD` adds each own change to the unit and its
-# ancestors; recount: the aggregator's `RECOMPUTE_VALUES` sums the own values again.
-# as_of: each requested root sums its subtree's own values at T.
+# On the tree of the moment reported (docs/units-over-time.md): each version's own value
+# lands where `unit_anchors` says (itself while in force, a closed version where its people
+# went), or, through a split with shares, by `aggregator_read.carry_shared`; each unit of
+# the tree sums what landed in its subtree.
+# apply: `tiendo.counting.batch.SPREAD` adds each own change to its landing unit and its
+# ancestors; recount: `batch.RECOMPUTE_VALUES` sums the own values again.
+# as_of: each requested root sums its subtree's own values at T; $6: the moment whose tree
+# (`aggregator_read.tree_moment`) the figures are read on.
 VALUES_AS_OF = f"""
-WITH roots AS (
+WITH tree AS (
+    SELECT aggregator_read.tree_moment($6) AS m
+), roots AS (
     SELECT DISTINCT code FROM unnest($1::text[]) AS r (code)
 ), members AS (
-    -- each unit under (or equal to) a requested root, via its lineage: O(units x depth),
-    -- hash-joined (`= ANY` of a national tree's 11,000 roots compared every pair: 9 s)
+    -- each unit of the tree under (or equal to) a requested root, via its lineage:
+    -- O(units x depth), hash-joined (`= ANY` of a national tree's 11,000 roots compared
+    -- every pair: 9 s)
     SELECT lineage.code AS root, u.code
-    FROM units u CROSS JOIN LATERAL unnest(u.ancestors || u.code) AS lineage (code)
+    FROM tree
+    JOIN units u ON u.valid_from <= tree.m AND tree.m < coalesce(u.valid_to, 'infinity')
+    CROSS JOIN LATERAL unnest(u.ancestors || u.code) AS lineage (code)
     JOIN roots ON roots.code = lineage.code
 ), own_units AS (
-    SELECT DISTINCT code FROM members
+    -- every version whose figures land on a member: anchored there, or carried by shares
+    SELECT a.unit AS code
+    FROM tree JOIN unit_anchors a ON a.tree_at = tree.m
+    WHERE a.anchor IN (SELECT code FROM members)
+    UNION
+    SELECT v.code
+    FROM tree JOIN units v ON v.valid_to <= tree.m
+    WHERE NOT EXISTS (SELECT 1 FROM unit_anchors a WHERE a.tree_at = tree.m AND a.unit = v.code)
 ), snaps AS ({AS_OF_SNAPS}
 ), incs AS ({AS_OF_INCREMENTS}
 ), lasts AS ({AS_OF_LASTS}
@@ -299,9 +316,20 @@ WITH roots AS (
     LEFT JOIN lasts l ON l.unit = o.code AND l.indicator = i.indicator
     LEFT JOIN targets t
            ON t.campaign_id = $2 AND t.unit = o.code AND t.indicator = i.indicator
+), landed AS (
+    SELECT a.anchor AS code, own.indicator, own.value, own.last_at
+    FROM tree JOIN unit_anchors a ON a.tree_at = tree.m JOIN own ON own.code = a.unit
+    UNION ALL
+    SELECT s.unit, s.grp, s.amount, s.last_at
+    FROM tree,
+         (SELECT array_agg(own.indicator) AS g, array_agg(own.code) AS u,
+                 array_agg(own.value::bigint) AS v, array_agg(own.last_at) AS l
+          FROM own, tree
+          WHERE NOT EXISTS (SELECT 1 FROM unit_anchors a
+                            WHERE a.tree_at = tree.m AND a.unit = own.code)) x
+    CROSS JOIN LATERAL aggregator_read.carry_shared(tree.m, x.g, x.u, x.v, x.l) s
 )
-SELECT m.root, own.indicator, sum(own.value)::bigint AS value,
-       max(own.last_at) AS last_event_at
-FROM members m JOIN own ON own.code = m.code
-GROUP BY m.root, own.indicator
+SELECT m.root, l.indicator, sum(l.value)::bigint AS value, max(l.last_at) AS last_event_at
+FROM members m JOIN landed l ON l.code = m.code
+GROUP BY m.root, l.indicator
 """

@@ -8,6 +8,7 @@ from datetime import datetime
 import asyncpg
 
 from tiendo.board.campaign import Campaign
+from tiendo.counting import batch
 from tiendo.database import Connection
 
 # -- reference data (admin) ---------------------------------------------------------------
@@ -36,6 +37,9 @@ WITH RECURSIVE chain AS (
 UPDATE units u SET ancestors = chain.ancestors
 FROM chain WHERE chain.code = u.code AND u.ancestors IS DISTINCT FROM chain.ancestors
 """
+
+
+REFRESH_UNIT_ANCHORS = "SELECT aggregator.refresh_unit_anchors()"
 
 
 COUNT_ORPHANS = """
@@ -126,22 +130,66 @@ WHERE p.campaign_id = $1 AND p.unit = s.unit AND p.indicator = s.indicator
 """
 
 
-# Subtree values from the own columns: the authoritative rollup, used after re-planning.
-RECOMPUTE_VALUES = """
-UPDATE progress p
-SET value = s.value, last_event_at = s.last_event_at
-FROM (
-    SELECT a.campaign_id, lineage.code AS unit, a.indicator,
-           sum(coalesce(a.snap_value, a.own_baseline) + a.incr_after) AS value,
-           max(a.own_last_event_at) AS last_event_at
-    FROM progress a
-    JOIN units u ON u.code = a.unit
-    CROSS JOIN LATERAL unnest(u.ancestors || u.code) AS lineage (code)
-    WHERE a.campaign_id = $1
-    GROUP BY 1, 2, 3
-) s
-WHERE p.campaign_id = s.campaign_id AND p.unit = s.unit AND p.indicator = s.indicator
-  AND (p.value, p.last_event_at) IS DISTINCT FROM (s.value, s.last_event_at)
+# Subtree values from the own columns on the campaign's tree: the authoritative rollup,
+# used after re-planning (the counting room's, which a batch carried by shares uses too).
+RECOMPUTE_VALUES = batch.RECOMPUTE_VALUES
+
+
+# The moment whose tree a campaign reports on now: the tree in force at
+# min(max(now, start), deadline), at its latest boundary (docs/units-over-time.md).
+# $2: now (NULL: the database's).
+SET_TREE_AT = """
+UPDATE campaigns
+SET tree_at = aggregator_read.tree_moment(
+    least(greatest(coalesce($2::timestamptz, now()), starts_at), deadline))
+WHERE id = $1
+RETURNING tree_at
+"""
+
+
+# The campaigns whose tree moment has passed a boundary since they were planned.
+SELECT_TREE_PASSED = """
+SELECT id FROM campaigns
+WHERE tree_at IS DISTINCT FROM aggregator_read.tree_moment(
+    least(greatest(coalesce($1::timestamptz, now()), starts_at), deadline))
+ORDER BY id
+"""
+
+
+# The tree of a moment: the versions in force then.
+SELECT_TREE_AT = """
+SELECT code, parent_code FROM units
+WHERE valid_from <= $1 AND $1 < coalesce(valid_to, 'infinity')
+"""
+
+
+# A campaign's own baselines and explicit targets carried onto the tree of its moment, the
+# way figures are (`unit_anchors`, `carry_shared`): (unit, indicator, baseline, target);
+# target NULL where none was set or carried.
+SELECT_CARRIED_PLAN = """
+WITH own AS (
+    SELECT t.unit, 'b/' || t.indicator AS grp, t.baseline AS amount FROM targets t
+    WHERE t.campaign_id = $1
+    UNION ALL
+    SELECT t.unit, 't/' || t.indicator, t.target FROM targets t
+    WHERE t.campaign_id = $1 AND t.target IS NOT NULL
+), landed AS (
+    SELECT a.anchor AS unit, o.grp, o.amount
+    FROM own o JOIN unit_anchors a ON a.tree_at = $2 AND a.unit = o.unit
+    UNION ALL
+    SELECT s.unit, s.grp, s.amount
+    FROM (SELECT array_agg(o.grp) AS g, array_agg(o.unit) AS u, array_agg(o.amount) AS v
+          FROM own o JOIN units v ON v.code = o.unit
+          WHERE v.valid_to <= $2
+            AND NOT EXISTS (SELECT 1 FROM unit_anchors a
+                            WHERE a.tree_at = $2 AND a.unit = o.unit)) x
+    CROSS JOIN LATERAL aggregator_read.carry_shared($2, x.g, x.u, x.v, NULL) s
+)
+SELECT unit, substr(grp, 3) AS indicator,
+       coalesce(sum(amount) FILTER (WHERE grp LIKE 'b/%'), 0)::bigint AS baseline,
+       sum(amount) FILTER (WHERE grp LIKE 't/%')::bigint AS target
+FROM landed
+GROUP BY 1, 2
 """
 
 
@@ -255,6 +303,8 @@ async def check_tree(conn: Connection) -> int:
     await conn.execute("SET CONSTRAINTS ALL IMMEDIATE")
     await conn.execute(REFRESH_ANCESTORS)
     orphans: int = await conn.fetchval(COUNT_ORPHANS)
+    # where each version lands on each moment's tree, read by every counting form
+    await conn.execute(REFRESH_UNIT_ANCHORS)
     return orphans
 
 
@@ -374,3 +424,41 @@ async def apply_plan(conn: Connection, campaign_id: str, plan: Sequence[PlanRow]
 async def recompute_values(conn: Connection, campaign_id: str) -> None:
     """Subtree values and last events of the campaign from the own columns."""
     await conn.execute(RECOMPUTE_VALUES, campaign_id)
+
+
+async def refresh_unit_anchors(conn: Connection) -> None:
+    """Where each version lands on each moment's tree, again (after a tree change)."""
+    await conn.execute(REFRESH_UNIT_ANCHORS)
+
+
+async def set_tree_at(conn: Connection, campaign_id: str, now: datetime | None) -> datetime:
+    """Move the campaign onto the tree it reports on at `now` (None: the database's
+    clock); the moment chosen."""
+    moment: datetime = await conn.fetchval(SET_TREE_AT, campaign_id, now)
+    return moment
+
+
+async def tree_passed(conn: Connection, now: datetime | None) -> list[str]:
+    """The campaigns whose tree moment has changed since they were planned."""
+    return [r["id"] for r in await conn.fetch(SELECT_TREE_PASSED, now)]
+
+
+async def tree_at(conn: Connection, moment: datetime) -> dict[str, str | None]:
+    """Every unit of the tree in force at `moment` and its parent, by key."""
+    return {r["code"]: r["parent_code"] for r in await conn.fetch(SELECT_TREE_AT, moment)}
+
+
+@dataclass(frozen=True, slots=True)
+class CarriedPlan:
+    """A campaign's own baseline and explicit target of a unit of its tree, with those of
+    the closed versions carried into it."""
+
+    unit: str
+    indicator: str
+    baseline: int
+    target: int | None
+
+
+async def carried_plan(conn: Connection, campaign_id: str, moment: datetime) -> list[CarriedPlan]:
+    rows = await conn.fetch(SELECT_CARRIED_PLAN, campaign_id, moment)
+    return [CarriedPlan(r["unit"], r["indicator"], r["baseline"], r["target"]) for r in rows]
