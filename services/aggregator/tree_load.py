@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.aggregator import cutover
 from services.aggregator.admin import CODE_PATTERN, ReferenceError
 from services.aggregator.repository import apply as apply_sql
 from services.aggregator.repository import reference as reference_sql
@@ -126,6 +127,7 @@ async def load_tree_version(
         details=_summary(plan),
     )
     await tree_sql.after_tree_change(conn)
+    await cutover.after_tree_change(conn)
     return TreeVersionOut(
         valid_from=day,
         continued=len(plan.continued),

@@ -173,6 +173,20 @@ async def apply_events(conn: Connection, events: Sequence[Event]) -> BatchOutcom
         return await apply(conn)
 
 
+async def reattribute(conn: Connection) -> int:
+    """After a tree change: every stored event that may move attributed again to the
+    version its sent code meant when it happened, by the rules a batch is staged with
+    (`batch.ATTRIBUTE_*`); returns how many moved. An event no version takes keeps its
+    key: nothing counted is dropped by a reload. The caller re-plans the campaigns."""
+    await prepare(conn)
+    await conn.execute(batch.STAGE_STORED_FOR_ATTRIBUTION)
+    await conn.execute(batch.ATTRIBUTE_REUSED)
+    await conn.execute(batch.ATTRIBUTE_RETIRED)
+    moved: int = await conn.fetchval(batch.MOVE_REATTRIBUTED)
+    await conn.execute("DELETE FROM batch_in")
+    return moved
+
+
 # -- recount: the counters again from the stored events ----------------------------------
 async def recount(
     conn: Connection, campaign_id: str | None = None, unusable: Sequence[str] = ()

@@ -118,6 +118,40 @@ JOIN units u ON u.code = r.key AND u.valid_from <= r.at AND r.at < coalesce(u.va
 WHERE b.ctid = r.row
 """
 
+# A tree change: the stored events that may move (sent with a code that has more than one
+# period, or already moved once), staged as sent so the two statements above attribute
+# them again. (A tree of one version per code has nothing to move.)
+STAGE_STORED_FOR_ATTRIBUTION = """
+INSERT INTO batch_in (event_id, unit, indicator, kind, value, occurred_at)
+SELECT e.event_id, coalesce(e.sent_unit, e.unit), e.indicator, e.kind, e.value, e.occurred_at
+FROM events e
+WHERE e.sent_unit IS NOT NULL
+   OR e.unit IN (SELECT admin_code FROM units
+                 WHERE valid_to IS NOT NULL OR valid_from <> '-infinity')
+"""
+
+# ... and each moved to its key where one took it (re-attributed, or the sent code's own
+# version in force then); the winner of a citizen's count follows its event.
+MOVE_REATTRIBUTED = """
+WITH found AS (
+    SELECT b.event_id, b.unit AS key, b.sent_unit
+    FROM batch_in b
+    WHERE b.sent_unit IS NOT NULL
+       OR EXISTS (SELECT 1 FROM units u
+                  WHERE u.code = b.unit AND u.valid_from <= b.occurred_at
+                    AND b.occurred_at < coalesce(u.valid_to, 'infinity'))
+), moved AS (
+    UPDATE events e SET unit = f.key, sent_unit = f.sent_unit
+    FROM found f
+    WHERE e.event_id = f.event_id
+      AND (e.unit, e.sent_unit) IS DISTINCT FROM (f.key, f.sent_unit)
+    RETURNING e.event_id, e.unit
+), winners AS (
+    UPDATE subjects s SET unit = m.unit FROM moved m WHERE s.event_id = m.event_id
+)
+SELECT count(*) FROM moved
+"""
+
 # Take out of the batch what cannot be applied (a code that meant no version at
 # `occurred_at`: unknown, retired past its grace, or split; an unknown indicator) in one
 # pass; those not already applied earlier go to the dead letters.

@@ -10,6 +10,7 @@ import asyncpg
 
 from services.aggregator.repository.reference import Unit
 from services.aggregator.tree_versions import StoredVersion, VersionPlan
+from tiendo import counting
 from tiendo.database import Connection
 
 # -infinity reads as None: "since before anything tiendo knows"
@@ -49,42 +50,6 @@ COUNT_PARENTS_OUT_OF_PERIOD = """
 SELECT count(*) FROM units u JOIN units p ON p.code = u.parent_code
 WHERE p.valid_from > u.valid_from
    OR coalesce(p.valid_to, 'infinity') < coalesce(u.valid_to, 'infinity')
-"""
-
-# The key each stored event belongs to: the version its sent code meant at occurred_at,
-# else (a retired code within its grace period) the one successor its version went whole
-# into. An event neither finds keeps its key: nothing counted is dropped by a reload.
-# Only events that may move are read: those already re-attributed, and those sent with a
-# code that has more than one period (a tree of one version has nothing to move).
-REATTRIBUTE_EVENTS = """
-WITH changed AS (
-    SELECT DISTINCT admin_code FROM units
-    WHERE valid_to IS NOT NULL OR valid_from <> '-infinity'
-), sent AS (
-    SELECT e.event_id, e.unit, e.sent_unit, coalesce(e.sent_unit, e.unit) AS code,
-           e.occurred_at
-    FROM events e
-    WHERE e.sent_unit IS NOT NULL OR e.unit IN (SELECT admin_code FROM changed)
-), attributed AS (
-    SELECT s.event_id, s.unit, s.sent_unit, s.code, coalesce(v.code, g.new_unit) AS key
-    FROM sent s
-    LEFT JOIN LATERAL (
-        SELECT u.code FROM units u
-        WHERE u.admin_code = s.code AND u.valid_from <= s.occurred_at
-          AND (u.valid_to IS NULL OR s.occurred_at < u.valid_to)
-    ) v ON true
-    LEFT JOIN LATERAL (
-        SELECT t.new_unit FROM units u JOIN unit_transfers t ON t.old_unit = u.code
-        WHERE u.admin_code = s.code AND t.transfer = 'whole'
-          AND u.valid_to <= s.occurred_at AND s.occurred_at < u.grace_until
-        ORDER BY u.valid_to DESC LIMIT 1
-    ) g ON true
-)
-UPDATE events e
-SET unit = a.key, sent_unit = nullif(a.code, a.key)
-FROM attributed a
-WHERE e.event_id = a.event_id AND a.key IS NOT NULL
-  AND (e.unit, e.sent_unit) IS DISTINCT FROM (a.key, nullif(a.code, a.key))
 """
 
 # A correction of a later version (keyed code@day; the first version of a code goes
@@ -197,11 +162,11 @@ async def parents_out_of_period(conn: Connection) -> int:
 async def after_tree_change(conn: Connection) -> None:
     """What follows any change of the tree's versions, in the changing transaction.
 
-    For now: every stored event is attributed again to the version its sent code meant
-    when it happened (`sent_unit` keeps the code when the key differs). The counting side
-    adds the campaigns' re-plan here, so every path that changes the tree calls one hook.
+    Every stored event is attributed again to the version its sent code meant when it
+    happened, by the same rules as a batch being applied (`counting.reattribute`); then
+    the counting follows the tree (`services.aggregator.cutover.after_tree_change`).
     """
-    await conn.execute(REATTRIBUTE_EVENTS)
+    await counting.reattribute(conn)
 
 
 def is_later_version(key: str) -> bool:
