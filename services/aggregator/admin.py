@@ -21,6 +21,8 @@ from tiendo.rollup import effective_targets, subtree_sums
 from tiendo.unit_keys import TREE_ZONE
 
 CODE_PATTERN = r"^[A-Za-z0-9_.-]{1,32}$"
+# a version's key: its official code, or `<code>@<day>` for a later version of a reused code
+KEY_PATTERN = r"^[A-Za-z0-9_.-]{1,32}(@[0-9]{4}-[0-9]{2}-[0-9]{2})?$"
 # Columns of a unit that are its chief's contacts: the notifier's, handed over to it.
 CONTACT_COLUMNS = ("chief_name", "chief_email", "chief_phone", "chief_webhook", "chief_chat")
 
@@ -93,7 +95,11 @@ class CampaignIn(BaseModel):
 class TargetIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    unit: str = Field(pattern=CODE_PATTERN)
+    unit: str = Field(
+        pattern=KEY_PATTERN,
+        description="an official code, read on the tree in force at the campaign's start, "
+        "or a version's key (`<code>@<day>`: a unit of a later tree the campaign runs into)",
+    )
     indicator: str = Field(min_length=1, max_length=48)
     target: int | None = Field(None, ge=0, description="null: the sum of the children's")
     baseline: int = Field(0, ge=0)
@@ -213,6 +219,11 @@ async def upsert_targets(
     if indicators is None:
         raise LookupError(f"no campaign {campaign_id}")
     units = await reference_sql.tree(conn)
+    campaign = await reference_sql.campaign(conn, campaign_id)
+    assert campaign is not None  # under the re-plan lock since its indicators were read
+    # official codes as the tree at the start reads them (00004 is Ba Đình from July 2025)
+    keys = await tree_sql.keys_at(conn, [t.unit for t in targets], campaign.starts_at)
+    targets = [t.model_copy(update={"unit": keys.get(t.unit, t.unit)}) for t in targets]
     problems = [
         Problem("unit", f"unknown unit {t.unit}", i)
         for i, t in enumerate(targets)
@@ -229,8 +240,6 @@ async def upsert_targets(
         deadlines.pop(guard.stored_target(t.unit, t.indicator), None)
         if t.deadline is not None:
             deadlines[i, "deadline"] = t.deadline
-    campaign = await reference_sql.campaign(conn, campaign_id)
-    assert campaign is not None  # under the re-plan lock since it was read
     await check_campaign(conn, campaign, deadlines)
     await reference_sql.upsert_targets(
         conn,

@@ -12,6 +12,7 @@ from pydantic import Field
 from starlette.responses import JSONResponse, Response
 
 from services.aggregator import MIGRATIONS, admin, cutover, export
+from services.aggregator.comparison import comparison_routes
 from services.aggregator.consumer import Applier, republish_all
 from services.aggregator.guard import CampaignGuard
 from services.aggregator.metrics import AggregatorMetrics
@@ -360,6 +361,7 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
         return result
 
     app.include_router(tree_routes(access, _admin_call))
+    app.include_router(comparison_routes(access, clock))
 
     @app.put(
         "/v1/units",

@@ -81,6 +81,7 @@ class PathValues(dict[str, str]):
     def __init__(self, unit: str) -> None:
         super().__init__(
             campaign_id="c1",
+            other_id="c1",
             code=unit,
             unit=unit,
             name="nobody",
@@ -111,6 +112,8 @@ def expected(owner: Owner, caller: str) -> str:
 def variants(path: str) -> list[tuple[str, dict[str, Any]]]:
     if path.endswith("/progress/{unit}"):
         return [("", {}), ("as_of", {"as_of": AS_OF})]
+    if path.endswith("/compare/{other_id}"):
+        return [("", {"indicator": "cccd_collected", "unit": "{unit}"})]
     if path.endswith("/leaderboard"):
         board = {"level": 3, "indicator": "cccd_collected", "limit": 1000}
         return [
@@ -231,8 +234,12 @@ async def test_every_route_has_an_owner_and_answers_each_caller_as_the_table_say
             for caller in CALLERS:
                 unit = UNIT_OUT if caller == "reader out" else UNIT_IN
                 url = path.format_map(PathValues(unit))
+                asked = {
+                    k: v.format_map(PathValues(unit)) if isinstance(v, str) else v
+                    for k, v in params.items()
+                }
                 r = await client.request(
-                    method, url, params=params, json=body(method, path, unit),
+                    method, url, params=asked, json=body(method, path, unit),
                     headers=headers[caller],
                 )  # fmt: skip
                 got = str(r.status_code)

@@ -267,3 +267,17 @@ async def version_at(conn: Connection, code: str, at: datetime) -> VersionAt | N
 async def children_at(conn: Connection, key: str, at: datetime) -> list[VersionAt]:
     """The versions in force at `at` whose parent is `key`."""
     return [_version_at(r) for r in await conn.fetch(SELECT_CHILDREN_AT, key, at)]
+
+
+SELECT_KEYS_AT = """
+SELECT DISTINCT ON (admin_code) admin_code, code FROM units
+WHERE admin_code = ANY ($1::text[])
+  AND valid_from <= $2 AND $2 < coalesce(valid_to, 'infinity')
+ORDER BY admin_code, code
+"""
+
+
+async def keys_at(conn: Connection, codes: Sequence[str], at: datetime) -> dict[str, str]:
+    """Official code → the key of its version in force at `at`, for the codes that have one."""
+    rows = await conn.fetch(SELECT_KEYS_AT, sorted(set(codes)), at)
+    return {r["admin_code"]: r["code"] for r in rows}

@@ -1,0 +1,189 @@
+"""One campaign against an earlier one at the same day of each (docs/units-over-time.md,
+"Comparisons over time"): "Mệnh lệnh 01 this year against Mệnh lệnh 01 (2023) on day 22".
+
+Both are read from history (`tiendo.counting.as_of`), on the tree of the first campaign at
+its moment: the earlier campaign's figures are carried through the crosswalk onto today's
+units, exactly for whole transfers and by shares for split ones; what a split without
+shares left behind stays at the unit above (the root's figure includes it, no child's
+does, and the reply says how much)."""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Query
+from pydantic import BaseModel, Field
+
+from services.aggregator.repository import reference as reference_sql
+from services.aggregator.repository import tree as tree_sql
+from services.aggregator.tree_api import visible
+from tiendo import counting
+from tiendo.board.campaign import Campaign
+from tiendo.clock import Clock
+from tiendo.database import Connection
+from tiendo.dependencies import Pool
+from tiendo.identity.guard import Guard
+from tiendo.identity.model import Identity, Role
+from tiendo.web import problem_responses
+
+DAY = timedelta(days=1)
+
+
+@dataclass(frozen=True, slots=True)
+class Moments:
+    """The day compared and the moment of each campaign it stands for."""
+
+    day: int
+    at: datetime
+    other_at: datetime
+
+
+def moments(campaign: Campaign, other: Campaign, day: int | None, now: datetime) -> Moments:
+    """Day `day` of each campaign: `day` whole days after its start, never after its deadline
+    nor after now. Without `day`: the last whole day the first campaign has run."""
+    elapsed = max(0, (min(now, campaign.deadline) - campaign.starts_at) // DAY)
+    day = elapsed if day is None else day
+    at = min(campaign.starts_at + day * DAY, campaign.deadline, now)
+    other_at = min(other.starts_at + day * DAY, other.deadline, now)
+    return Moments(day, at, other_at)
+
+
+class ComparedUnit(BaseModel):
+    code: str = Field(description="the version's key")
+    admin_code: str = Field(description="its official code")
+    name: str
+    level: int
+    value: int = Field(description="the campaign's figure on its day")
+    other_value: int = Field(
+        description="the other campaign's figure on the same day of it, carried onto this "
+        "campaign's tree through the crosswalk"
+    )
+    difference: int = Field(description="value - other_value")
+    ratio: float | None = Field(description="value / other_value; null when other_value is 0")
+
+
+class ComparisonOut(BaseModel):
+    campaign: str
+    other: str
+    indicator: str
+    day: int = Field(description="whole days since each campaign's start")
+    at: datetime = Field(description="the campaign's moment (its tree is the one compared on)")
+    other_at: datetime = Field(description="the other campaign's moment")
+    unit: ComparedUnit = Field(description="the unit asked about, its whole subtree")
+    children: list[ComparedUnit] = Field(description="its children in force at `at`")
+    unallocated: int = Field(
+        description="of the root's other_value, what split units without declared shares "
+        "left at it (carried to no child)"
+    )
+
+
+async def compare(
+    conn: Connection,
+    campaign: Campaign,
+    other: Campaign,
+    indicator: str,
+    root: tree_sql.VersionAt,
+    children: list[tree_sql.VersionAt],
+    when: Moments,
+) -> ComparisonOut:
+    """Both campaigns' figures of `root` and its `children` (the tree at `when.at`)."""
+    codes = [root.key, *(c.key for c in children)]
+    mine = await counting.as_of(conn, campaign.id, [indicator], codes, campaign.starts_at, when.at)
+    theirs = await counting.as_of(
+        conn,
+        other.id,
+        [indicator],
+        codes,
+        other.starts_at,
+        max(when.other_at, other.starts_at),
+        tree_at=max(when.at, campaign.starts_at),
+    )
+
+    def row(u: tree_sql.VersionAt) -> ComparedUnit:
+        value = mine[indicator, u.key].value if (indicator, u.key) in mine else 0
+        before = theirs[indicator, u.key].value if (indicator, u.key) in theirs else 0
+        return ComparedUnit(
+            code=u.key,
+            admin_code=u.admin_code,
+            name=u.name,
+            level=u.level,
+            value=value,
+            other_value=before,
+            difference=value - before,
+            ratio=value / before if before else None,
+        )
+
+    top = row(root)
+    rows = [row(c) for c in children]
+    return ComparisonOut(
+        campaign=campaign.id,
+        other=other.id,
+        indicator=indicator,
+        day=when.day,
+        at=when.at,
+        other_at=when.other_at,
+        unit=top,
+        children=rows,
+        # the other campaign's own figures at the root itself, if any, count here too
+        unallocated=top.other_value - sum(r.other_value for r in rows) if rows else 0,
+    )
+
+
+CampaignPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="campaign id")]
+
+
+def comparison_routes(access: Guard, clock: Clock) -> APIRouter:
+    router = APIRouter()
+    Reader = Annotated[Identity, Depends(access.require(Role.reader, Role.admin))]
+
+    @router.get(
+        "/v1/campaigns/{campaign_id}/compare/{other_id}",
+        tags=["progress"],
+        response_model=ComparisonOut,
+        summary="A campaign against an earlier one at the same day of each, on today's units",
+        description=(
+            "Both campaigns' figures for one indicator at day `day` of each (whole days "
+            "after its start; default: the last whole day the campaign has run), for a "
+            "unit and its children in force at the campaign's moment. The other campaign's "
+            "figures are carried through the crosswalk onto that tree: whole transfers "
+            "exactly, splits by declared shares; what splits without shares left is "
+            "`unallocated` at the unit above (docs/units-over-time.md)."
+        ),
+        responses=problem_responses(404, 422),
+    )
+    async def get_comparison(
+        campaign_id: CampaignPath,
+        other_id: CampaignPath,
+        pool: Pool,
+        who: Reader,
+        indicator: Annotated[str, Query(pattern=r"^[a-z0-9_]{1,48}$")],
+        unit: Annotated[
+            str,
+            Query(
+                pattern=r"^[A-Za-z0-9_.-]{1,32}(@[0-9]{4}-[0-9]{2}-[0-9]{2})?$",
+                description="a key or an official code, read at the campaign's moment",
+            ),
+        ],
+        day: Annotated[int | None, Query(ge=0, le=3660)] = None,
+    ) -> ComparisonOut:
+        async with pool.acquire() as conn:
+            campaign = await reference_sql.campaign(conn, campaign_id)
+            other = await reference_sql.campaign(conn, other_id)
+            for cid, found in ((campaign_id, campaign), (other_id, other)):
+                if found is None:
+                    raise HTTPException(404, f"no campaign {cid}")
+            assert campaign is not None
+            assert other is not None
+            for c in (campaign, other):
+                if indicator not in c.indicators:
+                    raise HTTPException(422, f"campaign {c.id} does not count {indicator}")
+            when = moments(campaign, other, day, clock.now())
+            tree_at = max(when.at, campaign.starts_at)
+            root = await tree_sql.version_at(conn, unit, tree_at)
+            # outside the caller's scope reads as absent: no existence leak
+            if root is None or not visible(who, root.key, root.ancestors):
+                raise HTTPException(404, f"no unit {unit} at {tree_at.isoformat()}")
+            children = await tree_sql.children_at(conn, root.key, tree_at)
+            return await compare(conn, campaign, other, indicator, root, children, when)
+
+    return router
