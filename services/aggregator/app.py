@@ -26,6 +26,7 @@ from services.aggregator.models import (
 )
 from services.aggregator.progress import leaderboard, progress_of
 from services.aggregator.repository import reference as reference_sql
+from services.aggregator.repository import tree as tree_sql
 from services.aggregator.settings import AggregatorSettings
 from services.aggregator.snapshot import unit_figures
 from services.aggregator.tree_api import tree_routes
@@ -180,12 +181,21 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
             raise HTTPException(404, f"no campaign {campaign_id}")
         return campaign
 
-    async def unit_of(conn: Connection, code: str, who: Identity) -> reference_sql.Unit:
-        unit = await reference_sql.unit(conn, code)
+    async def unit_of(
+        conn: Connection, code: str, who: Identity, at: datetime | None = None
+    ) -> reference_sql.Unit:
+        """The unit a path names: an official code read on the tree in force at `at`
+        (default now; 00004 is Phường Ba Đình since July 2025), else a version's key."""
+        version = await tree_sql.version_at(conn, code, at or clock.now())
+        unit = await reference_sql.unit(conn, version.key if version else code)
         # outside the caller's scope reads as absent: no existence leak
         if unit is None or not who.sees(unit.code, unit.ancestors):
             raise HTTPException(404, f"no unit {code}")
         return unit
+
+    def tree_moment(campaign: Campaign, at: datetime) -> datetime:
+        """The moment whose tree a campaign reports on at `at`."""
+        return min(max(at, campaign.starts_at), campaign.deadline)
 
     @app.get(
         "/readyz",
@@ -211,7 +221,7 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
         async with pool.acquire() as conn:
             unit = await unit_of(conn, code, who)
             chain = await reference_sql.units_by_code(conn, unit.ancestors)
-            children = await reference_sql.children(conn, code)
+            children = await reference_sql.children_at(conn, unit.code, clock.now())
         return UnitOut(
             code=unit.code,
             name=unit.name,
@@ -258,9 +268,15 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
         at = moment(as_of)
         async with pool.acquire() as conn:
             campaign = await campaign_of(conn, campaign_id)
-            subject = await unit_of(conn, unit, who)
-            children = [c.code for c in await reference_sql.children(conn, unit)]
-            indicators = await progress_of(conn, campaign, unit, children, at, live=as_of is None)
+            # the unit and its children on the tree the campaign reports on at that moment
+            tree_at = tree_moment(campaign, at)
+            subject = await unit_of(conn, unit, who, tree_at)
+            children = [
+                c.code for c in await reference_sql.children_at(conn, subject.code, tree_at)
+            ]
+            indicators = await progress_of(
+                conn, campaign, subject.code, children, at, live=as_of is None
+            )
         return UnitProgressOut(
             campaign=campaign_id, unit=_ref(subject), as_of=at, indicators=indicators
         )

@@ -191,3 +191,25 @@ async def test_a_campaign_is_compared_with_2023_on_todays_communes(
     assert body["unit"]["value"] == sum(by_commune.values())
     assert unallocated > 0
     assert sum(expected.values()) > 0
+
+    # the read API names units on the tree of the moment asked about
+    unit = (await aggregator.get("/v1/units/00004")).json()
+    assert (unit["code"], unit["name"]) == ("00004@2025-07-01", "Phường Ba Đình")
+    assert len((await aggregator.get("/v1/units/01")).json()["children"]) == 126
+    now = await aggregator.get("/v1/campaigns/ml01-2026/progress/00004")
+    assert now.json()["unit"]["code"] == "00004@2025-07-01"
+    assert now.json()["indicators"][0]["value"] == by_commune.get("00004", 0)
+    then = await aggregator.get(
+        "/v1/campaigns/ml01-2023/progress/00004",
+        params={"as_of": (OLD_START + timedelta(days=DAY)).isoformat()},
+    )
+    assert (then.json()["unit"]["code"], then.json()["unit"]["name"]) == (
+        "00004",
+        "Phường Trúc Bạch",
+    )
+    assert then.json()["indicators"][0]["value"] == by_ward_until_day.get("00004", 0)
+    city_then = await aggregator.get(
+        "/v1/campaigns/ml01-2023/progress/01",
+        params={"as_of": (OLD_START + timedelta(days=DAY)).isoformat()},
+    )
+    assert city_then.json()["indicators"][0]["children_total"] == 30  # its districts

@@ -56,6 +56,12 @@ SELECT_UNITS_BY_CODE = "SELECT * FROM units WHERE code = ANY ($1::text[])"
 
 
 SELECT_CHILDREN = "SELECT * FROM units WHERE parent_code = $1 ORDER BY code"
+# the children in force at a moment (a closed district keeps its wards as they were)
+SELECT_CHILDREN_AT = """
+SELECT * FROM units
+WHERE parent_code = $1 AND valid_from <= $2 AND $2 < coalesce(valid_to, 'infinity')
+ORDER BY code
+"""
 
 
 SELECT_TREE = "SELECT code, parent_code, level FROM units"
@@ -246,6 +252,11 @@ async def units_by_code(conn: Connection, codes: Sequence[str]) -> dict[str, Uni
 async def children(conn: Connection, code: str) -> list[Unit]:
     """The unit's children, by code."""
     return [Unit.from_row(r) for r in await conn.fetch(SELECT_CHILDREN, code)]
+
+
+async def children_at(conn: Connection, code: str, at: datetime) -> list[Unit]:
+    """The unit's children in force at `at`, by code."""
+    return [Unit.from_row(r) for r in await conn.fetch(SELECT_CHILDREN_AT, code, at)]
 
 
 @dataclass(frozen=True, slots=True)
