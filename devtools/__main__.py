@@ -2,6 +2,7 @@
 
     python -m devtools demo run            seed Hà Nội and the demo campaign, send traffic
     python -m devtools demo webhook-sink   a local webhook receiver that checks signatures
+    python -m devtools demo showcase       the README's leaderboard and comparison with 2023
 
 The local stack (`python -m devtools.localstack`), `make dev` (`python -m devtools.devstack`)
 and the simulated-time replay (`python -m devtools.replay`) have their own entry points."""

@@ -47,6 +47,12 @@ def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> 
         "Mệnh lệnh 01 (2023) counted, to compare with (env TIENDO_DEMO_HISTORY=1)",
     )
     run.set_defaults(func=lambda a: asyncio.run(_run(a)))
+    show = cmds.add_parser(
+        "showcase",
+        help="the README's Units over time figures: a throwaway PostgreSQL, the demo with "
+        "history at a fixed now, the leaderboard and the comparison with 2023 as Markdown",
+    )
+    show.set_defaults(func=lambda a: _showcase())
     sink = cmds.add_parser("webhook-sink", help="a local webhook receiver that checks signatures")
     webhook = urlsplit(os.environ.get("TIENDO_NOTIFIER_WEBHOOK_URL", "http://127.0.0.1:8009"))
     sink.add_argument("--port", type=int, default=webhook.port or 8009)
@@ -122,10 +128,12 @@ async def _run(args: argparse.Namespace) -> None:
                 campaign = campaign.model_copy(
                     update={"starts_at": existing["starts_at"], "deadline": existing["deadline"]}
                 )
-            if args.history and fresh:
-                counted = await history.seed_history_campaign(conn)
-                log.info("demo_history_seeded", campaign=history.HISTORY_CAMPAIGN, events=counted)
             await _ensure_token(conn, token)
+        if args.history and fresh:
+            # after the commit: counting's batch tables empty at each commit, and batches
+            # nested in one transaction (savepoints) would find the previous batch's keys
+            counted = await history.seed_history_campaign(conn)
+            log.info("demo_history_seeded", campaign=history.HISTORY_CAMPAIGN, events=counted)
         for role in DEMO_IDENTITIES:
             await _ensure_identity(conn, role, args.identities_dir)
     await pool.close()
@@ -136,6 +144,13 @@ async def _run(args: argparse.Namespace) -> None:
         await traffic.run(
             args.ingest_url, token, wards, campaign.starts_at, campaign.deadline, args.rate
         )
+
+
+def _showcase() -> None:
+    # imported here: the demo's other commands need none of the aggregator's app
+    from devtools.demo.showcase import main
+
+    main()
 
 
 def _sink(args: argparse.Namespace) -> None:

@@ -86,18 +86,22 @@ async def seed_history_campaign(conn: Connection) -> int:
     """Mệnh lệnh 01 of 2023 on the 2023 wards, its reports counted (returns how many)."""
     wards = seed.hanoi_wards()
     campaign = seed.demo_campaign(datetime(2023, 6, 1, 12, tzinfo=TZ))  # 10 May – 30 Jun
-    await admin.upsert_campaign(
-        conn,
-        HISTORY_CAMPAIGN,
-        CampaignIn(
-            name="Mệnh lệnh 01 (2023)",
-            starts_at=campaign.starts_at,
-            deadline=campaign.deadline,
-            indicators=campaign.indicators,
-        ),
-        "demo",
-    )
-    await admin.upsert_targets(conn, HISTORY_CAMPAIGN, seed.demo_targets(wards), "demo")
+    # The campaign in a transaction of its own (its plan is staged in a table dropped at
+    # commit), the events after it: counting's batch tables empty only at a commit, so
+    # batches must not share one transaction (call this outside any).
+    async with conn.transaction():
+        await admin.upsert_campaign(
+            conn,
+            HISTORY_CAMPAIGN,
+            CampaignIn(
+                name="Mệnh lệnh 01 (2023)",
+                starts_at=campaign.starts_at,
+                deadline=campaign.deadline,
+                indicators=campaign.indicators,
+            ),
+            "demo",
+        )
+        await admin.upsert_targets(conn, HISTORY_CAMPAIGN, seed.demo_targets(wards), "demo")
     events = [
         Event(
             event_id=str(e["event_id"]).replace("demo-bf-", "ml01-2023-"),
