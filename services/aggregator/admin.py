@@ -14,6 +14,7 @@ from services.aggregator.repository import reference as reference_sql
 from services.aggregator.validation import Problem, TargetRef, campaign_problems
 from tiendo import audit
 from tiendo.board.campaign import Campaign
+from tiendo.counting import rollups
 from tiendo.database import Connection
 from tiendo.pace import Milestone, Thresholds
 from tiendo.rollup import effective_targets, subtree_sums
@@ -247,3 +248,4 @@ async def replan(conn: Connection, campaign_id: str, *, recount: bool = False) -
     if recount:
         await recount_sql.recount(conn, campaign_id)
     await reference_sql.recompute_values(conn, campaign_id)
+    await rollups.recount_days(conn, campaign_id)

@@ -2,8 +2,9 @@
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
-from services.aggregator.models import Figures, IndicatorProgress, LeaderboardRow, UnitRef
+from services.aggregator.models import IndicatorProgress, LeaderboardRow, UnitRef
 from tiendo.board import movement
 from tiendo.board import repository as board
 from tiendo.board.campaign import Campaign
@@ -12,24 +13,26 @@ from tiendo.database import Connection
 from tiendo.pace import Status
 
 
-def _figures(v: Verdict, children_total: int, children_done: int) -> Figures:
+def _figures(v: Verdict, children_total: int, children_done: int) -> dict[str, Any]:
+    """The fields of `Figures`, validated once by the row that carries them (a leaderboard
+    builds ten thousand rows per request)."""
     p = v.progress
-    return Figures(
-        value=p.value,
-        baseline=p.baseline,
-        target=p.target,
-        pct=p.pct,
-        expected=p.expected,
-        expected_pct=p.expected_pct,
-        pace=p.pace,
-        run_rate_7d=p.run_rate_7d,
-        required_daily_rate=p.required_daily_rate,
-        projected_completion=p.projected_completion,
-        status=p.status.value,
-        last_event_at=v.last_event_at,
-        children_total=children_total,
-        children_done=children_done,
-    )
+    return {
+        "value": p.value,
+        "baseline": p.baseline,
+        "target": p.target,
+        "pct": p.pct,
+        "expected": p.expected,
+        "expected_pct": p.expected_pct,
+        "pace": p.pace,
+        "run_rate_7d": p.run_rate_7d,
+        "required_daily_rate": p.required_daily_rate,
+        "projected_completion": p.projected_completion,
+        "status": p.status.value,
+        "last_event_at": v.last_event_at,
+        "children_total": children_total,
+        "children_done": children_done,
+    }
 
 
 async def progress_of(
@@ -51,9 +54,7 @@ async def progress_of(
             1 for c in children if c in verdicts and verdicts[c].progress.status is Status.DONE
         )
         out.append(
-            IndicatorProgress(
-                indicator=indicator, **_figures(verdicts[unit], len(children), done).model_dump()
-            )
+            IndicatorProgress(indicator=indicator, **_figures(verdicts[unit], len(children), done))
         )
     return out
 
@@ -90,9 +91,7 @@ async def leaderboard(
             days_behind=s.days_behind,
             unit=UnitRef(code=s.verdict.unit, name=s.verdict.unit_name, level=s.verdict.level),
             parent=s.verdict.parent,
-            **_figures(
-                s.verdict, total.get(s.verdict.unit, 0), done.get(s.verdict.unit, 0)
-            ).model_dump(),
+            **_figures(s.verdict, total.get(s.verdict.unit, 0), done.get(s.verdict.unit, 0)),
         )
         for s in standings
     ]

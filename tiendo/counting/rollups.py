@@ -1,0 +1,189 @@
+"""Day rollups of the subtree values (issue 15): what lets a live board say what a unit's
+value was a week ago, or at the end of any past day, without reading the event history.
+
+`subtree_days` holds, per (campaign, unit, indicator, local day of the campaign), the change
+of the unit's subtree value over that day (`change`) and the counted increments of that day
+in the subtree (`increments`, the drill-down's bars). The value at the end of day D is the
+live value minus the changes of the days after D:
+
+    value(end of D) = progress.value - sum(change of days > D)
+
+Both forms keep it beside the counters they write, so it is never older than they are:
+
+- **recount** (`RECOUNT_DAY_CHANGES`, run by every re-plan: admin changes, tree changes, the
+  rebuild) computes it from the history by the rules of `tiendo.counting`: each own key's
+  value at the end of each of its days (its latest snapshot up to then, then the counted
+  increments after it; its baseline and the increments without one), differenced day by
+  day, summed over each unit's lineage. Exact.
+- **apply** (`APPLY_DAY_CHANGES`, one statement after the rollup of the counters in
+  `tiendo.counting.apply`) splits each touched key's own change of this batch over days:
+  where the key's latest snapshot stayed, the counted increments after it on their own
+  days; where it moved, the batch's events after the old one walked in time order (each
+  snapshot sets the value, increments add), the value at each day's last of them
+  differenced, and what that walk does not explain on the new snapshot's day. The days of
+  a key always add up to its live value. Exact for every day when each key's events arrive
+  in time order, which is how reports arrive live. Out of order, one case is not
+  redistributed: an event that arrives *after* a later snapshot of its key covers it (an
+  increment before the snapshot, or an older snapshot). The key's live value does not
+  move, and the rollup keeps the days between the two as they were; the next re-plan (any
+  admin change, a tree change, a rebuild) recounts them exactly.
+
+`tests/boards/test_day_rollups.py` holds both forms equal to the history at every day's end
+for in-order arrivals, and to each other.
+"""
+
+from tiendo.counting.rules import IN_CAMPAIGN, LATEST_FIRST, OWN_VALUE
+from tiendo.database import Connection
+
+# apply: after `batch.SPREAD` (the keys' own values are final, `batch_keys.old_own` is
+# the value before the batch), within the apply's transaction.
+APPLY_DAY_CHANGES = f"""
+WITH own AS (
+    SELECT k.campaign_id, k.unit, k.indicator, k.resnapped, k.snap_at AS old_snap_at,
+           k.old_own, p.snap_at, c.timezone, {OWN_VALUE} - k.old_own AS total
+    FROM batch_keys k
+    JOIN progress p USING (campaign_id, unit, indicator)
+    JOIN campaigns c ON c.id = k.campaign_id
+), incs AS (
+    -- a key whose latest snapshot stayed: each counted increment after it, on its own day
+    -- (one the snapshot covers changes nothing now: `UPDATE_INCREMENTS` skips it too)
+    SELECT a.campaign_id, a.unit, a.indicator, a.day,
+           coalesce(sum(a.value) FILTER (
+               WHERE NOT o.resnapped AND (o.snap_at IS NULL OR a.occurred_at > o.snap_at)
+           ), 0) AS change,
+           sum(a.value) AS increments
+    FROM batch_applied a
+    JOIN own o USING (campaign_id, unit, indicator)
+    WHERE a.kind = 'increment'
+    GROUP BY 1, 2, 3, 4
+), steps AS (
+    -- a key whose latest snapshot moved: the batch's events after its old one, in time
+    -- order (an increment at a snapshot's very moment is before it: the snapshot covers it)
+    SELECT a.campaign_id, a.unit, a.indicator, a.day, a.occurred_at, a.event_id, a.kind,
+           a.value, o.old_own,
+           count(*) FILTER (WHERE a.kind = 'snapshot') OVER (
+               PARTITION BY a.campaign_id, a.unit, a.indicator
+               ORDER BY a.occurred_at, a.kind = 'snapshot', a.event_id) AS seg
+    FROM batch_applied a
+    JOIN own o USING (campaign_id, unit, indicator)
+    WHERE o.resnapped AND (o.old_snap_at IS NULL OR a.occurred_at > o.old_snap_at)
+), valued AS (
+    -- the own value after each of them: from the old value, then from each snapshot
+    SELECT s.*,
+           CASE WHEN s.seg = 0 THEN s.old_own ELSE first_value(s.value) OVER w END
+           + sum(CASE WHEN s.kind = 'increment' THEN s.value ELSE 0 END) OVER w AS after
+    FROM steps s
+    WINDOW w AS (PARTITION BY s.campaign_id, s.unit, s.indicator, s.seg
+                 ORDER BY s.occurred_at, s.kind = 'snapshot', s.event_id)
+), day_ends AS (
+    SELECT DISTINCT ON (campaign_id, unit, indicator, day)
+           campaign_id, unit, indicator, day, old_own, after
+    FROM valued
+    ORDER BY campaign_id, unit, indicator, day,
+             occurred_at DESC, kind = 'snapshot' DESC, event_id DESC
+), modeled AS (
+    SELECT campaign_id, unit, indicator, day,
+           after - coalesce(
+               lag(after) OVER (PARTITION BY campaign_id, unit, indicator ORDER BY day), old_own
+           ) AS change,
+           0::bigint AS increments
+    FROM day_ends
+), rest AS (
+    -- what the time order does not explain (events of the batch older than stored ones of
+    -- the key), on the new snapshot's day: the days still add up to the live value
+    SELECT o.campaign_id, o.unit, o.indicator, (o.snap_at AT TIME ZONE o.timezone)::date AS day,
+           o.total - coalesce(sum(m.change), 0) AS change, 0::bigint AS increments
+    FROM own o
+    LEFT JOIN modeled m USING (campaign_id, unit, indicator)
+    WHERE o.resnapped
+    GROUP BY o.campaign_id, o.unit, o.indicator, o.snap_at, o.timezone, o.total
+), own_days AS (
+    SELECT * FROM incs
+    UNION ALL
+    SELECT * FROM modeled
+    UNION ALL
+    SELECT * FROM rest WHERE change <> 0
+), spread AS (
+    SELECT d.campaign_id, lineage.code AS unit, d.indicator, d.day,
+           sum(d.change) AS change, sum(d.increments) AS increments
+    FROM own_days d
+    JOIN units u ON u.code = d.unit
+    CROSS JOIN LATERAL unnest(u.ancestors || u.code) AS lineage (code)
+    GROUP BY 1, 2, 3, 4
+)
+INSERT INTO subtree_days AS s (campaign_id, unit, indicator, day, change, increments)
+SELECT * FROM spread
+WHERE change <> 0 OR increments <> 0
+ORDER BY 1, 2, 3, 4  -- replicas lock rows in one order: no deadlock between them
+ON CONFLICT (campaign_id, unit, indicator, day) DO UPDATE
+SET change = s.change + EXCLUDED.change, increments = s.increments + EXCLUDED.increments
+"""
+
+# recount: one campaign's rows from its stored events ($1), after its progress rows hold
+# their own baselines (`apply_plan`). The campaign CTE is `c`, as `IN_CAMPAIGN` names it.
+RECOUNT_DAY_CHANGES = (
+    "DELETE FROM subtree_days WHERE campaign_id = $1",
+    f"""
+WITH c AS (
+    SELECT * FROM campaigns WHERE id = $1
+), ev AS (
+    SELECT e.unit, e.indicator, (e.occurred_at AT TIME ZONE c.timezone)::date AS day,
+           e.kind, e.value, e.occurred_at, e.event_id
+    FROM events e JOIN c ON {IN_CAMPAIGN}
+    WHERE e.counted
+), snaps AS (
+    -- each key's latest snapshot of each day
+    SELECT DISTINCT ON (e.unit, e.indicator, e.day)
+           e.unit, e.indicator, e.day, e.occurred_at AS snap_at, e.value AS snap_value
+    FROM ev e
+    WHERE e.kind = 'snapshot'
+    ORDER BY e.unit, e.indicator, e.day, {LATEST_FIRST}
+), days AS (
+    SELECT ev.unit, ev.indicator, ev.day, s.snap_value,
+           coalesce(sum(ev.value) FILTER (WHERE ev.kind = 'increment'), 0) AS increments,
+           coalesce(sum(ev.value) FILTER (
+               WHERE ev.kind = 'increment' AND ev.occurred_at > s.snap_at), 0) AS after_snap
+    FROM ev
+    LEFT JOIN snaps s USING (unit, indicator, day)
+    GROUP BY ev.unit, ev.indicator, ev.day, s.snap_value, s.snap_at
+), segments AS (
+    -- a segment: a day with a snapshot and the days after it without one
+    SELECT d.*, count(d.snap_value) OVER (PARTITION BY d.unit, d.indicator ORDER BY d.day) AS seg
+    FROM days d
+), ends AS (
+    -- the own value at each day's end
+    SELECT s.unit, s.indicator, s.day, s.increments, coalesce(p.own_baseline, 0) AS base,
+           CASE WHEN s.seg = 0
+                THEN coalesce(p.own_baseline, 0) + sum(s.increments) OVER w
+                ELSE first_value(s.snap_value + s.after_snap) OVER w
+                     + sum(s.increments) OVER w - first_value(s.increments) OVER w
+           END AS end_value
+    FROM segments s
+    LEFT JOIN progress p ON p.campaign_id = $1 AND p.unit = s.unit AND p.indicator = s.indicator
+    WINDOW w AS (PARTITION BY s.unit, s.indicator, s.seg ORDER BY s.day)
+), own AS (
+    SELECT unit, indicator, day, increments,
+           end_value - coalesce(
+               lag(end_value) OVER (PARTITION BY unit, indicator ORDER BY day), base
+           ) AS change
+    FROM ends
+)
+INSERT INTO subtree_days (campaign_id, unit, indicator, day, change, increments)
+SELECT $1, lineage.code, o.indicator, o.day, sum(o.change), sum(o.increments)
+FROM own o
+JOIN units u ON u.code = o.unit
+CROSS JOIN LATERAL unnest(u.ancestors || u.code) AS lineage (code)
+GROUP BY 2, 3, 4
+""",
+)
+
+
+async def apply_days(conn: Connection) -> None:
+    """Add the applied batch's changes to the day rollups (inside `apply`'s transaction)."""
+    await conn.execute(APPLY_DAY_CHANGES)
+
+
+async def recount_days(conn: Connection, campaign_id: str) -> None:
+    """One campaign's day rollups again from its stored events (inside a re-plan)."""
+    for statement in RECOUNT_DAY_CHANGES:
+        await conn.execute(statement, campaign_id)
