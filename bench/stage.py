@@ -26,6 +26,11 @@ class Sizes:
     ingest_rate_seconds: int = 5
     apply_replicas: int = 1
     profile: bool = False
+    # the read benchmark (bench.reads): its national dataset, write rate and read load
+    reads_events: int = 200_000
+    reads_rate: int = 1000
+    reads_seconds: float = 10
+    reads_rounds: int = 5
 
 
 @dataclass

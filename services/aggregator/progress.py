@@ -8,7 +8,7 @@ from services.aggregator.models import IndicatorProgress, LeaderboardRow, UnitRe
 from tiendo.board import movement
 from tiendo.board import repository as board
 from tiendo.board.campaign import Campaign
-from tiendo.board.figures import Verdict, judge
+from tiendo.board.figures import Verdict, judge_counters, judge_indicators
 from tiendo.database import Connection
 from tiendo.pace import Status
 
@@ -46,8 +46,11 @@ async def progress_of(
 ) -> list[IndicatorProgress]:
     """Per indicator of the campaign: the unit's figures at `at`."""
     out: list[IndicatorProgress] = []
+    judged = await judge_indicators(
+        conn, campaign, campaign.indicators, [unit, *children], at, live=live
+    )
     for indicator in campaign.indicators:
-        verdicts = await judge(conn, campaign, indicator, [unit, *children], at, live=live)
+        verdicts = judged[indicator]
         if unit not in verdicts:
             continue
         done = sum(
@@ -74,8 +77,8 @@ async def leaderboard(
     standings = await movement.leaderboard(
         conn, campaign, indicator, level, at, previous_at=previous_at, live=live
     )
-    children = await board.level_codes(conn, level + 1)
-    kids = await judge(conn, campaign, indicator, children, at, live=live) if children else {}
+    children = await board.counters_at_level(conn, campaign.id, indicator, level + 1)
+    kids = await judge_counters(conn, campaign, indicator, children, at, live=live)
     total: dict[str, int] = {}
     done: dict[str, int] = {}
     for kid in kids.values():

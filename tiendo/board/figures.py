@@ -4,7 +4,7 @@ Every reader judges through `judge` (some units of one indicator) or `judge_camp
 (every targeted key of a campaign), and ranks through `rank_key`: one rule, one room."""
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -29,7 +29,7 @@ class Verdict(Place):
 async def _window_ago(
     conn: Connection,
     campaign: Campaign,
-    wanted: dict[str, Sequence[Counter]],
+    wanted: Mapping[str, Sequence[Counter]],
     at: datetime,
     cache: WindowValues | None,
     refresh: bool = False,
@@ -140,9 +140,47 @@ async def judge(
     where such values are cached).
     """
     counters = await repository.counters_of(conn, campaign.id, indicator, codes)
+    return await judge_counters(conn, campaign, indicator, counters, at, live=live, window=window)
+
+
+async def judge_counters(
+    conn: Connection,
+    campaign: Campaign,
+    indicator: str,
+    counters: Sequence[Counter],
+    at: datetime,
+    *,
+    live: bool,
+    window: WindowValues | None = None,
+) -> dict[str, Verdict]:
+    """`judge` of counters the caller has read already."""
     values = await _values(conn, campaign, indicator, counters, at, live)
     ago = await _window_ago(conn, campaign, {indicator: counters}, at, window)
     return _verdicts(campaign, counters, values, ago[indicator], at)
+
+
+async def judge_indicators(
+    conn: Connection,
+    campaign: Campaign,
+    indicators: Sequence[str],
+    codes: Sequence[str],
+    at: datetime,
+    *,
+    live: bool,
+) -> dict[str, dict[str, Verdict]]:
+    """`judge` of several indicators at once (a unit's progress shows them all): one read
+    of the counters and one of the day rollups for all of them rather than one each."""
+    by_indicator: dict[str, list[Counter]] = {i: [] for i in indicators}
+    for c in await repository.counters_of_indicators(conn, campaign.id, indicators, codes):
+        by_indicator[c.indicator].append(c)
+    ago = await _window_ago(conn, campaign, by_indicator, at, None)
+    out: dict[str, dict[str, Verdict]] = {}
+    for indicator, counters in by_indicator.items():
+        # (`as_of` one indicator at a time: the history query of several at once was no
+        # faster on the national tree, and slower for a commune)
+        values = await _values(conn, campaign, indicator, counters, at, live)
+        out[indicator] = _verdicts(campaign, counters, values, ago[indicator], at)
+    return out
 
 
 async def judge_campaign(

@@ -11,7 +11,8 @@ from zoneinfo import ZoneInfo
 
 from tiendo.board import days, repository
 from tiendo.board.campaign import Campaign
-from tiendo.board.figures import Verdict, judge, judge_one, ranked
+from tiendo.board.figures import Verdict, judge_counters, judge_one, ranked
+from tiendo.board.repository import Counter
 from tiendo.counting import ValueAt
 from tiendo.database import Connection
 from tiendo.pace import expected
@@ -129,8 +130,7 @@ async def days_behind(
 async def _then(
     conn: Connection,
     campaign: Campaign,
-    indicator: str,
-    codes: Sequence[str],
+    counters: Sequence[Counter],
     at: datetime,
     live: bool,
 ) -> list[Verdict]:
@@ -138,23 +138,18 @@ async def _then(
     history for an `as_of` board; for a live board from the day rollups (a live read never
     reads the events; values exact at midnights, interpolated inside the day; only the
     ranks are used, which need values and plans, not run rates or last reports)."""
+    targeted = [c for c in counters if c.target > 0]
+    if not targeted:
+        return []
+    indicator = targeted[0].indicator
     if not live:
-        before = await judge(conn, campaign, indicator, codes, at, live=False)
+        before = await judge_counters(conn, campaign, indicator, targeted, at, live=False)
         return [v for v in before.values() if v.progress.target > 0]
-    counters = [
-        c for c in await repository.counters_of(conn, campaign.id, indicator, codes) if c.target > 0
-    ]
-    live_values = {indicator: {c.unit: c.value for c in counters}}
+    live_values = {indicator: {c.unit: c.value for c in targeted}}
     then = (await days.values_at(conn, campaign, live_values, at))[indicator]
     return [
-        judge_one(
-            campaign,
-            c,
-            ValueAt(then.get(c.unit, 0), None),
-            None,  # a rank needs no run rate
-            at,
-        )
-        for c in counters
+        judge_one(campaign, c, ValueAt(then.get(c.unit, 0), None), None, at)  # no run rate
+        for c in targeted
     ]
 
 
@@ -170,12 +165,12 @@ async def leaderboard(
 ) -> list[Standing]:
     """Every unit of `level` with a target in the campaign, ranked at `at`, with its rank
     as of `previous_at` (the previous briefing; None or before the start: every unit new)."""
-    codes = await repository.level_codes(conn, level)
-    verdicts = await judge(conn, campaign, indicator, codes, at, live=live)
+    counters = await repository.counters_at_level(conn, campaign.id, indicator, level)
+    verdicts = await judge_counters(conn, campaign, indicator, counters, at, live=live)
     targeted = [v for v in verdicts.values() if v.progress.target > 0]
     then: list[Verdict] = []
     if previous_at is not None and previous_at > campaign.starts_at:
-        then = await _then(conn, campaign, indicator, codes, previous_at, live)
+        then = await _then(conn, campaign, counters, previous_at, live)
     streaks = await days_behind(
         conn, campaign, targeted, at, {v.unit: v.progress.value for v in targeted} if live else None
     )

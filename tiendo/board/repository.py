@@ -24,6 +24,13 @@ FROM progress p JOIN units u ON u.code = p.unit
 SELECT_COUNTERS_OF = (
     _COUNTERS + "WHERE p.campaign_id = $1 AND p.indicator = $2 AND p.unit = ANY ($3::text[])"
 )
+SELECT_COUNTERS_AT_LEVEL = (
+    _COUNTERS + "WHERE p.campaign_id = $1 AND p.indicator = $2 AND u.level = $3"
+)
+SELECT_COUNTERS_OF_INDICATORS = (
+    _COUNTERS
+    + "WHERE p.campaign_id = $1 AND p.indicator = ANY ($2::text[]) AND p.unit = ANY ($3::text[])"
+)
 # Every (unit, indicator) the campaign judges: those with a target, set or summed up.
 SELECT_TARGETED = (
     _COUNTERS + "WHERE p.campaign_id = $1 AND p.target > 0 ORDER BY p.indicator, p.unit"
@@ -121,6 +128,23 @@ async def counters_of(
     conn: Connection, campaign_id: str, indicator: str, codes: Sequence[str]
 ) -> list[Counter]:
     rows = await conn.fetch(SELECT_COUNTERS_OF, campaign_id, indicator, list(codes))
+    return [Counter.from_row(r) for r in rows]
+
+
+async def counters_at_level(
+    conn: Connection, campaign_id: str, indicator: str, level: int
+) -> list[Counter]:
+    """The counters of every unit of a level (a leaderboard: no list of codes to send)."""
+    rows = await conn.fetch(SELECT_COUNTERS_AT_LEVEL, campaign_id, indicator, level)
+    return [Counter.from_row(r) for r in rows]
+
+
+async def counters_of_indicators(
+    conn: Connection, campaign_id: str, indicators: Sequence[str], codes: Sequence[str]
+) -> list[Counter]:
+    rows = await conn.fetch(
+        SELECT_COUNTERS_OF_INDICATORS, campaign_id, list(indicators), list(codes)
+    )
     return [Counter.from_row(r) for r in rows]
 
 

@@ -38,35 +38,31 @@ from tiendo.database import Connection
 # apply: after `batch.SPREAD` (the keys' own values are final, `batch_keys.old_own` is
 # the value before the batch), within the apply's transaction.
 APPLY_DAY_CHANGES = f"""
-WITH own AS (
-    SELECT k.campaign_id, k.unit, k.indicator, k.resnapped, k.snap_at AS old_snap_at,
-           k.old_own, p.snap_at, c.timezone, {OWN_VALUE} - k.old_own AS total
-    FROM batch_keys k
-    JOIN progress p USING (campaign_id, unit, indicator)
-    JOIN campaigns c ON c.id = k.campaign_id
-), incs AS (
+WITH incs AS (
     -- a key whose latest snapshot stayed: each counted increment after it, on its own day
-    -- (one the snapshot covers changes nothing now: `UPDATE_INCREMENTS` skips it too)
+    -- (one the snapshot covers changes nothing now), as `UPDATE_INCREMENTS` counts them;
+    -- joined on batch_keys' key, as that statement is (a CTE of the keys, which the
+    -- planner cannot see into, made this a nested loop of every event by every key)
     SELECT a.campaign_id, a.unit, a.indicator, a.day,
            coalesce(sum(a.value) FILTER (
-               WHERE NOT o.resnapped AND (o.snap_at IS NULL OR a.occurred_at > o.snap_at)
+               WHERE NOT k.resnapped AND (k.snap_at IS NULL OR a.occurred_at > k.snap_at)
            ), 0) AS change,
            sum(a.value) AS increments
     FROM batch_applied a
-    JOIN own o USING (campaign_id, unit, indicator)
+    JOIN batch_keys k USING (campaign_id, unit, indicator)
     WHERE a.kind = 'increment'
     GROUP BY 1, 2, 3, 4
 ), steps AS (
     -- a key whose latest snapshot moved: the batch's events after its old one, in time
     -- order (an increment at a snapshot's very moment is before it: the snapshot covers it)
     SELECT a.campaign_id, a.unit, a.indicator, a.day, a.occurred_at, a.event_id, a.kind,
-           a.value, o.old_own,
+           a.value, k.old_own,
            count(*) FILTER (WHERE a.kind = 'snapshot') OVER (
                PARTITION BY a.campaign_id, a.unit, a.indicator
                ORDER BY a.occurred_at, a.kind = 'snapshot', a.event_id) AS seg
     FROM batch_applied a
-    JOIN own o USING (campaign_id, unit, indicator)
-    WHERE o.resnapped AND (o.old_snap_at IS NULL OR a.occurred_at > o.old_snap_at)
+    JOIN batch_keys k USING (campaign_id, unit, indicator)
+    WHERE k.resnapped AND (k.snap_at IS NULL OR a.occurred_at > k.snap_at)
 ), valued AS (
     -- the own value after each of them: from the old value, then from each snapshot
     SELECT s.*,
@@ -91,12 +87,16 @@ WITH own AS (
 ), rest AS (
     -- what the time order does not explain (events of the batch older than stored ones of
     -- the key), on the new snapshot's day: the days still add up to the live value
-    SELECT o.campaign_id, o.unit, o.indicator, (o.snap_at AT TIME ZONE o.timezone)::date AS day,
-           o.total - coalesce(sum(m.change), 0) AS change, 0::bigint AS increments
-    FROM own o
+    SELECT k.campaign_id, k.unit, k.indicator, (p.snap_at AT TIME ZONE c.timezone)::date AS day,
+           {OWN_VALUE} - k.old_own - coalesce(sum(m.change), 0) AS change,
+           0::bigint AS increments
+    FROM batch_keys k
+    JOIN progress p USING (campaign_id, unit, indicator)
+    JOIN campaigns c ON c.id = k.campaign_id
     LEFT JOIN modeled m USING (campaign_id, unit, indicator)
-    WHERE o.resnapped
-    GROUP BY o.campaign_id, o.unit, o.indicator, o.snap_at, o.timezone, o.total
+    WHERE k.resnapped
+    GROUP BY k.campaign_id, k.unit, k.indicator, p.snap_at, c.timezone, p.snap_value,
+             p.own_baseline, p.incr_after, k.old_own
 ), own_days AS (
     SELECT * FROM incs
     UNION ALL
