@@ -48,7 +48,7 @@ def table(results: dict[str, Any]) -> str:
         if key == "freshness":
             text = f"p50 {r['p50_seconds']} s, p99 {r['p99_seconds']} s"
         if key == "reads":
-            alone, loaded = r["alone"], r["under_load"]["reads"]
+            alone, loaded = r["alone"], r["under_load"]["viewers"]
             text = (
                 f"{r['dataset']['events']:,} events: live country p99 "
                 f"{alone['live_country']['p99_ms']} ms alone, "

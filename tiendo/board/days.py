@@ -91,13 +91,17 @@ class DayEnds:
         self._taken = 0
         self._later: dict[str, int] = {}
 
-    def at(self, end: datetime, unit: str) -> int:
-        """The unit's value at `end`; `end`s must come latest first."""
+    def move_to(self, end: datetime) -> None:
+        """Walk back to `end` (ends come latest first): undo the changes of the days from
+        its day on."""
         day = local_day(self._campaign, end)
         while self._taken < len(self._days) and self._days[self._taken] >= day:
             for u, change in self._by_day[self._days[self._taken]]:
                 self._later[u] = self._later.get(u, 0) + change
             self._taken += 1
+
+    def value(self, unit: str) -> int:
+        """The unit's value at the end walked back to."""
         return self._live.get(unit, 0) - self._later.get(unit, 0)
 
 

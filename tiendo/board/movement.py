@@ -111,6 +111,7 @@ async def days_behind(
     for end in ends:
         if not still:
             break
+        values.move_to(end)
         # most units share one plan: the expected value of each plan once per day
         planned: dict[tuple[int, int, datetime], float] = {}
         for unit, v in list(still.items()):
@@ -119,7 +120,7 @@ async def days_behind(
             exp = planned.get(key)
             if exp is None:
                 exp = planned[key] = expected(campaign.plan(*key), end)
-            value = values.at(end, unit)
+            value = values.value(unit)
             if value < p.target and exp > 0 and value / exp < threshold:
                 out[unit] += 1
             else:
