@@ -22,7 +22,8 @@ that judges, not HTTP or JSON. The reads:
 Under load, 50 clients are 50 board viewers: each refreshes a live board of twelve reads
 every ten seconds (`BOARD`, Grafana's refresh; 60 reads/s offered in all), its reads spread
 over the period, and a read's latency counts from when its schedule said to send it; a
-probe client sends every other read in turn meanwhile (`PROBED`). Meanwhile
+probe in its own process (`bench.read_probe`) sends every read in turn meanwhile
+(`PROBED`). Meanwhile
 the writer (`bench.steady_apply`, its own process: its CPU is not the readers') applies
 events with the aggregator's apply statements at the offered rate; freshness is from an
 event's acceptance (its arrival in the writer's buffer) to the commit that makes it
@@ -144,8 +145,8 @@ async def reads(conn: Connection, campaign: Campaign) -> dict[str, Read]:
 # every REFRESH seconds (Grafana's refresh), its reads spread evenly over the period. The
 # reads of the past and the leaderboard are not on it (a look at the past is a briefing's,
 # not every viewer's every ten seconds; 50 viewers with one each would need more than this
-# box's two cores, measured: they saturated it); a probe client sends every read in turn
-# meanwhile, so each is also measured under the load. `as_of_country` is left out (one
+# box's two cores, measured: they saturated it); a probe in its own process sends every
+# read in turn meanwhile, so each is also measured under the load. `as_of_country` is left out (one
 # holds a core for seconds).
 BOARD = [
     "ceiling_bare_pk_read",
@@ -182,13 +183,12 @@ def board_of(client: int) -> list[str]:
 
 
 async def under_load(
-    pool: asyncpg.Pool, named: dict[str, Read], seconds: float, clients: int
+    dsn: str, pool: asyncpg.Pool, named: dict[str, Read], seconds: float, clients: int
 ) -> dict[str, Any]:
     """The viewers' reads (latency from the moment a viewer's schedule said to send it,
     not from when it was sent: a late read counts its wait, no coordinated omission), and
-    the probe's reads of every kind meanwhile."""
+    the probe's reads of every kind meanwhile (`bench.read_probe`, its own process)."""
     viewed: dict[str, list[float]] = {}
-    probed: dict[str, list[float]] = {}
     interval = REFRESH / len(BOARD)
     begin = time.perf_counter()
     end = begin + seconds
@@ -207,24 +207,17 @@ async def under_load(
             i += 1
             due += interval
 
-    async def probe() -> None:
-        i = 0
-        while time.perf_counter() < end:
-            name = PROBED[i % len(PROBED)]
-            i += 1
-            async with pool.acquire() as conn:
-                t0 = time.perf_counter()
-                await named[name](conn)
-                probed.setdefault(name, []).append(time.perf_counter() - t0)
-
-    await asyncio.gather(probe(), *(viewer(k) for k in range(clients)))
+    probe = asyncio.create_task(
+        asyncio.to_thread(child, "bench.read_probe", "--dsn", dsn, "--seconds", str(seconds))
+    )
+    await asyncio.gather(*(viewer(k) for k in range(clients)))
     elapsed = time.perf_counter() - begin
     done = sum(len(s) for s in viewed.values())
     return {
         "offered_reads_per_second": round(clients / interval, 1),
         "achieved_reads_per_second": round(done / elapsed, 1),
         "viewers": {name: summary(s) for name, s in viewed.items()},
-        "probe": {name: summary(s) for name, s in probed.items()},
+        "probe": await probe,
     }
 
 
@@ -261,27 +254,18 @@ async def explain_slowest(conn: Connection, read: Read) -> dict[str, Any]:
     }
 
 
-def writer(dsn: str, rate: int, seconds: float) -> dict[str, Any]:
-    """`bench.steady_apply` in its own process; its JSON report."""
+def child(module: str, *args: str) -> dict[str, Any]:
+    """`python -m <module> <args>` in its own process; the JSON of its last line."""
     out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.steady_apply",
-            "--dsn",
-            dsn,
-            "--rate",
-            str(rate),
-            "--seconds",
-            str(seconds),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=ROOT,
+        [sys.executable, "-m", module, *args], capture_output=True, text=True, check=True, cwd=ROOT
     )
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
+
+
+def writer(dsn: str, rate: int, seconds: float) -> dict[str, Any]:
+    """`bench.steady_apply` in its own process; its JSON report."""
+    return child("bench.steady_apply", "--dsn", dsn, "--rate", str(rate), "--seconds", str(seconds))
 
 
 async def measure(
@@ -311,7 +295,7 @@ async def measure(
         results["writer_alone"] = await asyncio.to_thread(writer, dsn, rate, min(seconds, 10))
         load = asyncio.create_task(asyncio.to_thread(writer, dsn, rate, seconds))
         await asyncio.sleep(1)  # the writer has connected and started its ticks
-        loaded = await under_load(pool, named, seconds - 1, CLIENTS)
+        loaded = await under_load(dsn, pool, named, seconds - 1, CLIENTS)
         written = await load
         results["under_load"] = {
             "clients": CLIENTS,
