@@ -30,6 +30,21 @@ Both forms keep it beside the counters they write, so it is never older than the
 
 `tests/boards/test_day_rollups.py` holds both forms equal to the history at every day's end
 for in-order arrivals, and to each other.
+
+Not built yet, for `as_of` (the third form of `rules.py`, whose owner would fold it there):
+the value of a root at T, with D the local day of T, is
+
+    progress.value - sum(change of days >= D)            -- its value at the end of D - 1
+    + sum over the subtree's own units u of the day D part up to T:
+        u's counted increments of day D up to T, or, when u has a snapshot on day D at or
+        before T, (its latest such snapshot + the increments after it up to T) minus u's
+        own value at the end of D - 1 (its rollup less its children's rollups)
+
+which reads at most one day of events per key; the last event is `progress.last_event_at`
+when that is not after T, else the latest of day D up to T, else (rarely: a unit silent
+since before D) the history. It inherits the rollups' one inexact case, so `tiendo
+check`, which holds the counters against an independent reading of the history, must
+keep `VALUES_AS_OF`.
 """
 
 from tiendo.counting.rules import IN_CAMPAIGN, LATEST_FIRST, OWN_VALUE
