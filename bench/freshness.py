@@ -28,7 +28,7 @@ async def measure_freshness(stage: Stage) -> None:
             "notifier",
             port=notifier_port,
             admin_token="bench-admin-token",
-            webhook_secret="bench-webhook-secret",
+            link_secret="bench-link-secret",
         ),
         "notifier",
         notifier_port,
