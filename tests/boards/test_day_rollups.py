@@ -49,7 +49,9 @@ def _e(
 def history() -> list[Event]:
     """Nine days in time order: increments and snapshots of wards, a district's own
     reports, two snapshots of one ward on one day with increments between them and one
-    at a snapshot's very moment, a citizen counted once, events before the start."""
+    at a snapshot's very moment, a citizen counted once, events before the start; and a
+    citizen's earlier event arriving last, which moves its count to another unit and day
+    (increments arrive in any order: only a snapshot's keys need time order)."""
     return [
         _e(1, "00004", STARTS - timedelta(hours=1), 50),  # before the start: never counts
         _e(2, "00004", _at(0, 11), 3),
@@ -71,6 +73,11 @@ def history() -> list[Event]:
         _e(18, "00007", _at(7, 20), 3),
         _e(19, "00010", _at(8, 7), 2, indicator=EID),
         _e(20, "00004", _at(9, 1), 4),
+        _e(21, "00010", _at(6, 10), indicator=EID, subject="c" * 64),
+        _e(22, "00004", _at(9, 2), 1),
+        _e(23, "00010", _at(9, 3), 1),
+        # the same citizen's earlier event, last to arrive: the count moves to its day
+        _e(24, "00007", _at(3, 15), indicator=EID, subject="c" * 64),
     ]
 
 
