@@ -163,3 +163,27 @@ async def test_live_reads_never_read_the_event_history(database: str) -> None:
     finally:
         await locker.close()
         await reader.close()
+
+
+async def test_as_of_from_the_rollups_and_one_day_of_events_equals_the_history(database: str) -> None:
+    await _campaign_world(database)
+    conn = await asyncpg.connect(database)
+    try:
+        events = history()
+        for first in range(0, len(events), 3):
+            await counting.apply_events(conn, events[first : first + 3])
+        campaign = await board.campaign(conn, "c1")
+        assert campaign is not None
+        indicators = [CCCD, EID]
+        # every seven hours from before the start to after the last event: midnights,
+        # moments inside days with snapshots, days some units were silent
+        for step in range(40):
+            at = STARTS - timedelta(hours=5) + timedelta(hours=7 * step)
+            found = await counting.as_of(conn, "c1", indicators, UNITS, campaign.starts_at, at)
+            history_figures = {k: (v.value, v.last_event_at) for k, v in found.items()}
+            rolled = await rollups.as_of_from_days(
+                conn, "c1", indicators, UNITS, campaign.starts_at, campaign.timezone, at
+            )
+            assert rolled == history_figures, at
+    finally:
+        await conn.close()

@@ -31,8 +31,9 @@ Both forms keep it beside the counters they write, so it is never older than the
 `tests/boards/test_day_rollups.py` holds both forms equal to the history at every day's end
 for in-order arrivals, and to each other.
 
-Not built yet, for `as_of` (the third form of `rules.py`, whose owner would fold it there):
-the value of a root at T, with D the local day of T, is
+For `as_of` (the third form of `rules.py`), `AS_OF_FROM_DAYS` below is written and held
+equal to `VALUES_AS_OF` by the tests, not used by any reader yet (folding it into
+`rules.py` is its owner's call): the value of a root at T, with D the local day of T, is
 
     progress.value - sum(change of days >= D)            -- its value at the end of D - 1
     + sum over the subtree's own units u of the day D part up to T:
@@ -42,10 +43,17 @@ the value of a root at T, with D the local day of T, is
 
 which reads at most one day of events per key; the last event is `progress.last_event_at`
 when that is not after T, else the latest of day D up to T, else (rarely: a unit silent
-since before D) the history. It inherits the rollups' one inexact case, so `tiendo
-check`, which holds the counters against an independent reading of the history, must
-keep `VALUES_AS_OF`.
+since before D) the history. On the national dataset of `bench.national` (1,000,000
+events) it answered a commune in 13 ms against 161 ms, a province and its districts in 31
+against 182 ms, the country and its provinces in 1.2 s against 3.7 s (one day of the whole
+country's events), every figure equal. It inherits the rollups' one inexact case, so
+`tiendo check`, which holds the counters against an independent reading of the history,
+must keep `VALUES_AS_OF`.
 """
+
+from collections.abc import Sequence
+from datetime import datetime, time
+from zoneinfo import ZoneInfo
 
 from tiendo.counting.rules import IN_CAMPAIGN, LATEST_FIRST, OWN_VALUE
 from tiendo.database import Connection
@@ -202,3 +210,121 @@ async def recount_days(conn: Connection, campaign_id: str) -> None:
     """One campaign's day rollups again from its stored events (inside a re-plan)."""
     for statement in RECOUNT_DAY_CHANGES:
         await conn.execute(statement, campaign_id)
+
+
+# as_of from the rollups (see the module's docstring: not used yet; `rules.VALUES_AS_OF`
+# stays the form every reader uses). $1 the roots, $2 the campaign, $3 its indicators, $4
+# its start, $5 the moment (at most its deadline), $6 the moment's local day, $7 that day's
+# local midnight.
+AS_OF_FROM_DAYS = """
+WITH roots AS (
+    SELECT DISTINCT code FROM unnest($1::text[]) AS r (code)
+), members AS (
+    SELECT lineage.code AS root, u.code
+    FROM units u CROSS JOIN LATERAL unnest(u.ancestors || u.code) AS lineage (code)
+    JOIN roots ON roots.code = lineage.code
+), own_units AS (
+    SELECT DISTINCT code FROM members
+), ends AS (
+    -- each subtree's value at the end of the day before: live less that day's and later
+    SELECT p.unit, p.indicator, p.parent, p.value - coalesce(sum(d.change), 0) AS value
+    FROM (
+        SELECT p.unit, p.indicator, p.value, u.parent_code AS parent
+        FROM progress p
+        JOIN own_units o ON o.code = p.unit
+        JOIN units u ON u.code = p.unit
+        WHERE p.campaign_id = $2 AND p.indicator = ANY ($3::text[])
+    ) p
+    LEFT JOIN subtree_days d
+           ON d.campaign_id = $2 AND d.unit = p.unit AND d.indicator = p.indicator
+          AND d.day >= $6::date
+    GROUP BY p.unit, p.indicator, p.parent, p.value
+), child_ends AS (
+    SELECT parent, indicator, sum(value) AS value FROM ends GROUP BY 1, 2
+), day_events AS (
+    -- the one day of events: the moment's day up to the moment
+    SELECT e.unit, e.indicator, e.kind, e.value, e.occurred_at, e.event_id
+    FROM events e JOIN own_units o ON o.code = e.unit
+    WHERE e.indicator = ANY ($3::text[]) AND e.counted
+      AND e.occurred_at >= greatest($7::timestamptz, $4::timestamptz) AND e.occurred_at <= $5
+), day_snaps AS (
+    SELECT DISTINCT ON (e.unit, e.indicator) e.unit, e.indicator, e.occurred_at, e.value
+    FROM day_events e
+    WHERE e.kind = 'snapshot'
+    ORDER BY e.unit, e.indicator, e.occurred_at DESC, e.event_id DESC
+), parts AS (
+    -- each own unit's change over the day up to the moment
+    SELECT e.unit, e.indicator, max(e.occurred_at) AS last_at,
+           CASE WHEN s.unit IS NULL THEN 0
+                -- a snapshot that day: its value and what follows, less the own value at
+                -- the day's start (the unit's subtree less its children's)
+                ELSE s.value - (min(ue.value) - coalesce(min(ce.value), 0))
+           END
+           + coalesce(sum(e.value) FILTER (
+               WHERE e.kind = 'increment' AND (s.unit IS NULL OR e.occurred_at > s.occurred_at)
+           ), 0) AS change
+    FROM day_events e
+    LEFT JOIN day_snaps s USING (unit, indicator)
+    LEFT JOIN ends ue ON ue.unit = e.unit AND ue.indicator = e.indicator
+    LEFT JOIN child_ends ce ON ce.parent = e.unit AND ce.indicator = e.indicator
+    GROUP BY e.unit, e.indicator, s.unit, s.value
+), figures AS (
+    SELECT m.root, x.indicator, (x.value + coalesce(sum(pt.change), 0))::bigint AS value,
+           max(p.last_event_at) AS live_last, max(pt.last_at) AS day_last
+    FROM (SELECT DISTINCT root FROM members) m
+    JOIN ends x ON x.unit = m.root
+    JOIN progress p ON p.campaign_id = $2 AND p.unit = m.root AND p.indicator = x.indicator
+    LEFT JOIN members mm ON mm.root = m.root
+    LEFT JOIN parts pt ON pt.unit = mm.code AND pt.indicator = x.indicator
+    GROUP BY m.root, x.indicator, x.value
+), before_day AS (
+    -- a root silent all that day whose last report came after the moment: the history
+    -- before the day (rare for a large subtree), read for those roots only
+    SELECT f.root, f.indicator, l.last_at
+    FROM figures f
+    CROSS JOIN LATERAL (
+        SELECT max(e.occurred_at) AS last_at
+        FROM members m2
+        JOIN events e ON e.unit = m2.code AND e.indicator = f.indicator
+        WHERE m2.root = f.root AND e.counted AND e.occurred_at >= $4::timestamptz
+          AND e.occurred_at < greatest($7::timestamptz, $4::timestamptz)
+    ) l
+    WHERE f.live_last > $5::timestamptz AND f.day_last IS NULL
+)
+SELECT f.root, f.indicator, f.value,
+       CASE WHEN f.live_last <= $5::timestamptz THEN f.live_last
+            ELSE coalesce(f.day_last, b.last_at) END AS last_event_at
+FROM figures f
+LEFT JOIN before_day b USING (root, indicator)
+"""
+
+
+async def as_of_from_days(
+    conn: Connection,
+    campaign_id: str,
+    indicators: Sequence[str],
+    roots: Sequence[str],
+    starts_at: datetime,
+    timezone: str,
+    at: datetime,
+) -> dict[tuple[str, str], tuple[int, datetime | None]]:
+    """`tiendo.counting.as_of` from the rollups and the moment's day of events: (indicator,
+    root) → (value, last event). `at` at most the deadline. Not used by any reader yet."""
+    zone = ZoneInfo(timezone)
+    day = at.astimezone(zone).date()
+    midnight = datetime.combine(day, time(0), tzinfo=zone)
+    async with conn.transaction():
+        # The planner's estimate of this plan passes the JIT threshold; compiling it took
+        # 0.9 s of a 1 s read of one commune. (LOCAL: the caller's transaction, if any.)
+        await conn.execute("SET LOCAL jit = off")
+        rows = await conn.fetch(
+            AS_OF_FROM_DAYS,
+            list(roots),
+            campaign_id,
+            list(indicators),
+            starts_at,
+            at,
+            day,
+            midnight,
+        )
+    return {(r["indicator"], r["root"]): (r["value"], r["last_event_at"]) for r in rows}
