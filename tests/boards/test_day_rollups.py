@@ -165,7 +165,9 @@ async def test_live_reads_never_read_the_event_history(database: str) -> None:
         await reader.close()
 
 
-async def test_as_of_from_the_rollups_and_one_day_of_events_equals_the_history(database: str) -> None:
+async def test_as_of_from_the_rollups_and_one_day_of_events_equals_the_history(
+    database: str,
+) -> None:
     await _campaign_world(database)
     conn = await asyncpg.connect(database)
     try:
