@@ -51,6 +51,16 @@ def table(results: dict[str, Any]) -> str:
             text += ", gzip bodies"
         if key == "freshness":
             text = f"p50 {r['p50_seconds']} s, p99 {r['p99_seconds']} s"
+        if key == "reads":
+            alone, loaded = r["alone"], r["under_load"]["viewers"]
+            text = (
+                f"{r['dataset']['events']:,} events: live country p99 "
+                f"{alone['live_country']['p99_ms']} ms alone, "
+                f"{loaded.get('live_country', {}).get('p99_ms')} ms under load; "
+                f"leaderboard p99 {alone['leaderboard_communes_live']['p99_ms']} ms; "
+                f"as_of country p99 {alone['as_of_country']['p99_ms']} ms; "
+                f"freshness p99 {r['freshness']['p99_seconds']} s"
+            )
         if key == "alert_evaluation":
             text = f"{r['pairs']:,} pairs in {r['seconds']} s"
         if key == "ingest":

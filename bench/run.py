@@ -19,6 +19,7 @@ from bench import report
 from bench.ceilings import BARE_TOPIC, measure_ceilings
 from bench.freshness import measure_freshness
 from bench.phases import alert_evaluation, measure_apply, measure_ingest, measure_rebuild
+from bench.reads import measure_reads
 from bench.stage import Sizes, Stage
 from bench.world import seed_world
 from devtools.localstack import KafkaBroker, PostgresServer, free_port
@@ -73,6 +74,7 @@ async def run(sizes: Sizes, keep: bool) -> dict[str, Any]:
         await measure_apply(stage)
         await measure_freshness(stage)
         await measure_rebuild(stage)
+        await measure_reads(stage)
         stage.results["alert_evaluation"] = alert_evaluation(sizes.alert_pairs)
         await conn.close()
         return stage.results
@@ -107,6 +109,7 @@ def main() -> None:
     )
     parser.add_argument("--freshness-seconds", type=int)
     parser.add_argument("--rebuild-events", type=int)
+    parser.add_argument("--reads-events", type=int, help="events of the read benchmark's dataset")
     parser.add_argument("--alert-pairs", type=int, default=100_000)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--keep", action="store_true", help="keep data and logs")
@@ -129,6 +132,10 @@ def main() -> None:
         profile=args.profile,
         ingest_workers=args.ingest_workers,
         ingest_gzip=args.ingest_gzip,
+        reads_events=args.reads_events or (200_000 if args.quick else 10_000_000),
+        reads_rate=1000 if args.quick else args.freshness_rate,
+        reads_seconds=10 if args.quick else 60,
+        reads_rounds=5 if args.quick else 20,
     )
     started = time.perf_counter()
     results = eventloop.run(run(sizes, args.keep))

@@ -29,6 +29,11 @@ class Sizes:
     # ingest's processes (TIENDO_INGEST_WORKERS) and whether the load generator gzips
     ingest_workers: int = 1
     ingest_gzip: bool = False
+    # the read benchmark (bench.reads): its national dataset, write rate and read load
+    reads_events: int = 200_000
+    reads_rate: int = 1000
+    reads_seconds: float = 10
+    reads_rounds: int = 5
 
 
 @dataclass

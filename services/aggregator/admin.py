@@ -15,6 +15,7 @@ from services.aggregator.repository import tree as tree_sql
 from services.aggregator.validation import Problem, TargetRef, campaign_problems
 from tiendo import audit
 from tiendo.board.campaign import Campaign
+from tiendo.counting import rollups
 from tiendo.database import Connection
 from tiendo.pace import Milestone, Thresholds
 from tiendo.rollup import effective_targets, subtree_sums
@@ -306,3 +307,4 @@ async def replan(
     if recount:
         await recount_sql.recount(conn, campaign_id)
     await reference_sql.recompute_values(conn, campaign_id)
+    await rollups.recount_days(conn, campaign_id)

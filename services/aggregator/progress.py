@@ -2,34 +2,37 @@
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
-from services.aggregator.models import Figures, IndicatorProgress, LeaderboardRow, UnitRef
+from services.aggregator.models import IndicatorProgress, LeaderboardRow, UnitRef
 from tiendo.board import movement
 from tiendo.board import repository as board
 from tiendo.board.campaign import Campaign
-from tiendo.board.figures import Verdict, judge
+from tiendo.board.figures import Verdict, judge_counters, judge_indicators
 from tiendo.database import Connection
 from tiendo.pace import Status
 
 
-def _figures(v: Verdict, children_total: int, children_done: int) -> Figures:
+def _figures(v: Verdict, children_total: int, children_done: int) -> dict[str, Any]:
+    """The fields of `Figures`, validated once by the row that carries them (a leaderboard
+    builds ten thousand rows per request)."""
     p = v.progress
-    return Figures(
-        value=p.value,
-        baseline=p.baseline,
-        target=p.target,
-        pct=p.pct,
-        expected=p.expected,
-        expected_pct=p.expected_pct,
-        pace=p.pace,
-        run_rate_7d=p.run_rate_7d,
-        required_daily_rate=p.required_daily_rate,
-        projected_completion=p.projected_completion,
-        status=p.status.value,
-        last_event_at=v.last_event_at,
-        children_total=children_total,
-        children_done=children_done,
-    )
+    return {
+        "value": p.value,
+        "baseline": p.baseline,
+        "target": p.target,
+        "pct": p.pct,
+        "expected": p.expected,
+        "expected_pct": p.expected_pct,
+        "pace": p.pace,
+        "run_rate_7d": p.run_rate_7d,
+        "required_daily_rate": p.required_daily_rate,
+        "projected_completion": p.projected_completion,
+        "status": p.status.value,
+        "last_event_at": v.last_event_at,
+        "children_total": children_total,
+        "children_done": children_done,
+    }
 
 
 async def progress_of(
@@ -43,17 +46,18 @@ async def progress_of(
 ) -> list[IndicatorProgress]:
     """Per indicator of the campaign: the unit's figures at `at`."""
     out: list[IndicatorProgress] = []
+    judged = await judge_indicators(
+        conn, campaign, campaign.indicators, [unit, *children], at, live=live
+    )
     for indicator in campaign.indicators:
-        verdicts = await judge(conn, campaign, indicator, [unit, *children], at, live=live)
+        verdicts = judged[indicator]
         if unit not in verdicts:
             continue
         done = sum(
             1 for c in children if c in verdicts and verdicts[c].progress.status is Status.DONE
         )
         out.append(
-            IndicatorProgress(
-                indicator=indicator, **_figures(verdicts[unit], len(children), done).model_dump()
-            )
+            IndicatorProgress(indicator=indicator, **_figures(verdicts[unit], len(children), done))
         )
     return out
 
@@ -73,8 +77,8 @@ async def leaderboard(
     standings = await movement.leaderboard(
         conn, campaign, indicator, level, at, previous_at=previous_at, live=live
     )
-    children = await board.level_codes(conn, level + 1)
-    kids = await judge(conn, campaign, indicator, children, at, live=live) if children else {}
+    children = await board.counters_at_level(conn, campaign.id, indicator, level + 1)
+    kids = await judge_counters(conn, campaign, indicator, children, at, live=live)
     total: dict[str, int] = {}
     done: dict[str, int] = {}
     for kid in kids.values():
@@ -90,9 +94,7 @@ async def leaderboard(
             days_behind=s.days_behind,
             unit=UnitRef(code=s.verdict.unit, name=s.verdict.unit_name, level=s.verdict.level),
             parent=s.verdict.parent,
-            **_figures(
-                s.verdict, total.get(s.verdict.unit, 0), done.get(s.verdict.unit, 0)
-            ).model_dump(),
+            **_figures(s.verdict, total.get(s.verdict.unit, 0), done.get(s.verdict.unit, 0)),
         )
         for s in standings
     ]

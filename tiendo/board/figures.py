@@ -4,12 +4,11 @@ Every reader judges through `judge` (some units of one indicator) or `judge_camp
 (every targeted key of a campaign), and ranks through `rank_key`: one rule, one room."""
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from tiendo import counting
-from tiendo.board import repository
+from tiendo.board import days, repository
 from tiendo.board.campaign import Campaign
 from tiendo.board.repository import Counter, Place
 from tiendo.board.window import WindowValues
@@ -30,39 +29,31 @@ class Verdict(Place):
 async def _window_ago(
     conn: Connection,
     campaign: Campaign,
-    wanted: dict[str, list[str]],
+    wanted: Mapping[str, Sequence[Counter]],
     at: datetime,
     cache: WindowValues | None,
     refresh: bool = False,
 ) -> dict[str, dict[str, int] | None]:
     """Per indicator, each wanted unit's value at the start of the run-rate window (None:
-    no window yet); what the cache does not hold is read in one pass over the history."""
+    no window yet), from its live value and the day rollups (`tiendo.board.days`): never
+    from the event history, live or `as_of` alike, so both judge a moment the same way."""
     window = run_rate_window(campaign.plan(0, 0), at)
     if window is None:
         return dict.fromkeys(wanted)
     out: dict[str, dict[str, int] | None] = {}
-    missing: list[str] = []
-    for indicator, codes in wanted.items():
+    missing: dict[str, dict[str, int]] = {}
+    for indicator, counters in wanted.items():
         pair = (campaign.id, indicator)
-        if cache is not None and not refresh and cache.fresh(pair, tuple(codes), at):
+        codes = tuple(c.unit for c in counters)
+        if cache is not None and not refresh and cache.fresh(pair, codes, at):
             out[indicator] = cache.get(pair)
         else:
-            missing.append(indicator)
+            missing[indicator] = {c.unit: c.value for c in counters}
     if missing:
-        found = await counting.as_of(
-            conn,
-            campaign.id,
-            missing,
-            sorted({u for i in missing for u in wanted[i]}),
-            campaign.starts_at,
-            min(at, campaign.deadline) - window,
-        )
-        for indicator in missing:
-            ago = {
-                u: found[indicator, u].value for u in wanted[indicator] if (indicator, u) in found
-            }
+        found = await days.values_at(conn, campaign, missing, min(at, campaign.deadline) - window)
+        for indicator, ago in found.items():
             if cache is not None:
-                cache.keep((campaign.id, indicator), tuple(wanted[indicator]), at, ago)
+                cache.keep((campaign.id, indicator), tuple(ago), at, ago)
             out[indicator] = ago
     return out
 
@@ -145,12 +136,51 @@ async def judge(
     """Figures and status of each unit in `codes` for one indicator at `at`.
 
     `live` reads the maintained counters (as of now); otherwise values come from history.
-    The 7-day run rate always comes from history (`window`: where such values are cached).
+    The value a run-rate window ago comes from the day rollups, live or not (`window`:
+    where such values are cached).
     """
     counters = await repository.counters_of(conn, campaign.id, indicator, codes)
+    return await judge_counters(conn, campaign, indicator, counters, at, live=live, window=window)
+
+
+async def judge_counters(
+    conn: Connection,
+    campaign: Campaign,
+    indicator: str,
+    counters: Sequence[Counter],
+    at: datetime,
+    *,
+    live: bool,
+    window: WindowValues | None = None,
+) -> dict[str, Verdict]:
+    """`judge` of counters the caller has read already."""
     values = await _values(conn, campaign, indicator, counters, at, live)
-    ago = await _window_ago(conn, campaign, {indicator: [c.unit for c in counters]}, at, window)
+    ago = await _window_ago(conn, campaign, {indicator: counters}, at, window)
     return _verdicts(campaign, counters, values, ago[indicator], at)
+
+
+async def judge_indicators(
+    conn: Connection,
+    campaign: Campaign,
+    indicators: Sequence[str],
+    codes: Sequence[str],
+    at: datetime,
+    *,
+    live: bool,
+) -> dict[str, dict[str, Verdict]]:
+    """`judge` of several indicators at once (a unit's progress shows them all): one read
+    of the counters and one of the day rollups for all of them rather than one each."""
+    by_indicator: dict[str, list[Counter]] = {i: [] for i in indicators}
+    for c in await repository.counters_of_indicators(conn, campaign.id, indicators, codes):
+        by_indicator[c.indicator].append(c)
+    ago = await _window_ago(conn, campaign, by_indicator, at, None)
+    out: dict[str, dict[str, Verdict]] = {}
+    for indicator, counters in by_indicator.items():
+        # (`as_of` one indicator at a time: the history query of several at once was no
+        # faster on the national tree, and slower for a commune)
+        values = await _values(conn, campaign, indicator, counters, at, live)
+        out[indicator] = _verdicts(campaign, counters, values, ago[indicator], at)
+    return out
 
 
 async def judge_campaign(
@@ -174,7 +204,7 @@ async def judge_campaign(
     ago = await _window_ago(
         conn,
         campaign,
-        {i: [c.unit for c in counters] for i, counters in by_indicator.items()},
+        dict(by_indicator),
         at,
         window,
         refresh,

@@ -9,14 +9,16 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from tiendo.board import repository
+from tiendo.board import days, repository
 from tiendo.board.campaign import Campaign
-from tiendo.board.figures import Verdict, judge, ranked
+from tiendo.board.figures import Verdict, judge_counters, judge_one, ranked
+from tiendo.board.repository import Counter
+from tiendo.counting import ValueAt
 from tiendo.database import Connection
 from tiendo.pace import expected
 
 # How far back "days behind in a row" looks: a campaign of the kind tiendo serves lasts
-# weeks; past this the figure says "at least" (and one history read a day is the cost).
+# weeks; past this the figure says "at least" (and a unit's day rollups are the cost).
 MAX_DAYS_BEHIND = 120
 
 
@@ -83,30 +85,73 @@ def day_ends(at: datetime, campaign: Campaign) -> list[datetime]:
 
 
 async def days_behind(
-    conn: Connection, campaign: Campaign, verdicts: Sequence[Verdict], at: datetime
+    conn: Connection,
+    campaign: Campaign,
+    verdicts: Sequence[Verdict],
+    at: datetime,
+    live: Mapping[str, int] | None = None,
 ) -> dict[str, int]:
     """Per unit behind at `at`: the days in a row it has been, today counted, each earlier
-    day judged at its end from the history. Units not behind now have 0."""
+    day judged at its end (local midnight) with its value then from the day rollups
+    (`tiendo.board.days`: exact at midnights, no event read). Units not behind now have 0.
+    `live`: the units' live values, when the caller has them (a live board)."""
     threshold = campaign.thresholds.behind
     out = {v.unit: int(is_behind(v, threshold)) for v in verdicts}
     still = {v.unit: v for v in verdicts if out[v.unit]}
-    for end in day_ends(at, campaign):
+    ends = day_ends(at, campaign)
+    if not still or not ends:
+        return out
+    indicator = next(iter(still.values())).indicator
+    if live is None:
+        counters = await repository.counters_of(conn, campaign.id, indicator, sorted(still))
+        live = {c.unit: c.value for c in counters}
+    values = await days.day_ends(
+        conn, campaign, indicator, {u: live.get(u, 0) for u in still}, ends[-1]
+    )
+    for end in ends:
         if not still:
             break
-        indicator = next(iter(still.values())).indicator
-        values = await repository.values_as_of(
-            conn, campaign.id, indicator, sorted(still), campaign.starts_at, end
-        )
+        values.move_to(end)
+        # most units share one plan: the expected value of each plan once per day
+        planned: dict[tuple[int, int, datetime], float] = {}
         for unit, v in list(still.items()):
             p = v.progress
-            plan = campaign.plan(p.baseline, p.target, v.deadline)
-            value = values[unit].value if unit in values else 0
-            exp = expected(plan, end)
+            key = (p.baseline, p.target, v.deadline)
+            exp = planned.get(key)
+            if exp is None:
+                exp = planned[key] = expected(campaign.plan(*key), end)
+            value = values.value(unit)
             if value < p.target and exp > 0 and value / exp < threshold:
                 out[unit] += 1
             else:
                 del still[unit]
     return out
+
+
+async def _then(
+    conn: Connection,
+    campaign: Campaign,
+    counters: Sequence[Counter],
+    at: datetime,
+    live: bool,
+) -> list[Verdict]:
+    """The leaderboard's units with a target judged at the previous briefing: from the
+    history for an `as_of` board; for a live board from the day rollups (a live read never
+    reads the events; values exact at midnights, interpolated inside the day; only the
+    ranks are used, which need values and plans, not run rates or last reports)."""
+    targeted = [c for c in counters if c.target > 0]
+    if not targeted:
+        return []
+    indicator = targeted[0].indicator
+    if not live:
+        before = await judge_counters(conn, campaign, indicator, targeted, at, live=False)
+        return [v for v in before.values() if v.progress.target > 0]
+    live_values = {indicator: {c.unit: c.value for c in targeted}}
+    then = (await days.values_at(conn, campaign, live_values, at))[indicator]
+    return [
+        judge_one(campaign, c, ValueAt(then.get(c.unit, 0), None), None, at)  # no run rate
+        for c in targeted
+    ]
 
 
 async def leaderboard(
@@ -121,12 +166,13 @@ async def leaderboard(
 ) -> list[Standing]:
     """Every unit of `level` with a target in the campaign, ranked at `at`, with its rank
     as of `previous_at` (the previous briefing; None or before the start: every unit new)."""
-    codes = await repository.level_codes(conn, level)
-    verdicts = await judge(conn, campaign, indicator, codes, at, live=live)
+    counters = await repository.counters_at_level(conn, campaign.id, indicator, level)
+    verdicts = await judge_counters(conn, campaign, indicator, counters, at, live=live)
     targeted = [v for v in verdicts.values() if v.progress.target > 0]
     then: list[Verdict] = []
     if previous_at is not None and previous_at > campaign.starts_at:
-        before = await judge(conn, campaign, indicator, codes, previous_at, live=False)
-        then = [v for v in before.values() if v.progress.target > 0]
-    streaks = await days_behind(conn, campaign, targeted, at)
+        then = await _then(conn, campaign, counters, previous_at, live)
+    streaks = await days_behind(
+        conn, campaign, targeted, at, {v.unit: v.progress.value for v in targeted} if live else None
+    )
     return standings(targeted, then, streaks)

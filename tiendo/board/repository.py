@@ -3,7 +3,7 @@ by the counting rules' own form, `tiendo.counting.as_of`. Callers own transactio
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
 import asyncpg
 
@@ -24,11 +24,41 @@ FROM progress p JOIN units u ON u.code = p.unit
 SELECT_COUNTERS_OF = (
     _COUNTERS + "WHERE p.campaign_id = $1 AND p.indicator = $2 AND p.unit = ANY ($3::text[])"
 )
+SELECT_COUNTERS_AT_LEVEL = (
+    _COUNTERS + "WHERE p.campaign_id = $1 AND p.indicator = $2 AND u.level = $3"
+)
+SELECT_COUNTERS_OF_INDICATORS = (
+    _COUNTERS
+    + "WHERE p.campaign_id = $1 AND p.indicator = ANY ($2::text[]) AND p.unit = ANY ($3::text[])"
+)
 # Every (unit, indicator) the campaign judges: those with a target, set or summed up.
 SELECT_TARGETED = (
     _COUNTERS + "WHERE p.campaign_id = $1 AND p.target > 0 ORDER BY p.indicator, p.unit"
 )
 SELECT_EVERY_COUNTER = _COUNTERS + "WHERE p.campaign_id = $1 ORDER BY p.indicator, p.unit"
+# The day rollups (`tiendo.counting.rollups`) from a day on: the changes of the later days
+# and of that day itself, per (indicator, unit). A week of rows per key at most.
+SELECT_CHANGES_FROM = """
+SELECT indicator, unit,
+       coalesce(sum(change) FILTER (WHERE day > $4), 0)::bigint AS after,
+       coalesce(sum(change) FILTER (WHERE day = $4), 0)::bigint AS on_day
+FROM subtree_days
+-- joined, not `= ANY`: a leaderboard asks for ten thousand units (each row compared with
+-- each of them took 100 ms)
+JOIN unnest($3::text[]) AS w (code) ON w.code = unit
+WHERE campaign_id = $1 AND indicator = ANY ($2::text[]) AND day >= $4
+GROUP BY 1, 2
+"""
+SELECT_DAY_CHANGES = """
+SELECT unit, day, change FROM subtree_days
+JOIN unnest($3::text[]) AS w (code) ON w.code = unit
+WHERE campaign_id = $1 AND indicator = $2 AND day >= $4 AND change <> 0
+"""
+SELECT_DAILY_INCREMENTS = """
+SELECT day, indicator, increments FROM subtree_days
+WHERE campaign_id = $1 AND unit = $2 AND day >= $3
+ORDER BY day, indicator
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +131,23 @@ async def counters_of(
     return [Counter.from_row(r) for r in rows]
 
 
+async def counters_at_level(
+    conn: Connection, campaign_id: str, indicator: str, level: int
+) -> list[Counter]:
+    """The counters of every unit of a level (a leaderboard: no list of codes to send)."""
+    rows = await conn.fetch(SELECT_COUNTERS_AT_LEVEL, campaign_id, indicator, level)
+    return [Counter.from_row(r) for r in rows]
+
+
+async def counters_of_indicators(
+    conn: Connection, campaign_id: str, indicators: Sequence[str], codes: Sequence[str]
+) -> list[Counter]:
+    rows = await conn.fetch(
+        SELECT_COUNTERS_OF_INDICATORS, campaign_id, list(indicators), list(codes)
+    )
+    return [Counter.from_row(r) for r in rows]
+
+
 async def targeted(conn: Connection, campaign_id: str, *, only: bool = True) -> list[Counter]:
     """The campaign's counters with a target (`only`), or every one of them."""
     query = SELECT_TARGETED if only else SELECT_EVERY_COUNTER
@@ -118,3 +165,31 @@ async def values_as_of(
     """Each root's subtree value and last event at `at`, from the event history."""
     found = await counting.as_of(conn, campaign_id, [indicator], roots, starts_at, at)
     return {root: v for (_, root), v in found.items()}
+
+
+async def changes_from(
+    conn: Connection,
+    campaign_id: str,
+    indicators: Sequence[str],
+    codes: Sequence[str],
+    day: date,
+) -> dict[tuple[str, str], tuple[int, int]]:
+    """(indicator, unit) → (the subtree's change over the days after `day`, over `day`)."""
+    rows = await conn.fetch(SELECT_CHANGES_FROM, campaign_id, list(indicators), list(codes), day)
+    return {(r["indicator"], r["unit"]): (r["after"], r["on_day"]) for r in rows}
+
+
+async def day_changes(
+    conn: Connection, campaign_id: str, indicator: str, codes: Sequence[str], since: date
+) -> list[tuple[str, date, int]]:
+    """Each unit's subtree change per day from `since` on (days without one left out)."""
+    rows = await conn.fetch(SELECT_DAY_CHANGES, campaign_id, indicator, list(codes), since)
+    return [(r["unit"], r["day"], r["change"]) for r in rows]
+
+
+async def daily_increments(
+    conn: Connection, campaign_id: str, unit: str, since: date
+) -> list[tuple[date, str, int]]:
+    """The unit's subtree counted increments per (day, indicator) from `since` on."""
+    rows = await conn.fetch(SELECT_DAILY_INCREMENTS, campaign_id, unit, since)
+    return [(r["day"], r["indicator"], r["increments"]) for r in rows]

@@ -11,10 +11,11 @@ Pair = tuple[str, str]  # (campaign, indicator)
 class WindowValues:
     """Each unit's value one run-rate window ago, kept for `max_age`.
 
-    Those values come from the event history (snapshot resolution as of a past moment),
-    which grows all campaign long; recomputing them on every pass made each pass cost a
-    scan of the history. A window of days moved by minutes changes a run rate by well
-    under a percent (5 minutes of 7 days: 0.05 %). `max_age` 0 never reuses a value.
+    Those values come from the day rollups (`tiendo.board.days`), a week of rows per unit;
+    they came from the event history once, whose scan on every pass this cache was made
+    for, and a pass over every key still reads a few hundred thousand rows. A window of
+    days moved by minutes changes a run rate by well under a percent (5 minutes of 7 days:
+    0.05 %). `max_age` 0 never reuses a value.
     """
 
     max_age: timedelta

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from tiendo.counting import batch, rules
+from tiendo.counting import batch, rollups, rules
 from tiendo.database import Connection
 from tiendo.event import Event
 
@@ -150,6 +150,7 @@ async def apply(
     await conn.execute(rules.UPDATE_INCREMENTS)
     await conn.execute(rules.RECOUNT_AFTER_SNAPSHOT)
     changed = list(await conn.fetch(batch.SPREAD))
+    await rollups.apply_days(conn)
     if await conn.fetchval("SELECT EXISTS (SELECT 1 FROM batch_applied WHERE adjustment)"):
         await conn.execute(rules.RELAST_OWN)
         await conn.execute(batch.RELAST_SUBTREES)

@@ -1,0 +1,358 @@
+"""What people feel (issue 15): the board's reads on a national campaign, alone and under 50
+board viewers while events are applied at a steady rate.
+
+    python -m bench.reads [--events 1000000] [--quick] [--keep]
+
+writes bench/results/reads.json; `make bench` runs the same phase (`measure_reads`) on its
+own PostgreSQL and puts it under "reads" in bench/results/latest.json.
+
+The dataset is `bench.national` (11,000 units, 8 indicators, N events counted from the
+history). Each read is the read API's own function (`services.aggregator.progress`,
+`tiendo.board`), timed from the call to its last row in Python: PostgreSQL and the Python
+that judges, not HTTP or JSON. The reads:
+
+- live progress of the country, a province, a district and a commune (each with its
+  children's done count, as `GET /v1/campaigns/{id}/progress/{unit}` computes it);
+- the same `as_of` three days ago;
+- the live leaderboard of every commune (10,236), with the ranks a week before and the
+  days behind in a row, as `GET .../leaderboard?level=4` computes it before paging;
+- the unit drill-down of a province (the `tiendo-unit` board's data: its figures and its
+  children's per indicator, and its subtree's daily bars).
+
+Under load, 50 clients are 50 board viewers: each refreshes a live board of twelve reads
+every ten seconds (`BOARD`, Grafana's refresh; 60 reads/s offered in all), its reads spread
+over the period, and a read's latency counts from when its schedule said to send it; a
+probe in its own process (`bench.read_probe`) sends every read in turn meanwhile
+(`PROBED`). Meanwhile
+the writer (`bench.steady_apply`, its own process: its CPU is not the readers') applies
+events with the aggregator's apply statements at the offered rate; freshness is from an
+event's acceptance (its arrival in the writer's buffer) to the commit that makes it
+visible to every live read, without the Kafka hop (the `freshness` phase of `make bench`
+measures that path). `as_of` of the country is measured alone only: one such read holds a
+core for seconds.
+
+Ceilings of the same run: a bare primary-key read of one `progress` row (the floor of any
+read on this box, alone and under the same load), and the writer's freshness with no
+readers. The slowest read alone gets the `EXPLAIN (ANALYZE, BUFFERS)` of its slowest
+statement.
+"""
+
+import argparse
+import asyncio
+import json
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from bench import national
+from bench.processes import ROOT
+from bench.report import RESULTS, machine
+from bench.stage import Stage
+from devtools.localstack import PostgresServer, free_port
+from services.aggregator.progress import leaderboard, progress_of
+from tiendo.board import days
+from tiendo.board import repository as board
+from tiendo.board.campaign import Campaign
+from tiendo.board.figures import judge
+from tiendo.database import Connection, create_pool
+
+Read = Callable[[Connection], Awaitable[object]]
+CLIENTS = 50
+PROVINCE, DISTRICT, COMMUNE = "P07", "P07D03", "X00007"
+
+
+def percentile(samples: list[float], q: float) -> float:
+    """The q-quantile (nearest rank) of `samples`, in milliseconds."""
+    ordered = sorted(samples)
+    return round(1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
+
+
+def summary(samples: list[float]) -> dict[str, Any]:
+    return {
+        "n": len(samples),
+        "p50_ms": percentile(samples, 0.5),
+        "p99_ms": percentile(samples, 0.99),
+    }
+
+
+async def _children(conn: Connection, unit: str) -> list[str]:
+    rows = await conn.fetch("SELECT code FROM units WHERE parent_code = $1 ORDER BY code", unit)
+    return [r["code"] for r in rows]
+
+
+async def reads(conn: Connection, campaign: Campaign) -> dict[str, Read]:
+    """Every read measured, by name; each takes a connection and reads what a board does."""
+    children = {u: await _children(conn, u) for u in ("VN", PROVINCE, DISTRICT, COMMUNE)}
+    past = datetime.now(UTC) - timedelta(days=3)
+
+    def progress(unit: str, live: bool) -> Read:
+        async def read(c: Connection) -> object:
+            at = datetime.now(UTC) if live else past
+            return await progress_of(c, campaign, unit, children[unit], at, live=live)
+
+        return read
+
+    async def leaderboard_live(c: Connection) -> object:
+        now = datetime.now(UTC)
+        return await leaderboard(
+            c, campaign, "cccd_collected", 4, now, live=True, previous_at=now - timedelta(days=7)
+        )
+
+    async def drill_down(c: Connection) -> object:
+        now = datetime.now(UTC)
+        figures = [
+            await judge(c, campaign, i, [PROVINCE, *children[PROVINCE]], now, live=True)
+            for i in campaign.indicators
+        ]
+        bars = await days.daily_bars(
+            c, campaign, PROVINCE, days.local_day(campaign, campaign.starts_at)
+        )
+        return figures, bars
+
+    async def bare(c: Connection) -> object:
+        return await c.fetchval(
+            "SELECT value FROM progress WHERE campaign_id = $1 AND unit = $2 AND indicator = $3",
+            campaign.id,
+            COMMUNE,
+            "cccd_collected",
+        )
+
+    return {
+        "ceiling_bare_pk_read": bare,
+        "live_country": progress("VN", True),
+        "live_province": progress(PROVINCE, True),
+        "live_district": progress(DISTRICT, True),
+        "live_commune": progress(COMMUNE, True),
+        "leaderboard_communes_live": leaderboard_live,
+        "drill_down_province": drill_down,
+        "as_of_commune": progress(COMMUNE, False),
+        "as_of_district": progress(DISTRICT, False),
+        "as_of_province": progress(PROVINCE, False),
+        "as_of_country": progress("VN", False),
+    }
+
+
+# Under load: each client is one board viewer refreshing a live board of twelve reads
+# every REFRESH seconds (Grafana's refresh), its reads spread evenly over the period. The
+# reads of the past and the leaderboard are not on it (a look at the past is a briefing's,
+# not every viewer's every ten seconds; 50 viewers with one each would need more than this
+# box's two cores, measured: they saturated it); a probe in its own process sends every
+# read in turn meanwhile, so each is also measured under the load. `as_of_country` is left out (one
+# holds a core for seconds).
+BOARD = [
+    "ceiling_bare_pk_read",
+    "live_country",
+    "live_province",
+    "live_province",
+    "live_district",
+    "live_district",
+    "live_commune",
+    "live_commune",
+    "live_commune",
+    "live_commune",
+    "drill_down_province",
+    "drill_down_province",
+]
+PROBED = [
+    "live_country",
+    "live_province",
+    "live_district",
+    "live_commune",
+    "drill_down_province",
+    "leaderboard_communes_live",
+    "as_of_commune",
+    "as_of_district",
+    "as_of_province",
+]
+REFRESH = 10.0
+
+
+def board_of(client: int) -> list[str]:
+    reads = BOARD[:]
+    random.Random(client).shuffle(reads)
+    return reads
+
+
+async def under_load(
+    dsn: str, pool: asyncpg.Pool, named: dict[str, Read], seconds: float, clients: int
+) -> dict[str, Any]:
+    """The viewers' reads (latency from the moment a viewer's schedule said to send it,
+    not from when it was sent: a late read counts its wait, no coordinated omission), and
+    the probe's reads of every kind meanwhile (`bench.read_probe`, its own process)."""
+    viewed: dict[str, list[float]] = {}
+    interval = REFRESH / len(BOARD)
+    begin = time.perf_counter()
+    end = begin + seconds
+
+    async def viewer(k: int) -> None:
+        reads = board_of(k)
+        # viewers' schedules interleave rather than all firing at once
+        due = begin + interval * k / clients
+        i = 0
+        while due < end:
+            await asyncio.sleep(max(0.0, due - time.perf_counter()))
+            name = reads[i % len(reads)]
+            async with pool.acquire() as conn:
+                await named[name](conn)
+            viewed.setdefault(name, []).append(time.perf_counter() - due)
+            i += 1
+            due += interval
+
+    probe = asyncio.create_task(
+        asyncio.to_thread(child, "bench.read_probe", "--dsn", dsn, "--seconds", str(seconds))
+    )
+    await asyncio.gather(*(viewer(k) for k in range(clients)))
+    elapsed = time.perf_counter() - begin
+    done = sum(len(s) for s in viewed.values())
+    return {
+        "offered_reads_per_second": round(clients / interval, 1),
+        "achieved_reads_per_second": round(done / elapsed, 1),
+        "viewers": {name: summary(s) for name, s in viewed.items()},
+        "probe": await probe,
+    }
+
+
+async def alone(pool: asyncpg.Pool, named: dict[str, Read], rounds: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    slow = ("as_of_country", "leaderboard_communes_live")
+    async with pool.acquire() as conn:
+        for name, read in named.items():
+            await read(conn)  # warm: plans cached, pages in memory
+            samples = []
+            for _ in range(max(3, rounds // 5) if name in slow else rounds):
+                t0 = time.perf_counter()
+                await read(conn)
+                samples.append(time.perf_counter() - t0)
+            out[name] = summary(samples)
+    return out
+
+
+async def explain_slowest(conn: Connection, read: Read) -> dict[str, Any]:
+    """EXPLAIN (ANALYZE, BUFFERS) of the slowest statement one run of `read` sends."""
+    logged: list[asyncpg.connection.LoggedQuery] = []
+    conn.add_query_logger(logged.append)
+    try:
+        await read(conn)
+    finally:
+        conn.remove_query_logger(logged.append)
+    slowest = max(logged, key=lambda q: q.elapsed)
+    plan = await conn.fetch(f"EXPLAIN (ANALYZE, BUFFERS) {slowest.query}", *slowest.args)
+    # a leaderboard's statements carry ten thousand unit codes: the plan keeps their start
+    return {
+        "statement_ms": round(1000 * slowest.elapsed, 1),
+        "query": " ".join(slowest.query.split())[:600],
+        "plan": [r[0][:300] for r in plan],
+    }
+
+
+def child(module: str, *args: str) -> dict[str, Any]:
+    """`python -m <module> <args>` in its own process; the JSON of its last line."""
+    out = subprocess.run(
+        [sys.executable, "-m", module, *args], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def writer(dsn: str, rate: int, seconds: float) -> dict[str, Any]:
+    """`bench.steady_apply` in its own process; its JSON report."""
+    return child("bench.steady_apply", "--dsn", dsn, "--rate", str(rate), "--seconds", str(seconds))
+
+
+async def measure(
+    dsn: str, n_events: int, rate: int, seconds: float, rounds: int
+) -> dict[str, Any]:
+    """Build the national dataset in `dsn`'s database and measure its reads."""
+    builder = await asyncpg.connect(dsn)
+    try:
+        dataset = await national.build(builder, n_events)
+    finally:
+        await builder.close()
+    pool = await create_pool(dsn, min_size=CLIENTS, max_size=CLIENTS + 2)
+    try:
+        # (opened after the migrations: its sessions have the database's search path)
+        async with pool.acquire() as conn:
+            campaign = await board.campaign(conn, national.CAMPAIGN)
+            assert campaign is not None
+            named = await reads(conn, campaign)
+        results: dict[str, Any] = {"dataset": dataset, "alone": await alone(pool, named, rounds)}
+        slowest = max(
+            (k for k in results["alone"] if k != "ceiling_bare_pk_read"),
+            key=lambda k: results["alone"][k]["p99_ms"],
+        )
+        async with pool.acquire() as conn:
+            results["slowest"] = {"read": slowest, **await explain_slowest(conn, named[slowest])}
+        # the writer alone first: its freshness with no reader is the ceiling of the loaded one
+        results["writer_alone"] = await asyncio.to_thread(writer, dsn, rate, min(seconds, 10))
+        load = asyncio.create_task(asyncio.to_thread(writer, dsn, rate, seconds))
+        await asyncio.sleep(1)  # the writer has connected and started its ticks
+        loaded = await under_load(dsn, pool, named, seconds - 1, CLIENTS)
+        written = await load
+        results["under_load"] = {
+            "clients": CLIENTS,
+            "seconds": seconds,
+            **loaded,
+            "writer": written,
+        }
+        results["freshness"] = {
+            "offered_events_per_second": rate,
+            "achieved_events_per_second": written["events_per_second"],
+            "p50_seconds": written["freshness_p50_seconds"],
+            "p99_seconds": written["freshness_p99_seconds"],
+            "ceiling_p99_seconds_without_readers": results["writer_alone"]["freshness_p99_seconds"],
+        }
+        return results
+    finally:
+        await pool.close()
+
+
+async def measure_reads(stage: Stage) -> None:
+    """`make bench`'s read phase, in its own database on the run's PostgreSQL."""
+    sizes = stage.sizes
+    dsn = stage.pg.create_database("national")
+    stage.results["reads"] = await measure(
+        dsn, sizes.reads_events, sizes.reads_rate, sizes.reads_seconds, sizes.reads_rounds
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.reads", description=__doc__)
+    parser.add_argument("--events", type=int)
+    parser.add_argument("--quick", action="store_true", help="200,000 events, short load")
+    parser.add_argument("--rate", type=int, help="events/s applied under the read load")
+    parser.add_argument("--seconds", type=float, help="seconds of read load")
+    parser.add_argument("--keep", action="store_true", help="keep the database's folder")
+    args = parser.parse_args()
+    n = args.events or (200_000 if args.quick else 10_000_000)
+    rate = args.rate or (1000 if args.quick else 5000)
+    seconds = args.seconds or (10 if args.quick else 60)
+    folder = Path(tempfile.mkdtemp(prefix="tiendo-reads-"))
+    pg = PostgresServer(folder / "pg", free_port())
+    pg.start()
+    started = time.perf_counter()
+    try:
+        dsn = pg.create_database("national")
+        results = asyncio.run(measure(dsn, n, rate, seconds, 5 if args.quick else 20))
+    finally:
+        pg.stop()
+        if args.keep:
+            print(f"kept {folder}")
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+    results["machine"] = machine(args.quick, time.perf_counter() - started)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "reads.json").write_text(json.dumps(results, indent=2, default=str))
+    print(json.dumps(results, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()
