@@ -68,6 +68,9 @@ class LoopMetrics:
                 "When each background loop last completed an iteration",
                 ["task"],
                 registry=registry,
+                # With several workers (tiendo.serve.serve_workers) the oldest beat among
+                # the live ones: a loop stuck in any worker must show as stale.
+                multiprocess_mode="livemin",
             ),
         )
 

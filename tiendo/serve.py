@@ -6,19 +6,23 @@ import logging
 import multiprocessing
 import multiprocessing.connection
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 
 import structlog
 import uvicorn
 from fastapi import FastAPI
+from prometheus_client.multiprocess import mark_process_dead
 
 from tiendo import eventloop
 from tiendo.database import MigrationsPending
 from tiendo.logs import configure_logging, get_logger
+from tiendo.metrics import MULTIPROC_DIR_ENV
 from tiendo.settings import ServiceSettings
 from tiendo.startup import DependencyUnavailable
 
@@ -119,6 +123,7 @@ def serve_workers(build: Callable[[], FastAPI], settings: ServiceSettings, worke
     and closes as `serve` does. A worker that ends on its own (a failed start, a crash)
     stops the others and this process exits with its code, so the process manager restarts
     the service whole rather than it running on short of a worker without anyone knowing.
+    Their metrics are shared through a private directory, removed at exit (tiendo.metrics).
     """
     if workers == 1:
         serve(build(), settings)
@@ -128,6 +133,23 @@ def serve_workers(build: Callable[[], FastAPI], settings: ServiceSettings, worke
         # each worker would bind a port of its own, and clients could reach only one
         log.error("unsafe_settings", problems=["several workers need a fixed port, not 0"])
         sys.exit(1)
+    # Every worker's metrics go to files in a directory of this run alone, which any
+    # worker's /metrics sums (tiendo.metrics): a fresh one, since files left by an earlier
+    # run would be added in. Set before spawning, as prometheus-client chooses its
+    # multiprocess value class when a worker first imports it.
+    metrics_dir = tempfile.mkdtemp(prefix="tiendo-metrics-")
+    if os.environ.get(MULTIPROC_DIR_ENV):
+        log.warning("metrics_dir_replaced", previous=os.environ[MULTIPROC_DIR_ENV])
+    os.environ[MULTIPROC_DIR_ENV] = metrics_dir
+    try:
+        _watch(build, settings, workers, metrics_dir)
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _watch(
+    build: Callable[[], FastAPI], settings: ServiceSettings, workers: int, metrics_dir: str
+) -> None:
     # spawn, not fork: a worker must not inherit this process's state (logging, locks)
     context = multiprocessing.get_context("spawn")
     processes = [
@@ -135,6 +157,13 @@ def serve_workers(build: Callable[[], FastAPI], settings: ServiceSettings, worke
         for i in range(workers)
     ]
     stopping = False
+    reaped: set[int] = set()
+
+    def reap(p: multiprocessing.process.BaseProcess) -> None:
+        # its live gauges (requests in flight, heartbeats) leave the sums at once
+        if p.pid is not None and p.exitcode is not None and p.pid not in reaped:
+            reaped.add(p.pid)
+            mark_process_dead(p.pid, metrics_dir)  # type: ignore[no-untyped-call]
 
     def stop(*_: object) -> None:
         nonlocal stopping
@@ -153,6 +182,8 @@ def serve_workers(build: Callable[[], FastAPI], settings: ServiceSettings, worke
     while not stopping and any(p.exitcode is None for p in processes):
         multiprocessing.connection.wait([p.sentinel for p in processes], timeout=1.0)
         ended = [p for p in processes if p.exitcode is not None]
+        for p in ended:
+            reap(p)
         if ended and not stopping:
             first = ended[0]
             # killed by a signal (a negative exitcode): a failure all the same
@@ -168,4 +199,5 @@ def serve_workers(build: Callable[[], FastAPI], settings: ServiceSettings, worke
             log.warning("worker_killed", worker=p.name, after_seconds=_WORKER_STOP_SECONDS)
             p.kill()
             p.join()
+        reap(p)
     sys.exit(code)

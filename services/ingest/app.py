@@ -90,7 +90,7 @@ def create_app(settings: IngestSettings) -> FastAPI:
     )
     app.add_middleware(RequestIdMiddleware)
     install_problem_handlers(app)
-    add_ops_routes(app, metrics.registry)
+    add_ops_routes(app, metrics.exposed)
     intake = Intake(settings, metrics, app.state)
     app.include_router(receipts.router(intake, access))
 

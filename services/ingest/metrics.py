@@ -1,11 +1,19 @@
 """Ingest's Prometheus metrics, one registry per app so tests can build many apps.
 
 Labels take bounded values only: indicators (the catalogue), rejection reasons and HTTP
-statuses (fixed sets here), token names (issued by an administrator, a handful)."""
+statuses (fixed sets here), token names (issued by an administrator, a handful).
+
+With several workers (TIENDO_INGEST_WORKERS) /metrics serves `exposed`: every worker's
+counters, histograms and gauges summed (tiendo.metrics). Each gauge therefore says how its
+workers' values combine (`multiprocess_mode`, ignored by a process serving alone); the
+gauges read from a function at scrape time cannot be combined and answer for the worker
+that took the scrape, as /readyz does."""
 
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from tiendo.metrics import ProcessGauge, exposition
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -80,8 +88,10 @@ class IngestMetrics:
             "tiendo_ingest_requests_in_flight",
             "POST /v1/events requests being handled",
             registry=r,
+            # the service's load is the sum over workers; a dead worker handles nothing
+            multiprocess_mode="livesum",
         )
-        self.kafka_ready = Gauge(
+        self.kafka_ready = ProcessGauge(
             "tiendo_ingest_kafka_ready",
             "1 while the Kafka producer is connected",
             registry=r,
@@ -91,8 +101,9 @@ class IngestMetrics:
             "Producers retired after a failed publish and replaced by a fresh one",
             registry=r,
         )
-        self.tokens_fresh = Gauge(
+        self.tokens_fresh = ProcessGauge(
             "tiendo_ingest_tokens_fresh",
             "1 while the token list is recent enough to trust (0: every request gets 503)",
             registry=r,
         )
+        self.exposed = exposition(r, per_process=[self.kafka_ready, self.tokens_fresh])

@@ -1,9 +1,11 @@
 """Ingest as several processes on one port (TIENDO_INGEST_WORKERS, SO_REUSEPORT) keeps one
 rate limit per token: its bucket is a row in PostgreSQL, so however requests spread over
 the processes, a token is let in for exactly its burst, and the rest get 429 with
-Retry-After. A worker that dies takes the service down whole; SIGTERM stops them all."""
+Retry-After. A worker that dies takes the service down whole; SIGTERM stops them all.
+/metrics sums every worker's counters, whichever worker takes the scrape."""
 
 import asyncio
+import os
 import re
 import signal
 from collections import Counter
@@ -14,11 +16,13 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from devtools.localstack import KafkaBroker
 from tests.ingest.test_ingest_api import NOW, batch, event, serving, settings_for
 from tests.support.stack import ServiceProcess, Topics, eventually, ingest_process
 from tests.support.world import build_world, issue_token
+from tiendo.metrics import MULTIPROC_DIR_ENV
 
 WORKERS = 3
 LIMIT = 24
@@ -27,6 +31,12 @@ SENT = 72
 # during a test however slow the machine: the admitted count cannot depend on timing.
 TIGHT = {"rate_limit_events_per_second": 0.001, "rate_limit_burst_events": LIMIT}
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def served_by(process: ServiceProcess, path: str) -> list[str]:
+    """The worker of each request to `path` the service has logged, in order."""
+    log = _ANSI.sub("", process.log.read_text(errors="replace"))
+    return re.findall(rf"request_handled .*path={re.escape(path)} .*worker=(\d+)", log)
 
 
 def workers_of(process: ServiceProcess) -> list[psutil.Process]:
@@ -151,3 +161,78 @@ async def test_two_apps_share_the_bucket_and_its_debt(
         )
     statuses = Counter(r.status_code for r in responses)
     assert statuses == {202: 4, 429: 8}, statuses
+
+
+async def test_every_worker_scrapes_the_sum_of_all_workers_counters(
+    workers: tuple[ServiceProcess, str],
+) -> None:
+    """Exactly the burst is sent (LIMIT events, one per connection, so the kernel spreads
+    them): every one is accepted, and each scrape, on a new connection to whichever worker,
+    counts all LIMIT, not the share of the worker that answered."""
+    process, token = workers
+    assert served_by(process, "/metrics") == []
+    new_connections = httpx.Limits(max_keepalive_connections=0)
+    async with httpx.AsyncClient(
+        base_url=process.url,
+        headers={"Authorization": f"Bearer {token}"},
+        limits=new_connections,
+        timeout=60,
+    ) as client:
+        responses = await asyncio.gather(
+            *(client.post("/v1/events", json=event(f"m{i}")) for i in range(LIMIT))
+        )
+    assert Counter(r.status_code for r in responses) == {202: LIMIT}
+
+    async def events_logged() -> None:
+        assert len(served_by(process, "/v1/events")) == LIMIT
+
+    await eventually(events_logged)
+    # several workers accepted a share each: one worker's counter alone would fall short
+    assert len(set(served_by(process, "/v1/events"))) >= 2
+
+    scrapes = 4 * WORKERS
+    async with httpx.AsyncClient(
+        base_url=process.url, limits=new_connections, timeout=10
+    ) as client:
+        for _ in range(scrapes):
+            r = await client.get("/metrics")
+            assert r.status_code == 200
+            families = list(text_string_to_metric_families(r.text))
+            # the per-worker gauges are not exported a second time beside the sums
+            names = [f.name for f in families]
+            assert len(names) == len(set(names)), names
+            samples = {
+                (s.name, tuple(sorted(s.labels.items()))): s.value
+                for f in families
+                for s in f.samples
+            }
+            accepted = sum(
+                v
+                for (name, _), v in samples.items()
+                if name == "tiendo_ingest_events_accepted_total"
+            )
+            assert accepted == LIMIT, r.text
+            assert samples["tiendo_ingest_requests_total", (("status", "202"),)] == LIMIT
+            assert samples["tiendo_ingest_batch_events_count", ()] == LIMIT
+            assert (
+                samples["tiendo_ingest_events_rejected_total", (("reason", "rate_limited"),)] == 0
+            )
+            # only the scrape itself is being handled, and not as a POST /v1/events
+            assert samples["tiendo_ingest_requests_in_flight", ()] == 0
+
+    async def scrapes_logged() -> None:
+        assert len(served_by(process, "/metrics")) == scrapes
+
+    await eventually(scrapes_logged)
+    # the same sum came from more than one worker
+    assert len(set(served_by(process, "/metrics"))) >= 2
+
+    # the workers' metric files live in a directory of this run, gone once it has stopped
+    metrics_dir = {w.environ()[MULTIPROC_DIR_ENV] for w in workers_of(process)}
+    assert len(metrics_dir) == 1
+    (shared,) = metrics_dir
+    assert os.path.isdir(shared)
+    assert process.process is not None
+    process.process.send_signal(signal.SIGTERM)
+    assert await asyncio.to_thread(process.process.wait, 60) == 0
+    assert not os.path.exists(shared)
