@@ -24,10 +24,9 @@ from services.aggregator import admin
 from services.aggregator.admin import CampaignIn, TargetIn
 from services.aggregator.app import create_app as create_aggregator
 from services.aggregator.cli import import_file, import_tree_version
-from services.aggregator.settings import AggregatorSettings
 from tests.support.identities import ADMIN_SECRET as ADMIN
 from tests.support.identities import READER
-from tests.support.stack import Topics, running
+from tests.support.stack import Topics, aggregator_settings, running
 from tiendo import counting
 from tiendo.event import Event, Kind
 
@@ -61,13 +60,7 @@ def whole_destination() -> dict[str, str | None]:
 async def aggregator(
     database: str, kafka: KafkaBroker, topics: Topics
 ) -> AsyncIterator[httpx.AsyncClient]:
-    settings = AggregatorSettings(
-        database_url=database,
-        kafka_bootstrap=kafka.bootstrap,
-        group_id=f"agg-{topics.events}",
-        consume=False,
-        **topics.kwargs(),
-    )
+    settings = aggregator_settings(database, kafka.bootstrap, topics, consume=False)
     async with running(create_aggregator(settings)) as c:
         yield c
 

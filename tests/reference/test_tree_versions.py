@@ -16,12 +16,11 @@ from devtools.localstack import KafkaBroker
 from services.aggregator.app import create_app as create_aggregator
 from services.aggregator.cli import import_file, import_tree_version
 from services.aggregator.repository import tree as tree_sql
-from services.aggregator.settings import AggregatorSettings
 from services.ingest import repository as ingest_sql
 from services.ingest.validation import Catalog
 from tests.support.identities import ADMIN_SECRET as ADMIN
 from tests.support.identities import READER, bearer
-from tests.support.stack import Topics, running
+from tests.support.stack import Topics, aggregator_settings, running
 from tiendo.unit_keys import cut_over
 
 DATA = Path(str(resources.files("devtools.demo") / "data"))
@@ -35,13 +34,7 @@ VERSION_COLUMNS = "code, admin_code, name, type, level, parent_code, ancestors, 
 async def client(
     database: str, kafka: KafkaBroker, topics: Topics
 ) -> AsyncIterator[httpx.AsyncClient]:
-    settings = AggregatorSettings(
-        database_url=database,
-        kafka_bootstrap=kafka.bootstrap,
-        group_id=f"agg-{topics.events}",
-        consume=False,
-        **topics.kwargs(),
-    )
+    settings = aggregator_settings(database, kafka.bootstrap, topics, consume=False)
     async with running(create_aggregator(settings)) as c:
         c.headers.update(bearer(ADMIN))
         yield c
