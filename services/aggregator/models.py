@@ -2,15 +2,21 @@
 
 from datetime import datetime, timedelta
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
 
 from tiendo.board.campaign import Campaign
+from tiendo.unit_keys import admin_code_of
 
 
 class UnitRef(BaseModel):
-    code: str
+    code: str = Field(description="the version's key: the official code, or `<code>@<day>`")
     name: str
     level: int
+
+    @computed_field(description="the official code (what upstream systems send)")  # type: ignore[prop-decorator]
+    @property
+    def admin_code(self) -> str:
+        return admin_code_of(self.code)
 
 
 class UnitOut(BaseModel):
