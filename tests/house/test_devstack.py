@@ -31,6 +31,13 @@ BAD_LINES = {
     "a Python warning": re.compile(r"\b\w*Warning: "),
     "a Java exception": re.compile(r"Exception in thread|^\s+at [\w.$]+\("),
 }
+# The broker's own race, not ours: two consumer groups asking for their coordinator at the
+# same moment both ask it to create `__consumer_offsets`; the second is told the topic
+# exists and the broker says so at WARN. Both groups then proceed normally. Only this exact
+# line is tolerated; any other broker WARN still fails the start.
+BENIGN = re.compile(
+    r"WARN Auto topic creation failed for __consumer_offsets with error 'TOPIC_ALREADY_EXISTS'"
+)
 # honcho's prefix: "07:10:00 ingest.1     | "
 _PREFIX = re.compile(r"^\d\d:\d\d:\d\d (?P<process>\S+)\s*\| ?")
 
@@ -117,7 +124,7 @@ def test_make_dev_starts_without_a_warning_and_every_service_becomes_ready(
         f"{what}: {line}"
         for line in first_minute
         for what, pattern in BAD_LINES.items()
-        if pattern.search(_PREFIX.sub("", line))
+        if pattern.search(_PREFIX.sub("", line)) and not BENIGN.search(line)
     ]
     # honcho says "system | ingest.1 stopped (rc=1)" when a process ends
     ended = [line for line in first_minute if " system " in line and " stopped " in line]
