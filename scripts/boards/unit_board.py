@@ -73,6 +73,15 @@ WHERE a.campaign_id = ${campaign:sqlstring} AND a.unit = ${unit:sqlstring}
 ORDER BY a.since DESC
 LIMIT 50
 """
+    compared = """
+SELECT b.unit, u.name AS unit_name, b.indicator, b.day, b.value, b.other_value,
+       b.value - b.other_value AS difference, b.unallocated, b.other_id
+FROM board_comparisons b
+JOIN units u ON u.code = b.unit
+WHERE b.campaign_id = ${campaign:sqlstring}
+  AND (b.unit = ${unit:sqlstring} OR u.parent_code = ${unit:sqlstring})
+  AND b.day = (SELECT max(day) FROM board_comparisons WHERE campaign_id = ${campaign:sqlstring})
+ORDER BY b.indicator, u.level, b.value - b.other_value"""
     return assemble(
         d,
         sql_table(
@@ -107,6 +116,27 @@ LIMIT 50
             g.at(24, 12),
             children,
             FIGURE_COLUMNS,
+        ),
+        sql_table(
+            "So với đợt trước, cùng ngày của đợt",
+            "The unit and its children against the campaign before this one (the latest that "
+            "ended by its start and counts the indicator), at the same whole day of each: "
+            "the earlier figures carried onto today's units through the crosswalk. "
+            "'Chưa phân bổ' is what wards split without declared shares left at the unit "
+            "(docs/units-over-time.md). Stored by the aggregator once the day has passed.",
+            g.at(24, 10),
+            compared,
+            [
+                display("unit", "Mã"),
+                display("unit_name", "Đơn vị"),
+                display("indicator", "Chỉ tiêu"),
+                display("day", "Ngày thứ"),
+                display("value", "Đợt này"),
+                display("other_value", "Đợt trước"),
+                display("difference", "Chênh lệch"),
+                display("unallocated", "Chưa phân bổ"),
+                display("other_id", "So với đợt"),
+            ],
         ),
         sql_table(
             "Cảnh báo của đơn vị",

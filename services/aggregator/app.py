@@ -12,7 +12,7 @@ from pydantic import Field
 from starlette.responses import JSONResponse, Response
 
 from services.aggregator import MIGRATIONS, admin, cutover, export
-from services.aggregator.comparison import comparison_routes
+from services.aggregator.comparison import comparison_routes, store_comparisons
 from services.aggregator.consumer import Applier, republish_all
 from services.aggregator.guard import CampaignGuard
 from services.aggregator.metrics import AggregatorMetrics
@@ -129,6 +129,7 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
                 metrics.units.snapshot = await unit_figures(
                     conn, settings.metrics_unit_level, clock.now(), window_values, guard.ids
                 )
+                await store_comparisons(conn, clock.now())
             beat()
             await asyncio.sleep(settings.metrics_refresh_seconds)
 

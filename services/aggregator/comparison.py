@@ -14,6 +14,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from pydantic import BaseModel, Field
 
+from services.aggregator.repository import comparisons as comparisons_sql
 from services.aggregator.repository import reference as reference_sql
 from services.aggregator.repository import tree as tree_sql
 from services.aggregator.tree_api import visible
@@ -27,6 +28,8 @@ from tiendo.identity.model import Identity, Role
 from tiendo.web import problem_responses
 
 DAY = timedelta(days=1)
+# how stale the boards' stored comparison may be (late reports from before its moment)
+STORED_MAX_AGE = timedelta(minutes=10)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +130,50 @@ async def compare(
         # the other campaign's own figures at the root itself, if any, count here too
         unallocated=top.other_value - sum(r.other_value for r in rows) if rows else 0,
     )
+
+
+async def store_comparisons(conn: Connection, now: datetime) -> int:
+    """The boards' comparisons (aggregator migration 013): every campaign against the one
+    before it (the latest that ended by its start and shares an indicator), at the last
+    whole day it has run, for the roots of its tree and their children; rewritten when
+    older than `STORED_MAX_AGE`. Returns how many rows were written."""
+    campaigns = {c.id: c for c in await reference_sql.campaigns(conn)}
+    written = 0
+    for pair in await comparisons_sql.pairs(conn):
+        campaign, other = campaigns.get(pair.campaign_id), campaigns.get(pair.other_id)
+        if campaign is None or other is None or now < campaign.starts_at + DAY:
+            continue
+        if not (campaign.judgeable() and other.judgeable()):
+            continue  # a campaign whose time zone is gone is left out everywhere
+        when = moments(campaign, other, None, now)
+        tree_at = max(when.at, campaign.starts_at)
+        for indicator in pair.shared:
+            fresh = await comparisons_sql.is_fresh(conn, pair, indicator, when.day, STORED_MAX_AGE)
+            if fresh:
+                continue
+            rows: list[comparisons_sql.StoredRow] = []
+            for code in await comparisons_sql.roots_at(conn, tree_at):
+                root = await tree_sql.version_at(conn, code, tree_at)
+                if root is None:
+                    continue
+                children = await tree_sql.children_at(conn, code, tree_at)
+                out = await compare(conn, campaign, other, indicator, root, children, when)
+                rows.append(
+                    comparisons_sql.StoredRow(
+                        out.unit.code,
+                        out.unit.level,
+                        out.unit.value,
+                        out.unit.other_value,
+                        out.unallocated,
+                    )
+                )
+                rows.extend(
+                    comparisons_sql.StoredRow(c.code, c.level, c.value, c.other_value, 0)
+                    for c in out.children
+                )
+            await comparisons_sql.store(conn, pair, indicator, when.day, rows)
+            written += len(rows)
+    return written
 
 
 CampaignPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="campaign id")]

@@ -41,6 +41,8 @@ from tests.boards.live import (
 from tests.support.identities import READER
 from tests.support.stack import REPO, ServiceKwargs, Topics, eventually
 from tests.support.world import WARDS, build_world, issue_token
+from tiendo import counting
+from tiendo.event import Event, Kind
 
 needs_prometheus = pytest.mark.skipif(
     PROMETHEUS is None,
@@ -116,6 +118,7 @@ async def test_every_board_query_returns_data_from_the_running_services(
     database: str, kafka: KafkaBroker, topics: Topics, tmp_path: Path
 ) -> None:
     await build_world(database, starts_at=START, indicators=INDICATORS)
+    await _earlier_campaign(database)
     token = await issue_token(database)
     receiver = Receiver()
     ports = {"tiendo-ingest": free_port(), "tiendo-aggregator": free_port()}
@@ -161,6 +164,31 @@ async def test_every_board_query_returns_data_from_the_running_services(
                 await _check_prometheus(prom)
                 await _check_sql(database, aggregator)
     assert receiver.received >= 1
+
+
+async def _earlier_campaign(dsn: str) -> None:
+    """Last year's campaign on the same units, counted: what the unit board compares with."""
+    earlier = START - timedelta(days=400)
+    await build_world(dsn, starts_at=earlier, indicators=INDICATORS, campaign_id="c0")
+    conn = await asyncpg.connect(dsn)
+    try:
+        await counting.apply_events(
+            conn,
+            [
+                Event(
+                    event_id=f"c0-{unit}-{indicator}",
+                    unit=unit,
+                    indicator=indicator,
+                    kind=Kind.INCREMENT,
+                    value=n // 2 + 1,
+                    occurred_at=earlier + timedelta(days=2),
+                )
+                for unit, n in DONE.items()
+                for indicator in INDICATORS
+            ],
+        )
+    finally:
+        await conn.close()
 
 
 async def _feed(

@@ -24,6 +24,7 @@ from services.aggregator import admin
 from services.aggregator.admin import CampaignIn, TargetIn
 from services.aggregator.app import create_app as create_aggregator
 from services.aggregator.cli import import_file, import_tree_version
+from services.aggregator.comparison import store_comparisons
 from tests.support.identities import ADMIN_SECRET as ADMIN
 from tests.support.identities import READER
 from tests.support.stack import Topics, aggregator_settings, running
@@ -206,3 +207,29 @@ async def test_a_campaign_is_compared_with_2023_on_todays_communes(
         params={"as_of": (OLD_START + timedelta(days=DAY)).isoformat()},
     )
     assert city_then.json()["indicators"][0]["children_total"] == 30  # its districts
+
+    # the boards' stored comparison is the route's, row for row
+    conn = await asyncpg.connect(database)
+    try:
+        written = await store_comparisons(conn, NEW_START + timedelta(days=DAY, hours=1))
+        stored = {
+            r["unit"]: r
+            for r in await conn.fetch(
+                "SELECT * FROM board_comparisons WHERE campaign_id = 'ml01-2026' AND day = $1",
+                DAY,
+            )
+        }
+    finally:
+        await conn.close()
+    assert written == len(stored) == 127
+    assert stored["01"]["other_id"] == "ml01-2023"
+    assert (stored["01"]["value"], stored["01"]["other_value"]) == (
+        body["unit"]["value"],
+        body["unit"]["other_value"],
+    )
+    assert stored["01"]["unallocated"] == body["unallocated"]
+    for code, row in rows.items():
+        assert (stored[code]["value"], stored[code]["other_value"]) == (
+            row["value"],
+            row["other_value"],
+        ), code
