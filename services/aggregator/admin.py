@@ -277,6 +277,20 @@ async def replan(
         return
     moment = await reference_sql.set_tree_at(conn, campaign_id, now)
     await reference_sql.ensure_campaign_rows(conn, campaign_id)
+    plan = await plan_on_tree(conn, campaign_id, indicators, moment)
+    await reference_sql.apply_plan(conn, campaign_id, plan)
+    if recount:
+        await recount_sql.recount(conn, campaign_id)
+    await reference_sql.recompute_values(conn, campaign_id)
+    await rollups.recount_days(conn, campaign_id)
+
+
+async def plan_on_tree(
+    conn: Connection, campaign_id: str, indicators: Sequence[str], moment: datetime
+) -> list[reference_sql.PlanRow]:
+    """The campaign's targets and baselines on the tree in force at `moment`: what the
+    live counters hold when the campaign reports there (`replan`), and what `as_of` of a
+    moment on an earlier tree than the campaign's reads (docs/units-over-time.md)."""
     every_version = await reference_sql.tree(conn)
     parents = await reference_sql.tree_at(conn, moment)
     targets = await reference_sql.targets(conn, campaign_id)
@@ -290,7 +304,19 @@ async def replan(
         deadlines = {t.unit: t.deadline for t in mine}
         landed = [c for c in carried if c.indicator == indicator]
         baselines = subtree_sums(parents, {c.unit: c.baseline for c in landed})
-        effective = effective_targets(parents, {c.unit: c.target for c in landed})
+        # Targets set on this tree's own units keep their meaning (a parent's target, if
+        # set, stands for its subtree); what closed versions carried in adds up the tree
+        # like a baseline: a split ward's target left at the city is the city's on top of
+        # its communes', not instead of them.
+        explicit = {t.unit: t.target for t in mine if t.unit in parents and t.target is not None}
+        carried_in = {
+            c.unit: (c.target or 0) - (explicit.get(c.unit) or 0)
+            for c in landed
+            if c.target is not None
+        }
+        extra = subtree_sums(parents, {u: v for u, v in carried_in.items() if v})
+        own_effective = effective_targets(parents, explicit)
+        effective = {u: own_effective.get(u, 0) + extra.get(u, 0) for u in {*own_effective, *extra}}
         plan.extend(
             reference_sql.PlanRow(
                 code,
@@ -303,8 +329,4 @@ async def replan(
             # a version outside the tree keeps its own baseline and is not judged
             for code in every_version
         )
-    await reference_sql.apply_plan(conn, campaign_id, plan)
-    if recount:
-        await recount_sql.recount(conn, campaign_id)
-    await reference_sql.recompute_values(conn, campaign_id)
-    await rollups.recount_days(conn, campaign_id)
+    return plan

@@ -4,7 +4,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from services.aggregator import admin
 from services.aggregator.models import IndicatorProgress, LeaderboardRow, UnitRef
+from services.aggregator.repository import reference as reference_sql
 from tiendo.board import movement
 from tiendo.board import repository as board
 from tiendo.board.campaign import Campaign
@@ -35,6 +37,19 @@ def _figures(v: Verdict, children_total: int, children_done: int) -> dict[str, A
     }
 
 
+async def earlier_plan(conn: Connection, campaign: Campaign, at: datetime) -> board.Plan | None:
+    """For an `as_of` read of a moment whose tree is not the one the campaign's live
+    counters are on (before its cut-over): the campaign's targets and baselines on that
+    tree. None when the trees are the same (the counters' own plan is the right one)."""
+    moments = await reference_sql.tree_moments(
+        conn, campaign.id, min(max(at, campaign.starts_at), campaign.deadline)
+    )
+    if moments is None or moments[0] == moments[1]:
+        return None
+    rows = await admin.plan_on_tree(conn, campaign.id, campaign.indicators, moments[0])
+    return {(r.unit, r.indicator): (r.target, r.baseline) for r in rows}
+
+
 async def progress_of(
     conn: Connection,
     campaign: Campaign,
@@ -46,8 +61,9 @@ async def progress_of(
 ) -> list[IndicatorProgress]:
     """Per indicator of the campaign: the unit's figures at `at`."""
     out: list[IndicatorProgress] = []
+    plan = None if live else await earlier_plan(conn, campaign, at)
     judged = await judge_indicators(
-        conn, campaign, campaign.indicators, [unit, *children], at, live=live
+        conn, campaign, campaign.indicators, [unit, *children], at, live=live, plan=plan
     )
     for indicator in campaign.indicators:
         verdicts = judged[indicator]
@@ -74,10 +90,13 @@ async def leaderboard(
 ) -> list[LeaderboardRow]:
     """Every unit of `level` with a target in the campaign, ranked, with its rank as of
     `previous_at` (the previous briefing) and its days behind in a row."""
+    plan = None if live else await earlier_plan(conn, campaign, at)
     standings = await movement.leaderboard(
-        conn, campaign, indicator, level, at, previous_at=previous_at, live=live
+        conn, campaign, indicator, level, at, previous_at=previous_at, live=live, plan=plan
     )
-    children = await board.counters_at_level(conn, campaign.id, indicator, level + 1)
+    children = board.on_plan(
+        await board.counters_at_level(conn, campaign.id, indicator, level + 1), plan
+    )
     kids = await judge_counters(conn, campaign, indicator, children, at, live=live)
     total: dict[str, int] = {}
     done: dict[str, int] = {}

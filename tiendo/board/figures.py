@@ -167,11 +167,14 @@ async def judge_indicators(
     at: datetime,
     *,
     live: bool,
+    plan: repository.Plan | None = None,
 ) -> dict[str, dict[str, Verdict]]:
     """`judge` of several indicators at once (a unit's progress shows them all): one read
-    of the counters and one of the day rollups for all of them rather than one each."""
+    of the counters and one of the day rollups for all of them rather than one each.
+    `plan`: the targets and baselines of an earlier tree (`repository.on_plan`)."""
     by_indicator: dict[str, list[Counter]] = {i: [] for i in indicators}
-    for c in await repository.counters_of_indicators(conn, campaign.id, indicators, codes):
+    read = await repository.counters_of_indicators(conn, campaign.id, indicators, codes)
+    for c in repository.on_plan(read, plan):
         by_indicator[c.indicator].append(c)
     ago = await _window_ago(conn, campaign, by_indicator, at, None)
     out: dict[str, dict[str, Verdict]] = {}

@@ -163,10 +163,14 @@ async def leaderboard(
     *,
     previous_at: datetime | None,
     live: bool,
+    plan: repository.Plan | None = None,
 ) -> list[Standing]:
     """Every unit of `level` with a target in the campaign, ranked at `at`, with its rank
-    as of `previous_at` (the previous briefing; None or before the start: every unit new)."""
-    counters = await repository.counters_at_level(conn, campaign.id, indicator, level)
+    as of `previous_at` (the previous briefing; None or before the start: every unit new).
+    `plan`: the targets of an earlier tree (`repository.on_plan`): its units are ranked."""
+    counters = repository.on_plan(
+        await repository.counters_at_level(conn, campaign.id, indicator, level), plan
+    )
     verdicts = await judge_counters(conn, campaign, indicator, counters, at, live=live)
     targeted = [v for v in verdicts.values() if v.progress.target > 0]
     then: list[Verdict] = []

@@ -1,8 +1,8 @@
 """The board's SQL over the aggregator's tables (read only); the history (`as_of`) is read
 by the counting rules' own form, `tiendo.counting.as_of`. Callers own transactions."""
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 
 import asyncpg
@@ -193,3 +193,23 @@ async def daily_increments(
     """The unit's subtree counted increments per (day, indicator) from `since` on."""
     rows = await conn.fetch(SELECT_DAILY_INCREMENTS, campaign_id, unit, since)
     return [(r["day"], r["indicator"], r["increments"]) for r in rows]
+
+
+# A campaign's targets and baselines on one tree, by (unit, indicator): what an `as_of`
+# read of a moment on an earlier tree than the campaign's judges by (the live counters
+# hold the plan of the campaign's current tree; docs/units-over-time.md).
+Plan = Mapping[tuple[str, str], tuple[int, int]]
+
+
+def on_plan(counters: Sequence[Counter], plan: Plan | None) -> list[Counter]:
+    """The counters with `plan`'s target and baseline (none: 0, not judged), or as read."""
+    if plan is None:
+        return list(counters)
+    return [
+        replace(
+            c,
+            target=plan.get((c.unit, c.indicator), (0, 0))[0],
+            baseline=plan.get((c.unit, c.indicator), (0, 0))[1],
+        )
+        for c in counters
+    ]

@@ -162,6 +162,13 @@ ORDER BY id
 """
 
 
+# The tree moment of `$2` and the one the campaign's live counters are on.
+SELECT_TREE_MOMENTS = """
+SELECT aggregator_read.tree_moment($2) AS tree, coalesce(tree_at, '-infinity') AS planned
+FROM campaigns WHERE id = $1
+"""
+
+
 # The tree of a moment: the versions in force then.
 SELECT_TREE_AT = """
 SELECT code, parent_code FROM units
@@ -473,3 +480,11 @@ class CarriedPlan:
 async def carried_plan(conn: Connection, campaign_id: str, moment: datetime) -> list[CarriedPlan]:
     rows = await conn.fetch(SELECT_CARRIED_PLAN, campaign_id, moment)
     return [CarriedPlan(r["unit"], r["indicator"], r["baseline"], r["target"]) for r in rows]
+
+
+async def tree_moments(
+    conn: Connection, campaign_id: str, at: datetime
+) -> tuple[datetime, datetime] | None:
+    """(the tree moment of `at`, the campaign's planned tree moment), if it exists."""
+    row = await conn.fetchrow(SELECT_TREE_MOMENTS, campaign_id, at)
+    return (row["tree"], row["planned"]) if row is not None else None
