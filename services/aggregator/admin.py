@@ -28,7 +28,9 @@ KEY_PATTERN = r"^[A-Za-z0-9_.-]{1,32}(@[0-9]{4}-[0-9]{2}-[0-9]{2})?$"
 CONTACT_COLUMNS = ("chief_name", "chief_email", "chief_phone", "chief_webhook", "chief_chat")
 
 
-class UnitIn(BaseModel):
+class UnitPlace(BaseModel):
+    """A unit's place in the tree: what the units import and a tree version both carry."""
+
     model_config = ConfigDict(extra="forbid")
 
     code: str = Field(pattern=CODE_PATTERN)
@@ -36,6 +38,9 @@ class UnitIn(BaseModel):
     type: str = Field("", max_length=64)
     level: int = Field(ge=1, le=6)
     parent_code: str | None = Field(None, pattern=CODE_PATTERN)
+
+
+class UnitIn(UnitPlace):
     chief_name: str | None = Field(None, max_length=200)
     chief_email: str | None = Field(None, max_length=254)
     chief_phone: str | None = Field(None, max_length=32)

@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.aggregator import cutover
-from services.aggregator.admin import CODE_PATTERN, ReferenceError
+from services.aggregator.admin import CODE_PATTERN, ReferenceError, UnitPlace
 from services.aggregator.repository import apply as apply_sql
 from services.aggregator.repository import reference as reference_sql
 from services.aggregator.repository import tree as tree_sql
@@ -30,16 +30,9 @@ EARLIEST_DAY = date(2000, 1, 1)
 LATEST_AHEAD_DAYS = 366
 
 
-class TreeUnitIn(BaseModel):
-    """A unit of the tree in force from the version's day, by its official code."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    code: str = Field(pattern=CODE_PATTERN)
-    name: str = Field(min_length=1, max_length=200)
-    type: str = Field("", max_length=64)
-    level: int = Field(ge=1, le=6)
-    parent_code: str | None = Field(None, pattern=CODE_PATTERN)
+class TreeUnitIn(UnitPlace):
+    """A unit of the tree in force from the version's day, by its official code (a tree
+    version carries no chiefs: contacts belong to the notifier)."""
 
 
 class CrosswalkIn(BaseModel):

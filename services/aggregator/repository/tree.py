@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import asyncpg
 
-from services.aggregator.repository.reference import Unit
+from services.aggregator.repository.reference import SELECT_CHILDREN_AT, Unit
 from services.aggregator.tree_versions import StoredVersion, VersionPlan
 from tiendo import counting
 from tiendo.database import Connection
@@ -238,12 +238,6 @@ ORDER BY code = $1 DESC, code
 LIMIT 1
 """
 
-SELECT_CHILDREN_AT = """
-SELECT code, admin_code, name, level, ancestors FROM units
-WHERE parent_code = $1 AND valid_from <= $2 AND $2 < coalesce(valid_to, 'infinity')
-ORDER BY code
-"""
-
 
 @dataclass(frozen=True, slots=True)
 class VersionAt:
@@ -265,7 +259,8 @@ async def version_at(conn: Connection, code: str, at: datetime) -> VersionAt | N
 
 
 async def children_at(conn: Connection, key: str, at: datetime) -> list[VersionAt]:
-    """The versions in force at `at` whose parent is `key`."""
+    """The versions in force at `at` whose parent is `key` (the statement of
+    `reference.children_at`, read as versions)."""
     return [_version_at(r) for r in await conn.fetch(SELECT_CHILDREN_AT, key, at)]
 
 
