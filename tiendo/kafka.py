@@ -4,9 +4,9 @@ import asyncio
 import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from aiokafka.partitioner import DefaultPartitioner
@@ -53,8 +53,8 @@ async def ensure_topics(
     ):
         with attempt:
             admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
-            await admin.start()
             try:
+                await start_whole(admin)
                 existing = set(await admin.list_topics())
                 missing = [t for t in topics if t.name not in existing]
                 if missing:
@@ -154,11 +154,16 @@ class RecordBatches:
         return futures
 
 
-async def start_whole(client: AIOKafkaConsumer) -> None:
+class Startable(Protocol):
+    async def start(self) -> None: ...
+
+
+async def start_whole(client: Startable) -> None:
     """`client.start()`, finished even when the caller is cancelled meanwhile: aiokafka's
     bootstrap holds its first connection in a local until it succeeds, so a cancel in the
     middle (a service stopped right after it started) leaks that connection, and the later
-    `stop()` cannot close it. The cancel is raised once the start is done."""
+    `stop()` cannot close it. The cancel is raised once the start is done, and the caller
+    stops the client as it would after any start (tests/house/test_kafka_clients.py)."""
     starting = asyncio.ensure_future(client.start())
     try:
         await asyncio.shield(starting)

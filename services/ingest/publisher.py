@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from tiendo.event import Event, encode
-from tiendo.kafka import RecordBatches, reliable_producer
+from tiendo.kafka import RecordBatches, reliable_producer, start_whole
 from tiendo.logs import get_logger
 
 log = get_logger(__name__)
@@ -123,7 +123,7 @@ class Publisher:
             producer = reliable_producer(self._bootstrap, client_id="tiendo-ingest")
             attempt += 1
             try:
-                await producer.start()
+                await start_whole(producer)
             except (KafkaError, OSError) as exc:
                 if attempt % _LOG_EVERY_ATTEMPTS == 1:  # an outage is one line a minute
                     log.warning(
