@@ -190,27 +190,23 @@ def goal_rows(results: dict[str, Any]) -> list[str]:
 def other_rows(results: dict[str, Any]) -> list[str]:
     """The run's figures that are no goal of the issue but explain the goals."""
     rows = []
-    for key, label in (("ingest", "one process"), ("ingest_scaled", "scale-out")):
-        r = results.get(key)
-        if r:
+    # the one-process figures, then the scale-out's
+    for suffix in ("", "_scaled"):
+        if r := results.get(f"ingest{suffix}"):
             rows.append(
-                f"| ingest at saturation, {label} ({counted(r['workers'], 'process')},"
-                f" {r['concurrency']} connections) | {r['events_per_second']:,} events/s;"
+                f"| ingest at saturation, {counted(r['workers'], 'process')},"
+                f" {r['concurrency']} connections | {r['events_per_second']:,} events/s;"
                 f" batch p99 {r['batch_p99_ms']} ms | {r['ratio_to_bare_produce']} × plain"
                 f" `send` loop, {r['ratio_to_bare_produce_batched']} × batched produce loop |"
             )
-    for key in ("ingest_sustained", "ingest_sustained_scaled"):
-        r = results.get(key)
-        if r:
+        if r := results.get(f"ingest_sustained{suffix}"):
             rows.append(
                 f"| ingest at {r['offered_events_per_second']:,} events/s offered,"
                 f" {counted(r['workers'], 'process')}, {r['concurrency']} connections"
                 f" | {r['achieved_events_per_second']:,} events/s achieved; batch p50"
                 f" {r['batch_p50_ms']} ms, p99 {r['batch_p99_ms']} ms | |"
             )
-    for key in ("aggregator_apply", "aggregator_apply_scaled"):
-        r = results.get(key)
-        if r:
+        if r := results.get(f"aggregator_apply{suffix}"):
             rows.append(
                 f"| apply, {counted(r['replicas'], 'replica')}, {r['events']:,} events"
                 f" | {r['events_per_second']:,} events/s; CPU per 1,000 events: aggregator"
