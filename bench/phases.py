@@ -36,7 +36,12 @@ async def measure_ingest(stage: Stage, workers: int = 1, suffix: str = "") -> Se
         await _every_worker_ready(f"http://127.0.0.1:{port}/readyz", workers)
     stage.ingest_url = f"http://127.0.0.1:{port}/v1/events"
     cpu0 = ingest.cpu_seconds()
-    flame = FlameGraph(stage.artifact(f"flame-ingest{suffix}.svg"), ingest.popen.pid, sizes.profile)
+    flame = FlameGraph(
+        stage.artifact(f"flame-ingest{suffix}.svg"),
+        ingest.popen.pid,
+        sizes.profile,
+        workers=workers > 1,
+    )
     result = loadgen(
         stage.ingest_url,
         stage.token,

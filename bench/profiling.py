@@ -20,9 +20,13 @@ class FlameGraph:
     process's memory without pausing it (--nonblocking): the measured figure pays py-spy's
     own CPU, a few % of a core at 100 samples a second, not a stop per sample."""
 
-    def __init__(self, path: Path, pid: int, enabled: bool, idle: bool = False) -> None:
+    def __init__(
+        self, path: Path, pid: int, enabled: bool, idle: bool = False, workers: bool = False
+    ) -> None:
         """`idle`: sample the waits too (a read waiting on PostgreSQL is idle in Python: its
-        graph then shows the share of its time spent waiting against judging)."""
+        graph then shows the share of its time spent waiting against judging; the idle
+        threads of the default executor show too). `workers`: sample the process's
+        children (a service run as several workers, whose parent only supervises)."""
         self.path = path
         self.popen: subprocess.Popen[bytes] | None = None
         spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which(
@@ -42,6 +46,7 @@ class FlameGraph:
                     "--output",
                     str(path),
                     *(["--idle"] if idle else []),
+                    *(["--subprocesses"] if workers else []),
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
