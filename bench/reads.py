@@ -3,8 +3,9 @@ board viewers while events are applied at a steady rate.
 
     python -m bench.reads [--events 1000000] [--quick] [--keep]
 
-writes bench/results/reads.json; `make bench` runs the same phase (`measure_reads`) on its
-own PostgreSQL and puts it under "reads" in bench/results/latest.json.
+writes bench/results/reads.json (and reads-flame-read.svg); `make bench` runs the same
+phase (`measure_reads`) on its own PostgreSQL and puts it under "reads" in
+bench/results/latest.json.
 
 The dataset is `bench.national` (11,000 units, 8 indicators, N events counted from the
 history). Each read is the read API's own function (`services.aggregator.progress`,
@@ -402,7 +403,9 @@ def main() -> None:
     try:
         dsn = pg.create_database("national")
         results = asyncio.run(
-            measure(dsn, n, rate, seconds, 5 if args.quick else 20, RESULTS / "flame-read.svg")
+            measure(
+                dsn, n, rate, seconds, 5 if args.quick else 20, RESULTS / "reads-flame-read.svg"
+            )
         )
     finally:
         pg.stop()

@@ -140,7 +140,8 @@ NOT_MEASURED = (
 
 
 def counted(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+    plural = f"{noun}es" if noun.endswith("s") else f"{noun}s"
+    return f"{n} {noun if n == 1 else plural}"
 
 
 def number(value: float, unit: str) -> str:
@@ -190,6 +191,19 @@ def goal_rows(results: dict[str, Any]) -> list[str]:
 def other_rows(results: dict[str, Any]) -> list[str]:
     """The run's figures that are no goal of the issue but explain the goals."""
     rows = []
+    ceilings = [
+        f"{label} {results[key]['events_per_second']:,} events/s"
+        for key, label in (
+            ("ceiling_producer_performance", "Kafka's ProducerPerformance"),
+            ("ceiling_bare_produce", "plain aiokafka `send` loop"),
+            ("ceiling_bare_produce_batched", "batched produce loop"),
+            ("ceiling_bare_consume", "bare `getmany` loop"),
+            ("ceiling_ingest_without_kafka", "ingest without Kafka"),
+        )
+        if key in results
+    ]
+    if ceilings:
+        rows.append(f"| the run's ceilings | {'; '.join(ceilings)} | |")
     # the one-process figures, then the scale-out's
     for suffix in ("", "_scaled"):
         if r := results.get(f"ingest{suffix}"):
