@@ -63,7 +63,9 @@ def block(results: dict[str, Any] | None) -> str:
         return NOT_MEASURED
     m = results["machine"]
     lines = [
-        f"From `bench/results/latest.json` (run started {m['started_at'][:16].replace('T', ' ')}"
+        f"From one `make bench{' --quick' if m['quick'] else ''}` run"
+        f" (`bench/results/{'quick' if m['quick'] else 'latest'}.json`, started"
+        f" {m['started_at'][:16].replace('T', ' ')}"
         f" UTC on {m['cpus']} cores, load average {m['load_average_before'][0]:.2f} before"
         f" and {m['load_average_after'][0]:.2f} after).",
         "",
@@ -116,7 +118,7 @@ def block(results: dict[str, Any] | None) -> str:
         )
         demands["the leaderboard read per viewer"] = LEADERBOARD_VIEWERS / REFRESH * lb
         lines.append(
-            f"| {LEADERBOARD_VIEWERS} viewers with it on their board, per viewer"
+            f"| {LEADERBOARD_VIEWERS} viewers with it on their board, each its own read"
             f" | {LEADERBOARD_VIEWERS / REFRESH * lb:.1f} cores | derived (share: estimate) |"
         )
     if (as_of := _p50_seconds(results, "as_of_country")) is not None:
