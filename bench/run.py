@@ -10,7 +10,8 @@ the code's sizes and earlier runs; each run prints and keeps its own): ceilings 
 ingest and apply with one process each (~2 min); freshness (~2 min); the scale-out, ingest
 with `--ingest-workers` processes and apply with `--apply-replicas` replicas (~2 min); the
 10 M-event rebuild (~4 min to fill the topic, ~11 min to rebuild); the reads on a national
-10 M-event dataset (~10 min to load, ~5 min to read). About 40 minutes in all.
+10 M-event dataset (~10 min to load, 5–10 min to read, most of it `as_of` of the country
+while it still reads the history). About 40 minutes in all.
 """
 
 import argparse
