@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install dev test test-fast lint fmt proto dashboards migrate prepare bench bench-quick clean-local
+.PHONY: help install dev test test-fast lint fmt proto dashboards migrate prepare bench bench-quick bench-readme clean-local
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -49,11 +49,14 @@ migrate: $(STAMP) ## apply every service's migrations as the database owner (TIE
 prepare: $(STAMP) ## fetch the Kafka jars, initialise PostgreSQL and Kafka storage (make dev does it too)
 	$(BIN)/python -m devtools.devstack --prepare-only
 
-bench: $(STAMP) ## full benchmark (ceilings, ingest, apply, freshness, 10M rebuild): bench/results/latest.json
+bench: $(STAMP) ## full benchmark, ~40 min (ceilings, ingest, apply, freshness, scale-out, 10M rebuild, 10M reads): bench/results/latest.json
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
-bench-quick: $(STAMP) ## the benchmark at small sizes (under 5 minutes)
+bench-quick: $(STAMP) ## the benchmark at small sizes (about 5 minutes): bench/results/quick.json
 	$(BIN)/python -m bench.run --quick $(BENCH_ARGS)
+
+bench-readme: $(STAMP) ## README's benchmark table and docs/capacity.md's figures from bench/results/latest.json
+	$(BIN)/python -m bench.report --readme
 
 clean-local: ## delete the local Kafka and PostgreSQL data (.local/)
 	rm -rf .local/kafka .local/pg .local/demo-token

@@ -54,7 +54,9 @@ async def measure_freshness(stage: Stage) -> None:
     before = await scrape(metrics_url)
     n = sizes.freshness_rate * sizes.freshness_seconds
     notifier_cpu0 = notifier.cpu_seconds()
-    notifier_flame = FlameGraph("notifier", notifier.popen.pid, sizes.profile)
+    notifier_flame = FlameGraph(
+        stage.artifact("flame-notifier.svg"), notifier.popen.pid, sizes.profile
+    )
     offered = loadgen(
         stage.ingest_url,
         stage.token,

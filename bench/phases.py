@@ -12,7 +12,7 @@ import httpx
 from bench import payloads
 from bench.ceilings import bare_produce, keyed
 from bench.exposition import metric_value, scrape
-from bench.processes import loadgen, tree_cpu_seconds
+from bench.processes import Service, loadgen, tree_cpu_seconds
 from bench.profiling import FlameGraph, sql_profile
 from bench.stage import INGEST_SETTINGS, Stage
 from devtools.localstack import free_port
@@ -22,26 +22,36 @@ INGEST = ["services.cli", "ingest", "serve"]
 AGGREGATOR = ["services.cli", "aggregator", "serve"]
 
 
-async def measure_ingest(stage: Stage) -> None:
-    """Ingest at saturation, then at the sustained rate; ingest stays up for freshness."""
+async def measure_ingest(stage: Stage, workers: int = 1, suffix: str = "") -> Service:
+    """Ingest of `workers` processes at saturation, then at the sustained rate, into
+    results["ingest<suffix>"] and ["ingest_sustained<suffix>"]; returns the service, left
+    up for the phases after (freshness)."""
     sizes, results = stage.sizes, stage.results
+    # SO_REUSEPORT spreads connections, not requests: several per process
+    concurrency = sizes.concurrency * workers
     port = free_port()
-    env = stage.env("ingest", port=port, workers=sizes.ingest_workers, **INGEST_SETTINGS)
-    ingest = await stage.serve(INGEST, env, "ingest", port)
-    if sizes.ingest_workers > 1:
-        await _every_worker_ready(f"http://127.0.0.1:{port}/readyz", sizes.ingest_workers)
+    env = stage.env("ingest", port=port, workers=workers, **INGEST_SETTINGS)
+    ingest = await stage.serve(INGEST, env, f"ingest{suffix}", port)
+    if workers > 1:
+        await _every_worker_ready(f"http://127.0.0.1:{port}/readyz", workers)
     stage.ingest_url = f"http://127.0.0.1:{port}/v1/events"
     cpu0 = ingest.cpu_seconds()
-    flame = FlameGraph("ingest", ingest.popen.pid, sizes.profile)
+    flame = FlameGraph(
+        stage.artifact(f"flame-ingest{suffix}.svg"),
+        ingest.popen.pid,
+        sizes.profile,
+        workers=workers > 1,
+    )
     result = loadgen(
         stage.ingest_url,
         stage.token,
         sizes.events,
-        sizes.concurrency,
-        prefix="ing",
+        concurrency,
+        prefix=f"ing{suffix}",
         compress=sizes.ingest_gzip,
     )
-    result["workers"] = sizes.ingest_workers
+    result["workers"] = workers
+    result["concurrency"] = concurrency
     result["flame_graph"] = flame.stop()
     ingest.sample()
     result["cpu_seconds_per_1000_events"] = round(
@@ -55,7 +65,7 @@ async def measure_ingest(stage: Stage) -> None:
         result["events_per_second"] / results["ceiling_bare_produce_batched"]["events_per_second"],
         2,
     )
-    results["ingest"] = result
+    results[f"ingest{suffix}"] = result
     # Latency at the sustained rate contract §9 asks for, not at saturation (where it is
     # queueing: four 1,000-event batches in flight wait for one another).
     sustained_n = sizes.ingest_rate * sizes.ingest_rate_seconds
@@ -63,24 +73,35 @@ async def measure_ingest(stage: Stage) -> None:
         stage.ingest_url,
         stage.token,
         sustained_n,
-        sizes.concurrency,
+        concurrency,
         rate=sizes.ingest_rate,
-        prefix="sus",
+        prefix=f"sus{suffix}",
         compress=sizes.ingest_gzip,
     )
-    results["ingest_sustained"] = {
+    results[f"ingest_sustained{suffix}"] = {
         "offered_events_per_second": sizes.ingest_rate,
         "achieved_events_per_second": sustained["events_per_second"],
         "events": sustained_n,
         "batch": sustained["batch"],
         "batch_p50_ms": sustained["batch_p50_ms"],
         "batch_p99_ms": sustained["batch_p99_ms"],
-        "workers": sizes.ingest_workers,
+        "workers": workers,
         "gzip": sizes.ingest_gzip,
         "body_bytes_per_batch": sustained["body_bytes_per_batch"],
-        "concurrency": sizes.concurrency,
+        "concurrency": concurrency,
     }
-    stage.produced = sizes.events + sustained_n
+    stage.produced += sizes.events + sustained_n
+    return ingest
+
+
+async def measure_scale_out(stage: Stage) -> None:
+    """The same ingest and apply again with `ingest_workers` ingest processes behind one
+    port and `apply_replicas` aggregator replicas sharing the apply: results["*_scaled"]."""
+    sizes = stage.sizes
+    ingest = await measure_ingest(stage, sizes.ingest_workers, suffix="_scaled")
+    ingest.stop()
+    stage.services.remove(ingest)
+    await measure_apply(stage, sizes.apply_replicas, suffix="_scaled")
 
 
 async def _every_worker_ready(url: str, workers: int, timeout: float = 60) -> None:
@@ -95,21 +116,29 @@ async def _every_worker_ready(url: str, workers: int, timeout: float = 60) -> No
             await asyncio.sleep(0.05)
 
 
-async def measure_apply(stage: Stage) -> None:
-    """The aggregator's replicas applying everything ingest produced, from the first commit
-    to the last."""
-    sizes, produced, pg, broker = stage.sizes, stage.produced, stage.pg, stage.broker
+async def measure_apply(stage: Stage, replicas_n: int = 1, suffix: str = "") -> None:
+    """The aggregator's replicas applying everything ingest produced since the last apply,
+    from the first commit to the last, into results["aggregator_apply<suffix>"]. The
+    one-replica apply is profiled (py-spy, not pausing the process: a few % of a core)."""
+    sizes, pg, broker = stage.sizes, stage.pg, stage.broker
+    base, produced = await stage.applied(), stage.produced
     port = free_port()
     replicas = [
         stage.spawn(
-            AGGREGATOR, stage.aggregator_env(port if i == 0 else free_port()), f"aggregator-{i}"
+            AGGREGATOR,
+            stage.aggregator_env(port if i == 0 else free_port()),
+            f"aggregator{suffix}-{i}",
         )
-        for i in range(sizes.apply_replicas)
+        for i in range(replicas_n)
     ]
     await replicas[0].wait_ready(f"http://127.0.0.1:{port}/readyz")
     if sizes.profile:
         await stage.conn.execute("SELECT pg_stat_statements_reset()")
-    flame = FlameGraph("aggregator", replicas[0].popen.pid, sizes.profile)
+    flame = FlameGraph(
+        stage.artifact(f"flame-aggregator{suffix}.svg"),
+        replicas[0].popen.pid,
+        replicas_n == 1 or sizes.profile,
+    )
     cpu0 = sum(r.cpu_seconds() for r in replicas)
     assert pg.process is not None
     assert broker.process is not None
@@ -118,7 +147,7 @@ async def measure_apply(stage: Stage) -> None:
     # Steady state, from the first commit to the last: the consumer group's join (a few
     # seconds after readiness) is start-up, not apply work; the first batch is left out
     # of both the events and the time.
-    while (first := await stage.applied()) == 0:
+    while (first := await stage.applied()) == base:
         await asyncio.sleep(0.01)
     t0 = time.perf_counter()
     while await stage.applied() < produced:
@@ -129,40 +158,44 @@ async def measure_apply(stage: Stage) -> None:
     flame_graph = flame.stop()
     for r in replicas:
         r.sample()
+    events = produced - base
     text = await scrape(f"http://127.0.0.1:{port}/metrics")
     in_tx = metric_value(text, "tiendo_aggregator_batch_seconds_sum")
     apply: dict[str, Any] = {
-        "events": produced,
+        "events": events,
         "events_timed": produced - first,
-        "replicas": sizes.apply_replicas,
+        "replicas": replicas_n,
         "seconds": round(elapsed, 2),
         "events_per_second": round((produced - first) / elapsed),
         # replica 0's own transactions (all of them with one replica)
         "events_per_second_inside_transactions": (
-            round(produced / in_tx) if in_tx and sizes.apply_replicas == 1 else None
+            round(events / in_tx) if in_tx and replicas_n == 1 else None
         ),
         "cpu_seconds_per_1000_events": round(
-            (sum(r.cpu_seconds() for r in replicas) - cpu0) / produced * 1000, 3
+            (sum(r.cpu_seconds() for r in replicas) - cpu0) / events * 1000, 3
         ),
         "peak_rss_mb": round(max(r.peak_rss for r in replicas) / 2**20),
         # where the apply's work really is
         "postgres_cpu_seconds_per_1000_events": round(
-            (tree_cpu_seconds(pg.process.pid) - pg_cpu0) / produced * 1000, 3
+            (tree_cpu_seconds(pg.process.pid) - pg_cpu0) / events * 1000, 3
         ),
         "broker_cpu_seconds_per_1000_events": round(
-            (tree_cpu_seconds(broker.process.pid) - broker_cpu0) / produced * 1000, 3
+            (tree_cpu_seconds(broker.process.pid) - broker_cpu0) / events * 1000, 3
         ),
         "flame_graph": flame_graph,
     }
     if sizes.profile:
-        apply["sql_profile"] = await sql_profile(stage.conn, "aggregator")
+        apply["sql_profile"] = await sql_profile(
+            stage.conn, stage.artifact(f"sql-aggregator{suffix}.txt")
+        )
     apply["ratio_to_bare_consume"] = round(
         apply["events_per_second"] / stage.results["ceiling_bare_consume"]["events_per_second"],
         2,
     )
-    stage.results["aggregator_apply"] = apply
+    stage.results[f"aggregator_apply{suffix}"] = apply
     for r in replicas:
         r.stop()
+        stage.services.remove(r)
 
 
 async def measure_rebuild(stage: Stage) -> None:

@@ -3,8 +3,9 @@ board viewers while events are applied at a steady rate.
 
     python -m bench.reads [--events 1000000] [--quick] [--keep]
 
-writes bench/results/reads.json; `make bench` runs the same phase (`measure_reads`) on its
-own PostgreSQL and puts it under "reads" in bench/results/latest.json.
+writes bench/results/reads.json (and reads-flame-read.svg); `make bench` runs the same
+phase (`measure_reads`) on its own PostgreSQL and puts it under "reads" in
+bench/results/latest.json.
 
 The dataset is `bench.national` (11,000 units, 8 indicators, N events counted from the
 history). Each read is the read API's own function (`services.aggregator.progress`,
@@ -34,12 +35,14 @@ core for seconds.
 Ceilings of the same run: a bare primary-key read of one `progress` row (the floor of any
 read on this box, alone and under the same load), and the writer's freshness with no
 readers. The slowest read alone gets the `EXPLAIN (ANALYZE, BUFFERS)` of its slowest
-statement.
+statement and a py-spy flame graph of this process running it (`flame-read.svg`), and the
+dataset's tables their bytes per row (`storage`, what docs/capacity.md sizes from).
 """
 
 import argparse
 import asyncio
 import json
+import os
 import random
 import shutil
 import subprocess
@@ -55,7 +58,8 @@ import asyncpg
 
 from bench import national
 from bench.processes import ROOT
-from bench.report import RESULTS, machine
+from bench.profiling import FlameGraph
+from bench.report import RESULTS, machine, snapshot
 from bench.stage import Stage
 from devtools.localstack import PostgresServer, free_port
 from services.aggregator.progress import leaderboard, progress_of
@@ -254,6 +258,47 @@ async def explain_slowest(conn: Connection, read: Read) -> dict[str, Any]:
     }
 
 
+async def profile_read(read: Read, conn: Connection, path: Path) -> dict[str, Any]:
+    """A py-spy flame graph of this process running `read`, its waits for PostgreSQL
+    included, again and again for at least 5 s, once if it takes longer (as_of of the
+    country at 10 M events may take a minute; a read is in-process: py-spy samples the
+    benchmark's own pid)."""
+    flame = FlameGraph(path, os.getpid(), True, idle=True)
+    await asyncio.sleep(0.5)  # py-spy attached
+    runs, started = 0, time.perf_counter()
+    while runs < 1 or time.perf_counter() - started < 5:
+        await read(conn)
+        runs += 1
+    seconds = time.perf_counter() - started
+    return {"flame_graph": flame.stop(), "runs": runs, "seconds": round(seconds, 1)}
+
+
+STORAGE = """
+SELECT t.name, sum(c.reltuples)::bigint AS rows, sum(pg_total_relation_size(c.oid))::bigint
+       AS bytes
+FROM unnest($1::text[]) AS t(name)
+JOIN pg_class AS c
+  ON (c.oid = to_regclass(t.name) AND c.relkind = 'r')
+  OR c.oid IN (SELECT relid FROM pg_partition_tree(to_regclass(t.name)) WHERE isleaf)
+GROUP BY t.name
+"""
+STORED = ("events", "subjects", "daily_counts", "subtree_days", "progress")
+
+
+async def storage(conn: Connection) -> dict[str, Any]:
+    """Rows, bytes (heap, indexes and TOAST, every partition) and bytes per row of the
+    tables that grow with the events or the keys, after the dataset's VACUUM ANALYZE."""
+    rows = await conn.fetch(STORAGE, list(STORED))
+    return {
+        r["name"]: {
+            "rows": r["rows"],
+            "bytes": r["bytes"],
+            "bytes_per_row": round(r["bytes"] / r["rows"]) if r["rows"] > 0 else None,
+        }
+        for r in rows
+    }
+
+
 def child(module: str, *args: str) -> dict[str, Any]:
     """`python -m <module> <args>` in its own process; the JSON of its last line."""
     out = subprocess.run(
@@ -269,9 +314,10 @@ def writer(dsn: str, rate: int, seconds: float) -> dict[str, Any]:
 
 
 async def measure(
-    dsn: str, n_events: int, rate: int, seconds: float, rounds: int
+    dsn: str, n_events: int, rate: int, seconds: float, rounds: int, flame: Path
 ) -> dict[str, Any]:
-    """Build the national dataset in `dsn`'s database and measure its reads."""
+    """Build the national dataset in `dsn`'s database and measure its reads; the slowest
+    read's flame graph goes to `flame`."""
     builder = await asyncpg.connect(dsn)
     try:
         dataset = await national.build(builder, n_events)
@@ -284,13 +330,22 @@ async def measure(
             campaign = await board.campaign(conn, national.CAMPAIGN)
             assert campaign is not None
             named = await reads(conn, campaign)
-        results: dict[str, Any] = {"dataset": dataset, "alone": await alone(pool, named, rounds)}
+            stored = await storage(conn)
+        results: dict[str, Any] = {
+            "dataset": dataset,
+            "storage": stored,
+            "alone": await alone(pool, named, rounds),
+        }
         slowest = max(
             (k for k in results["alone"] if k != "ceiling_bare_pk_read"),
             key=lambda k: results["alone"][k]["p99_ms"],
         )
         async with pool.acquire() as conn:
-            results["slowest"] = {"read": slowest, **await explain_slowest(conn, named[slowest])}
+            results["slowest"] = {
+                "read": slowest,
+                **await explain_slowest(conn, named[slowest]),
+                **await profile_read(named[slowest], conn, flame),
+            }
         # the writer alone first: its freshness with no reader is the ceiling of the loaded one
         results["writer_alone"] = await asyncio.to_thread(writer, dsn, rate, min(seconds, 10))
         load = asyncio.create_task(asyncio.to_thread(writer, dsn, rate, seconds))
@@ -320,7 +375,12 @@ async def measure_reads(stage: Stage) -> None:
     sizes = stage.sizes
     dsn = stage.pg.create_database("national")
     stage.results["reads"] = await measure(
-        dsn, sizes.reads_events, sizes.reads_rate, sizes.reads_seconds, sizes.reads_rounds
+        dsn,
+        sizes.reads_events,
+        sizes.reads_rate,
+        sizes.reads_seconds,
+        sizes.reads_rounds,
+        stage.artifact("flame-read.svg"),
     )
 
 
@@ -338,17 +398,22 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="tiendo-reads-"))
     pg = PostgresServer(folder / "pg", free_port())
     pg.start()
+    before = snapshot()
     started = time.perf_counter()
     try:
         dsn = pg.create_database("national")
-        results = asyncio.run(measure(dsn, n, rate, seconds, 5 if args.quick else 20))
+        results = asyncio.run(
+            measure(
+                dsn, n, rate, seconds, 5 if args.quick else 20, RESULTS / "reads-flame-read.svg"
+            )
+        )
     finally:
         pg.stop()
         if args.keep:
             print(f"kept {folder}")
         else:
             shutil.rmtree(folder, ignore_errors=True)
-    results["machine"] = machine(args.quick, time.perf_counter() - started)
+    results["machine"] = machine(before, args.quick, time.perf_counter() - started)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "reads.json").write_text(json.dumps(results, indent=2, default=str))
     print(json.dumps(results, indent=2, default=str))

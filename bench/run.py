@@ -4,31 +4,71 @@ payloads, same run. Writes bench/results/latest.json and prints a table.
 Every figure is measured against its own ceiling measured minutes before on the same
 machine: the broker's ProducerPerformance, a bare aiokafka produce loop (acks=all,
 idempotent) and getmany loop, and ingest with Kafka taken out of the request.
+
+The phases, in order, with their duration at full size on the 2-core VM (estimated from
+the code's sizes and earlier runs; each run prints and keeps its own): ceilings (~1 min);
+ingest and apply with one process each (~2 min); freshness (~2 min); the scale-out, ingest
+with `--ingest-workers` processes and apply with `--apply-replicas` replicas (~2 min); the
+10 M-event rebuild (~4 min to fill the topic, ~11 min to rebuild); the reads on a national
+10 M-event dataset (~10 min to load, 5–10 min to read, most of it `as_of` of the country
+while it still reads the history). About 40 minutes in all.
 """
 
 import argparse
 import shutil
 import tempfile
 import time
+from collections.abc import Awaitable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 
-from bench import report
+from bench import goals, report
 from bench.ceilings import BARE_TOPIC, measure_ceilings
 from bench.freshness import measure_freshness
-from bench.phases import alert_evaluation, measure_apply, measure_ingest, measure_rebuild
+from bench.phases import (
+    alert_evaluation,
+    measure_apply,
+    measure_ingest,
+    measure_rebuild,
+    measure_scale_out,
+)
 from bench.reads import measure_reads
 from bench.stage import Sizes, Stage
 from bench.world import seed_world
 from devtools.localstack import KafkaBroker, PostgresServer, free_port
+from devtools.localstack.kafka import ensure_kafka_jars
 from services.aggregator.settings import AggregatorSettings
 from services.ingest import repository as ingest_repository
 from services.ingest import tokens
 from services.schema import migrate_all
 from tiendo import eventloop
 from tiendo.kafka import TopicSpec, ensure_topics, event_topics
+
+
+async def phase(results: dict[str, Any], name: str, work: Awaitable[object]) -> None:
+    """Run one phase, printing its start and duration and keeping them under "phases"."""
+    started = datetime.now(UTC)
+    print(f"{started:%H:%M:%S} {name} ...", flush=True)
+    t0 = time.perf_counter()
+    await work
+    seconds = time.perf_counter() - t0
+    results.setdefault("phases", {})[name] = {
+        "started_at": started.isoformat(timespec="seconds"),
+        "seconds": round(seconds, 1),
+    }
+    print(f"{datetime.now(UTC):%H:%M:%S} {name} took {seconds:.0f} s", flush=True)
+
+
+async def versions(conn: asyncpg.Connection) -> dict[str, str]:
+    """PostgreSQL's and the broker's versions, beside the figures they made."""
+    jars = sorted(ensure_kafka_jars().glob("kafka_2.13-*.jar"))
+    return {
+        "postgresql": str(await conn.fetchval("SHOW server_version")),
+        "kafka": jars[0].stem.removeprefix("kafka_2.13-") if jars else "",
+    }
 
 
 async def run(sizes: Sizes, keep: bool) -> dict[str, Any]:
@@ -69,15 +109,19 @@ async def run(sizes: Sizes, keep: bool) -> dict[str, Any]:
             ],
         )
         stage = Stage(sizes, logs, pg, broker, dsn, conn, settings, token, campaign)
-        await measure_ceilings(stage)
-        await measure_ingest(stage)
-        await measure_apply(stage)
-        await measure_freshness(stage)
-        await measure_rebuild(stage)
-        await measure_reads(stage)
-        stage.results["alert_evaluation"] = alert_evaluation(sizes.alert_pairs)
+        results = stage.results
+        await phase(results, "ceilings", measure_ceilings(stage))
+        await phase(results, "ingest", measure_ingest(stage))
+        await phase(results, "apply", measure_apply(stage))
+        await phase(results, "freshness", measure_freshness(stage))
+        if sizes.ingest_workers > 1 or sizes.apply_replicas > 1:
+            await phase(results, "scale_out", measure_scale_out(stage))
+        await phase(results, "rebuild", measure_rebuild(stage))
+        await phase(results, "reads", measure_reads(stage))
+        results["alert_evaluation"] = alert_evaluation(sizes.alert_pairs)
+        results["versions"] = await versions(conn)
         await conn.close()
-        return stage.results
+        return results
     finally:
         for service in stage.services if stage else []:
             service.stop()
@@ -99,10 +143,16 @@ def main() -> None:
     )
     parser.add_argument("--ingest-rate-seconds", type=int)
     parser.add_argument(
-        "--apply-replicas", type=int, default=1, help="aggregator replicas sharing the apply"
+        "--apply-replicas",
+        type=int,
+        default=2,
+        help="the scale-out phase's aggregator replicas sharing the apply (1: no scale-out)",
     )
     parser.add_argument(
-        "--ingest-workers", type=int, default=1, help="ingest processes sharing its port"
+        "--ingest-workers",
+        type=int,
+        default=3,
+        help="the scale-out phase's ingest processes sharing its port (1: no scale-out)",
     )
     parser.add_argument(
         "--ingest-gzip", action="store_true", help="the load generator gzips every body"
@@ -116,7 +166,8 @@ def main() -> None:
     parser.add_argument(
         "--profile",
         action="store_true",
-        help="py-spy flame graphs of ingest and apply, and the apply's SQL by server time",
+        help="py-spy flame graphs of ingest and the notifier too (the apply's and the slowest"
+        " read's are in every run), and the apply's SQL by server time",
     )
     args = parser.parse_args()
     sizes = Sizes(
@@ -136,11 +187,16 @@ def main() -> None:
         reads_rate=1000 if args.quick else args.freshness_rate,
         reads_seconds=10 if args.quick else 60,
         reads_rounds=5 if args.quick else 20,
+        quick=args.quick,
     )
+    before = report.snapshot()
     started = time.perf_counter()
     results = eventloop.run(run(sizes, args.keep))
-    results["machine"] = report.machine(args.quick, time.perf_counter() - started)
-    path = report.write(results)
+    results["machine"] = report.machine(
+        before, args.quick, time.perf_counter() - started, results.pop("versions")
+    )
+    results["goals"] = goals.judge(results)
+    path = report.write(results, args.quick)
     print(report.table(results))
     print(f"\nwritten to {path}")
 

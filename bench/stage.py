@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 
 from bench.processes import Service
+from bench.report import artifact
 from devtools.localstack import KafkaBroker, PostgresServer
 from services.aggregator.admin import CampaignIn
 from services.aggregator.settings import AggregatorSettings
@@ -24,11 +25,15 @@ class Sizes:
     concurrency: int
     ingest_rate: int = 20_000
     ingest_rate_seconds: int = 5
-    apply_replicas: int = 1
+    # the scale-out phase: aggregator replicas sharing the apply and ingest's processes
+    # (TIENDO_INGEST_WORKERS) behind one port, measured after the one-process figures
+    apply_replicas: int = 2
     profile: bool = False
-    # ingest's processes (TIENDO_INGEST_WORKERS) and whether the load generator gzips
-    ingest_workers: int = 1
+    ingest_workers: int = 3
+    # whether the load generator gzips every body
     ingest_gzip: bool = False
+    # a quick run's files are quick-*, so they never overwrite a full run's
+    quick: bool = False
     # the read benchmark (bench.reads): its national dataset, write rate and read load
     reads_events: int = 200_000
     reads_rate: int = 1000
@@ -54,6 +59,10 @@ class Stage:
     produced: int = 0
     # ingest's POST /v1/events, once the ingest phase has started it
     ingest_url: str = ""
+
+    def artifact(self, name: str) -> Path:
+        """bench/results/<name>, or quick-<name> for a quick run."""
+        return artifact(name, self.sizes.quick)
 
     def aggregator_env(self, port: int) -> dict[str, str]:
         return self.env("aggregator", port=port, admin_token="bench-admin-token")
