@@ -164,11 +164,14 @@ class RecordBatches:
                 if builder is None:
                     builder = builders[partition] = producer.create_batch()
                 if builder.append(key=key, value=value, timestamp=None) is None:
-                    # full: send it and start the next one for this partition
+                    # full (and closed by aiokafka): send it and start the next one
                     futures.append(await producer.send_batch(builder, topic, partition=partition))
                     builder = builders[partition] = producer.create_batch()
                     builder.append(key=key, value=value, timestamp=None)
             for partition, builder in builders.items():
+                # Closed, a batch is sent at once: it is whole, and waiting `linger_ms` for
+                # records that will never join it would only add to the request's time.
+                builder.close()
                 futures.append(await producer.send_batch(builder, topic, partition=partition))
         return futures
 
