@@ -113,13 +113,20 @@ def reliable_producer(
     )
 
 
+# More distinct keys than units in the country's tree: the cache starts again (a bounded size
+# whatever the keys).
+_KEYS_REMEMBERED = 100_000
+
+
 class RecordBatches:
     """Sends a list of keyed records as whole record batches, one per partition.
 
     `producer.send` per record costs a future and an accumulator append each, which was a
     third of ingest's CPU (bench flame graph); a builder per partition costs neither. The
     partition of a key is the default partitioner's (murmur2, as Java clients), so a unit's
-    events land where a plain `send` would put them.
+    events land where a plain `send` would put them. aiokafka's murmur2 is pure Python (a
+    tenth of ingest's CPU): each key's partition is remembered while the topic's partitions
+    stay the same, and keys (units) are few.
     """
 
     def __init__(self, producer: AIOKafkaProducer) -> None:
@@ -129,6 +136,15 @@ class RecordBatches:
         # and concurrent callers waiting for that can time out in a pile-up (seen with 4):
         # one caller queues at a time; waiting for acknowledgements is concurrent.
         self._queueing = asyncio.Lock()
+        # per topic: the partitions the keys were hashed over, and each key's partition
+        self._partition_of: dict[str, tuple[list[int], dict[bytes, int]]] = {}
+
+    def _partitions_of_keys(self, topic: str, partitions: list[int]) -> dict[bytes, int]:
+        hashed_over, known = self._partition_of.get(topic, (None, None))
+        if known is None or hashed_over != partitions or len(known) > _KEYS_REMEMBERED:
+            known = {}
+            self._partition_of[topic] = (partitions, known)
+        return known
 
     async def send(
         self, topic: str, records: Sequence[tuple[bytes, bytes]]
@@ -138,18 +154,24 @@ class RecordBatches:
         futures: list[asyncio.Future[Any]] = []
         async with self._queueing:
             partitions = sorted(await producer.partitions_for(topic))
+            known = self._partitions_of_keys(topic, partitions)
             builders: dict[int, Any] = {}
             for key, value in records:
-                partition = self._partitioner(key, partitions, partitions)
+                partition = known.get(key)
+                if partition is None:
+                    partition = known[key] = self._partitioner(key, partitions, partitions)
                 builder = builders.get(partition)
                 if builder is None:
                     builder = builders[partition] = producer.create_batch()
                 if builder.append(key=key, value=value, timestamp=None) is None:
-                    # full: send it and start the next one for this partition
+                    # full (and closed by aiokafka): send it and start the next one
                     futures.append(await producer.send_batch(builder, topic, partition=partition))
                     builder = builders[partition] = producer.create_batch()
                     builder.append(key=key, value=value, timestamp=None)
             for partition, builder in builders.items():
+                # Closed, a batch is sent at once: it is whole, and waiting `linger_ms` for
+                # records that will never join it would only add to the request's time.
+                builder.close()
                 futures.append(await producer.send_batch(builder, topic, partition=partition))
         return futures
 

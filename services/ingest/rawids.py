@@ -26,6 +26,9 @@ _RUN = re.compile(r"(?<![0-9A-Za-z])[0-9](?:[ .]?[0-9])*(?![0-9A-Za-z])")
 _UUID = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
 MIN_DIGITS = 9
 MAX_DIGITS = 12
+# Both rules need at least MIN_DIGITS decimal digits (`\d` and `isdecimal` are the same
+# Unicode category, Nd): most values have fewer, and this one scan settles them.
+_ENOUGH_DIGITS = re.compile(rf"(?:\D*\d){{{MIN_DIGITS}}}")
 
 
 def looks_like_raw_id(text: str) -> bool:
@@ -36,6 +39,8 @@ def looks_like_raw_id(text: str) -> bool:
 
 def contains_raw_id(text: str) -> bool:
     """Whether `text` is a raw ID number or holds one as a run of its own (module doc)."""
+    if _ENOUGH_DIGITS.match(text) is None:
+        return False
     if looks_like_raw_id(text):
         return True
     for run in _RUN.finditer(_UUID.sub("-", text)):

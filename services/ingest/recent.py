@@ -17,9 +17,11 @@ class RecentlyAccepted:
         self._seen: OrderedDict[str, tuple[str, str]] = OrderedDict()
 
     def remember(self, events: Sequence[Event]) -> None:
+        seen = self._seen
         for event in events:
-            self._seen[event.event_id] = (event.unit, event.indicator)
-            self._seen.move_to_end(event.event_id)
+            if event.event_id in seen:  # a new key goes to the end already
+                seen.move_to_end(event.event_id)
+            seen[event.event_id] = (event.unit, event.indicator)
         while len(self._seen) > self._capacity:
             self._seen.popitem(last=False)
 

@@ -9,7 +9,7 @@ import re
 from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
 from services.ingest.rawids import contains_raw_id
 from tiendo.event import MAX_EVENT_ID_LENGTH, MAX_INCREMENT, Event, Kind
@@ -84,10 +84,10 @@ class UnitVersion:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class Attribution:
+class Attribution(NamedTuple):
     """The version a sent code names at a moment (`key`), or why none: `successors` when
-    it was split, `retired_at` when it was closed before that moment."""
+    it was split, `retired_at` when it was closed before that moment. (A tuple: one is
+    made for every event validated, and a tuple is made several times faster.)"""
 
     key: str | None
     successors: tuple[Successor, ...] = ()
@@ -168,6 +168,7 @@ class Limits:
 
 # Every field a client may send a string in (an unknown field is refused by its name).
 _STRING_FIELDS = ("event_id", "unit", "indicator", "kind", "value", "occurred_at", "subject")
+_KINDS = {kind.value: kind for kind in Kind}
 UNKNOWN_UNIT = "unknown unit code"
 # a code the tree knows, but not at occurred_at: not yet, or retired (past its grace)
 UNKNOWN_UNIT_AT = "unknown unit code at occurred_at"
@@ -181,18 +182,19 @@ def parse_timestamp(text: str) -> datetime | None:
     if match is None:
         return None
     date, time, fraction, zulu, sign, hours, minutes = match.groups()
-    if zulu:
-        offset = timedelta(0)
-    else:
-        if int(hours) > 23 or int(minutes) > 59:
-            return None
-        offset = timedelta(hours=int(hours), minutes=int(minutes))
-        offset = -offset if sign == "-" else offset
+    if sign and (int(hours) > 23 or int(minutes) > 59):
+        return None
     try:
+        if zulu != "z" and text[10] == "T":
+            # What the pattern let through is ISO 8601 that the C parser reads the same
+            # way (it too truncates past microseconds), in a third of the time: the
+            # common case. It reads neither a lowercase "t" nor "z", which RFC 3339 allows.
+            return datetime.fromisoformat(text)
         naive = datetime.fromisoformat(f"{date}T{time}{(fraction or '')[:7]}")
     except ValueError:
         return None
-    return naive.replace(tzinfo=timezone(offset))
+    offset = timedelta(hours=int(hours), minutes=int(minutes)) if sign else timedelta(0)
+    return naive.replace(tzinfo=timezone(-offset if sign == "-" else offset))
 
 
 def _unit_at(code: str, at: datetime, catalog: Catalog, index: int) -> list[FieldError]:
@@ -281,6 +283,7 @@ def validate_event(
 
     unit = raw.get("unit")
     problem = _catalogued(unit, _UNIT, limits.max_unit_length, catalog.units, msg["unit"])
+    unit_known = problem is None
     if problem is not None:
         bad("unit", problem or UNKNOWN_UNIT)
 
@@ -290,13 +293,9 @@ def validate_event(
     if problem is not None:
         bad("indicator", problem or UNKNOWN_INDICATOR)
 
-    kind_raw = raw.get("kind", Kind.INCREMENT.value)
-    kind: Kind | None = None
-    if kind_raw == Kind.INCREMENT.value:
-        kind = Kind.INCREMENT
-    elif kind_raw == Kind.SNAPSHOT.value:
-        kind = Kind.SNAPSHOT
-    else:
+    kind_raw = raw.get("kind", Kind.INCREMENT)
+    kind = _KINDS.get(kind_raw) if isinstance(kind_raw, str) else None
+    if kind is None:
         bad("kind", "must be 'increment' or 'snapshot'")
 
     value = raw.get("value", 1 if kind is Kind.INCREMENT else None)
@@ -327,7 +326,7 @@ def validate_event(
             bad("occurred_at", msg["future"])
         elif occurred_at < now - limits.past_horizon:
             bad("occurred_at", msg["past"])
-        elif isinstance(unit, str) and not any(e.field == "unit" for e in errors):
+        elif unit_known and isinstance(unit, str):
             errors.extend(_unit_at(unit, occurred_at, catalog, index))
 
     subject = raw.get("subject")
@@ -343,12 +342,15 @@ def validate_event(
     # that passed its own rule cannot hold one (a catalogue code, a kind, an RFC 3339 time
     # whose nanoseconds would look like one, a 64-hex subject), except the free-form
     # event_id: only those are searched, which keeps the search off most of the hot path.
-    suspects = {"event_id", *(e.field for e in errors)}
-    withheld = [
-        n
-        for n in _STRING_FIELDS
-        if n in suspects and isinstance(raw.get(n), str) and contains_raw_id(raw[n])
-    ]
+    if not errors:
+        withheld = ["event_id"] if isinstance(event_id, str) and contains_raw_id(event_id) else []
+    else:
+        suspects = {"event_id", *(e.field for e in errors)}
+        withheld = [
+            n
+            for n in _STRING_FIELDS
+            if n in suspects and isinstance(raw.get(n), str) and contains_raw_id(raw[n])
+        ]
     if withheld:
         errors = [e for e in errors if e.field not in withheld]
         errors.extend(FieldError(index, n, RAW_ID_MESSAGE) for n in withheld)

@@ -5,11 +5,11 @@ import time
 
 import asyncpg
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from devtools.localstack import free_port
-from services.ingest.ratelimit import RateLimiter, SharedRateLimit
+from services.ingest.ratelimit import TAKE, RateLimiter, SharedRateLimit
 
 
 def test_a_token_may_spend_its_burst_then_waits_for_the_rate() -> None:
@@ -100,3 +100,61 @@ async def test_without_postgresql_a_process_decides_alone_on_its_share() -> None
     assert waits[:10] == [0] * 10  # a third of the burst
     assert waits[10] > 0
     assert len(alone) == 1  # PostgreSQL is asked again only after a few seconds
+
+
+# Requests as (microseconds since the one before, events): whole microseconds, which is what
+# PostgreSQL's clock counts in.
+_REQUESTS = st.lists(st.tuples(st.integers(0, 3 * 10**7), st.integers(1, 1000)), max_size=25)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    requests=_REQUESTS,
+    rate=st.sampled_from([0.5, 7.0, 100.0, 20_000.0]),
+    burst=st.integers(1, 5000),
+)
+async def test_the_shared_statement_and_the_in_process_bucket_are_one_rule(
+    database: str, requests: list[tuple[int, int]], rate: float, burst: int
+) -> None:
+    # The same bucket is written twice, as SQL (`TAKE`, what every process shares) and as
+    # Python (`RateLimiter`, a process's fallback): fed the same requests at the same
+    # moments, they must let in the same ones and hold the same level. PostgreSQL's `now()`
+    # is the transaction's start, fixed inside one; the clock is moved by moving the row's
+    # last update back by each gap.
+    limiter = RateLimiter(rate, burst)
+    conn = await asyncpg.connect(database)
+    try:
+        async with conn.transaction():
+            now = 0.0
+            for i, (gap_us, events) in enumerate(requests):
+                now += gap_us / 1e6
+                if i:
+                    await conn.execute(
+                        "UPDATE ingest.rate_buckets"
+                        " SET updated_at = updated_at - make_interval(secs => $1::float8)"
+                        " WHERE token = 'a'",
+                        gap_us / 1e6,
+                    )
+                row = await conn.fetchrow(TAKE, "a", events, burst, rate)
+                assert row is not None
+                wait = limiter.retry_after("a", now)
+                if row["admitted"] != (wait == 0):
+                    # only on the edge, where the last bit of rounding decides; the two
+                    # buckets part there, so the sequence ends
+                    assert limiter._bucket("a", now).level == pytest.approx(1, abs=1e-6)
+                    break
+                if wait == 0:
+                    limiter.charge("a", events, now)
+                level = limiter._bucket("a", now).level
+                assert row["level"] == pytest.approx(level, rel=1e-9, abs=1e-6)
+            raise _RolledBack
+    except _RolledBack:
+        pass
+    finally:
+        await conn.close()
+
+
+class _RolledBack(Exception):
+    """Leaves the test's transaction without committing it."""

@@ -264,6 +264,34 @@ def test_rfc3339_round_trip(moment: datetime, offset_minutes: int) -> None:
     assert parse_timestamp(aware.isoformat()) == aware
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2023-06-01T08:15:00Z", datetime(2023, 6, 1, 8, 15, tzinfo=UTC)),
+        ("2023-06-01t08:15:00z", datetime(2023, 6, 1, 8, 15, tzinfo=UTC)),
+        ("2023-06-01T08:15:00z", datetime(2023, 6, 1, 8, 15, tzinfo=UTC)),
+        ("2023-06-01t08:15:00+07:00", datetime(2023, 6, 1, 1, 15, tzinfo=UTC)),
+        ("2023-06-01T08:15:00.5-00:30", datetime(2023, 6, 1, 8, 45, 0, 500000, tzinfo=UTC)),
+        ("2023-06-01T08:15:00.123456789Z", datetime(2023, 6, 1, 8, 15, 0, 123456, tzinfo=UTC)),
+        ("2023-06-01t08:15:00.123456789z", datetime(2023, 6, 1, 8, 15, 0, 123456, tzinfo=UTC)),
+        ("2023-06-01T08:15:00+23:59", datetime(2023, 5, 31, 8, 16, tzinfo=UTC)),
+        ("2023-06-01T08:15:00+07:60", None),
+        ("2023-06-01t08:15:00+24:00", None),
+        ("2023-02-29T08:15:00Z", None),
+        ("2023-02-29t08:15:00z", None),
+        ("2023-06-01T24:00:00Z", None),
+        ("2023-06-01T08:15:60Z", None),
+    ],
+)
+def test_every_written_form_rfc3339_allows_and_its_bounds(
+    text: str, expected: datetime | None
+) -> None:
+    # Upper case T and Z are read by the C parser, lower case by the pattern's own groups:
+    # both ways are here, with their offsets, fractions and bounds.
+    # (an aware datetime is never equal to a naive one: equal means aware too)
+    assert parse_timestamp(text) == expected
+
+
 @given(st.text(max_size=40))
 def test_parse_timestamp_never_raises(text: str) -> None:
     parsed = parse_timestamp(text)

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from tiendo.events.timestamps import datetime_of, offset_zone, timestamp
+from tiendo.events.timestamps import datetime_of, offset_zone, set_timestamp
 from tiendo.events.v1 import events_pb2
 
 MAX_EVENT_ID_LENGTH = 64
@@ -66,13 +66,13 @@ def to_message(event: Event, *, source: str | None = None) -> events_pb2.Progres
         indicator=event.indicator,
         kind=_KIND_TO_PB[event.kind],
         value=event.value,
-        occurred_at=timestamp(event.occurred_at),
         occurred_at_offset_seconds=int(offset.total_seconds()),
         subject=event.subject or "",
         source=event.source if source is None else source,
     )
+    set_timestamp(message.occurred_at, event.occurred_at)
     if event.received_at is not None:
-        message.received_at.CopyFrom(timestamp(event.received_at))
+        set_timestamp(message.received_at, event.received_at)
     return message
 
 

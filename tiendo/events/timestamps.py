@@ -11,10 +11,19 @@ _MICROSECOND = timedelta(microseconds=1)
 
 def timestamp(at: datetime) -> Timestamp:
     """A protobuf Timestamp of an aware datetime."""
+    ts = Timestamp()
+    set_timestamp(ts, at)
+    return ts
+
+
+def set_timestamp(ts: Timestamp, at: datetime) -> None:
+    """Make `ts` (a message's field) the time `at`: in place, which is twice as fast as
+    building a Timestamp and copying it in (ingest does it twice per event)."""
     # Integer arithmetic: protobuf's FromDatetime/ToDatetime are pure Python and were a
     # tenth of ingest's and the aggregator's CPU (bench flame graphs).
     seconds, micros = divmod((at - _EPOCH) // _MICROSECOND, 1_000_000)
-    return Timestamp(seconds=seconds, nanos=micros * 1000)
+    ts.seconds = seconds
+    ts.nanos = micros * 1000
 
 
 def datetime_of(ts: Timestamp) -> datetime:
