@@ -1,6 +1,7 @@
 """The read API's shapes of the board's figures: a unit's progress, a level's leaderboard."""
 
-from collections.abc import Callable, Sequence
+import asyncio
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, overload
@@ -152,9 +153,14 @@ async def leaderboard(
         await board.counters_at_level(conn, campaign.id, indicator, level + 1), plan
     )
     kids = await judge_counters(conn, campaign, indicator, children, at, live=live)
+    return await asyncio.to_thread(_leaderboard, standings, kids.values())
+
+
+def _leaderboard(standings: Sequence[movement.Standing], kids: Iterable[Verdict]) -> Leaderboard:
+    """The standings with their children's counts (ten thousand rows: off the loop)."""
     total: dict[str, int] = {}
     done: dict[str, int] = {}
-    for kid in kids.values():
+    for kid in kids:
         if kid.parent is not None:
             total[kid.parent] = total.get(kid.parent, 0) + 1
             done[kid.parent] = done.get(kid.parent, 0) + (kid.progress.status is Status.DONE)

@@ -482,10 +482,13 @@ def test_walking_each_unit_back_is_walking_each_day_back(
         for d, change in mine.items()
     ]
     ends = day_ends(at, CAMPAIGN)
+    # as `days.day_changes` reads them: from the earliest end's day on, days after it
+    since = days.local_day(CAMPAIGN, ends[-1]) if ends else first
     by_unit: days.Changes = {}
     for unit, day, change in sorted(rows, key=lambda r: r[1], reverse=True):
-        found = by_unit.setdefault(unit, ([], []))
-        found[0].append(day)
-        found[1].append(change)
+        if day >= since:
+            found = by_unit.setdefault(unit, ([], []))
+            found[0].append((day - since).days)
+            found[1].append(change)
     fast = streaks(CAMPAIGN, verdicts, ends, live, by_unit)
     assert fast == _days_behind_by_day(CAMPAIGN, verdicts, at, live, rows)

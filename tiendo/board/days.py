@@ -120,15 +120,17 @@ def _values(
     }
 
 
-# A unit's subtree changes per local day, latest first (days without one left out): its
-# value at the start of day D is its live value less the changes of the days from D on.
-Changes = dict[str, tuple[list[date], list[int]]]
+# Units' subtree changes per local day, latest first (days without one left out), each
+# day as days after the first day read: a unit's value at the start of day D is its live
+# value less the changes of the days from D on.
+Changes = dict[str, tuple[list[int], list[int]]]
 
 
 async def day_changes(
     conn: Connection, campaign: Campaign, indicator: str, units: Sequence[str], since: datetime
 ) -> Changes:
-    """The units' changes per local day from `since`'s day on: unit → (days, changes)."""
+    """The units' changes per local day from `since`'s day on (`local_day(since)` is day 0):
+    unit → (days, changes)."""
     first = local_day(campaign, since)
     return await repository.day_changes(conn, campaign.id, indicator, sorted(units), first)
 

@@ -86,14 +86,15 @@ def day_ends(at: datetime, campaign: Campaign) -> list[datetime]:
 
 
 async def _live_values(
-    conn: Connection, campaign: Campaign, behind: Sequence[Verdict], live: Mapping[str, int] | None
+    conn: Connection, campaign: Campaign, behind: Sequence[Verdict], live: bool
 ) -> dict[str, int]:
     """The live values of the units behind (0: no counter)."""
-    if live is None:
-        units = sorted(v.unit for v in behind)
-        counters = await repository.counters_of(conn, campaign.id, behind[0].indicator, units)
-        live = {c.unit: c.value for c in counters}
-    return {v.unit: live.get(v.unit, 0) for v in behind}
+    if live:
+        return {v.unit: v.progress.value for v in behind}
+    units = sorted(v.unit for v in behind)
+    counters = await repository.counters_of(conn, campaign.id, behind[0].indicator, units)
+    values = {c.unit: c.value for c in counters}
+    return {v.unit: values.get(v.unit, 0) for v in behind}
 
 
 def streaks(
@@ -108,13 +109,14 @@ def streaks(
     rollups (`tiendo.board.days`: exact at midnights, no event read); 0 for the others.
     Pure (and CPU-bound: run off the event loop). `ends`:
     `day_ends`; `live`: the live value of each unit behind now; `changes`: their day changes
-    from the earliest end's day on (`days.day_changes`)."""
+    from the earliest end's day on (`days.day_changes` from `ends[-1]`)."""
     threshold = campaign.thresholds.behind
     out = {v.unit: int(is_behind(v, threshold)) for v in verdicts}
-    end_days = [days.local_day(campaign, end) for end in ends]
+    first = days.local_day(campaign, ends[-1]) if ends else date.min
+    end_days = [(days.local_day(campaign, end) - first).days for end in ends]
     # most units share one plan: the plan's fraction at each end once per deadline
     fractions: dict[datetime, list[float]] = {}
-    nothing: tuple[list[date], list[int]] = ([], [])
+    nothing: tuple[list[int], list[int]] = ([], [])
     for v in verdicts:
         if not out[v.unit]:
             continue
@@ -193,9 +195,8 @@ async def leaderboard(
     changes: days.Changes = {}
     current: dict[str, int] = {}
     if behind and ends:
-        current = await _live_values(
-            conn, campaign, behind, {v.unit: v.progress.value for v in now} if live else None
-        )
+        # a live board's units behind have their live value as their value now
+        current = await _live_values(conn, campaign, behind, live)
         changes = await days.day_changes(conn, campaign, indicator, list(current), ends[-1])
     return await asyncio.to_thread(_standings, campaign, now, then, ends, current, changes)
 

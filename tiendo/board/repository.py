@@ -49,10 +49,11 @@ JOIN unnest($3::text[]) AS w (code) ON w.code = unit
 WHERE campaign_id = $1 AND indicator = ANY ($2::text[]) AND day >= $4
 GROUP BY 1, 2
 """
-# One row per unit, its days latest first: a leaderboard asks for ten thousand units of
-# twenty days each, and one record per (unit, day) was most of its decoding
+# One row per unit, its days latest first as days after $4: a leaderboard asks for ten
+# thousand units of twenty days each, and one record (or date) per (unit, day) was most of
+# its decoding, on the event loop
 SELECT_DAY_CHANGES = """
-SELECT unit, array_agg(day ORDER BY day DESC) AS days,
+SELECT unit, array_agg(day - $4 ORDER BY day DESC) AS days,
        array_agg(change ORDER BY day DESC) AS changes
 FROM subtree_days
 JOIN unnest($3::text[]) AS w (code) ON w.code = unit
@@ -186,9 +187,9 @@ async def changes_from(
 
 async def day_changes(
     conn: Connection, campaign_id: str, indicator: str, codes: Sequence[str], since: date
-) -> dict[str, tuple[list[date], list[int]]]:
+) -> dict[str, tuple[list[int], list[int]]]:
     """Each unit's subtree change per day from `since` on, latest day first (days without
-    one, and units without any, left out): unit → (days, changes)."""
+    one, and units without any, left out): unit → (days after `since`, changes)."""
     rows = await conn.fetch(SELECT_DAY_CHANGES, campaign_id, indicator, list(codes), since)
     return {r[0]: (r[1], r[2]) for r in rows}
 
