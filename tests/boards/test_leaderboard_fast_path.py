@@ -159,6 +159,17 @@ async def _judged(
         live_values = {INDICATOR: {c.unit: c.value for c in counters}}
         start = min(at, campaign.deadline) - window
         ago = (await days.values_at(conn, campaign, live_values, start))[INDICATOR]
+    return _assessed(campaign, counters, values, ago, at)
+
+
+def _assessed(
+    campaign: Campaign,
+    counters: Sequence[Counter],
+    values: Mapping[str, ValueAt],
+    ago: Mapping[str, int] | None,
+    at: datetime,
+) -> list[Verdict]:
+    """Each counter judged alone by `pace.assess` on its own plan."""
     out = []
     for c in counters:
         now = values.get(c.unit, ValueAt(0, None))
@@ -170,19 +181,9 @@ async def _judged(
             value_window_ago=ago.get(c.unit, 0) if ago is not None else None,
             thresholds=campaign.thresholds,
         )
-        out.append(
-            Verdict(
-                campaign.id,
-                c.unit,
-                c.unit_name,
-                c.level,
-                c.parent,
-                c.indicator,
-                c.deadline or campaign.deadline,
-                p,
-                now.last_event_at,
-            )
-        )
+        deadline = c.deadline or campaign.deadline
+        place = (campaign.id, c.unit, c.unit_name, c.level, c.parent, c.indicator)
+        out.append(Verdict(*place, deadline, p, now.last_event_at))
     return out
 
 
@@ -277,30 +278,8 @@ async def _reference(
 def _judged_values(
     campaign: Campaign, counters: Sequence[Counter], values: Mapping[str, int], at: datetime
 ) -> list[Verdict]:
-    out = []
-    for c in counters:
-        p = assess(
-            campaign.plan(c.baseline, c.target, c.deadline),
-            values.get(c.unit, 0),
-            at,
-            last_event_at=None,
-            value_window_ago=None,
-            thresholds=campaign.thresholds,
-        )
-        out.append(
-            Verdict(
-                campaign.id,
-                c.unit,
-                c.unit_name,
-                c.level,
-                c.parent,
-                c.indicator,
-                c.deadline or campaign.deadline,
-                p,
-                None,
-            )
-        )
-    return out
+    then = {u: ValueAt(v, None) for u, v in values.items()}
+    return _assessed(campaign, counters, then, None, at)
 
 
 MOMENTS = [
