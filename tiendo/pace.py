@@ -89,7 +89,12 @@ def plan_fraction(plan: Plan, at: datetime) -> float:
 
 def expected(plan: Plan, at: datetime) -> float:
     """Plan value at `at`: linear (or piecewise linear through milestones) baseline → target."""
-    return plan.baseline + (plan.target - plan.baseline) * plan_fraction(plan, at)
+    return planned(plan.baseline, plan.target, plan_fraction(plan, at))
+
+
+def planned(baseline: int, target: int, fraction: float) -> float:
+    """The plan value `fraction` of the way from baseline to target."""
+    return baseline + (target - baseline) * fraction
 
 
 def run_rate_window(plan: Plan, at: datetime) -> timedelta | None:
@@ -101,6 +106,33 @@ def run_rate_window(plan: Plan, at: datetime) -> timedelta | None:
 def run_rate(value_now: int, value_before: int, window: timedelta) -> float:
     """Per-day rate over `window`."""
     return (value_now - value_before) / (window / DAY)
+
+
+@dataclass(frozen=True, slots=True)
+class Moment:
+    """What `assess` needs of a plan's window at a moment, the same for every unit whose
+    plan has that window (a leaderboard judges ten thousand units of one or two windows):
+    worked out once by `moment`, then each unit is plain arithmetic on its own figures."""
+
+    plan: Plan  # the window and milestones; its baseline and target are not read
+    at: datetime
+    at_count: datetime  # min(at, deadline): nothing counts after the deadline
+    fraction: float  # plan_fraction at at_count
+    window_days: float | None  # run_rate_window at at_count in days; None: no run rate yet
+    days_left: float
+
+
+def moment(plan: Plan, at: datetime) -> Moment:
+    at_count = min(at, plan.deadline)
+    window = run_rate_window(plan, at_count)
+    return Moment(
+        plan=plan,
+        at=at,
+        at_count=at_count,
+        fraction=plan_fraction(plan, at_count),
+        window_days=window / DAY if window is not None else None,
+        days_left=(plan.deadline - at) / DAY,
+    )
 
 
 def assess(
@@ -117,29 +149,50 @@ def assess(
     `value_window_ago` is the value at `at − run_rate_window(plan, at)`; None when the
     window is shorter than an hour (then there is no run rate yet).
     """
-    at_count = min(at, plan.deadline)
-    exp = expected(plan, at_count)
-    pct = 100.0 * value / plan.target if plan.target else None
-    expected_pct = 100.0 * exp / plan.target if plan.target else None
+    return assess_at(
+        moment(plan, at),
+        plan.baseline,
+        plan.target,
+        value,
+        last_event_at=last_event_at,
+        value_window_ago=value_window_ago,
+        thresholds=thresholds,
+    )
+
+
+def assess_at(
+    when: Moment,
+    baseline: int,
+    target: int,
+    value: int,
+    *,
+    last_event_at: datetime | None,
+    value_window_ago: int | None,
+    thresholds: Thresholds = Thresholds(),
+) -> Progress:
+    """`assess` of a unit whose plan is `when.plan`'s window with its own baseline and
+    target: the one place the figures are derived."""
+    exp = planned(baseline, target, when.fraction)  # expected(plan, at_count)
+    pct = 100.0 * value / target if target else None
+    expected_pct = 100.0 * exp / target if target else None
     pace = value / exp if exp > 0 else None
-    window = run_rate_window(plan, at_count)
     rate = (
-        run_rate(value, value_window_ago, window)
-        if window is not None and value_window_ago is not None
+        (value - value_window_ago) / when.window_days  # run_rate over the window
+        if when.window_days is not None and value_window_ago is not None
         else None
     )
-    remaining = plan.target - value
-    days_left = (plan.deadline - at) / DAY
+    remaining = target - value
+    days_left = when.days_left
     required = remaining / days_left if days_left > 0 else None
     if remaining <= 0 or rate is None or rate <= 0:
         projected = None
     else:
-        projected = at_count + timedelta(days=remaining / rate)
-    status = _status(plan, value, at, last_event_at, pace, projected, thresholds)
+        projected = when.at_count + timedelta(days=remaining / rate)
+    status = _status(when.plan, target, value, when.at, last_event_at, pace, projected, thresholds)
     return Progress(
         value=value,
-        baseline=plan.baseline,
-        target=plan.target,
+        baseline=baseline,
+        target=target,
         pct=pct,
         expected=exp,
         expected_pct=expected_pct,
@@ -153,6 +206,7 @@ def assess(
 
 def _status(
     plan: Plan,
+    target: int,
     value: int,
     at: datetime,
     last_event_at: datetime | None,
@@ -160,7 +214,7 @@ def _status(
     projected: datetime | None,
     thresholds: Thresholds,
 ) -> Status:
-    if value >= plan.target:
+    if value >= target:
         return Status.DONE
     if at <= plan.starts_at:
         # Nothing is expected before the start, so nobody can be late yet.

@@ -331,19 +331,20 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
             if not who.everywhere:
                 # a reader's board: the rows of its subtrees, each keeping its rank in the
                 # whole ranking (where the unit stands at the briefing)
-                units = await reference_sql.units_by_code(conn, [r.unit.code for r in rows])
-                rows = [r for r in rows if who.sees(r.unit.code, units[r.unit.code].ancestors)]
+                units = await reference_sql.units_by_code(conn, [r.unit for r in rows.ranked])
+                rows = rows.only(lambda code: who.sees(code, units[code].ancestors))
         filename = f"{campaign_id}-{indicator}-L{level}"
+        # the exports build every row and a sheet: off the event loop, like the ranking
         if format == "csv":
             return Response(
-                export.to_csv(rows),
+                await asyncio.to_thread(export.to_csv, rows),
                 media_type="text/csv",
                 headers={"Content-Disposition": f'attachment; filename="{filename}.csv"'},
             )
         if format == "xlsx":
             title = f"{campaign.name} — {indicator} — cấp {level} — {at:%Y-%m-%d %H:%M} UTC"
             return Response(
-                export.to_xlsx(rows, title),
+                await asyncio.to_thread(export.to_xlsx, rows, title),
                 media_type=XLSX,
                 headers={"Content-Disposition": f'attachment; filename="{filename}.xlsx"'},
             )

@@ -1,8 +1,10 @@
 """The read API's shapes of the board's figures: a unit's progress, a level's leaderboard."""
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, overload
 
 from services.aggregator import admin
 from services.aggregator.models import IndicatorProgress, LeaderboardRow, UnitRef
@@ -78,6 +80,59 @@ async def progress_of(
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class Ranked:
+    """One row of a leaderboard as plain data: its standing and its children's counts."""
+
+    standing: movement.Standing
+    children_total: int
+    children_done: int
+
+    @property
+    def unit(self) -> str:
+        return self.standing.verdict.unit
+
+    def row(self) -> LeaderboardRow:
+        s = self.standing
+        return LeaderboardRow(
+            rank=s.rank,
+            previous_rank=s.previous_rank,
+            rank_change=s.change,
+            movement=s.movement,
+            days_behind=s.days_behind,
+            unit=UnitRef(code=s.verdict.unit, name=s.verdict.unit_name, level=s.verdict.level),
+            parent=s.verdict.parent,
+            **_figures(s.verdict, self.children_total, self.children_done),
+        )
+
+
+class Leaderboard(Sequence[LeaderboardRow]):
+    """A ranking whose response rows are built when read: a page of JSON builds its
+    hundred, an export every one (ten thousand validated models were most of a board's
+    Python)."""
+
+    def __init__(self, ranked: Sequence[Ranked]) -> None:
+        self.ranked = list(ranked)
+
+    def __len__(self) -> int:
+        return len(self.ranked)
+
+    @overload
+    def __getitem__(self, index: int) -> LeaderboardRow: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[LeaderboardRow]: ...
+
+    def __getitem__(self, index: int | slice) -> LeaderboardRow | list[LeaderboardRow]:
+        if isinstance(index, slice):
+            return [r.row() for r in self.ranked[index]]
+        return self.ranked[index].row()
+
+    def only(self, keep: Callable[[str], bool]) -> "Leaderboard":
+        """The rows of the units `keep` lets through, each keeping its rank."""
+        return Leaderboard([r for r in self.ranked if keep(r.unit)])
+
+
 async def leaderboard(
     conn: Connection,
     campaign: Campaign,
@@ -87,7 +142,7 @@ async def leaderboard(
     *,
     live: bool,
     previous_at: datetime | None = None,
-) -> list[LeaderboardRow]:
+) -> Leaderboard:
     """Every unit of `level` with a target in the campaign, ranked, with its rank as of
     `previous_at` (the previous briefing) and its days behind in a row."""
     plan = None if live else await earlier_plan(conn, campaign, at)
@@ -98,22 +153,17 @@ async def leaderboard(
         await board.counters_at_level(conn, campaign.id, indicator, level + 1), plan
     )
     kids = await judge_counters(conn, campaign, indicator, children, at, live=live)
+    return await asyncio.to_thread(_leaderboard, standings, kids.values())
+
+
+def _leaderboard(standings: Sequence[movement.Standing], kids: Iterable[Verdict]) -> Leaderboard:
+    """The standings with their children's counts (ten thousand rows: off the loop)."""
     total: dict[str, int] = {}
     done: dict[str, int] = {}
-    for kid in kids.values():
+    for kid in kids:
         if kid.parent is not None:
             total[kid.parent] = total.get(kid.parent, 0) + 1
             done[kid.parent] = done.get(kid.parent, 0) + (kid.progress.status is Status.DONE)
-    return [
-        LeaderboardRow(
-            rank=s.rank,
-            previous_rank=s.previous_rank,
-            rank_change=s.change,
-            movement=s.movement,
-            days_behind=s.days_behind,
-            unit=UnitRef(code=s.verdict.unit, name=s.verdict.unit_name, level=s.verdict.level),
-            parent=s.verdict.parent,
-            **_figures(s.verdict, total.get(s.verdict.unit, 0), done.get(s.verdict.unit, 0)),
-        )
-        for s in standings
-    ]
+    return Leaderboard(
+        [Ranked(s, total.get(s.verdict.unit, 0), done.get(s.verdict.unit, 0)) for s in standings]
+    )

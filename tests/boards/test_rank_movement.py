@@ -4,6 +4,7 @@ the CSV and the XLSX."""
 
 import csv
 import io
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -79,7 +80,7 @@ async def _world(database: str) -> None:
     )
 
 
-async def _leaderboard(database: str, previous_at: datetime) -> list[LeaderboardRow]:
+async def _leaderboard(database: str, previous_at: datetime) -> Sequence[LeaderboardRow]:
     conn = await asyncpg.connect(database)
     try:
         campaign = await board.campaign(conn, "c1")

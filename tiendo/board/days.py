@@ -66,56 +66,73 @@ async def values_at(
     share = where.share(min(at, campaign.deadline))
     units = sorted({u for values in live.values() for u in values})
     changes = await repository.changes_from(conn, campaign.id, list(live), units, where.day)
-    out: dict[str, dict[str, int]] = {}
-    for indicator, values in live.items():
-        out[indicator] = {
-            unit: value_at(value, *changes.get((indicator, unit), (0, 0)), share)
-            for unit, value in values.items()
-        }
-    return out
+    return {
+        indicator: _values(indicator, values, changes, share) for indicator, values in live.items()
+    }
 
 
-class DayEnds:
-    """Units' values at local midnights, walked back from the latest: each step undoes
-    the changes of the days it passes, for the units still asked about."""
+@dataclass(frozen=True, slots=True)
+class Rolled:
+    """What the day rollups say of units at a moment: (indicator, unit) → (the change over
+    the days after the moment's day, over that day), and the share of the day before it."""
 
-    def __init__(
-        self, campaign: Campaign, live: Mapping[str, int], rows: Sequence[tuple[str, date, int]]
-    ) -> None:
-        self._campaign = campaign
-        self._live = live
-        self._by_day: dict[date, list[tuple[str, int]]] = {}
-        for unit, day, change in rows:
-            self._by_day.setdefault(day, []).append((unit, change))
-        self._days = sorted(self._by_day, reverse=True)
-        self._taken = 0
-        self._later: dict[str, int] = {}
+    changes: Mapping[tuple[str, str], tuple[int, int]]
+    share: float
 
-    def move_to(self, end: datetime) -> None:
-        """Walk back to `end` (ends come latest first): undo the changes of the days from
-        its day on."""
-        day = local_day(self._campaign, end)
-        while self._taken < len(self._days) and self._days[self._taken] >= day:
-            for u, change in self._by_day[self._days[self._taken]]:
-                self._later[u] = self._later.get(u, 0) + change
-            self._taken += 1
-
-    def value(self, unit: str) -> int:
-        """The unit's value at the end walked back to."""
-        return self._live.get(unit, 0) - self._later.get(unit, 0)
+    def values(self, indicator: str, live: Mapping[str, int]) -> dict[str, int]:
+        """Each unit's value at the moment from its live value (`live`: unit → value)."""
+        return _values(indicator, live, self.changes, self.share)
 
 
-async def day_ends(
+async def rolled_at(
     conn: Connection,
     campaign: Campaign,
     indicator: str,
+    units: Sequence[str],
+    moments: Sequence[datetime],
+) -> list[Rolled]:
+    """The rollups of one indicator's units at each of `moments`, read once per local day
+    (a leaderboard's run-rate window and previous briefing are a week back both)."""
+    codes = sorted(units)
+    read: dict[date, dict[tuple[str, str], tuple[int, int]]] = {}
+    out: list[Rolled] = []
+    for at in moments:
+        where = span(campaign, min(at, campaign.deadline))
+        changes = read.get(where.day)
+        if changes is None:
+            changes = read[where.day] = await repository.changes_from(
+                conn, campaign.id, [indicator], codes, where.day
+            )
+        out.append(Rolled(changes, where.share(min(at, campaign.deadline))))
+    return out
+
+
+def _values(
+    indicator: str,
     live: Mapping[str, int],
-    since: datetime,
-) -> DayEnds:
-    """The units' (`live`: unit → live value) values at the local midnights from `since`."""
+    changes: Mapping[tuple[str, str], tuple[int, int]],
+    share: float,
+) -> dict[str, int]:
+    nothing = (0, 0)
+    return {
+        unit: value_at(value, *changes.get((indicator, unit), nothing), share)
+        for unit, value in live.items()
+    }
+
+
+# Units' subtree changes per local day, latest first (days without one left out), each
+# day as days after the first day read: a unit's value at the start of day D is its live
+# value less the changes of the days from D on.
+Changes = dict[str, tuple[list[int], list[int]]]
+
+
+async def day_changes(
+    conn: Connection, campaign: Campaign, indicator: str, units: Sequence[str], since: datetime
+) -> Changes:
+    """The units' changes per local day from `since`'s day on (`local_day(since)` is day 0):
+    unit → (days, changes)."""
     first = local_day(campaign, since)
-    rows = await repository.day_changes(conn, campaign.id, indicator, sorted(live), first)
-    return DayEnds(campaign, live, rows)
+    return await repository.day_changes(conn, campaign.id, indicator, sorted(units), first)
 
 
 async def daily_bars(

@@ -3,6 +3,7 @@
 Every reader judges through `judge` (some units of one indicator) or `judge_campaign`
 (every targeted key of a campaign), and ranks through `rank_key`: one rule, one room."""
 
+import asyncio
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -14,7 +15,11 @@ from tiendo.board.repository import Counter, Place
 from tiendo.board.window import WindowValues
 from tiendo.counting import ValueAt
 from tiendo.database import Connection
-from tiendo.pace import Progress, assess, run_rate_window
+from tiendo.pace import Moment, Progress, assess_at, moment, run_rate_window
+
+# Judging this many units takes milliseconds of a core: in a worker thread, so that the
+# event loop serves other reads meanwhile (fewer are not worth the hop).
+OFF_LOOP = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,10 +68,17 @@ def judge_one(
 ) -> Verdict:
     """One counter judged at `at` with its value then (`now`) and a run-rate window ago
     (None: no window yet): pure, the step every reader's figures go through."""
-    progress = assess(
-        campaign.plan(c.baseline, c.target, c.deadline),
+    return _verdict(campaign, c, moment(campaign.plan(0, 0, c.deadline), at), now, value_window_ago)
+
+
+def _verdict(
+    campaign: Campaign, c: Counter, when: Moment, now: ValueAt, value_window_ago: int | None
+) -> Verdict:
+    progress = assess_at(
+        when,
+        c.baseline,
+        c.target,
         now.value,
-        at,
         last_event_at=now.last_event_at,
         value_window_ago=value_window_ago,
         thresholds=campaign.thresholds,
@@ -84,26 +96,34 @@ def judge_one(
     )
 
 
-def _verdicts(
+def judge_many(
     campaign: Campaign,
     counters: Sequence[Counter],
-    values: dict[str, ValueAt],
-    ago: dict[str, int] | None,
+    values: Mapping[str, ValueAt],
+    ago: Mapping[str, int] | None,
     at: datetime,
 ) -> dict[str, Verdict]:
-    return {
-        c.unit: judge_one(
+    """`judge_one` of each counter (a unit missing from `values` has 0 and never reported,
+    from `ago` 0; `ago` None: no run-rate window yet), the plan's window worked out once
+    per deadline rather than once per unit."""
+    moments: dict[datetime | None, Moment] = {}
+    out: dict[str, Verdict] = {}
+    nothing = ValueAt(0, None)
+    for c in counters:
+        when = moments.get(c.deadline)
+        if when is None:
+            when = moments[c.deadline] = moment(campaign.plan(0, 0, c.deadline), at)
+        out[c.unit] = _verdict(
             campaign,
             c,
-            values.get(c.unit, ValueAt(0, None)),
+            when,
+            values.get(c.unit, nothing),
             ago.get(c.unit, 0) if ago is not None else None,
-            at,
         )
-        for c in counters
-    }
+    return out
 
 
-async def _values(
+async def values_of(
     conn: Connection,
     campaign: Campaign,
     indicator: str,
@@ -154,9 +174,11 @@ async def judge_counters(
     window: WindowValues | None = None,
 ) -> dict[str, Verdict]:
     """`judge` of counters the caller has read already."""
-    values = await _values(conn, campaign, indicator, counters, at, live)
+    values = await values_of(conn, campaign, indicator, counters, at, live)
     ago = await _window_ago(conn, campaign, {indicator: counters}, at, window)
-    return _verdicts(campaign, counters, values, ago[indicator], at)
+    if len(counters) < OFF_LOOP:
+        return judge_many(campaign, counters, values, ago[indicator], at)
+    return await asyncio.to_thread(judge_many, campaign, counters, values, ago[indicator], at)
 
 
 async def judge_indicators(
@@ -181,8 +203,8 @@ async def judge_indicators(
     for indicator, counters in by_indicator.items():
         # (`as_of` one indicator at a time: the history query of several at once was no
         # faster on the national tree, and slower for a commune)
-        values = await _values(conn, campaign, indicator, counters, at, live)
-        out[indicator] = _verdicts(campaign, counters, values, ago[indicator], at)
+        values = await values_of(conn, campaign, indicator, counters, at, live)
+        out[indicator] = judge_many(campaign, counters, values, ago[indicator], at)
     return out
 
 
@@ -214,8 +236,8 @@ async def judge_campaign(
     )
     out: list[Verdict] = []
     for indicator, counters in by_indicator.items():
-        values = await _values(conn, campaign, indicator, counters, at, live)
-        out.extend(_verdicts(campaign, counters, values, ago[indicator], at).values())
+        values = await values_of(conn, campaign, indicator, counters, at, live)
+        out.extend(judge_many(campaign, counters, values, ago[indicator], at).values())
     return out
 
 

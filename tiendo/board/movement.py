@@ -4,18 +4,19 @@ moved, and for how many days in a row it has been behind.
 The aggregator's leaderboard (API, CSV, XLSX) and the notifier's briefing pack both read it
 from here, so the room and the export never show two different arrows for one unit."""
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from tiendo.board import days, repository
 from tiendo.board.campaign import Campaign
-from tiendo.board.figures import Verdict, judge_counters, judge_one, ranked
+from tiendo.board.figures import Verdict, judge_counters, judge_many, ranked, values_of
 from tiendo.board.repository import Counter
 from tiendo.counting import ValueAt
 from tiendo.database import Connection
-from tiendo.pace import expected
+from tiendo.pace import plan_fraction, planned, run_rate_window
 
 # How far back "days behind in a row" looks: a campaign of the kind tiendo serves lasts
 # weeks; past this the figure says "at least" (and a unit's day rollups are the cost).
@@ -84,74 +85,60 @@ def day_ends(at: datetime, campaign: Campaign) -> list[datetime]:
     return out
 
 
-async def days_behind(
-    conn: Connection,
+async def _live_values(
+    conn: Connection, campaign: Campaign, behind: Sequence[Verdict], live: bool
+) -> dict[str, int]:
+    """The live values of the units behind (0: no counter)."""
+    if live:
+        return {v.unit: v.progress.value for v in behind}
+    units = sorted(v.unit for v in behind)
+    counters = await repository.counters_of(conn, campaign.id, behind[0].indicator, units)
+    values = {c.unit: c.value for c in counters}
+    return {v.unit: values.get(v.unit, 0) for v in behind}
+
+
+def streaks(
     campaign: Campaign,
     verdicts: Sequence[Verdict],
-    at: datetime,
-    live: Mapping[str, int] | None = None,
+    ends: Sequence[datetime],
+    live: Mapping[str, int],
+    changes: days.Changes,
 ) -> dict[str, int]:
-    """Per unit behind at `at`: the days in a row it has been, today counted, each earlier
-    day judged at its end (local midnight) with its value then from the day rollups
-    (`tiendo.board.days`: exact at midnights, no event read). Units not behind now have 0.
-    `live`: the units' live values, when the caller has them (a live board)."""
+    """Per unit behind now (`verdicts`): the days in a row it has been, today counted, each
+    earlier day judged at its end (local midnight) with its value then from the day
+    rollups (`tiendo.board.days`: exact at midnights, no event read); 0 for the others.
+    Pure (and CPU-bound: run off the event loop). `ends`:
+    `day_ends`; `live`: the live value of each unit behind now; `changes`: their day changes
+    from the earliest end's day on (`days.day_changes` from `ends[-1]`)."""
     threshold = campaign.thresholds.behind
     out = {v.unit: int(is_behind(v, threshold)) for v in verdicts}
-    still = {v.unit: v for v in verdicts if out[v.unit]}
-    ends = day_ends(at, campaign)
-    if not still or not ends:
-        return out
-    indicator = next(iter(still.values())).indicator
-    if live is None:
-        counters = await repository.counters_of(conn, campaign.id, indicator, sorted(still))
-        live = {c.unit: c.value for c in counters}
-    values = await days.day_ends(
-        conn, campaign, indicator, {u: live.get(u, 0) for u in still}, ends[-1]
-    )
-    for end in ends:
-        if not still:
-            break
-        values.move_to(end)
-        # most units share one plan: the expected value of each plan once per day
-        planned: dict[tuple[int, int, datetime], float] = {}
-        for unit, v in list(still.items()):
-            p = v.progress
-            key = (p.baseline, p.target, v.deadline)
-            exp = planned.get(key)
-            if exp is None:
-                exp = planned[key] = expected(campaign.plan(*key), end)
-            value = values.value(unit)
+    first = days.local_day(campaign, ends[-1]) if ends else date.min
+    end_days = [(days.local_day(campaign, end) - first).days for end in ends]
+    # most units share one plan: the plan's fraction at each end once per deadline
+    fractions: dict[datetime, list[float]] = {}
+    nothing: tuple[list[int], list[int]] = ([], [])
+    for v in verdicts:
+        if not out[v.unit]:
+            continue
+        p = v.progress
+        shares = fractions.get(v.deadline)
+        if shares is None:
+            plan = campaign.plan(0, 0, v.deadline)
+            shares = fractions[v.deadline] = [plan_fraction(plan, end) for end in ends]
+        value = live.get(v.unit, 0)
+        mine, change = changes.get(v.unit, nothing)
+        taken, last = 0, len(mine)
+        for day, share in zip(end_days, shares, strict=True):
+            # the value at this end: the live value less the changes from the end's day on
+            while taken < last and mine[taken] >= day:
+                value -= change[taken]
+                taken += 1
+            exp = planned(p.baseline, p.target, share)  # expected(plan, end)
             if value < p.target and exp > 0 and value / exp < threshold:
-                out[unit] += 1
+                out[v.unit] += 1
             else:
-                del still[unit]
+                break
     return out
-
-
-async def _then(
-    conn: Connection,
-    campaign: Campaign,
-    counters: Sequence[Counter],
-    at: datetime,
-    live: bool,
-) -> list[Verdict]:
-    """The leaderboard's units with a target judged at the previous briefing: from the
-    history for an `as_of` board; for a live board from the day rollups (a live read never
-    reads the events; values exact at midnights, interpolated inside the day; only the
-    ranks are used, which need values and plans, not run rates or last reports)."""
-    targeted = [c for c in counters if c.target > 0]
-    if not targeted:
-        return []
-    indicator = targeted[0].indicator
-    if not live:
-        before = await judge_counters(conn, campaign, indicator, targeted, at, live=False)
-        return [v for v in before.values() if v.progress.target > 0]
-    live_values = {indicator: {c.unit: c.value for c in targeted}}
-    then = (await days.values_at(conn, campaign, live_values, at))[indicator]
-    return [
-        judge_one(campaign, c, ValueAt(then.get(c.unit, 0), None), None, at)  # no run rate
-        for c in targeted
-    ]
 
 
 async def leaderboard(
@@ -167,16 +154,86 @@ async def leaderboard(
 ) -> list[Standing]:
     """Every unit of `level` with a target in the campaign, ranked at `at`, with its rank
     as of `previous_at` (the previous briefing; None or before the start: every unit new).
-    `plan`: the targets of an earlier tree (`repository.on_plan`): its units are ranked."""
+    `plan`: the targets of an earlier tree (`repository.on_plan`): its units are ranked.
+
+    Judged and ranked in a worker thread: ten thousand units hold a core for a while, and
+    the event loop serves every other read meanwhile."""
     counters = repository.on_plan(
         await repository.counters_at_level(conn, campaign.id, indicator, level), plan
     )
-    verdicts = await judge_counters(conn, campaign, indicator, counters, at, live=live)
-    targeted = [v for v in verdicts.values() if v.progress.target > 0]
-    then: list[Verdict] = []
-    if previous_at is not None and previous_at > campaign.starts_at:
-        then = await _then(conn, campaign, counters, previous_at, live)
-    streaks = await days_behind(
-        conn, campaign, targeted, at, {v.unit: v.progress.value for v in targeted} if live else None
+    # `as_of`: the values then from the history; live: the counters', judged off the loop
+    values = None if live else await values_of(conn, campaign, indicator, counters, at, live)
+    window = run_rate_window(campaign.plan(0, 0), at)
+    ranked_then = previous_at is not None and previous_at > campaign.starts_at
+    moments = [min(at, campaign.deadline) - window] if window is not None else []
+    if ranked_then and live:
+        assert previous_at is not None
+        # the live board's ranks then from the day rollups (a live read never reads the
+        # events; values exact at midnights, interpolated inside the day; only the ranks
+        # are used, which need values and plans, not run rates or last reports)
+        moments.append(previous_at)
+    rolled = await days.rolled_at(conn, campaign, indicator, [c.unit for c in counters], moments)
+    now, then = await asyncio.to_thread(
+        _judged,
+        campaign,
+        indicator,
+        counters,
+        values,
+        rolled[0] if window is not None else None,
+        at,
+        rolled[-1] if ranked_then and live else None,
+        previous_at,
     )
-    return standings(targeted, then, streaks)
+    if ranked_then and not live:
+        assert previous_at is not None
+        # an `as_of` board's ranks then from the history
+        targeted = [c for c in counters if c.target > 0]
+        before = await judge_counters(conn, campaign, indicator, targeted, previous_at, live=False)
+        then = [v for v in before.values() if v.progress.target > 0]
+    behind = [v for v in now if is_behind(v, campaign.thresholds.behind)]
+    ends = day_ends(at, campaign)
+    changes: days.Changes = {}
+    current: dict[str, int] = {}
+    if behind and ends:
+        # a live board's units behind have their live value as their value now
+        current = await _live_values(conn, campaign, behind, live)
+        changes = await days.day_changes(conn, campaign, indicator, list(current), ends[-1])
+    return await asyncio.to_thread(_standings, campaign, now, then, ends, current, changes)
+
+
+def _judged(
+    campaign: Campaign,
+    indicator: str,
+    counters: Sequence[Counter],
+    values: Mapping[str, ValueAt] | None,
+    window: days.Rolled | None,
+    at: datetime,
+    previous: days.Rolled | None,
+    previous_at: datetime | None,
+) -> tuple[list[Verdict], list[Verdict]]:
+    """The counters with a target judged at `at` (`values`: theirs then, None: the live
+    ones; `window`: the rollups a run-rate window ago, None: no window yet), and at
+    `previous_at` from the rollups then (`previous`; None: not from these)."""
+    live = {c.unit: c.value for c in counters}
+    if values is None:
+        values = {c.unit: ValueAt(c.value, c.last_event_at) for c in counters}
+    ago = window.values(indicator, live) if window is not None else None
+    judged = judge_many(campaign, counters, values, ago, at).values()
+    now = [v for v in judged if v.progress.target > 0]
+    if previous is None or previous_at is None:
+        return now, []
+    targeted = [c for c in counters if c.target > 0]
+    before = previous.values(indicator, {c.unit: c.value for c in targeted})
+    then = {u: ValueAt(value, None) for u, value in before.items()}
+    return now, list(judge_many(campaign, targeted, then, None, previous_at).values())
+
+
+def _standings(
+    campaign: Campaign,
+    now: Sequence[Verdict],
+    then: Sequence[Verdict],
+    ends: Sequence[datetime],
+    live: Mapping[str, int],
+    changes: days.Changes,
+) -> list[Standing]:
+    return standings(now, then, streaks(campaign, now, ends, live, changes))

@@ -49,10 +49,16 @@ JOIN unnest($3::text[]) AS w (code) ON w.code = unit
 WHERE campaign_id = $1 AND indicator = ANY ($2::text[]) AND day >= $4
 GROUP BY 1, 2
 """
+# One row per unit, its days latest first as days after $4: a leaderboard asks for ten
+# thousand units of twenty days each, and one record (or date) per (unit, day) was most of
+# its decoding, on the event loop
 SELECT_DAY_CHANGES = """
-SELECT unit, day, change FROM subtree_days
+SELECT unit, array_agg(day - $4 ORDER BY day DESC) AS days,
+       array_agg(change ORDER BY day DESC) AS changes
+FROM subtree_days
 JOIN unnest($3::text[]) AS w (code) ON w.code = unit
 WHERE campaign_id = $1 AND indicator = $2 AND day >= $4 AND change <> 0
+GROUP BY unit
 """
 SELECT_DAILY_INCREMENTS = """
 SELECT day, indicator, increments FROM subtree_days
@@ -181,10 +187,11 @@ async def changes_from(
 
 async def day_changes(
     conn: Connection, campaign_id: str, indicator: str, codes: Sequence[str], since: date
-) -> list[tuple[str, date, int]]:
-    """Each unit's subtree change per day from `since` on (days without one left out)."""
+) -> dict[str, tuple[list[int], list[int]]]:
+    """Each unit's subtree change per day from `since` on, latest day first (days without
+    one, and units without any, left out): unit → (days after `since`, changes)."""
     rows = await conn.fetch(SELECT_DAY_CHANGES, campaign_id, indicator, list(codes), since)
-    return [(r["unit"], r["day"], r["change"]) for r in rows]
+    return {r[0]: (r[1], r[2]) for r in rows}
 
 
 async def daily_increments(
