@@ -10,7 +10,7 @@ import asyncpg
 from tiendo import counting
 from tiendo.board.campaign import Campaign
 from tiendo.counting import Key, ValueAt
-from tiendo.database import Connection
+from tiendo.database import Connection, fetch_planned_each_time
 
 SELECT_CAMPAIGNS = "SELECT * FROM campaigns ORDER BY starts_at DESC, id"
 SELECT_CAMPAIGN = "SELECT * FROM campaigns WHERE id = $1"
@@ -181,7 +181,9 @@ async def changes_from(
     day: date,
 ) -> dict[tuple[str, str], tuple[int, int]]:
     """(indicator, unit) → (the subtree's change over the days after `day`, over `day`)."""
-    rows = await conn.fetch(SELECT_CHANGES_FROM, campaign_id, list(indicators), list(codes), day)
+    rows = await fetch_planned_each_time(
+        conn, SELECT_CHANGES_FROM, campaign_id, list(indicators), list(codes), day
+    )
     return {(r["indicator"], r["unit"]): (r["after"], r["on_day"]) for r in rows}
 
 
@@ -190,7 +192,9 @@ async def day_changes(
 ) -> dict[str, tuple[list[int], list[int]]]:
     """Each unit's subtree change per day from `since` on, latest day first (days without
     one, and units without any, left out): unit → (days after `since`, changes)."""
-    rows = await conn.fetch(SELECT_DAY_CHANGES, campaign_id, indicator, list(codes), since)
+    rows = await fetch_planned_each_time(
+        conn, SELECT_DAY_CHANGES, campaign_id, indicator, list(codes), since
+    )
     return {r[0]: (r[1], r[2]) for r in rows}
 
 
