@@ -39,8 +39,7 @@ CREATE TEMP TABLE IF NOT EXISTS batch_dethroned (event_id text PRIMARY KEY)
     ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS batch_keys (
     campaign_id text, unit text, indicator text, old_own bigint, snap_at timestamptz,
-    resnapped boolean, last_at timestamptz, first_at timestamptz, old_last_at timestamptz,
-    lineage text[],
+    resnapped boolean, last_at timestamptz, lineage text[],
     PRIMARY KEY (campaign_id, unit, indicator)
 ) ON COMMIT DELETE ROWS;
 """
@@ -249,19 +248,17 @@ FROM repeats WHERE conflict
 """
 
 # Every (campaign, unit, indicator) the batch touches, once; the later statements work on
-# these few keys rather than on every applied event (`first_at`: its earliest event of the
-# batch, `tiendo.counting.rollups` LATE). With each key, where its figures land
+# these few keys rather than on every applied event. With each key, where its figures land
 # on its campaign's tree and that unit's ancestors (`lineage`, the units its changes are
 # spread to): looked up once per key here instead of once per key and day by each rollup.
 # A version carried by shares has no anchor: a null lineage, spread nowhere (its campaign
 # is recounted, see BATCH_HAS_SHARED).
 GROUP_KEYS = f"""
-INSERT INTO batch_keys (campaign_id, unit, indicator, resnapped, last_at, first_at, lineage)
-SELECT g.campaign_id, g.unit, g.indicator, false, g.last_at, g.first_at,
+INSERT INTO batch_keys (campaign_id, unit, indicator, resnapped, last_at, lineage)
+SELECT g.campaign_id, g.unit, g.indicator, false, g.last_at,
        CASE WHEN u.code IS NOT NULL THEN u.ancestors || u.code END  -- (not an array of one null)
 FROM (
-    SELECT campaign_id, unit, indicator, max(occurred_at) FILTER (WHERE NOT adjustment) AS last_at,
-           min(occurred_at) AS first_at
+    SELECT campaign_id, unit, indicator, max(occurred_at) FILTER (WHERE NOT adjustment) AS last_at
     FROM batch_applied
     GROUP BY 1, 2, 3
 ) g
@@ -285,18 +282,16 @@ ON CONFLICT DO NOTHING
 
 
 # Lock the touched rows (in a fixed order: replicas cannot deadlock) and remember each
-# key's own value, snapshot time and last counted event before the batch, to spread the
-# difference.
+# key's own value and snapshot time before the batch, to spread the difference.
 SELECT_KEYS = f"""
 WITH locked AS (
-    SELECT p.campaign_id, p.unit, p.indicator, p.snap_at, p.own_last_event_at,
-           {OWN_VALUE} AS own
+    SELECT p.campaign_id, p.unit, p.indicator, p.snap_at, {OWN_VALUE} AS own
     FROM progress p
     JOIN batch_keys k USING (campaign_id, unit, indicator)
     ORDER BY 1, 2, 3
     FOR UPDATE OF p
 )
-UPDATE batch_keys k SET old_own = l.own, snap_at = l.snap_at, old_last_at = l.own_last_event_at
+UPDATE batch_keys k SET old_own = l.own, snap_at = l.snap_at
 FROM locked l
 WHERE k.campaign_id = l.campaign_id AND k.unit = l.unit AND k.indicator = l.indicator
 """
