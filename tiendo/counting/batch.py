@@ -256,15 +256,16 @@ FROM repeats WHERE conflict
 GROUP_KEYS = f"""
 INSERT INTO batch_keys (campaign_id, unit, indicator, resnapped, last_at, lineage)
 SELECT g.campaign_id, g.unit, g.indicator, false, g.last_at,
-       CASE WHEN u.code IS NOT NULL THEN u.ancestors || u.code END  -- (not an array of one null)
+       -- two primary-key look-ups per key, whatever the planner guesses of the batch
+       (SELECT u.ancestors || u.code
+        FROM unit_anchors a JOIN units u ON u.code = a.anchor
+        WHERE a.tree_at = {TREE_AT} AND a.unit = g.unit)
 FROM (
     SELECT campaign_id, unit, indicator, max(occurred_at) FILTER (WHERE NOT adjustment) AS last_at
     FROM batch_applied
     GROUP BY 1, 2, 3
 ) g
 JOIN campaigns c ON c.id = g.campaign_id
-LEFT JOIN unit_anchors a ON a.tree_at = {TREE_AT} AND a.unit = g.unit
-LEFT JOIN units u ON u.code = a.anchor
 """
 
 # Rows normally exist since the campaign was planned; a unit added later gets one here.
