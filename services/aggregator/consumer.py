@@ -22,6 +22,7 @@ from prometheus_client import Gauge
 from services.aggregator import feed
 from services.aggregator.guard import CampaignGuard
 from services.aggregator.metrics import AggregatorMetrics
+from services.aggregator.repository import apply as apply_sql
 from services.aggregator.repository import positions as position_sql
 from services.aggregator.repository.positions import DeadLetter
 from services.aggregator.settings import AggregatorSettings
@@ -196,7 +197,7 @@ class Applier:
         try:
             await start_whole(consumer)
             async with self._pool.acquire() as conn:
-                await counting.prepare(conn)
+                await apply_sql.prepare(conn)
                 while True:
                     batches = await consumer.getmany(
                         timeout_ms=s.poll_timeout_ms, max_records=s.batch_max_records

@@ -15,6 +15,10 @@ COUNTERS_LOCK_KEY = 7301118
 LOCK_APPLY = f"SELECT pg_advisory_xact_lock_shared({COUNTERS_LOCK_KEY})"
 LOCK_REPLAN = f"SELECT pg_advisory_xact_lock({COUNTERS_LOCK_KEY})"
 
+# The tree a campaign's live counters are kept on (`campaigns.tree_at`, set when it is
+# planned; a campaign stored before versions existed: the tree that never changed).
+TREE_AT = "coalesce(c.tree_at, '-infinity'::timestamptz)"
+
 # Temp tables live per connection; the consumer keeps one connection for its life.
 CREATE_STAGING = """
 CREATE TEMP TABLE IF NOT EXISTS batch_in (
@@ -35,7 +39,8 @@ CREATE TEMP TABLE IF NOT EXISTS batch_dethroned (event_id text PRIMARY KEY)
     ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS batch_keys (
     campaign_id text, unit text, indicator text, old_own bigint, snap_at timestamptz,
-    resnapped boolean, last_at timestamptz, PRIMARY KEY (campaign_id, unit, indicator)
+    resnapped boolean, last_at timestamptz, lineage text[],
+    PRIMARY KEY (campaign_id, unit, indicator)
 ) ON COMMIT DELETE ROWS;
 """
 
@@ -157,11 +162,18 @@ SELECT count(*) FROM moved
 # pass; those not already applied earlier go to the dead letters.
 TAKE_UNAPPLIABLE = """
 WITH taken AS (
+    -- (two left joins, hashed: the same test as `NOT EXISTS (unit in force) OR NOT EXISTS
+    -- (indicator)`, which an OR keeps from becoming an anti-join, a look-up per event)
     DELETE FROM batch_in b
-    WHERE NOT EXISTS (SELECT 1 FROM units u
-                      WHERE u.code = b.unit AND u.valid_from <= b.occurred_at
-                        AND b.occurred_at < coalesce(u.valid_to, 'infinity'))
-       OR NOT EXISTS (SELECT 1 FROM indicators i WHERE i.code = b.indicator)
+    USING (
+        SELECT x.ctid AS row
+        FROM batch_in x
+        LEFT JOIN units u ON u.code = x.unit AND u.valid_from <= x.occurred_at
+                         AND x.occurred_at < coalesce(u.valid_to, 'infinity')
+        LEFT JOIN indicators i ON i.code = x.indicator
+        WHERE u.code IS NULL OR i.code IS NULL
+    ) bad
+    WHERE b.ctid = bad.row
     RETURNING b.kafka_partition, b.kafka_offset, b.event_id, b.unit, b.indicator,
               b.occurred_at
 )
@@ -236,12 +248,24 @@ FROM repeats WHERE conflict
 """
 
 # Every (campaign, unit, indicator) the batch touches, once; the later statements work on
-# these few keys rather than on every applied event.
-GROUP_KEYS = """
-INSERT INTO batch_keys (campaign_id, unit, indicator, resnapped, last_at)
-SELECT campaign_id, unit, indicator, false, max(occurred_at) FILTER (WHERE NOT adjustment)
-FROM batch_applied
-GROUP BY 1, 2, 3
+# these few keys rather than on every applied event. With each key, where its figures land
+# on its campaign's tree and that unit's ancestors (`lineage`, the units its changes are
+# spread to): looked up once per key here instead of once per key and day by each rollup.
+# A version carried by shares has no anchor: a null lineage, spread nowhere (its campaign
+# is recounted, see BATCH_HAS_SHARED).
+GROUP_KEYS = f"""
+INSERT INTO batch_keys (campaign_id, unit, indicator, resnapped, last_at, lineage)
+SELECT g.campaign_id, g.unit, g.indicator, false, g.last_at,
+       -- two primary-key look-ups per key, whatever the planner guesses of the batch
+       (SELECT u.ancestors || u.code
+        FROM unit_anchors a JOIN units u ON u.code = a.anchor
+        WHERE a.tree_at = {TREE_AT} AND a.unit = g.unit)
+FROM (
+    SELECT campaign_id, unit, indicator, max(occurred_at) FILTER (WHERE NOT adjustment) AS last_at
+    FROM batch_applied
+    GROUP BY 1, 2, 3
+) g
+JOIN campaigns c ON c.id = g.campaign_id
 """
 
 # Rows normally exist since the campaign was planned; a unit added later gets one here.
@@ -274,21 +298,18 @@ WHERE k.campaign_id = l.campaign_id AND k.unit = l.unit AND k.indicator = l.indi
 """
 
 
-# The tree a campaign's live counters are kept on (`campaigns.tree_at`, set when it is
-# planned; a campaign stored before versions existed: the tree that never changed).
-TREE_AT = "coalesce(c.tree_at, '-infinity'::timestamptz)"
-
 # Spread each unit's change of own value to where it lands on the campaign's tree (itself
-# while in force; a closed version's anchor: `unit_anchors`, kept at tree changes, so this
-# stays one join) and that unit's ancestors (the rollup), and return every (campaign, unit,
-# indicator) whose figures moved. A version carried by shares has no anchor: its campaign
-# is recounted by `RECOMPUTE_VALUES` after this (`SHARED_CAMPAIGNS`).
+# while in force; a closed version's anchor: `unit_anchors`, kept at tree changes) and that
+# unit's ancestors (the rollup): the key's `lineage` (GROUP_KEYS); return every (campaign,
+# unit, indicator) whose figures moved. A version carried by shares has no anchor: its
+# campaign is recounted by `RECOMPUTE_VALUES` after this (`SHARED_CAMPAIGNS`).
 SPREAD = f"""
 -- (The unit's own last event is set by the same upsert: a separate UPDATE of these rows in
 -- a CTE of this statement would be one of two changes to one row, and PostgreSQL keeps
 -- only one of them.)
 WITH own AS (
-    SELECT k.campaign_id, k.unit, k.indicator, k.last_at, {OWN_VALUE} - k.old_own AS delta
+    SELECT k.campaign_id, k.unit, k.indicator, k.last_at, k.lineage,
+           {OWN_VALUE} - k.old_own AS delta
     FROM batch_keys k JOIN progress p USING (campaign_id, unit, indicator)
 ), spread AS (
     SELECT campaign_id, unit, indicator, sum(delta) AS delta, max(last_at) AS last_at,
@@ -297,10 +318,7 @@ WITH own AS (
         SELECT o.campaign_id, lineage.code AS unit, o.indicator, o.delta, o.last_at,
                NULL::timestamptz AS own_last_at
         FROM own o
-        JOIN campaigns c ON c.id = o.campaign_id
-        JOIN unit_anchors a ON a.tree_at = {TREE_AT} AND a.unit = o.unit
-        JOIN units u ON u.code = a.anchor
-        CROSS JOIN LATERAL unnest(u.ancestors || u.code) AS lineage (code)
+        CROSS JOIN LATERAL unnest(o.lineage) AS lineage (code)
         UNION ALL
         -- the key's own last event, wherever its figures land
         SELECT o.campaign_id, o.unit, o.indicator, 0, NULL, o.last_at FROM own o
