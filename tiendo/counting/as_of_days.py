@@ -37,6 +37,9 @@ from datetime import datetime
 from tiendo.counting.batch import TREE_AT
 from tiendo.database import Connection
 
+# Up to this many versions in a subtree, its day of events is read unit by unit.
+SMALL_SUBTREE = 500
+
 # $1 the roots, $2 the campaign, $3 its indicators, $4 its start, $5 the moment (at most
 # its deadline), $6 the moment whose tree is asked (null: the moment's own).
 AS_OF_FROM_DAYS = f"""
@@ -77,14 +80,50 @@ WITH c AS (
            count(*) OVER (PARTITION BY a.anchor) AS landing
     FROM c JOIN unit_anchors a ON a.tree_at = c.m
     WHERE a.anchor IN (SELECT code FROM tree_units)
+), day_events AS (
+    -- the one day of events: the moment's day up to the moment. A large subtree reads the
+    -- whole day of its indicators (index only: `events_counted_by_day`, migration 014) and
+    -- keeps its units'; a small one reads each of its units' (`events_unit_indicator_time`),
+    -- which the planner, blind to the subtree's size, would not choose between.
+    SELECT e.unit, e.indicator, e.kind, e.value, e.occurred_at, e.event_id
+    FROM events e
+    WHERE (SELECT count(*) FROM own_units) > {SMALL_SUBTREE}
+      AND e.unit IN (SELECT code FROM own_units)
+      AND e.indicator = ANY ($3::text[]) AND e.counted
+      AND e.occurred_at >= (SELECT day_from FROM c) AND e.occurred_at <= $5
+    UNION ALL
+    SELECT e.unit, e.indicator, e.kind, e.value, e.occurred_at, e.event_id
+    FROM own_units o
+    CROSS JOIN LATERAL (
+        SELECT e.* FROM events e
+        WHERE e.unit = o.code AND e.indicator = ANY ($3::text[]) AND e.counted
+          AND e.occurred_at >= (SELECT day_from FROM c) AND e.occurred_at <= $5
+    ) e
+    WHERE (SELECT count(*) FROM own_units) <= {SMALL_SUBTREE}
+), day_snaps AS (
+    SELECT DISTINCT ON (e.unit, e.indicator) e.unit, e.indicator, e.occurred_at, e.value
+    FROM day_events e
+    WHERE e.kind = 'snapshot'
+    ORDER BY e.unit, e.indicator, e.occurred_at DESC, e.event_id DESC
+), needed AS (
+    -- the units whose value at the day's start is read: the roots, and each unit with a
+    -- snapshot that day with its children (its own value then); not the whole subtree
+    SELECT code FROM roots
+    UNION
+    SELECT unit FROM day_snaps
+    UNION
+    SELECT u.code
+    FROM units u JOIN tree_units t ON t.code = u.code
+    WHERE u.parent_code IN (SELECT unit FROM day_snaps)
 ), ends AS (
-    -- each subtree's value at the end of the day before: live less that day's and later
+    -- each needed subtree's value at the end of the day before: live less that day's and
+    -- later ones
     SELECT p.unit, p.indicator, p.parent, p.last_event_at,
            p.value - coalesce(sum(d.change), 0) AS value
     FROM (
         SELECT p.unit, p.indicator, p.value, p.last_event_at, u.parent_code AS parent
         FROM progress p
-        JOIN tree_units t ON t.code = p.unit
+        JOIN needed n ON n.code = p.unit
         JOIN units u ON u.code = p.unit
         WHERE p.campaign_id = $2 AND p.indicator = ANY ($3::text[])
     ) p
@@ -94,18 +133,6 @@ WITH c AS (
     GROUP BY p.unit, p.indicator, p.parent, p.value, p.last_event_at
 ), child_ends AS (
     SELECT parent, indicator, sum(value) AS value FROM ends GROUP BY 1, 2
-), day_events AS (
-    -- the one day of events: the moment's day up to the moment
-    SELECT e.unit, e.indicator, e.kind, e.value, e.occurred_at, e.event_id
-    FROM events e
-    JOIN own_units o ON o.code = e.unit
-    WHERE e.indicator = ANY ($3::text[]) AND e.counted
-      AND e.occurred_at >= (SELECT day_from FROM c) AND e.occurred_at <= $5
-), day_snaps AS (
-    SELECT DISTINCT ON (e.unit, e.indicator) e.unit, e.indicator, e.occurred_at, e.value
-    FROM day_events e
-    WHERE e.kind = 'snapshot'
-    ORDER BY e.unit, e.indicator, e.occurred_at DESC, e.event_id DESC
 ), parts AS (
     -- each version's change over the day up to the moment, on the unit it lands on
     SELECT o.anchor, e.indicator, max(e.occurred_at) AS last_at,
@@ -140,17 +167,21 @@ WITH c AS (
 ), before_day AS (
     -- a root silent all that day whose last report came after the moment: the history
     -- before the day (rare for a large subtree), read for those roots only
-    SELECT f.root, f.indicator, l.last_at
+    -- (each version's latest, backwards along its index)
+    SELECT f.root, f.indicator, max(l.occurred_at) AS last_at
     FROM figures f
+    JOIN members m2 ON m2.root = f.root
+    JOIN own_units o ON o.anchor = m2.code
     CROSS JOIN LATERAL (
-        SELECT max(e.occurred_at) AS last_at
-        FROM members m2
-        JOIN own_units o ON o.anchor = m2.code
-        JOIN events e ON e.unit = o.code AND e.indicator = f.indicator
-        WHERE m2.root = f.root AND e.counted AND e.occurred_at >= $4::timestamptz
-          AND e.occurred_at < (SELECT day_from FROM c)
+        SELECT e.occurred_at
+        FROM events e
+        WHERE e.unit = o.code AND e.indicator = f.indicator AND e.counted
+          AND e.occurred_at >= $4::timestamptz AND e.occurred_at < (SELECT day_from FROM c)
+        ORDER BY e.occurred_at DESC
+        LIMIT 1
     ) l
     WHERE f.live_last > $5::timestamptz AND f.day_last IS NULL
+    GROUP BY f.root, f.indicator
 )
 SELECT f.root, f.indicator, f.value, f.exact,
        CASE WHEN f.live_last <= $5::timestamptz THEN f.live_last
