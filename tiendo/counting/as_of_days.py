@@ -62,13 +62,17 @@ WITH c AS (
 ), usable AS (
     -- the rollups are kept on the campaign's tree, and without versions carried by shares
     SELECT c.m = aggregator_read.tree_moment(coalesce($6, greatest($5, $4))) AND NOT EXISTS (
+               -- (from the events: the notifier reads `progress` through a view without
+               -- the own columns)
                SELECT 1
                FROM units v
-               JOIN progress p ON p.campaign_id = c.id AND p.unit = v.code
                WHERE v.valid_to <= c.m
-                 AND (p.own_last_event_at IS NOT NULL OR p.snap_at IS NOT NULL)
                  AND NOT EXISTS (SELECT 1 FROM unit_anchors a
                                  WHERE a.tree_at = c.m AND a.unit = v.code)
+                 AND EXISTS (SELECT 1 FROM events e
+                             WHERE e.unit = v.code AND e.indicator = ANY (c.indicators)
+                               AND e.counted AND e.occurred_at >= c.starts_at
+                               AND e.occurred_at <= c.deadline)
            ) AS ok
     FROM c
 ), roots AS (
@@ -163,18 +167,22 @@ WITH c AS (
     LEFT JOIN ends ue ON ue.unit = e.unit AND ue.indicator = e.indicator
     LEFT JOIN child_ends ce ON ce.parent = e.unit AND ce.indicator = e.indicator
     GROUP BY o.anchor, e.unit, e.indicator, s.unit, s.value
+), root_parts AS (
+    -- the day's parts summed up to each root (the few parts probe the many members)
+    SELECT mm.root, pt.indicator, sum(pt.change) AS change, bool_and(pt.exact) AS exact,
+           max(pt.last_at) AS last_at
+    FROM parts pt JOIN members mm ON mm.code = pt.anchor
+    GROUP BY 1, 2
 ), figures AS (
     -- (a unit without a progress row has had nothing land in its subtree: 0)
     SELECT m.root, i.indicator,
-           (coalesce(x.value, 0) + coalesce(sum(pt.change), 0))::bigint AS value,
-           coalesce(bool_and(pt.exact), true) AS exact,
-           x.last_event_at AS live_last, max(pt.last_at) AS day_last
+           (coalesce(x.value, 0) + coalesce(rp.change, 0))::bigint AS value,
+           coalesce(rp.exact, true) AS exact,
+           x.last_event_at AS live_last, rp.last_at AS day_last
     FROM (SELECT DISTINCT root FROM members) m
     CROSS JOIN unnest($3::text[]) AS i (indicator)
     LEFT JOIN ends x ON x.unit = m.root AND x.indicator = i.indicator
-    LEFT JOIN members mm ON mm.root = m.root
-    LEFT JOIN parts pt ON pt.anchor = mm.code AND pt.indicator = i.indicator
-    GROUP BY m.root, i.indicator, x.value, x.last_event_at
+    LEFT JOIN root_parts rp ON rp.root = m.root AND rp.indicator = i.indicator
 ), before_day AS (
     -- a root silent all that day whose last report came after the moment: the history
     -- before the day (rare for a large subtree), read for those roots only
