@@ -22,7 +22,7 @@ lineage (`units_ancestors`), the values at the day's start of the roots and of t
 with a snapshot that day and their children only, the day of events of a large subtree
 from one index-only range of its indicators (`events_counted_by_day`) and of a small one
 unit by unit. On `bench.national` (1,000,000 events) one indicator of a commune reads in
-about 5 ms, of a province and its children 14 ms, of the country and its provinces 230
+about 4 ms, of a province and its children 8 ms, of the country and its provinces 100
 ms, nearly all of it the per-unit work over the 11,000 units (docs/capacity.md).
 
 It answers only where the rollups are kept: on the campaign's current tree (`TREE_AT`,
