@@ -1,11 +1,12 @@
 """One campaign against an earlier one at the same day of each (docs/units-over-time.md,
 "Comparisons over time"): "Mệnh lệnh 01 this year against Mệnh lệnh 01 (2023) on day 22".
 
-Both are read from history (`tiendo.counting.as_of`), on the tree of the first campaign at
-its moment: the earlier campaign's figures are carried through the crosswalk onto today's
-units, exactly for whole transfers and by shares for split ones; what a split without
-shares left behind stays at the unit above (the root's figure includes it, no child's
-does, and the reply says how much)."""
+Both are read by `tiendo.counting.as_of` (from the day rollups where the tree read is the
+campaign's own, else from the history), on the tree of the first campaign at its moment:
+the earlier campaign's figures are carried through the crosswalk onto today's units,
+exactly for whole transfers and by shares for split ones; what a split without shares
+left behind stays at the unit above (the root's figure includes it, no child's does, and
+the reply says how much)."""
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta

@@ -59,6 +59,8 @@ async def _history(conn: Connection, campaign: Campaign, now: datetime) -> list[
             [c.unit for c in counters],
             campaign.starts_at,
             min(now + HORIZON, campaign.deadline),
+            # the history alone, not the rollups kept beside the counters it checks
+            history=True,
         )
         out.extend(live_vs_history(campaign.id, indicator, live, history))
     return out

@@ -17,7 +17,7 @@ from tiendo import counting
 from tiendo.board import days
 from tiendo.board import repository as board
 from tiendo.board.figures import judge_campaign
-from tiendo.counting import rollups
+from tiendo.counting import as_of_days, rollups
 from tiendo.event import Event, Kind
 
 ZONE = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -119,7 +119,7 @@ async def test_day_rollups_equal_the_history_at_every_midnight(database: str) ->
             for day in range(11):
                 midnight = _at(day, 0)
                 rolled = await days.values_at(conn, campaign, {indicator: live}, midnight)
-                found = await counting.as_of(
+                found = await counting.as_of_history(
                     conn, "c1", [indicator], UNITS, campaign.starts_at, midnight
                 )
                 history_values = {u: found[indicator, u].value for u in UNITS}
@@ -181,11 +181,13 @@ async def test_as_of_from_the_rollups_and_one_day_of_events_equals_the_history(
         # moments inside days with snapshots, days some units were silent
         for step in range(40):
             at = STARTS - timedelta(hours=5) + timedelta(hours=7 * step)
-            found = await counting.as_of(conn, "c1", indicators, UNITS, campaign.starts_at, at)
-            history_figures = {k: (v.value, v.last_event_at) for k, v in found.items()}
-            rolled = await rollups.as_of_from_days(
-                conn, "c1", indicators, UNITS, campaign.starts_at, campaign.timezone, at
+            found = await counting.as_of_history(
+                conn, "c1", indicators, UNITS, campaign.starts_at, at
             )
-            assert rolled == history_figures, at
+            history_figures = {k: (v.value, v.last_event_at) for k, v in found.items()}
+            rolled = await as_of_days.read(conn, "c1", indicators, UNITS, campaign.starts_at, at)
+            assert rolled is not None
+            assert not rolled.inexact
+            assert rolled.figures == history_figures, at
     finally:
         await conn.close()

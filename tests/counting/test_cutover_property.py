@@ -117,7 +117,7 @@ async def _live_equals_as_of(
         "SELECT unit, value, last_event_at FROM progress WHERE campaign_id = 'c1'"
     )
     codes = [r["unit"] for r in rows]
-    found = await counting.as_of(
+    found = await counting.as_of_history(
         conn, "c1", [CCCD], codes, world.starts_at, world.deadline, tree_at=tree_at
     )
     history = {root: (v.value, v.last_event_at) for (_, root), v in found.items()}

@@ -1,4 +1,4 @@
-"""The board's SQL over the aggregator's tables (read only); the history (`as_of`) is read
+"""The board's SQL over the aggregator's tables (read only); a past moment (`as_of`) is read
 by the counting rules' own form, `tiendo.counting.as_of`. Callers own transactions."""
 
 from collections.abc import Mapping, Sequence
@@ -167,9 +167,14 @@ async def values_as_of(
     roots: Sequence[str],
     starts_at: datetime,
     at: datetime,
+    *,
+    history: bool = False,
 ) -> dict[str, ValueAt]:
-    """Each root's subtree value and last event at `at`, from the event history."""
-    found = await counting.as_of(conn, campaign_id, [indicator], roots, starts_at, at)
+    """Each root's subtree value and last event at `at`: the readers' `counting.as_of`
+    (day rollups and one day of events), or with `history` the event history alone
+    (`counting.as_of_history`: what `tiendo check` holds the counters against)."""
+    read = counting.as_of_history if history else counting.as_of
+    found = await read(conn, campaign_id, [indicator], roots, starts_at, at)
     return {root: v for (_, root), v in found.items()}
 
 

@@ -25,8 +25,10 @@ The rules (docs/contract.md §5 in the product's words, docs/semantics.md for op
 Three forms, the three functions below, each built from `rules.py`, where every rule's
 three SQL forms sit side by side: `apply` (the live counters, batch by batch, in any order,
 with any duplicates and restarts), `recount` (the counters again from the stored events:
-rebuild, admin changes) and `as_of` (the figures of any moment, from the history). Live
-equals history: after any applies and recounts, the counters equal `as_of` now. The pure
+rebuild, admin changes) and `as_of_history` (the figures of any moment, from the history). Live
+equals history: after any applies and recounts, the counters equal `as_of_history` now.
+The readers' `as_of` answers the same from the day rollups (`as_of_days`) where they are
+kept, and from the history elsewhere. The pure
 reference model (tests/counting/model.py) states the rules once more in Python, and the
 tests hold every form equal to it.
 """
@@ -36,7 +38,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from tiendo.counting import batch, rollups, rules
+from tiendo.counting import as_of_days, batch, rollups, rules
 from tiendo.database import Connection
 from tiendo.event import Event
 
@@ -217,10 +219,48 @@ async def as_of(
     *,
     tree_at: datetime | None = None,
 ) -> dict[tuple[str, str], ValueAt]:
-    """Rules 1–6 at `at` (at most the deadline): each root's subtree value and last report
-    per indicator, by (indicator, root), in one reading of the history, on the tree in
-    force at `at` (at least the start), or at `tree_at` when given (one campaign's figures
-    on another's tree: a comparison across a cut-over)."""
+    """The readers' `as_of` (the boards, the API, comparisons, briefings): rules 1–6 at `at`
+    as `as_of_history` states them, read from the day rollups and at most one day of events
+    per key (`as_of_days`) where they are kept, else from the history. A moment after the
+    deadline is the deadline. It shares the rollups' one inexact case (an event arriving
+    after a later snapshot of its key that covers it, until the next re-plan:
+    docs/semantics.md); what holds the counters against the history reads
+    `as_of_history`."""
+    deadline = await conn.fetchval("SELECT deadline FROM campaigns WHERE id = $1", campaign_id)
+    if deadline is not None:
+        at = min(at, deadline)
+    days = await as_of_days.read(
+        conn, campaign_id, indicators, roots, starts_at, at, tree_at=tree_at
+    )
+    if days is None:
+        return await as_of_history(
+            conn, campaign_id, indicators, roots, starts_at, at, tree_at=tree_at
+        )
+    found = {k: ValueAt(value, last) for k, (value, last) in days.figures.items()}
+    if days.inexact:
+        found.update(
+            await as_of_history(
+                conn, campaign_id, indicators, sorted(days.inexact), starts_at, at, tree_at=tree_at
+            )
+        )
+    return found
+
+
+async def as_of_history(
+    conn: Connection,
+    campaign_id: str,
+    indicators: Sequence[str],
+    roots: Sequence[str],
+    starts_at: datetime,
+    at: datetime,
+    *,
+    tree_at: datetime | None = None,
+) -> dict[tuple[str, str], ValueAt]:
+    """Rules 1–6 at `at` (at most the deadline) from the event history alone: each root's
+    subtree value and last report per indicator, by (indicator, root), in one reading, on
+    the tree in force at `at` (at least the start), or at `tree_at` when given (one
+    campaign's figures on another's tree: a comparison across a cut-over). Independent of
+    the counters and rollups: `tiendo check` holds them against it."""
     tree = tree_at if tree_at is not None else max(at, starts_at)
     rows = await conn.fetch(
         rules.VALUES_AS_OF, list(roots), campaign_id, list(indicators), starts_at, at, tree
