@@ -199,11 +199,19 @@ async def judge_indicators(
     for c in repository.on_plan(read, plan):
         by_indicator[c.indicator].append(c)
     ago = await _window_ago(conn, campaign, by_indicator, at, None)
+    then: dict[tuple[str, str], ValueAt] = {}
+    if not live:
+        roots = sorted({c.unit for counters in by_indicator.values() for c in counters})
+        then = await repository.values_as_of_indicators(
+            conn, campaign.id, indicators, roots, campaign.starts_at, min(at, campaign.deadline)
+        )
     out: dict[str, dict[str, Verdict]] = {}
     for indicator, counters in by_indicator.items():
-        # (`as_of` one indicator at a time: the history query of several at once was no
-        # faster on the national tree, and slower for a commune)
-        values = await values_of(conn, campaign, indicator, counters, at, live)
+        values = (
+            {c.unit: ValueAt(c.value, c.last_event_at) for c in counters}
+            if live
+            else {root: v for (i, root), v in then.items() if i == indicator}
+        )
         out[indicator] = judge_many(campaign, counters, values, ago[indicator], at)
     return out
 

@@ -38,7 +38,7 @@ Both forms keep it beside the counters they write, so it is never older than the
 for in-order arrivals, and to each other.
 
 `as_of` reads them too (`tiendo.counting.as_of_days`): a past moment from the rollups and
-at most one day of events per key, and so shares their one inexact case.
+at most one day of events per key, and so shares their two inexact cases.
 """
 
 from tiendo.counting.batch import TREE_AT
