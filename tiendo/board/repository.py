@@ -178,20 +178,6 @@ async def values_as_of(
     return {root: v for (_, root), v in found.items()}
 
 
-async def values_as_of_indicators(
-    conn: Connection,
-    campaign_id: str,
-    indicators: Sequence[str],
-    roots: Sequence[str],
-    starts_at: datetime,
-    at: datetime,
-) -> dict[tuple[str, str], ValueAt]:
-    """`values_as_of` of several indicators in one read: (indicator, root) → value then.
-    The rollup form's per-unit work (each unit's lineage and anchor) is the same for every
-    indicator: a unit's progress read eight times over was eight times that work."""
-    return await counting.as_of(conn, campaign_id, list(indicators), roots, starts_at, at)
-
-
 async def changes_from(
     conn: Connection,
     campaign_id: str,
