@@ -173,9 +173,8 @@ def assess_at(
     """`assess` of a unit whose plan is `when.plan`'s window with its own baseline and
     target: the one place the figures are derived."""
     exp = planned(baseline, target, when.fraction)  # expected(plan, at_count)
-    pct = 100.0 * value / target if target else None
+    pct, pace = pct_and_pace(value, target, exp)
     expected_pct = 100.0 * exp / target if target else None
-    pace = value / exp if exp > 0 else None
     rate = (
         (value - value_window_ago) / when.window_days  # run_rate over the window
         if when.window_days is not None and value_window_ago is not None
@@ -202,6 +201,20 @@ def assess_at(
         projected_completion=projected,
         status=status,
     )
+
+
+def pct_and_pace(value: int, target: int, exp: float) -> tuple[float | None, float | None]:
+    """The figures a ranking orders by: value as a percentage of the target, and value
+    over the plan's expected value `exp` (None where there is no target, nothing expected)."""
+    return (100.0 * value / target if target else None, value / exp if exp > 0 else None)
+
+
+def standing_at(
+    when: Moment, baseline: int, target: int, value: int
+) -> tuple[float | None, float | None]:
+    """`pct_and_pace` of a unit at `when` (what `assess_at` would say of them, without the
+    run rate, projection and status a rank does not need)."""
+    return pct_and_pace(value, target, planned(baseline, target, when.fraction))
 
 
 def _status(

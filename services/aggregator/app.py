@@ -326,13 +326,23 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
                 raise HTTPException(422, f"{indicator} is not an indicator of {campaign_id}")
             previous_at = moment(previous) if previous else at - WEEK
             rows = await leaderboard(
-                conn, campaign, indicator, level, at, live=as_of is None, previous_at=previous_at
+                conn,
+                campaign,
+                indicator,
+                level,
+                at,
+                live=as_of is None,
+                previous_at=previous_at,
+                settle=False,
             )
             if not who.everywhere:
                 # a reader's board: the rows of its subtrees, each keeping its rank in the
                 # whole ranking (where the unit stands at the briefing)
                 units = await reference_sql.units_by_code(conn, [r.unit for r in rows.ranked])
                 rows = rows.only(lambda code: who.sees(code, units[code].ancestors))
+            # days behind in a row for the rows sent: a page, or every row of an export
+            shown = slice(offset, offset + limit) if format == "json" else slice(None)
+            await rows.settle(conn, shown)
         filename = f"{campaign_id}-{indicator}-L{level}"
         # the exports build every row and a sheet: off the event loop, like the ranking
         if format == "csv":

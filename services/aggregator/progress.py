@@ -92,14 +92,14 @@ class Ranked:
     def unit(self) -> str:
         return self.standing.verdict.unit
 
-    def row(self) -> LeaderboardRow:
+    def row(self, days_behind: int) -> LeaderboardRow:
         s = self.standing
         return LeaderboardRow(
             rank=s.rank,
             previous_rank=s.previous_rank,
             rank_change=s.change,
             movement=s.movement,
-            days_behind=s.days_behind,
+            days_behind=days_behind,
             unit=UnitRef(code=s.verdict.unit, name=s.verdict.unit_name, level=s.verdict.level),
             parent=s.verdict.parent,
             **_figures(s.verdict, self.children_total, self.children_done),
@@ -109,10 +109,15 @@ class Ranked:
 class Leaderboard(Sequence[LeaderboardRow]):
     """A ranking whose response rows are built when read: a page of JSON builds its
     hundred, an export every one (ten thousand validated models were most of a board's
-    Python)."""
+    Python). A row's days behind in a row are read by `settle` for the rows shown (a
+    streak reads its unit's day rollups back to the start); reading a row not settled is
+    an error, never a silent 0."""
 
-    def __init__(self, ranked: Sequence[Ranked]) -> None:
+    def __init__(self, ranked: Sequence[Ranked], ranking: movement.Ranking) -> None:
         self.ranked = list(ranked)
+        self.ranking = ranking
+        self.days_behind: dict[str, int] = {}
+        self.settled: set[str] = set()
 
     def __len__(self) -> int:
         return len(self.ranked)
@@ -125,12 +130,27 @@ class Leaderboard(Sequence[LeaderboardRow]):
 
     def __getitem__(self, index: int | slice) -> LeaderboardRow | list[LeaderboardRow]:
         if isinstance(index, slice):
-            return [r.row() for r in self.ranked[index]]
-        return self.ranked[index].row()
+            return [self._row(r) for r in self.ranked[index]]
+        return self._row(self.ranked[index])
+
+    def _row(self, r: Ranked) -> LeaderboardRow:
+        if r.unit not in self.settled:
+            raise LookupError(f"{r.unit}'s days behind were not read: settle its rows first")
+        return r.row(self.days_behind.get(r.unit, 0))
+
+    async def settle(self, conn: Connection, rows: slice = slice(None)) -> "Leaderboard":
+        """Read the days behind in a row of the rows `rows` (a page; all: an export)."""
+        wanted = [r for r in self.ranked[rows] if r.unit not in self.settled]
+        found = await movement.days_behind(conn, self.ranking, [r.standing for r in wanted])
+        self.days_behind.update(found)
+        self.settled.update(r.unit for r in wanted)
+        return self
 
     def only(self, keep: Callable[[str], bool]) -> "Leaderboard":
         """The rows of the units `keep` lets through, each keeping its rank."""
-        return Leaderboard([r for r in self.ranked if keep(r.unit)])
+        out = Leaderboard([r for r in self.ranked if keep(r.unit)], self.ranking)
+        out.days_behind, out.settled = self.days_behind, self.settled
+        return out
 
 
 async def leaderboard(
@@ -142,21 +162,24 @@ async def leaderboard(
     *,
     live: bool,
     previous_at: datetime | None = None,
+    settle: bool = True,
 ) -> Leaderboard:
     """Every unit of `level` with a target in the campaign, ranked, with its rank as of
-    `previous_at` (the previous briefing) and its days behind in a row."""
+    `previous_at` (the previous briefing) and its days behind in a row (`settle`: read for
+    every row now; otherwise `Leaderboard.settle` reads them for the rows shown)."""
     plan = None if live else await earlier_plan(conn, campaign, at)
-    standings = await movement.leaderboard(
+    ranking = await movement.ranking(
         conn, campaign, indicator, level, at, previous_at=previous_at, live=live, plan=plan
     )
     children = board.on_plan(
         await board.counters_at_level(conn, campaign.id, indicator, level + 1), plan
     )
     kids = await judge_counters(conn, campaign, indicator, children, at, live=live)
-    return await asyncio.to_thread(_leaderboard, standings, kids.values())
+    board_ = await asyncio.to_thread(_leaderboard, ranking, kids.values())
+    return await board_.settle(conn) if settle else board_
 
 
-def _leaderboard(standings: Sequence[movement.Standing], kids: Iterable[Verdict]) -> Leaderboard:
+def _leaderboard(ranking: movement.Ranking, kids: Iterable[Verdict]) -> Leaderboard:
     """The standings with their children's counts (ten thousand rows: off the loop)."""
     total: dict[str, int] = {}
     done: dict[str, int] = {}
@@ -165,5 +188,9 @@ def _leaderboard(standings: Sequence[movement.Standing], kids: Iterable[Verdict]
             total[kid.parent] = total.get(kid.parent, 0) + 1
             done[kid.parent] = done.get(kid.parent, 0) + (kid.progress.status is Status.DONE)
     return Leaderboard(
-        [Ranked(s, total.get(s.verdict.unit, 0), done.get(s.verdict.unit, 0)) for s in standings]
+        [
+            Ranked(s, total.get(s.verdict.unit, 0), done.get(s.verdict.unit, 0))
+            for s in ranking.standings
+        ],
+        ranking,
     )

@@ -5,7 +5,7 @@ Every reader judges through `judge` (some units of one indicator) or `judge_camp
 
 import asyncio
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -16,7 +16,7 @@ from tiendo.board.repository import Counter, Place
 from tiendo.board.window import WindowValues
 from tiendo.counting import ValueAt
 from tiendo.database import Connection
-from tiendo.pace import Moment, Progress, assess_at, moment, run_rate_window
+from tiendo.pace import Moment, Progress, assess_at, moment, run_rate_window, standing_at
 
 # Judging this many units takes milliseconds of a core: in a worker thread, so that the
 # event loop serves other reads meanwhile (fewer are not worth the hop).
@@ -97,6 +97,35 @@ def _verdict(
     )
 
 
+def moments_at(campaign: Campaign, at: datetime) -> Callable[[datetime | None], Moment]:
+    """The plan's window at `at` of a unit by its own deadline (None: the campaign's),
+    worked out once per deadline: most units share the campaign's."""
+    known: dict[datetime | None, Moment] = {}
+
+    def of(deadline: datetime | None) -> Moment:
+        when = known.get(deadline)
+        if when is None:
+            when = known[deadline] = moment(campaign.plan(0, 0, deadline), at)
+        return when
+
+    return of
+
+
+def rank_keys(
+    campaign: Campaign, counters: Sequence[Counter], values: Mapping[str, int], at: datetime
+) -> list[tuple[float, float, str]]:
+    """`rank_order` of each counter judged at `at` with its value then (`values`; a unit
+    missing has 0): what `judge_many` would rank them by, without the figures a rank does
+    not need (the ranks at a previous briefing of ten thousand units)."""
+    when = moments_at(campaign, at)
+    return [
+        rank_order(
+            *standing_at(when(c.deadline), c.baseline, c.target, values.get(c.unit, 0)), c.unit
+        )
+        for c in counters
+    ]
+
+
 def judge_many(
     campaign: Campaign,
     counters: Sequence[Counter],
@@ -107,17 +136,14 @@ def judge_many(
     """`judge_one` of each counter (a unit missing from `values` has 0 and never reported,
     from `ago` 0; `ago` None: no run-rate window yet), the plan's window worked out once
     per deadline rather than once per unit."""
-    moments: dict[datetime | None, Moment] = {}
+    when = moments_at(campaign, at)
     out: dict[str, Verdict] = {}
     nothing = ValueAt(0, None)
     for c in counters:
-        when = moments.get(c.deadline)
-        if when is None:
-            when = moments[c.deadline] = moment(campaign.plan(0, 0, c.deadline), at)
         out[c.unit] = _verdict(
             campaign,
             c,
-            when,
+            when(c.deadline),
             values.get(c.unit, nothing),
             ago.get(c.unit, 0) if ago is not None else None,
         )
@@ -252,11 +278,23 @@ async def judge_campaign(
     return out
 
 
-def rank_key(v: Verdict) -> tuple[float, float, str]:
+def rank_order(pct: float | None, pace: float | None, unit: str) -> tuple[float, float, str]:
     """By pct, ties by higher pace, then by code (contract §4.3); unknown figures rank last."""
-    pct = v.progress.pct if v.progress.pct is not None else -math.inf
-    pace = v.progress.pace if v.progress.pace is not None else -math.inf
-    return (-pct, -pace, v.unit)
+    return (
+        -pct if pct is not None else math.inf,
+        -pace if pace is not None else math.inf,
+        unit,
+    )
+
+
+def rank_key(v: Verdict) -> tuple[float, float, str]:
+    """`rank_order` of a verdict."""
+    return rank_order(v.progress.pct, v.progress.pace, v.unit)
+
+
+def ranks(keys: Sequence[tuple[float, float, str]]) -> dict[str, int]:
+    """Each unit's rank (1: best) among `keys` (`rank_order`'s)."""
+    return {key[2]: rank for rank, key in enumerate(sorted(keys), start=1)}
 
 
 def ranked(verdicts: Sequence[Verdict]) -> list[Verdict]:

@@ -6,13 +6,23 @@ from here, so the room and the export never show two different arrows for one un
 
 import asyncio
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from tiendo.board import days, repository
 from tiendo.board.campaign import Campaign
-from tiendo.board.figures import Verdict, judge_counters, judge_many, ranked, values_of
+from tiendo.board.figures import (
+    OFF_LOOP,
+    Verdict,
+    judge_counters,
+    judge_many,
+    rank_key,
+    rank_keys,
+    ranked,
+    ranks,
+    values_of,
+)
 from tiendo.board.repository import Counter
 from tiendo.counting import ValueAt
 from tiendo.database import Connection
@@ -57,11 +67,22 @@ def standings(
     now: Sequence[Verdict], then: Sequence[Verdict], days_behind: Mapping[str, int]
 ) -> list[Standing]:
     """The leaderboard of `now`, each unit with its rank in the leaderboard of `then`."""
-    previous = {v.unit: rank for rank, v in enumerate(ranked(then), start=1)}
+    return ranked_standings(now, ranks([rank_key(v) for v in then]), days_behind)
+
+
+def ranked_standings(
+    now: Sequence[Verdict], previous: Mapping[str, int], days_behind: Mapping[str, int]
+) -> list[Standing]:
+    """The leaderboard of `now`, each unit with its rank then (`previous`, `ranks`)."""
     return [
         Standing(rank, v, previous.get(v.unit), days_behind.get(v.unit, 0))
         for rank, v in enumerate(ranked(now), start=1)
     ]
+
+
+def settled(standings: Sequence[Standing], days_behind: Mapping[str, int]) -> list[Standing]:
+    """The standings with their days behind in a row (`days_behind`; missing: 0)."""
+    return [replace(s, days_behind=days_behind.get(s.verdict.unit, 0)) for s in standings]
 
 
 def is_behind(v: Verdict, threshold: float) -> bool:
@@ -141,6 +162,19 @@ def streaks(
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class Ranking:
+    """A leaderboard ranked, its days behind in a row not read yet (each 0): a unit's streak
+    reads its day rollups back to the campaign's start, and a board shows a page of ten
+    thousand units. `days_behind` reads them for the rows shown."""
+
+    standings: list[Standing]
+    campaign: Campaign
+    indicator: str
+    at: datetime
+    live: bool
+
+
 async def leaderboard(
     conn: Connection,
     campaign: Campaign,
@@ -152,6 +186,26 @@ async def leaderboard(
     live: bool,
     plan: repository.Plan | None = None,
 ) -> list[Standing]:
+    """Every unit of `level` with a target in the campaign, ranked at `at`, with its rank
+    as of `previous_at` and its days behind in a row (`ranking`, then `days_behind` of
+    every unit)."""
+    ranks_now = await ranking(
+        conn, campaign, indicator, level, at, previous_at=previous_at, live=live, plan=plan
+    )
+    return settled(ranks_now.standings, await days_behind(conn, ranks_now, ranks_now.standings))
+
+
+async def ranking(
+    conn: Connection,
+    campaign: Campaign,
+    indicator: str,
+    level: int,
+    at: datetime,
+    *,
+    previous_at: datetime | None,
+    live: bool,
+    plan: repository.Plan | None = None,
+) -> Ranking:
     """Every unit of `level` with a target in the campaign, ranked at `at`, with its rank
     as of `previous_at` (the previous briefing; None or before the start: every unit new).
     `plan`: the targets of an earlier tree (`repository.on_plan`): its units are ranked.
@@ -173,7 +227,7 @@ async def leaderboard(
         # are used, which need values and plans, not run rates or last reports)
         moments.append(previous_at)
     rolled = await days.rolled_at(conn, campaign, indicator, [c.unit for c in counters], moments)
-    now, then = await asyncio.to_thread(
+    now, previous = await asyncio.to_thread(
         _judged,
         campaign,
         indicator,
@@ -189,16 +243,27 @@ async def leaderboard(
         # an `as_of` board's ranks then from the history
         targeted = [c for c in counters if c.target > 0]
         before = await judge_counters(conn, campaign, indicator, targeted, previous_at, live=False)
-        then = [v for v in before.values() if v.progress.target > 0]
-    behind = [v for v in now if is_behind(v, campaign.thresholds.behind)]
-    ends = day_ends(at, campaign)
-    changes: days.Changes = {}
-    current: dict[str, int] = {}
-    if behind and ends:
-        # a live board's units behind have their live value as their value now
-        current = await _live_values(conn, campaign, behind, live)
-        changes = await days.day_changes(conn, campaign, indicator, list(current), ends[-1])
-    return await asyncio.to_thread(_standings, campaign, now, then, ends, current, changes)
+        previous = ranks([rank_key(v) for v in before.values() if v.progress.target > 0])
+    standing = await asyncio.to_thread(ranked_standings, now, previous, {})
+    return Ranking(standing, campaign, indicator, at, live)
+
+
+async def days_behind(
+    conn: Connection, ranking: Ranking, standings: Sequence[Standing]
+) -> dict[str, int]:
+    """Each of `standings`' units behind now: its days behind in a row (`streaks`); the
+    others are not in it (0). Reads the day rollups of those units only."""
+    campaign = ranking.campaign
+    behind = [s.verdict for s in standings if is_behind(s.verdict, campaign.thresholds.behind)]
+    ends = day_ends(ranking.at, campaign)
+    if not behind or not ends:
+        return dict.fromkeys((v.unit for v in behind), 1)
+    # a live board's units behind have their live value as their value now
+    current = await _live_values(conn, campaign, behind, ranking.live)
+    changes = await days.day_changes(conn, campaign, ranking.indicator, list(current), ends[-1])
+    if len(behind) < OFF_LOOP:
+        return streaks(campaign, behind, ends, current, changes)
+    return await asyncio.to_thread(streaks, campaign, behind, ends, current, changes)
 
 
 def _judged(
@@ -210,10 +275,10 @@ def _judged(
     at: datetime,
     previous: days.Rolled | None,
     previous_at: datetime | None,
-) -> tuple[list[Verdict], list[Verdict]]:
+) -> tuple[list[Verdict], dict[str, int]]:
     """The counters with a target judged at `at` (`values`: theirs then, None: the live
-    ones; `window`: the rollups a run-rate window ago, None: no window yet), and at
-    `previous_at` from the rollups then (`previous`; None: not from these)."""
+    ones; `window`: the rollups a run-rate window ago, None: no window yet), and their
+    ranks at `previous_at` from the rollups then (`previous`; None: not from these)."""
     live = {c.unit: c.value for c in counters}
     if values is None:
         values = {c.unit: ValueAt(c.value, c.last_event_at) for c in counters}
@@ -221,19 +286,7 @@ def _judged(
     judged = judge_many(campaign, counters, values, ago, at).values()
     now = [v for v in judged if v.progress.target > 0]
     if previous is None or previous_at is None:
-        return now, []
+        return now, {}
     targeted = [c for c in counters if c.target > 0]
     before = previous.values(indicator, {c.unit: c.value for c in targeted})
-    then = {u: ValueAt(value, None) for u, value in before.items()}
-    return now, list(judge_many(campaign, targeted, then, None, previous_at).values())
-
-
-def _standings(
-    campaign: Campaign,
-    now: Sequence[Verdict],
-    then: Sequence[Verdict],
-    ends: Sequence[datetime],
-    live: Mapping[str, int],
-    changes: days.Changes,
-) -> list[Standing]:
-    return standings(now, then, streaks(campaign, now, ends, live, changes))
+    return now, ranks(rank_keys(campaign, targeted, before, previous_at))

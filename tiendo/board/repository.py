@@ -43,10 +43,11 @@ SELECT indicator, unit,
        coalesce(sum(change) FILTER (WHERE day > $4), 0)::bigint AS after,
        coalesce(sum(change) FILTER (WHERE day = $4), 0)::bigint AS on_day
 FROM subtree_days
--- joined, not `= ANY`: a leaderboard asks for ten thousand units (each row compared with
--- each of them took 100 ms)
-JOIN unnest($3::text[]) AS w (code) ON w.code = unit
-WHERE campaign_id = $1 AND indicator = ANY ($2::text[]) AND day >= $4
+-- `= ANY` of a custom plan (`fetch_planned_each_time`): the codes are a constant the
+-- executor hashes, and the rows are summed in a hash table; joined with the codes' unnest
+-- the plan sorted a week of the units' rows by code (a leaderboard's ten thousand: 110
+-- instead of 75 ms)
+WHERE campaign_id = $1 AND indicator = ANY ($2::text[]) AND day >= $4 AND unit = ANY ($3::text[])
 GROUP BY 1, 2
 """
 # One row per unit, its days latest first as days after $4: a leaderboard asks for ten
@@ -189,7 +190,7 @@ async def changes_from(
     rows = await fetch_planned_each_time(
         conn, SELECT_CHANGES_FROM, campaign_id, list(indicators), list(codes), day
     )
-    return {(r["indicator"], r["unit"]): (r["after"], r["on_day"]) for r in rows}
+    return {(r[0], r[1]): (r[2], r[3]) for r in rows}
 
 
 async def day_changes(
