@@ -1,7 +1,7 @@
 """The read API's shapes of the board's figures: a unit's progress, a level's leaderboard."""
 
 import asyncio
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, overload
@@ -12,7 +12,7 @@ from services.aggregator.repository import reference as reference_sql
 from tiendo.board import movement
 from tiendo.board import repository as board
 from tiendo.board.campaign import Campaign
-from tiendo.board.figures import Verdict, judge_counters, judge_indicators
+from tiendo.board.figures import OFF_LOOP, Verdict, judge_counters, judge_indicators
 from tiendo.database import Connection
 from tiendo.pace import Status
 
@@ -82,24 +82,24 @@ async def progress_of(
 
 @dataclass(frozen=True, slots=True)
 class Ranked:
-    """One row of a leaderboard as plain data: its standing and its children's counts."""
+    """One row of a leaderboard as plain data: its place and its children's counts."""
 
-    standing: movement.Standing
+    placed: movement.Placed
     children_total: int
     children_done: int
 
     @property
     def unit(self) -> str:
-        return self.standing.verdict.unit
+        return self.placed.unit
 
-    def row(self, days_behind: int) -> LeaderboardRow:
-        s = self.standing
+    def row(self, s: movement.Standing) -> LeaderboardRow:
+        """The row of this place judged (`s`: its standing)."""
         return LeaderboardRow(
             rank=s.rank,
             previous_rank=s.previous_rank,
             rank_change=s.change,
             movement=s.movement,
-            days_behind=days_behind,
+            days_behind=s.days_behind,
             unit=UnitRef(code=s.verdict.unit, name=s.verdict.unit_name, level=s.verdict.level),
             parent=s.verdict.parent,
             **_figures(s.verdict, self.children_total, self.children_done),
@@ -107,11 +107,11 @@ class Ranked:
 
 
 class Leaderboard(Sequence[LeaderboardRow]):
-    """A ranking whose response rows are built when read: a page of JSON builds its
-    hundred, an export every one (ten thousand validated models were most of a board's
-    Python). A row's days behind in a row are read by `settle` for the rows shown (a
-    streak reads its unit's day rollups back to the start); reading a row not settled is
-    an error, never a silent 0."""
+    """A ranking whose response rows are built when read: a page of JSON judges and builds
+    its hundred, an export every one (ten thousand judged and validated rows were most of
+    a board's Python). A row's days behind in a row are read by `settle` for the rows
+    shown (a streak reads its unit's day rollups back to the start); reading a row not
+    settled is an error, never a silent 0."""
 
     def __init__(self, ranked: Sequence[Ranked], ranking: movement.Ranking) -> None:
         self.ranked = list(ranked)
@@ -130,20 +130,30 @@ class Leaderboard(Sequence[LeaderboardRow]):
 
     def __getitem__(self, index: int | slice) -> LeaderboardRow | list[LeaderboardRow]:
         if isinstance(index, slice):
-            return [self._row(r) for r in self.ranked[index]]
-        return self._row(self.ranked[index])
+            return self._rows(self.ranked[index])
+        return self._rows([self.ranked[index]])[0]
 
-    def _row(self, r: Ranked) -> LeaderboardRow:
-        if r.unit not in self.settled:
-            raise LookupError(f"{r.unit}'s days behind were not read: settle its rows first")
-        return r.row(self.days_behind.get(r.unit, 0))
+    def __iter__(self) -> Iterator[LeaderboardRow]:
+        # judged a chunk at a time: the plan's window once per chunk, not once per row
+        for start in range(0, len(self.ranked), 1000):
+            yield from self[start : start + 1000]
+
+    def _rows(self, ranked: Sequence[Ranked]) -> list[LeaderboardRow]:
+        missing = [r.unit for r in ranked if r.unit not in self.settled]
+        if missing:
+            raise LookupError(f"days behind of {missing[:3]} not read: settle their rows first")
+        standings = self.ranking.standings([r.placed for r in ranked], self.days_behind)
+        return [r.row(s) for r, s in zip(ranked, standings, strict=True)]
 
     async def settle(self, conn: Connection, rows: slice = slice(None)) -> "Leaderboard":
         """Read the days behind in a row of the rows `rows` (a page; all: an export)."""
-        wanted = [r for r in self.ranked[rows] if r.unit not in self.settled]
-        found = await movement.days_behind(conn, self.ranking, [r.standing for r in wanted])
-        self.days_behind.update(found)
-        self.settled.update(r.unit for r in wanted)
+        wanted = [r.placed for r in self.ranked[rows] if r.unit not in self.settled]
+        if len(wanted) < OFF_LOOP:
+            standings = self.ranking.standings(wanted)
+        else:
+            standings = await asyncio.to_thread(self.ranking.standings, wanted)
+        self.days_behind.update(await movement.days_behind(conn, self.ranking, standings))
+        self.settled.update(p.unit for p in wanted)
         return self
 
     def only(self, keep: Callable[[str], bool]) -> "Leaderboard":
@@ -180,7 +190,7 @@ async def leaderboard(
 
 
 def _leaderboard(ranking: movement.Ranking, kids: Iterable[Verdict]) -> Leaderboard:
-    """The standings with their children's counts (ten thousand rows: off the loop)."""
+    """The places with their children's counts (ten thousand rows: off the loop)."""
     total: dict[str, int] = {}
     done: dict[str, int] = {}
     for kid in kids:
@@ -188,9 +198,6 @@ def _leaderboard(ranking: movement.Ranking, kids: Iterable[Verdict]) -> Leaderbo
             total[kid.parent] = total.get(kid.parent, 0) + 1
             done[kid.parent] = done.get(kid.parent, 0) + (kid.progress.status is Status.DONE)
     return Leaderboard(
-        [
-            Ranked(s, total.get(s.verdict.unit, 0), done.get(s.verdict.unit, 0))
-            for s in ranking.standings
-        ],
+        [Ranked(p, total.get(p.unit, 0), done.get(p.unit, 0)) for p in ranking.placed],
         ranking,
     )

@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import asyncpg
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -314,6 +315,23 @@ async def test_the_fast_leaderboard_equals_the_straightforward_one(database: str
                         # every row alone and any page is the same row
                         assert [got[i].model_dump() for i in range(len(got))] == want
                         assert [r.model_dump() for r in got[3:7]] == want[3:7]
+                        # a page reads the days behind of its own rows only, and a row
+                        # whose days were not read is refused, never shown as 0
+                        page = await leaderboard(
+                            conn,
+                            campaign,
+                            INDICATOR,
+                            level,
+                            at,
+                            live=live,
+                            previous_at=previous_at,
+                            settle=False,
+                        )
+                        if len(page) > 7:
+                            with pytest.raises(LookupError):
+                                page[7]
+                        await page.settle(conn, slice(3, 7))
+                        assert [r.model_dump() for r in page[3:7]] == want[3:7]
                         seen |= {(r["rank"], r["days_behind"]) for r in want}
         # the world exposes what it is meant to: ties, long streaks, children done
         ward_board = await _reference(conn, campaign, 3, MOMENTS[2], True, MOMENTS[2] - 7 * DAY)

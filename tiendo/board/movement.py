@@ -163,16 +163,44 @@ def streaks(
 
 
 @dataclass(frozen=True, slots=True)
-class Ranking:
-    """A leaderboard ranked, its days behind in a row not read yet (each 0): a unit's streak
-    reads its day rollups back to the campaign's start, and a board shows a page of ten
-    thousand units. `days_behind` reads them for the rows shown."""
+class Placed:
+    """A unit's place in a ranking; its figures are judged when shown (`Ranking.standings`)."""
 
-    standings: list[Standing]
+    rank: int
+    counter: Counter
+    previous_rank: int | None
+
+    @property
+    def unit(self) -> str:
+        return self.counter.unit
+
+
+@dataclass(frozen=True, slots=True)
+class Ranking:
+    """A leaderboard ranked by pct and pace alone, each unit's figures (run rate,
+    projection, status) and days behind in a row left for the rows shown: a board shows a
+    page of ten thousand units, and a streak reads its unit's day rollups back to the
+    start. `standings` judges rows, `days_behind` reads their streaks."""
+
+    placed: list[Placed]
     campaign: Campaign
     indicator: str
     at: datetime
     live: bool
+    values: Mapping[str, ValueAt]  # each unit's value at `at`
+    ago: Mapping[str, int] | None  # and a run-rate window before (None: no window yet)
+
+    def standings(
+        self, placed: Sequence[Placed], days_behind: Mapping[str, int] | None = None
+    ) -> list[Standing]:
+        """The rows `placed` judged (`judge_many`), with their days behind (missing: 0)."""
+        judged = judge_many(
+            self.campaign, [p.counter for p in placed], self.values, self.ago, self.at
+        )
+        streak = days_behind or {}
+        return [
+            Standing(p.rank, judged[p.unit], p.previous_rank, streak.get(p.unit, 0)) for p in placed
+        ]
 
 
 async def leaderboard(
@@ -187,12 +215,13 @@ async def leaderboard(
     plan: repository.Plan | None = None,
 ) -> list[Standing]:
     """Every unit of `level` with a target in the campaign, ranked at `at`, with its rank
-    as of `previous_at` and its days behind in a row (`ranking`, then `days_behind` of
-    every unit)."""
+    as of `previous_at` and its days behind in a row (`ranking`, then every row judged and
+    its `days_behind` read)."""
     ranks_now = await ranking(
         conn, campaign, indicator, level, at, previous_at=previous_at, live=live, plan=plan
     )
-    return settled(ranks_now.standings, await days_behind(conn, ranks_now, ranks_now.standings))
+    rows = await asyncio.to_thread(ranks_now.standings, ranks_now.placed)
+    return settled(rows, await days_behind(conn, ranks_now, rows))
 
 
 async def ranking(
@@ -210,13 +239,13 @@ async def ranking(
     as of `previous_at` (the previous briefing; None or before the start: every unit new).
     `plan`: the targets of an earlier tree (`repository.on_plan`): its units are ranked.
 
-    Judged and ranked in a worker thread: ten thousand units hold a core for a while, and
-    the event loop serves every other read meanwhile."""
+    Ranked in a worker thread: ten thousand units hold a core for a while, and the event
+    loop serves every other read meanwhile."""
     counters = repository.on_plan(
         await repository.counters_at_level(conn, campaign.id, indicator, level), plan
     )
-    # `as_of`: the values then from the history; live: the counters', judged off the loop
-    values = None if live else await values_of(conn, campaign, indicator, counters, at, live)
+    # `as_of`: the values then from the history; live: the counters'
+    values = await values_of(conn, campaign, indicator, counters, at, live)
     window = run_rate_window(campaign.plan(0, 0), at)
     ranked_then = previous_at is not None and previous_at > campaign.starts_at
     moments = [min(at, campaign.deadline) - window] if window is not None else []
@@ -227,25 +256,23 @@ async def ranking(
         # are used, which need values and plans, not run rates or last reports)
         moments.append(previous_at)
     rolled = await days.rolled_at(conn, campaign, indicator, [c.unit for c in counters], moments)
-    now, previous = await asyncio.to_thread(
-        _judged,
-        campaign,
-        indicator,
-        counters,
-        values,
-        rolled[0] if window is not None else None,
-        at,
-        rolled[-1] if ranked_then and live else None,
-        previous_at,
-    )
-    if ranked_then and not live:
+    targeted = [c for c in counters if c.target > 0]
+    previous: dict[str, int] = {}
+    if ranked_then and live:
+        assert previous_at is not None
+        then = rolled[-1].values(indicator, {c.unit: c.value for c in targeted})
+        previous = await asyncio.to_thread(
+            lambda: ranks(rank_keys(campaign, targeted, then, previous_at))
+        )
+    elif ranked_then:
         assert previous_at is not None
         # an `as_of` board's ranks then from the history
-        targeted = [c for c in counters if c.target > 0]
         before = await judge_counters(conn, campaign, indicator, targeted, previous_at, live=False)
         previous = ranks([rank_key(v) for v in before.values() if v.progress.target > 0])
-    standing = await asyncio.to_thread(ranked_standings, now, previous, {})
-    return Ranking(standing, campaign, indicator, at, live)
+    live_values = {c.unit: c.value for c in counters}
+    ago = rolled[0].values(indicator, live_values) if window is not None else None
+    placed = await asyncio.to_thread(_placed, campaign, targeted, values, at, previous)
+    return Ranking(placed, campaign, indicator, at, live, values, ago)
 
 
 async def days_behind(
@@ -266,27 +293,19 @@ async def days_behind(
     return await asyncio.to_thread(streaks, campaign, behind, ends, current, changes)
 
 
-def _judged(
+def _placed(
     campaign: Campaign,
-    indicator: str,
-    counters: Sequence[Counter],
-    values: Mapping[str, ValueAt] | None,
-    window: days.Rolled | None,
+    targeted: Sequence[Counter],
+    values: Mapping[str, ValueAt],
     at: datetime,
-    previous: days.Rolled | None,
-    previous_at: datetime | None,
-) -> tuple[list[Verdict], dict[str, int]]:
-    """The counters with a target judged at `at` (`values`: theirs then, None: the live
-    ones; `window`: the rollups a run-rate window ago, None: no window yet), and their
-    ranks at `previous_at` from the rollups then (`previous`; None: not from these)."""
-    live = {c.unit: c.value for c in counters}
-    if values is None:
-        values = {c.unit: ValueAt(c.value, c.last_event_at) for c in counters}
-    ago = window.values(indicator, live) if window is not None else None
-    judged = judge_many(campaign, counters, values, ago, at).values()
-    now = [v for v in judged if v.progress.target > 0]
-    if previous is None or previous_at is None:
-        return now, {}
-    targeted = [c for c in counters if c.target > 0]
-    before = previous.values(indicator, {c.unit: c.value for c in targeted})
-    return now, ranks(rank_keys(campaign, targeted, before, previous_at))
+    previous: Mapping[str, int],
+) -> list[Placed]:
+    """The counters with a target in rank order at `at` (`values`: theirs then), each
+    with its rank then (`previous`)."""
+    now = {c.unit: values[c.unit].value if c.unit in values else 0 for c in targeted}
+    by_unit = {c.unit: c for c in targeted}
+    order = sorted(rank_keys(campaign, targeted, now, at))
+    return [
+        Placed(rank, by_unit[key[2]], previous.get(key[2]))
+        for rank, key in enumerate(order, start=1)
+    ]
