@@ -27,8 +27,7 @@ Under load, 50 clients are 50 board viewers: each refreshes a live board of twel
 every ten seconds (`BOARD`, Grafana's refresh; 60 reads/s offered in all), its reads spread
 over the period, and a read's latency counts from when its schedule said to send it; a
 probe in its own process (`bench.read_probe`) sends every read in turn meanwhile
-(`PROBED`). Meanwhile
-the writer (`bench.steady_apply`, its own process: its CPU is not the readers') applies
+(`PROBED`), one every half second, timed the same way. Meanwhile the writer (`bench.steady_apply`, its own process: its CPU is not the readers') applies
 events with the aggregator's apply statements at the offered rate; freshness is from an
 event's acceptance (its arrival in the writer's buffer) to the commit that makes it
 visible to every live read, without the Kafka hop (the `freshness` phase of `make bench`
@@ -166,8 +165,8 @@ async def reads(conn: Connection, campaign: Campaign) -> dict[str, Read]:
 # reads of the past and the leaderboard are not on it (a look at the past is a briefing's,
 # not every viewer's every ten seconds; 50 viewers with one each would need more than this
 # box's two cores, measured: they saturated it); a probe in its own process sends every
-# read in turn meanwhile, so each is also measured under the load. `as_of_country` is left out (one
-# holds a core for seconds).
+# read in turn meanwhile, one every half second, so each is also measured under the load.
+# `as_of_country` is left out (a tenth of a second of a core each, a briefing's read).
 BOARD = [
     "ceiling_bare_pk_read",
     "live_country",

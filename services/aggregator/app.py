@@ -338,7 +338,7 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
             if not who.everywhere:
                 # a reader's board: the rows of its subtrees, each keeping its rank in the
                 # whole ranking (where the unit stands at the briefing)
-                units = await reference_sql.units_by_code(conn, [r.unit for r in rows.ranked])
+                units = await reference_sql.units_by_code(conn, [p.unit for p in rows.placed])
                 rows = rows.only(lambda code: who.sees(code, units[code].ancestors))
             # days behind in a row for the rows sent: a page, or every row of an export
             shown = slice(offset, offset + limit) if format == "json" else slice(None)

@@ -1,8 +1,7 @@
 """The read API's shapes of the board's figures: a unit's progress, a level's leaderboard."""
 
 import asyncio
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, overload
 
@@ -80,30 +79,18 @@ async def progress_of(
     return out
 
 
-@dataclass(frozen=True, slots=True)
-class Ranked:
-    """One row of a leaderboard as plain data: its place and its children's counts."""
-
-    placed: movement.Placed
-    children_total: int
-    children_done: int
-
-    @property
-    def unit(self) -> str:
-        return self.placed.unit
-
-    def row(self, s: movement.Standing) -> LeaderboardRow:
-        """The row of this place judged (`s`: its standing)."""
-        return LeaderboardRow(
-            rank=s.rank,
-            previous_rank=s.previous_rank,
-            rank_change=s.change,
-            movement=s.movement,
-            days_behind=s.days_behind,
-            unit=UnitRef(code=s.verdict.unit, name=s.verdict.unit_name, level=s.verdict.level),
-            parent=s.verdict.parent,
-            **_figures(s.verdict, self.children_total, self.children_done),
-        )
+def _row(s: movement.Standing, children_total: int, children_done: int) -> LeaderboardRow:
+    """A leaderboard's row of a judged standing, with its children's counts."""
+    return LeaderboardRow(
+        rank=s.rank,
+        previous_rank=s.previous_rank,
+        rank_change=s.change,
+        movement=s.movement,
+        days_behind=s.days_behind,
+        unit=UnitRef(code=s.verdict.unit, name=s.verdict.unit_name, level=s.verdict.level),
+        parent=s.verdict.parent,
+        **_figures(s.verdict, children_total, children_done),
+    )
 
 
 class Leaderboard(Sequence[LeaderboardRow]):
@@ -113,14 +100,20 @@ class Leaderboard(Sequence[LeaderboardRow]):
     shown (a streak reads its unit's day rollups back to the start); reading a row not
     settled is an error, never a silent 0."""
 
-    def __init__(self, ranked: Sequence[Ranked], ranking: movement.Ranking) -> None:
-        self.ranked = list(ranked)
+    def __init__(
+        self,
+        placed: Sequence[movement.Placed],
+        ranking: movement.Ranking,
+        children: tuple[Mapping[str, int], Mapping[str, int]],
+    ) -> None:
+        self.placed = list(placed)
         self.ranking = ranking
+        self.children = children  # per unit: its children judged, and those done
         self.days_behind: dict[str, int] = {}
         self.settled: set[str] = set()
 
     def __len__(self) -> int:
-        return len(self.ranked)
+        return len(self.placed)
 
     @overload
     def __getitem__(self, index: int) -> LeaderboardRow: ...
@@ -130,24 +123,27 @@ class Leaderboard(Sequence[LeaderboardRow]):
 
     def __getitem__(self, index: int | slice) -> LeaderboardRow | list[LeaderboardRow]:
         if isinstance(index, slice):
-            return self._rows(self.ranked[index])
-        return self._rows([self.ranked[index]])[0]
+            return self._rows(self.placed[index])
+        return self._rows([self.placed[index]])[0]
 
     def __iter__(self) -> Iterator[LeaderboardRow]:
         # judged a chunk at a time: the plan's window once per chunk, not once per row
-        for start in range(0, len(self.ranked), 1000):
+        for start in range(0, len(self.placed), 1000):
             yield from self[start : start + 1000]
 
-    def _rows(self, ranked: Sequence[Ranked]) -> list[LeaderboardRow]:
-        missing = [r.unit for r in ranked if r.unit not in self.settled]
+    def _rows(self, placed: Sequence[movement.Placed]) -> list[LeaderboardRow]:
+        missing = [p.unit for p in placed if p.unit not in self.settled]
         if missing:
             raise LookupError(f"days behind of {missing[:3]} not read: settle their rows first")
-        standings = self.ranking.standings([r.placed for r in ranked], self.days_behind)
-        return [r.row(s) for r, s in zip(ranked, standings, strict=True)]
+        total, done = self.children
+        return [
+            _row(s, total.get(s.verdict.unit, 0), done.get(s.verdict.unit, 0))
+            for s in self.ranking.standings(placed, self.days_behind)
+        ]
 
     async def settle(self, conn: Connection, rows: slice = slice(None)) -> "Leaderboard":
         """Read the days behind in a row of the rows `rows` (a page; all: an export)."""
-        wanted = [r.placed for r in self.ranked[rows] if r.unit not in self.settled]
+        wanted = [p for p in self.placed[rows] if p.unit not in self.settled]
         if len(wanted) < OFF_LOOP:
             standings = self.ranking.standings(wanted)
         else:
@@ -158,7 +154,7 @@ class Leaderboard(Sequence[LeaderboardRow]):
 
     def only(self, keep: Callable[[str], bool]) -> "Leaderboard":
         """The rows of the units `keep` lets through, each keeping its rank."""
-        out = Leaderboard([r for r in self.ranked if keep(r.unit)], self.ranking)
+        out = Leaderboard([p for p in self.placed if keep(p.unit)], self.ranking, self.children)
         out.days_behind, out.settled = self.days_behind, self.settled
         return out
 
@@ -185,19 +181,16 @@ async def leaderboard(
         await board.counters_at_level(conn, campaign.id, indicator, level + 1), plan
     )
     kids = await judge_counters(conn, campaign, indicator, children, at, live=live)
-    board_ = await asyncio.to_thread(_leaderboard, ranking, kids.values())
+    board_ = Leaderboard(ranking.placed, ranking, _children(kids.values()))
     return await board_.settle(conn) if settle else board_
 
 
-def _leaderboard(ranking: movement.Ranking, kids: Iterable[Verdict]) -> Leaderboard:
-    """The places with their children's counts (ten thousand rows: off the loop)."""
+def _children(kids: Iterable[Verdict]) -> tuple[dict[str, int], dict[str, int]]:
+    """Per parent: its children judged, and those done."""
     total: dict[str, int] = {}
     done: dict[str, int] = {}
     for kid in kids:
         if kid.parent is not None:
             total[kid.parent] = total.get(kid.parent, 0) + 1
             done[kid.parent] = done.get(kid.parent, 0) + (kid.progress.status is Status.DONE)
-    return Leaderboard(
-        [Ranked(p, total.get(p.unit, 0), done.get(p.unit, 0)) for p in ranking.placed],
-        ranking,
-    )
+    return total, done
