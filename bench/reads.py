@@ -27,12 +27,13 @@ Under load, 50 clients are 50 board viewers: each refreshes a live board of twel
 every ten seconds (`BOARD`, Grafana's refresh; 60 reads/s offered in all), its reads spread
 over the period, and a read's latency counts from when its schedule said to send it; a
 probe in its own process (`bench.read_probe`) sends every read in turn meanwhile
-(`PROBED`), one every half second, timed the same way. Meanwhile the writer (`bench.steady_apply`, its own process: its CPU is not the readers') applies
+(`PROBED`), one every half second, timed the same way. Meanwhile the writer
+(`bench.steady_apply`, its own process: its CPU is not the readers') applies
 events with the aggregator's apply statements at the offered rate; freshness is from an
 event's acceptance (its arrival in the writer's buffer) to the commit that makes it
 visible to every live read, without the Kafka hop (the `freshness` phase of `make bench`
-measures that path). `as_of` of the country is measured alone only: one such read holds a
-core for seconds.
+measures that path). `as_of` of the country is measured alone only (a briefing's read, not
+a viewer's).
 
 Ceilings of the same run: a bare primary-key read of one `progress` row (the floor of any
 read on this box, alone and under the same load), and the writer's freshness with no
