@@ -217,6 +217,11 @@ def standing_at(
     return pct_and_pace(value, target, planned(baseline, target, when.fraction))
 
 
+def is_done(value: int, target: int) -> bool:
+    """The `done` status's condition, which no other figure changes."""
+    return value >= target
+
+
 def _status(
     plan: Plan,
     target: int,
@@ -227,7 +232,7 @@ def _status(
     projected: datetime | None,
     thresholds: Thresholds,
 ) -> Status:
-    if value >= target:
+    if is_done(value, target):
         return Status.DONE
     if at <= plan.starts_at:
         # Nothing is expected before the start, so nobody can be late yet.

@@ -61,22 +61,18 @@ async def progress_of(
     live: bool,
 ) -> list[IndicatorProgress]:
     """Per indicator of the campaign: the unit's figures at `at`."""
-    out: list[IndicatorProgress] = []
     plan = None if live else await earlier_plan(conn, campaign, at)
     judged = await judge_indicators(
-        conn, campaign, campaign.indicators, [unit, *children], at, live=live, plan=plan
+        conn, campaign, campaign.indicators, unit, children, at, live=live, plan=plan
     )
-    for indicator in campaign.indicators:
-        verdicts = judged[indicator]
-        if unit not in verdicts:
-            continue
-        done = sum(
-            1 for c in children if c in verdicts and verdicts[c].progress.status is Status.DONE
+    return [
+        IndicatorProgress(
+            indicator=indicator,
+            **_figures(judged[indicator].verdict, len(children), judged[indicator].children_done),
         )
-        out.append(
-            IndicatorProgress(indicator=indicator, **_figures(verdicts[unit], len(children), done))
-        )
-    return out
+        for indicator in campaign.indicators
+        if indicator in judged
+    ]
 
 
 def _row(s: movement.Standing, children_total: int, children_done: int) -> LeaderboardRow:

@@ -16,7 +16,15 @@ from tiendo.board.repository import Counter, Place
 from tiendo.board.window import WindowValues
 from tiendo.counting import ValueAt
 from tiendo.database import Connection
-from tiendo.pace import Moment, Progress, assess_at, moment, run_rate_window, standing_at
+from tiendo.pace import (
+    Moment,
+    Progress,
+    assess_at,
+    is_done,
+    moment,
+    run_rate_window,
+    standing_at,
+)
 
 # Judging this many units takes milliseconds of a core: in a worker thread, so that the
 # event loop serves other reads meanwhile (fewer are not worth the hop).
@@ -208,40 +216,61 @@ async def judge_counters(
     return await asyncio.to_thread(judge_many, campaign, counters, values, ago[indicator], at)
 
 
+@dataclass(frozen=True, slots=True)
+class UnitFigures:
+    """One indicator of a unit's progress: its verdict, and how many of its children with
+    a counter of the indicator are done (`pace.is_done`, what their status would say)."""
+
+    verdict: Verdict
+    children_done: int
+
+
 async def judge_indicators(
     conn: Connection,
     campaign: Campaign,
     indicators: Sequence[str],
-    codes: Sequence[str],
+    unit: str,
+    children: Sequence[str],
     at: datetime,
     *,
     live: bool,
     plan: repository.Plan | None = None,
-) -> dict[str, dict[str, Verdict]]:
-    """`judge` of several indicators at once (a unit's progress shows them all): one read
-    of the counters and one of the day rollups for all of them rather than one each.
+) -> dict[str, UnitFigures]:
+    """A unit's progress in several indicators at once, with its children's done counts:
+    one read of the counters and one of the day rollups for all of them rather than one
+    each. Only the unit is judged: a child's status `done` needs its value and target, not
+    its run rate (the country's 8 × 63 provinces were most of its live read).
     `plan`: the targets and baselines of an earlier tree (`repository.on_plan`)."""
-    by_indicator: dict[str, list[Counter]] = {i: [] for i in indicators}
-    read = await repository.counters_of_indicators(conn, campaign.id, indicators, codes)
+    read = await repository.counters_of_indicators(conn, campaign.id, indicators, [unit, *children])
+    own: dict[str, list[Counter]] = {i: [] for i in indicators}
+    kids: dict[str, list[Counter]] = {i: [] for i in indicators}
     for c in repository.on_plan(read, plan):
-        by_indicator[c.indicator].append(c)
-    ago = await _window_ago(conn, campaign, by_indicator, at, None)
+        (own if c.unit == unit else kids)[c.indicator].append(c)
+    ago = await _window_ago(conn, campaign, own, at, None)
     then: dict[tuple[str, str], ValueAt] = {}
     if not live:
-        roots = sorted({c.unit for counters in by_indicator.values() for c in counters})
+        roots = sorted({c.unit for c in read})
         # all indicators in one read: the rollup form's per-unit work (lineage, anchor) is
         # the same for each, and eight reads of the country were eight times it
         then = await counting.as_of(
             conn, campaign.id, indicators, roots, campaign.starts_at, min(at, campaign.deadline)
         )
-    out: dict[str, dict[str, Verdict]] = {}
-    for indicator, counters in by_indicator.items():
-        values = (
-            {c.unit: ValueAt(c.value, c.last_event_at) for c in counters}
-            if live
-            else {root: v for (i, root), v in then.items() if i == indicator}
+    nothing = ValueAt(0, None)
+
+    def value(c: Counter) -> ValueAt:
+        return (
+            ValueAt(c.value, c.last_event_at) if live else then.get((c.indicator, c.unit), nothing)
         )
-        out[indicator] = judge_many(campaign, counters, values, ago[indicator], at)
+
+    out: dict[str, UnitFigures] = {}
+    for indicator, counters in own.items():
+        if not counters:
+            continue
+        verdict = judge_many(campaign, counters, {unit: value(counters[0])}, ago[indicator], at)[
+            unit
+        ]
+        done = sum(is_done(value(c).value, c.target) for c in kids[indicator])
+        out[indicator] = UnitFigures(verdict, done)
     return out
 
 

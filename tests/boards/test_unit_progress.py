@@ -1,0 +1,84 @@
+"""A unit's progress (`GET .../progress/{unit}`) judges the unit alone and counts its children
+done from their values and targets (issue 15: the country's 8 × 63 provinces were judged in
+full for one count each). Held here equal to judging every child in full, live and `as_of`,
+at moments where the count differs."""
+
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+
+from services.aggregator.progress import _figures, progress_of
+from tests.support.world import build_world
+from tiendo.board import repository as board
+from tiendo.board.figures import judge
+from tiendo.counting import apply_events
+from tiendo.event import Event, Kind
+from tiendo.pace import Status
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+START = NOW - timedelta(days=10)
+CCCD, EID = "cccd_collected", "eid_activated_l2"
+DAY, HOUR = timedelta(days=1), timedelta(hours=1)
+
+
+def _events() -> list[Event]:
+    def e(n: int, unit: str, indicator: str, kind: Kind, value: int, ago: timedelta) -> Event:
+        return Event(f"p-{n}", unit, indicator, kind, value, NOW - ago)
+
+    return [
+        # 00004 passes its target of 300 five days ago; 00007 (1,000) only an hour ago
+        e(1, "00004", CCCD, Kind.INCREMENT, 200, 8 * DAY),
+        e(2, "00004", CCCD, Kind.INCREMENT, 150, 5 * DAY),
+        e(3, "00007", CCCD, Kind.SNAPSHOT, 600, 6 * DAY),
+        e(4, "00007", CCCD, Kind.INCREMENT, 450, HOUR),
+        # 00010 has no target: done by the rule whatever it reports
+        e(5, "00010", CCCD, Kind.INCREMENT, 40, 3 * DAY),
+        # the other indicator: one ward on its way, the others silent
+        e(6, "00007", EID, Kind.INCREMENT, 120, 2 * DAY),
+    ]
+
+
+async def test_a_units_children_done_are_those_their_full_verdicts_call_done(
+    database: str,
+) -> None:
+    await build_world(
+        database,
+        starts_at=START,
+        days=30,
+        targets={"00004": 300, "00007": 1000},
+        indicators=(CCCD, EID),
+    )
+    conn = await asyncpg.connect(database)
+    try:
+        await apply_events(conn, _events())
+        campaign = await board.campaign(conn, "c1")
+        assert campaign is not None
+        counts: set[tuple[str, str, int]] = set()
+        for unit, children in (("01", ["001", "002"]), ("001", ["00004", "00007"])):
+            for at, live in (
+                (NOW, True),
+                (NOW, False),
+                (NOW - 6 * DAY, False),
+                (NOW - 2 * DAY, False),
+            ):
+                got = {
+                    p.indicator: p.model_dump(exclude={"indicator"})
+                    for p in await progress_of(conn, campaign, unit, children, at, live=live)
+                }
+                want = {}
+                for indicator in campaign.indicators:
+                    whole = await judge(conn, campaign, indicator, [unit, *children], at, live=live)
+                    if unit not in whole:
+                        continue
+                    done = sum(
+                        1
+                        for c in children
+                        if c in whole and whole[c].progress.status is Status.DONE
+                    )
+                    want[indicator] = _figures(whole[unit], len(children), done)
+                    counts.add((unit, indicator, done))
+                assert got == want, (unit, at, live)
+        # the world exposes what it is meant to: counts that differ by moment and by unit
+        assert {("001", CCCD, 0), ("001", CCCD, 1), ("001", CCCD, 2), ("01", CCCD, 1)} <= counts
+    finally:
+        await conn.close()
