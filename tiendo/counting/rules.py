@@ -16,7 +16,7 @@ IN_CAMPAIGN = (
 )
 AS_OF_IN_WINDOW = "e.indicator = ANY ($3::text[]) AND e.occurred_at >= $4 AND e.occurred_at <= $5"
 RECOUNT_SCOPE = "($1::text IS NULL OR {col} = $1) AND {col} <> ALL ($2::text[])"
-# A campaign's local day, the bucket of `daily_counts`.
+# A campaign's local day, the bucket of the day rollups (`tiendo.counting.rollups`).
 LOCAL_DAY = "(e.occurred_at AT TIME ZONE c.timezone)::date"
 
 # apply: each new event once per campaign it counts for; a dethroned subject winner
@@ -36,34 +36,6 @@ JOIN events e ON e.event_id = d.event_id
 JOIN campaigns c ON {IN_CAMPAIGN}
 WHERE c.id <> ALL ($1::text[])
 """
-
-UPSERT_DAILY = """
-INSERT INTO daily_counts AS d (campaign_id, unit, indicator, day, increments, events)
-SELECT campaign_id, unit, indicator, day,
-       coalesce(sum(value) FILTER (WHERE kind = 'increment'), 0),
-       -- a withdrawn subject winner no longer counts on its day
-       count(*) FILTER (WHERE NOT adjustment) - count(*) FILTER (WHERE adjustment)
-FROM batch_applied
-GROUP BY 1, 2, 3, 4
-ORDER BY 1, 2, 3, 4
-ON CONFLICT (campaign_id, unit, indicator, day) DO UPDATE
-SET increments = d.increments + coalesce(EXCLUDED.increments, 0),
-    events = d.events + EXCLUDED.events
-"""
-
-# recount: the same days from every stored event.
-RECOUNT_DAILY = (
-    "DELETE FROM daily_counts WHERE " + RECOUNT_SCOPE.format(col="campaign_id"),
-    f"""
-INSERT INTO daily_counts (campaign_id, unit, indicator, day, increments, events)
-SELECT c.id, e.unit, e.indicator, {LOCAL_DAY},
-       coalesce(sum(e.value) FILTER (WHERE e.kind = 'increment'), 0), count(*)
-FROM events e
-JOIN campaigns c ON {IN_CAMPAIGN}
-WHERE e.counted AND {RECOUNT_SCOPE.format(col="c.id")}
-GROUP BY 1, 2, 3, 4
-""",
-)
 
 # -- rule 2: a citizen (subject) counts once, at its earliest event ----------------------
 # Earliest by (occurred_at, event_id); the others are stored with `counted = false`, which
