@@ -50,14 +50,11 @@ ORDER BY f.indicator
 """
     daily = """
 SELECT (d.day::timestamp AT TIME ZONE c.timezone) AS "time", d.indicator AS metric,
-       sum(d.increments) AS value
+       d.increments AS value
 FROM campaigns c
-JOIN daily_counts d ON d.campaign_id = c.id
-JOIN units du ON du.code = d.unit
-WHERE c.id = ${campaign:sqlstring}
-  AND (du.code = ${unit:sqlstring} OR du.ancestors @> ARRAY[${unit:sqlstring}])
+JOIN subtree_days d ON d.campaign_id = c.id
+WHERE c.id = ${campaign:sqlstring} AND d.unit = ${unit:sqlstring}
   AND d.day BETWEEN $__timeFrom()::date - 1 AND $__timeTo()::date + 1
-GROUP BY 1, 2
 ORDER BY 1, 2
 """
     children = f"""{figures("parent_code = ${unit:sqlstring}")}

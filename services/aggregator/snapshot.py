@@ -23,18 +23,17 @@ FROM progress p JOIN units u ON u.code = p.unit
 WHERE p.target > 0
 GROUP BY 1, 2, 3
 """
-# Events counted on the campaign's current local day, summed over each exported unit's
-# subtree. Only today's rows are read, so the cost does not grow with the campaign's age.
+# Events counted on the campaign's current local day in each exported unit's subtree: its
+# row of today in the day rollups (`tiendo.counting.rollups`), on the campaign's tree. Only
+# today's rows are read, so the cost does not grow with the campaign's age.
 SELECT_EVENTS_TODAY = """
-SELECT d.campaign_id, lineage.code AS unit, d.indicator, sum(d.events)::bigint AS events
-FROM daily_counts d
+SELECT d.campaign_id, d.unit, d.indicator, d.events::bigint AS events
+FROM subtree_days d
 JOIN campaigns c ON c.id = d.campaign_id
-JOIN units u ON u.code = d.unit
-CROSS JOIN LATERAL unnest(u.ancestors || u.code) AS lineage (code)
-JOIN units l ON l.code = lineage.code
+JOIN units l ON l.code = d.unit
 WHERE d.day = ($2::timestamptz AT TIME ZONE c.timezone)::date AND l.level <= $1
+  AND d.events <> 0
   AND c.id <> ALL ($3::text[])  -- a campaign flagged unusable may have no valid zone
-GROUP BY 1, 2, 3
 """
 
 

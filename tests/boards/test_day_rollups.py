@@ -98,8 +98,8 @@ async def _rows(conn: asyncpg.Connection) -> set[tuple[object, ...]]:
     return {
         tuple(r)
         for r in await conn.fetch(
-            "SELECT unit, indicator, day, change, increments FROM subtree_days"
-            " WHERE campaign_id = 'c1' AND (change <> 0 OR increments <> 0)"
+            "SELECT unit, indicator, day, change, increments, events FROM subtree_days"
+            " WHERE campaign_id = 'c1' AND (change <> 0 OR increments <> 0 OR events <> 0)"
         )
     }
 

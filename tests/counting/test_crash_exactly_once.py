@@ -122,10 +122,14 @@ async def test_event_acknowledged_before_a_crash_is_counted_once(
         assert {r["unit"]: r["value"] for r in rows} == {
             code: expected.get(code, 0) for code in PARENT
         }
-        daily = await conn.fetchval(
-            "SELECT sum(increments) FROM daily_counts WHERE unit = ANY($1)", units
+        # the city's day rollups hold every unit's increments, and every event once
+        daily = await conn.fetchrow(
+            "SELECT sum(increments) AS increments, sum(events) AS events FROM subtree_days"
+            " WHERE campaign_id = 'c1' AND unit = '01'"
         )
-        assert daily == sum(int(e["value"]) for e in events)
+        assert daily is not None
+        assert daily["increments"] == sum(int(e["value"]) for e in events)
+        assert daily["events"] == EVENTS
         # `tiendo check`: after the crashes, every live counter equals its history
         found = await check_round(
             conn, NotifierSettings(database_url=database), datetime.now(UTC), alerts=False

@@ -183,10 +183,11 @@ async def test_a_campaign_made_after_its_events_shows_live_what_history_shows(
             assert expected["01", EID] == 20 + 33 + 2
             await assert_live_equals_history(client, "c2", PARENTS, expected)
 
-            # the daily counts (charts, "events today") were recounted with the campaign
+            # the day rollups' increments (charts) were recounted with the campaign: the
+            # city's days hold every unit's
             daily = await conn.fetch(
-                "SELECT indicator, sum(increments) AS n FROM daily_counts"
-                " WHERE campaign_id = 'c2' GROUP BY 1 ORDER BY 1"
+                "SELECT indicator, sum(increments) AS n FROM subtree_days"
+                " WHERE campaign_id = 'c2' AND unit = '01' GROUP BY 1 ORDER BY 1"
             )
             assert [(d["indicator"], d["n"]) for d in daily] == [
                 (CCCD, 2 + 5 + 40 + 3 + 4 + 10 + 1 - 2 + 6 + 1 + 11),

@@ -144,7 +144,6 @@ async def apply(
         await conn.execute(rules.MARK_SUBJECT_DUPLICATES)
         await conn.execute(rules.UPSERT_SUBJECT_WINNERS)
     await conn.execute(rules.SELECT_APPLIED, list(unusable))
-    await conn.execute(rules.UPSERT_DAILY)
     await conn.execute(batch.GROUP_KEYS)
     await conn.execute(batch.ENSURE_PROGRESS_ROWS)
     await conn.execute(batch.SELECT_KEYS)
@@ -194,12 +193,11 @@ async def reattribute(conn: Connection) -> int:
 async def recount(
     conn: Connection, campaign_id: str | None = None, unusable: Sequence[str] = ()
 ) -> None:
-    """Rules 1, 3–5 from the stored events into `daily_counts` and the own columns of
-    `progress`, for one campaign or (None) all of them but the `unusable` ones. Needs the
-    campaign's progress rows. Rule 2 again is `rules.RECOUNT_SUBJECTS` (the rebuild's),
-    rule 6 the caller's `RECOMPUTE_VALUES`."""
+    """Rules 1, 3–5 from the stored events into the own columns of `progress`, for one
+    campaign or (None) all of them but the `unusable` ones. Needs the campaign's progress
+    rows. Rule 2 again is `rules.RECOUNT_SUBJECTS` (the rebuild's), rule 6 the caller's
+    `RECOMPUTE_VALUES`, the day rollups `rollups.recount_days`."""
     statements = (
-        *rules.RECOUNT_DAILY,
         rules.RECOUNT_RESET,
         rules.RECOUNT_SNAPSHOTS,
         rules.RECOUNT_INCREMENTS,

@@ -140,4 +140,4 @@ async def count_events(conn: Connection) -> int:
 
 async def clear_history(conn: Connection) -> None:
     """Forget every stored event and what was derived from them alone (a full rebuild)."""
-    await conn.execute("TRUNCATE events, subjects, daily_counts")
+    await conn.execute("TRUNCATE events, subjects")

@@ -38,9 +38,12 @@ SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2::timestamptz::text
 
 
 # What a briefing's ranking depends on: the counted events of the campaign's days up to the
-# briefing's (a late report from before it adds one), and every admin change (targets).
+# briefing's (a late report from before it adds one), and every admin change (targets). The
+# events of the whole tree: those of its roots' subtrees in the day rollups.
 HISTORY_VERSION = """
-SELECT coalesce((SELECT sum(events) FROM daily_counts WHERE campaign_id = $1 AND day <= $2), 0)
+SELECT coalesce((SELECT sum(d.events)
+                 FROM subtree_days d JOIN units u ON u.code = d.unit
+                 WHERE d.campaign_id = $1 AND d.day <= $2 AND u.parent_code IS NULL), 0)
        || ':' || coalesce((SELECT max(id) FROM audit_log), 0)
 """
 
