@@ -52,7 +52,6 @@ def stored_rows(results: dict[str, Any]) -> dict[str, float]:
     return {
         "events": events,
         "subjects": events * SUBJECT_SHARE,
-        "daily_counts": COMMUNES * INDICATORS * CAMPAIGN_DAYS,
         "subtree_days": UNITS * INDICATORS * CAMPAIGN_DAYS,
         "progress": UNITS * INDICATORS,
     }

@@ -298,7 +298,7 @@ JOIN pg_class AS c
   OR c.oid IN (SELECT relid FROM pg_partition_tree(to_regclass(t.name)) WHERE isleaf)
 GROUP BY t.name
 """
-STORED = ("events", "subjects", "daily_counts", "subtree_days", "progress")
+STORED = ("events", "subjects", "subtree_days", "progress")
 
 
 async def storage(conn: Connection) -> dict[str, Any]:
