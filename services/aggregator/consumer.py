@@ -71,6 +71,37 @@ class Prepared:
     received: list[datetime]
 
 
+# Records decoded (or unpacked by the fetcher) between two turns of the event loop: each
+# statement of the transaction in flight waits for the loop's next turn to be sent, and
+# 1,000 records (8 ms) between turns, with a 20,000-record fetch unpacked in one go (0.1 s),
+# left PostgreSQL idle for a sixth of each batch (the apply through Kafka, 500,000 events:
+# 26,500 events/s; 30,100 at 200 and 2,000; 32,000 at these; 33,000 at 20 and 200).
+YIELD_EVERY = 50
+FETCH_SLICE = 500
+
+
+async def fetch(
+    consumer: AIOKafkaConsumer, timeout_ms: int, max_records: int
+) -> dict[TopicPartition, list[Any]]:
+    """Up to `max_records` records, waiting up to `timeout_ms` for the first: taken from the
+    fetcher's buffer a slice at a time (aiokafka unpacks a `getmany`'s records without
+    handing the loop back), then what else is buffered, without waiting again."""
+    batches: dict[TopicPartition, list[Any]] = {}
+    taken = 0
+    wait = timeout_ms
+    while taken < max_records:
+        part = await consumer.getmany(
+            timeout_ms=wait, max_records=min(FETCH_SLICE, max_records - taken)
+        )
+        if not part:
+            break
+        for tp, records in part.items():
+            batches.setdefault(tp, []).extend(records)
+            taken += len(records)
+        wait = 0
+    return batches
+
+
 class InFlight:
     """At most one batch's transaction running in the background, so that the next batch
     is fetched and decoded while PostgreSQL applies this one. Transactions still commit
@@ -199,9 +230,7 @@ class Applier:
             async with self._pool.acquire() as conn:
                 await apply_sql.prepare(conn)
                 while True:
-                    batches = await consumer.getmany(
-                        timeout_ms=s.poll_timeout_ms, max_records=s.batch_max_records
-                    )
+                    batches = await fetch(consumer, s.poll_timeout_ms, s.batch_max_records)
                     beat()
                     if not batches:
                         await inflight.wait()
@@ -240,7 +269,7 @@ class Applier:
         for tp, records in batches.items():
             for record in records:
                 count += 1
-                if count % 1000 == 0:
+                if count % YIELD_EVERY == 0:
                     await asyncio.sleep(0)
                 next_offsets[tp.partition] = record.offset + 1
                 try:

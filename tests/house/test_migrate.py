@@ -29,6 +29,20 @@ def as_role(dsn: str, role: str) -> str:
     return dsn.replace("://tiendo@", f"://{role}@", 1)
 
 
+async def tiendo_migrate(dsn: str) -> "subprocess.CompletedProcess[str]":
+    """`tiendo migrate` as an operator runs it, with only the owner's DSN set."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TIENDO_")}
+    env["TIENDO_MIGRATE_DATABASE_URL"] = dsn
+    return await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "services.cli", "migrate"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
 @pytest.fixture
 async def empty_database(postgres: PostgresServer, template_db: str) -> AsyncIterator[str]:
     """A database with no migration applied (the roles exist: the template made them, and
@@ -55,18 +69,10 @@ async def test_a_role_finding_no_ledger_refuses_to_migrate(empty_database: str) 
 async def test_tiendo_migrate_lets_every_role_start_on_a_new_database(
     empty_database: str,
 ) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TIENDO_")}
-    env["TIENDO_MIGRATE_DATABASE_URL"] = empty_database
-    done = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "services.cli", "migrate"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = await tiendo_migrate(empty_database)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "migration_applied" in done.stderr  # logs go to stderr
+    assert "database_collation_not_c" not in done.stderr  # our clusters are initdb'd with C
     for service, migrations in SETS.items():
         conn = await asyncpg.connect(as_role(empty_database, f"tiendo_{service}"))
         try:
@@ -98,3 +104,23 @@ async def test_a_role_connected_service_with_pending_migrations_stops_with_one_c
     assert (code, _lines_at(output, "warning"), "Traceback" in output) == (1, [], False), output
     [error] = _lines_at(output, "error")
     assert all(text in error for text in ("startup_failed", PENDING, "006_contacts.sql"))
+
+
+async def test_tiendo_migrate_warns_of_a_database_that_compares_text_through_a_locale(
+    postgres: PostgresServer, template_db: str
+) -> None:
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(postgres.dsn())
+    await admin.execute(
+        f"CREATE DATABASE \"{name}\" TEMPLATE template0 LC_COLLATE 'C.UTF-8' LC_CTYPE 'C.UTF-8'"
+    )
+    try:
+        done = await tiendo_migrate(postgres.dsn(name))
+        # it still migrates: a warning, not a refusal
+        assert done.returncode == 0, done.stdout + done.stderr
+        [warning] = [line for line in done.stderr.splitlines() if "database_collation" in line]
+        assert "collation=C.UTF-8" in warning, warning
+        assert "LC_COLLATE 'C'" in warning, warning
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
