@@ -14,7 +14,7 @@ that judges, not HTTP or JSON. The reads:
 
 - live progress of the country, a province, a district and a commune (each with its
   children's done count, as `GET /v1/campaigns/{id}/progress/{unit}` computes it);
-- the same `as_of` three days ago;
+- the same `as_of` 23:00 (campaign time) three days ago, late in a full day of events;
 - the live leaderboard of every commune (10,236), with the ranks a week before, as
   `GET .../leaderboard?level=4` answers its first page: every commune ranked, the page's
   hundred rows judged with their days behind in a row (`leaderboard_communes_live`); and
@@ -54,8 +54,10 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from datetime import time as time_of_day
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import asyncpg
 
@@ -99,7 +101,14 @@ async def _children(conn: Connection, unit: str) -> list[str]:
 async def reads(conn: Connection, campaign: Campaign) -> dict[str, Read]:
     """Every read measured, by name; each takes a connection and reads what a board does."""
     children = {u: await _children(conn, u) for u in ("VN", PROVINCE, DISTRICT, COMMUNE)}
-    past = datetime.now(UTC) - timedelta(days=3)
+    # The past read is 23:00 of the campaign's day three days ago, not "three days ago":
+    # `as_of` reads its moment's day of events up to the moment, so its cost follows the
+    # hour (the country's at 10 M events: a tenth of a second at local midnight, a second
+    # at 14:00 before the day's events were summed as read), and a run's figure depended
+    # on when it ran. Late evening is a briefing's "as of last night" and near the worst.
+    zone = ZoneInfo(campaign.timezone)
+    day = (datetime.now(zone) - timedelta(days=3)).date()
+    past = datetime.combine(day, time_of_day(23), zone).astimezone(UTC)
 
     def progress(unit: str, live: bool) -> Read:
         async def read(c: Connection) -> object:
@@ -265,7 +274,13 @@ async def explain_slowest(conn: Connection, read: Read) -> dict[str, Any]:
     finally:
         conn.remove_query_logger(logged.append)
     slowest = max(logged, key=lambda q: q.elapsed)
-    plan = await conn.fetch(f"EXPLAIN (ANALYZE, BUFFERS) {slowest.query}", *slowest.args)
+    async with conn.transaction():
+        # planned under the read's own settings (its `SET LOCAL`s: as_of's sort memory and
+        # no JIT), not the session's defaults, which spill and compile
+        for q in logged:
+            if q.query.lstrip().upper().startswith("SET "):
+                await conn.execute(q.query)
+        plan = await conn.fetch(f"EXPLAIN (ANALYZE, BUFFERS) {slowest.query}", *slowest.args)
     # a leaderboard's statements carry ten thousand unit codes: the plan keeps their start
     return {
         "statement_ms": round(1000 * slowest.elapsed, 1),

@@ -98,6 +98,10 @@ async def _assert_alike(
     read = await counting.as_of(conn, "c1", indicators, codes, start, at)
     assert read == history, at
     days = await as_of_days.read(conn, "c1", indicators, codes, start, at)
+    # a large subtree's path (its whole day of the indicators, one index range) reads the
+    # same as the unit-by-unit one these small trees take
+    whole_day = await as_of_days.read(conn, "c1", indicators, codes, start, at, small_subtree=0)
+    assert whole_day == days, at
     # the reader did read the rollups where they are kept (not only its fallback)
     if rollups_answer is not None:
         assert (days is not None) == rollups_answer, at
