@@ -81,17 +81,21 @@ FETCH_SLICE = 500
 
 
 async def fetch(
-    consumer: AIOKafkaConsumer, timeout_ms: int, max_records: int
+    consumer: AIOKafkaConsumer,
+    timeout_ms: int,
+    max_records: int,
+    *partitions: TopicPartition,
 ) -> dict[TopicPartition, list[Any]]:
-    """Up to `max_records` records, waiting up to `timeout_ms` for the first: taken from the
-    fetcher's buffer a slice at a time (aiokafka unpacks a `getmany`'s records without
-    handing the loop back), then what else is buffered, without waiting again."""
+    """Up to `max_records` records (of `partitions`, or of every assigned one), waiting up
+    to `timeout_ms` for the first: taken from the fetcher's buffer a slice at a time
+    (aiokafka unpacks a `getmany`'s records without handing the loop back), then what else
+    is buffered, without waiting again."""
     batches: dict[TopicPartition, list[Any]] = {}
     taken = 0
     wait = timeout_ms
     while taken < max_records:
         part = await consumer.getmany(
-            timeout_ms=wait, max_records=min(FETCH_SLICE, max_records - taken)
+            *partitions, timeout_ms=wait, max_records=min(FETCH_SLICE, max_records - taken)
         )
         if not part:
             break

@@ -16,7 +16,7 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from services.aggregator import admin
-from services.aggregator.consumer import Applier, InFlight, republish_all
+from services.aggregator.consumer import Applier, InFlight, fetch, republish_all
 from services.aggregator.guard import CampaignGuard
 from services.aggregator.metrics import AggregatorMetrics
 from services.aggregator.repository import apply as apply_sql
@@ -138,9 +138,7 @@ async def rebuild(settings: AggregatorSettings, since: datetime | None = None) -
         await apply_sql.prepare(lock)
         inflight = InFlight()
         while remaining:
-            batches = await consumer.getmany(
-                *remaining, timeout_ms=1000, max_records=settings.batch_max_records
-            )
+            batches = await fetch(consumer, 1000, settings.batch_max_records, *remaining)
             batches = {tp: [r for r in recs if r.offset < end[tp]] for tp, recs in batches.items()}
             batches = {tp: recs for tp, recs in batches.items() if recs}
             if not batches:
