@@ -275,8 +275,8 @@ async def explain_slowest(conn: Connection, read: Read) -> dict[str, Any]:
         conn.remove_query_logger(logged.append)
     slowest = max(logged, key=lambda q: q.elapsed)
     async with conn.transaction():
-        # planned under the read's own settings (its `SET LOCAL`s: as_of's sort memory and
-        # no JIT), not the session's defaults, which spill and compile
+        # planned under the read's own settings (its `SET LOCAL`s: as_of's hashing instead
+        # of sorting, and no JIT), not the session's defaults
         for q in logged:
             if q.query.lstrip().upper().startswith("SET "):
                 await conn.execute(q.query)

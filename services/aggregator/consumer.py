@@ -103,6 +103,8 @@ async def fetch(
             batches.setdefault(tp, []).extend(records)
             taken += len(records)
         wait = 0
+        # (getmany returns buffered records without handing the loop back)
+        await asyncio.sleep(0)
     return batches
 
 
