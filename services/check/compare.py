@@ -19,6 +19,9 @@ class Disagreement:
     unit: str
     indicator: str
     detail: str
+    # what the notifier's side showed (an alert's figures): one whose figures moved between
+    # the rounds is being kept up, however busy its key
+    shown: str = ""
 
     @classmethod
     def on(cls, kind: str, key: Key, detail: str) -> "Disagreement":
@@ -97,11 +100,14 @@ def figures_vs_board(
         value, target = details.get("value"), details.get("target")
         if (value, target) != (figures.value, figures.target):
             out.append(
-                Disagreement.on(
+                Disagreement(
                     "alert_figures",
-                    alert.key,
+                    alert.key.campaign_id,
+                    alert.key.unit,
+                    alert.key.indicator,
                     f"{alert.rule} shows {value}/{target}, "
                     f"the board {figures.value}/{figures.target}",
+                    shown=f"{alert.rule} {value}/{target}",
                 )
             )
     return out
@@ -121,9 +127,11 @@ def ranks_vs_board(expected: Iterable[Key], firing: Iterable[Key]) -> list[Disag
 
 def persistent(first: Iterable[Disagreement], second: Iterable[Disagreement]) -> list[Disagreement]:
     """Disagreements seen in both rounds: one that a notifier pass in between settled was
-    only the evaluation's lag, not a disagreement."""
-    again = {(d.kind, d.campaign, d.unit, d.indicator) for d in second}
-    return sorted(d for d in first if (d.kind, d.campaign, d.unit, d.indicator) in again)
+    only the evaluation's lag, not a disagreement; so was an alert whose figures moved in
+    between (a key receiving events all along: each round sees the notifier a few events
+    behind the board, never stuck)."""
+    again = {(d.kind, d.campaign, d.unit, d.indicator, d.shown) for d in second}
+    return sorted(d for d in first if (d.kind, d.campaign, d.unit, d.indicator, d.shown) in again)
 
 
 def _when(at: datetime | None) -> str:
