@@ -7,7 +7,7 @@ the database owner; logged in as its own role it only checks that they are appli
 import asyncpg
 
 from services import aggregator, ingest, notifier
-from tiendo.database import Connection, Migrations
+from tiendo.database import Connection, Migrations, collation
 from tiendo.logs import get_logger
 from tiendo.startup import wait_for_postgres
 
@@ -32,15 +32,12 @@ async def migrate_database(dsn: str, wait_seconds: float = 120.0) -> None:
     await wait_for_postgres(dsn, wait_seconds)
     conn = await asyncpg.connect(dsn)
     try:
-        collation = await conn.fetchval(
-            "SELECT datcollate FROM pg_database WHERE datname = current_database()"
-        )
-        if collation not in ("C", "POSIX"):
+        if (named := await collation(conn)) not in ("C", "POSIX"):
             # It counts as well, only slower: every text key of the apply compared through
             # the locale (docs/startup.md).
             log.warning(
                 "database_collation_not_c",
-                collation=collation,
+                collation=named,
                 advice="create the database with LC_COLLATE 'C' (initdb --lc-collate=C)",
             )
         await migrate_all(conn)

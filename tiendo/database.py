@@ -103,6 +103,14 @@ async def _applied(conn: Connection, service: str) -> dict[str, str] | None:
     }
 
 
+async def collation(conn: Connection) -> str:
+    """The connected database's collation (`C` compares text byte-wise: docs/startup.md)."""
+    name: str = await conn.fetchval(
+        "SELECT datcollate FROM pg_database WHERE datname = current_database()"
+    )
+    return name
+
+
 async def migrate(conn: Connection, service: str, package: str) -> list[str]:
     """Apply the service's pending migrations, each in its own transaction; return their names.
 

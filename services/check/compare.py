@@ -24,8 +24,8 @@ class Disagreement:
     shown: str = ""
 
     @classmethod
-    def on(cls, kind: str, key: Key, detail: str) -> "Disagreement":
-        return cls(kind, key.campaign_id, key.unit, key.indicator, detail)
+    def on(cls, kind: str, key: Key, detail: str, shown: str = "") -> "Disagreement":
+        return cls(kind, key.campaign_id, key.unit, key.indicator, detail, shown)
 
     def __str__(self) -> str:
         return f"{self.kind}: {self.campaign}/{self.unit}/{self.indicator}: {self.detail}"
@@ -100,11 +100,9 @@ def figures_vs_board(
         value, target = details.get("value"), details.get("target")
         if (value, target) != (figures.value, figures.target):
             out.append(
-                Disagreement(
+                Disagreement.on(
                     "alert_figures",
-                    alert.key.campaign_id,
-                    alert.key.unit,
-                    alert.key.indicator,
+                    alert.key,
                     f"{alert.rule} shows {value}/{target}, "
                     f"the board {figures.value}/{figures.target}",
                     shown=f"{alert.rule} {value}/{target}",
