@@ -14,7 +14,7 @@ that judges, not HTTP or JSON. The reads:
 
 - live progress of the country, a province, a district and a commune (each with its
   children's done count, as `GET /v1/campaigns/{id}/progress/{unit}` computes it);
-- the same `as_of` 23:00 (campaign time) three days ago, late in a full day of events;
+- the same `as_of` noon (campaign time) three days ago, half a day of events either side;
 - the live leaderboard of every commune (10,236), with the ranks a week before, as
   `GET .../leaderboard?level=4` answers its first page: every commune ranked, the page's
   hundred rows judged with their days behind in a row (`leaderboard_communes_live`); and
@@ -101,14 +101,14 @@ async def _children(conn: Connection, unit: str) -> list[str]:
 async def reads(conn: Connection, campaign: Campaign) -> dict[str, Read]:
     """Every read measured, by name; each takes a connection and reads what a board does."""
     children = {u: await _children(conn, u) for u in ("VN", PROVINCE, DISTRICT, COMMUNE)}
-    # The past read is 23:00 of the campaign's day three days ago, not "three days ago":
-    # `as_of` reads its moment's day of events up to the moment, so its cost follows the
-    # hour (the country's at 10 M events: a tenth of a second at local midnight, a second
-    # at 14:00 before the day's events were summed as read), and a run's figure depended
-    # on when it ran. Late evening is a briefing's "as of last night" and near the worst.
+    # The past read is noon of the campaign's day three days ago, not "three days ago":
+    # `as_of` reads the shorter part of its moment's day of events, before the moment or
+    # after it, so its cost follows the hour (the country's at 10 M events: a tenth of a
+    # second at 23:00 or 01:00, a quarter at noon), and a run's figure depended on when it
+    # ran. Noon is the worst hour, half a day of events either side.
     zone = ZoneInfo(campaign.timezone)
     day = (datetime.now(zone) - timedelta(days=3)).date()
-    past = datetime.combine(day, time_of_day(23), zone).astimezone(UTC)
+    past = datetime.combine(day, time_of_day(12), zone).astimezone(UTC)
 
     def progress(unit: str, live: bool) -> Read:
         async def read(c: Connection) -> object:

@@ -98,10 +98,27 @@ async def _assert_alike(
     read = await counting.as_of(conn, "c1", indicators, codes, start, at)
     assert read == history, at
     days = await as_of_days.read(conn, "c1", indicators, codes, start, at)
-    # a large subtree's path (its whole day of the indicators, one index range) reads the
-    # same as the unit-by-unit one these small trees take
-    whole_day = await as_of_days.read(conn, "c1", indicators, codes, start, at, small_subtree=0)
-    assert whole_day == days, at
+    # Every path of the reader holds what it calls exact to the history: a large
+    # subtree's (its span of the indicators' events, one index range) and the
+    # unit-by-unit one these small trees take; either side of the moment's day (the day's
+    # start and the events up to the moment, or the day's end less the events after it).
+    # (Which roots a side can read exactly differs: after the moment, a snapshot of a
+    # shared unit needs no value of its own where one of the day before it gives one.)
+    for side in ("auto", "before", "after"):
+        for small in (as_of_days.SMALL_SUBTREE, 0):
+            read_side = await as_of_days.read(
+                conn, "c1", indicators, codes, start, at, small_subtree=small, side=side
+            )
+            assert (read_side is None) == (days is None), (at, side, small)
+            if read_side is None:
+                continue
+            exact = {
+                key: counting.ValueAt(value, last)
+                for key, (value, last) in read_side.figures.items()
+                if key[1] not in read_side.inexact
+            }
+            assert exact == {k: history[k] for k in exact}, (at, side, small)
+            assert set(read_side.figures) == set(history), (at, side, small)
     # the reader did read the rollups where they are kept (not only its fallback)
     if rollups_answer is not None:
         assert (days is not None) == rollups_answer, at

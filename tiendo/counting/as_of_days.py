@@ -1,7 +1,7 @@
 """`as_of` from the day rollups (issue 15): the figures of a past moment from `progress`, the
 day rollups `subtree_days` (`tiendo.counting.rollups`) and at most one day of events per
-key, instead of the whole history. With D the campaign's local day of the moment T, a
-root's value at T is
+key, instead of the whole history. With D the campaign's local day of the moment T, read
+whichever part of D is shorter, before T or after it. Before, a root's value at T is
 
     progress.value - sum(change of days >= D)            -- its value at the end of D - 1
     + sum over the versions landing in the subtree of their day D part up to T:
@@ -9,26 +9,37 @@ root's value at T is
         at or before T, (its latest such snapshot + the increments after it up to T) minus
         its own value at the end of D - 1
 
+and after, the same walk backwards from the day's end:
+
+    progress.value - sum(change of days > D)             -- its value at the end of D
+    - sum over the versions landing in the subtree of their day D part after T:
+        the counted increments of day D after T, and, for a version with a snapshot on day
+        D after T, (its latest such snapshot - its base - the counted increments after its
+        base up to that snapshot), its base being its latest snapshot of day D up to T
+        where it has one, else its own value at the end of D - 1
+
 A version's own value at the end of D - 1 is read from the rollups as the value landed on
 its unit less its children's; where that unit also receives closed versions' figures
 (after a cut-over) the two cannot be told apart, and such a root is read from the history
 (the reply marks it `exact = false`; rare: a snapshot on the day read of a unit that
 absorbed another). The last report is `progress.last_event_at` when that is not after T,
-else the latest of day D up to T, else (a subtree silent since before D) the latest
-before D from the history, for those roots only.
+else the latest of what was read before T (after T: of the `RECENT` minutes before it),
+else the latest up to there from the history, for those roots only (a subtree silent for
+that long).
 
 What it reads (aggregator migration 014 holds the paths): the roots' subtrees by their
-lineage (`units_ancestors`), the values at the day's start of the roots and of the
-versions with a snapshot that day and their children only, and the day of events of a
-large subtree from one index-only range of its indicators (`events_counted_by_day`), of a
-small one unit by unit. The day's events are summed as they are read, per nearest root
-(each version counts toward the deepest requested root above it, and each root then sums
-the nearest roots under it), so that half a million events become a few hundred rows at
-once; a version with a snapshot that day is corrected from its own few events by its
-index (the snapshot in place of its value at the day's start and of the increments up to
-it). Its cost follows the hour of the moment: the country and its provinces at 23:00 of a
-day of `bench.national` at 10 M events (half a million events that day) read in about
-0.37 s, against 1.4 s when each event was carried through the joins (docs/capacity.md).
+lineage (`units_ancestors`), the values at a day's start of the roots and of the
+versions with a snapshot in the part read and their children only, and the part of the
+day of a large subtree from one index-only range of its indicators
+(`events_counted_by_day`), of a small one unit by unit. The events are summed as they are
+read, per nearest root (each version counts toward the deepest requested root above it,
+and each root then sums the nearest roots under it), so that half a million events become
+a few hundred rows at once; a version with a snapshot in the part read is corrected from
+its own few events by its index. Its cost follows the length of the part read, at most
+half a day: the country and its provinces on `bench.national` at 10 M events (half a
+million events a day) read in about 0.25 s at noon, 0.1 s at 23:00, against 0.37 s at
+23:00 reading the day up to the moment, and 1.4 s when each event was carried through the
+joins (docs/capacity.md).
 
 It answers only where the rollups are kept: on the campaign's current tree (`TREE_AT`,
 `unit_anchors`), without versions carried by shares that have counted events (they have no
@@ -45,6 +56,7 @@ reading of the history, reads the history (`counting.as_of_history`).
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
 from tiendo.counting.batch import TREE_AT
 from tiendo.database import Connection
@@ -52,18 +64,51 @@ from tiendo.database import Connection
 # Up to this many versions in a subtree, its day of events is read unit by unit.
 SMALL_SUBTREE = 500
 
-# $1 the roots, $2 the campaign, $3 its indicators, $4 its start, $5 the moment (at most
-# its deadline), $6 the moment whose tree is asked (null: the moment's own), $7 the most
-# versions of a subtree read unit by unit (SMALL_SUBTREE).
+# Read after the moment, the roots' last reports up to it are looked for in this much
+# history before it, and only a root with none there is probed unit by unit.
+RECENT = "10 minutes"
+
+# Which part of the moment's day is read: the shorter (auto), or one forced (the tests
+# hold both equal to the history).
+Side = Literal["auto", "before", "after"]
+
+# $1 the roots, $2 the campaign, $3 its indicators, $4 its start, $5 the moment (clamped
+# to the deadline here), $6 the moment whose tree is asked (null: the moment's own), $7
+# the most versions of a subtree read unit by unit (SMALL_SUBTREE), $8 the side of the
+# moment read ('auto', 'before', 'after': `Side`).
 AS_OF_FROM_DAYS = f"""
 WITH c AS (
-    SELECT c.*, (($5::timestamptz AT TIME ZONE c.timezone)::date) AS day,
-           greatest(
-               (($5::timestamptz AT TIME ZONE c.timezone)::date::timestamp
-                AT TIME ZONE c.timezone),
-               $4::timestamptz) AS day_from,
+    SELECT c.*, t.at, t.day,
+           greatest((t.day::timestamp AT TIME ZONE c.timezone), $4::timestamptz) AS day_from,
+           -- (the day's last microsecond: the bounds are inclusive, as the moment is)
+           least(((t.day + 1)::timestamp AT TIME ZONE c.timezone) - interval '1 microsecond',
+                 c.deadline) AS day_to,
            {TREE_AT} AS m
-    FROM campaigns c WHERE c.id = $2
+    FROM campaigns c
+    CROSS JOIN LATERAL (SELECT least($5::timestamptz, c.deadline) AS at) a
+    CROSS JOIN LATERAL (SELECT a.at, (a.at AT TIME ZONE c.timezone)::date AS day) t
+    WHERE c.id = $2
+), side AS (
+    -- which part of the moment's day is read: before it (from the day's start, where the
+    -- values at the end of the day before are) or after it (to the day's end), whichever
+    -- is shorter
+    SELECT CASE $8::text WHEN 'after' THEN true WHEN 'before' THEN false
+                ELSE c.at >= c.day_from AND c.at - c.day_from > c.day_to - c.at END AS after
+    FROM c
+), span AS (
+    -- the events read, [lo, hi]; the day whose start the roots' values are taken at
+    -- (progress less the changes of that day and later); the sign of what is read
+    SELECT s.after,
+           CASE WHEN s.after THEN greatest(c.at + interval '1 microsecond', c.day_from)
+                ELSE c.day_from END AS lo,
+           CASE WHEN s.after THEN c.day_to ELSE c.at END AS hi,
+           CASE WHEN s.after THEN c.day + 1 ELSE c.day END AS from_day,
+           CASE WHEN s.after THEN -1 ELSE 1 END AS sign,
+           -- where a root's last report before the moment is probed for, when it is not
+           -- live's and not read with the day
+           CASE WHEN s.after THEN c.at ELSE c.day_from - interval '1 microsecond' END
+               AS probe_to
+    FROM c, side s
 ), usable AS (
     -- the rollups are kept on the campaign's tree, and without versions carried by shares
     SELECT c.m = aggregator_read.tree_moment(coalesce($6, greatest($5, $4))) AND NOT EXISTS (
@@ -108,13 +153,13 @@ WITH c AS (
     JOIN (SELECT DISTINCT ON (code) code, root FROM members ORDER BY code, depth DESC) n
       ON n.code = o.anchor
 ), day_sums AS (
-    -- the day up to the moment, per nearest root and indicator: its increments, its last
-    -- report, and the versions with a snapshot that day. A large subtree reads the whole
-    -- day of its indicators (index only: `events_counted_by_day`, migration 014) and keeps
-    -- its units'; a small one reads each of its units' (`events_unit_indicator_time`),
-    -- which the planner, blind to the subtree's size, would not choose between. (Summed as
-    -- read into a few groups: the country's day at 10 M events is half a million events,
-    -- and each one carried through joins cost about three microseconds.)
+    -- the span read, per nearest root and indicator: its increments, its last report,
+    -- and the versions with a snapshot in it. A large subtree reads the whole span of its
+    -- indicators (index only: `events_counted_by_day`, migration 014) and keeps its
+    -- units'; a small one reads each of its units' (`events_unit_indicator_time`), which
+    -- the planner, blind to the subtree's size, would not choose between. (Summed as read
+    -- into a few groups: the country's day at 10 M events is half a million events, and
+    -- each one carried through joins cost about three microseconds.)
     SELECT v.root, e.indicator,
            sum(e.value) FILTER (WHERE e.kind = 'increment') AS increments,
            max(e.occurred_at) AS last_at,
@@ -123,7 +168,7 @@ WITH c AS (
     JOIN version_roots v ON v.code = e.unit
     WHERE (SELECT count(*) FROM own_units) > $7::int
       AND e.indicator = ANY ($3::text[]) AND e.counted
-      AND e.occurred_at >= (SELECT day_from FROM c) AND e.occurred_at <= $5
+      AND e.occurred_at >= (SELECT lo FROM span) AND e.occurred_at <= (SELECT hi FROM span)
     GROUP BY v.root, e.indicator
     UNION ALL
     SELECT v.root, e.indicator, sum(e.increments), max(e.last_at),
@@ -137,20 +182,25 @@ WITH c AS (
                bool_or(e.kind = 'snapshot') AS snapped
         FROM events e
         WHERE e.unit = v.code AND e.indicator = ANY ($3::text[]) AND e.counted
-          AND e.occurred_at >= (SELECT day_from FROM c) AND e.occurred_at <= $5
+          AND e.occurred_at >= (SELECT lo FROM span)
+          AND e.occurred_at <= (SELECT hi FROM span)
         GROUP BY e.indicator
     ) e
     WHERE (SELECT count(*) FROM own_units) <= $7::int
     GROUP BY v.root, e.indicator
 ), day_snaps AS (
-    -- a version with a snapshot that day: its latest up to the moment, and the increments
-    -- of the day up to it, which the snapshot replaces (its own few events, by its index)
-    SELECT k.unit, k.indicator, s.value,
+    -- a version with a snapshot in the span: its latest there; its value where the span
+    -- starts when a snapshot of the day before the span set it (after the moment: the
+    -- latest up to the moment), else its value at the day's start is read; and the
+    -- increments between the two, which the latest replaces (its own few events, by its
+    -- index)
+    SELECT k.unit, k.indicator, s.value, b.value AS base,
            coalesce((
                SELECT sum(a.value) FROM events a
                WHERE a.unit = k.unit AND a.indicator = k.indicator AND a.counted
                  AND a.kind = 'increment'
-                 AND a.occurred_at >= (SELECT day_from FROM c)
+                 AND a.occurred_at >= coalesce(b.occurred_at + interval '1 microsecond',
+                                               (SELECT day_from FROM c))
                  AND a.occurred_at <= s.occurred_at
            ), 0) AS replaced
     FROM (
@@ -162,57 +212,72 @@ WITH c AS (
         FROM events e
         WHERE e.unit = k.unit AND e.indicator = k.indicator AND e.counted
           AND e.kind = 'snapshot'
-          AND e.occurred_at >= (SELECT day_from FROM c) AND e.occurred_at <= $5
+          AND e.occurred_at >= (SELECT lo FROM span) AND e.occurred_at <= (SELECT hi FROM span)
         ORDER BY e.occurred_at DESC, e.event_id DESC
         LIMIT 1
     ) s
+    LEFT JOIN LATERAL (
+        SELECT e.occurred_at, e.value
+        FROM events e
+        WHERE (SELECT after FROM span)
+          AND e.unit = k.unit AND e.indicator = k.indicator AND e.counted
+          AND e.kind = 'snapshot'
+          AND e.occurred_at >= (SELECT day_from FROM c) AND e.occurred_at < (SELECT lo FROM span)
+        ORDER BY e.occurred_at DESC, e.event_id DESC
+        LIMIT 1
+    ) b ON true
 ), needed AS (
-    -- the subtrees whose value at the day's start is read: the roots', and of each version
-    -- with a snapshot that day, its own and its children's (its own value then), for that
-    -- indicator; not the whole subtree's
-    SELECT r.code AS unit, i.indicator
+    -- the subtrees whose value at a day's start is read: the roots' (at the span's
+    -- day), and of each version with a snapshot in the span and no value where it
+    -- starts, its own and its children's (its own value then) at the moment's day, for
+    -- that indicator; not the whole subtree's
+    SELECT r.code AS unit, i.indicator, (SELECT from_day FROM span) AS from_day
     FROM roots r CROSS JOIN unnest($3::text[]) AS i (indicator)
     UNION
-    SELECT unit, indicator FROM day_snaps
+    SELECT unit, indicator, (SELECT day FROM c) FROM day_snaps WHERE base IS NULL
     UNION
-    SELECT u.code, s.indicator
+    SELECT u.code, s.indicator, (SELECT day FROM c)
     FROM day_snaps s
     JOIN units u ON u.parent_code = s.unit
     JOIN tree_units t ON t.code = u.code
+    WHERE s.base IS NULL
 ), ends AS (
-    -- each needed subtree's value at the end of the day before: live less that day's and
-    -- later ones
-    SELECT p.unit, p.indicator, p.parent, p.last_event_at,
-           p.value - coalesce(sum(d.change), 0) AS value
-    FROM (
-        SELECT p.unit, p.indicator, p.value, p.last_event_at, u.parent_code AS parent
-        FROM needed n
-        JOIN progress p
-          ON p.campaign_id = $2 AND p.unit = n.unit AND p.indicator = n.indicator
-        JOIN units u ON u.code = p.unit
-    ) p
-    LEFT JOIN subtree_days d
-           ON d.campaign_id = $2 AND d.unit = p.unit AND d.indicator = p.indicator
-          AND d.day >= (SELECT day FROM c)
-    GROUP BY p.unit, p.indicator, p.parent, p.value, p.last_event_at
+    -- each needed subtree's value at the start of its day: live less that day's and
+    -- later ones (a probe of its rollups from that day on: a join left the day out of
+    -- the index's range and read every day of the campaign)
+    SELECT p.unit, p.indicator, n.from_day, u.parent_code AS parent, p.last_event_at,
+           p.value - coalesce((
+               SELECT sum(d.change) FROM subtree_days d
+               WHERE d.campaign_id = $2 AND d.unit = p.unit AND d.indicator = p.indicator
+                 AND d.day >= n.from_day
+           ), 0) AS value
+    FROM needed n
+    JOIN progress p ON p.campaign_id = $2 AND p.unit = n.unit AND p.indicator = n.indicator
+    JOIN units u ON u.code = p.unit
+), day_ends AS (
+    SELECT * FROM ends WHERE from_day = (SELECT day FROM c)
 ), child_ends AS (
-    SELECT parent, indicator, sum(value) AS value FROM ends GROUP BY 1, 2
+    SELECT parent, indicator, sum(value) AS value FROM day_ends GROUP BY 1, 2
 ), parts AS (
-    -- each nearest root's change over the day up to the moment: the day's increments, and
-    -- for each version with a snapshot that day, the snapshot in place of its own value at
-    -- the day's start (its subtree's less its children's) and of the increments it replaces
-    SELECT d.root, d.indicator, coalesce(d.increments, 0) AS change, d.last_at,
-           true AS exact
+    -- each nearest root's change over the span: its increments, and for each version
+    -- with a snapshot in it, the snapshot in place of its own value where the span starts
+    -- (a snapshot's, or its subtree's at the day's start less its children's) and of the
+    -- increments it replaces; after the moment, subtracted
+    SELECT d.root, d.indicator, (SELECT sign FROM span) * coalesce(d.increments, 0) AS change,
+           d.last_at, true AS exact
     FROM day_sums d
     UNION ALL
     SELECT v.root, s.indicator,
-           s.value - (coalesce(ue.value, 0) - coalesce(ce.value, 0)) - s.replaced,
+           (SELECT sign FROM span) * (
+               s.value - coalesce(s.base, coalesce(ue.value, 0) - coalesce(ce.value, 0))
+               - s.replaced),
            NULL,
-           -- a snapshot of a version sharing its unit with others: not exact
-           v.anchor = s.unit AND v.landing = 1
+           -- a version sharing its unit with others has no value of its own in the
+           -- rollups: not exact
+           s.base IS NOT NULL OR (v.anchor = s.unit AND v.landing = 1)
     FROM day_snaps s
     JOIN version_roots v ON v.code = s.unit
-    LEFT JOIN ends ue ON ue.unit = s.unit AND ue.indicator = s.indicator
+    LEFT JOIN day_ends ue ON ue.unit = s.unit AND ue.indicator = s.indicator
     LEFT JOIN child_ends ce ON ce.parent = s.unit AND ce.indicator = s.indicator
 ), root_parts AS (
     -- the parts summed up to each root (the few nearest roots probe the members)
@@ -220,20 +285,40 @@ WITH c AS (
            max(pt.last_at) AS last_at
     FROM parts pt JOIN members mm ON mm.code = pt.root
     GROUP BY 1, 2
+), recent AS (
+    -- read after the moment: each nearest root's last report up to it, from the last
+    -- minutes before it (one index range; a root with none there is probed)
+    SELECT v.root, e.indicator, max(e.occurred_at) AS last_at
+    FROM events e
+    JOIN version_roots v ON v.code = e.unit
+    WHERE (SELECT after FROM span)
+      AND e.indicator = ANY ($3::text[]) AND e.counted
+      AND e.occurred_at >= greatest((SELECT at FROM c) - interval '{RECENT}', $4::timestamptz)
+      AND e.occurred_at <= (SELECT at FROM c)
+    GROUP BY v.root, e.indicator
+), root_recent AS (
+    SELECT mm.root, r.indicator, max(r.last_at) AS last_at
+    FROM recent r JOIN members mm ON mm.code = r.root
+    GROUP BY 1, 2
 ), figures AS (
     -- (a unit without a progress row has had nothing land in its subtree: 0)
     SELECT m.root, i.indicator,
            (coalesce(x.value, 0) + coalesce(rp.change, 0))::bigint AS value,
            coalesce(rp.exact, true) AS exact,
-           x.last_event_at AS live_last, rp.last_at AS day_last
+           x.last_event_at AS live_last,
+           CASE WHEN (SELECT after FROM span) THEN rr.last_at ELSE rp.last_at END AS day_last
     FROM (SELECT DISTINCT root FROM members) m
     CROSS JOIN unnest($3::text[]) AS i (indicator)
-    LEFT JOIN ends x ON x.unit = m.root AND x.indicator = i.indicator
+    LEFT JOIN ends x
+           ON x.unit = m.root AND x.indicator = i.indicator
+          AND x.from_day = (SELECT from_day FROM span)
     LEFT JOIN root_parts rp ON rp.root = m.root AND rp.indicator = i.indicator
-), before_day AS (
-    -- a root silent all that day whose last report came after the moment: the history
-    -- before the day (rare for a large subtree), read for those roots only
-    -- (each version's latest, backwards along its index)
+    LEFT JOIN root_recent rr ON rr.root = m.root AND rr.indicator = i.indicator
+), probed AS (
+    -- a root whose last report came after the moment and is not found with what was
+    -- read (silent all the day before the moment, or the last minutes before it): the
+    -- history up to there, for those roots only (rare for a large subtree; each
+    -- version's latest, backwards along its index)
     SELECT f.root, f.indicator, max(l.occurred_at) AS last_at
     FROM figures f
     JOIN members m2 ON m2.root = f.root
@@ -242,18 +327,18 @@ WITH c AS (
         SELECT e.occurred_at
         FROM events e
         WHERE e.unit = o.code AND e.indicator = f.indicator AND e.counted
-          AND e.occurred_at >= $4::timestamptz AND e.occurred_at < (SELECT day_from FROM c)
+          AND e.occurred_at >= $4::timestamptz AND e.occurred_at <= (SELECT probe_to FROM span)
         ORDER BY e.occurred_at DESC
         LIMIT 1
     ) l
-    WHERE f.live_last > $5::timestamptz AND f.day_last IS NULL
+    WHERE f.live_last > (SELECT at FROM c) AND f.day_last IS NULL
     GROUP BY f.root, f.indicator
 )
 SELECT f.root, f.indicator, f.value, f.exact,
-       CASE WHEN f.live_last <= $5::timestamptz THEN f.live_last
+       CASE WHEN f.live_last <= (SELECT at FROM c) THEN f.live_last
             ELSE coalesce(f.day_last, b.last_at) END AS last_event_at
 FROM figures f
-LEFT JOIN before_day b USING (root, indicator)
+LEFT JOIN probed b USING (root, indicator)
 WHERE (SELECT ok FROM usable)
 UNION ALL
 -- the rollups cannot answer: one row without a root says so
@@ -280,6 +365,7 @@ async def read(
     *,
     tree_at: datetime | None = None,
     small_subtree: int = SMALL_SUBTREE,
+    side: Side = "auto",
 ) -> Reading | None:
     """`tiendo.counting.as_of` from the rollups and the moment's day of events; `at` at
     most the deadline. None: the rollups cannot answer (the tree of the moment, or of
@@ -302,6 +388,7 @@ async def read(
             at,
             tree_at,
             small_subtree,
+            side,
         )
     if not rows or any(r["root"] is None for r in rows):
         return None  # (no rows: an unknown campaign, or no root on its tree)
