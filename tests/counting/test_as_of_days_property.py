@@ -24,7 +24,7 @@ from services.aggregator import admin, cutover
 from services.aggregator.admin import CampaignIn, TargetIn
 from tests.counting.test_cutover import CCCD as CUT_CCCD
 from tests.counting.test_cutover import JAN, chain
-from tests.counting.trees import CUT, write_tree
+from tests.counting.trees import CUT, hanoi_2025, write_tree
 from tests.support.databases import clone_database
 from tests.support.world import TREE, build_world
 from tiendo import counting
@@ -219,3 +219,75 @@ def _run(
             await owner.close()
 
     asyncio.run(go())
+
+
+async def test_a_snapshot_of_a_unit_that_absorbed_others_is_exact_where_a_base_is_read(
+    database: str,
+) -> None:
+    """After a cut-over, Ba Đình (00004@2025-07-01) receives 00004's and 00005's figures
+    as well as its own: its own value at a day's start cannot be told from the rollups. A
+    snapshot of it on the day read needs that value read before the moment, and after the
+    moment too unless a snapshot of that day up to the moment gives it. Those roots are
+    marked inexact (and `counting.as_of` reads them from the history); every other figure
+    is the history's."""
+    versions, transfers = hanoi_2025(shares=False)
+    start, end = CUT - 10 * DAY, CUT + 10 * DAY
+    day = datetime.combine((CUT + 3 * DAY).astimezone(ZONE).date(), datetime.min.time(), ZONE)
+    hour = timedelta(hours=1)
+    ba_dinh = "00004@2025-07-01"
+    events = [
+        Event("a1", "00004", CUT_CCCD, Kind.INCREMENT, 4, CUT - 5 * DAY),
+        Event("b1", "00005", CUT_CCCD, Kind.INCREMENT, 3, CUT - 4 * DAY),
+        Event("b2", "00005", CUT_CCCD, Kind.SNAPSHOT, 20, CUT - 2 * DAY),
+        Event("n1", ba_dinh, CUT_CCCD, Kind.INCREMENT, 2, CUT + DAY),
+        Event("n2", ba_dinh, CUT_CCCD, Kind.INCREMENT, 5, day + 8 * hour),
+        Event("n3", ba_dinh, CUT_CCCD, Kind.SNAPSHOT, 50, day + 10 * hour),
+        Event("n4", ba_dinh, CUT_CCCD, Kind.INCREMENT, 1, day + 12 * hour),
+        Event("n5", ba_dinh, CUT_CCCD, Kind.SNAPSHOT, 70, day + 16 * hour),
+        Event("n6", ba_dinh, CUT_CCCD, Kind.INCREMENT, 2, day + 18 * hour),
+        Event("y1", "00008@2025-07-01", CUT_CCCD, Kind.INCREMENT, 6, day + 11 * hour),
+    ]
+    conn = await asyncpg.connect(database)
+    try:
+        async with conn.transaction():
+            await write_tree(conn, versions, transfers)
+            campaign = CampaignIn(name="c", starts_at=start, deadline=end, indicators=[CUT_CCCD])
+            await admin.upsert_campaign(conn, "c1", campaign, "t")
+            # (the campaign moved onto the tree after the cut-over, where its rollups are)
+            await cutover.after_tree_change(conn, end + DAY)
+            await cutover.replan_passed(conn, end + DAY)
+        for x in events:
+            await counting.apply_events(conn, [x])
+        codes = [v.key for v in versions if v.valid_to is None]
+        # (roots whose subtree holds Ba Đình)
+        holding = {"01", ba_dinh}
+        cases = [
+            # before the moment: the snapshot at 10:00 needs its value at the day's start
+            (9, "before", set()),
+            (11, "before", holding),
+            (17, "before", holding),
+            # after it: from 09:00 the snapshots after it have no base that day; from
+            # 11:00 on the 10:00 snapshot is the base of the 16:00 one
+            (9, "after", holding),
+            (11, "after", set()),
+            (13, "after", set()),
+            (17, "after", set()),
+        ]
+        for h, side, inexact in cases:
+            at = day + h * hour
+            history = await counting.as_of_history(conn, "c1", [CUT_CCCD], codes, start, at)
+            assert await counting.as_of(conn, "c1", [CUT_CCCD], codes, start, at) == history
+            for small in (as_of_days.SMALL_SUBTREE, 0):
+                read = await as_of_days.read(
+                    conn, "c1", [CUT_CCCD], codes, start, at, small_subtree=small, side=side
+                )
+                assert read is not None, (h, side)
+                assert read.inexact == inexact, (h, side, small)
+                exact = {
+                    key: counting.ValueAt(value, last)
+                    for key, (value, last) in read.figures.items()
+                    if key[1] not in read.inexact
+                }
+                assert exact == {k: history[k] for k in exact}, (h, side, small)
+    finally:
+        await conn.close()

@@ -111,7 +111,7 @@ WITH c AS (
     FROM c, side s
 ), usable AS (
     -- the rollups are kept on the campaign's tree, and without versions carried by shares
-    SELECT c.m = aggregator_read.tree_moment(coalesce($6, greatest($5, $4))) AND NOT EXISTS (
+    SELECT c.m = aggregator_read.tree_moment(coalesce($6, greatest(c.at, $4))) AND NOT EXISTS (
                -- (from the events: the notifier reads `progress` through a view without
                -- the own columns)
                SELECT 1
