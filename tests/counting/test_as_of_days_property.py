@@ -261,7 +261,7 @@ async def test_a_snapshot_of_a_unit_that_absorbed_others_is_exact_where_a_base_i
         codes = [v.key for v in versions if v.valid_to is None]
         # (roots whose subtree holds Ba Đình)
         holding = {"01", ba_dinh}
-        cases = [
+        cases: list[tuple[int, as_of_days.Side, set[str]]] = [
             # before the moment: the snapshot at 10:00 needs its value at the day's start
             (9, "before", set()),
             (11, "before", holding),
