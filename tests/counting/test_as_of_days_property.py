@@ -242,6 +242,8 @@ async def test_a_snapshot_of_a_unit_that_absorbed_others_is_exact_where_a_base_i
         Event("n1", ba_dinh, CUT_CCCD, Kind.INCREMENT, 2, CUT + DAY),
         Event("n2", ba_dinh, CUT_CCCD, Kind.INCREMENT, 5, day + 8 * hour),
         Event("n3", ba_dinh, CUT_CCCD, Kind.SNAPSHOT, 50, day + 10 * hour),
+        # at the snapshot's instant: covered by it, so not among the increments after it
+        Event("n3b", ba_dinh, CUT_CCCD, Kind.INCREMENT, 3, day + 10 * hour),
         Event("n4", ba_dinh, CUT_CCCD, Kind.INCREMENT, 1, day + 12 * hour),
         Event("n5", ba_dinh, CUT_CCCD, Kind.SNAPSHOT, 70, day + 16 * hour),
         Event("n6", ba_dinh, CUT_CCCD, Kind.INCREMENT, 2, day + 18 * hour),
