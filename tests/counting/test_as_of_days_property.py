@@ -83,6 +83,30 @@ async def _batches(conn: asyncpg.Connection, rng: random.Random, events: list[Ev
         first += size
 
 
+async def _read_by(
+    conn: asyncpg.Connection,
+    indicators: list[str],
+    codes: list[str],
+    start: datetime,
+    at: datetime,
+    side: as_of_days.Side,
+    small: int,
+) -> as_of_days.Reading | None:
+    """`as_of_days.read` by one of its paths: `small` 0 takes the large subtree's reads
+    (one index range, the rest of the day for quiet roots), else the unit-by-unit ones."""
+    return await as_of_days.read(
+        conn,
+        "c1",
+        indicators,
+        codes,
+        start,
+        at,
+        small_subtree=small,
+        side=side,
+        most_probes=small,
+    )
+
+
 async def _assert_alike(
     conn: asyncpg.Connection,
     codes: list[str],
@@ -101,14 +125,13 @@ async def _assert_alike(
     # Every path of the reader holds what it calls exact to the history: a large
     # subtree's (its span of the indicators' events, one index range) and the
     # unit-by-unit one these small trees take; either side of the moment's day (the day's
-    # start and the events up to the moment, or the day's end less the events after it).
+    # start and the events up to the moment, or the day's end less the events after it);
+    # the last reports of roots quiet before the moment probed or read with the day.
     # (Which roots a side can read exactly differs: after the moment, a snapshot of a
     # shared unit needs no value of its own where one of the day before it gives one.)
     for side in ("auto", "before", "after"):
         for small in (as_of_days.SMALL_SUBTREE, 0):
-            read_side = await as_of_days.read(
-                conn, "c1", indicators, codes, start, at, small_subtree=small, side=side
-            )
+            read_side = await _read_by(conn, indicators, codes, start, at, side, small)
             assert (read_side is None) == (days is None), (at, side, small)
             if read_side is None:
                 continue
@@ -280,9 +303,7 @@ async def test_a_snapshot_of_a_unit_that_absorbed_others_is_exact_where_a_base_i
             history = await counting.as_of_history(conn, "c1", [CUT_CCCD], codes, start, at)
             assert await counting.as_of(conn, "c1", [CUT_CCCD], codes, start, at) == history
             for small in (as_of_days.SMALL_SUBTREE, 0):
-                read = await as_of_days.read(
-                    conn, "c1", [CUT_CCCD], codes, start, at, small_subtree=small, side=side
-                )
+                read = await _read_by(conn, [CUT_CCCD], codes, start, at, side, small)
                 assert read is not None, (h, side)
                 assert read.inexact == inexact, (h, side, small)
                 exact = {

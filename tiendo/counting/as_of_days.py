@@ -23,9 +23,10 @@ its unit less its children's; where that unit also receives closed versions' fig
 (after a cut-over) the two cannot be told apart, and such a root is read from the history
 (the reply marks it `exact = false`; rare: a snapshot on the day read of a unit that
 absorbed another). The last report is `progress.last_event_at` when that is not after T,
-else the latest of what was read before T (after T: of the `RECENT` minutes before it),
-else the latest up to there from the history, for those roots only (a subtree silent for
-that long).
+else the latest of what was read before T (after T: of the `RECENT` minutes before it,
+then, where probing would be more than `MOST_PROBES` probes, of the rest of day D up to
+there), else the latest up to there from the history, for those roots only, probed
+backwards version by version.
 
 What it reads (aggregator migration 014 holds the paths): the roots' subtrees by their
 lineage (`units_ancestors`), the values at a day's start of the roots and of the
@@ -65,8 +66,16 @@ from tiendo.database import Connection
 SMALL_SUBTREE = 500
 
 # Read after the moment, the roots' last reports up to it are looked for in this much
-# history before it, and only a root with none there is probed unit by unit.
+# history before it; a large subtree's root with none there reads the rest of the day up
+# to there, and only a root with none there either (or a small one) is probed unit by
+# unit.
 RECENT = "10 minutes"
+
+# Read after the moment, roots not seen in the last `RECENT` minutes are found by probing
+# each of their versions backwards (about 20 µs each) up to this many probes, else by
+# reading the rest of the day up to there (about 0.3 µs an event, 0.2 s for the country's
+# half a million): a few quiet provinces are probed, a quiet evening's country is read.
+MOST_PROBES = 5000
 
 # Which part of the moment's day is read: the shorter (auto), or one forced (the tests
 # hold both equal to the history).
@@ -75,7 +84,7 @@ Side = Literal["auto", "before", "after"]
 # $1 the roots, $2 the campaign, $3 its indicators, $4 its start, $5 the moment (clamped
 # to the deadline here), $6 the moment whose tree is asked (null: the moment's own), $7
 # the most versions of a subtree read unit by unit (SMALL_SUBTREE), $8 the side of the
-# moment read ('auto', 'before', 'after': `Side`).
+# moment read ('auto', 'before', 'after': `Side`), $9 MOST_PROBES.
 AS_OF_FROM_DAYS = f"""
 WITH c AS (
     SELECT c.*, t.at, t.day,
@@ -300,13 +309,45 @@ WITH c AS (
     SELECT mm.root, r.indicator, max(r.last_at) AS last_at
     FROM recent r JOIN members mm ON mm.code = r.root
     GROUP BY 1, 2
+), unseen AS (
+    -- roots with reports after the moment but none in the minutes before it
+    SELECT x.unit AS root, x.indicator
+    FROM ends x
+    WHERE (SELECT after FROM span)
+      AND x.from_day = (SELECT from_day FROM span) AND x.unit IN (SELECT code FROM roots)
+      AND x.last_event_at > (SELECT at FROM c)
+      AND NOT EXISTS (SELECT 1 FROM root_recent rr
+                      WHERE rr.root = x.unit AND rr.indicator = x.indicator)
+), missing AS (
+    -- those, when probing their versions one by one would be more than MOST_PROBES
+    -- probes (a quiet evening: the country's and its provinces' were 1.7 s)
+    SELECT * FROM unseen
+    WHERE (SELECT count(*) FROM unseen n
+           JOIN members m2 ON m2.root = n.root JOIN own_units o ON o.anchor = m2.code)
+          > $9::int
+), earlier AS (
+    -- for those, the rest of the day up to there, one index range: never more than
+    -- reading the day up to the moment would
+    SELECT v.root, e.indicator, max(e.occurred_at) AS last_at
+    FROM events e
+    JOIN version_roots v ON v.code = e.unit
+    WHERE e.indicator = ANY (ARRAY(SELECT DISTINCT indicator FROM missing)) AND e.counted
+      AND e.occurred_at >= (SELECT day_from FROM c)
+      AND e.occurred_at < greatest((SELECT at FROM c) - interval '{RECENT}', $4::timestamptz)
+    GROUP BY v.root, e.indicator
+), root_earlier AS (
+    SELECT mm.root, x.indicator, max(x.last_at) AS last_at
+    FROM earlier x JOIN members mm ON mm.code = x.root
+    WHERE (mm.root, x.indicator) IN (SELECT root, indicator FROM missing)
+    GROUP BY 1, 2
 ), figures AS (
     -- (a unit without a progress row has had nothing land in its subtree: 0)
     SELECT m.root, i.indicator,
            (coalesce(x.value, 0) + coalesce(rp.change, 0))::bigint AS value,
            coalesce(rp.exact, true) AS exact,
            x.last_event_at AS live_last,
-           CASE WHEN (SELECT after FROM span) THEN rr.last_at ELSE rp.last_at END AS day_last
+           CASE WHEN (SELECT after FROM span) THEN coalesce(rr.last_at, re.last_at)
+                ELSE rp.last_at END AS day_last
     FROM (SELECT DISTINCT root FROM members) m
     CROSS JOIN unnest($3::text[]) AS i (indicator)
     LEFT JOIN ends x
@@ -314,10 +355,11 @@ WITH c AS (
           AND x.from_day = (SELECT from_day FROM span)
     LEFT JOIN root_parts rp ON rp.root = m.root AND rp.indicator = i.indicator
     LEFT JOIN root_recent rr ON rr.root = m.root AND rr.indicator = i.indicator
+    LEFT JOIN root_earlier re ON re.root = m.root AND re.indicator = i.indicator
 ), probed AS (
     -- a root whose last report came after the moment and is not found with what was
-    -- read (silent all the day before the moment, or the last minutes before it): the
-    -- history up to there, for those roots only (rare for a large subtree; each
+    -- read (silent all the day before the moment; a small subtree's read after it, in
+    -- the last minutes before it): the history up to there, for those roots only (each
     -- version's latest, backwards along its index)
     SELECT f.root, f.indicator, max(l.occurred_at) AS last_at
     FROM figures f
@@ -366,6 +408,7 @@ async def read(
     tree_at: datetime | None = None,
     small_subtree: int = SMALL_SUBTREE,
     side: Side = "auto",
+    most_probes: int = MOST_PROBES,
 ) -> Reading | None:
     """`tiendo.counting.as_of` from the rollups and the moment's day of events; `at` at
     most the deadline. None: the rollups cannot answer (the tree of the moment, or of
@@ -389,6 +432,7 @@ async def read(
             tree_at,
             small_subtree,
             side,
+            most_probes,
         )
     if not rows or any(r["root"] is None for r in rows):
         return None  # (no rows: an unknown campaign, or no root on its tree)
