@@ -33,15 +33,6 @@ from tests.support.world import build_world, issue_token
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=False,
-    reason=(
-        "open bug, about half the runs: after the third restart the aggregator's consumer "
-        "loop (and the notifier's feed loop) hang in a database call for about the 60 s "
-        "command_timeout while PostgreSQL shows every connection idle; remove this mark "
-        "with the fix"
-    ),
-)
 async def test_events_acknowledged_around_database_restarts_are_counted_once(stack: Stack) -> None:
     await build_world(stack.database, starts_at=START, indicators=INDICATORS)
     token = await issue_token(stack.database)
