@@ -11,7 +11,7 @@ Every measurement takes a fresh batch of new events (live ones: now, random comm
 indicators) in a transaction it rolls back, so the dataset is unchanged; the first round
 (a cold cache) is left out.
 
-- `apply`: the consumer's statements (`counting.stage`, `take_unappliable`, `apply`), each
+- `apply`: the consumer's statements (`counting.apply_events`), each
   statement's time from asyncpg's query logger, named by its constant in
   `tiendo.counting`.
 - `insert`: the insert alone with each configuration of indexes (the others dropped in the
@@ -120,7 +120,6 @@ async def measure_apply(conn: asyncpg.Connection, data: Dataset, rounds: int, n:
     names = statement_names()
     seconds: dict[str, list[float]] = defaultdict(list)
     totals: list[float] = []
-    await counting.prepare(conn)
     for round_ in range(rounds + 1):
         events = data.events(n)
         taken = StatementTimes(names)
@@ -130,9 +129,7 @@ async def measure_apply(conn: asyncpg.Connection, data: Dataset, rounds: int, n:
         try:
             with conn.query_logger(taken):
                 started = time.perf_counter()
-                await counting.stage(conn, [batch_sql.staging_row(e, None, None) for e in events])
-                await counting.take_unappliable(conn)
-                await counting.apply(conn, distinct_ids=True)
+                await counting.apply_events(conn, events)
                 total = time.perf_counter() - started
         finally:
             await tx.rollback()

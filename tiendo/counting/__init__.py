@@ -172,7 +172,8 @@ async def apply_events(conn: Connection, events: Sequence[Event]) -> BatchOutcom
         unappliable = await take_unappliable(conn)
         if unappliable:
             raise ValueError(f"cannot apply: {unappliable[0].event_id}: {unappliable[0].reason}")
-        return await apply(conn)
+        # as the consumer decides it: a batch without repeated ids skips their sort
+        return await apply(conn, distinct_ids=len({e.event_id for e in events}) == len(events))
 
 
 async def reattribute(conn: Connection) -> int:
