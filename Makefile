@@ -49,7 +49,7 @@ migrate: $(STAMP) ## apply every service's migrations as the database owner (TIE
 prepare: $(STAMP) ## fetch the Kafka jars, initialise PostgreSQL and Kafka storage (make dev does it too)
 	$(BIN)/python -m devtools.devstack --prepare-only
 
-bench: $(STAMP) ## full benchmark, ~40 min (ceilings, ingest, apply, freshness, scale-out, 10M rebuild, 10M reads): bench/results/latest.json
+bench: $(STAMP) ## full benchmark, ~25 min (ceilings, ingest, apply, freshness, scale-out, 10M rebuild, 10M reads): bench/results/latest.json
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 bench-quick: $(STAMP) ## the benchmark at small sizes (about 5 minutes): bench/results/quick.json

@@ -5,13 +5,12 @@ Every figure is measured against its own ceiling measured minutes before on the 
 machine: the broker's ProducerPerformance, a bare aiokafka produce loop (acks=all,
 idempotent) and getmany loop, and ingest with Kafka taken out of the request.
 
-The phases, in order, with their duration at full size on the 2-core VM (estimated from
-the code's sizes and earlier runs; each run prints and keeps its own): ceilings (~1 min);
-ingest and apply with one process each (~2 min); freshness (~2 min); the scale-out, ingest
-with `--ingest-workers` processes and apply with `--apply-replicas` replicas (~2 min); the
-10 M-event rebuild (~4 min to fill the topic, ~11 min to rebuild); the reads on a national
-10 M-event dataset (~10 min to load, 5–10 min to read, most of it `as_of` of the country
-while it still reads the history). About 40 minutes in all.
+The phases, in order, with their duration at full size on the 2-core VM (the runs of 3
+December; each run prints and keeps its own under "phases"): ceilings (~15 s); ingest and
+apply with one process each (~40 s and ~30 s); freshness (~80 s); the scale-out, ingest
+with `--ingest-workers` processes and apply with `--apply-replicas` replicas (~70-90 s);
+the 10 M-event rebuild (8-12 min, filling the topic included); the reads on a national
+10 M-event dataset (~5 min to load, 2-3 min to read). About 20-25 minutes in all.
 """
 
 import argparse

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from devtools.devstack import PORTS
+from devtools.localstack import PostgresServer
 from services.aggregator.settings import AggregatorSettings
 from services.ingest.settings import IngestSettings
 from services.notifier.settings import NotifierSettings
@@ -296,3 +297,19 @@ def test_the_image_runs_the_tiendo_command() -> None:
     assert "COPY devtools ./devtools" in demo
     exposed = {int(p) for p in re.findall(r"^EXPOSE (.+)$", service, re.M)[0].split()}
     assert exposed >= {PORTS[s] for s in SETTINGS}
+
+
+def _server_settings(command: list[str]) -> dict[str, str]:
+    """The `-c key=value` settings of a postgres command line."""
+    return dict(command[i + 1].split("=", 1) for i, arg in enumerate(command) if arg == "-c")
+
+
+def test_postgres_runs_the_settings_of_the_local_clusters(tmp_path: Path) -> None:
+    """The figures of docs/capacity.md come from the local clusters (make dev, the tests,
+    the benchmark): the compose server runs their settings, all but where it listens and
+    logs."""
+    local = _server_settings(PostgresServer(tmp_path).command())
+    where = {"listen_addresses", "port", "unix_socket_directories", "log_min_messages"}
+    where |= {"log_timezone"}
+    compose = _server_settings([str(arg) for arg in SERVICES["postgres"]["command"]])
+    assert compose == {k: v for k, v in local.items() if k not in where}
