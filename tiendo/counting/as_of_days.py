@@ -84,15 +84,15 @@ Side = Literal["auto", "before", "after"]
 
 def _range_of(indicators: str, lo: str, hi: str, *, also: str = "true") -> str:
     """Per (unit, indicator), the counted events of `indicators` in [lo, hi] (SQL
-    expressions; `also`, a further condition): their increments, the last, whether one is a
-    snapshot. Summed by unit before the join with the versions, which keeps the reading one
-    range of `events_counted_by_day` whatever the planner thinks: joined directly, it could
-    probe each version's events by `events_unit_indicator_time` instead, and did once a few
-    percent of the table's pages had left the visibility map (the inserts since the last
-    vacuum, in any live deployment: an index-only scan is then costed with heap visits),
-    taking the country's noon on the 10 M dataset from 0.3 to 2.1 s
-    (tests/counting/test_as_of_days_plan.py). On a table just vacuumed it costs about a
-    fifth more than the direct join (0.41 against 0.33 s)."""
+    expressions; `also`, a further condition): their increments, the time of the last,
+    whether one is a snapshot. Summed by unit before the join with the versions, which
+    keeps the reading one range of `events_counted_by_day` whatever the planner thinks:
+    joined directly, it could probe each version's events by `events_unit_indicator_time`
+    instead, and did once a few percent of the table's pages had left the visibility map
+    (the inserts since the last vacuum, in any live deployment: an index-only scan is then
+    costed with heap visits), taking the country's noon on the 10 M dataset from 0.3-0.4
+    to 2.1-2.6 s (0.43 s this way; tests/counting/test_as_of_days_plan.py). On a table just
+    vacuumed it costs about a sixth more than the direct join (0.40 against 0.33-0.34 s)."""
     return f"""(
         SELECT e.unit, e.indicator,
                sum(e.value) FILTER (WHERE e.kind = 'increment') AS increments,
@@ -462,7 +462,7 @@ async def read(
         # the default memory. What only a sort can do (DISTINCT ON, a window) still sorts.
         # The memory: a large subtree's day is summed by unit first (`_range_of`), the
         # country's noon at 10 M events 74,000 groups, which spilled to disk in the default
-        # 4 MB (0.46 s; 0.37 in memory).
+        # 4 MB (0.45 s; 0.40 in memory).
         await conn.execute(
             "SET LOCAL jit = off; SET LOCAL enable_sort = off; SET LOCAL work_mem = '32MB'"
         )
