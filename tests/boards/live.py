@@ -5,6 +5,7 @@ import asyncio
 import contextlib
 import shutil
 import subprocess
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -87,8 +88,10 @@ def prometheus_server(tmp: Path, targets: dict[str, int]) -> Iterator[str]:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+    url = f"http://127.0.0.1:{port}"
     try:
-        yield f"http://127.0.0.1:{port}"
+        _wait_ready(process, url, tmp / "prometheus.log")
+        yield url
     finally:
         process.terminate()
         try:
@@ -96,6 +99,21 @@ def prometheus_server(tmp: Path, targets: dict[str, int]) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def _wait_ready(process: subprocess.Popen[bytes], url: str, log: Path) -> None:
+    """Until Prometheus answers /-/ready: the first query came before it listened on a
+    busy box (a connection refused, which the callers' polling does not retry)."""
+    deadline = time.monotonic() + 60
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"prometheus exited ({process.returncode}):\n{log.read_text()}")
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.get(f"{url}/-/ready", timeout=2).status_code == 200:
+                return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"prometheus not ready after 60 s:\n{log.read_text()}")
+        time.sleep(0.2)
 
 
 async def prom_query(client: httpx.AsyncClient, expr: str) -> list[dict[str, Any]]:
