@@ -5,7 +5,6 @@ import asyncio
 import contextlib
 import shutil
 import subprocess
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,8 @@ import uvicorn
 import yaml
 from fastapi import FastAPI, Request
 
-from devtools.localstack import free_port
+from devtools.localstack import free_port, wait_for_port
+from devtools.localstack.net import log_tail
 from tests.support.stack import REPO
 
 PROMETHEUS_DIR = REPO / "deploy" / "prometheus"
@@ -88,10 +88,14 @@ def prometheus_server(tmp: Path, targets: dict[str, int]) -> Iterator[str]:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-    url = f"http://127.0.0.1:{port}"
     try:
-        _wait_ready(process, url, tmp / "prometheus.log")
-        yield url
+        # (the first query came before it listened on a busy box: a connection refused,
+        # which the callers' polling does not retry)
+        try:
+            wait_for_port(port, 60)
+        except TimeoutError as exc:
+            raise TimeoutError(f"prometheus: {exc}\n{log_tail(tmp / 'prometheus.log')}") from None
+        yield f"http://127.0.0.1:{port}"
     finally:
         process.terminate()
         try:
@@ -101,25 +105,12 @@ def prometheus_server(tmp: Path, targets: dict[str, int]) -> Iterator[str]:
             process.wait()
 
 
-def _wait_ready(process: subprocess.Popen[bytes], url: str, log: Path) -> None:
-    """Until Prometheus answers /-/ready: the first query came before it listened on a
-    busy box (a connection refused, which the callers' polling does not retry)."""
-    deadline = time.monotonic() + 60
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"prometheus exited ({process.returncode}):\n{log.read_text()}")
-        with contextlib.suppress(httpx.TransportError):
-            if httpx.get(f"{url}/-/ready", timeout=2).status_code == 200:
-                return
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"prometheus not ready after 60 s:\n{log.read_text()}")
-        time.sleep(0.2)
-
-
 async def prom_query(client: httpx.AsyncClient, expr: str) -> list[dict[str, Any]]:
     r = await client.get("/api/v1/query", params={"query": expr})
+    # (before it is ready Prometheus answers 503 in plain text: an assertion, which the
+    # callers' polling retries, not a JSON error)
+    assert r.status_code == 200, f"{expr!r}: {r.text}"
     body = r.json()
-    assert r.status_code == 200, f"{expr!r}: {body.get('error', r.text)}"
     assert body["status"] == "success", f"{expr!r}: {body}"
     result: list[dict[str, Any]] = body["data"]["result"]
     return result

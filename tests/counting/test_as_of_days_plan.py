@@ -88,6 +88,7 @@ async def test_a_large_subtree_reads_its_day_as_one_range_whatever_the_planner_p
             reading = await as_of_days.read(
                 conn, "c1", [CCCD], UNITS, STARTS, at, small_subtree=0, side="after"
             )
+        history = await counting.as_of_history(conn, "c1", [CCCD], UNITS, STARTS, at)
     finally:
         await conn.close()
     plan = json.loads(explained)[0]
@@ -98,13 +99,4 @@ async def test_a_large_subtree_reads_its_day_as_one_range_whatever_the_planner_p
     assert probes == dict.fromkeys(RANGE_READS, 0), probes
     # and the reading is the history's
     assert reading is not None
-    history = await _history(database, at)
     assert {k: counting.ValueAt(*v) for k, v in reading.figures.items()} == history
-
-
-async def _history(dsn: str, at: datetime) -> dict[tuple[str, str], counting.ValueAt]:
-    conn = await asyncpg.connect(dsn)
-    try:
-        return await counting.as_of_history(conn, "c1", [CCCD], UNITS, STARTS, at)
-    finally:
-        await conn.close()

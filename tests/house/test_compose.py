@@ -309,7 +309,12 @@ def test_postgres_runs_the_settings_of_the_local_clusters(tmp_path: Path) -> Non
     the benchmark): the compose server runs their settings, all but where it listens and
     logs."""
     local = _server_settings(PostgresServer(tmp_path).command())
-    where = {"listen_addresses", "port", "unix_socket_directories", "log_min_messages"}
-    where |= {"log_timezone"}
+    where = {
+        "listen_addresses",
+        "port",
+        "unix_socket_directories",
+        "log_min_messages",
+        "log_timezone",
+    }
     compose = _server_settings([str(arg) for arg in SERVICES["postgres"]["command"]])
     assert compose == {k: v for k, v in local.items() if k not in where}
