@@ -83,24 +83,28 @@ Side = Literal["auto", "before", "after"]
 
 
 def _range_of(indicators: str, lo: str, hi: str, *, also: str = "true") -> str:
-    """Per (unit, indicator), the counted events of `indicators` in [lo, hi] (SQL
-    expressions; `also`, a further condition): their increments, the time of the last,
-    whether one is a snapshot. Summed by unit before the join with the versions, which
-    keeps the reading one range of `events_counted_by_day` whatever the planner thinks:
-    joined directly, it could probe each version's events by `events_unit_indicator_time`
-    instead, and did once a few percent of the table's pages had left the visibility map
-    (the inserts since the last vacuum, in any live deployment: an index-only scan is then
-    costed with heap visits), taking the country's noon on the 10 M dataset from 0.3-0.4
-    to 2.1-2.6 s (0.43 s this way; tests/counting/test_as_of_days_plan.py). On a table just
-    vacuumed it costs about a sixth more than the direct join (0.40 against 0.33-0.34 s)."""
+    """The counted events of `indicators` in [lo, hi] (SQL expressions; `also`, a further
+    condition), one row each: its unit, indicator, increment (null for a snapshot), time,
+    and whether it is a snapshot. Read as one range of `events_counted_by_day` whatever the
+    planner thinks of the join with the versions that follows: the unit is given as an
+    expression (`|| ''`), which no index of the events holds, so the join can only hash
+    the range, never probe each version's events by `events_unit_indicator_time`. Joined by
+    the column itself, the planner did probe once a few percent of the table's pages had
+    left the visibility map (the inserts since the last vacuum, in any live deployment:
+    an index-only scan is then costed with heap visits), taking the country's noon on the
+    10 M dataset from 0.3-0.4 to 2.1-2.6 s (tests/counting/test_as_of_days_plan.py).
+    Against the other fences there (the country's noon, alternating, medians of 10 rounds,
+    on a day the box ran at about two thirds of its speed): just vacuumed, 0.50 s, the
+    column 0.47 (the expression costs per event), `OFFSET 0` 0.54, summing by unit
+    before the join 0.56; with 8 % of the pages out of the map, 0.53 s, the column 2.48,
+    `OFFSET 0` 0.51, summing by unit 0.56."""
     return f"""(
-        SELECT e.unit, e.indicator,
-               sum(e.value) FILTER (WHERE e.kind = 'increment') AS increments,
-               max(e.occurred_at) AS last_at, bool_or(e.kind = 'snapshot') AS snapped
+        SELECT e.unit || '' AS unit, e.indicator,
+               CASE WHEN e.kind = 'increment' THEN e.value END AS increments,
+               e.occurred_at AS last_at, e.kind = 'snapshot' AS snapped
         FROM events e
         WHERE {also} AND e.indicator = ANY ({indicators}) AND e.counted
           AND e.occurred_at >= {lo} AND e.occurred_at <= {hi}
-        GROUP BY e.unit, e.indicator
     )"""
 
 
@@ -207,9 +211,8 @@ WITH c AS (
     -- indicators (index only: `events_counted_by_day`, migration 014) and keeps its
     -- units'; a small one reads each of its units' (`events_unit_indicator_time`), which
     -- the planner, blind to the subtree's size, would not choose between. (Summed as read,
-    -- by unit (`_range_of`) and then per nearest root: the country's day at 10 M events
-    -- is half a million events, and each one carried through joins cost about three
-    -- microseconds.)
+    -- per nearest root: the country's day at 10 M events is half a million events, and
+    -- each one carried through further joins cost about three microseconds.)
     SELECT v.root, e.indicator, sum(e.increments) AS increments, max(e.last_at) AS last_at,
            array_agg(e.unit) FILTER (WHERE e.snapped) AS snapped
     FROM {_DAY_READ} e
@@ -460,12 +463,7 @@ async def read(
         # computed in the statement), sorted the country's half a million events to group
         # them into 500 (0.2 s of 0.7 at 10 M events); a hash groups them in one pass, in
         # the default memory. What only a sort can do (DISTINCT ON, a window) still sorts.
-        # The memory: a large subtree's day is summed by unit first (`_range_of`), the
-        # country's noon at 10 M events 74,000 groups, which spilled to disk in the default
-        # 4 MB (0.45 s; 0.40 in memory).
-        await conn.execute(
-            "SET LOCAL jit = off; SET LOCAL enable_sort = off; SET LOCAL work_mem = '32MB'"
-        )
+        await conn.execute("SET LOCAL jit = off; SET LOCAL enable_sort = off")
         rows = await conn.fetch(
             AS_OF_FROM_DAYS,
             list(roots),
