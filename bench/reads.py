@@ -36,10 +36,15 @@ measures that path). `as_of` of the country is measured alone only (a briefing's
 a viewer's).
 
 Ceilings of the same run: a bare primary-key read of one `progress` row (the floor of any
-read on this box, alone and under the same load), and the writer's freshness with no
-readers. The slowest read alone gets the `EXPLAIN (ANALYZE, BUFFERS)` of its slowest
-statement and a py-spy flame graph of this process running it (`flame-read.svg`), and the
-dataset's tables their bytes per row (`storage`, what docs/capacity.md sizes from).
+read on this box, alone and under the same load); the floors of the two heavy reads, what
+the database must at least pass over for each, counted in place (`as_of` of the country:
+the half day of events it reads; the leaderboard: the communes' counters and the week of
+day rollups of its indicator); and the writer's freshness with no readers. Alone, every
+round sends each read once, the ceilings too, so that a drift of the box's speed during
+the phase weighs on a read and its ceiling alike. The slowest read alone gets the
+`EXPLAIN (ANALYZE, BUFFERS)` of its slowest statement and a py-spy flame graph of this
+process running it (`flame-read.svg`), and the dataset's tables their bytes per row
+(`storage`, what docs/capacity.md sizes from).
 """
 
 import argparse
@@ -154,8 +159,39 @@ async def reads(conn: Connection, campaign: Campaign) -> dict[str, Read]:
             "cccd_collected",
         )
 
+    # The floors of the two reads with a goal above a few milliseconds: what the database
+    # must at least pass over for each, counted where it lies, nothing joined, grouped or
+    # sent. At noon `as_of` reads the half day after the moment (the shorter part; at
+    # exactly noon, after it) from `events_counted_by_day`; the leaderboard reads the
+    # level's counters and its indicator's day rollups from the day a week ago on.
+    day_end = datetime.combine(day + timedelta(days=1), time_of_day(0), zone).astimezone(UTC)
+
+    async def bare_day(c: Connection) -> object:
+        return await c.fetchval(
+            "SELECT count(*) FROM events WHERE indicator = ANY ($1::text[]) AND counted"
+            " AND occurred_at > $2 AND occurred_at < $3",
+            list(campaign.indicators),
+            past,
+            day_end,
+        )
+
+    async def bare_board(c: Connection) -> object:
+        week_ago = days.local_day(campaign, datetime.now(UTC) - timedelta(days=7))
+        return await c.fetchrow(
+            "SELECT (SELECT count(*) FROM progress p JOIN units u ON u.code = p.unit"
+            "        WHERE p.campaign_id = $1 AND p.indicator = $2 AND u.level = $3),"
+            "       (SELECT count(*) FROM subtree_days"
+            "        WHERE campaign_id = $1 AND indicator = $2 AND day >= $4)",
+            campaign.id,
+            "cccd_collected",
+            4,
+            week_ago,
+        )
+
     return {
         "ceiling_bare_pk_read": bare,
+        "ceiling_bare_half_day_of_events": bare_day,
+        "ceiling_bare_leaderboard_rows": bare_board,
         "live_country": progress("VN", True),
         "live_province": progress(PROVINCE, True),
         "live_district": progress(DISTRICT, True),
@@ -251,21 +287,26 @@ async def under_load(
 
 
 async def alone(pool: asyncpg.Pool, named: dict[str, Read], rounds: int) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    # The export (0.85 s, no goal) is sampled less. The goals' reads get every round: the
-    # p99 (nearest rank) of n < 100 samples is their slowest, and the slowest of twenty
-    # is nearer a p99 than the slowest of the four they had.
+    """Each read `rounds` times, one after the other: every round sends each read once, in
+    an order of its own, so that a box whose speed drifts during the phase (this one's
+    varied twofold within an hour) slows every read and its ceiling alike, not the reads
+    that happened to come last."""
+    # The export (0.85 s, no goal) is sampled every fifth round. The goals' reads get
+    # every round: the p99 (nearest rank) of n < 100 samples is their slowest, and the
+    # slowest of twenty is nearer a p99 than the slowest of the four they had.
     slow = ("leaderboard_communes_export",)
+    samples: dict[str, list[float]] = {name: [] for name in named}
     async with pool.acquire() as conn:
-        for name, read in named.items():
+        for read in named.values():
             await read(conn)  # warm: plans cached, pages in memory
-            samples = []
-            for _ in range(max(3, rounds // 5) if name in slow else rounds):
+        for k in range(rounds):
+            order = [n for n in named if n not in slow or k % 5 == 0 or k < 3]
+            random.Random(k).shuffle(order)
+            for name in order:
                 t0 = time.perf_counter()
-                await read(conn)
-                samples.append(time.perf_counter() - t0)
-            out[name] = summary(samples)
-    return out
+                await named[name](conn)
+                samples[name].append(time.perf_counter() - t0)
+    return {name: summary(s) for name, s in samples.items()}
 
 
 async def explain_slowest(conn: Connection, read: Read) -> dict[str, Any]:
@@ -371,7 +412,7 @@ async def measure(
             "alone": await alone(pool, named, rounds),
         }
         slowest = max(
-            (k for k in results["alone"] if k != "ceiling_bare_pk_read"),
+            (k for k in results["alone"] if not k.startswith("ceiling_")),
             key=lambda k: results["alone"][k]["p99_ms"],
         )
         async with pool.acquire() as conn:

@@ -49,3 +49,20 @@ def test_a_goal_is_met_by_its_figure_and_its_ratio_to_the_ceiling() -> None:
     assert judged["apply"]["ratio"] == 0.1
     assert not judged["apply"]["met"]
     assert judged["apply_scaled"]["met"]
+
+
+def test_a_heavy_read_is_held_against_the_floor_of_what_it_reads() -> None:
+    # `as_of` of the country and the leaderboard against the bare pass over the rows each
+    # reads (the same rounds), not the one-row read: their ratio says what work beyond the
+    # rows a change moved, whatever the box's speed that day
+    alone = {
+        "as_of_country": {"p99_ms": 400.0},
+        "ceiling_bare_half_day_of_events": {"p99_ms": 80.0},
+        "leaderboard_communes_live": {"p99_ms": 290.0},
+        "ceiling_bare_leaderboard_rows": {"p99_ms": 100.0},
+        "ceiling_bare_pk_read": {"p99_ms": 0.1},
+    }
+    judged = {g["goal"]: g for g in goals.judge({"reads": {"alone": alone}})}
+    assert (judged["as_of_country"]["ratio"], judged["as_of_country"]["met"]) == (5, False)
+    assert judged["leaderboard_communes"]["ratio"] == 2.9
+    assert judged["leaderboard_communes"]["met"]
