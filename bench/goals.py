@@ -77,7 +77,7 @@ GOALS = (
         "as_of_country",
         300,
         "ceiling_bare_half_day_of_events",
-        "the half day of events it reads, counted in place, p99",
+        "the half day of events it reads, summed in place, p99",
     ),
     read_alone(
         "leaderboard_communes",
@@ -85,7 +85,7 @@ GOALS = (
         "leaderboard_communes_live",
         300,
         "ceiling_bare_leaderboard_rows",
-        "the communes' counters and the week of day rollups it reads, counted in place, p99",
+        "the communes' counters and the week of day rollups it reads, summed in place, p99",
     ),
     Goal(
         "freshness_with_readers",

@@ -37,7 +37,7 @@ a viewer's).
 
 Ceilings of the same run: a bare primary-key read of one `progress` row (the floor of any
 read on this box, alone and under the same load); the floors of the two heavy reads, what
-the database must at least pass over for each, counted in place (`as_of` of the country:
+the database must at least pass over for each, summed in place (`as_of` of the country:
 the half day of events it reads; the leaderboard: the communes' counters and the week of
 day rollups of its indicator); and the writer's freshness with no readers. Alone, every
 round sends each read once, the ceilings too, so that a drift of the box's speed during
@@ -160,15 +160,17 @@ async def reads(conn: Connection, campaign: Campaign) -> dict[str, Read]:
         )
 
     # The floors of the two reads with a goal above a few milliseconds: what the database
-    # must at least pass over for each, counted where it lies, nothing joined, grouped or
-    # sent. At noon `as_of` reads the half day after the moment (the shorter part; at
-    # exactly noon, after it) from `events_counted_by_day`; the leaderboard reads the
-    # level's counters and its indicator's day rollups from the day a week ago on.
+    # must at least pass over for each, the columns it reads summed where they lie, nothing
+    # joined, grouped or sent. At noon `as_of` reads the half day after the moment (the
+    # shorter part; at exactly noon, after it) from `events_counted_by_day`, index only;
+    # the leaderboard reads the level's counters and its indicator's day rollups from the
+    # day a week ago on, their `change` from the heap (a count alone is index only).
     day_end = datetime.combine(day + timedelta(days=1), time_of_day(0), zone).astimezone(UTC)
 
     async def bare_day(c: Connection) -> object:
-        return await c.fetchval(
-            "SELECT count(*) FROM events WHERE indicator = ANY ($1::text[]) AND counted"
+        return await c.fetchrow(
+            "SELECT count(*), sum(value) FROM events WHERE indicator = ANY ($1::text[])"
+            " AND counted"
             " AND occurred_at > $2 AND occurred_at < $3",
             list(campaign.indicators),
             past,
@@ -178,9 +180,9 @@ async def reads(conn: Connection, campaign: Campaign) -> dict[str, Read]:
     async def bare_board(c: Connection) -> object:
         week_ago = days.local_day(campaign, datetime.now(UTC) - timedelta(days=7))
         return await c.fetchrow(
-            "SELECT (SELECT count(*) FROM progress p JOIN units u ON u.code = p.unit"
+            "SELECT (SELECT sum(p.value) FROM progress p JOIN units u ON u.code = p.unit"
             "        WHERE p.campaign_id = $1 AND p.indicator = $2 AND u.level = $3),"
-            "       (SELECT count(*) FROM subtree_days"
+            "       (SELECT sum(change) FROM subtree_days"
             "        WHERE campaign_id = $1 AND indicator = $2 AND day >= $4)",
             campaign.id,
             "cccd_collected",
