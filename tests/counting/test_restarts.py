@@ -61,7 +61,7 @@ async def test_events_acknowledged_around_database_restarts_are_counted_once(sta
             await stack.servers.ensure_running()
 
         assert accepted_while_down > 0
-        await counted_exactly_once(stack, load)
+        await counted_exactly_once(stack, load, aggregator)
         await everything_agrees(stack)
         await recovered_by_themselves(pids, ingest, aggregator, notifier)
     # the aggregator did see the outages (and survived them)
@@ -95,7 +95,7 @@ async def test_events_retried_through_broker_restarts_are_counted_once(stack: St
             await load.cancel()
             await stack.servers.ensure_running()
 
-        await counted_exactly_once(stack, load)
+        await counted_exactly_once(stack, load, aggregator)
         await everything_agrees(stack)
         await recovered_by_themselves(pids, ingest, aggregator, notifier)
 
@@ -126,4 +126,4 @@ async def test_batches_cut_by_killing_ingest_and_retried_are_counted_once(stack:
             await load.cancel()
 
         assert load.ledger.answers["transport error"] >= 3
-        await counted_exactly_once(stack, load)
+        await counted_exactly_once(stack, load, aggregator)

@@ -196,15 +196,22 @@ def ingest_client(ingest: ServiceProcess, token: str) -> httpx.AsyncClient:
     )
 
 
-async def counted_exactly_once(stack: Stack, load: Load, timeout: float = 90.0) -> None:
-    """Every acknowledged event is applied once, and every counter equals their sum."""
+async def counted_exactly_once(
+    stack: Stack, load: Load, aggregator: ServiceProcess, timeout: float = 90.0
+) -> None:
+    """Every acknowledged event is applied once (by `aggregator`), and every counter equals
+    their sum."""
     accepted = load.ledger.accepted
 
     async def all_applied() -> None:
         [row] = await stack.query("SELECT count(*) AS n FROM events")
         assert row["n"] >= len(accepted), f"{row['n']} of {len(accepted)} applied"
 
-    await eventually(all_applied, timeout=timeout, every=0.5)
+    try:
+        await eventually(all_applied, timeout=timeout, every=0.5)
+    except AssertionError as exc:
+        # CI keeps no temporary folders: what the aggregator was doing goes with the failure
+        raise AssertionError(f"{exc}\n{await _state_of(aggregator)}") from exc
     ids = {r["event_id"] for r in await stack.query("SELECT event_id FROM events")}
     assert ids == set(accepted), (
         f"missing {len(set(accepted) - ids)}, never acknowledged {len(ids - set(accepted))}"
@@ -217,6 +224,25 @@ async def counted_exactly_once(stack: Stack, load: Load, timeout: float = 90.0) 
     expected = load.ledger.expected()
     assert {k: live.get(k, 0) for k in expected} == expected
     assert all(v == 0 for k, v in live.items() if k not in expected), live
+
+
+async def _state_of(service: ServiceProcess, lines: int = 60) -> str:
+    """A service's readiness (a stuck loop shows as stale there) and its log's last lines,
+    for a failure's message."""
+    try:
+        async with httpx.AsyncClient(base_url=service.url, timeout=5.0) as client:
+            readiness = (await client.get("/readyz")).text
+    except httpx.HTTPError as exc:
+        readiness = repr(exc)
+    log = service.log
+    logged = log.read_text(errors="replace").splitlines() if log.exists() else []
+    # the batches applied would fill the tail: only the last one, and everything else
+    batches = [line for line in logged if "batch_applied" in line]
+    tail = [line for line in logged if "batch_applied" not in line][-lines:]
+    return (
+        f"{service.service} /readyz: {readiness}\n{log}, last batch applied: "
+        f"{batches[-1] if batches else None}\n" + "\n".join(tail)
+    )
 
 
 async def everything_agrees(stack: Stack) -> None:
