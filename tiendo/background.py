@@ -5,6 +5,11 @@ A loop that raises is logged with its traceback (`background_task_failed`), coun
 it never ends silently. Each loop calls its `beat` on every iteration; one that has not
 beaten within its `stale_after` is `stale` — stuck, or failing on every start, since a
 restart is not a beat — and the service's /readyz answers 503 with the loop named.
+
+A run that stays silent for its whole `stale_after` is stuck (an await that will never
+end: a lost wake-up in a client library, a deadlock): it is logged with where every task
+of the service was waiting (`background_task_stuck`), cancelled and restarted like a
+failed one. A process manager restarting the whole service on a 503 is not assumed.
 """
 
 import asyncio
@@ -59,7 +64,7 @@ class LoopMetrics:
         return cls(
             Counter(
                 "tiendo_background_restarts_total",
-                "Background loops restarted after a failure",
+                "Background loops restarted after a failure or a stuck run",
                 ["task"],
                 registry=registry,
             ),
@@ -147,9 +152,11 @@ class Loop:
         while True:
             started = time.monotonic()
             try:
-                await self._body(self.beat)
+                await self._run_watched()
                 error = "returned"  # a loop is meant to run until cancelled
                 log.error("background_task_failed", task=self.name, error=error)
+            except LoopStuck as exc:
+                error = str(exc)  # logged with the tasks' stacks where it was found
             except Exception as exc:
                 # Any exception: a bug must not end the loop silently. It is logged with its
                 # traceback, counted, visible in /readyz, and retried after a backoff.
@@ -177,6 +184,75 @@ class Loop:
                 await asyncio.sleep(backoff_delay(failures, initial, cap))
             finally:
                 self._backing_off = False
+
+    async def _run_watched(self) -> None:
+        """One run of the body; cancelled (raising `LoopStuck`) when it goes `stale_after`
+        without a beat since it started or last beat."""
+        started = time.monotonic()
+
+        async def body() -> None:
+            await self._body(self.beat)
+
+        task = asyncio.create_task(body(), name=f"loop-body:{self.name}")
+        try:
+            while not task.done():
+                silent = time.monotonic() - max(self._beat_monotonic, started)
+                if self.stale_after is None:
+                    await asyncio.wait({task})
+                elif silent < self.stale_after:
+                    await asyncio.wait({task}, timeout=self.stale_after - silent)
+                else:
+                    log.error(
+                        "background_task_stuck",
+                        task=self.name,
+                        silent_seconds=round(silent, 1),
+                        tasks=waiting_tasks(),
+                    )
+                    raise LoopStuck(f"stuck: no beat for {silent:.2g} s")
+            task.result()
+        finally:
+            await _cancelled(task, self.name, patience=self.stale_after or 60.0)
+
+
+class LoopStuck(Exception):
+    """A run of a loop that did not beat within its `stale_after`."""
+
+
+async def _cancelled(task: asyncio.Task[None], name: str, patience: float) -> None:
+    """Cancel `task` and wait for it to end. One that does not end within `patience` (it
+    swallows cancellation) is waited for still, with an error logged once: a second run
+    beside it could double a consumer."""
+    if task.done():
+        return
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=patience)
+    if not done:
+        log.error("background_task_not_ending", task=name, tasks=waiting_tasks())
+        await asyncio.wait({task})
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        task.result()
+
+
+def waiting_tasks(frames: int = 8) -> dict[str, list[str]]:
+    """Where each task of the running event loop is waiting: the chain of awaits from its
+    coroutine down (innermost `frames` of them), as `function (file:line)`, for the log of
+    a stuck loop. (`Task.get_stack` stops at the outermost frame of a suspended task.)"""
+    return {task.get_name(): awaiting(task.get_coro())[-frames:] for task in asyncio.all_tasks()}
+
+
+def awaiting(coro: object) -> list[str]:
+    """The chain of awaits of a suspended coroutine, outermost first."""
+    chain: list[str] = []
+    while coro is not None:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is None:
+            # a future (awaited through its C iterator), or another awaitable without frames
+            name = type(coro).__name__
+            chain.append("future" if name.startswith(("Future", "_asyncio.Future")) else name)
+            break
+        chain.append(f"{frame.f_code.co_name} ({frame.f_code.co_filename}:{frame.f_lineno})")
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    return chain
 
 
 class Supervisor:

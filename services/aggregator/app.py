@@ -117,7 +117,13 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
                 applier = Applier(settings, pool, producer, metrics, clock, guard=guard)
                 app.state.applier = applier
                 # polls every poll_timeout_ms, idle or not
-                loops.append(Loop("consumer", applier.run, stale_after=every(1.0)))
+                loops.append(
+                    Loop(
+                        "consumer",
+                        applier.run,
+                        stale_after=settings.consumer_stale_after_seconds,
+                    )
+                )
             start_loops(stack, supervisor, loops)
             log.info("aggregator_started", port=settings.port)
             yield

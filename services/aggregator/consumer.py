@@ -8,8 +8,9 @@ changes nothing because every event_id is applied once (the events table's prima
 
 import asyncio
 import contextlib
+import functools
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -78,6 +79,8 @@ class Prepared:
 # 26,500 events/s; 30,100 at 200 and 2,000; 32,000 at these; 33,000 at 20 and 200).
 YIELD_EVERY = 50
 FETCH_SLICE = 500
+# Seconds the broker may take to take the applied offsets before the report is skipped.
+BROKER_COMMIT_TIMEOUT = 5.0
 
 
 async def fetch(
@@ -109,39 +112,59 @@ async def fetch(
 
 
 class InFlight:
-    """At most one batch's transaction running in the background, so that the next batch
-    is fetched and decoded while PostgreSQL applies this one. Transactions still commit
-    one after another, in fetch order."""
+    """At most one batch in the background, so that the next batch is fetched and decoded
+    while PostgreSQL applies this one. Transactions still commit one after another, in
+    fetch order.
+
+    A batch is two parts: what must be over before its partitions change hands (the
+    transaction, and the feed it publishes), and what need not (`then`: the offsets
+    reported to the broker for lag tooling). A rebalance waits for the first part only: a
+    wait on the broker inside it waited on the rebalance itself, when it came after the
+    broker's restart."""
 
     def __init__(self) -> None:
         self._task: asyncio.Task[None] | None = None
+        self._settled: asyncio.Task[None] | None = None
 
-    async def submit(self, apply: Coroutine[Any, Any, None]) -> None:
-        """Wait for the previous transaction (raising its error), then start `apply`."""
+    async def submit(
+        self,
+        apply: Coroutine[Any, Any, None],
+        then: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        """Wait for the previous batch (raising its error), then start `apply`, and `then`
+        after it."""
         try:
             await self.wait()
         except BaseException:
             apply.close()  # never started: nothing of it ran
             raise
-        self._task = asyncio.create_task(apply)
+        settled = asyncio.create_task(apply)
+        self._settled = settled
+        self._task = asyncio.create_task(_after(settled, then))
 
     async def wait(self) -> None:
-        task, self._task = self._task, None
+        task, self._task, self._settled = self._task, None, None
         if task is not None:
             await task
 
     async def settle(self) -> None:
-        """Wait for the running transaction without taking its outcome (for a rebalance
-        callback: an error still reaches the loop at its next `wait`)."""
-        if self._task is not None:
-            await asyncio.wait({self._task})
+        """Wait for the running transaction (not its `then`) without taking its outcome
+        (for a rebalance callback: an error still reaches the loop at its next `wait`)."""
+        if self._settled is not None:
+            await asyncio.wait({self._settled})
 
     async def cancel(self) -> None:
-        task, self._task = self._task, None
+        task, self._task, self._settled = self._task, None, None
         if task is not None:
-            task.cancel()
+            task.cancel()  # and, through it, the transaction it awaits
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+
+
+async def _after(settled: asyncio.Task[None], then: Callable[[], Awaitable[None]] | None) -> None:
+    await settled
+    if then is not None:
+        await then()
 
 
 class SeekToStoredPositions(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -243,25 +266,30 @@ class Applier:
                         continue
                     # decoded while the previous batch's transaction runs
                     prepared = await self.prepare(batches)
-                    await inflight.submit(self._apply_and_commit(conn, consumer, batches, prepared))
+                    await inflight.submit(
+                        self.apply_prepared(conn, prepared),
+                        functools.partial(self._report_to_broker, consumer, prepared.next_offsets),
+                    )
         finally:
             await inflight.cancel()
             await consumer.stop()
 
-    async def _apply_and_commit(
-        self,
-        conn: Any,
-        consumer: AIOKafkaConsumer,
-        batches: dict[TopicPartition, list[Any]],
-        prepared: Prepared,
+    async def _report_to_broker(
+        self, consumer: AIOKafkaConsumer, next_offsets: dict[int, int]
     ) -> None:
-        await self.apply_prepared(conn, prepared)
-        await self._commit_to_broker(consumer, batches)
-        for tp in batches:
+        """The applied offsets, for lag tooling (kafka-consumer-groups); PostgreSQL holds the
+        real position. Bounded: a broker that does not answer must not hold the apply."""
+        topic = self._settings.topic_events
+        offsets = {TopicPartition(topic, p): o for p, o in next_offsets.items()}
+        try:
+            await asyncio.wait_for(consumer.commit(offsets), BROKER_COMMIT_TIMEOUT)
+        except (KafkaError, TimeoutError) as exc:
+            log.info("broker_commit_skipped", error=repr(exc))
+        for tp, next_offset in offsets.items():
+            # (not consumer.position(): it waits for a position lost to a rebalance)
             highwater = consumer.highwater(tp)
-            position = await consumer.position(tp)
             if highwater is not None:
-                self._metrics.lag.labels(str(tp.partition)).set(highwater - position)
+                self._metrics.lag.labels(str(tp.partition)).set(max(0, highwater - next_offset))
 
     async def prepare(self, batches: dict[TopicPartition, list[Any]]) -> Prepared:
         """Decode a fetched batch, handing the loop back now and then: a transaction in
@@ -369,15 +397,6 @@ class Applier:
         except KafkaError as exc:
             # The counters are committed; the feed catches up on the next change or restart.
             log.warning("progress_publish_failed", error=str(exc), rows=len(counters))
-
-    async def _commit_to_broker(
-        self, consumer: AIOKafkaConsumer, batches: dict[TopicPartition, list[Any]]
-    ) -> None:
-        # Only for lag tooling (kafka-consumer-groups); PostgreSQL holds the real position.
-        try:
-            await consumer.commit({tp: records[-1].offset + 1 for tp, records in batches.items()})
-        except KafkaError as exc:
-            log.info("broker_commit_skipped", error=str(exc))
 
 
 async def republish_all(

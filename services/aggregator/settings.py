@@ -38,3 +38,11 @@ class AggregatorSettings(ServiceSettings):
         ),
     )
     consume: bool = Field(True, description="run the consumer (false: read API only)")
+    consumer_stale_after_seconds: float = Field(
+        60.0,
+        ge=5,
+        description=(
+            "a consumer that has not polled for this long is stuck: /readyz answers 503, "
+            "and it is cancelled (its transaction rolled back) and started again"
+        ),
+    )

@@ -11,6 +11,8 @@ test_alerts_across_restarts.py holds promise 4 under the same restarts."""
 
 import asyncio
 
+import asyncpg
+import httpx
 import pytest
 
 from tests.support.load import Load
@@ -30,6 +32,7 @@ from tests.support.restarts import (
 )
 from tests.support.stack import eventually, until_serving
 from tests.support.world import build_world, issue_token
+from tiendo.counting.batch import COUNTERS_LOCK_KEY
 
 
 @pytest.mark.slow
@@ -127,3 +130,54 @@ async def test_batches_cut_by_killing_ingest_and_retried_are_counted_once(stack:
 
         assert load.ledger.answers["transport error"] >= 3
         await counted_exactly_once(stack, load, aggregator)
+
+
+@pytest.mark.slow
+async def test_a_consumer_stuck_past_its_stale_after_is_restarted_and_counts_exactly_once(
+    stack: Stack,
+) -> None:
+    """The consumer held in a transaction that cannot go on (here the counters' lock, held
+    as a rebuild holds it): after its `stale_after` it is logged with where it waited,
+    cancelled with its transaction and started again, and every event still counts once."""
+    await build_world(stack.database, starts_at=START, indicators=INDICATORS)
+    token = await issue_token(stack.database)
+    ingest, aggregator = stack.ingest(), stack.aggregator(consumer_stale_after_seconds=5)
+    async with (
+        started(ingest, aggregator) as pids,
+        ingest_client(ingest, token) as client,
+        httpx.AsyncClient(base_url=aggregator.url, timeout=10.0) as reader,
+    ):
+        load = Load(client, UNITS, INDICATORS)
+        load.start()
+        holder = await asyncpg.connect(stack.database)
+        try:
+            await while_applying(stack, load, 2000)
+            await holder.execute("SELECT pg_advisory_lock($1)", COUNTERS_LOCK_KEY)
+
+            async def restarted_twice() -> None:
+                consumer = (await reader.get("/readyz")).json()["loops"]["consumer"]
+                assert consumer["restarts"] >= 2, consumer
+
+            await eventually(restarted_twice, timeout=60, every=0.5)
+            readiness = await reader.get("/readyz")
+            assert readiness.status_code == 503
+            assert readiness.json()["loops"]["consumer"]["last_error"].startswith("stuck")
+            # the cancelled runs' transactions ended: one waiter at most, the current run's
+            [waiting] = await stack.query(
+                "SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+            )
+            assert waiting["n"] <= 1
+            stuck = [
+                line for line in aggregator.log.read_text().splitlines() if "task_stuck" in line
+            ]
+            assert len(stuck) >= 2
+            assert "lock_apply" in stuck[0]  # where it waited
+            await holder.execute("SELECT pg_advisory_unlock($1)", COUNTERS_LOCK_KEY)
+            await load.accepted_at_least(len(load.ledger.accepted) + 2000)
+            await load.stop()
+        finally:
+            await load.cancel()
+            await holder.close()
+
+        await counted_exactly_once(stack, load, aggregator)
+        await recovered_by_themselves(pids, ingest, aggregator)

@@ -161,3 +161,118 @@ async def test_a_stray_cancelled_error_restarts_the_loop_instead_of_ending_it() 
         await supervisor.stop()
     # cancelling the loop itself still stops it
     assert supervisor.loops[0].state is LoopState.DEAD
+
+
+async def test_a_run_silent_for_its_stale_after_is_logged_where_it_waits_and_restarted() -> None:
+    """A lost wake-up (an await that never ends) inside a loop that was beating: the run is
+    cancelled, its cleanup runs, the log says which await held it, and a new run beats."""
+    runs = 0
+    cleaned_up = 0
+
+    async def never_woken() -> None:
+        await asyncio.Event().wait()
+
+    async def loses_a_wake_up(beat: Beat) -> None:
+        nonlocal runs, cleaned_up
+        runs += 1
+        try:
+            for _ in range(3):
+                beat()
+                await asyncio.sleep(0.01)
+            if runs == 1:
+                await never_woken()
+            while True:
+                beat()
+                await asyncio.sleep(0.01)
+        finally:
+            cleaned_up += 1
+
+    registry = CollectorRegistry()
+    supervisor = Supervisor(registry)
+    with capture_logs() as logs:
+        supervisor.start([Loop("lossy", loses_a_wake_up, stale_after=0.3, backoff_initial=0.01)])
+        try:
+            for _ in range(300):
+                await asyncio.sleep(0.01)
+                if runs == 2 and supervisor.loops[0].state is LoopState.RUNNING:
+                    break
+            response = supervisor.readiness()
+        finally:
+            await supervisor.stop()
+    [stuck] = [e for e in logs if e["event"] == "background_task_stuck"]
+    assert stuck["task"] == "lossy"
+    assert stuck["silent_seconds"] >= 0.3
+    [chain] = [c for name, c in stuck["tasks"].items() if name == "loop-body:lossy"]
+    # the await that held it, down to the future nobody will complete
+    assert [link.split(" ")[0] for link in chain[-4:]] == [
+        "loses_a_wake_up",
+        "never_woken",
+        "wait",
+        "future",
+    ]
+    assert (runs, cleaned_up) == (2, 2)  # the stuck run's `finally` ran, then the stop's
+    assert response.status_code == 200
+    loop = _body(response)["loops"]["lossy"]
+    assert (loop["restarts"], loop["last_error"]) == (1, "stuck: no beat for 0.3 s")
+    assert registry.get_sample_value("tiendo_background_restarts_total", {"task": "lossy"}) == 1
+
+
+async def test_a_run_failing_at_once_each_time_is_never_taken_for_stuck() -> None:
+    """Silence is counted from the last beat or the run's start, whichever is later: a loop
+    restarted after a failure gets its whole `stale_after` again (and stays `stale` in
+    /readyz until it beats)."""
+    starts: list[float] = []
+
+    async def slow_to_start(beat: Beat) -> None:
+        starts.append(asyncio.get_running_loop().time())
+        await asyncio.sleep(0.15)  # less than stale_after, so never stuck
+        raise ValueError("not yet")
+
+    supervisor = Supervisor()
+    with capture_logs() as logs:
+        supervisor.start([Loop("slow", slow_to_start, stale_after=0.2, backoff_initial=0.01)])
+        await asyncio.sleep(0.8)
+        state = supervisor.loops[0].state
+        await supervisor.stop()
+    assert not [e for e in logs if e["event"] == "background_task_stuck"]
+    assert len(starts) >= 3
+    assert state is LoopState.STALE
+
+
+async def test_a_stuck_run_that_will_not_end_is_waited_for_before_another_starts() -> None:
+    """Two runs of a consumer side by side would be two members of its group: a stuck run
+    that takes its time to end on cancellation is waited for, and said so."""
+    running = 0
+    most = 0
+    runs = 0
+
+    async def stubborn(beat: Beat) -> None:
+        nonlocal running, most, runs
+        runs += 1
+        running += 1
+        most = max(most, running)
+        try:
+            if runs == 1:
+                beat()
+                try:
+                    await asyncio.Event().wait()
+                except asyncio.CancelledError:
+                    await asyncio.sleep(0.4)  # cleanup longer than its patience
+                    raise
+            while True:
+                beat()
+                await asyncio.sleep(0.01)
+        finally:
+            running -= 1
+
+    supervisor = Supervisor()
+    with capture_logs() as logs:
+        supervisor.start([Loop("stubborn", stubborn, stale_after=0.1, backoff_initial=0.01)])
+        for _ in range(200):
+            await asyncio.sleep(0.01)
+            if runs == 2:
+                break
+        await supervisor.stop()
+    events = [e["event"] for e in logs]
+    assert events.index("background_task_stuck") < events.index("background_task_not_ending")
+    assert (runs, most) == (2, 1)

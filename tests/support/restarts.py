@@ -106,7 +106,7 @@ class Stack:
             **settings,
         )
 
-    def aggregator(self) -> ServiceProcess:
+    def aggregator(self, **settings: Any) -> ServiceProcess:
         return aggregator_process(
             self.database,
             self.kafka.bootstrap,
@@ -115,6 +115,7 @@ class Stack:
             batch_max_records=500,
             metrics_refresh_seconds=60,
             environment="test",
+            **settings,
         )
 
     def notifier(self, **settings: Any) -> ServiceProcess:
