@@ -77,7 +77,7 @@ from tiendo.board import days
 from tiendo.board import repository as board
 from tiendo.board.campaign import Campaign
 from tiendo.board.figures import judge
-from tiendo.database import Connection, create_pool
+from tiendo.database import Connection, create_pool, spare_connection
 
 Read = Callable[[Connection], Awaitable[object]]
 CLIENTS = 50
@@ -105,8 +105,11 @@ async def _children(conn: Connection, unit: str) -> list[str]:
     return [r["code"] for r in rows]
 
 
-async def reads(conn: Connection, campaign: Campaign) -> dict[str, Read]:
-    """Every read measured, by name; each takes a connection and reads what a board does."""
+async def reads(
+    conn: Connection, campaign: Campaign, pool: asyncpg.Pool | None = None
+) -> dict[str, Read]:
+    """Every read measured, by name; each takes a connection and reads what a board does
+    (the leaderboard, as the API does, with a second connection of `pool` when one is free)."""
     children = {u: await _children(conn, u) for u in ("VN", PROVINCE, DISTRICT, COMMUNE)}
     # The past read is noon of the campaign's day three days ago, not "three days ago":
     # `as_of` reads the shorter part of its moment's day of events, before the moment or
@@ -127,16 +130,18 @@ async def reads(conn: Connection, campaign: Campaign) -> dict[str, Read]:
     def leaderboard_live(rows: slice) -> Read:
         async def read(c: Connection) -> object:
             now = datetime.now(UTC)
-            board_ = await leaderboard(
-                c,
-                campaign,
-                BOARD_INDICATOR,
-                COMMUNES,
-                now,
-                live=True,
-                previous_at=now - timedelta(days=7),
-                settle=False,
-            )
+            async with spare_connection(pool) as beside:
+                board_ = await leaderboard(
+                    c,
+                    campaign,
+                    BOARD_INDICATOR,
+                    COMMUNES,
+                    now,
+                    live=True,
+                    previous_at=now - timedelta(days=7),
+                    settle=False,
+                    beside=beside,
+                )
             await board_.settle(c, rows)
             return board_[rows]
 
@@ -409,7 +414,7 @@ async def measure(
         async with pool.acquire() as conn:
             campaign = await board.campaign(conn, national.CAMPAIGN)
             assert campaign is not None
-            named = await reads(conn, campaign)
+            named = await reads(conn, campaign, pool)
             stored = await storage(conn)
         results: dict[str, Any] = {
             "dataset": dataset,

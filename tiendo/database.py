@@ -1,6 +1,8 @@
 """asyncpg pool and the numbered-SQL-file migration runner shared by the services."""
 
 import hashlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib import resources
 from importlib.resources.abc import Traversable
@@ -83,6 +85,33 @@ async def create_pool(
             )
             return pool
     raise AssertionError("unreachable")
+
+
+# How long a request holding one connection waits for a second (`spare_connection`).
+SPARE_WAIT_SECONDS = 0.005
+
+
+@asynccontextmanager
+async def spare_connection(
+    pool: asyncpg.Pool | None, wanted: bool = True
+) -> "AsyncIterator[Connection | None]":
+    """A second connection for a request that already holds one, when the pool has one
+    free (None when it has not, or when not `wanted` or no pool: the caller then reads on
+    its one).
+    Never waited for: requests each holding one connection and waiting for a second would
+    wait for each other once the pool ran out."""
+    if pool is None or not wanted:
+        yield None
+        return
+    try:
+        conn = await pool.acquire(timeout=SPARE_WAIT_SECONDS)
+    except TimeoutError:
+        yield None
+        return
+    try:
+        yield conn
+    finally:
+        await pool.release(conn)
 
 
 def migration_files(package: str) -> list[Traversable]:

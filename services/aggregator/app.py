@@ -34,7 +34,7 @@ from tiendo.background import Beat, Loop, Supervisor, every
 from tiendo.board.campaign import Campaign
 from tiendo.board.window import WindowValues
 from tiendo.clock import Clock, SystemClock
-from tiendo.database import Connection
+from tiendo.database import Connection, spare_connection
 from tiendo.dependencies import Pool
 from tiendo.identity.api import identity_routes
 from tiendo.identity.guard import Guard
@@ -331,16 +331,19 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
             if indicator not in campaign.indicators:
                 raise HTTPException(422, f"{indicator} is not an indicator of {campaign_id}")
             previous_at = moment(previous) if previous else at - WEEK
-            rows = await leaderboard(
-                conn,
-                campaign,
-                indicator,
-                level,
-                at,
-                live=as_of is None,
-                previous_at=previous_at,
-                settle=False,
-            )
+            # a live board reads its day rollups beside its counters, when a connection is free
+            async with spare_connection(pool, wanted=as_of is None) as beside:
+                rows = await leaderboard(
+                    conn,
+                    campaign,
+                    indicator,
+                    level,
+                    at,
+                    live=as_of is None,
+                    previous_at=previous_at,
+                    settle=False,
+                    beside=beside,
+                )
             if not who.everywhere:
                 # a reader's board: the rows of its subtrees, each keeping its rank in the
                 # whole ranking (where the unit stands at the briefing)

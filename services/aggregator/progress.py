@@ -165,13 +165,23 @@ async def leaderboard(
     live: bool,
     previous_at: datetime | None = None,
     settle: bool = True,
+    beside: "Connection | None" = None,
 ) -> Leaderboard:
     """Every unit of `level` with a target in the campaign, ranked, with its rank as of
     `previous_at` (the previous briefing) and its days behind in a row (`settle`: read for
-    every row now; otherwise `Leaderboard.settle` reads them for the rows shown)."""
+    every row now; otherwise `Leaderboard.settle` reads them for the rows shown). `beside`:
+    a second connection for a live board's day rollups (`movement.ranking`)."""
     plan = None if live else await earlier_plan(conn, campaign, at)
     ranking = await movement.ranking(
-        conn, campaign, indicator, level, at, previous_at=previous_at, live=live, plan=plan
+        conn,
+        campaign,
+        indicator,
+        level,
+        at,
+        previous_at=previous_at,
+        live=live,
+        plan=plan,
+        beside=beside,
     )
     children = board.on_plan(
         await board.counters_at_level(conn, campaign.id, indicator, level + 1), plan

@@ -7,6 +7,7 @@ and in pace, a unit without a target, units silent for days, a unit of its own d
 baseline, children done; live and `as_of`, the previous briefing on the run-rate window's
 day and on another, before the start, none; a reader who sees one subtree; pages."""
 
+import functools
 from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -299,6 +300,7 @@ def _previous(at: datetime) -> list[datetime | None]:
 async def test_the_fast_leaderboard_equals_the_straightforward_one(database: str) -> None:
     await _world(database)
     conn = await asyncpg.connect(database)
+    side = await asyncpg.connect(database)
     try:
         campaign = await board.campaign(conn, "c1")
         assert campaign is not None
@@ -307,17 +309,9 @@ async def test_the_fast_leaderboard_equals_the_straightforward_one(database: str
             for previous_at in _previous(at):
                 for live in (True, False):
                     for level in (2, 3):
-                        got = await leaderboard(
-                            conn, campaign, INDICATOR, level, at, live=live, previous_at=previous_at
-                        )
                         want = await _reference(conn, campaign, level, at, live, previous_at)
-                        assert [r.model_dump() for r in got] == want, (at, previous_at, live, level)
-                        # every row alone and any page is the same row
-                        assert [got[i].model_dump() for i in range(len(got))] == want
-                        assert [r.model_dump() for r in got[3:7]] == want[3:7]
-                        # a page reads the days behind of its own rows only, and a row
-                        # whose days were not read is refused, never shown as 0
-                        page = await leaderboard(
+                        board_then = functools.partial(
+                            leaderboard,
                             conn,
                             campaign,
                             INDICATOR,
@@ -325,8 +319,23 @@ async def test_the_fast_leaderboard_equals_the_straightforward_one(database: str
                             at,
                             live=live,
                             previous_at=previous_at,
-                            settle=False,
                         )
+                        # a live board's rollups read beside its counters: the same rows
+                        for beside in (None, side):
+                            got = await board_then(beside=beside)
+                            assert [r.model_dump() for r in got] == want, (
+                                at,
+                                previous_at,
+                                live,
+                                level,
+                                beside,
+                            )
+                        # every row alone and any page is the same row
+                        assert [got[i].model_dump() for i in range(len(got))] == want
+                        assert [r.model_dump() for r in got[3:7]] == want[3:7]
+                        # a page reads the days behind of its own rows only, and a row
+                        # whose days were not read is refused, never shown as 0
+                        page = await board_then(settle=False)
                         if len(page) > 7:
                             with pytest.raises(LookupError):
                                 page[7]
@@ -335,8 +344,19 @@ async def test_the_fast_leaderboard_equals_the_straightforward_one(database: str
                         seen |= {(r["rank"], r["days_behind"]) for r in want}
         # the world exposes what it is meant to: ties, long streaks, children done
         ward_board = await _reference(conn, campaign, 3, MOMENTS[2], True, MOMENTS[2] - 7 * DAY)
+        # the level's rollups without its codes are the codes' rollups (and no fewer)
+        moved: set[int] = set()
+        for level in (2, 3, 4):
+            codes = await board.level_codes(conn, level)
+            for day in {days.local_day(campaign, at - 7 * DAY) for at in MOMENTS}:
+                by_level = await board.changes_from_level(conn, "c1", [INDICATOR], level, day)
+                by_codes = await board.changes_from(conn, "c1", [INDICATOR], codes, day)
+                assert by_level == by_codes, (level, day)
+                moved |= {level for v in by_codes.values() if v != (0, 0)}
+        assert moved == {2, 3, 4}
     finally:
         await conn.close()
+        await side.close()
     by_unit = {r["unit"]["code"]: r for r in ward_board}
     assert "W34" not in by_unit  # no target: not ranked
     assert (by_unit["W21"]["pct"], by_unit["W21"]["pace"]) == (

@@ -88,20 +88,23 @@ async def rolled_at(
     conn: Connection,
     campaign: Campaign,
     indicator: str,
-    units: Sequence[str],
+    units: Sequence[str] | int,
     moments: Sequence[datetime],
 ) -> list[Rolled]:
-    """The rollups of one indicator's units at each of `moments`, read once per local day
-    (a leaderboard's run-rate window and previous briefing are a week back both)."""
-    codes = sorted(units)
+    """The rollups of one indicator's units (or of every unit of a level) at each of
+    `moments`, read once per local day (a leaderboard's run-rate window and previous
+    briefing are a week back both)."""
+    codes = units if isinstance(units, int) else sorted(units)
     read: dict[date, dict[tuple[str, str], tuple[int, int]]] = {}
     out: list[Rolled] = []
     for at in moments:
         where = span(campaign, min(at, campaign.deadline))
         changes = read.get(where.day)
         if changes is None:
-            changes = read[where.day] = await repository.changes_from(
-                conn, campaign.id, [indicator], codes, where.day
+            changes = read[where.day] = await (
+                repository.changes_from_level(conn, campaign.id, [indicator], codes, where.day)
+                if isinstance(codes, int)
+                else repository.changes_from(conn, campaign.id, [indicator], codes, where.day)
             )
         out.append(Rolled(changes, where.share(min(at, campaign.deadline))))
     return out

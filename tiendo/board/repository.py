@@ -53,6 +53,18 @@ GROUP BY 1, 2
 # One row per unit, its days latest first as days after $4: a leaderboard asks for ten
 # thousand units of twenty days each, and one record (or date) per (unit, day) was most of
 # its decoding, on the event loop
+# The same of every unit of a level (every version of that level: more codes than a
+# leaderboard ranks, never fewer), read without waiting for the level's counters to name
+# them: a live leaderboard reads both at once (`tiendo.board.movement.ranking`).
+SELECT_CHANGES_FROM_LEVEL = """
+SELECT d.indicator, d.unit,
+       coalesce(sum(d.change) FILTER (WHERE d.day > $4), 0)::bigint AS after,
+       coalesce(sum(d.change) FILTER (WHERE d.day = $4), 0)::bigint AS on_day
+FROM subtree_days d
+JOIN units u ON u.code = d.unit
+WHERE d.campaign_id = $1 AND d.indicator = ANY ($2::text[]) AND d.day >= $4 AND u.level = $3
+GROUP BY 1, 2
+"""
 SELECT_DAY_CHANGES = """
 SELECT unit, array_agg(day - $4 ORDER BY day DESC) AS days,
        array_agg(change ORDER BY day DESC) AS changes
@@ -214,6 +226,14 @@ async def changes_from(
     rows = await fetch_planned_each_time(
         conn, SELECT_CHANGES_FROM, campaign_id, list(indicators), list(codes), day
     )
+    return {(r[0], r[1]): (r[2], r[3]) for r in rows}
+
+
+async def changes_from_level(
+    conn: Connection, campaign_id: str, indicators: Sequence[str], level: int, day: date
+) -> dict[tuple[str, str], tuple[int, int]]:
+    """`changes_from` of every unit of `level`."""
+    rows = await conn.fetch(SELECT_CHANGES_FROM_LEVEL, campaign_id, list(indicators), level, day)
     return {(r[0], r[1]): (r[2], r[3]) for r in rows}
 
 
