@@ -81,6 +81,10 @@ YIELD_EVERY = 50
 FETCH_SLICE = 500
 # Seconds the broker may take to take the applied offsets before the report is skipped.
 BROKER_COMMIT_TIMEOUT = 5.0
+# Seconds the broker may take to acknowledge a batch's progress updates before the batch
+# goes on without them (they are still sent; the next change of a key, and every start,
+# publish it again): a broker that does not answer must not hold the counting.
+PUBLISH_TIMEOUT = 15.0
 
 
 async def fetch(
@@ -392,7 +396,12 @@ class Applier:
             async with self._pool.acquire() as conn:
                 campaigns = await feed.load_campaigns(conn, self._guard.ids)
             await feed.publish(
-                self._producer, self._settings.topic_progress, counters, campaigns, computed_at
+                self._producer,
+                self._settings.topic_progress,
+                counters,
+                campaigns,
+                computed_at,
+                ack_within=PUBLISH_TIMEOUT,
             )
         except KafkaError as exc:
             # The counters are committed; the feed catches up on the next change or restart.

@@ -5,6 +5,7 @@ from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaTimeoutError
 
 from services.aggregator.repository import progress as progress_sql
 from tiendo.board import repository as board
@@ -68,8 +69,10 @@ async def publish(
     counters: Iterable[Counter],
     campaigns: dict[str, Campaign],
     computed_at: datetime,
+    ack_within: float | None = None,
 ) -> int:
-    """Send every counter and wait for the acknowledgements; return how many were sent."""
+    """Send every counter and wait for the acknowledgements (at most `ack_within` seconds,
+    else `KafkaTimeoutError`; the sends go on); return how many were sent."""
     futures = []
     for counter in counters:
         campaign = campaigns.get(counter.campaign_id)
@@ -77,5 +80,15 @@ async def publish(
             continue
         update = update_of(counter, campaign, computed_at)
         futures.append(await producer.send(topic, unit_progress.encode(update), key=update.key))
-    await asyncio.gather(*futures)
+    if not futures:
+        return 0
+    # (not asyncio.timeout around a gather: it would cancel the producer's own futures)
+    done, pending = await asyncio.wait(futures, timeout=ack_within)
+    failed = [f.exception() for f in done if f.exception() is not None]
+    if failed:
+        raise failed[0]
+    if pending:
+        raise KafkaTimeoutError(
+            f"{len(pending)} of {len(futures)} progress updates not acknowledged in {ack_within} s"
+        )
     return len(futures)

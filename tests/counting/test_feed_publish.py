@@ -1,0 +1,72 @@
+"""The progress feed's publish after a batch (services.aggregator.feed.publish) against a
+broker that stops answering: it gives up in its time, so the counting goes on, and the
+updates it gave up on still reach the topic once the broker answers again."""
+
+import asyncio
+import os
+import signal
+import time
+from datetime import UTC, datetime
+
+import asyncpg
+import pytest
+from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import KafkaTimeoutError
+
+from devtools.localstack import KafkaBroker
+from services.aggregator import feed
+from tests.support.stack import Topics
+from tests.support.world import build_world
+from tiendo.events import unit_progress
+from tiendo.kafka import TopicSpec, ensure_topics, reliable_producer
+
+
+async def test_an_unanswered_publish_gives_up_in_time_and_its_updates_still_arrive(
+    database: str, kafka: KafkaBroker, topics: Topics
+) -> None:
+    await build_world(database, starts_at=datetime(2026, 11, 1, tzinfo=UTC))
+    conn = await asyncpg.connect(database)
+    try:
+        counters = await feed.load_all(conn)
+        campaigns = await feed.load_campaigns(conn)
+    finally:
+        await conn.close()
+    assert counters
+    await ensure_topics(kafka.bootstrap, [TopicSpec(topics.progress, 3, compacted=True)])
+    producer = reliable_producer(kafka.bootstrap, client_id="test-feed")
+    await producer.start()
+    first = datetime(2026, 11, 2, tzinfo=UTC)
+    second = datetime(2026, 11, 3, tzinfo=UTC)
+    assert kafka.process is not None
+    try:
+        # connected and acknowledged while the broker answers
+        await feed.publish(producer, topics.progress, counters, campaigns, first, ack_within=30)
+        os.kill(kafka.process.pid, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            with pytest.raises(KafkaTimeoutError):
+                await feed.publish(
+                    producer, topics.progress, counters, campaigns, second, ack_within=1.0
+                )
+            assert time.monotonic() - started < 10
+        finally:
+            os.kill(kafka.process.pid, signal.SIGCONT)
+        await producer.flush()
+    finally:
+        await producer.stop()
+    seen = await _computed_at(kafka.bootstrap, topics.progress, 2 * len(counters))
+    assert seen.count(second) == len(counters)
+
+
+async def _computed_at(bootstrap: str, topic: str, n: int) -> list[datetime]:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    got: list[datetime] = []
+    try:
+        async with asyncio.timeout(60):
+            while len(got) < n:
+                for records in (await consumer.getmany(timeout_ms=500)).values():
+                    got += [unit_progress.decode(r.value).computed_at for r in records]
+    finally:
+        await consumer.stop()
+    return got
