@@ -87,8 +87,10 @@ async def create_pool(
     raise AssertionError("unreachable")
 
 
-# How long a request holding one connection waits for a second (`spare_connection`).
-SPARE_WAIT_SECONDS = 0.005
+# How long a request holding one connection may wait for a second that the pool said was
+# free: opening it takes a few milliseconds; longer only when another request took it
+# first, and then it is not waited for.
+SPARE_WAIT_SECONDS = 1.0
 
 
 @asynccontextmanager
@@ -96,11 +98,10 @@ async def spare_connection(
     pool: asyncpg.Pool | None, wanted: bool = True
 ) -> "AsyncIterator[Connection | None]":
     """A second connection for a request that already holds one, when the pool has one
-    free (None when it has not, or when not `wanted` or no pool: the caller then reads on
-    its one).
-    Never waited for: requests each holding one connection and waiting for a second would
-    wait for each other once the pool ran out."""
-    if pool is None or not wanted:
+    free, open or still to open (None when it has not, or when not `wanted` or no pool:
+    the caller then reads on its one). Never waited for: requests each holding one
+    connection and waiting for a second would wait for each other once the pool ran out."""
+    if pool is None or not wanted or pool.get_size() - pool.get_idle_size() >= pool.get_max_size():
         yield None
         return
     try:

@@ -1,17 +1,15 @@
 """What every service's lifespan does: wait for its dependencies, open what it needs, and
 close it all in reverse order on the way out (one AsyncExitStack, one teardown)."""
 
-import asyncio
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 
 import asyncpg
-from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 
 from tiendo.background import Loop, Supervisor
 from tiendo.database import Connection, Migrations, create_pool
-from tiendo.kafka import TopicSpec, ensure_topics, start_whole
+from tiendo.kafka import TopicSpec, ensure_topics
 from tiendo.logs import get_logger
 from tiendo.settings import ServiceSettings
 from tiendo.startup import wait_for_kafka, wait_for_postgres
@@ -55,18 +53,6 @@ async def open_topics(
     await ensure_topics(
         settings.kafka_bootstrap, list(topics), wait_seconds=settings.dependency_timeout_seconds
     )
-
-
-async def start_producer(stack: AsyncExitStack, producer: AIOKafkaProducer) -> AIOKafkaProducer:
-    """Start `producer`; it is stopped (flushed) on the way out."""
-    try:
-        await start_whole(producer)
-    except asyncio.CancelledError:
-        # the service stopped while it was starting: the started producer is closed too
-        await producer.stop()
-        raise
-    stack.push_async_callback(producer.stop)
-    return producer
 
 
 def start_loops(stack: AsyncExitStack, supervisor: Supervisor, loops: Sequence[Loop]) -> None:

@@ -40,8 +40,9 @@ from tiendo.identity.api import identity_routes
 from tiendo.identity.guard import Guard
 from tiendo.identity.model import Identity, Role
 from tiendo.kafka import TopicSpec, event_topics, reliable_producer
-from tiendo.lifespan import open_database, open_topics, ping, start_loops, start_producer, teardown
+from tiendo.lifespan import open_database, open_topics, ping, start_loops, teardown
 from tiendo.logs import get_logger
+from tiendo.producers import ReplacedProducer
 from tiendo.web import (
     ProblemError,
     RequestIdMiddleware,
@@ -106,15 +107,19 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
                     ],
                     group=settings.group_id,
                 )
-                producer = await start_producer(
-                    stack,
-                    reliable_producer(settings.kafka_bootstrap, client_id="tiendo-aggregator"),
+                # replaced after a failed send: after a broker's crash an idempotent
+                # producer can refuse every later batch (tiendo/producers.py)
+                producers = ReplacedProducer(
+                    lambda: reliable_producer(
+                        settings.kafka_bootstrap, client_id="tiendo-aggregator"
+                    )
                 )
+                stack.push_async_callback(producers.stop)
                 sent = await republish_all(
-                    pool, producer, settings.topic_progress, clock, guard.ids
+                    pool, await producers.get(), settings.topic_progress, clock, guard.ids
                 )
                 log.info("progress_feed_republished", rows=sent)
-                applier = Applier(settings, pool, producer, metrics, clock, guard=guard)
+                applier = Applier(settings, pool, producers, metrics, clock, guard=guard)
                 app.state.applier = applier
                 # polls every poll_timeout_ms, idle or not
                 loops.append(

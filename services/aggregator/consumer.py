@@ -35,6 +35,7 @@ from tiendo.counting.batch import CONFLICT, staging_row
 from tiendo.events.progress_event import UndecodableEvent, decode
 from tiendo.kafka import start_whole
 from tiendo.logs import get_logger
+from tiendo.producers import ReplacedProducer, acknowledged
 
 log = get_logger(__name__)
 
@@ -218,7 +219,7 @@ class Applier:
         self,
         settings: AggregatorSettings,
         pool: asyncpg.Pool,
-        producer: AIOKafkaProducer,
+        producers: ReplacedProducer,
         metrics: AggregatorMetrics,
         clock: Clock,
         *,
@@ -228,7 +229,7 @@ class Applier:
         self._settings = settings
         self._guard = guard or CampaignGuard()
         self._pool = pool
-        self._producer = producer
+        self._producers = producers
         self._metrics = metrics
         self._clock = clock
         # A rebuild publishes the whole feed once at the end instead of after every batch.
@@ -367,19 +368,26 @@ class Applier:
         # Into the topic first (acknowledged), then recorded with the offsets: a crash in
         # between can repeat a dead letter but never lose one.
         topic = self._settings.topic_dead_letters
-        futures = [
-            await self._producer.send(
-                topic,
-                d.payload,
-                headers=[
-                    ("reason", d.reason.encode()),
-                    ("source-partition", str(d.partition).encode()),
-                    ("source-offset", str(d.offset).encode()),
-                ],
-            )
-            for d in dead
-        ]
-        await asyncio.gather(*futures)
+        producer = await self._producers.get()
+        try:
+            futures = [
+                await producer.send(
+                    topic,
+                    d.payload,
+                    headers=[
+                        ("reason", d.reason.encode()),
+                        ("source-partition", str(d.partition).encode()),
+                        ("source-offset", str(d.offset).encode()),
+                    ],
+                )
+                for d in dead
+            ]
+            await acknowledged(futures, PUBLISH_TIMEOUT)
+        except KafkaError as exc:
+            # the batch's transaction fails and is retried, by a fresh producer: one that
+            # failed may refuse every later batch
+            self._producers.retire(producer, exc)
+            raise
         for d in dead:
             await position_sql.save_dead_letter(conn, self._settings.topic_events, d)
             self._metrics.dead_letters.labels(_kind(d)).inc()
@@ -392,11 +400,16 @@ class Applier:
             )
 
     async def _publish(self, counters: list[Counter], computed_at: datetime) -> None:
+        async with self._pool.acquire() as conn:
+            campaigns = await feed.load_campaigns(conn, self._guard.ids)
         try:
-            async with self._pool.acquire() as conn:
-                campaigns = await feed.load_campaigns(conn, self._guard.ids)
+            producer = await self._producers.get()
+        except KafkaError as exc:
+            log.warning("progress_publish_failed", error=repr(exc), rows=len(counters))
+            return
+        try:
             await feed.publish(
-                self._producer,
+                producer,
                 self._settings.topic_progress,
                 counters,
                 campaigns,
@@ -404,8 +417,10 @@ class Applier:
                 ack_within=PUBLISH_TIMEOUT,
             )
         except KafkaError as exc:
-            # The counters are committed; the feed catches up on the next change or restart.
-            log.warning("progress_publish_failed", error=str(exc), rows=len(counters))
+            # The counters are committed; the notifier's full pass repairs a missed update,
+            # and a fresh producer sends the next (one that failed may refuse every later one).
+            log.warning("progress_publish_failed", error=repr(exc), rows=len(counters))
+            self._producers.retire(producer, exc)
 
 
 async def republish_all(

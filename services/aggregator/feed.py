@@ -1,11 +1,9 @@
 """The `unit-progress` feed: the latest figures of each (campaign, unit, indicator)."""
 
-import asyncio
 from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaTimeoutError
 
 from services.aggregator.repository import progress as progress_sql
 from tiendo.board import repository as board
@@ -15,6 +13,7 @@ from tiendo.counting import Key
 from tiendo.database import Connection
 from tiendo.events import unit_progress
 from tiendo.events.unit_progress import UnitProgress
+from tiendo.producers import acknowledged
 
 
 def update_of(counter: Counter, campaign: Campaign, computed_at: datetime) -> UnitProgress:
@@ -80,15 +79,5 @@ async def publish(
             continue
         update = update_of(counter, campaign, computed_at)
         futures.append(await producer.send(topic, unit_progress.encode(update), key=update.key))
-    if not futures:
-        return 0
-    # (not asyncio.timeout around a gather: it would cancel the producer's own futures)
-    done, pending = await asyncio.wait(futures, timeout=ack_within)
-    failed = [f.exception() for f in done if f.exception() is not None]
-    if failed:
-        raise failed[0]
-    if pending:
-        raise KafkaTimeoutError(
-            f"{len(pending)} of {len(futures)} progress updates not acknowledged in {ack_within} s"
-        )
+    await acknowledged(futures, ack_within)
     return len(futures)

@@ -27,6 +27,7 @@ from services.aggregator.settings import AggregatorSettings
 from tiendo.clock import SystemClock
 from tiendo.kafka import TopicSpec, ensure_topics, event_topics
 from tiendo.logs import get_logger
+from tiendo.producers import ReplacedProducer
 
 log = get_logger(__name__)
 
@@ -67,8 +68,10 @@ async def rebuild(settings: AggregatorSettings, since: datetime | None = None) -
         ],
     )
     pool = await asyncpg.create_pool(settings.database_url, min_size=2, max_size=4)
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True
+    producers = ReplacedProducer(
+        lambda: AIOKafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True
+        )
     )
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap,
@@ -76,7 +79,7 @@ async def rebuild(settings: AggregatorSettings, since: datetime | None = None) -
         group_id=None,
         max_partition_fetch_bytes=8 * 1_048_576,
     )
-    await producer.start()
+    await producers.get()  # (connected before the work starts)
     await consumer.start()
     lock = await pool.acquire()
     inflight: InFlight | None = None
@@ -127,7 +130,7 @@ async def rebuild(settings: AggregatorSettings, since: datetime | None = None) -
         applier = Applier(
             settings,
             pool,
-            producer,
+            producers,
             AggregatorMetrics(),
             SystemClock(),
             publish_feed=False,
@@ -152,14 +155,16 @@ async def rebuild(settings: AggregatorSettings, since: datetime | None = None) -
                     remaining.discard(tp)
         await inflight.wait()
         total = await position_sql.count_events(lock)
-        await republish_all(pool, producer, settings.topic_progress, SystemClock(), guard.ids)
+        await republish_all(
+            pool, await producers.get(), settings.topic_progress, SystemClock(), guard.ids
+        )
     finally:
         if inflight is not None:
             await inflight.cancel()
         await lock.execute(recount_sql.UNLOCK_REBUILD)
         await pool.release(lock)
         await consumer.stop()
-        await producer.stop()
+        await producers.stop()
         await pool.close()
     report = RebuildReport(total, records, time.perf_counter() - started)
     log.info(

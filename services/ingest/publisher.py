@@ -9,15 +9,15 @@ so giving up on it loses nothing a client was told is stored.
 """
 
 import asyncio
-import contextlib
 from collections.abc import Callable, Sequence
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaConnectionError, KafkaError
+from aiokafka.errors import KafkaError
 
 from tiendo.event import Event, encode
 from tiendo.kafka import RecordBatches, reliable_producer, start_whole
 from tiendo.logs import get_logger
+from tiendo.producers import stop_producer
 
 log = get_logger(__name__)
 _LOG_EVERY_ATTEMPTS = 60
@@ -33,67 +33,6 @@ def _abandon(futures: Sequence["asyncio.Future[object]"]) -> None:
             future.exception()  # retrieved, so asyncio does not log it as lost
         else:
             future.cancel()
-
-
-async def stop_producer(producer: AIOKafkaProducer, grace: float) -> None:
-    """Stop, flushing for at most `grace` seconds, and never wait much longer than that.
-
-    aiokafka retries a batch whose partition leader is known but unreachable forever, so
-    the flush of `stop()` never ends while the broker is down: what is still pending after
-    the grace period is failed (none of it was acknowledged to a client). Even then a
-    produce request aiokafka is still retrying can hold `stop()` for good (seen after a
-    broker was killed and came back): after a second grace period the producer is
-    abandoned, since the supervisor connects a fresh one only once this returns.
-    """
-    stopping = asyncio.ensure_future(producer.stop())
-    try:
-        done, _ = await asyncio.wait({stopping}, timeout=grace)
-        if not done:
-            _fail_pending(producer)
-            done, _ = await asyncio.wait({stopping}, timeout=grace)
-    except asyncio.CancelledError:
-        # shutting down while a retired producer still flushes: abandon it, but close it
-        _fail_pending(producer)
-        await _abandon_stop(producer, stopping, grace)
-        raise
-    if done:
-        with contextlib.suppress(*_STOP_ERRORS):
-            await stopping
-        return
-    log.warning("kafka_producer_abandoned", grace_seconds=grace)
-    await _abandon_stop(producer, stopping, grace)
-
-
-# What `stop()` of a producer whose batches `_fail_pending` took away may raise: its own
-# errors, and aiokafka's retry path finding the batch gone (KeyError in `reenqueue`).
-_STOP_ERRORS = (KafkaError, KeyError)
-
-
-async def _abandon_stop(
-    producer: AIOKafkaProducer, stopping: "asyncio.Future[None]", grace: float
-) -> None:
-    """Cancel a `stop()` that does not end, then close the producer's connections."""
-    stopping.cancel()
-    await asyncio.wait({stopping}, timeout=grace)
-    if stopping.done() and not stopping.cancelled():
-        with contextlib.suppress(*_STOP_ERRORS):
-            stopping.result()
-    with contextlib.suppress(KafkaError, OSError, TimeoutError):
-        async with asyncio.timeout(grace):
-            await producer.client.close()
-
-
-def _fail_pending(producer: AIOKafkaProducer) -> None:
-    # aiokafka (pinned) has no public way to abandon a flush; these are its accumulator's
-    # internals. Every future it fails is marked retrieved: asyncio would log each one.
-    accumulator = producer._message_accumulator
-    batches = [b for queue in accumulator._batches.values() for b in queue]
-    batches += list(accumulator._pending_batches)
-    accumulator.fail_all(KafkaConnectionError("ingest gave up on Kafka"))
-    for batch in batches:
-        for future in (batch.future, batch._drain_waiter, *(f for f, _ in batch._msg_futures)):
-            if future.done() and not future.cancelled():
-                future.exception()
 
 
 class Publisher:

@@ -1,6 +1,7 @@
-"""The progress feed's publish after a batch (services.aggregator.feed.publish) against a
-broker that stops answering: it gives up in its time, so the counting goes on, and the
-updates it gave up on still reach the topic once the broker answers again."""
+"""The aggregator's sends after a batch against a broker that fails: the progress feed's
+publish (services.aggregator.feed.publish) gives up in its time, so the counting goes on,
+and the updates it gave up on still reach the topic once the broker answers again; a
+producer that failed is replaced (tiendo.producers.ReplacedProducer)."""
 
 import asyncio
 import os
@@ -10,8 +11,8 @@ from datetime import UTC, datetime
 
 import asyncpg
 import pytest
-from aiokafka import AIOKafkaConsumer
-from aiokafka.errors import KafkaTimeoutError
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaError, KafkaTimeoutError
 
 from devtools.localstack import KafkaBroker
 from services.aggregator import feed
@@ -19,6 +20,7 @@ from tests.support.stack import Topics
 from tests.support.world import build_world
 from tiendo.events import unit_progress
 from tiendo.kafka import TopicSpec, ensure_topics, reliable_producer
+from tiendo.producers import ReplacedProducer, acknowledged
 
 
 async def test_an_unanswered_publish_gives_up_in_time_and_its_updates_still_arrive(
@@ -70,3 +72,32 @@ async def _computed_at(bootstrap: str, topic: str, n: int) -> list[datetime]:
     finally:
         await consumer.stop()
     return got
+
+
+async def test_a_retired_producer_is_replaced_by_a_fresh_one_and_stopped(
+    kafka: KafkaBroker, topics: Topics
+) -> None:
+    """After a failed send the aggregator's next send goes through a new producer (an
+    idempotent one that lived through a broker's crash may refuse every later batch)."""
+    await ensure_topics(kafka.bootstrap, [TopicSpec(topics.dead_letters, 1)])
+    made: list[AIOKafkaProducer] = []
+
+    def make() -> AIOKafkaProducer:
+        made.append(reliable_producer(kafka.bootstrap, client_id="test-replaced"))
+        return made[-1]
+
+    producers = ReplacedProducer(make, grace=2.0)
+    try:
+        first = await producers.get()
+        assert await producers.get() is first
+        await acknowledged([await first.send(topics.dead_letters, b"one")], 30)
+        producers.retire(first, KafkaError("OutOfOrderSequenceNumber"))
+        producers.retire(first, KafkaError("the same failure, seen by another send"))
+        second = await producers.get()
+        assert second is not first
+        assert producers.replaced == 1
+        await acknowledged([await second.send(topics.dead_letters, b"two")], 30)
+    finally:
+        await producers.stop()
+    assert len(made) == 2
+    assert all(p._closed for p in made)  # the retired one too

@@ -10,10 +10,12 @@ The servers are the module's own (tests/support/restarts.py); tests/alerts/
 test_alerts_across_restarts.py holds promise 4 under the same restarts."""
 
 import asyncio
+from datetime import UTC, datetime
 
 import asyncpg
 import httpx
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from tests.support.load import Load
 from tests.support.restarts import (
@@ -33,6 +35,7 @@ from tests.support.restarts import (
 from tests.support.stack import eventually, until_serving
 from tests.support.world import build_world, issue_token
 from tiendo.counting.batch import COUNTERS_LOCK_KEY
+from tiendo.events import unit_progress
 
 
 @pytest.mark.slow
@@ -92,6 +95,7 @@ async def test_events_retried_through_broker_restarts_are_counted_once(stack: St
                 await asyncio.to_thread(kafka.start)
                 # the clients were refused meanwhile and retried the same event_ids
                 assert load.ledger.answers["503"] > refused
+            restarted_at = datetime.now(UTC)
             await load.accepted_at_least(len(load.ledger.accepted) + 2000)
             await load.stop()
         finally:
@@ -101,6 +105,9 @@ async def test_events_retried_through_broker_restarts_are_counted_once(stack: St
         await counted_exactly_once(stack, load, aggregator)
         await everything_agrees(stack)
         await recovered_by_themselves(pids, ingest, aggregator, notifier)
+    # the progress feed flows again: an idempotent producer that lived through the kill
+    # refused every later batch (OutOfOrderSequenceNumber) until the aggregator restarted
+    assert await _latest_progress_update(stack) > restarted_at
 
 
 @pytest.mark.slow
@@ -181,3 +188,25 @@ async def test_a_consumer_stuck_past_its_stale_after_is_restarted_and_counts_exa
 
         await counted_exactly_once(stack, load, aggregator)
         await recovered_by_themselves(pids, ingest, aggregator)
+
+
+async def _latest_progress_update(stack: Stack) -> datetime:
+    """The latest `computed_at` on the test's progress topic."""
+    topic = stack.topics.progress
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=stack.kafka.bootstrap)
+    await consumer.start()
+    latest = datetime.min.replace(tzinfo=UTC)
+    try:
+        # (a consumer started with a topic and no group knows its partitions)
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        assert partitions
+        consumer.unsubscribe()
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        for tp, end in (await consumer.end_offsets(partitions)).items():
+            while await consumer.position(tp) < end:
+                for record in (await consumer.getmany(tp, timeout_ms=1000)).get(tp, []):
+                    latest = max(latest, unit_progress.decode(record.value).computed_at)
+    finally:
+        await consumer.stop()
+    return latest

@@ -3,6 +3,7 @@ when the pool has one free, and never waits for it (requests doing so would wait
 other once the pool ran out)."""
 
 import asyncio
+import time
 
 import asyncpg
 
@@ -20,8 +21,10 @@ async def test_a_second_connection_only_when_one_is_free_and_never_waited_for(
                 assert second is not first
                 assert await second.fetchval("SELECT 1") == 1
                 # the pool is spent: a third request's spare is None at once
+                started = time.monotonic()
                 async with spare_connection(pool) as third:
                     assert third is None
+                assert time.monotonic() - started < 0.5
             # released with its block
             assert pool.get_idle_size() + 1 == pool.get_size()
             async with spare_connection(pool, wanted=False) as unwanted:
