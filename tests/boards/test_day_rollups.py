@@ -135,6 +135,27 @@ async def test_day_rollups_equal_the_history_at_every_midnight(database: str) ->
         await conn.close()
 
 
+async def test_a_recount_writes_the_rollups_day_by_day_each_indicator_in_turn(
+    database: str,
+) -> None:
+    """A leaderboard reads one indicator's week of rows: the recount of every re-plan lays
+    them out day by day, each day's indicators in turn (as the live apply adds a day's rows
+    on that day), not in its groups' order (which put a week of one indicator's rows on
+    nearly every page of the table)."""
+    await _campaign_world(database)
+    conn = await asyncpg.connect(database)
+    try:
+        await counting.apply_events(conn, history())
+        async with conn.transaction():
+            await rollups.recount_days(conn, "c1")
+        query = "SELECT day, indicator, unit FROM subtree_days WHERE campaign_id = 'c1' ORDER BY "
+        stored = [tuple(r) for r in await conn.fetch(query + "ctid")]
+        assert len({day for day, _, _ in stored}) > 5
+        assert stored == [tuple(r) for r in await conn.fetch(query + "day, indicator, unit")]
+    finally:
+        await conn.close()
+
+
 async def test_live_reads_never_read_the_event_history(database: str) -> None:
     await _campaign_world(database)
     reader = await asyncpg.connect(database)
