@@ -78,6 +78,7 @@ from tiendo.board import repository as board
 from tiendo.board.campaign import Campaign
 from tiendo.board.figures import judge
 from tiendo.database import Connection, create_pool, spare_connection
+from tiendo.lifespan import set_startup_objects_aside
 
 Read = Callable[[Connection], Awaitable[object]]
 CLIENTS = 50
@@ -416,6 +417,9 @@ async def measure(
             assert campaign is not None
             named = await reads(conn, campaign, pool)
             stored = await storage(conn)
+        # this process serves the reads as the aggregator's API does, which sets its
+        # startup objects aside once started (`tiendo.lifespan.started`)
+        set_startup_objects_aside()
         results: dict[str, Any] = {
             "dataset": dataset,
             "storage": stored,

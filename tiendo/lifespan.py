@@ -1,6 +1,7 @@
 """What every service's lifespan does: wait for its dependencies, open what it needs, and
 close it all in reverse order on the way out (one AsyncExitStack, one teardown)."""
 
+import gc
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 
@@ -59,6 +60,26 @@ def start_loops(stack: AsyncExitStack, supervisor: Supervisor, loops: Sequence[L
     """Start the service's background loops under its supervisor; stopped first on exit."""
     supervisor.start(loops)
     stack.push_async_callback(supervisor.stop)
+
+
+def started(service: str, **fields: object) -> None:
+    """The service is up: it sets its startup objects aside (`set_startup_objects_aside`)
+    and says so (`<service>_started`, with how many objects it set aside)."""
+    log.info(f"{service}_started", frozen_objects=set_startup_objects_aside(), **fields)
+
+
+def set_startup_objects_aside() -> int:
+    """Set every object alive now aside from the garbage collector, after a collection
+    (so that no garbage is kept with them); what is created afterwards is collected as
+    before. How many objects are set aside.
+
+    A full collection walks every tracked object, and a read that builds ten thousand
+    rows (a leaderboard of every commune) triggers one or two: the aggregator holds about
+    120,000 objects once started, all of them for good (modules, the app, its routes), and
+    walking them took about a third of such a read (README, "Reads on a national tree")."""
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
 
 
 async def ping(pool: asyncpg.Pool) -> None:

@@ -40,7 +40,7 @@ from tiendo.identity.api import identity_routes
 from tiendo.identity.guard import Guard
 from tiendo.identity.model import Identity, Role
 from tiendo.kafka import TopicSpec, event_topics, reliable_producer
-from tiendo.lifespan import open_database, open_topics, ping, start_loops, teardown
+from tiendo.lifespan import open_database, open_topics, ping, start_loops, started, teardown
 from tiendo.logs import get_logger
 from tiendo.producers import ReplacedProducer
 from tiendo.web import (
@@ -130,7 +130,7 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
                     )
                 )
             start_loops(stack, supervisor, loops)
-            log.info("aggregator_started", port=settings.port)
+            started("aggregator", port=settings.port)
             yield
 
     async def _refresh_metrics(pool: asyncpg.Pool, beat: Beat) -> None:

@@ -21,7 +21,7 @@ from services.ingest.settings import IngestSettings
 from tiendo.background import Loop, Supervisor
 from tiendo.identity.guard import Guard
 from tiendo.kafka import ensure_topics, event_topics
-from tiendo.lifespan import open_database, start_loops, teardown
+from tiendo.lifespan import open_database, start_loops, started, teardown
 from tiendo.logs import get_logger
 from tiendo.startup import wait_for_kafka
 from tiendo.web import (
@@ -72,7 +72,7 @@ def create_app(settings: IngestSettings) -> FastAPI:
                     Loop("kafka", lambda beat: _run_kafka(settings, publisher)),
                 ],
             )
-            log.info("ingest_started", port=settings.port)
+            started("ingest", port=settings.port)
             yield
 
     app = FastAPI(

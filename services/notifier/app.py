@@ -52,7 +52,7 @@ from tiendo.identity.audit_api import audit_routes
 from tiendo.identity.guard import Guard
 from tiendo.identity.model import Identity, Role
 from tiendo.kafka import TopicSpec, start_whole
-from tiendo.lifespan import open_database, open_topics, ping, start_loops, teardown
+from tiendo.lifespan import open_database, open_topics, ping, start_loops, started, teardown
 from tiendo.logs import get_logger
 from tiendo.web import RequestIdMiddleware, add_ops_routes, install_problem_handlers
 
@@ -240,7 +240,7 @@ def create_app(
                     Loop("outbox", lambda beat: outbox.run()),
                 ],
             )
-            log.info("notifier_started", port=settings.port, replica=outbox.replica)
+            started("notifier", port=settings.port, replica=outbox.replica)
             yield
 
     app = FastAPI(
