@@ -134,9 +134,9 @@ async def acknowledged(futures: Sequence["asyncio.Future[object]"], within: floa
         return
     # (not asyncio.timeout around a gather: it would cancel the producer's own futures)
     done, pending = await asyncio.wait(futures, timeout=within)
-    for future in done:
-        error = future.exception()
-        if error is not None:
-            raise error
+    # every failure retrieved (asyncio logs each one left unread), the first raised
+    errors = [e for e in (f.exception() for f in done) if e is not None]
+    if errors:
+        raise errors[0]
     if pending:
         raise KafkaTimeoutError(f"{len(pending)} of {len(futures)} not acknowledged in {within} s")
