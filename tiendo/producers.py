@@ -11,7 +11,7 @@ can wait for good. Ingest retires its producer after any failed publish
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
@@ -106,6 +106,16 @@ class ReplacedProducer:
                     raise
                 self._producer = producer
             return self._producer
+
+    @contextlib.asynccontextmanager
+    async def sending(self) -> AsyncIterator[AIOKafkaProducer]:
+        """The producer to send with; retired if the block raises a KafkaError (raised on)."""
+        producer = await self.get()
+        try:
+            yield producer
+        except KafkaError as exc:
+            self.retire(producer, exc)
+            raise
 
     def retire(self, producer: AIOKafkaProducer, error: BaseException) -> None:
         """`producer` failed a send: the next `get` starts another (once per producer)."""

@@ -368,8 +368,9 @@ class Applier:
         # Into the topic first (acknowledged), then recorded with the offsets: a crash in
         # between can repeat a dead letter but never lose one.
         topic = self._settings.topic_dead_letters
-        producer = await self._producers.get()
-        try:
+        # (a failure fails the batch's transaction, retried by a fresh producer: one that
+        # failed may refuse every later batch)
+        async with self._producers.sending() as producer:
             futures = [
                 await producer.send(
                     topic,
@@ -383,11 +384,6 @@ class Applier:
                 for d in dead
             ]
             await acknowledged(futures, PUBLISH_TIMEOUT)
-        except KafkaError as exc:
-            # the batch's transaction fails and is retried, by a fresh producer: one that
-            # failed may refuse every later batch
-            self._producers.retire(producer, exc)
-            raise
         for d in dead:
             await position_sql.save_dead_letter(conn, self._settings.topic_events, d)
             self._metrics.dead_letters.labels(_kind(d)).inc()
@@ -403,24 +399,19 @@ class Applier:
         async with self._pool.acquire() as conn:
             campaigns = await feed.load_campaigns(conn, self._guard.ids)
         try:
-            producer = await self._producers.get()
-        except KafkaError as exc:
-            log.warning("progress_publish_failed", error=repr(exc), rows=len(counters))
-            return
-        try:
-            await feed.publish(
-                producer,
-                self._settings.topic_progress,
-                counters,
-                campaigns,
-                computed_at,
-                ack_within=PUBLISH_TIMEOUT,
-            )
+            async with self._producers.sending() as producer:
+                await feed.publish(
+                    producer,
+                    self._settings.topic_progress,
+                    counters,
+                    campaigns,
+                    computed_at,
+                    ack_within=PUBLISH_TIMEOUT,
+                )
         except KafkaError as exc:
             # The counters are committed; the notifier's full pass repairs a missed update,
             # and a fresh producer sends the next (one that failed may refuse every later one).
             log.warning("progress_publish_failed", error=repr(exc), rows=len(counters))
-            self._producers.retire(producer, exc)
 
 
 async def republish_all(

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from services.aggregator import admin
 from services.aggregator.consumer import Applier, InFlight, fetch, republish_all
@@ -25,7 +25,7 @@ from services.aggregator.repository import recount as recount_sql
 from services.aggregator.repository import reference as reference_sql
 from services.aggregator.settings import AggregatorSettings
 from tiendo.clock import SystemClock
-from tiendo.kafka import TopicSpec, ensure_topics, event_topics
+from tiendo.kafka import TopicSpec, ensure_topics, event_topics, reliable_producer
 from tiendo.logs import get_logger
 from tiendo.producers import ReplacedProducer
 
@@ -69,9 +69,7 @@ async def rebuild(settings: AggregatorSettings, since: datetime | None = None) -
     )
     pool = await asyncpg.create_pool(settings.database_url, min_size=2, max_size=4)
     producers = ReplacedProducer(
-        lambda: AIOKafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True
-        )
+        lambda: reliable_producer(settings.kafka_bootstrap, client_id="tiendo-rebuild")
     )
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap,

@@ -38,33 +38,36 @@ SELECT_TARGETED = (
 SELECT_EVERY_COUNTER = _COUNTERS + "WHERE p.campaign_id = $1 ORDER BY p.indicator, p.unit"
 # The day rollups (`tiendo.counting.rollups`) from a day on: the changes of the later days
 # and of that day itself, per (indicator, unit). A week of rows per key at most.
-SELECT_CHANGES_FROM = """
-SELECT indicator, unit,
-       coalesce(sum(change) FILTER (WHERE day > $4), 0)::bigint AS after,
-       coalesce(sum(change) FILTER (WHERE day = $4), 0)::bigint AS on_day
-FROM subtree_days
--- `= ANY` of a custom plan (`fetch_planned_each_time`): the codes are a constant the
--- executor hashes, and the rows are summed in a hash table; joined with the codes' unnest
--- the plan sorted a week of the units' rows by code (a leaderboard's ten thousand: 110
--- instead of 75 ms)
-WHERE campaign_id = $1 AND indicator = ANY ($2::text[]) AND day >= $4 AND unit = ANY ($3::text[])
-GROUP BY 1, 2
-"""
-# One row per unit, its days latest first as days after $4: a leaderboard asks for ten
-# thousand units of twenty days each, and one record (or date) per (unit, day) was most of
-# its decoding, on the event loop
-# The same of every unit of a level (every version of that level: more codes than a
-# leaderboard ranks, never fewer), read without waiting for the level's counters to name
-# them: a live leaderboard reads both at once (`tiendo.board.movement.ranking`).
-SELECT_CHANGES_FROM_LEVEL = """
+_CHANGES_FROM_DAY = """
 SELECT d.indicator, d.unit,
        coalesce(sum(d.change) FILTER (WHERE d.day > $4), 0)::bigint AS after,
        coalesce(sum(d.change) FILTER (WHERE d.day = $4), 0)::bigint AS on_day
 FROM subtree_days d
-JOIN units u ON u.code = d.unit
+"""
+SELECT_CHANGES_FROM = (
+    _CHANGES_FROM_DAY
+    + """-- `= ANY` of a custom plan (`fetch_planned_each_time`): the codes are a constant the
+-- executor hashes, and the rows are summed in a hash table; joined with the codes' unnest
+-- the plan sorted a week of the units' rows by code (a leaderboard's ten thousand: 110
+-- instead of 75 ms)
+WHERE d.campaign_id = $1 AND d.indicator = ANY ($2::text[]) AND d.day >= $4
+  AND d.unit = ANY ($3::text[])
+GROUP BY 1, 2
+"""
+)
+# The same of every unit of a level (every version of that level: more codes than a
+# leaderboard ranks, never fewer), read without waiting for the level's counters to name
+# them: a live leaderboard reads both at once (`tiendo.board.movement.ranking`).
+SELECT_CHANGES_FROM_LEVEL = (
+    _CHANGES_FROM_DAY
+    + """JOIN units u ON u.code = d.unit
 WHERE d.campaign_id = $1 AND d.indicator = ANY ($2::text[]) AND d.day >= $4 AND u.level = $3
 GROUP BY 1, 2
 """
+)
+# One row per unit, its days latest first as days after $4: a leaderboard asks for ten
+# thousand units of twenty days each, and one record (or date) per (unit, day) was most of
+# its decoding, on the event loop
 SELECT_DAY_CHANGES = """
 SELECT unit, array_agg(day - $4 ORDER BY day DESC) AS days,
        array_agg(change ORDER BY day DESC) AS changes
@@ -226,7 +229,7 @@ async def changes_from(
     rows = await fetch_planned_each_time(
         conn, SELECT_CHANGES_FROM, campaign_id, list(indicators), list(codes), day
     )
-    return {(r[0], r[1]): (r[2], r[3]) for r in rows}
+    return _changes(rows)
 
 
 async def changes_from_level(
@@ -234,6 +237,10 @@ async def changes_from_level(
 ) -> dict[tuple[str, str], tuple[int, int]]:
     """`changes_from` of every unit of `level`."""
     rows = await conn.fetch(SELECT_CHANGES_FROM_LEVEL, campaign_id, list(indicators), level, day)
+    return _changes(rows)
+
+
+def _changes(rows: Sequence[asyncpg.Record]) -> dict[tuple[str, str], tuple[int, int]]:
     return {(r[0], r[1]): (r[2], r[3]) for r in rows}
 
 
