@@ -4,8 +4,6 @@ and the updates it gave up on still reach the topic once the broker answers agai
 producer that failed is replaced (tiendo.producers.ReplacedProducer)."""
 
 import asyncio
-import os
-import signal
 import time
 from datetime import UTC, datetime
 
@@ -16,6 +14,7 @@ from aiokafka.errors import KafkaError, KafkaTimeoutError
 
 from devtools.localstack import KafkaBroker
 from services.aggregator import feed
+from tests.support.pausing import paused
 from tests.support.stack import Topics
 from tests.support.world import build_world
 from tiendo.events import unit_progress
@@ -43,16 +42,13 @@ async def test_an_unanswered_publish_gives_up_in_time_and_its_updates_still_arri
     try:
         # connected and acknowledged while the broker answers
         await feed.publish(producer, topics.progress, counters, campaigns, first, ack_within=30)
-        os.kill(kafka.process.pid, signal.SIGSTOP)
-        try:
+        with paused(kafka.process.pid):
             started = time.monotonic()
             with pytest.raises(KafkaTimeoutError):
                 await feed.publish(
                     producer, topics.progress, counters, campaigns, second, ack_within=1.0
                 )
             assert time.monotonic() - started < 10
-        finally:
-            os.kill(kafka.process.pid, signal.SIGCONT)
         await producer.flush()
     finally:
         await producer.stop()
