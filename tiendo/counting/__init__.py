@@ -144,9 +144,10 @@ async def apply(
         await conn.execute(rules.MARK_SUBJECT_DUPLICATES)
         await conn.execute(rules.UPSERT_SUBJECT_WINNERS)
     await conn.execute(rules.SELECT_APPLIED, list(unusable))
-    await conn.execute(batch.GROUP_KEYS)
     await conn.execute(batch.ENSURE_PROGRESS_ROWS)
-    await conn.execute(batch.SELECT_KEYS)
+    await conn.execute(batch.GROUP_KEYS)
+    if await conn.fetchval(batch.ANALYZE_WORTH):
+        await conn.execute(batch.ANALYZE_BATCH)
     await conn.execute(rules.UPDATE_SNAPSHOTS)
     await conn.execute(rules.UPDATE_INCREMENTS)
     await conn.execute(rules.RECOUNT_AFTER_SNAPSHOT)

@@ -247,33 +247,16 @@ SELECT kafka_partition, kafka_offset, event_id, unit, indicator, '{CONFLICT}' AS
 FROM repeats WHERE conflict
 """
 
-# Every (campaign, unit, indicator) the batch touches, once; the later statements work on
-# these few keys rather than on every applied event. With each key, where its figures land
-# on its campaign's tree and that unit's ancestors (`lineage`, the units its changes are
-# spread to): looked up once per key here instead of once per key and day by each rollup.
-# A version carried by shares has no anchor: a null lineage, spread nowhere (its campaign
-# is recounted, see BATCH_HAS_SHARED).
-GROUP_KEYS = f"""
-INSERT INTO batch_keys (campaign_id, unit, indicator, resnapped, last_at, lineage)
-SELECT g.campaign_id, g.unit, g.indicator, false, g.last_at,
-       -- two primary-key look-ups per key, whatever the planner guesses of the batch
-       (SELECT u.ancestors || u.code
-        FROM unit_anchors a JOIN units u ON u.code = a.anchor
-        WHERE a.tree_at = {TREE_AT} AND a.unit = g.unit)
-FROM (
-    SELECT campaign_id, unit, indicator, max(occurred_at) FILTER (WHERE NOT adjustment) AS last_at
-    FROM batch_applied
-    GROUP BY 1, 2, 3
-) g
-JOIN campaigns c ON c.id = g.campaign_id
-"""
-
-# Rows normally exist since the campaign was planned; a unit added later gets one here.
+# Rows normally exist since the campaign was planned; a key of a unit added later gets one
+# here, before `GROUP_KEYS` locks them. (Each key's target is looked up only where its row
+# is missing: joined, the planner read the whole of `targets` for a batch of a thousand.)
 ENSURE_PROGRESS_ROWS = """
 INSERT INTO progress (campaign_id, unit, indicator, own_baseline)
-SELECT k.campaign_id, k.unit, k.indicator, coalesce(t.baseline, 0)
-FROM batch_keys k
-LEFT JOIN targets t USING (campaign_id, unit, indicator)
+SELECT k.campaign_id, k.unit, k.indicator,
+       coalesce((SELECT t.baseline FROM targets t
+                 WHERE t.campaign_id = k.campaign_id AND t.unit = k.unit
+                   AND t.indicator = k.indicator), 0)
+FROM (SELECT DISTINCT campaign_id, unit, indicator FROM batch_applied) k
 WHERE NOT EXISTS (SELECT 1 FROM progress p
                   WHERE p.campaign_id = k.campaign_id AND p.unit = k.unit
                     AND p.indicator = k.indicator)
@@ -281,20 +264,53 @@ ORDER BY 1, 2, 3
 ON CONFLICT DO NOTHING
 """
 
-
-# Lock the touched rows (in a fixed order: replicas cannot deadlock) and remember each
-# key's own value and snapshot time before the batch, to spread the difference.
-SELECT_KEYS = f"""
-WITH locked AS (
-    SELECT p.campaign_id, p.unit, p.indicator, p.snap_at, {OWN_VALUE} AS own
+# Every (campaign, unit, indicator) the batch touches, once; the later statements work on
+# these few keys rather than on every applied event. Each key's counter row is locked (in
+# a fixed order: replicas cannot deadlock) and its own value and snapshot time before the
+# batch kept, to spread the difference. With each key, where its figures land on its
+# campaign's tree and that unit's ancestors (`lineage`, the units its changes are spread
+# to): looked up once per key here instead of once per key and day by each rollup. A
+# version carried by shares has no anchor: a null lineage, spread nowhere (its campaign is
+# recounted, see BATCH_HAS_SHARED). One insert, no update of the keys after it: an update
+# of every row left the temporary table twice its size, and the planner, which knows such
+# a table only by its size, then read the whole of `progress` for the spread of a thousand
+# keys rather than look each up.
+GROUP_KEYS = f"""
+WITH g AS (
+    SELECT campaign_id, unit, indicator, max(occurred_at) FILTER (WHERE NOT adjustment) AS last_at
+    FROM batch_applied
+    GROUP BY 1, 2, 3
+), locked AS (
+    SELECT p.campaign_id, p.unit, p.indicator, p.snap_at, {OWN_VALUE} AS own, g.last_at
     FROM progress p
-    JOIN batch_keys k USING (campaign_id, unit, indicator)
+    JOIN g USING (campaign_id, unit, indicator)
     ORDER BY 1, 2, 3
     FOR UPDATE OF p
 )
-UPDATE batch_keys k SET old_own = l.own, snap_at = l.snap_at
+INSERT INTO batch_keys (campaign_id, unit, indicator, old_own, snap_at, resnapped, last_at, lineage)
+SELECT l.campaign_id, l.unit, l.indicator, l.own, l.snap_at, false, l.last_at,
+       -- two primary-key look-ups per key, whatever the planner guesses of the batch
+       (SELECT u.ancestors || u.code
+        FROM unit_anchors a JOIN units u ON u.code = a.anchor
+        WHERE a.tree_at = {TREE_AT} AND a.unit = l.unit)
 FROM locked l
-WHERE k.campaign_id = l.campaign_id AND k.unit = l.unit AND k.indicator = l.indicator
+JOIN campaigns c ON c.id = l.campaign_id
+"""
+
+
+# The staging tables are temporary, so autovacuum never gives the planner their sizes, only
+# their pages: a backlog's batch (20,000 events) then had its (key, day) rows sorted and
+# looked up one by one instead of hashed (the keys), and grouped by sorting 20,000 and then
+# 40,000 rows instead of hashing them (the applied events: 35 ms of the day rollups' 190),
+# and the spread of 5,000 keys looked each up rather than read `progress` once. Analyzed
+# once the keys are in, for large batches only: on a live batch of 1,000 events the
+# analysis cost more (3 ms) than it saved, and there the pages tell the size well enough
+# (`GROUP_KEYS`). A sample of 3,000 rows (statistics target 10) is enough for the number
+# of groups and costs a third of the default's 30,000.
+ANALYZE_WORTH = "SELECT count(*) >= 5000 FROM batch_applied"
+ANALYZE_BATCH = """
+SET LOCAL default_statistics_target = 10;
+ANALYZE batch_keys, batch_applied
 """
 
 

@@ -212,24 +212,8 @@ ORDER BY 4, 3, 2
 )
 
 
-# The staging tables are temporary, so autovacuum never gives the planner their sizes:
-# without them, a backlog's batch (20,000 events) had its (key, day) rows sorted and
-# looked up one by one instead of hashed (the keys), and grouped by sorting 20,000 and then
-# 40,000 rows instead of hashing them (the applied events: 35 ms of the statement's
-# 190). For large batches only: on a live batch of 1,000 events the analysis cost more
-# (3 ms) than it saved. A sample of 3,000 rows (statistics target 10) is enough for the
-# number of groups and costs a third of the default's 30,000.
-ANALYZE_WORTH = "SELECT count(*) >= 5000 FROM batch_applied"
-ANALYZE_BATCH = """
-SET LOCAL default_statistics_target = 10;
-ANALYZE batch_keys, batch_applied
-"""
-
-
 async def apply_days(conn: Connection) -> None:
     """Add the applied batch's changes to the day rollups (inside `apply`'s transaction)."""
-    if await conn.fetchval(ANALYZE_WORTH):
-        await conn.execute(ANALYZE_BATCH)
     await conn.execute(APPLY_DAY_CHANGES)
 
 
