@@ -11,6 +11,7 @@ import json
 import os
 import platform
 import subprocess
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,11 +31,32 @@ def artifact(name: str, quick: bool) -> Path:
     return RESULTS / (f"quick-{name}" if quick else name)
 
 
+# A fixed piece of pure Python, timed before and after a run: this VM's core speed drifts
+# by half or more within a day on an idle box (4 December: a loop like this one, at a
+# module's top level, took 0.70-0.81 s in the morning and 0.93-1.9 s in the afternoon and
+# evening), and every figure and ceiling of a run moves with it, so two runs' figures
+# compare only beside their core speeds.
+CORE_SPEED_LOOP = 10_000_000
+
+
+def core_speed_seconds(rounds: int = 3) -> float:
+    """The best of `rounds` timings of `CORE_SPEED_LOOP` additions in a Python loop."""
+    best = float("inf")
+    for _ in range(rounds):
+        started = time.perf_counter()
+        total = 0
+        for i in range(CORE_SPEED_LOOP):
+            total += i
+        best = min(best, time.perf_counter() - started)
+    return round(best, 3)
+
+
 def snapshot() -> dict[str, Any]:
     """The box's conditions at the start of a run."""
     return {
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "load_average": [round(x, 2) for x in os.getloadavg()],
+        "core_speed_seconds": core_speed_seconds(),
     }
 
 
@@ -58,6 +80,9 @@ def machine(
         "memory_gb": round(psutil.virtual_memory().total / 2**30),
         "load_average_before": before["load_average"],
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        # (`CORE_SPEED_LOOP`; lower is faster)
+        "core_speed_seconds_before": before.get("core_speed_seconds"),
+        "core_speed_seconds_after": core_speed_seconds(),
         "versions": {
             "python": platform.python_version(),
             "platform": platform.platform(),
@@ -164,8 +189,19 @@ def conditions_line(results: dict[str, Any]) -> str:
         f" {m['started_at'].replace('T', ' ')[:16]} UTC, {round(m['total_seconds'] / 60)}"
         f" minutes in all, on {m['cpus']} cores and {m['memory_gb']} GiB (load average"
         f" 1/5/15 min {_loads(m['load_average_before'])} before,"
-        f" {_loads(m['load_average_after'])} after); Python {v['python']}{pg}{kafka},"
-        f" commit `{v.get('commit')}`."
+        f" {_loads(m['load_average_after'])} after{_core_speed(m)}); Python"
+        f" {v['python']}{pg}{kafka}, commit `{v.get('commit')}`."
+    )
+
+
+def _core_speed(m: dict[str, Any]) -> str:
+    """The run's core speed, where it was measured (runs before 4 December evening lack it)."""
+    before, after = m.get("core_speed_seconds_before"), m.get("core_speed_seconds_after")
+    if before is None or after is None:
+        return ""
+    return (
+        f"; a fixed Python loop of {CORE_SPEED_LOOP:,} additions took {before:.2f} s before"
+        f" and {after:.2f} s after, best of 3 (lower is faster)"
     )
 
 

@@ -66,3 +66,18 @@ def test_a_heavy_read_is_held_against_the_floor_of_what_it_reads() -> None:
     assert (judged["as_of_country"]["ratio"], judged["as_of_country"]["met"]) == (5, False)
     assert judged["leaderboard_communes"]["ratio"] == 2.9
     assert judged["leaderboard_communes"]["met"]
+
+
+def test_a_runs_conditions_carry_its_core_speed_where_it_was_measured() -> None:
+    """Two runs compare only beside their core speeds; a run from before the probe says
+    nothing of it rather than a guess."""
+    results = report.load()
+    assert results is not None
+    m = dict(results["machine"])
+    m.pop("core_speed_seconds_before", None)
+    m.pop("core_speed_seconds_after", None)
+    assert "Python loop" not in report.conditions_line({**results, "machine": m})
+    m |= {"core_speed_seconds_before": 0.48, "core_speed_seconds_after": 0.61}
+    line = report.conditions_line({**results, "machine": m})
+    assert "a fixed Python loop of 10,000,000 additions took 0.48 s before and 0.61 s after" in line
+    assert 0 < report.core_speed_seconds(rounds=1) < 60
