@@ -30,7 +30,7 @@ from tests.support.world import build_world
 from tiendo.board import days
 from tiendo.board import repository as board
 from tiendo.board.campaign import Campaign
-from tiendo.board.figures import Verdict, judge_many, ranked
+from tiendo.board.figures import LiveValues, Verdict, judge_many, ranked, values_now
 from tiendo.board.movement import day_ends, is_behind, movement_label, streaks
 from tiendo.board.repository import Counter
 from tiendo.counting import ValueAt
@@ -475,6 +475,34 @@ def test_judging_many_is_judging_each(
             thresholds=CAMPAIGN.thresholds,
         )
         assert fast[c.unit].progress == alone
+
+
+rolled_changes = st.dictionaries(
+    st.integers(0, 13).map(lambda i: f"u{i:02}"),
+    st.tuples(st.integers(-500, 500), st.integers(-500, 500)),  # after the day, on it
+)
+
+
+@given(units, moments, rolled_changes, st.floats(0.0, 1.0))
+def test_values_made_when_asked_are_the_values_made_at_once(
+    drawn: list[tuple[Any, ...]], at: datetime, changed: dict[str, tuple[int, int]], share: float
+) -> None:
+    """A live leaderboard's values now and a window ago are worked out only for the rows it
+    judges (`LiveValues`, `Rolled.values_when_asked`): the same as worked out for all."""
+    counters, _, _ = _counters(drawn)
+    live = LiveValues(counters)
+    assert dict(live) == {c.unit: ValueAt(c.value, c.last_event_at) for c in counters}
+    assert values_now(live) == {c.unit: c.value for c in counters}
+    assert "u99" not in live
+    rolled = days.Rolled({(INDICATOR, u): c for u, c in changed.items()}, share)
+    at_once = rolled.values(INDICATOR, values_now(live))
+    when_asked = rolled.values_when_asked(INDICATOR, values_now(live))
+    assert dict(when_asked) == at_once
+    assert len(when_asked) == len(at_once)
+    assert when_asked.get("u99", 0) == at_once.get("u99", 0) == 0
+    assert judge_many(CAMPAIGN, counters, live, when_asked, at) == judge_many(
+        CAMPAIGN, counters, dict(live), at_once, at
+    )
 
 
 changes = st.dictionaries(

@@ -10,7 +10,7 @@ and end (its part inside the campaign's window): a run rate over seven days move
 day's uneven hours changes by at most that day's share of the change over the window.
 """
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -82,6 +82,31 @@ class Rolled:
     def values(self, indicator: str, live: Mapping[str, int]) -> dict[str, int]:
         """Each unit's value at the moment from its live value (`live`: unit → value)."""
         return _values(indicator, live, self.changes, self.share)
+
+    def values_when_asked(self, indicator: str, live: Mapping[str, int]) -> "RolledValues":
+        """`values`, each worked out when it is looked up: a live leaderboard needs every
+        unit's value a run-rate window ago only for the rows it shows."""
+        return RolledValues(indicator, live, self)
+
+
+class RolledValues(Mapping[str, int]):
+    """`Rolled.values` as a mapping that works out a unit's value when it is looked up
+    (the same `value_at` of the same live value and changes)."""
+
+    __slots__ = ("_indicator", "_live", "_rolled")
+
+    def __init__(self, indicator: str, live: Mapping[str, int], rolled: Rolled) -> None:
+        self._indicator, self._live, self._rolled = indicator, live, rolled
+
+    def __getitem__(self, unit: str) -> int:
+        after, on_day = self._rolled.changes.get((self._indicator, unit), (0, 0))
+        return value_at(self._live[unit], after, on_day, self._rolled.share)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._live)
+
+    def __len__(self) -> int:
+        return len(self._live)
 
 
 async def rolled_at(

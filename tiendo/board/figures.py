@@ -5,7 +5,7 @@ Every reader judges through `judge` (some units of one indicator) or `judge_camp
 
 import asyncio
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -158,6 +158,38 @@ def judge_many(
     return out
 
 
+class LiveValues(Mapping[str, ValueAt]):
+    """Each counter's live value and last report, made when looked up: a live leaderboard
+    ranks ten thousand units by their values alone (`values_now`) and judges only the rows
+    it shows."""
+
+    __slots__ = ("_by_unit",)
+
+    def __init__(self, counters: Sequence[Counter]) -> None:
+        self._by_unit = {c.unit: c for c in counters}
+
+    def __getitem__(self, unit: str) -> ValueAt:
+        c = self._by_unit[unit]
+        return ValueAt(c.value, c.last_event_at)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._by_unit)
+
+    def __len__(self) -> int:
+        return len(self._by_unit)
+
+    def now(self) -> dict[str, int]:
+        """Each unit's value alone."""
+        return {unit: c.value for unit, c in self._by_unit.items()}
+
+
+def values_now(values: Mapping[str, ValueAt]) -> dict[str, int]:
+    """Each unit's value alone, of `values_of`'s values."""
+    if isinstance(values, LiveValues):
+        return values.now()
+    return {unit: v.value for unit, v in values.items()}
+
+
 async def values_of(
     conn: Connection,
     campaign: Campaign,
@@ -165,9 +197,9 @@ async def values_of(
     counters: Sequence[Counter],
     at: datetime,
     live: bool,
-) -> dict[str, ValueAt]:
+) -> Mapping[str, ValueAt]:
     if live:
-        return {c.unit: ValueAt(c.value, c.last_event_at) for c in counters}
+        return LiveValues(counters)
     return await repository.values_as_of(
         conn,
         campaign.id,

@@ -22,6 +22,7 @@ from tiendo.board.figures import (
     rank_keys,
     ranked,
     ranks,
+    values_now,
     values_of,
 )
 from tiendo.board.repository import Counter
@@ -276,10 +277,12 @@ async def ranking(
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await rolling
     targeted = [c for c in counters if c.target > 0]
+    now = values_now(values)
+    live_values = now if live else {c.unit: c.value for c in counters}
     previous: dict[str, int] = {}
     if ranked_then and live:
         assert previous_at is not None
-        then = rolled[-1].values(indicator, {c.unit: c.value for c in targeted})
+        then = rolled[-1].values(indicator, live_values)
         previous = await asyncio.to_thread(
             lambda: ranks(rank_keys(campaign, targeted, then, previous_at))
         )
@@ -288,9 +291,9 @@ async def ranking(
         # an `as_of` board's ranks then from the history
         before = await judge_counters(conn, campaign, indicator, targeted, previous_at, live=False)
         previous = ranks([rank_key(v) for v in before.values() if v.progress.target > 0])
-    live_values = {c.unit: c.value for c in counters}
-    ago = rolled[0].values(indicator, live_values) if window is not None else None
-    placed = await asyncio.to_thread(_placed, campaign, targeted, values, at, previous)
+    # a unit's value a window ago is its run rate's, which only the rows shown need
+    ago = rolled[0].values_when_asked(indicator, live_values) if window is not None else None
+    placed = await asyncio.to_thread(_placed, campaign, targeted, now, at, previous)
     return Ranking(placed, campaign, indicator, at, live, values, ago)
 
 
@@ -315,13 +318,12 @@ async def days_behind(
 def _placed(
     campaign: Campaign,
     targeted: Sequence[Counter],
-    values: Mapping[str, ValueAt],
+    now: Mapping[str, int],
     at: datetime,
     previous: Mapping[str, int],
 ) -> list[Placed]:
-    """The counters with a target in rank order at `at` (`values`: theirs then), each
-    with its rank then (`previous`)."""
-    now = {c.unit: values[c.unit].value if c.unit in values else 0 for c in targeted}
+    """The counters with a target in rank order at `at` (`now`: their values then; a unit
+    missing has 0), each with its rank then (`previous`)."""
     by_unit = {c.unit: c for c in targeted}
     order = sorted(rank_keys(campaign, targeted, now, at))
     return [
