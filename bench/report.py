@@ -31,11 +31,13 @@ def artifact(name: str, quick: bool) -> Path:
     return RESULTS / (f"quick-{name}" if quick else name)
 
 
-# A fixed piece of pure Python, timed before and after a run: this VM's core speed drifts
-# by half or more within a day on an idle box (4 December: a loop like this one, at a
-# module's top level, took 0.70-0.81 s in the morning and 0.93-1.9 s in the afternoon and
-# evening), and every figure and ceiling of a run moves with it, so two runs' figures
-# compare only beside their core speeds.
+# A fixed piece of pure Python, timed before and after a run: one core's speed, which on
+# this VM drifts by half or more within a day on an idle box (4 December: a loop like this
+# one, at a module's top level, took 0.70-0.81 s in the morning and 0.93-1.9 s in the
+# afternoon and evening). It is one of a run's conditions, beside the ceilings: these
+# measure the broker, the network and the disk, which need not drift with it (that
+# evening the loop here took 0.42 s before and after a run whose Kafka ceilings were half
+# the morning's).
 CORE_SPEED_LOOP = 10_000_000
 
 
