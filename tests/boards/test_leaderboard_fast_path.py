@@ -30,7 +30,7 @@ from tests.support.world import build_world
 from tiendo.board import days
 from tiendo.board import repository as board
 from tiendo.board.campaign import Campaign
-from tiendo.board.figures import LiveValues, Verdict, judge_many, ranked, values_now
+from tiendo.board.figures import LiveValues, Verdict, judge_many, ranked
 from tiendo.board.movement import day_ends, is_behind, movement_label, streaks
 from tiendo.board.repository import Counter
 from tiendo.counting import ValueAt
@@ -492,11 +492,11 @@ def test_values_made_when_asked_are_the_values_made_at_once(
     counters, _, _ = _counters(drawn)
     live = LiveValues(counters)
     assert dict(live) == {c.unit: ValueAt(c.value, c.last_event_at) for c in counters}
-    assert values_now(live) == {c.unit: c.value for c in counters}
     assert "u99" not in live
     rolled = days.Rolled({(INDICATOR, u): c for u, c in changed.items()}, share)
-    at_once = rolled.values(INDICATOR, values_now(live))
-    when_asked = rolled.values_when_asked(INDICATOR, values_now(live))
+    now = {c.unit: c.value for c in counters}
+    at_once = rolled.values(INDICATOR, now)
+    when_asked = rolled.values_when_asked(INDICATOR, now)
     assert dict(when_asked) == at_once
     assert len(when_asked) == len(at_once)
     assert when_asked.get("u99", 0) == at_once.get("u99", 0) == 0

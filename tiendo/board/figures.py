@@ -160,8 +160,7 @@ def judge_many(
 
 class LiveValues(Mapping[str, ValueAt]):
     """Each counter's live value and last report, made when looked up: a live leaderboard
-    ranks ten thousand units by their values alone (`values_now`) and judges only the rows
-    it shows."""
+    ranks ten thousand units by their values alone and judges only the rows it shows."""
 
     __slots__ = ("_by_unit",)
 
@@ -177,17 +176,6 @@ class LiveValues(Mapping[str, ValueAt]):
 
     def __len__(self) -> int:
         return len(self._by_unit)
-
-    def now(self) -> dict[str, int]:
-        """Each unit's value alone."""
-        return {unit: c.value for unit, c in self._by_unit.items()}
-
-
-def values_now(values: Mapping[str, ValueAt]) -> dict[str, int]:
-    """Each unit's value alone, of `values_of`'s values."""
-    if isinstance(values, LiveValues):
-        return values.now()
-    return {unit: v.value for unit, v in values.items()}
 
 
 async def values_of(

@@ -22,7 +22,6 @@ from tiendo.board.figures import (
     rank_keys,
     ranked,
     ranks,
-    values_now,
     values_of,
 )
 from tiendo.board.repository import Counter
@@ -277,8 +276,8 @@ async def ranking(
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await rolling
     targeted = [c for c in counters if c.target > 0]
-    now = values_now(values)
-    live_values = now if live else {c.unit: c.value for c in counters}
+    live_values = {c.unit: c.value for c in counters}
+    now = live_values if live else {unit: v.value for unit, v in values.items()}
     previous: dict[str, int] = {}
     if ranked_then and live:
         assert previous_at is not None
