@@ -372,6 +372,28 @@ async def test_the_fast_leaderboard_equals_the_straightforward_one(database: str
     assert max(d for _, d in seen) > 5
 
 
+async def test_a_counters_row_reads_as_its_counter(database: str) -> None:
+    """A ranking reads `CounterRow`s by name and makes counters of the rows it judges: each
+    column it reads, and the counter made, are those `counters_at_level` reads (a baseline,
+    a unit's own deadline, silent units and one without a target among them)."""
+    await _world(database)
+    conn = await asyncpg.connect(database)
+    try:
+        for level in (1, 2, 3, 4):
+            rows = await board.counter_rows_at_level(conn, "c1", INDICATOR, level)
+            counters = await board.counters_at_level(conn, "c1", INDICATOR, level)
+            assert rows
+            assert [r.as_counter() for r in rows] == counters
+            for r, c in zip(rows, counters, strict=True):
+                read = (r.unit, r.value, r.baseline, r.target, r.deadline, r.last_event_at)
+                assert read == (c.unit, c.value, c.baseline, c.target, c.deadline, c.last_event_at)
+        seen = await board.counters_at_level(conn, "c1", INDICATOR, 3)
+        assert {c.baseline for c in seen} != {0}
+        assert any(c.deadline for c in seen)
+    finally:
+        await conn.close()
+
+
 async def test_a_readers_pages_are_the_whole_boards_rows(
     database: str, kafka: KafkaBroker, topics: Topics
 ) -> None:

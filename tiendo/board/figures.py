@@ -12,7 +12,7 @@ from datetime import datetime
 from tiendo import counting
 from tiendo.board import days, repository
 from tiendo.board.campaign import Campaign
-from tiendo.board.repository import Counter, Place
+from tiendo.board.repository import Counter, Place, Ranked
 from tiendo.board.window import WindowValues
 from tiendo.counting import ValueAt
 from tiendo.database import Connection
@@ -120,7 +120,7 @@ def moments_at(campaign: Campaign, at: datetime) -> Callable[[datetime | None], 
 
 
 def rank_keys(
-    campaign: Campaign, counters: Sequence[Counter], values: Mapping[str, int], at: datetime
+    campaign: Campaign, counters: Sequence[Ranked], values: Mapping[str, int], at: datetime
 ) -> list[tuple[float, float, str]]:
     """`rank_order` of each counter judged at `at` with its value then (`values`; a unit
     missing has 0): what `judge_many` would rank them by, without the figures a rank does
@@ -164,7 +164,7 @@ class LiveValues(Mapping[str, ValueAt]):
 
     __slots__ = ("_by_unit",)
 
-    def __init__(self, counters: Sequence[Counter]) -> None:
+    def __init__(self, counters: Sequence[Ranked]) -> None:
         self._by_unit = {c.unit: c for c in counters}
 
     def __getitem__(self, unit: str) -> ValueAt:
@@ -182,7 +182,7 @@ async def values_of(
     conn: Connection,
     campaign: Campaign,
     indicator: str,
-    counters: Sequence[Counter],
+    counters: Sequence[Ranked],
     at: datetime,
     live: bool,
 ) -> Mapping[str, ValueAt]:

@@ -24,7 +24,7 @@ from tiendo.board.figures import (
     ranks,
     values_of,
 )
-from tiendo.board.repository import Counter
+from tiendo.board.repository import Ranked
 from tiendo.counting import ValueAt
 from tiendo.database import Connection
 from tiendo.pace import plan_fraction, planned, run_rate_window
@@ -168,7 +168,7 @@ class Placed:
     """A unit's place in a ranking; its figures are judged when shown (`Ranking.standings`)."""
 
     rank: int
-    counter: Counter
+    counter: Ranked  # made a `Counter` when judged
     previous_rank: int | None
 
     @property
@@ -196,7 +196,11 @@ class Ranking:
     ) -> list[Standing]:
         """The rows `placed` judged (`judge_many`), with their days behind (missing: 0)."""
         judged = judge_many(
-            self.campaign, [p.counter for p in placed], self.values, self.ago, self.at
+            self.campaign,
+            [p.counter.as_counter() for p in placed],
+            self.values,
+            self.ago,
+            self.at,
         )
         streak = days_behind or {}
         return [
@@ -259,25 +263,38 @@ async def ranking(
         if live and beside is not None and plan is None
         else None
     )
+    ordering: asyncio.Future[list[tuple[float, float, str]]] | None = None
     try:
-        counters = repository.on_plan(
-            await repository.counters_at_level(conn, campaign.id, indicator, level), plan
+        rows = await repository.counter_rows_at_level(conn, campaign.id, indicator, level)
+        # an earlier tree's plan is set on counters; otherwise rows are ranked as read, and
+        # made counters for the rows judged only
+        counters: Sequence[Ranked] = (
+            rows if plan is None else repository.on_plan([r.as_counter() for r in rows], plan)
         )
         # `as_of`: the values then from the history; live: the counters'
         values = await values_of(conn, campaign, indicator, counters, at, live)
+        targeted = [c for c in counters if c.target > 0]
+        live_values = {c.unit: c.value for c in counters}
+        now = live_values if live else {unit: v.value for unit, v in values.items()}
+        # ordered now while the day rollups are still being read `beside` (a live board's
+        # rollups take longer than its counters): only the ranks then wait for them
+        ordering = asyncio.ensure_future(
+            asyncio.to_thread(rank_order_of, campaign, targeted, now, at)
+        )
         rolled = await (
             rolling
             if rolling is not None
             else days.rolled_at(conn, campaign, indicator, [c.unit for c in counters], moments)
         )
+    except BaseException:
+        if ordering is not None:
+            ordering.cancel()  # a read failed: the order is not waited for
+        raise
     finally:
         if rolling is not None and not rolling.done():
             rolling.cancel()  # the counters' read failed: the other is not waited for
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await rolling
-    targeted = [c for c in counters if c.target > 0]
-    live_values = {c.unit: c.value for c in counters}
-    now = live_values if live else {unit: v.value for unit, v in values.items()}
     previous: dict[str, int] = {}
     if ranked_then and live:
         assert previous_at is not None
@@ -288,11 +305,12 @@ async def ranking(
     elif ranked_then:
         assert previous_at is not None
         # an `as_of` board's ranks then from the history
-        before = await judge_counters(conn, campaign, indicator, targeted, previous_at, live=False)
+        judged = [c.as_counter() for c in targeted]
+        before = await judge_counters(conn, campaign, indicator, judged, previous_at, live=False)
         previous = ranks([rank_key(v) for v in before.values() if v.progress.target > 0])
     # a unit's value a window ago is its run rate's, which only the rows shown need
     ago = rolled[0].values_when_asked(indicator, live_values) if window is not None else None
-    placed = await asyncio.to_thread(_placed, campaign, targeted, now, at, previous)
+    placed = await asyncio.to_thread(_placed, targeted, await ordering, previous)
     return Ranking(placed, campaign, indicator, at, live, values, ago)
 
 
@@ -314,17 +332,22 @@ async def days_behind(
     return await asyncio.to_thread(streaks, campaign, behind, ends, current, changes)
 
 
+def rank_order_of(
+    campaign: Campaign, targeted: Sequence[Ranked], now: Mapping[str, int], at: datetime
+) -> list[tuple[float, float, str]]:
+    """The rank keys (`rank_keys`) of the counters with a target at `at`, best first (`now`:
+    their values then; a unit missing has 0)."""
+    return sorted(rank_keys(campaign, targeted, now, at))
+
+
 def _placed(
-    campaign: Campaign,
-    targeted: Sequence[Counter],
-    now: Mapping[str, int],
-    at: datetime,
+    targeted: Sequence[Ranked],
+    order: Sequence[tuple[float, float, str]],
     previous: Mapping[str, int],
 ) -> list[Placed]:
-    """The counters with a target in rank order at `at` (`now`: their values then; a unit
-    missing has 0), each with its rank then (`previous`)."""
+    """The counters in rank order (`order`: `rank_order_of`), each with its rank then
+    (`previous`)."""
     by_unit = {c.unit: c for c in targeted}
-    order = sorted(rank_keys(campaign, targeted, now, at))
     return [
         Placed(rank, by_unit[key[2]], previous.get(key[2]))
         for rank, key in enumerate(order, start=1)
