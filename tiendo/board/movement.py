@@ -278,9 +278,7 @@ async def ranking(
         now = live_values if live else {unit: v.value for unit, v in values.items()}
         # ordered now while the day rollups are still being read `beside` (a live board's
         # rollups take longer than its counters): only the ranks then wait for them
-        ordering = asyncio.ensure_future(
-            asyncio.to_thread(rank_order_of, campaign, targeted, now, at)
-        )
+        ordering = asyncio.ensure_future(asyncio.to_thread(_ordered, campaign, targeted, now, at))
         rolled = await (
             rolling
             if rolling is not None
@@ -332,7 +330,7 @@ async def days_behind(
     return await asyncio.to_thread(streaks, campaign, behind, ends, current, changes)
 
 
-def rank_order_of(
+def _ordered(
     campaign: Campaign, targeted: Sequence[Ranked], now: Mapping[str, int], at: datetime
 ) -> list[tuple[float, float, str]]:
     """The rank keys (`rank_keys`) of the counters with a target at `at`, best first (`now`:
@@ -345,7 +343,7 @@ def _placed(
     order: Sequence[tuple[float, float, str]],
     previous: Mapping[str, int],
 ) -> list[Placed]:
-    """The counters in rank order (`order`: `rank_order_of`), each with its rank then
+    """The counters in rank order (`order`: `_ordered`), each with its rank then
     (`previous`)."""
     by_unit = {c.unit: c for c in targeted}
     return [

@@ -80,8 +80,10 @@ class ValueAt:
 
 # -- apply: the live counters ------------------------------------------------------------
 async def prepare(conn: Connection) -> None:
-    """Create this connection's staging tables (once per connection)."""
-    await conn.execute(batch.CREATE_STAGING)
+    """Create this connection's staging tables, unless it has them (dropped with a rolled
+    back transaction that created them, they are created again)."""
+    if not await conn.fetchval(batch.HAS_STAGING):
+        await conn.execute(batch.CREATE_STAGING)
 
 
 async def lock_apply(conn: Connection) -> None:
