@@ -59,14 +59,17 @@ GROUP BY 1, 2
 )
 # The same of every unit of a level (every version of that level: more codes than a
 # leaderboard ranks, never fewer), read without waiting for the level's counters to name
-# them: a live leaderboard reads both at once (`tiendo.board.movement.ranking`).
-SELECT_CHANGES_FROM_LEVEL = (
-    _CHANGES_FROM_DAY
-    + """JOIN units u ON u.code = d.unit
-WHERE d.campaign_id = $1 AND d.indicator = ANY ($2::text[]) AND d.day >= $4 AND u.level = $3
+# them: a live leaderboard reads both at once (`tiendo.board.movement.ranking`). Summed
+# before the join: the communes are nearly all the rows, and joining their 10,000 sums
+# to the level took 57 ms where joining the 81,000 rows took 68 (the kept 10 M dataset).
+SELECT_CHANGES_FROM_LEVEL = f"""
+SELECT d.* FROM (
+{_CHANGES_FROM_DAY}WHERE d.campaign_id = $1 AND d.indicator = ANY ($2::text[]) AND d.day >= $4
 GROUP BY 1, 2
+) d
+JOIN units u ON u.code = d.unit
+WHERE u.level = $3
 """
-)
 # One row per unit, its days latest first as days after $4: a leaderboard asks for ten
 # thousand units of twenty days each, and one record (or date) per (unit, day) was most of
 # its decoding, on the event loop
