@@ -230,15 +230,17 @@ async def counters_of(
 async def counters_at_level(
     conn: Connection, campaign_id: str, indicator: str, level: int
 ) -> list[Counter]:
-    """The counters of every unit of a level (a leaderboard: no list of codes to send)."""
-    rows = await conn.fetch(SELECT_COUNTERS_AT_LEVEL, campaign_id, indicator, level)
-    return _counters(rows)
+    """The counters of every unit of a level, each made now (`counter_rows_at_level`)."""
+    return [
+        r.as_counter() for r in await counter_rows_at_level(conn, campaign_id, indicator, level)
+    ]
 
 
 async def counter_rows_at_level(
     conn: Connection, campaign_id: str, indicator: str, level: int
 ) -> list[CounterRow]:
-    """`counters_at_level`, each row made a `Counter` when one is judged (`CounterRow`)."""
+    """The counters' rows of every unit of a level (a leaderboard: no list of codes to
+    send), each made a `Counter` when one is judged (`CounterRow`)."""
     rows = await conn.fetch(
         SELECT_COUNTERS_AT_LEVEL, campaign_id, indicator, level, record_class=CounterRow
     )
