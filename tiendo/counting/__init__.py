@@ -151,7 +151,6 @@ async def apply(
     if await conn.fetchval(batch.ANALYZE_WORTH):
         await conn.execute(batch.ANALYZE_BATCH)
     await conn.execute(rules.UPDATE_SNAPSHOTS)
-    await conn.execute(rules.UPDATE_INCREMENTS)
     await conn.execute(rules.RECOUNT_AFTER_SNAPSHOT)
     changed = list(await conn.fetch(batch.SPREAD))
     await rollups.apply_days(conn)

@@ -5,7 +5,7 @@ The rules themselves (what counts and how) are not here."""
 from typing import Any
 
 from tiendo.counting.content import content_hash
-from tiendo.counting.rules import OWN_VALUE
+from tiendo.counting.rules import BATCH_INCREMENTS, OWN_VALUE
 from tiendo.event import Event
 
 # Applying and re-planning (an admin change) both touch `value`; re-planning recomputes it
@@ -323,32 +323,48 @@ ANALYZE batch_keys, batch_applied
 # unit's ancestors (the rollup): the key's `lineage` (GROUP_KEYS); return every (campaign,
 # unit, indicator) whose figures moved. A version carried by shares has no anchor: its
 # campaign is recounted by `RECOMPUTE_VALUES` after this (`SHARED_CAMPAIGNS`).
+#
+# The same upsert adds each key's increments (`rules.BATCH_INCREMENTS`) to its own
+# `incr_after` and moves its own last event, so that a key's row is updated once in the
+# batch. (A row updated twice in one transaction has its foreign key checked again, a
+# look-up of its campaign per key: 18 ms of a 3,500-event batch at national scale; and a
+# separate UPDATE of these rows in a CTE of this statement would be one of two changes to
+# one row, of which PostgreSQL keeps only one.) A key whose snapshot stayed changes by its
+# increments alone, so only a resnapped key's row, whose own columns the snapshot's
+# statements have set, is read here.
 SPREAD = f"""
--- (The unit's own last event is set by the same upsert: a separate UPDATE of these rows in
--- a CTE of this statement would be one of two changes to one row, and PostgreSQL keeps
--- only one of them.)
-WITH own AS (
+WITH incs AS ({BATCH_INCREMENTS}
+), own AS (
     SELECT k.campaign_id, k.unit, k.indicator, k.last_at, k.lineage,
-           {OWN_VALUE} - k.old_own AS delta
-    FROM batch_keys k JOIN progress p USING (campaign_id, unit, indicator)
+           coalesce(i.incr, 0) AS incr,
+           CASE WHEN k.resnapped
+                THEN (SELECT {OWN_VALUE} - k.old_own FROM progress p
+                      WHERE p.campaign_id = k.campaign_id AND p.unit = k.unit
+                        AND p.indicator = k.indicator)
+                ELSE coalesce(i.incr, 0) END AS delta
+    FROM batch_keys k
+    LEFT JOIN incs i USING (campaign_id, unit, indicator)
 ), spread AS (
-    SELECT campaign_id, unit, indicator, sum(delta) AS delta, max(last_at) AS last_at,
-           max(own_last_at) AS own_last_at
+    SELECT campaign_id, unit, indicator, sum(delta) AS delta, sum(incr) AS incr,
+           max(last_at) AS last_at, max(own_last_at) AS own_last_at
     FROM (
-        SELECT o.campaign_id, lineage.code AS unit, o.indicator, o.delta, o.last_at,
-               NULL::timestamptz AS own_last_at
+        SELECT o.campaign_id, lineage.code AS unit, o.indicator, o.delta, 0 AS incr,
+               o.last_at, NULL::timestamptz AS own_last_at
         FROM own o
         CROSS JOIN LATERAL unnest(o.lineage) AS lineage (code)
         UNION ALL
-        -- the key's own last event, wherever its figures land
-        SELECT o.campaign_id, o.unit, o.indicator, 0, NULL, o.last_at FROM own o
+        -- the key's own columns, wherever its figures land
+        SELECT o.campaign_id, o.unit, o.indicator, 0, o.incr, NULL, o.last_at FROM own o
     ) x
     GROUP BY 1, 2, 3
 )
-INSERT INTO progress AS p (campaign_id, unit, indicator, value, last_event_at, own_last_event_at)
-SELECT campaign_id, unit, indicator, delta, last_at, own_last_at FROM spread ORDER BY 1, 2, 3
+INSERT INTO progress AS p (campaign_id, unit, indicator, value, incr_after, last_event_at,
+                           own_last_event_at)
+SELECT campaign_id, unit, indicator, delta, incr, last_at, own_last_at
+FROM spread ORDER BY 1, 2, 3
 ON CONFLICT (campaign_id, unit, indicator) DO UPDATE
 SET value = p.value + EXCLUDED.value,
+    incr_after = p.incr_after + EXCLUDED.incr_after,
     last_event_at = greatest(p.last_event_at, EXCLUDED.last_event_at),
     own_last_event_at = greatest(p.own_last_event_at, EXCLUDED.own_last_event_at),
     updated_at = now()

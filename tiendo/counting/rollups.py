@@ -44,7 +44,7 @@ at most one day of events per key, and so shares their two inexact cases.
 """
 
 from tiendo.counting.batch import TREE_AT
-from tiendo.counting.rules import IN_CAMPAIGN, LATEST_FIRST, OWN_VALUE
+from tiendo.counting.rules import IN_CAMPAIGN, LATEST_FIRST, MOVES_OWN_VALUE, OWN_VALUE
 from tiendo.database import Connection
 
 # apply: after `batch.SPREAD` (the keys' own values are final, `batch_keys.old_own` is
@@ -53,14 +53,11 @@ APPLY_DAY_CHANGES = f"""
 WITH incs AS (
     -- every key's counted increments and events of each day; where its latest snapshot
     -- stayed, each counted increment after it changes its day (one the snapshot covers
-    -- changes nothing now), as `UPDATE_INCREMENTS` counts them; joined on batch_keys' key,
-    -- as that statement is (a CTE of the keys, which the planner cannot see into, made
-    -- this a nested loop of every event by every key)
+    -- changes nothing now), as `rules.BATCH_INCREMENTS` counts them; joined on batch_keys'
+    -- key, as that is (a CTE of the keys, which the planner cannot see into, made this a
+    -- nested loop of every event by every key)
     SELECT a.campaign_id, a.unit, a.indicator, a.day,
-           coalesce(sum(a.value) FILTER (
-               WHERE a.kind = 'increment' AND NOT k.resnapped
-                 AND (k.snap_at IS NULL OR a.occurred_at > k.snap_at)
-           ), 0) AS change,
+           coalesce(sum(a.value) FILTER (WHERE {MOVES_OWN_VALUE}), 0) AS change,
            coalesce(sum(a.value) FILTER (WHERE a.kind = 'increment'), 0) AS increments,
            -- a withdrawn subject winner no longer counts on its day
            count(*) FILTER (WHERE NOT a.adjustment) - count(*) FILTER (WHERE a.adjustment)

@@ -178,21 +178,20 @@ AS_OF_SNAPS = f"""
 # The own value: the latest snapshot's, else the baseline; plus `incr_after`.
 OWN_VALUE = "coalesce(p.snap_value, p.own_baseline) + p.incr_after"
 
-# apply: the batch's increments after the key's snapshot (unchanged by this batch)
-UPDATE_INCREMENTS = """
--- (k.snap_at is current: only a resnapped key's snapshot moved, and the row is locked.)
-UPDATE progress p
-SET incr_after = p.incr_after + d.delta
-FROM (
-    SELECT a.campaign_id, a.unit, a.indicator, sum(a.value) AS delta
+# apply: the batch's increments that move a key's own value (`a` an applied event, `k` its
+# key): the counted ones after the key's snapshot, where that stayed (the row is locked, so
+# k.snap_at is current; a resnapped key's are summed again from the history by
+# RECOUNT_AFTER_SNAPSHOT). `batch.SPREAD` adds them to `incr_after` in the one update each
+# key's row gets in a batch, and `rollups.APPLY_DAY_CHANGES` splits them over their days.
+MOVES_OWN_VALUE = (
+    "a.kind = 'increment' AND NOT k.resnapped AND (k.snap_at IS NULL OR a.occurred_at > k.snap_at)"
+)
+BATCH_INCREMENTS = f"""
+    SELECT a.campaign_id, a.unit, a.indicator, sum(a.value)::bigint AS incr
     FROM batch_applied a
     JOIN batch_keys k USING (campaign_id, unit, indicator)
-    WHERE a.kind = 'increment' AND NOT k.resnapped
-      AND (k.snap_at IS NULL OR a.occurred_at > k.snap_at)
-    GROUP BY 1, 2, 3
-) d
-WHERE p.campaign_id = d.campaign_id AND p.unit = d.unit AND p.indicator = d.indicator
-"""
+    WHERE {MOVES_OWN_VALUE}
+    GROUP BY 1, 2, 3"""
 
 # apply: a key whose snapshot moved sums its stored increments after the new one again
 RECOUNT_AFTER_SNAPSHOT = f"""
