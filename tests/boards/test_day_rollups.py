@@ -16,6 +16,7 @@ from tests.support.world import TREE, build_world
 from tiendo import counting
 from tiendo.board import days
 from tiendo.board import repository as board
+from tiendo.board.campaign import Campaign
 from tiendo.board.figures import judge_campaign
 from tiendo.counting import as_of_days, rollups
 from tiendo.event import Event, Kind
@@ -94,12 +95,23 @@ async def _campaign_world(database: str) -> None:
         await conn.close()
 
 
+async def _applied_live(conn: asyncpg.Connection, events: list[Event]) -> Campaign:
+    """`events` applied in time order, in batches of a few (the way reports arrive live);
+    their campaign."""
+    for first in range(0, len(events), 3):
+        await counting.apply_events(conn, events[first : first + 3])
+    campaign = await board.campaign(conn, "c1")
+    assert campaign is not None
+    return campaign
+
+
 async def _rows(conn: asyncpg.Connection) -> set[tuple[object, ...]]:
     return {
-        tuple(r)
+        tuple(tuple(v) if isinstance(v, list) else v for v in r)
         for r in await conn.fetch(
-            "SELECT unit, indicator, day, change, increments, events FROM subtree_days"
-            " WHERE campaign_id = 'c1' AND (change <> 0 OR increments <> 0 OR events <> 0)"
+            "SELECT unit, indicator, day, change, increments, events, hours FROM subtree_days"
+            " WHERE campaign_id = 'c1' AND (change <> 0 OR increments <> 0 OR events <> 0"
+            "  OR 0 <> ANY (hours))"
         )
     }
 
@@ -109,11 +121,7 @@ async def test_day_rollups_equal_the_history_at_every_midnight(database: str) ->
     events = history()
     conn = await asyncpg.connect(database)
     try:
-        # in time order, in batches of a few: the way reports arrive live
-        for first in range(0, len(events), 3):
-            await counting.apply_events(conn, events[first : first + 3])
-        campaign = await board.campaign(conn, "c1")
-        assert campaign is not None
+        campaign = await _applied_live(conn, events)
         for indicator in (CCCD, EID):
             live = {c.unit: c.value for c in await board.counters_of(conn, "c1", indicator, UNITS)}
             for day in range(11):
@@ -131,6 +139,64 @@ async def test_day_rollups_equal_the_history_at_every_midnight(database: str) ->
         async with conn.transaction():
             await rollups.recount_days(conn, "c1")
             assert await _rows(conn) == applied
+    finally:
+        await conn.close()
+
+
+# A first-levels unit's value at the start of hour `$4` of day `$3`, from the rollups alone:
+# live less the later days' changes and the hours of that day from `$4` on.
+VALUE_AT_HOUR = """
+SELECT p.value
+       - coalesce((SELECT sum(d.change) FROM subtree_days d
+                   WHERE d.campaign_id = p.campaign_id AND d.unit = p.unit
+                     AND d.indicator = p.indicator AND d.day > $3), 0)
+       - coalesce((SELECT sum(h) FROM subtree_days d, unnest(d.hours[$4 + 1:]) AS h
+                   WHERE d.campaign_id = p.campaign_id AND d.unit = p.unit
+                     AND d.indicator = p.indicator AND d.day = $3), 0)
+FROM progress p
+WHERE p.campaign_id = 'c1' AND p.unit = $1 AND p.indicator = $2
+"""
+
+
+async def test_the_first_levels_hours_equal_the_history_at_every_hour(database: str) -> None:
+    """The country's and its provinces' days (here the city's and its districts') keep the
+    change of each of their hours: their value at every hour's start, from the rollups,
+    is the history's, after the live apply and after a recount. Deeper units keep none.
+    The events fall inside hours and on their starts, snapshots among increments, one
+    within the hour of another, a citizen's earlier event arriving last."""
+    await _campaign_world(database)
+    events = [
+        *history(),
+        _e(30, "00004", _at(3, 11.5), 2),
+        _e(31, "00007", _at(3, 11.25), 80, kind=Kind.SNAPSHOT),
+        _e(32, "00007", _at(3, 11.75), 4),
+        _e(33, "00010", _at(3, 23.99), 9),
+    ]
+    events.sort(key=lambda e: e.occurred_at)
+    top = ["01", "001", "002"]
+    conn = await asyncpg.connect(database)
+    try:
+        campaign = await _applied_live(conn, events)
+
+        async def hold() -> None:
+            for day in range(10):
+                date = _at(day, 0).date()
+                for hour in range(24):
+                    at = _at(day, hour) - timedelta(microseconds=1)
+                    found = await counting.as_of_history(
+                        conn, "c1", [CCCD, EID], top, campaign.starts_at, at
+                    )
+                    for (indicator, unit), value in found.items():
+                        rolled = await conn.fetchval(VALUE_AT_HOUR, unit, indicator, date, hour)
+                        assert (rolled or 0) == value.value, (unit, indicator, day, hour)
+
+        await hold()
+        assert not await conn.fetchval(
+            "SELECT count(*) FROM subtree_days WHERE hours IS NOT NULL AND unit <> ALL ($1)", top
+        )
+        async with conn.transaction():
+            await rollups.recount_days(conn, "c1")
+        await hold()
     finally:
         await conn.close()
 
@@ -193,10 +259,7 @@ async def test_as_of_from_the_rollups_and_one_day_of_events_equals_the_history(
     conn = await asyncpg.connect(database)
     try:
         events = history()
-        for first in range(0, len(events), 3):
-            await counting.apply_events(conn, events[first : first + 3])
-        campaign = await board.campaign(conn, "c1")
-        assert campaign is not None
+        campaign = await _applied_live(conn, events)
         indicators = [CCCD, EID]
         # every seven hours from before the start to after the last event: midnights,
         # moments inside days with snapshots, days some units were silent

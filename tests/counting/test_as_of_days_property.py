@@ -36,6 +36,7 @@ STARTS = datetime(2023, 5, 10, 3, 0, tzinfo=UTC)  # 10:00 local
 DEADLINE = STARTS + timedelta(days=6)
 CCCD, EID = "cccd_collected", "eid_activated_l2"
 UNITS = [u.code for u in TREE]
+FIRST_LEVELS = [u.code for u in TREE if u.level <= 2]
 DAY = timedelta(days=1)
 SETTINGS = settings(
     max_examples=8,
@@ -45,12 +46,15 @@ SETTINGS = settings(
 
 
 def _events(rng: random.Random, units: list[str], indicators: list[str], n: int) -> list[Event]:
-    """`n` events in time order over [start - 1 day, deadline + 1 day], on whole hours (ties
-    between events, and events at the start, the deadline and local midnights)."""
+    """`n` events in time order over [start - 1 day, deadline + 1 day], half on whole hours
+    (ties between events, and events at the start, the deadline, local midnights and the
+    hours' starts), half within an hour (several in one hour, either side of a moment)."""
     hours = int((DEADLINE - STARTS) / timedelta(hours=1)) + 48
     out = []
     for i in range(n):
         at = STARTS - DAY + timedelta(hours=rng.randrange(hours))
+        if rng.random() < 0.5:
+            at += timedelta(minutes=rng.choice([1, 15, 30, 59]))
         roll = rng.random()
         indicator = rng.choice(indicators)
         if roll < 0.25:
@@ -70,7 +74,10 @@ def _moments(
     midnight = datetime.combine(start.astimezone(ZONE).date(), datetime.min.time(), ZONE)
     moments = [start, start - timedelta(seconds=1), end, end + DAY, start - 2 * DAY]
     moments += [midnight + k * DAY for k in range(-1, (end - start).days + 3)]
-    moments += [e.occurred_at for e in rng.sample(events, min(6, len(events)))]
+    sampled = rng.sample(events, min(6, len(events)))
+    moments += [e.occurred_at for e in sampled]
+    # within the hour of an event, either side of it
+    moments += [e.occurred_at + timedelta(minutes=rng.choice([-20, -1, 1, 20])) for e in sampled]
     moments += [start + timedelta(minutes=rng.randrange(int((end - start).total_seconds() // 60)))]
     return moments
 
@@ -166,6 +173,8 @@ def test_as_of_from_the_rollups_equals_the_history(
             end = await conn.fetchval("SELECT deadline FROM campaigns WHERE id = 'c1'")
             for at in _moments(rng, events, start, end):
                 await _assert_alike(conn, UNITS, [CCCD, EID], start, at, rollups_answer=True)
+                # the city and its districts alone: the first levels, read by hours
+                await _assert_alike(conn, FIRST_LEVELS, [CCCD, EID], start, at, rollups_answer=True)
         finally:
             await conn.close()
 
@@ -252,7 +261,8 @@ async def test_a_snapshot_of_a_unit_that_absorbed_others_is_exact_where_a_base_i
     snapshot of it on the day read needs that value read before the moment, and after the
     moment too unless a snapshot of that day up to the moment gives it. Those roots are
     marked inexact (and `counting.as_of` reads them from the history); every other figure
-    is the history's."""
+    is the history's. Read by hours (the city and its communes keep them), only a snapshot
+    within the moment's hour needs it."""
     versions, transfers = hanoi_2025(shares=False)
     start, end = CUT - 10 * DAY, CUT + 10 * DAY
     day = datetime.combine((CUT + 3 * DAY).astimezone(ZONE).date(), datetime.min.time(), ZONE)
@@ -286,8 +296,19 @@ async def test_a_snapshot_of_a_unit_that_absorbed_others_is_exact_where_a_base_i
         codes = [v.key for v in versions if v.valid_to is None]
         # (roots whose subtree holds Ba Đình)
         holding = {"01", ba_dinh}
-        cases: list[tuple[int, as_of_days.Side, set[str]]] = [
+        # A city and its communes keep their days' hours: only the moment's hour is read.
+        by_hours: list[tuple[float, as_of_days.Side, set[str]]] = [
             # before the moment: the snapshot at 10:00 needs its value at the day's start
+            (10.5, "before", holding),
+            # the 16:00 one has that of 10:00 as its base
+            (16.5, "before", set()),
+            (9.5, "before", set()),
+            (11, "before", set()),
+            (10.5, "after", set()),
+            (9.5, "after", set()),
+        ]
+        # Days rolled up before the hours were kept (an upgraded deployment) are read whole.
+        by_days: list[tuple[float, as_of_days.Side, set[str]]] = [
             (9, "before", set()),
             (11, "before", holding),
             (17, "before", holding),
@@ -298,19 +319,22 @@ async def test_a_snapshot_of_a_unit_that_absorbed_others_is_exact_where_a_base_i
             (13, "after", set()),
             (17, "after", set()),
         ]
-        for h, side, inexact in cases:
-            at = day + h * hour
-            history = await counting.as_of_history(conn, "c1", [CUT_CCCD], codes, start, at)
-            assert await counting.as_of(conn, "c1", [CUT_CCCD], codes, start, at) == history
-            for small in (as_of_days.SMALL_SUBTREE, 0):
-                read = await _read_by(conn, [CUT_CCCD], codes, start, at, side, small)
-                assert read is not None, (h, side)
-                assert read.inexact == inexact, (h, side, small)
-                exact = {
-                    key: counting.ValueAt(value, last)
-                    for key, (value, last) in read.figures.items()
-                    if key[1] not in read.inexact
-                }
-                assert exact == {k: history[k] for k in exact}, (h, side, small)
+        for cases in (by_hours, by_days):
+            if cases is by_days:
+                await conn.execute("UPDATE subtree_days SET hours = NULL")
+            for h, side, inexact in cases:
+                at = day + h * hour
+                history = await counting.as_of_history(conn, "c1", [CUT_CCCD], codes, start, at)
+                assert await counting.as_of(conn, "c1", [CUT_CCCD], codes, start, at) == history
+                for small in (as_of_days.SMALL_SUBTREE, 0):
+                    read = await _read_by(conn, [CUT_CCCD], codes, start, at, side, small)
+                    assert read is not None, (h, side)
+                    assert read.inexact == inexact, (h, side, small)
+                    exact = {
+                        key: counting.ValueAt(value, last)
+                        for key, (value, last) in read.figures.items()
+                        if key[1] not in read.inexact
+                    }
+                    assert exact == {k: history[k] for k in exact}, (h, side, small)
     finally:
         await conn.close()

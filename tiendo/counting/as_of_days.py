@@ -18,14 +18,23 @@ and after, the same walk backwards from the day's end:
         base up to that snapshot), its base being its latest snapshot of day D up to T
         where it has one, else its own value at the end of D - 1
 
+Where every root is of the tree's first levels (`rollups.HOURLY_LEVELS`: the country and its
+provinces) and the rollups hold the hours of D for them, the part read is that of the
+moment's hour H instead of its day, whichever side of the moment is shorter (at most half
+an hour): before it, a root's value where the hour starts is `progress.value - sum(change
+of days > D) - sum(hours[H + 1:] of D)`, after it the same less hour H too; a version with
+a snapshot in that part takes as its base its latest snapshot of D before the part, as
+after the moment. (The country at noon on the 10 M dataset: 0.48 s reading the half day,
+0.15 s by hours; at any moment 0.13-0.17 s, docs/capacity.md.)
+
 A version's own value at the end of D - 1 is read from the rollups as the value landed on
 its unit less its children's; where that unit also receives closed versions' figures
 (after a cut-over) the two cannot be told apart, and such a root is read from the history
 (the reply marks it `exact = false`; rare: a snapshot on the day read of a unit that
 absorbed another). The last report is `progress.last_event_at` when that is not after T,
-else the latest of what was read before T (after T: of the `RECENT` minutes before it,
-then, where probing would be more than `MOST_PROBES` probes, of the rest of day D up to
-there), else the latest up to there from the history, for those roots only, probed
+else the latest of what was read before T (after T, or by hours: of the `RECENT` minutes
+before it, then, where probing would be more than `MOST_PROBES` probes, of the rest of day
+D up to there), else the latest up to there from the history, for those roots only, probed
 backwards version by version.
 
 What it reads (aggregator migration 014 holds the paths): the roots' subtrees by their
@@ -60,6 +69,8 @@ from datetime import datetime
 from typing import Literal
 
 from tiendo.counting.batch import TREE_AT
+from tiendo.counting.rollups import HOURLY_LEVELS
+from tiendo.counting.rules import day_start, local_hour
 from tiendo.database import Connection
 
 # Up to this many versions in a subtree, its day of events is read unit by unit.
@@ -117,12 +128,12 @@ _RECENT_FROM = f"greatest((SELECT at FROM c) - interval '{RECENT}', $4::timestam
 _LARGE = "(SELECT count(*) FROM own_units) > $7::int"
 _DAY_READ = _range_of("$3::text[]", "(SELECT lo FROM span)", "(SELECT hi FROM span)", also=_LARGE)
 _RECENT_READ = _range_of(
-    "$3::text[]", _RECENT_FROM, "(SELECT at FROM c)", also=f"(SELECT after FROM span) AND {_LARGE}"
+    "$3::text[]", _RECENT_FROM, "(SELECT at FROM c)", also=f"(SELECT recent FROM span) AND {_LARGE}"
 )
 _EARLIER_READ = _range_of(
     "ARRAY(SELECT DISTINCT indicator FROM missing)",
     "(SELECT day_from FROM c)",
-    f"{_RECENT_FROM} - interval '1 microsecond'",
+    "(SELECT earlier_to FROM span)",
 )
 
 # $1 the roots, $2 the campaign, $3 its indicators, $4 its start, $5 the moment (clamped
@@ -136,32 +147,68 @@ WITH c AS (
            -- (the day's last microsecond: the bounds are inclusive, as the moment is)
            least(((t.day + 1)::timestamp AT TIME ZONE c.timezone) - interval '1 microsecond',
                  c.deadline) AS day_to,
+           t.hour,
+           greatest({day_start("t.day")} + t.hour * interval '1 hour', $4::timestamptz)
+               AS hour_from,
+           least({day_start("t.day")} + (t.hour + 1) * interval '1 hour',
+                 {day_start("t.day + 1")}) - interval '1 microsecond' AS hour_end,
            {TREE_AT} AS m
     FROM campaigns c
     CROSS JOIN LATERAL (SELECT least($5::timestamptz, c.deadline) AS at) a
-    CROSS JOIN LATERAL (SELECT a.at, (a.at AT TIME ZONE c.timezone)::date AS day) t
+    CROSS JOIN LATERAL (
+        SELECT a.at, (a.at AT TIME ZONE c.timezone)::date AS day, {local_hour("a.at")} AS hour
+    ) t
     WHERE c.id = $2
+), hourly AS MATERIALIZED (
+    -- the roots' days keep their hours (all of the tree's first levels, and the day read
+    -- rolled up since the hours were kept): only the moment's hour is read (asked once:
+    -- inlined, each use asked again)
+    SELECT NOT EXISTS (SELECT 1 FROM units u
+                       WHERE u.code = ANY ($1::text[])
+                         AND cardinality(u.ancestors) >= {HOURLY_LEVELS})
+           AND NOT EXISTS (SELECT 1 FROM subtree_days d
+                           WHERE d.campaign_id = $2 AND d.unit = ANY ($1::text[])
+                             AND d.indicator = ANY ($3::text[]) AND d.day = c.day
+                             AND d.hours IS NULL) AS hourly
+    FROM c
+), bounds AS (
+    -- the part of the day either side of the moment: the day's, or its hour's
+    SELECT h.hourly,
+           CASE WHEN h.hourly THEN c.hour_from ELSE c.day_from END AS part_from,
+           CASE WHEN h.hourly THEN least(c.hour_end, c.deadline) ELSE c.day_to END AS part_to
+    FROM c, hourly h
 ), side AS (
-    -- which part of the moment's day is read: before it (from the day's start, where the
-    -- values at the end of the day before are) or after it (to the day's end), whichever
+    -- which part is read: before the moment (from the part's start, where the values at
+    -- the end of the day, or hour, before are) or after it (to the part's end), whichever
     -- is shorter
     SELECT CASE $8::text WHEN 'after' THEN true WHEN 'before' THEN false
-                ELSE c.at >= c.day_from AND c.at - c.day_from > c.day_to - c.at END AS after
-    FROM c
+                ELSE c.at >= b.part_from AND c.at - b.part_from > b.part_to - c.at END AS after
+    FROM c, bounds b
 ), span AS (
     -- the events read, [lo, hi]; the day whose start the roots' values are taken at
-    -- (progress less the changes of that day and later); the sign of what is read
+    -- (progress less the changes of that day and later) and, by hours, the hour of the
+    -- day before it from which its hours' changes are taken off too; the sign of what is
+    -- read
     SELECT s.after,
-           CASE WHEN s.after THEN greatest(c.at + interval '1 microsecond', c.day_from)
-                ELSE c.day_from END AS lo,
-           CASE WHEN s.after THEN c.day_to ELSE c.at END AS hi,
-           CASE WHEN s.after THEN c.day + 1 ELSE c.day END AS from_day,
+           CASE WHEN s.after THEN greatest(c.at + interval '1 microsecond', b.part_from)
+                ELSE b.part_from END AS lo,
+           CASE WHEN s.after THEN b.part_to ELSE c.at END AS hi,
+           CASE WHEN s.after OR b.hourly THEN c.day + 1 ELSE c.day END AS from_day,
+           CASE WHEN NOT b.hourly THEN NULL WHEN s.after THEN c.hour + 1 ELSE c.hour END
+               AS from_hour,
            CASE WHEN s.after THEN -1 ELSE 1 END AS sign,
            -- where a root's last report before the moment is probed for, when it is not
-           -- live's and not read with the day
-           CASE WHEN s.after THEN c.at ELSE c.day_from - interval '1 microsecond' END
-               AS probe_to
-    FROM c, side s
+           -- live's and not read with the part
+           CASE WHEN s.after THEN c.at ELSE b.part_from - interval '1 microsecond' END
+               AS probe_to,
+           -- whether the last minutes before the moment are read for the roots' last
+           -- reports (after it; by hours before it too, where the hour read can be a few
+           -- minutes), and where the rest of the day is read up to for those not seen,
+           -- where probing them would be too many probes
+           s.after OR b.hourly AS recent,
+           least({_RECENT_FROM}, CASE WHEN s.after THEN c.at ELSE b.part_from END)
+               - interval '1 microsecond' AS earlier_to
+    FROM c, side s, bounds b
 ), usable AS (
     -- the rollups are kept on the campaign's tree, and without versions carried by shares
     SELECT c.m = aggregator_read.tree_moment(coalesce($6, greatest(c.at, $4))) AND NOT EXISTS (
@@ -267,7 +314,7 @@ WITH c AS (
     LEFT JOIN LATERAL (
         SELECT e.occurred_at, e.value
         FROM events e
-        WHERE (SELECT after FROM span)
+        WHERE (SELECT lo FROM span) > (SELECT day_from FROM c)
           AND e.unit = k.unit AND e.indicator = k.indicator AND e.counted
           AND e.kind = 'snapshot'
           AND e.occurred_at >= (SELECT day_from FROM c) AND e.occurred_at < (SELECT lo FROM span)
@@ -279,12 +326,13 @@ WITH c AS (
     -- day), and of each version with a snapshot in the span and no value where it
     -- starts, its own and its children's (its own value then) at the moment's day, for
     -- that indicator; not the whole subtree's
-    SELECT r.code AS unit, i.indicator, (SELECT from_day FROM span) AS from_day
+    SELECT r.code AS unit, i.indicator, (SELECT from_day FROM span) AS from_day,
+           (SELECT from_hour FROM span) AS from_hour
     FROM roots r CROSS JOIN unnest($3::text[]) AS i (indicator)
     UNION
-    SELECT unit, indicator, (SELECT day FROM c) FROM day_snaps WHERE base IS NULL
+    SELECT unit, indicator, (SELECT day FROM c), NULL FROM day_snaps WHERE base IS NULL
     UNION
-    SELECT u.code, s.indicator, (SELECT day FROM c)
+    SELECT u.code, s.indicator, (SELECT day FROM c), NULL
     FROM day_snaps s
     JOIN units u ON u.parent_code = s.unit
     JOIN tree_units t ON t.code = u.code
@@ -298,6 +346,11 @@ WITH c AS (
                SELECT sum(d.change) FROM subtree_days d
                WHERE d.campaign_id = $2 AND d.unit = p.unit AND d.indicator = p.indicator
                  AND d.day >= n.from_day
+           ), 0) - coalesce((
+               -- by hours: those of the moment's day from `from_hour` on
+               SELECT sum(h) FROM subtree_days d, unnest(d.hours[n.from_hour + 1:]) AS h
+               WHERE n.from_hour IS NOT NULL AND d.campaign_id = $2 AND d.unit = p.unit
+                 AND d.indicator = p.indicator AND d.day = n.from_day - 1
            ), 0) AS value
     FROM needed n
     JOIN progress p ON p.campaign_id = $2 AND p.unit = n.unit AND p.indicator = n.indicator
@@ -346,7 +399,7 @@ WITH c AS (
     SELECT v.root, e.indicator, max(e.occurred_at)
     FROM events e
     JOIN version_roots v ON v.code = e.unit
-    WHERE (SELECT after FROM span) AND (SELECT count(*) FROM own_units) <= $7::int
+    WHERE (SELECT recent FROM span) AND (SELECT count(*) FROM own_units) <= $7::int
       AND e.indicator = ANY ($3::text[]) AND e.counted
       AND e.occurred_at >= {_RECENT_FROM} AND e.occurred_at <= (SELECT at FROM c)
     GROUP BY v.root, e.indicator
@@ -355,14 +408,18 @@ WITH c AS (
     FROM recent r JOIN members mm ON mm.code = r.root
     GROUP BY 1, 2
 ), unseen AS (
-    -- roots with reports after the moment but none in the minutes before it
+    -- roots with reports after the moment but none in the minutes before it (after it),
+    -- or none in the hour read up to it (by hours, before it)
     SELECT x.unit AS root, x.indicator
     FROM ends x
-    WHERE (SELECT after FROM span)
+    WHERE (SELECT lo FROM span) > (SELECT day_from FROM c)
       AND x.from_day = (SELECT from_day FROM span) AND x.unit IN (SELECT code FROM roots)
       AND x.last_event_at > (SELECT at FROM c)
       AND NOT EXISTS (SELECT 1 FROM root_recent rr
                       WHERE rr.root = x.unit AND rr.indicator = x.indicator)
+      AND NOT EXISTS (SELECT 1 FROM root_parts rp
+                      WHERE NOT (SELECT after FROM span) AND rp.last_at IS NOT NULL
+                        AND rp.root = x.unit AND rp.indicator = x.indicator)
 ), missing AS (
     -- those, when probing their versions one by one would be more than MOST_PROBES
     -- probes (a quiet evening: the country's and its provinces' were 1.7 s)
@@ -389,7 +446,7 @@ WITH c AS (
            coalesce(rp.exact, true) AS exact,
            x.last_event_at AS live_last,
            CASE WHEN (SELECT after FROM span) THEN coalesce(rr.last_at, re.last_at)
-                ELSE rp.last_at END AS day_last
+                ELSE coalesce(greatest(rp.last_at, rr.last_at), re.last_at) END AS day_last
     FROM (SELECT DISTINCT root FROM members) m
     CROSS JOIN unnest($3::text[]) AS i (indicator)
     LEFT JOIN ends x

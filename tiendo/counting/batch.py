@@ -33,7 +33,7 @@ CREATE TEMP TABLE IF NOT EXISTS batch_in (
 CREATE TEMP TABLE IF NOT EXISTS batch_new (LIKE events) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS batch_applied (
     campaign_id text, unit text, indicator text, kind text, value bigint,
-    occurred_at timestamptz, event_id text, day date, adjustment boolean
+    occurred_at timestamptz, event_id text, day date, adjustment boolean, hour integer
 ) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS batch_subjects (
     indicator text, subject text, event_id text, occurred_at timestamptz, unit text,

@@ -10,6 +10,18 @@ value minus the changes of the days after D:
 
     value(end of D) = progress.value - sum(change of days > D)
 
+The tree's first two levels (`HOURLY_LEVELS`: the country and its provinces; a city and its
+communes) also keep each hour's change of their days (`hours`, hour h of the local day from
+its start, `rules.local_hour`), so that `as_of` of their large subtrees reads the events of
+the moment's hour only, not of half its day:
+
+    value(start of hour h of D) = value(end of D) - sum(hours[h + 1:] of D)
+
+Both forms model the own changes by hour (a day's change is its hours' sum) and lay out the
+first levels' hours; deeper units keep none (they are read unit by unit, and hours on every
+unit would cost the apply about a fifth more rows). A day rolled up before the hours were
+kept (aggregator migration 016) has none until its campaign's next recount.
+
 Both forms keep it beside the counters they write, so it is never older than they are:
 
 - **recount** (`RECOUNT_DAY_CHANGES`, run by every re-plan: admin changes, tree changes, the
@@ -20,9 +32,9 @@ Both forms keep it beside the counters they write, so it is never older than the
 - **apply** (`APPLY_DAY_CHANGES`, one statement after the rollup of the counters in
   `tiendo.counting.apply`) splits each touched key's own change of this batch over days:
   where the key's latest snapshot stayed, the counted increments after it on their own
-  days; where it moved, the batch's events after the old one walked in time order (each
-  snapshot sets the value, increments add), the value at each day's last of them
-  differenced, and what that walk does not explain on the new snapshot's day. The days of
+  days and hours; where it moved, the batch's events after the old one walked in time
+  order (each snapshot sets the value, increments add), the value at each hour's last of
+  them differenced, and what that walk does not explain on the new snapshot's hour. The days of
   a key always add up to its live value. Exact for every day when each key's events arrive
   in time order, which is how reports arrive live, and for increments in any order. Out of
   order, where a snapshot is involved, two cases are not redistributed: an event that
@@ -37,15 +49,50 @@ Both forms keep it beside the counters they write, so it is never older than the
   (`tests/counting/test_day_rollups_out_of_order.py` holds these cases, expected to fail).
 
 `tests/boards/test_day_rollups.py` holds both forms equal to the history at every day's end
-for in-order arrivals, and to each other.
+and, on the first levels, every hour's, for in-order arrivals, and to each other.
 
 `as_of` reads them too (`tiendo.counting.as_of_days`): a past moment from the rollups and
 at most one day of events per key, and so shares their two inexact cases.
 """
 
 from tiendo.counting.batch import TREE_AT
-from tiendo.counting.rules import IN_CAMPAIGN, LATEST_FIRST, MOVES_OWN_VALUE, OWN_VALUE
+from tiendo.counting.rules import (
+    IN_CAMPAIGN,
+    LATEST_FIRST,
+    LOCAL_DAY,
+    LOCAL_HOUR,
+    MOVES_OWN_VALUE,
+    OWN_VALUE,
+    local_day,
+    local_hour,
+)
 from tiendo.database import Connection
+
+# The tree's first levels (the country and its provinces; a city and its communes) keep
+# the change of each hour of their days (`hours`), for `as_of` of their large subtrees
+# (`tiendo.counting.as_of_days`). Deeper units do not: their subtrees' days are read unit
+# by unit, and an hour for every unit would cost the apply a fifth more rows.
+HOURLY_LEVELS = 2
+
+# A local day has at most 25 hours (the day clocks go back); `hours[h + 1]` is hour h's
+# change (`rules.local_hour`).
+DAY_HOURS = 25
+
+
+def hours_of(change: str, hour: str) -> str:
+    """A group's changes by hour as the `hours` array (an aggregate over rows of one
+    change each, `change` in hour `hour`)."""
+    cells = (f"coalesce(sum({change}) FILTER (WHERE {hour} = {h}), 0)" for h in range(DAY_HOURS))
+    return f"ARRAY[{', '.join(cells)}]::bigint[]"
+
+
+# Two days' `hours` added, cell by cell (null where either is: a day rolled up before the
+# hours were kept has none until the next recount, and `as_of` then reads its whole day).
+ADD_HOURS = (
+    "CASE WHEN s.hours IS NULL OR EXCLUDED.hours IS NULL THEN NULL ELSE ARRAY["
+    + ", ".join(f"s.hours[{i}] + EXCLUDED.hours[{i}]" for i in range(1, DAY_HOURS + 1))
+    + "]::bigint[] END"
+)
 
 # apply: after `batch.SPREAD` (the keys' own values are final, `batch_keys.old_own` is
 # the value before the batch), within the apply's transaction.
@@ -56,7 +103,7 @@ WITH incs AS (
     -- changes nothing now), as `rules.BATCH_INCREMENTS` counts them; joined on batch_keys'
     -- key, as that is (a CTE of the keys, which the planner cannot see into, made this a
     -- nested loop of every event by every key)
-    SELECT a.campaign_id, a.unit, a.indicator, a.day,
+    SELECT a.campaign_id, a.unit, a.indicator, a.day, a.hour,
            coalesce(sum(a.value) FILTER (WHERE {MOVES_OWN_VALUE}), 0) AS change,
            coalesce(sum(a.value) FILTER (WHERE a.kind = 'increment'), 0) AS increments,
            -- a withdrawn subject winner no longer counts on its day
@@ -65,11 +112,11 @@ WITH incs AS (
            min(k.lineage) AS lineage
     FROM batch_applied a
     JOIN batch_keys k USING (campaign_id, unit, indicator)
-    GROUP BY 1, 2, 3, 4
+    GROUP BY 1, 2, 3, 4, 5
 ), steps AS (
     -- a key whose latest snapshot moved: the batch's events after its old one, in time
     -- order (an increment at a snapshot's very moment is before it: the snapshot covers it)
-    SELECT a.campaign_id, a.unit, a.indicator, a.day, a.occurred_at, a.event_id, a.kind,
+    SELECT a.campaign_id, a.unit, a.indicator, a.day, a.hour, a.occurred_at, a.event_id, a.kind,
            a.value, k.old_own, k.lineage,
            count(*) FILTER (WHERE a.kind = 'snapshot') OVER (
                PARTITION BY a.campaign_id, a.unit, a.indicator
@@ -85,29 +132,31 @@ WITH incs AS (
     FROM steps s
     WINDOW w AS (PARTITION BY s.campaign_id, s.unit, s.indicator, s.seg
                  ORDER BY s.occurred_at, s.kind = 'snapshot', s.event_id)
-), day_ends AS (
-    SELECT DISTINCT ON (campaign_id, unit, indicator, day)
-           campaign_id, unit, indicator, day, old_own, after, lineage
+), hour_ends AS (
+    SELECT DISTINCT ON (campaign_id, unit, indicator, day, hour)
+           campaign_id, unit, indicator, day, hour, old_own, after, lineage
     FROM valued
-    ORDER BY campaign_id, unit, indicator, day,
+    ORDER BY campaign_id, unit, indicator, day, hour,
              occurred_at DESC, kind = 'snapshot' DESC, event_id DESC
 ), modeled AS (
-    SELECT campaign_id, unit, indicator, day,
+    SELECT campaign_id, unit, indicator, day, hour,
            after - coalesce(
-               lag(after) OVER (PARTITION BY campaign_id, unit, indicator ORDER BY day), old_own
+               lag(after) OVER (PARTITION BY campaign_id, unit, indicator ORDER BY day, hour),
+               old_own
            ) AS change,
            0::bigint AS increments, 0::bigint AS events, lineage
-    FROM day_ends
+    FROM hour_ends
 ), modeled_keys AS (
     SELECT campaign_id, unit, indicator, sum(change) AS change
     FROM modeled
     GROUP BY 1, 2, 3
 ), rest AS (
     -- what the time order does not explain (events of the batch older than stored ones of
-    -- the key), on the new snapshot's day: the days still add up to the live value.
+    -- the key), on the new snapshot's day and hour: the days still add up to the live value.
     -- (Each key's progress row by its whole primary key: joined after the days of
     -- `modeled`, the planner probed it by campaign alone, 60 ms of a 20,000-event batch.)
-    SELECT k.campaign_id, k.unit, k.indicator, (p.snap_at AT TIME ZONE c.timezone)::date AS day,
+    SELECT k.campaign_id, k.unit, k.indicator,
+           {local_day("p.snap_at")} AS day, {local_hour("p.snap_at")} AS hour,
            {OWN_VALUE} - k.old_own - coalesce(m.change, 0) AS change,
            0::bigint AS increments, 0::bigint AS events, k.lineage
     FROM batch_keys k
@@ -117,29 +166,46 @@ WITH incs AS (
     LEFT JOIN modeled_keys m
       ON m.campaign_id = k.campaign_id AND m.unit = k.unit AND m.indicator = k.indicator
     WHERE k.resnapped
-), own_days AS (
+), own_hours AS (
     SELECT * FROM incs
     UNION ALL
     SELECT * FROM modeled
     UNION ALL
     SELECT * FROM rest WHERE change <> 0
+), top_hours AS (
+    -- the first levels' changes by hour, summed before they are laid out in their arrays
+    SELECT d.campaign_id, lineage.code AS unit, d.indicator, d.day, d.hour,
+           sum(d.change) AS change
+    FROM own_hours d
+    CROSS JOIN LATERAL unnest(d.lineage[1:{HOURLY_LEVELS}]) AS lineage (code)
+    GROUP BY 1, 2, 3, 4, 5
+), top_days AS (
+    SELECT campaign_id, unit, indicator, day, {hours_of("change", "hour")} AS hours,
+           bool_or(change <> 0) AS moved
+    FROM top_hours
+    GROUP BY 1, 2, 3, 4
 ), spread AS (
     SELECT d.campaign_id, lineage.code AS unit, d.indicator, d.day,
            sum(d.change) AS change, sum(d.increments) AS increments, sum(d.events) AS events
-    FROM own_days d
+    FROM own_hours d
     -- where the key's figures land on its campaign's tree, as `batch.SPREAD` spreads them:
     -- the key's lineage, carried along (a version carried by shares has none: its days are
     -- not kept, on either form)
     CROSS JOIN LATERAL unnest(d.lineage) AS lineage (code)
     GROUP BY 1, 2, 3, 4
 )
-INSERT INTO subtree_days AS s (campaign_id, unit, indicator, day, change, increments, events)
-SELECT * FROM spread
-WHERE change <> 0 OR increments <> 0 OR events <> 0
+INSERT INTO subtree_days AS s
+    (campaign_id, unit, indicator, day, change, increments, events, hours)
+SELECT d.campaign_id, d.unit, d.indicator, d.day, d.change, d.increments, d.events, t.hours
+FROM spread d
+LEFT JOIN top_days t USING (campaign_id, unit, indicator, day)
+-- (a day's hours can move while the day does not: a withdrawn citizen's event and the
+-- one that replaced it, hours apart)
+WHERE d.change <> 0 OR d.increments <> 0 OR d.events <> 0 OR t.moved
 ORDER BY 1, 2, 3, 4  -- replicas lock rows in one order: no deadlock between them
 ON CONFLICT (campaign_id, unit, indicator, day) DO UPDATE
 SET change = s.change + EXCLUDED.change, increments = s.increments + EXCLUDED.increments,
-    events = s.events + EXCLUDED.events
+    events = s.events + EXCLUDED.events, hours = {ADD_HOURS}
 """
 
 # recount: one campaign's rows from its stored events ($1), after its progress rows hold
@@ -150,32 +216,34 @@ RECOUNT_DAY_CHANGES = (
 WITH c AS (
     SELECT * FROM campaigns WHERE id = $1
 ), ev AS (
-    SELECT e.unit, e.indicator, (e.occurred_at AT TIME ZONE c.timezone)::date AS day,
+    SELECT e.unit, e.indicator, {LOCAL_DAY} AS day, {LOCAL_HOUR} AS hour,
            e.kind, e.value, e.occurred_at, e.event_id
     FROM events e JOIN c ON {IN_CAMPAIGN}
     WHERE e.counted
 ), snaps AS (
-    -- each key's latest snapshot of each day
-    SELECT DISTINCT ON (e.unit, e.indicator, e.day)
-           e.unit, e.indicator, e.day, e.occurred_at AS snap_at, e.value AS snap_value
+    -- each key's latest snapshot of each hour
+    SELECT DISTINCT ON (e.unit, e.indicator, e.day, e.hour)
+           e.unit, e.indicator, e.day, e.hour, e.occurred_at AS snap_at, e.value AS snap_value
     FROM ev e
     WHERE e.kind = 'snapshot'
-    ORDER BY e.unit, e.indicator, e.day, {LATEST_FIRST}
-), days AS (
-    SELECT ev.unit, ev.indicator, ev.day, s.snap_value, count(*) AS events,
+    ORDER BY e.unit, e.indicator, e.day, e.hour, {LATEST_FIRST}
+), hours AS (
+    SELECT ev.unit, ev.indicator, ev.day, ev.hour, s.snap_value, count(*) AS events,
            coalesce(sum(ev.value) FILTER (WHERE ev.kind = 'increment'), 0) AS increments,
            coalesce(sum(ev.value) FILTER (
                WHERE ev.kind = 'increment' AND ev.occurred_at > s.snap_at), 0) AS after_snap
     FROM ev
-    LEFT JOIN snaps s USING (unit, indicator, day)
-    GROUP BY ev.unit, ev.indicator, ev.day, s.snap_value, s.snap_at
+    LEFT JOIN snaps s USING (unit, indicator, day, hour)
+    GROUP BY ev.unit, ev.indicator, ev.day, ev.hour, s.snap_value, s.snap_at
 ), segments AS (
-    -- a segment: a day with a snapshot and the days after it without one
-    SELECT d.*, count(d.snap_value) OVER (PARTITION BY d.unit, d.indicator ORDER BY d.day) AS seg
-    FROM days d
+    -- a segment: an hour with a snapshot and the hours after it without one
+    SELECT h.*,
+           count(h.snap_value) OVER (PARTITION BY h.unit, h.indicator ORDER BY h.day, h.hour)
+               AS seg
+    FROM hours h
 ), ends AS (
-    -- the own value at each day's end
-    SELECT s.unit, s.indicator, s.day, s.increments, s.events,
+    -- the own value at each hour's end
+    SELECT s.unit, s.indicator, s.day, s.hour, s.increments, s.events,
            coalesce(p.own_baseline, 0) AS base,
            CASE WHEN s.seg = 0
                 THEN coalesce(p.own_baseline, 0) + sum(s.increments) OVER w
@@ -184,22 +252,38 @@ WITH c AS (
            END AS end_value
     FROM segments s
     LEFT JOIN progress p ON p.campaign_id = $1 AND p.unit = s.unit AND p.indicator = s.indicator
-    WINDOW w AS (PARTITION BY s.unit, s.indicator, s.seg ORDER BY s.day)
+    WINDOW w AS (PARTITION BY s.unit, s.indicator, s.seg ORDER BY s.day, s.hour)
 ), own AS (
-    SELECT unit, indicator, day, increments, events,
-           end_value - coalesce(
-               lag(end_value) OVER (PARTITION BY unit, indicator ORDER BY day), base
-           ) AS change
-    FROM ends
+    SELECT o.unit, o.indicator, o.day, o.hour, o.increments, o.events,
+           o.end_value - coalesce(
+               lag(o.end_value) OVER (PARTITION BY o.unit, o.indicator ORDER BY o.day, o.hour),
+               o.base
+           ) AS change,
+           u.ancestors || u.code AS lineage
+    FROM ends o
+    JOIN c ON true
+    JOIN unit_anchors a ON a.tree_at = {TREE_AT} AND a.unit = o.unit
+    JOIN units u ON u.code = a.anchor
+), top_hours AS (
+    SELECT lineage.code AS unit, o.indicator, o.day, o.hour, sum(o.change) AS change
+    FROM own o
+    CROSS JOIN LATERAL unnest(o.lineage[1:{HOURLY_LEVELS}]) AS lineage (code)
+    GROUP BY 1, 2, 3, 4
+), top_days AS (
+    SELECT unit, indicator, day, {hours_of("change", "hour")} AS hours
+    FROM top_hours
+    GROUP BY 1, 2, 3
+), spread AS (
+    SELECT lineage.code AS unit, o.indicator, o.day, sum(o.change) AS change,
+           sum(o.increments) AS increments, sum(o.events) AS events
+    FROM own o
+    CROSS JOIN LATERAL unnest(o.lineage) AS lineage (code)
+    GROUP BY 1, 2, 3
 )
-INSERT INTO subtree_days (campaign_id, unit, indicator, day, change, increments, events)
-SELECT $1, lineage.code, o.indicator, o.day, sum(o.change), sum(o.increments), sum(o.events)
-FROM own o
-JOIN c ON true
-JOIN unit_anchors a ON a.tree_at = {TREE_AT} AND a.unit = o.unit
-JOIN units u ON u.code = a.anchor
-CROSS JOIN LATERAL unnest(u.ancestors || u.code) AS lineage (code)
-GROUP BY 2, 3, 4
+INSERT INTO subtree_days (campaign_id, unit, indicator, day, change, increments, events, hours)
+SELECT $1, d.unit, d.indicator, d.day, d.change, d.increments, d.events, t.hours
+FROM spread d
+LEFT JOIN top_days t USING (unit, indicator, day)
 -- written day by day, each day's indicators in turn, as the live apply adds a day's rows
 -- on that day: a leaderboard reads one indicator's week of rows, which in the groups'
 -- own order lay on nearly every page of the table (28,000 of 29,000 on the 10 M

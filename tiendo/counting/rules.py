@@ -16,21 +16,45 @@ IN_CAMPAIGN = (
 )
 AS_OF_IN_WINDOW = "e.indicator = ANY ($3::text[]) AND e.occurred_at >= $4 AND e.occurred_at <= $5"
 RECOUNT_SCOPE = "($1::text IS NULL OR {col} = $1) AND {col} <> ALL ($2::text[])"
-# A campaign's local day, the bucket of the day rollups (`tiendo.counting.rollups`).
-LOCAL_DAY = "(e.occurred_at AT TIME ZONE c.timezone)::date"
+
+
+def local_day(at: str) -> str:
+    """A campaign's (`c`) local day of the moment `at` (an SQL expression): the bucket of
+    the day rollups (`tiendo.counting.rollups`)."""
+    return f"({at} AT TIME ZONE c.timezone)::date"
+
+
+def day_start(day: str) -> str:
+    """The moment a campaign's local `day` starts (the bounds of `as_of`'s day read too)."""
+    return f"(({day})::timestamp AT TIME ZONE c.timezone)"
+
+
+def local_hour(at: str) -> str:
+    """The hour of its local day the moment `at` falls in, from 0: whole hours elapsed
+    since the day started, not the clock's hour, so that a day of a change of clocks (23
+    or 25 hours) has no hour twice and none missing. The bucket of the day rollups' hours
+    (`tiendo.counting.rollups`); `as_of_days` reads the hour's events from
+    `day_start + hour` (never before the day's start: a midnight that a change of clocks
+    makes ambiguous)."""
+    elapsed = f"date_part('epoch', {at} - {day_start(local_day(at))})"
+    return f"greatest(floor({elapsed} / 3600), 0)::int"
+
+
+LOCAL_DAY = local_day("e.occurred_at")
+LOCAL_HOUR = local_hour("e.occurred_at")
 
 # apply: each new event once per campaign it counts for; a dethroned subject winner
 # (rule 2) is withdrawn as an adjustment of minus its value. $1: campaigns left out.
 SELECT_APPLIED = f"""
 INSERT INTO batch_applied
 SELECT c.id, e.unit, e.indicator, e.kind, e.value, e.occurred_at, e.event_id,
-       {LOCAL_DAY}, false
+       {LOCAL_DAY}, false, {LOCAL_HOUR}
 FROM batch_new e
 JOIN campaigns c ON {IN_CAMPAIGN}
 WHERE e.counted AND c.id <> ALL ($1::text[])
 UNION ALL
 SELECT c.id, e.unit, e.indicator, e.kind, -e.value, e.occurred_at, e.event_id,
-       {LOCAL_DAY}, true
+       {LOCAL_DAY}, true, {LOCAL_HOUR}
 FROM events e
 JOIN campaigns c ON {IN_CAMPAIGN}
 -- each withdrawn winner by its primary key (see MARK_SUBJECT_DUPLICATES)
