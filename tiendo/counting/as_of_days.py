@@ -70,7 +70,7 @@ from typing import Literal
 
 from tiendo.counting.batch import TREE_AT
 from tiendo.counting.rollups import HOURLY_LEVELS
-from tiendo.counting.rules import day_start, local_hour
+from tiendo.counting.rules import day_start, local_day, local_hour
 from tiendo.database import Connection
 
 # Up to this many versions in a subtree, its day of events is read unit by unit.
@@ -143,10 +143,9 @@ _EARLIER_READ = _range_of(
 AS_OF_FROM_DAYS = f"""
 WITH c AS (
     SELECT c.*, t.at, t.day,
-           greatest((t.day::timestamp AT TIME ZONE c.timezone), $4::timestamptz) AS day_from,
+           greatest({day_start("t.day")}, $4::timestamptz) AS day_from,
            -- (the day's last microsecond: the bounds are inclusive, as the moment is)
-           least(((t.day + 1)::timestamp AT TIME ZONE c.timezone) - interval '1 microsecond',
-                 c.deadline) AS day_to,
+           least({day_start("t.day + 1")} - interval '1 microsecond', c.deadline) AS day_to,
            t.hour,
            greatest({day_start("t.day")} + t.hour * interval '1 hour', $4::timestamptz)
                AS hour_from,
@@ -156,7 +155,7 @@ WITH c AS (
     FROM campaigns c
     CROSS JOIN LATERAL (SELECT least($5::timestamptz, c.deadline) AS at) a
     CROSS JOIN LATERAL (
-        SELECT a.at, (a.at AT TIME ZONE c.timezone)::date AS day, {local_hour("a.at")} AS hour
+        SELECT a.at, {local_day("a.at")} AS day, {local_hour("a.at")} AS hour
     ) t
     WHERE c.id = $2
 ), hourly AS MATERIALIZED (
