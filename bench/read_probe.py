@@ -22,7 +22,7 @@ import asyncpg
 from bench import national
 from bench.reads import PROBED, reads, summary
 from tiendo.board import repository as board
-from tiendo.lifespan import set_startup_objects_aside
+from tiendo.lifespan import collect_for_serving
 
 # seconds between two reads' schedules: each of the nine kinds every 4.5 s
 INTERVAL = 0.5
@@ -35,7 +35,7 @@ async def probe(dsn: str, seconds: float) -> dict[str, Any]:
         assert campaign is not None
         named = await reads(conn, campaign)
         # as the aggregator does once started (the reads are its functions)
-        set_startup_objects_aside()
+        collect_for_serving()
         samples: dict[str, list[float]] = {}
         due = time.perf_counter()
         end = due + seconds

@@ -78,7 +78,7 @@ from tiendo.board import repository as board
 from tiendo.board.campaign import Campaign
 from tiendo.board.figures import judge
 from tiendo.database import Connection, create_pool, spare_connection
-from tiendo.lifespan import set_startup_objects_aside
+from tiendo.lifespan import collect_for_serving
 
 Read = Callable[[Connection], Awaitable[object]]
 CLIENTS = 50
@@ -418,8 +418,8 @@ async def measure(
             named = await reads(conn, campaign, pool)
             stored = await storage(conn)
         # this process serves the reads as the aggregator's API does, which sets its
-        # startup objects aside once started (`tiendo.lifespan.started`)
-        set_startup_objects_aside()
+        # garbage collector up for serving once started (`tiendo.lifespan.started`)
+        collect_for_serving()
         results: dict[str, Any] = {
             "dataset": dataset,
             "storage": stored,

@@ -24,6 +24,7 @@ import asyncpg
 from bench.one_state import INDICATORS
 from tiendo import counting
 from tiendo.event import Event, Kind
+from tiendo.lifespan import collect_for_serving
 
 TICK = 0.2
 MAX_TICKS = 25  # 5 s of backlog at most in one batch (the consumer's max records)
@@ -62,6 +63,7 @@ def quantile(samples: list[float], q: float) -> float:
 async def steady(dsn: str, rate: int, seconds: float) -> dict[str, Any]:
     conn = await asyncpg.connect(dsn)
     communes = [r["code"] for r in await conn.fetch("SELECT code FROM units WHERE level = 4")]
+    collect_for_serving()  # as the aggregator does once started
     rng = random.Random(time.time_ns())
     per_tick = max(1, round(rate * TICK))
     ticks = int(seconds / TICK)

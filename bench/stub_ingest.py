@@ -8,8 +8,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from services.ingest.app import create_app
+from services.ingest.publisher import records_of
 from services.ingest.settings import IngestSettings
-from tiendo.event import Event, encode
+from tiendo.event import Event
 from tiendo.serve import serve
 
 
@@ -23,9 +24,7 @@ class AckingPublisher:
         return True
 
     async def publish(self, events: Sequence[Event], source: str = "") -> None:
-        for e in events:
-            e.unit.encode()
-            encode(e, source=source)
+        records_of(events, source)
 
     async def close(self) -> None:
         return None

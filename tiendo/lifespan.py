@@ -63,15 +63,30 @@ def start_loops(stack: AsyncExitStack, supervisor: Supervisor, loops: Sequence[L
 
 
 def started(service: str, **fields: object) -> None:
-    """The service is up: it sets its startup objects aside (`set_startup_objects_aside`)
-    and says so (`<service>_started`, with how many objects it set aside)."""
-    log.info(f"{service}_started", frozen_objects=set_startup_objects_aside(), **fields)
+    """The service is up: it sets the garbage collector up for serving
+    (`collect_for_serving`) and says so (`<service>_started`, with how many objects it
+    set aside)."""
+    log.info(f"{service}_started", frozen_objects=collect_for_serving(), **fields)
 
 
-def set_startup_objects_aside() -> int:
+# Allocations of tracked objects, net of those freed, between two collections of the
+# youngest generation; Python's default is 700. One ingest request of 1,000 events holds
+# a few thousand dicts, events and records alive at once: at 700 it crossed the threshold
+# several times, and each crossing walked them and moved them to an older generation,
+# where further collections walked them again, though they all die with the request.
+# Replaying requests with four in flight (ingest's benchmark load): 748 young, 68 middle
+# and 6 full collections over 300 requests, 4-5 % of the time and pauses up to 15 ms;
+# at 10,000, 11 young and 1 middle, under 1 %, and the requests took 10 % less time in
+# all (fewer objects walked, fewer cache misses). The aggregator's decoding of a
+# 20,000-record fetch took the same time either way.
+YOUNG_GENERATION_THRESHOLD = 10_000
+
+
+def collect_for_serving() -> int:
     """Set every object alive now aside from the garbage collector, after a collection
-    (so that no garbage is kept with them); what is created afterwards is collected as
-    before. How many objects are set aside.
+    (so that no garbage is kept with them), and collect the young generation less often
+    (`YOUNG_GENERATION_THRESHOLD`); what is created afterwards is collected as before,
+    only in larger steps. How many objects are set aside.
 
     A full collection walks every tracked object, and a read that builds ten thousand
     rows (a leaderboard of every commune) triggers one or two: the aggregator holds about
@@ -79,6 +94,8 @@ def set_startup_objects_aside() -> int:
     walking them took about a third of such a read (README, "Reads on a national tree")."""
     gc.collect()
     gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(YOUNG_GENERATION_THRESHOLD, middle, old)
     return gc.get_freeze_count()
 
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from tiendo.event import Event, encode
+from tiendo.events.progress_event import Event, encode_all
 from tiendo.kafka import RecordBatches, reliable_producer, start_whole
 from tiendo.logs import get_logger
 from tiendo.producers import stop_producer
@@ -33,6 +33,14 @@ def _abandon(futures: Sequence["asyncio.Future[object]"]) -> None:
             future.exception()  # retrieved, so asyncio does not log it as lost
         else:
             future.cancel()
+
+
+def records_of(events: Sequence[Event], source: str) -> list[tuple[bytes, bytes]]:
+    """The Kafka records of a request's events: keyed by unit, so a unit's events keep
+    their order in one partition."""
+    return list(
+        zip([e.unit.encode() for e in events], encode_all(events, source=source), strict=True)
+    )
 
 
 class Publisher:
@@ -119,7 +127,7 @@ class Publisher:
         producer, batches = self._producer, self._batches
         if producer is None or batches is None:
             raise KafkaUnavailable("not connected to Kafka")
-        records = [(e.unit.encode(), encode(e, source=source)) for e in events]
+        records = records_of(events, source)
         futures: list[asyncio.Future[object]] = []
         try:
             async with asyncio.timeout(self._timeout):

@@ -4,9 +4,12 @@ also from a record written by the bindings directly (an older producer)."""
 
 from datetime import UTC, datetime, timedelta, timezone
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from tiendo.events import progress_event, unit_progress
 from tiendo.events.progress_event import Event, Kind
-from tiendo.events.timestamps import timestamp
+from tiendo.events.timestamps import datetime_of, timestamp
 from tiendo.events.unit_progress import UnitProgress
 from tiendo.events.v1 import events_pb2
 
@@ -81,3 +84,46 @@ def test_a_progress_event_reads_back_with_its_offset_and_source() -> None:
     assert back == event
     assert back.occurred_at.utcoffset() == timedelta(hours=7)
     assert progress_event.from_message(progress_event.to_message(event, source="x")).source == "x"
+
+
+ZONES = st.sampled_from(
+    [UTC, timezone(timedelta(hours=7)), timezone(timedelta(hours=-3, minutes=-30))]
+)
+MOMENTS = st.datetimes(
+    min_value=datetime(1900, 1, 2), max_value=datetime(2200, 1, 1), timezones=ZONES
+)
+
+
+@given(MOMENTS)
+def test_a_timestamp_is_the_moment_to_the_microsecond_before_1970_too(at: datetime) -> None:
+    ts = timestamp(at)
+    assert 0 <= ts.nanos < 1_000_000_000
+    assert datetime_of(ts) == at
+
+
+@given(
+    st.lists(
+        st.builds(
+            Event,
+            event_id=st.text("abc-1", min_size=1, max_size=8),
+            unit=st.sampled_from(["00004", "001"]),
+            indicator=st.sampled_from(["cccd_collected", "eid_activated_l2"]),
+            kind=st.sampled_from(Kind),
+            value=st.integers(-(2**63), 2**63 - 1),
+            occurred_at=MOMENTS,
+            subject=st.none() | st.just("ab" * 32),
+            # a request's events share one moment of receipt; these may not, or have none
+            received_at=st.none() | st.sampled_from([AT, AT + timedelta(microseconds=1)]),
+            source=st.text(max_size=5),
+        ),
+        max_size=12,
+    ),
+    st.text(max_size=8),
+)
+def test_a_requests_records_read_back_as_each_event_encoded_alone(
+    events: list[Event], source: str
+) -> None:
+    records = progress_event.encode_all(events, source=source)
+    alone = [progress_event.encode(e, source=source) for e in events]
+    assert [progress_event.decode(r) for r in records] == [progress_event.decode(a) for a in alone]
+    assert [progress_event.decode(r).source for r in records] == [source] * len(events)

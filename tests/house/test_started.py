@@ -1,14 +1,14 @@
 """A started service sets its startup objects aside from the garbage collector
-(`tiendo.lifespan.started`, `set_startup_objects_aside`): what is garbage by then is
+(`tiendo.lifespan.started`, `collect_for_serving`): what is garbage by then is
 collected first, not kept for good, and what the service creates afterwards is still
-collected."""
+collected, its young objects in larger steps."""
 
 import gc
 import weakref
 
 from structlog.testing import capture_logs
 
-from tiendo.lifespan import started
+from tiendo.lifespan import YOUNG_GENERATION_THRESHOLD, started
 
 
 class _Node:
@@ -25,6 +25,7 @@ def _cycle() -> "weakref.ref[_Node]":
 
 def test_startup_objects_are_frozen_and_garbage_is_collected_first() -> None:
     gc.disable()  # no collection but the ones under test
+    threshold = gc.get_threshold()
     try:
         kept = _Node()
         kept.other = kept
@@ -39,9 +40,11 @@ def test_startup_objects_are_frozen_and_garbage_is_collected_first() -> None:
         assert [(e["event"], e["port"], e["frozen_objects"] > 1000) for e in logs] == [
             ("example_started", 1, True)
         ]
+        assert gc.get_threshold() == (YOUNG_GENERATION_THRESHOLD, *threshold[1:])
         later = _cycle()
         gc.collect()
         assert later() is None  # created after: collected as before
     finally:
         gc.unfreeze()
+        gc.set_threshold(*threshold)
         gc.enable()

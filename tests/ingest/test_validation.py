@@ -292,6 +292,38 @@ def test_every_written_form_rfc3339_allows_and_its_bounds(
     assert parse_timestamp(text) == expected
 
 
+@given(
+    st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30)),
+    st.sampled_from(["T", "t"]),
+    st.text(alphabet="0123456789", max_size=10),
+    st.sampled_from(["Z", "z", "+", "-"]),
+    st.sampled_from([0, 23, 24]) | st.integers(0, 29),  # each side of the bounds, often
+    st.sampled_from([0, 59, 60]) | st.integers(0, 69),
+    st.sampled_from([28, 29, 30, 31]) | st.integers(1, 31),
+)
+def test_every_offset_and_day_is_read_or_refused_as_its_bounds_say(
+    moment: datetime, t: str, digits: str, zone: str, hours: int, minutes: int, day: int
+) -> None:
+    # Any day number of the month, any offset up to 29:69 and any number of fraction
+    # digits, each side of its bound: what the parser makes of them, against the calendar
+    # and the offset's arithmetic done here.
+    fraction = f".{digits}" if digits else ""
+    offset = "Z" if zone == "Z" else "z" if zone == "z" else f"{zone}{hours:02}:{minutes:02}"
+    clock = f"{moment.hour:02}:{moment.minute:02}:{moment.second:02}"
+    text = f"{moment.year:04}-{moment.month:02}-{day:02}{t}{clock}{fraction}{offset}"
+    try:
+        naive = moment.replace(day=day, microsecond=int((digits + "000000")[:6]))
+    except ValueError:
+        naive = None  # no such day in that month
+    fits = zone in "Zz" or (hours <= 23 and minutes <= 59)
+    if naive is None or len(digits) > 9 or not fits:
+        assert parse_timestamp(text) is None
+        return
+    sign = -1 if zone == "-" else 1
+    zone_offset = timedelta(0) if zone in "Zz" else sign * timedelta(hours=hours, minutes=minutes)
+    assert parse_timestamp(text) == naive.replace(tzinfo=timezone(zone_offset))
+
+
 @given(st.text(max_size=40))
 def test_parse_timestamp_never_raises(text: str) -> None:
     parsed = parse_timestamp(text)

@@ -1,8 +1,9 @@
 """The `progress-events` message: the progress event (contract §4) as plain data, built
 from and into its protobuf binding (`ProgressEvent`) for Kafka."""
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from enum import StrEnum
 
 from tiendo.events.timestamps import datetime_of, offset_zone, set_timestamp
@@ -57,28 +58,60 @@ def to_json(event: Event) -> dict[str, object]:
     return body
 
 
-def to_message(event: Event, *, source: str | None = None) -> events_pb2.ProgressEvent:
-    """The ProgressEvent of an event (`source` in place of the event's)."""
-    offset = event.occurred_at.utcoffset() or timedelta(0)
+def _own_fields(event: Event) -> events_pb2.ProgressEvent:
+    """The ProgressEvent of an event's own fields, without `source` and `received_at`."""
+    offset = event.occurred_at.utcoffset()
     message = events_pb2.ProgressEvent(
         event_id=event.event_id,
         unit=event.unit,
         indicator=event.indicator,
         kind=_KIND_TO_PB[event.kind],
         value=event.value,
-        occurred_at_offset_seconds=int(offset.total_seconds()),
+        occurred_at_offset_seconds=0 if offset is None else int(offset.total_seconds()),
         subject=event.subject or "",
-        source=event.source if source is None else source,
     )
     set_timestamp(message.occurred_at, event.occurred_at)
-    if event.received_at is not None:
-        set_timestamp(message.received_at, event.received_at)
+    return message
+
+
+def _set_delivery(message: events_pb2.ProgressEvent, source: str, at: datetime | None) -> None:
+    """Who sent the event (the token's name) and when ingest received it."""
+    message.source = source
+    if at is not None:
+        set_timestamp(message.received_at, at)
+
+
+def to_message(event: Event, *, source: str | None = None) -> events_pb2.ProgressEvent:
+    """The ProgressEvent of an event (`source` in place of the event's)."""
+    message = _own_fields(event)
+    _set_delivery(message, event.source if source is None else source, event.received_at)
     return message
 
 
 def encode(event: Event, *, source: str | None = None) -> bytes:
     """Serialise for the `progress-events` topic (`source` in place of the event's)."""
     return to_message(event, source=source).SerializeToString()
+
+
+def encode_all(events: Sequence[Event], *, source: str) -> list[bytes]:
+    """`encode(event, source=source)` of each event, for the events of one request.
+
+    They share `source` and, nearly always, `received_at`: that part is serialised once
+    per distinct `received_at` and appended to each event's own. A parser merges the
+    serialisations of one message laid end to end (protobuf's wire format), so each
+    record reads back as `encode`'s. Setting that second timestamp was a third of the
+    encoding, and the encoding a third of ingest's CPU (bench flame graph).
+    """
+    delivered: dict[datetime | None, bytes] = {}
+    out: list[bytes] = []
+    for event in events:
+        tail = delivered.get(event.received_at)
+        if tail is None:
+            shared = events_pb2.ProgressEvent()
+            _set_delivery(shared, source, event.received_at)
+            tail = delivered[event.received_at] = shared.SerializeToString()
+        out.append(_own_fields(event).SerializeToString() + tail)
+    return out
 
 
 def from_message(message: events_pb2.ProgressEvent) -> Event:

@@ -6,7 +6,6 @@ from functools import lru_cache
 from google.protobuf.timestamp_pb2 import Timestamp
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
 
 
 def timestamp(at: datetime) -> Timestamp:
@@ -20,10 +19,13 @@ def set_timestamp(ts: Timestamp, at: datetime) -> None:
     """Make `ts` (a message's field) the time `at`: in place, which is twice as fast as
     building a Timestamp and copying it in (ingest does it twice per event)."""
     # Integer arithmetic: protobuf's FromDatetime/ToDatetime are pure Python and were a
-    # tenth of ingest's and the aggregator's CPU (bench flame graphs).
-    seconds, micros = divmod((at - _EPOCH) // _MICROSECOND, 1_000_000)
-    ts.seconds = seconds
-    ts.nanos = micros * 1000
+    # tenth of ingest's and the aggregator's CPU (bench flame graphs). A timedelta keeps
+    # its seconds in [0, 86400) and microseconds in [0, 10**6) whatever the sign of its
+    # days: the floor a Timestamp wants (nanos never negative), without dividing one
+    # timedelta by another, which took twice as long.
+    since = at - _EPOCH
+    ts.seconds = since.days * 86_400 + since.seconds
+    ts.nanos = since.microseconds * 1000
 
 
 def datetime_of(ts: Timestamp) -> datetime:
