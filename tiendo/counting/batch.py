@@ -371,6 +371,7 @@ SET value = p.value + EXCLUDED.value,
 RETURNING p.campaign_id, p.unit, p.indicator
 """
 
+
 # A version that passes through a split with shares on its way into a campaign's tree (a
 # late event of a split unit's old period, after the campaign moved to the new tree): an
 # allocation by largest remainder does not split a change of the total the way it splits
@@ -378,16 +379,38 @@ RETURNING p.campaign_id, p.unit, p.indicator
 # (`RECOMPUTE_VALUES`) instead of spreading. It takes the re-plan lock rather than the
 # shared one, since a recount from the own columns would lose a concurrent spread. Rare:
 # old-period events of split units only; a tree without shares never asks.
-BATCH_HAS_SHARED = f"""
+def _carried_by_shares(units: str) -> str:
+    """Whether any of `units` (a query of one column, `unit`) is a version some campaign
+    carries by shares onto its tree (a tree with shares at all, first: cheap)."""
+    return f"""
 SELECT EXISTS (SELECT 1 FROM unit_transfers WHERE share IS NOT NULL)
    AND EXISTS (
     SELECT 1
-    FROM (SELECT DISTINCT unit FROM batch_in) b
+    FROM ({units}) b
     JOIN units v ON v.code = b.unit AND v.valid_to IS NOT NULL
     JOIN campaigns c ON v.valid_to <= {TREE_AT}
     WHERE NOT EXISTS (SELECT 1 FROM unit_anchors a
                       WHERE a.tree_at = {TREE_AT} AND a.unit = b.unit))
 """
+
+
+# The own values a batch can move: its events' units, and the units of the citizens'
+# stored winners, which an earlier event of the batch dethrones (an event of a version
+# carried by shares, dethroned by one sent on the new tree: found by the cut-over
+# property test).
+BATCH_HAS_SHARED = _carried_by_shares("""
+    SELECT unit FROM batch_in
+    UNION
+    SELECT s.unit FROM batch_in b
+    CROSS JOIN LATERAL (SELECT s.unit FROM subjects s
+                        WHERE s.indicator = b.indicator AND s.subject = b.subject
+                        LIMIT 1) s
+    WHERE b.subject IS NOT NULL AND b.kind = 'increment'""")
+
+# The winners the batch dethroned, once it holds its citizens' locks: a winner stored by
+# a concurrent batch after `BATCH_HAS_SHARED` looked.
+DETHRONED_HAS_SHARED = _carried_by_shares("""
+    SELECT e.unit FROM batch_dethroned d JOIN events e ON e.event_id = d.event_id""")
 
 SHARED_CAMPAIGNS = f"""
 SELECT DISTINCT k.campaign_id
