@@ -70,7 +70,7 @@ def started(service: str, **fields: object) -> None:
 
 
 # Allocations of tracked objects, net of those freed, between two collections of the
-# youngest generation; Python's default is 700. One ingest request of 1,000 events holds
+# youngest generation; Python 3.11's default is 700. One ingest request of 1,000 events holds
 # a few thousand dicts, events and records alive at once: at 700 it crossed the threshold
 # several times, and each crossing walked them and moved them to an older generation,
 # where further collections walked them again, though they all die with the request.

@@ -143,10 +143,6 @@ async def apply(
         await conn.execute(rules.STAGE_SUBJECTS)
         await conn.execute(rules.LOCK_SUBJECTS)
         await conn.execute(rules.FIND_DETHRONED)
-        # a winner that a concurrent batch stored after the check above
-        if not shared and await conn.fetchval(batch.DETHRONED_HAS_SHARED):
-            shared = True
-            await conn.execute(batch.LOCK_REPLAN)
         await conn.execute(rules.MARK_SUBJECT_DUPLICATES)
         await conn.execute(rules.UPSERT_SUBJECT_WINNERS)
     await conn.execute(rules.SELECT_APPLIED, list(unusable))

@@ -5,7 +5,7 @@ The rules themselves (what counts and how) are not here."""
 from typing import Any
 
 from tiendo.counting.content import content_hash
-from tiendo.counting.rules import BATCH_INCREMENTS, OWN_VALUE
+from tiendo.counting.rules import BATCH_INCREMENTS, OWN_VALUE, STORED_WINNER
 from tiendo.event import Event
 
 # Applying and re-planning (an admin change) both touch `value`; re-planning recomputes it
@@ -373,44 +373,36 @@ RETURNING p.campaign_id, p.unit, p.indicator
 
 
 # A version that passes through a split with shares on its way into a campaign's tree (a
-# late event of a split unit's old period, after the campaign moved to the new tree): an
-# allocation by largest remainder does not split a change of the total the way it splits
-# the total, so such a batch recounts its campaigns' values from the own columns
-# (`RECOMPUTE_VALUES`) instead of spreading. It takes the re-plan lock rather than the
-# shared one, since a recount from the own columns would lose a concurrent spread. Rare:
-# old-period events of split units only; a tree without shares never asks.
-def _carried_by_shares(units: str) -> str:
-    """Whether any of `units` (a query of one column, `unit`) is a version some campaign
-    carries by shares onto its tree (a tree with shares at all, first: cheap)."""
-    return f"""
+# late event of a split unit's old period, after the campaign moved to the new tree, or a
+# counted event of that period that a citizen's earlier event dethrones): an allocation by
+# largest remainder does not split a change of the total the way it splits the total, so
+# such a batch recounts its campaigns' values from the own columns (`RECOMPUTE_VALUES`)
+# instead of spreading. It takes the re-plan lock rather than the shared one, since a
+# recount from the own columns would lose a concurrent spread. Rare: old-period events of
+# split units, and their citizens' earlier events; a tree without shares never asks.
+#
+# The own values a batch can move are its events' units' and its dethroned winners' (an
+# event of a version carried by shares, dethroned by one sent on the new tree: found by
+# the cut-over property test). A winner's unit is asked before the citizens are locked,
+# and cannot change meanwhile: a batch that stores a winner on a version carried by shares
+# has that version among its own events, so it holds the re-plan lock, which waits for
+# this batch's shared one; and what makes a version carried by shares (trees, campaigns'
+# moments, anchors) changes under the re-plan lock only.
+BATCH_HAS_SHARED = f"""
 SELECT EXISTS (SELECT 1 FROM unit_transfers WHERE share IS NOT NULL)
    AND EXISTS (
     SELECT 1
-    FROM ({units}) b
+    FROM (SELECT unit FROM batch_in
+          UNION ALL
+          SELECT s.unit FROM batch_in b
+          CROSS JOIN LATERAL {STORED_WINNER}
+          WHERE b.subject IS NOT NULL AND b.kind = 'increment'
+            AND (b.occurred_at, b.event_id) < (s.occurred_at, s.event_id)) b
     JOIN units v ON v.code = b.unit AND v.valid_to IS NOT NULL
     JOIN campaigns c ON v.valid_to <= {TREE_AT}
     WHERE NOT EXISTS (SELECT 1 FROM unit_anchors a
                       WHERE a.tree_at = {TREE_AT} AND a.unit = b.unit))
 """
-
-
-# The own values a batch can move: its events' units, and the units of the citizens'
-# stored winners, which an earlier event of the batch dethrones (an event of a version
-# carried by shares, dethroned by one sent on the new tree: found by the cut-over
-# property test).
-BATCH_HAS_SHARED = _carried_by_shares("""
-    SELECT unit FROM batch_in
-    UNION
-    SELECT s.unit FROM batch_in b
-    CROSS JOIN LATERAL (SELECT s.unit FROM subjects s
-                        WHERE s.indicator = b.indicator AND s.subject = b.subject
-                        LIMIT 1) s
-    WHERE b.subject IS NOT NULL AND b.kind = 'increment'""")
-
-# The winners the batch dethroned, once it holds its citizens' locks: a winner stored by
-# a concurrent batch after `BATCH_HAS_SHARED` looked.
-DETHRONED_HAS_SHARED = _carried_by_shares("""
-    SELECT e.unit FROM batch_dethroned d JOIN events e ON e.event_id = d.event_id""")
 
 SHARED_CAMPAIGNS = f"""
 SELECT DISTINCT k.campaign_id

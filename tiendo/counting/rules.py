@@ -88,7 +88,7 @@ FROM (SELECT DISTINCT indicator, subject FROM batch_subjects ORDER BY 1, 2) s
 # subject instead (all of them read for each batch: 13 ms of a 1,000-event batch's 80 at
 # 50,000 subjects, and growing with them). LIMIT keeps the probe per subject.
 STORED_WINNER = """(
-    SELECT s.event_id, s.occurred_at FROM subjects s
+    SELECT s.event_id, s.occurred_at, s.unit FROM subjects s
     WHERE s.indicator = b.indicator AND s.subject = b.subject
     LIMIT 1
 ) s"""

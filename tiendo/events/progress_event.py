@@ -100,7 +100,8 @@ def encode_all(events: Sequence[Event], *, source: str) -> list[bytes]:
     per distinct `received_at` and appended to each event's own. A parser merges the
     serialisations of one message laid end to end (protobuf's wire format), so each
     record reads back as `encode`'s. Setting that second timestamp was a third of the
-    encoding, and the encoding a third of ingest's CPU (bench flame graph).
+    encoding, and the encoding 29 % of ingest's samples in a quick benchmark's flame graph
+    (5 December 2026).
     """
     delivered: dict[datetime | None, bytes] = {}
     out: list[bytes] = []
