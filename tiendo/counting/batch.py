@@ -5,7 +5,13 @@ The rules themselves (what counts and how) are not here."""
 from typing import Any
 
 from tiendo.counting.content import content_hash
-from tiendo.counting.rules import BATCH_INCREMENTS, OWN_VALUE, STORED_WINNER
+from tiendo.counting.rules import (
+    BATCH_INCREMENTS,
+    OWN_VALUE,
+    STORED_WINNER,
+    counts_once,
+    earlier,
+)
 from tiendo.event import Event
 
 # Applying and re-planning (an admin change) both touch `value`; re-planning recomputes it
@@ -396,8 +402,7 @@ SELECT EXISTS (SELECT 1 FROM unit_transfers WHERE share IS NOT NULL)
           UNION ALL
           SELECT s.unit FROM batch_in b
           CROSS JOIN LATERAL {STORED_WINNER}
-          WHERE b.subject IS NOT NULL AND b.kind = 'increment'
-            AND (b.occurred_at, b.event_id) < (s.occurred_at, s.event_id)) b
+          WHERE {counts_once("b")} AND {earlier("b", "s")}) b
     JOIN units v ON v.code = b.unit AND v.valid_to IS NOT NULL
     JOIN campaigns c ON v.valid_to <= {TREE_AT}
     WHERE NOT EXISTS (SELECT 1 FROM unit_anchors a

@@ -65,15 +65,32 @@ WHERE e.event_id = ANY (ARRAY(SELECT event_id FROM batch_dethroned))
 # -- rule 2: a citizen (subject) counts once, at its earliest event ----------------------
 # Earliest by (occurred_at, event_id); the others are stored with `counted = false`, which
 # every form of rules 3 and 4 reads.
-EARLIEST_FIRST = "occurred_at, event_id"
+_EARLIEST_BY = ("occurred_at", "event_id")
+EARLIEST_FIRST = ", ".join(_EARLIEST_BY)
+
+
+def earlier(a: str, b: str) -> str:
+    """SQL: the event aliased `a` comes before `b`'s in rule 2's order (EARLIEST_FIRST)."""
+
+    def row(alias: str) -> str:
+        return "(" + ", ".join(f"{alias}.{column}" for column in _EARLIEST_BY) + ")"
+
+    return f"{row(a)} < {row(b)}"
+
+
+def counts_once(e: str) -> str:
+    """SQL: the event aliased `e` is one rule 2 holds to once per citizen: an increment
+    naming its subject (snapshots and anonymous increments always count)."""
+    return f"{e}.subject IS NOT NULL AND {e}.kind = 'increment'"
+
 
 # apply: the subjects of the batch, the first of each marked
 STAGE_SUBJECTS = f"""
 INSERT INTO batch_subjects
 SELECT indicator, subject, event_id, occurred_at, unit,
        row_number() OVER (PARTITION BY indicator, subject ORDER BY {EARLIEST_FIRST}) = 1
-FROM batch_new
-WHERE subject IS NOT NULL AND kind = 'increment'
+FROM batch_new n
+WHERE {counts_once("n")}
 """
 
 # Replicas applying different partitions may see the same citizen: serialise per subject
@@ -99,7 +116,7 @@ INSERT INTO batch_dethroned
 SELECT s.event_id
 FROM batch_subjects b
 CROSS JOIN LATERAL {STORED_WINNER}
-WHERE b.first AND (b.occurred_at, b.event_id) < (s.occurred_at, s.event_id)
+WHERE b.first AND {earlier("b", "s")}
 """
 
 MARK_SUBJECT_DUPLICATES = f"""
@@ -107,8 +124,7 @@ WITH losers AS (
     SELECT b.event_id
     FROM batch_subjects b
     LEFT JOIN LATERAL {STORED_WINNER} ON true
-    WHERE NOT b.first OR (s.event_id IS NOT NULL
-                          AND (s.occurred_at, s.event_id) < (b.occurred_at, b.event_id))
+    WHERE NOT b.first OR (s.event_id IS NOT NULL AND {earlier("s", "b")})
 ), marked AS (
     -- each by its primary key: joined to the temporary tables, whose size the planner does
     -- not know, every stored event was hashed instead (all of `events` read for a batch
@@ -121,13 +137,13 @@ WITH losers AS (
 UPDATE batch_new n SET counted = false FROM losers l WHERE n.event_id = l.event_id
 """
 
-UPSERT_SUBJECT_WINNERS = """
+UPSERT_SUBJECT_WINNERS = f"""
 INSERT INTO subjects AS s (indicator, subject, event_id, occurred_at, unit)
 SELECT indicator, subject, event_id, occurred_at, unit FROM batch_subjects WHERE first
 ORDER BY 1, 2
 ON CONFLICT (indicator, subject) DO UPDATE
 SET event_id = EXCLUDED.event_id, occurred_at = EXCLUDED.occurred_at, unit = EXCLUDED.unit
-WHERE (EXCLUDED.occurred_at, EXCLUDED.event_id) < (s.occurred_at, s.event_id)
+WHERE {earlier("EXCLUDED", "s")}
 """
 
 # recount: the winners again from every stored event, and `counted` from them
@@ -135,11 +151,11 @@ RECOUNT_SUBJECTS = f"""
 TRUNCATE subjects;
 INSERT INTO subjects (indicator, subject, event_id, occurred_at, unit)
 SELECT DISTINCT ON (indicator, subject) indicator, subject, event_id, occurred_at, unit
-FROM events
-WHERE subject IS NOT NULL AND kind = 'increment'
+FROM events e
+WHERE {counts_once("e")}
 ORDER BY indicator, subject, {EARLIEST_FIRST};
 UPDATE events e
-SET counted = (e.subject IS NULL OR e.kind <> 'increment'
+SET counted = (NOT ({counts_once("e")})
                OR EXISTS (SELECT 1 FROM subjects s WHERE s.event_id = e.event_id))
 WHERE e.subject IS NOT NULL;
 """
