@@ -59,6 +59,9 @@ def snapshot() -> dict[str, Any]:
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "core_speed_seconds": core_speed_seconds(),
+        # at the start: the run rewrites tracked files (its flame graphs), which would make
+        # every run's commit read "-dirty" at its end
+        "commit": git_commit(),
     }
 
 
@@ -88,7 +91,7 @@ def machine(
         "versions": {
             "python": platform.python_version(),
             "platform": platform.platform(),
-            "commit": git_commit(),
+            "commit": before.get("commit") or git_commit(),
             **(versions or {}),
         },
         "quick": quick,
