@@ -12,6 +12,7 @@ from tiendo.board import repository as board
 from tiendo.board.figures import Verdict, judge_campaign, ranked
 from tiendo.board.window import WindowValues
 from tiendo.counting import Key
+from tiendo.counting.rules import local_day
 from tiendo.database import Connection
 
 # Per level, units with a positive target and how many reached it: one pass over the
@@ -24,14 +25,15 @@ WHERE p.target > 0
 GROUP BY 1, 2, 3
 """
 # Events counted on the campaign's current local day in each exported unit's subtree: its
-# row of today in the day rollups (`tiendo.counting.rollups`), on the campaign's tree. Only
+# row of today in the day rollups (`tiendo.counting.rollups`, bucketed by the same
+# `local_day`), on the campaign's tree. Only
 # today's rows are read, so the cost does not grow with the campaign's age.
-SELECT_EVENTS_TODAY = """
+SELECT_EVENTS_TODAY = f"""
 SELECT d.campaign_id, d.unit, d.indicator, d.events::bigint AS events
 FROM subtree_days d
 JOIN campaigns c ON c.id = d.campaign_id
 JOIN units l ON l.code = d.unit
-WHERE d.day = ($2::timestamptz AT TIME ZONE c.timezone)::date AND l.level <= $1
+WHERE d.day = {local_day("$2::timestamptz")} AND l.level <= $1
   AND d.events <> 0
   AND c.id <> ALL ($3::text[])  -- a campaign flagged unusable may have no valid zone
 """
