@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install dev test test-fast lint fmt proto dashboards migrate prepare bench bench-quick bench-readme clean-local
+.PHONY: help install dev test test-fast hunt lint fmt proto dashboards migrate prepare bench bench-quick bench-readme clean-local
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -27,6 +27,14 @@ test: $(STAMP) ## the whole suite against real Kafka and PostgreSQL (slow tests 
 
 test-fast: $(STAMP) ## the suite without the slow chaos and load tests
 	$(BIN)/pytest -m "not slow"
+
+# The property tests that hold live equal to history, and the boards and alerts to one state.
+HUNT_TESTS ?= tests/counting/test_cutover_property.py tests/counting/test_as_of_days_property.py \
+	tests/counting/test_conflicts.py tests/boards/test_one_state_property.py
+HUNT_EXAMPLES ?= 150
+
+hunt: $(STAMP) ## the property tests with HUNT_EXAMPLES examples each (~45 min at 150): look for a counterexample
+	TIENDO_HUNT_EXAMPLES=$(HUNT_EXAMPLES) $(BIN)/pytest --timeout=0 -m "slow or not slow" $(HUNT_TESTS)
 
 lint: $(STAMP) ## ruff and mypy --strict
 	$(BIN)/ruff check .

@@ -17,8 +17,8 @@ from tests.support.databases import clone_database
 from tests.support.identities import seed_identities
 from tests.support.stack import Topics
 
-# fixtures of the notifier's receivers (SMTP, HTTP) and harness
-pytest_plugins = ["tests.support.notifier"]
+# fixtures of the notifier's receivers (SMTP, HTTP) and harness; `make hunt`'s examples
+pytest_plugins = ["tests.support.notifier", "tests.support.hunt"]
 
 
 @pytest.fixture(scope="session")

@@ -26,8 +26,8 @@ GROUP BY 1, 2, 3
 """
 # Events counted on the campaign's current local day in each exported unit's subtree: its
 # row of today in the day rollups (`tiendo.counting.rollups`, bucketed by the same
-# `local_day`), on the campaign's tree. Only
-# today's rows are read, so the cost does not grow with the campaign's age.
+# `local_day`), on the campaign's tree. Only today's rows are read, so the cost does not
+# grow with the campaign's age.
 SELECT_EVENTS_TODAY = f"""
 SELECT d.campaign_id, d.unit, d.indicator, d.events::bigint AS events
 FROM subtree_days d
