@@ -163,7 +163,9 @@ async def test_the_first_levels_hours_equal_the_history_at_every_hour(database: 
     change of each of their hours: their value at every hour's start, from the rollups,
     is the history's, after the live apply and after a recount. Deeper units keep none.
     The events fall inside hours and on their starts, snapshots among increments, one
-    within the hour of another, a citizen's earlier event arriving last."""
+    within the hour of another, a citizen's earlier event arriving last; and another's
+    earlier event of the same day in a ward of the same district, arriving last, which
+    moves the city's and the district's hours but not their day."""
     await _campaign_world(database)
     events = [
         *history(),
@@ -171,8 +173,10 @@ async def test_the_first_levels_hours_equal_the_history_at_every_hour(database: 
         _e(31, "00007", _at(3, 11.25), 80, kind=Kind.SNAPSHOT),
         _e(32, "00007", _at(3, 11.75), 4),
         _e(33, "00010", _at(3, 23.99), 9),
+        _e(34, "00004", _at(4, 16), indicator=EID, subject="d" * 64),
     ]
     events.sort(key=lambda e: e.occurred_at)
+    events.append(_e(35, "00007", _at(4, 9.5), indicator=EID, subject="d" * 64))
     top = ["01", "001", "002"]
     conn = await asyncpg.connect(database)
     try:

@@ -351,7 +351,7 @@ WITH incs AS ({BATCH_INCREMENTS}
     FROM batch_keys k
     LEFT JOIN incs i USING (campaign_id, unit, indicator)
 ), spread AS (
-    SELECT campaign_id, unit, indicator, sum(delta) AS delta, sum(incr) AS incr,
+    SELECT campaign_id, unit, indicator, sum(delta)::bigint AS delta, sum(incr)::bigint AS incr,
            max(last_at) AS last_at, max(own_last_at) AS own_last_at
     FROM (
         SELECT o.campaign_id, lineage.code AS unit, o.indicator, o.delta, 0 AS incr,

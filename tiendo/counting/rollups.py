@@ -86,6 +86,30 @@ def hours_of(change: str, hour: str) -> str:
     return f"ARRAY[{', '.join(cells)}]::bigint[]"
 
 
+def spread_by_day(own: str) -> str:
+    """The CTEs `landed` and `spread` (both forms'): `own`'s rows (a key's own change of an
+    hour of a day, with its increments, its events and its `lineage`) where they land on
+    the campaign's tree, as `batch.SPREAD` spreads the counters, summed by day, with the
+    `hours` of the first levels' days (null on deeper units)."""
+    return f"""landed AS (
+    -- the key's lineage, carried along (a version carried by shares has none: its days
+    -- are not kept, on either form); the hour on the first levels only
+    SELECT d.campaign_id, lineage.code AS unit, d.indicator, d.day, d.change, d.increments,
+           d.events, CASE WHEN lineage.level <= {HOURLY_LEVELS} THEN d.hour END AS hour
+    FROM {own} d
+    CROSS JOIN LATERAL unnest(d.lineage) WITH ORDINALITY AS lineage (code, level)
+), spread AS (
+    -- (sums cast back to bigint at each step: a sum of numerics, which a bigint's sum is,
+    -- cost the apply's statement a seventh more)
+    SELECT campaign_id, unit, indicator, day,
+           sum(change)::bigint AS change, sum(increments)::bigint AS increments,
+           sum(events)::bigint AS events,
+           CASE WHEN bool_or(hour IS NOT NULL) THEN {hours_of("change", "hour")} END AS hours
+    FROM landed
+    GROUP BY 1, 2, 3, 4
+)"""
+
+
 # Two days' `hours` added, cell by cell (null where either is: a day rolled up before the
 # hours were kept has none until the next recount, and `as_of` then reads its whole day).
 ADD_HOURS = (
@@ -104,8 +128,8 @@ WITH incs AS (
     -- key, as that is (a CTE of the keys, which the planner cannot see into, made this a
     -- nested loop of every event by every key)
     SELECT a.campaign_id, a.unit, a.indicator, a.day, a.hour,
-           coalesce(sum(a.value) FILTER (WHERE {MOVES_OWN_VALUE}), 0) AS change,
-           coalesce(sum(a.value) FILTER (WHERE a.kind = 'increment'), 0) AS increments,
+           coalesce(sum(a.value) FILTER (WHERE {MOVES_OWN_VALUE}), 0)::bigint AS change,
+           coalesce(sum(a.value) FILTER (WHERE a.kind = 'increment'), 0)::bigint AS increments,
            -- a withdrawn subject winner no longer counts on its day
            count(*) FILTER (WHERE NOT a.adjustment) - count(*) FILTER (WHERE a.adjustment)
                AS events,
@@ -128,7 +152,8 @@ WITH incs AS (
     -- the own value after each of them: from the old value, then from each snapshot
     SELECT s.*,
            CASE WHEN s.seg = 0 THEN s.old_own ELSE first_value(s.value) OVER w END
-           + sum(CASE WHEN s.kind = 'increment' THEN s.value ELSE 0 END) OVER w AS after
+           + (sum(CASE WHEN s.kind = 'increment' THEN s.value ELSE 0 END) OVER w)::bigint
+               AS after
     FROM steps s
     WINDOW w AS (PARTITION BY s.campaign_id, s.unit, s.indicator, s.seg
                  ORDER BY s.occurred_at, s.kind = 'snapshot', s.event_id)
@@ -147,7 +172,7 @@ WITH incs AS (
            0::bigint AS increments, 0::bigint AS events, lineage
     FROM hour_ends
 ), modeled_keys AS (
-    SELECT campaign_id, unit, indicator, sum(change) AS change
+    SELECT campaign_id, unit, indicator, sum(change)::bigint AS change
     FROM modeled
     GROUP BY 1, 2, 3
 ), rest AS (
@@ -172,36 +197,14 @@ WITH incs AS (
     SELECT * FROM modeled
     UNION ALL
     SELECT * FROM rest WHERE change <> 0
-), top_hours AS (
-    -- the first levels' changes by hour, summed before they are laid out in their arrays
-    SELECT d.campaign_id, lineage.code AS unit, d.indicator, d.day, d.hour,
-           sum(d.change) AS change
-    FROM own_hours d
-    CROSS JOIN LATERAL unnest(d.lineage[1:{HOURLY_LEVELS}]) AS lineage (code)
-    GROUP BY 1, 2, 3, 4, 5
-), top_days AS (
-    SELECT campaign_id, unit, indicator, day, {hours_of("change", "hour")} AS hours,
-           bool_or(change <> 0) AS moved
-    FROM top_hours
-    GROUP BY 1, 2, 3, 4
-), spread AS (
-    SELECT d.campaign_id, lineage.code AS unit, d.indicator, d.day,
-           sum(d.change) AS change, sum(d.increments) AS increments, sum(d.events) AS events
-    FROM own_hours d
-    -- where the key's figures land on its campaign's tree, as `batch.SPREAD` spreads them:
-    -- the key's lineage, carried along (a version carried by shares has none: its days are
-    -- not kept, on either form)
-    CROSS JOIN LATERAL unnest(d.lineage) AS lineage (code)
-    GROUP BY 1, 2, 3, 4
-)
+), {spread_by_day("own_hours")}
 INSERT INTO subtree_days AS s
     (campaign_id, unit, indicator, day, change, increments, events, hours)
-SELECT d.campaign_id, d.unit, d.indicator, d.day, d.change, d.increments, d.events, t.hours
-FROM spread d
-LEFT JOIN top_days t USING (campaign_id, unit, indicator, day)
+SELECT campaign_id, unit, indicator, day, change, increments, events, hours
+FROM spread
 -- (a day's hours can move while the day does not: a withdrawn citizen's event and the
 -- one that replaced it, hours apart)
-WHERE d.change <> 0 OR d.increments <> 0 OR d.events <> 0 OR t.moved
+WHERE change <> 0 OR increments <> 0 OR events <> 0 OR 0 <> ANY (hours)
 ORDER BY 1, 2, 3, 4  -- replicas lock rows in one order: no deadlock between them
 ON CONFLICT (campaign_id, unit, indicator, day) DO UPDATE
 SET change = s.change + EXCLUDED.change, increments = s.increments + EXCLUDED.increments,
@@ -229,9 +232,11 @@ WITH c AS (
     ORDER BY e.unit, e.indicator, e.day, e.hour, {LATEST_FIRST}
 ), hours AS (
     SELECT ev.unit, ev.indicator, ev.day, ev.hour, s.snap_value, count(*) AS events,
-           coalesce(sum(ev.value) FILTER (WHERE ev.kind = 'increment'), 0) AS increments,
+           coalesce(sum(ev.value) FILTER (WHERE ev.kind = 'increment'), 0)::bigint
+               AS increments,
            coalesce(sum(ev.value) FILTER (
-               WHERE ev.kind = 'increment' AND ev.occurred_at > s.snap_at), 0) AS after_snap
+               WHERE ev.kind = 'increment' AND ev.occurred_at > s.snap_at), 0)::bigint
+               AS after_snap
     FROM ev
     LEFT JOIN snaps s USING (unit, indicator, day, hour)
     GROUP BY ev.unit, ev.indicator, ev.day, ev.hour, s.snap_value, s.snap_at
@@ -246,15 +251,15 @@ WITH c AS (
     SELECT s.unit, s.indicator, s.day, s.hour, s.increments, s.events,
            coalesce(p.own_baseline, 0) AS base,
            CASE WHEN s.seg = 0
-                THEN coalesce(p.own_baseline, 0) + sum(s.increments) OVER w
+                THEN coalesce(p.own_baseline, 0) + (sum(s.increments) OVER w)::bigint
                 ELSE first_value(s.snap_value + s.after_snap) OVER w
-                     + sum(s.increments) OVER w - first_value(s.increments) OVER w
+                     + (sum(s.increments) OVER w)::bigint - first_value(s.increments) OVER w
            END AS end_value
     FROM segments s
     LEFT JOIN progress p ON p.campaign_id = $1 AND p.unit = s.unit AND p.indicator = s.indicator
     WINDOW w AS (PARTITION BY s.unit, s.indicator, s.seg ORDER BY s.day, s.hour)
 ), own AS (
-    SELECT o.unit, o.indicator, o.day, o.hour, o.increments, o.events,
+    SELECT c.id AS campaign_id, o.unit, o.indicator, o.day, o.hour, o.increments, o.events,
            o.end_value - coalesce(
                lag(o.end_value) OVER (PARTITION BY o.unit, o.indicator ORDER BY o.day, o.hour),
                o.base
@@ -264,26 +269,10 @@ WITH c AS (
     JOIN c ON true
     JOIN unit_anchors a ON a.tree_at = {TREE_AT} AND a.unit = o.unit
     JOIN units u ON u.code = a.anchor
-), top_hours AS (
-    SELECT lineage.code AS unit, o.indicator, o.day, o.hour, sum(o.change) AS change
-    FROM own o
-    CROSS JOIN LATERAL unnest(o.lineage[1:{HOURLY_LEVELS}]) AS lineage (code)
-    GROUP BY 1, 2, 3, 4
-), top_days AS (
-    SELECT unit, indicator, day, {hours_of("change", "hour")} AS hours
-    FROM top_hours
-    GROUP BY 1, 2, 3
-), spread AS (
-    SELECT lineage.code AS unit, o.indicator, o.day, sum(o.change) AS change,
-           sum(o.increments) AS increments, sum(o.events) AS events
-    FROM own o
-    CROSS JOIN LATERAL unnest(o.lineage) AS lineage (code)
-    GROUP BY 1, 2, 3
-)
+), {spread_by_day("own")}
 INSERT INTO subtree_days (campaign_id, unit, indicator, day, change, increments, events, hours)
-SELECT $1, d.unit, d.indicator, d.day, d.change, d.increments, d.events, t.hours
-FROM spread d
-LEFT JOIN top_days t USING (unit, indicator, day)
+SELECT campaign_id, unit, indicator, day, change, increments, events, hours
+FROM spread
 -- written day by day, each day's indicators in turn, as the live apply adds a day's rows
 -- on that day: a leaderboard reads one indicator's week of rows, which in the groups'
 -- own order lay on nearly every page of the table (28,000 of 29,000 on the 10 M
