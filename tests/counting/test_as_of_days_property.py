@@ -2,8 +2,8 @@
 equals the history form (`rules.VALUES_AS_OF`, `counting.as_of_history`) at any moment:
 local midnights, exactly at events, the start and a second before it, the deadline and
 after it, moments in no day with events. Events arrive in time order (how reports arrive
-live; the rollups' one inexact case needs an event older than a later snapshot of its
-key), in random batches: snapshots and increments of wards and of a district's own,
+live) or shuffled (late reports, older than snapshots already applied), in random
+batches: snapshots and increments of wards and of a district's own,
 citizens counted once, baselines. A second world crosses a cut-over: before it the reader
 falls back to the history (the rollups are kept on the campaign's current tree), after it
 the versions closed by it land on their successors."""
@@ -154,10 +154,18 @@ async def _assert_alike(
         assert (days is not None) == rollups_answer, at
 
 
+# how the events arrive: in time order, or each batch of a shuffled history
+ARRIVALS = st.sampled_from(["in time order", "shuffled"])
+
+
+def _arriving(rng: random.Random, events: list[Event], arrival: str) -> list[Event]:
+    return rng.sample(events, len(events)) if arrival == "shuffled" else events
+
+
 @SETTINGS
-@given(seed=st.integers(0, 2**32), n=st.integers(1, 60))
+@given(seed=st.integers(0, 2**32), n=st.integers(1, 60), arrival=ARRIVALS)
 def test_as_of_from_the_rollups_equals_the_history(
-    postgres: PostgresServer, template_db: str, seed: int, n: int
+    postgres: PostgresServer, template_db: str, seed: int, n: int, arrival: str
 ) -> None:
     async def scenario(dsn: str) -> None:
         await build_world(dsn, starts_at=STARTS, days=6, indicators=(CCCD, EID))
@@ -168,7 +176,7 @@ def test_as_of_from_the_rollups_equals_the_history(
                 targets = [TargetIn(unit="00007", indicator=CCCD, target=1000, baseline=25)]
                 await admin.upsert_targets(conn, "c1", targets, "t")
             events = _events(rng, UNITS, [CCCD, EID], n)
-            await _batches(conn, rng, events)
+            await _batches(conn, rng, _arriving(rng, events, arrival))
             start = await conn.fetchval("SELECT starts_at FROM campaigns WHERE id = 'c1'")
             end = await conn.fetchval("SELECT deadline FROM campaigns WHERE id = 'c1'")
             for at in _moments(rng, events, start, end):
@@ -182,9 +190,9 @@ def test_as_of_from_the_rollups_equals_the_history(
 
 
 @SETTINGS
-@given(seed=st.integers(0, 2**32), n=st.integers(1, 40))
+@given(seed=st.integers(0, 2**32), n=st.integers(1, 40), arrival=ARRIVALS)
 def test_as_of_across_a_cutover_equals_the_history(
-    postgres: PostgresServer, template_db: str, seed: int, n: int
+    postgres: PostgresServer, template_db: str, seed: int, n: int, arrival: str
 ) -> None:
     versions, transfers = chain()
     start, end = JAN - 10 * DAY, CUT + 10 * DAY
@@ -206,7 +214,7 @@ def test_as_of_across_a_cutover_equals_the_history(
                 )
                 await cutover.after_tree_change(conn, end + DAY)
                 await cutover.replan_passed(conn, end + DAY)
-            # events on the versions in force when they happened, in time order
+            # events on the versions in force when they happened
             span = int((end - start) / timedelta(hours=6))
             events = []
             for i in range(n):
@@ -216,7 +224,7 @@ def test_as_of_across_a_cutover_equals_the_history(
                 value = rng.randint(0, 40) if kind is Kind.SNAPSHOT else rng.choice([1, 2, -1])
                 events.append(Event(f"e{i}", rng.choice(live), CUT_CCCD, kind, value, at))
             events.sort(key=lambda e: (e.occurred_at, e.event_id))
-            await _batches(conn, rng, events)
+            await _batches(conn, rng, _arriving(rng, events, arrival))
             codes = [v.key for v in versions]
             for at in _moments(rng, events, start, end):
                 moment = max(start, min(at, end))

@@ -1,12 +1,11 @@
 """The day rollups the apply keeps against the history (their recount) when reports
 arrive out of order with snapshots involved: an event that arrives after a later snapshot
 of its key covering it (an increment before the snapshot, an older snapshot), or a new
-latest snapshot after stored events later than it. The apply leaves those days to the next
-re-plan (`tiendo.counting.rollups`, the two inexact cases); these tests expose them and
-are expected to fail until the apply places them (strict: one that passes fails the run,
-so the docstring and the xfail go together). The in-order case, and the history this
-reuses, are in tests/boards/test_day_rollups.py. The days' counted increments and events
-are sums, exact in any order: the last test holds them so."""
+latest snapshot after stored events later than it. The apply places each on the days it
+changes (`tiendo.counting.rollups`: `covered`, `rewalked`); before it did, these days
+waited for the next re-plan. The in-order case, and the history this reuses, are in
+tests/boards/test_day_rollups.py. The days' counted increments and events are sums, exact
+in any order: the last test holds them so."""
 
 import random
 from collections.abc import Awaitable, Callable
@@ -76,11 +75,6 @@ async def _applied_and_recounted(
         await conn.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="the apply's day rollup leaves out-of-order days with snapshots to the next re-plan",
-)
 @pytest.mark.parametrize("order", sorted(ORDERS))
 async def test_day_rollups_equal_their_recount_in_any_order(database: str, order: str) -> None:
     applied, recounted = await _applied_and_recounted(database, order, _rows)

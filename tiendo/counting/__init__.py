@@ -223,9 +223,8 @@ async def as_of(
     """The readers' `as_of` (the boards, the API, comparisons, briefings): rules 1–6 at `at`
     as `as_of_history` states them, read from the day rollups and at most one day of events
     per key (`as_of_days`) where they are kept, else from the history. A moment after the
-    deadline is the deadline. It shares the rollups' two inexact cases (snapshots arriving
-    out of order, until the next re-plan: docs/semantics.md); what holds the counters
-    against the history reads `as_of_history`."""
+    deadline is the deadline. What holds the counters against the history reads
+    `as_of_history`."""
     deadline = await conn.fetchval("SELECT deadline FROM campaigns WHERE id = $1", campaign_id)
     if deadline is not None:
         at = min(at, deadline)

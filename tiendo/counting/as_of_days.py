@@ -57,10 +57,8 @@ rollups). Anywhere else (a moment before the campaign's cut-over, a comparison o
 campaign's tree) the reply is empty and the caller reads the history
 (`rules.VALUES_AS_OF`): `tiendo.counting.as_of` makes that choice, in one place.
 
-It inherits the rollups' two inexact cases (`tiendo.counting.rollups`: snapshots arriving
-out of order leave some past days off by a late report's change until the next re-plan;
-docs/semantics.md). `tiendo check`, which holds the counters against an independent
-reading of the history, reads the history (`counting.as_of_history`).
+`tiendo check`, which holds the counters against an independent reading of the history,
+reads the history (`counting.as_of_history`).
 """
 
 from collections.abc import Sequence

@@ -49,7 +49,8 @@ CREATE TEMP TABLE IF NOT EXISTS batch_dethroned (event_id text PRIMARY KEY)
     ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS batch_keys (
     campaign_id text, unit text, indicator text, old_own bigint, snap_at timestamptz,
-    resnapped boolean, last_at timestamptz, lineage text[],
+    resnapped boolean, last_at timestamptz, lineage text[], first_at timestamptz,
+    old_last_at timestamptz, snapshots boolean, through_at timestamptz,
     PRIMARY KEY (campaign_id, unit, indicator)
 ) ON COMMIT DELETE ROWS;
 """
@@ -276,8 +277,10 @@ ON CONFLICT DO NOTHING
 
 # Every (campaign, unit, indicator) the batch touches, once; the later statements work on
 # these few keys rather than on every applied event. Each key's counter row is locked (in
-# a fixed order: replicas cannot deadlock) and its own value and snapshot time before the
-# batch kept, to spread the difference. With each key, where its figures land on its
+# a fixed order: replicas cannot deadlock) and its own value, snapshot time and last event
+# before the batch kept, to spread the difference; and the span of the batch's events and
+# whether it has snapshots, which tell the day rollups how the batch stands to what the key
+# has stored (`rollups.REWALKED`). With each key, where its figures land on its
 # campaign's tree and that unit's ancestors (`lineage`, the units its changes are spread
 # to): looked up once per key here instead of once per key and day by each rollup. A
 # version carried by shares has no anchor: a null lineage, spread nowhere (its campaign is
@@ -287,22 +290,27 @@ ON CONFLICT DO NOTHING
 # keys rather than look each up.
 GROUP_KEYS = f"""
 WITH g AS (
-    SELECT campaign_id, unit, indicator, max(occurred_at) FILTER (WHERE NOT adjustment) AS last_at
+    SELECT campaign_id, unit, indicator, max(occurred_at) FILTER (WHERE NOT adjustment) AS last_at,
+           min(occurred_at) AS first_at, max(occurred_at) AS through_at,
+           bool_or(kind = 'snapshot') AS snapshots
     FROM batch_applied
     GROUP BY 1, 2, 3
 ), locked AS (
-    SELECT p.campaign_id, p.unit, p.indicator, p.snap_at, {OWN_VALUE} AS own, g.last_at
+    SELECT p.campaign_id, p.unit, p.indicator, p.snap_at, {OWN_VALUE} AS own, g.last_at,
+           g.first_at, p.own_last_event_at, g.snapshots, g.through_at
     FROM progress p
     JOIN g USING (campaign_id, unit, indicator)
     ORDER BY 1, 2, 3
     FOR UPDATE OF p
 )
-INSERT INTO batch_keys (campaign_id, unit, indicator, old_own, snap_at, resnapped, last_at, lineage)
+INSERT INTO batch_keys (campaign_id, unit, indicator, old_own, snap_at, resnapped, last_at,
+                        lineage, first_at, old_last_at, snapshots, through_at)
 SELECT l.campaign_id, l.unit, l.indicator, l.own, l.snap_at, false, l.last_at,
        -- two primary-key look-ups per key, whatever the planner guesses of the batch
        (SELECT u.ancestors || u.code
         FROM unit_anchors a JOIN units u ON u.code = a.anchor
-        WHERE a.tree_at = {TREE_AT} AND a.unit = l.unit)
+        WHERE a.tree_at = {TREE_AT} AND a.unit = l.unit),
+       l.first_at, l.own_last_event_at, l.snapshots, l.through_at
 FROM locked l
 JOIN campaigns c ON c.id = l.campaign_id
 """
