@@ -125,6 +125,7 @@ async def apply(
     figures moved, and the conflicts to dead-letter. `distinct_ids`: no event_id repeats
     within the batch; `unusable`: campaigns left out. The caller owns the transaction."""
     await lock_apply(conn)
+    await conn.execute(batch.APPLY_SETTINGS)
     # a version carried by shares is recounted, not spread (see BATCH_HAS_SHARED)
     shared = bool(await conn.fetchval(batch.BATCH_HAS_SHARED))
     if shared:

@@ -31,26 +31,29 @@ Both forms keep it beside the counters they write, so it is never older than the
   day, summed over each unit's lineage. Exact.
 - **apply** (`APPLY_DAY_CHANGES`, one statement after the rollup of the counters in
   `tiendo.counting.apply`) splits each touched key's own change of this batch over days
-  and hours, in one of three ways by how the batch stands to what the key has stored:
+  and hours, in one of two ways by how the batch stands to what the key has stored:
   - *after all of it* (how reports arrive live): where the key's latest snapshot stayed,
     the counted increments after it on their own days and hours; where it moved, the
     batch's events walked in time order from the value before the batch (each snapshot
     sets the value, increments add), the value at each hour's last of them differenced;
-  - *increments its latest snapshot covers* (dated before it: a late report, a withdrawn
-    citizen's winner), on a key without snapshots in the batch: each moves the value
-    from its hour until the first snapshot at or after it, which covers it (`covered`);
-  - *anything else with a snapshot involved* (an older snapshot arriving late, a new
-    latest snapshot before stored events): the key's events walked again, from its
-    latest stored snapshot before the batch's first event to its first snapshot after
-    the batch's last, in the history with the batch and in the history before it; each
-    hour's change with the batch less its change before (`rewalked`).
+  - *reaching back before it* (`LATE`: a report dated before a snapshot already applied,
+    a withdrawn citizen's winner, a new latest snapshot dated before stored reports): the
+    difference `d` between the key's own value with the batch and before it, walked over
+    the batch's events alone. An increment adds its value to `d`, a withdrawn winner
+    takes its value off, a snapshot of the batch adds its value less the value just
+    before it with the batch (one look-up: the snapshot before it and the increments
+    since); the first stored snapshot after any of them sets `d` back to nothing, since
+    both histories take its value there. Each hour's change is `d` at its end less `d`
+    at the end of the hour before (`late_changes`). What it reads is the batch and a
+    look-up or two per event (`events_snapshots`, aggregator migration 017), however long
+    the key's history.
 
   Exact for every day and hour, in any order of arrival; the days of a key add up to its
   live value. What it costs: on the benchmark's mix, whose reports are spread at random
-  over 20 days (most keys with snapshots late in every batch), the statement takes about
-  two fifths more and the apply about an eighth less; in time order, nothing measurable
-  (docs/capacity.md). `tests/counting/test_day_rollups_out_of_order.py` holds it to the
-  recount in shuffled and reversed orders.
+  over 20 days (nearly every batch reaches back on most keys with snapshots), the apply
+  about an eighth less; in time order, nothing measurable (docs/capacity.md).
+  `tests/counting/test_day_rollups_out_of_order.py` holds it to the recount in shuffled
+  and reversed orders, and the `as_of` property tests draw shuffled arrivals.
 
 `tests/boards/test_day_rollups.py` holds both forms equal to the history at every day's end
 and, on the first levels, every hour's, and to each other.
@@ -121,18 +124,13 @@ ADD_HOURS = (
     + "]::bigint[] END"
 )
 
-# The batch's events of a key that come before what it has stored, where a snapshot is
-# involved (`k` its batch_keys row, `first_at` its batch's earliest event, withdrawn
-# winners included): a snapshot of the batch and an event at or before the stored latest
-# snapshot (an older snapshot, or one that covers an increment), or a new latest snapshot
-# with stored events at or after the batch's first. Such a key's days are walked again
-# from the history (`rewalked`). Every other key's batch either comes after all it has
-# stored (its own events tell each day's change) or has no snapshot, where an increment
-# its latest snapshot covers moves the days up to the snapshot after it (`covered`).
-REWALKED = (
-    "coalesce(k.snapshots AND (k.first_at <= k.snap_at"
-    " OR (k.resnapped AND k.first_at <= k.old_last_at)), false)"
-)
+# A key whose batch reaches back before what it has stored (`k` its batch_keys row,
+# `first_at` its batch's earliest event, withdrawn winners included): an event at or
+# before its stored latest snapshot (an increment the snapshot covers, an older snapshot),
+# or a new latest snapshot with stored events at or after the batch's first. Its days
+# take what the batch changes in the history (`late_changes`). Every other key's batch
+# comes after all it has stored, and its own events tell each day's change.
+LATE = "coalesce(k.first_at <= k.snap_at OR (k.resnapped AND k.first_at <= k.old_last_at), false)"
 
 # apply: after `batch.SPREAD` (the keys' own values are final, `batch_keys.old_own` is
 # the value before the batch), within the apply's transaction.
@@ -144,7 +142,7 @@ WITH incs AS (
     -- key, as that is (a CTE of the keys, which the planner cannot see into, made this a
     -- nested loop of every event by every key)
     SELECT a.campaign_id, a.unit, a.indicator, a.day, a.hour,
-           coalesce(sum(a.value) FILTER (WHERE {MOVES_OWN_VALUE} AND NOT {REWALKED}), 0)::bigint
+           coalesce(sum(a.value) FILTER (WHERE {MOVES_OWN_VALUE} AND NOT {LATE}), 0)::bigint
                AS change,
            coalesce(sum(a.value) FILTER (WHERE a.kind = 'increment'), 0)::bigint AS increments,
            -- a withdrawn subject winner no longer counts on its day
@@ -164,7 +162,7 @@ WITH incs AS (
                ORDER BY a.occurred_at, a.kind = 'snapshot', a.event_id) AS seg
     FROM batch_applied a
     JOIN batch_keys k USING (campaign_id, unit, indicator)
-    WHERE k.resnapped AND NOT {REWALKED}
+    WHERE k.resnapped AND NOT {LATE}
 ), valued AS (
     -- the own value after each of them: from the old value, then from each snapshot
     SELECT s.*,
@@ -188,129 +186,96 @@ WITH incs AS (
            ) AS change,
            0::bigint AS increments, 0::bigint AS events, lineage
     FROM hour_ends
-), covered AS (
-    -- an increment of the batch (or a withdrawn winner) that the stored latest snapshot
-    -- of its key covers, on a key without snapshots in the batch: it moves the own value
-    -- from its hour until the first snapshot at or after it (the one that covers it)
-    SELECT a.campaign_id, a.unit, a.indicator, a.day, a.hour, a.value, k.lineage,
-           n.occurred_at AS covered_at
+), late_events AS MATERIALIZED (
+    -- a late key's events of the batch, at their place in the key's order (`snap`: an
+    -- increment at a snapshot's very moment is before it)
+    SELECT a.campaign_id, a.unit, a.indicator, a.occurred_at, a.kind = 'snapshot' AS snap,
+           a.event_id, a.value, a.day, a.hour
     FROM batch_applied a
     JOIN batch_keys k USING (campaign_id, unit, indicator)
-    CROSS JOIN LATERAL (
-        SELECT e.occurred_at FROM events e
-        WHERE e.unit = a.unit AND e.indicator = a.indicator AND e.kind = 'snapshot'
-          AND e.occurred_at >= a.occurred_at AND e.occurred_at <= k.snap_at
-        ORDER BY e.occurred_at
-        LIMIT 1
-    ) n
-    WHERE a.kind = 'increment' AND NOT k.snapshots AND a.occurred_at <= k.snap_at
-), covered_hours AS (
-    SELECT campaign_id, unit, indicator, day, hour, value AS change,
-           0::bigint AS increments, 0::bigint AS events, lineage
-    FROM covered
-    UNION ALL
-    SELECT v.campaign_id, v.unit, v.indicator,
-           {local_day("v.covered_at")}, {local_hour("v.covered_at")}, -v.value,
-           0::bigint, 0::bigint, v.lineage
-    FROM covered v
-    JOIN campaigns c ON c.id = v.campaign_id
-), walk_keys AS MATERIALIZED (
-    -- a key's walk starts at its latest stored snapshot before the batch's first event
-    -- (else at the campaign's start, from its baseline): the value there is the same with
-    -- the batch and without it; and it ends at its first snapshot after the batch's last
-    -- (else at the campaign's end): from there on the two are the same again. (Looked up
-    -- once per key: inlined, the look-ups ran once per event walked.) Each key is walked
-    -- by a number (`kid`), its campaign's time zone and bounds beside it: the walk's sorts
-    -- and windows compare a number, and its lineage joins the few hours that moved.
-    SELECT row_number() OVER () AS kid, k.campaign_id, k.unit, k.indicator, k.lineage,
-           c.timezone, c.starts_at, c.deadline,
-           s.occurred_at AS anchor_at, s.event_id AS anchor_id,
-           coalesce(s.value, p.own_baseline) AS start_value,
-           coalesce(n.occurred_at, c.deadline) AS end_at
-    FROM batch_keys k
-    JOIN campaigns c ON c.id = k.campaign_id
+    WHERE {LATE}
+), late_steps AS (
+    -- What each changes in `d`, the key's own value with the batch less its value before
+    -- it. An increment (or a withdrawn winner, minus its value) adds its value. A snapshot
+    -- of the batch sets the value with the batch: it adds its value less that value just
+    -- before it (its latest snapshot before it, else the baseline, then the increments
+    -- counted since, the batch's among them).
+    SELECT l.campaign_id, l.unit, l.indicator, l.occurred_at, l.snap, l.event_id,
+           l.day, l.hour, false AS meets,
+           CASE WHEN l.snap
+                THEN l.value - (
+                    -- (`counted` summed, not filtered: filtered, the planner read the
+                    -- indicator's counted events of the span, every unit's, for one)
+                    SELECT coalesce(s.value, p.own_baseline)
+                           + coalesce(sum(e.value) FILTER (WHERE e.counted), 0)
+                    FROM events e
+                    WHERE e.unit = l.unit AND e.indicator = l.indicator
+                      AND e.kind = 'increment'
+                      AND e.occurred_at <= l.occurred_at
+                      AND e.occurred_at >= coalesce(s.occurred_at, c.starts_at)
+                      AND (s.occurred_at IS NULL OR e.occurred_at > s.occurred_at))
+                ELSE l.value END AS step
+    FROM late_events l
+    JOIN campaigns c ON c.id = l.campaign_id
     JOIN progress p
-      ON p.campaign_id = k.campaign_id AND p.unit = k.unit AND p.indicator = k.indicator
+      ON p.campaign_id = l.campaign_id AND p.unit = l.unit AND p.indicator = l.indicator
     LEFT JOIN LATERAL (
-        SELECT e.occurred_at, e.event_id, e.value FROM events e
-        WHERE e.unit = k.unit AND e.indicator = k.indicator AND e.kind = 'snapshot'
-          AND e.occurred_at >= c.starts_at AND e.occurred_at < k.first_at
+        SELECT e.occurred_at, e.value FROM events e
+        WHERE l.snap AND e.unit = l.unit AND e.indicator = l.indicator
+          AND e.kind = 'snapshot' AND e.occurred_at >= c.starts_at
+          AND e.occurred_at <= l.occurred_at
+          AND (e.occurred_at, e.event_id) < (l.occurred_at, l.event_id)
         ORDER BY e.occurred_at DESC, e.event_id DESC
         LIMIT 1
     ) s ON true
-    LEFT JOIN LATERAL (
-        SELECT e.occurred_at FROM events e
-        WHERE e.unit = k.unit AND e.indicator = k.indicator AND e.kind = 'snapshot'
-          AND e.occurred_at > k.through_at AND e.occurred_at <= c.deadline
-        ORDER BY e.occurred_at
+    UNION
+    -- where the two histories meet again, `d` back to nothing: the first stored snapshot
+    -- after each of them (one of the batch's is not in the history before it)
+    SELECT l.campaign_id, l.unit, l.indicator, n.occurred_at, true, n.event_id,
+           {local_day("n.occurred_at")}, {local_hour("n.occurred_at")}, true, 0
+    FROM late_events l
+    JOIN campaigns c ON c.id = l.campaign_id
+    CROSS JOIN (SELECT ARRAY(SELECT event_id FROM late_events WHERE snap) AS ids) t
+    CROSS JOIN LATERAL (
+        SELECT e.occurred_at, e.event_id FROM events e
+        WHERE e.unit = l.unit AND e.indicator = l.indicator AND e.kind = 'snapshot'
+          AND e.occurred_at >= l.occurred_at AND e.occurred_at <= c.deadline
+          AND (e.occurred_at, true, e.event_id) > (l.occurred_at, l.snap, l.event_id)
+          AND e.event_id <> ALL (t.ids)
+        ORDER BY e.occurred_at, e.event_id
         LIMIT 1
-    ) n ON true
-    WHERE {REWALKED}
-), walked AS (
-    -- its counted events after that, each in the history with the batch (`in_new`:
-    -- counted now) and in the history before it (`in_old`: stored and counted before, a
-    -- withdrawn winner too). (The key is `c`: it carries the campaign's time zone, which
-    -- the local day and hour read.)
-    SELECT c.kid, c.campaign_id, c.unit, c.indicator, c.start_value,
-           {LOCAL_DAY} AS day, {LOCAL_HOUR} AS hour,
-           e.occurred_at, e.kind = 'snapshot' AS snap, e.event_id, e.value,
-           e.counted AS in_new,
-           (e.counted AND a.event_id IS NULL) OR coalesce(a.adjustment, false) AS in_old
-    FROM walk_keys c
-    JOIN events e
-      ON e.unit = c.unit AND e.indicator = c.indicator
-     AND e.occurred_at >= coalesce(c.anchor_at, c.starts_at) AND e.occurred_at <= c.end_at
-    LEFT JOIN batch_applied a ON a.campaign_id = c.campaign_id AND a.event_id = e.event_id
-    WHERE (e.counted OR a.adjustment)
-      AND (c.anchor_at IS NULL
-           OR (e.occurred_at, e.kind = 'snapshot', e.event_id) > (c.anchor_at, true, c.anchor_id))
-), walked_segments AS (
+    ) n
+), late_d AS (
     SELECT x.*,
-           count(*) FILTER (WHERE x.in_new AND x.snap) OVER o AS seg_new,
-           count(*) FILTER (WHERE x.in_old AND x.snap) OVER o AS seg_old
-    FROM walked x
-    WINDOW o AS (PARTITION BY x.kid ORDER BY x.occurred_at, x.snap, x.event_id)
-), walked_values AS (
-    -- the own value after each event in either history: the segment's snapshot (none
-    -- before the first: the start), then the increments since
-    SELECT x.*,
-           CASE WHEN x.seg_new > 0 THEN first_value(x.value) OVER ws END AS new_base,
-           coalesce(sum(x.value) FILTER (WHERE x.in_new AND NOT x.snap) OVER ws, 0)::bigint
-               AS new_incs,
-           CASE WHEN x.seg_old > 0 THEN first_value(x.value) OVER wo END AS old_base,
-           coalesce(sum(x.value) FILTER (WHERE x.in_old AND NOT x.snap) OVER wo, 0)::bigint
-               AS old_incs
-    FROM walked_segments x
-    WINDOW ws AS (PARTITION BY x.kid, x.seg_new ORDER BY x.occurred_at, x.snap, x.event_id),
-           wo AS (PARTITION BY x.kid, x.seg_old ORDER BY x.occurred_at, x.snap, x.event_id)
-), walked_ends AS (
-    SELECT DISTINCT ON (kid, day, hour)
-           kid, campaign_id, unit, indicator, day, hour, start_value,
-           coalesce(new_base, start_value) + new_incs AS new_value,
-           coalesce(old_base, start_value) + old_incs AS old_value
-    FROM walked_values
-    ORDER BY kid, day, hour, occurred_at DESC, snap DESC, event_id DESC
-), walked_changes AS (
-    -- each hour's change with the batch less its change before it: what the batch adds
-    SELECT campaign_id, unit, indicator, day, hour,
-           new_value - coalesce(lag(new_value) OVER h, start_value)
-           - (old_value - coalesce(lag(old_value) OVER h, start_value)) AS change
-    FROM walked_ends
-    WINDOW h AS (PARTITION BY kid ORDER BY day, hour)
-), rewalked AS (
-    SELECT d.campaign_id, d.unit, d.indicator, d.day, d.hour, d.change,
+           count(*) FILTER (WHERE x.meets) OVER (
+               PARTITION BY x.campaign_id, x.unit, x.indicator
+               ORDER BY x.occurred_at, x.snap, x.event_id) AS met
+    FROM late_steps x
+), late_ends AS (
+    -- `d` at the end of each hour it moved in: the steps since the histories last met
+    SELECT DISTINCT ON (campaign_id, unit, indicator, day, hour)
+           campaign_id, unit, indicator, day, hour,
+           CASE WHEN meets THEN 0
+                ELSE (sum(step) OVER (PARTITION BY campaign_id, unit, indicator, met
+                                      ORDER BY occurred_at, snap, event_id))::bigint
+           END AS d
+    FROM late_d
+    ORDER BY campaign_id, unit, indicator, day, hour, occurred_at DESC, snap DESC,
+             event_id DESC
+), late_changes AS (
+    -- an hour's change with the batch less its change before it: `d` differenced
+    SELECT e.campaign_id, e.unit, e.indicator, e.day, e.hour,
+           e.d - coalesce(lag(e.d) OVER (PARTITION BY e.campaign_id, e.unit, e.indicator
+                                         ORDER BY e.day, e.hour), 0) AS change,
            0::bigint AS increments, 0::bigint AS events, k.lineage
-    FROM walked_changes d
+    FROM late_ends e
     JOIN batch_keys k USING (campaign_id, unit, indicator)
-    WHERE d.change <> 0
 ), own_hours AS (
     SELECT * FROM incs
     UNION ALL
     SELECT * FROM modeled
     UNION ALL
-    SELECT * FROM rewalked
-    UNION ALL
-    SELECT * FROM covered_hours
+    SELECT * FROM late_changes WHERE change <> 0
 ), {spread_by_day("own_hours")}
 INSERT INTO subtree_days AS s
     (campaign_id, unit, indicator, day, change, increments, events, hours)
