@@ -2,8 +2,8 @@
 arrive out of order with snapshots involved: an event that arrives after a later snapshot
 of its key covering it (an increment before the snapshot, an older snapshot), or a new
 latest snapshot after stored events later than it. The apply places each on the days it
-changes (`tiendo.counting.rollups`: `LATE`, `late_changes`); before it did, these days
-waited for the next re-plan. The in-order case, and the history this reuses, are in
+changes (`tiendo.counting.rollups`: `LATE`, the walk ending in `walk_changes`); before it
+did, these days waited for the next re-plan. The in-order case, and the history this reuses, are in
 tests/boards/test_day_rollups.py. The days' counted increments and events are sums, exact
 in any order: the last test holds them so."""
 

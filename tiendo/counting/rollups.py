@@ -31,22 +31,21 @@ Both forms keep it beside the counters they write, so it is never older than the
   day, summed over each unit's lineage. Exact.
 - **apply** (`APPLY_DAY_CHANGES`, one statement after the rollup of the counters in
   `tiendo.counting.apply`) splits each touched key's own change of this batch over days
-  and hours, in one of two ways by how the batch stands to what the key has stored:
-  - *after all of it* (how reports arrive live): where the key's latest snapshot stayed,
-    the counted increments after it on their own days and hours; where it moved, the
-    batch's events walked in time order from the value before the batch (each snapshot
-    sets the value, increments add), the value at each hour's last of them differenced;
-  - *reaching back before it* (`LATE`: a report dated before a snapshot already applied,
-    a withdrawn citizen's winner, a new latest snapshot dated before stored reports): the
-    difference `d` between the key's own value with the batch and before it, walked over
-    the batch's events alone. An increment adds its value to `d`, a withdrawn winner
-    takes its value off, a snapshot of the batch adds its value less the value just
-    before it with the batch (one look-up: the snapshot before it and the increments
-    since); the first stored snapshot after any of them sets `d` back to nothing, since
-    both histories take its value there. Each hour's change is `d` at its end less `d`
-    at the end of the hour before (`late_changes`). What it reads is the batch and a
-    look-up or two per event (`events_snapshots`, aggregator migration 017), however long
-    the key's history.
+  and hours, in one of two ways:
+  - where the key's latest snapshot stayed and the batch comes after all it has stored
+    (how increments arrive live), each counted increment changes its own day and hour;
+  - where its latest snapshot moved, or the batch reaches back before what it has stored
+    (`LATE`: a report dated before a snapshot already applied, a withdrawn citizen's
+    winner, a new latest snapshot dated before stored reports), the key's events of the
+    batch are walked (`walked`) in the key's order, tracking `d`, the key's own value
+    with the batch less its value before it. An increment adds its value to `d`, a
+    withdrawn winner takes its value off, a snapshot of the batch adds its value less
+    the value just before it with the batch (one look-up: the snapshot before it and the
+    increments since); the first stored snapshot after any of them (a late key's only)
+    sets `d` back to nothing, since both histories take its value there. Each hour's
+    change is `d` at its end less `d` at the end of the hour before (`walk_changes`).
+    What it reads is the batch and a look-up or two per event (`events_snapshots`,
+    aggregator migration 017), however long the key's history.
 
   Exact for every day and hour, in any order of arrival; the days of a key add up to its
   live value. What it costs: on the benchmark's mix, whose reports are spread at random
@@ -128,8 +127,9 @@ ADD_HOURS = (
 # `first_at` its batch's earliest event, withdrawn winners included): an event at or
 # before its stored latest snapshot (an increment the snapshot covers, an older snapshot),
 # or a new latest snapshot with stored events at or after the batch's first. Its days
-# take what the batch changes in the history (`late_changes`). Every other key's batch
-# comes after all it has stored, and its own events tell each day's change.
+# take what the batch changes in the history (the walk, `walk_changes`), as do those of a
+# key whose latest snapshot moved. Every other key's batch comes after all it has stored,
+# and its own increments tell each day's change.
 LATE = "coalesce(k.first_at <= k.snap_at OR (k.resnapped AND k.first_at <= k.old_last_at), false)"
 
 # apply: after `batch.SPREAD` (the keys' own values are final, `batch_keys.old_own` is
@@ -152,49 +152,17 @@ WITH incs AS (
     FROM batch_applied a
     JOIN batch_keys k USING (campaign_id, unit, indicator)
     GROUP BY 1, 2, 3, 4, 5
-), steps AS (
-    -- a key whose latest snapshot moved: the batch's events after its old one, in time
-    -- order (an increment at a snapshot's very moment is before it: the snapshot covers it)
-    SELECT a.campaign_id, a.unit, a.indicator, a.day, a.hour, a.occurred_at, a.event_id, a.kind,
-           a.value, k.old_own, k.lineage,
-           count(*) FILTER (WHERE a.kind = 'snapshot') OVER (
-               PARTITION BY a.campaign_id, a.unit, a.indicator
-               ORDER BY a.occurred_at, a.kind = 'snapshot', a.event_id) AS seg
-    FROM batch_applied a
-    JOIN batch_keys k USING (campaign_id, unit, indicator)
-    WHERE k.resnapped AND NOT {LATE}
-), valued AS (
-    -- the own value after each of them: from the old value, then from each snapshot
-    SELECT s.*,
-           CASE WHEN s.seg = 0 THEN s.old_own ELSE first_value(s.value) OVER w END
-           + (sum(CASE WHEN s.kind = 'increment' THEN s.value ELSE 0 END) OVER w)::bigint
-               AS after
-    FROM steps s
-    WINDOW w AS (PARTITION BY s.campaign_id, s.unit, s.indicator, s.seg
-                 ORDER BY s.occurred_at, s.kind = 'snapshot', s.event_id)
-), hour_ends AS (
-    SELECT DISTINCT ON (campaign_id, unit, indicator, day, hour)
-           campaign_id, unit, indicator, day, hour, old_own, after, lineage
-    FROM valued
-    ORDER BY campaign_id, unit, indicator, day, hour,
-             occurred_at DESC, kind = 'snapshot' DESC, event_id DESC
-), modeled AS (
-    SELECT campaign_id, unit, indicator, day, hour,
-           after - coalesce(
-               lag(after) OVER (PARTITION BY campaign_id, unit, indicator ORDER BY day, hour),
-               old_own
-           ) AS change,
-           0::bigint AS increments, 0::bigint AS events, lineage
-    FROM hour_ends
-), late_events AS MATERIALIZED (
-    -- a late key's events of the batch, at their place in the key's order (`snap`: an
-    -- increment at a snapshot's very moment is before it)
+), walked AS MATERIALIZED (
+    -- a key whose latest snapshot moved, or whose batch reaches back before what it has
+    -- stored (`LATE`): its events of the batch, at their place in the key's order
+    -- (`snap`: an increment at a snapshot's very moment is before it, as the snapshot
+    -- covers it)
     SELECT a.campaign_id, a.unit, a.indicator, a.occurred_at, a.kind = 'snapshot' AS snap,
-           a.event_id, a.value, a.day, a.hour
+           a.event_id, a.value, a.day, a.hour, {LATE} AS late
     FROM batch_applied a
     JOIN batch_keys k USING (campaign_id, unit, indicator)
-    WHERE {LATE}
-), late_steps AS (
+    WHERE k.resnapped OR {LATE}
+), walk_steps AS (
     -- What each changes in `d`, the key's own value with the batch less its value before
     -- it. An increment (or a withdrawn winner, minus its value) adds its value. A snapshot
     -- of the batch sets the value with the batch: it adds its value less that value just
@@ -215,7 +183,7 @@ WITH incs AS (
                       AND e.occurred_at >= coalesce(s.occurred_at, c.starts_at)
                       AND (s.occurred_at IS NULL OR e.occurred_at > s.occurred_at))
                 ELSE l.value END AS step
-    FROM late_events l
+    FROM walked l
     JOIN campaigns c ON c.id = l.campaign_id
     JOIN progress p
       ON p.campaign_id = l.campaign_id AND p.unit = l.unit AND p.indicator = l.indicator
@@ -230,12 +198,13 @@ WITH incs AS (
     ) s ON true
     UNION
     -- where the two histories meet again, `d` back to nothing: the first stored snapshot
-    -- after each of them (one of the batch's is not in the history before it)
+    -- after each of them (one of the batch's is not in the history before it); only a
+    -- late key has stored events after any of its batch's
     SELECT l.campaign_id, l.unit, l.indicator, n.occurred_at, true, n.event_id,
            {local_day("n.occurred_at")}, {local_hour("n.occurred_at")}, true, 0
-    FROM late_events l
+    FROM walked l
     JOIN campaigns c ON c.id = l.campaign_id
-    CROSS JOIN (SELECT ARRAY(SELECT event_id FROM late_events WHERE snap) AS ids) t
+    CROSS JOIN (SELECT ARRAY(SELECT event_id FROM walked WHERE snap) AS ids) t
     CROSS JOIN LATERAL (
         SELECT e.occurred_at, e.event_id FROM events e
         WHERE e.unit = l.unit AND e.indicator = l.indicator AND e.kind = 'snapshot'
@@ -245,13 +214,14 @@ WITH incs AS (
         ORDER BY e.occurred_at, e.event_id
         LIMIT 1
     ) n
-), late_d AS (
+    WHERE l.late
+), walk_d AS (
     SELECT x.*,
            count(*) FILTER (WHERE x.meets) OVER (
                PARTITION BY x.campaign_id, x.unit, x.indicator
                ORDER BY x.occurred_at, x.snap, x.event_id) AS met
-    FROM late_steps x
-), late_ends AS (
+    FROM walk_steps x
+), walk_ends AS (
     -- `d` at the end of each hour it moved in: the steps since the histories last met
     SELECT DISTINCT ON (campaign_id, unit, indicator, day, hour)
            campaign_id, unit, indicator, day, hour,
@@ -259,23 +229,21 @@ WITH incs AS (
                 ELSE (sum(step) OVER (PARTITION BY campaign_id, unit, indicator, met
                                       ORDER BY occurred_at, snap, event_id))::bigint
            END AS d
-    FROM late_d
+    FROM walk_d
     ORDER BY campaign_id, unit, indicator, day, hour, occurred_at DESC, snap DESC,
              event_id DESC
-), late_changes AS (
+), walk_changes AS (
     -- an hour's change with the batch less its change before it: `d` differenced
     SELECT e.campaign_id, e.unit, e.indicator, e.day, e.hour,
            e.d - coalesce(lag(e.d) OVER (PARTITION BY e.campaign_id, e.unit, e.indicator
                                          ORDER BY e.day, e.hour), 0) AS change,
            0::bigint AS increments, 0::bigint AS events, k.lineage
-    FROM late_ends e
+    FROM walk_ends e
     JOIN batch_keys k USING (campaign_id, unit, indicator)
 ), own_hours AS (
     SELECT * FROM incs
     UNION ALL
-    SELECT * FROM modeled
-    UNION ALL
-    SELECT * FROM late_changes WHERE change <> 0
+    SELECT * FROM walk_changes WHERE change <> 0
 ), {spread_by_day("own_hours")}
 INSERT INTO subtree_days AS s
     (campaign_id, unit, indicator, day, change, increments, events, hours)

@@ -1,0 +1,142 @@
+"""The apply of the benchmark's event mix straight into PostgreSQL, statement by statement:
+what a change to the apply's SQL costs, measured apart from Kafka and the consumer, whose
+noise on this box (`make bench-quick`) hides a change of a tenth.
+
+    python -m bench.apply_mix [--events 120000] [--batch 17000] [--rounds 3]
+                              [--orders random,time]
+
+Each round applies the same `--events` events of `bench.payloads` (the run's mix: ward
+increments, subject events, 1 % snapshots), spread over the demo campaign's first 20 days,
+into a fresh database of its own (`bench.world`: migrations, Hà Nội's units, the demo
+campaign) in `--batch`-event batches (`counting.apply_events`, the consumer's statements,
+with its `work_mem`), in each order of arrival:
+
+- `random`: as the benchmark sends them, spread at random over the 20 days, so that most
+  batches reach back before what a key has stored (the day rollups' late path);
+- `time`: sorted by their time, as live reports arrive.
+
+Orders alternate within a round, so that a change of the box's speed falls on both. Each
+statement's time comes from asyncpg's query logger, named by its constant in
+`tiendo.counting`. To compare two versions of the code, run this in a checkout of each, one
+after the other, and read `events_per_second` and the statements' medians.
+
+Prints one JSON object: per order, the median over rounds, with every round's."""
+
+import argparse
+import asyncio
+import json
+import shutil
+import statistics
+import tempfile
+import time
+from collections import defaultdict
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from bench import payloads
+from bench.apply_at_scale import StatementTimes, statement_names
+from bench.world import seed_world
+from devtools.localstack import PostgresServer, free_port
+from services.aggregator.repository.apply import APPLY_WORK_MEM
+from tiendo import counting
+from tiendo.event import Event
+from tiendo.logs import configure_logging
+
+SPREAD_DAYS = 20
+ORDERS = ("random", "time")
+
+
+def arranged(events: list[Event], order: str) -> list[Event]:
+    if order == "time":
+        return sorted(events, key=lambda e: (e.occurred_at, e.event_id))
+    return events
+
+
+async def one_round(dsn: str, order: str, n: int, batch: int) -> dict[str, Any]:
+    """A fresh world, then `n` events applied in `order`: the whole time and each
+    statement's."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        campaign = await seed_world(conn)
+        await conn.execute(APPLY_WORK_MEM)
+        events = arranged(
+            list(
+                payloads.events(
+                    n,
+                    starts_at=campaign.starts_at,
+                    until=campaign.starts_at + timedelta(days=SPREAD_DAYS),
+                    seed_value=2026,
+                )
+            ),
+            order,
+        )
+        taken = StatementTimes(statement_names())
+        with conn.query_logger(taken):
+            started = time.perf_counter()
+            for at in range(0, n, batch):
+                await counting.apply_events(conn, events[at : at + batch])
+            total = time.perf_counter() - started
+        return {"seconds": total, "statements": dict(taken.seconds)}
+    finally:
+        await conn.close()
+
+
+def summary(n: int, rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    whole = statistics.median(r["seconds"] for r in rounds)
+    by_name: dict[str, list[float]] = defaultdict(list)
+    for r in rounds:
+        for name, seconds in r["statements"].items():
+            by_name[name].append(seconds)
+    medians = {name: statistics.median(s) for name, s in by_name.items()}
+    return {
+        "events_per_second": round(n / whole),
+        "rounds_events_per_second": [round(n / r["seconds"]) for r in rounds],
+        "statement_ms": {
+            name: round(ms * 1000)
+            for name, ms in sorted(medians.items(), key=lambda kv: -kv[1])
+            if ms / whole >= 0.005
+        },
+    }
+
+
+async def measure(server: PostgresServer, orders: list[str], args: argparse.Namespace) -> Any:
+    taken: dict[str, list[dict[str, Any]]] = {order: [] for order in orders}
+    for round_ in range(args.rounds):
+        for order in orders if round_ % 2 == 0 else reversed(orders):
+            dsn = server.create_database(f"mix_{order}_{round_}")
+            taken[order].append(await one_round(dsn, order, args.events, args.batch))
+    return {
+        "events": args.events,
+        "batch": args.batch,
+        "rounds": args.rounds,
+        **{order: summary(args.events, rounds) for order, rounds in taken.items()},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.apply_mix", description=__doc__)
+    parser.add_argument("--events", type=int, default=120_000)
+    parser.add_argument("--batch", type=int, default=17_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--orders", default=",".join(ORDERS), help="of " + ", ".join(ORDERS))
+    args = parser.parse_args()
+    # the migrations log each file they apply; stdout is the JSON alone
+    configure_logging("WARNING", json=False)
+    orders = args.orders.split(",")
+    if unknown := set(orders) - set(ORDERS):
+        parser.error(f"unknown order: {', '.join(sorted(unknown))}")
+    folder = Path(tempfile.mkdtemp(prefix="tiendo-apply-mix-"))
+    server = PostgresServer(folder / "pg", free_port(), fast=True)
+    server.start()
+    try:
+        print(json.dumps(asyncio.run(measure(server, orders, args)), indent=1))
+    finally:
+        server.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
