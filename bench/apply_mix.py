@@ -3,7 +3,7 @@ what a change to the apply's SQL costs, measured apart from Kafka and the consum
 noise on this box (`make bench-quick`) hides a change of a tenth.
 
     python -m bench.apply_mix [--events 120000] [--batch 17000] [--rounds 3]
-                              [--orders random,time]
+                              [--orders random,time] [--stored 0] [--explain FILE]
 
 Each round applies the same `--events` events of `bench.payloads` (the run's mix: ward
 increments, subject events, 1 % snapshots), spread over the demo campaign's first 20 days,
@@ -14,6 +14,13 @@ with its `work_mem`), in each order of arrival:
 - `random`: as the benchmark sends them, spread at random over the 20 days, so that most
   batches reach back before what a key has stored (the day rollups' late path);
 - `time`: sorted by their time, as live reports arrive.
+
+With `--stored N`, each database first holds N other events of the mix over the same 20
+days (applied in random order, not timed), as the benchmark's scale-out phase and the
+later part of its rebuild find it: a history in which nearly every key with snapshots has
+some after a new batch's first report. With `--explain FILE`, PostgreSQL's plans (with
+their times) of the timed statements slower than 200 ms are copied to FILE
+(`auto_explain`).
 
 Orders alternate within a round, so that a change of the box's speed falls on both. Each
 statement's time comes from asyncpg's query logger, named by its constant in
@@ -47,6 +54,12 @@ from tiendo.logs import configure_logging
 
 SPREAD_DAYS = 20
 ORDERS = ("random", "time")
+EXPLAIN_SLOW = """
+LOAD 'auto_explain';
+SET auto_explain.log_min_duration = '200ms';
+SET auto_explain.log_analyze = on;
+SET auto_explain.log_buffers = on;
+"""
 
 
 def arranged(events: list[Event], order: str) -> list[Event]:
@@ -55,29 +68,32 @@ def arranged(events: list[Event], order: str) -> list[Event]:
     return events
 
 
-async def one_round(dsn: str, order: str, n: int, batch: int) -> dict[str, Any]:
-    """A fresh world, then `n` events applied in `order`: the whole time and each
-    statement's."""
+async def one_round(dsn: str, order: str, args: argparse.Namespace) -> dict[str, Any]:
+    """A fresh world holding `--stored` events, then `--events` more applied in `order`:
+    the whole time and each statement's."""
     conn = await asyncpg.connect(dsn)
     try:
         campaign = await seed_world(conn)
         await conn.execute(APPLY_WORK_MEM)
+        starts_at = campaign.starts_at
+        until = starts_at + timedelta(days=SPREAD_DAYS)
+        # two streams of the mix (their own ids and citizens): the history, then the timed
+        stored = list(payloads.events(args.stored, starts_at=starts_at, until=until, prefix="s"))
+        for at in range(0, len(stored), args.batch):
+            await counting.apply_events(conn, stored[at : at + args.batch])
+        if stored:
+            await conn.execute("VACUUM ANALYZE")
         events = arranged(
-            list(
-                payloads.events(
-                    n,
-                    starts_at=campaign.starts_at,
-                    until=campaign.starts_at + timedelta(days=SPREAD_DAYS),
-                    seed_value=2026,
-                )
-            ),
+            list(payloads.events(args.events, starts_at=starts_at, until=until, prefix="b")),
             order,
         )
+        if args.explain:
+            await conn.execute(EXPLAIN_SLOW)
         taken = StatementTimes(statement_names())
         with conn.query_logger(taken):
             started = time.perf_counter()
-            for at in range(0, n, batch):
-                await counting.apply_events(conn, events[at : at + batch])
+            for at in range(0, len(events), args.batch):
+                await counting.apply_events(conn, events[at : at + args.batch])
             total = time.perf_counter() - started
         return {"seconds": total, "statements": dict(taken.seconds)}
     finally:
@@ -107,11 +123,12 @@ async def measure(server: PostgresServer, orders: list[str], args: argparse.Name
     for round_ in range(args.rounds):
         for order in orders if round_ % 2 == 0 else reversed(orders):
             dsn = server.create_database(f"mix_{order}_{round_}")
-            taken[order].append(await one_round(dsn, order, args.events, args.batch))
+            taken[order].append(await one_round(dsn, order, args))
     return {
         "events": args.events,
         "batch": args.batch,
         "rounds": args.rounds,
+        "stored": args.stored,
         **{order: summary(args.events, rounds) for order, rounds in taken.items()},
     }
 
@@ -122,6 +139,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=17_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--orders", default=",".join(ORDERS), help="of " + ", ".join(ORDERS))
+    parser.add_argument("--stored", type=int, default=0, help="events stored before, untimed")
+    parser.add_argument("--explain", type=Path, help="copy the slow statements' plans here")
     args = parser.parse_args()
     # the migrations log each file they apply; stdout is the JSON alone
     configure_logging("WARNING", json=False)
@@ -133,6 +152,8 @@ def main() -> None:
     server.start()
     try:
         print(json.dumps(asyncio.run(measure(server, orders, args)), indent=1))
+        if args.explain:
+            shutil.copyfile(server.log_file, args.explain)
     finally:
         server.stop()
         shutil.rmtree(folder, ignore_errors=True)
