@@ -48,9 +48,11 @@ Both forms keep it beside the counters they write, so it is never older than the
     aggregator migration 017), however long the key's history.
 
   Exact for every day and hour, in any order of arrival; the days of a key add up to its
-  live value. What it costs: on the benchmark's mix, whose reports are spread at random
-  over 20 days (nearly every batch reaches back on most keys with snapshots), the apply
-  about an eighth less; in time order, nothing measurable (docs/capacity.md).
+  live value. What it costs grows with the history a batch lands on: on the benchmark's
+  mix, whose reports are spread at random over 20 days (nearly every batch reaches back
+  on most keys with snapshots), the apply about an eighth less into an empty table and
+  about a tenth to a fifth less onto 480,000 stored events (`python -m bench.apply_mix
+  --stored`); in time order, nothing measurable (docs/capacity.md).
   `tests/counting/test_day_rollups_out_of_order.py` holds it to the recount in shuffled
   and reversed orders, and the `as_of` property tests draw shuffled arrivals.
 
@@ -174,7 +176,11 @@ WITH incs AS (
                 THEN l.value - (
                     -- (`counted` summed, not filtered: filtered, the planner read the
                     -- indicator's counted events of the span, every unit's, for one)
-                    SELECT coalesce(s.value, p.own_baseline)
+                    SELECT coalesce(
+                               s.value,
+                               (SELECT p.own_baseline FROM progress p
+                                WHERE p.campaign_id = l.campaign_id AND p.unit = l.unit
+                                  AND p.indicator = l.indicator))
                            + coalesce(sum(e.value) FILTER (WHERE e.counted), 0)
                     FROM events e
                     WHERE e.unit = l.unit AND e.indicator = l.indicator
@@ -185,8 +191,6 @@ WITH incs AS (
                 ELSE l.value END AS step
     FROM walked l
     JOIN campaigns c ON c.id = l.campaign_id
-    JOIN progress p
-      ON p.campaign_id = l.campaign_id AND p.unit = l.unit AND p.indicator = l.indicator
     LEFT JOIN LATERAL (
         SELECT e.occurred_at, e.value FROM events e
         WHERE l.snap AND e.unit = l.unit AND e.indicator = l.indicator
@@ -222,28 +226,31 @@ WITH incs AS (
                ORDER BY x.occurred_at, x.snap, x.event_id) AS met
     FROM walk_steps x
 ), walk_ends AS (
-    -- `d` at the end of each hour it moved in: the steps since the histories last met
-    SELECT DISTINCT ON (campaign_id, unit, indicator, day, hour)
-           campaign_id, unit, indicator, day, hour,
-           CASE WHEN meets THEN 0
-                ELSE (sum(step) OVER (PARTITION BY campaign_id, unit, indicator, met
-                                      ORDER BY occurred_at, snap, event_id))::bigint
-           END AS d
+    -- `d` after each step: the steps since the histories last met (a meeting's own step is
+    -- nothing); kept at the last step of each hour. `met` grows with the key's order, so
+    -- ordering by it first changes nothing and lets these windows share one sort.
+    SELECT campaign_id, unit, indicator, day, hour, met, occurred_at, snap, event_id,
+           (sum(step) OVER (PARTITION BY campaign_id, unit, indicator, met
+                            ORDER BY occurred_at, snap, event_id))::bigint AS d,
+           (lead(day) OVER w, lead(hour) OVER w) IS DISTINCT FROM (day, hour) AS hour_end
     FROM walk_d
-    ORDER BY campaign_id, unit, indicator, day, hour, occurred_at DESC, snap DESC,
-             event_id DESC
+    WINDOW w AS (PARTITION BY campaign_id, unit, indicator
+                 ORDER BY met, occurred_at, snap, event_id)
 ), walk_changes AS (
     -- an hour's change with the batch less its change before it: `d` differenced
     SELECT e.campaign_id, e.unit, e.indicator, e.day, e.hour,
            e.d - coalesce(lag(e.d) OVER (PARTITION BY e.campaign_id, e.unit, e.indicator
-                                         ORDER BY e.day, e.hour), 0) AS change,
-           0::bigint AS increments, 0::bigint AS events, k.lineage
+                                         ORDER BY e.met, e.occurred_at, e.snap, e.event_id),
+                          0) AS change
     FROM walk_ends e
-    JOIN batch_keys k USING (campaign_id, unit, indicator)
+    WHERE e.hour_end
 ), own_hours AS (
     SELECT * FROM incs
     UNION ALL
-    SELECT * FROM walk_changes WHERE change <> 0
+    SELECT w.campaign_id, w.unit, w.indicator, w.day, w.hour, w.change, 0, 0, k.lineage
+    FROM walk_changes w
+    JOIN batch_keys k USING (campaign_id, unit, indicator)
+    WHERE w.change <> 0
 ), {spread_by_day("own_hours")}
 INSERT INTO subtree_days AS s
     (campaign_id, unit, indicator, day, change, increments, events, hours)
