@@ -3,7 +3,8 @@ what a change to the apply's SQL costs, measured apart from Kafka and the consum
 noise on this box (`make bench-quick`) hides a change of a tenth.
 
     python -m bench.apply_mix [--events 120000] [--batch 17000] [--rounds 3]
-                              [--orders random,time] [--stored 0] [--explain FILE]
+                              [--orders random,time] [--stored 0] [--replicas 1]
+                              [--explain FILE]
 
 Each round applies the same `--events` events of `bench.payloads` (the run's mix: ward
 increments, subject events, 1 % snapshots), spread over the demo campaign's first 20 days,
@@ -20,7 +21,9 @@ days (applied in random order, not timed), as the benchmark's scale-out phase an
 later part of its rebuild find it: a history in which nearly every key with snapshots has
 some after a new batch's first report. With `--explain FILE`, PostgreSQL's plans (with
 their times) of the timed statements slower than 200 ms are copied to FILE
-(`auto_explain`).
+(`auto_explain`). With `--replicas R`, R connections apply side by side, each its
+`--batch` events of the units it would be given (by unit, as Kafka's partitions split
+them), as the benchmark's scale-out phase does; statement times are summed over them.
 
 Orders alternate within a round, so that a change of the box's speed falls on both. Each
 statement's time comes from asyncpg's query logger, named by its constant in
@@ -31,11 +34,13 @@ Prints one JSON object: per order, the median over rounds, with every round's.""
 
 import argparse
 import asyncio
+import contextlib
 import json
 import shutil
 import statistics
 import tempfile
 import time
+import zlib
 from collections import defaultdict
 from datetime import timedelta
 from pathlib import Path
@@ -90,14 +95,41 @@ async def one_round(dsn: str, order: str, args: argparse.Namespace) -> dict[str,
         if args.explain:
             await conn.execute(EXPLAIN_SLOW)
         taken = StatementTimes(statement_names())
-        with conn.query_logger(taken):
-            started = time.perf_counter()
-            for at in range(0, len(events), args.batch):
-                await counting.apply_events(conn, events[at : at + args.batch])
-            total = time.perf_counter() - started
+        others = [await asyncpg.connect(dsn) for _ in range(args.replicas - 1)]
+        try:
+            for other in others:
+                await other.execute(APPLY_WORK_MEM)
+                if args.explain:
+                    await other.execute(EXPLAIN_SLOW)
+            appliers = [conn, *others]
+            with contextlib.ExitStack() as logging_:
+                for applier in appliers:
+                    logging_.enter_context(applier.query_logger(taken))
+                started = time.perf_counter()
+                step = args.batch * len(appliers)
+                for at in range(0, len(events), step):
+                    parts = by_unit(events[at : at + step], len(appliers))
+                    await asyncio.gather(
+                        *(
+                            counting.apply_events(a, part)
+                            for a, part in zip(appliers, parts, strict=True)
+                        )
+                    )
+                total = time.perf_counter() - started
+        finally:
+            for other in others:
+                await other.close()
         return {"seconds": total, "statements": dict(taken.seconds)}
     finally:
         await conn.close()
+
+
+def by_unit(events: list[Event], n: int) -> list[list[Event]]:
+    """`events` split as Kafka's partitions split them among `n` replicas: by unit."""
+    parts: list[list[Event]] = [[] for _ in range(n)]
+    for e in events:
+        parts[zlib.crc32(e.unit.encode()) % n].append(e)
+    return parts
 
 
 def summary(n: int, rounds: list[dict[str, Any]]) -> dict[str, Any]:
@@ -129,6 +161,7 @@ async def measure(server: PostgresServer, orders: list[str], args: argparse.Name
         "batch": args.batch,
         "rounds": args.rounds,
         "stored": args.stored,
+        "replicas": args.replicas,
         **{order: summary(args.events, rounds) for order, rounds in taken.items()},
     }
 
@@ -140,6 +173,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--orders", default=",".join(ORDERS), help="of " + ", ".join(ORDERS))
     parser.add_argument("--stored", type=int, default=0, help="events stored before, untimed")
+    parser.add_argument(
+        "--replicas", type=int, default=1, help="connections applying side by side, by unit"
+    )
     parser.add_argument("--explain", type=Path, help="copy the slow statements' plans here")
     args = parser.parse_args()
     # the migrations log each file they apply; stdout is the JSON alone

@@ -116,20 +116,32 @@ async def _every_worker_ready(url: str, workers: int, timeout: float = 60) -> No
             await asyncio.sleep(0.05)
 
 
+async def _every_replica_applying(ports: list[int], timeout: float) -> None:
+    """Until each replica's /metrics counts a committed batch, or `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    waiting = list(ports)
+    while waiting and time.monotonic() < deadline:
+        for p in list(waiting):
+            try:
+                text = await scrape(f"http://127.0.0.1:{p}/metrics")
+            except httpx.TransportError:  # not listening yet
+                continue
+            if (metric_value(text, "tiendo_aggregator_batch_seconds_count") or 0) > 0:
+                waiting.remove(p)
+        await asyncio.sleep(0.05)
+
+
 async def measure_apply(stage: Stage, replicas_n: int = 1, suffix: str = "") -> None:
     """The aggregator's replicas applying everything ingest produced since the last apply,
     from the first commit to the last, into results["aggregator_apply<suffix>"]. The
     one-replica apply is profiled (py-spy, not pausing the process: a few % of a core)."""
     sizes, pg, broker = stage.sizes, stage.pg, stage.broker
     base, produced = await stage.applied(), stage.produced
-    port = free_port()
+    ports = [free_port() for _ in range(replicas_n)]
+    port = ports[0]
     replicas = [
-        stage.spawn(
-            AGGREGATOR,
-            stage.aggregator_env(port if i == 0 else free_port()),
-            f"aggregator{suffix}-{i}",
-        )
-        for i in range(replicas_n)
+        stage.spawn(AGGREGATOR, stage.aggregator_env(p), f"aggregator{suffix}-{i}")
+        for i, p in enumerate(ports)
     ]
     await replicas[0].wait_ready(f"http://127.0.0.1:{port}/readyz")
     if sizes.profile:
@@ -149,6 +161,13 @@ async def measure_apply(stage: Stage, replicas_n: int = 1, suffix: str = "") -> 
     # of both the events and the time.
     while (first := await stage.applied()) == base:
         await asyncio.sleep(0.01)
+    if replicas_n > 1:
+        # With several, so is the group's rebalance as each later replica joins: until
+        # the last has joined, the first applies alone, and while partitions move none
+        # applies. Timed from when every replica has committed a batch (one with no
+        # partition never would: then after 60 s).
+        await _every_replica_applying(ports, timeout=60)
+        first = await stage.applied()
     t0 = time.perf_counter()
     while await stage.applied() < produced:
         for r in replicas:

@@ -172,6 +172,39 @@ async def _after(settled: asyncio.Task[None], then: Callable[[], Awaitable[None]
         await then()
 
 
+async def report_offsets(
+    consumer: AIOKafkaConsumer, topic: str, next_offsets: dict[int, int], lag: Gauge
+) -> None:
+    """A batch's applied offsets, for lag tooling (kafka-consumer-groups), and each
+    partition's lag; PostgreSQL holds the real position. Bounded: a broker that does not
+    answer must not hold the apply.
+
+    Only for the partitions the replica still holds. This runs after the transaction,
+    outside a rebalance's wait (`InFlight`), so a rebalance may have moved some since the
+    fetch: aiokafka refuses a commit naming one and asserts on its high watermark (which
+    failed the consumer task, and so restarted it and rebalanced the group again, at
+    every rebalance), and its lag is the new holder's to report."""
+    assigned = consumer.assignment()
+    offsets = {
+        tp: o for p, o in next_offsets.items() if (tp := TopicPartition(topic, p)) in assigned
+    }
+    if not offsets:
+        return
+    try:
+        await asyncio.wait_for(consumer.commit(offsets), BROKER_COMMIT_TIMEOUT)
+    except (KafkaError, TimeoutError) as exc:
+        log.info("broker_commit_skipped", error=repr(exc))
+    # (the commit awaited: the assignment may have changed again meanwhile)
+    assigned = consumer.assignment()
+    for tp, next_offset in offsets.items():
+        if tp not in assigned:
+            continue
+        # (not consumer.position(): it waits for a position lost to a rebalance)
+        highwater = consumer.highwater(tp)
+        if highwater is not None:
+            lag.labels(str(tp.partition)).set(max(0, highwater - next_offset))
+
+
 class SeekToStoredPositions(ConsumerRebalanceListener):  # type: ignore[misc]
     """On assignment, continue from the offsets committed with the counters."""
 
@@ -282,19 +315,7 @@ class Applier:
     async def _report_to_broker(
         self, consumer: AIOKafkaConsumer, next_offsets: dict[int, int]
     ) -> None:
-        """The applied offsets, for lag tooling (kafka-consumer-groups); PostgreSQL holds the
-        real position. Bounded: a broker that does not answer must not hold the apply."""
-        topic = self._settings.topic_events
-        offsets = {TopicPartition(topic, p): o for p, o in next_offsets.items()}
-        try:
-            await asyncio.wait_for(consumer.commit(offsets), BROKER_COMMIT_TIMEOUT)
-        except (KafkaError, TimeoutError) as exc:
-            log.info("broker_commit_skipped", error=repr(exc))
-        for tp, next_offset in offsets.items():
-            # (not consumer.position(): it waits for a position lost to a rebalance)
-            highwater = consumer.highwater(tp)
-            if highwater is not None:
-                self._metrics.lag.labels(str(tp.partition)).set(max(0, highwater - next_offset))
+        await report_offsets(consumer, self._settings.topic_events, next_offsets, self._metrics.lag)
 
     async def prepare(self, batches: dict[TopicPartition, list[Any]]) -> Prepared:
         """Decode a fetched batch, handing the loop back now and then: a transaction in
