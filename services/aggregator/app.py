@@ -71,7 +71,10 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with teardown("aggregator") as stack:
-            pool = await open_database(stack, app, settings, MIGRATIONS, max_size=6)
+            # (the apply holds its connections for its life; the reads share the rest)
+            pool = await open_database(
+                stack, app, settings, MIGRATIONS, max_size=5 + settings.apply_connections
+            )
             await access.start(pool)
             async with pool.acquire() as conn:
                 await guard.refresh(conn)

@@ -1,7 +1,9 @@
 """consume → decode → apply → persist (one transaction with the offsets) → publish → commit.
 
-PostgreSQL, not the broker, holds the authoritative position: each batch's counters and the
-next offsets of its partitions commit together, and on (re)assignment the consumer seeks to
+A round's batch is applied in parts side by side, each a transaction of whole partitions
+on a connection of its own (`fetching`, `apply_connections`). PostgreSQL, not the broker,
+holds the authoritative position: each part's counters and the next offsets of its
+partitions commit together, and on (re)assignment the consumer seeks to
 what PostgreSQL says. A crash between the two can replay a batch, never skip one; a replay
 changes nothing because every event_id is applied once (the events table's primary key).
 """
@@ -21,6 +23,7 @@ from aiokafka.errors import KafkaError
 from prometheus_client import Gauge
 
 from services.aggregator import feed
+from services.aggregator.fetching import fetch_parts
 from services.aggregator.guard import CampaignGuard
 from services.aggregator.metrics import AggregatorMetrics
 from services.aggregator.repository import apply as apply_sql
@@ -79,7 +82,6 @@ class Prepared:
 # left PostgreSQL idle for a sixth of each batch (the apply through Kafka, 500,000 events:
 # 26,500 events/s; 30,100 at 200 and 2,000; 32,000 at these; 33,000 at 20 and 200).
 YIELD_EVERY = 50
-FETCH_SLICE = 500
 # Seconds the broker may take to take the applied offsets before the report is skipped.
 BROKER_COMMIT_TIMEOUT = 5.0
 # Seconds the broker may take to acknowledge a batch's progress updates before the batch
@@ -88,38 +90,10 @@ BROKER_COMMIT_TIMEOUT = 5.0
 PUBLISH_TIMEOUT = 15.0
 
 
-async def fetch(
-    consumer: AIOKafkaConsumer,
-    timeout_ms: int,
-    max_records: int,
-    *partitions: TopicPartition,
-) -> dict[TopicPartition, list[Any]]:
-    """Up to `max_records` records (of `partitions`, or of every assigned one), waiting up
-    to `timeout_ms` for the first: taken from the fetcher's buffer a slice at a time
-    (aiokafka unpacks a `getmany`'s records without handing the loop back), then what else
-    is buffered, without waiting again."""
-    batches: dict[TopicPartition, list[Any]] = {}
-    taken = 0
-    wait = timeout_ms
-    while taken < max_records:
-        part = await consumer.getmany(
-            *partitions, timeout_ms=wait, max_records=min(FETCH_SLICE, max_records - taken)
-        )
-        if not part:
-            break
-        for tp, records in part.items():
-            batches.setdefault(tp, []).extend(records)
-            taken += len(records)
-        wait = 0
-        # (getmany returns buffered records without handing the loop back)
-        await asyncio.sleep(0)
-    return batches
-
-
 class InFlight:
-    """At most one batch in the background, so that the next batch is fetched and decoded
-    while PostgreSQL applies this one. Transactions still commit one after another, in
-    fetch order.
+    """At most one batch (a round's parts) in the background, so that the next batch is
+    fetched and decoded while PostgreSQL applies this one. A partition's transactions still
+    commit one after another, in fetch order.
 
     A batch is two parts: what must be over before its partitions change hands (the
     transaction, and the feed it publishes), and what need not (`then`: the offsets
@@ -294,19 +268,27 @@ class Applier:
         )
         try:
             await start_whole(consumer)
-            async with self._pool.acquire() as conn:
-                await apply_sql.prepare(conn)
+            async with contextlib.AsyncExitStack() as held:
+                conns = [
+                    await held.enter_async_context(self._pool.acquire())
+                    for _ in range(s.apply_connections)
+                ]
+                for conn in conns:
+                    await apply_sql.prepare(conn)
                 while True:
-                    batches = await fetch(consumer, s.poll_timeout_ms, s.batch_max_records)
+                    parts = await fetch_parts(
+                        consumer, s.poll_timeout_ms, s.batch_max_records, len(conns)
+                    )
                     beat()
-                    if not batches:
+                    if not parts:
                         await inflight.wait()
                         continue
-                    # decoded while the previous batch's transaction runs
-                    prepared = await self.prepare(batches)
+                    # decoded while the previous round's transactions run
+                    prepared = [await self.prepare(part) for part in parts]
+                    next_offsets = {p: o for part in prepared for p, o in part.next_offsets.items()}
                     await inflight.submit(
-                        self.apply_prepared(conn, prepared),
-                        functools.partial(self._report_to_broker, consumer, prepared.next_offsets),
+                        self.apply_parts(conns, prepared),
+                        functools.partial(self._report_to_broker, consumer, next_offsets),
                     )
         finally:
             await inflight.cancel()
@@ -344,6 +326,21 @@ class Applier:
                     received.append(event.received_at)
                 rows.append(staging_row(event, tp.partition, record.offset))
         return Prepared(count, rows, payloads, dead, next_offsets, received)
+
+    async def apply_parts(self, conns: Sequence[Any], parts: Sequence[Prepared]) -> None:
+        """A round's parts, each in its own transaction on its own connection, side by
+        side (`fetching`); over when every one is. A failed part cancels the others (each
+        rolls back, or has committed whole) and its error is raised."""
+        if len(parts) == 1:
+            await self.apply_prepared(conns[0], parts[0])
+            return
+        try:
+            async with asyncio.TaskGroup() as group:
+                for conn, part in zip(conns, parts, strict=False):
+                    group.create_task(self.apply_prepared(conn, part))
+        except ExceptionGroup as failed:
+            # (the supervisor logs and restarts on the error itself, as with one part)
+            raise failed.exceptions[0] from failed
 
     async def apply_prepared(self, conn: Any, prepared: Prepared) -> None:
         """One transaction: dedup, count, roll up, dead letters and the next offsets."""

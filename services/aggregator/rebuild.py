@@ -16,7 +16,8 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from services.aggregator import admin
-from services.aggregator.consumer import Applier, InFlight, fetch, republish_all
+from services.aggregator.consumer import Applier, InFlight, republish_all
+from services.aggregator.fetching import fetch
 from services.aggregator.guard import CampaignGuard
 from services.aggregator.metrics import AggregatorMetrics
 from services.aggregator.repository import apply as apply_sql

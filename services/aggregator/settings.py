@@ -14,6 +14,15 @@ class AggregatorSettings(ServiceSettings):
     batch_max_records: int = Field(
         20_000, ge=1, description="most records applied in one database transaction"
     )
+    apply_connections: int = Field(
+        2,
+        ge=1,
+        le=16,
+        description=(
+            "database connections a replica applies on side by side, each a transaction of "
+            "whole partitions (docs/capacity.md): one uses one PostgreSQL core"
+        ),
+    )
     poll_timeout_ms: int = Field(200, ge=1, description="longest wait for a batch to fill")
     metrics_unit_level: int = Field(
         2, ge=1, le=6, description="deepest unit level exported as per-unit metric series"

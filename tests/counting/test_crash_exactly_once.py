@@ -6,7 +6,6 @@ counter must equal an independent recomputation of what was sent."""
 
 import asyncio
 import random
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -16,10 +15,8 @@ import asyncpg
 import pytest
 
 from devtools.localstack import KafkaBroker
-from services.check.run import check_round
 from services.ingest.app import create_app as create_ingest
 from services.ingest.settings import IngestSettings
-from services.notifier.settings import NotifierSettings
 from tests.support.stack import (
     Topics,
     aggregator_process,
@@ -27,18 +24,11 @@ from tests.support.stack import (
     running,
     until_ready,
 )
-from tests.support.world import TREE, build_world, issue_token
+from tests.support.stream import assert_counted_once, post_with_retries, spread_stream
+from tests.support.world import build_world, issue_token
 
 EVENTS = 50_000
 START = datetime.now(UTC) - timedelta(days=20)
-PARENT = {u.code: u.parent_code for u in TREE}
-
-
-def lineage(unit: str) -> list[str]:
-    chain = [unit]
-    while (parent := PARENT[chain[-1]]) is not None:
-        chain.append(parent)
-    return chain
 
 
 @pytest.mark.slow
@@ -48,23 +38,7 @@ async def test_event_acknowledged_before_a_crash_is_counted_once(
     await build_world(database, starts_at=START)
     token = await issue_token(database)
     rng = random.Random(7)
-    units = ["00004", "00007", "00010", "001", "002"]
-    events: list[dict[str, str | int]] = [
-        {
-            "event_id": f"ev-{i}",
-            "unit": rng.choice(units),
-            "indicator": "cccd_collected",
-            "value": rng.choice([1, 1, 2, 3, -1]),
-            "occurred_at": (START + timedelta(seconds=rng.randrange(19 * 86400))).isoformat(),
-        }
-        for i in range(EVENTS)
-    ]
-
-    expected: Counter[str] = Counter()
-    for e in events:
-        for code in lineage(str(e["unit"])):
-            expected[code] += int(e["value"])
-
+    events = spread_stream(rng, EVENTS, START)
     aggregator = aggregator_process(
         database,
         kafka.bootstrap,
@@ -88,15 +62,7 @@ async def test_event_acknowledged_before_a_crash_is_counted_once(
             aggregator.start()
             kills = 0
             for i in range(0, EVENTS, 1000):
-                chunk = events[i : i + 1000]
-                # each batch, then 5 % of it again, as a client retrying after a timeout
-                for batch in (chunk, rng.sample(chunk, len(chunk) // 20)):
-                    r = await ingest.post(
-                        "/v1/events",
-                        json={"events": batch},
-                        headers={"Authorization": f"Bearer {token}"},
-                    )
-                    assert r.status_code == 202, r.text
+                await post_with_retries(ingest, token, events[i : i + 1000], rng)
                 if i and i % 15_000 == 0:
                     # Kill it while it is applying, then bring it back.
                     before = await applied()
@@ -115,26 +81,7 @@ async def test_event_acknowledged_before_a_crash_is_counted_once(
         aggregator.start()
         await asyncio.sleep(5)
 
-        rows = await conn.fetch(
-            "SELECT unit, value FROM progress"
-            " WHERE campaign_id = 'c1' AND indicator = 'cccd_collected'"
-        )
-        assert {r["unit"]: r["value"] for r in rows} == {
-            code: expected.get(code, 0) for code in PARENT
-        }
-        # the city's day rollups hold every unit's increments, and every event once
-        daily = await conn.fetchrow(
-            "SELECT sum(increments) AS increments, sum(events) AS events FROM subtree_days"
-            " WHERE campaign_id = 'c1' AND unit = '01'"
-        )
-        assert daily is not None
-        assert daily["increments"] == sum(int(e["value"]) for e in events)
-        assert daily["events"] == EVENTS
-        # `tiendo check`: after the crashes, every live counter equals its history
-        found = await check_round(
-            conn, NotifierSettings(database_url=database), datetime.now(UTC), alerts=False
-        )
-        assert [str(d) for d in found.disagreements] == []
+        await assert_counted_once(conn, database, events)
     finally:
         aggregator.stop()
         await conn.close()
