@@ -153,6 +153,8 @@ async def apply(
         await conn.execute(batch.ANALYZE_BATCH)
     await conn.execute(rules.UPDATE_SNAPSHOTS)
     await conn.execute(rules.RECOUNT_AFTER_SNAPSHOT)
+    # the day changes computed before the spread takes the ancestors' rows (`rollups`)
+    await rollups.stage_days(conn)
     changed = list(await conn.fetch(batch.SPREAD))
     await rollups.apply_days(conn)
     if await conn.fetchval("SELECT EXISTS (SELECT 1 FROM batch_applied WHERE adjustment)"):

@@ -50,6 +50,10 @@ CREATE TEMP TABLE IF NOT EXISTS batch_subjects (
     indicator text, subject text, event_id text, occurred_at timestamptz, unit text,
     first boolean
 ) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS batch_days (
+    campaign_id text, unit text, indicator text, day date, change bigint,
+    increments bigint, events bigint, hours bigint[]
+) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS batch_dethroned (event_id text PRIMARY KEY)
     ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS batch_keys (

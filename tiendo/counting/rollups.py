@@ -29,9 +29,9 @@ Both forms keep it beside the counters they write, so it is never older than the
   value at the end of each of its days (its latest snapshot up to then, then the counted
   increments after it; its baseline and the increments without one), differenced day by
   day, summed over each unit's lineage. Exact.
-- **apply** (`APPLY_DAY_CHANGES`, one statement after the rollup of the counters in
-  `tiendo.counting.apply`) splits each touched key's own change of this batch over days
-  and hours, in one of two ways:
+- **apply** (`APPLY_DAY_CHANGES`, computed before the rollup of the counters in
+  `tiendo.counting.apply` and written after it by `UPSERT_DAY_CHANGES`) splits each
+  touched key's own change of this batch over days and hours, in one of two ways:
   - where the key's latest snapshot stayed and the batch comes after all it has stored
     (how increments arrive live), each counted increment changes its own day and hour;
   - where its latest snapshot moved, or the batch reaches back before what it has stored
@@ -134,8 +134,17 @@ ADD_HOURS = (
 # and its own increments tell each day's change.
 LATE = "coalesce(k.first_at <= k.snap_at OR (k.resnapped AND k.first_at <= k.old_last_at), false)"
 
-# apply: after `batch.SPREAD` (the keys' own values are final, `batch_keys.old_own` is
-# the value before the batch), within the apply's transaction.
+# The keys whose days take the walk (`walked`): a late key's, and one whose latest snapshot
+# moved. Every other key's days take its own counted increments (`incs`' change): each key
+# is the one's or the other's, never both, never neither.
+WALKED = f"(k.resnapped OR {LATE})"
+
+# apply: computed after `rules.UPDATE_SNAPSHOTS` (`batch_keys.resnapped` is known,
+# `batch_keys.old_own` is the value before the batch) into `batch_days`, and written by
+# `UPSERT_DAY_CHANGES` after `batch.SPREAD`. It reads only the batch, its keys' own events
+# and baselines, none of which the spread changes: computed before it, it is done before
+# the transaction takes the ancestors' rows, which every other transaction applying side
+# by side (another replica, another part of the round) waits for until it commits.
 APPLY_DAY_CHANGES = f"""
 WITH incs AS (
     -- every key's counted increments and events of each day; where its latest snapshot
@@ -144,7 +153,7 @@ WITH incs AS (
     -- key, as that is (a CTE of the keys, which the planner cannot see into, made this a
     -- nested loop of every event by every key)
     SELECT a.campaign_id, a.unit, a.indicator, a.day, a.hour,
-           coalesce(sum(a.value) FILTER (WHERE {MOVES_OWN_VALUE} AND NOT {LATE}), 0)::bigint
+           coalesce(sum(a.value) FILTER (WHERE {MOVES_OWN_VALUE} AND NOT {WALKED}), 0)::bigint
                AS change,
            coalesce(sum(a.value) FILTER (WHERE a.kind = 'increment'), 0)::bigint AS increments,
            -- a withdrawn subject winner no longer counts on its day
@@ -163,7 +172,7 @@ WITH incs AS (
            a.event_id, a.value, a.day, a.hour, {LATE} AS late
     FROM batch_applied a
     JOIN batch_keys k USING (campaign_id, unit, indicator)
-    WHERE k.resnapped OR {LATE}
+    WHERE {WALKED}
 ), walk_steps AS (
     -- What each changes in `d`, the key's own value with the batch less its value before
     -- it. An increment (or a withdrawn winner, minus its value) adds its value. A snapshot
@@ -252,13 +261,21 @@ WITH incs AS (
     JOIN batch_keys k USING (campaign_id, unit, indicator)
     WHERE w.change <> 0
 ), {spread_by_day("own_hours")}
-INSERT INTO subtree_days AS s
-    (campaign_id, unit, indicator, day, change, increments, events, hours)
+INSERT INTO batch_days (campaign_id, unit, indicator, day, change, increments, events, hours)
 SELECT campaign_id, unit, indicator, day, change, increments, events, hours
 FROM spread
 -- (a day's hours can move while the day does not: a withdrawn citizen's event and the
 -- one that replaced it, hours apart)
 WHERE change <> 0 OR increments <> 0 OR events <> 0 OR 0 <> ANY (hours)
+"""
+
+# apply: the batch's day changes (`APPLY_DAY_CHANGES`) added to the rollups, after
+# `batch.SPREAD`, within the apply's transaction.
+UPSERT_DAY_CHANGES = f"""
+INSERT INTO subtree_days AS s
+    (campaign_id, unit, indicator, day, change, increments, events, hours)
+SELECT campaign_id, unit, indicator, day, change, increments, events, hours
+FROM batch_days
 ORDER BY 1, 2, 3, 4  -- replicas lock rows in one order: no deadlock between them
 ON CONFLICT (campaign_id, unit, indicator, day) DO UPDATE
 SET change = s.change + EXCLUDED.change, increments = s.increments + EXCLUDED.increments,
@@ -336,9 +353,15 @@ ORDER BY 4, 3, 2
 )
 
 
-async def apply_days(conn: Connection) -> None:
-    """Add the applied batch's changes to the day rollups (inside `apply`'s transaction)."""
+async def stage_days(conn: Connection) -> None:
+    """The applied batch's changes of the day rollups, into `batch_days` (inside `apply`'s
+    transaction, before the counters' spread)."""
     await conn.execute(APPLY_DAY_CHANGES)
+
+
+async def apply_days(conn: Connection) -> None:
+    """Add the staged changes (`stage_days`) to the day rollups (after the spread)."""
+    await conn.execute(UPSERT_DAY_CHANGES)
 
 
 async def recount_days(conn: Connection, campaign_id: str) -> None:
