@@ -10,20 +10,12 @@ import httpx
 
 from services.check.run import check_round
 from services.notifier.settings import NotifierSettings
-from tests.support.world import TREE
+from tests.support.load import Key, rolled_up
 
-PARENT = {u.code: u.parent_code for u in TREE}
 UNITS = ("00004", "00007", "00010", "001", "002")
 INDICATOR = "cccd_collected"
 
 Event = dict[str, str | int]
-
-
-def lineage(unit: str) -> list[str]:
-    chain = [unit]
-    while (parent := PARENT[chain[-1]]) is not None:
-        chain.append(parent)
-    return chain
 
 
 def spread_stream(rng: random.Random, n: int, start: datetime) -> list[Event]:
@@ -42,11 +34,10 @@ def spread_stream(rng: random.Random, n: int, start: datetime) -> list[Event]:
 
 def owed(events: list[Event]) -> dict[str, int]:
     """Every unit's value once each event counts exactly once."""
-    expected: Counter[str] = Counter()
+    own: Counter[Key] = Counter()
     for e in events:
-        for code in lineage(str(e["unit"])):
-            expected[code] += int(e["value"])
-    return {code: expected.get(code, 0) for code in PARENT}
+        own[str(e["unit"]), INDICATOR] += int(e["value"])
+    return {code: value for (code, _), value in rolled_up(own, (INDICATOR,)).items()}
 
 
 async def post_with_retries(
