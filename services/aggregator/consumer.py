@@ -329,18 +329,22 @@ class Applier:
 
     async def apply_parts(self, conns: Sequence[Any], parts: Sequence[Prepared]) -> None:
         """A round's parts, each in its own transaction on its own connection, side by
-        side (`fetching`); over when every one is. A failed part cancels the others (each
-        rolls back, or has committed whole) and its error is raised."""
+        side (`fetching`); over when every one is. A failed part's error is raised once
+        the others are over: each of them commits or fails on its own. (Cancelling them
+        stalled the consumer: two parts that deadlock lose one transaction to
+        PostgreSQL's detector, and cancelling the other too left nothing committed, so
+        the restart fetched the same round and deadlocked again, 40 times in 8 minutes.)"""
         if len(parts) == 1:
             await self.apply_prepared(conns[0], parts[0])
             return
-        try:
-            async with asyncio.TaskGroup() as group:
-                for conn, part in zip(conns, parts, strict=False):
-                    group.create_task(self.apply_prepared(conn, part))
-        except ExceptionGroup as failed:
-            # (the supervisor logs and restarts on the error itself, as with one part)
-            raise failed.exceptions[0] from failed
+        outcomes = await asyncio.gather(
+            *(self.apply_prepared(c, p) for c, p in zip(conns, parts, strict=False)),
+            return_exceptions=True,
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                # (the supervisor logs and restarts on the error itself, as with one part)
+                raise outcome
 
     async def apply_prepared(self, conn: Any, prepared: Prepared) -> None:
         """One transaction: dedup, count, roll up, dead letters and the next offsets."""

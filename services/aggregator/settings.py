@@ -15,12 +15,13 @@ class AggregatorSettings(ServiceSettings):
         20_000, ge=1, description="most records applied in one database transaction"
     )
     apply_connections: int = Field(
-        2,
+        3,
         ge=1,
         le=16,
         description=(
             "database connections a replica applies on side by side, each a transaction of "
-            "whole partitions (docs/capacity.md): one uses one PostgreSQL core"
+            "whole partitions (docs/capacity.md): one uses one PostgreSQL core; more than "
+            "the partitions a replica holds are left idle"
         ),
     )
     poll_timeout_ms: int = Field(200, ge=1, description="longest wait for a batch to fill")

@@ -134,18 +134,24 @@ async def apply(
         batch.INSERT_NEW_EVENTS_DISTINCT if distinct_ids else batch.INSERT_NEW_EVENTS
     )
     new_events = int(str(status).rsplit(" ", 1)[-1])
-    conflicts: list[Unappliable] = []
-    # only a batch with repeats pays for sorting them
-    if new_events < await conn.fetchval("SELECT count(*) FROM batch_in"):
-        conflicts = _unappliable(await conn.fetch(batch.SORT_REPEATS))
-    if new_events == 0:
-        return BatchOutcome(0, [], conflicts)
-    if await conn.fetchval("SELECT count(*) FROM batch_new WHERE subject IS NOT NULL"):
+    if new_events and await conn.fetchval(
+        "SELECT count(*) FROM batch_new WHERE subject IS NOT NULL"
+    ):
         await conn.execute(rules.STAGE_SUBJECTS)
         await conn.execute(rules.LOCK_SUBJECTS)
         await conn.execute(rules.FIND_DETHRONED)
         await conn.execute(rules.MARK_SUBJECT_DUPLICATES)
         await conn.execute(rules.UPSERT_SUBJECT_WINNERS)
+    conflicts: list[Unappliable] = []
+    # Only a batch with repeats pays for sorting them. After the citizens' locks: a
+    # repeat's count locks its stored row, which another transaction dethroning it (under
+    # the citizen's lock) must update too; counted before this one's citizens were locked,
+    # two parts of a round deadlocked, one holding the row and waiting for a citizen the
+    # other held while it waited for the row.
+    if new_events < await conn.fetchval("SELECT count(*) FROM batch_in"):
+        conflicts = _unappliable(await conn.fetch(batch.SORT_REPEATS))
+    if new_events == 0:
+        return BatchOutcome(0, [], conflicts)
     await conn.execute(rules.SELECT_APPLIED, list(unusable))
     await conn.execute(batch.ENSURE_PROGRESS_ROWS)
     await conn.execute(batch.GROUP_KEYS)

@@ -1,0 +1,89 @@
+"""A round's parts (`apply_connections`) fail alone: when one part's transaction fails,
+the others still commit, so that a round always moves on.
+
+Two parts that lock the same rows in other orders (a citizen's stored winner dethroned in
+one partition while its repeat arrives in another) can deadlock; PostgreSQL's detector
+then fails one of them. When that failure cancelled the other part too, nothing of the
+round was committed, the restarted consumer fetched the same round again and deadlocked
+again: `test_order_independence` stalled that way, 40 restarts in 8 minutes, once a
+replica applied its three partitions on three connections. Here the failed part's
+connection is closed before its transaction starts, so that it fails while its sibling is
+still applying, whatever the box's speed."""
+
+import random
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+
+from devtools.localstack import KafkaBroker
+from services.aggregator.consumer import Applier, Prepared
+from services.aggregator.metrics import AggregatorMetrics
+from services.aggregator.repository import apply as apply_sql
+from services.aggregator.repository import positions as position_sql
+from services.aggregator.settings import AggregatorSettings
+from tests.support.stack import Topics
+from tests.support.world import WARDS, build_world
+from tiendo.clock import SystemClock
+from tiendo.counting.batch import staging_row
+from tiendo.event import Event, Kind
+from tiendo.kafka import reliable_producer
+from tiendo.producers import ReplacedProducer
+
+START = datetime.now(UTC) - timedelta(days=10)
+EVENTS = 3_000
+
+
+def _part(partition: int, events: list[Event]) -> Prepared:
+    rows = [staging_row(e, partition, offset) for offset, e in enumerate(events)]
+    return Prepared(len(rows), rows, {}, [], {partition: len(rows)}, [])
+
+
+async def test_a_failed_part_leaves_its_sibling_to_commit(
+    database: str, kafka: KafkaBroker, topics: Topics
+) -> None:
+    await build_world(database, starts_at=START)
+    rng = random.Random(5)
+    events = [
+        Event(
+            f"e{i}",
+            rng.choice(WARDS),
+            "cccd_collected",
+            Kind.INCREMENT,
+            1,
+            START + timedelta(seconds=rng.randrange(9 * 86_400)),
+        )
+        for i in range(2 * EVENTS)
+    ]
+    settings = AggregatorSettings(
+        database_url=database, kafka_bootstrap=kafka.bootstrap, **topics.kwargs()
+    )
+    producers = ReplacedProducer(lambda: reliable_producer(kafka.bootstrap, client_id="test-parts"))
+    pool = await asyncpg.create_pool(database, min_size=0, max_size=1)
+    applier = Applier(
+        settings, pool, producers, AggregatorMetrics(), SystemClock(), publish_feed=False
+    )
+    applying, failing = await asyncpg.connect(database), await asyncpg.connect(database)
+    try:
+        await apply_sql.prepare(applying)
+        await failing.close()
+        with pytest.raises(asyncpg.InterfaceError):
+            await applier.apply_parts(
+                [applying, failing], [_part(0, events[:EVENTS]), _part(1, events[EVENTS:])]
+            )
+        # the sibling committed its partition whole, with its next offset; the failed
+        # part's partition is left to be fetched again
+        offsets = await position_sql.load_offsets(
+            applying, settings.group_id, settings.topic_events
+        )
+        assert offsets == {0: EVENTS}
+        assert await position_sql.count_events(applying) == EVENTS
+        city = await applying.fetchval(
+            "SELECT value FROM progress WHERE campaign_id = 'c1' AND unit = '01' "
+            "AND indicator = 'cccd_collected'"
+        )
+        assert city == EVENTS
+    finally:
+        await applying.close()
+        await pool.close()
+        await producers.stop()
