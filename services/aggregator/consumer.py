@@ -334,9 +334,6 @@ class Applier:
         stalled the consumer: two parts that deadlock lose one transaction to
         PostgreSQL's detector, and cancelling the other too left nothing committed, so
         the restart fetched the same round and deadlocked again, 40 times in 8 minutes.)"""
-        if len(parts) == 1:
-            await self.apply_prepared(conns[0], parts[0])
-            return
         outcomes = await asyncio.gather(
             *(self.apply_prepared(c, p) for c, p in zip(conns, parts, strict=False)),
             return_exceptions=True,
