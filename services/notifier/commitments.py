@@ -64,7 +64,7 @@ async def check_commitments(
     for campaign in campaigns.values():
         language = policies[campaign.id].language
         for e in await sql.open_commitments(conn, campaign.id):
-            due = min(due_at(e.commitment, e.submitted_at, campaign.timezone), campaign.deadline)
+            due = due_at(e.commitment, e.submitted_at, campaign.timezone, campaign.deadline)
             if due > at:
                 continue
             verdict = (await judge(conn, campaign, e.indicator, [e.unit], due, live=False)).get(

@@ -75,8 +75,11 @@ def check_explanation(
     committed_date: date | None,
     committed_rate: float | None,
     today: date,
+    last_day: date,
 ) -> ExplanationIn:
     """The explanation, or `Refused` saying why (in Vietnamese, the form's language).
+    `today` and `last_day` are the campaign's local dates of now and of its deadline: a
+    committed date lies between them, as nothing is checked after the campaign ends.
 
     Free text is kept as typed (the pages escape it); only its length is bounded."""
     if indicator not in indicators:
@@ -89,6 +92,8 @@ def check_explanation(
         raise Refused("Cần cam kết một ngày hoàn thành hoặc một mức mỗi ngày.")
     if committed_date is not None and committed_date < today:
         raise Refused("Ngày cam kết đã qua.")
+    if committed_date is not None and committed_date > last_day:
+        raise Refused(f"Ngày cam kết phải trong thời hạn của đợt (đến {last_day:%d/%m/%Y}).")
     if committed_rate is not None and not 0 < committed_rate <= MAX_RATE:
         raise Refused("Mức cam kết mỗi ngày phải lớn hơn 0.")
     return ExplanationIn(indicator, cause, detail, Commitment(committed_date, committed_rate))
@@ -144,10 +149,18 @@ def local_today(at: datetime, timezone: str) -> date:
 RATE_CHECKED_AFTER = timedelta(days=7)  # a daily rate is checked a briefing cycle later
 
 
-def due_at(commitment: Commitment, submitted_at: datetime, timezone: str) -> datetime:
+def due_at(
+    commitment: Commitment, submitted_at: datetime, timezone: str, deadline: datetime
+) -> datetime:
     """When a commitment is checked: the end (local midnight) of its committed date, or
-    for a rate alone a week after it was written."""
-    if commitment.by is not None:
-        zone = ZoneInfo(timezone)
-        return datetime.combine(commitment.by + timedelta(days=1), datetime.min.time(), zone)
-    return submitted_at + RATE_CHECKED_AFTER
+    for a rate alone a week after it was written; at the latest the campaign's `deadline`,
+    after which there is nothing left to check. (A date the form refuses now, after the
+    campaign's last day, may be stored from before: up to 9999-12-31, whose next day no
+    date can hold, and one such row failed every evaluation pass of the notifier.)"""
+    if commitment.by is None:
+        return min(submitted_at + RATE_CHECKED_AFTER, deadline)
+    if commitment.by >= local_today(deadline, timezone):
+        return deadline
+    zone = ZoneInfo(timezone)
+    end = datetime.combine(commitment.by + timedelta(days=1), datetime.min.time(), zone)
+    return min(end, deadline)

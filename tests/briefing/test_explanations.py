@@ -2,7 +2,8 @@
 erased, one-time form tokens, acknowledgements and snoozes, commitments checked."""
 
 from collections.abc import AsyncIterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import pytest
@@ -17,6 +18,7 @@ from services.notifier.explanations import (
     Refused,
     check_commitment,
     check_explanation,
+    due_at,
     snooze_until,
 )
 from services.notifier.repository import explanations as sql
@@ -26,6 +28,10 @@ from tests.support.world import build_world
 STARTS = datetime(2023, 5, 10, 3, 0, tzinfo=UTC)
 NOW = STARTS + timedelta(days=10)
 TODAY = date(2023, 5, 20)
+# the campaign's deadline, 20 days after today, and its local day (Asia/Ho_Chi_Minh)
+DEADLINE = datetime(2023, 6, 9, 16, 59, 59, tzinfo=UTC)
+LAST_DAY = date(2023, 6, 9)
+ZONE = "Asia/Ho_Chi_Minh"
 POLICY = ExplanationPolicy()
 CAUSES = [c.code for c in POLICY.causes]
 
@@ -47,23 +53,24 @@ def _check(
         committed_date=committed_date,
         committed_rate=committed_rate,
         today=TODAY,
+        last_day=LAST_DAY,
     )
 
 
 @given(
     cause=st.text(max_size=20),
     detail=st.text(max_size=MAX_DETAIL + 50),
-    days=st.integers(-30, 30),
+    days=st.integers(-30, 60),
     rate=st.none() | st.floats(-10, 1e7, allow_nan=False),
 )
-def test_the_form_takes_only_a_listed_cause_a_bounded_text_and_a_future_commitment(
+def test_the_form_takes_only_a_listed_cause_a_bounded_text_and_a_commitment_in_the_campaign(
     cause: str, detail: str, days: int, rate: float | None
 ) -> None:
     by = TODAY + timedelta(days=days)
     valid = (
         cause in CAUSES
         and len(detail) <= MAX_DETAIL
-        and days >= 0
+        and 0 <= days <= (LAST_DAY - TODAY).days
         and (rate is None or 0 < rate <= 1_000_000)
     )
     try:
@@ -81,6 +88,24 @@ def test_script_tags_are_kept_as_text_and_a_commitment_is_required() -> None:
         _check(committed_date=None)
     with pytest.raises(Refused):
         _check(indicator="eid_activated_l2")
+
+
+@given(by=st.dates(), days=st.integers(0, 30))
+def test_a_commitment_comes_due_at_its_days_end_or_at_the_deadline_whatever_date_is_stored(
+    by: date, days: int
+) -> None:
+    # Any date at all: a row stored before the form refused dates after the campaign
+    # (9999-12-31 has no next day) must not fail the pass that checks commitments.
+    submitted = NOW + timedelta(days=days)
+    due = due_at(Commitment(by, None), submitted, ZONE, DEADLINE)
+    if by < LAST_DAY:
+        # the local midnight that ends the committed day (the zone's offset of that year)
+        local = due.astimezone(ZoneInfo(ZONE))
+        assert (local.date(), local.time()) == (by + timedelta(days=1), time())
+    else:
+        assert due == DEADLINE
+    rate_due = due_at(Commitment(None, 5.0), submitted, ZONE, DEADLINE)
+    assert rate_due == min(submitted + timedelta(days=7), DEADLINE)
 
 
 @given(st.floats(-5, 200, allow_nan=False))

@@ -174,6 +174,8 @@ async def test_a_chief_acknowledges_and_explains_from_the_alert_and_the_pack_sho
             ({"cause": "mat_dien", "detail": "x" * 10_000_000, "committed_date": committed}, 413),
             ({"cause": "mat_dien", "detail": "mưa", "committed_date": committed}, 422),
             ({"cause": "mat_dien", "detail": "mưa", "committed_date": "2023-05-01"}, 422),
+            # after the campaign: never checked (and 9999-12-31 once failed every pass)
+            ({"cause": "thieu_may", "detail": "mưa", "committed_date": "9999-12-31"}, 422),
             ({"cause": "mat_dien", "detail": "mưa", "committed_date": ""}, 422),
         ]
         for fields, status in bad:

@@ -110,7 +110,7 @@ async def _outcomes(
     for (unit, ind), e in sorted(explained.items()):
         if ind != indicator:
             continue
-        due = due_at(e.commitment, e.submitted_at, campaign.timezone)
+        due = due_at(e.commitment, e.submitted_at, campaign.timezone, campaign.deadline)
         if not since < due <= at:
             continue
         then = (await judge(conn, campaign, indicator, [unit], due, live=False)).get(unit)

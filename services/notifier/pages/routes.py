@@ -164,6 +164,7 @@ def links_router(settings: NotifierSettings, clock: Clock) -> APIRouter:
             causes=policy.causes,
             max_detail=MAX_DETAIL,
             today=local_today(now, campaign.timezone).isoformat(),
+            last_day=local_today(campaign.deadline, campaign.timezone).isoformat(),
             form=extra.pop("form", {"detail": "", "committed_date": "", "committed_rate": ""}),
             num=lambda v, d=0: number("vi", v, d),
             w_local=lambda v: local(v, campaign.timezone),
@@ -307,6 +308,7 @@ async def _store(
         committed_date=_date(form.get("committed_date", "")),
         committed_rate=_rate(form.get("committed_rate", "")),
         today=local_today(now, campaign.timezone),
+        last_day=local_today(campaign.deadline, campaign.timezone),
     )
     verdict = (await judge(conn, campaign, indicator, [unit], now, live=True)).get(unit)
     value = verdict.progress.value if verdict else 0
