@@ -5,7 +5,7 @@ transaction, so readers never see a tree and counters that disagree."""
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.aggregator import guard
 from services.aggregator.repository import apply as apply_sql
@@ -17,6 +17,7 @@ from tiendo import audit
 from tiendo.board.campaign import Campaign
 from tiendo.counting import rollups
 from tiendo.database import Connection
+from tiendo.moments import Moment
 from tiendo.pace import Milestone, Thresholds
 from tiendo.rollup import effective_targets, subtree_sums
 from tiendo.unit_keys import TREE_ZONE
@@ -55,7 +56,7 @@ class UnitIn(UnitPlace):
 
 
 class MilestoneIn(BaseModel):
-    at: datetime
+    at: Moment
     fraction: float
 
 
@@ -67,20 +68,13 @@ class CampaignIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=200)
-    starts_at: datetime
-    deadline: datetime
+    starts_at: Moment
+    deadline: Moment
     timezone: str = Field("Asia/Ho_Chi_Minh", max_length=64)
     indicators: list[str] = Field(min_length=1, max_length=32)
     behind_threshold: float = 0.9
     stale_after_seconds: int = 12 * 3600
     milestones: list[MilestoneIn] = Field(default_factory=list, max_length=100)
-
-    @field_validator("starts_at", "deadline")
-    @classmethod
-    def _aware(cls, value: datetime) -> datetime:
-        if value.tzinfo is None:
-            raise ValueError("needs an offset")
-        return value
 
     def campaign(self, campaign_id: str) -> Campaign:
         return Campaign(
@@ -109,7 +103,7 @@ class TargetIn(BaseModel):
     indicator: str = Field(min_length=1, max_length=48)
     target: int | None = Field(None, ge=0, description="null: the sum of the children's")
     baseline: int = Field(0, ge=0)
-    deadline: datetime | None = None
+    deadline: Moment | None = None
 
 
 class ReferenceError(ValueError):

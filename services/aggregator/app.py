@@ -42,6 +42,7 @@ from tiendo.identity.model import Identity, Role
 from tiendo.kafka import TopicSpec, event_topics, reliable_producer
 from tiendo.lifespan import open_database, open_topics, ping, start_loops, started, teardown
 from tiendo.logs import get_logger
+from tiendo.moments import Moment
 from tiendo.producers import ReplacedProducer
 from tiendo.web import (
     ProblemError,
@@ -185,8 +186,6 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
 
     def moment(as_of: datetime | None) -> datetime:
         """The moment a read is about: `as_of` (never later than now), or now."""
-        if as_of is not None and as_of.tzinfo is None:
-            raise HTTPException(422, "as_of needs an offset")
         now = clock.now()
         return min(as_of, now) if as_of is not None else now
 
@@ -277,7 +276,7 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
         pool: Pool,
         who: Reader,
         as_of: Annotated[
-            datetime | None, Query(description="RFC 3339 with offset; default now")
+            Moment | None, Query(description="RFC 3339 with offset; default now")
         ] = None,
     ) -> UnitProgressOut:
         at = moment(as_of)
@@ -318,9 +317,11 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
         who: Reader,
         level: Annotated[int, Query(ge=1, le=6, description="unit level to rank")],
         indicator: Annotated[str, Query(min_length=1, max_length=48)],
-        as_of: Annotated[datetime | None, Query(description="RFC 3339; default now")] = None,
+        as_of: Annotated[
+            Moment | None, Query(description="RFC 3339 with offset; default now")
+        ] = None,
         previous: Annotated[
-            datetime | None,
+            Moment | None,
             Query(
                 description="the previous briefing, RFC 3339, that rank movement is measured "
                 "from; default a week before as_of"

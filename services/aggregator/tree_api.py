@@ -2,7 +2,7 @@
 official code meant over time (readers)."""
 
 from collections.abc import Awaitable, Callable
-from datetime import date, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, TypeVar
 
@@ -16,6 +16,7 @@ from tiendo.database import Connection
 from tiendo.dependencies import Pool
 from tiendo.identity.guard import Guard
 from tiendo.identity.model import Identity, Role
+from tiendo.moments import Day
 from tiendo.unit_keys import admin_code_of
 from tiendo.web import problem_responses
 
@@ -82,7 +83,7 @@ def tree_routes(access: Guard, admin_call: "AdminCall[TreeVersionOut]") -> APIRo
         responses=problem_responses(401, 422),
     )
     async def put_tree_version(
-        valid_from: Annotated[date, Path(description="the cut-over day, YYYY-MM-DD")],
+        valid_from: Annotated[Day, Path(description="the cut-over day, YYYY-MM-DD")],
         body: TreeVersionIn,
         pool: Pool,
         who: Admin,

@@ -54,6 +54,7 @@ from tiendo.identity.model import Identity, Role
 from tiendo.kafka import TopicSpec, start_whole
 from tiendo.lifespan import open_database, open_topics, ping, start_loops, started, teardown
 from tiendo.logs import get_logger
+from tiendo.moments import Moment
 from tiendo.web import RequestIdMiddleware, add_ops_routes, install_problem_handlers
 
 log = get_logger(__name__)
@@ -69,8 +70,8 @@ class SilenceIn(BaseModel):
     unit: str | None = Field(None, pattern=CODE, description="the unit and its whole subtree")
     indicator: str | None = Field(None, pattern=r"^[a-z0-9_]{1,48}$")
     rule: Rule | None = None
-    starts_at: datetime | None = Field(None, description="default: now")
-    ends_at: datetime
+    starts_at: Moment | None = Field(None, description="default: now")
+    ends_at: Moment
     comment: str = Field("", max_length=500)
     created_by: str | None = Field(
         None,
@@ -85,9 +86,6 @@ class SilenceIn(BaseModel):
             raise ValueError(
                 "a silence needs at least one matcher (campaign, unit, indicator, rule)"
             )
-        for at in (self.starts_at, self.ends_at):
-            if at is not None and at.tzinfo is None:
-                raise ValueError("times need an offset")
         return self
 
 

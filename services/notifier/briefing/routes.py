@@ -1,7 +1,6 @@
 """`GET /v1/campaigns/{id}/briefing`: the weekly briefing pack as HTML, PDF or XLSX."""
 
 import time
-from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response
@@ -14,6 +13,7 @@ from tiendo.dependencies import Pool
 from tiendo.identity.guard import Guard
 from tiendo.identity.model import Identity, Role
 from tiendo.logs import get_logger
+from tiendo.moments import Moment
 
 log = get_logger(__name__)
 
@@ -46,8 +46,10 @@ def briefing_router(settings: NotifierSettings, clock: Clock, access: Guard) -> 
         campaign_id: Annotated[str, Path(pattern=r"^[A-Za-z0-9_.-]{1,64}$")],
         pool: Pool,
         at: Annotated[
-            datetime | None,
-            Query(description="the briefing moment, RFC 3339; default the latest briefing"),
+            Moment | None,
+            Query(
+                description="the briefing moment, RFC 3339 with offset; default the latest briefing"
+            ),
         ] = None,
         level: Annotated[
             int | None, Query(ge=1, le=6, description="default the bottom_rank level")
@@ -60,8 +62,6 @@ def briefing_router(settings: NotifierSettings, clock: Clock, access: Guard) -> 
             list[str] | None, Query(description="only these indicators (default all)")
         ] = None,
     ) -> Response:
-        if at is not None and at.tzinfo is None:
-            raise HTTPException(422, "at needs an offset")
         started = time.perf_counter()
         async with pool.acquire() as conn:
             try:
