@@ -217,7 +217,13 @@ class Evaluator:
                 verdicts[Rule.BOTTOM_RANK] = (
                     Rule.BOTTOM_RANK in enabled and key in ranks and not ended
                 )
-            d = {**details(v, ranks.get(key)), "campaign_ended": ended}
+            # a unit's own deadline may come before the campaign's: past it, its alerts
+            # close with the final word too, not as "back on track"
+            d = {
+                **details(v, ranks.get(key)),
+                "campaign_ended": ended,
+                "deadline_passed": at >= v.deadline,
+            }
             payload: list[str] = []
             for rule, holds in verdicts.items():
                 consider(key, rule, holds, d, payload)
@@ -229,5 +235,8 @@ class Evaluator:
                 d = json.loads(raw) if isinstance(raw, str) else dict(raw)
                 campaign = campaigns.get(alert.key.campaign_id)
                 d["campaign_ended"] = campaign is not None and campaign.ended(at)
+                d["deadline_passed"] = d["campaign_ended"] or (
+                    "deadline" in d and datetime.fromisoformat(d["deadline"]) <= at
+                )
                 consider(alert.key, Rule(alert.rule), False, d, [])
         return todo, touched

@@ -116,6 +116,9 @@ def alert_model(
     value: int | None = d.get("value")
     target: int | None = d.get("target")
     ended = bool(d.get("campaign_ended"))
+    # its key's deadline passed (the campaign's, or the unit's own before it): the final
+    # word on the alert, not "back on track" (stored before this was kept: the campaign's)
+    over = ended or bool(d.get("deadline_passed"))
     shortfall = max(0, target - value) if value is not None and target is not None else None
     return {
         "alert_id": row["id"],
@@ -141,10 +144,11 @@ def alert_model(
         "projected_completion": d.get("projected_completion"),
         "rank": d.get("rank"),
         "of_units": d.get("of_units"),
-        # the final word on a campaign that ended: reached its target, or by how much not
+        # the final word past the deadline: reached its target, or by how much not
         "campaign_ended": ended,
-        "achieved": ended and shortfall == 0,
-        "shortfall": shortfall if ended else None,
+        "deadline_passed": over,
+        "achieved": over and shortfall == 0,
+        "shortfall": shortfall if over else None,
     }
 
 

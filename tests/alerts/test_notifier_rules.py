@@ -313,23 +313,24 @@ def _alert_model(kind: str) -> dict[str, Any]:
         "rank": None,
         "of_units": None,
         "campaign_ended": kind == "final",
+        "deadline_passed": kind in ("final", "deadline"),
         "achieved": False,
-        "shortfall": 3766 if kind == "final" else None,
+        "shortfall": 3766 if kind in ("final", "deadline") else None,
     }
     return {
-        "kind": "resolved" if kind == "final" else kind,
+        "kind": "resolved" if kind in ("final", "deadline") else kind,
         "campaign_ended": kind == "final",
         "message_id": "c1/002/1",
         "campaign": {"id": "c1", "name": "Mệnh lệnh 01", "timezone": "Asia/Ho_Chi_Minh"},
         "recipient": {"unit": "002", "name": "Quận Hoàn Kiếm", "chief_name": None},
-        "firing": [alert] if kind not in ("resolved", "final") else [],
-        "resolved": [alert] if kind in ("resolved", "final") else [],
+        "firing": [alert] if kind not in ("resolved", "final", "deadline") else [],
+        "resolved": [alert] if kind in ("resolved", "final", "deadline") else [],
         "now": "2023-05-22T03:00:00+00:00",
         "language": "vi",
     }
 
 
-@pytest.mark.parametrize("kind", ["firing", "repeat", "resolved", "final"])
+@pytest.mark.parametrize("kind", ["firing", "repeat", "resolved", "final", "deadline"])
 @pytest.mark.parametrize("language", ["vi", "en"])
 def test_every_template_renders_in_both_languages(kind: str, language: str) -> None:
     text = Renderer().alert(language, _alert_model(kind))
@@ -342,7 +343,18 @@ def test_every_template_renders_in_both_languages(kind: str, language: str) -> N
         assert ("còn thiếu 3.766" if language == "vi" else "missed by 3,766") in text.text
         assert ("Kết thúc đợt" if language == "vi" else "Campaign ended") in text.subject
         assert ("thiếu 3.766" if language == "vi" else "missed by 3,766") in text.chat
-    if kind not in ("resolved", "final"):
+    if kind == "deadline":
+        # a unit's own deadline, before the campaign's: the final word on it, never "back
+        # on track"
+        assert ("còn thiếu 3.766" if language == "vi" else "missed by 3,766") in text.text
+        assert ("Qua hạn chót" if language == "vi" else "Deadline passed") in text.subject
+        assert ("thiếu 3.766" if language == "vi" else "missed by 3,766") in text.chat
+        for said in (text.text, text.subject, text.chat):
+            assert ("đúng tiến độ" if language == "vi" else "back on track") not in said
+            assert ("hết cảnh báo" if language == "vi" else "all clear") not in said.lower()
+    if kind == "resolved":
+        assert ("đúng tiến độ" if language == "vi" else "back on track") in text.text
+    if kind not in ("resolved", "final", "deadline"):
         assert ("1.234/5.000" if language == "vi" else "1,234 of 5,000") in text.text
         assert ("125/ngày" if language == "vi" else "125/day") in text.text
         assert ("10:00 20/05/2023") in text.text

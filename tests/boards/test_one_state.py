@@ -233,6 +233,57 @@ async def test_a_campaign_end_closes_every_alert_with_a_final_notice(harness: Ha
     assert await _check(h) == []
 
 
+async def test_a_units_own_deadline_closes_its_alerts_with_the_final_word(
+    harness: Harness,
+) -> None:
+    """A target may end before the campaign. Past it nothing holds for that unit (the board
+    marks it over), and its chief hears the final word, by how much the target was missed,
+    not "back on track"; its other indicator, due at the campaign's end, still fires."""
+    h = harness
+    now = h.clock.now()
+    own_deadline = now + timedelta(days=2)
+    conn = await asyncpg.connect(h.database)
+    try:
+        target = TargetIn(
+            unit="00010", indicator="cccd_collected", target=1000, deadline=own_deadline
+        )
+        async with conn.transaction():
+            await admin.upsert_targets(conn, "c1", [target], "test")
+    finally:
+        await conn.close()
+    await h.feed.send(
+        *(
+            progress(u, v, at=now, indicator=i)
+            for u, v in (("00004", 300), ("00007", 300), ("00010", 50), ("002", 250))
+            for i in ("cccd_collected", "eid_activated_l2")
+        )
+    )
+    await h.advance(GROUP_WAIT)
+    await eventually(lambda: _told(h, "hook/00010", 1))
+    first = h.http.at("hook/00010")[0].json()
+    assert {a["indicator"] for a in first["firing"]} == {"cccd_collected", "eid_activated_l2"}
+
+    h.clock.set(own_deadline + timedelta(minutes=1))
+    await h.app.state.evaluate_at()
+    firing = await h.alerts(state="firing", unit="00010")
+    assert [a["indicator"] for a in firing] == ["eid_activated_l2"]
+    await h.advance(GROUP_WAIT)
+
+    async def closed() -> dict[str, Any]:
+        told = [m.json() for m in h.http.at("hook/00010")[1:]]
+        closings: list[dict[str, Any]] = [a for m in told for a in m["resolved"]]
+        assert len(closings) == 1, told
+        return closings[0]
+
+    closing = await eventually(closed)
+    assert closing["indicator"] == "cccd_collected"
+    assert (closing["achieved"], closing["shortfall"]) == (False, 950)
+    assert (closing["deadline_passed"], closing["campaign_ended"]) == (True, False)
+    mails = [m.get_content() for m in h.smtp.to(email_of("00010"))[1:]]
+    assert any("Kết quả cuối (đã qua hạn chót)" in m and "còn thiếu 950" in m for m in mails)
+    assert not any("Đã trở lại đúng tiến độ" in m for m in mails)
+
+
 async def _told(h: Harness, path: str, n: int) -> None:
     assert len(h.http.at(path)) == n
 
