@@ -180,6 +180,61 @@ async def test_escalation_reaches_the_parent_chief_then_one_level_up(harness: Ha
     assert {a["escalation_level"] for a in alerts} == {2}
 
 
+async def test_a_parent_keeps_hearing_of_an_escalated_alert_that_a_newer_one_outranks_below(
+    harness: Harness,
+) -> None:
+    """`stale` outranks `behind` in a chief's messages. The ward's chief, told of both,
+    hears of `stale`; the district's chief, told of the escalated `behind` and not of
+    `stale` (not escalated yet), still hears of `behind` at each repeat."""
+    h = harness
+    await h.policy({**BEHIND_ONLY, "stale": {"enabled": True, "for_seconds": 0}})
+    await _fall_behind(h)
+    await _grouped_message_sent(h)
+
+    async def report(*units: str) -> None:
+        # the same figures again (a snapshot each): still behind, but not silent
+        now = h.clock.now()
+        values = {"00004": 300, "00007": 300, "00010": 50, "002": 250}
+        await h.feed.send(
+            *(
+                progress(u, values[u], at=now, indicator=i)
+                for u in units
+                for i in ("cccd_collected", "eid_activated_l2")
+            )
+        )
+
+    everyone = ("00004", "00007", "00010", "002")
+    for _ in range(8):  # every 6 hours for 48: the ward's `behind` escalates
+        await h.advance(timedelta(hours=6))
+        await report(*everyone)
+    await h.advance(GROUP_WAIT)
+    await eventually(lambda: _told_of(h, "hook/002", "behind"))
+    # The ward falls silent (the others go on reporting): 12 hours on it is `stale`, told
+    # to its own chief; the district's repeat, a day after it was told, still lists the
+    # ward's `behind`.
+    for _ in range(5):
+        await h.advance(timedelta(hours=6))
+        await report("00004", "00007", "002")
+    await h.advance(GROUP_WAIT)
+    stale = await h.alerts(state="firing", unit="00010", rule="stale")
+    assert len(stale) == 2
+    assert all(a["escalation_level"] == 0 for a in stale)
+    await h.settled()
+    ward = [m.json() for m in h.http.at("hook/00010")]
+    assert {a["rule"] for a in ward[-1]["firing"]} == {"stale"}
+    district = [m.json() for m in h.http.at("hook/002")]
+    assert [m["kind"] for m in district] == ["firing", "repeat"]
+    assert [(a["unit"], a["rule"]) for a in district[-1]["firing"]] == [
+        ("00010", "behind"),
+        ("00010", "behind"),
+    ]
+
+
+async def _told_of(h: Harness, path: str, rule: str) -> None:
+    bodies = [m.json() for m in h.http.at(path)]
+    assert any(a["rule"] == rule for b in bodies for a in b["firing"]), bodies
+
+
 async def test_a_ward_that_recovers_gets_one_resolved_notice(harness: Harness) -> None:
     h = harness
     await _fall_behind(h)

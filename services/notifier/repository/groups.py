@@ -55,19 +55,30 @@ WHERE alert_id = $1 AND notified
 FORGET_MEMBERS = "DELETE FROM alert_group_members WHERE alert_id = $1 AND NOT notified"
 
 
+# The other firing alerts of member `a`'s (unit, indicator) that group `g` holds too, `f`:
+# those whose rules may inhibit `a`'s in that group's messages (`rules.inhibited_by`). Only
+# the group's own: a parent told of an escalated `behind` keeps hearing of it after the
+# unit's newer `stale` fires below, until that one escalates too, instead of hearing
+# nothing for escalate_after.
+OUTRANKING_IN_GROUP = """
+f.campaign_id = a.campaign_id AND f.unit = a.unit AND f.indicator = a.indicator
+AND f.state = 'firing' AND f.id <> a.id
+AND EXISTS (SELECT 1 FROM alert_group_members o WHERE o.group_id = g.id AND o.alert_id = f.id)
+"""
+
+
 # Every group with what decides whether planning it can do anything now: a resolved
 # member (news, or a resolution to drop), since when its oldest untold firing member
 # waits (a change message is due `group_wait` after it), and the repeat anchor. A member
 # inhibited by a firing rule earlier in $1 (`rules.PRECEDENCE`) is never told: it waits
 # for nothing.
-SELECT_GROUPS = """
+SELECT_GROUPS = f"""
 SELECT g.id, g.campaign_id, g.anchor_at, g.repeat_slot,
        coalesce(bool_or(m.state = 'resolved'), false) AS has_resolved,
        min(m.changed_at) FILTER (
            WHERE m.state = 'firing' AND NOT EXISTS (
                SELECT 1 FROM alerts f
-               WHERE f.campaign_id = a.campaign_id AND f.unit = a.unit
-                 AND f.indicator = a.indicator AND f.state = 'firing' AND f.id <> a.id
+               WHERE {OUTRANKING_IN_GROUP}
                  AND array_position($1::text[], f.rule) < array_position($1::text[], a.rule))
        ) AS untold_since
 FROM alert_groups g
@@ -80,14 +91,11 @@ GROUP BY g.id
 
 # Members of groups $1, and what silences match on (no locks: a sketch the planner uses to
 # pick the groups worth locking).
-SELECT_GROUP_MEMBERS = """
+SELECT_GROUP_MEMBERS = f"""
 SELECT g.id AS group_id, g.campaign_id, g.recipient, g.seq, g.anchor_seq, g.anchor_at,
        g.repeat_slot, m.alert_id, m.level, m.state, m.changed_at, m.notified,
-       a.unit, a.indicator, a.rule, coalesce(u.ancestors, '{}') AS ancestors,
-       ARRAY(SELECT f.rule FROM alerts f
-             WHERE f.campaign_id = a.campaign_id AND f.unit = a.unit
-               AND f.indicator = a.indicator AND f.state = 'firing'
-               AND f.id <> a.id) AS firing_rules
+       a.unit, a.indicator, a.rule, coalesce(u.ancestors, '{{}}') AS ancestors,
+       ARRAY(SELECT f.rule FROM alerts f WHERE {OUTRANKING_IN_GROUP}) AS firing_rules
 FROM alert_groups g
 JOIN alert_group_members m ON m.group_id = g.id
 JOIN alerts a ON a.id = m.alert_id
