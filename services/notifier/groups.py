@@ -149,7 +149,11 @@ class Planner:
                     state, locked_members, at, policy.group_wait, policy.repeat_interval
                 )
                 if plan.kind == "repeat" and await repeat_quieted(
-                    conn, list(plan.firing), state.anchor_at, at
+                    conn,
+                    list(plan.firing),
+                    state.anchor_at,
+                    at,
+                    await group_sql.group_recipient(conn, group_id),
                 ):
                     # acknowledged since the last change message, or snoozed: the slot passes
                     await group_sql.update_group(conn, group_id, plan.group, at)

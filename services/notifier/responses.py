@@ -62,15 +62,21 @@ async def note_responses(
 
 
 async def repeat_quieted(
-    conn: Connection, alert_ids: Sequence[int], since: datetime | None, at: datetime
+    conn: Connection,
+    alert_ids: Sequence[int],
+    since: datetime | None,
+    at: datetime,
+    recipient: str,
 ) -> bool:
-    """Whether a repeat of these firing alerts is held back: each one acknowledged since
-    the last change message (`since`), or snoozed at `at`. A change message is never
+    """Whether a repeat to `recipient` of these firing alerts is held back: each one
+    acknowledged since the last change message (`since`), or snoozed at `at`, by that
+    recipient (through a link of its own messages: a ward's chief who acknowledges does
+    not quiet its parent's reminders of the escalated alert). A change message is never
     held back, and escalation goes on regardless (docs/briefing.md)."""
     if not alert_ids:
         return False
-    acked = await sql.acknowledged(conn, alert_ids)
-    snoozed = await sql.snoozed(conn, alert_ids, at)
+    acked = await sql.acknowledged(conn, alert_ids, recipient)
+    snoozed = await sql.snoozed(conn, alert_ids, at, recipient)
     return all(
         i in snoozed or (i in acked and (since is None or acked[i] >= since)) for i in alert_ids
     )

@@ -208,15 +208,31 @@ async def test_a_repeat_is_held_back_only_while_every_alert_is_acknowledged_or_s
     conn: asyncpg.Connection,
 ) -> None:
     first, second = await _alert(conn, "00004"), await _alert(conn, "00010")
+    # the district's chief, told of both wards' escalated alerts
     link = await sql.create_link(conn, "c1", "001", [first, second], "", NOW, timedelta(days=7))
     change = NOW - timedelta(hours=1)  # the last change message
-    assert not await repeat_quieted(conn, [first, second], change, NOW)
+    assert not await repeat_quieted(conn, [first, second], change, NOW, "001")
     await sql.acknowledge(conn, [first], link.id, NOW, "t")
-    assert not await repeat_quieted(conn, [first, second], change, NOW)  # one still open
+    assert not await repeat_quieted(conn, [first, second], change, NOW, "001")  # one still open
     await sql.snooze(conn, [second], link.id, NOW, NOW + timedelta(hours=4), "t")
-    assert await repeat_quieted(conn, [first, second], change, NOW + timedelta(hours=1))
+    assert await repeat_quieted(conn, [first, second], change, NOW + timedelta(hours=1), "001")
     # the snooze ended
-    assert not await repeat_quieted(conn, [first, second], change, NOW + timedelta(hours=5))
+    assert not await repeat_quieted(conn, [first, second], change, NOW + timedelta(hours=5), "001")
     # a change message after the acknowledgement: it no longer holds
     later = NOW + timedelta(hours=2)
-    assert not await repeat_quieted(conn, [first], later, later + timedelta(hours=1))
+    assert not await repeat_quieted(conn, [first], later, later + timedelta(hours=1), "001")
+
+
+async def test_a_units_acknowledgement_quiets_its_own_reminders_not_its_parents(
+    conn: asyncpg.Connection,
+) -> None:
+    alert = await _alert(conn, "00010")
+    own = await sql.create_link(conn, "c1", "00010", [alert], "", NOW, timedelta(days=7))
+    change = NOW - timedelta(hours=1)
+    await sql.acknowledge(conn, [alert], own.id, NOW, "t")
+    await sql.snooze(conn, [alert], own.id, NOW, NOW + timedelta(hours=72), "t")
+    assert await repeat_quieted(conn, [alert], change, NOW + timedelta(hours=1), "00010")
+    # the district, told of it by escalation, is still reminded
+    assert not await repeat_quieted(conn, [alert], change, NOW + timedelta(hours=1), "001")
+    # and the link page still shows what the ward did
+    assert await sql.acknowledged(conn, [alert]) == {alert: NOW}

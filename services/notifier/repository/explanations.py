@@ -40,17 +40,22 @@ INSERT_ACKS = """
 INSERT INTO acknowledgements (alert_id, link_id, acknowledged_at, remote)
 SELECT a, $2, $3, $4 FROM unnest($1::bigint[]) AS a
 """
-SELECT_ACKS = """
+# (`$2`, when given: only what was done through a link of that recipient's messages)
+BY_RECIPIENT = "EXISTS (SELECT 1 FROM links l WHERE l.id = link_id AND l.recipient = {})"
+SELECT_ACKS = f"""
 SELECT DISTINCT ON (alert_id) alert_id, acknowledged_at FROM acknowledgements
-WHERE alert_id = ANY ($1::bigint[]) ORDER BY alert_id, acknowledged_at DESC
+WHERE alert_id = ANY ($1::bigint[]) AND ($2::text IS NULL OR {BY_RECIPIENT.format("$2")})
+ORDER BY alert_id, acknowledged_at DESC
 """
 INSERT_SNOOZES = """
 INSERT INTO snoozes (alert_id, link_id, starts_at, ends_at, remote)
 SELECT a, $2, $3, $4, $5 FROM unnest($1::bigint[]) AS a
 """
-SELECT_SNOOZES = """
+SELECT_SNOOZES = f"""
 SELECT alert_id, max(ends_at) AS ends_at FROM snoozes
-WHERE alert_id = ANY ($1::bigint[]) AND starts_at <= $2 AND ends_at > $2 GROUP BY alert_id
+WHERE alert_id = ANY ($1::bigint[]) AND starts_at <= $2 AND ends_at > $2
+  AND ($3::text IS NULL OR {BY_RECIPIENT.format("$3")})
+GROUP BY alert_id
 """
 # Versions of one (campaign, unit, indicator) are numbered under a transaction lock, so two
 # amendments at once get 2 and 3, never both 2.
@@ -231,9 +236,12 @@ async def acknowledge(
     await conn.execute(INSERT_ACKS, list(alert_ids), link_id, at, remote)
 
 
-async def acknowledged(conn: Connection, alert_ids: Sequence[int]) -> dict[int, datetime]:
-    """The latest acknowledgement of each alert that has one."""
-    rows = await conn.fetch(SELECT_ACKS, list(alert_ids))
+async def acknowledged(
+    conn: Connection, alert_ids: Sequence[int], recipient: str | None = None
+) -> dict[int, datetime]:
+    """The latest acknowledgement of each alert that has one (by `recipient`'s links only,
+    when given)."""
+    rows = await conn.fetch(SELECT_ACKS, list(alert_ids), recipient)
     return {r["alert_id"]: r["acknowledged_at"] for r in rows}
 
 
@@ -248,9 +256,12 @@ async def snooze(
     await conn.execute(INSERT_SNOOZES, list(alert_ids), link_id, starts_at, ends_at, remote)
 
 
-async def snoozed(conn: Connection, alert_ids: Sequence[int], at: datetime) -> dict[int, datetime]:
-    """The end of the snooze in force at `at` of each alert that has one."""
-    rows = await conn.fetch(SELECT_SNOOZES, list(alert_ids), at)
+async def snoozed(
+    conn: Connection, alert_ids: Sequence[int], at: datetime, recipient: str | None = None
+) -> dict[int, datetime]:
+    """The end of the snooze in force at `at` of each alert that has one (by `recipient`'s
+    links only, when given)."""
+    rows = await conn.fetch(SELECT_SNOOZES, list(alert_ids), at, recipient)
     return {r["alert_id"]: r["ends_at"] for r in rows}
 
 
