@@ -14,6 +14,10 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, w
 
 from tiendo.logs import get_logger
 
+# The largest value of a bigint column (row ids): an id a request names beyond it is
+# refused as out of range (422), never sent to the database, whose driver cannot encode it.
+BIGINT_MAX = 2**63 - 1
+
 log = get_logger(__name__)
 
 # What repository functions take: a plain connection or one borrowed from a pool.

@@ -12,11 +12,18 @@ nothing a campaign could mean.
 from datetime import UTC, date, datetime
 from typing import Annotated
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, BeforeValidator
 
 EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
 LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 _RANGE = f"must lie between the years {EARLIEST:%Y} and {LATEST:%Y}"
+
+
+def as_text(value: object) -> object:
+    """Refuse a number for a moment: pydantic would read 0 as 1970-01-01 (Unix time)."""
+    if isinstance(value, int | float):
+        raise ValueError("must be RFC 3339 text")
+    return value
 
 
 def checked_moment(value: datetime) -> datetime:
@@ -37,6 +44,6 @@ def checked_day(value: date) -> date:
 
 
 # A request's moment: RFC 3339 with an offset, in range (422 naming the field otherwise).
-Moment = Annotated[datetime, AfterValidator(checked_moment)]
+Moment = Annotated[datetime, BeforeValidator(as_text), AfterValidator(checked_moment)]
 # A request's day (YYYY-MM-DD), in range.
-Day = Annotated[date, AfterValidator(checked_day)]
+Day = Annotated[date, BeforeValidator(as_text), AfterValidator(checked_day)]

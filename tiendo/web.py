@@ -95,9 +95,14 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 def install_problem_handlers(app: FastAPI) -> None:
     """Every error the framework raises leaves as problem+json too."""
 
-    async def http_error(_: Request, exc: Exception) -> Response:
+    async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
-        return problem(exc.status_code, str(exc.detail), headers=exc.headers)
+        headers = exc.headers
+        if exc.status_code == 405:
+            # Starlette names the methods of the first route of the path only; one path
+            # served by several routes (GET and PUT) allows them all
+            headers = {**(headers or {}), "Allow": ", ".join(allowed_methods(app, request))}
+        return problem(exc.status_code, str(exc.detail), headers=headers)
 
     async def validation_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
@@ -116,6 +121,52 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ProblemError, problem_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
+    document_problems(app)
+
+
+def allowed_methods(app: FastAPI, request: Request) -> list[str]:
+    """Every method a route of the request's path answers."""
+    path = request.scope.get("path", "")
+    return sorted(
+        {
+            method
+            for route in app.routes
+            if isinstance(route, Route) and route.path_regex.match(path)
+            for method in route.methods or ()
+        }
+    )
+
+
+def document_problems(app: FastAPI) -> None:
+    """The app's OpenAPI says what the handlers above answer: every 422 is problem+json
+    (FastAPI documents its own JSON body), and an operation that takes a body may answer
+    400 (a body that is not JSON). A service that builds its schema itself (ingest)
+    documents its own."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = build()
+        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+        if "Problem" not in schemas:
+            problem_schema = Problem.model_json_schema(ref_template=_SCHEMA_REF + "{model}")
+            schemas.update(problem_schema.pop("$defs", {}))
+            schemas["Problem"] = problem_schema
+        content = {PROBLEM_JSON: {"schema": {"$ref": _SCHEMA_REF + "Problem"}}}
+        for item in schema.get("paths", {}).values():
+            for operation in item.values():
+                responses = operation.get("responses", {})
+                if "422" in responses:  # (its description, the route's own, stays)
+                    responses["422"]["content"] = content
+                if "requestBody" in operation and "400" not in responses:
+                    responses["400"] = {"description": "Bad Request", "content": content}
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+_SCHEMA_REF = "#/components/schemas/"
 
 
 # Probes and scrapes arrive every few seconds; their lines are for debugging only.

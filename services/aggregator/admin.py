@@ -73,7 +73,8 @@ class CampaignIn(BaseModel):
     timezone: str = Field("Asia/Ho_Chi_Minh", max_length=64)
     indicators: list[str] = Field(min_length=1, max_length=32)
     behind_threshold: float = 0.9
-    stale_after_seconds: int = 12 * 3600
+    # (bounded here so that it is a duration at all: validation says what else it must be)
+    stale_after_seconds: int = Field(12 * 3600, ge=0, le=366 * 86400)
     milestones: list[MilestoneIn] = Field(default_factory=list, max_length=100)
 
     def campaign(self, campaign_id: str) -> Campaign:
@@ -92,6 +93,11 @@ class CampaignIn(BaseModel):
         )
 
 
+# A target's or baseline's largest value: a snapshot's largest possible (ingest's
+# `max_snapshot` at most), so that the sums up any tree stay far inside a bigint.
+MAX_FIGURE = 10**15
+
+
 class TargetIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -101,8 +107,10 @@ class TargetIn(BaseModel):
         "or a version's key (`<code>@<day>`: a unit of a later tree the campaign runs into)",
     )
     indicator: str = Field(min_length=1, max_length=48)
-    target: int | None = Field(None, ge=0, description="null: the sum of the children's")
-    baseline: int = Field(0, ge=0)
+    target: int | None = Field(
+        None, ge=0, le=MAX_FIGURE, description="null: the sum of the children's"
+    )
+    baseline: int = Field(0, ge=0, le=MAX_FIGURE)
     deadline: Moment | None = None
 
 
@@ -135,6 +143,7 @@ async def upsert_units(conn: Connection, units: Sequence[UnitIn], actor: str) ->
     never rewrites a version a later one replaced (docs/units-over-time.md)."""
     await conn.execute(apply_sql.LOCK_REPLAN)
     units = await _in_force(conn, units)
+    await _refuse_repeats_and_unknown_parents(conn, units)
     rows = [reference_sql.Unit(u.code, u.name, u.type, u.level, u.parent_code) for u in units]
     await reference_sql.upsert_units(
         conn, [u for u in rows if not tree_sql.is_later_version(u.code)]
@@ -163,6 +172,25 @@ async def upsert_units(conn: Connection, units: Sequence[UnitIn], actor: str) ->
     for campaign_id in await reference_sql.campaign_ids(conn):
         await replan(conn, campaign_id)
     return len(units)
+
+
+async def _refuse_repeats_and_unknown_parents(conn: Connection, units: Sequence[UnitIn]) -> None:
+    """ReferenceError for a code listed twice (which row would win?) or a parent neither
+    listed nor stored: both reached the database's constraints as a 500 before."""
+    problems: list[Problem] = []
+    listed: set[str] = set()
+    for i, u in enumerate(units):
+        if u.code in listed:
+            problems.append(Problem("code", f"{u.code} is listed more than once", i))
+        listed.add(u.code)
+    known = listed | (await reference_sql.tree(conn)).keys()
+    problems += [
+        Problem("parent_code", f"unknown parent {u.parent_code}", i)
+        for i, u in enumerate(units)
+        if u.parent_code is not None and u.parent_code not in known
+    ]
+    if problems:
+        raise ReferenceError(problems[:50])
 
 
 async def _in_force(conn: Connection, units: Sequence[UnitIn]) -> list[UnitIn]:

@@ -43,6 +43,7 @@ from tiendo.kafka import TopicSpec, event_topics, reliable_producer
 from tiendo.lifespan import open_database, open_topics, ping, start_loops, started, teardown
 from tiendo.logs import get_logger
 from tiendo.moments import Moment
+from tiendo.nul_guard import NulGuardMiddleware
 from tiendo.producers import ReplacedProducer
 from tiendo.web import (
     ProblemError,
@@ -175,6 +176,7 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
         ),
         lifespan=lifespan,
     )
+    app.add_middleware(NulGuardMiddleware)
     app.add_middleware(RequestIdMiddleware)
     install_problem_handlers(app)
     add_ops_routes(app, metrics.registry)

@@ -46,6 +46,7 @@ from services.notifier.summary import Summary
 from tiendo.background import Beat, Loop, Supervisor, every
 from tiendo.clock import Clock, SystemClock
 from tiendo.counting import Key
+from tiendo.database import BIGINT_MAX
 from tiendo.dependencies import Pool
 from tiendo.events import unit_progress
 from tiendo.identity.audit_api import audit_routes
@@ -55,7 +56,13 @@ from tiendo.kafka import TopicSpec, start_whole
 from tiendo.lifespan import open_database, open_topics, ping, start_loops, started, teardown
 from tiendo.logs import get_logger
 from tiendo.moments import Moment
-from tiendo.web import RequestIdMiddleware, add_ops_routes, install_problem_handlers
+from tiendo.nul_guard import NulGuardMiddleware
+from tiendo.web import (
+    RequestIdMiddleware,
+    add_ops_routes,
+    install_problem_handlers,
+    problem_responses,
+)
 
 log = get_logger(__name__)
 CODE = r"^[A-Za-z0-9_.-]{1,64}$"
@@ -247,6 +254,7 @@ def create_app(
         summary="Alerts for units that fall behind, delivered once to their chiefs",
         lifespan=lifespan,
     )
+    app.add_middleware(NulGuardMiddleware)
     app.add_middleware(RequestIdMiddleware)
     install_problem_handlers(app)
     add_ops_routes(app, metrics.registry)
@@ -312,7 +320,7 @@ def create_app(
         pool: Pool,
         who: Reader,
         status: Literal["pending", "sending", "delivered", "failed"] | None = None,
-        alert_id: Annotated[int | None, Query(ge=1)] = None,
+        alert_id: Annotated[int | None, Query(ge=1, le=BIGINT_MAX)] = None,
         recipient: Annotated[str | None, Query(max_length=64)] = None,
         channel: Literal["email", "webhook", "chat"] | None = None,
         kind: Literal["firing", "resolved", "repeat", "escalation", "digest", "commitment"]
@@ -376,10 +384,14 @@ def create_app(
         return [{**_jsonable(r), "active": silence_of(r).active(now)} for r in rows]
 
     @app.delete(
-        "/v1/silences/{silence_id}", tags=["silences"], status_code=204, summary="End a silence"
+        "/v1/silences/{silence_id}",
+        tags=["silences"],
+        status_code=204,
+        summary="End a silence",
+        responses=problem_responses(401, 404),
     )
     async def delete_silence(
-        silence_id: Annotated[int, Path(ge=1)], pool: Pool, who: Admin
+        silence_id: Annotated[int, Path(ge=1, le=BIGINT_MAX)], pool: Pool, who: Admin
     ) -> Response:
         try:
             async with pool.acquire() as conn, conn.transaction():

@@ -127,7 +127,8 @@ def effective(settings: NotifierSettings, override: dict[str, Any]) -> Policy:
 
 
 class RuleOverride(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # (strict, as the override is what an admin sends: false is not 0, nor 1 true)
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     enabled: bool | None = None
     for_seconds: int | None = Field(None, ge=0, le=90 * 86400)
@@ -143,7 +144,7 @@ class BottomRankOverride(RuleOverride):
 class PolicyOverride(BaseModel):
     """A campaign's changes to the default policy; what is left out keeps the default."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     behind: RuleOverride | None = None
     at_risk: RuleOverride | None = None

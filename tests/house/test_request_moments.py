@@ -9,6 +9,7 @@ import httpx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import TypeAdapter, ValidationError
 
 from devtools.localstack import KafkaBroker
 from services.aggregator.app import create_app as create_aggregator
@@ -17,7 +18,7 @@ from tests.support.identities import ADMIN
 from tests.support.notifier import Harness
 from tests.support.stack import Topics, aggregator_settings, running
 from tests.support.world import build_world
-from tiendo.moments import EARLIEST, LATEST, checked_day, checked_moment
+from tiendo.moments import EARLIEST, LATEST, Moment, checked_day, checked_moment
 
 # RFC 3339 times at the ends of what a datetime holds, with offsets that push them out
 FAR_PAST = "0001-01-01T00:00:00+01:00"
@@ -54,9 +55,16 @@ def test_an_accepted_day_has_a_midnight_in_every_zone(day: date, zone: timezone)
     datetime.combine(day - timedelta(days=1), time(), zone).astimezone(UTC)
 
 
-def test_a_moment_needs_its_offset() -> None:
+def test_a_moment_needs_its_offset_and_is_text() -> None:
     with pytest.raises(ValueError, match="offset"):
         checked_moment(datetime(2025, 7, 1))
+    # pydantic alone reads a number as Unix time: 0 would be 1970-01-01
+    for number in (0, 1.5e9, False):
+        with pytest.raises(ValidationError, match="RFC 3339"):
+            TypeAdapter(Moment).validate_python(number)
+    assert TypeAdapter(Moment).validate_python("2025-07-01T00:00:00+07:00") == datetime(
+        2025, 6, 30, 17, tzinfo=UTC
+    )
 
 
 def _refused(r: httpx.Response, field: str) -> None:

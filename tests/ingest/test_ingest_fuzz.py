@@ -25,7 +25,8 @@ from services.ingest.app import create_app
 from services.ingest.settings import IngestSettings
 from tests.ingest.test_ingest_api import NOW
 from tests.support.databases import clone_database
-from tests.support.stack import ServiceProcess, Topics, eventually, service_env
+from tests.support.fuzz import until_ready
+from tests.support.stack import ServiceProcess, Topics, service_env
 from tests.support.world import build_world, issue_token
 
 
@@ -57,15 +58,7 @@ async def server(
     process.start()
     base_url = f"http://127.0.0.1:{port}"
     try:
-        async with httpx.AsyncClient(base_url=base_url) as client:
-
-            async def ready() -> None:
-                try:
-                    assert (await client.get("/readyz")).status_code == 200
-                except httpx.TransportError as exc:
-                    raise AssertionError(str(exc)) from exc
-
-            await eventually(ready, timeout=120)
+        await until_ready(base_url)
         yield base_url, token
         log = process.log.read_text()
         assert "Traceback" not in log, log[-4000:]

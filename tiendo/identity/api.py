@@ -17,7 +17,8 @@ NAME = r"^[A-Za-z0-9_.@-]{1,100}$"
 
 
 class IdentityIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # (strict: 0 is not false, nor false a number of seconds)
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     name: str = Field(pattern=NAME, description="a person or system, e.g. chief-00004")
     role: Literal["reader", "admin", "auditor"]
@@ -26,7 +27,8 @@ class IdentityIn(BaseModel):
 
 
 class RotateIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # (strict: 0 is not false, nor false a number of seconds)
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     grace_seconds: float = Field(
         0.0, ge=0, le=30 * 86400, description="how long the old secret keeps working"

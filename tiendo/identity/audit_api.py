@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
 
 from tiendo import audit
+from tiendo.database import BIGINT_MAX
 from tiendo.dependencies import Pool
 from tiendo.identity.guard import Guard
 from tiendo.identity.model import Identity, Role
@@ -35,7 +36,9 @@ def audit_routes(guard: Guard) -> APIRouter:
     async def list_audit(
         pool: Pool,
         _: Auditor,
-        before: Annotated[int | None, Query(ge=1, description="ids below this (paging)")] = None,
+        before: Annotated[
+            int | None, Query(ge=1, le=BIGINT_MAX, description="ids below this (paging)")
+        ] = None,
         actor: Annotated[str | None, Query(max_length=100)] = None,
         action: Annotated[
             str | None, Query(max_length=64, description="prefix, e.g. identity. or units")

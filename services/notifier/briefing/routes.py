@@ -14,6 +14,7 @@ from tiendo.identity.guard import Guard
 from tiendo.identity.model import Identity, Role
 from tiendo.logs import get_logger
 from tiendo.moments import Moment
+from tiendo.web import problem_responses
 
 log = get_logger(__name__)
 
@@ -39,7 +40,8 @@ def briefing_router(settings: NotifierSettings, clock: Clock, access: Guard) -> 
             200: {
                 "content": {m.split(";")[0]: {} for m in pack.MEDIA.values()},
                 "description": "the pack in the format asked for",
-            }
+            },
+            **problem_responses(401, 403, 404),
         },
     )
     async def get_briefing(

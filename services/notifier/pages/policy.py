@@ -28,7 +28,9 @@ class ExplanationPolicyIn(BaseModel):
 
     causes: list[CauseIn] = Field(min_length=1, max_length=20, description="a short list")
     snooze_max_hours: float = Field(72, ge=1, le=24 * 14)
-    link_ttl_days: float = Field(7, gt=0, le=60)
+    # (at least an hour: a lifetime that rounds to no second is no link at all, and the
+    # table refuses it)
+    link_ttl_days: float = Field(7, ge=1 / 24, le=60)
 
     def policy(self) -> ExplanationPolicy:
         return ExplanationPolicy(
