@@ -12,6 +12,7 @@ schema cannot know the unit tree or the campaigns, so a well-formed read of a ca
 does not exist rightly gets 404, and a campaign due before it starts rightly gets 422."""
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
@@ -68,6 +69,17 @@ def test_the_served_schema_is_the_one_fuzzed(server: str) -> None:
 
 # Each distinct 5xx the fuzzer found, as the smallest request that shows it: the fuzzer
 # draws each only now and then, these send it every time. (method, path, query, body)
+def _campaign(**more: Any) -> dict[str, Any]:
+    """A campaign body the schema allows, with `more` in it."""
+    return {
+        "name": "x",
+        "starts_at": "2030-01-01T00:00:00Z",
+        "deadline": "2030-02-01T00:00:00Z",
+        "indicators": ["cccd_collected"],
+        **more,
+    }
+
+
 FOUND: dict[str, Found] = {
     "a parent that does not exist": (
         "PUT",
@@ -97,36 +109,19 @@ FOUND: dict[str, Found] = {
         "PUT",
         "/v1/campaigns/c9",
         None,
-        {
-            "name": "\0",
-            "starts_at": "2030-01-01T00:00:00Z",
-            "deadline": "2030-02-01T00:00:00Z",
-            "indicators": ["cccd_collected"],
-        },
+        _campaign(name="\0"),
     ),
     "a campaign silent for longer than a duration holds": (
         "PUT",
         "/v1/campaigns/c9",
         None,
-        {
-            "name": "x",
-            "starts_at": "2030-01-01T00:00:00Z",
-            "deadline": "2030-02-01T00:00:00Z",
-            "indicators": ["cccd_collected"],
-            "stale_after_seconds": 2**40,
-        },
+        _campaign(stale_after_seconds=2**40),
     ),
     "a campaign silent for a negative eon": (
         "PUT",
         "/v1/campaigns/c9",
         None,
-        {
-            "name": "x",
-            "starts_at": "2030-01-01T00:00:00Z",
-            "deadline": "2030-02-01T00:00:00Z",
-            "indicators": ["cccd_collected"],
-            "stale_after_seconds": -(2**58),
-        },
+        _campaign(stale_after_seconds=-(2**58)),
     ),
     "a target past bigint": (
         "PUT",
