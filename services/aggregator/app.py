@@ -142,6 +142,10 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
         window_values = WindowValues(timedelta(seconds=settings.metrics_window_refresh_seconds))
         while True:
             async with pool.acquire() as conn:
+                # the figures of the tree each campaign reports on now: a cut-over that
+                # passed since `tree_check` last looked moves its counters first
+                async with conn.transaction():
+                    await cutover.replan_passed(conn, clock.now())
                 metrics.units.snapshot = await unit_figures(
                     conn, settings.metrics_unit_level, clock.now(), window_values, guard.ids
                 )
@@ -157,13 +161,17 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
             beat()
 
     async def _check_trees(pool: asyncpg.Pool, beat: Beat) -> None:
-        # a cut-over passing a campaign moves its live counters onto the new tree (at the
-        # campaigns' own pace: the same period as their validation)
+        # A cut-over passing a campaign moves its live counters onto the new tree: at its
+        # moment (the readers meanwhile read `as_of` now, docs/units-over-time.md), and
+        # every period besides, for trees loaded by another replica.
         while True:
             async with pool.acquire() as conn, conn.transaction():
-                await cutover.replan_passed(conn, clock.now())
+                upcoming = await cutover.replan_and_next(conn, clock.now())
             beat()
-            await asyncio.sleep(settings.campaign_check_seconds)
+            wait = settings.campaign_check_seconds
+            if upcoming is not None:
+                wait = min(wait, (upcoming - clock.now()).total_seconds())
+            await asyncio.sleep(max(wait, 0.0))
 
     app = FastAPI(
         title="tiendo aggregator",
@@ -209,9 +217,12 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
             raise HTTPException(404, f"no unit {code}")
         return unit
 
-    def tree_moment(campaign: Campaign, at: datetime) -> datetime:
-        """The moment whose tree a campaign reports on at `at`."""
-        return min(max(at, campaign.starts_at), campaign.deadline)
+    def live(campaign: Campaign, as_of: datetime | None, at: datetime) -> bool:
+        """Whether a read of `at` reads the live counters: asked of now, and the counters
+        are on the tree the campaign reports on now. From a cut-over's first moment until
+        they are moved onto the new tree (`tree_check`), now is read as `as_of` now,
+        which is what live is (docs/units-over-time.md "The moment of a cut-over")."""
+        return as_of is None and campaign.counters_on_tree(at)
 
     @app.get(
         "/readyz",
@@ -285,13 +296,13 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
         async with pool.acquire() as conn:
             campaign = await campaign_of(conn, campaign_id)
             # the unit and its children on the tree the campaign reports on at that moment
-            tree_at = tree_moment(campaign, at)
+            tree_at = campaign.reports_on(at)
             subject = await unit_of(conn, unit, who, tree_at)
             children = [
                 c.code for c in await reference_sql.children_at(conn, subject.code, tree_at)
             ]
             indicators = await progress_of(
-                conn, campaign, subject.code, children, at, live=as_of is None
+                conn, campaign, subject.code, children, at, live=live(campaign, as_of, at)
             )
         return UnitProgressOut(
             campaign=campaign_id, unit=_ref(subject), as_of=at, indicators=indicators
@@ -342,15 +353,16 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
             if indicator not in campaign.indicators:
                 raise HTTPException(422, f"{indicator} is not an indicator of {campaign_id}")
             previous_at = moment(previous) if previous else at - WEEK
+            reads_live = live(campaign, as_of, at)
             # a live board reads its day rollups beside its counters, when a connection is free
-            async with spare_connection(pool, wanted=as_of is None) as beside:
+            async with spare_connection(pool, wanted=reads_live) as beside:
                 rows = await leaderboard(
                     conn,
                     campaign,
                     indicator,
                     level,
                     at,
-                    live=as_of is None,
+                    live=reads_live,
                     previous_at=previous_at,
                     settle=False,
                     beside=beside,

@@ -3,11 +3,13 @@ live counters are kept on the tree in force at min(max(now, start), deadline); w
 moment crosses a tree boundary, or the tree itself changes, the campaign is re-planned and
 its values recounted onto the new tree, so live always equals `as_of` now."""
 
+from collections.abc import Iterable
 from datetime import datetime
 
 from services.aggregator import admin
 from services.aggregator.repository import apply as apply_sql
 from services.aggregator.repository import reference as reference_sql
+from tiendo.board.campaign import Campaign
 from tiendo.database import Connection
 from tiendo.logs import get_logger
 
@@ -45,3 +47,15 @@ async def after_tree_change(conn: Connection, now: datetime | None = None) -> No
     await reference_sql.refresh_unit_anchors(conn)
     for campaign_id in await reference_sql.campaign_ids(conn):
         await admin.replan(conn, campaign_id, now=now)
+
+
+def next_move(campaigns: Iterable[Campaign], now: datetime) -> datetime | None:
+    """The first moment after `now` at which a campaign's live counters leave the tree it
+    reports on: when `tree_check` should look again, not a period later."""
+    return min(filter(None, (c.leaves_tree(now) for c in campaigns)), default=None)
+
+
+async def replan_and_next(conn: Connection, now: datetime) -> datetime | None:
+    """`replan_passed`, then `next_move` of the campaigns as they are now planned."""
+    await replan_passed(conn, now)
+    return next_move(await reference_sql.campaigns(conn), now)

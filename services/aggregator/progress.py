@@ -40,14 +40,13 @@ def _figures(v: Verdict, children_total: int, children_done: int) -> dict[str, A
 
 async def earlier_plan(conn: Connection, campaign: Campaign, at: datetime) -> board.Plan | None:
     """For an `as_of` read of a moment whose tree is not the one the campaign's live
-    counters are on (before its cut-over): the campaign's targets and baselines on that
-    tree. None when the trees are the same (the counters' own plan is the right one)."""
-    moments = await reference_sql.tree_moments(
-        conn, campaign.id, min(max(at, campaign.starts_at), campaign.deadline)
-    )
-    if moments is None or moments[0] == moments[1]:
+    counters are on (before its cut-over, or after one they are not moved past yet): the
+    campaign's targets and baselines on that tree. None when the trees are the same (the
+    counters' own plan is the right one)."""
+    if campaign.counters_on_tree(at):
         return None
-    rows = await admin.plan_on_tree(conn, campaign.id, campaign.indicators, moments[0])
+    tree = await reference_sql.tree_moment(conn, campaign.reports_on(at))
+    rows = await admin.plan_on_tree(conn, campaign.id, campaign.indicators, tree)
     return {(r.unit, r.indicator): (r.target, r.baseline) for r in rows}
 
 

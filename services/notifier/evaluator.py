@@ -88,11 +88,22 @@ class Evaluator:
             campaigns = await board.campaigns(conn)
             overrides = await reference_sql.policies(conn)
             policies = {c: effective(self._settings, overrides.get(c, {})) for c in campaigns}
-            open_ = await alert_sql.open_alerts(conn, keys)
+            # A campaign a cut-over has just passed, whose live counters the aggregator has
+            # not moved onto the new tree yet, is not judged until it has: its alerts stay
+            # as they are, neither judged on the old tree nor closed as gone.
+            moving = {c for c, campaign in campaigns.items() if not campaign.counters_on_tree(at)}
+            if moving:
+                log.info("campaigns_wait_for_their_tree", campaigns=sorted(moving))
+            open_ = {
+                k: a
+                for k, a in (await alert_sql.open_alerts(conn, keys)).items()
+                if k.key.campaign_id not in moving
+            }
             if keys is None:
                 # running campaigns, and any with an alert still open (it ended: close it)
                 wanted = {c.id for c in campaigns.values() if in_play(c, at)}
                 wanted |= {k.key.campaign_id for k in open_ if k.key.campaign_id in campaigns}
+                wanted -= moving
                 t = summary.timed("load", t)
                 judged = await judge_all(
                     conn, [campaigns[c] for c in sorted(wanted)], at, self._window
@@ -102,7 +113,13 @@ class Evaluator:
                 t = summary.timed("ranks", t)
             else:
                 t = summary.timed("load", t)
-                judged = await judge_keys(conn, campaigns, keys, at, self._window)
+                judged = await judge_keys(
+                    conn,
+                    {c: campaign for c, campaign in campaigns.items() if c not in moving},
+                    keys,
+                    at,
+                    self._window,
+                )
                 ranks = {}
                 t = summary.timed("board", t)
         todo, touched = self._judge(judged, campaigns, policies, open_, ranks, at, full)

@@ -345,10 +345,7 @@ async def test_a_resolution_waits_for_the_planner_holding_its_group(
 ) -> None:
     """The planner tells a chief an alert fires, under the group's lock; a resolution that
     lands meanwhile must wait for it, or the chief would never hear that it cleared."""
-    from services.notifier.evaluator import Evaluator
-    from services.notifier.render import Renderer
-    from services.notifier.settings import NotifierSettings
-    from tests.support.notifier import Feed
+    from tests.support.notifier import Feed, behind_only_evaluator
     from tiendo.database import create_pool
 
     starts_at = datetime(2023, 5, 10, 3, 0, tzinfo=UTC)
@@ -357,11 +354,7 @@ async def test_a_resolution_waits_for_the_planner_holding_its_group(
     pool = await create_pool(database, max_size=4)
     planner = await asyncpg.connect(database)
     try:
-        await planner.execute(
-            "INSERT INTO alert_policies (campaign_id, config) VALUES ('c1', $1)",
-            json.dumps(BEHIND_ONLY),
-        )
-        evaluator = Evaluator(NotifierSettings(database_url=database), Renderer(), ("webhook",))
+        evaluator = await behind_only_evaluator(planner, database, "c1")
         feed = Feed(database)
         await feed.send(*(progress(u, v, at=t0) for u, v in (("00004", 300), ("00007", 300))))
         await feed.send(progress("00010", 50, at=t0), progress("002", 250, at=t0))

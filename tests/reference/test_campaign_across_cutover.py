@@ -5,9 +5,11 @@ both sides."""
 
 import random
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from importlib import resources
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import asyncpg
@@ -15,14 +17,17 @@ import httpx
 import pytest
 
 from devtools.localstack import KafkaBroker
-from services.aggregator import admin
+from services.aggregator import admin, cutover
 from services.aggregator.admin import CampaignIn, TargetIn
 from services.aggregator.app import create_app as create_aggregator
 from services.aggregator.cli import import_file, import_tree_version
 from tests.support.identities import ADMIN_SECRET as ADMIN
 from tests.support.identities import READER
+from tests.support.notifier import behind_only_evaluator
 from tests.support.stack import Topics, aggregator_settings, running
 from tiendo import counting
+from tiendo.clock import ManualClock
+from tiendo.database import create_pool
 from tiendo.event import Event, Kind
 
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -42,9 +47,46 @@ async def aggregator(
         yield c
 
 
-async def test_as_of_reads_each_side_of_the_cut_over_on_its_own_tree(
-    database: str, aggregator: httpx.AsyncClient
-) -> None:
+@dataclass(frozen=True)
+class Span:
+    """The campaign across July 2025 on the wards of June: their targets and what each
+    reported before the cut-over."""
+
+    wards: list[str]
+    targets: dict[str, int]
+    before: dict[str, int]
+
+
+async def _codes_at(conn: asyncpg.Connection, level: int, moment: datetime) -> list[str]:
+    """The official codes of a level's units in force at `moment`."""
+    rows = await conn.fetch(
+        "SELECT admin_code FROM units WHERE level = $1"
+        " AND valid_from <= $2 AND $2 < coalesce(valid_to, 'infinity')",
+        level,
+        moment,
+    )
+    return [r["admin_code"] for r in rows]
+
+
+def _reports(prefix: str, values: dict[str, int], at: datetime) -> list[Event]:
+    """One increment of each unit's value (none of 0), at `at`."""
+    return [
+        Event(
+            event_id=f"{prefix}-{code}",
+            unit=code,
+            indicator="cccd_collected",
+            kind=Kind.INCREMENT,
+            value=v,
+            occurred_at=at,
+        )
+        for code, v in values.items()
+        if v
+    ]
+
+
+async def _span_campaign(aggregator: httpx.AsyncClient, database: str) -> Span:
+    """Both trees of 2025 loaded, the campaign "span" with a target on every ward of June
+    2025, and a report from most of them on 23 June."""
     aggregator.headers.update({"Authorization": f"Bearer {ADMIN}"})
     assert await import_file(aggregator, "units", DATA / "hanoi_units.csv", None, ADMIN) == []
     for day, units, crosswalk in (
@@ -58,14 +100,7 @@ async def test_as_of_reads_each_side_of_the_cut_over_on_its_own_tree(
     rng = random.Random(7)
     conn = await asyncpg.connect(database)
     try:
-        wards = [
-            r["admin_code"]
-            for r in await conn.fetch(
-                "SELECT admin_code FROM units WHERE level = 3"
-                " AND valid_from <= $1 AND $1 < coalesce(valid_to, 'infinity')",
-                START,
-            )
-        ]
+        wards = await _codes_at(conn, 3, START)
         assert len(wards) == 526
         targets = {w: rng.randrange(100, 900) for w in wards}
         async with conn.transaction():
@@ -91,24 +126,18 @@ async def test_as_of_reads_each_side_of_the_cut_over_on_its_own_tree(
                 "test",
             )
         before = {w: rng.randrange(0, 50) for w in wards}
-        await counting.apply_events(
-            conn,
-            [
-                Event(
-                    event_id=f"b-{w}",
-                    unit=w,
-                    indicator="cccd_collected",
-                    kind=Kind.INCREMENT,
-                    value=v,
-                    occurred_at=START + timedelta(days=3),
-                )
-                for w, v in before.items()
-                if v
-            ],
-        )
+        await counting.apply_events(conn, _reports("b", before, START + timedelta(days=3)))
     finally:
         await conn.close()
+    return Span(wards, targets, before)
 
+
+async def test_as_of_reads_each_side_of_the_cut_over_on_its_own_tree(
+    database: str, aggregator: httpx.AsyncClient
+) -> None:
+    span = await _span_campaign(aggregator, database)
+    wards, targets, before = span.wards, span.targets, span.before
+    rng = random.Random(8)
     aggregator.headers.update(READER)
     total = sum(targets.values())
     city_before = (
@@ -145,3 +174,121 @@ async def test_as_of_reads_each_side_of_the_cut_over_on_its_own_tree(
         )
     ).json()
     assert all(row["unit"]["code"].endswith("@2025-07-01") for row in communes["rows"])
+
+
+CUT = datetime(2025, 7, 1, tzinfo=TZ)
+
+
+async def test_live_reads_the_new_tree_from_the_moment_it_is_in_force(
+    database: str, kafka: KafkaBroker, topics: Topics
+) -> None:
+    """From the cut-over's first second, live is `as_of` now on the communes, before the
+    campaign's counters are moved onto them (the aggregator's `tree_check` loop, here
+    asleep for an hour, as it would be between two beats)."""
+    clock = ManualClock(CUT - timedelta(minutes=5))
+    settings = aggregator_settings(
+        database, kafka.bootstrap, topics, consume=False, campaign_check_seconds=3600
+    )
+    async with running(create_aggregator(settings, clock)) as aggregator:
+        span = await _span_campaign(aggregator, database)
+        conn = await asyncpg.connect(database)
+        try:
+            # the loop's beat on the last evening of June: the counters on the wards
+            async with conn.transaction():
+                assert await cutover.replan_passed(conn, clock.now()) == ["span"]
+            communes = await _codes_at(conn, 2, CUT)
+            assert len(communes) == 126
+            # the first reports of July, from the communes, a few seconds after midnight
+            rng = random.Random(9)
+            after = {c: rng.randrange(1, 40) for c in rng.sample(communes, 60)}
+            await counting.apply_events(conn, _reports("a", after, CUT + timedelta(seconds=10)))
+            aggregator.headers.update(READER)
+
+            async def live_and_now(path: str, **params: str | int) -> tuple[Any, Any]:
+                live = await aggregator.get(path, params=params)
+                then = await aggregator.get(
+                    path, params={**params, "as_of": clock.now().isoformat()}
+                )
+                assert live.status_code == then.status_code == 200, (live.text, then.text)
+                return live.json(), then.json()
+
+            async def live_equals_history() -> None:
+                live, then = await live_and_now("/v1/campaigns/span/progress/01")
+                assert live == then
+                city = live["indicators"][0]
+                # June's reports and July's first, nothing dropped or doubled
+                assert city["value"] == sum(span.before.values()) + sum(after.values())
+                assert (city["target"], city["children_total"]) == (sum(span.targets.values()), 126)
+                board, board_then = await live_and_now(
+                    "/v1/campaigns/span/leaderboard",
+                    level=2,
+                    indicator="cccd_collected",
+                    limit=1000,
+                )
+                assert board == board_then
+                # the communes with a target carried from the wards, none of the districts
+                assert board["total"] > 90
+                assert all(r["unit"]["code"].endswith("@2025-07-01") for r in board["rows"])
+                for c in rng.sample(communes, 10):
+                    live, then = await live_and_now(f"/v1/campaigns/span/progress/{c}")
+                    assert live == then, c
+
+            clock.set(CUT + timedelta(seconds=30))
+            await live_equals_history()
+            # the loop's next beat moves the counters; live reads them again, unchanged
+            async with conn.transaction():
+                assert await cutover.replan_passed(conn, clock.now()) == ["span"]
+            await live_equals_history()
+        finally:
+            await conn.close()
+
+
+async def test_the_notifier_waits_for_the_counters_to_reach_the_new_tree(
+    database: str, aggregator: httpx.AsyncClient
+) -> None:
+    """Between a cut-over and the move of the counters onto the new tree, the notifier
+    judges nothing of the campaign (its wards' figures are not what live reads now) and
+    closes nothing; after the move, the wards' alerts close and the communes' fire."""
+    await _span_campaign(aggregator, database)
+    pool = await create_pool(database, max_size=4)
+    conn = await asyncpg.connect(database)
+    try:
+        evaluator = await behind_only_evaluator(conn, database, "span")
+
+        async def alerts() -> list[tuple[Any, ...]]:
+            rows = await conn.fetch(
+                "SELECT id, unit, state, xmin::text, details FROM alerts ORDER BY id"
+            )
+            return [tuple(r.values()) for r in rows]
+
+        async def units_firing() -> set[str]:
+            """What the firing alerts are on: the city, the districts, the wards of June,
+            the communes of July."""
+            rows = await conn.fetch(
+                "SELECT u.level, u.valid_from >= $1 AS new FROM alerts a"
+                " JOIN units u ON u.code = a.unit WHERE a.state = 'firing'",
+                CUT,
+            )
+            kinds = {(1, False): "city", (2, False): "districts", (3, False): "wards"}
+            return {kinds.get((r["level"], r["new"]), "communes") for r in rows}
+
+        before = CUT - timedelta(minutes=5)
+        async with conn.transaction():
+            assert await cutover.replan_passed(conn, before) == ["span"]
+        await evaluator.evaluate_at(pool, before)
+        # most wards are far behind the month's plan a third of the way in
+        assert await units_firing() == {"city", "districts", "wards"}
+        stood = await alerts()
+        assert len(stood) > 300, len(stood)
+        # Past midnight, the counters not moved yet: nothing judged, nothing closed. (The
+        # expected figures move with the clock: a pass that judged the wards would have
+        # rewritten every one.)
+        await evaluator.evaluate_at(pool, CUT + timedelta(seconds=30))
+        assert await alerts() == stood
+        async with conn.transaction():
+            assert await cutover.replan_passed(conn, CUT + timedelta(seconds=40)) == ["span"]
+        await evaluator.evaluate_at(pool, CUT + timedelta(seconds=45))
+        assert await units_firing() == {"city", "communes"}
+    finally:
+        await conn.close()
+        await pool.close()

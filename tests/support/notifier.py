@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from email.message import EmailMessage
 from email.policy import default as email_policy
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import httpx
@@ -37,6 +37,9 @@ from tests.support.world import TREE, build_world
 from tiendo.clock import ManualClock
 from tiendo.counting import apply_events
 from tiendo.event import Event, Kind
+
+if TYPE_CHECKING:
+    from services.notifier.evaluator import Evaluator
 
 SECRET = "test-webhook-secret"
 
@@ -250,6 +253,22 @@ BEHIND_ONLY: dict[str, Any] = {
     "escalate_after_seconds": 172800,
     "digest_times": [],
 }
+
+
+async def behind_only_evaluator(
+    conn: asyncpg.Connection, database: str, campaign_id: str
+) -> "Evaluator":
+    """The campaign under `BEHIND_ONLY`, and an evaluator of it driven by hand
+    (`evaluate_at`), sending by webhook."""
+    from services.notifier.evaluator import Evaluator
+    from services.notifier.render import Renderer
+
+    await conn.execute(
+        "INSERT INTO alert_policies (campaign_id, config) VALUES ($1, $2)",
+        campaign_id,
+        orjson.dumps(BEHIND_ONLY).decode(),
+    )
+    return Evaluator(NotifierSettings(database_url=database), Renderer(), ("webhook",))
 
 
 @dataclass

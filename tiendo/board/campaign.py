@@ -20,6 +20,10 @@ class Campaign:
     indicators: tuple[str, ...]
     thresholds: Thresholds
     milestones: tuple[Milestone, ...]
+    # The tree its live counters are kept on (the boundary it starts at; None: before
+    # every boundary), and the next boundary (None: none after it): `counters_on_tree`.
+    tree_at: datetime | None = None
+    tree_until: datetime | None = None
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> "Campaign":
@@ -36,6 +40,8 @@ class Campaign:
             indicators=tuple(row["indicators"]),
             thresholds=Thresholds(behind=row["behind_threshold"], stale_after=row["stale_after"]),
             milestones=milestones,
+            tree_at=row["tree_from"],
+            tree_until=row["tree_until"],
         )
 
     def plan(self, baseline: int, target: int, deadline: datetime | None = None) -> Plan:
@@ -57,6 +63,29 @@ class Campaign:
         except (ZoneInfoNotFoundError, ValueError):
             return False
         return self.starts_at < self.deadline
+
+    def reports_on(self, at: datetime) -> datetime:
+        """The moment whose tree the campaign reports on at `at`: its start before it
+        starts, its deadline after it ends (docs/units-over-time.md)."""
+        return min(max(at, self.starts_at), self.deadline)
+
+    def counters_on_tree(self, at: datetime) -> bool:
+        """Whether its live counters are on the tree it reports on at `at`. Not so from a
+        cut-over's first moment until the aggregator moves them (`tree_check`, or a
+        tree's load): live figures are then read as `as_of` `at` on the new tree, and the
+        notifier waits, so that nobody reads the old tree's counters as now."""
+        moment = self.reports_on(at)
+        if self.tree_at is not None and moment < self.tree_at:
+            return False
+        return self.tree_until is None or moment < self.tree_until
+
+    def leaves_tree(self, now: datetime) -> datetime | None:
+        """The moment after `now` from which its live counters are no longer on the tree
+        it reports on (`counters_on_tree`), if any: the next boundary, unless the campaign
+        ends before it."""
+        if self.tree_until is None or self.tree_until > self.deadline or self.tree_until <= now:
+            return None
+        return self.tree_until
 
     def ended(self, at: datetime) -> bool:
         """Past the deadline nothing more counts, alerts close and nothing repeats."""

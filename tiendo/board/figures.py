@@ -185,7 +185,10 @@ async def values_of(
     counters: Sequence[Ranked],
     at: datetime,
     live: bool,
+    tree_at: datetime | None = None,
 ) -> Mapping[str, ValueAt]:
+    """The counters' values at `at`: live, or from history on the tree of `at` (or of
+    `tree_at`: a board's units at an earlier moment, its previous ranks)."""
     if live:
         return LiveValues(counters)
     return await repository.values_as_of(
@@ -195,6 +198,7 @@ async def values_of(
         [c.unit for c in counters],
         campaign.starts_at,
         min(at, campaign.deadline),
+        tree_at=tree_at,
     )
 
 
@@ -227,9 +231,10 @@ async def judge_counters(
     *,
     live: bool,
     window: WindowValues | None = None,
+    tree_at: datetime | None = None,
 ) -> dict[str, Verdict]:
-    """`judge` of counters the caller has read already."""
-    values = await values_of(conn, campaign, indicator, counters, at, live)
+    """`judge` of counters the caller has read already (`tree_at`: see `values_of`)."""
+    values = await values_of(conn, campaign, indicator, counters, at, live, tree_at)
     ago = await _window_ago(conn, campaign, {indicator: counters}, at, window)
     if len(counters) < OFF_LOOP:
         return judge_many(campaign, counters, values, ago[indicator], at)

@@ -302,9 +302,19 @@ async def ranking(
         )
     elif ranked_then:
         assert previous_at is not None
-        # an `as_of` board's ranks then from the history
+        # an `as_of` board's ranks then from the history, of its units as they stood then:
+        # on its own tree, as a live board's day rollups keep them (a board after a
+        # cut-over ranks its new communes a week before it too)
         judged = [c.as_counter() for c in targeted]
-        before = await judge_counters(conn, campaign, indicator, judged, previous_at, live=False)
+        before = await judge_counters(
+            conn,
+            campaign,
+            indicator,
+            judged,
+            previous_at,
+            live=False,
+            tree_at=campaign.reports_on(at),
+        )
         previous = ranks([rank_key(v) for v in before.values() if v.progress.target > 0])
     # a unit's value a window ago is its run rate's, which only the rows shown need
     ago = rolled[0].values_when_asked(indicator, live_values) if window is not None else None

@@ -14,8 +14,15 @@ from tiendo.board.campaign import Campaign
 from tiendo.counting import Key, ValueAt
 from tiendo.database import Connection, fetch_planned_each_time
 
-SELECT_CAMPAIGNS = "SELECT * FROM campaigns ORDER BY starts_at DESC, id"
-SELECT_CAMPAIGN = "SELECT * FROM campaigns WHERE id = $1"
+# A campaign's row with its tree's period (`Campaign.counters_on_tree`); '-infinity' (the
+# tree before every boundary) read as None, since asyncpg reads it as a naive datetime.
+_CAMPAIGN_ROWS = """
+SELECT c.*, nullif(c.tree_at, '-infinity') AS tree_from,
+       aggregator_read.tree_until(coalesce(c.tree_at, '-infinity')) AS tree_until
+FROM campaigns c
+"""
+SELECT_CAMPAIGNS = _CAMPAIGN_ROWS + "ORDER BY c.starts_at DESC, c.id"
+SELECT_CAMPAIGN = _CAMPAIGN_ROWS + "WHERE c.id = $1"
 SELECT_LEVEL = "SELECT code FROM units WHERE level = $1 ORDER BY code"
 SELECT_UP_TO_LEVEL = "SELECT code FROM units WHERE level <= $1 ORDER BY code"
 _COUNTERS = """
@@ -272,12 +279,14 @@ async def values_as_of(
     at: datetime,
     *,
     history: bool = False,
+    tree_at: datetime | None = None,
 ) -> dict[str, ValueAt]:
-    """Each root's subtree value and last event at `at`: the readers' `counting.as_of`
-    (day rollups and one day of events), or with `history` the event history alone
-    (`counting.as_of_history`: what `tiendo check` holds the counters against)."""
+    """Each root's subtree value and last event at `at` (on the tree of `at`, or of
+    `tree_at`): the readers' `counting.as_of` (day rollups and one day of events), or with
+    `history` the event history alone (`counting.as_of_history`: what `tiendo check` holds
+    the counters against)."""
     read = counting.as_of_history if history else counting.as_of
-    found = await read(conn, campaign_id, [indicator], roots, starts_at, at)
+    found = await read(conn, campaign_id, [indicator], roots, starts_at, at, tree_at=tree_at)
     return {root: v for (_, root), v in found.items()}
 
 

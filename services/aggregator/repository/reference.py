@@ -8,6 +8,7 @@ from datetime import datetime
 import asyncpg
 
 from tiendo.board.campaign import Campaign
+from tiendo.board.repository import SELECT_CAMPAIGN, SELECT_CAMPAIGNS
 from tiendo.counting import batch
 from tiendo.database import Connection
 
@@ -79,12 +80,6 @@ SET name = EXCLUDED.name, starts_at = EXCLUDED.starts_at, deadline = EXCLUDED.de
 """
 
 
-SELECT_CAMPAIGN = "SELECT * FROM campaigns WHERE id = $1"
-
-
-SELECT_CAMPAIGNS = "SELECT * FROM campaigns ORDER BY starts_at DESC, id"
-
-
 UPSERT_TARGET = """
 INSERT INTO targets (campaign_id, unit, indicator, target, baseline, deadline)
 VALUES ($1, $2, $3, $4, $5, $6)
@@ -153,20 +148,8 @@ RETURNING tree_at
 """
 
 
-# The campaigns whose tree moment has passed a boundary since they were planned.
-SELECT_TREE_PASSED = """
-SELECT id FROM campaigns
-WHERE tree_at IS DISTINCT FROM aggregator_read.tree_moment(
-    least(greatest(coalesce($1::timestamptz, now()), starts_at), deadline))
-ORDER BY id
-"""
-
-
-# The tree moment of `$2` and the one the campaign's live counters are on.
-SELECT_TREE_MOMENTS = """
-SELECT aggregator_read.tree_moment($2) AS tree, coalesce(tree_at, '-infinity') AS planned
-FROM campaigns WHERE id = $1
-"""
+# The boundary the tree of a moment starts at (the key of `unit_anchors`).
+SELECT_TREE_MOMENT = "SELECT aggregator_read.tree_moment($1)"
 
 
 # The tree of a moment: the versions in force then.
@@ -457,8 +440,11 @@ async def set_tree_at(conn: Connection, campaign_id: str, now: datetime | None) 
 
 
 async def tree_passed(conn: Connection, now: datetime | None) -> list[str]:
-    """The campaigns whose tree moment has changed since they were planned."""
-    return [r["id"] for r in await conn.fetch(SELECT_TREE_PASSED, now)]
+    """The campaigns whose live counters are not on the tree they report on at `now`
+    (None: the database's clock): `Campaign.counters_on_tree`, the rule every reader of
+    live figures asks."""
+    at: datetime = now if now is not None else await conn.fetchval("SELECT now()")
+    return sorted(c.id for c in await campaigns(conn) if not c.counters_on_tree(at))
 
 
 async def tree_at(conn: Connection, moment: datetime) -> dict[str, str | None]:
@@ -482,9 +468,8 @@ async def carried_plan(conn: Connection, campaign_id: str, moment: datetime) -> 
     return [CarriedPlan(r["unit"], r["indicator"], r["baseline"], r["target"]) for r in rows]
 
 
-async def tree_moments(
-    conn: Connection, campaign_id: str, at: datetime
-) -> tuple[datetime, datetime] | None:
-    """(the tree moment of `at`, the campaign's planned tree moment), if it exists."""
-    row = await conn.fetchrow(SELECT_TREE_MOMENTS, campaign_id, at)
-    return (row["tree"], row["planned"]) if row is not None else None
+async def tree_moment(conn: Connection, at: datetime) -> datetime:
+    """The boundary the tree of `at` starts at: what `plan_on_tree` and the anchors are
+    keyed by."""
+    moment: datetime = await conn.fetchval(SELECT_TREE_MOMENT, at)
+    return moment
