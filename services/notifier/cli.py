@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import httpx
 
 from services.notifier import MIGRATIONS, webhook_secrets
+from services.notifier.languages import LANGUAGES
 from services.notifier.repository import secrets as secret_sql
 from services.notifier.settings import NotifierSettings
 from tiendo.database import Connection, create_pool
@@ -50,7 +51,7 @@ def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> 
     brief.add_argument("--at", type=datetime.fromisoformat, help="briefing moment (RFC 3339)")
     brief.add_argument("--level", type=int, help="unit level (default: the bottom_rank level)")
     brief.add_argument("--format", choices=("pdf", "xlsx", "html"), default="pdf")
-    brief.add_argument("--lang", choices=("vi", "en"), help="default: the campaign's language")
+    brief.add_argument("--lang", choices=LANGUAGES, help="default: the campaign's language")
     brief.add_argument("--indicator", action="append", help="only this indicator (repeatable)")
     brief.add_argument("--out", type=Path, help="file to write (default: the pack's name)")
     brief.set_defaults(func=_write_briefing)

@@ -7,16 +7,15 @@ knows (an unknown unit, a channel only this deployment has)."""
 
 import re
 from collections.abc import Callable, Collection
-from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from services.notifier.languages import Language
 from services.notifier.repository.reference import Contact, Recipient
 
 UNIT_PATTERN = r"^[A-Za-z0-9_.-]{1,32}$"
 CHANNEL_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"  # as the contacts table's CHECK
-Language = Literal["vi", "en"]
 
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")

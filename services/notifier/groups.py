@@ -9,10 +9,11 @@ from typing import Any
 
 import asyncpg
 
+from services.notifier.languages import LANGUAGES
 from services.notifier.links import LinkIssuer
 from services.notifier.messages import Outgoing, alert_model, campaign_model, recipient_model
 from services.notifier.policy import Policy
-from services.notifier.render import LANGUAGES, Renderer
+from services.notifier.render import Renderer
 from services.notifier.repository import alerts as alert_sql
 from services.notifier.repository import groups as group_sql
 from services.notifier.repository import reference as reference_sql

@@ -15,10 +15,10 @@ from services.notifier.contacts import (
     CHANNEL_PATTERN,
     UNIT_PATTERN,
     ContactIn,
-    Language,
     UnitContactsItem,
     address_problem,
 )
+from services.notifier.languages import Language
 from tiendo.sheets import RowError, parse_rows
 
 COLUMNS = ("unit", "chief_name", "channel", "address", "language")

@@ -4,14 +4,14 @@ settings' defaults (`PUT /v1/campaigns/{id}/alert-policy`)."""
 
 import re
 from datetime import time, timedelta
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from services.notifier.languages import Language
 from services.notifier.rules import Rule
 from services.notifier.settings import NotifierSettings
 
-Language = Literal["vi", "en"]
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 
 

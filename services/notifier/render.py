@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import jinja2
 
-LANGUAGES = ("vi", "en")
+from services.notifier.languages import LANGUAGES
 
 
 @dataclass(frozen=True, slots=True)

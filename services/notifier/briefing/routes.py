@@ -7,6 +7,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response
 from starlette.concurrency import run_in_threadpool
 
 from services.notifier.briefing import formats, pack
+from services.notifier.languages import Language
 from services.notifier.settings import NotifierSettings
 from tiendo.clock import Clock
 from tiendo.dependencies import Pool
@@ -58,7 +59,7 @@ def briefing_router(settings: NotifierSettings, clock: Clock, access: Guard) -> 
         ] = None,
         format: Annotated[Literal["html", "pdf", "xlsx"], Query()] = "html",
         lang: Annotated[
-            Literal["vi", "en"] | None, Query(description="default the campaign's language")
+            Language | None, Query(description="default the campaign's language")
         ] = None,
         indicator: Annotated[
             list[str] | None, Query(description="only these indicators (default all)")
