@@ -7,13 +7,17 @@ clock, or replaying a past campaign) compute exactly the same verdicts.
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from itertools import pairwise
 
 RUN_RATE_WINDOW = timedelta(days=7)
 RUN_RATE_MIN_WINDOW = timedelta(hours=1)
 DAY = timedelta(days=1)
+# The last moment a projection can name. A unit nearly stalled far from its target (one a
+# week against millions still to go) projects past it: that is no projection (null, as at
+# a rate of 0; `at_risk` all the same), not an overflow that fails the whole read.
+LATEST_PROJECTION = datetime.max.replace(tzinfo=UTC)
 
 
 class Status(StrEnum):
@@ -183,10 +187,11 @@ def assess_at(
     remaining = target - value
     days_left = when.days_left
     required = remaining / days_left if days_left > 0 else None
-    if remaining <= 0 or rate is None or rate <= 0:
-        projected = None
-    else:
-        projected = when.at_count + timedelta(days=remaining / rate)
+    projected = None
+    if remaining > 0 and rate is not None and rate > 0:
+        days = remaining / rate
+        if days < (LATEST_PROJECTION - when.at_count) / DAY:
+            projected = when.at_count + timedelta(days=days)
     status = _status(when.plan, target, value, when.at, last_event_at, pace, projected, thresholds)
     return Progress(
         value=value,

@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tiendo.pace import (
+    LATEST_PROJECTION,
     Milestone,
     Plan,
     Status,
@@ -135,6 +136,39 @@ def test_projection_after_deadline_is_at_risk() -> None:
     assert p.projected_completion is not None
     assert p.projected_completion > DEADLINE
     assert p.status is Status.AT_RISK
+
+
+def test_a_projection_past_any_date_is_none_and_at_risk() -> None:
+    """Found by `make bench`'s reads (6 December 2026): a national target far off at a
+    trickle projected past year 9999, and the read answered 500."""
+    plan = Plan(START, DEADLINE, baseline=0, target=10**15)
+    now = at_day(30)
+    p = assess(plan, 1000, now, last_event_at=now, value_window_ago=999)
+    assert p.run_rate_7d == pytest.approx(1 / 7)
+    assert p.projected_completion is None
+    assert p.status is not Status.ON_TRACK
+
+
+@given(
+    target=st.integers(min_value=1, max_value=10**15),
+    value=st.integers(min_value=0, max_value=10**15),
+    gained=st.integers(min_value=0, max_value=10**15),
+    days=st.floats(min_value=-10, max_value=400),
+)
+def test_every_figure_has_a_projection_or_none(
+    target: int, value: int, gained: int, days: float
+) -> None:
+    """Any figures a target (at most 10**15, as the admin API takes) allows: a projection
+    after now and no later than `LATEST_PROJECTION`, or none; never an error. On track
+    only with a projection by the deadline."""
+    plan = Plan(START, DEADLINE, baseline=0, target=target)
+    now = at_day(days)
+    p = assess(plan, value, now, last_event_at=now, value_window_ago=value - gained)
+    if p.projected_completion is not None:
+        assert min(now, DEADLINE) <= p.projected_completion <= LATEST_PROJECTION
+    if p.status is Status.ON_TRACK and now > START:
+        assert p.projected_completion is not None
+        assert p.projected_completion <= DEADLINE
 
 
 def test_run_rate_window_grows_to_seven_days_and_needs_an_hour() -> None:
