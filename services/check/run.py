@@ -109,9 +109,18 @@ async def check_round(
     False: live against history only (a deployment without a notifier)."""
     disagreements: list[Disagreement] = []
     async with conn.transaction(isolation="repeatable_read", readonly=True):
+        # a campaign whose counters wait to be moved onto the tree it reports on now is
+        # not compared: nobody reads them meanwhile, and the notifier waits for it too
+        # (docs/units-over-time.md "The moment of a cut-over")
         campaigns = await board.campaigns(conn)
+        moving = {c for c, campaign in campaigns.items() if not campaign.counters_on_tree(now)}
+        campaigns = {c: campaign for c, campaign in campaigns.items() if c not in moving}
         overrides = await reference_sql.policies(conn)
-        open_rows = await alert_sql.open_alerts(conn, None)
+        open_rows = {
+            k: r
+            for k, r in (await alert_sql.open_alerts(conn, None)).items()
+            if k.key.campaign_id not in moving
+        }
         open_alerts = {k: r["state"] for k, r in open_rows.items()}
         conditions: dict[AlertKey, bool] = {}
         figures: dict[Key, Progress] = {}

@@ -21,6 +21,8 @@ from services.aggregator import admin, cutover
 from services.aggregator.admin import CampaignIn, TargetIn
 from services.aggregator.app import create_app as create_aggregator
 from services.aggregator.cli import import_file, import_tree_version
+from services.check.run import check_round
+from services.notifier.settings import NotifierSettings
 from tests.support.identities import ADMIN_SECRET as ADMIN
 from tests.support.identities import READER
 from tests.support.notifier import behind_only_evaluator
@@ -285,10 +287,14 @@ async def test_the_notifier_waits_for_the_counters_to_reach_the_new_tree(
         # rewritten every one.)
         await evaluator.evaluate_at(pool, CUT + timedelta(seconds=30))
         assert await alerts() == stood
+        # nor does `tiendo check` hold those counters against the new tree's history
+        settings = NotifierSettings(database_url=database)
+        assert (await check_round(conn, settings, CUT + timedelta(seconds=30))).disagreements == []
         async with conn.transaction():
             assert await cutover.replan_passed(conn, CUT + timedelta(seconds=40)) == ["span"]
         await evaluator.evaluate_at(pool, CUT + timedelta(seconds=45))
         assert await units_firing() == {"city", "communes"}
+        assert (await check_round(conn, settings, CUT + timedelta(seconds=45))).disagreements == []
     finally:
         await conn.close()
         await pool.close()
