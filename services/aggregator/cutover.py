@@ -9,7 +9,7 @@ from datetime import datetime
 from services.aggregator import admin
 from services.aggregator.repository import apply as apply_sql
 from services.aggregator.repository import reference as reference_sql
-from tiendo.board.campaign import Campaign
+from tiendo.board.campaign import Campaign, moving
 from tiendo.database import Connection
 from tiendo.logs import get_logger
 
@@ -31,8 +31,6 @@ async def replan_for_tree(conn: Connection, campaign_id: str, now: datetime | No
 async def replan_passed(conn: Connection, now: datetime | None = None) -> list[str]:
     """Every campaign a tree boundary has passed since it was planned, moved onto its tree;
     the campaigns moved. Cheap when none has: one reading of the campaigns, no lock."""
-    if not await reference_sql.tree_passed(conn, now):
-        return []
     return [
         c for c in await reference_sql.tree_passed(conn, now) if await replan_for_tree(conn, c, now)
     ]
@@ -56,6 +54,10 @@ def next_move(campaigns: Iterable[Campaign], now: datetime) -> datetime | None:
 
 
 async def replan_and_next(conn: Connection, now: datetime) -> datetime | None:
-    """`replan_passed`, then `next_move` of the campaigns as they are now planned."""
-    await replan_passed(conn, now)
-    return next_move(await reference_sql.campaigns(conn), now)
+    """`replan_passed`, then `next_move` of the campaigns as they are now planned: one
+    reading of the campaigns when none has passed a boundary (every beat but a cut-over's)."""
+    campaigns = await reference_sql.campaigns(conn)
+    if moving(campaigns, now):
+        await replan_passed(conn, now)
+        campaigns = await reference_sql.campaigns(conn)
+    return next_move(campaigns, now)

@@ -27,7 +27,7 @@ from services.notifier.repository.alerts import AlertKey
 from services.notifier.rules import Rule, briefing_slot, held
 from services.notifier.settings import NotifierSettings
 from tiendo.board import repository as board
-from tiendo.board.campaign import Campaign
+from tiendo.board.campaign import Campaign, moving
 from tiendo.board.figures import judge_campaign
 from tiendo.counting import Key, ValueAt
 from tiendo.database import Connection
@@ -113,13 +113,13 @@ async def check_round(
         # not compared: nobody reads them meanwhile, and the notifier waits for it too
         # (docs/units-over-time.md "The moment of a cut-over")
         campaigns = await board.campaigns(conn)
-        moving = {c for c, campaign in campaigns.items() if not campaign.counters_on_tree(now)}
-        campaigns = {c: campaign for c, campaign in campaigns.items() if c not in moving}
+        waiting = moving(campaigns.values(), now)
+        campaigns = {c: campaign for c, campaign in campaigns.items() if c not in waiting}
         overrides = await reference_sql.policies(conn)
         open_rows = {
             k: r
             for k, r in (await alert_sql.open_alerts(conn, None)).items()
-            if k.key.campaign_id not in moving
+            if k.key.campaign_id not in waiting
         }
         open_alerts = {k: r["state"] for k, r in open_rows.items()}
         conditions: dict[AlertKey, bool] = {}

@@ -37,6 +37,7 @@ from services.notifier.rules import Change, Rule, held, step
 from services.notifier.settings import NotifierSettings
 from services.notifier.summary import Summary
 from tiendo.board import repository as board
+from tiendo.board.campaign import moving
 from tiendo.board.window import WindowValues
 from tiendo.counting import Key
 from tiendo.logs import get_logger
@@ -91,19 +92,19 @@ class Evaluator:
             # A campaign a cut-over has just passed, whose live counters the aggregator has
             # not moved onto the new tree yet, is not judged until it has: its alerts stay
             # as they are, neither judged on the old tree nor closed as gone.
-            moving = {c for c, campaign in campaigns.items() if not campaign.counters_on_tree(at)}
-            if moving:
-                log.info("campaigns_wait_for_their_tree", campaigns=sorted(moving))
+            waiting = moving(campaigns.values(), at)
+            if waiting:
+                log.info("campaigns_wait_for_their_tree", campaigns=sorted(waiting))
             open_ = {
                 k: a
                 for k, a in (await alert_sql.open_alerts(conn, keys)).items()
-                if k.key.campaign_id not in moving
+                if k.key.campaign_id not in waiting
             }
             if keys is None:
                 # running campaigns, and any with an alert still open (it ended: close it)
                 wanted = {c.id for c in campaigns.values() if in_play(c, at)}
                 wanted |= {k.key.campaign_id for k in open_ if k.key.campaign_id in campaigns}
-                wanted -= moving
+                wanted -= waiting
                 t = summary.timed("load", t)
                 judged = await judge_all(
                     conn, [campaigns[c] for c in sorted(wanted)], at, self._window
@@ -115,7 +116,7 @@ class Evaluator:
                 t = summary.timed("load", t)
                 judged = await judge_keys(
                     conn,
-                    {c: campaign for c, campaign in campaigns.items() if c not in moving},
+                    {c: campaign for c, campaign in campaigns.items() if c not in waiting},
                     keys,
                     at,
                     self._window,

@@ -1,6 +1,7 @@
 """A campaign's reference data as a plain value: window, indicators, thresholds, plan."""
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -90,3 +91,9 @@ class Campaign:
     def ended(self, at: datetime) -> bool:
         """Past the deadline nothing more counts, alerts close and nothing repeats."""
         return at >= self.deadline
+
+
+def moving(campaigns: Iterable[Campaign], at: datetime) -> set[str]:
+    """The campaigns whose live counters are not on the tree they report on at `at`
+    (`Campaign.counters_on_tree`): the aggregator moves them, the others wait for it."""
+    return {c.id for c in campaigns if not c.counters_on_tree(at)}

@@ -7,7 +7,7 @@ from datetime import datetime
 
 import asyncpg
 
-from tiendo.board.campaign import Campaign
+from tiendo.board.campaign import Campaign, moving
 from tiendo.board.repository import SELECT_CAMPAIGN, SELECT_CAMPAIGNS
 from tiendo.counting import batch
 from tiendo.database import Connection
@@ -444,7 +444,7 @@ async def tree_passed(conn: Connection, now: datetime | None) -> list[str]:
     (None: the database's clock): `Campaign.counters_on_tree`, the rule every reader of
     live figures asks."""
     at: datetime = now if now is not None else await conn.fetchval("SELECT now()")
-    return sorted(c.id for c in await campaigns(conn) if not c.counters_on_tree(at))
+    return sorted(moving(await campaigns(conn), at))
 
 
 async def tree_at(conn: Connection, moment: datetime) -> dict[str, str | None]:
