@@ -32,6 +32,7 @@ from services.aggregator.snapshot import unit_figures
 from services.aggregator.tree_api import tree_routes
 from tiendo.background import Beat, Loop, Supervisor, every
 from tiendo.board.campaign import Campaign
+from tiendo.board.isolation import CampaignIsolation
 from tiendo.board.window import WindowValues
 from tiendo.clock import Clock, SystemClock
 from tiendo.database import Connection, spare_connection
@@ -140,6 +141,7 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
 
     async def _refresh_metrics(pool: asyncpg.Pool, beat: Beat) -> None:
         window_values = WindowValues(timedelta(seconds=settings.metrics_window_refresh_seconds))
+        isolation = CampaignIsolation(metrics.campaign_failing)
         while True:
             async with pool.acquire() as conn:
                 # the figures of the tree each campaign reports on now: a cut-over that
@@ -147,7 +149,12 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
                 async with conn.transaction():
                     await cutover.replan_passed(conn, clock.now())
                 metrics.units.snapshot = await unit_figures(
-                    conn, settings.metrics_unit_level, clock.now(), window_values, guard.ids
+                    conn,
+                    settings.metrics_unit_level,
+                    clock.now(),
+                    window_values,
+                    guard.ids,
+                    isolation,
                 )
                 await store_comparisons(conn, clock.now())
             beat()

@@ -207,6 +207,12 @@ class AggregatorMetrics:
             ["campaign"],  # campaigns are few: bounded
             registry=r,
         )
+        self.campaign_failing = Gauge(
+            "tiendo_aggregator_campaign_failing",
+            "1 while judging a campaign for the boards fails: its figures are left out",
+            ["campaign"],  # campaigns are few: bounded
+            registry=r,
+        )
         # Pre-create the bounded label values so that a board shows 0, not "no data",
         # before the first dead letter.
         for reason in ("undecodable", "unknown_unit", "unknown_indicator"):

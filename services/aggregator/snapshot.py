@@ -9,7 +9,9 @@ from typing import Any
 
 from services.aggregator.metrics import CampaignFigures, LevelFigures, UnitFigures, UnitSnapshot
 from tiendo.board import repository as board
+from tiendo.board.campaign import Campaign
 from tiendo.board.figures import Verdict, judge_campaign, ranked
+from tiendo.board.isolation import CampaignIsolation
 from tiendo.board.window import WindowValues
 from tiendo.counting import Key
 from tiendo.counting.rules import local_day
@@ -106,23 +108,28 @@ async def unit_figures(
     now: datetime,
     window_values: WindowValues | None = None,
     unusable: Sequence[str] = (),
+    isolation: CampaignIsolation | None = None,
 ) -> UnitSnapshot:
     """Judge every (campaign, unit, indicator) at `now` through tiendo/board, store the
     figures for the boards (`store_board_figures`) and return what the metrics export:
     per-unit figures down to `max_level`, per-level counts and campaign windows.
 
     `window_values`: where values one window ago are kept between calls (none: computed);
-    `unusable`: campaigns left out.
+    `unusable`: campaigns left out; `isolation`: where a campaign whose judging fails is
+    left out alone (tiendo.board.isolation; none: a fresh one).
     """
     campaigns = await board.campaigns(conn)
     for flagged in unusable:
         campaigns.pop(flagged, None)
-    verdicts: list[Verdict] = []
-    for campaign in campaigns.values():
-        judged = await judge_campaign(
+
+    async def judged(campaign: Campaign) -> list[Verdict]:
+        found = await judge_campaign(
             conn, campaign, now, live=True, window=window_values, untargeted=True
         )
-        verdicts.extend(v for v in judged if v.indicator in campaign.indicators)
+        return [v for v in found if v.indicator in campaign.indicators]
+
+    each = await (isolation or CampaignIsolation()).each(conn, campaigns.values(), judged)
+    verdicts = [v for vs in each.values() for v in vs]
     await store_board_figures(conn, verdicts, now)
     events_today = {
         Key(r["campaign_id"], r["unit"], r["indicator"]): r["events"]

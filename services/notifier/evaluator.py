@@ -22,7 +22,7 @@ import asyncpg
 from services.notifier.commitments import check_commitments
 from services.notifier.digests import queue_digests
 from services.notifier.groups import Planner
-from services.notifier.inputs import Judged, in_play, judge_all, judge_keys
+from services.notifier.inputs import CampaignJudged, Judged, in_play, judge_keys, judge_targeted
 from services.notifier.lifecycle import Todo, alert_of, apply_changes, escalate
 from services.notifier.links import LinkIssuer
 from services.notifier.messages import Outgoing, details
@@ -37,7 +37,8 @@ from services.notifier.rules import Change, Rule, held, step
 from services.notifier.settings import NotifierSettings
 from services.notifier.summary import Summary
 from tiendo.board import repository as board
-from tiendo.board.campaign import moving
+from tiendo.board.campaign import Campaign, moving
+from tiendo.board.isolation import CampaignIsolation
 from tiendo.board.window import WindowValues
 from tiendo.counting import Key
 from tiendo.logs import get_logger
@@ -69,6 +70,7 @@ class Evaluator:
         # The figures this replica last wrote to each open alert, with the row's version
         # then: a pass rewrites an alert only when its figures changed.
         self._written: dict[int, tuple[int, str]] = {}
+        self._isolation = CampaignIsolation(self._metrics.campaign_failing)
 
     async def evaluate_at(
         self, pool: asyncpg.Pool, at: datetime, keys: Sequence[Key] | None = None
@@ -95,34 +97,47 @@ class Evaluator:
             waiting = moving(campaigns.values(), at)
             if waiting:
                 log.info("campaigns_wait_for_their_tree", campaigns=sorted(waiting))
-            open_ = {
-                k: a
-                for k, a in (await alert_sql.open_alerts(conn, keys)).items()
-                if k.key.campaign_id not in waiting
-            }
+            open_ = await alert_sql.open_alerts(conn, keys)
             if keys is None:
                 # running campaigns, and any with an alert still open (it ended: close it)
                 wanted = {c.id for c in campaigns.values() if in_play(c, at)}
                 wanted |= {k.key.campaign_id for k in open_ if k.key.campaign_id in campaigns}
                 wanted -= waiting
                 t = summary.timed("load", t)
-                judged = await judge_all(
-                    conn, [campaigns[c] for c in sorted(wanted)], at, self._window
+
+                async def in_full(campaign: Campaign) -> CampaignJudged:
+                    return CampaignJudged(
+                        await judge_targeted(conn, campaign, at, self._window),
+                        await briefing_ranks(conn, {campaign.id: campaign}, policies, at),
+                    )
+
+                read = await self._isolation.each(
+                    conn, [campaigns[c] for c in sorted(wanted)], in_full
                 )
+                judged = [j for r in read.values() for j in r.judged]
+                ranks = {k: v for r in read.values() for k, v in r.ranks.items()}
+                done = set(read)
                 t = summary.timed("board", t)
-                ranks = await briefing_ranks(conn, {c: campaigns[c] for c in wanted}, policies, at)
-                t = summary.timed("ranks", t)
             else:
                 t = summary.timed("load", t)
-                judged = await judge_keys(
-                    conn,
-                    {c: campaign for c, campaign in campaigns.items() if c not in waiting},
-                    keys,
-                    at,
-                    self._window,
+                wanted = {k.campaign_id for k in keys if k.campaign_id in campaigns} - waiting
+
+                async def of_keys(campaign: Campaign) -> list[Judged]:
+                    return await judge_keys(conn, campaign, keys, at, self._window)
+
+                read_keys = await self._isolation.each(
+                    conn, [campaigns[c] for c in sorted(wanted)], of_keys
                 )
+                judged = [j for js in read_keys.values() for j in js]
+                done = set(read_keys)
                 ranks = {}
                 t = summary.timed("board", t)
+            # A campaign whose judging failed is left out as a waiting one is: its alerts
+            # stay as they are, it is not marked evaluated (tiendo.board.isolation).
+            summary.failed = wanted - done
+            wanted -= summary.failed
+            held = waiting | summary.failed
+            open_ = {k: a for k, a in open_.items() if k.key.campaign_id not in held}
         todo, touched = self._judge(judged, campaigns, policies, open_, ranks, at, full)
         t = summary.timed("judge", t)
         async with pool.acquire() as conn:

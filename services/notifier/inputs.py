@@ -4,9 +4,10 @@ the campaign's plan, milestones, thresholds and deadline, so an alert can never 
 figures than the board shows, and a unit that never reported is judged like any other."""
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from tiendo.board.campaign import Campaign
 from tiendo.board.figures import Verdict, judge, judge_campaign
@@ -40,36 +41,37 @@ def in_play(campaign: Campaign, at: datetime) -> bool:
     return campaign.starts_at < at < campaign.deadline + AFTER_DEADLINE
 
 
-async def judge_all(
-    conn: Connection,
-    campaigns: Iterable[Campaign],
-    at: datetime,
-    window: WindowValues | None,
+async def judge_targeted(
+    conn: Connection, campaign: Campaign, at: datetime, window: WindowValues | None
 ) -> list[Judged]:
-    """Every targeted key of the given campaigns, exactly (the run-rate start values are
-    read anew; feed passes in between reuse them)."""
-    out: list[Judged] = []
-    for campaign in campaigns:
-        verdicts = await judge_campaign(conn, campaign, at, live=True, window=window, refresh=True)
-        out.extend(Judged(v, campaign) for v in verdicts)
-    return out
+    """Every targeted key of the campaign, exactly (the run-rate start values are read
+    anew; feed passes in between reuse them)."""
+    verdicts = await judge_campaign(conn, campaign, at, live=True, window=window, refresh=True)
+    return [Judged(v, campaign) for v in verdicts]
 
 
 async def judge_keys(
     conn: Connection,
-    campaigns: dict[str, Campaign],
-    keys: Sequence[Key],
+    campaign: Campaign,
+    keys: Iterable[Key],
     at: datetime,
     window: WindowValues | None,
 ) -> list[Judged]:
-    """The given keys (a feed update), those with a target in a known campaign."""
-    wanted: dict[tuple[str, str], list[str]] = defaultdict(list)
+    """The given keys of the campaign (a feed update), those with a target."""
+    wanted: dict[str, list[str]] = defaultdict(list)
     for key in keys:
-        if key.campaign_id in campaigns:
-            wanted[key.campaign_id, key.indicator].append(key.unit)
+        if key.campaign_id == campaign.id:
+            wanted[key.indicator].append(key.unit)
     out: list[Judged] = []
-    for (campaign_id, indicator), units in sorted(wanted.items()):
-        campaign = campaigns[campaign_id]
+    for indicator, units in sorted(wanted.items()):
         verdicts = await judge(conn, campaign, indicator, units, at, live=True, window=window)
         out.extend(Judged(v, campaign) for v in verdicts.values() if v.progress.target > 0)
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignJudged:
+    """What a full pass reads of one campaign: its keys judged, its briefing's bottom ranks."""
+
+    judged: list[Judged]
+    ranks: dict[Key, dict[str, Any]]

@@ -47,6 +47,12 @@ class NotifierMetrics:
             ["rule"],
             registry=r,
         )
+        self.campaign_failing = Gauge(
+            "tiendo_notifier_campaign_failing",
+            "1 while judging a campaign fails: it is left out of the evaluation, its alerts held",
+            ["campaign"],  # campaigns are few: bounded
+            registry=r,
+        )
         self.evaluations = Counter(
             "tiendo_notifier_evaluations_total",
             "Unit states evaluated",

@@ -23,6 +23,8 @@ class Summary:
     changes: list[AlertChange] = field(default_factory=list)
     escalations: list[tuple[int, str, int]] = field(default_factory=list)
     messages: list[tuple[str, str, str]] = field(default_factory=list)  # key, recipient, kind
+    # campaigns left out because judging them failed (tiendo.board.isolation)
+    failed: set[str] = field(default_factory=set)
     # wall seconds of each step (load, judge, touch, lifecycle, escalate, groups, digests)
     seconds: dict[str, float] = field(default_factory=dict)
 

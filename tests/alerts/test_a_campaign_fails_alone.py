@@ -1,0 +1,183 @@
+"""A campaign whose judging fails is left out of a pass alone (tiendo.board.isolation).
+
+No stored campaign is known to fail judging today (the last that did, a projection past
+year 9999, is fixed), so the failure is injected: the board's judging meets a
+PostgreSQL error for campaign c0 only, inside its transaction, as a bug of one campaign's
+data would. Everything else is real: PostgreSQL, the broker, the notifier's app and its
+loops, the aggregator's figures for the boards. c0 sorts before c1, so c1 is judged on the
+same connection right after c0's error."""
+
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from types import ModuleType
+from typing import Any
+
+import asyncpg
+import orjson
+import pytest
+
+import services.aggregator.snapshot
+import services.notifier.inputs
+from services.aggregator.metrics import AggregatorMetrics
+from services.aggregator.snapshot import unit_figures
+from tests.support.notifier import BEHIND_ONLY, Harness, progress
+from tests.support.world import WARDS, build_world
+from tiendo.board.campaign import Campaign
+from tiendo.board.isolation import CampaignIsolation
+from tiendo.counting import Key
+from tiendo.database import Connection
+
+FAILING = "c0"
+
+
+class Breaker:
+    """The board's judging functions a module calls (`names`), failing for `FAILING` while
+    `on`."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, module: ModuleType, *names: str) -> None:
+        self.on = True
+        for name in names:
+            monkeypatch.setattr(module, name, self._breaking(getattr(module, name)))
+
+    def _breaking(self, real: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        async def judging(conn: Connection, campaign: Campaign, *a: Any, **k: Any) -> Any:
+            if self.on and campaign.id == FAILING:
+                await conn.execute("SELECT 1 / 0")
+            return await real(conn, campaign, *a, **k)
+
+        return judging
+
+
+async def _second_campaign(h: Harness) -> None:
+    """c0: the same window as c1, 500 per ward (day 10 of 50: 100 expected), behind only."""
+    await build_world(
+        h.database,
+        starts_at=h.starts_at,
+        targets=dict.fromkeys(WARDS, 500),
+        campaign_id=FAILING,
+    )
+    conn = await asyncpg.connect(h.database)
+    try:
+        await conn.execute(
+            "INSERT INTO alert_policies (campaign_id, config) VALUES ($1, $2)",
+            FAILING,
+            orjson.dumps(BEHIND_ONLY).decode(),
+        )
+    finally:
+        await conn.close()
+
+
+def _of(alerts: list[dict[str, Any]], campaign: str) -> dict[tuple[str, str], dict[str, Any]]:
+    return {
+        (a["unit"], a["indicator"]): {k: a[k] for k in ("id", "state", "details")}
+        for a in alerts
+        if a["campaign_id"] == campaign
+    }
+
+
+def _failing(metrics: str, service: str, campaign: str) -> float | None:
+    prefix = f'tiendo_{service}_campaign_failing{{campaign="{campaign}"}} '
+    found = [line[len(prefix) :] for line in metrics.splitlines() if line.startswith(prefix)]
+    return float(found[0]) if found else None
+
+
+async def test_the_notifier_judges_the_others_and_holds_the_failing_ones_alerts(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    h = harness
+    notifier_breaker = Breaker(monkeypatch, services.notifier.inputs, "judge_campaign", "judge")
+    notifier_breaker.on = False
+    await _second_campaign(h)
+    await h.advance(timedelta(minutes=1))
+    # nobody has reported: every ward is behind in both campaigns
+    before = await h.alerts(state="firing", rule="behind")
+    held = _of(before, FAILING)
+    assert set(held) >= {(w, "cccd_collected") for w in WARDS}
+    assert ("00004", "cccd_collected") in _of(before, "c1")
+
+    # 300 is ahead of both plans (c1 expects 200 of 1000, c0 100 of 500): judged, ward
+    # 00004's `behind` would resolve in both campaigns
+    notifier_breaker.on = True
+    await h.feed.send(progress("00004", 300, at=h.clock.now()))
+    await h.advance(timedelta(minutes=1))
+    during = await h.alerts(state="firing", rule="behind")
+    assert ("00004", "cccd_collected") not in _of(during, "c1")
+    assert _of(during, "c1")  # the others of c1 still judged, still firing
+    # c0's alerts are as they were: not judged, not closed as gone, figures unchanged
+    assert _of(during, FAILING) == held
+    metrics = (await h.api.get("/metrics")).text
+    assert _failing(metrics, "notifier", FAILING) == 1.0
+    assert _failing(metrics, "notifier", "c1") == 0.0
+    assert (await h.app.state.evaluate_at()).failed == {FAILING}
+    # a feed update (the consumer's path) of keys of both: the failing one's held too
+    pool = await asyncpg.create_pool(h.database, min_size=1, max_size=2)
+    try:
+        keys = [Key(c, "00004", "cccd_collected") for c in ("c1", FAILING)]
+        summary = await h.app.state.evaluator.evaluate_at(pool, h.clock.now(), keys)
+    finally:
+        await pool.close()
+    assert summary.failed == {FAILING}
+    assert _of(await h.alerts(state="firing", rule="behind"), FAILING) == held
+
+    # fixed: the next pass judges c0 again, on the figures it missed
+    notifier_breaker.on = False
+    await h.advance(timedelta(minutes=1))
+    after = _of(await h.alerts(state="firing", rule="behind"), FAILING)
+    assert ("00004", "cccd_collected") not in after
+    assert {("00007", "cccd_collected"), ("00010", "cccd_collected")} <= set(after) < set(held)
+    assert _failing((await h.api.get("/metrics")).text, "notifier", FAILING) == 0.0
+
+
+async def _figures(conn: asyncpg.Connection) -> dict[str, set[tuple[Any, ...]]]:
+    out: dict[str, set[tuple[Any, ...]]] = {}
+    for r in await conn.fetch("SELECT * FROM board_figures"):
+        row = dict(r)
+        out.setdefault(row.pop("campaign_id"), set()).add(tuple(sorted(row.items())))
+    return out
+
+
+async def test_the_boards_figures_of_the_others_are_refreshed(
+    database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    starts_at = datetime(2023, 5, 10, 3, 0, tzinfo=UTC)
+    now = starts_at + timedelta(days=10)
+    await build_world(database, starts_at=starts_at)
+    await build_world(
+        database,
+        starts_at=starts_at,
+        targets=dict.fromkeys(WARDS, 500),
+        campaign_id=FAILING,
+    )
+    metrics = AggregatorMetrics()
+    isolation = CampaignIsolation(metrics.campaign_failing)
+    breaker = Breaker(monkeypatch, services.aggregator.snapshot, "judge_campaign")
+    breaker.on = False
+
+    def failing() -> float | None:
+        return metrics.registry.get_sample_value(
+            "tiendo_aggregator_campaign_failing", {"campaign": FAILING}
+        )
+
+    conn = await asyncpg.connect(database)
+    try:
+        whole = await unit_figures(conn, 9, now, isolation=isolation)
+        both = await _figures(conn)
+        assert set(both) == {"c1", FAILING}
+        assert {u.campaign for u in whole.units} == {"c1", FAILING}
+
+        breaker.on = True
+        part = await unit_figures(conn, 9, now, isolation=isolation)
+        # c1's figures exactly as when both were judged; c0's gone from the boards, not
+        # shown as they were minutes ago as if current
+        assert await _figures(conn) == {"c1": both["c1"]}
+        assert {u.campaign for u in part.units} == {"c1"}
+        assert isolation.failing == {FAILING}
+        assert failing() == 1.0
+
+        breaker.on = False
+        await unit_figures(conn, 9, now, isolation=isolation)
+        assert await _figures(conn) == both
+        assert isolation.failing == frozenset()
+        assert failing() == 0.0
+    finally:
+        await conn.close()
