@@ -21,6 +21,7 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 from prometheus_client import Gauge
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_random
 
 from services.aggregator import feed
 from services.aggregator.fetching import fetch_parts
@@ -41,6 +42,11 @@ from tiendo.logs import get_logger
 from tiendo.producers import ReplacedProducer, acknowledged
 
 log = get_logger(__name__)
+
+# What PostgreSQL fails a part's transaction with when it lost to another's locks: the
+# part is applied again (`Applier._again`), up to PART_ATTEMPTS more times.
+LOST_TO_A_DEADLOCK = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
+PART_ATTEMPTS = 3
 
 
 def _dead_letter(u: counting.Unappliable, payloads: dict[tuple[int, int], bytes]) -> DeadLetter:
@@ -333,20 +339,52 @@ class Applier:
         the others are over: each of them commits or fails on its own. (Cancelling them
         stalled the consumer: two parts that deadlock lose one transaction to
         PostgreSQL's detector, and cancelling the other too left nothing committed, so
-        the restart fetched the same round and deadlocked again, 40 times in 8 minutes.)"""
+        the restart fetched the same round and deadlocked again, 40 times in 8 minutes.)
+        A part the detector failed is applied again (`_again`) before the round is over."""
         outcomes = await asyncio.gather(
             *(self.apply_prepared(c, p) for c, p in zip(conns, parts, strict=False)),
             return_exceptions=True,
         )
-        for outcome in outcomes:
-            if isinstance(outcome, BaseException):
-                # (the supervisor logs and restarts on the error itself, as with one part)
-                raise outcome
+        failure: BaseException | None = None
+        for conn, part, outcome in zip(conns, parts, outcomes, strict=False):
+            if isinstance(outcome, LOST_TO_A_DEADLOCK):
+                try:
+                    await self._again(conn, part, outcome)
+                except Exception as e:
+                    failure = failure or e
+            elif isinstance(outcome, BaseException):
+                failure = failure or outcome
+        if failure is not None:
+            # (the supervisor logs and restarts on the error itself, as with one part)
+            raise failure
+
+    async def _again(self, conn: Any, part: Prepared, error: Exception) -> None:
+        """Apply a part again after PostgreSQL's deadlock detector failed it, at once,
+        on its own connection: its transaction left nothing behind, and the sibling it
+        waited on is over. Failing instead restarted the consumer, whose rejoin
+        rebalanced every replica's partitions: seconds without counting, for a lock
+        order the next attempt almost never meets again (another replica's batch can)."""
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type(LOST_TO_A_DEADLOCK),
+            stop=stop_after_attempt(PART_ATTEMPTS),
+            wait=wait_random(0, 0.05),
+            reraise=True,
+        ):
+            with attempt:
+                self._metrics.parts_applied_again.inc()
+                log.warning(
+                    "part_applied_again",
+                    partitions=sorted(part.next_offsets),
+                    attempt=attempt.retry_state.attempt_number,
+                    error=str(error),
+                )
+                await self.apply_prepared(conn, part)
 
     async def apply_prepared(self, conn: Any, prepared: Prepared) -> None:
         """One transaction: dedup, count, roll up, dead letters and the next offsets."""
         started = time.perf_counter()
-        rows, payloads, dead = prepared.rows, prepared.payloads, prepared.dead
+        # (a copy: a part applied again starts from its own dead letters, not the last try's)
+        rows, payloads, dead = prepared.rows, prepared.payloads, list(prepared.dead)
         next_offsets, received = prepared.next_offsets, prepared.received
         async with conn.transaction():
             # under the apply lock: an admin change has committed, or waits for this batch

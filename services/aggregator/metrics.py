@@ -189,6 +189,11 @@ class AggregatorMetrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=r,
         )
+        self.parts_applied_again = Counter(
+            "tiendo_aggregator_parts_applied_again_total",
+            "A round's part applied again after PostgreSQL's deadlock detector failed it",
+            registry=r,
+        )
         self.freshness = Histogram(
             "tiendo_aggregator_event_freshness_seconds",
             "From ingest acceptance to the counter commit",

@@ -10,6 +10,7 @@ replica applied its three partitions on three connections. Here the failed part'
 connection is closed before its transaction starts, so that it fails while its sibling is
 still applying, whatever the box's speed."""
 
+import asyncio
 import random
 from datetime import UTC, datetime, timedelta
 
@@ -84,5 +85,69 @@ async def test_a_failed_part_leaves_its_sibling_to_commit(
         await assert_counted_once(applying, database, events[:EVENTS])
     finally:
         await applying.close()
+        await pool.close()
+        await producers.stop()
+
+
+async def _waiting_for_a_lock(observer: asyncpg.Connection, pid: int) -> bool:
+    row = await observer.fetchrow(
+        "SELECT wait_event_type FROM pg_stat_activity WHERE pid = $1", pid
+    )
+    return row is not None and row["wait_event_type"] == "Lock"
+
+
+async def test_a_part_lost_to_a_deadlock_is_applied_again(
+    database: str, kafka: KafkaBroker, topics: Topics
+) -> None:
+    """A real deadlock, made on purpose: another transaction holds a ward's counter that
+    the part locks after taking the apply lock (shared), then asks for the apply lock
+    itself (exclusive, as a re-plan does). The part waited first, so PostgreSQL's detector
+    fails the part; it is applied again once the other transaction commits, in the same
+    round, without failing the consumer."""
+    await build_world(database, starts_at=START)
+    events = spread_stream(random.Random(7), EVENTS, START)
+    settings = AggregatorSettings(
+        database_url=database, kafka_bootstrap=kafka.bootstrap, **topics.kwargs()
+    )
+    producers = ReplacedProducer(lambda: reliable_producer(kafka.bootstrap, client_id="test-dl"))
+    pool = await asyncpg.create_pool(database, min_size=0, max_size=1)
+    metrics = AggregatorMetrics()
+    applier = Applier(settings, pool, producers, metrics, SystemClock(), publish_feed=False)
+    applying, other = await asyncpg.connect(database), await asyncpg.connect(database)
+    observer = await asyncpg.connect(database)
+    try:
+        await apply_sql.prepare(applying)
+        # the detector runs in the backend whose wait passes deadlock_timeout first: here
+        # the part's, however slow the box
+        await other.execute("SET deadlock_timeout = '60s'")
+        ward = str(events[0]["unit"])
+        blocking = other.transaction()
+        await blocking.start()
+        await other.execute(
+            "SELECT 1 FROM progress WHERE campaign_id = 'c1' AND unit = $1 FOR UPDATE", ward
+        )
+        part = asyncio.create_task(applier.apply_parts([applying], [_part(0, events)]))
+        pid = applying.get_server_pid()
+        for _ in range(600):
+            if await _waiting_for_a_lock(observer, pid):
+                break
+            await asyncio.sleep(0.05)
+        assert await _waiting_for_a_lock(observer, pid), "the part never waited for the ward"
+        # the cycle: the part waits for the ward, this waits for the part's apply lock;
+        # granted once the detector has failed the part
+        await other.execute(apply_sql.LOCK_REPLAN)
+        await blocking.commit()
+        await asyncio.wait_for(part, 60)
+        assert (
+            metrics.registry.get_sample_value("tiendo_aggregator_parts_applied_again_total") == 1.0
+        )
+        offsets = await position_sql.load_offsets(
+            applying, settings.group_id, settings.topic_events
+        )
+        assert offsets == {0: EVENTS}
+        await assert_counted_once(applying, database, events)
+    finally:
+        for conn in (applying, other, observer):
+            await conn.close()
         await pool.close()
         await producers.stop()
