@@ -28,6 +28,7 @@ from tests.support.identities import READER
 from tests.support.notifier import behind_only_evaluator
 from tests.support.stack import Topics, aggregator_settings, running
 from tiendo import counting
+from tiendo.board import repository as board
 from tiendo.clock import ManualClock
 from tiendo.database import create_pool
 from tiendo.event import Event, Kind
@@ -47,6 +48,22 @@ async def aggregator(
     settings = aggregator_settings(database, kafka.bootstrap, topics, consume=False)
     async with running(create_aggregator(settings)) as c:
         yield c
+
+
+# The aggregator's loops that move a campaign onto its tree (`tree_check`, and the metric
+# refresh, which moves a passed campaign before it judges) asleep after their first beat:
+# the tests move the counters themselves, at the moments they choose.
+ASLEEP = {"campaign_check_seconds": 3600, "metrics_refresh_seconds": 3600}
+
+
+async def _beat(conn: asyncpg.Connection, at: datetime) -> None:
+    """`tree_check`'s beat at `at`: the campaign's counters on the tree it reports on then
+    (the aggregator's own first beats may have moved them already)."""
+    async with conn.transaction():
+        await cutover.replan_passed(conn, at)
+    campaign = await board.campaign(conn, "span")
+    assert campaign is not None
+    assert campaign.counters_on_tree(at)
 
 
 @dataclass(frozen=True)
@@ -188,16 +205,13 @@ async def test_live_reads_the_new_tree_from_the_moment_it_is_in_force(
     campaign's counters are moved onto them (the aggregator's `tree_check` loop, here
     asleep for an hour, as it would be between two beats)."""
     clock = ManualClock(CUT - timedelta(minutes=5))
-    settings = aggregator_settings(
-        database, kafka.bootstrap, topics, consume=False, campaign_check_seconds=3600
-    )
+    settings = aggregator_settings(database, kafka.bootstrap, topics, consume=False, **ASLEEP)
     async with running(create_aggregator(settings, clock)) as aggregator:
         span = await _span_campaign(aggregator, database)
         conn = await asyncpg.connect(database)
         try:
             # the loop's beat on the last evening of June: the counters on the wards
-            async with conn.transaction():
-                assert await cutover.replan_passed(conn, clock.now()) == ["span"]
+            await _beat(conn, clock.now())
             communes = await _codes_at(conn, 2, CUT)
             assert len(communes) == 126
             # the first reports of July, from the communes, a few seconds after midnight
@@ -254,9 +268,9 @@ async def test_the_notifier_waits_for_the_counters_to_reach_the_new_tree(
     # The aggregator only loads the trees and the campaign. Its loops re-plan on its own
     # clock: on today's, they moved the campaign onto its deadline's tree whenever their
     # beat fell inside the window this test holds the counters in.
-    settings = aggregator_settings(database, kafka.bootstrap, topics, consume=False)
+    loading = aggregator_settings(database, kafka.bootstrap, topics, consume=False, **ASLEEP)
     clock = ManualClock(CUT - timedelta(minutes=5))
-    async with running(create_aggregator(settings, clock)) as aggregator:
+    async with running(create_aggregator(loading, clock)) as aggregator:
         await _span_campaign(aggregator, database)
     pool = await create_pool(database, max_size=4)
     conn = await asyncpg.connect(database)
@@ -281,8 +295,7 @@ async def test_the_notifier_waits_for_the_counters_to_reach_the_new_tree(
             return {kinds.get((r["level"], r["new"]), "communes") for r in rows}
 
         before = CUT - timedelta(minutes=5)
-        async with conn.transaction():
-            assert await cutover.replan_passed(conn, before) == ["span"]
+        await _beat(conn, before)
         await evaluator.evaluate_at(pool, before)
         # most wards are far behind the month's plan a third of the way in
         assert await units_firing() == {"city", "districts", "wards"}
