@@ -134,7 +134,7 @@ ORDER BY channel, status
             "Thư chết (dead letters)",
             "Events that can never be applied (undecodable, unknown unit or indicator), sent "
             "to the dead-letter topic, by reason, since the aggregator started.",
-            g.at(8, 8),
+            g.at(6, 8),
             prom("sum by (reason) (tiendo_aggregator_dead_letters_total)", "{{reason}}"),
         ).thresholds(ALARM),
         panel(
@@ -142,11 +142,24 @@ ORDER BY channel, status
             "Tuổi số liệu theo đơn vị",
             "Seconds since the per-unit metrics and the boards' stored figures were "
             "recomputed (they refresh in the background every metrics_refresh_seconds).",
-            g.at(8, 8),
+            g.at(5, 8),
             prom("time() - max(tiendo_aggregator_unit_snapshot_timestamp_seconds)", "tuổi"),
         )
         .unit("s")
         .thresholds(thresholds((None, "green"), (60.0, "orange"), (300.0, "red"))),
+        panel(
+            stat.Panel(),
+            "Đợt bị bỏ qua",
+            "1 for a campaign left out: its stored definition fails validation (not counted, "
+            "docs/admin.md), or judging it raises (left out of the boards' refresh and the "
+            "notifier's evaluation, its alerts held; docs/alerts.md). 0 for the others.",
+            g.at(5, 8),
+            prom(
+                'max by (campaign) ({__name__=~"tiendo_(aggregator|notifier)_campaign_'
+                '(unusable|failing)"})',
+                "{{campaign}}",
+            ),
+        ).thresholds(ALARM),
         sql_table(
             "Thư chết gần nhất",
             "The latest dead letters recorded by the aggregator (PostgreSQL).",
