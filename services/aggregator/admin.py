@@ -137,10 +137,13 @@ async def check_campaign(
         raise ReferenceError(problems)
 
 
-async def upsert_units(conn: Connection, units: Sequence[UnitIn], actor: str) -> int:
+async def upsert_units(
+    conn: Connection, units: Sequence[UnitIn], actor: str, *, now: datetime | None = None
+) -> int:
     """Insert or update units (parents may come after children in the list); their
     contact columns go to the notifier. Codes are read in the tree in force: a correction
-    never rewrites a version a later one replaced (docs/units-over-time.md)."""
+    never rewrites a version a later one replaced (docs/units-over-time.md). `now`: the
+    caller's clock, which the campaigns are re-planned at (None: the database's)."""
     await conn.execute(apply_sql.LOCK_REPLAN)
     units = await _in_force(conn, units)
     await _refuse_repeats_and_unknown_parents(conn, units)
@@ -170,7 +173,7 @@ async def upsert_units(conn: Connection, units: Sequence[UnitIn], actor: str) ->
         details={"codes": [u.code for u in units][:100]},
     )
     for campaign_id in await reference_sql.campaign_ids(conn):
-        await replan(conn, campaign_id)
+        await replan(conn, campaign_id, now=now)
     return len(units)
 
 
@@ -223,7 +226,16 @@ def _day(moment: datetime | None) -> str:
     return moment.astimezone(TREE_ZONE).date().isoformat() if moment else ""
 
 
-async def upsert_campaign(conn: Connection, campaign_id: str, c: CampaignIn, actor: str) -> None:
+async def upsert_campaign(
+    conn: Connection,
+    campaign_id: str,
+    c: CampaignIn,
+    actor: str,
+    *,
+    now: datetime | None = None,
+) -> None:
+    """Create or change a campaign, re-planned and recounted on the tree it reports on at
+    `now` (the caller's clock; None: the database's)."""
     await conn.execute(apply_sql.LOCK_REPLAN)
     stored = await guard.target_deadlines(conn, campaign_id)
     campaign = c.campaign(campaign_id)
@@ -236,12 +248,18 @@ async def upsert_campaign(conn: Connection, campaign_id: str, c: CampaignIn, act
         subject=campaign_id,
         details=c.model_dump(mode="json"),
     )
-    await replan(conn, campaign_id, recount=True)
+    await replan(conn, campaign_id, recount=True, now=now)
 
 
 async def upsert_targets(
-    conn: Connection, campaign_id: str, targets: Sequence[TargetIn], actor: str
+    conn: Connection,
+    campaign_id: str,
+    targets: Sequence[TargetIn],
+    actor: str,
+    *,
+    now: datetime | None = None,
 ) -> int:
+    """Insert or update targets, the campaign re-planned at `now` (as `upsert_campaign`)."""
     await conn.execute(apply_sql.LOCK_REPLAN)
     indicators = await reference_sql.campaign_indicators(conn, campaign_id)
     if indicators is None:
@@ -284,7 +302,7 @@ async def upsert_targets(
         subject=campaign_id,
         details={"count": len(targets)},
     )
-    await replan(conn, campaign_id, recount=True)
+    await replan(conn, campaign_id, recount=True, now=now)
     return len(targets)
 
 

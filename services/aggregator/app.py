@@ -427,7 +427,8 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
             await guard.refresh(conn)
         return result
 
-    app.include_router(tree_routes(access, _admin_call))
+    # admin changes re-plan the campaigns at the service's clock, as its loops do
+    app.include_router(tree_routes(access, _admin_call, clock))
     app.include_router(comparison_routes(access, clock))
 
     @app.put(
@@ -441,7 +442,9 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
         pool: Pool,
         who: Admin,
     ) -> dict[str, int]:
-        n = await _admin_call(pool, lambda conn: admin.upsert_units(conn, units, who.name))
+        n = await _admin_call(
+            pool, lambda conn: admin.upsert_units(conn, units, who.name, now=clock.now())
+        )
         return {"upserted": n}
 
     @app.put(
@@ -454,7 +457,7 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
         campaign_id: CampaignId, body: admin.CampaignIn, pool: Pool, who: Admin
     ) -> CampaignOut:
         async def change(conn: Connection) -> Campaign:
-            await admin.upsert_campaign(conn, campaign_id, body, who.name)
+            await admin.upsert_campaign(conn, campaign_id, body, who.name, now=clock.now())
             return await campaign_of(conn, campaign_id)  # upserted in this transaction
 
         return campaign_out(await _admin_call(pool, change))
@@ -472,7 +475,10 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
         who: Admin,
     ) -> dict[str, int]:
         n = await _admin_call(
-            pool, lambda conn: admin.upsert_targets(conn, campaign_id, targets, who.name)
+            pool,
+            lambda conn: admin.upsert_targets(
+                conn, campaign_id, targets, who.name, now=clock.now()
+            ),
         )
         return {"upserted": n}
 

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 
 from services.aggregator.repository import tree as tree_sql
 from services.aggregator.tree_load import TreeVersionIn, TreeVersionOut, load_tree_version
+from tiendo.clock import Clock
 from tiendo.database import Connection
 from tiendo.dependencies import Pool
 from tiendo.identity.guard import Guard
@@ -59,7 +60,7 @@ def visible(who: Identity, key: str, ancestors: tuple[str, ...]) -> bool:
     )
 
 
-def tree_routes(access: Guard, admin_call: "AdminCall[TreeVersionOut]") -> APIRouter:
+def tree_routes(access: Guard, admin_call: "AdminCall[TreeVersionOut]", clock: Clock) -> APIRouter:
     router = APIRouter()
     Reader = Annotated[Identity, Depends(access.require(Role.reader, Role.admin))]
     Admin = Annotated[Identity, Depends(access.require(Role.admin))]
@@ -89,7 +90,8 @@ def tree_routes(access: Guard, admin_call: "AdminCall[TreeVersionOut]") -> APIRo
         who: Admin,
     ) -> TreeVersionOut:
         return await admin_call(
-            pool, lambda conn: load_tree_version(conn, valid_from, body, who.name)
+            pool,
+            lambda conn: load_tree_version(conn, valid_from, body, who.name, now=clock.now()),
         )
 
     @router.get(

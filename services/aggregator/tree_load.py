@@ -79,13 +79,14 @@ class TreeVersionOut(BaseModel):
 
 
 async def load_tree_version(
-    conn: Connection, day: date, body: TreeVersionIn, actor: str
+    conn: Connection, day: date, body: TreeVersionIn, actor: str, *, now: datetime | None = None
 ) -> TreeVersionOut:
     """Load `body` as the tree in force from `day`, or raise ReferenceError listing every
-    bad row (`field`: units or crosswalk; `index`: the row in that list)."""
+    bad row (`field`: units or crosswalk; `index`: the row in that list). `now`: the
+    caller's clock, which the campaigns are re-planned at (None: the database's)."""
     # A cut-over is loaded for good (trees load in day order, and nothing unloads one): a
     # mistyped year would block every real one after it.
-    today = datetime.now(UTC).date()
+    today = (now or datetime.now(UTC)).date()
     if not EARLIEST_DAY <= day <= today + timedelta(days=LATEST_AHEAD_DAYS):
         raise ReferenceError(
             [
@@ -120,7 +121,7 @@ async def load_tree_version(
         details=_summary(plan),
     )
     await tree_sql.after_tree_change(conn)
-    await cutover.after_tree_change(conn)
+    await cutover.after_tree_change(conn, now)
     return TreeVersionOut(
         valid_from=day,
         continued=len(plan.continued),
