@@ -145,7 +145,7 @@ async def upsert_units(
     never rewrites a version a later one replaced (docs/units-over-time.md). `now`: the
     caller's clock, which the campaigns are re-planned at (None: the database's)."""
     await conn.execute(apply_sql.LOCK_REPLAN)
-    units = await _in_force(conn, units)
+    units = await _in_force(conn, units, now)
     await _refuse_repeats_and_unknown_parents(conn, units)
     rows = [reference_sql.Unit(u.code, u.name, u.type, u.level, u.parent_code) for u in units]
     await reference_sql.upsert_units(
@@ -196,11 +196,14 @@ async def _refuse_repeats_and_unknown_parents(conn: Connection, units: Sequence[
         raise ReferenceError(problems[:50])
 
 
-async def _in_force(conn: Connection, units: Sequence[UnitIn]) -> list[UnitIn]:
-    """The rows with each official code (and parent) as the key of its version in force;
-    ReferenceError for a retired code, which the tree in force no longer has."""
+async def _in_force(conn: Connection, units: Sequence[UnitIn], at: datetime | None) -> list[UnitIn]:
+    """The rows with each official code (and parent) as the key of its version in force at
+    `at` (None: the database's clock); ReferenceError for a retired code, which the tree
+    in force no longer has."""
     now = await tree_sql.codes_now(
-        conn, sorted({u.code for u in units} | {u.parent_code for u in units if u.parent_code})
+        conn,
+        sorted({u.code for u in units} | {u.parent_code for u in units if u.parent_code}),
+        at,
     )
     retired = [
         Problem(field, f"{code} was retired on {_day(now[code][1])}; load a tree version", i)

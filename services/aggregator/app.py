@@ -156,7 +156,7 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
                     guard.ids,
                     isolation,
                 )
-                await store_comparisons(conn, clock.now())
+                await store_comparisons(conn, clock.now(), isolation.failing)
             beat()
             await asyncio.sleep(settings.metrics_refresh_seconds)
 

@@ -8,6 +8,7 @@ exactly for whole transfers and by shares for split ones; what a split without s
 left behind stays at the unit above (the root's figure includes it, no child's does, and
 the reply says how much)."""
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated
@@ -133,16 +134,20 @@ async def compare(
     )
 
 
-async def store_comparisons(conn: Connection, now: datetime) -> int:
+async def store_comparisons(conn: Connection, now: datetime, failing: Collection[str] = ()) -> int:
     """The boards' comparisons (aggregator migration 013): every campaign against the one
     before it (the latest that ended by its start and shares an indicator), at the last
     whole day it has run, for the roots of its tree and their children; rewritten when
-    older than `STORED_MAX_AGE`. Returns how many rows were written."""
+    older than `STORED_MAX_AGE`. Returns how many rows were written. `failing`: campaigns
+    whose judging fails (tiendo.board.isolation), left out as the board refresh leaves
+    them out: comparing them would fail the same way, and the refresh with them."""
     campaigns = {c.id: c for c in await reference_sql.campaigns(conn)}
     written = 0
     for pair in await comparisons_sql.pairs(conn):
         campaign, other = campaigns.get(pair.campaign_id), campaigns.get(pair.other_id)
         if campaign is None or other is None or now < campaign.starts_at + DAY:
+            continue
+        if campaign.id in failing or other.id in failing:
             continue
         if not (campaign.judgeable() and other.judgeable()):
             continue  # a campaign whose time zone is gone is left out everywhere

@@ -364,6 +364,7 @@ class Applier:
         waited on is over. Failing instead restarted the consumer, whose rejoin
         rebalanced every replica's partitions: seconds without counting, for a lock
         order the next attempt almost never meets again (another replica's batch can)."""
+        last = error
         async for attempt in AsyncRetrying(
             retry=retry_if_exception_type(LOST_TO_A_DEADLOCK),
             stop=stop_after_attempt(PART_ATTEMPTS),
@@ -376,9 +377,13 @@ class Applier:
                     "part_applied_again",
                     partitions=sorted(part.next_offsets),
                     attempt=attempt.retry_state.attempt_number,
-                    error=str(error),
+                    error=str(last),
                 )
-                await self.apply_prepared(conn, part)
+                try:
+                    await self.apply_prepared(conn, part)
+                except LOST_TO_A_DEADLOCK as e:
+                    last = e
+                    raise
 
     async def apply_prepared(self, conn: Any, prepared: Prepared) -> None:
         """One transaction: dedup, count, roll up, dead letters and the next offsets."""
@@ -406,6 +411,16 @@ class Applier:
             changed = await feed.load(conn, outcome.changed) if self._publish_feed else []
         committed_at = self._clock.now()
         m = self._metrics
+        # (after the commit: a part applied again would count its dead letters twice)
+        for d in dead:
+            m.dead_letters.labels(_kind(d)).inc()
+            log.warning(
+                "event_dead_lettered",
+                partition=d.partition,
+                offset=d.offset,
+                event_id=d.event_id,
+                reason=d.reason,
+            )
         m.events_applied.inc(outcome.new_events)
         m.duplicates.inc(len(rows) - outcome.new_events - sum(1 for d in dead if d.event_id))
         m.batches.observe(time.perf_counter() - started)
@@ -443,14 +458,6 @@ class Applier:
             await acknowledged(futures, PUBLISH_TIMEOUT)
         for d in dead:
             await position_sql.save_dead_letter(conn, self._settings.topic_events, d)
-            self._metrics.dead_letters.labels(_kind(d)).inc()
-            log.warning(
-                "event_dead_lettered",
-                partition=d.partition,
-                offset=d.offset,
-                event_id=d.event_id,
-                reason=d.reason,
-            )
 
     async def _publish(self, counters: list[Counter], computed_at: datetime) -> None:
         async with self._pool.acquire() as conn:

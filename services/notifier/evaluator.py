@@ -126,18 +126,20 @@ class Evaluator:
                     return await judge_keys(conn, campaign, keys, at, self._window)
 
                 read_keys = await self._isolation.each(
-                    conn, [campaigns[c] for c in sorted(wanted)], of_keys
+                    conn, [campaigns[c] for c in sorted(wanted)], of_keys, whole=False
                 )
                 judged = [j for js in read_keys.values() for j in js]
                 done = set(read_keys)
                 ranks = {}
                 t = summary.timed("board", t)
             # A campaign whose judging failed is left out as a waiting one is: its alerts
-            # stay as they are, it is not marked evaluated (tiendo.board.isolation).
+            # stay as they are (not closed, not escalated), it is not marked evaluated, its
+            # commitments wait (tiendo.board.isolation).
             summary.failed = wanted - done
             wanted -= summary.failed
             held = waiting | summary.failed
             open_ = {k: a for k, a in open_.items() if k.key.campaign_id not in held}
+            judging = {c: campaign for c, campaign in campaigns.items() if c not in held}
         todo, touched = self._judge(judged, campaigns, policies, open_, ranks, at, full)
         t = summary.timed("judge", t)
         async with pool.acquire() as conn:
@@ -154,7 +156,7 @@ class Evaluator:
                 self._metrics.transitions.labels(c.rule.value, c.change.value).inc()
             t = summary.timed("lifecycle", t)
             if full:
-                await escalate(conn, policies, campaigns, at, summary, self._metrics)
+                await escalate(conn, policies, judging, at, summary, self._metrics)
                 t = summary.timed("escalate", t)
             await self._planner.plan(conn, policies, campaigns, self._default(), at, summary)
             t = summary.timed("groups", t)
@@ -171,7 +173,7 @@ class Evaluator:
                     self._outgoing,
                 )
                 t = summary.timed("digests", t)
-                await check_commitments(conn, campaigns, policies, at, self._outgoing, summary)
+                await check_commitments(conn, judging, policies, at, self._outgoing, summary)
                 t = summary.timed("commitments", t)
             counts = await alert_sql.count_firing(conn)
             summary.timed("count", t)

@@ -22,6 +22,7 @@ from services.aggregator.metrics import AggregatorMetrics
 from services.aggregator.snapshot import unit_figures
 from tests.support.notifier import BEHIND_ONLY, Harness, progress
 from tests.support.world import WARDS, build_world
+from tiendo.board import repository as board
 from tiendo.board.campaign import Campaign
 from tiendo.board.isolation import CampaignIsolation
 from tiendo.counting import Key
@@ -68,8 +69,11 @@ async def _second_campaign(h: Harness) -> None:
 
 
 def _of(alerts: list[dict[str, Any]], campaign: str) -> dict[tuple[str, str], dict[str, Any]]:
+    """Each alert of the campaign as it stands: state, figures, when last evaluated."""
     return {
-        (a["unit"], a["indicator"]): {k: a[k] for k in ("id", "state", "details")}
+        (a["unit"], a["indicator"]): {
+            k: a[k] for k in ("id", "state", "details", "last_evaluated_at", "escalation_level")
+        }
         for a in alerts
         if a["campaign_id"] == campaign
     }
@@ -103,8 +107,11 @@ async def test_the_notifier_judges_the_others_and_holds_the_failing_ones_alerts(
     during = await h.alerts(state="firing", rule="behind")
     assert ("00004", "cccd_collected") not in _of(during, "c1")
     assert _of(during, "c1")  # the others of c1 still judged, still firing
-    # c0's alerts are as they were: not judged, not closed as gone, figures unchanged
+    # c0's alerts are as they were: not judged, not closed as gone, figures unchanged,
+    # not marked evaluated at the new moment (c1's are)
     assert _of(during, FAILING) == held
+    c1_then, c1_now = _of(before, "c1"), _of(during, "c1")
+    assert all(c1_now[k]["last_evaluated_at"] != c1_then[k]["last_evaluated_at"] for k in c1_now)
     metrics = (await h.api.get("/metrics")).text
     assert _failing(metrics, "notifier", FAILING) == 1.0
     assert _failing(metrics, "notifier", "c1") == 0.0
@@ -166,12 +173,22 @@ async def test_the_boards_figures_of_the_others_are_refreshed(
         assert {u.campaign for u in whole.units} == {"c1", FAILING}
 
         breaker.on = True
-        part = await unit_figures(conn, 9, now, isolation=isolation)
+        # inside a transaction of the caller's: the failed campaign's is a savepoint, so
+        # the caller's transaction goes on (and c1 after c0 on it)
+        async with conn.transaction():
+            part = await unit_figures(conn, 9, now, isolation=isolation)
         # c1's figures exactly as when both were judged; c0's gone from the boards, not
         # shown as they were minutes ago as if current
         assert await _figures(conn) == {"c1": both["c1"]}
         assert {u.campaign for u in part.units} == {"c1"}
         assert isolation.failing == {FAILING}
+        assert failing() == 1.0
+        # a campaign no whole pass judges any more (here: flagged unusable) is forgotten
+        await unit_figures(conn, 9, now, unusable=[FAILING], isolation=isolation)
+        assert isolation.failing == frozenset()
+        assert failing() is None
+        breaker.on = True
+        await unit_figures(conn, 9, now, isolation=isolation)
         assert failing() == 1.0
 
         breaker.on = False
@@ -179,5 +196,26 @@ async def test_the_boards_figures_of_the_others_are_refreshed(
         assert await _figures(conn) == both
         assert isolation.failing == frozenset()
         assert failing() == 0.0
+    finally:
+        await conn.close()
+
+
+async def test_what_is_not_the_campaigns_fails_the_pass(database: str) -> None:
+    """A connection lost in the middle of a campaign is not that campaign's bug: every
+    campaign after it would fail the same way, so the pass fails, as it did before."""
+    starts_at = datetime(2023, 5, 10, 3, 0, tzinfo=UTC)
+    await build_world(database, starts_at=starts_at)
+    conn = await asyncpg.connect(database)
+    isolation = CampaignIsolation()
+    try:
+        campaign = await board.campaign(conn, "c1")
+        assert campaign is not None
+
+        async def lost(c: Campaign) -> None:
+            await conn.execute("SELECT pg_terminate_backend($1)", conn.get_server_pid())
+
+        with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError, OSError)):
+            await isolation.each(conn, [campaign], lost)
+        assert isolation.failing == frozenset()
     finally:
         await conn.close()

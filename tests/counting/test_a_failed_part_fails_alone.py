@@ -117,8 +117,10 @@ async def test_a_part_lost_to_a_deadlock_is_applied_again(
     observer = await asyncpg.connect(database)
     try:
         await apply_sql.prepare(applying)
-        # the detector runs in the backend whose wait passes deadlock_timeout first: here
-        # the part's, however slow the box
+        # PostgreSQL looks for a cycle once per wait, in the waiting backend, when its
+        # deadlock_timeout passes: the part's looks 5 s into its wait, long after the cycle
+        # is made, and before the other's would (60 s), however slow the box
+        await applying.execute("SET deadlock_timeout = '5s'")
         await other.execute("SET deadlock_timeout = '60s'")
         ward = str(events[0]["unit"])
         blocking = other.transaction()

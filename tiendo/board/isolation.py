@@ -6,16 +6,19 @@ stalled unit's projection overflowed) failed the whole pass, and every pass afte
 that until a fix shipped no campaign was alerted on and no board was refreshed. Now such
 a campaign is left out of the pass: the others are judged as before, its open alerts stay
 as they are (not judged, not closed as gone), and the failure is logged and exported as a
-gauge (`tiendo_{service}_campaign_failing`) until a pass judges it again.
+gauge (`tiendo_{service}_campaign_failing`) until a whole pass judges it again.
 
 The failure is only known by running the campaign's work, so it is caught here, around
 each campaign's, in a transaction of its own: a PostgreSQL error leaves the connection
 usable for the next campaign (as a savepoint when the caller's work is in a transaction).
+What is not the campaign's (the connection lost, the server shutting down) fails the
+pass as before: every campaign after it would fail the same way, and none is to blame.
 """
 
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TypeVar
 
+import asyncpg
 from prometheus_client import Gauge
 
 from tiendo.board.campaign import Campaign
@@ -26,6 +29,14 @@ log = get_logger(__name__)
 
 T = TypeVar("T")
 
+# Errors of the connection or the server, not of one campaign's data.
+NOT_THE_CAMPAIGNS = (
+    OSError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.OperatorInterventionError,
+)
+
 
 class CampaignIsolation:
     """Runs each campaign's work of a pass apart; remembers which campaigns fail."""
@@ -34,10 +45,11 @@ class CampaignIsolation:
         self._gauge = gauge
         # campaign → the failure last logged with its traceback (a changed one is logged again)
         self._failing: dict[str, str] = {}
+        self._labelled: set[str] = set()
 
     @property
     def failing(self) -> frozenset[str]:
-        """The campaigns whose work failed the last time it ran."""
+        """The campaigns whose work failed since a whole pass last judged them."""
         return frozenset(self._failing)
 
     async def each(
@@ -45,17 +57,31 @@ class CampaignIsolation:
         conn: Connection,
         campaigns: Iterable[Campaign],
         work: Callable[[Campaign], Awaitable[T]],
+        *,
+        whole: bool = True,
     ) -> dict[str, T]:
-        """`work` of each campaign, by id; a campaign whose work raised is missing."""
+        """`work` of each campaign, by id; a campaign whose work raised is missing.
+
+        `whole`: the pass judges every key of each campaign it is given, so a campaign it
+        judges is failing no more, and one it no longer judges at all (ended, deleted,
+        waiting for its tree) is forgotten. A partial pass (a feed update's few keys) only
+        adds failures: that it judged some keys says nothing of the others."""
         out: dict[str, T] = {}
+        given: set[str] = set()
         for campaign in campaigns:
+            given.add(campaign.id)
             try:
                 async with conn.transaction():
                     out[campaign.id] = await work(campaign)
             except Exception as e:  # any bug of one campaign's data or code
+                if isinstance(e, NOT_THE_CAMPAIGNS) or conn.is_closed():
+                    raise
                 self._failed(campaign.id, e)
             else:
-                self._judged(campaign.id)
+                if whole:
+                    self._judged(campaign.id)
+        if whole:
+            self._forget(given)
         return out
 
     def _failed(self, campaign_id: str, error: Exception) -> None:
@@ -66,11 +92,24 @@ class CampaignIsolation:
         else:
             log.error("campaign_still_failing", campaign=campaign_id, error=said)
         self._failing[campaign_id] = said
-        if self._gauge is not None:
-            self._gauge.labels(campaign_id).set(1)
+        self._set(campaign_id, 1)
 
     def _judged(self, campaign_id: str) -> None:
         if self._failing.pop(campaign_id, None) is not None:
             log.info("campaign_judged_again", campaign=campaign_id)
+        self._set(campaign_id, 0)
+
+    def _forget(self, given: set[str]) -> None:
+        """Campaigns a whole pass no longer judges: neither failing nor exported."""
+        for campaign_id in sorted(set(self._failing) - given):
+            del self._failing[campaign_id]
+            log.info("campaign_no_longer_judged", campaign=campaign_id)
         if self._gauge is not None:
-            self._gauge.labels(campaign_id).set(0)
+            for campaign_id in self._labelled - given:
+                self._gauge.remove(campaign_id)
+            self._labelled &= given
+
+    def _set(self, campaign_id: str, value: int) -> None:
+        if self._gauge is not None:
+            self._gauge.labels(campaign_id).set(value)
+            self._labelled.add(campaign_id)

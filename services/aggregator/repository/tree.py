@@ -65,8 +65,9 @@ WHERE code = $1
 # correction before the cut-over is to the version in force today).
 SELECT_CODES_NOW = """
 SELECT DISTINCT ON (admin_code) admin_code, code,
-       CASE WHEN now() < coalesce(valid_to, 'infinity') THEN NULL ELSE valid_to END AS valid_to
-FROM units WHERE admin_code = ANY ($1::text[]) AND valid_from <= now()
+       CASE WHEN coalesce($2, now()) < coalesce(valid_to, 'infinity') THEN NULL
+            ELSE valid_to END AS valid_to
+FROM units WHERE admin_code = ANY ($1::text[]) AND valid_from <= coalesce($2, now())
 ORDER BY admin_code, valid_from DESC
 """
 
@@ -182,11 +183,12 @@ async def correct_versions(conn: Connection, units: Sequence[Unit]) -> None:
 
 
 async def codes_now(
-    conn: Connection, codes: Sequence[str]
+    conn: Connection, codes: Sequence[str], now: datetime | None = None
 ) -> dict[str, tuple[str, datetime | None]]:
-    """For each official code the tree knows: (the key of its version in force, None), or
-    (its last version's key, when it closed) for a retired one."""
-    rows = await conn.fetch(SELECT_CODES_NOW, list(codes))
+    """For each official code the tree knows: (the key of its version in force at `now`
+    (None: the database's clock), None), or (its last version's key, when it closed) for a
+    code retired by then."""
+    rows = await conn.fetch(SELECT_CODES_NOW, list(codes), now)
     return {r["admin_code"]: (r["code"], r["valid_to"]) for r in rows}
 
 
