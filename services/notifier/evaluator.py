@@ -102,40 +102,31 @@ class Evaluator:
                 # running campaigns, and any with an alert still open (it ended: close it)
                 wanted = {c.id for c in campaigns.values() if in_play(c, at)}
                 wanted |= {k.key.campaign_id for k in open_ if k.key.campaign_id in campaigns}
-                wanted -= waiting
-                t = summary.timed("load", t)
-
-                async def in_full(campaign: Campaign) -> CampaignJudged:
-                    return CampaignJudged(
-                        await judge_targeted(conn, campaign, at, self._window),
-                        await briefing_ranks(conn, {campaign.id: campaign}, policies, at),
-                    )
-
-                read = await self._isolation.each(
-                    conn, [campaigns[c] for c in sorted(wanted)], in_full
-                )
-                judged = [j for r in read.values() for j in r.judged]
-                ranks = {k: v for r in read.values() for k, v in r.ranks.items()}
-                done = set(read)
-                t = summary.timed("board", t)
             else:
-                t = summary.timed("load", t)
-                wanted = {k.campaign_id for k in keys if k.campaign_id in campaigns} - waiting
+                wanted = {k.campaign_id for k in keys if k.campaign_id in campaigns}
+            wanted -= waiting
+            t = summary.timed("load", t)
 
-                async def of_keys(campaign: Campaign) -> list[Judged]:
-                    return await judge_keys(conn, campaign, keys, at, self._window)
-
-                read_keys = await self._isolation.each(
-                    conn, [campaigns[c] for c in sorted(wanted)], of_keys, whole=False
+            async def read(campaign: Campaign) -> CampaignJudged:
+                if keys is not None:  # a feed update: its keys, no ranks
+                    return CampaignJudged(
+                        await judge_keys(conn, campaign, keys, at, self._window), {}
+                    )
+                return CampaignJudged(
+                    await judge_targeted(conn, campaign, at, self._window),
+                    await briefing_ranks(conn, {campaign.id: campaign}, policies, at),
                 )
-                judged = [j for js in read_keys.values() for j in js]
-                done = set(read_keys)
-                ranks = {}
-                t = summary.timed("board", t)
+
+            done = await self._isolation.each(
+                conn, [campaigns[c] for c in sorted(wanted)], read, whole=full
+            )
+            judged = [j for r in done.values() for j in r.judged]
+            ranks = {k: v for r in done.values() for k, v in r.ranks.items()}
+            t = summary.timed("board", t)
             # A campaign whose judging failed is left out as a waiting one is: its alerts
             # stay as they are (not closed, not escalated), it is not marked evaluated, its
             # commitments wait (tiendo.board.isolation).
-            summary.failed = wanted - done
+            summary.failed = wanted - done.keys()
             wanted -= summary.failed
             held = waiting | summary.failed
             open_ = {k: a for k, a in open_.items() if k.key.campaign_id not in held}

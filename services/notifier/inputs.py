@@ -71,7 +71,8 @@ async def judge_keys(
 
 @dataclass(frozen=True, slots=True)
 class CampaignJudged:
-    """What a full pass reads of one campaign: its keys judged, its briefing's bottom ranks."""
+    """What a pass reads of one campaign: its keys judged, its briefing's bottom ranks (none
+    in a feed pass)."""
 
     judged: list[Judged]
     ranks: dict[Key, dict[str, Any]]
