@@ -68,6 +68,8 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
     clock = clock or SystemClock()
     metrics = AggregatorMetrics()
     guard = CampaignGuard(metrics.campaign_unusable)
+    # both loops that move campaigns across a cut-over: one whose move fails stays put
+    moves = CampaignIsolation(metrics.campaign_move_failing, work="move")
     supervisor = Supervisor(metrics.registry)
     access = Guard(settings, "tiendo-aggregator")
 
@@ -142,21 +144,26 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
     async def _refresh_metrics(pool: asyncpg.Pool, beat: Beat) -> None:
         window_values = WindowValues(timedelta(seconds=settings.metrics_window_refresh_seconds))
         isolation = CampaignIsolation(metrics.campaign_failing)
+        # apart from the figures': a campaign whose comparison fails still has its figures
+        # judged (and the other way round), and each kind of pass clears only its own
+        comparing = CampaignIsolation(metrics.campaign_comparison_failing, work="comparison")
         while True:
             async with pool.acquire() as conn:
                 # the figures of the tree each campaign reports on now: a cut-over that
                 # passed since `tree_check` last looked moves its counters first
                 async with conn.transaction():
-                    await cutover.replan_passed(conn, clock.now())
+                    await cutover.replan_passed(conn, clock.now(), moves, retry=False)
+                # a campaign whose move fails has live counters on a tree it no longer
+                # reports on: left out, as one flagged unusable is
                 metrics.units.snapshot = await unit_figures(
                     conn,
                     settings.metrics_unit_level,
                     clock.now(),
                     window_values,
-                    guard.ids,
+                    [*guard.ids, *sorted(moves.failing)],
                     isolation,
                 )
-                await store_comparisons(conn, clock.now(), isolation.failing)
+                await store_comparisons(conn, clock.now(), comparing)
             beat()
             await asyncio.sleep(settings.metrics_refresh_seconds)
 
@@ -170,10 +177,17 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
     async def _check_trees(pool: asyncpg.Pool, beat: Beat) -> None:
         # A cut-over passing a campaign moves its live counters onto the new tree: at its
         # moment (the readers meanwhile read `as_of` now, docs/units-over-time.md), and
-        # every period besides, for trees loaded by another replica.
+        # every period besides, for trees loaded by another replica. A campaign whose move
+        # failed is tried again only every `move_retry_seconds` (here, not in the refresh).
+        retried: datetime | None = None
+        retry_every = timedelta(seconds=settings.move_retry_seconds)
         while True:
+            now = clock.now()
+            retry = retried is None or now - retried >= retry_every
             async with pool.acquire() as conn, conn.transaction():
-                upcoming = await cutover.replan_and_next(conn, clock.now())
+                upcoming = await cutover.replan_and_next(conn, now, moves, retry=retry)
+            if retry:
+                retried = now
             beat()
             wait = settings.campaign_check_seconds
             if upcoming is not None:

@@ -8,7 +8,6 @@ exactly for whole transfers and by shares for split ones; what a split without s
 left behind stays at the unit above (the root's figure includes it, no child's does, and
 the reply says how much)."""
 
-from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated
@@ -22,6 +21,7 @@ from services.aggregator.repository import tree as tree_sql
 from services.aggregator.tree_api import visible
 from tiendo import counting
 from tiendo.board.campaign import Campaign
+from tiendo.board.isolation import CampaignIsolation
 from tiendo.clock import Clock
 from tiendo.database import Connection
 from tiendo.dependencies import Pool
@@ -134,51 +134,71 @@ async def compare(
     )
 
 
-async def store_comparisons(conn: Connection, now: datetime, failing: Collection[str] = ()) -> int:
+async def store_comparisons(conn: Connection, now: datetime, isolation: CampaignIsolation) -> int:
     """The boards' comparisons (aggregator migration 013): every campaign against the one
     before it (the latest that ended by its start and shares an indicator), at the last
     whole day it has run, for the roots of its tree and their children; rewritten when
-    older than `STORED_MAX_AGE`. Returns how many rows were written. `failing`: campaigns
-    whose judging fails (tiendo.board.isolation), left out as the board refresh leaves
-    them out: comparing them would fail the same way, and the refresh with them."""
+    older than `STORED_MAX_AGE`. Returns how many rows were written.
+
+    Each campaign's comparison is stored apart through `isolation`: one that raises is left
+    out (its earlier days' rows stay, its day is tried again next pass), and the others
+    are stored as usual. A campaign whose figures for the boards fail is compared all the
+    same: a comparison reads history (`as_of`), not the live judging that failed."""
     campaigns = {c.id: c for c in await reference_sql.campaigns(conn)}
-    written = 0
+    due: dict[str, tuple[comparisons_sql.Pair, Campaign, Campaign]] = {}
     for pair in await comparisons_sql.pairs(conn):
         campaign, other = campaigns.get(pair.campaign_id), campaigns.get(pair.other_id)
         if campaign is None or other is None or now < campaign.starts_at + DAY:
             continue
-        if campaign.id in failing or other.id in failing:
-            continue
         if not (campaign.judgeable() and other.judgeable()):
             continue  # a campaign whose time zone is gone is left out everywhere
-        when = moments(campaign, other, None, now)
-        tree_at = max(when.at, campaign.starts_at)
-        for indicator in pair.shared:
-            fresh = await comparisons_sql.is_fresh(conn, pair, indicator, when.day, STORED_MAX_AGE)
-            if fresh:
+        due[campaign.id] = (pair, campaign, other)
+
+    async def store(campaign: Campaign) -> int:
+        pair, _, other = due[campaign.id]
+        return await _store_pair(conn, pair, campaign, other, now)
+
+    written = await isolation.each(conn, [c for _, c, _ in due.values()], store)
+    return sum(written.values())
+
+
+async def _store_pair(
+    conn: Connection,
+    pair: comparisons_sql.Pair,
+    campaign: Campaign,
+    other: Campaign,
+    now: datetime,
+) -> int:
+    """One campaign's comparison with its earlier one, each shared indicator's rows not
+    written lately; how many rows were written."""
+    when = moments(campaign, other, None, now)
+    tree_at = max(when.at, campaign.starts_at)
+    written = 0
+    for indicator in pair.shared:
+        if await comparisons_sql.is_fresh(conn, pair, indicator, when.day, STORED_MAX_AGE, now):
+            continue
+        rows: list[comparisons_sql.StoredRow] = []
+        for code in await comparisons_sql.roots_at(conn, tree_at):
+            root = await tree_sql.version_at(conn, code, tree_at)
+            if root is None:
                 continue
-            rows: list[comparisons_sql.StoredRow] = []
-            for code in await comparisons_sql.roots_at(conn, tree_at):
-                root = await tree_sql.version_at(conn, code, tree_at)
-                if root is None:
-                    continue
-                children = await tree_sql.children_at(conn, code, tree_at)
-                out = await compare(conn, campaign, other, indicator, root, children, when)
-                rows.append(
-                    comparisons_sql.StoredRow(
-                        out.unit.code,
-                        out.unit.level,
-                        out.unit.value,
-                        out.unit.other_value,
-                        out.unallocated,
-                    )
+            children = await tree_sql.children_at(conn, code, tree_at)
+            out = await compare(conn, campaign, other, indicator, root, children, when)
+            rows.append(
+                comparisons_sql.StoredRow(
+                    out.unit.code,
+                    out.unit.level,
+                    out.unit.value,
+                    out.unit.other_value,
+                    out.unallocated,
                 )
-                rows.extend(
-                    comparisons_sql.StoredRow(c.code, c.level, c.value, c.other_value, 0)
-                    for c in out.children
-                )
-            await comparisons_sql.store(conn, pair, indicator, when.day, rows)
-            written += len(rows)
+            )
+            rows.extend(
+                comparisons_sql.StoredRow(c.code, c.level, c.value, c.other_value, 0)
+                for c in out.children
+            )
+        await comparisons_sql.store(conn, pair, indicator, when.day, rows, now)
+        written += len(rows)
     return written
 
 

@@ -10,6 +10,7 @@ from services.aggregator import admin
 from services.aggregator.repository import apply as apply_sql
 from services.aggregator.repository import reference as reference_sql
 from tiendo.board.campaign import Campaign, moving
+from tiendo.board.isolation import CampaignIsolation
 from tiendo.database import Connection
 from tiendo.logs import get_logger
 
@@ -28,12 +29,35 @@ async def replan_for_tree(conn: Connection, campaign_id: str, now: datetime | No
     return True
 
 
-async def replan_passed(conn: Connection, now: datetime | None = None) -> list[str]:
+async def replan_passed(
+    conn: Connection,
+    now: datetime | None = None,
+    isolation: CampaignIsolation | None = None,
+    *,
+    retry: bool = True,
+) -> list[str]:
     """Every campaign a tree boundary has passed since it was planned, moved onto its tree;
-    the campaigns moved. Cheap when none has: one reading of the campaigns, no lock."""
-    return [
-        c for c in await reference_sql.tree_passed(conn, now) if await replan_for_tree(conn, c, now)
-    ]
+    the campaigns moved. Cheap when none has: one reading of the campaigns, no lock.
+
+    With `isolation`, each campaign is moved apart: one whose move raises stays where it
+    is (its live reads are `as_of` now, the notifier waits for it, the boards leave it
+    out) while the others move. Without, the first failure fails them all (a test's or an
+    admin's single move). `retry`: try the failing ones again too (a whole pass, which
+    also forgets those that no longer need moving); else they are left as they are: each
+    try holds the counters' lock, and the consumer's batches wait, until it fails."""
+    passed = set(await reference_sql.tree_passed(conn, now))
+    if isolation is None:
+        return [c for c in sorted(passed) if await replan_for_tree(conn, c, now)]
+    if not retry:
+        passed -= isolation.failing
+    # none passed: a whole pass still forgets what failed before (moved since, or deleted)
+    campaigns = [c for c in await reference_sql.campaigns(conn) if c.id in passed] if passed else []
+
+    async def move(campaign: Campaign) -> bool:
+        return await replan_for_tree(conn, campaign.id, now)
+
+    moved = await isolation.each(conn, sorted(campaigns, key=lambda c: c.id), move, whole=retry)
+    return sorted(c for c, did in moved.items() if did)
 
 
 async def after_tree_change(conn: Connection, now: datetime | None = None) -> None:
@@ -53,11 +77,19 @@ def next_move(campaigns: Iterable[Campaign], now: datetime) -> datetime | None:
     return min(filter(None, (c.leaves_tree(now) for c in campaigns)), default=None)
 
 
-async def replan_and_next(conn: Connection, now: datetime) -> datetime | None:
+async def replan_and_next(
+    conn: Connection,
+    now: datetime,
+    isolation: CampaignIsolation | None = None,
+    *,
+    retry: bool = True,
+) -> datetime | None:
     """`replan_passed`, then `next_move` of the campaigns as they are now planned: one
-    reading of the campaigns when none has passed a boundary (every beat but a cut-over's)."""
+    reading of the campaigns when none has passed a boundary (every beat but a cut-over's)
+    and none is failing to move."""
     campaigns = await reference_sql.campaigns(conn)
-    if moving(campaigns, now):
-        await replan_passed(conn, now)
+    failing = isolation is not None and retry and isolation.failing
+    if moving(campaigns, now) or failing:
+        await replan_passed(conn, now, isolation, retry=retry)
         campaigns = await reference_sql.campaigns(conn)
     return next_move(campaigns, now)

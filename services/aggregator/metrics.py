@@ -163,6 +163,13 @@ class UnitCollector(Collector):
         yield taken
 
 
+def _per_campaign(registry: CollectorRegistry, name: str, documentation: str) -> Gauge:
+    """A gauge of each campaign's state: campaigns are few, so the label is bounded."""
+    return Gauge(
+        f"tiendo_aggregator_campaign_{name}", documentation, ["campaign"], registry=registry
+    )
+
+
 @dataclass
 class AggregatorMetrics:
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
@@ -206,17 +213,23 @@ class AggregatorMetrics:
             ["partition"],
             registry=r,
         )
-        self.campaign_unusable = Gauge(
-            "tiendo_aggregator_campaign_unusable",
-            "1 while a stored campaign fails validation and is left out of counting",
-            ["campaign"],  # campaigns are few: bounded
-            registry=r,
+        self.campaign_unusable = _per_campaign(
+            r, "unusable", "1 while a stored campaign fails validation and is left out of counting"
         )
-        self.campaign_failing = Gauge(
-            "tiendo_aggregator_campaign_failing",
+        self.campaign_failing = _per_campaign(
+            r,
+            "failing",
             "1 while judging a campaign for the boards fails: its figures are left out",
-            ["campaign"],  # campaigns are few: bounded
-            registry=r,
+        )
+        self.campaign_move_failing = _per_campaign(
+            r,
+            "move_failing",
+            "1 while moving a campaign's live counters onto the tree it reports on fails",
+        )
+        self.campaign_comparison_failing = _per_campaign(
+            r,
+            "comparison_failing",
+            "1 while storing a campaign's comparison with the one before it fails",
         )
         # Pre-create the bounded label values so that a board shows 0, not "no data",
         # before the first dead letter.

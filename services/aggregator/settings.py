@@ -47,6 +47,14 @@ class AggregatorSettings(ServiceSettings):
             "change); an unusable one is left out of counting"
         ),
     )
+    move_retry_seconds: float = Field(
+        300.0,
+        ge=0,
+        description=(
+            "how often `tree_check` tries again to move a campaign whose move onto a new "
+            "tree failed (each try holds the counters' lock until it fails)"
+        ),
+    )
     consume: bool = Field(True, description="run the consumer (false: read API only)")
     consumer_stale_after_seconds: float = Field(
         60.0,

@@ -129,6 +129,9 @@ class Evaluator:
             summary.failed = wanted - done.keys()
             wanted -= summary.failed
             held = waiting | summary.failed
+            # and no reminder about them: "still behind" is not known of a campaign no
+            # whole pass has judged since (a feed pass's own failures are in `failing` too)
+            unjudged = waiting | self._isolation.failing
             open_ = {k: a for k, a in open_.items() if k.key.campaign_id not in held}
             judging = {c: campaign for c, campaign in campaigns.items() if c not in held}
         todo, touched = self._judge(judged, campaigns, policies, open_, ranks, at, full)
@@ -149,7 +152,9 @@ class Evaluator:
             if full:
                 await escalate(conn, policies, judging, at, summary, self._metrics)
                 t = summary.timed("escalate", t)
-            await self._planner.plan(conn, policies, campaigns, self._default(), at, summary)
+            await self._planner.plan(
+                conn, policies, campaigns, self._default(), at, summary, unjudged
+            )
             t = summary.timed("groups", t)
             if full:
                 await queue_digests(

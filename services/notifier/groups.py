@@ -3,7 +3,7 @@ never both send the same change or repeat slot) and the message it decides is qu
 the same transaction."""
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -125,7 +125,12 @@ class Planner:
         fallback: Policy,
         at: datetime,
         summary: Summary,
+        unjudged: Collection[str] = (),
     ) -> None:
+        """Decide and queue each group's message due at `at`. `unjudged`: campaigns left
+        out of judging (waiting for their tree, or failing since a full pass last judged
+        them): their groups' repeats wait, the slot kept, until a full pass judges them
+        again; a reminder says the alerts still hold, which nobody knows meanwhile."""
         silences = [silence_of(r) for r in await reference_sql.active_silences(conn, at)]
         candidates = [
             g["id"]
@@ -136,9 +141,10 @@ class Planner:
             await group_sql.group_members(conn, candidates), silences, at
         ).items():
             policy = policies.get(campaign_id, fallback)
+            held = campaign_id in unjudged
             plan = plan_group(sketched, members, at, policy.group_wait, policy.repeat_interval)
-            if plan.kind is None and not plan.drop:
-                continue
+            if (plan.kind is None or (held and plan.kind == "repeat")) and not plan.drop:
+                continue  # nothing to do (a held group: not locked at every pass)
             async with conn.transaction():
                 if not await group_sql.lock_group(conn, group_id):
                     continue  # another replica is planning this group right now
@@ -149,7 +155,9 @@ class Planner:
                 plan = plan_group(
                     state, locked_members, at, policy.group_wait, policy.repeat_interval
                 )
-                if plan.kind == "repeat" and await repeat_quieted(
+                if held and plan.kind == "repeat":
+                    pass  # the slot kept for the pass that judges it; its drops still go
+                elif plan.kind == "repeat" and await repeat_quieted(
                     conn,
                     list(plan.firing),
                     state.anchor_at,

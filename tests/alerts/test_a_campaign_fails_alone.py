@@ -16,8 +16,10 @@ import asyncpg
 import orjson
 import pytest
 
+import services.aggregator.comparison
 import services.aggregator.snapshot
 import services.notifier.inputs
+from services.aggregator.comparison import store_comparisons
 from services.aggregator.metrics import AggregatorMetrics
 from services.aggregator.snapshot import unit_figures
 from tests.support.notifier import BEHIND_ONLY, Harness, progress
@@ -25,8 +27,9 @@ from tests.support.world import WARDS, build_world
 from tiendo.board import repository as board
 from tiendo.board.campaign import Campaign
 from tiendo.board.isolation import CampaignIsolation
-from tiendo.counting import Key
+from tiendo.counting import Key, apply_events
 from tiendo.database import Connection
+from tiendo.event import Event, Kind
 
 FAILING = "c0"
 
@@ -35,14 +38,21 @@ class Breaker:
     """The board's judging functions a module calls (`names`), failing for `FAILING` while
     `on`."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, module: ModuleType, *names: str) -> None:
+    def __init__(
+        self,
+        monkeypatch: pytest.MonkeyPatch,
+        module: ModuleType,
+        *names: str,
+        campaign: str = FAILING,
+    ) -> None:
         self.on = True
+        self.campaign = campaign
         for name in names:
             monkeypatch.setattr(module, name, self._breaking(getattr(module, name)))
 
     def _breaking(self, real: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
         async def judging(conn: Connection, campaign: Campaign, *a: Any, **k: Any) -> Any:
-            if self.on and campaign.id == FAILING:
+            if self.on and campaign.id == self.campaign:
                 await conn.execute("SELECT 1 / 0")
             return await real(conn, campaign, *a, **k)
 
@@ -135,6 +145,55 @@ async def test_the_notifier_judges_the_others_and_holds_the_failing_ones_alerts(
     assert _failing((await h.api.get("/metrics")).text, "notifier", FAILING) == 0.0
 
 
+async def test_no_reminder_goes_out_about_a_campaign_not_judged(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A repeat says the alerts still hold: not known of a campaign whose judging fails.
+    It waits, its slot kept, and goes out at the first pass that judges the campaign."""
+    h = harness
+    breaker = Breaker(monkeypatch, services.notifier.inputs, "judge_campaign", campaign="c1")
+    breaker.on = False
+    # 00010 has done 50 of the 200 expected; the others are ahead of the plan
+    await h.feed.send(
+        *(
+            progress(u, value, at=h.clock.now(), indicator=i)
+            for u, value in (("00004", 300), ("00007", 300), ("00010", 50), ("002", 250))
+            for i in ("cccd_collected", "eid_activated_l2")
+        )
+    )
+    await h.advance(timedelta(minutes=1))
+    await h.advance(timedelta(minutes=1))  # past group_wait
+    await h.settled()
+    assert [r.json()["kind"] for r in h.http.at("hook/00010")] == ["firing"]
+
+    breaker.on = True
+    await h.advance(timedelta(days=1))  # the repeat's slot has passed
+    await h.advance(timedelta(minutes=1))
+    await h.settled()
+    assert [r.json()["kind"] for r in h.http.at("hook/00010")] == ["firing"]
+    assert _failing((await h.api.get("/metrics")).text, "notifier", "c1") == 1.0
+    # a feed pass judges a few of c1's keys (not what fails here): that says nothing of
+    # the others, so the reminder waits for a full pass still
+    pool = await asyncpg.create_pool(h.database, min_size=1, max_size=2)
+    try:
+        keys = [Key("c1", "00010", i) for i in ("cccd_collected", "eid_activated_l2")]
+        summary = await h.app.state.evaluator.evaluate_at(pool, h.clock.now(), keys)
+    finally:
+        await pool.close()
+    assert summary.failed == set()
+    await h.settled()
+    assert [r.json()["kind"] for r in h.http.at("hook/00010")] == ["firing"]
+
+    breaker.on = False
+    await h.advance(timedelta(minutes=1))
+    await h.settled()
+    sent = [r.json() for r in h.http.at("hook/00010")]
+    assert [r["kind"] for r in sent] == ["firing", "repeat"]
+    assert sent[1]["delivery_id"] == "c1/00010/1.r1/webhook"
+    # judged at this pass: the figures it reminds of are the pass's
+    assert {a["indicator"] for a in sent[1]["firing"]} == {"cccd_collected", "eid_activated_l2"}
+
+
 async def _figures(conn: asyncpg.Connection) -> dict[str, set[tuple[Any, ...]]]:
     out: dict[str, set[tuple[Any, ...]]] = {}
     for r in await conn.fetch("SELECT * FROM board_figures"):
@@ -217,5 +276,95 @@ async def test_what_is_not_the_campaigns_fails_the_pass(database: str) -> None:
         with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError, OSError)):
             await isolation.each(conn, [campaign], lost)
         assert isolation.failing == frozenset()
+    finally:
+        await conn.close()
+
+
+async def _comparisons(conn: asyncpg.Connection) -> dict[str, dict[tuple[int, str], Any]]:
+    """The stored comparison rows of each campaign, by (day, unit)."""
+    out: dict[str, dict[tuple[int, str], Any]] = {}
+    for r in await conn.fetch("SELECT * FROM board_comparisons"):
+        row = dict(r)
+        out.setdefault(row.pop("campaign_id"), {})[(row["day"], row["unit"])] = row
+    return out
+
+
+async def test_the_comparisons_of_the_others_are_stored(
+    database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A campaign whose comparison with the one before it raises is left out of storing
+    comparisons alone: the board's figures are judged (a gauge of its own), the other
+    campaigns' comparisons are stored, and the failing one's day is written once fixed.
+    Their freshness is by the service's clock, which wrote them."""
+    before = datetime(2023, 5, 10, 3, 0, tzinfo=UTC)
+    starts_at = datetime(2023, 8, 1, 3, 0, tzinfo=UTC)
+    await build_world(database, starts_at=before, campaign_id="before")
+    for campaign in ("c1", FAILING):
+        await build_world(database, starts_at=starts_at, campaign_id=campaign)
+    # some of the earlier campaign's and some of this one's, on its first day
+    events = [
+        Event(
+            event_id=f"e-{at:%m%d}-{ward}-{n}",
+            unit=ward,
+            indicator="cccd_collected",
+            kind=Kind.INCREMENT,
+            value=n + 1,
+            occurred_at=at + timedelta(hours=n),
+        )
+        for at in (before, starts_at)
+        for n, ward in enumerate(WARDS)
+    ]
+    conn = await asyncpg.connect(database)
+    try:
+        await apply_events(conn, events)
+    finally:
+        await conn.close()
+
+    metrics = AggregatorMetrics()
+    figures = CampaignIsolation(metrics.campaign_failing)
+    comparing = CampaignIsolation(metrics.campaign_comparison_failing, work="comparison")
+    breaker = Breaker(monkeypatch, services.aggregator.comparison, "compare")
+
+    def failing(gauge: str) -> float | None:
+        return metrics.registry.get_sample_value(
+            f"tiendo_aggregator_{gauge}", {"campaign": FAILING}
+        )
+
+    now = starts_at + timedelta(days=3, hours=1)
+    conn = await asyncpg.connect(database)
+    try:
+        await unit_figures(conn, 9, now, isolation=figures)
+        written = await store_comparisons(conn, now, comparing)
+        stored = await _comparisons(conn)
+        assert set(stored) == {"c1"}
+        assert written == len(stored["c1"]) > 0
+        top = [r for r in stored["c1"].values() if r["level"] == 1]
+        assert [(r["value"], r["other_value"]) for r in top] == [(6, 6)]
+        assert {r["computed_at"] for r in stored["c1"].values()} == {now}
+        assert comparing.failing == {FAILING}
+        assert failing("campaign_comparison_failing") == 1.0
+        # its figures for the boards are judged as usual
+        assert failing("campaign_failing") == 0.0
+        assert FAILING in await _figures(conn)
+
+        # fixed: its day is written; c1's rows, written a minute ago, are fresh and kept
+        breaker.on = False
+        later = now + timedelta(minutes=1)
+        written = await store_comparisons(conn, later, comparing)
+        again = await _comparisons(conn)
+        assert again["c1"] == stored["c1"]
+        assert written == len(again[FAILING]) == len(stored["c1"])
+        assert {k: (r["value"], r["other_value"]) for k, r in again[FAILING].items()} == {
+            k: (r["value"], r["other_value"]) for k, r in stored["c1"].items()
+        }
+        assert comparing.failing == frozenset()
+        assert failing("campaign_comparison_failing") == 0.0
+
+        # past the stored age by the service's clock, both are written again
+        stale = now + timedelta(minutes=11)
+        written = await store_comparisons(conn, stale, comparing)
+        assert written == 2 * len(stored["c1"])
+        rewritten = await _comparisons(conn)
+        assert {r["computed_at"] for c in rewritten.values() for r in c.values()} == {stale}
     finally:
         await conn.close()

@@ -3,6 +3,7 @@
 targets), after it on the 126 communes (targets carried); the city's target is the same on
 both sides."""
 
+import asyncio
 import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ import httpx
 import pytest
 
 from devtools.localstack import KafkaBroker
-from services.aggregator import cutover
+from services.aggregator import admin, cutover
 from services.aggregator.app import create_app as create_aggregator
 from services.aggregator.cli import import_file, import_tree_version
 from services.check.run import check_round
@@ -25,7 +26,7 @@ from services.notifier.settings import NotifierSettings
 from tests.support.identities import ADMIN_SECRET as ADMIN
 from tests.support.identities import READER
 from tests.support.notifier import behind_only_evaluator
-from tests.support.stack import Topics, aggregator_settings, running
+from tests.support.stack import Topics, aggregator_settings, eventually, running
 from tiendo import counting
 from tiendo.board import repository as board
 from tiendo.clock import ManualClock
@@ -102,6 +103,29 @@ def _reports(prefix: str, values: dict[str, int], at: datetime) -> list[Event]:
     ]
 
 
+async def _put_campaign(
+    aggregator: httpx.AsyncClient, campaign_id: str, targets: dict[str, int]
+) -> None:
+    """The campaign across July 2025 with these targets, through the API: planned at the
+    aggregator's clock, as an administrator's change is."""
+    r = await aggregator.put(
+        f"/v1/campaigns/{campaign_id}",
+        json={
+            "name": f"across July 2025 ({campaign_id})",
+            "starts_at": START.isoformat(),
+            "deadline": DEADLINE.isoformat(),
+            "indicators": ["cccd_collected"],
+        },
+    )
+    assert r.status_code == 200, r.text
+    # official codes, read on the tree at the start: the 526 wards of June 2025
+    r = await aggregator.put(
+        f"/v1/campaigns/{campaign_id}/targets",
+        json=[{"unit": w, "indicator": "cccd_collected", "target": t} for w, t in targets.items()],
+    )
+    assert r.status_code == 200, r.text
+
+
 async def _span_campaign(aggregator: httpx.AsyncClient, database: str) -> Span:
     """Both trees of 2025 loaded, the campaign "span" with a target on every ward of June
     2025, and a report from most of them on 23 June."""
@@ -121,25 +145,7 @@ async def _span_campaign(aggregator: httpx.AsyncClient, database: str) -> Span:
         wards = await _codes_at(conn, 3, START)
         assert len(wards) == 526
         targets = {w: rng.randrange(100, 900) for w in wards}
-        # through the API: planned at the aggregator's clock, as an administrator's change is
-        r = await aggregator.put(
-            "/v1/campaigns/span",
-            json={
-                "name": "across July 2025",
-                "starts_at": START.isoformat(),
-                "deadline": DEADLINE.isoformat(),
-                "indicators": ["cccd_collected"],
-            },
-        )
-        assert r.status_code == 200, r.text
-        # official codes, read on the tree at the start: the 526 wards of June 2025
-        r = await aggregator.put(
-            "/v1/campaigns/span/targets",
-            json=[
-                {"unit": w, "indicator": "cccd_collected", "target": t} for w, t in targets.items()
-            ],
-        )
-        assert r.status_code == 200, r.text
+        await _put_campaign(aggregator, "span", targets)
         before = {w: rng.randrange(0, 50) for w in wards}
         await counting.apply_events(conn, _reports("b", before, START + timedelta(days=3)))
     finally:
@@ -317,3 +323,98 @@ async def test_the_notifier_waits_for_the_counters_to_reach_the_new_tree(
     finally:
         await conn.close()
         await pool.close()
+
+
+async def test_a_campaign_whose_move_fails_stays_put_alone(
+    database: str, kafka: KafkaBroker, topics: Topics, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A campaign whose move onto the new tree raises (a bug of its data) stays where it
+    is, and the other campaigns move: before, the first failure failed the loops that
+    move them, and the board refresh behind it, for every campaign. The stuck one is read
+    `as_of` now (live still equals history), left out of the boards' figures, exported
+    as failing, and moved at the first beat after it is fixed."""
+    clock = ManualClock(CUT - timedelta(minutes=5))
+    # the loops awake: their beats are what is tested
+    settings = aggregator_settings(
+        database,
+        kafka.bootstrap,
+        topics,
+        consume=False,
+        campaign_check_seconds=0.2,
+        metrics_refresh_seconds=0.2,
+        move_retry_seconds=3600,
+    )
+    app = create_aggregator(settings, clock)
+    async with running(app) as aggregator:
+        span = await _span_campaign(aggregator, database)
+        # a second campaign on the same wards (the same reports count for it)
+        await _put_campaign(aggregator, "stuck", span.targets)
+        real = admin.replan
+        broken = True
+
+        async def replan(conn: asyncpg.Connection, campaign_id: str, **kw: Any) -> None:
+            if broken and campaign_id == "stuck":
+                await conn.execute("SELECT 1 / 0")
+            await real(conn, campaign_id, **kw)
+
+        monkeypatch.setattr(admin, "replan", replan)
+        conn = await asyncpg.connect(database)
+
+        async def figures_of() -> dict[str, set[str]]:
+            rows = await conn.fetch("SELECT campaign_id, unit FROM board_figures")
+            out: dict[str, set[str]] = {}
+            for row in rows:
+                out.setdefault(row["campaign_id"], set()).add(row["unit"])
+            return out
+
+        def move_failing(metrics: str) -> float | None:
+            prefix = 'tiendo_aggregator_campaign_move_failing{campaign="stuck"} '
+            found = [ln[len(prefix) :] for ln in metrics.splitlines() if ln.startswith(prefix)]
+            return float(found[0]) if found else None
+
+        try:
+            clock.set(CUT + timedelta(minutes=1))
+
+            async def span_moved_alone() -> None:
+                for campaign_id, moved in (("span", True), ("stuck", False)):
+                    campaign = await board.campaign(conn, campaign_id)
+                    assert campaign is not None
+                    assert campaign.counters_on_tree(clock.now()) is moved, campaign_id
+                assert move_failing((await aggregator.get("/metrics")).text) == 1.0
+                # the boards: span on the communes, nothing of the stuck one
+                shown = await figures_of()
+                assert "stuck" not in shown
+                assert any(u.endswith("@2025-07-01") for u in shown["span"])
+
+            await eventually(span_moved_alone, timeout=60)
+            aggregator.headers.update(READER)
+            for campaign_id in ("span", "stuck"):
+                path = f"/v1/campaigns/{campaign_id}/progress/01"
+                live = await aggregator.get(path)
+                then = await aggregator.get(path, params={"as_of": clock.now().isoformat()})
+                assert live.status_code == then.status_code == 200, (live.text, then.text)
+                assert live.json() == then.json(), campaign_id
+                city = live.json()["indicators"][0]
+                assert (city["value"], city["children_total"]) == (sum(span.before.values()), 126)
+
+            # fixed: neither loop tries again before `move_retry_seconds` (each try holds
+            # the counters' lock until it fails), however many beats pass
+            broken = False
+            await asyncio.sleep(2)  # ten beats of each loop
+            stuck = await board.campaign(conn, "stuck")
+            assert stuck is not None
+            assert not stuck.counters_on_tree(clock.now())
+            clock.set(CUT + timedelta(minutes=1, hours=1))
+
+            async def stuck_moved() -> None:
+                campaign = await board.campaign(conn, "stuck")
+                assert campaign is not None
+                assert campaign.counters_on_tree(clock.now())
+                # 0 once moved (gone at a whole pass that has nothing to move)
+                assert move_failing((await aggregator.get("/metrics")).text) in (0.0, None)
+                shown = await figures_of()
+                assert shown.get("stuck") == shown["span"]
+
+            await eventually(stuck_moved, timeout=60)
+        finally:
+            await conn.close()

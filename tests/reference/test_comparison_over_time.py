@@ -29,6 +29,7 @@ from tests.support.identities import ADMIN_SECRET as ADMIN
 from tests.support.identities import READER
 from tests.support.stack import Topics, aggregator_settings, running
 from tiendo import counting
+from tiendo.board.isolation import CampaignIsolation
 from tiendo.event import Event, Kind
 
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -211,7 +212,9 @@ async def test_a_campaign_is_compared_with_2023_on_todays_communes(
     # the boards' stored comparison is the route's, row for row
     conn = await asyncpg.connect(database)
     try:
-        written = await store_comparisons(conn, NEW_START + timedelta(days=DAY, hours=1))
+        comparing = CampaignIsolation(work="comparison")
+        written = await store_comparisons(conn, NEW_START + timedelta(days=DAY, hours=1), comparing)
+        assert comparing.failing == frozenset()
         stored = {
             r["unit"]: r
             for r in await conn.fetch(

@@ -13,6 +13,10 @@ each campaign's, in a transaction of its own: a PostgreSQL error leaves the conn
 usable for the next campaign (as a savepoint when the caller's work is in a transaction).
 What is not the campaign's (the connection lost, the server shutting down) fails the
 pass as before: every campaign after it would fail the same way, and none is to blame.
+
+The aggregator isolates two more kinds of per-campaign work the same way, each with its
+own instance and gauge (`work` in the logs): moving a campaign's counters onto a new tree
+(`move`) and storing its comparison with the campaign before it (`comparison`).
 """
 
 from collections.abc import Awaitable, Callable, Iterable
@@ -41,8 +45,10 @@ NOT_THE_CAMPAIGNS = (
 class CampaignIsolation:
     """Runs each campaign's work of a pass apart; remembers which campaigns fail."""
 
-    def __init__(self, gauge: Gauge | None = None) -> None:
+    def __init__(self, gauge: Gauge | None = None, work: str = "judging") -> None:
         self._gauge = gauge
+        # what each campaign's work is, in the logs (a service may isolate two kinds)
+        self._work = work
         # campaign → the failure last logged with its traceback (a changed one is logged again)
         self._failing: dict[str, str] = {}
         self._labelled: set[str] = set()
@@ -88,22 +94,24 @@ class CampaignIsolation:
         said = f"{type(error).__name__}: {error}"
         if self._failing.get(campaign_id) != said:
             # the traceback once per failure, not once per pass (every few seconds)
-            log.exception("campaign_judging_failed", campaign=campaign_id, error=said)
+            log.exception(
+                "campaign_judging_failed", campaign=campaign_id, work=self._work, error=said
+            )
         else:
-            log.error("campaign_still_failing", campaign=campaign_id, error=said)
+            log.error("campaign_still_failing", campaign=campaign_id, work=self._work, error=said)
         self._failing[campaign_id] = said
         self._set(campaign_id, 1)
 
     def _judged(self, campaign_id: str) -> None:
         if self._failing.pop(campaign_id, None) is not None:
-            log.info("campaign_judged_again", campaign=campaign_id)
+            log.info("campaign_judged_again", campaign=campaign_id, work=self._work)
         self._set(campaign_id, 0)
 
     def _forget(self, given: set[str]) -> None:
         """Campaigns a whole pass no longer judges: neither failing nor exported."""
         for campaign_id in sorted(set(self._failing) - given):
             del self._failing[campaign_id]
-            log.info("campaign_no_longer_judged", campaign=campaign_id)
+            log.info("campaign_no_longer_judged", campaign=campaign_id, work=self._work)
         if self._gauge is not None:
             for campaign_id in self._labelled - given:
                 self._gauge.remove(campaign_id)

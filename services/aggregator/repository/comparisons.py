@@ -26,16 +26,17 @@ ORDER BY 1
 IS_FRESH = """
 SELECT EXISTS (SELECT 1 FROM board_comparisons
                WHERE campaign_id = $1 AND other_id = $2 AND indicator = $3 AND day = $4
-                 AND computed_at > now() - $5::interval)
+                 AND computed_at > $6::timestamptz - $5::interval)
 """
 
 INSERT_ROW = """
 INSERT INTO board_comparisons (campaign_id, other_id, indicator, unit, day, level, value,
-                               other_value, unallocated)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                               other_value, unallocated,
+                               computed_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 ON CONFLICT (campaign_id, other_id, indicator, day, unit) DO UPDATE
 SET level = EXCLUDED.level, value = EXCLUDED.value, other_value = EXCLUDED.other_value,
-    unallocated = EXCLUDED.unallocated, computed_at = now()
+    unallocated = EXCLUDED.unallocated, computed_at = EXCLUDED.computed_at
 """
 
 SELECT_ROOTS_AT = """
@@ -68,10 +69,13 @@ async def pairs(conn: Connection) -> list[Pair]:
     ]
 
 
-async def is_fresh(conn: Connection, pair: Pair, indicator: str, day: int, age: timedelta) -> bool:
-    """Whether that day's rows were written less than `age` ago."""
+async def is_fresh(
+    conn: Connection, pair: Pair, indicator: str, day: int, age: timedelta, now: datetime
+) -> bool:
+    """Whether that day's rows were written less than `age` before `now` (the service's
+    clock, which wrote them: not PostgreSQL's)."""
     found: bool = await conn.fetchval(
-        IS_FRESH, pair.campaign_id, pair.other_id, indicator, day, age
+        IS_FRESH, pair.campaign_id, pair.other_id, indicator, day, age, now
     )
     return found
 
@@ -81,7 +85,12 @@ async def roots_at(conn: Connection, at: datetime) -> list[str]:
 
 
 async def store(
-    conn: Connection, pair: Pair, indicator: str, day: int, rows: Sequence[StoredRow]
+    conn: Connection,
+    pair: Pair,
+    indicator: str,
+    day: int,
+    rows: Sequence[StoredRow],
+    now: datetime,
 ) -> None:
     await conn.executemany(
         INSERT_ROW,
@@ -96,6 +105,7 @@ async def store(
                 r.value,
                 r.other_value,
                 r.unallocated,
+                now,
             )
             for r in rows
         ],
