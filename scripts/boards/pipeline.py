@@ -153,12 +153,13 @@ ORDER BY channel, status
             "1 for a campaign left out: its stored definition fails validation (not counted, "
             "docs/admin.md), or judging it raises (left out of the boards' refresh and the "
             "notifier's evaluation, its alerts held), or storing its comparison with the "
-            "campaign before it raises (docs/alerts.md), or moving its counters onto a new "
-            "tree raises (docs/units-over-time.md). 0 for the others.",
+            "campaign before it raises, or its digests or commitment checks raise "
+            "(docs/alerts.md), or moving its counters onto a new tree raises "
+            "(docs/units-over-time.md). 0 for the others.",
             g.at(5, 8),
             prom(
                 'max by (campaign) ({__name__=~"tiendo_(aggregator|notifier)_campaign_'
-                '(unusable|failing|comparison_failing|move_failing)"})',
+                '(unusable|failing|comparison_failing|move_failing|follow_ups_failing)"})',
                 "{{campaign}}",
             ),
         ).thresholds(ALARM),

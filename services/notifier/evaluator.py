@@ -71,6 +71,9 @@ class Evaluator:
         # then: a pass rewrites an alert only when its figures changed.
         self._written: dict[int, tuple[int, str]] = {}
         self._isolation = CampaignIsolation(self._metrics.campaign_failing)
+        self._follow_ups = CampaignIsolation(
+            self._metrics.campaign_follow_ups_failing, work="digests and commitments"
+        )
 
     async def evaluate_at(
         self, pool: asyncpg.Pool, at: datetime, keys: Sequence[Key] | None = None
@@ -157,20 +160,40 @@ class Evaluator:
             )
             t = summary.timed("groups", t)
             if full:
-                await queue_digests(
+                # each campaign's digests and commitment checks apart: one whose digest or
+                # check raises (a check reads history, as judging does) has the rest of
+                # them left for the next pass, and the others' go (tiendo.board.isolation).
+                # Each message commits on its own, as before: none is taken back.
+                of: dict[str, list[Judged]] = {c: [] for c in judging}
+                for j in judged:
+                    of.setdefault(j.verdict.campaign_id, []).append(j)
+                grace = timedelta(seconds=self._settings.digest_grace_seconds)
+
+                async def follow_up(campaign: Campaign) -> None:
+                    one, started = {campaign.id: campaign}, monotonic.perf_counter()
+                    await queue_digests(
+                        conn,
+                        of[campaign.id],
+                        one,
+                        policies,
+                        open_,
+                        at,
+                        grace,
+                        self._renderer,
+                        self._outgoing,
+                    )
+                    started = summary.timed("digests", started)
+                    await check_commitments(conn, one, policies, at, self._outgoing, summary)
+                    summary.timed("commitments", started)
+
+                await self._follow_ups.each(
                     conn,
-                    judged,
-                    campaigns,
-                    policies,
-                    open_,
-                    at,
-                    timedelta(seconds=self._settings.digest_grace_seconds),
-                    self._renderer,
-                    self._outgoing,
+                    [judging[c] for c in sorted(judging)],
+                    follow_up,
+                    keep=held,  # not followed up this pass, not forgotten
+                    atomic=False,
                 )
-                t = summary.timed("digests", t)
-                await check_commitments(conn, judging, policies, at, self._outgoing, summary)
-                t = summary.timed("commitments", t)
+                t = monotonic.perf_counter()
             counts = await alert_sql.count_firing(conn)
             summary.timed("count", t)
         for rule in Rule:

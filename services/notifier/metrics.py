@@ -53,6 +53,12 @@ class NotifierMetrics:
             ["campaign"],  # campaigns are few: bounded
             registry=r,
         )
+        self.campaign_follow_ups_failing = Gauge(
+            "tiendo_notifier_campaign_follow_ups_failing",
+            "1 while a campaign's digests or commitment checks fail: they are left out",
+            ["campaign"],  # campaigns are few: bounded
+            registry=r,
+        )
         self.evaluations = Counter(
             "tiendo_notifier_evaluations_total",
             "Unit states evaluated",

@@ -18,11 +18,13 @@ import pytest
 
 import services.aggregator.comparison
 import services.aggregator.snapshot
+import services.notifier.digests
+import services.notifier.evaluator
 import services.notifier.inputs
 from services.aggregator.comparison import store_comparisons
 from services.aggregator.metrics import AggregatorMetrics
 from services.aggregator.snapshot import unit_figures
-from tests.support.notifier import BEHIND_ONLY, Harness, progress
+from tests.support.notifier import BEHIND_ONLY, Harness, progress, tree_with_contacts
 from tests.support.world import WARDS, build_world
 from tiendo.board import repository as board
 from tiendo.board.campaign import Campaign
@@ -59,20 +61,22 @@ class Breaker:
         return judging
 
 
-async def _second_campaign(h: Harness) -> None:
-    """c0: the same window as c1, 500 per ward (day 10 of 50: 100 expected), behind only."""
+async def _second_campaign(h: Harness, policy: dict[str, Any] = BEHIND_ONLY) -> None:
+    """c0: the same window as c1, 500 per ward (day 10 of 50: 100 expected), behind only
+    (or `policy`); the same tree and chiefs."""
     await build_world(
         h.database,
         starts_at=h.starts_at,
         targets=dict.fromkeys(WARDS, 500),
         campaign_id=FAILING,
+        units=tree_with_contacts(h.http),
     )
     conn = await asyncpg.connect(h.database)
     try:
         await conn.execute(
             "INSERT INTO alert_policies (campaign_id, config) VALUES ($1, $2)",
             FAILING,
-            orjson.dumps(BEHIND_ONLY).decode(),
+            orjson.dumps(policy).decode(),
         )
     finally:
         await conn.close()
@@ -192,6 +196,52 @@ async def test_no_reminder_goes_out_about_a_campaign_not_judged(
     assert sent[1]["delivery_id"] == "c1/00010/1.r1/webhook"
     # judged at this pass: the figures it reminds of are the pass's
     assert {a["indicator"] for a in sent[1]["firing"]} == {"cccd_collected", "eid_activated_l2"}
+
+
+async def test_the_digests_of_the_others_go_out(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A campaign whose digest or commitment check raises is left out of them alone: the
+    other campaigns' digests go out at their time, and its own once it gets through."""
+    h = harness
+    digests = {**BEHIND_ONLY, "digest_times": ["17:00"]}
+    await _second_campaign(h, digests)
+    await h.policy(digests)
+    # its digests fail before any is queued; the connection goes on to c1's
+    real = services.notifier.digests.queue_digests
+    broken = True
+
+    async def digest(conn: Connection, judged: Any, campaigns: dict[str, Any], *a: Any) -> None:
+        if broken and FAILING in campaigns:
+            await conn.execute("SELECT 1 / 0")
+        await real(conn, judged, campaigns, *a)
+
+    monkeypatch.setattr(services.notifier.evaluator, "queue_digests", digest)
+
+    def digested(campaign: str) -> set[str]:
+        return {
+            r.path
+            for r in h.http.received
+            if r.path.startswith("hook/")
+            and r.json()["kind"] == "digest"
+            and r.json()["campaign"]["id"] == campaign
+        }
+
+    await h.advance(timedelta(hours=7, minutes=1))  # 17:01 local
+    await h.settled()
+    assert digested("c1") >= {f"hook/{w}" for w in WARDS}
+    assert digested(FAILING) == set()
+    metrics = (await h.api.get("/metrics")).text
+    prefix = f'tiendo_notifier_campaign_follow_ups_failing{{campaign="{FAILING}"}} '
+    assert f"{prefix}1.0" in metrics
+    # its alerts are judged as usual: only its follow-ups wait
+    assert _failing(metrics, "notifier", FAILING) == 0.0
+
+    broken = False
+    await h.advance(timedelta(minutes=1))
+    await h.settled()
+    assert digested(FAILING) == digested("c1")
+    assert f"{prefix}0.0" in (await h.api.get("/metrics")).text
 
 
 async def _figures(conn: asyncpg.Connection) -> dict[str, set[tuple[Any, ...]]]:
@@ -366,5 +416,41 @@ async def test_the_comparisons_of_the_others_are_stored(
         assert written == 2 * len(stored["c1"])
         rewritten = await _comparisons(conn)
         assert {r["computed_at"] for c in rewritten.values() for r in c.values()} == {stale}
+    finally:
+        await conn.close()
+
+
+async def test_what_a_pass_keeps_of_a_failing_campaign(database: str) -> None:
+    """A whole pass that leaves a failing campaign out for once (`keep`: held) does not
+    forget its failure; one that no longer has it does. Work that commits its own steps
+    (`atomic=False`) keeps those done before it raised; atomic work keeps none."""
+    starts_at = datetime(2023, 5, 10, 3, 0, tzinfo=UTC)
+    await build_world(database, starts_at=starts_at)
+    await build_world(database, starts_at=starts_at, campaign_id=FAILING)
+    conn = await asyncpg.connect(database)
+    isolation = CampaignIsolation()
+    try:
+        c0, c1 = await board.campaign(conn, FAILING), await board.campaign(conn, "c1")
+        assert c0 is not None
+        assert c1 is not None
+        await conn.execute("CREATE TEMPORARY TABLE steps (campaign text)")
+
+        async def work(c: Campaign) -> None:
+            await conn.execute("INSERT INTO steps VALUES ($1)", c.id)
+            if c.id == FAILING:
+                await conn.execute("SELECT 1 / 0")
+
+        async def steps() -> list[str]:
+            return [r["campaign"] for r in await conn.fetch("SELECT campaign FROM steps")]
+
+        assert await isolation.each(conn, [c0, c1], work) == {"c1": None}
+        assert await steps() == ["c1"]
+        assert await isolation.each(conn, [c0, c1], work, atomic=False) == {"c1": None}
+        assert await steps() == ["c1", FAILING, "c1"]
+        assert isolation.failing == {FAILING}
+        await isolation.each(conn, [c1], work, keep=[FAILING])
+        assert isolation.failing == {FAILING}
+        await isolation.each(conn, [c1], work)
+        assert isolation.failing == frozenset()
     finally:
         await conn.close()

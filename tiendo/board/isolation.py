@@ -19,7 +19,7 @@ own instance and gauge (`work` in the logs): moving a campaign's counters onto a
 (`move`) and storing its comparison with the campaign before it (`comparison`).
 """
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from typing import TypeVar
 
 import asyncpg
@@ -65,19 +65,29 @@ class CampaignIsolation:
         work: Callable[[Campaign], Awaitable[T]],
         *,
         whole: bool = True,
+        keep: Collection[str] = (),
+        atomic: bool = True,
     ) -> dict[str, T]:
         """`work` of each campaign, by id; a campaign whose work raised is missing.
 
         `whole`: the pass judges every key of each campaign it is given, so a campaign it
         judges is failing no more, and one it no longer judges at all (ended, deleted,
-        waiting for its tree) is forgotten. A partial pass (a feed update's few keys) only
-        adds failures: that it judged some keys says nothing of the others."""
+        waiting for its tree) is forgotten, unless in `keep` (left out of this pass only).
+        A partial pass (a feed update's few keys) only adds failures: that it judged some
+        keys says nothing of the others.
+
+        `atomic`: each campaign's work in a transaction of its own, undone if it raises.
+        Else the work commits its own steps (a message each) and keeps those done before
+        it raised; the connection must then not be in a transaction."""
         out: dict[str, T] = {}
         given: set[str] = set()
         for campaign in campaigns:
             given.add(campaign.id)
             try:
-                async with conn.transaction():
+                if atomic:
+                    async with conn.transaction():
+                        out[campaign.id] = await work(campaign)
+                else:
                     out[campaign.id] = await work(campaign)
             except Exception as e:  # any bug of one campaign's data or code
                 if isinstance(e, NOT_THE_CAMPAIGNS) or conn.is_closed():
@@ -87,7 +97,7 @@ class CampaignIsolation:
                 if whole:
                     self._judged(campaign.id)
         if whole:
-            self._forget(given)
+            self._forget(given | set(keep))
         return out
 
     def _failed(self, campaign_id: str, error: Exception) -> None:
