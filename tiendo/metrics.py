@@ -11,13 +11,22 @@ files of all of them, so a scrape no longer depends on which worker took the con
 import os
 from collections.abc import Callable, Iterable, Sequence
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Gauge
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 # prometheus-client's own variable: it chooses its value class by it when first imported.
 MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def per_campaign(registry: CollectorRegistry, service: str, name: str, documentation: str) -> Gauge:
+    """`tiendo_{service}_campaign_{name}{campaign}`: a gauge of each campaign's state (the
+    pipeline board's "Đợt bị bỏ qua" reads them all). Campaigns are few: the label is
+    bounded."""
+    return Gauge(
+        f"tiendo_{service}_campaign_{name}", documentation, ["campaign"], registry=registry
+    )
 
 
 def multiprocess_dir() -> str | None:

@@ -155,11 +155,13 @@ ORDER BY channel, status
             "notifier's evaluation, its alerts held), or storing its comparison with the "
             "campaign before it raises, or its digests or commitment checks raise "
             "(docs/alerts.md), or moving its counters onto a new tree raises "
-            "(docs/units-over-time.md). 0 for the others.",
+            "(docs/units-over-time.md); for messages, how many of its chiefs' messages "
+            "raise while being planned (docs/alerts.md). 0 for the others.",
             g.at(5, 8),
             prom(
                 'max by (campaign) ({__name__=~"tiendo_(aggregator|notifier)_campaign_'
-                '(unusable|failing|comparison_failing|move_failing|follow_ups_failing)"})',
+                "(unusable|failing|comparison_failing|move_failing|follow_ups_failing|"
+                'messages_failing)"})',
                 "{{campaign}}",
             ),
         ).thresholds(ALARM),

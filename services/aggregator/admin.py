@@ -14,12 +14,13 @@ from services.aggregator.repository import reference as reference_sql
 from services.aggregator.repository import tree as tree_sql
 from services.aggregator.validation import Problem, TargetRef, campaign_problems
 from tiendo import audit
+from tiendo.board import repository as board
 from tiendo.board.campaign import Campaign
+from tiendo.board.plans import plan_on_tree
 from tiendo.counting import rollups
 from tiendo.database import Connection
 from tiendo.moments import Moment
 from tiendo.pace import Milestone, Thresholds
-from tiendo.rollup import effective_targets, subtree_sums
 from tiendo.unit_keys import TREE_ZONE
 
 CODE_PATTERN = r"^[A-Za-z0-9_.-]{1,32}$"
@@ -186,7 +187,7 @@ async def _refuse_repeats_and_unknown_parents(conn: Connection, units: Sequence[
         if u.code in listed:
             problems.append(Problem("code", f"{u.code} is listed more than once", i))
         listed.add(u.code)
-    known = listed | (await reference_sql.tree(conn)).keys()
+    known = listed | (await board.tree(conn)).keys()
     problems += [
         Problem("parent_code", f"unknown parent {u.parent_code}", i)
         for i, u in enumerate(units)
@@ -267,7 +268,7 @@ async def upsert_targets(
     indicators = await reference_sql.campaign_indicators(conn, campaign_id)
     if indicators is None:
         raise LookupError(f"no campaign {campaign_id}")
-    units = await reference_sql.tree(conn)
+    units = await board.tree(conn)
     campaign = await reference_sql.campaign(conn, campaign_id)
     assert campaign is not None  # under the re-plan lock since its indicators were read
     # official codes as the tree at the start reads them (00004 is Ba Đình from July 2025)
@@ -293,10 +294,7 @@ async def upsert_targets(
     await reference_sql.upsert_targets(
         conn,
         campaign_id,
-        [
-            reference_sql.Target(t.unit, t.indicator, t.target, t.baseline, t.deadline)
-            for t in targets
-        ],
+        [board.Target(t.unit, t.indicator, t.target, t.baseline, t.deadline) for t in targets],
     )
     await audit.record(
         conn,
@@ -331,50 +329,3 @@ async def replan(
         await recount_sql.recount(conn, campaign_id)
     await reference_sql.recompute_values(conn, campaign_id)
     await rollups.recount_days(conn, campaign_id)
-
-
-async def plan_on_tree(
-    conn: Connection, campaign_id: str, indicators: Sequence[str], moment: datetime
-) -> list[reference_sql.PlanRow]:
-    """The campaign's targets and baselines on the tree in force at `moment`: what the
-    live counters hold when the campaign reports there (`replan`), and what `as_of` of a
-    moment on an earlier tree than the campaign's reads (docs/units-over-time.md)."""
-    every_version = await reference_sql.tree(conn)
-    parents = await reference_sql.tree_at(conn, moment)
-    targets = await reference_sql.targets(conn, campaign_id)
-    # closed versions' baselines and targets count where their people went; a version's
-    # own baseline stays its own (part of its own value, which is carried as a whole)
-    carried = await reference_sql.carried_plan(conn, campaign_id, moment)
-    plan: list[reference_sql.PlanRow] = []
-    for indicator in indicators:
-        mine = [t for t in targets if t.indicator == indicator]
-        own_baseline = {t.unit: t.baseline for t in mine}
-        deadlines = {t.unit: t.deadline for t in mine}
-        landed = [c for c in carried if c.indicator == indicator]
-        baselines = subtree_sums(parents, {c.unit: c.baseline for c in landed})
-        # Targets set on this tree's own units keep their meaning (a parent's target, if
-        # set, stands for its subtree); what closed versions carried in adds up the tree
-        # like a baseline: a split ward's target left at the city is the city's on top of
-        # its communes', not instead of them.
-        explicit = {t.unit: t.target for t in mine if t.unit in parents and t.target is not None}
-        carried_in = {
-            c.unit: (c.target or 0) - (explicit.get(c.unit) or 0)
-            for c in landed
-            if c.target is not None
-        }
-        extra = subtree_sums(parents, {u: v for u, v in carried_in.items() if v})
-        own_effective = effective_targets(parents, explicit)
-        effective = {u: own_effective.get(u, 0) + extra.get(u, 0) for u in {*own_effective, *extra}}
-        plan.extend(
-            reference_sql.PlanRow(
-                code,
-                indicator,
-                own_baseline.get(code, 0),
-                baselines.get(code, 0),
-                effective.get(code, 0),
-                deadlines.get(code),
-            )
-            # a version outside the tree keeps its own baseline and is not judged
-            for code in every_version
-        )
-    return plan

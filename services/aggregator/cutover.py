@@ -22,7 +22,7 @@ async def replan_for_tree(conn: Connection, campaign_id: str, now: datetime | No
     clock) if it is not there yet; True if it moved. Takes the re-plan lock: no batch
     applies meanwhile. The caller owns the transaction."""
     await conn.execute(apply_sql.LOCK_REPLAN)
-    if campaign_id not in await reference_sql.tree_passed(conn, now):
+    if campaign_id not in {c.id for c in await reference_sql.tree_passed(conn, now)}:
         return False
     await admin.replan(conn, campaign_id, now=now)
     log.info("campaign_tree_moved", campaign=campaign_id)
@@ -45,18 +45,17 @@ async def replan_passed(
     admin's single move). `retry`: try the failing ones again too (a whole pass, which
     also forgets those that no longer need moving); else they are left as they are: each
     try holds the counters' lock, and the consumer's batches wait, until it fails."""
-    passed = set(await reference_sql.tree_passed(conn, now))
+    passed = await reference_sql.tree_passed(conn, now)
     if isolation is None:
-        return [c for c in sorted(passed) if await replan_for_tree(conn, c, now)]
+        return [c.id for c in passed if await replan_for_tree(conn, c.id, now)]
     if not retry:
-        passed -= isolation.failing
-    # none passed: a whole pass still forgets what failed before (moved since, or deleted)
-    campaigns = [c for c in await reference_sql.campaigns(conn) if c.id in passed] if passed else []
+        passed = [c for c in passed if c.id not in isolation.failing]
 
     async def move(campaign: Campaign) -> bool:
         return await replan_for_tree(conn, campaign.id, now)
 
-    moved = await isolation.each(conn, sorted(campaigns, key=lambda c: c.id), move, whole=retry)
+    # none passed: a whole pass still forgets what failed before (moved since, or deleted)
+    moved = await isolation.each(conn, passed, move, whole=retry)
     return sorted(c for c, did in moved.items() if did)
 
 

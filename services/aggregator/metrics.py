@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from tiendo.metrics import per_campaign
 from tiendo.pace import Status
 
 UNIT_LABELS = ("campaign", "unit", "level", "indicator")
@@ -163,13 +164,6 @@ class UnitCollector(Collector):
         yield taken
 
 
-def _per_campaign(registry: CollectorRegistry, name: str, documentation: str) -> Gauge:
-    """A gauge of each campaign's state: campaigns are few, so the label is bounded."""
-    return Gauge(
-        f"tiendo_aggregator_campaign_{name}", documentation, ["campaign"], registry=registry
-    )
-
-
 @dataclass
 class AggregatorMetrics:
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
@@ -213,21 +207,27 @@ class AggregatorMetrics:
             ["partition"],
             registry=r,
         )
-        self.campaign_unusable = _per_campaign(
-            r, "unusable", "1 while a stored campaign fails validation and is left out of counting"
-        )
-        self.campaign_failing = _per_campaign(
+        self.campaign_unusable = per_campaign(
             r,
+            "aggregator",
+            "unusable",
+            "1 while a stored campaign fails validation and is left out of counting",
+        )
+        self.campaign_failing = per_campaign(
+            r,
+            "aggregator",
             "failing",
             "1 while judging a campaign for the boards fails: its figures are left out",
         )
-        self.campaign_move_failing = _per_campaign(
+        self.campaign_move_failing = per_campaign(
             r,
+            "aggregator",
             "move_failing",
             "1 while moving a campaign's live counters onto the tree it reports on fails",
         )
-        self.campaign_comparison_failing = _per_campaign(
+        self.campaign_comparison_failing = per_campaign(
             r,
+            "aggregator",
             "comparison_failing",
             "1 while storing a campaign's comparison with the one before it fails",
         )

@@ -5,13 +5,12 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, overload
 
-from services.aggregator import admin
 from services.aggregator.models import IndicatorProgress, LeaderboardRow, UnitRef
-from services.aggregator.repository import reference as reference_sql
 from tiendo.board import movement
 from tiendo.board import repository as board
 from tiendo.board.campaign import Campaign
 from tiendo.board.figures import OFF_LOOP, Verdict, judge_counters, judge_indicators
+from tiendo.board.plans import earlier_plan
 from tiendo.database import Connection
 from tiendo.pace import Status
 
@@ -36,18 +35,6 @@ def _figures(v: Verdict, children_total: int, children_done: int) -> dict[str, A
         "children_total": children_total,
         "children_done": children_done,
     }
-
-
-async def earlier_plan(conn: Connection, campaign: Campaign, at: datetime) -> board.Plan | None:
-    """For an `as_of` read of a moment whose tree is not the one the campaign's live
-    counters are on (before its cut-over, or after one they are not moved past yet): the
-    campaign's targets and baselines on that tree. None when the trees are the same (the
-    counters' own plan is the right one)."""
-    if campaign.counters_on_tree(at):
-        return None
-    tree = await reference_sql.tree_moment(conn, campaign.reports_on(at))
-    rows = await admin.plan_on_tree(conn, campaign.id, campaign.indicators, tree)
-    return {(r.unit, r.indicator): (r.target, r.baseline) for r in rows}
 
 
 async def progress_of(

@@ -16,16 +16,8 @@ from tiendo.board.window import WindowValues
 from tiendo.counting import Key
 from tiendo.counting.rules import local_day
 from tiendo.database import Connection
+from tiendo.pace import is_done
 
-# Per level, units with a positive target and how many reached it: one pass over the
-# progress table, every level (deeper levels than the per-unit cut-off included).
-SELECT_LEVEL_COUNTS = """
-SELECT p.campaign_id, u.level, p.indicator,
-       count(*) AS units, count(*) FILTER (WHERE p.value >= p.target) AS done
-FROM progress p JOIN units u ON u.code = p.unit
-WHERE p.target > 0
-GROUP BY 1, 2, 3
-"""
 # Events counted on the campaign's current local day in each exported unit's subtree: its
 # row of today in the day rollups (`tiendo.counting.rollups`, bucketed by the same
 # `local_day`), on the campaign's tree. Only today's rows are read, so the cost does not
@@ -154,9 +146,19 @@ async def unit_figures(
         for v in verdicts
         if v.level <= max_level
     ]
-    levels = [
-        LevelFigures(r["campaign_id"], r["level"], r["indicator"], r["units"], r["done"])
-        for r in await conn.fetch(SELECT_LEVEL_COUNTS)
-    ]
+    levels = level_counts(verdicts)
     windows = [CampaignFigures(c.id, c.starts_at, c.deadline) for c in campaigns.values()]
     return UnitSnapshot(units=figures, levels=levels, campaigns=windows, taken_at=now)
+
+
+def level_counts(verdicts: Iterable[Verdict]) -> list[LevelFigures]:
+    """Per (campaign, level, indicator), the units with a positive target and how many
+    reached it (`is_done`), of the same verdicts as every other figure of the pass: a
+    campaign left out of the pass (failing, unusable, not moved) is left out of these."""
+    counts: dict[tuple[str, int, str], tuple[int, int]] = {}
+    for v in verdicts:
+        if v.progress.target > 0:
+            key = (v.campaign_id, v.level, v.indicator)
+            units, done = counts.get(key, (0, 0))
+            counts[key] = (units + 1, done + is_done(v.progress.value, v.progress.target))
+    return [LevelFigures(c, level, i, n, done) for (c, level, i), (n, done) in counts.items()]

@@ -59,7 +59,10 @@ class Evaluator:
         self._metrics = metrics or NotifierMetrics()
         self._outgoing = Outgoing(channels, settings.webhook_url, self._metrics)
         self._planner = Planner(
-            renderer, self._outgoing, LinkIssuer(settings.link_key(), settings.public_url)
+            renderer,
+            self._outgoing,
+            LinkIssuer(settings.link_key(), settings.public_url),
+            self._metrics.campaign_messages_failing,
         )
         # values a run-rate window ago, from history: reused between passes for a while
         self._window = WindowValues(timedelta(seconds=settings.run_rate_cache_seconds))

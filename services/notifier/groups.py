@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
+from prometheus_client import Gauge
 
 from services.notifier.languages import LANGUAGES
 from services.notifier.links import LinkIssuer
@@ -29,6 +30,7 @@ from services.notifier.rules import (
 )
 from services.notifier.summary import Summary
 from tiendo.board.campaign import Campaign
+from tiendo.board.isolation import its_own, logged
 from tiendo.database import Connection
 from tiendo.logs import get_logger
 
@@ -110,12 +112,24 @@ def may_plan(group: asyncpg.Record, policy: Policy, at: datetime) -> bool:
 
 
 class Planner:
+    """Decides and queues each group's message (one chief's, of one campaign): a group
+    whose message fails (a bug met by its render or link) is left for the next pass, and
+    the others go; `failing` exports how many fail per campaign (docs/alerts.md)."""
+
     def __init__(
-        self, renderer: Renderer, outgoing: Outgoing, links: LinkIssuer | None = None
+        self,
+        renderer: Renderer,
+        outgoing: Outgoing,
+        links: LinkIssuer | None = None,
+        failing: Gauge | None = None,
     ) -> None:
         self._renderer = renderer
         self._outgoing = outgoing
         self._links = links
+        self._gauge = failing
+        # group → (its campaign, what it failed with) at the last pass that tried it
+        self._failing: dict[int, tuple[str, str]] = {}
+        self._labelled: set[str] = set()
 
     async def plan(
         self,
@@ -137,54 +151,101 @@ class Planner:
             for g in await group_sql.groups(conn, [r.value for r in PRECEDENCE])
             if may_plan(g, policies.get(g["campaign_id"], fallback), at)
         ]
-        for group_id, (campaign_id, sketched, members) in sketch(
-            await group_sql.group_members(conn, candidates), silences, at
-        ).items():
+        sketched_now = sketch(await group_sql.group_members(conn, candidates), silences, at)
+        # a failing group not tried this pass (held, or planned by another replica) is
+        # still failing; one no longer due or gone is not
+        failed = {g: v for g, v in self._failing.items() if g in sketched_now}
+        for group_id, (campaign_id, sketched, members) in sketched_now.items():
             policy = policies.get(campaign_id, fallback)
             held = campaign_id in unjudged
             plan = plan_group(sketched, members, at, policy.group_wait, policy.repeat_interval)
             if (plan.kind is None or (held and plan.kind == "repeat")) and not plan.drop:
+                if plan.kind is None:
+                    failed.pop(group_id, None)  # nothing left to send
                 continue  # nothing to do (a held group: not locked at every pass)
-            async with conn.transaction():
-                if not await group_sql.lock_group(conn, group_id):
-                    continue  # another replica is planning this group right now
-                fresh = sketch(await group_sql.group_members(conn, [group_id]), silences, at)
-                if group_id not in fresh:
-                    continue
-                _, state, locked_members = fresh[group_id]
-                plan = plan_group(
-                    state, locked_members, at, policy.group_wait, policy.repeat_interval
-                )
-                if held and plan.kind == "repeat":
-                    pass  # the slot kept for the pass that judges it; its drops still go
-                elif plan.kind == "repeat" and await repeat_quieted(
-                    conn,
-                    list(plan.firing),
-                    state.anchor_at,
-                    at,
-                    await group_sql.group_recipient(conn, group_id),
+            told = len(summary.messages)
+            try:
+                if await self._plan_locked(
+                    conn, group_id, campaign_id, silences, policy, held, campaigns, at, summary
                 ):
-                    # acknowledged since the last change message, or snoozed: the slot passes
-                    await group_sql.update_group(conn, group_id, plan.group, at)
-                elif plan.kind is not None:
-                    campaign = campaigns.get(campaign_id)
-                    ended = campaign is not None and campaign.ended(at)
-                    await self._queue(
-                        conn,
-                        group_id,
-                        campaign_id,
-                        locked_members,
-                        plan,
-                        policy,
-                        ended,
-                        at,
-                        summary,
-                    )
-                    await group_sql.update_group(conn, group_id, plan.group, at)
-                    if plan.mark_notified:
-                        await group_sql.mark_notified(conn, group_id, plan.mark_notified)
-                if plan.drop:
-                    await group_sql.drop_members(conn, group_id, plan.drop)
+                    failed.pop(group_id, None)
+            except Exception as e:  # a bug met by this group's message (its render, say)
+                if not its_own(conn, e):
+                    raise
+                del summary.messages[told:]  # rolled back with the group
+                before = self._failing.get(group_id, (campaign_id, None))[1]
+                said = logged(
+                    e,
+                    before,
+                    ("group_message_failed", "group_message_still_failing"),
+                    campaign=campaign_id,
+                    group=group_id,
+                )
+                failed[group_id] = (campaign_id, said)
+        self._failing = failed
+        self._export(campaigns)
+
+    def _export(self, campaigns: Mapping[str, Campaign]) -> None:
+        """The failing groups per campaign: 0 for a campaign whose groups planned again,
+        gone with the campaign."""
+        if self._gauge is None:
+            return
+        counts = {c: 0 for c in self._labelled if c in campaigns}
+        for campaign_id, _ in self._failing.values():
+            counts[campaign_id] = counts.get(campaign_id, 0) + 1
+        for campaign_id in self._labelled - counts.keys():
+            self._gauge.remove(campaign_id)
+        for campaign_id, n in counts.items():
+            self._gauge.labels(campaign_id).set(n)
+        self._labelled = set(counts)
+
+    async def _plan_locked(
+        self,
+        conn: Connection,
+        group_id: int,
+        campaign_id: str,
+        silences: Sequence[Silence],
+        policy: Policy,
+        held: bool,
+        campaigns: Mapping[str, Campaign],
+        at: datetime,
+        summary: Summary,
+    ) -> bool:
+        """Decide and queue one group's message, its row locked, in a transaction of its
+        own: a group that fails keeps its state for the next pass, the others go on. False:
+        another replica is planning it right now (this one did not try)."""
+        async with conn.transaction():
+            if not await group_sql.lock_group(conn, group_id):
+                return False
+            fresh = sketch(await group_sql.group_members(conn, [group_id]), silences, at)
+            if group_id not in fresh:
+                return True
+            _, state, locked_members = fresh[group_id]
+            plan = plan_group(state, locked_members, at, policy.group_wait, policy.repeat_interval)
+            if plan.drop:
+                await group_sql.drop_members(conn, group_id, plan.drop)
+            if plan.kind is None or (held and plan.kind == "repeat"):
+                return True  # a held repeat: the slot kept for the pass that judges it
+            if plan.kind == "repeat" and await repeat_quieted(
+                conn,
+                list(plan.firing),
+                state.anchor_at,
+                at,
+                await group_sql.group_recipient(conn, group_id),
+            ):
+                # acknowledged since the last change message, or snoozed: the slot passes
+                await group_sql.update_group(conn, group_id, plan.group, at)
+                return True
+            await group_sql.update_group(conn, group_id, plan.group, at)
+            if plan.mark_notified:
+                await group_sql.mark_notified(conn, group_id, plan.mark_notified)
+            campaign = campaigns.get(campaign_id)
+            ended = campaign is not None and campaign.ended(at)
+            # last: what queuing counts and logs is then undone only by a failed commit
+            await self._queue(
+                conn, group_id, campaign_id, locked_members, plan, policy, ended, at, summary
+            )
+        return True
 
     async def _queue(
         self,

@@ -4,6 +4,8 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from tiendo.metrics import per_campaign
+
 
 @dataclass
 class NotifierMetrics:
@@ -47,17 +49,24 @@ class NotifierMetrics:
             ["rule"],
             registry=r,
         )
-        self.campaign_failing = Gauge(
-            "tiendo_notifier_campaign_failing",
+        self.campaign_failing = per_campaign(
+            r,
+            "notifier",
+            "failing",
             "1 while judging a campaign fails: it is left out of the evaluation, its alerts held",
-            ["campaign"],  # campaigns are few: bounded
-            registry=r,
         )
-        self.campaign_follow_ups_failing = Gauge(
-            "tiendo_notifier_campaign_follow_ups_failing",
+        self.campaign_follow_ups_failing = per_campaign(
+            r,
+            "notifier",
+            "follow_ups_failing",
             "1 while a campaign's digests or commitment checks fail: they are left out",
-            ["campaign"],  # campaigns are few: bounded
-            registry=r,
+        )
+        self.campaign_messages_failing = per_campaign(
+            r,
+            "notifier",
+            "messages_failing",
+            "Groups (chiefs) of a campaign whose message failed to be planned at the last "
+            "pass: left for the next one, the others sent",
         )
         self.evaluations = Counter(
             "tiendo_notifier_evaluations_total",

@@ -22,7 +22,7 @@ from services.aggregator import admin
 from services.aggregator.admin import TargetIn, UnitIn
 from services.aggregator.app import create_app as create_aggregator
 from services.aggregator.models import LeaderboardRow, UnitRef
-from services.aggregator.progress import _figures, earlier_plan, leaderboard
+from services.aggregator.progress import _figures, leaderboard
 from tests.support.identities import READER, bearer, issue_identity
 from tests.support.notifier import Feed, progress
 from tests.support.stack import Topics, aggregator_settings, running
@@ -32,6 +32,7 @@ from tiendo.board import repository as board
 from tiendo.board.campaign import Campaign
 from tiendo.board.figures import LiveValues, Verdict, judge_many, ranked
 from tiendo.board.movement import day_ends, is_behind, movement_label, streaks
+from tiendo.board.plans import earlier_plan
 from tiendo.board.repository import Counter
 from tiendo.counting import ValueAt
 from tiendo.identity.model import Role

@@ -100,3 +100,40 @@ async def test_a_large_subtree_reads_its_day_as_one_range_whatever_the_planner_p
     # and the reading is the history's
     assert reading is not None
     assert {k: counting.ValueAt(*v) for k, v in reading.figures.items()} == history
+
+
+async def test_a_read_in_the_callers_transaction_leaves_its_planner_settings(
+    database: str,
+) -> None:
+    """The read turns JIT and sorting off for itself; inside a caller's transaction (a
+    campaign's comparison, say) the caller's statements after it plan as before."""
+    await build_world(database, starts_at=STARTS, days=6)
+    conn = await asyncpg.connect(database)
+    try:
+        events = [
+            Event(f"e{i}", unit, CCCD, Kind.INCREMENT, 1, STARTS + timedelta(hours=i))
+            for i, unit in enumerate(UNITS)
+        ]
+        await counting.apply_events(conn, events)
+        at = STARTS + timedelta(days=1)
+
+        async def settings() -> tuple[str, str]:
+            row = await conn.fetchrow(
+                "SELECT current_setting('jit'), current_setting('enable_sort')"
+            )
+            assert row is not None
+            return row[0], row[1]
+
+        async with conn.transaction():
+            await conn.execute("SET LOCAL jit = on; SET LOCAL enable_sort = on")
+            reading = await as_of_days.read(conn, "c1", [CCCD], UNITS, STARTS, at)
+            assert reading is not None
+            assert await settings() == ("on", "on")
+        # on its own, the read's transaction ends with it
+        assert await as_of_days.read(conn, "c1", [CCCD], UNITS, STARTS, at) == reading
+        assert await settings() == (
+            await conn.fetchval("SELECT reset_val FROM pg_settings WHERE name = 'jit'"),
+            "on",
+        )
+    finally:
+        await conn.close()

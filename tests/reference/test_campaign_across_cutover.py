@@ -5,6 +5,7 @@ both sides."""
 
 import asyncio
 import random
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -22,13 +23,20 @@ from services.aggregator import admin, cutover
 from services.aggregator.app import create_app as create_aggregator
 from services.aggregator.cli import import_file, import_tree_version
 from services.check.run import check_round
+from services.notifier import links
+from services.notifier.app import create_app as create_notifier
+from services.notifier.briefing.gather import gather
+from services.notifier.briefing.words import number
+from services.notifier.repository import explanations as explanation_sql
 from services.notifier.settings import NotifierSettings
 from tests.support.identities import ADMIN_SECRET as ADMIN
 from tests.support.identities import READER
-from tests.support.notifier import behind_only_evaluator
+from tests.support.notifier import SmtpReceiver, behind_only_evaluator, notifier_settings
 from tests.support.stack import Topics, aggregator_settings, eventually, running
 from tiendo import counting
+from tiendo.board import movement
 from tiendo.board import repository as board
+from tiendo.board.figures import judge
 from tiendo.clock import ManualClock
 from tiendo.database import create_pool
 from tiendo.event import Event, Kind
@@ -166,7 +174,7 @@ async def test_as_of_reads_each_side_of_the_cut_over_on_its_own_tree(
     ).json()["indicators"][0]
     assert (city_before["value"], city_before["target"]) == (sum(before.values()), total)
     assert city_before["children_total"] == 30  # its districts, then
-    board = (
+    june = (
         await aggregator.get(
             "/v1/campaigns/span/leaderboard",
             params={
@@ -177,10 +185,57 @@ async def test_as_of_reads_each_side_of_the_cut_over_on_its_own_tree(
             },
         )
     ).json()
-    assert board["total"] == 526
-    by_code = {row["unit"]["admin_code"]: row for row in board["rows"]}
+    assert june["total"] == 526
+    by_code = {row["unit"]["admin_code"]: row for row in june["rows"]}
     for w in rng.sample(wards, 40):
         assert (by_code[w]["value"], by_code[w]["target"]) == (before[w], targets[w]), w
+    # the notifier's readers of a past moment (a briefing pack, a commitment's check) judge
+    # it as the API does, by the plan of June's tree: the counters hold July's, where the
+    # wards have none
+    shown = {r["unit"]["code"]: (r["value"], r["target"], r["pct"]) for r in june["rows"]}
+    conn = await asyncpg.connect(database)
+    try:
+        campaign = await board.campaign(conn, "span")
+        assert campaign is not None
+        assert not campaign.counters_on_tree(BEFORE)
+        standings = await movement.leaderboard(
+            conn, campaign, "cccd_collected", 3, BEFORE, previous_at=None, live=False
+        )
+        ranked = {s.verdict.unit: s.verdict.progress for s in standings}
+        assert {u: (p.value, p.target, p.pct) for u, p in ranked.items()} == shown
+        some = rng.sample(sorted(shown), 40)
+        judged = await judge(conn, campaign, "cccd_collected", some, BEFORE, live=False)
+        figures = {
+            u: (v.progress.value, v.progress.target, v.progress.pct) for u, v in judged.items()
+        }
+        assert figures == {u: shown[u] for u in some}
+        # the briefing pack of the last Sunday of June, asked in July: June's wards ranked,
+        # the city on its target, its children charted June's 30 districts
+        pack = await gather(
+            conn,
+            campaign,
+            level=3,
+            at=BEFORE,
+            previous_at=BEFORE - timedelta(days=7),
+            language="vi",
+            bottom_n=5,
+        )
+        (section,) = pack.sections
+        ranked_in_pack = {
+            r.unit: (r.progress.value, r.progress.target, r.progress.pct) for r in section.ranking
+        }
+        assert ranked_in_pack == shown
+        assert section.headline is not None
+        assert (section.headline.unit, section.headline.progress.target) == ("01", total)
+        districts = await conn.fetch(
+            "SELECT code FROM units WHERE level = 2"
+            " AND valid_from <= $1 AND $1 < coalesce(valid_to, 'infinity') ORDER BY code",
+            BEFORE,
+        )
+        assert [s.unit for s in section.series] == ["01", *(r["code"] for r in districts)]
+        assert len(districts) == 30
+    finally:
+        await conn.close()
 
     city_after = (
         await aggregator.get("/v1/campaigns/span/progress/01", params={"as_of": AFTER.isoformat()})
@@ -418,3 +473,89 @@ async def test_a_campaign_whose_move_fails_stays_put_alone(
             await eventually(stuck_moved, timeout=60)
         finally:
             await conn.close()
+
+
+def _shown(page: str) -> tuple[str, str]:
+    """What a link page says of its alert's unit: its value and its target, as written."""
+    found = re.search(r"Đã đạt / chỉ tiêu</span><b>([^<]*) / ([^<]*)</b>", page)
+    assert found is not None, page
+    return found[1], found[2]
+
+
+async def test_the_link_page_reads_now_as_the_api_does(
+    database: str, kafka: KafkaBroker, topics: Topics, smtp_receiver: SmtpReceiver
+) -> None:
+    """A chief who follows an alert's link between a cut-over and the move of the counters
+    reads what the read API answers now (`as_of` now on the communes, with their plan),
+    and what the page says once they are moved; before, the page read the wards' counters
+    as now: a closed ward with its June target and value, a city without July's reports."""
+    # the day before: `tree_check` sleeps until the next boundary by this clock, an
+    # hour at most (`ASLEEP`), and must not wake to move the counters while the test reads
+    clock = ManualClock(CUT - timedelta(days=1))
+    loading = aggregator_settings(database, kafka.bootstrap, topics, consume=False, **ASLEEP)
+    async with running(create_aggregator(loading, clock)) as aggregator:
+        span = await _span_campaign(aggregator, database)
+        aggregator.headers.update(READER)
+        pool = await create_pool(database, max_size=4)
+        conn = await asyncpg.connect(database)
+        settings = notifier_settings(
+            database, kafka, topics, smtp_receiver, public_url="http://127.0.0.1"
+        )
+        try:
+            evaluator = await behind_only_evaluator(conn, database, "span")
+            await _beat(conn, clock.now())
+            await evaluator.evaluate_at(pool, clock.now())
+            firing = await conn.fetch(
+                "SELECT DISTINCT ON (u.level) a.id, a.unit, u.level FROM alerts a"
+                " JOIN units u ON u.code = a.unit WHERE a.state = 'firing'"
+                " ORDER BY u.level, a.unit"
+            )
+            assert [r["level"] for r in firing] == [1, 2, 3]  # the city, a district, a ward
+            city, district, ward = (r["unit"] for r in firing)
+            rng = random.Random(11)
+            communes = await _codes_at(conn, 2, CUT)
+            after = {c: rng.randrange(1, 40) for c in rng.sample(communes, 60)}
+            await counting.apply_events(conn, _reports("a", after, CUT + timedelta(seconds=10)))
+            clock.set(CUT + timedelta(seconds=30))
+
+            async def pages(notifier: httpx.AsyncClient) -> dict[str, tuple[str, str]]:
+                shown = {}
+                for r in firing:
+                    async with conn.transaction():
+                        link = await explanation_sql.create_link(
+                            conn,
+                            "span",
+                            city,
+                            [r["id"]],
+                            f"m/{r['id']}",
+                            clock.now(),
+                            timedelta(days=1),
+                        )
+                    token = links.sign(settings.link_key(), link.id, link.expires_at)
+                    page = await notifier.get(f"/l/{token}")
+                    assert page.status_code == 200, page.text
+                    shown[r["unit"]] = _shown(page.text)
+                return shown
+
+            async def api(unit: str) -> tuple[str, str]:
+                r = await aggregator.get(f"/v1/campaigns/span/progress/{unit}")
+                assert r.status_code == 200, r.text
+                figures = r.json()["indicators"][0]
+                return number("vi", figures["value"]), number("vi", figures["target"])
+
+            async with running(create_notifier(settings, clock=clock)) as notifier:
+                waiting = await pages(notifier)
+                # the city: June's reports and July's first, on the city's target
+                assert waiting[city] == await api(city)
+                assert waiting[city][0] == number(
+                    "vi", sum(span.before.values()) + sum(after.values())
+                )
+                async with conn.transaction():
+                    assert await cutover.replan_passed(conn, clock.now()) == ["span"]
+                moved = await pages(notifier)
+            assert moved == waiting
+            # a closed district and ward: nothing of their own on the communes' tree
+            assert waiting[district] == waiting[ward] == ("0", "0")
+        finally:
+            await conn.close()
+            await pool.close()

@@ -12,6 +12,7 @@ from datetime import datetime
 from tiendo import counting
 from tiendo.board import days, repository
 from tiendo.board.campaign import Campaign
+from tiendo.board.plans import earlier_plan
 from tiendo.board.repository import Counter, Place, Ranked
 from tiendo.board.window import WindowValues
 from tiendo.counting import ValueAt
@@ -211,15 +212,30 @@ async def judge(
     *,
     live: bool,
     window: WindowValues | None = None,
+    plan: repository.Plan | None = None,
 ) -> dict[str, Verdict]:
     """Figures and status of each unit in `codes` for one indicator at `at`.
 
-    `live` reads the maintained counters (as of now); otherwise values come from history.
-    The value a run-rate window ago comes from the day rollups, live or not (`window`:
-    where such values are cached).
+    `live` reads the maintained counters (as of now); otherwise values come from history,
+    judged by the plan of the tree of `at` (`plan`, or `plans.earlier_plan` read here: the
+    counters hold their own tree's). The value a run-rate window ago comes from the day
+    rollups, live or not (`window`: where such values are cached).
     """
     counters = await repository.counters_of(conn, campaign.id, indicator, codes)
+    if not live:
+        if plan is None:
+            plan = await earlier_plan(conn, campaign, at, [indicator])
+        counters = repository.on_plan(counters, plan)
     return await judge_counters(conn, campaign, indicator, counters, at, live=live, window=window)
+
+
+async def judge_now(
+    conn: Connection, campaign: Campaign, indicator: str, codes: Sequence[str], now: datetime
+) -> dict[str, Verdict]:
+    """`judge` of now as every reader of now must: the live counters, or, while they are not
+    on the tree the campaign reports on (a cut-over's first moments, a move that fails),
+    `as_of` now on that tree with its plan, as the read API does. Live equals history."""
+    return await judge(conn, campaign, indicator, codes, now, live=campaign.counters_on_tree(now))
 
 
 async def judge_counters(

@@ -16,11 +16,14 @@ pass as before: every campaign after it would fail the same way, and none is to 
 
 The aggregator isolates two more kinds of per-campaign work the same way, each with its
 own instance and gauge (`work` in the logs): moving a campaign's counters onto a new tree
-(`move`) and storing its comparison with the campaign before it (`comparison`).
+(`move`) and storing its comparison with the campaign before it (`comparison`); the
+notifier its digests and commitment checks (`digests and commitments`). The notifier's
+planner isolates each chief's message the same way (`its_own`, `logged`), one group at a
+time (services/notifier/groups.py).
 """
 
 from collections.abc import Awaitable, Callable, Collection, Iterable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import asyncpg
 from prometheus_client import Gauge
@@ -40,6 +43,24 @@ NOT_THE_CAMPAIGNS = (
     asyncpg.PostgresConnectionError,
     asyncpg.OperatorInterventionError,
 )
+
+
+def its_own(conn: Connection, error: Exception) -> bool:
+    """Whether `error`, raised by one item's work (a campaign's, a chief's message), is that
+    item's to fail alone; else (`NOT_THE_CAMPAIGNS`, a closed connection) the pass fails."""
+    return not (isinstance(error, NOT_THE_CAMPAIGNS) or conn.is_closed())
+
+
+def logged(error: Exception, before: str | None, events: tuple[str, str], **names: Any) -> str:
+    """Log an item's failure: with its traceback when new or changed (`before`: what it
+    failed with at the last try), else one line per try (a pass every few seconds)
+    rather than a traceback; returns what it failed with."""
+    said = f"{type(error).__name__}: {error}"
+    if said != before:
+        log.exception(events[0], error=said, **names)
+    else:
+        log.error(events[1], error=said, **names)
+    return said
 
 
 class CampaignIsolation:
@@ -90,7 +111,7 @@ class CampaignIsolation:
                 else:
                     out[campaign.id] = await work(campaign)
             except Exception as e:  # any bug of one campaign's data or code
-                if isinstance(e, NOT_THE_CAMPAIGNS) or conn.is_closed():
+                if not its_own(conn, e):
                     raise
                 self._failed(campaign.id, e)
             else:
@@ -101,15 +122,13 @@ class CampaignIsolation:
         return out
 
     def _failed(self, campaign_id: str, error: Exception) -> None:
-        said = f"{type(error).__name__}: {error}"
-        if self._failing.get(campaign_id) != said:
-            # the traceback once per failure, not once per pass (every few seconds)
-            log.exception(
-                "campaign_judging_failed", campaign=campaign_id, work=self._work, error=said
-            )
-        else:
-            log.error("campaign_still_failing", campaign=campaign_id, work=self._work, error=said)
-        self._failing[campaign_id] = said
+        self._failing[campaign_id] = logged(
+            error,
+            self._failing.get(campaign_id),
+            ("campaign_judging_failed", "campaign_still_failing"),
+            campaign=campaign_id,
+            work=self._work,
+        )
         self._set(campaign_id, 1)
 
     def _judged(self, campaign_id: str) -> None:

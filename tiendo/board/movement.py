@@ -24,6 +24,7 @@ from tiendo.board.figures import (
     ranks,
     values_of,
 )
+from tiendo.board.plans import earlier_plan
 from tiendo.board.repository import Ranked
 from tiendo.counting import ValueAt
 from tiendo.database import Connection
@@ -243,12 +244,15 @@ async def ranking(
 ) -> Ranking:
     """Every unit of `level` with a target in the campaign, ranked at `at`, with its rank
     as of `previous_at` (the previous briefing; None or before the start: every unit new).
-    `plan`: the targets of an earlier tree (`repository.on_plan`): its units are ranked.
-    `beside`: a second connection, on which a live board reads the level's day rollups
+    `plan`: the targets of an earlier tree (`repository.on_plan`): its units are ranked;
+    none given, an `as_of` ranking reads it (`plans.earlier_plan`). `beside`: a second
+    connection, on which a live board reads the level's day rollups
     while `conn` reads its counters (each about half the database's time of the read).
 
     Ranked in a worker thread: ten thousand units hold a core for a while, and the event
     loop serves every other read meanwhile."""
+    if plan is None and not live:
+        plan = await earlier_plan(conn, campaign, at, [indicator])
     window = run_rate_window(campaign.plan(0, 0), at)
     ranked_then = previous_at is not None and previous_at > campaign.starts_at
     moments = [min(at, campaign.deadline) - window] if window is not None else []

@@ -335,6 +335,98 @@ async def daily_increments(
     return [(r["day"], r["indicator"], r["increments"]) for r in rows]
 
 
+# -- a campaign's plan on a tree (`tiendo.board.plans`) ----------------------------------
+SELECT_TREE = "SELECT code, parent_code, level FROM units"
+SELECT_TARGETS = (
+    "SELECT unit, indicator, target, baseline, deadline FROM targets WHERE campaign_id = $1"
+)
+# The boundary the tree of a moment starts at (the key of `unit_anchors`).
+SELECT_TREE_MOMENT = "SELECT aggregator_read.tree_moment($1)"
+# The tree of a moment: the versions in force then.
+SELECT_TREE_AT = """
+SELECT code, parent_code FROM units
+WHERE valid_from <= $1 AND $1 < coalesce(valid_to, 'infinity')
+"""
+# A campaign's own baselines and explicit targets carried onto the tree of its moment, the
+# way figures are (`unit_anchors`, `carry_shared`): (unit, indicator, baseline, target);
+# target NULL where none was set or carried.
+SELECT_CARRIED_PLAN = """
+WITH own AS (
+    SELECT t.unit, 'b/' || t.indicator AS grp, t.baseline AS amount FROM targets t
+    WHERE t.campaign_id = $1
+    UNION ALL
+    SELECT t.unit, 't/' || t.indicator, t.target FROM targets t
+    WHERE t.campaign_id = $1 AND t.target IS NOT NULL
+), landed AS (
+    SELECT a.anchor AS unit, o.grp, o.amount
+    FROM own o JOIN unit_anchors a ON a.tree_at = $2 AND a.unit = o.unit
+    UNION ALL
+    SELECT s.unit, s.grp, s.amount
+    FROM (SELECT array_agg(o.grp) AS g, array_agg(o.unit) AS u, array_agg(o.amount) AS v
+          FROM own o JOIN units v ON v.code = o.unit
+          WHERE v.valid_to <= $2
+            AND NOT EXISTS (SELECT 1 FROM unit_anchors a
+                            WHERE a.tree_at = $2 AND a.unit = o.unit)) x
+    CROSS JOIN LATERAL aggregator_read.carry_shared($2, x.g, x.u, x.v, NULL) s
+)
+SELECT unit, substr(grp, 3) AS indicator,
+       coalesce(sum(amount) FILTER (WHERE grp LIKE 'b/%'), 0)::bigint AS baseline,
+       sum(amount) FILTER (WHERE grp LIKE 't/%')::bigint AS target
+FROM landed
+GROUP BY 1, 2
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A campaign's target and baseline of a unit, as an administrator set them."""
+
+    unit: str
+    indicator: str
+    target: int | None  # None: the sum of the children's
+    baseline: int
+    deadline: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class CarriedPlan:
+    """A campaign's own baseline and explicit target of a unit of its tree, with those of
+    the closed versions carried into it."""
+
+    unit: str
+    indicator: str
+    baseline: int
+    target: int | None
+
+
+async def tree(conn: Connection) -> dict[str, str | None]:
+    """Every unit's parent, by code."""
+    return {r["code"]: r["parent_code"] for r in await conn.fetch(SELECT_TREE)}
+
+
+async def tree_at(conn: Connection, moment: datetime) -> dict[str, str | None]:
+    """Every unit of the tree in force at `moment` and its parent, by key."""
+    return {r["code"]: r["parent_code"] for r in await conn.fetch(SELECT_TREE_AT, moment)}
+
+
+async def tree_moment(conn: Connection, at: datetime) -> datetime:
+    """The boundary the tree of `at` starts at: what a plan and the anchors are keyed by."""
+    moment: datetime = await conn.fetchval(SELECT_TREE_MOMENT, at)
+    return moment
+
+
+async def targets(conn: Connection, campaign_id: str) -> list[Target]:
+    return [
+        Target(r["unit"], r["indicator"], r["target"], r["baseline"], r["deadline"])
+        for r in await conn.fetch(SELECT_TARGETS, campaign_id)
+    ]
+
+
+async def carried_plan(conn: Connection, campaign_id: str, moment: datetime) -> list[CarriedPlan]:
+    rows = await conn.fetch(SELECT_CARRIED_PLAN, campaign_id, moment)
+    return [CarriedPlan(r["unit"], r["indicator"], r["baseline"], r["target"]) for r in rows]
+
+
 # A campaign's targets and baselines on one tree, by (unit, indicator): what an `as_of`
 # read of a moment on an earlier tree than the campaign's judges by (the live counters
 # hold the plan of the campaign's current tree; docs/units-over-time.md).

@@ -493,6 +493,12 @@ class Reading:
     inexact: frozenset[str]
 
 
+PLANNER_SETTINGS = (
+    "SELECT current_setting('jit') AS jit, current_setting('enable_sort') AS enable_sort"
+)
+RESTORE_PLANNER_SETTINGS = "SELECT set_config('jit', $1, true), set_config('enable_sort', $2, true)"
+
+
 async def read(
     conn: Connection,
     campaign_id: str,
@@ -510,9 +516,14 @@ async def read(
     most the deadline. None: the rollups cannot answer (the tree of the moment, or of
     `tree_at`, is not the campaign's, or versions carried by shares have counted events;
     or nothing to read)."""
+    # inside a caller's transaction this is a savepoint, whose release keeps a SET LOCAL
+    # to the caller's end: the settings are put back as they were
+    outer = conn.is_in_transaction()
     async with conn.transaction():
+        before = await conn.fetchrow(PLANNER_SETTINGS) if outer else None
         # The planner's estimate of this plan passes the JIT threshold; compiling it took
-        # 0.9 s of a 1 s read of one commune. (LOCAL: the caller's transaction, if any.)
+        # 0.9 s of a 1 s read of one commune. (LOCAL: this read's transaction, or its
+        # savepoint in the caller's, at whose end `before` is put back.)
         # Sorting is off: the planner, blind to the size of the day it reads (a bound
         # computed in the statement), sorted the country's half a million events to group
         # them into 500 (0.2 s of 0.7 at 10 M events); a hash groups them in one pass, in
@@ -530,6 +541,8 @@ async def read(
             side,
             most_probes,
         )
+        if before is not None:
+            await conn.execute(RESTORE_PLANNER_SETTINGS, before["jit"], before["enable_sort"])
     if not rows or any(r["root"] is None for r in rows):
         return None  # (no rows: an unknown campaign, or no root on its tree)
     return Reading(

@@ -8,7 +8,8 @@ from datetime import datetime
 import asyncpg
 
 from tiendo.board.campaign import Campaign, moving
-from tiendo.board.repository import SELECT_CAMPAIGN, SELECT_CAMPAIGNS
+from tiendo.board.plans import PlanRow
+from tiendo.board.repository import SELECT_CAMPAIGN, SELECT_CAMPAIGNS, Target
 from tiendo.counting import batch
 from tiendo.database import Connection
 
@@ -65,9 +66,6 @@ ORDER BY code
 """
 
 
-SELECT_TREE = "SELECT code, parent_code, level FROM units"
-
-
 UPSERT_CAMPAIGN = """
 INSERT INTO campaigns (id, name, starts_at, deadline, timezone, indicators, behind_threshold,
                        stale_after, milestones, updated_at)
@@ -86,11 +84,6 @@ VALUES ($1, $2, $3, $4, $5, $6)
 ON CONFLICT (campaign_id, unit, indicator) DO UPDATE
 SET target = EXCLUDED.target, baseline = EXCLUDED.baseline, deadline = EXCLUDED.deadline
 """
-
-
-SELECT_TARGETS = (
-    "SELECT unit, indicator, target, baseline, deadline FROM targets WHERE campaign_id = $1"
-)
 
 
 ENSURE_CAMPAIGN_ROWS = """
@@ -145,47 +138,6 @@ SET tree_at = aggregator_read.tree_moment(
     least(greatest(coalesce($2::timestamptz, now()), starts_at), deadline))
 WHERE id = $1
 RETURNING tree_at
-"""
-
-
-# The boundary the tree of a moment starts at (the key of `unit_anchors`).
-SELECT_TREE_MOMENT = "SELECT aggregator_read.tree_moment($1)"
-
-
-# The tree of a moment: the versions in force then.
-SELECT_TREE_AT = """
-SELECT code, parent_code FROM units
-WHERE valid_from <= $1 AND $1 < coalesce(valid_to, 'infinity')
-"""
-
-
-# A campaign's own baselines and explicit targets carried onto the tree of its moment, the
-# way figures are (`unit_anchors`, `carry_shared`): (unit, indicator, baseline, target);
-# target NULL where none was set or carried.
-SELECT_CARRIED_PLAN = """
-WITH own AS (
-    SELECT t.unit, 'b/' || t.indicator AS grp, t.baseline AS amount FROM targets t
-    WHERE t.campaign_id = $1
-    UNION ALL
-    SELECT t.unit, 't/' || t.indicator, t.target FROM targets t
-    WHERE t.campaign_id = $1 AND t.target IS NOT NULL
-), landed AS (
-    SELECT a.anchor AS unit, o.grp, o.amount
-    FROM own o JOIN unit_anchors a ON a.tree_at = $2 AND a.unit = o.unit
-    UNION ALL
-    SELECT s.unit, s.grp, s.amount
-    FROM (SELECT array_agg(o.grp) AS g, array_agg(o.unit) AS u, array_agg(o.amount) AS v
-          FROM own o JOIN units v ON v.code = o.unit
-          WHERE v.valid_to <= $2
-            AND NOT EXISTS (SELECT 1 FROM unit_anchors a
-                            WHERE a.tree_at = $2 AND a.unit = o.unit)) x
-    CROSS JOIN LATERAL aggregator_read.carry_shared($2, x.g, x.u, x.v, NULL) s
-)
-SELECT unit, substr(grp, 3) AS indicator,
-       coalesce(sum(amount) FILTER (WHERE grp LIKE 'b/%'), 0)::bigint AS baseline,
-       sum(amount) FILTER (WHERE grp LIKE 't/%')::bigint AS target
-FROM landed
-GROUP BY 1, 2
 """
 
 
@@ -250,32 +202,11 @@ async def children_at(conn: Connection, code: str, at: datetime) -> list[Unit]:
 
 
 @dataclass(frozen=True, slots=True)
-class Target:
-    unit: str
-    indicator: str
-    target: int | None  # None: the sum of the children's
-    baseline: int
-    deadline: datetime | None
-
-
-@dataclass(frozen=True, slots=True)
 class TargetDeadline:
     campaign_id: str
     unit: str
     indicator: str
     deadline: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class PlanRow:
-    """One unit and indicator of a campaign's plan: own and subtree baseline, target."""
-
-    unit: str
-    indicator: str
-    own_baseline: int
-    baseline: int
-    target: int
-    deadline: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,11 +238,6 @@ async def check_tree(conn: Connection) -> int:
     # where each version lands on each moment's tree, read by every counting form
     await conn.execute(REFRESH_UNIT_ANCHORS)
     return orphans
-
-
-async def tree(conn: Connection) -> dict[str, str | None]:
-    """Every unit's parent, by code."""
-    return {r["code"]: r["parent_code"] for r in await conn.fetch(SELECT_TREE)}
 
 
 async def upsert_campaign(conn: Connection, c: Campaign) -> None:
@@ -377,13 +303,6 @@ async def upsert_targets(conn: Connection, campaign_id: str, targets: Sequence[T
     )
 
 
-async def targets(conn: Connection, campaign_id: str) -> list[Target]:
-    return [
-        Target(r["unit"], r["indicator"], r["target"], r["baseline"], r["deadline"])
-        for r in await conn.fetch(SELECT_TARGETS, campaign_id)
-    ]
-
-
 async def target_deadlines(conn: Connection, campaign_id: str | None) -> list[TargetDeadline]:
     """Unit-specific deadlines of one campaign, or of all (None)."""
     return [
@@ -439,37 +358,11 @@ async def set_tree_at(conn: Connection, campaign_id: str, now: datetime | None) 
     return moment
 
 
-async def tree_passed(conn: Connection, now: datetime | None) -> list[str]:
+async def tree_passed(conn: Connection, now: datetime | None) -> list[Campaign]:
     """The campaigns whose live counters are not on the tree they report on at `now`
-    (None: the database's clock): `Campaign.counters_on_tree`, the rule every reader of
-    live figures asks."""
+    (None: the database's clock), by id: `Campaign.counters_on_tree`, the rule every
+    reader of live figures asks."""
     at: datetime = now if now is not None else await conn.fetchval("SELECT now()")
-    return sorted(moving(await campaigns(conn), at))
-
-
-async def tree_at(conn: Connection, moment: datetime) -> dict[str, str | None]:
-    """Every unit of the tree in force at `moment` and its parent, by key."""
-    return {r["code"]: r["parent_code"] for r in await conn.fetch(SELECT_TREE_AT, moment)}
-
-
-@dataclass(frozen=True, slots=True)
-class CarriedPlan:
-    """A campaign's own baseline and explicit target of a unit of its tree, with those of
-    the closed versions carried into it."""
-
-    unit: str
-    indicator: str
-    baseline: int
-    target: int | None
-
-
-async def carried_plan(conn: Connection, campaign_id: str, moment: datetime) -> list[CarriedPlan]:
-    rows = await conn.fetch(SELECT_CARRIED_PLAN, campaign_id, moment)
-    return [CarriedPlan(r["unit"], r["indicator"], r["baseline"], r["target"]) for r in rows]
-
-
-async def tree_moment(conn: Connection, at: datetime) -> datetime:
-    """The boundary the tree of `at` starts at: what `plan_on_tree` and the anchors are
-    keyed by."""
-    moment: datetime = await conn.fetchval(SELECT_TREE_MOMENT, at)
-    return moment
+    everyone = await campaigns(conn)
+    passed = moving(everyone, at)
+    return [c for c in sorted(everyone, key=lambda c: c.id) if c.id in passed]

@@ -29,6 +29,7 @@ from tiendo.board import repository as board
 from tiendo.board.campaign import Campaign
 from tiendo.board.figures import Verdict, judge
 from tiendo.board.movement import Standing
+from tiendo.board.plans import earlier_plan
 from tiendo.database import Connection
 from tiendo.pace import Status, expected
 
@@ -155,16 +156,20 @@ async def gather(
     policy: ExplanationPolicy = await explanation_sql.policy(conn, campaign.id)
     explained = await explanation_sql.latest_explanations(conn, campaign.id, at)
     acked = await explanation_sql.acknowledged_keys(conn, campaign.id, previous_at, at)
-    counters = await board.targeted(conn, campaign.id)
+    # the units and targets of the tree of `at`: a pack of a slot before a cut-over, asked
+    # after the counters moved, shows the old tree's units (docs/units-over-time.md)
+    plan = await earlier_plan(conn, campaign, at)
+    every = await board.targeted(conn, campaign.id, only=plan is None)
+    counters = [c for c in board.on_plan(every, plan) if c.target > 0]
     sections: list[IndicatorSection] = []
     for indicator in indicators or campaign.indicators:
         mine = [c for c in counters if c.indicator == indicator]
         top = sorted(c.unit for c in mine if c.level == min((c.level for c in mine), default=1))
         kids = sorted(c.unit for c in mine if c.parent in top)
-        judged = await judge(conn, campaign, indicator, [*top, *kids], at, live=False)
+        judged = await judge(conn, campaign, indicator, [*top, *kids], at, live=False, plan=plan)
         charted = [judged[u] for u in [*top, *kids] if u in judged]
         standings = await movement.leaderboard(
-            conn, campaign, indicator, level, at, previous_at=previous_at, live=False
+            conn, campaign, indicator, level, at, previous_at=previous_at, live=False, plan=plan
         )
         laggards = []
         for s in laggards_of(standings, bottom_n):

@@ -33,7 +33,7 @@ from services.notifier.repository.reference import IndicatorName
 from services.notifier.settings import NotifierSettings
 from tiendo.board import repository as board
 from tiendo.board.campaign import Campaign
-from tiendo.board.figures import judge
+from tiendo.board.figures import judge_now
 from tiendo.clock import Clock
 from tiendo.database import Connection
 from tiendo.dependencies import Pool
@@ -244,7 +244,7 @@ async def _alert(
 ) -> dict[str, Any]:
     """One alert of the link as the page shows it: figures now, the last two weeks."""
     unit, indicator = r["unit"], r["indicator"]
-    verdict = (await judge(conn, campaign, indicator, [unit], now, live=True)).get(unit)
+    verdict = (await judge_now(conn, campaign, indicator, [unit], now)).get(unit)
     trend = None
     if verdict is not None:
         (series,) = await daily_series(conn, campaign, indicator, [verdict], now)
@@ -310,7 +310,7 @@ async def _store(
         today=local_today(now, campaign.timezone),
         last_day=local_today(campaign.deadline, campaign.timezone),
     )
-    verdict = (await judge(conn, campaign, indicator, [unit], now, live=True)).get(unit)
+    verdict = (await judge_now(conn, campaign, indicator, [unit], now)).get(unit)
     value = verdict.progress.value if verdict else 0
     await sql.add_explanation(
         conn,
