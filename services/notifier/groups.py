@@ -186,11 +186,11 @@ class Planner:
         self._export(campaigns)
 
     def _export(self, campaigns: Mapping[str, Campaign]) -> None:
-        """The failing groups per campaign: 0 for a campaign whose groups planned again,
-        gone with the campaign."""
+        """The failing groups per campaign: 0 for every campaign of the pass without one (a
+        board shows 0, not no data), gone with the campaign."""
         if self._gauge is None:
             return
-        counts = {c: 0 for c in self._labelled if c in campaigns}
+        counts = dict.fromkeys(campaigns, 0)
         for campaign_id, _ in self._failing.values():
             counts[campaign_id] = counts.get(campaign_id, 0) + 1
         for campaign_id in self._labelled - counts.keys():
