@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from datetime import date
 from typing import Any
 
-from tiendo.database import Connection
+from tiendo.database import Connection, like_prefix
 
 INSERT = "INSERT INTO audit_log (actor, action, subject, details) VALUES ($1, $2, $3, $4)"
 
@@ -30,7 +30,7 @@ def _plain(value: object) -> str:
 SELECT_ENTRIES = """
 SELECT id, at, actor, action, subject, details FROM audit_log
 WHERE ($1::bigint IS NULL OR id < $1) AND ($2::text IS NULL OR actor = $2)
-  AND ($3::text IS NULL OR action LIKE $3 || '%') AND ($4::text IS NULL OR subject = $4)
+  AND ($3::text IS NULL OR action LIKE $3) AND ($4::text IS NULL OR subject = $4)
 ORDER BY id DESC
 LIMIT $5
 """
@@ -46,5 +46,12 @@ async def entries(
     limit: int,
 ) -> list[dict[str, Any]]:
     """Audit rows newest first (`before`: ids below it, to page), `details` as a mapping."""
-    rows = await conn.fetch(SELECT_ENTRIES, before, actor, action, subject, limit)
+    rows = await conn.fetch(
+        SELECT_ENTRIES,
+        before,
+        actor,
+        None if action is None else like_prefix(action),
+        subject,
+        limit,
+    )
     return [{**dict(r), "details": json.loads(r["details"])} for r in rows]

@@ -20,6 +20,15 @@ BIGINT_MAX = 2**63 - 1
 
 log = get_logger(__name__)
 
+
+def like_prefix(prefix: str) -> str:
+    """A LIKE pattern matching the texts that start with `prefix`, taken literally: `_` and
+    `%` are wildcards of LIKE, and ids may hold `_` (a digest slot's prefix of campaign
+    `c_1` matched campaign `c-1`'s keys, so its chiefs' digests counted as sent)."""
+    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped + "%"
+
+
 # What repository functions take: a plain connection or one borrowed from a pool.
 Connection: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
 

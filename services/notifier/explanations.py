@@ -101,11 +101,12 @@ def check_explanation(
 
 def snooze_until(policy: ExplanationPolicy, at: datetime, hours: float) -> datetime:
     """The end of a snooze of `hours` asked at `at`, or `Refused` beyond the policy."""
-    wanted = timedelta(hours=hours)
-    if wanted < timedelta(hours=1) or wanted > policy.snooze_max:
-        limit = policy.snooze_max / timedelta(hours=1)
+    limit = policy.snooze_max / timedelta(hours=1)
+    # compared as a number first: a form's `nan`, `inf` or `1e300` is a float that no
+    # timedelta holds (a 500 for a bad form), and NaN fails every comparison
+    if not 1 <= hours <= limit:
         raise Refused(f"Chỉ được hoãn từ 1 đến {limit:g} giờ.")
-    return at + wanted
+    return at + timedelta(hours=hours)
 
 
 @dataclass(frozen=True, slots=True)

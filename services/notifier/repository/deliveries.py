@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from tiendo.database import Connection
+from tiendo.database import Connection, like_prefix
 
 INSERT_NOTIFICATION = """
 INSERT INTO notifications (dedup_key, alert_id, kind, recipient, channel, address, body,
@@ -220,7 +220,7 @@ async def release(conn: Connection, replica: str, ids: Sequence[int]) -> None:
 
 async def dedup_keys(conn: Connection, prefix: str) -> list[str]:
     """Dedup keys of the notifications queued under `prefix` (a digest slot)."""
-    return [r["dedup_key"] for r in await conn.fetch(SELECT_DEDUP_KEYS_LIKE, prefix + "%")]
+    return [r["dedup_key"] for r in await conn.fetch(SELECT_DEDUP_KEYS_LIKE, like_prefix(prefix))]
 
 
 async def list_notifications(
