@@ -9,6 +9,8 @@ took a time. The bounds leave centuries on both sides for that arithmetic, and r
 nothing a campaign could mean.
 """
 
+import re
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Annotated
 
@@ -19,11 +21,29 @@ LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 _RANGE = f"must lie between the years {EARLIEST:%Y} and {LATEST:%Y}"
 
 
-def as_text(value: object) -> object:
-    """Refuse a number for a moment: pydantic would read 0 as 1970-01-01 (Unix time)."""
-    if isinstance(value, int | float):
-        raise ValueError("must be RFC 3339 text")
-    return value
+# RFC 3339's date-time (its `T` may be `t` or a space, section 5.6's note) and full-date.
+_DATE_TIME = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})", re.ASCII
+)
+_FULL_DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
+
+
+def _written_as(shape: re.Pattern[str], what: str) -> Callable[[object], object]:
+    def check(value: object) -> object:
+        # pydantic reads a number, or text that is one (a query parameter always is
+        # text), as Unix time: `?as_of=1712345678` answered as of 2024, `-1` as of 1969;
+        # and it takes ISO 8601 forms RFC 3339 has not (no seconds, `+0700`)
+        if isinstance(value, int | float | str | bytes) and not (
+            isinstance(value, str) and shape.fullmatch(value)
+        ):
+            raise ValueError(f"must be {what}")
+        return value
+
+    return check
+
+
+as_text = _written_as(_DATE_TIME, "RFC 3339 text, e.g. 2025-07-01T08:00:00+07:00")
+as_day = _written_as(_FULL_DATE, "a day as YYYY-MM-DD")
 
 
 def checked_moment(value: datetime) -> datetime:
@@ -46,4 +66,4 @@ def checked_day(value: date) -> date:
 # A request's moment: RFC 3339 with an offset, in range (422 naming the field otherwise).
 Moment = Annotated[datetime, BeforeValidator(as_text), AfterValidator(checked_moment)]
 # A request's day (YYYY-MM-DD), in range.
-Day = Annotated[date, BeforeValidator(as_text), AfterValidator(checked_day)]
+Day = Annotated[date, BeforeValidator(as_day), AfterValidator(checked_day)]

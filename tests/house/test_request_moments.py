@@ -18,7 +18,7 @@ from tests.support.identities import ADMIN
 from tests.support.notifier import Harness
 from tests.support.stack import Topics, aggregator_settings, running
 from tests.support.world import build_world
-from tiendo.moments import EARLIEST, LATEST, Moment, checked_day, checked_moment
+from tiendo.moments import EARLIEST, LATEST, Day, Moment, checked_day, checked_moment
 
 # RFC 3339 times at the ends of what a datetime holds, with offsets that push them out
 FAR_PAST = "0001-01-01T00:00:00+01:00"
@@ -65,6 +65,30 @@ def test_a_moment_needs_its_offset_and_is_text() -> None:
     assert TypeAdapter(Moment).validate_python("2025-07-01T00:00:00+07:00") == datetime(
         2025, 6, 30, 17, tzinfo=UTC
     )
+    # ... and so does it text that is a number (a query parameter is always text), and it
+    # takes ISO 8601 forms that are not RFC 3339
+    for text in ("1712345678", "-1", "1712345678.5", "2024-04-05T10:00+07:00", "20240405T100000Z"):
+        with pytest.raises(ValidationError, match="RFC 3339"):
+            TypeAdapter(Moment).validate_python(text)
+    for text in ("1712345678", "20240405", "2024-4-5", "2024-04-05T00:00:00Z"):
+        with pytest.raises(ValidationError, match="YYYY-MM-DD"):
+            TypeAdapter(Day).validate_python(text)
+    assert TypeAdapter(Day).validate_python("2025-07-01") == date(2025, 7, 1)
+
+
+@given(st.datetimes(EARLIEST.replace(tzinfo=None), LATEST.replace(tzinfo=None)), offsets)
+def test_every_rfc_3339_form_of_a_moment_is_read_as_that_moment(
+    naive: datetime, zone: timezone
+) -> None:
+    moment = naive.replace(tzinfo=zone)
+    if not EARLIEST <= moment <= LATEST:
+        return
+    read = TypeAdapter(Moment).validate_python
+    written = moment.isoformat()
+    assert read(written) == moment
+    assert read(written.replace("T", " ")) == moment
+    if moment.utcoffset() == timedelta(0):
+        assert read(moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")) == moment
 
 
 def _refused(r: httpx.Response, field: str) -> None:
@@ -99,6 +123,15 @@ async def test_the_aggregator_refuses_a_moment_out_of_range_by_name(
         _refused(
             await c.get("/v1/campaigns/c1/progress/00004", params={"as_of": FAR_FUTURE}),
             "as_of",
+        )
+        # a number is no moment, though pydantic reads one as Unix time
+        _refused(
+            await c.get("/v1/campaigns/c1/progress/00004", params={"as_of": "1712345678"}),
+            "as_of",
+        )
+        _refused(
+            await c.get("/v1/campaigns/c1/leaderboard", params={**board, "previous": "-1"}),
+            "previous",
         )
         # the ends of the range are answered
         early = EARLIEST.isoformat()
