@@ -39,10 +39,19 @@ class Milestone:
 @dataclass(frozen=True, slots=True)
 class Plan:
     starts_at: datetime
-    deadline: datetime
+    deadline: datetime  # the unit's own, else the campaign's: where the plan reaches target
     baseline: int
     target: int
     milestones: tuple[Milestone, ...] = ()
+    # The campaign's deadline, after which nothing counts (None: `deadline`). A unit's own
+    # deadline ends its plan, not its counting: its events count to the campaign's, so the
+    # moment its value is of, its run rate's window, its projection's start and its silence
+    # run to the campaign's deadline too.
+    counts_until: datetime | None = None
+
+    @property
+    def counted_until(self) -> datetime:
+        return self.deadline if self.counts_until is None else self.counts_until
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +112,7 @@ def planned(baseline: int, target: int, fraction: float) -> float:
 
 def run_rate_window(plan: Plan, at: datetime) -> timedelta | None:
     """The window w of run_rate_7d at `at`, or None while it is shorter than an hour."""
-    window = min(RUN_RATE_WINDOW, min(at, plan.deadline) - plan.starts_at)
+    window = min(RUN_RATE_WINDOW, min(at, plan.counted_until) - plan.starts_at)
     return window if window >= RUN_RATE_MIN_WINDOW else None
 
 
@@ -120,14 +129,14 @@ class Moment:
 
     plan: Plan  # the window and milestones; its baseline and target are not read
     at: datetime
-    at_count: datetime  # min(at, deadline): nothing counts after the deadline
+    at_count: datetime  # min(at, plan.counted_until): nothing counts after it
     fraction: float  # plan_fraction at at_count
     window_days: float | None  # run_rate_window at at_count in days; None: no run rate yet
     days_left: float
 
 
 def moment(plan: Plan, at: datetime) -> Moment:
-    at_count = min(at, plan.deadline)
+    at_count = min(at, plan.counted_until)
     window = run_rate_window(plan, at_count)
     return Moment(
         plan=plan,
@@ -243,7 +252,7 @@ def _status(
         # Nothing is expected before the start, so nobody can be late yet.
         return Status.ON_TRACK
     quiet_since = max(plan.starts_at, last_event_at) if last_event_at else plan.starts_at
-    if min(at, plan.deadline) - quiet_since > thresholds.stale_after:
+    if min(at, plan.counted_until) - quiet_since > thresholds.stale_after:
         return Status.STALE
     if pace is not None and pace < thresholds.behind:
         return Status.BEHIND

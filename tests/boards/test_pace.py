@@ -180,3 +180,37 @@ def test_run_rate_window_grows_to_seven_days_and_needs_an_hour() -> None:
 def test_no_required_rate_at_or_after_the_deadline() -> None:
     p = assess(PLAN, 5000, DEADLINE, last_event_at=DEADLINE, value_window_ago=4000)
     assert p.required_daily_rate is None
+
+
+@given(
+    own_days=st.integers(1, 50),
+    at_days=st.floats(0, 60),
+    value=st.integers(0, 20_000),
+    gained=st.integers(-500, 5_000),
+    quiet_hours=st.one_of(st.none(), st.floats(0, 24 * 60)),
+)
+def test_a_units_own_deadline_ends_its_plan_not_its_counting(
+    own_days: int, at_days: float, value: int, gained: int, quiet_hours: float | None
+) -> None:
+    """A unit's events count to the campaign's deadline whatever its own: the moment its
+    value is of, so its run rate, projection and silence, are the campaign's. Judged on
+    the window of its own deadline, a unit past it got a week's change over three days'
+    window (23.3 a day against 10) and its silence stopped at its deadline."""
+    own = Plan(START, at_day(own_days), 0, 10_000, counts_until=DEADLINE)
+    campaigns = Plan(START, DEADLINE, 0, 10_000)
+    at = at_day(at_days)
+    last = at - timedelta(hours=quiet_hours) if quiet_hours is not None else None
+    window = run_rate_window(campaigns, at)
+    assert run_rate_window(own, at) == window
+    ago = value - gained if window is not None else None
+    mine = assess(own, value, at, last_event_at=last, value_window_ago=ago)
+    theirs = assess(campaigns, value, at, last_event_at=last, value_window_ago=ago)
+    assert mine.value == theirs.value
+    assert mine.run_rate_7d == theirs.run_rate_7d
+    assert mine.projected_completion == theirs.projected_completion
+    assert (mine.status == Status.STALE) == (theirs.status == Status.STALE)
+    # what its own deadline does change: the plan reaches the target there
+    if at >= own.deadline:
+        assert mine.expected == 10_000
+        assert mine.required_daily_rate is None
+        assert mine.status in (Status.DONE, Status.STALE, Status.BEHIND, Status.AT_RISK)

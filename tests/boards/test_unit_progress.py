@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
+from services.aggregator.admin import TargetIn, upsert_targets
 from services.aggregator.progress import _figures, progress_of
 from tests.support.world import build_world
 from tiendo.board import repository as board
@@ -80,5 +81,40 @@ async def test_a_units_children_done_are_those_their_full_verdicts_call_done(
                 assert got == want, (unit, at, live)
         # the world exposes what it is meant to: counts that differ by moment and by unit
         assert {("001", CCCD, 0), ("001", CCCD, 1), ("001", CCCD, 2), ("01", CCCD, 1)} <= counts
+    finally:
+        await conn.close()
+
+
+async def test_a_ward_past_its_own_deadline_is_judged_on_what_it_counts(database: str) -> None:
+    """00004 has a deadline of its own, three days in; 00007, with the same events, has the
+    campaign's. Past 00004's deadline its events still count, so the two share their value,
+    run rate, projection and silence, live and `as_of` alike; only the plan differs. (The
+    window was its own deadline's: 70 in a week read as 23.3 a day, not 10.)"""
+    await build_world(database, starts_at=START, days=30, targets={"00004": 1000, "00007": 1000})
+    conn = await asyncpg.connect(database)
+    try:
+        async with conn.transaction():
+            own = TargetIn(unit="00004", indicator=CCCD, target=1000, deadline=START + 3 * DAY)
+            await upsert_targets(conn, "c1", [own], "test")
+        await apply_events(
+            conn,
+            [
+                Event(f"{unit}-{n}", unit, CCCD, Kind.INCREMENT, value, at)
+                for unit in ("00004", "00007")
+                for n, (value, at) in enumerate(((100, START + DAY), (70, NOW - 2 * DAY)))
+            ],
+        )
+        campaign = await board.campaign(conn, "c1")
+        assert campaign is not None
+        for live in (True, False):
+            judged = await judge(conn, campaign, CCCD, ["00004", "00007"], NOW, live=live)
+            mine, theirs = judged["00004"].progress, judged["00007"].progress
+            assert mine.value == theirs.value == 170
+            assert mine.run_rate_7d == theirs.run_rate_7d == 10.0
+            assert mine.projected_completion == theirs.projected_completion
+            assert theirs.projected_completion == NOW + 83 * DAY
+            # its plan ended at its own deadline
+            assert (mine.expected, mine.required_daily_rate) == (1000, None)
+            assert theirs.required_daily_rate is not None
     finally:
         await conn.close()

@@ -53,6 +53,7 @@ class Campaign:
             baseline=baseline,
             target=target,
             milestones=self.milestones,
+            counts_until=self.deadline,
         )
 
     def judgeable(self) -> bool:
