@@ -271,8 +271,11 @@ class Evaluator:
             verdicts = {r: h and r in enabled for r, h in held(v, j.campaign, at).items()}
             ended = j.campaign.ended(at)
             if full:
+                # ranked at the briefing, but judged only while its target runs: past a
+                # unit's own deadline its rank alert closes with the rest of its alerts
+                # (it kept firing, and escalating, to the campaign's end)
                 verdicts[Rule.BOTTOM_RANK] = (
-                    Rule.BOTTOM_RANK in enabled and key in ranks and not ended
+                    Rule.BOTTOM_RANK in enabled and key in ranks and not ended and at < v.deadline
                 )
             # a unit's own deadline may come before the campaign's: past it, its alerts
             # close with the final word too, not as "back on track"
