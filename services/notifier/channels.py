@@ -62,6 +62,16 @@ def redact_address(channel: str, address: str) -> str:
     return address
 
 
+def error_text(exc: BaseException, channel: str = "", address: str = "") -> str:
+    """An attempt's error as the attempt log, `last_error` and the logs keep it: the
+    exception's type and message, the address in it redacted as `redact_address` would.
+    The one place an exception becomes an error text, for the channels and the outbox."""
+    detail = str(exc)
+    if address and (shown := redact_address(channel, address)) != address:
+        detail = detail.replace(address, shown)
+    return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+
+
 def _wall_clock() -> datetime:
     return datetime.now(UTC)
 
@@ -99,8 +109,10 @@ class WebhookChannel:
                     DELIVERY_ID_HEADER: message.delivery_id,
                 },
             )
-        except httpx.HTTPError as exc:
-            return DeliveryResult(False, f"{type(exc).__name__}: {exc}")
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            # InvalidURL (a port like `:abc`) is no HTTPError: an address the contact rules
+            # now refuse, but one stored before they did can still reach here.
+            return DeliveryResult(False, error_text(exc))
         if response.is_success:
             return DeliveryResult(True)
         return DeliveryResult(False, f"HTTP {response.status_code}")
@@ -141,6 +153,8 @@ class EmailChannel:
 
     async def send(self, message: Message) -> DeliveryResult:
         try:
+            # composed inside: a header refuses an address with CR/LF (ValueError), one the
+            # contact rules now refuse but that may have been stored before they did
             await aiosmtplib.send(
                 self.compose(message),
                 hostname=self._host,
@@ -150,8 +164,8 @@ class EmailChannel:
                 start_tls=self._starttls,
                 timeout=self._timeout,
             )
-        except (aiosmtplib.SMTPException, OSError) as exc:
-            return DeliveryResult(False, f"{type(exc).__name__}: {exc}")
+        except (aiosmtplib.SMTPException, OSError, ValueError) as exc:
+            return DeliveryResult(False, error_text(exc))
         return DeliveryResult(True)
 
 
@@ -177,6 +191,8 @@ class ChatChannel:
         return f"{address}{joiner}+{DELIVERY_ID_HEADER}={delivery_id}"
 
     async def send(self, message: Message) -> DeliveryResult:
+        # apprise turns a bad URL into `add() -> False` and its services' errors into a
+        # failed result; whatever else it might raise, the outbox records as the attempt's.
         notifier = apprise.Apprise()
         if not notifier.add(self.url_for(message.address, message.delivery_id)):
             return DeliveryResult(False, "not an apprise URL this version supports")

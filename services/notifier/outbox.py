@@ -29,7 +29,7 @@ from tenacity import (
     wait_exponential,
 )
 
-from services.notifier.channels import Channel, DeliveryResult, Message
+from services.notifier.channels import Channel, DeliveryResult, Message, error_text
 from services.notifier.metrics import NotifierMetrics
 from services.notifier.repository import deliveries as delivery_sql
 from services.notifier.repository import secrets as secret_sql
@@ -113,6 +113,14 @@ class Outbox:
             # resumes the message, so log it and let it go.
             self._metrics.notifications.labels(row.channel, "interrupted").inc()
             log.error("delivery_interrupted", id=row.id, error=repr(exc))
+        except Exception as exc:
+            # A bug of ours (a channel's errors are the attempt's, in `_attempt`): the same
+            # recovery, the lease runs out and the message is resumed, and no task dies with
+            # its exception unread ("Task exception was never retrieved").
+            self._metrics.notifications.labels(row.channel, "interrupted").inc()
+            log.error(
+                "delivery_crashed", id=row.id, error=error_text(exc, row.channel, row.address)
+            )
 
     async def _release(self) -> None:
         ids = list(self._inflight)
@@ -173,6 +181,12 @@ class Outbox:
             )
         except TimeoutError:
             result = DeliveryResult(False, f"timeout after {self._timeout} s")
+        except Exception as exc:
+            # A channel is a boundary (a library, an address stored before the contact rules
+            # refused its kind): whatever it raises is this attempt's failure, finished,
+            # retried with backoff and in the end `failed`, never an unfinished attempt left
+            # to the lease. Cancellation is no Exception: a stopping replica still stops.
+            result = DeliveryResult(False, error_text(exc, row.channel, row.address))
         self._metrics.delivery_seconds.labels(row.channel).observe(time.perf_counter() - t0)
         async with self._pool.acquire() as conn, conn.transaction():
             await delivery_sql.finish_attempt(conn, started.id, result.ok, result.error)
