@@ -77,6 +77,7 @@ from tiendo.board import days
 from tiendo.board import repository as board
 from tiendo.board.campaign import Campaign
 from tiendo.board.figures import judge
+from tiendo.board.movement import week_before
 from tiendo.database import Connection, create_pool, spare_connection
 from tiendo.lifespan import collect_for_serving
 
@@ -139,7 +140,7 @@ async def reads(
                     COMMUNES,
                     now,
                     live=True,
-                    previous_at=now - timedelta(days=7),
+                    previous_at=week_before(campaign, now),
                     settle=False,
                     beside=beside,
                 )

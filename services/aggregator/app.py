@@ -33,6 +33,7 @@ from services.aggregator.tree_api import tree_routes
 from tiendo.background import Beat, Loop, Supervisor, every
 from tiendo.board.campaign import Campaign
 from tiendo.board.isolation import CampaignIsolation
+from tiendo.board.movement import week_before
 from tiendo.board.window import WindowValues
 from tiendo.clock import Clock, SystemClock
 from tiendo.database import Connection, spare_connection
@@ -56,8 +57,6 @@ from tiendo.web import (
 
 log = get_logger(__name__)
 T = TypeVar("T")
-# The briefing is weekly: without a `previous`, movement is over the week before `as_of`.
-WEEK = timedelta(days=7)
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 UnitCode = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.-]{1,32}$", description="unit code")]
@@ -358,7 +357,7 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
             Moment | None,
             Query(
                 description="the previous briefing, RFC 3339, that rank movement is measured "
-                "from; default a week before as_of"
+                "from; default the end of the local day before the one a week before as_of"
             ),
         ] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -373,7 +372,7 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
             campaign = await campaign_of(conn, campaign_id)
             if indicator not in campaign.indicators:
                 raise HTTPException(422, f"{indicator} is not an indicator of {campaign_id}")
-            previous_at = moment(previous) if previous else at - WEEK
+            previous_at = moment(previous) if previous else week_before(campaign, at)
             reads_live = live(campaign, as_of, at)
             # a live board reads its day rollups beside its counters, when a connection is free
             async with spare_connection(pool, wanted=reads_live) as beside:

@@ -18,6 +18,7 @@ from tiendo.board import days
 from tiendo.board import repository as board
 from tiendo.board.campaign import Campaign
 from tiendo.board.figures import judge_campaign
+from tiendo.board.movement import week_before
 from tiendo.counting import as_of_days, rollups
 from tiendo.event import Event, Kind
 
@@ -242,8 +243,10 @@ async def test_live_reads_never_read_the_event_history(database: str) -> None:
                 figures = await progress_of(reader, campaign, unit, children, NOW, live=True)
                 assert {f.indicator for f in figures} == {CCCD, EID}
                 assert all(f.run_rate_7d is not None for f in figures)
+            # movement since the default `previous`, a day's end: from the rollups (one
+            # named inside a day is read from the history, as `as_of` reads it)
             rows = await leaderboard(
-                reader, campaign, CCCD, 3, NOW, live=True, previous_at=NOW - timedelta(days=7)
+                reader, campaign, CCCD, 3, NOW, live=True, previous_at=week_before(campaign, NOW)
             )
             assert {r.unit.code for r in rows} == {"00004", "00007", "00010"}
             assert all(r.previous_rank for r in rows)

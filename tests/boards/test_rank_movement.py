@@ -24,10 +24,14 @@ from tests.support.world import build_world
 from tiendo.board import repository as board
 from tiendo.board.figures import Verdict
 from tiendo.board.movement import movement_label, standings
+from tiendo.clock import ManualClock
+from tiendo.counting import apply_events
+from tiendo.event import Event, Kind
 from tiendo.pace import Progress, Status
 
 STARTS = datetime(2023, 5, 10, 3, 0, tzinfo=UTC)  # 10:00 in Hà Nội
 PREVIOUS = STARTS + timedelta(days=5)  # the previous briefing
+CCCD = "cccd_collected"
 NOW = STARTS + timedelta(days=12, hours=2)
 
 
@@ -146,5 +150,67 @@ async def test_the_api_and_exports_carry_the_same_movement(
     header = [c.value for c in sheet[2]]
     moved = header.index("Thay đổi") + 1
     assert [sheet.cell(row=i, column=moved).value for i in (3, 4, 5)] == ["▲2", "=", "▼2"]
-    # without `previous`, movement is over the week before as_of
-    assert default["previous_at"].startswith((NOW - timedelta(days=7)).date().isoformat())
+    # without `previous`, movement is over the week before as_of, from the end of the
+    # local day before that day's: 14 May's last microsecond in Hà Nội
+    assert default["previous_at"] == "2023-05-14T16:59:59.999999Z"
+
+
+async def test_a_live_board_moves_its_units_as_the_board_as_of_now_does(
+    database: str, kafka: KafkaBroker, topics: Topics
+) -> None:
+    """Live equals `as_of` now, rank movement too. The live board reads the ranks then from
+    its day rollups, which interpolate inside a day: 00004's 700 at 12:01 a week ago read
+    as half done at noon, so it was first then live and second `as_of` (▲1 against =).
+    At a day's end they are exact, which the default `previous` is; at its start, not
+    for a report stamped at that very instant: the rollups file it under the day it
+    starts, `as_of` counts it."""
+    now = STARTS + timedelta(days=12, hours=2)  # noon in Hà Nội
+    week_ago = now - timedelta(days=7)
+    midnight = datetime(2023, 5, 14, 17, 0, tzinfo=UTC)  # 15 May 00:00 in Hà Nội
+    await build_world(database, starts_at=STARTS, days=50)
+    conn = await asyncpg.connect(database)
+    await apply_events(
+        conn,
+        [
+            Event("a", "00004", CCCD, Kind.INCREMENT, 700, week_ago + timedelta(minutes=1)),
+            Event("b", "00007", CCCD, Kind.INCREMENT, 300, STARTS + timedelta(days=1)),
+            Event("c", "00010", CCCD, Kind.INCREMENT, 250, STARTS + timedelta(days=1)),
+            # a report stamped at the very midnight that starts 15 May
+            Event("d", "00010", CCCD, Kind.INCREMENT, 100, midnight),
+            Event("e", "00007", CCCD, Kind.INCREMENT, 1, now - timedelta(hours=1)),
+        ],
+    )
+    await conn.close()
+    settings = aggregator_settings(database, kafka.bootstrap, topics, consume=False)
+    boards: dict[tuple[str, str], list[tuple[str, int, int | None, str]]] = {}
+    async with running(create_aggregator(settings, ManualClock(now))) as api:
+        api.headers.update(READER)
+        for previous in (None, week_ago, midnight, midnight - timedelta(seconds=1)):
+            named = {"previous": previous.isoformat()} if previous else {}
+            for read, at in (("live", {}), ("as_of now", {"as_of": now.isoformat()})):
+                params = {"level": "3", "indicator": CCCD, **named, **at}
+                r = await api.get("/v1/campaigns/c1/leaderboard", params=params)
+                assert r.status_code == 200, r.text
+                boards[str(previous), read] = [
+                    (row["unit"]["code"], row["rank"], row["previous_rank"], row["movement"])
+                    for row in r.json()["rows"]
+                ]
+            assert boards[str(previous), "live"] == boards[str(previous), "as_of now"], previous
+    # what the history says then: a week ago 00004 had not reported yet; at the midnight
+    # 00010 had its 100 of that instant, and a second before it had not
+    assert boards[str(week_ago), "live"] == [
+        ("00004", 1, 3, "▲2"),
+        ("00010", 2, 1, "▼1"),
+        ("00007", 3, 2, "▼1"),
+    ]
+    assert [u for u, *_ in sorted(boards[str(midnight), "live"], key=lambda r: r[2] or 0)] == [
+        "00010",
+        "00007",
+        "00004",
+    ]
+    assert boards[str(midnight - timedelta(seconds=1)), "live"][1:] == [
+        ("00010", 2, 2, "="),
+        ("00007", 3, 1, "▼2"),
+    ]
+    # the default: 14 May's end, a microsecond before that midnight
+    assert boards["None", "live"] == boards[str(midnight - timedelta(seconds=1)), "live"]

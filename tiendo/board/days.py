@@ -19,6 +19,10 @@ from tiendo.board import repository
 from tiendo.board.campaign import Campaign
 from tiendo.database import Connection
 
+# The shortest time between two moments: a timestamp's resolution (PostgreSQL's and
+# Python's). A day's last instant is its end less this.
+INSTANT = timedelta(microseconds=1)
+
 
 @dataclass(frozen=True, slots=True)
 class DaySpan:
@@ -29,8 +33,9 @@ class DaySpan:
     ends: datetime
 
     def share(self, at: datetime) -> float:
-        """How much of the span lies before `at`, in [0, 1]."""
-        if self.ends <= self.starts:
+        """How much of the span lies before `at`, in [0, 1]: all of it from its last
+        instant on (every change of the day is at or before it)."""
+        if self.ends <= self.starts or at >= self.ends - INSTANT:
             return 1.0
         return min(1.0, max(0.0, (at - self.starts) / (self.ends - self.starts)))
 
@@ -46,6 +51,16 @@ def span(campaign: Campaign, at: datetime) -> DaySpan:
     starts = datetime.combine(day, time(0), tzinfo=zone)
     ends = datetime.combine(day + timedelta(days=1), time(0), tzinfo=zone)
     return DaySpan(day, max(starts, campaign.starts_at), min(ends, campaign.deadline))
+
+
+def exact_at(campaign: Campaign, at: datetime) -> bool:
+    """Whether the day rollups give every unit's value at `at` exactly, as `as_of` does:
+    at the end of its day's part in the campaign (a local day's last instant, the
+    deadline). Inside a day they interpolate; and at a day's first instant (a local
+    midnight) a report stamped at that very instant is filed under the day it starts,
+    after the moment, where `as_of` counts it."""
+    at = min(at, campaign.deadline)
+    return at >= span(campaign, at).ends - INSTANT
 
 
 def value_at(live: int, after: int, on_day: int, share: float) -> int:

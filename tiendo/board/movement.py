@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from tiendo.board import days, repository
@@ -52,6 +52,16 @@ class Standing:
     @property
     def movement(self) -> str:
         return movement_label(self.previous_rank, self.rank)
+
+
+def week_before(campaign: Campaign, at: datetime) -> datetime:
+    """A leaderboard's previous briefing when none is named: the end of the campaign's
+    local day before the one a week before `at` (its last microsecond), where the day
+    rollups hold every unit's value exactly, so that a live board reads the ranks then
+    from them (`days.exact_at`) and never from the history."""
+    zone = ZoneInfo(campaign.timezone)
+    day = (at - timedelta(days=7)).astimezone(zone).date()
+    return datetime.combine(day, time(0), zone).astimezone(UTC) - days.INSTANT
 
 
 def movement_label(previous_rank: int | None, rank: int) -> str:
@@ -255,12 +265,17 @@ async def ranking(
         plan = await earlier_plan(conn, campaign, at, [indicator])
     window = run_rate_window(campaign.plan(0, 0), at)
     ranked_then = previous_at is not None and previous_at > campaign.starts_at
+    # A live board ranks the moment then from its day rollups where they give its values
+    # exactly (a day's end, which the default `previous` is: `week_before`), else from the
+    # history as an `as_of` board does: the same ranks as `as_of` now either way
+    # (interpolated inside a day, they moved ranks that the history did not). Only the
+    # ranks are used, which need values and plans, not run rates or last reports.
+    rolled_then = (
+        ranked_then and live and previous_at is not None and days.exact_at(campaign, previous_at)
+    )
     moments = [min(at, campaign.deadline) - window] if window is not None else []
-    if ranked_then and live:
+    if rolled_then:
         assert previous_at is not None
-        # the live board's ranks then from the day rollups (a live read never reads the
-        # events; values exact at midnights, interpolated inside the day; only the ranks
-        # are used, which need values and plans, not run rates or last reports)
         moments.append(previous_at)
     rolling = (
         asyncio.create_task(days.rolled_at(beside, campaign, indicator, level, moments))
@@ -298,7 +313,7 @@ async def ranking(
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await rolling
     previous: dict[str, int] = {}
-    if ranked_then and live:
+    if rolled_then:
         assert previous_at is not None
         then = rolled[-1].values(indicator, live_values)
         previous = await asyncio.to_thread(
@@ -306,9 +321,9 @@ async def ranking(
         )
     elif ranked_then:
         assert previous_at is not None
-        # an `as_of` board's ranks then from the history, of its units as they stood then:
-        # on its own tree, as a live board's day rollups keep them (a board after a
-        # cut-over ranks its new communes a week before it too)
+        # the ranks then from the history, of the board's units as they stood then: on
+        # its own tree, as a live board's day rollups keep them (a board after a cut-over
+        # ranks its new communes a week before it too)
         judged = [c.as_counter() for c in targeted]
         before = await judge_counters(
             conn,
