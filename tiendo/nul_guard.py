@@ -1,10 +1,21 @@
-"""Text with a NUL in it (U+0000), refused before a route reads it.
+"""A request body over the service's limit, and text with a NUL in it (U+0000), refused
+before a route reads them.
+
+The limit (the aggregator's and the notifier's `max_body_bytes`, 32 MiB by default) holds
+for every body, whoever sends it: a `Content-Length` over it is a 413 at once, unread, and
+a body without one is counted as it arrives and refused as soon as it passes the limit, so
+no more than the limit (and the one chunk that crossed it) is ever held. Ingest has its
+own, smaller limit, gzip included (services/ingest/bodies.py).
 
 PostgreSQL's text cannot hold U+0000, and JSON and URLs can carry it (`"\\u0000"`, `%00`).
 Every route that passed one to a query answered 500 (a unit's name, a silence's comment,
 the alerts' `campaign` filter, an explanation's text…). Checked here, once, for every
-route of a service: the query string, and a JSON or form body; a 422 names each field as
-the validation errors do. (ingest refuses control characters field by field already.)
+route of a service: the path, the query string, and a JSON or form body; a 422 names each
+field as the validation errors do. (ingest refuses control characters field by field
+already.) A JSON body sent without an `Authorization` header is not searched: every route
+that reads JSON requires a bearer credential (docs/access.md), so its answer is the 401,
+not a 422 about a body nobody may send. The chiefs' link pages, the only routes that take
+no credential, post forms: those are always searched.
 """
 
 from collections.abc import Iterator
@@ -14,7 +25,7 @@ from urllib.parse import parse_qsl
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tiendo.web import problem
+from tiendo.web import body_too_large, problem
 
 NUL = "\x00"
 FORM = b"application/x-www-form-urlencoded"
@@ -42,23 +53,32 @@ def _pairs_with_nul(encoded: bytes) -> list[str]:
 
 
 class NulGuardMiddleware:
-    """422 for a request whose path, query or body holds a NUL; the rest pass untouched
-    (the body read here is handed on as it came)."""
+    """413 for a body over `max_body_bytes`, 422 for a request whose path, query or body
+    holds a NUL; the rest pass untouched (the body read here is handed on as it came)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
         self.app = app
+        self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        headers = dict(scope["headers"])
+        declared = headers.get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.max_body_bytes:
+            await body_too_large(self.max_body_bytes)(scope, receive, send)
+            return
+        body, receive = await _buffered(receive, self.max_body_bytes)
+        if body is None:
+            await body_too_large(self.max_body_bytes)(scope, receive, send)
+            return
         fields = ["path"] if NUL in scope.get("path", "") else []
         fields += _pairs_with_nul(scope.get("query_string", b""))
-        headers = dict(scope["headers"])
         media = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
         # (JSON as FastAPI reads it: its media type, a +json one, or none given)
-        if media in (b"", b"application/json", FORM) or media.endswith(b"+json"):
-            body, receive = await _buffered(receive)
+        json = media in (b"", b"application/json") or media.endswith(b"+json")
+        if media == FORM or (json and b"authorization" in headers):
             fields += _body_fields(media, body)
         if fields:
             response = problem(
@@ -84,15 +104,21 @@ def _body_fields(media: bytes, body: bytes) -> list[str]:
         return []  # the route's parser answers it
 
 
-async def _buffered(receive: Receive) -> tuple[bytes, Receive]:
-    """The whole body, and a `receive` that replays it."""
+async def _buffered(receive: Receive, limit: int) -> tuple[bytes | None, Receive]:
+    """The whole body (None once it passes `limit` bytes: the rest is left unread), and a
+    `receive` that replays it."""
     chunks: list[bytes] = []
+    size = 0
     more = True
     while more:
         message = await receive()
         if message["type"] != "http.request":
             return b"", _repeating(message)  # a disconnect: nothing to check or replay
-        chunks.append(message.get("body", b""))
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None, receive
+        chunks.append(chunk)
         more = message.get("more_body", False)
     body = b"".join(chunks)
     sent = False

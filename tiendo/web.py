@@ -2,6 +2,7 @@
 API docs served from the package."""
 
 import logging
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -65,6 +66,11 @@ def problem(
     return Response(
         orjson.dumps(body), status_code=status, media_type=PROBLEM_JSON, headers=dict(headers or {})
     )
+
+
+def body_too_large(limit: int) -> Response:
+    """The 413 of a body over `limit` bytes (ingest words its own the same way)."""
+    return problem(413, f"the body is larger than {limit} bytes")
 
 
 class ProblemError(Exception):
@@ -172,6 +178,24 @@ _SCHEMA_REF = "#/components/schemas/"
 # Probes and scrapes arrive every few seconds; their lines are for debugging only.
 _QUIET_PATHS = frozenset({"/metrics", "/healthz", "/readyz"})
 _log = structlog.stdlib.get_logger("tiendo.web")
+# Two or more digits with nothing but separators between them ("001203004567",
+# "001-203-004567", "12/34"): a lone digit (`/v1/`) says nothing about anyone.
+_DIGITS = re.compile(r"\d(?:[\W_]*\d)+")
+REDACTED = "#"
+
+
+def loggable_path(scope: Scope) -> str:
+    """The request's path as its log line shows it: the matched route's template, or else
+    the path with its digits replaced. A path is the client's text, and an identity number
+    put in a URL (`/v1/event/001203004567`, a route that does not exist) is personal data
+    no log line carries (contract §7). Stricter than ingest's raw ID rule
+    (services/ingest/rawids.py), which refuses what it is sure of and lets hex tokens be:
+    a log loses nothing it needs with every digit run gone, and this library cannot
+    import a service's rule."""
+    template = getattr(scope.get("route"), "path_format", None)
+    if template:
+        return str(template)
+    return _DIGITS.sub(REDACTED, scope.get("path", ""))
 
 
 class RequestIdMiddleware:
@@ -201,18 +225,17 @@ class RequestIdMiddleware:
                 message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
             await send(message)
 
-        path: str = scope.get("path", "")
         with structlog.contextvars.bound_contextvars(request_id=request_id):
             try:
                 await self.app(scope, receive, send_with_id)
             except Exception:
                 # Logged here, once, with the request id; the server's own line is dropped
                 # (tiendo.logs) and the framework answers 500.
-                _log.exception("request_failed", method=scope.get("method"), path=path)
+                _log.exception(
+                    "request_failed", method=scope.get("method"), path=loggable_path(scope)
+                )
                 raise
-            # the route's template, not the path: an id in a path (an event_id) is the
-            # client's data, which log lines never carry
-            path = getattr(scope.get("route"), "path_format", None) or path
+            path = loggable_path(scope)
             _log.log(
                 logging.DEBUG if path in _QUIET_PATHS else logging.INFO,
                 "request_handled",

@@ -204,7 +204,7 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
         ),
         lifespan=lifespan,
     )
-    app.add_middleware(NulGuardMiddleware)
+    app.add_middleware(NulGuardMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
     install_problem_handlers(app)
     add_ops_routes(app, metrics.registry)

@@ -254,7 +254,7 @@ def create_app(
         summary="Alerts for units that fall behind, delivered once to their chiefs",
         lifespan=lifespan,
     )
-    app.add_middleware(NulGuardMiddleware)
+    app.add_middleware(NulGuardMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
     install_problem_handlers(app)
     add_ops_routes(app, metrics.registry)

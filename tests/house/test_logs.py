@@ -76,6 +76,10 @@ def _app() -> FastAPI:
     async def boom() -> None:
         raise RuntimeError("boom with Bearer tok-123456 inside")
 
+    @app.post("/v1/events/{event_id}")
+    async def post_event(event_id: str) -> dict[str, str]:
+        return {"id": event_id}
+
     return app
 
 
@@ -174,3 +178,31 @@ def test_scrub_keeps_ordinary_text() -> None:
     text = "applied 5000 records, offsets 0:41 1:17, see http://127.0.0.1:8002/docs"
     assert scrub(text) == text
     assert scrub("basic dXNlcjpwYXNz") == "basic ***"
+
+
+async def test_no_number_from_a_path_reaches_a_log_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # an identity number in a URL: the route's template when one matched, else the path
+    # with its digits replaced (a redirect, a 404, a 405)
+    configure_logging("DEBUG", json=True)
+    transport = httpx.ASGITransport(app=_app())
+    sent = {
+        "/v1/events/001203004567": "/v1/events/{event_id}",
+        "/v1/events/001203004567/": "/v1/events/#/",
+        "/v1/event/001203004567": "/v1/event/#",
+        "/v1/events/001-203-004567/x": "/v1/events/#/x",
+        "/v1/x/0/0/1/2/0/3/0/0/4/5/6/7": "/v1/x/#",
+        "/v1/eventz/cccd001203004567.1": "/v1/eventz/cccd#",
+        "/v1/x/０１２３４５６７８": "/v1/x/#",
+    }
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        for path in sent:
+            await client.post(path, json={})
+        await client.get("/v1/events/036094123")  # 405
+    logged = lines(capsys.readouterr().err)  # (the test client's own lines left out)
+    handled = [line for line in logged if line["event"] == "request_handled"]
+    assert [line["path"] for line in handled] == [*sent.values(), "/v1/events/{event_id}"]
+    text = json.dumps(logged, ensure_ascii=False)
+    for number in ("001203004567", "203", "004567", "036094123", "０１２"):
+        assert number not in text
