@@ -2,17 +2,23 @@
 audited and re-plans the affected campaigns (targets, baselines and rollups) in the same
 transaction, so readers never see a tree and counters that disagree."""
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, model_validator
 
 from services.aggregator import guard
 from services.aggregator.repository import apply as apply_sql
 from services.aggregator.repository import recount as recount_sql
 from services.aggregator.repository import reference as reference_sql
 from services.aggregator.repository import tree as tree_sql
-from services.aggregator.validation import Problem, TargetRef, campaign_problems
+from services.aggregator.validation import (
+    Problem,
+    TargetRef,
+    campaign_problems,
+    parent_loops,
+    repeats,
+)
 from tiendo import audit
 from tiendo.board import repository as board
 from tiendo.board.campaign import Campaign
@@ -29,6 +35,11 @@ KEY_PATTERN = r"^[A-Za-z0-9_.-]{1,32}(@[0-9]{4}-[0-9]{2}-[0-9]{2})?$"
 # Columns of a unit that are its chief's contacts: the notifier's, handed over to it.
 CONTACT_COLUMNS = ("chief_name", "chief_email", "chief_phone", "chief_webhook", "chief_chat")
 
+# The numbers of the admin bodies are strict (`StrictInt`, `StrictFloat`): `true` is no
+# target of 1, nor "500" or 500.0 a level or a count, and a float takes an integer but no
+# text. Per field, not the models' `strict`: that would refuse RFC 3339 text for a moment.
+# The CLI reads its sheets' text cells as numbers itself (`importing`).
+
 
 class UnitPlace(BaseModel):
     """A unit's place in the tree: what the units import and a tree version both carry."""
@@ -38,7 +49,7 @@ class UnitPlace(BaseModel):
     code: str = Field(pattern=CODE_PATTERN)
     name: str = Field(min_length=1, max_length=200)
     type: str = Field("", max_length=64)
-    level: int = Field(ge=1, le=6)
+    level: StrictInt = Field(ge=1, le=6)
     parent_code: str | None = Field(None, pattern=CODE_PATTERN)
 
 
@@ -57,8 +68,10 @@ class UnitIn(UnitPlace):
 
 
 class MilestoneIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     at: Moment
-    fraction: float
+    fraction: StrictFloat
 
 
 class CampaignIn(BaseModel):
@@ -73,9 +86,9 @@ class CampaignIn(BaseModel):
     deadline: Moment
     timezone: str = Field("Asia/Ho_Chi_Minh", max_length=64)
     indicators: list[str] = Field(min_length=1, max_length=32)
-    behind_threshold: float = 0.9
+    behind_threshold: StrictFloat = 0.9
     # (bounded here so that it is a duration at all: validation says what else it must be)
-    stale_after_seconds: int = Field(12 * 3600, ge=0, le=366 * 86400)
+    stale_after_seconds: StrictInt = Field(12 * 3600, ge=0, le=366 * 86400)
     milestones: list[MilestoneIn] = Field(default_factory=list, max_length=100)
 
     def campaign(self, campaign_id: str) -> Campaign:
@@ -108,10 +121,10 @@ class TargetIn(BaseModel):
         "or a version's key (`<code>@<day>`: a unit of a later tree the campaign runs into)",
     )
     indicator: str = Field(min_length=1, max_length=48)
-    target: int | None = Field(
+    target: StrictInt | None = Field(
         None, ge=0, le=MAX_FIGURE, description="null: the sum of the children's"
     )
-    baseline: int = Field(0, ge=0, le=MAX_FIGURE)
+    baseline: StrictInt = Field(0, ge=0, le=MAX_FIGURE)
     deadline: Moment | None = None
 
 
@@ -156,6 +169,7 @@ async def upsert_units(
     await reference_sql.hand_over_contacts(
         conn, [u.model_dump(include={"code", *CONTACT_COLUMNS}) for u in units]
     )
+    await refuse_parent_loops(conn, {u.code: i for i, u in enumerate(units)}, "parent_code")
     if await reference_sql.check_tree(conn):
         raise ReferenceError(
             [Problem("level", "a unit's level does not match its depth in the tree (or a cycle)")]
@@ -181,18 +195,33 @@ async def upsert_units(
 async def _refuse_repeats_and_unknown_parents(conn: Connection, units: Sequence[UnitIn]) -> None:
     """ReferenceError for a code listed twice (which row would win?) or a parent neither
     listed nor stored: both reached the database's constraints as a 500 before."""
-    problems: list[Problem] = []
-    listed: set[str] = set()
-    for i, u in enumerate(units):
-        if u.code in listed:
-            problems.append(Problem("code", f"{u.code} is listed more than once", i))
-        listed.add(u.code)
-    known = listed | (await board.tree(conn)).keys()
+    problems = [
+        Problem("code", f"{units[i].code} is listed more than once (first at [{first}])", i)
+        for i, first in repeats([u.code for u in units])
+    ]
+    known = {u.code for u in units} | (await board.tree(conn)).keys()
     problems += [
         Problem("parent_code", f"unknown parent {u.parent_code}", i)
         for i, u in enumerate(units)
         if u.parent_code is not None and u.parent_code not in known
     ]
+    if problems:
+        raise ReferenceError(problems[:50])
+
+
+async def refuse_parent_loops(conn: Connection, listed: Mapping[str, int], field: str) -> None:
+    """ReferenceError naming every loop of parent links in the tree as this transaction
+    has written it (the caller's rollback undoes the writes): the ancestors' refresh starts
+    from the roots, so a loop's units would keep stale ancestors and drop off the boards.
+    `listed`: the position of each key in the request (the problems' `index`)."""
+    problems: list[Problem] = []
+    for loop in parent_loops(await reference_sql.unrooted(conn)):
+        chain = " → ".join([*loop, loop[0]])
+        problems += [
+            Problem(field, f"{code}: the parent chain loops ({chain})", listed[code])
+            for code in loop
+            if code in listed
+        ] or [Problem(field, f"the parent chain loops ({chain})")]
     if problems:
         raise ReferenceError(problems[:50])
 
@@ -274,15 +303,28 @@ async def upsert_targets(
     # official codes as the tree at the start reads them (00004 is Ba Đình from July 2025)
     keys = await tree_sql.keys_at(conn, [t.unit for t in targets], campaign.starts_at)
     targets = [t.model_copy(update={"unit": keys.get(t.unit, t.unit)}) for t in targets]
-    problems = [
-        Problem("unit", f"unknown unit {t.unit}", i)
-        for i, t in enumerate(targets)
-        if t.unit not in units
-    ] + [
-        Problem("indicator", f"indicator {t.indicator} is not one of the campaign's", i)
-        for i, t in enumerate(targets)
-        if t.indicator not in indicators
-    ]
+    # (after the keys: a code and its version's key name one unit)
+    problems = (
+        [
+            Problem(
+                "unit",
+                f"{targets[i].unit}/{targets[i].indicator} is listed more than once "
+                f"(first at [{first}])",
+                i,
+            )
+            for i, first in repeats([(t.unit, t.indicator) for t in targets])
+        ]
+        + [
+            Problem("unit", f"unknown unit {t.unit}", i)
+            for i, t in enumerate(targets)
+            if t.unit not in units
+        ]
+        + [
+            Problem("indicator", f"indicator {t.indicator} is not one of the campaign's", i)
+            for i, t in enumerate(targets)
+            if t.indicator not in indicators
+        ]
+    )
     if problems:
         raise ReferenceError(sorted(problems, key=lambda p: p.index or 0)[:50])
     deadlines = (await guard.target_deadlines(conn, campaign_id)).get(campaign_id, {})

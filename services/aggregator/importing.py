@@ -5,6 +5,9 @@ and the report names every bad row by its line number in the file.
 """
 
 from collections.abc import Callable, Iterable
+from typing import Any, Self
+
+from pydantic import BaseModel
 
 from services.aggregator.admin import CONTACT_COLUMNS, TargetIn, UnitIn
 from services.aggregator.tree_load import CrosswalkIn, TreeUnitIn
@@ -15,12 +18,34 @@ UNIT_COLUMNS = ("code", "name", "type", "level", "parent_code", *CONTACT_COLUMNS
 TARGET_COLUMNS = ("unit", "indicator", "target", "baseline", "deadline")
 
 
+class _Cells(BaseModel):
+    """A row of a sheet, whose cells are all text: read as text is ("500" is the number
+    500 here), while the API, whose numbers are strict, takes them only as JSON numbers."""
+
+    @classmethod
+    def model_validate(cls, obj: Any, **_: Any) -> Self:
+        return cls.model_validate_strings(obj)
+
+
+class _UnitCells(_Cells, UnitIn):
+    pass
+
+
+class _TargetCells(_Cells, TargetIn):
+    pass
+
+
+class _TreeUnitCells(_Cells, TreeUnitIn):
+    pass
+
+
 def parse_units(
     rows: Iterable[tuple[int, dict[str, str]]], tick: Callable[[], object] = lambda: None
 ) -> tuple[list[UnitIn], list[RowError]]:
     """Units of a sheet, plus tree checks across rows (duplicates, unknown parents)."""
     listed = list(rows)
-    units, errors = parse_rows(listed, UnitIn, UNIT_COLUMNS, tick)
+    cells, errors = parse_rows(listed, _UnitCells, UNIT_COLUMNS, tick)
+    units: list[UnitIn] = list(cells)
     lines = {row.get("code", ""): line for line, row in listed}
     seen: dict[str, int] = {}
     for line, row in listed:
@@ -49,7 +74,8 @@ def parse_targets(
     rows: Iterable[tuple[int, dict[str, str]]], tick: Callable[[], object] = lambda: None
 ) -> tuple[list[TargetIn], list[RowError]]:
     listed = list(rows)
-    targets, errors = parse_rows(listed, TargetIn, TARGET_COLUMNS, tick)
+    cells, errors = parse_rows(listed, _TargetCells, TARGET_COLUMNS, tick)
+    targets: list[TargetIn] = list(cells)
     seen: dict[tuple[str, str], int] = {}
     for line, row in listed:
         key = (row.get("unit", ""), row.get("indicator", ""))
@@ -67,7 +93,8 @@ def parse_tree_units(
     rows: Iterable[tuple[int, dict[str, str]]],
 ) -> tuple[list[TreeUnitIn], list[RowError]]:
     """The units of a tree version (the whole tree in force from its day)."""
-    return parse_rows(rows, TreeUnitIn, TREE_UNIT_COLUMNS, lambda: None)
+    cells, errors = parse_rows(rows, _TreeUnitCells, TREE_UNIT_COLUMNS, lambda: None)
+    return list(cells), errors
 
 
 def parse_crosswalk(

@@ -6,10 +6,10 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from services.aggregator import cutover
-from services.aggregator.admin import CODE_PATTERN, ReferenceError, UnitPlace
+from services.aggregator.admin import CODE_PATTERN, ReferenceError, UnitPlace, refuse_parent_loops
 from services.aggregator.repository import apply as apply_sql
 from services.aggregator.repository import reference as reference_sql
 from services.aggregator.repository import tree as tree_sql
@@ -61,7 +61,7 @@ class TreeVersionIn(BaseModel):
         description="a row for every unit that is not continued (a renamed or re-parented "
         "unit that keeps its code needs none)",
     )
-    grace_days: int = Field(
+    grace_days: StrictInt = Field(
         DEFAULT_GRACE_DAYS,
         ge=0,
         le=3650,
@@ -109,6 +109,9 @@ async def load_tree_version(
     if isinstance(plan, list):
         raise ReferenceError([Problem(e.source, e.message, e.line) for e in plan])
     await tree_sql.write_version(conn, plan)
+    # (`plan_version` refuses a loop among the rows; this is the stored tree's, which the
+    # check below would miss: a loop's units keep ancestors that may still fit their level)
+    await refuse_parent_loops(conn, {}, "units")
     if await reference_sql.check_tree(conn) or await tree_sql.parents_out_of_period(conn):
         raise ReferenceError(
             [Problem("units", "the versions would not form one tree at every moment")]

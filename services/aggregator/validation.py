@@ -1,5 +1,6 @@
 """One validation of a campaign (contract §7: reference data is validated before it is stored,
-and a bad campaign can never stop counting for the others).
+and a bad campaign can never stop counting for the others), and the checks across the rows
+of an admin change (`repeats`, `parent_loops`).
 
 `campaign_problems` is the only statement of what makes a campaign usable. The admin API
 (and so the CLI, the demo and the benchmark, which go through `admin`) refuses a campaign
@@ -8,7 +9,7 @@ leaves out of the apply those it finds problems in (`CampaignGuard`).
 """
 
 import math
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import pairwise
@@ -92,3 +93,33 @@ def _milestone_problems(campaign: Campaign, window_ok: bool) -> list[Problem]:
                 Problem(f"milestones[{i}].fraction", "fractions must not decrease in time order")
             )
     return problems
+
+
+def repeats(keys: Sequence[Hashable]) -> list[tuple[int, int]]:
+    """(position, position of its first listing) of every key listed again: in one upsert
+    the last row would silently win, so which one was meant?"""
+    first: dict[Hashable, int] = {}
+    return [(i, first[k]) for i, k in enumerate(keys) if first.setdefault(k, i) != i]
+
+
+def parent_loops(parents: Mapping[str, str | None]) -> list[list[str]]:
+    """The loops of the child -> parent links, each a chain from its smallest code in which
+    each unit's parent is the next (and the last's the first); units merely under a loop
+    are in none."""
+    loops: list[list[str]] = []
+    done: set[str] = set()
+    for start in sorted(parents):
+        path: list[str] = []
+        on_path: dict[str, int] = {}
+        code: str | None = start
+        while code is not None and code in parents and code not in done:
+            if code in on_path:
+                loop = path[on_path[code] :]
+                first = loop.index(min(loop))
+                loops.append(loop[first:] + loop[:first])
+                break
+            on_path[code] = len(path)
+            path.append(code)
+            code = parents[code]
+        done.update(path)
+    return sorted(loops)

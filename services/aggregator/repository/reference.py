@@ -44,6 +44,20 @@ FROM chain WHERE chain.code = u.code AND u.ancestors IS DISTINCT FROM chain.ance
 REFRESH_UNIT_ANCHORS = "SELECT aggregator.refresh_unit_anchors()"
 
 
+# Units whose parent chain never reaches a root: those of a loop, and those under one. The
+# refresh above starts from the roots, so it never reaches them (nor corrects their
+# ancestors); this walk ends for the same reason.
+SELECT_UNROOTED = """
+WITH RECURSIVE rooted AS (
+    SELECT code FROM units WHERE parent_code IS NULL
+    UNION ALL
+    SELECT u.code FROM units u JOIN rooted r ON u.parent_code = r.code
+)
+SELECT code, parent_code FROM units u
+WHERE NOT EXISTS (SELECT FROM rooted r WHERE r.code = u.code)
+"""
+
+
 COUNT_ORPHANS = """
 SELECT count(*) FROM units u
 WHERE u.parent_code IS NOT NULL
@@ -229,9 +243,15 @@ async def hand_over_contacts(conn: Connection, rows: Sequence[Mapping[str, str |
     await conn.execute(HAND_OVER_CONTACTS, json.dumps(list(rows), ensure_ascii=False))
 
 
+async def unrooted(conn: Connection) -> dict[str, str | None]:
+    """Every unit (by key) whose parent chain never reaches a root, with its parent."""
+    return {r["code"]: r["parent_code"] for r in await conn.fetch(SELECT_UNROOTED)}
+
+
 async def check_tree(conn: Connection) -> int:
     """Check the parent links now and recompute every unit's ancestors; return how many
-    units' levels disagree with their depth (a cycle leaves some out of the tree)."""
+    units' levels disagree with their depth (loops are `unrooted`'s to find: a loop's
+    units keep their old ancestors, which may still agree)."""
     await conn.execute("SET CONSTRAINTS ALL IMMEDIATE")
     await conn.execute(REFRESH_ANCESTORS)
     orphans: int = await conn.fetchval(COUNT_ORPHANS)
