@@ -5,7 +5,16 @@ transaction, so readers never see a tree and counters that disagree."""
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from services.aggregator import guard
 from services.aggregator.repository import apply as apply_sql
@@ -20,6 +29,7 @@ from services.aggregator.validation import (
     repeats,
 )
 from tiendo import audit
+from tiendo.addresses import address_problem
 from tiendo.board import repository as board
 from tiendo.board.campaign import Campaign
 from tiendo.board.plans import plan_on_tree
@@ -34,6 +44,13 @@ CODE_PATTERN = r"^[A-Za-z0-9_.-]{1,32}$"
 KEY_PATTERN = r"^[A-Za-z0-9_.-]{1,32}(@[0-9]{4}-[0-9]{2}-[0-9]{2})?$"
 # Columns of a unit that are its chief's contacts: the notifier's, handed over to it.
 CONTACT_COLUMNS = ("chief_name", "chief_email", "chief_phone", "chief_webhook", "chief_chat")
+# The notifier's channel each address column fills: that channel's rule checks it.
+CHIEF_CHANNELS = {
+    "chief_email": "email",
+    "chief_phone": "sms",
+    "chief_webhook": "webhook",
+    "chief_chat": "chat",
+}
 
 # The numbers of the admin bodies are strict (`StrictInt`, `StrictFloat`): `true` is no
 # target of 1, nor "500" or 500.0 a level or a count, and a float takes an integer but no
@@ -59,6 +76,15 @@ class UnitIn(UnitPlace):
     chief_phone: str | None = Field(None, max_length=32)
     chief_webhook: str | None = Field(None, max_length=2000)
     chief_chat: str | None = Field(None, max_length=2000, description="an apprise URL")
+
+    @field_validator(*CHIEF_CHANNELS)
+    @classmethod
+    def _address_fits(cls, address: str | None, info: ValidationInfo) -> str | None:
+        """The notifier's rule, as its own `PUT /v1/contacts` applies it (blank: none)."""
+        assert info.field_name is not None
+        if address and (problem := address_problem(CHIEF_CHANNELS[info.field_name], address)):
+            raise ValueError(problem)
+        return address
 
     @model_validator(mode="after")
     def _root_has_no_parent(self) -> "UnitIn":

@@ -16,9 +16,9 @@ from services.notifier.contacts import (
     UNIT_PATTERN,
     ContactIn,
     UnitContactsItem,
-    address_problem,
 )
 from services.notifier.languages import Language
+from tiendo.addresses import address_problem
 from tiendo.sheets import RowError, parse_rows
 
 COLUMNS = ("unit", "chief_name", "channel", "address", "language")

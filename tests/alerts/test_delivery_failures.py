@@ -20,11 +20,12 @@ from services.notifier.channels import (
     Message,
     WebhookChannel,
 )
-from services.notifier.contacts import ADDRESS_RULES, ContactIn, address_problem
+from services.notifier.contacts import ContactIn
 from services.notifier.metrics import NotifierMetrics
 from services.notifier.outbox import Outbox
 from services.notifier.repository import deliveries as delivery_sql
 from tests.support.stack import eventually
+from tiendo.addresses import ADDRESS_RULES, address_problem
 from tiendo.database import create_pool
 
 # Long next to the backoff (≤ 0.1 s) and the checks' patience: a message only the lease

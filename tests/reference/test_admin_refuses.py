@@ -200,3 +200,35 @@ async def test_a_target_listed_twice_is_refused(client: httpx.AsyncClient, datab
         assert [t["target"] for t in targets if t["unit"] in ("00004", "00007")] == [1000, 1000]
     finally:
         await conn.close()
+
+
+async def test_a_chiefs_address_is_held_to_the_notifiers_rule(
+    client: httpx.AsyncClient, database: str
+) -> None:
+    """The units' chief columns are handed to the notifier's contacts: checked by the rule
+    its own `PUT /v1/contacts` applies (`tiendo.addresses`), or a header-splitting email
+    and a webhook no client can post to were stored, and failed at every send."""
+    ward = {"code": "00004", "name": "Phường Trúc Bạch", "level": 3, "parent_code": "001"}
+    bad = {
+        "chief_email": "not an email\r\nBcc: x@evil.example",
+        "chief_phone": "call me maybe",
+        "chief_webhook": "http://hooks.example:abc/",
+        "chief_chat": "nope",
+    }
+    r = await client.put("/v1/units", json=[ward | bad])
+    assert r.status_code == 422, r.text
+    assert {e["field"] for e in r.json()["errors"]} == {f"0.{column}" for column in bad}
+    conn = await asyncpg.connect(database)
+    try:
+        stored = await conn.fetchval("SELECT count(*) FROM notifier.contacts WHERE unit = '00004'")
+    finally:
+        await conn.close()
+    assert stored == 0
+    good = {
+        "chief_email": "truong@congan.example",
+        "chief_phone": "+84901234567",
+        "chief_webhook": "https://hooks.example:8443/tiendo",
+        "chief_chat": "json://chat.example/room",
+    }
+    r = await client.put("/v1/units", json=[ward | good])
+    assert r.status_code == 200, r.text
