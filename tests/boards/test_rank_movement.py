@@ -214,3 +214,92 @@ async def test_a_live_board_moves_its_units_as_the_board_as_of_now_does(
     ]
     # the default: 14 May's end, a microsecond before that midnight
     assert boards["None", "live"] == boards[str(midnight - timedelta(seconds=1)), "live"]
+
+
+async def _live_and_as_of_now(
+    database: str,
+    kafka: KafkaBroker,
+    topics: Topics,
+    now: datetime,
+    previous: Sequence[datetime],
+) -> None:
+    settings = aggregator_settings(database, kafka.bootstrap, topics, consume=False)
+    async with running(create_aggregator(settings, ManualClock(now))) as api:
+        api.headers.update(READER)
+        for then in previous:
+            boards = []
+            for at in ({}, {"as_of": now.isoformat()}):
+                params = {"level": "3", "indicator": CCCD, "previous": then.isoformat(), **at}
+                r = await api.get("/v1/campaigns/c1/leaderboard", params=params)
+                assert r.status_code == 200, r.text
+                boards.append(
+                    [(row["unit"]["code"], row["previous_rank"]) for row in r.json()["rows"]]
+                )
+            assert boards[0] == boards[1], then
+
+
+async def test_live_moves_as_as_of_now_by_a_deadline_inside_a_day(
+    database: str, kafka: KafkaBroker, topics: Topics
+) -> None:
+    """A report at the deadline counts: the instant before a deadline at 10:00 is no
+    day's end, though its day's part in the campaign ends there."""
+    await build_world(database, starts_at=STARTS, days=10)
+    deadline = STARTS + timedelta(days=10)
+    conn = await asyncpg.connect(database)
+    try:
+        await apply_events(
+            conn,
+            [
+                Event("a", "00004", CCCD, Kind.INCREMENT, 500, STARTS + timedelta(days=1)),
+                Event("b", "00007", CCCD, Kind.INCREMENT, 400, STARTS + timedelta(days=1)),
+                Event("c", "00007", CCCD, Kind.INCREMENT, 200, deadline),
+            ],
+        )
+    finally:
+        await conn.close()
+    instant = timedelta(microseconds=1)
+    await _live_and_as_of_now(
+        database,
+        kafka,
+        topics,
+        deadline + timedelta(days=2),
+        [deadline - 2 * instant, deadline - instant, deadline],
+    )
+
+
+async def test_live_moves_as_as_of_now_where_the_clocks_go_back_at_midnight(
+    database: str, kafka: KafkaBroker, topics: Topics
+) -> None:
+    """Santiago, 6 April 2024: at midnight the clocks go back to 23:00, so the last hour
+    of the day happens twice; an hour before the day ends is no day's end."""
+    starts = datetime(2024, 3, 20, 12, 0, tzinfo=UTC)
+    await build_world(database, starts_at=starts, days=50)
+    conn = await asyncpg.connect(database)
+    try:
+        await conn.execute("UPDATE campaigns SET timezone = 'America/Santiago'")
+        early = starts + timedelta(days=5)
+        await apply_events(
+            conn,
+            [
+                Event("a", "00004", CCCD, Kind.INCREMENT, 500, early),
+                Event("b", "00007", CCCD, Kind.INCREMENT, 400, early),
+                # 23:45 of 6 April, its second time (-04)
+                Event(
+                    "c", "00007", CCCD, Kind.INCREMENT, 200, datetime(2024, 4, 7, 3, 45, tzinfo=UTC)
+                ),
+            ],
+        )
+    finally:
+        await conn.close()
+    await _live_and_as_of_now(
+        database,
+        kafka,
+        topics,
+        datetime(2024, 4, 12, 12, 0, tzinfo=UTC),
+        # 23:30 the first and the second time, and the day's real last instant
+        [
+            datetime(2024, 4, 7, 2, 30, tzinfo=UTC),
+            datetime(2024, 4, 7, 3, 30, tzinfo=UTC),
+            datetime(2024, 4, 7, 3, 59, 59, 999999, tzinfo=UTC),
+        ],
+    )

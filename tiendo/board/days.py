@@ -3,16 +3,17 @@ a live board needs from the past: the value one run-rate window ago, each day's 
 days behind in a row, the ranks at the previous briefing, the daily bars.
 
 A subtree's value at the end of local day D is its live value minus the changes of the
-days after D: exact at every local midnight (for events that arrive in time order per key,
-see the rollups' docstring), read from at most a campaign's days of rows per unit, never
-from the events. Inside a day the value is interpolated linearly between the day's start
+days after D: exact at every day's last instant (the rollups are exact for every day, in
+any order of arrival), read from at most a campaign's days of rows per unit, never from
+the events. Not at the midnight that follows: a report stamped at that very instant is
+the next day's change, while `as_of` of the midnight counts it (`exact_at`). Inside a day the value is interpolated linearly between the day's start
 and end (its part inside the campaign's window): a run rate over seven days moved by a
 day's uneven hours changes by at most that day's share of the change over the window.
 """
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from tiendo.board import repository
@@ -26,16 +27,24 @@ INSTANT = timedelta(microseconds=1)
 
 @dataclass(frozen=True, slots=True)
 class DaySpan:
-    """The local day of a moment, and the part of it inside the campaign's window."""
+    """The local day of a moment, and the part of it inside the campaign's window, as
+    instants (UTC: arithmetic on a zone's datetimes is wall-clock arithmetic, an hour off
+    on the days the clocks change)."""
 
     day: date
     starts: datetime
     ends: datetime
+    closes_day: bool  # the span ends where its local day does (not at the deadline)
+
+    def complete_at(self, at: datetime) -> bool:
+        """Whether every change of the span is at or before `at`: from its end on (the
+        deadline counts what happens at it), or from its day's last instant (what happens
+        at the next midnight is the next day's)."""
+        return at >= self.ends or (self.closes_day and at >= self.ends - INSTANT)
 
     def share(self, at: datetime) -> float:
-        """How much of the span lies before `at`, in [0, 1]: all of it from its last
-        instant on (every change of the day is at or before it)."""
-        if self.ends <= self.starts or at >= self.ends - INSTANT:
+        """How much of the span lies before `at`, in [0, 1]."""
+        if self.ends <= self.starts or self.complete_at(at):
             return 1.0
         return min(1.0, max(0.0, (at - self.starts) / (self.ends - self.starts)))
 
@@ -45,22 +54,31 @@ def local_day(campaign: Campaign, at: datetime) -> date:
     return at.astimezone(ZoneInfo(campaign.timezone)).date()
 
 
+def day_start(campaign: Campaign, day: date) -> datetime:
+    """The first instant of a local day (where clocks skip midnight, the instant they
+    skip it at), in UTC."""
+    return datetime.combine(day, time(0), tzinfo=ZoneInfo(campaign.timezone)).astimezone(UTC)
+
+
 def span(campaign: Campaign, at: datetime) -> DaySpan:
-    zone = ZoneInfo(campaign.timezone)
-    day = at.astimezone(zone).date()
-    starts = datetime.combine(day, time(0), tzinfo=zone)
-    ends = datetime.combine(day + timedelta(days=1), time(0), tzinfo=zone)
-    return DaySpan(day, max(starts, campaign.starts_at), min(ends, campaign.deadline))
+    day = local_day(campaign, at)
+    starts, ends = day_start(campaign, day), day_start(campaign, day + timedelta(days=1))
+    return DaySpan(
+        day,
+        max(starts, campaign.starts_at),
+        min(ends, campaign.deadline),
+        closes_day=ends <= campaign.deadline,
+    )
 
 
 def exact_at(campaign: Campaign, at: datetime) -> bool:
     """Whether the day rollups give every unit's value at `at` exactly, as `as_of` does:
-    at the end of its day's part in the campaign (a local day's last instant, the
-    deadline). Inside a day they interpolate; and at a day's first instant (a local
-    midnight) a report stamped at that very instant is filed under the day it starts,
-    after the moment, where `as_of` counts it."""
+    where the whole of its day's part in the campaign is at or before it (`complete_at`:
+    a local day's last instant, the deadline). Inside a day they interpolate; and at a
+    day's first instant (a local midnight) a report stamped at that very instant is filed
+    under the day it starts, after the moment, where `as_of` counts it."""
     at = min(at, campaign.deadline)
-    return at >= span(campaign, at).ends - INSTANT
+    return span(campaign, at).complete_at(at)
 
 
 def value_at(live: int, after: int, on_day: int, share: float) -> int:

@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from tiendo.board import days, repository
@@ -59,9 +59,7 @@ def week_before(campaign: Campaign, at: datetime) -> datetime:
     local day before the one a week before `at` (its last microsecond), where the day
     rollups hold every unit's value exactly, so that a live board reads the ranks then
     from them (`days.exact_at`) and never from the history."""
-    zone = ZoneInfo(campaign.timezone)
-    day = (at - timedelta(days=7)).astimezone(zone).date()
-    return datetime.combine(day, time(0), zone).astimezone(UTC) - days.INSTANT
+    return days.day_start(campaign, days.local_day(campaign, at - timedelta(days=7))) - days.INSTANT
 
 
 def movement_label(previous_rank: int | None, rank: int) -> str:
@@ -104,8 +102,9 @@ def is_behind(v: Verdict, threshold: float) -> bool:
 
 
 def day_ends(at: datetime, campaign: Campaign) -> list[datetime]:
-    """The ends (local midnight) of the campaign days before `at`'s day, latest first,
-    back to the campaign's start."""
+    """The ends (local midnights) of the campaign days before `at`'s day, latest first,
+    back to the campaign's start: each day is judged there on its plan, with its value at
+    its last instant (`streaks`)."""
     zone = ZoneInfo(campaign.timezone)
     day = at.astimezone(zone).date()
     out: list[datetime] = []
@@ -138,8 +137,9 @@ def streaks(
     changes: days.Changes,
 ) -> dict[str, int]:
     """Per unit behind now (`verdicts`): the days in a row it has been, today counted, each
-    earlier day judged at its end (local midnight) with its value then from the day
-    rollups (`tiendo.board.days`: exact at midnights, no event read); 0 for the others.
+    earlier day judged at its end (local midnight) with its value at its last instant
+    from the day rollups (`tiendo.board.days`: exact there, no event read; a report
+    stamped at the midnight itself is the next day's); 0 for the others.
     Pure (and CPU-bound: run off the event loop). `ends`:
     `day_ends`; `live`: the live value of each unit behind now; `changes`: their day changes
     from the earliest end's day on (`days.day_changes` from `ends[-1]`)."""
