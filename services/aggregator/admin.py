@@ -4,6 +4,7 @@ transaction, so readers never see a tree and counters that disagree."""
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
+from typing import Annotated
 
 from pydantic import (
     BaseModel,
@@ -42,6 +43,10 @@ from tiendo.unit_keys import TREE_ZONE
 CODE_PATTERN = r"^[A-Za-z0-9_.-]{1,32}$"
 # a version's key: its official code, or `<code>@<day>` for a later version of a reused code
 KEY_PATTERN = r"^[A-Za-z0-9_.-]{1,32}(@[0-9]{4}-[0-9]{2}-[0-9]{2})?$"
+# The catalogue's own bound on a code (its CHECK): whatever names an indicator, so that a
+# longer text is refused by its length, never stored nor echoed back in a problem.
+INDICATOR_CODE_LENGTH = 48
+IndicatorCode = Annotated[str, Field(min_length=1, max_length=INDICATOR_CODE_LENGTH)]
 # Columns of a unit that are its chief's contacts: the notifier's, handed over to it.
 CONTACT_COLUMNS = ("chief_name", "chief_email", "chief_phone", "chief_webhook", "chief_chat")
 # The notifier's channel each address column fills: that channel's rule checks it.
@@ -111,7 +116,7 @@ class CampaignIn(BaseModel):
     starts_at: Moment
     deadline: Moment
     timezone: str = Field("Asia/Ho_Chi_Minh", max_length=64)
-    indicators: list[str] = Field(min_length=1, max_length=32)
+    indicators: list[IndicatorCode] = Field(min_length=1, max_length=32)
     behind_threshold: StrictFloat = 0.9
     # (bounded here so that it is a duration at all: validation says what else it must be)
     stale_after_seconds: StrictInt = Field(12 * 3600, ge=0, le=366 * 86400)
@@ -146,7 +151,7 @@ class TargetIn(BaseModel):
         description="an official code, read on the tree in force at the campaign's start, "
         "or a version's key (`<code>@<day>`: a unit of a later tree the campaign runs into)",
     )
-    indicator: str = Field(min_length=1, max_length=48)
+    indicator: IndicatorCode
     target: StrictInt | None = Field(
         None, ge=0, le=MAX_FIGURE, description="null: the sum of the children's"
     )

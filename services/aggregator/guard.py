@@ -1,7 +1,8 @@
 """Stored campaigns the aggregator cannot count for, kept out of the apply.
 
 The admin API refuses a bad campaign, but a row can still be unusable: inserted before
-validation existed, edited with SQL, or its time zone gone from a newer tzdata. One such
+validation existed, edited with SQL, its time zone gone from a newer tzdata, or a zone
+name that each host reads its own way (`localtime`: `campaign_zone_name`). One such
 campaign used to fail every batch (`AT TIME ZONE` of an unknown zone) and stop counting for
 all. The guard runs the same `campaign_problems` over the stored campaigns and keeps the
 ids of the unusable ones, which the apply, the metric snapshot and the feed leave out.
@@ -25,7 +26,8 @@ log = get_logger(__name__)
 
 
 async def known_timezones(conn: Connection) -> set[str]:
-    """Zone names both Python (boards, messages) and PostgreSQL (day buckets) resolve."""
+    """Zone names both Python (boards, messages) and PostgreSQL (day buckets) resolve;
+    which of them a campaign may take is `campaign_problems`' to say."""
     return await reference_sql.database_timezones(conn) & available_timezones()
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import pairwise
 
-from tiendo.board.campaign import Campaign
+from tiendo.board.campaign import ZONE_RULE, Campaign, campaign_zone_name
 
 MIN_STALE_AFTER = timedelta(seconds=60)
 TargetRef = tuple[int | None, str]
@@ -48,7 +48,9 @@ def campaign_problems(
     catalogue; `target_deadlines`: unit-specific deadlines by where they come from.
     """
     problems: list[Problem] = []
-    if campaign.timezone not in timezones:
+    if not campaign_zone_name(campaign.timezone):
+        problems.append(Problem("timezone", f"{ZONE_RULE}, not {campaign.timezone!r}"))
+    elif campaign.timezone not in timezones:
         problems.append(Problem("timezone", f"unknown time zone {campaign.timezone!r}"))
     window_ok = campaign.starts_at < campaign.deadline
     if not window_ok:

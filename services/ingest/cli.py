@@ -13,7 +13,6 @@ import sys
 from collections.abc import Awaitable, Callable
 
 from services.ingest import MIGRATIONS, repository, tokens
-from services.ingest.rawids import contains_raw_id
 from services.ingest.settings import IngestSettings
 from tiendo import audit
 from tiendo.database import Connection
@@ -28,7 +27,11 @@ def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> 
     create = cmds.add_parser(
         "token-create", help="issue a token for an upstream system (printed once, stored hashed)"
     )
-    create.add_argument("name", help="the upstream system, e.g. vneid-hanoi (never reused)")
+    create.add_argument(
+        "name",
+        help="the upstream system, e.g. vneid-hanoi (never reused; at most "
+        f"{tokens.MAX_TOKEN_NAME_LENGTH} characters)",
+    )
     units = create.add_mutually_exclusive_group(required=True)
     units.add_argument("--units", nargs="+", metavar="CODE", help="unit subtrees it may write")
     units.add_argument("--all-units", action="store_true", help="it may write for every unit")
@@ -81,8 +84,8 @@ async def _create(conn: Connection, args: argparse.Namespace) -> None:
     indicators: list[str] = [] if args.all_indicators else list(dict.fromkeys(args.indicators))
     token = tokens.new_token()
     # the name is stored with every event the token sends (`source`), and logged
-    if contains_raw_id(args.name):
-        _fail("a token name must not hold a raw ID number; name the upstream system")
+    if problem := tokens.name_problem(args.name):
+        _fail(problem)
     async with conn.transaction():
         if await repository.token_exists(conn, args.name):
             _fail(f"a token named {args.name} already exists (names are never reused)")

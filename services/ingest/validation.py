@@ -18,6 +18,9 @@ from tiendo.unit_keys import TREE_ZONE, admin_code_of
 MAX_SNAPSHOT = 1_000_000_000
 MAX_UNIT_LENGTH = 32
 MAX_INDICATOR_LENGTH = 48
+# An RFC 3339 time is 20-25 characters without its fraction: this leaves room for more
+# than 30 fraction digits (nanoseconds need 9), and bounds the work a hostile one costs.
+MAX_TIMESTAMP_LENGTH = 64
 
 EVENT_FIELDS = frozenset(
     {"event_id", "unit", "indicator", "kind", "value", "occurred_at", "subject"}
@@ -33,9 +36,10 @@ _UNIT = re.compile(UNIT_CHARS + "+")
 _INDICATOR = re.compile(INDICATOR_CHARS + "+")
 _SUBJECT = re.compile(SUBJECT_PATTERN[1:-1])
 # An offset's hours and minutes are bounded here, not after the match: the common case
-# then needs none of the groups.
+# then needs none of the groups. RFC 3339 puts no bound on the fraction's digits; the
+# field's length bounds them (MAX_TIMESTAMP_LENGTH).
 _RFC3339 = re.compile(
-    r"([0-9]{4}-[0-9]{2}-[0-9]{2})[Tt]([0-9]{2}:[0-9]{2}:[0-9]{2})(\.[0-9]{1,9})?"
+    r"([0-9]{4}-[0-9]{2}-[0-9]{2})[Tt]([0-9]{2}:[0-9]{2}:[0-9]{2})(\.[0-9]+)?"
     r"(?:([Zz])|([+-])([01][0-9]|2[0-3]):([0-5][0-9]))"
 )
 _FLOAT_INTEGER_LIMIT = 2.0**63
@@ -176,11 +180,16 @@ UNKNOWN_UNIT = "unknown unit code"
 UNKNOWN_UNIT_AT = "unknown unit code at occurred_at"
 UNKNOWN_INDICATOR = "not in the indicator catalogue"
 RAW_ID_MESSAGE = "looks like a raw ID number; send its keyed hash instead"
+TIMESTAMP_MESSAGE = (
+    f"must be an RFC 3339 timestamp with an offset, at most {MAX_TIMESTAMP_LENGTH} characters"
+)
 
 
 def parse_timestamp(text: str) -> datetime | None:
-    """RFC 3339 with an explicit offset, or None. Sub-microsecond digits are truncated."""
-    match = _RFC3339.fullmatch(text)
+    """RFC 3339 with an explicit offset and any number of fraction digits (at most
+    MAX_TIMESTAMP_LENGTH characters in all), or None. Sub-microsecond digits are truncated,
+    as PostgreSQL's timestamptz keeps microseconds."""
+    match = _RFC3339.fullmatch(text) if len(text) <= MAX_TIMESTAMP_LENGTH else None
     if match is None:
         return None
     try:
@@ -320,7 +329,7 @@ def validate_event(
     elif (
         not isinstance(occurred_raw, str) or (occurred_at := parse_timestamp(occurred_raw)) is None
     ):
-        bad("occurred_at", "must be an RFC 3339 timestamp with an offset")
+        bad("occurred_at", TIMESTAMP_MESSAGE)
     if occurred_at is not None:
         if occurred_at > now + limits.future_tolerance:
             bad("occurred_at", msg["future"])
@@ -339,13 +348,17 @@ def validate_event(
             bad("subject", "only allowed on increments of value 1")
 
     # A raw ID number is refused as such whatever else is wrong with its field. A field
-    # that passed its own rule cannot hold one (a catalogue code, a kind, an RFC 3339 time
-    # whose nanoseconds would look like one, a 64-hex subject), except the free-form
-    # event_id: only those are searched, which keeps the search off most of the hot path.
+    # that passed its own rule cannot hold one (a catalogue code, a kind, a 64-hex
+    # subject), except the free-form event_id: only those are searched, which keeps the
+    # search off most of the hot path. A time written as RFC 3339 is never searched, even
+    # when refused (too far ahead, no such day, too long): its fraction's digits, standing
+    # between "." and an offset, would look like an ID number to the search.
     if not errors:
         withheld = ["event_id"] if isinstance(event_id, str) and contains_raw_id(event_id) else []
     else:
         suspects = {"event_id", *(e.field for e in errors)}
+        if isinstance(occurred_raw, str) and _RFC3339.fullmatch(occurred_raw):
+            suspects.discard("occurred_at")
         withheld = [
             n
             for n in _STRING_FIELDS

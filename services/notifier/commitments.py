@@ -4,17 +4,18 @@ whose committed date or rate came due is judged at that moment from history, sto
 the same checks as "last week's commitments"."""
 
 import functools
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
 
 from services.notifier.briefing.formats import commitment_text
 from services.notifier.briefing.words import local, number
-from services.notifier.explanations import check_commitment, due_at
-from services.notifier.messages import Outgoing, campaign_model, recipient_model
+from services.notifier.explanations import Commitment, check_commitment, due_at
+from services.notifier.messages import Body, Outgoing, campaign_model, recipient_model
 from services.notifier.policy import Policy
 from services.notifier.render import Rendered
 from services.notifier.repository import explanations as sql
 from services.notifier.repository import reference as reference_sql
+from services.notifier.repository.reference import IndicatorName
 from services.notifier.summary import Summary
 from tiendo.board.campaign import Campaign
 from tiendo.board.figures import judge
@@ -62,7 +63,6 @@ async def check_commitments(
     """Check every commitment due by `at` once, and tell its unit's chief."""
     names = await reference_sql.indicator_names(conn)
     for campaign in campaigns.values():
-        language = policies[campaign.id].language
         for e in await sql.open_commitments(conn, campaign.id):
             due = due_at(e.commitment, e.submitted_at, campaign.timezone, campaign.deadline)
             if due > at:
@@ -87,20 +87,9 @@ async def check_commitments(
                     conn, e.id, due, at, checked.met, checked.value, checked.wanted
                 ):
                     continue  # another replica checked it
-                name = names[e.indicator].in_language(language) if e.indicator in names else ""
-                text = commitment_message(
-                    language,
-                    verdict.unit_name,
-                    name or e.indicator,
-                    commitment_text(e.commitment, language),
-                    local(due, campaign.timezone),
-                    checked.met,
-                    number(language, p.value),
-                    number(language, p.target),
-                )
                 recipient = await reference_sql.unit(conn, e.unit)
                 message_id = f"{KIND}/{campaign.id}/{e.id}"
-                body: dict[str, Any] = {
+                same_in_every_language: Body = {
                     "kind": KIND,
                     "message_id": message_id,
                     "campaign": await campaign_model(conn, campaign.id),
@@ -116,21 +105,30 @@ async def check_commitments(
                         "value": p.value,
                         "target": p.target,
                     },
-                    "subject": text.subject,
-                    "text": text.text,
-                    "chat": text.chat,
-                    "language": language,
                     "now": at.isoformat(),
                 }
+                # Each contact reads it in its own language, like every other message
+                # (docs/alerts.md, *Language*); the policy's is for contacts without one.
+                render = functools.partial(
+                    _commitment,
+                    base=same_in_every_language,
+                    commitment=e.commitment,
+                    unit_name=verdict.unit_name,
+                    indicator=e.indicator,
+                    names=names,
+                    due=local(due, campaign.timezone),
+                    met=checked.met,
+                    value=p.value,
+                    target=p.target,
+                )
                 await outgoing.enqueue(
                     conn,
                     kind=KIND,
                     message_id=message_id,
                     recipient=recipient,
                     recipient_code=e.unit,
-                    # one language for now: the chief's policy language (docs/briefing.md)
-                    render=functools.partial(_same, body),
-                    language=language,
+                    render=render,
+                    language=policies[campaign.id].language,
                     group_id=None,
                     campaign_id=campaign.id,
                     alert_ids=[],
@@ -139,5 +137,36 @@ async def check_commitments(
                 summary.messages.append((message_id, e.unit, KIND))
 
 
-def _same(body: dict[str, Any], _language: str) -> dict[str, Any]:
-    return body
+def _commitment(
+    language: str,
+    *,
+    base: Body,
+    commitment: Commitment,
+    unit_name: str,
+    indicator: str,
+    names: Mapping[str, IndicatorName],
+    due: str,
+    met: bool,
+    value: int | None,
+    target: int | None,
+) -> Body:
+    """The message's body in `language`: its texts, and the indicator's name, in it."""
+    found = names.get(indicator)
+    name = (found.in_language(language) if found is not None else "") or indicator
+    text = commitment_message(
+        language,
+        unit_name,
+        name,
+        commitment_text(commitment, language),
+        due,
+        met,
+        number(language, value),
+        number(language, target),
+    )
+    return {
+        **base,
+        "subject": text.subject,
+        "text": text.text,
+        "chat": text.chat,
+        "language": language,
+    }

@@ -1,6 +1,7 @@
 """A campaign's reference data as a plain value: window, indicators, thresholds, plan."""
 
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -9,6 +10,36 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import asyncpg
 
 from tiendo.pace import Milestone, Plan, Thresholds
+
+# The names a campaign's time zone may take (docs/admin.md, *Time zones*): an IANA
+# region/city zone, `UTC`, or a fixed `Etc/*` zone. Python (boards, messages) and
+# PostgreSQL (day buckets) run in separate containers, each with its own tzdata, and must
+# read the zone the same way: `localtime` is whatever each host is set to, `Factory` is no
+# place, and the old non-geographic names (`US/Eastern`, `Japan`, `EST5EDT`) are links
+# that distributions now ship apart (Debian's tzdata-legacy) or IANA may drop.
+ZONE_REGIONS = (
+    "Africa",
+    "America",
+    "Antarctica",
+    "Arctic",
+    "Asia",
+    "Atlantic",
+    "Australia",
+    "Europe",
+    "Indian",
+    "Pacific",
+)
+_ZONE_PART = r"[A-Za-z0-9_+-]+"
+_CAMPAIGN_ZONE = re.compile(
+    rf"UTC|Etc/{_ZONE_PART}|(?:{'|'.join(ZONE_REGIONS)})/{_ZONE_PART}(?:/{_ZONE_PART})*"
+)
+ZONE_RULE = "must be an IANA region/city time zone (such as Asia/Ho_Chi_Minh), UTC or Etc/*"
+
+
+def campaign_zone_name(name: str) -> bool:
+    """Whether `name` is of a form a campaign's time zone may take (`ZONE_REGIONS`); whether
+    the zone exists is asked of the zone databases apart."""
+    return _CAMPAIGN_ZONE.fullmatch(name) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,8 +89,11 @@ class Campaign:
 
     def judgeable(self) -> bool:
         """Whether its figures can be judged at all: a campaign stored before validation
-        (or whose zone tzdata dropped) is left out by every reader, never fatal to them.
-        The aggregator flags it (`/readyz`, metric); the full check is its validation's."""
+        (or whose zone tzdata dropped, or names no place) is left out by every reader, never
+        fatal to them. The aggregator flags it (`/readyz`, metric); the full check is its
+        validation's."""
+        if not campaign_zone_name(self.timezone):
+            return False
         try:
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError):
