@@ -18,6 +18,7 @@ not a 422 about a body nobody may send. The chiefs' link pages, the only routes 
 no credential, post forms: those are always searched.
 """
 
+import json
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qsl
@@ -64,7 +65,11 @@ class NulGuardMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = dict(scope["headers"])
+        # the first of a repeated header, as the framework reads it (`dict` kept the last:
+        # a second Content-Type hid a JSON body from the search)
+        headers: dict[bytes, bytes] = {}
+        for name, value in scope["headers"]:
+            headers.setdefault(name, value)
         declared = headers.get(b"content-length", b"")
         if declared.isdigit() and int(declared) > self.max_body_bytes:
             await body_too_large(self.max_body_bytes)(scope, receive, send)
@@ -77,8 +82,8 @@ class NulGuardMiddleware:
         fields += _pairs_with_nul(scope.get("query_string", b""))
         media = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
         # (JSON as FastAPI reads it: its media type, a +json one, or none given)
-        json = media in (b"", b"application/json") or media.endswith(b"+json")
-        if media == FORM or (json and b"authorization" in headers):
+        is_json = media in (b"", b"application/json") or media.endswith(b"+json")
+        if media == FORM or (is_json and b"authorization" in headers):
             fields += _body_fields(media, body)
         if fields:
             response = problem(
@@ -95,13 +100,22 @@ class NulGuardMiddleware:
 def _body_fields(media: bytes, body: bytes) -> list[str]:
     if media == FORM:
         return _pairs_with_nul(body)
-    # (JSON can hold a NUL only as the escape; a raw one is invalid JSON, refused later)
-    if b"\\u0000" not in body:
+    # JSON can hold a NUL only as the escape (a raw one is invalid JSON, refused later).
+    # A body with a zero byte is UTF-16 or 32, whose escape is spelled with zero bytes
+    # between its characters: searched whatever it spells.
+    if b"\\u0000" not in body and b"\x00" not in body:
         return []
     try:
-        return list(nul_fields(orjson.loads(body)))
+        value = orjson.loads(body)
     except orjson.JSONDecodeError:
-        return []  # the route's parser answers it
+        # read as the routes read it (the standard library's `json`): UTF-16 and 32,
+        # NaN, integers past 64 bits, all of which orjson refuses; a NUL in any of them
+        # reached PostgreSQL, a 500
+        try:
+            value = json.loads(body)
+        except ValueError:
+            return []  # the route's parser answers it
+    return list(nul_fields(value))
 
 
 async def _buffered(receive: Receive, limit: int) -> tuple[bytes | None, Receive]:

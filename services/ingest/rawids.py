@@ -9,7 +9,7 @@ personal data too, are 10 or 11. So 9 to 12 digits, in two places:
 - a number standing alone inside a longer value: nothing but a separator or an end right
   before and after it, never a letter or digit. A number is one of
   - a run of 9 to 12 digits ("evt-001203004567.1", "vneid:036094123:1");
-  - digits joined by single spaces or dots, 9 or more in all ("001 203 004567",
+  - digits joined by single spaces or dots, 9 to 12 in all ("001 203 004567",
     "0912.345.678.9");
   - groups of 3 or 4 digits joined by single dashes, dots or spaces, the last of 3, 4 or 6
     digits, 9 or more in all ("cccd-001-203-004567", "0912-345-678-1"): how people
@@ -39,12 +39,15 @@ _ALONE_AFTER = r"(?![A-Za-z\d])"
 _GROUP = r"\d{3,4}"
 # Each shape of the module doc, matched apart: one pattern of alternatives would let a
 # short match of one shape hide a longer one of another starting at the same place.
+# With each, the most digits such a number has (None: no bound): digits joined by spaces
+# or dots with more than 12 in all are a date and a counter (`evt.20240601.000123`), Unix
+# milliseconds and a counter (`e.1717230600123.1`), not a number someone wrote.
 _NUMBERS = tuple(
-    re.compile(_ALONE_BEFORE + shape + _ALONE_AFTER)
-    for shape in (
-        r"\d{9,12}",
-        r"\d+(?:[ .]\d+)+",
-        rf"{_GROUP}(?:[-. ]{_GROUP})*[-. ](?:{_GROUP}|\d{{6}})",
+    (re.compile(_ALONE_BEFORE + shape + _ALONE_AFTER), most)
+    for shape, most in (
+        (r"\d{9,12}", None),
+        (r"\d+(?:[ .]\d+)+", 12),
+        (rf"{_GROUP}(?:[-. ]{_GROUP})*[-. ](?:{_GROUP}|\d{{6}})", None),
     )
 )
 _UUID = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
@@ -69,7 +72,7 @@ def contains_raw_id(text: str) -> bool:
         return True
     searched = _UUID.sub("-", text)
     return any(
-        sum(c.isdecimal() for c in number.group()) >= MIN_DIGITS
-        for pattern in _NUMBERS
+        MIN_DIGITS <= sum(c.isdecimal() for c in number.group()) <= (most or len(searched))
+        for pattern, most in _NUMBERS
         for number in pattern.finditer(searched)
     )

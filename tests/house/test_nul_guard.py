@@ -53,6 +53,24 @@ async def test_a_nul_is_refused_by_field_wherever_it_is() -> None:
     assert _fields(await _send(data=form)) == ["detail"]
 
 
+async def test_a_nul_is_found_in_json_however_the_route_would_read_it() -> None:
+    # the routes read JSON with the standard library: UTF-16 and 32, NaN and integers
+    # past 64 bits are JSON to them, and each got a NUL past a guard that read it with
+    # orjson alone (a 500 from PostgreSQL)
+    text = '{"name": "a\\u0000b", "x": %s}'
+    for body in (
+        (text % 1).encode("utf-16"),
+        (text % 1).encode("utf-32-le"),
+        (text % "NaN").encode(),
+        (text % ("1" + "0" * 30)).encode(),
+    ):
+        json = {"content-type": "application/json", **AUTH}
+        assert _fields(await _send(content=body, headers=json)) == ["name"], body
+    # a second Content-Type does not hide the body: the first is the one read
+    two = [("content-type", "application/json"), ("content-type", "text/plain"), *AUTH.items()]
+    assert _fields(await _send(content=(text % 1).encode(), headers=two)) == ["name"]
+
+
 async def test_what_holds_no_nul_reaches_the_route_as_sent() -> None:
     # an escaped backslash before "u0000" is text, not a NUL
     raw = '{"name": "\\\\u0000 is how JSON writes it", "n": 1}'

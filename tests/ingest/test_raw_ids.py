@@ -116,6 +116,10 @@ def test_compound_keys_of_dates_units_and_counters_are_not_id_numbers(
         f"INV-{at:%Y%m}-{n % 10_000:04d}",
         f"evt-{at:%Y-%m-%dT%H:%M:%S.%f}Z-{n}",
         f"u-{ward}_{n}",
+        # dotted: a date and a six-digit counter, Unix milliseconds and a counter
+        f"evt.{at:%Y%m%d}.{n % 1_000_000:06d}",
+        f"e.{int(at.timestamp() * 1000)}.{n % 1000:03d}",
+        f"src:{at:%Y%m%d}.{at:%H%M%S}.{n % 1000:03d}",
     ):
         assert not contains_raw_id(key), key
 
