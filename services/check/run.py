@@ -24,7 +24,7 @@ from services.notifier.ranks import bottom_of_level
 from services.notifier.repository import alerts as alert_sql
 from services.notifier.repository import reference as reference_sql
 from services.notifier.repository.alerts import AlertKey
-from services.notifier.rules import Rule, briefing_slot, held
+from services.notifier.rules import Rule, briefing_slot, held, target_runs
 from services.notifier.settings import NotifierSettings
 from tiendo.board import repository as board
 from tiendo.board.campaign import Campaign, moving
@@ -72,12 +72,15 @@ async def _alerts(
     policy: Policy,
     now: datetime,
     figures: dict[Key, Progress],
+    running: set[Key],
 ) -> dict[AlertKey, bool]:
     verdicts = await judge_campaign(conn, campaign, now, live=True)
     enabled = policy.enabled()
     conditions: dict[AlertKey, bool] = {}
     for v in verdicts:
         figures[v.key] = v.progress
+        if target_runs(v, campaign, now):
+            running.add(v.key)
         holds = held(v, campaign, now)
         for rule in JUDGED:
             if rule in enabled:
@@ -129,8 +132,13 @@ async def check_round(
             if not alerts or not in_play(campaign, now):
                 continue
             policy = effective(settings, overrides.get(campaign.id, {}))
-            conditions.update(await _alerts(conn, campaign, policy, now, figures))
+            running: set[Key] = set()
+            conditions.update(await _alerts(conn, campaign, policy, now, figures, running))
             expected = await _bottom(conn, campaign, policy, now)
+            if expected is not None:
+                # the briefing's bottom N, of the keys whose target still runs: past a
+                # unit's own deadline its rank alert is closed (`rules.target_runs`)
+                expected = [k for k in expected if k in running]
             firing = [
                 k.key
                 for k, state in open_alerts.items()

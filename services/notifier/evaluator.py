@@ -33,7 +33,7 @@ from services.notifier.render import Renderer
 from services.notifier.repository import alerts as alert_sql
 from services.notifier.repository import reference as reference_sql
 from services.notifier.repository.alerts import AlertKey
-from services.notifier.rules import Change, Rule, held, step
+from services.notifier.rules import Change, Rule, held, step, target_runs
 from services.notifier.settings import NotifierSettings
 from services.notifier.summary import Summary
 from tiendo.board import repository as board
@@ -275,7 +275,7 @@ class Evaluator:
                 # unit's own deadline its rank alert closes with the rest of its alerts
                 # (it kept firing, and escalating, to the campaign's end)
                 verdicts[Rule.BOTTOM_RANK] = (
-                    Rule.BOTTOM_RANK in enabled and key in ranks and not ended and at < v.deadline
+                    Rule.BOTTOM_RANK in enabled and key in ranks and target_runs(v, j.campaign, at)
                 )
             # a unit's own deadline may come before the campaign's: past it, its alerts
             # close with the final word too, not as "back on track"

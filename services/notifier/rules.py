@@ -31,6 +31,13 @@ class AlertState(StrEnum):
     RESOLVED = "resolved"
 
 
+def target_runs(v: Verdict, campaign: Campaign, at: datetime) -> bool:
+    """Whether the target `v` is judged on still runs at `at`: the campaign has started and
+    neither its deadline nor the unit's own has passed. Outside it no rule holds, the
+    briefing's rank included (a unit past its own deadline closes all its alerts)."""
+    return campaign.starts_at < at < v.deadline and not campaign.ended(at)
+
+
 def held(
     v: Verdict, campaign: Campaign, at: datetime, *, window_known: bool = True
 ) -> dict[Rule, bool]:
@@ -40,7 +47,7 @@ def held(
     `window_known` false (no value from the start of the run-rate window): `at_risk`
     cannot be judged and does not hold, no alert on missing data (contract §5)."""
     p = v.progress
-    running = p.value < p.target and campaign.starts_at < at < v.deadline
+    running = p.value < p.target and target_runs(v, campaign, at)
     projected_late = p.projected_completion is None or p.projected_completion > v.deadline
     slow = p.pace is not None and p.pace < campaign.thresholds.behind
     return {

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 
 from services.aggregator.admin import TargetIn, upsert_targets
+from services.check.run import check_round
 from services.notifier.evaluator import Evaluator
 from services.notifier.render import Renderer
 from services.notifier.settings import NotifierSettings
@@ -42,7 +43,8 @@ async def test_the_rank_alert_of_a_unit_past_its_own_deadline_closes_and_never_e
         await conn.execute(
             "INSERT INTO alert_policies (campaign_id, config) VALUES ('c1', $1)", json.dumps(POLICY)
         )
-        evaluator = Evaluator(NotifierSettings(database_url=database), Renderer(), ("webhook",))
+        settings = NotifierSettings(database_url=database)
+        evaluator = Evaluator(settings, Renderer(), ("webhook",))
         # 00010 last, 00007 next to last, from before the briefing of 15 May on
         reported = datetime(2023, 5, 12, 3, 0, tzinfo=UTC)
         await Feed(database).send(
@@ -82,6 +84,10 @@ async def test_the_rank_alert_of_a_unit_past_its_own_deadline_closes_and_never_e
         assert {r["passed"] for r in closed} == {"true"}
         # (escalated once while it ran: fired 19 May, a day before its deadline)
         assert max(r["escalation_level"] for r in closed) <= 1
+        # and `tiendo check` holds the same rule: the unit is still in the briefing's
+        # bottom N, but no alert is owed it
+        found = await check_round(conn, settings, datetime(2023, 5, 24, 1, 5, tzinfo=UTC))
+        assert [str(d) for d in found.disagreements] == []
     finally:
         await pool.close()
         await conn.close()
