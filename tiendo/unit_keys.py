@@ -5,6 +5,12 @@ Stated once here: the aggregator writes keys, ingest reads official codes back f
 from datetime import date, datetime, time
 from zoneinfo import ZoneInfo
 
+# An official code, and a version's key: the code, or `<code>@<day>` for a later version
+# of a reused code. Every API that names a unit takes a key (docs/units-over-time.md).
+CODE_PATTERN = r"^[A-Za-z0-9_.-]{1,32}$"
+KEY_PATTERN = r"^[A-Za-z0-9_.-]{1,32}(@[0-9]{4}-[0-9]{2}-[0-9]{2})?$"
+KEY_LENGTH = 32 + len("@2025-07-01")
+
 # Cut-overs are local midnights: the tree is Vietnam's, whatever the server's zone.
 TREE_ZONE = ZoneInfo("Asia/Ho_Chi_Minh")
 

@@ -38,11 +38,8 @@ from tiendo.counting import rollups
 from tiendo.database import Connection
 from tiendo.moments import Moment
 from tiendo.pace import Milestone, Thresholds
-from tiendo.unit_keys import TREE_ZONE
+from tiendo.unit_keys import CODE_PATTERN, KEY_PATTERN, TREE_ZONE
 
-CODE_PATTERN = r"^[A-Za-z0-9_.-]{1,32}$"
-# a version's key: its official code, or `<code>@<day>` for a later version of a reused code
-KEY_PATTERN = r"^[A-Za-z0-9_.-]{1,32}(@[0-9]{4}-[0-9]{2}-[0-9]{2})?$"
 # The catalogue's own bound on a code (its CHECK): whatever names an indicator, so that a
 # longer text is refused by its length, never stored nor echoed back in a problem.
 INDICATOR_CODE_LENGTH = 48

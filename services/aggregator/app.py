@@ -47,6 +47,7 @@ from tiendo.logs import get_logger
 from tiendo.moments import Moment
 from tiendo.nul_guard import NulGuardMiddleware
 from tiendo.producers import ReplacedProducer
+from tiendo.unit_keys import KEY_PATTERN
 from tiendo.web import (
     ProblemError,
     RequestIdMiddleware,
@@ -59,7 +60,12 @@ log = get_logger(__name__)
 T = TypeVar("T")
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
-UnitCode = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.-]{1,32}$", description="unit code")]
+# A path's unit: an official code, read on the tree of the moment asked about, or a
+# version's key (`00004@2025-07-01`), which names exactly that version (`unit_of`).
+UnitCode = Annotated[
+    str,
+    Path(pattern=KEY_PATTERN, description="an official code, or a version's key"),
+]
 CampaignId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="campaign id")]
 
 
@@ -229,9 +235,10 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
         conn: Connection, code: str, who: Identity, at: datetime | None = None
     ) -> reference_sql.Unit:
         """The unit a path names: an official code read on the tree in force at `at`
-        (default now; 00004 is Phường Ba Đình since July 2025), else a version's key."""
-        version = await tree_sql.version_at(conn, code, at or clock.now())
-        unit = await reference_sql.unit(conn, version.key if version else code)
+        (default now; 00004 is Phường Ba Đình since July 2025), a version's key as is."""
+        unit = await reference_sql.unit(
+            conn, await tree_sql.key_named(conn, code, at or clock.now())
+        )
         # outside the caller's scope reads as absent: no existence leak
         if unit is None or not who.sees(unit.code, unit.ancestors):
             raise HTTPException(404, f"no unit {code}")

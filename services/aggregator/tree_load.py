@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from services.aggregator import cutover
-from services.aggregator.admin import CODE_PATTERN, ReferenceError, UnitPlace, refuse_parent_loops
+from services.aggregator.admin import ReferenceError, UnitPlace, refuse_parent_loops
 from services.aggregator.repository import apply as apply_sql
 from services.aggregator.repository import reference as reference_sql
 from services.aggregator.repository import tree as tree_sql
@@ -23,6 +23,7 @@ from services.aggregator.tree_versions import (
 from services.aggregator.validation import Problem
 from tiendo import audit
 from tiendo.database import Connection
+from tiendo.unit_keys import CODE_PATTERN
 
 # The days a tree version may be loaded for: tiendo keeps nothing older than this, and a
 # tree is published months, not years, ahead of its day.

@@ -46,7 +46,7 @@ from services.notifier.summary import Summary
 from tiendo.background import Beat, Loop, Supervisor, every
 from tiendo.clock import Clock, SystemClock
 from tiendo.counting import Key
-from tiendo.database import BIGINT_MAX
+from tiendo.database import BIGINT_MAX, Connection
 from tiendo.dependencies import Pool
 from tiendo.events import unit_progress
 from tiendo.identity.audit_api import audit_routes
@@ -57,7 +57,9 @@ from tiendo.lifespan import open_database, open_topics, ping, start_loops, start
 from tiendo.logs import get_logger
 from tiendo.moments import Moment
 from tiendo.nul_guard import NulGuardMiddleware
+from tiendo.unit_keys import KEY_LENGTH, KEY_PATTERN
 from tiendo.web import (
+    ProblemError,
     RequestIdMiddleware,
     add_ops_routes,
     install_problem_handlers,
@@ -74,7 +76,12 @@ class SilenceIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     campaign: str | None = Field(None, pattern=CODE)
-    unit: str | None = Field(None, pattern=CODE, description="the unit and its whole subtree")
+    unit: str | None = Field(
+        None,
+        pattern=KEY_PATTERN,
+        description="the unit and its whole subtree: a version's key, or an official code "
+        "read on the tree in force at `starts_at` (the answer's `unit` is the key it named)",
+    )
     indicator: str | None = Field(None, pattern=r"^[a-z0-9_]{1,48}$")
     rule: Rule | None = None
     starts_at: Moment | None = Field(None, description="default: now")
@@ -285,7 +292,7 @@ def create_app(
         who: Reader,
         state: Literal["pending", "firing", "resolved"] | None = None,
         campaign: Annotated[str | None, Query(max_length=64)] = None,
-        unit: Annotated[str | None, Query(max_length=32)] = None,
+        unit: Annotated[str | None, Query(max_length=KEY_LENGTH)] = None,
         rule: Rule | None = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> list[dict[str, Any]]:
@@ -349,16 +356,53 @@ def create_app(
             out.append(item)
         return out
 
-    @app.post("/v1/silences", tags=["silences"], status_code=201, summary="Mute matching alerts")
+    async def silenced_unit(
+        conn: Connection, body: SilenceIn, starts_at: datetime
+    ) -> reference_sql.SilencedUnit | None:
+        """The version the silence's `unit` names; refused (422, every matcher the
+        notifier does not know, by field) when a matcher names nothing that exists: such a
+        silence would mute nothing, and say nothing about it."""
+        errors = []
+        if body.campaign is not None and not await reference_sql.campaign_known(
+            conn, body.campaign
+        ):
+            errors.append(_problem("campaign", f"no campaign {body.campaign}"))
+        named = None
+        if body.unit is not None:
+            named = await reference_sql.silenced_unit(conn, body.unit, starts_at)
+            if named is None:
+                errors.append(
+                    _problem(
+                        "unit",
+                        f"no unit {body.unit}: neither a version's key nor an official code "
+                        f"in force at {starts_at.isoformat()}",
+                    )
+                )
+        if body.indicator is not None and not await reference_sql.indicator_known(
+            conn, body.indicator
+        ):
+            errors.append(_problem("indicator", f"no indicator {body.indicator}"))
+        if errors:
+            raise ProblemError(422, "the silence names what does not exist", errors)
+        return named
+
+    @app.post(
+        "/v1/silences",
+        tags=["silences"],
+        status_code=201,
+        summary="Mute matching alerts",
+        responses=problem_responses(401, 422),
+    )
     async def create_silence(body: SilenceIn, pool: Pool, who: Admin) -> dict[str, Any]:
         starts_at = body.starts_at or clock.now()
         if body.ends_at <= starts_at:
             raise HTTPException(422, "ends_at must be after starts_at (default: now)")
         async with pool.acquire() as conn, conn.transaction():
+            named = await silenced_unit(conn, body, starts_at)
             silence = await reference_sql.create_silence(
                 conn,
                 campaign=body.campaign,
-                unit=body.unit,
+                unit=named.key if named is not None else None,
                 indicator=body.indicator,
                 rule=body.rule.value if body.rule else None,
                 starts_at=starts_at,
@@ -368,7 +412,7 @@ def create_app(
                 actor=who.name,
             )
         log.info("silence_created", id=silence["id"], by=who.name)
-        return _jsonable(silence)
+        return {**_jsonable(silence), "unit_name": named.name if named is not None else None}
 
     @app.get("/v1/silences", tags=["silences"], summary="Silences, newest first")
     async def list_silences(
@@ -401,13 +445,21 @@ def create_app(
             raise HTTPException(404, str(exc)) from exc
         return Response(status_code=204)
 
+    async def known_campaign(conn: Connection, campaign_id: str) -> None:
+        """404 for a campaign the path names that does not exist: a policy of none would
+        be stored, or read, for nothing."""
+        if not await reference_sql.campaign_known(conn, campaign_id):
+            raise HTTPException(404, f"no campaign {campaign_id}")
+
     @app.get(
         "/v1/campaigns/{campaign_id}/alert-policy",
         tags=["policies"],
         summary="A campaign's alert rules and timing",
+        responses=problem_responses(401, 404),
     )
     async def get_policy(campaign_id: CampaignId, pool: Pool, _: Reader) -> PolicyOut:
         async with pool.acquire() as conn:
+            await known_campaign(conn, campaign_id)
             override = await reference_sql.policy(conn, campaign_id) or {}
         return PolicyOut(
             campaign=campaign_id, override=override, effective=effective(settings, override)
@@ -417,6 +469,7 @@ def create_app(
         "/v1/campaigns/{campaign_id}/alert-policy",
         tags=["policies"],
         summary="Set a campaign's overrides of the default alert policy",
+        responses=problem_responses(401, 404),
     )
     async def put_policy(
         campaign_id: CampaignId, body: PolicyOverride, pool: Pool, who: Admin
@@ -427,10 +480,15 @@ def create_app(
         except ValidationError as exc:
             raise HTTPException(422, str(exc)) from exc
         async with pool.acquire() as conn, conn.transaction():
+            await known_campaign(conn, campaign_id)
             await reference_sql.save_policy(conn, campaign_id, override, who.name)
         return PolicyOut(campaign=campaign_id, override=override, effective=policy)
 
     return app
+
+
+def _problem(field: str, message: str) -> dict[str, Any]:
+    return {"index": None, "field": field, "message": message}
 
 
 def _jsonable(row: Mapping[str, Any]) -> dict[str, Any]:

@@ -12,8 +12,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from services.notifier.languages import Language
 from services.notifier.repository.reference import Contact, Recipient
 from tiendo.addresses import ADDRESS_RULES, address_problem
+from tiendo.unit_keys import KEY_PATTERN
 
-UNIT_PATTERN = r"^[A-Za-z0-9_.-]{1,32}$"
+# a unit by its version key (the chief of a later version of a reused code has contacts too)
+UNIT_PATTERN = KEY_PATTERN
 CHANNEL_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"  # as the contacts table's CHECK
 
 

@@ -165,7 +165,9 @@ class Silence:
     starts_at: datetime
     ends_at: datetime
     campaign_id: str | None = None
-    unit: str | None = None  # the unit and its whole subtree
+    # a version's key (an official code was read when the silence was made): that version
+    # and its whole subtree, as alerts and their ancestors name keys (docs/alerts.md)
+    unit: str | None = None
     indicator: str | None = None
     rule: str | None = None
 

@@ -260,6 +260,17 @@ async def version_at(conn: Connection, code: str, at: datetime) -> VersionAt | N
     return _version_at(row) if row is not None else None
 
 
+async def key_named(conn: Connection, name: str, at: datetime) -> str:
+    """The key of the version a unit named by the API is (docs/units-over-time.md): a later
+    version's key names exactly its version, whatever the moment; an official code names
+    its version in force at `at`, or, when none is then (a retired code), the first version
+    it keys. The caller looks the key up: an unknown one is no unit."""
+    if is_later_version(name):
+        return name
+    version = await version_at(conn, name, at)
+    return version.key if version is not None else name
+
+
 async def children_at(conn: Connection, key: str, at: datetime) -> list[VersionAt]:
     """The versions in force at `at` whose parent is `key` (the statement of
     `reference.children_at`, read as versions)."""

@@ -119,12 +119,33 @@ RETURNING *
 """
 
 
+# (with the name of the version the silence's unit is, for whoever reads the list)
 SELECT_SILENCES = """
-SELECT * FROM silences
-WHERE ($1::boolean IS NOT TRUE OR (expired_at IS NULL AND ends_at > $2))
-ORDER BY id DESC
+SELECT s.*, u.name AS unit_name FROM silences s LEFT JOIN units u ON u.code = s.unit
+WHERE ($1::boolean IS NOT TRUE OR (s.expired_at IS NULL AND s.ends_at > $2))
+ORDER BY s.id DESC
 LIMIT $3
 """
+
+
+# The version a silence's `unit` names (docs/alerts.md "Silences"): an official code is
+# read on the tree in force at the silence's start ($2; after 1 July 2025 `00004` is
+# Phường Ba Đình, `00004@2025-07-01`), anything else is a version's key taken as it is (a
+# later version's `code@day`, or a retired code's first version). Alerts and their
+# ancestors name keys, so the silence matches by the key this finds.
+SELECT_SILENCED_UNIT = """
+SELECT code, name FROM units
+WHERE code = $1 OR (admin_code = $1 AND valid_from <= $2 AND $2 < coalesce(valid_to, 'infinity'))
+ORDER BY (admin_code = $1 AND valid_from <= $2 AND $2 < coalesce(valid_to, 'infinity')) DESC,
+         code
+LIMIT 1
+"""
+
+
+SELECT_CAMPAIGN_KNOWN = "SELECT EXISTS (SELECT 1 FROM campaigns WHERE id = $1)"
+
+
+SELECT_INDICATOR_KNOWN = "SELECT EXISTS (SELECT 1 FROM indicators WHERE code = $1)"
 
 
 SELECT_SILENCE = "SELECT * FROM silences WHERE id = $1"
@@ -220,6 +241,31 @@ async def reference_version(pool: asyncpg.Pool) -> int:
     async with pool.acquire() as conn:
         version: int = await conn.fetchval(SELECT_REFERENCE_VERSION)
     return version
+
+
+async def campaign_known(conn: Connection, campaign_id: str) -> bool:
+    """Whether the aggregator has a campaign `campaign_id`."""
+    known: bool = await conn.fetchval(SELECT_CAMPAIGN_KNOWN, campaign_id)
+    return known
+
+
+async def indicator_known(conn: Connection, code: str) -> bool:
+    """Whether `code` is in the aggregator's catalogue of indicators."""
+    known: bool = await conn.fetchval(SELECT_INDICATOR_KNOWN, code)
+    return known
+
+
+@dataclass(frozen=True, slots=True)
+class SilencedUnit:
+    key: str  # what the silence stores and matches alerts by
+    name: str
+
+
+async def silenced_unit(conn: Connection, unit: str, at: datetime) -> SilencedUnit | None:
+    """The version a silence starting at `at` names by `unit` (an official code or a
+    version's key); None when it names none."""
+    row = await conn.fetchrow(SELECT_SILENCED_UNIT, unit, at)
+    return SilencedUnit(row["code"], row["name"]) if row is not None else None
 
 
 async def create_silence(
