@@ -6,9 +6,10 @@ A subtree's value at the end of local day D is its live value minus the changes 
 days after D: exact at every day's last instant (the rollups are exact for every day, in
 any order of arrival), read from at most a campaign's days of rows per unit, never from
 the events. Not at the midnight that follows: a report stamped at that very instant is
-the next day's change, while `as_of` of the midnight counts it (`exact_at`). Inside a day the value is interpolated linearly between the day's start
-and end (its part inside the campaign's window): a run rate over seven days moved by a
-day's uneven hours changes by at most that day's share of the change over the window.
+the next day's change, while `as_of` of the midnight counts it (`exact_at`). Inside a
+day the value is interpolated linearly between the day's start and end (its part inside
+the campaign's window): a run rate over seven days moved by a day's uneven hours changes
+by at most that day's share of the change over the window.
 """
 
 from collections.abc import Iterator, Mapping, Sequence
