@@ -364,7 +364,7 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
             Moment | None,
             Query(
                 description="the previous briefing, RFC 3339, that rank movement is measured "
-                "from; default the end of the local day before the one a week before as_of"
+                "from; default the end of the local day a week before as_of"
             ),
         ] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,

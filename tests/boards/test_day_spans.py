@@ -113,8 +113,10 @@ def test_the_default_previous_briefing_is_exact_in_every_zone(zone: str, at: dat
     c = campaign(zone, datetime(2026, 1, 1, tzinfo=UTC))
     previous = week_before(c, at)
     assert days.exact_at(c, previous)
-    # the end of the day before the one a week earlier
-    assert local_date(zone, previous + days.INSTANT) == local_date(zone, at - timedelta(days=7))
+    # the end of the day a week earlier
+    assert local_date(zone, previous) == local_date(zone, at - timedelta(days=7))
+    assert local_date(zone, previous + days.INSTANT) != local_date(zone, previous)
+    assert previous < at
 
 
 def test_a_deadline_inside_a_day_counts_what_happens_at_it() -> None:

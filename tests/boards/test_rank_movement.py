@@ -150,9 +150,9 @@ async def test_the_api_and_exports_carry_the_same_movement(
     header = [c.value for c in sheet[2]]
     moved = header.index("Thay đổi") + 1
     assert [sheet.cell(row=i, column=moved).value for i in (3, 4, 5)] == ["▲2", "=", "▼2"]
-    # without `previous`, movement is over the week before as_of, from the end of the
-    # local day before that day's: 14 May's last microsecond in Hà Nội
-    assert default["previous_at"] == "2023-05-14T16:59:59.999999Z"
+    # without `previous`, movement is from the end of the local day a week before as_of:
+    # 15 May's last microsecond in Hà Nội
+    assert default["previous_at"] == "2023-05-15T16:59:59.999999Z"
 
 
 async def test_a_live_board_moves_its_units_as_the_board_as_of_now_does(
@@ -161,7 +161,7 @@ async def test_a_live_board_moves_its_units_as_the_board_as_of_now_does(
     """Live equals `as_of` now, rank movement too. The live board reads the ranks then from
     its day rollups, which interpolate inside a day: 00004's 700 at 12:01 a week ago read
     as half done at noon, so it was first then live and second `as_of` (▲1 against =).
-    At a day's end they are exact, which the default `previous` is; at its start, not
+    At a day's end they are exact, which the default `previous` is; at its start not
     for a report stamped at that very instant: the rollups file it under the day it
     starts, `as_of` counts it."""
     now = STARTS + timedelta(days=12, hours=2)  # noon in Hà Nội
@@ -212,8 +212,12 @@ async def test_a_live_board_moves_its_units_as_the_board_as_of_now_does(
         ("00010", 2, 2, "="),
         ("00007", 3, 1, "▼2"),
     ]
-    # the default: 14 May's end, a microsecond before that midnight
-    assert boards["None", "live"] == boards[str(midnight - timedelta(seconds=1)), "live"]
+    # the default: the end of 15 May, after 00004's 700: nobody has moved since
+    assert boards["None", "live"] == [
+        ("00004", 1, 1, "="),
+        ("00010", 2, 2, "="),
+        ("00007", 3, 3, "="),
+    ]
 
 
 async def _live_and_as_of_now(

@@ -55,11 +55,13 @@ class Standing:
 
 
 def week_before(campaign: Campaign, at: datetime) -> datetime:
-    """A leaderboard's previous briefing when none is named: the end of the campaign's
-    local day before the one a week before `at` (its last microsecond), where the day
-    rollups hold every unit's value exactly, so that a live board reads the ranks then
-    from them (`days.exact_at`) and never from the history."""
-    return days.day_start(campaign, days.local_day(campaign, at - timedelta(days=7))) - days.INSTANT
+    """A leaderboard's previous briefing when none is named: the end (last microsecond) of
+    the campaign's local day a week before `at`. The day rollups hold every unit's value
+    exactly there, so a live board reads the ranks then from them (`days.exact_at`), never
+    from the history; and in the same read as the value a run-rate window ago, which lies
+    on that day too (`days.rolled_at` reads each local day once)."""
+    day = days.local_day(campaign, at - timedelta(days=7))
+    return days.day_start(campaign, day + timedelta(days=1)) - days.INSTANT
 
 
 def movement_label(previous_rank: int | None, rank: int) -> str:
