@@ -20,13 +20,25 @@ no credential, post forms: those are always searched.
 
 import json
 from collections.abc import Iterator
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
 import orjson
+from pydantic import Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tiendo.web import body_too_large, problem
+
+# The aggregator's and the notifier's body limit (their `max_body_bytes`): 32 MiB holds a
+# national target upload (10,600 communes x 8 indicators, about 11 MiB as JSON) twice over.
+BodyLimit = Annotated[
+    int,
+    Field(
+        ge=1024,
+        description="largest request body; a larger one gets 413 unread (tiendo/nul_guard.py)",
+    ),
+]
+DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
 
 NUL = "\x00"
 FORM = b"application/x-www-form-urlencoded"

@@ -3,6 +3,7 @@
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from tiendo.nul_guard import DEFAULT_MAX_BODY_BYTES, BodyLimit
 from tiendo.settings import ServiceSettings
 
 
@@ -11,15 +12,7 @@ class AggregatorSettings(ServiceSettings):
 
     port: int = Field(8002, ge=0, le=65535, description="HTTP port")
     group_id: str = Field("tiendo-aggregator", description="Kafka consumer group")
-    max_body_bytes: int = Field(
-        33_554_432,
-        ge=1024,
-        description=(
-            "largest request body; a larger one gets 413 unread (tiendo/nul_guard.py). "
-            "32 MiB holds a national target upload (10,600 communes x 8 indicators, "
-            "about 11 MiB as JSON) twice over"
-        ),
-    )
+    max_body_bytes: BodyLimit = DEFAULT_MAX_BODY_BYTES
     batch_max_records: int = Field(
         20_000, ge=1, description="most records applied in one database transaction"
     )

@@ -44,6 +44,7 @@ from services.notifier.rules import Rule
 from services.notifier.settings import NotifierSettings
 from services.notifier.summary import Summary
 from tiendo.background import Beat, Loop, Supervisor, every
+from tiendo.board.repository import NamedVersion, version_named
 from tiendo.clock import Clock, SystemClock
 from tiendo.counting import Key
 from tiendo.database import BIGINT_MAX, Connection
@@ -358,7 +359,7 @@ def create_app(
 
     async def silenced_unit(
         conn: Connection, body: SilenceIn, starts_at: datetime
-    ) -> reference_sql.SilencedUnit | None:
+    ) -> NamedVersion | None:
         """The version the silence's `unit` names; refused (422, every matcher the
         notifier does not know, by field) when a matcher names nothing that exists: such a
         silence would mute nothing, and say nothing about it."""
@@ -369,7 +370,7 @@ def create_app(
             errors.append(_problem("campaign", f"no campaign {body.campaign}"))
         named = None
         if body.unit is not None:
-            named = await reference_sql.silenced_unit(conn, body.unit, starts_at)
+            named = await version_named(conn, body.unit, starts_at)
             if named is None:
                 errors.append(
                     _problem(

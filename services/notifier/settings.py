@@ -6,6 +6,7 @@ from typing import Any
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from tiendo.nul_guard import DEFAULT_MAX_BODY_BYTES, BodyLimit
 from tiendo.settings import ServiceSettings
 
 # Signs webhooks to endpoints without a secret of their own, outside production only: one
@@ -18,15 +19,7 @@ class NotifierSettings(ServiceSettings):
 
     port: int = Field(8003, ge=0, le=65535, description="HTTP port")
     group_id: str = Field("tiendo-notifier", description="Kafka consumer group")
-    max_body_bytes: int = Field(
-        33_554_432,
-        ge=1024,
-        description=(
-            "largest request body; a larger one gets 413 unread (tiendo/nul_guard.py). "
-            "32 MiB holds a national target upload (10,600 communes x 8 indicators, "
-            "about 11 MiB as JSON) twice over"
-        ),
-    )
+    max_body_bytes: BodyLimit = DEFAULT_MAX_BODY_BYTES
     evaluate_every_seconds: float = Field(
         10.0,
         gt=0,

@@ -445,3 +445,30 @@ def on_plan(counters: Sequence[Counter], plan: Plan | None) -> list[Counter]:
         )
         for c in counters
     ]
+
+
+# The version a unit's name means at a moment (docs/units-over-time.md): a version's key
+# names exactly its version (a later one's `code@day`, or a retired code's first); an
+# official code names its version in force then, else (none is) the version it keys. One
+# statement for every service that takes a unit's name: the aggregator's unit paths and
+# the notifier's silences (each reads `units` through its own schema).
+SELECT_VERSION_NAMED = """
+SELECT code, name FROM units
+WHERE code = $1 OR (admin_code = $1 AND valid_from <= $2 AND $2 < coalesce(valid_to, 'infinity'))
+ORDER BY (admin_code = $1 AND valid_from <= $2 AND $2 < coalesce(valid_to, 'infinity')) DESC,
+         code
+LIMIT 1
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class NamedVersion:
+    key: str
+    name: str
+
+
+async def version_named(conn: Connection, name: str, at: datetime) -> NamedVersion | None:
+    """The version `name` (an official code or a version's key) means at `at`; None when it
+    means none."""
+    row = await conn.fetchrow(SELECT_VERSION_NAMED, name, at)
+    return NamedVersion(row["code"], row["name"]) if row is not None else None

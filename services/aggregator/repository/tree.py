@@ -11,6 +11,7 @@ import asyncpg
 from services.aggregator.repository.reference import SELECT_CHILDREN_AT, Unit
 from services.aggregator.tree_versions import StoredVersion, VersionPlan
 from tiendo import counting
+from tiendo.board import repository as board
 from tiendo.database import Connection
 
 # -infinity reads as None: "since before anything tiendo knows"
@@ -265,9 +266,7 @@ async def key_named(conn: Connection, name: str, at: datetime) -> str:
     version's key names exactly its version, whatever the moment; an official code names
     its version in force at `at`, or, when none is then (a retired code), the first version
     it keys. The caller looks the key up: an unknown one is no unit."""
-    if is_later_version(name):
-        return name
-    version = await version_at(conn, name, at)
+    version = await board.version_named(conn, name, at)
     return version.key if version is not None else name
 
 

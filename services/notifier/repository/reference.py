@@ -128,20 +128,6 @@ LIMIT $3
 """
 
 
-# The version a silence's `unit` names (docs/alerts.md "Silences"): an official code is
-# read on the tree in force at the silence's start ($2; after 1 July 2025 `00004` is
-# Phường Ba Đình, `00004@2025-07-01`), anything else is a version's key taken as it is (a
-# later version's `code@day`, or a retired code's first version). Alerts and their
-# ancestors name keys, so the silence matches by the key this finds.
-SELECT_SILENCED_UNIT = """
-SELECT code, name FROM units
-WHERE code = $1 OR (admin_code = $1 AND valid_from <= $2 AND $2 < coalesce(valid_to, 'infinity'))
-ORDER BY (admin_code = $1 AND valid_from <= $2 AND $2 < coalesce(valid_to, 'infinity')) DESC,
-         code
-LIMIT 1
-"""
-
-
 SELECT_CAMPAIGN_KNOWN = "SELECT EXISTS (SELECT 1 FROM campaigns WHERE id = $1)"
 
 
@@ -253,19 +239,6 @@ async def indicator_known(conn: Connection, code: str) -> bool:
     """Whether `code` is in the aggregator's catalogue of indicators."""
     known: bool = await conn.fetchval(SELECT_INDICATOR_KNOWN, code)
     return known
-
-
-@dataclass(frozen=True, slots=True)
-class SilencedUnit:
-    key: str  # what the silence stores and matches alerts by
-    name: str
-
-
-async def silenced_unit(conn: Connection, unit: str, at: datetime) -> SilencedUnit | None:
-    """The version a silence starting at `at` names by `unit` (an official code or a
-    version's key); None when it names none."""
-    row = await conn.fetchrow(SELECT_SILENCED_UNIT, unit, at)
-    return SilencedUnit(row["code"], row["name"]) if row is not None else None
 
 
 async def create_silence(
