@@ -4,7 +4,9 @@ One writer for every service: the notifier watches the log's last id as the vers
 the reference data, so a change that skipped it would go unseen until the next full pass.
 """
 
+import getpass
 import json
+import os
 from collections.abc import Mapping
 from datetime import date
 from typing import Any
@@ -14,10 +16,22 @@ from tiendo.database import Connection, like_prefix
 INSERT = "INSERT INTO audit_log (actor, action, subject, details) VALUES ($1, $2, $3, $4)"
 
 
+def default_actor() -> str:
+    """Who runs a command when it names nobody (`--actor`'s default): the person behind
+    sudo rather than root, else the OS user; never empty."""
+    try:
+        return os.environ.get("SUDO_USER") or getpass.getuser() or "unknown"
+    except (KeyError, OSError):
+        return "unknown"
+
+
 async def record(
     conn: Connection, *, actor: str, action: str, subject: str, details: Mapping[str, Any]
 ) -> None:
     """Write one audit row in the caller's transaction; `details` becomes its JSON document."""
+    if not actor.strip():
+        # a change nobody made cannot be reviewed (contract §7: who, what, when)
+        raise ValueError(f"an audit entry of {action} names nobody")
     document = json.dumps(dict(details), default=_plain, ensure_ascii=False)
     await conn.execute(INSERT, actor, action, subject, document)
 

@@ -38,12 +38,21 @@ def subtree_sums(parents: Mapping[str, str | None], own: Mapping[str, int]) -> d
 
 
 def effective_targets(
-    parents: Mapping[str, str | None], explicit: Mapping[str, int | None]
+    parents: Mapping[str, str | None],
+    explicit: Mapping[str, int | None],
+    added: Mapping[str, int] | None = None,
 ) -> dict[str, int]:
-    """A unit's target: its explicit one, or else the sum of its children's (contract §2)."""
+    """A unit's target: its explicit one, or else the sum of its children's (contract §2)
+    plus what is `added` at the unit itself (targets a cut-over carried there). An explicit
+    target stands for its whole subtree, whatever was carried into it."""
     children = children_of(parents)
+    more = added or {}
     target: dict[str, int] = {}
     for code in post_order(parents):
         given = explicit.get(code)
-        target[code] = given if given is not None else sum(target[c] for c in children[code])
+        target[code] = (
+            given
+            if given is not None
+            else sum(target[c] for c in children[code]) + more.get(code, 0)
+        )
     return target

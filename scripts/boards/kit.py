@@ -187,12 +187,25 @@ def series(title: str, description: str, unit: str, pos: GridPos, *targets: Any)
     return panel(timeseries.Panel(), title, description, pos, *targets).unit(unit)
 
 
+def per_unit(metric: str, selector: str) -> str:
+    """`metric` of each unit `selector` picks, per indicator, once: every aggregator replica
+    exports the same snapshot, so across instances the copies are one (max), never added."""
+    return f"max by (unit, indicator) ({metric}{{{selector}}})"
+
+
+def summed(metric: str, selector: str) -> str:
+    """`metric` of the units `selector` picks, added up per indicator (each unit once): a
+    level of several units (a national tree's provinces) is their sum, not its best one."""
+    return f"sum by (indicator) ({per_unit(metric, selector)})"
+
+
 def against_plan(title: str, description: str, selector: str, pos: GridPos, *, target: bool) -> Any:
-    """Value (solid) against the plan (dashed), and the target (dotted) if `target`."""
+    """Value (solid) against the plan (dashed), and the target (dotted) if `target`, of the
+    units `selector` picks, summed."""
     lines = [("tiendo_unit_value", "thực hiện"), ("tiendo_unit_expected", "kế hoạch")]
     lines += [("tiendo_unit_target", "chỉ tiêu")] if target else []
     queries = [
-        prom(f"max by (indicator) ({metric}{{{selector}}})", f"{{{{indicator}}}} — {name}", ref)
+        prom(summed(metric, selector), f"{{{{indicator}}}} — {name}", ref)
         for (metric, name), ref in zip(lines, "ABC", strict=False)
     ]
     built = series(title, description, "short", pos, *queries)
@@ -269,9 +282,17 @@ WITH f AS (
 
 
 OF_LEVEL = figures("level = ${level} AND indicator = ${indicator:sqlstring}")
-# The briefing's laggards: the lowest `explain` of the ranking, and every unit behind or
-# silent (as the notifier's bottom_rank, behind and stale rules call them).
-MUST_EXPLAIN = "(f.rank > f.ranked_units - ${explain} OR f.status IN ('behind', 'stale'))"
+# `tiendo.board.figures.bottom` over the stored figures: the lowest `explain` of the
+# ranking, leaving out units that reached their target (value ≥ target, `is_done` as
+# `bottom` asks it; not the stored float pct, which rounds to 100 just short of a large
+# target; a done unit ranks low only when the level is nearly all done, and is never
+# called a laggard by the notifier's bottom_rank rule). Rank and ranked_units are the
+# ranking `bottom` is given: `board_figures` holds the units with a target, ranked by
+# `figures.ranked`. tests/boards/test_must_explain.py holds this equal to `bottom`.
+BOTTOM = "(f.rank > f.ranked_units - ${explain} AND f.value < f.target)"
+# The briefing's laggards: the bottom ones, and every unit behind or silent (as the
+# notifier's bottom_rank, behind and stale rules call them).
+MUST_EXPLAIN = f"({BOTTOM} OR f.status IN ('behind', 'stale'))"
 SHOWN = """f.value, f.target, round(f.pct::numeric, 2) AS pct,
        round(f.expected::numeric) AS expected, round(f.pace::numeric, 3) AS pace, f.status,
        f.projected_completion, f.last_event_at"""

@@ -33,8 +33,9 @@ def leaderboard() -> Any:
             "tiendo-leaderboard",
             "Bảng xếp hạng — giao ban tuần",
             "The weekly briefing: every unit of the chosen level ranked by pct (ties: higher "
-            "pace, then code), with pace and status; the units that must explain (the lowest "
-            "$explain, and every unit behind or silent) are highlighted. Read from PostgreSQL, "
+            "pace, then code), with pace and status; the units that must explain (those of the "
+            "lowest $explain that have not reached their target, and every unit behind or "
+            "silent) are highlighted. Read from PostgreSQL, "
             "so it works for every level, below the per-unit metrics cut-off too.",
             "now-24h",
         )
@@ -44,7 +45,10 @@ def leaderboard() -> Any:
         .with_variable(
             dashboard.CustomVariable("explain")
             .label("Số đơn vị cuối bảng phải giải trình")
-            .description("How many of the lowest-ranked units must explain at the briefing.")
+            .description(
+                "How many of the lowest-ranked units must explain at the briefing (a unit "
+                "that reached its target never does, as the notifier's bottom_rank rule)."
+            )
             .values("3,5,10,20")
             .current(VariableOption(text="5", value="5", selected=True))
         )
@@ -79,7 +83,8 @@ FROM f"""
         panel(
             stat.Panel(),
             "Phải giải trình",
-            "Units that must explain at this briefing.",
+            "Units that must explain at this briefing: those of the lowest-ranked N that have "
+            "not reached their target, and every unit behind or silent.",
             g.at(8, 5),
             Sql(OF_LEVEL + must_explain),
         ).thresholds(ALARM),

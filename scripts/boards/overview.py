@@ -17,9 +17,11 @@ from scripts.boards.kit import (
     base_dashboard,
     decimals,
     panel,
+    per_unit,
     prom,
     series,
     status_mapping,
+    summed,
     thresholds,
     unit_of,
 )
@@ -35,8 +37,19 @@ def overview() -> Any:
         "now-7d",
     ).with_variable(CAMPAIGN_PROM)
 
-    def city(metric: str, scale: str = "") -> Any:
-        return prom(f"max by (indicator) ({metric}{{{CITY}}}){scale}", "{{indicator}}")
+    # Level 1 is one city/province, or a national tree's provinces: figures of the level are
+    # its units' summed (pct and pace from the sums), each unit counted once across replicas.
+    value, target, expected = (
+        summed(f"tiendo_unit_{m}", CITY) for m in ("value", "target", "expected")
+    )
+    projected = per_unit("tiendo_unit_projected_completion_timestamp_seconds", CITY)
+    not_done = per_unit("tiendo_unit_status", f'{CITY}, status="done"') + " == 0"
+    # The last level-1 unit's projection, and none while a unit that is not done has none
+    # (it is not moving: the level never completes at these rates); one city: its own.
+    last_projected = (
+        f"(max by (indicator) ({projected}) and on (indicator) "
+        f"(count by (indicator) ({projected}) == count by (indicator) ({not_done})))"
+    )
 
     deadline = 'max(tiendo_campaign_deadline_timestamp_seconds{campaign="$campaign"})'
     return assemble(
@@ -45,9 +58,11 @@ def overview() -> Any:
         panel(
             stat.Panel(),
             "Tỷ lệ hoàn thành",
-            "Rolled-up value of the level-1 unit over its target, per indicator.",
+            "Value of level 1 over its target, per indicator: the city/province's own, or "
+            "in a national tree (provinces at level 1) the provinces' values summed over "
+            "their targets summed.",
             g.at(6, 5),
-            city("tiendo_unit_pct"),
+            prom(f"100 * {value} / ({target} > 0)", "{{indicator}}"),
         )
         .unit("percent")
         .decimals(1)
@@ -56,19 +71,22 @@ def overview() -> Any:
             stat.Panel(),
             "Tiến độ so với kế hoạch",
             "Pace = value / expected by the plan now (1 = exactly on plan; below the "
-            "campaign's threshold, 0.9 by default, the unit is behind).",
+            "campaign's threshold, 0.9 by default, the unit is behind), of level 1: the "
+            "city/province's own, or the provinces' values summed over their plans summed "
+            "(no value while the plan expects nothing yet).",
             g.at(6, 5),
-            city("tiendo_unit_pace"),
+            prom(f"{value} / ({expected} > 0)", "{{indicator}}"),
         )
         .decimals(2)
         .thresholds(thresholds(*PACE_THRESHOLDS)),
         panel(
             stat.Panel(),
             "Dự kiến về đích",
-            "When the level-1 unit reaches its target at its 7-day run rate, per indicator "
-            "(no value: already done, or no progress in the last 7 days).",
+            "When level 1 reaches its target at the 7-day run rates, per indicator: the "
+            "city/province's projection, or in a national tree the last province's (no "
+            "value: already done, or a unit not done made no progress in the last 7 days).",
             g.at(6, 5),
-            city("tiendo_unit_projected_completion_timestamp_seconds", " * 1000"),
+            prom(f"{last_projected} * 1000", "{{indicator}}"),
         )
         .unit("dateTimeAsLocalNoDateIfToday")
         .color_mode(common.BigValueColorMode.NONE),
@@ -85,8 +103,8 @@ def overview() -> Any:
         .color_mode(common.BigValueColorMode.NONE),
         against_plan(
             "Kết quả thực hiện so với kế hoạch",
-            "Value of the level-1 unit (solid) against the plan line (dashed) and the "
-            "target, per indicator.",
+            "Value of level 1 (solid) against the plan line (dashed) and the target, per "
+            "indicator (in a national tree the provinces' summed).",
             CITY,
             g.at(16, 9),
             target=True,
@@ -145,12 +163,13 @@ def overview() -> Any:
         ),
         series(
             "Sự kiện mỗi phút theo đơn vị cấp 2 (10 cao nhất)",
-            "Events counted per minute in each level-2 unit's subtree (recording rule "
-            "tiendo:unit_events:per_minute), the ten busiest.",
+            "Events counted per minute in each level-2 unit's subtree, all indicators "
+            "together (recording rule tiendo:unit_events:per_minute), the ten busiest.",
             "short",
             g.at(12, 8),
+            # the rule has removed the replicas' copies already: a unit's indicators add up
             prom(
-                "topk(10, max by (unit) "
+                "topk(10, sum by (unit) "
                 '(tiendo:unit_events:per_minute{campaign="$campaign", level="2"}))',
                 "{{unit}}",
             ),
@@ -158,8 +177,9 @@ def overview() -> Any:
         panel(
             stat.Panel(),
             "Cảnh báo đang bật",
-            "Alerts firing now, by rule (notifier).",
+            "The campaign's alerts firing now, by rule (notifier).",
             g.at(24, 4),
-            prom("max by (rule) (tiendo_notifier_alerts_firing)", "{{rule}}"),
+            # every notifier replica counts the same alerts table: max, not sum
+            prom('max by (rule) (tiendo_notifier_alerts_firing{campaign="$campaign"})', "{{rule}}"),
         ).thresholds(ALARM),
     )

@@ -191,9 +191,13 @@ ORDER BY channel, status
         ),
         chart(
             "Cảnh báo đang bật theo quy tắc",
-            "Alerts firing now, by rule.",
+            "Alerts firing now, by rule, every campaign's together.",
             "short",
-            prom("max by (rule) (tiendo_notifier_alerts_firing)", "{{rule}}"),
+            # one copy per campaign across the notifier replicas (max), then the campaigns'
+            prom(
+                "sum by (rule) (max by (campaign, rule) (tiendo_notifier_alerts_firing))",
+                "{{rule}}",
+            ),
         ),
         chart(
             "Đánh giá quy tắc mỗi giây",

@@ -142,6 +142,13 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
                         stale_after=settings.consumer_stale_after_seconds,
                     )
                 )
+                loops.append(
+                    Loop(
+                        "held_events",
+                        applier.release_held,
+                        stale_after=every(settings.held_check_seconds),
+                    )
+                )
             start_loops(stack, supervisor, loops)
             started("aggregator", port=settings.port)
             yield

@@ -1,4 +1,6 @@
-"""`tiendo aggregator …`: run the service, import spreadsheets, rebuild, dead letters."""
+"""`tiendo aggregator …`: run the service, import spreadsheets, rebuild, dead letters.
+A rebuild and a re-drive change the counters outside the admin API: each is recorded in the
+audit log under `--actor` (default the OS user)."""
 
 import argparse
 import asyncio
@@ -12,6 +14,7 @@ from tqdm import tqdm
 
 from services.aggregator.settings import AggregatorSettings
 from tiendo import eventloop
+from tiendo.identity.cli import add_actor
 from tiendo.identity.token_file import add_token_file, token_of
 
 
@@ -53,6 +56,7 @@ def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> 
         type=datetime.fromisoformat,
         help="RFC 3339: replay from this moment only (default: from the start)",
     )
+    add_actor(reb)
     reb.set_defaults(func=lambda a: eventloop.run(_rebuild(a)))
 
     dl = cmds.add_parser("dead-letters", help="list events that could not be applied")
@@ -61,6 +65,7 @@ def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> 
     dl.set_defaults(func=lambda a: asyncio.run(_dead_letters(a)))
     rd = cmds.add_parser("redrive", help="publish dead letters again once the cause is fixed")
     rd.add_argument("--limit", type=int, default=10_000)
+    add_actor(rd)
     rd.set_defaults(func=lambda a: asyncio.run(_redrive(a)))
 
 
@@ -197,7 +202,7 @@ async def _rebuild(args: argparse.Namespace) -> None:
 
     settings = AggregatorSettings()
     configure_logging(settings.log_level, json=settings.environment == "production")
-    report = await rebuild(settings, args.since)
+    report = await rebuild(settings, args.since, actor=args.actor)
     print(  # noqa: T201 - CLI output
         f"rebuilt {report.events} events from {report.records} records "
         f"in {report.seconds:.1f} s ({report.events_per_second:,.0f} records/s)"
@@ -235,7 +240,7 @@ async def _redrive(args: argparse.Namespace) -> None:
         async with pool.acquire() as conn, conn.transaction():
             letters = await deadletters.pending(conn, limit=args.limit)
             sent, skipped = await deadletters.redrive(
-                conn, producer, settings.topic_events, letters
+                conn, producer, settings.topic_events, letters, actor=args.actor
             )
     finally:
         await producer.stop()

@@ -18,7 +18,6 @@ from pydantic import BaseModel, Field
 from services.aggregator.repository import comparisons as comparisons_sql
 from services.aggregator.repository import reference as reference_sql
 from services.aggregator.repository import tree as tree_sql
-from services.aggregator.tree_api import visible
 from tiendo import counting
 from tiendo.board.campaign import Campaign
 from tiendo.board.isolation import CampaignIsolation
@@ -254,7 +253,7 @@ def comparison_routes(access: Guard, clock: Clock) -> APIRouter:
             tree_at = max(when.at, campaign.starts_at)
             root = await tree_sql.version_at(conn, unit, tree_at)
             # outside the caller's scope reads as absent: no existence leak
-            if root is None or not visible(who, root.key, root.ancestors):
+            if root is None or not who.sees(root.key, root.ancestors):
                 raise HTTPException(404, f"no unit {unit} at {tree_at.isoformat()}")
             children = await tree_sql.children_at(conn, root.key, tree_at)
             return await compare(conn, campaign, other, indicator, root, children, when)

@@ -23,10 +23,11 @@ from aiokafka.errors import KafkaError
 from prometheus_client import Gauge
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_random
 
-from services.aggregator import feed
+from services.aggregator import ahead, feed
 from services.aggregator.fetching import fetch_parts
 from services.aggregator.guard import CampaignGuard
 from services.aggregator.metrics import AggregatorMetrics
+from services.aggregator.repository import ahead as ahead_sql
 from services.aggregator.repository import apply as apply_sql
 from services.aggregator.repository import positions as position_sql
 from services.aggregator.repository.positions import DeadLetter
@@ -79,7 +80,6 @@ class Prepared:
     payloads: dict[tuple[int, int], bytes]
     dead: list[DeadLetter]
     next_offsets: dict[int, int]
-    received: list[datetime]
 
 
 # Records decoded (or unpacked by the fetcher) between two turns of the event loop: each
@@ -312,7 +312,6 @@ class Applier:
         payloads: dict[tuple[int, int], bytes] = {}
         dead: list[DeadLetter] = []
         next_offsets: dict[int, int] = {}
-        received: list[datetime] = []
         count = 0
         for tp, records in batches.items():
             for record in records:
@@ -328,10 +327,8 @@ class Applier:
                     )
                     continue
                 payloads[tp.partition, record.offset] = record.value
-                if event.received_at is not None:
-                    received.append(event.received_at)
                 rows.append(staging_row(event, tp.partition, record.offset))
-        return Prepared(count, rows, payloads, dead, next_offsets, received)
+        return Prepared(count, rows, payloads, dead, next_offsets)
 
     async def apply_parts(self, conns: Sequence[Any], parts: Sequence[Prepared]) -> None:
         """A round's parts, each in its own transaction on its own connection, side by
@@ -386,15 +383,95 @@ class Applier:
                     raise
 
     async def apply_prepared(self, conn: Any, prepared: Prepared) -> None:
-        """One transaction: dedup, count, roll up, dead letters and the next offsets."""
+        """One transaction: dedup, count, roll up, dead letters and the next offsets; the
+        events ahead of the clock held for their moment (`ahead`)."""
         started = time.perf_counter()
         # (a copy: a part applied again starts from its own dead letters, not the last try's)
-        rows, payloads, dead = prepared.rows, prepared.payloads, list(prepared.dead)
-        next_offsets, received = prepared.next_offsets, prepared.received
+        payloads, dead = prepared.payloads, list(prepared.dead)
+        next_offsets = prepared.next_offsets
         async with conn.transaction():
             # under the apply lock: an admin change has committed, or waits for this batch
             await counting.lock_apply(conn)
             await self._guard.ensure_fresh(conn)
+            rows, held = ahead.split(prepared.rows, payloads, self._clock.now())
+            if held:
+                await ahead_sql.hold(conn, held)
+            outcome, dead = await self._apply_rows(conn, rows, payloads, dead)
+            await position_sql.save_offsets(
+                conn, self._settings.group_id, self._settings.topic_events, next_offsets
+            )
+            changed = await feed.load(conn, outcome.changed) if self._publish_feed else []
+        if held:
+            until = max(h.row[ahead.OCCURRED_AT] for h in held)
+            log.info("events_held", events=len(held), until=until.isoformat())
+        await self._settled(started, outcome, len(rows), dead, rows, changed)
+        log.info(
+            "batch_applied",
+            records=prepared.records,
+            new_events=outcome.new_events,
+            dead_letters=len(dead),
+            held=len(held),
+            offsets={str(p): o - 1 for p, o in next_offsets.items()},
+        )
+        if changed:
+            await self._publish(changed, self._clock.now())
+
+    async def release_held(self, beat: Beat = lambda: None) -> None:
+        """Apply the held events whose moment has come, every `held_check_seconds`, until
+        cancelled; `beat` after every look."""
+        every = self._settings.held_check_seconds
+        async with self._pool.acquire() as conn:
+            await apply_sql.prepare(conn)
+            while True:
+                try:
+                    released = await self.release_due(conn)
+                except LOST_TO_A_DEADLOCK as e:
+                    # nothing of it committed: the events stay held for the next look
+                    log.warning("held_release_again", error=str(e))
+                    released = 0
+                self._metrics.events_held.set(await ahead_sql.count_held(conn))
+                beat()
+                if released < self._settings.batch_max_records:
+                    await asyncio.sleep(every)
+
+    async def release_due(self, conn: Any) -> int:
+        """One transaction: take the held events whose moment has come, apply them as a
+        consumed batch would be; returns how many were taken."""
+        started = time.perf_counter()
+        async with conn.transaction():
+            await counting.lock_apply(conn)
+            await self._guard.ensure_fresh(conn)
+            due = await ahead_sql.take_due(
+                conn, self._clock.now(), self._settings.batch_max_records
+            )
+            if not due:
+                return 0
+            rows = [h.row for h in due]
+            payloads = {(h.row[ahead.PARTITION], h.row[ahead.OFFSET]): h.payload for h in due}
+            outcome, dead = await self._apply_rows(conn, rows, payloads, [])
+            changed = await feed.load(conn, outcome.changed) if self._publish_feed else []
+        await self._settled(started, outcome, len(rows), dead, rows, changed)
+        log.info(
+            "held_events_applied",
+            records=len(rows),
+            new_events=outcome.new_events,
+            dead_letters=len(dead),
+        )
+        if changed:
+            await self._publish(changed, self._clock.now())
+        return len(rows)
+
+    async def _apply_rows(
+        self,
+        conn: Any,
+        rows: list[tuple[Any, ...]],
+        payloads: dict[tuple[int, int], bytes],
+        dead: list[DeadLetter],
+    ) -> tuple[counting.BatchOutcome, list[DeadLetter]]:
+        """Inside the caller's transaction: stage `rows`, apply them; dead-letter what
+        cannot be applied (with what `dead` already holds)."""
+        outcome = counting.BatchOutcome(0, [])
+        if rows:
             await counting.stage(conn, rows)
             dead += [_dead_letter(u, payloads) for u in await counting.take_unappliable(conn)]
             outcome = await counting.apply(
@@ -403,15 +480,23 @@ class Applier:
                 unusable=self._guard.ids,
             )
             dead += [_dead_letter(u, payloads) for u in outcome.conflicts]
-            if dead:
-                await self._dead_letter(conn, dead)
-            await position_sql.save_offsets(
-                conn, self._settings.group_id, self._settings.topic_events, next_offsets
-            )
-            changed = await feed.load(conn, outcome.changed) if self._publish_feed else []
+        if dead:
+            await self._dead_letter(conn, dead)
+        return outcome, dead
+
+    async def _settled(
+        self,
+        started: float,
+        outcome: counting.BatchOutcome,
+        staged: int,
+        dead: list[DeadLetter],
+        rows: list[tuple[Any, ...]],
+        changed: list[Counter],
+    ) -> None:
+        """A committed transaction's metrics and logs (after the commit: a part applied
+        again would count its dead letters twice)."""
         committed_at = self._clock.now()
         m = self._metrics
-        # (after the commit: a part applied again would count its dead letters twice)
         for d in dead:
             m.dead_letters.labels(_kind(d)).inc()
             log.warning(
@@ -422,19 +507,11 @@ class Applier:
                 reason=d.reason,
             )
         m.events_applied.inc(outcome.new_events)
-        m.duplicates.inc(len(rows) - outcome.new_events - sum(1 for d in dead if d.event_id))
+        m.duplicates.inc(staged - outcome.new_events - sum(1 for d in dead if d.event_id))
         m.batches.observe(time.perf_counter() - started)
-        for at in received:
-            m.freshness.observe(max(0.0, (committed_at - at).total_seconds()))
-        log.info(
-            "batch_applied",
-            records=prepared.records,
-            new_events=outcome.new_events,
-            dead_letters=len(dead),
-            offsets={str(p): o - 1 for p, o in next_offsets.items()},
-        )
-        if changed:
-            await self._publish(changed, committed_at)
+        for row in rows:
+            if (at := row[ahead.RECEIVED_AT]) is not None:
+                m.freshness.observe(max(0.0, (committed_at - at).total_seconds()))
 
     async def _dead_letter(self, conn: Any, dead: list[DeadLetter]) -> None:
         # Into the topic first (acknowledged), then recorded with the offsets: a crash in

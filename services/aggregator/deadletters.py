@@ -9,6 +9,7 @@ from aiokafka import AIOKafkaProducer
 
 from services.aggregator.repository import positions as position_sql
 from services.aggregator.repository.positions import DeadLetter, StoredDeadLetter
+from tiendo import audit
 from tiendo.counting.batch import CONFLICT
 from tiendo.database import Connection
 from tiendo.event import UndecodableEvent, decode
@@ -21,25 +22,52 @@ async def pending(
 
 
 async def redrive(
-    conn: Connection, producer: AIOKafkaProducer, topic: str, letters: Sequence[DeadLetter]
+    conn: Connection,
+    producer: AIOKafkaProducer,
+    topic: str,
+    letters: Sequence[DeadLetter],
+    *,
+    actor: str | None = None,
 ) -> tuple[int, list[str]]:
     """Publish the letters again (acknowledged) and mark them; undecodable ones and
     conflicts are skipped since no fix can make them applicable (a conflict's event_id is
-    stored with other content for good). Returns (re-driven, reasons skipped)."""
+    stored with other content for good). Returns (re-driven, reasons skipped).
+
+    Re-driven events change the counters: the audit log records who (`actor`, default the
+    OS user) re-drove which letters and skipped which, with the marks (in the caller's
+    transaction, if any)."""
     sent: list[DeadLetter] = []
-    skipped: list[str] = []
+    skipped: list[tuple[DeadLetter, str]] = []
     futures = []
     for letter in letters:
         if letter.reason == CONFLICT:
-            skipped.append(f"{letter.partition}:{letter.offset} {CONFLICT}")
+            skipped.append((letter, CONFLICT))
             continue
         try:
             event = decode(letter.payload)
         except UndecodableEvent as exc:
-            skipped.append(f"{letter.partition}:{letter.offset} {exc}")
+            skipped.append((letter, str(exc)))
             continue
         futures.append(await producer.send(topic, letter.payload, key=event.unit.encode()))
         sent.append(letter)
     await asyncio.gather(*futures)
     await position_sql.mark_redriven(conn, topic, sent)
-    return len(sent), skipped
+    if letters:
+        await audit.record(
+            conn,
+            actor=actor or audit.default_actor(),
+            action="deadletters.redrive",
+            subject=topic,
+            details={
+                # a letter by `partition:offset`, as `tiendo aggregator dead-letters` lists it
+                "sent": [{"letter": _at(d), "event_id": d.event_id} for d in sent],
+                "skipped": [
+                    {"letter": _at(d), "event_id": d.event_id, "reason": why} for d, why in skipped
+                ],
+            },
+        )
+    return len(sent), [f"{_at(d)} {why}" for d, why in skipped]
+
+
+def _at(letter: DeadLetter) -> str:
+    return f"{letter.partition}:{letter.offset}"

@@ -201,6 +201,11 @@ class AggregatorMetrics:
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 900),
             registry=r,
         )
+        self.events_held = Gauge(
+            "tiendo_aggregator_events_held",
+            "Events consumed ahead of the clock, held until their moment",
+            registry=r,
+        )
         self.lag = Gauge(
             "tiendo_aggregator_consumer_lag",
             "Records not yet applied, per partition",

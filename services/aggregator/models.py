@@ -44,8 +44,13 @@ class Figures(BaseModel):
     projected_completion: datetime | None
     status: str = Field(description="done, stale, behind, at_risk or on_track")
     last_event_at: datetime | None
-    children_total: int
-    children_done: int
+    children_total: int = Field(
+        description=(
+            "direct children the campaign judges: with a positive target on the tree it "
+            "reports on at that moment"
+        )
+    )
+    children_done: int = Field(description="of children_total, those whose status is done")
 
 
 class IndicatorProgress(Figures):

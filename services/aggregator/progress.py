@@ -9,7 +9,13 @@ from services.aggregator.models import IndicatorProgress, LeaderboardRow, UnitRe
 from tiendo.board import movement
 from tiendo.board import repository as board
 from tiendo.board.campaign import Campaign
-from tiendo.board.figures import OFF_LOOP, Verdict, judge_counters, judge_indicators
+from tiendo.board.figures import (
+    OFF_LOOP,
+    Verdict,
+    is_judged,
+    judge_counters,
+    judge_indicators,
+)
 from tiendo.board.plans import earlier_plan
 from tiendo.database import Connection
 from tiendo.pace import Status
@@ -54,7 +60,11 @@ async def progress_of(
     return [
         IndicatorProgress(
             indicator=indicator,
-            **_figures(judged[indicator].verdict, len(children), judged[indicator].children_done),
+            **_figures(
+                judged[indicator].verdict,
+                judged[indicator].children_total,
+                judged[indicator].children_done,
+            ),
         )
         for indicator in campaign.indicators
         if indicator in judged
@@ -178,11 +188,11 @@ async def leaderboard(
 
 
 def _children(kids: Iterable[Verdict]) -> tuple[dict[str, int], dict[str, int]]:
-    """Per parent: its children judged, and those done."""
+    """Per parent: its children the campaign judges (`is_judged`), and those done."""
     total: dict[str, int] = {}
     done: dict[str, int] = {}
     for kid in kids:
-        if kid.parent is not None:
+        if kid.parent is not None and is_judged(kid.progress.target):
             total[kid.parent] = total.get(kid.parent, 0) + 1
             done[kid.parent] = done.get(kid.parent, 0) + (kid.progress.status is Status.DONE)
     return total, done

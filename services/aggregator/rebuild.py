@@ -20,11 +20,13 @@ from services.aggregator.consumer import Applier, InFlight, republish_all
 from services.aggregator.fetching import fetch
 from services.aggregator.guard import CampaignGuard
 from services.aggregator.metrics import AggregatorMetrics
+from services.aggregator.repository import ahead as ahead_sql
 from services.aggregator.repository import apply as apply_sql
 from services.aggregator.repository import positions as position_sql
 from services.aggregator.repository import recount as recount_sql
 from services.aggregator.repository import reference as reference_sql
 from services.aggregator.settings import AggregatorSettings
+from tiendo import audit
 from tiendo.clock import SystemClock
 from tiendo.kafka import TopicSpec, ensure_topics, event_topics, reliable_producer
 from tiendo.logs import get_logger
@@ -57,7 +59,11 @@ async def _start_offsets(
     return {tp: (found[tp].offset if found.get(tp) is not None else end[tp]) for tp in partitions}
 
 
-async def rebuild(settings: AggregatorSettings, since: datetime | None = None) -> RebuildReport:
+async def rebuild(
+    settings: AggregatorSettings, since: datetime | None = None, *, actor: str | None = None
+) -> RebuildReport:
+    """Recompute every counter (from `since`, default the start); the audit log records who
+    (`actor`, default the OS user) in the transaction that resets them."""
     started = time.perf_counter()
     await ensure_topics(
         settings.kafka_bootstrap,
@@ -99,11 +105,12 @@ async def rebuild(settings: AggregatorSettings, since: datetime | None = None) -
             if since is None:
                 await position_sql.clear_history(lock)
             else:
-                await lock.execute(
-                    recount_sql.DELETE_EVENTS_FROM,
-                    [tp.partition for tp in partitions],
-                    [start[tp] for tp in partitions],
-                )
+                for forget in (recount_sql.DELETE_EVENTS_FROM, ahead_sql.FORGET_FROM):
+                    await lock.execute(
+                        forget,
+                        [tp.partition for tp in partitions],
+                        [start[tp] for tp in partitions],
+                    )
             await lock.execute(recount_sql.RECOUNT_SUBJECTS)
             for campaign_id in await reference_sql.campaign_ids(lock):
                 await reference_sql.ensure_campaign_rows(lock, campaign_id)
@@ -116,6 +123,17 @@ async def rebuild(settings: AggregatorSettings, since: datetime | None = None) -
                 settings.group_id,
                 settings.topic_events,
                 {tp.partition: start[tp] for tp in partitions},
+            )
+            await audit.record(
+                lock,
+                actor=actor or audit.default_actor(),
+                action="counters.rebuild",
+                subject=settings.topic_events,
+                details={
+                    "since": since,  # null: from the start, every event replayed
+                    "from_offsets": {str(tp.partition): start[tp] for tp in partitions},
+                    "group_id": settings.group_id,
+                },
             )
         kept = await position_sql.count_events(lock)
         log.info(

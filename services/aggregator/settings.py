@@ -27,6 +27,14 @@ class AggregatorSettings(ServiceSettings):
         ),
     )
     poll_timeout_ms: int = Field(200, ge=1, description="longest wait for a batch to fill")
+    held_check_seconds: float = Field(
+        0.5,
+        gt=0,
+        description=(
+            "how often the events consumed ahead of the clock are looked at, and those whose "
+            'moment has come applied (docs/semantics.md "Events ahead of the clock")'
+        ),
+    )
     metrics_unit_level: int = Field(
         2, ge=1, le=6, description="deepest unit level exported as per-unit metric series"
     )

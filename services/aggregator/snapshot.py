@@ -10,7 +10,7 @@ from typing import Any
 from services.aggregator.metrics import CampaignFigures, LevelFigures, UnitFigures, UnitSnapshot
 from tiendo.board import repository as board
 from tiendo.board.campaign import Campaign
-from tiendo.board.figures import Verdict, judge_campaign, ranked
+from tiendo.board.figures import Verdict, is_judged, judge_campaign, ranked
 from tiendo.board.isolation import CampaignIsolation
 from tiendo.board.window import WindowValues
 from tiendo.counting import Key
@@ -115,9 +115,7 @@ async def unit_figures(
         campaigns.pop(flagged, None)
 
     async def judged(campaign: Campaign) -> list[Verdict]:
-        found = await judge_campaign(
-            conn, campaign, now, live=True, window=window_values, untargeted=True
-        )
+        found = await judge_campaign(conn, campaign, now, live=True, window=window_values)
         return [v for v in found if v.indicator in campaign.indicators]
 
     each = await (isolation or CampaignIsolation()).each(conn, campaigns.values(), judged)
@@ -144,7 +142,8 @@ async def unit_figures(
             events_today=events_today.get(v.key, 0),
         )
         for v in verdicts
-        if v.level <= max_level
+        # a unit without a target would pass for done on the boards' status counts
+        if v.level <= max_level and is_judged(v.progress.target)
     ]
     levels = level_counts(verdicts)
     windows = [CampaignFigures(c.id, c.starts_at, c.deadline) for c in campaigns.values()]
@@ -157,7 +156,7 @@ def level_counts(verdicts: Iterable[Verdict]) -> list[LevelFigures]:
     campaign left out of the pass (failing, unusable, not moved) is left out of these."""
     counts: dict[tuple[str, int, str], tuple[int, int]] = {}
     for v in verdicts:
-        if v.progress.target > 0:
+        if is_judged(v.progress.target):
             key = (v.campaign_id, v.level, v.indicator)
             units, done = counts.get(key, (0, 0))
             counts[key] = (units + 1, done + is_done(v.progress.value, v.progress.target))

@@ -20,7 +20,7 @@ from services.check.compare import (
 )
 from services.notifier.inputs import in_play
 from services.notifier.policy import Policy, effective
-from services.notifier.ranks import bottom_of_level
+from services.notifier.ranks import briefing_bottom
 from services.notifier.repository import alerts as alert_sql
 from services.notifier.repository import reference as reference_sql
 from services.notifier.repository.alerts import AlertKey
@@ -33,9 +33,6 @@ from tiendo.counting import Key, ValueAt
 from tiendo.database import Connection
 from tiendo.pace import Progress
 
-# Ingest accepts events up to 5 minutes ahead of its clock (contract §4.1); live counters hold
-# them already, so history is read up to that horizon.
-HORIZON = timedelta(minutes=5)
 JUDGED = (Rule.STALE, Rule.BEHIND, Rule.AT_RISK)
 
 
@@ -58,7 +55,7 @@ async def _history(conn: Connection, campaign: Campaign, now: datetime) -> list[
             indicator,
             [c.unit for c in counters],
             campaign.starts_at,
-            min(now + HORIZON, campaign.deadline),
+            min(now, campaign.deadline),
             # the history alone, not the rollups kept beside the counters it checks
             history=True,
         )
@@ -98,11 +95,9 @@ async def _bottom(
     slot = briefing_slot(now, campaign.timezone, config.weekday, policy.briefing_time())
     if slot <= campaign.starts_at or slot > campaign.deadline:
         return None
-    out: list[Key] = []
-    for indicator in campaign.indicators:
-        found = await bottom_of_level(conn, campaign, indicator, config.level, config.n, slot)
-        out.extend(Key(campaign.id, b.unit, indicator) for b in found.lowest)
-    return out
+    # the rule's own bottom N, on the level it ranks at that briefing
+    found = await briefing_bottom(conn, campaign, slot, config.level, config.n)
+    return [Key(campaign.id, b.unit, indicator) for indicator, f in found.items() for b in f.lowest]
 
 
 async def check_round(

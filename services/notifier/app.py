@@ -35,7 +35,7 @@ from services.notifier.outbox import Outbox
 from services.notifier.pages.policy import policy_router
 from services.notifier.pages.routes import links_router
 from services.notifier.policy import Policy, PolicyOverride, effective
-from services.notifier.privacy import shown_address
+from services.notifier.privacy import shown_notification
 from services.notifier.render import Renderer
 from services.notifier.repository import alerts as alert_sql
 from services.notifier.repository import deliveries as delivery_sql
@@ -266,7 +266,7 @@ def create_app(
     app.add_middleware(RequestIdMiddleware)
     install_problem_handlers(app)
     add_ops_routes(app, metrics.registry)
-    app.include_router(contacts_router(access, channels or {}))
+    app.include_router(contacts_router(access, channels or {}, clock))
     app.include_router(briefing_router(settings, clock, access))
     app.include_router(links_router(settings, clock))
     app.include_router(policy_router(access))
@@ -348,14 +348,7 @@ def create_app(
                 limit=limit,
                 scope=who.scope(),
             )
-        out = []
-        for r in rows:
-            item = _jsonable(r)
-            item["address"] = shown_address(
-                r["channel"], r["address"], admin=who.role is Role.admin
-            )
-            out.append(item)
-        return out
+        return [shown_notification(_jsonable(r), admin=who.role is Role.admin) for r in rows]
 
     async def silenced_unit(
         conn: Connection, body: SilenceIn, starts_at: datetime

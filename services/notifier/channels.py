@@ -21,6 +21,7 @@ import aiosmtplib
 import apprise
 import httpx
 
+from services.notifier.privacy import shown_text
 from services.notifier.webhook_secrets import signature_headers
 
 DELIVERY_ID_HEADER = "X-Tiendo-Delivery-Id"
@@ -55,20 +56,13 @@ def message_id(delivery_id: str, domain: str = "tiendo.invalid") -> str:
     return f"<{hashlib.sha256(delivery_id.encode()).hexdigest()[:40]}@{domain}>"
 
 
-def redact_address(channel: str, address: str) -> str:
-    """An address fit for logs and the API: chat URLs carry tokens, so only the scheme."""
-    if channel == "chat":
-        return (urlsplit(address).scheme or "chat") + "://***"
-    return address
-
-
-def error_text(exc: BaseException, channel: str = "", address: str = "") -> str:
-    """An attempt's error as the attempt log, `last_error` and the logs keep it: the
-    exception's type and message, the address in it redacted as `redact_address` would.
-    The one place an exception becomes an error text, for the channels and the outbox."""
-    detail = str(exc)
-    if address and (shown := redact_address(channel, address)) != address:
-        detail = detail.replace(address, shown)
+def error_text(exc: BaseException, channel: str, address: str) -> str:
+    """An attempt's error as the attempt log and `last_error` keep it: the exception's type
+    and message, the recipient's address in it as an administrator may see it
+    (`privacy.shown_text`: chat tokens hidden; the API masks it further for everyone
+    else, and the logs mask it). The one place an exception becomes an error text, for
+    the channels and the outbox."""
+    detail = shown_text(channel, address, str(exc), admin=True)
     return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
 
 
@@ -112,7 +106,7 @@ class WebhookChannel:
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             # InvalidURL (a port like `:abc`) is no HTTPError: an address the contact rules
             # now refuse, but one stored before they did can still reach here.
-            return DeliveryResult(False, error_text(exc))
+            return DeliveryResult(False, error_text(exc, "webhook", message.address))
         if response.is_success:
             return DeliveryResult(True)
         return DeliveryResult(False, f"HTTP {response.status_code}")
@@ -165,7 +159,8 @@ class EmailChannel:
                 timeout=self._timeout,
             )
         except (aiosmtplib.SMTPException, OSError, ValueError) as exc:
-            return DeliveryResult(False, error_text(exc))
+            # a refusal quotes the recipient: kept whole for administrators only
+            return DeliveryResult(False, error_text(exc, "email", message.address))
         return DeliveryResult(True)
 
 
@@ -203,4 +198,7 @@ class ChatChannel:
             if result:
                 return DeliveryResult(True)
             errors = [e.message for e in result.logs() if e.level in ("WARNING", "ERROR")]
-        return DeliveryResult(False, (errors[-1] if errors else "apprise reported a failure"))
+        if not errors:
+            return DeliveryResult(False, "apprise reported a failure")
+        # a service's error may quote the URL, tokens and all
+        return DeliveryResult(False, shown_text("chat", message.address, errors[-1], admin=True))

@@ -8,7 +8,6 @@ needed. A secret is printed once, on stdout alone; every change is audited witho
 
 import argparse
 import asyncio
-import getpass
 import os
 import sys
 from collections.abc import Awaitable, Callable
@@ -23,6 +22,7 @@ from services.notifier.languages import LANGUAGES
 from services.notifier.repository import secrets as secret_sql
 from services.notifier.settings import NotifierSettings
 from tiendo.database import Connection, create_pool
+from tiendo.identity.cli import add_actor
 from tiendo.identity.token_file import add_token_file, token_of
 
 if TYPE_CHECKING:
@@ -49,7 +49,11 @@ def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> 
     )
     brief.add_argument("campaign")
     brief.add_argument("--at", type=datetime.fromisoformat, help="briefing moment (RFC 3339)")
-    brief.add_argument("--level", type=int, help="unit level (default: the bottom_rank level)")
+    brief.add_argument(
+        "--level",
+        type=int,
+        help="unit level (default: the bottom_rank level, or the deepest with a target)",
+    )
     brief.add_argument("--format", choices=("pdf", "xlsx", "html"), default="pdf")
     brief.add_argument("--lang", choices=LANGUAGES, help="default: the campaign's language")
     brief.add_argument("--indicator", action="append", help="only this indicator (repeatable)")
@@ -91,20 +95,10 @@ def _add_webhook_secret_commands(
         endpoint = command.add_mutually_exclusive_group(required=True)
         endpoint.add_argument("--unit", metavar="CODE", help="the unit chief's webhook")
         endpoint.add_argument("--url", help="a webhook URL, e.g. TIENDO_NOTIFIER_WEBHOOK_URL")
-        command.add_argument(
-            "--actor", default=_default_actor(), help="who does this, for the audit log"
-        )
+        add_actor(command)
         command.set_defaults(func=_with_database(run))
     listing.add_argument("--url", help="only this endpoint")
     listing.set_defaults(func=_with_database(_list))
-
-
-def _default_actor() -> str:
-    # The person behind sudo rather than root, where there is one.
-    try:
-        return os.environ.get("SUDO_USER") or getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
 
 
 def _with_database(
@@ -204,7 +198,13 @@ async def _import(args: argparse.Namespace) -> int:
 
 
 def _write_briefing(args: argparse.Namespace) -> None:
-    document = asyncio.run(_briefing(args))
+    from services.notifier.briefing.pack import Unanswered
+
+    try:
+        document = asyncio.run(_briefing(args))
+    except (LookupError, Unanswered) as exc:
+        # what the route answers 404 or 422, said without a traceback
+        raise SystemExit(f"tiendo notifier briefing: {exc}") from None
     out: Path = args.out or Path(document.filename)
     out.write_bytes(document.body)
     print(f"{out} ({len(document.body):,} bytes)")  # noqa: T201

@@ -1,7 +1,8 @@
-"""Commitments checked when due: at each full pass, every explanation (its latest version)
-whose committed date or rate came due is judged at that moment from history, stored once
-(`commitment_checks`), and its chief is told whether it was met. The briefing pack shows
-the same checks as "last week's commitments"."""
+"""Commitments checked when due: at each full pass, every version of an explanation whose
+committed date or rate came due while it was the latest (`explanations.came_due`) is judged
+at that moment from history, stored once (`commitment_checks`), and its chief is told
+whether it was met. The briefing pack shows the same checks as "last week's
+commitments"."""
 
 import functools
 from collections.abc import Mapping
@@ -9,7 +10,7 @@ from datetime import datetime
 
 from services.notifier.briefing.formats import commitment_text
 from services.notifier.briefing.words import local, number
-from services.notifier.explanations import Commitment, check_commitment, due_at
+from services.notifier.explanations import Commitment, came_due, check_commitment
 from services.notifier.messages import Body, Outgoing, campaign_model, recipient_model
 from services.notifier.policy import Policy
 from services.notifier.render import Rendered
@@ -64,8 +65,10 @@ async def check_commitments(
     names = await reference_sql.indicator_names(conn)
     for campaign in campaigns.values():
         for e in await sql.open_commitments(conn, campaign.id):
-            due = due_at(e.commitment, e.submitted_at, campaign.timezone, campaign.deadline)
-            if due > at:
+            due = came_due(
+                e.commitment, e.submitted_at, e.superseded_at, campaign.timezone, campaign.deadline
+            )
+            if due is None or due > at:
                 continue
             verdict = (await judge(conn, campaign, e.indicator, [e.unit], due, live=False)).get(
                 e.unit

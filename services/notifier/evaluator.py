@@ -199,8 +199,7 @@ class Evaluator:
                 t = monotonic.perf_counter()
             counts = await alert_sql.count_firing(conn)
             summary.timed("count", t)
-        for rule in Rule:
-            self._metrics.firing.labels(rule.value).set(counts.get(rule.value, 0))
+        self._metrics.set_firing(counts, campaigns)
         trigger = "clock" if full else "feed"
         self._metrics.evaluations.labels(trigger).inc(len(judged))
         self._metrics.evaluation_seconds.labels(trigger).observe(monotonic.perf_counter() - started)

@@ -65,6 +65,22 @@ class Refused(ValueError):
     """Input the form must refuse; the message is shown to the chief as is."""
 
 
+class NotOwnUnit(Refused):
+    """An explanation of another unit than the link's own: a parent's link lists its
+    wards' escalated alerts, but a unit's explanation is its own chief's to give. The
+    briefing reads it as the unit's word, and the parent is told "the unit explained", so
+    a parent's text would be shown as the ward's (docs/briefing.md)."""
+
+
+def check_author(recipient: str, unit: str) -> None:
+    """`NotOwnUnit` unless the link's chief (`recipient`) is the unit's own."""
+    if unit != recipient:
+        raise NotOwnUnit(
+            "Chỉ lãnh đạo của chính đơn vị được giải trình cho đơn vị đó, qua đường dẫn "
+            "trong cảnh báo gửi cho đơn vị. Cảnh báo chuyển lên cấp trên chỉ để theo dõi."
+        )
+
+
 def check_explanation(
     policy: ExplanationPolicy,
     indicators: frozenset[str],
@@ -165,3 +181,21 @@ def due_at(
     zone = ZoneInfo(timezone)
     end = datetime.combine(commitment.by + timedelta(days=1), datetime.min.time(), zone)
     return min(end, deadline)
+
+
+def came_due(
+    commitment: Commitment,
+    submitted_at: datetime,
+    superseded_at: datetime | None,
+    timezone: str,
+    deadline: datetime,
+) -> datetime | None:
+    """When one version's commitment came due (`due_at`), or None when a later version
+    replaced it before that: an amendment written before the due moment takes its place,
+    one written after does not undo it. So a missed commitment stays missed (and in the
+    next briefing's "last week's commitments") whatever the chief writes after it; the
+    check and the pack both go by this."""
+    due = due_at(commitment, submitted_at, timezone, deadline)
+    if superseded_at is not None and superseded_at < due:
+        return None
+    return due

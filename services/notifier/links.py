@@ -45,10 +45,14 @@ def sign(secret: str, link_id: str, expires_at: datetime) -> str:
 def verify(secret: str, token: str, now: datetime) -> Claim | Refusal:
     """The claim of a token, or why it is refused."""
     parts = token.split(".")
-    if len(parts) != 3 or not parts[1].isdigit() or len(token) > 200:
+    # a token the notifier signed is ASCII (an id and a signature in base64url, digits);
+    # `compare_digest` raises on a non-ASCII str (a 500 for `/l/…%C3%A9`), and `isdigit`
+    # takes digits of every script
+    if len(parts) != 3 or not token.isascii() or not parts[1].isdigit() or len(token) > 200:
         return Refusal.TAMPERED
     link_id, expiry, signature = parts
-    if not hmac.compare_digest(signature, _signature(secret, f"{link_id}.{expiry}")):
+    expected = _signature(secret, f"{link_id}.{expiry}")
+    if not hmac.compare_digest(signature.encode(), expected.encode()):
         return Refusal.TAMPERED
     expires_at = datetime.fromtimestamp(int(expiry), UTC)
     if now >= expires_at:

@@ -1,15 +1,19 @@
 """Notifier metrics."""
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from services.notifier.rules import Rule
 from tiendo.metrics import per_campaign
 
 
 @dataclass
 class NotifierMetrics:
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    # the (campaign, rule) series `set_firing` exports, to drop those of a campaign gone
+    _firing_shown: set[tuple[str, str]] = field(default_factory=set, init=False, repr=False)
 
     def __post_init__(self) -> None:
         r = self.registry
@@ -43,10 +47,11 @@ class NotifierMetrics:
             "Alerts escalated one level up to a parent unit's chief",
             registry=r,
         )
+        # per campaign: the overview shows one campaign's (campaigns are few: bounded)
         self.firing = Gauge(
             "tiendo_notifier_alerts_firing",
-            "Alerts firing now",
-            ["rule"],
+            "Alerts firing now, by campaign and rule",
+            ["campaign", "rule"],
             registry=r,
         )
         self.campaign_failing = per_campaign(
@@ -81,3 +86,16 @@ class NotifierMetrics:
             buckets=(0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
             registry=r,
         )
+
+    def set_firing(self, counts: Mapping[tuple[str, str], int], campaigns: Iterable[str]) -> None:
+        """`tiendo_notifier_alerts_firing` from one count of the alerts table ((campaign,
+        rule) → alerts firing): every rule of each campaign that exists, at 0 where none
+        fires (a board shows 0, not "no data"), and whatever still fires for a campaign
+        that does not; the series of a campaign gone since the last count are dropped."""
+        shown = {(c, r.value) for c in campaigns for r in Rule} | set(counts)
+        # removed one by one rather than cleared: a scrape meanwhile sees no gap
+        for labels in self._firing_shown - shown:
+            self.firing.remove(*labels)
+        for campaign, rule in shown:
+            self.firing.labels(campaign, rule).set(counts.get((campaign, rule), 0))
+        self._firing_shown = shown

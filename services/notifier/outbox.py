@@ -31,6 +31,7 @@ from tenacity import (
 
 from services.notifier.channels import Channel, DeliveryResult, Message, error_text
 from services.notifier.metrics import NotifierMetrics
+from services.notifier.privacy import logged_text
 from services.notifier.repository import deliveries as delivery_sql
 from services.notifier.repository import secrets as secret_sql
 from services.notifier.repository.deliveries import Claimed
@@ -118,8 +119,9 @@ class Outbox:
             # recovery, the lease runs out and the message is resumed, and no task dies with
             # its exception unread ("Task exception was never retrieved").
             self._metrics.notifications.labels(row.channel, "interrupted").inc()
+            error = error_text(exc, row.channel, row.address)
             log.error(
-                "delivery_crashed", id=row.id, error=error_text(exc, row.channel, row.address)
+                "delivery_crashed", id=row.id, error=logged_text(row.channel, row.address, error)
             )
 
     async def _release(self) -> None:
@@ -203,7 +205,7 @@ class Outbox:
             kind=row.kind,
             channel=row.channel,
             attempt=started.number,
-            error=result.error,
+            error=logged_text(row.channel, row.address, result.error),
         )
         return result
 
@@ -216,5 +218,5 @@ class Outbox:
             id=row.id,
             delivery_id=row.delivery_id,
             channel=row.channel,
-            error=error,
+            error=logged_text(row.channel, row.address, error),
         )

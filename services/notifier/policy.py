@@ -33,7 +33,13 @@ class RuleConfig(BaseModel):
 
 class BottomRankConfig(RuleConfig):
     n: int = Field(5, ge=0, le=1000, description="how many of the lowest are alerted")
-    level: int = Field(3, ge=1, le=6, description="unit level that is ranked")
+    level: int | None = Field(
+        None,
+        ge=1,
+        le=6,
+        description="unit level that is ranked (None: the deepest with a target on the tree "
+        "of the briefing, `ranks.briefing_level`)",
+    )
     weekday: int = Field(0, ge=0, le=6, description="briefing day, 0 = Monday")
     time: str = Field("08:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description="local time")
 

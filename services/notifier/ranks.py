@@ -7,6 +7,7 @@ history it was computed from, and computed again only when that moved: a late re
 before the briefing, or a changed target, changes the leaderboard as of the briefing, and
 the alerts follow it."""
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -17,9 +18,48 @@ from services.notifier.repository import briefings as briefing_sql
 from services.notifier.rules import briefing_slot
 from tiendo.board import repository as board
 from tiendo.board.campaign import Campaign
-from tiendo.board.figures import bottom, judge, ranked
+from tiendo.board.figures import bottom, is_judged, judge, ranked
+from tiendo.board.plans import earlier_plan
 from tiendo.counting import Key
 from tiendo.database import Connection
+
+
+async def on_tree(
+    conn: Connection, campaign: Campaign, at: datetime
+) -> tuple[board.Plan | None, list[board.Counter]]:
+    """The campaign's counters with a target on the tree it reports on at `at`, and that
+    tree's plan (None: the live counters' own). A briefing before a cut-over, asked after
+    the counters moved, is on the old tree's units (docs/units-over-time.md)."""
+    plan = await earlier_plan(conn, campaign, at)
+    every = await board.targeted(conn, campaign.id, only=plan is None)
+    return plan, [c for c in board.on_plan(every, plan) if is_judged(c.target)]
+
+
+def levels_of(counters: Sequence[board.Counter]) -> tuple[int, ...]:
+    """The levels that hold a counter, top first."""
+    return tuple(sorted({c.level for c in counters}))
+
+
+def briefing_level(levels: Sequence[int], asked: int | None) -> int | None:
+    """The level a briefing ranks: `asked` (a pack's `level`, or the policy's `bottom_rank`
+    level when one is set), else the deepest of `levels`, those of the tree the campaign
+    reports on at the briefing (`on_tree`): wards (3) on the tree of 2023, communes (2)
+    since the districts went on 1 July 2025, so a campaign across the cut-over ranks wards
+    before it and communes after. None: no level holds a unit with a target."""
+    if asked is not None:
+        return asked
+    return max(levels, default=None)
+
+
+async def ranked_level(
+    conn: Connection, campaign: Campaign, at: datetime, asked: int | None
+) -> int | None:
+    """`briefing_level` of the briefing at `at`: what the `bottom_rank` rule and
+    `tiendo check` rank."""
+    if asked is not None:
+        return asked  # (the tree need not be read)
+    _, counters = await on_tree(conn, campaign, at)
+    return briefing_level(levels_of(counters), asked)
 
 
 async def briefing_ranks(
@@ -81,11 +121,28 @@ async def bottom_of_level(
     return Bottom(len(ranking), lowest)
 
 
+async def briefing_bottom(
+    conn: Connection, campaign: Campaign, slot: datetime, level: int | None, n: int
+) -> dict[str, Bottom]:
+    """Each indicator's bottom N at the briefing at `slot`, on the level it ranks
+    (`ranked_level` of the policy's `level`): what `bottom_rank` alerts, and what
+    `tiendo check` holds its alerts against. Empty when no unit has a target then."""
+    on_level = await ranked_level(conn, campaign, slot, level)
+    if on_level is None:
+        return {}
+    return {
+        indicator: await bottom_of_level(conn, campaign, indicator, on_level, n, slot)
+        for indicator in campaign.indicators
+    }
+
+
 async def _store(
-    conn: Connection, campaign: Campaign, slot: datetime, level: int, n: int, version: str
+    conn: Connection, campaign: Campaign, slot: datetime, level: int | None, n: int, version: str
 ) -> None:
-    rows: list[tuple[str, str, int, int, float | None]] = []
-    for indicator in campaign.indicators:
-        found = await bottom_of_level(conn, campaign, indicator, level, n, slot)
-        rows.extend((indicator, b.unit, b.rank, found.of_units, b.pct) for b in found.lowest)
+    rows = [
+        (indicator, b.unit, b.rank, found.of_units, b.pct)
+        for indicator, found in (await briefing_bottom(conn, campaign, slot, level, n)).items()
+        for b in found.lowest
+    ]
+    # (stored when empty too: a briefing is ranked once per version of the history)
     await briefing_sql.replace_ranks(conn, campaign.id, slot, version, rows)

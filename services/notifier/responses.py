@@ -48,12 +48,14 @@ async def note_responses(
     language: str,
     at: datetime,
 ) -> None:
-    """Add `response` to each escalated alert model (level above 0) of a message."""
+    """Add `response` to each escalated alert model (level above 0) of a message: what
+    the unit's own chief did, through the links of its own messages. The parent reading it
+    may have acknowledged the alert itself; that is not the unit's response."""
     escalated = [a for a in alerts if a.get("escalation_level")]
     if not escalated:
         return
     policy = await sql.policy(conn, campaign_id)
-    acked = await sql.acknowledged(conn, [a["alert_id"] for a in escalated])
+    acked = await sql.acknowledged_by_unit(conn, [a["alert_id"] for a in escalated])
     said = await sql.latest_explanations(conn, campaign_id, at, [a["unit"] for a in escalated])
     for a in escalated:
         a["response"] = response_text(

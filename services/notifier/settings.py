@@ -51,7 +51,13 @@ class NotifierSettings(ServiceSettings):
     bottom_rank_n: int = Field(
         5, ge=0, description="how many lowest units of a level are alerted at the briefing"
     )
-    bottom_rank_level: int = Field(3, ge=1, le=6, description="the level ranked at the briefing")
+    bottom_rank_level: int | None = Field(
+        None,
+        ge=1,
+        le=6,
+        description="the level ranked at the briefing (default: the deepest level with a "
+        "target on the tree the campaign reports on then: wards, communes since July 2025)",
+    )
     briefing_weekday: int = Field(0, ge=0, le=6, description="weekly briefing day, 0 = Monday")
     briefing_time: str = Field(
         "08:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description="local briefing time"

@@ -218,7 +218,9 @@ def test_silence_matches_the_unit_subtree_until_its_end() -> None:
 
 
 def _verdict(unit: str, pct: float | None, pace: float | None) -> Verdict:
-    progress = Progress(0, 0, 100, pct, 0.0, None, pace, None, None, None, Status.ON_TRACK)
+    # of a target of 100: the value is the pct
+    value = round(pct) if pct is not None else 0
+    progress = Progress(value, 0, 100, pct, 0.0, None, pace, None, None, None, Status.ON_TRACK)
     return Verdict("c", unit, unit, 3, None, "cccd_collected", DEADLINE, progress, None)
 
 

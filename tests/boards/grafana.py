@@ -3,7 +3,7 @@ interpolation of the variables and macros they use."""
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -57,6 +57,18 @@ def panel_queries() -> list[Query]:
     return found
 
 
+def panel_texts(board: str, title: str) -> list[str]:
+    """The queries of the panel `title` of `board`, as provisioned, in order."""
+    (panel,) = [p for p in panels(boards()[board]) if p["title"] == title]
+    return [t["expr"] if "expr" in t else t["rawSql"] for t in panel["targets"]]
+
+
+def panel_query(board: str, title: str) -> str:
+    """The one query of the panel `title` of `board`, as provisioned."""
+    (text,) = panel_texts(board, title)
+    return text
+
+
 def variable_queries() -> list[Query]:
     found = []
     for name, board in boards().items():
@@ -74,7 +86,18 @@ def variable_queries() -> list[Query]:
 _VAR = re.compile(r"\$\{(\w+)(?::(\w+))?\}|\$(__\w+)\(\)|\$(\w+)")
 
 
-def interpolate(text: str, *, sql: bool, start: datetime, end: datetime) -> str:
+def interpolate(
+    text: str,
+    *,
+    sql: bool,
+    start: datetime,
+    end: datetime,
+    values: Mapping[str, str] | None = None,
+) -> str:
+    """`text` as Grafana would run it, the variables picked as `VARIABLES` (or `values`, for
+    those it names)."""
+    picked = {**VARIABLES, **(values or {})}
+
     def replace(m: re.Match[str]) -> str:
         braced, fmt, macro, plain = m.groups()
         if macro is not None:
@@ -82,7 +105,7 @@ def interpolate(text: str, *, sql: bool, start: datetime, end: datetime) -> str:
             at = {"__timeFrom": start, "__timeTo": end}[macro]
             return f"'{at.isoformat()}'"
         name = braced or plain
-        value = VARIABLES.get(name) or BUILTINS[name]
+        value = picked.get(name) or BUILTINS[name]
         if fmt == "sqlstring":
             return "'" + value.replace("'", "''") + "'"
         assert fmt is None, f"unsupported format {fmt}"

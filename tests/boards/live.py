@@ -105,6 +105,32 @@ def prometheus_server(tmp: Path, targets: dict[str, int]) -> Iterator[str]:
             process.wait()
 
 
+def promtool_tests(tmp: Path, cases: list[dict[str, Any]]) -> None:
+    """Prometheus's own rule engine (`promtool test rules`) over `cases` (each its
+    `input_series` and `promql_expr_test`, as promtool reads them), with the repository's
+    recording rules loaded: a query's exact answer on series written to expose it, which a
+    live scrape of the services cannot feed (several replicas, a national tree)."""
+    config = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
+    path = tmp / "promtool-tests.yml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "rule_files": [
+                    str(f) for pattern in config["rule_files"] for f in PROMETHEUS_DIR.glob(pattern)
+                ],
+                "evaluation_interval": "1m",
+                "tests": cases,
+            },
+            allow_unicode=True,
+        )
+    )
+    assert PROMTOOL is not None
+    run = subprocess.run(
+        [PROMTOOL, "test", "rules", str(path)], capture_output=True, text=True, check=False
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
 async def prom_query(client: httpx.AsyncClient, expr: str) -> list[dict[str, Any]]:
     r = await client.get("/api/v1/query", params={"query": expr})
     # (before it is ready Prometheus answers 503 in plain text: an assertion, which the

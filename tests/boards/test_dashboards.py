@@ -162,6 +162,7 @@ async def test_every_board_query_returns_data_from_the_running_services(
             async with httpx.AsyncClient(base_url=prometheus_url, timeout=30) as prom:
                 await _feed(ingest, aggregator, kafka, topics)
                 await _check_prometheus(prom)
+                await _level_one_matches_the_api(prom, aggregator)
                 await _check_sql(database, aggregator)
     assert receiver.received >= 1
 
@@ -263,6 +264,38 @@ async def _check_prometheus(prom: httpx.AsyncClient) -> None:
     # Up to a minute: scrapes every second, the per-unit snapshot every half second, the
     # notifier's clock every second, the rules every second.
     await eventually(every_query_has_data, timeout=90, every=2.0)
+
+
+async def _level_one_matches_the_api(
+    prom: httpx.AsyncClient, aggregator: httpx.AsyncClient
+) -> None:
+    """The overview's level-1 panels on a city's tree (one unit at level 1) are the city's
+    own figures, as the progress API gives them (test_board_promql.py: a national tree)."""
+    r = await aggregator.get("/v1/campaigns/c1/progress/01")
+    assert r.status_code == 200, r.text
+    api = {i["indicator"]: i for i in r.json()["indicators"]}
+    end = datetime.now(UTC)
+
+    def panel(title: str, index: int = 0) -> str:
+        (found,) = [p for p in panels(boards()["tiendo-overview"]) if p["title"] == title]
+        text = found["targets"][index]["expr"]
+        return interpolate(text, sql=False, start=end, end=end)
+
+    async def by_indicator(expr: str) -> dict[str, float]:
+        return {
+            x["metric"]["indicator"]: float(x["value"][1]) for x in await prom_query(prom, expr)
+        }
+
+    async def same() -> None:
+        # (pace moves with the clock, the plan growing between the snapshot and the API)
+        assert await by_indicator(panel("Tỷ lệ hoàn thành")) == pytest.approx(
+            {i: a["pct"] for i, a in api.items()}
+        )
+        against = "Kết quả thực hiện so với kế hoạch"
+        assert await by_indicator(panel(against, 0)) == {i: a["value"] for i, a in api.items()}
+        assert await by_indicator(panel(against, 2)) == {i: a["target"] for i, a in api.items()}
+
+    await eventually(same, timeout=30, every=1.0)
 
 
 async def _check_sql(dsn: str, aggregator: httpx.AsyncClient) -> None:

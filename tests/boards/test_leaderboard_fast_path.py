@@ -258,7 +258,8 @@ async def _reference(
     previous = {v.unit: rank for rank, v in enumerate(ranked(then), start=1)}
     out = []
     for rank, v in enumerate(ranked(now), start=1):
-        mine = [k for k in kids if k.parent == v.unit]
+        # the children the campaign judges: those with a target
+        mine = [k for k in kids if k.parent == v.unit and k.progress.target > 0]
         was = previous.get(v.unit)
         row = LeaderboardRow(
             rank=rank,

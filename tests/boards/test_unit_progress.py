@@ -32,7 +32,8 @@ def _events() -> list[Event]:
         e(2, "00004", CCCD, Kind.INCREMENT, 150, 5 * DAY),
         e(3, "00007", CCCD, Kind.SNAPSHOT, 600, 6 * DAY),
         e(4, "00007", CCCD, Kind.INCREMENT, 450, HOUR),
-        # 00010 has no target: done by the rule whatever it reports
+        # 00010 has no target: at 0 of 0 done by the rule whatever it reports, no child
+        # the campaign judges
         e(5, "00010", CCCD, Kind.INCREMENT, 40, 3 * DAY),
         # the other indicator: one ward on its way, the others silent
         e(6, "00007", EID, Kind.INCREMENT, 120, 2 * DAY),
@@ -54,7 +55,7 @@ async def test_a_units_children_done_are_those_their_full_verdicts_call_done(
         await apply_events(conn, _events())
         campaign = await board.campaign(conn, "c1")
         assert campaign is not None
-        counts: set[tuple[str, str, int]] = set()
+        counts: set[tuple[str, str, int, int]] = set()
         for unit, children in (("01", ["001", "002"]), ("001", ["00004", "00007"])):
             for at, live in (
                 (NOW, True),
@@ -71,16 +72,20 @@ async def test_a_units_children_done_are_those_their_full_verdicts_call_done(
                     whole = await judge(conn, campaign, indicator, [unit, *children], at, live=live)
                     if unit not in whole:
                         continue
-                    done = sum(
-                        1
-                        for c in children
-                        if c in whole and whole[c].progress.status is Status.DONE
-                    )
-                    want[indicator] = _figures(whole[unit], len(children), done)
-                    counts.add((unit, indicator, done))
+                    # the children the campaign judges: those with a target (002 and
+                    # 00010 have none: at 0 of 0 they would pass for done)
+                    judged = [c for c in children if c in whole and whole[c].progress.target > 0]
+                    done = sum(1 for c in judged if whole[c].progress.status is Status.DONE)
+                    want[indicator] = _figures(whole[unit], len(judged), done)
+                    counts.add((unit, indicator, len(judged), done))
                 assert got == want, (unit, at, live)
-        # the world exposes what it is meant to: counts that differ by moment and by unit
-        assert {("001", CCCD, 0), ("001", CCCD, 1), ("001", CCCD, 2), ("01", CCCD, 1)} <= counts
+        # the world exposes what it is meant to: counts that differ by moment and by unit,
+        # and a child without a target (002) left out of the city's
+        assert {("001", CCCD, 2, 0), ("001", CCCD, 2, 1), ("001", CCCD, 2, 2)} <= counts
+        assert {(u, i, n) for u, i, n, _ in counts if u == "01"} == {
+            ("01", CCCD, 1),
+            ("01", EID, 1),
+        }
     finally:
         await conn.close()
 

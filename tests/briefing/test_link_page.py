@@ -218,7 +218,7 @@ async def test_a_chief_acknowledges_and_explains_from_the_alert_and_the_pack_sho
         await eventually(escalated, timeout=30)
         told = await escalated()
         assert "Đơn vị đã giải trình: Thiếu máy “" + SCRIPT + "”" in told
-        assert f"kịp tiến độ trước ngày {date.fromisoformat(committed):%d/%m/%Y}" in told
+        assert f"kịp tiến độ đến hết ngày {date.fromisoformat(committed):%d/%m/%Y}" in told
         assert "Đơn vị chưa nhận cảnh báo và chưa giải trình." in told  # 00007
         # "Đã nhận" stopped the repeats of 00004's alert (nothing changed since); 00007,
         # which did not acknowledge, got its daily repeat

@@ -52,7 +52,7 @@ def _part(partition: int, events: list[dict[str, str | int]]) -> Prepared:
         )
         for offset, e in enumerate(events)
     ]
-    return Prepared(len(rows), rows, {}, [], {partition: len(rows)}, [])
+    return Prepared(len(rows), rows, {}, [], {partition: len(rows)})
 
 
 async def test_a_failed_part_leaves_its_sibling_to_commit(

@@ -143,7 +143,13 @@ async def test_a_campaign_stored_with_a_bad_zone_is_left_out_and_the_others_keep
                 assert ready.status_code == 200
                 assert "timezone" in ready.json()["campaigns_unusable"]["bad"]
                 loops = ready.json()["loops"]
-                assert sorted(loops) == ["campaign_check", "consumer", "tree_check", "unit_metrics"]
+                assert sorted(loops) == [
+                    "campaign_check",
+                    "consumer",
+                    "held_events",
+                    "tree_check",
+                    "unit_metrics",
+                ]
                 assert loops["consumer"]["state"] == "running"
                 assert loops["consumer"]["last_heartbeat"] is not None
                 metrics = (await client.get("/metrics")).text

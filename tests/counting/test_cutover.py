@@ -119,7 +119,9 @@ TARGETS = [
 ]
 
 
-async def world(dsn: str, *, shares: bool = True) -> asyncpg.Connection:
+async def world(
+    dsn: str, *, shares: bool = True, targets: list[TargetIn] = TARGETS
+) -> asyncpg.Connection:
     conn = await asyncpg.connect(dsn)
     versions, transfers = hanoi_2025(shares=shares)
     async with conn.transaction():
@@ -130,7 +132,7 @@ async def world(dsn: str, *, shares: bool = True) -> asyncpg.Connection:
             CampaignIn(name="đợt 7/2025", starts_at=START, deadline=DEADLINE, indicators=[CCCD]),
             "test",
         )
-        await admin.upsert_targets(conn, "c1", TARGETS, "test")
+        await admin.upsert_targets(conn, "c1", targets, "test")
     return conn
 
 
@@ -260,7 +262,7 @@ async def test_an_event_lands_in_the_version_its_code_meant_when_it_happened(
         taken = {u.event_id: u.reason for u in await counting.take_unappliable(conn)}
         assert await conn.fetchval("SELECT count(*) FROM batch_in") == 0
     assert taken == {
-        "split": "unit 00006 was split on 2025-06-30 into X, Y; send the unit where it happened",
+        "split": "unit 00006 was split on 2025-07-01 into X, Y; send the unit where it happened",
         "past-grace": "unknown unit 00005",
         "not-yet": "unknown unit X",
         "unknown": "unknown unit 99999",

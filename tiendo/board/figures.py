@@ -257,12 +257,24 @@ async def judge_counters(
     return await asyncio.to_thread(judge_many, campaign, counters, values, ago[indicator], at)
 
 
+def is_judged(target: int) -> bool:
+    """Whether the campaign judges a (unit, indicator) of its tree with this target: a
+    positive one (set, summed up or carried), as the leaderboard ranks, the alerts judge
+    (`SELECT_TARGETED`), the per-unit metrics export and the per-level counts and a
+    parent's `children_total` count. Any other (outside a push limited to some units, a
+    version closed by a cut-over, one of a tree not in force yet) is at 0 of 0, which
+    `is_done` would call done."""
+    return target > 0
+
+
 @dataclass(frozen=True, slots=True)
 class UnitFigures:
-    """One indicator of a unit's progress: its verdict, and how many of its children with
-    a counter of the indicator are done (`pace.is_done`, what their status would say)."""
+    """One indicator of a unit's progress: its verdict, and of its children the campaign
+    judges (`is_judged`), how many and how many are done (`pace.is_done`, what their
+    status would say)."""
 
     verdict: Verdict
+    children_total: int
     children_done: int
 
 
@@ -310,8 +322,9 @@ async def judge_indicators(
         verdict = judge_many(campaign, counters, {unit: value(counters[0])}, ago[indicator], at)[
             unit
         ]
-        done = sum(is_done(value(c).value, c.target) for c in kids[indicator])
-        out[indicator] = UnitFigures(verdict, done)
+        judged = [c for c in kids[indicator] if is_judged(c.target)]
+        done = sum(is_done(value(c).value, c.target) for c in judged)
+        out[indicator] = UnitFigures(verdict, len(judged), done)
     return out
 
 
@@ -323,15 +336,13 @@ async def judge_campaign(
     live: bool,
     window: WindowValues | None = None,
     refresh: bool = False,
-    untargeted: bool = False,
 ) -> list[Verdict]:
-    """Every (unit, indicator) of the campaign that has a target, including units that
+    """Every (unit, indicator) the campaign judges (`is_judged`), including units that
     never reported, judged at `at`. `refresh`: compute the run-rate start values anew
     (and keep them in `window`) even if kept ones are young: a late event from before
-    the window moves them, and a full pass must be exact. `untargeted`: the units
-    without a target too (the boards and metrics show every unit)."""
+    the window moves them, and a full pass must be exact."""
     by_indicator: dict[str, list[Counter]] = {}
-    for c in await repository.targeted(conn, campaign.id, only=not untargeted):
+    for c in await repository.targeted(conn, campaign.id):
         by_indicator.setdefault(c.indicator, []).append(c)
     ago = await _window_ago(
         conn,
@@ -374,12 +385,14 @@ def ranked(verdicts: Sequence[Verdict]) -> list[Verdict]:
 
 def bottom(ranking: Sequence[Verdict], n: int) -> list[tuple[int, Verdict]]:
     """The `n` lowest of a leaderboard (rank, verdict), leaving out units that reached
-    their target: a unit that is done is never called a laggard, however it ranks."""
+    their target (`is_done`, what their status says; not `pct`, which a float rounds to 100
+    just short of a large target): a unit that is done is never called a laggard, however
+    it ranks."""
     if n <= 0:
         return []
     first = max(len(ranking) - n, 0)
     return [
         (rank, v)
         for rank, v in enumerate(ranking[first:], start=first + 1)
-        if v.progress.pct is None or v.progress.pct < 100.0
+        if not is_done(v.progress.value, v.progress.target)
     ]

@@ -44,19 +44,19 @@ async def plan_on_tree(
         deadlines = {t.unit: t.deadline for t in mine}
         landed = [c for c in carried if c.indicator == indicator]
         baselines = subtree_sums(parents, {c.unit: c.baseline for c in landed})
-        # Targets set on this tree's own units keep their meaning (a parent's target, if
-        # set, stands for its subtree); what closed versions carried in adds up the tree
-        # like a baseline: a split ward's target left at the city is the city's on top of
-        # its communes', not instead of them.
+        # Targets set on this tree's own units keep their meaning: a parent's target, if
+        # set, stands for its whole subtree, whatever a cut-over carried into it (a city's
+        # 1,000 stays 1,000 when its wards' targets land on its communes). Below such
+        # targets, what closed versions carried in adds up the tree like a baseline: a
+        # split ward's target left at a city without one is the city's on top of its
+        # communes', not instead of them.
         explicit = {t.unit: t.target for t in mine if t.unit in parents and t.target is not None}
         carried_in = {
             c.unit: (c.target or 0) - (explicit.get(c.unit) or 0)
             for c in landed
             if c.target is not None
         }
-        extra = subtree_sums(parents, {u: v for u, v in carried_in.items() if v})
-        own_effective = effective_targets(parents, explicit)
-        effective = {u: own_effective.get(u, 0) + extra.get(u, 0) for u in {*own_effective, *extra}}
+        effective = effective_targets(parents, explicit, carried_in)
         plan.extend(
             PlanRow(
                 code,

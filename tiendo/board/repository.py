@@ -40,7 +40,8 @@ SELECT_COUNTERS_OF_INDICATORS = (
     _COUNTERS
     + "WHERE p.campaign_id = $1 AND p.indicator = ANY ($2::text[]) AND p.unit = ANY ($3::text[])"
 )
-# Every (unit, indicator) the campaign judges: those with a target, set or summed up.
+# Every (unit, indicator) the campaign judges: those with a target, set or summed up (the
+# SQL form of `figures.is_judged`).
 SELECT_TARGETED = (
     _COUNTERS + "WHERE p.campaign_id = $1 AND p.target > 0 ORDER BY p.indicator, p.unit"
 )

@@ -13,6 +13,7 @@ from tiendo.counting.rules import (
     earlier,
 )
 from tiendo.event import Event
+from tiendo.unit_keys import TREE_ZONE
 
 # Applying and re-planning (an admin change) both touch `value`; re-planning recomputes it
 # from the own columns, so it must not interleave with an apply (a lost update otherwise).
@@ -180,7 +181,7 @@ SELECT count(*) FROM moved
 # Take out of the batch what cannot be applied (a code that meant no version at
 # `occurred_at`: unknown, retired past its grace, or split; an unknown indicator) in one
 # pass; those not already applied earlier go to the dead letters.
-TAKE_UNAPPLIABLE = """
+TAKE_UNAPPLIABLE = f"""
 WITH taken AS (
     -- (two left joins, hashed: the same test as `NOT EXISTS (unit in force) OR NOT EXISTS
     -- (indicator)`, which an OR keeps from becoming an anti-join, a look-up per event)
@@ -199,7 +200,8 @@ WITH taken AS (
 )
 SELECT t.kafka_partition, t.kafka_offset, t.event_id, t.unit, t.indicator,
        CASE WHEN split.successors IS NOT NULL
-            THEN 'unit ' || t.unit || ' was split on ' || split.at::date || ' into '
+            THEN 'unit ' || t.unit || ' was split on '
+                 || (split.at AT TIME ZONE '{TREE_ZONE.key}')::date || ' into '
                  || split.successors || '; send the unit where it happened'
             WHEN NOT EXISTS (SELECT 1 FROM units u
                              WHERE u.code = t.unit AND u.valid_from <= t.occurred_at

@@ -2,7 +2,7 @@
 
 from collections.abc import Awaitable
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -11,9 +11,11 @@ from tiendo.dependencies import Pool
 from tiendo.identity import manage, repository
 from tiendo.identity.guard import Guard
 from tiendo.identity.model import Identity, Role
+from tiendo.unit_keys import KEY_PATTERN
 from tiendo.web import problem_responses
 
 NAME = r"^[A-Za-z0-9_.@-]{1,100}$"
+T = TypeVar("T")
 
 
 class IdentityIn(BaseModel):
@@ -22,7 +24,12 @@ class IdentityIn(BaseModel):
 
     name: str = Field(pattern=NAME, description="a person or system, e.g. chief-00004")
     role: Literal["reader", "admin", "auditor"]
-    units: list[str] = Field([], max_length=1000, description="subtrees a reader sees")
+    units: list[Annotated[str, Field(pattern=KEY_PATTERN)]] = Field(
+        [],
+        max_length=1000,
+        description="subtrees a reader sees: official codes, read on the tree in force now "
+        "(refused when none is), or version keys (`00004@2025-07-01`), each exactly that version",
+    )
     all_units: bool = Field(False, description="a reader who sees every unit (HQ)")
 
 
@@ -35,9 +42,18 @@ class RotateIn(BaseModel):
     )
 
 
+class Rotated(BaseModel):
+    name: str
+    secret: str = Field(description="shown once; only its SHA-256 is stored")
+
+
 class Issued(BaseModel):
     name: str
     secret: str = Field(description="shown once; only its SHA-256 is stored")
+    units: list[str] | Literal["all"] = Field(
+        description="the scope stored: the version key each unit named reads as"
+    )
+    unit_names: dict[str, str] = Field(description="each stored key's unit name")
 
 
 class IdentityOut(BaseModel):
@@ -57,7 +73,7 @@ def identity_routes(guard: Guard) -> APIRouter:
     Admin = Annotated[Identity, Depends(guard.require(Role.admin))]
     Name = Annotated[str, Path(pattern=NAME)]
 
-    async def run_refusing(call: Awaitable[str]) -> str:
+    async def run_refusing(call: Awaitable[T]) -> T:
         try:
             return await call
         except manage.IdentityRefused as exc:
@@ -66,8 +82,8 @@ def identity_routes(guard: Guard) -> APIRouter:
     @router.post("", status_code=201, responses=problem_responses(401, 403, 409, 422))
     async def create_identity(body: IdentityIn, pool: Pool, admin: Admin) -> Issued:
         async with pool.acquire() as conn:
-            secret = await run_refusing(
-                manage.issue(
+            issued = await run_refusing(
+                manage.create(
                     conn,
                     body.name,
                     Role(body.role),
@@ -76,7 +92,12 @@ def identity_routes(guard: Guard) -> APIRouter:
                     actor=admin.name,
                 )
             )
-        return Issued(name=body.name, secret=secret)
+        return Issued(
+            name=body.name,
+            secret=issued.secret,
+            units=list(issued.units) or "all",
+            unit_names=issued.units,
+        )
 
     @router.get("", responses=problem_responses(401, 403))
     async def list_identities(pool: Pool, _: Admin) -> list[IdentityOut]:
@@ -98,12 +119,12 @@ def identity_routes(guard: Guard) -> APIRouter:
         ]
 
     @router.post("/{name}/rotate", responses=problem_responses(401, 403, 404, 422))
-    async def rotate_identity(name: Name, body: RotateIn, pool: Pool, admin: Admin) -> Issued:
+    async def rotate_identity(name: Name, body: RotateIn, pool: Pool, admin: Admin) -> Rotated:
         async with pool.acquire() as conn:
             secret = await run_refusing(
                 manage.rotate(conn, name, grace_seconds=body.grace_seconds, actor=admin.name)
             )
-        return Issued(name=name, secret=secret)
+        return Rotated(name=name, secret=secret)
 
     @router.delete("/{name}", status_code=204, responses=problem_responses(401, 403, 404))
     async def revoke_identity(name: Name, pool: Pool, admin: Admin) -> Response:

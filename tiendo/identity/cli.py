@@ -6,24 +6,18 @@ is printed once, on stdout alone; only its SHA-256 is stored."""
 import argparse
 import asyncio
 import dataclasses
-import getpass
 import json
-import os
+import sys
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
+from tiendo import audit
 from tiendo.database import Connection, Migrations, create_pool
 from tiendo.identity import manage, repository
 from tiendo.identity.model import Role
 
 Command = Callable[[Connection, argparse.Namespace], Awaitable[None]]
-
-
-def default_actor() -> str:
-    """Who runs a command, for the audit log: the person behind sudo rather than root."""
-    try:
-        return os.environ.get("SUDO_USER") or getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
+T = TypeVar("T")
 
 
 def add_commands(
@@ -42,7 +36,13 @@ def add_commands(
     create.add_argument("name", help="the person or system, e.g. chief-00004 (never reused)")
     create.add_argument("--role", required=True, choices=["reader", "admin", "auditor"])
     scope = create.add_mutually_exclusive_group()
-    scope.add_argument("--units", nargs="+", default=[], metavar="CODE", help="subtrees it reads")
+    scope.add_argument(
+        "--units",
+        nargs="+",
+        default=[],
+        metavar="CODE",
+        help="subtrees it reads: official codes in force now, or version keys CODE@DAY",
+    )
     scope.add_argument("--all-units", action="store_true", help="a reader of every unit (HQ)")
     add_actor(create)
     create.set_defaults(func=runner(_create))
@@ -106,11 +106,22 @@ def add_lifecycle(
 
 
 def add_actor(parser: argparse.ArgumentParser) -> None:
-    """`--actor`: who does this, for the audit log (default the OS user)."""
-    parser.add_argument("--actor", default=default_actor(), help="who does this (audit log)")
+    """`--actor`: who does this, for the audit log (default the OS user, never empty)."""
+    parser.add_argument(
+        "--actor",
+        type=_actor,
+        default=audit.default_actor(),
+        help="who does this, for the audit log (default: the OS user, or SUDO_USER)",
+    )
 
 
-async def _refusing(call: Awaitable[str | None]) -> str | None:
+def _actor(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("name who does this (the audit log keeps it)")
+    return text
+
+
+async def _refusing(call: Awaitable[T]) -> T:
     try:
         return await call
     except manage.IdentityRefused as exc:
@@ -118,17 +129,16 @@ async def _refusing(call: Awaitable[str | None]) -> str | None:
 
 
 async def _create(conn: Connection, args: argparse.Namespace) -> None:
-    secret = await _refusing(
-        manage.issue(
-            conn,
-            args.name,
-            Role(args.role),
-            args.units,
-            all_units=args.all_units,
-            actor=args.actor,
+    issued = await _refusing(
+        manage.create(
+            conn, args.name, Role(args.role), args.units, all_units=args.all_units, actor=args.actor
         )
     )
-    print(secret)  # noqa: T201 - the one time the secret is shown
+    # stdout holds the secret alone (scripts capture it); the scope stored goes to stderr,
+    # so the operator sees which version each code became
+    scope = ", ".join(f"{key} ({unit})" for key, unit in issued.units.items())
+    print(f"{args.name}: {args.role} of {scope or 'every unit'}", file=sys.stderr)  # noqa: T201
+    print(issued.secret)  # noqa: T201 - the one time the secret is shown
 
 
 async def _rotate(conn: Connection, args: argparse.Namespace) -> None:

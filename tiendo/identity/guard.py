@@ -6,6 +6,7 @@ docs/access.md lists every route's roles and scope; tests/house/test_access.py w
 service's OpenAPI and holds the routes to that table."""
 
 import contextlib
+import dataclasses
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
@@ -63,20 +64,38 @@ class Guard:
             identity = await self.oidc.verify(secret) if self.oidc else None
             if identity is None:
                 raise self.unauthorized("the token is not valid here")
-            return identity
+            return await self._provider_scope(identity)
         if len(secret) > tokens.MAX_TOKEN_LENGTH:
             raise self.unauthorized("unknown, revoked or rotated-out credential")
         try:
             identity = await self.store.identify(tokens.digest(secret), self._now())
         except IdentitiesUnavailable as exc:
-            raise HTTPException(
-                503,
-                "credentials cannot be checked now; try again",
-                headers={"Retry-After": str(max(1, round(self.store.refresh_seconds)))},
-            ) from exc
+            raise self.unavailable() from exc
         if identity is None:
             raise self.unauthorized("unknown, revoked or rotated-out credential")
         return identity
+
+    def unavailable(self) -> HTTPException:
+        return HTTPException(
+            503,
+            "credentials cannot be checked now; try again",
+            headers={"Retry-After": str(max(1, round(self.store.refresh_seconds)))},
+        )
+
+    async def _provider_scope(self, identity: Identity) -> Identity:
+        """An identity provider's reader with its claim's unit names read as version keys,
+        by the rule an issued identity's are (`model.read_scope`): scopes are matched by
+        key, so `00004` must become the version the code names now, and a code naming none
+        in force is refused rather than bound to a retired unit."""
+        if identity.everywhere:
+            return identity
+        try:
+            scope = await self.store.read_scope(identity.units, self._now())
+        except IdentitiesUnavailable as exc:
+            raise self.unavailable() from exc
+        if scope.problems:
+            raise self.unauthorized(f"the token's units: {'; '.join(scope.problems)}")
+        return dataclasses.replace(identity, units=frozenset(scope.keys))
 
     def require(self, *roles: Role) -> Dependency:
         """A dependency admitting only identities of `roles`."""

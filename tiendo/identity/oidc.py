@@ -6,11 +6,14 @@ or ES256, never `none` or a shared secret), its `iss` is the configured issuer, 
 holds the configured audience, and it has not expired. The role is the claim `role_claim`
 (`reader`, `admin` or `auditor`; anything else, or none, is refused), the scope the list in
 `units_claim` (a reader without one is refused: an empty scope is never implied, `["*"]`
-is every unit). The identity's name is `oidc:<preferred_username or sub>`, which the audit
-log records. Keys are fetched once, then again at most every `KEY_REFRESH_SECONDS` and
-when a token names a key id not seen yet (a rotation), at most every 10 s."""
+is every unit; official codes or version keys, which the guard reads as versions by the
+rule of issued identities, `model.read_scope`). The identity's name is
+`oidc:<preferred_username or sub>`, which the audit log records. Keys are fetched once,
+then again at most every `KEY_REFRESH_SECONDS` and when a token names a key id not seen
+yet (a rotation), at most every 10 s."""
 
 import asyncio
+import re
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -20,12 +23,14 @@ import jwt
 
 from tiendo.identity.model import Identity, Role
 from tiendo.logs import get_logger
+from tiendo.unit_keys import KEY_PATTERN
 
 log = get_logger(__name__)
 ALGORITHMS = ["RS256", "ES256"]
 KEY_REFRESH_SECONDS = 300.0
 _UNKNOWN_KID_REFETCH_SECONDS = 10.0
 ALL_UNITS = "*"
+KEY = re.compile(KEY_PATTERN)
 
 
 def looks_like_jwt(secret: str) -> bool:
@@ -44,6 +49,8 @@ def identity_of(claims: Mapping[str, Any], role_claim: str, units_claim: str) ->
     units = claims.get(units_claim, [])
     if not isinstance(units, list) or not all(isinstance(u, str) for u in units):
         return None
+    if not all(u == ALL_UNITS or KEY.fullmatch(u) for u in units):
+        return None  # read as version keys (the guard): an official code or a key, nothing else
     if role is Role.reader and not units:
         return None
     roots = frozenset() if ALL_UNITS in units else frozenset(units)

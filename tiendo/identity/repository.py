@@ -1,12 +1,13 @@
 """SQL of `auth.identities`. Callers own the transaction; nothing here commits."""
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
 
 from tiendo.database import Connection
-from tiendo.identity.model import Identity, Role
+from tiendo.identity.model import Identity, NamedUnit, Role
 
 # Each active identity once under its current hash, and again under the hash it replaced
 # while that one's grace period lasts.
@@ -60,7 +61,29 @@ SELECT name, role, units, token_sha256, created_at, rotated_at, revoked_at,
        CASE WHEN previous_valid_until > now() THEN previous_valid_until END AS previous_valid_until
 FROM auth.identities ORDER BY name
 """
-SELECT_KNOWN_UNITS = "SELECT code FROM units WHERE code = ANY($1::text[])"
+# The version each name of a reader's scope means at $2, read as every unit path reads a
+# name (`tiendo.board.repository.SELECT_VERSION_NAMED`: a key exactly; an official code its
+# version in force, else the version it keys), with whether that version is in force:
+# `model.read_scope` refuses a code that names none. Stated again here because the shared
+# library may not import the board (tests/house/test_layers.py);
+# tests/access/test_scopes_by_version.py holds the two readings equal over Hà Nội's codes.
+SELECT_UNITS_NAMED = """
+SELECT n.name, v.code AS key, v.name AS unit_name,
+       coalesce(v.valid_from <= $2 AND $2 < coalesce(v.valid_to, 'infinity'), false)
+           AS in_force,
+       nullif(v.valid_from, '-infinity') AS valid_from, v.valid_to
+FROM unnest($1::text[]) WITH ORDINALITY AS n(name, i)
+LEFT JOIN LATERAL (
+    SELECT code, name, valid_from, valid_to FROM units
+    WHERE code = n.name
+       OR (admin_code = n.name AND valid_from <= $2 AND $2 < coalesce(valid_to, 'infinity'))
+    ORDER BY (admin_code = n.name AND valid_from <= $2 AND $2 < coalesce(valid_to, 'infinity'))
+             DESC,
+             code
+    LIMIT 1
+) v ON true
+ORDER BY n.i
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +170,16 @@ async def listing(conn: Connection) -> list[Listed]:
     return out
 
 
-async def unknown_units(conn: Connection, codes: list[str]) -> list[str]:
-    known = {r["code"] for r in await conn.fetch(SELECT_KNOWN_UNITS, codes)}
-    return [c for c in codes if c not in known]
+async def units_named(conn: Connection, names: Sequence[str], at: datetime) -> list[NamedUnit]:
+    """What each name of a reader's scope finds on the tree at `at`, in the order given."""
+    return [
+        NamedUnit(
+            name=r["name"],
+            key=r["key"],
+            unit_name=r["unit_name"],
+            in_force=r["in_force"],
+            valid_from=r["valid_from"],
+            valid_to=r["valid_to"],
+        )
+        for r in await conn.fetch(SELECT_UNITS_NAMED, list(names), at)
+    ]

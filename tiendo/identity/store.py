@@ -18,7 +18,7 @@ from datetime import datetime
 import asyncpg
 
 from tiendo.identity import repository
-from tiendo.identity.model import Identity
+from tiendo.identity.model import Identity, ReadScope, read_scope
 from tiendo.logs import get_logger
 
 log = get_logger(__name__)
@@ -36,6 +36,7 @@ _LOOKUPS_PER_SECOND = 20
 _MISS_MEMORY_SECONDS = 1.0
 _MAX_REMEMBERED_MISSES = 10_000
 _RETRY_SECONDS = 1.0
+_MAX_REMEMBERED_SCOPES = 10_000
 
 
 class IdentitiesUnavailable(Exception):
@@ -54,6 +55,7 @@ class IdentityStore:
         self._lookups: list[float] = []
         self._attempted_at: float | None = None
         self._background: asyncio.Task[None] | None = None
+        self._scopes: dict[frozenset[str], tuple[float, ReadScope]] = {}
 
     def fresh(self) -> bool:
         return (
@@ -145,3 +147,31 @@ class IdentityStore:
         self._by_digest[digest] = identity
         self._missed.pop(digest, None)
         return self.cached(digest, now)
+
+    async def read_scope(self, names: frozenset[str], now: datetime) -> ReadScope:
+        """The version keys unit names from an identity provider's claim mean at `now`
+        (`model.read_scope`, the rule of issued identities), each set read again after
+        `refresh_seconds` as the identities are. While PostgreSQL is away a set read within
+        `max_age_seconds` still answers; after that IdentitiesUnavailable."""
+        read = self._scopes.get(names)
+        age = None if read is None else time.monotonic() - read[0]
+        if read is not None and age is not None and age <= self.refresh_seconds:
+            return read[1]
+        started = time.monotonic()
+        try:
+            if self.pool is None:
+                raise IdentitiesUnavailable("the service has no database yet")
+            async with asyncio.timeout(_LOOKUP_TIMEOUT), self.pool.acquire() as conn:
+                found = await repository.units_named(conn, sorted(names), now)
+        except (*DATABASE_ERRORS, IdentitiesUnavailable) as exc:
+            if read is not None and age is not None and age <= self.max_age_seconds:
+                return read[1]
+            raise IdentitiesUnavailable(str(exc) or type(exc).__name__) from exc
+        scope = read_scope(found, now)
+        if scope.problems:
+            # once per set and period, not per request
+            log.warning("identity_provider_units_refused", problems=list(scope.problems))
+        if len(self._scopes) > _MAX_REMEMBERED_SCOPES:
+            self._scopes.clear()
+        self._scopes[names] = (started, scope)
+        return scope

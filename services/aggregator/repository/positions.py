@@ -139,5 +139,6 @@ async def count_events(conn: Connection) -> int:
 
 
 async def clear_history(conn: Connection) -> None:
-    """Forget every stored event and what was derived from them alone (a full rebuild)."""
-    await conn.execute("TRUNCATE events, subjects")
+    """Forget every stored event (those held for their moment too) and what was derived
+    from them alone (a full rebuild)."""
+    await conn.execute("TRUNCATE events, subjects, events_ahead")

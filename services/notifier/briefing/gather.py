@@ -18,18 +18,19 @@ from services.notifier.briefing.model import (
     Series,
 )
 from services.notifier.explanations import (
+    CommitmentCheck,
     ExplanationPolicy,
+    came_due,
     check_commitment,
-    due_at,
 )
+from services.notifier.ranks import on_tree
 from services.notifier.repository import explanations as explanation_sql
-from services.notifier.repository.explanations import Explanation
+from services.notifier.repository.explanations import Promised
 from tiendo.board import movement
 from tiendo.board import repository as board
 from tiendo.board.campaign import Campaign
 from tiendo.board.figures import Verdict, judge
 from tiendo.board.movement import Standing
-from tiendo.board.plans import earlier_plan
 from tiendo.database import Connection
 from tiendo.pace import Status, expected
 
@@ -101,35 +102,49 @@ async def _outcomes(
     conn: Connection,
     campaign: Campaign,
     indicator: str,
-    explained: dict[tuple[str, str], Explanation],
+    promised: Sequence[Promised],
     names: dict[str, str],
     since: datetime,
     at: datetime,
 ) -> tuple[CommitmentOutcome, ...]:
-    """The commitments that came due in (since, at], judged at their due moment."""
+    """Every commitment that came due in (since, at] (`came_due`: whatever version was
+    written after it), met or not. Its stored check is what its chief was told; one not
+    checked yet (the pass that checks it has not run, or the campaign's checks are held
+    back) is judged here at its due moment from history, as the check will judge it."""
     out: list[CommitmentOutcome] = []
-    for (unit, ind), e in sorted(explained.items()):
-        if ind != indicator:
+    for p in promised:
+        e = p.explanation
+        if e.indicator != indicator:
             continue
-        due = due_at(e.commitment, e.submitted_at, campaign.timezone, campaign.deadline)
+        if p.checked is not None:
+            due = p.checked.due_at
+            checked = CommitmentCheck(p.checked.met, p.checked.value, p.checked.wanted)
+        else:
+            found = came_due(
+                e.commitment, e.submitted_at, e.superseded_at, campaign.timezone, campaign.deadline
+            )
+            if found is None or not since < found <= at:
+                continue
+            due = found
+            judged = await judge(conn, campaign, indicator, [e.unit], due, live=False)
+            then = judged.get(e.unit)
+            if then is None:
+                continue
+            checked = check_commitment(
+                e.commitment,
+                value_then=e.value_then,
+                submitted_at=e.submitted_at,
+                value_now=then.progress.value,
+                pace_now=then.progress.pace,
+                threshold=campaign.thresholds.behind,
+                at=due,
+            )
         if not since < due <= at:
             continue
-        then = (await judge(conn, campaign, indicator, [unit], due, live=False)).get(unit)
-        if then is None:
-            continue
-        checked = check_commitment(
-            e.commitment,
-            value_then=e.value_then,
-            submitted_at=e.submitted_at,
-            value_now=then.progress.value,
-            pace_now=then.progress.pace,
-            threshold=campaign.thresholds.behind,
-            at=due,
-        )
         out.append(
             CommitmentOutcome(
-                unit,
-                names.get(unit, unit),
+                e.unit,
+                names.get(e.unit, e.unit),
                 indicator,
                 e.commitment,
                 due,
@@ -138,7 +153,7 @@ async def _outcomes(
                 checked.wanted,
             )
         )
-    return tuple(out)
+    return tuple(sorted(out, key=lambda c: (c.unit, c.due_at)))
 
 
 async def gather(
@@ -155,12 +170,11 @@ async def gather(
     """The pack of the briefing at `at` for the units of `level`."""
     policy: ExplanationPolicy = await explanation_sql.policy(conn, campaign.id)
     explained = await explanation_sql.latest_explanations(conn, campaign.id, at)
+    promised = await explanation_sql.commitments(conn, campaign.id, at)
     acked = await explanation_sql.acknowledged_keys(conn, campaign.id, previous_at, at)
     # the units and targets of the tree of `at`: a pack of a slot before a cut-over, asked
     # after the counters moved, shows the old tree's units (docs/units-over-time.md)
-    plan = await earlier_plan(conn, campaign, at)
-    every = await board.targeted(conn, campaign.id, only=plan is None)
-    counters = [c for c in board.on_plan(every, plan) if c.target > 0]
+    plan, counters = await on_tree(conn, campaign, at)
     sections: list[IndicatorSection] = []
     for indicator in indicators or campaign.indicators:
         mine = [c for c in counters if c.indicator == indicator]
@@ -198,7 +212,7 @@ async def gather(
                 ranking=tuple(_row(s) for s in standings),
                 laggards=tuple(laggards),
                 commitments=await _outcomes(
-                    conn, campaign, indicator, explained, names, previous_at, at
+                    conn, campaign, indicator, promised, names, previous_at, at
                 ),
             )
         )

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 from services.notifier.briefing import formats
 from services.notifier.briefing.gather import gather
 from services.notifier.policy import effective
+from services.notifier.ranks import briefing_level, levels_of, on_tree
 from services.notifier.repository import reference as reference_sql
 from services.notifier.rules import briefing_slot
 from services.notifier.settings import NotifierSettings
@@ -23,8 +24,19 @@ MEDIA = {
 BOTTOM_N_AT_LEAST = 5  # the room always goes through the bottom five, whatever the rule says
 
 
-class NotCounted(ValueError):
+class Unanswered(ValueError):
+    """A pack that cannot be made as asked; `field` names the parameter at fault."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class NotCounted(Unanswered):
     """An indicator the campaign does not count."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("indicator", message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,8 +58,10 @@ async def briefing_pack(
     fmt: Format,
     indicators: list[str] | None = None,
 ) -> Document:
-    """The pack of the briefing at `at` (default: the latest briefing slot by `now`);
-    LookupError for an unknown campaign, NotCounted for an indicator it does not count."""
+    """The pack of the briefing at `at` (default: the latest briefing slot by `now`) of
+    the units of `level` (default: `ranks.briefing_level`). LookupError for an unknown
+    campaign; `Unanswered` for an indicator it does not count (`NotCounted`), a moment
+    after `now`, or a level without a unit with a target then."""
     campaign = await board.campaign(conn, campaign_id)
     if campaign is None:
         raise LookupError(f"no campaign {campaign_id}")
@@ -60,13 +74,38 @@ async def briefing_pack(
     def slot(moment: datetime) -> datetime:
         return briefing_slot(moment, campaign.timezone, rank.weekday, policy.briefing_time())
 
+    if at is not None and at > now:
+        # Refused rather than read as now: a pack states the figures as of its moment, and
+        # those of a briefing still to come are not known (the history up to `at` is not
+        # complete until `at`). A pack printed under Monday's date with Saturday's figures
+        # would be read as Monday's; the read API answers `as_of` now for a later moment.
+        raise Unanswered(
+            "at",
+            f"the briefing at {at.isoformat()} has not come yet (now "
+            f"{now.astimezone(at.tzinfo).isoformat()}): its "
+            "figures are not known; ask for a moment up to now, or leave `at` out for the "
+            "latest briefing",
+        )
     moment = at or slot(now)
     # the briefing before this one: a week back from a briefing moment, else this week's
     previous = slot(moment - timedelta(microseconds=1))
+    levels = levels_of((await on_tree(conn, campaign, moment))[1])
+    ranked = briefing_level(levels, level if level is not None else rank.level)
+    # a level without units is said so, not answered with an empty ranking (level 3
+    # since the districts went: the communes are level 2)
+    if ranked is None:
+        raise Unanswered("level", f"no unit has a target in {campaign_id} at {moment.isoformat()}")
+    if ranked not in levels:
+        whose = "" if level is not None else " (the campaign's bottom_rank level)"
+        raise Unanswered(
+            "level",
+            f"no unit of level {ranked}{whose} has a target in {campaign_id} on the tree "
+            f"of {moment.isoformat()}; levels with one then: " + ", ".join(str(n) for n in levels),
+        )
     pack = await gather(
         conn,
         campaign,
-        level=level or rank.level,
+        level=ranked,
         at=moment,
         previous_at=previous,
         language=language or policy.language,

@@ -15,7 +15,7 @@ from tiendo.identity.guard import Guard
 from tiendo.identity.model import Identity, Role
 from tiendo.logs import get_logger
 from tiendo.moments import Moment
-from tiendo.web import problem_responses
+from tiendo.web import ProblemError, problem_responses
 
 log = get_logger(__name__)
 
@@ -42,7 +42,7 @@ def briefing_router(settings: NotifierSettings, clock: Clock, access: Guard) -> 
                 "content": {m.split(";")[0]: {} for m in pack.MEDIA.values()},
                 "description": "the pack in the format asked for",
             },
-            **problem_responses(401, 403, 404),
+            **problem_responses(401, 403, 404, 422),
         },
     )
     async def get_briefing(
@@ -51,11 +51,18 @@ def briefing_router(settings: NotifierSettings, clock: Clock, access: Guard) -> 
         at: Annotated[
             Moment | None,
             Query(
-                description="the briefing moment, RFC 3339 with offset; default the latest briefing"
+                description="the briefing moment, RFC 3339 with offset, not after now "
+                "(422); default the latest briefing"
             ),
         ] = None,
         level: Annotated[
-            int | None, Query(ge=1, le=6, description="default the bottom_rank level")
+            int | None,
+            Query(
+                ge=1,
+                le=6,
+                description="default the bottom_rank level, or the deepest level with a "
+                "target on the tree of the briefing (422: a level without one)",
+            ),
         ] = None,
         format: Annotated[Literal["html", "pdf", "xlsx"], Query()] = "html",
         lang: Annotated[
@@ -81,8 +88,10 @@ def briefing_router(settings: NotifierSettings, clock: Clock, access: Guard) -> 
                 )
             except LookupError as exc:
                 raise HTTPException(404, str(exc)) from exc
-            except pack.NotCounted as exc:
-                raise HTTPException(422, str(exc)) from exc
+            except pack.Unanswered as exc:
+                # named as the parameters' validation names a field (tiendo.web)
+                problem = {"index": None, "field": exc.field, "message": str(exc)}
+                raise ProblemError(422, str(exc), [problem], slug="invalid-parameters") from exc
         body = document.body
         filename = document.filename
         if format == "pdf":

@@ -3,6 +3,7 @@
 for a phone. Authorised by the signed link alone (services/notifier/links.py); every form
 carries a one-time token, so nothing is stored twice and a replayed form is refused."""
 
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from importlib import resources
 from pathlib import Path
@@ -20,7 +21,9 @@ from services.notifier.briefing.words import local, number
 from services.notifier.explanations import (
     MAX_DETAIL,
     ExplanationPolicy,
+    NotOwnUnit,
     Refused,
+    check_author,
     check_explanation,
     local_today,
     snooze_until,
@@ -38,11 +41,15 @@ from tiendo.clock import Clock
 from tiendo.database import Connection
 from tiendo.dependencies import Pool
 from tiendo.logs import get_logger
+from tiendo.nul_guard import FORM
+from tiendo.web import problem
 
 log = get_logger(__name__)
 # A form is a few hundred bytes; anything far larger (a 10 MB text) is refused unread.
 MAX_FORM_BYTES = 16_384
 SNOOZE_CHOICES = (1, 4, 8, 24, 48, 72, 168)
+# the only body the page's forms send, and the one the NUL guard searches
+FORM_MEDIA = FORM.decode("ascii")
 TREND_DAYS = 14
 
 _env = jinja2.Environment(
@@ -131,19 +138,23 @@ def links_router(settings: NotifierSettings, clock: Clock) -> APIRouter:
             assert campaign is not None  # a link is only issued for a stored campaign
             policy = await sql.policy(conn, link.campaign_id)
             rows = await alert_sql.alerts_by_id(conn, link.alert_ids)
-            acked = await sql.acknowledged(conn, link.alert_ids)
-            snoozed = await sql.snoozed(conn, link.alert_ids, now)
+            # what this chief did (it quiets this chief's reminders only), and what each
+            # unit's own chief did: a parent's "Đã nhận" is not the ward's
+            acked = await sql.acknowledged(conn, link.alert_ids, link.recipient)
+            snoozed = await sql.snoozed(conn, link.alert_ids, now, link.recipient)
+            by_unit = await sql.acknowledged_by_unit(conn, link.alert_ids)
             said = await sql.latest_explanations(
                 conn, link.campaign_id, now, [r["unit"] for r in rows]
             )
             names = await reference_sql.indicator_names(conn)
             recipient = await reference_sql.unit(conn, link.recipient)
-            alerts = [
-                await _alert(conn, campaign, r, now, names, acked, snoozed, said, policy)
-                for r in rows
-            ]
+            done = _Done(link.recipient, acked, snoozed, by_unit, said)
+            alerts = [await _alert(conn, campaign, r, now, names, done, policy) for r in rows]
             nonces = {a: await sql.issue_nonce(conn, link.id, now) for a in DONE}
-        keys = sorted({(a["unit"], a["indicator"]): a for a in alerts}.values(), key=_key)
+        # only the link's own unit is explained here (`check_author`)
+        keys = sorted(
+            {(a["unit"], a["indicator"]): a for a in alerts if a["own"]}.values(), key=_key
+        )
         page = _env.get_template("link.html.j2").render(
             campaign=campaign,
             recipient=link.recipient,
@@ -197,6 +208,8 @@ def links_router(settings: NotifierSettings, clock: Clock) -> APIRouter:
             return refused(found)
         if action not in DONE:
             return refused(links.Refusal.UNKNOWN.value)
+        if not _url_encoded(request):
+            return problem(415, f"the form must be sent as {FORM_MEDIA}")
         form = await form_of(request)
         if form is None:
             return refused("too_large")
@@ -212,11 +225,21 @@ def links_router(settings: NotifierSettings, clock: Clock) -> APIRouter:
             return refused(links.Refusal.REPLAYED.value)
         except Refused as exc:
             kept = {k: form.get(k, "") for k in ("detail", "committed_date", "committed_rate")}
-            return await render(pool, found, token, now, error=str(exc), form=kept, status=422)
+            # another unit's explanation: well formed, but not this link's to give
+            status = 403 if isinstance(exc, NotOwnUnit) else 422
+            return await render(pool, found, token, now, error=str(exc), form=kept, status=status)
         log.info("link_action", action=action, link=found.id, campaign=found.campaign_id)
         return RedirectResponse(f"{links.LINK_PATH}{token}?done={action}", 303)
 
     return router
+
+
+def _url_encoded(request: Request) -> bool:
+    """Whether the body is a URL-encoded form (its media type read as the NUL guard reads
+    it). Anything else is refused unread: the guard searches URL-encoded forms only, and a
+    NUL in a multipart field reached PostgreSQL, a 500."""
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    return media == FORM_MEDIA
 
 
 class _Replayed(Exception):
@@ -231,15 +254,25 @@ RULES = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class _Done:
+    """What was done about the link's alerts: by its chief (`recipient`: acknowledged,
+    snoozed), by each alert's own unit (acknowledged), and the units' explanations."""
+
+    recipient: str
+    acknowledged: dict[int, datetime]
+    snoozed: dict[int, datetime]
+    unit_acknowledged: dict[int, datetime]
+    said: dict[tuple[str, str], Explanation]
+
+
 async def _alert(
     conn: Connection,
     campaign: Campaign,
     r: asyncpg.Record,
     now: datetime,
     names: dict[str, IndicatorName],
-    acked: dict[int, datetime],
-    snoozed: dict[int, datetime],
-    said: dict[tuple[str, str], Explanation],
+    done: _Done,
     policy: ExplanationPolicy,
 ) -> dict[str, Any]:
     """One alert of the link as the page shows it: figures now, the last two weeks."""
@@ -252,17 +285,21 @@ async def _alert(
         planned = list(series.planned[-TREND_DAYS:])
         top = max([*actual, *planned, 1.0])
         trend = {"actual": _points(actual, top), "plan": _points(planned, top)}
-    explained = said.get((unit, indicator))
+    explained = done.said.get((unit, indicator))
     cause = policy.cause(explained.cause) if explained else None
+    own = unit == done.recipient
     return {
         "id": r["id"],
         "unit": unit,
         "unit_name": verdict.unit_name if verdict else unit,
+        "own": own,
         "indicator": indicator,
         "indicator_name": names[indicator].name if indicator in names else indicator,
         "rule_name": RULES.get(r["rule"], r["rule"]),
-        "acknowledged": acked.get(r["id"]),
-        "snoozed": snoozed.get(r["id"]),
+        "acknowledged": done.acknowledged.get(r["id"]),
+        "snoozed": done.snoozed.get(r["id"]),
+        # an escalated alert: whether the unit's own chief acknowledged it
+        "unit_acknowledged": None if own else done.unit_acknowledged.get(r["id"]),
         "progress": verdict.progress if verdict else None,
         "trend": trend,
         "said": {
@@ -299,6 +336,7 @@ async def _store(
     mine = frozenset(r["indicator"] for r in rows if r["unit"] == unit)
     if not mine:
         raise Refused("Đơn vị không thuộc cảnh báo của đường dẫn này.")
+    check_author(link.recipient, unit)
     given = check_explanation(
         policy,
         mine,

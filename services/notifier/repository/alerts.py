@@ -176,7 +176,10 @@ WHERE a.state = 'firing' AND p.after_s > 0 AND a.escalation_level < p.levels
 """
 
 
-COUNT_FIRING = "SELECT rule, count(*) AS n FROM alerts WHERE state = 'firing' GROUP BY rule"
+COUNT_FIRING = """
+SELECT campaign_id, rule, count(*) AS n FROM alerts WHERE state = 'firing'
+GROUP BY campaign_id, rule
+"""
 
 
 SELECT_ALERTS = f"""
@@ -275,8 +278,9 @@ async def escalation_due(
     )
 
 
-async def count_firing(conn: Connection) -> dict[str, int]:
-    return {r["rule"]: r["n"] for r in await conn.fetch(COUNT_FIRING)}
+async def count_firing(conn: Connection) -> dict[tuple[str, str], int]:
+    """Alerts firing now, per (campaign, rule) that has any."""
+    return {(r["campaign_id"], r["rule"]): r["n"] for r in await conn.fetch(COUNT_FIRING)}
 
 
 async def lock_firing_alert(conn: Connection, alert_id: int) -> asyncpg.Record | None:

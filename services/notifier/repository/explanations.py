@@ -47,6 +47,16 @@ SELECT DISTINCT ON (alert_id) alert_id, acknowledged_at FROM acknowledgements
 WHERE alert_id = ANY ($1::bigint[]) AND ($2::text IS NULL OR {BY_RECIPIENT.format("$2")})
 ORDER BY alert_id, acknowledged_at DESC
 """
+# What the unit itself did: an acknowledgement (of `k`) of its alert (`a`) through a link
+# of its own chief's messages. A parent told of the alert by escalation acknowledges it
+# for its own reminders; that is not the unit acknowledging (docs/briefing.md).
+BY_OWN_UNIT = "EXISTS (SELECT 1 FROM links l WHERE l.id = k.link_id AND l.recipient = a.unit)"
+SELECT_OWN_ACKS = f"""
+SELECT DISTINCT ON (k.alert_id) k.alert_id, k.acknowledged_at
+FROM acknowledgements k JOIN alerts a ON a.id = k.alert_id
+WHERE k.alert_id = ANY ($1::bigint[]) AND {BY_OWN_UNIT}
+ORDER BY k.alert_id, k.acknowledged_at DESC
+"""
 INSERT_SNOOZES = """
 INSERT INTO snoozes (alert_id, link_id, starts_at, ends_at, remote)
 SELECT a, $2, $3, $4, $5 FROM unnest($1::bigint[]) AS a
@@ -76,21 +86,33 @@ SELECT_VERSIONS = """
 SELECT * FROM explanations WHERE campaign_id = $1 AND unit = $2 AND indicator = $3
 ORDER BY version
 """
-SELECT_CHECKS = """
-SELECT k.*, e.unit, e.indicator FROM commitment_checks k JOIN explanations e
-ON e.id = k.explanation_id WHERE e.campaign_id = $1 AND k.checked_at > $2 AND k.checked_at <= $3
+# Every version of a campaign's explanations, with when the next version was written
+# (`superseded_at`; null: the latest): what `explanations.came_due` needs to tell whether
+# its commitment came due.
+_VERSIONS = """(
+    SELECT *, lead(submitted_at) OVER (
+        PARTITION BY campaign_id, unit, indicator ORDER BY version
+    ) AS superseded_at
+    FROM explanations WHERE campaign_id = $1
+) e"""
+# The versions written by $2 (a version written after it still ends the one before: its
+# `superseded_at` is read from every version) and the stored check of each.
+SELECT_COMMITMENTS = f"""
+SELECT e.*, k.due_at AS checked_due_at, k.checked_at, k.met, k.value AS checked_value, k.wanted
+FROM {_VERSIONS}
+LEFT JOIN commitment_checks k ON k.explanation_id = e.id
+WHERE e.submitted_at <= $2
+ORDER BY e.unit, e.indicator, e.version
 """
 INSERT_CHECK = """
 INSERT INTO commitment_checks (explanation_id, due_at, checked_at, met, value, wanted)
 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING explanation_id
 """
-# The latest version of each explanation whose commitment has not been checked yet.
-SELECT_OPEN_COMMITMENTS = """
-SELECT e.* FROM (
-    SELECT DISTINCT ON (campaign_id, unit, indicator) * FROM explanations
-    WHERE campaign_id = $1 ORDER BY campaign_id, unit, indicator, version DESC
-) e
+# Every version whose commitment has not been checked yet.
+SELECT_OPEN_COMMITMENTS = f"""
+SELECT e.* FROM {_VERSIONS}
 WHERE NOT EXISTS (SELECT FROM commitment_checks k WHERE k.explanation_id = e.id)
+ORDER BY e.unit, e.indicator, e.version
 """
 
 
@@ -118,6 +140,8 @@ class Explanation:
     value_then: int
     link_id: str
     submitted_at: datetime
+    # when the next version was written (None: the latest, or not read)
+    superseded_at: datetime | None = None
 
     @classmethod
     def from_row(cls, r: asyncpg.Record) -> "Explanation":
@@ -133,19 +157,27 @@ class Explanation:
             r["value_then"],
             r["link_id"],
             r["submitted_at"],
+            r.get("superseded_at"),
         )
 
 
 @dataclass(frozen=True, slots=True)
 class CheckedCommitment:
-    explanation_id: int
-    unit: str
-    indicator: str
+    """A commitment's check as stored when it came due."""
+
     due_at: datetime
     checked_at: datetime
     met: bool
     value: int
     wanted: float
+
+
+@dataclass(frozen=True, slots=True)
+class Promised:
+    """One version of an explanation, and its commitment's check if one was stored."""
+
+    explanation: Explanation
+    checked: CheckedCommitment | None
 
 
 async def policy(conn: Connection, campaign_id: str) -> ExplanationPolicy:
@@ -245,6 +277,12 @@ async def acknowledged(
     return {r["alert_id"]: r["acknowledged_at"] for r in rows}
 
 
+async def acknowledged_by_unit(conn: Connection, alert_ids: Sequence[int]) -> dict[int, datetime]:
+    """The latest acknowledgement of each alert by its own unit's chief (`BY_OWN_UNIT`)."""
+    rows = await conn.fetch(SELECT_OWN_ACKS, list(alert_ids))
+    return {r["alert_id"]: r["acknowledged_at"] for r in rows}
+
+
 async def snooze(
     conn: Connection,
     alert_ids: Sequence[int],
@@ -316,7 +354,7 @@ async def versions(
 
 
 async def open_commitments(conn: Connection, campaign_id: str) -> list[Explanation]:
-    """The latest version of each explanation of the campaign not checked yet."""
+    """Every version of the campaign's explanations not checked yet (`superseded_at` set)."""
     return [Explanation.from_row(r) for r in await conn.fetch(SELECT_OPEN_COMMITMENTS, campaign_id)]
 
 
@@ -336,36 +374,31 @@ async def record_check(
     return found is not None
 
 
-async def checks_between(
-    conn: Connection, campaign_id: str, since: datetime, until: datetime
-) -> list[CheckedCommitment]:
-    """Commitments checked in (since, until]: what the briefing reports as last week's."""
-    rows = await conn.fetch(SELECT_CHECKS, campaign_id, since, until)
-    return [
-        CheckedCommitment(
-            r["explanation_id"],
-            r["unit"],
-            r["indicator"],
-            r["due_at"],
-            r["checked_at"],
-            r["met"],
-            r["value"],
-            r["wanted"],
-        )
-        for r in rows
-    ]
+async def commitments(conn: Connection, campaign_id: str, at: datetime) -> list[Promised]:
+    """Every version written by `at` (`superseded_at` set) with its stored check, if any:
+    what a briefing reads its commitments that came due from (`explanations.came_due`)."""
+    out: list[Promised] = []
+    for r in await conn.fetch(SELECT_COMMITMENTS, campaign_id, at):
+        checked = None
+        if r["checked_at"] is not None:
+            checked = CheckedCommitment(
+                r["checked_due_at"], r["checked_at"], r["met"], r["checked_value"], r["wanted"]
+            )
+        out.append(Promised(Explanation.from_row(r), checked))
+    return out
 
 
-SELECT_ACKNOWLEDGED_KEYS = """
+SELECT_ACKNOWLEDGED_KEYS = f"""
 SELECT DISTINCT a.unit, a.indicator FROM acknowledgements k JOIN alerts a ON a.id = k.alert_id
 WHERE a.campaign_id = $1 AND k.acknowledged_at <= $2
-  AND (a.resolved_at IS NULL OR a.resolved_at > $3)
+  AND (a.resolved_at IS NULL OR a.resolved_at > $3) AND {BY_OWN_UNIT}
 """
 
 
 async def acknowledged_keys(
     conn: Connection, campaign_id: str, since: datetime, at: datetime
 ) -> set[tuple[str, str]]:
-    """(unit, indicator) of the alerts acknowledged by `at` and still open after `since`."""
+    """(unit, indicator) of the alerts their own unit's chief acknowledged by `at`
+    (`BY_OWN_UNIT`), still open after `since`."""
     rows = await conn.fetch(SELECT_ACKNOWLEDGED_KEYS, campaign_id, at, since)
     return {(r["unit"], r["indicator"]) for r in rows}

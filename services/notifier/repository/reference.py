@@ -91,6 +91,13 @@ ORDER BY u.code
 SELECT_ANCESTORS = "SELECT ancestors FROM units WHERE code = $1"
 
 
+# The versions among $1 (keys) in force at $2: their period holds the moment.
+SELECT_IN_FORCE = """
+SELECT code FROM units
+WHERE code = ANY ($1::text[]) AND valid_from <= $2 AND $2 < coalesce(valid_to, 'infinity')
+"""
+
+
 DELETE_CONTACTS = "DELETE FROM contacts WHERE unit = $1"
 
 
@@ -190,6 +197,11 @@ async def recipients(conn: Connection, codes: Sequence[str]) -> dict[str, Recipi
 async def unit(conn: Connection, code: str) -> Recipient | None:
     """The unit `code` as a recipient; None if there is no such unit."""
     return (await recipients(conn, [code])).get(code)
+
+
+async def in_force(conn: Connection, keys: Sequence[str], at: datetime) -> set[str]:
+    """The unit versions among `keys` in force at `at`."""
+    return {r["code"] for r in await conn.fetch(SELECT_IN_FORCE, list(keys), at)}
 
 
 async def replace_contacts(
