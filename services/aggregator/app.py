@@ -81,9 +81,10 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with teardown("aggregator") as stack:
-            # (the apply holds its connections for its life; the reads share the rest)
+            # (the apply holds its connections for its life, and the held events' loop one;
+            # the reads share the rest)
             pool = await open_database(
-                stack, app, settings, MIGRATIONS, max_size=5 + settings.apply_connections
+                stack, app, settings, MIGRATIONS, max_size=5 + settings.apply_connections + 1
             )
             await access.start(pool)
             async with pool.acquire() as conn:

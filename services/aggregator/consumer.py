@@ -36,7 +36,7 @@ from tiendo import counting
 from tiendo.background import Beat
 from tiendo.board.repository import Counter
 from tiendo.clock import Clock
-from tiendo.counting.batch import CONFLICT, staging_row
+from tiendo.counting.batch import CONFLICT, SPLIT, staging_row
 from tiendo.events.progress_event import UndecodableEvent, decode
 from tiendo.kafka import start_whole
 from tiendo.logs import get_logger
@@ -62,13 +62,15 @@ def _dead_letter(u: counting.Unappliable, payloads: dict[tuple[int, int], bytes]
     )
 
 
-def _kind(d: DeadLetter) -> str:
+def dead_letter_kind(d: DeadLetter) -> str:
     """A bounded label for metrics."""
     if d.event_id is None:
         return "undecodable"
     if d.reason == CONFLICT:
         return CONFLICT
-    return "unknown_unit" if d.reason.startswith("unknown unit") else "unknown_indicator"
+    if d.reason.startswith("unknown unit"):
+        return "unknown_unit"
+    return "split_unit" if SPLIT in d.reason else "unknown_indicator"
 
 
 @dataclass(slots=True)
@@ -498,7 +500,7 @@ class Applier:
         committed_at = self._clock.now()
         m = self._metrics
         for d in dead:
-            m.dead_letters.labels(_kind(d)).inc()
+            m.dead_letters.labels(dead_letter_kind(d)).inc()
             log.warning(
                 "event_dead_lettered",
                 partition=d.partition,
@@ -511,7 +513,10 @@ class Applier:
         m.batches.observe(time.perf_counter() - started)
         for row in rows:
             if (at := row[ahead.RECEIVED_AT]) is not None:
-                m.freshness.observe(max(0.0, (committed_at - at).total_seconds()))
+                # from when it could be counted: a held event's wait for its moment is an
+                # upstream clock running fast, not the pipeline's delay
+                since = max(at, row[ahead.OCCURRED_AT])
+                m.freshness.observe(max(0.0, (committed_at - since).total_seconds()))
 
     async def _dead_letter(self, conn: Any, dead: list[DeadLetter]) -> None:
         # Into the topic first (acknowledged), then recorded with the offsets: a crash in

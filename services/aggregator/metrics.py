@@ -238,7 +238,7 @@ class AggregatorMetrics:
         )
         # Pre-create the bounded label values so that a board shows 0, not "no data",
         # before the first dead letter.
-        for reason in ("undecodable", "unknown_unit", "unknown_indicator"):
+        for reason in ("undecodable", "unknown_unit", "split_unit", "unknown_indicator"):
             self.dead_letters.labels(reason)
         self.units = UnitCollector()
         r.register(self.units)

@@ -19,6 +19,8 @@ from hypothesis import strategies as st
 from devtools.localstack import PostgresServer
 from services.aggregator import admin, cutover
 from services.aggregator.admin import CampaignIn, TargetIn
+from services.aggregator.consumer import dead_letter_kind
+from services.aggregator.repository.positions import DeadLetter
 from tests.counting.model import Successor, VersionedTree, VersionOf, Window, own_values
 from tests.counting.trees import CUT, GRACE, Transfer, Version, hanoi_2025, write_tree
 from tiendo import counting
@@ -266,6 +268,14 @@ async def test_an_event_lands_in_the_version_its_code_meant_when_it_happened(
         "past-grace": "unknown unit 00005",
         "not-yet": "unknown unit X",
         "unknown": "unknown unit 99999",
+    }
+    # and the dead-letters metric tells them apart by these reasons
+    kinds = {i: dead_letter_kind(DeadLetter(0, 0, i, reason, b"")) for i, reason in taken.items()}
+    assert kinds == {
+        "split": "split_unit",
+        "past-grace": "unknown_unit",
+        "not-yet": "unknown_unit",
+        "unknown": "unknown_unit",
     }
 
 

@@ -178,6 +178,10 @@ WITH found AS (
 SELECT count(*) FROM moved
 """
 
+# The words of a split unit's dead-letter reason (`unit <code>{SPLIT}<day> into …`), which
+# the consumer's metrics label `split_unit`.
+SPLIT = " was split on "
+
 # Take out of the batch what cannot be applied (a code that meant no version at
 # `occurred_at`: unknown, retired past its grace, or split; an unknown indicator) in one
 # pass; those not already applied earlier go to the dead letters.
@@ -200,7 +204,7 @@ WITH taken AS (
 )
 SELECT t.kafka_partition, t.kafka_offset, t.event_id, t.unit, t.indicator,
        CASE WHEN split.successors IS NOT NULL
-            THEN 'unit ' || t.unit || ' was split on '
+            THEN 'unit ' || t.unit || '{SPLIT}'
                  || (split.at AT TIME ZONE '{TREE_ZONE.key}')::date || ' into '
                  || split.successors || '; send the unit where it happened'
             WHEN NOT EXISTS (SELECT 1 FROM units u
