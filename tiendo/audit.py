@@ -5,9 +5,10 @@ the reference data, so a change that skipped it would go unseen until the next f
 """
 
 import getpass
+import hashlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import date
 from typing import Any
 
@@ -34,6 +35,24 @@ async def record(
         raise ValueError(f"an audit entry of {action} names nobody")
     document = json.dumps(dict(details), default=_plain, ensure_ascii=False)
     await conn.execute(INSERT, actor, action, subject, document)
+
+
+# How many of a change's items an audit row lists (a national upload of targets is 85,000
+# rows): the first ones, with the count and a digest of the whole list.
+LISTED_CHANGES = 1000
+
+
+def bounded(changes: Sequence[Mapping[str, Any]], limit: int = LISTED_CHANGES) -> dict[str, Any]:
+    """`changes` for an audit row's details, bounded: `changed` (how many), the first
+    `limit` of them, how many were left out, and the SHA-256 of the whole list as JSON
+    (sorted keys, RFC 3339 moments), which a full listing kept elsewhere can be held to."""
+    whole = json.dumps(list(changes), default=_plain, ensure_ascii=False, sort_keys=True)
+    return {
+        "changed": len(changes),
+        "changes": list(changes[:limit]),
+        "changes_left_out": max(0, len(changes) - limit),
+        "changes_sha256": hashlib.sha256(whole.encode()).hexdigest(),
+    }
 
 
 def _plain(value: object) -> str:

@@ -8,6 +8,7 @@ from typing import Annotated
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictFloat,
@@ -33,12 +34,17 @@ from tiendo import audit
 from tiendo.addresses import address_problem
 from tiendo.board import repository as board
 from tiendo.board.campaign import Campaign
+from tiendo.board.isolation import CampaignIsolation
 from tiendo.board.plans import plan_on_tree
 from tiendo.counting import rollups
 from tiendo.database import Connection
+from tiendo.logs import get_logger
 from tiendo.moments import Moment
 from tiendo.pace import Milestone, Thresholds
+from tiendo.sheets import normal_text
 from tiendo.unit_keys import CODE_PATTERN, KEY_PATTERN, TREE_ZONE
+
+log = get_logger(__name__)
 
 # The catalogue's own bound on a code (its CHECK): whatever names an indicator, so that a
 # longer text is refused by its length, never stored nor echoed back in a problem.
@@ -54,6 +60,16 @@ CHIEF_CHANNELS = {
     "chief_chat": "chat",
 }
 
+
+def _normal(value: object) -> object:
+    return normal_text(value) if isinstance(value, str) else value
+
+
+# The text of reference data people read and compare (names, types): NFC, however it was
+# typed or saved (`tiendo.sheets.normal_text`, the sheets' rule), before its length is
+# checked. A tree reloaded from a Mac (NFD) then continues its versions.
+Text = Annotated[str, BeforeValidator(_normal)]
+
 # The numbers of the admin bodies are strict (`StrictInt`, `StrictFloat`): `true` is no
 # target of 1, nor "500" or 500.0 a level or a count, and a float takes an integer but no
 # text. Per field, not the models' `strict`: that would refuse RFC 3339 text for a moment.
@@ -66,14 +82,14 @@ class UnitPlace(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     code: str = Field(pattern=CODE_PATTERN)
-    name: str = Field(min_length=1, max_length=200)
-    type: str = Field("", max_length=64)
+    name: Text = Field(min_length=1, max_length=200)
+    type: Text = Field("", max_length=64)
     level: StrictInt = Field(ge=1, le=6)
     parent_code: str | None = Field(None, pattern=CODE_PATTERN)
 
 
 class UnitIn(UnitPlace):
-    chief_name: str | None = Field(None, max_length=200)
+    chief_name: Text | None = Field(None, max_length=200)
     chief_email: str | None = Field(None, max_length=254)
     chief_phone: str | None = Field(None, max_length=32)
     chief_webhook: str | None = Field(None, max_length=2000)
@@ -109,7 +125,7 @@ class CampaignIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=200)
+    name: Text = Field(min_length=1, max_length=200)
     starts_at: Moment
     deadline: Moment
     timezone: str = Field("Asia/Ho_Chi_Minh", max_length=64)
@@ -150,10 +166,28 @@ class TargetIn(BaseModel):
     )
     indicator: IndicatorCode
     target: StrictInt | None = Field(
-        None, ge=0, le=MAX_FIGURE, description="null: the sum of the children's"
+        None,
+        ge=0,
+        le=MAX_FIGURE,
+        description="null: the sum of the children's. Left out: the stored target stays "
+        "(a new target is then the sum of the children's)",
     )
-    baseline: StrictInt = Field(0, ge=0, le=MAX_FIGURE)
-    deadline: Moment | None = None
+    baseline: StrictInt = Field(
+        0,
+        ge=0,
+        le=MAX_FIGURE,
+        description="already achieved before the start. Left out: the stored baseline "
+        "stays (a new target's is 0)",
+    )
+    deadline: Moment | None = Field(
+        None,
+        description="the unit's own deadline; null: the campaign's. Left out: the stored "
+        "deadline stays (a new target has none)",
+    )
+
+    def sets(self, field: str) -> bool:
+        """Whether the body gave `field` (a field left out leaves the stored value)."""
+        return field in self.model_fields_set
 
 
 class ReferenceError(ValueError):
@@ -208,15 +242,14 @@ async def upsert_units(
         raise ReferenceError(
             [Problem("parent_code", "the parent began after the unit; load a tree version")]
         )
+    left_out = await replan_every(conn, now=now)
     await audit.record(
         conn,
         actor=actor,
         action="units.upsert",
         subject=f"{len(units)} units",
-        details={"codes": [u.code for u in units][:100]},
+        details={"codes": [u.code for u in units][:100], **left_out_details(left_out)},
     )
-    for campaign_id in await reference_sql.campaign_ids(conn):
-        await replan(conn, campaign_id, now=now)
     return len(units)
 
 
@@ -357,24 +390,113 @@ async def upsert_targets(
         raise ReferenceError(sorted(problems, key=lambda p: p.index or 0)[:50])
     deadlines = (await guard.target_deadlines(conn, campaign_id)).get(campaign_id, {})
     for i, t in enumerate(targets):
+        if not t.sets("deadline"):
+            continue  # the stored deadline stays, and is checked as it is
         deadlines.pop(guard.stored_target(t.unit, t.indicator), None)
         if t.deadline is not None:
             deadlines[i, "deadline"] = t.deadline
     await check_campaign(conn, campaign, deadlines)
-    await reference_sql.upsert_targets(
-        conn,
-        campaign_id,
-        [board.Target(t.unit, t.indicator, t.target, t.baseline, t.deadline) for t in targets],
+    changes = [
+        reference_sql.TargetChange(
+            t.unit,
+            t.indicator,
+            t.target,
+            t.baseline if t.sets("baseline") else None,
+            t.deadline,
+            frozenset(f for f in TARGET_FIELDS if t.sets(f)),
+        )
+        for t in targets
+    ]
+    stored = await reference_sql.stored_targets(
+        conn, campaign_id, [(t.unit, t.indicator) for t in targets]
     )
+    await reference_sql.upsert_targets(conn, campaign_id, changes)
+    changed = target_changes(stored, changes)
     await audit.record(
         conn,
         actor=actor,
         action="targets.upsert",
         subject=campaign_id,
-        details={"count": len(targets)},
+        details={
+            "count": len(targets),
+            "created": sum(1 for c in changed if c.get("new")),
+            **audit.bounded(changed),
+        },
     )
     await replan(conn, campaign_id, recount=True, now=now)
     return len(targets)
+
+
+# The columns of a target a change may leave out (keeping the stored values).
+TARGET_FIELDS = ("target", "baseline", "deadline")
+
+
+def target_changes(
+    stored: Mapping[tuple[str, str], board.Target],
+    changes: Sequence[reference_sql.TargetChange],
+) -> list[dict[str, object]]:
+    """What an upsert of targets changed, for the audit log: per (unit, indicator) whose
+    values moved, each moved field as [old, new] (`new`: true for a target created, its
+    old values null); a row sent unchanged is not listed."""
+    out: list[dict[str, object]] = []
+    for c in changes:
+        old = stored.get((c.unit, c.indicator))
+        before: dict[str, object] = (
+            {"target": old.target, "baseline": old.baseline, "deadline": old.deadline}
+            if old is not None
+            else dict.fromkeys(TARGET_FIELDS)
+        )
+        given = {"target": c.target, "baseline": c.baseline, "deadline": c.deadline}
+        defaults: dict[str, object] = {"target": None, "baseline": 0, "deadline": None}
+        after = {
+            f: given[f] if f in c.sets else (before[f] if old is not None else defaults[f])
+            for f in TARGET_FIELDS
+        }
+        moved = {f: [before[f], after[f]] for f in TARGET_FIELDS if before[f] != after[f]}
+        if old is None:
+            out.append({"unit": c.unit, "indicator": c.indicator, "new": True, **moved})
+        elif moved:
+            out.append({"unit": c.unit, "indicator": c.indicator, **moved})
+    return out
+
+
+async def replan_every(conn: Connection, *, now: datetime | None = None) -> dict[str, str]:
+    """Every campaign re-planned on the tree as this transaction leaves it (after a change
+    of the tree), each apart, as the counting and the boards take them: a bad campaign
+    never fails the change for the others (contract §7).
+
+    - One the guard's check finds unusable (a zone a newer tzdata dropped, a row edited
+      with SQL) is not re-planned: its figures stay as they were, and it stays flagged
+      (`/readyz`, `tiendo_aggregator_campaign_unusable`) until `PUT /v1/campaigns/{id}`
+      fixes it, which re-plans and recounts it on the tree as it then is.
+    - One whose re-plan raises (a bug its data meets) is rolled back to its savepoint and
+      left as it was, logged with the traceback (`campaign_judging_failed`, work
+      `replan`); its next re-plan (its own change, the next tree change, the move at a
+      cut-over) tries again.
+
+    Returns each campaign left out, with why (the change's audit row names them). An
+    error that is not the campaign's (the connection lost) fails the change."""
+    stored = await reference_sql.stored_campaigns(conn)
+    unusable = await guard.check_stored(conn, stored)
+    left_out = {c: "; ".join(str(p) for p in problems) for c, problems in unusable.items()}
+    for campaign_id in sorted(left_out):
+        log.warning("campaign_not_replanned", campaign=campaign_id, why=left_out[campaign_id])
+    isolation = CampaignIsolation(work="replan")
+    usable = [s.campaign for s in stored if s.id not in unusable and s.campaign is not None]
+
+    async def work(campaign: Campaign) -> None:
+        await replan(conn, campaign.id, now=now)
+
+    done = await isolation.each(conn, usable, work, whole=False)
+    for campaign in usable:
+        if campaign.id not in done:
+            left_out[campaign.id] = "its re-plan failed (logged as campaign_judging_failed)"
+    return dict(sorted(left_out.items()))
+
+
+def left_out_details(left_out: Mapping[str, str]) -> dict[str, object]:
+    """The campaigns a tree change did not re-plan, for its audit row (none: nothing)."""
+    return {"campaigns_not_replanned": dict(left_out)} if left_out else {}
 
 
 async def replan(

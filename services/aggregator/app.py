@@ -239,6 +239,26 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
             raise HTTPException(404, f"no campaign {campaign_id}")
         return campaign
 
+    def refuse_unusable(campaign_id: str) -> None:
+        """A campaign the guard keeps out of counting is not judged for readers either:
+        its figures would be a zone no host reads (a 500) or frozen counters (a wrong
+        number). What is wrong with it is the administrators' to fix (docs/admin.md)."""
+        problems = guard.unusable.get(campaign_id)
+        if problems:
+            raise ProblemError(
+                409,
+                f"campaign {campaign_id} is unusable until an administrator fixes it: "
+                + "; ".join(str(p) for p in problems),
+                [p.as_error() for p in problems],
+                slug="campaign-unusable",
+            )
+
+    async def judged_campaign(conn: Connection, campaign_id: str) -> Campaign:
+        """A campaign whose figures a read judges (`refuse_unusable`)."""
+        campaign = await campaign_of(conn, campaign_id)
+        refuse_unusable(campaign_id)
+        return campaign
+
     async def unit_of(
         conn: Connection, code: str, who: Identity, at: datetime | None = None
     ) -> reference_sql.Unit:
@@ -315,7 +335,7 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
         "/v1/campaigns/{campaign_id}/progress/{unit}",
         tags=["progress"],
         response_model=UnitProgressOut,
-        responses=problem_responses(404, 422),
+        responses=problem_responses(404, 409, 422),
         summary="Progress of a unit per indicator, now or as of a past moment",
     )
     async def get_progress(
@@ -329,7 +349,7 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
     ) -> UnitProgressOut:
         at = moment(as_of)
         async with pool.acquire() as conn:
-            campaign = await campaign_of(conn, campaign_id)
+            campaign = await judged_campaign(conn, campaign_id)
             # the unit and its children on the tree the campaign reports on at that moment
             tree_at = campaign.reports_on(at)
             subject = await unit_of(conn, unit, who, tree_at)
@@ -348,7 +368,7 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
         tags=["progress"],
         response_model=LeaderboardOut,
         responses={
-            **problem_responses(404, 422),
+            **problem_responses(404, 409, 422),
             200: {
                 "content": {
                     "text/csv": {},
@@ -372,7 +392,8 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
             Moment | None,
             Query(
                 description="the previous briefing, RFC 3339, that rank movement is measured "
-                "from; default the end of the local day a week before as_of"
+                "from; default the end of the local day a week before as_of. Not after as_of "
+                "(both read as now when later than now): a later one is refused with 422"
             ),
         ] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -383,8 +404,17 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
         ] = "json",
     ) -> Any:
         at = moment(as_of)
+        if previous is not None and moment(previous) > at:
+            # the arrows would measure from a later ranking than the one they stand on
+            message = "must not be later than as_of (or now, without as_of)"
+            raise ProblemError(
+                422,
+                f"previous {message}",
+                [{"index": None, "field": "previous", "message": message}],
+                slug="invalid-parameters",
+            )
         async with pool.acquire() as conn:
-            campaign = await campaign_of(conn, campaign_id)
+            campaign = await judged_campaign(conn, campaign_id)
             if indicator not in campaign.indicators:
                 raise HTTPException(422, f"{indicator} is not an indicator of {campaign_id}")
             previous_at = moment(previous) if previous else week_before(campaign, at)
@@ -414,14 +444,14 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
         # the exports build every row and a sheet: off the event loop, like the ranking
         if format == "csv":
             return Response(
-                await asyncio.to_thread(export.to_csv, rows),
+                await asyncio.to_thread(export.to_csv, rows, campaign.timezone),
                 media_type="text/csv",
                 headers={"Content-Disposition": f'attachment; filename="{filename}.csv"'},
             )
         if format == "xlsx":
-            title = f"{campaign.name} — {indicator} — cấp {level} — {at:%Y-%m-%d %H:%M} UTC"
+            title = export.sheet_title(campaign.name, indicator, level, at, campaign.timezone)
             return Response(
-                await asyncio.to_thread(export.to_xlsx, rows, title),
+                await asyncio.to_thread(export.to_xlsx, rows, title, campaign.timezone),
                 media_type=XLSX,
                 headers={"Content-Disposition": f'attachment; filename="{filename}.xlsx"'},
             )
@@ -457,7 +487,7 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
 
     # admin changes re-plan the campaigns at the service's clock, as its loops do
     app.include_router(tree_routes(access, _admin_call, clock))
-    app.include_router(comparison_routes(access, clock))
+    app.include_router(comparison_routes(access, clock, refuse_unusable))
 
     @app.put(
         "/v1/units",

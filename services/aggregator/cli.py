@@ -48,7 +48,7 @@ def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> 
         "--url", default=os.environ.get("TIENDO_AGGREGATOR_URL", "http://127.0.0.1:8002")
     )
     add_token_file(imp)
-    imp.set_defaults(func=lambda a: sys.exit(asyncio.run(_import(a, token_of(a)))))
+    imp.set_defaults(func=lambda a: sys.exit(_run_import(a)))
 
     reb = cmds.add_parser("rebuild", help="recompute every counter from the events topic")
     reb.add_argument(
@@ -81,10 +81,16 @@ async def import_file(
     client: httpx.AsyncClient, what: str, path: Path, campaign: str | None, admin_token: str
 ) -> list[str]:
     """Validate every row, then send the whole file in one request (all or nothing).
-    Returns the problems (empty when imported)."""
+    Returns the problems (empty when imported); a file that cannot be read is one."""
     from services.aggregator import importing
 
-    rows = list(importing.read_rows(path))
+    auth = {"Authorization": f"Bearer {admin_token}"}
+    if what != "units" and not campaign:
+        return ["--campaign is required to import targets"]
+    try:
+        rows = list(importing.read_rows(path))
+    except importing.SheetError as exc:
+        return [f"{exc}; nothing was imported"]
     with tqdm(
         total=len(rows), desc=f"checking {path.name}", unit="row", disable=len(rows) < 2000
     ) as bar:
@@ -93,18 +99,31 @@ async def import_file(
             body: list[dict[str, object]] = [u.model_dump(mode="json") for u in units]
             url = "/v1/units"
         else:
-            if not campaign:
-                return ["--campaign is required to import targets"]
-            targets, errors = importing.parse_targets(rows, bar.update)
-            body = [t.model_dump(mode="json") for t in targets]
+            # a date cell of `deadline` is a day in the campaign's time zone
+            zone = await _campaign_zone(client, str(campaign), auth)
+            targets, errors = importing.parse_targets(rows, bar.update, zone=zone)
+            # only the columns the file has: the others keep their stored values
+            body = [t.model_dump(mode="json", exclude_unset=True) for t in targets]
             url = f"/v1/campaigns/{campaign}/targets"
     if errors:
         return [str(e) for e in errors] + [f"{len(errors)} problem(s); nothing was imported"]
-    response = await client.put(url, json=body, headers={"Authorization": f"Bearer {admin_token}"})
+    response = await client.put(url, json=body, headers=auth)
     if response.status_code != 200:
         lines = [line for line, _ in rows]
         return [*server_problems(response, what, lines), "nothing was imported"]
     return []
+
+
+async def _campaign_zone(
+    client: httpx.AsyncClient, campaign: str, auth: dict[str, str]
+) -> str | None:
+    """The campaign's time zone, or None when it cannot be read (no such campaign yet:
+    the server refuses the file then; date cells are refused meanwhile)."""
+    response = await client.get(f"/v1/campaigns/{campaign}", headers=auth)
+    if response.status_code != 200:
+        return None
+    zone = response.json().get("timezone")
+    return zone if isinstance(zone, str) else None
 
 
 def server_problems(response: httpx.Response, what: str, lines: list[int]) -> list[str]:
@@ -136,8 +155,11 @@ async def import_tree_version(
     tree version whole or refuses it, naming every bad row. Returns the problems."""
     from services.aggregator import importing
 
-    unit_rows = list(importing.read_rows(path))
-    cross_rows = list(importing.read_rows(crosswalk)) if crosswalk else []
+    try:
+        unit_rows = list(importing.read_rows(path))
+        cross_rows = list(importing.read_rows(crosswalk)) if crosswalk else []
+    except importing.SheetError as exc:
+        return [f"{exc}; nothing was imported"]
     units, errors = importing.parse_tree_units(unit_rows)
     moves, cross_errors = importing.parse_crosswalk(cross_rows)
     problems = [f"{path.name}: {e}" for e in errors]
@@ -177,23 +199,40 @@ async def import_tree_version(
     return [*out, "nothing was imported"]
 
 
+def _run_import(args: argparse.Namespace) -> int:
+    try:
+        token = token_of(args)
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"cannot read the token file {args.token_file}: {exc}", file=sys.stderr)  # noqa: T201
+        return 1
+    return asyncio.run(_import(args, token))
+
+
 async def _import(args: argparse.Namespace, token: str) -> int:
-    async with httpx.AsyncClient(base_url=args.url, timeout=300) as client:
-        if args.valid_from is not None and args.what == "units":
-            problems = await import_tree_version(
-                client, args.file, args.crosswalk, args.valid_from, args.grace_days, token
-            )
-        elif args.valid_from is not None or args.crosswalk is not None:
-            problems = [
-                "--valid-from and --crosswalk are for a units file; --crosswalk needs --valid-from"
-            ]
-        else:
-            problems = await import_file(client, args.what, args.file, args.campaign, token)
+    """The import command: its problems one a line on stderr, and 1; never a traceback
+    for a file it cannot read or a server it cannot reach."""
+    try:
+        problems = await _import_problems(args, token)
+    except httpx.HTTPError as exc:
+        problems = [f"cannot reach the aggregator at {args.url}: {exc or type(exc).__name__}"]
     for p in problems:
         print(p, file=sys.stderr)  # noqa: T201
     if not problems:
         print(f"imported {args.file}")  # noqa: T201
     return 1 if problems else 0
+
+
+async def _import_problems(args: argparse.Namespace, token: str) -> list[str]:
+    async with httpx.AsyncClient(base_url=args.url, timeout=300) as client:
+        if args.valid_from is not None and args.what == "units":
+            return await import_tree_version(
+                client, args.file, args.crosswalk, args.valid_from, args.grace_days, token
+            )
+        if args.valid_from is not None or args.crosswalk is not None:
+            return [
+                "--valid-from and --crosswalk are for a units file; --crosswalk needs --valid-from"
+            ]
+        return await import_file(client, args.what, args.file, args.campaign, token)
 
 
 async def _rebuild(args: argparse.Namespace) -> None:

@@ -8,6 +8,7 @@ exactly for whole transfers and by shares for split ones; what a split without s
 left behind stays at the unit above (the root's figure includes it, no child's does, and
 the reply says how much)."""
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated
@@ -204,7 +205,10 @@ async def _store_pair(
 CampaignPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="campaign id")]
 
 
-def comparison_routes(access: Guard, clock: Clock) -> APIRouter:
+def comparison_routes(
+    access: Guard, clock: Clock, refuse_unusable: Callable[[str], None]
+) -> APIRouter:
+    """`refuse_unusable`: raises for a campaign kept out of counting (the app's guard)."""
     router = APIRouter()
     Reader = Annotated[Identity, Depends(access.require(Role.reader, Role.admin))]
 
@@ -221,7 +225,7 @@ def comparison_routes(access: Guard, clock: Clock) -> APIRouter:
             "exactly, splits by declared shares; what splits without shares left is "
             "`unallocated` at the unit above (docs/units-over-time.md)."
         ),
-        responses=problem_responses(404, 422),
+        responses=problem_responses(404, 409, 422),
     )
     async def get_comparison(
         campaign_id: CampaignPath,
@@ -246,6 +250,8 @@ def comparison_routes(access: Guard, clock: Clock) -> APIRouter:
                     raise HTTPException(404, f"no campaign {cid}")
             assert campaign is not None
             assert other is not None
+            for cid in (campaign_id, other_id):
+                refuse_unusable(cid)
             for c in (campaign, other):
                 if indicator not in c.indicators:
                     raise HTTPException(422, f"campaign {c.id} does not count {indicator}")

@@ -59,15 +59,18 @@ async def replan_passed(
     return sorted(c for c, did in moved.items() if did)
 
 
-async def after_tree_change(conn: Connection, now: datetime | None = None) -> None:
+async def after_tree_change(conn: Connection, now: datetime | None = None) -> dict[str, str]:
     """What a tree change (a version loaded, the crosswalk amended) needs of the counting:
     where each version lands on each moment's tree, again, and every campaign re-planned
-    onto its tree (new versions get their rows, carried figures land anew). The loader
-    calls it in its transaction, after the versions and the crosswalk are written."""
+    onto its tree (new versions get their rows, carried figures land anew), each apart
+    (`admin.replan_every`): an unusable campaign, or one whose re-plan fails, is left
+    as it was and returned with why, and the change goes ahead for the others. The loader
+    calls it in its transaction, after the versions and the crosswalk are written. A
+    campaign left out whose tree the change passed is moved by `tree_check` later (and
+    flagged as failing to move while it cannot)."""
     await conn.execute(apply_sql.LOCK_REPLAN)
     await reference_sql.refresh_unit_anchors(conn)
-    for campaign_id in await reference_sql.campaign_ids(conn):
-        await admin.replan(conn, campaign_id, now=now)
+    return await admin.replan_every(conn, now=now)
 
 
 def next_move(campaigns: Iterable[Campaign], now: datetime) -> datetime | None:

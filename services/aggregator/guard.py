@@ -77,12 +77,7 @@ class CampaignGuard:
         """Check every stored campaign again."""
         stamp = await reference_sql.campaigns_stamp(conn)
         stored = await reference_sql.stored_campaigns(conn)
-        found = check_campaigns(
-            stored,
-            timezones=await known_timezones(conn),
-            indicators=await known_indicators(conn),
-            deadlines=await target_deadlines(conn),
-        )
+        found = await check_stored(conn, stored)
         self._stamp = stamp
         self._report({c.id for c in stored}, found)
 
@@ -103,6 +98,19 @@ class CampaignGuard:
                 self._gauge.remove(campaign_id)
             self._labelled = campaigns
         self.unusable = found
+
+
+async def check_stored(
+    conn: Connection, stored: Sequence[StoredCampaign]
+) -> dict[str, list[Problem]]:
+    """Problems of each stored campaign that has any, as the guard finds them (a re-plan
+    of every campaign after a tree change leaves these out too: `admin.replan_every`)."""
+    return check_campaigns(
+        stored,
+        timezones=await known_timezones(conn),
+        indicators=await known_indicators(conn),
+        deadlines=await target_deadlines(conn),
+    )
 
 
 def check_campaigns(

@@ -11,9 +11,9 @@ from pydantic import BaseModel
 
 from services.aggregator.admin import CONTACT_COLUMNS, TargetIn, UnitIn
 from services.aggregator.tree_load import CrosswalkIn, TreeUnitIn
-from tiendo.sheets import RowError, parse_rows, read_rows
+from tiendo.sheets import RowError, SheetError, parse_rows, read_rows
 
-__all__ = ["RowError", "parse_rows", "parse_targets", "parse_units", "read_rows"]
+__all__ = ["RowError", "SheetError", "parse_rows", "parse_targets", "parse_units", "read_rows"]
 UNIT_COLUMNS = ("code", "name", "type", "level", "parent_code", *CONTACT_COLUMNS)
 TARGET_COLUMNS = ("unit", "indicator", "target", "baseline", "deadline")
 
@@ -70,12 +70,29 @@ def parse_units(
     return units, sorted(errors, key=lambda e: e.line)
 
 
+# The columns of a targets file that may be left out: a column the file does not carry
+# leaves each stored value alone; a blank cell of a column it carries is the default.
+OPTIONAL_TARGET_COLUMNS = {"target": None, "baseline": 0, "deadline": None}
+
+
 def parse_targets(
-    rows: Iterable[tuple[int, dict[str, str]]], tick: Callable[[], object] = lambda: None
+    rows: Iterable[tuple[int, dict[str, str]]],
+    tick: Callable[[], object] = lambda: None,
+    *,
+    zone: str | None = None,
 ) -> tuple[list[TargetIn], list[RowError]]:
+    """Targets of a sheet. Only the optional columns the file has are sent (`target`,
+    `baseline`, `deadline`; a blank cell: none, 0, none), so that a file of targets alone
+    keeps the stored baselines and deadlines. `zone`: the campaign's time zone, which a
+    date cell of `deadline` is read in (None: a date cell is refused)."""
     listed = list(rows)
-    cells, errors = parse_rows(listed, _TargetCells, TARGET_COLUMNS, tick)
-    targets: list[TargetIn] = list(cells)
+    cells, errors = parse_rows(listed, _TargetCells, TARGET_COLUMNS, tick, zone=zone)
+    carried = set().union(*(row.keys() for _, row in listed)) if listed else set()
+    blank = {k: v for k, v in OPTIONAL_TARGET_COLUMNS.items() if k in carried}
+    targets: list[TargetIn] = [
+        t.model_copy(update={k: v for k, v in blank.items() if k not in t.model_fields_set})
+        for t in cells
+    ]
     seen: dict[tuple[str, str], int] = {}
     for line, row in listed:
         key = (row.get("unit", ""), row.get("indicator", ""))

@@ -29,20 +29,36 @@ class UnitOut(BaseModel):
     children: list[UnitRef]
 
 
+# What a figure that judges a unit says of one the campaign does not judge.
+NOT_JUDGED = "; null for a unit without a target, which is not judged"
+
+
 class Figures(BaseModel):
-    """Every figure of contract §4.3 for one unit and indicator at a moment."""
+    """Every figure of contract §4.3 for one unit and indicator at a moment. A unit without
+    a target (0: outside a push limited to some units, say) is not judged: it has no
+    status, and no plan, pace, required rate or projection; its value, run rate and last
+    report are shown. The leaderboard ranks judged units only."""
 
     value: int
     baseline: int
-    target: int
+    target: int = Field(description="0: none, and the unit is not judged")
     pct: float | None = Field(description="100 × value / target; null for a zero target")
-    expected: float = Field(description="plan value at as_of")
-    expected_pct: float | None
-    pace: float | None = Field(description="value / expected; null while expected is 0")
+    expected: float | None = Field(description="plan value at as_of" + NOT_JUDGED)
+    expected_pct: float | None = Field(description="100 × expected / target" + NOT_JUDGED)
+    pace: float | None = Field(
+        description="value / expected; null while expected is 0" + NOT_JUDGED
+    )
     run_rate_7d: float | None = Field(description="per day, over min(7 days, since start)")
-    required_daily_rate: float | None = Field(description="per day to finish on time")
-    projected_completion: datetime | None
-    status: str = Field(description="done, stale, behind, at_risk or on_track")
+    required_daily_rate: float | None = Field(
+        description="per day to finish on time; null at or after the deadline" + NOT_JUDGED
+    )
+    projected_completion: datetime | None = Field(
+        description="when the run rate reaches the target; null when done, when the run "
+        "rate is not positive" + NOT_JUDGED
+    )
+    status: str | None = Field(
+        description="done, stale, behind, at_risk or on_track" + NOT_JUDGED + " (no status)"
+    )
     last_event_at: datetime | None
     children_total: int = Field(
         description=(

@@ -20,12 +20,25 @@ from tiendo.board.plans import earlier_plan
 from tiendo.database import Connection
 from tiendo.pace import Status
 
+# The figures that measure a key against its target and plan. A key the campaign does not
+# judge (`is_judged`: no target, e.g. a district outside a push limited to another) shows
+# them null: its plan runs to 0, and `pace`'s rule calls 0 of 0 done, which would tell a
+# chief the unit reached a target it never had. Its value, run rate and last report stand.
+JUDGEMENT = (
+    "expected",
+    "expected_pct",
+    "pace",
+    "required_daily_rate",
+    "projected_completion",
+    "status",
+)
+
 
 def _figures(v: Verdict, children_total: int, children_done: int) -> dict[str, Any]:
     """The fields of `Figures`, validated once by the row that carries them (a leaderboard
     builds ten thousand rows per request)."""
     p = v.progress
-    return {
+    figures: dict[str, Any] = {
         "value": p.value,
         "baseline": p.baseline,
         "target": p.target,
@@ -41,6 +54,9 @@ def _figures(v: Verdict, children_total: int, children_done: int) -> dict[str, A
         "children_total": children_total,
         "children_done": children_done,
     }
+    if not is_judged(p.target):
+        figures.update(dict.fromkeys(JUDGEMENT))
+    return figures
 
 
 async def progress_of(

@@ -116,8 +116,8 @@ async def rebuild(
                 await reference_sql.ensure_campaign_rows(lock, campaign_id)
             await guard.refresh(lock)
             await recount_sql.recount(lock, unusable=guard.ids)
-            for campaign_id in await reference_sql.campaign_ids(lock):
-                await admin.replan(lock, campaign_id)
+            # each apart: one bad campaign must not fail the rebuild of the others
+            not_replanned = await admin.replan_every(lock)
             await position_sql.set_offsets(
                 lock,
                 settings.group_id,
@@ -133,6 +133,7 @@ async def rebuild(
                     "since": since,  # null: from the start, every event replayed
                     "from_offsets": {str(tp.partition): start[tp] for tp in partitions},
                     "group_id": settings.group_id,
+                    "campaigns_not_replanned": not_replanned,
                 },
             )
         kept = await position_sql.count_events(lock)

@@ -65,7 +65,7 @@ def _board_rows(verdicts: Iterable[Verdict], at: datetime) -> list[tuple[Any, ..
         return (v.campaign_id, v.indicator, v.level)
 
     rows: list[tuple[Any, ...]] = []
-    targeted = sorted((v for v in verdicts if v.progress.target > 0), key=board)
+    targeted = sorted((v for v in verdicts if is_judged(v.progress.target)), key=board)
     for _, leaderboard in groupby(targeted, key=board):
         for rank, v in enumerate(ranked(list(leaderboard)), start=1):
             p = v.progress

@@ -9,7 +9,12 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from services.aggregator import cutover
-from services.aggregator.admin import ReferenceError, UnitPlace, refuse_parent_loops
+from services.aggregator.admin import (
+    ReferenceError,
+    UnitPlace,
+    left_out_details,
+    refuse_parent_loops,
+)
 from services.aggregator.repository import apply as apply_sql
 from services.aggregator.repository import reference as reference_sql
 from services.aggregator.repository import tree as tree_sql
@@ -77,6 +82,12 @@ class TreeVersionOut(BaseModel):
     closed: int
     opened: int
     transfers: int
+    campaigns_not_replanned: dict[str, str] = Field(
+        default_factory=dict,
+        description="campaigns the load did not re-plan, with why: unusable ones (as "
+        "/readyz names them) and those whose re-plan failed; their figures stay as they "
+        "were until they are fixed (docs/units-over-time.md)",
+    )
 
 
 async def load_tree_version(
@@ -117,21 +128,22 @@ async def load_tree_version(
         raise ReferenceError(
             [Problem("units", "the versions would not form one tree at every moment")]
         )
+    await tree_sql.after_tree_change(conn)
+    left_out = await cutover.after_tree_change(conn, now)
     await audit.record(
         conn,
         actor=actor,
         action="units.version",
         subject=day.isoformat(),
-        details=_summary(plan),
+        details={**_summary(plan), **left_out_details(left_out)},
     )
-    await tree_sql.after_tree_change(conn)
-    await cutover.after_tree_change(conn, now)
     return TreeVersionOut(
         valid_from=day,
         continued=len(plan.continued),
         closed=len(plan.closed),
         opened=len(plan.opened),
         transfers=len(plan.transfers),
+        campaigns_not_replanned=left_out,
     )
 
 

@@ -17,6 +17,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Literal
 
+from tiendo.sheets import normal_text
 from tiendo.unit_keys import TREE_ZONE, admin_code_of, cut_over, version_key
 
 __all__ = ["TREE_ZONE", "admin_code_of", "cut_over", "plan_version", "version_key"]
@@ -149,7 +150,9 @@ def plan_version(
     used = {v.admin_code for v in versions}
 
     def key_of(row: TreeRow) -> str:
-        # parents first: a unit continues only under the very version of its parent
+        # parents first: a unit continues only under the very version of its parent; names
+        # compare as NFC (`normal_text`): the same tree saved on a Mac continues every
+        # version, even one stored before names were normalised
         if row.code in keys:
             return keys[row.code]
         parent_key = key_of(by_code[row.parent_code]) if row.parent_code else None
@@ -157,8 +160,9 @@ def plan_version(
         if (
             before is not None
             and row.code not in moved
-            and (before.name, before.type, before.level, before.parent_key)
-            == (row.name, row.type, row.level, parent_key)
+            and (normal_text(before.name), normal_text(before.type), before.level)
+            == (normal_text(row.name), normal_text(row.type), row.level)
+            and before.parent_key == parent_key
         ):
             continued.add(before.key)
             keys[row.code] = before.key

@@ -5,7 +5,7 @@ import argparse
 import asyncio
 import os
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from services.notifier.settings import NotifierSettings
 
@@ -13,7 +13,8 @@ from services.notifier.settings import NotifierSettings
 def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     parser = sub.add_parser(
         "check",
-        help="compare live progress with history, and alerts with the board (read only)",
+        help="compare live progress with history, and alerts and the stored board figures "
+        "with the board (read only)",
     )
     parser.add_argument(
         "--dsn",
@@ -26,6 +27,28 @@ def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> 
         default=15.0,
         help="seconds between the two rounds (a notifier pass happens in between)",
     )
+    parser.add_argument(
+        "--no-boards",
+        dest="boards",
+        action="store_false",
+        help="leave out the stored board figures (board_figures: a deployment whose "
+        "aggregator runs no snapshot pass)",
+    )
+    parser.add_argument(
+        "--window-max-age",
+        type=float,
+        # the aggregator's own setting, when the check runs beside it
+        default=float(os.environ.get("TIENDO_AGGREGATOR_METRICS_WINDOW_REFRESH_SECONDS", "300")),
+        help="seconds the aggregator's snapshot reuses the values one run-rate window ago "
+        "(default: TIENDO_AGGREGATOR_METRICS_WINDOW_REFRESH_SECONDS, else 300)",
+    )
+    parser.add_argument(
+        "--board-wait",
+        type=float,
+        default=120.0,
+        help="longest wait past --settle for a newer snapshot of board_figures, when the "
+        "first round disagreed with the stored one",
+    )
     parser.set_defaults(func=lambda a: sys.exit(asyncio.run(_check(a))))
 
 
@@ -34,12 +57,19 @@ async def _check(args: argparse.Namespace) -> int:
 
     settings = NotifierSettings()
     result = await check(
-        args.dsn or settings.database_url, settings, args.settle, datetime.now(UTC)
+        args.dsn or settings.database_url,
+        settings,
+        args.settle,
+        datetime.now(UTC),
+        boards=args.boards,
+        window_max_age=timedelta(seconds=args.window_max_age),
+        board_wait=timedelta(seconds=args.board_wait),
     )
     for d in result.disagreements:
         print(d)  # noqa: T201
+    stored = f", {result.board_rows} stored board figures" if args.boards else ""
     print(  # noqa: T201
-        f"checked {result.keys} judged keys and {result.alerts} open alerts: "
+        f"checked {result.keys} judged keys{stored} and {result.alerts} open alerts: "
         f"{len(result.disagreements)} disagreements"
     )
     return 1 if result.disagreements else 0

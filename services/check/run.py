@@ -1,6 +1,7 @@
 """`tiendo check` against a live deployment's database: live progress against `as_of` now
-for every key, and the notifier's open alerts against the board's statuses and the
-briefing's bottom N. Read only, in one snapshot per round."""
+for every key, the notifier's open alerts against the board's statuses and the
+briefing's bottom N, and the figures stored for the Grafana boards (`board_figures`)
+against the board judged at the moment they were. Read only, in one snapshot per round."""
 
 import asyncio
 import json
@@ -11,8 +12,13 @@ from typing import Any
 import asyncpg
 
 from services.check.compare import (
+    BoardRow,
     Disagreement,
+    WindowStart,
     alerts_vs_board,
+    as_stored,
+    board_vs_judgement,
+    campaign_not_stored,
     figures_vs_board,
     live_vs_history,
     persistent,
@@ -24,14 +30,15 @@ from services.notifier.ranks import briefing_bottom
 from services.notifier.repository import alerts as alert_sql
 from services.notifier.repository import reference as reference_sql
 from services.notifier.repository.alerts import AlertKey
-from services.notifier.rules import Rule, briefing_slot, held, target_runs
+from services.notifier.rules import Rule, briefing_slot, held, ranked_alerted
 from services.notifier.settings import NotifierSettings
+from tiendo.board import days
 from tiendo.board import repository as board
 from tiendo.board.campaign import Campaign, moving
-from tiendo.board.figures import judge_campaign
+from tiendo.board.figures import is_judged, judge_campaign
 from tiendo.counting import Key, ValueAt
 from tiendo.database import Connection
-from tiendo.pace import Progress
+from tiendo.pace import RUN_RATE_MIN_WINDOW, Progress, run_rate_window
 
 # The history is read a little past the check's own clock: the host running it may be
 # behind the aggregator's. The events table holds nothing ahead of the aggregator's clock
@@ -39,6 +46,13 @@ from tiendo.pace import Progress
 # clock"), so reading past now adds nothing the counters lack.
 SKEW = timedelta(minutes=5)
 JUDGED = (Rule.STALE, Rule.BEHIND, Rule.AT_RISK)
+# How long the aggregator's snapshot reuses each unit's value one run-rate window ago: its
+# TIENDO_AGGREGATOR_METRICS_WINDOW_REFRESH_SECONDS (services/aggregator/settings.py).
+WINDOW_MAX_AGE = timedelta(seconds=300)
+# How long the second round waits for a snapshot newer than the first round's, when the
+# first found stored figures to disagree with (a few of the aggregator's refreshes).
+BOARD_WAIT = timedelta(seconds=120)
+SELECT_BOARD_FIGURES = "SELECT * FROM board_figures"
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +60,10 @@ class Round:
     keys: int
     alerts: int
     disagreements: list[Disagreement]
+    # rows of board_figures compared, and the moment their snapshot judged (None: the
+    # stored figures not compared, or none stored)
+    board_rows: int = 0
+    board_judged_at: datetime | None = None
 
 
 async def _history(conn: Connection, campaign: Campaign, now: datetime) -> list[Disagreement]:
@@ -81,7 +99,7 @@ async def _alerts(
     conditions: dict[AlertKey, bool] = {}
     for v in verdicts:
         figures[v.key] = v.progress
-        if target_runs(v, campaign, now):
+        if ranked_alerted(v, campaign, now):
             running.add(v.key)
         holds = held(v, campaign, now)
         for rule in JUDGED:
@@ -105,12 +123,121 @@ async def _bottom(
     return [Key(campaign.id, b.unit, indicator) for indicator, f in found.items() for b in f.lowest]
 
 
+async def _window_starts(
+    conn: Connection, campaign: Campaign, at: datetime, max_age: timedelta
+) -> dict[Key, WindowStart]:
+    """Each judged key's value at the start of the run-rate window of `at` (what a fresh
+    judgement reads), and the lowest and highest it had at the starts of the windows of the
+    passes up to `max_age` before `at`, whose values the snapshot of `at` may have reused
+    (`WindowValues.fresh`). None of a pass earlier than the window's first hour: it had no
+    window, so kept nothing. Read from the day rollups with today's live values, as the
+    snapshot reads them: within a local day the value is interpolated linearly and rounded,
+    so over those few minutes of starts it takes every integer between its values at both
+    ends and at any local midnight between them, and no other."""
+    plan = campaign.plan(0, 0)
+    window = run_rate_window(plan, at)
+    if window is None:
+        return {}
+
+    def start(t: datetime) -> datetime:
+        w = run_rate_window(plan, t)
+        assert w is not None  # t is at least the window's first hour into the campaign
+        return min(t, campaign.deadline) - w
+
+    last = start(at)
+    first = start(min(at, max(at - max_age, campaign.starts_at + RUN_RATE_MIN_WINDOW)))
+    moments = [last, first]
+    midnight = days.span(campaign, first).ends
+    while first < midnight < last:
+        moments.append(midnight)
+        midnight = days.span(campaign, midnight).ends
+    live: dict[str, dict[str, int]] = {}
+    for c in await board.targeted(conn, campaign.id):
+        if c.indicator in campaign.indicators:
+            live.setdefault(c.indicator, {})[c.unit] = c.value
+    values = [await days.values_at(conn, campaign, live, m) for m in moments]
+    out: dict[Key, WindowStart] = {}
+    for indicator, units in live.items():
+        for unit in units:
+            seen = [v[indicator][unit] for v in values]
+            out[Key(campaign.id, unit, indicator)] = (seen[0], min(seen), max(seen))
+    return out
+
+
+async def _boards(
+    conn: Connection,
+    campaigns: dict[str, Campaign],
+    waiting: set[str],
+    window_max_age: timedelta,
+) -> tuple[int, datetime | None, list[Disagreement]]:
+    """`board_figures` against the board judged at the moment they were (`judged_at`):
+    events applied after the snapshot, late ones included, are not a disagreement."""
+    stored: dict[str, dict[Key, BoardRow]] = {}
+    judged_at: dict[Key, datetime] = {}
+    out: list[Disagreement] = []
+    rows = await conn.fetch(SELECT_BOARD_FIGURES)
+    for r in rows:
+        key = Key(r["campaign_id"], r["unit"], r["indicator"])
+        stored.setdefault(key.campaign_id, {})[key] = BoardRow.from_record(r)
+        judged_at[key] = r["judged_at"]
+    for campaign_id in sorted(stored.keys() - campaigns.keys() - waiting):
+        # rows of a campaign nobody judges (one the aggregator cannot read as a campaign)
+        for key, row in sorted(stored[campaign_id].items()):
+            out.append(
+                Disagreement.on(
+                    "board_unjudged", key, f"in board_figures (target {row.target}), no campaign"
+                )
+            )
+    for campaign in campaigns.values():
+        if campaign.id in waiting:
+            continue
+        mine = stored.get(campaign.id, {})
+        if not mine:
+            # judged keys are those with a target whatever the moment: no need to judge
+            judged = [
+                c
+                for c in await board.targeted(conn, campaign.id)
+                if c.indicator in campaign.indicators and is_judged(c.target)
+            ]
+            if judged:
+                out.append(campaign_not_stored(campaign.id, len(judged)))
+            continue
+        # one snapshot writes one moment; rows of another are a snapshot written by halves
+        at = max(judged_at[k] for k in mine)
+        for key in sorted(k for k in mine if judged_at[k] != at):
+            out.append(
+                Disagreement.on(
+                    "board_figures",
+                    key,
+                    f"judged_at: stored {judged_at[key].isoformat()}, "
+                    f"the campaign's other rows {at.isoformat()}",
+                    shown=f"judged_at {judged_at[key].isoformat()}",
+                )
+            )
+        # judged from the history at `at` (the boards' `as_of`), with the run-rate window
+        # start values read afresh (no cache), then allowed the snapshot's reuse
+        verdicts = await judge_campaign(conn, campaign, at, live=False)
+        window = await _window_starts(conn, campaign, at, window_max_age)
+        out += board_vs_judgement(mine, as_stored(campaign, verdicts, at, mine, window))
+    moment = max(judged_at.values()) if judged_at else None
+    return len(rows), moment, out
+
+
 async def check_round(
-    conn: Connection, settings: NotifierSettings, now: datetime, *, alerts: bool = True
+    conn: Connection,
+    settings: NotifierSettings,
+    now: datetime,
+    *,
+    alerts: bool = True,
+    boards: bool = False,
+    window_max_age: timedelta = WINDOW_MAX_AGE,
 ) -> Round:
     """One consistent look (a repeatable-read snapshot) at the whole state; `alerts`
-    False: live against history only (a deployment without a notifier)."""
+    False: live against history only (a deployment without a notifier); `boards`: the
+    stored board figures too (a deployment whose aggregator runs its snapshot pass;
+    `window_max_age`: its METRICS_WINDOW_REFRESH_SECONDS)."""
     disagreements: list[Disagreement] = []
+    board_rows, board_judged_at = 0, None
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         # a campaign whose counters wait to be moved onto the tree it reports on now is
         # not compared: nobody reads them meanwhile, and the notifier waits for it too
@@ -137,7 +264,8 @@ async def check_round(
             expected = await _bottom(conn, campaign, policy, now)
             if expected is not None:
                 # the briefing's bottom N, of the keys whose target still runs: past a
-                # unit's own deadline its rank alert is closed (`rules.target_runs`)
+                # unit's own deadline, or once the unit is done, its rank alert is closed
+                # (`rules.ranked_alerted`)
                 expected = [k for k in expected if k in running]
             firing = [
                 k.key
@@ -155,7 +283,12 @@ async def check_round(
             disagreements += figures_vs_board(
                 figures, {k: _details(r["details"]) for k, r in open_rows.items()}
             )
-    return Round(len(figures), len(open_alerts), sorted(disagreements))
+        if boards:
+            board_rows, board_judged_at, found = await _boards(
+                conn, campaigns, waiting, window_max_age
+            )
+            disagreements += found
+    return Round(len(figures), len(open_alerts), sorted(disagreements), board_rows, board_judged_at)
 
 
 def _details(raw: Any) -> dict[str, Any]:
@@ -163,18 +296,65 @@ def _details(raw: Any) -> dict[str, Any]:
     return details
 
 
-async def check(dsn: str, settings: NotifierSettings, settle: float, now: datetime) -> Round:
+async def _snapshot_moment(conn: Connection) -> datetime | None:
+    moment: datetime | None = await conn.fetchval("SELECT max(judged_at) FROM board_figures")
+    return moment
+
+
+async def check(
+    dsn: str,
+    settings: NotifierSettings,
+    settle: float,
+    now: datetime,
+    *,
+    boards: bool = False,
+    window_max_age: timedelta = WINDOW_MAX_AGE,
+    board_wait: timedelta = BOARD_WAIT,
+) -> Round:
     """Two rounds `settle` seconds apart; only what both see is reported (a change the
-    notifier had not judged yet when the first round looked is its lag, not a fault)."""
+    notifier had not judged yet when the first round looked is its lag, not a fault).
+
+    With `boards`, a stored figure the first round disagreed with may be the snapshot
+    racing the events (one applied after the snapshot read the counters, dated before its
+    moment): the second round therefore compares a newer snapshot, waiting up to
+    `board_wait` past the settle for one; if none comes, the boards are frozen, and that
+    is said (`board_stale`) beside what both rounds saw."""
     conn = await asyncpg.connect(dsn)
     try:
-        first = await check_round(conn, settings, now)
+        first = await check_round(conn, settings, now, boards=boards, window_max_age=window_max_age)
         if not first.disagreements or settle <= 0:
             return first
+        clock = asyncio.get_running_loop().time
+        began = clock()
         await asyncio.sleep(settle)
-        second = await check_round(conn, settings, now + timedelta(seconds=settle))
+        stale: list[Disagreement] = []
+        on_boards = any(d.kind.startswith("board_") for d in first.disagreements)
+        if boards and on_boards and first.board_judged_at is not None:
+            until = clock() + board_wait.total_seconds()
+            while await _snapshot_moment(conn) == first.board_judged_at:
+                if clock() >= until:
+                    stale.append(
+                        Disagreement(
+                            "board_stale",
+                            "*",
+                            "*",
+                            "*",
+                            f"board_figures judged at {first.board_judged_at.isoformat()}, "
+                            f"not rewritten in {clock() - began:.0f} s",
+                        )
+                    )
+                    break
+                await asyncio.sleep(1.0)
+        waited = timedelta(seconds=clock() - began)
+        second = await check_round(
+            conn, settings, now + waited, boards=boards, window_max_age=window_max_age
+        )
         return Round(
-            second.keys, second.alerts, persistent(first.disagreements, second.disagreements)
+            second.keys,
+            second.alerts,
+            stale + persistent(first.disagreements, second.disagreements),
+            second.board_rows,
+            second.board_judged_at,
         )
     finally:
         await conn.close()

@@ -20,7 +20,7 @@ from services.ingest.catalog import DATABASE_ERRORS, TokensUnavailable
 from services.ingest.intake import Intake
 from services.ingest.rawids import contains_raw_id
 from services.ingest.repository import DeadLetterSeen, StoredEvent
-from services.ingest.validation import in_scope
+from services.ingest.validation import in_scope, is_event_id
 from tiendo.counting.batch import CONFLICT
 from tiendo.identity.guard import Guard
 from tiendo.web import problem, problem_responses
@@ -78,7 +78,16 @@ def router(intake: Intake, access: Guard) -> APIRouter:
         tags=["events"],
         summary="What became of an event sent with this token",
         response_model=Receipt,
-        responses=problem_responses(401, 403, 404, 429, 503),
+        responses={
+            **problem_responses(401, 403, 404, 429, 503),
+            404: {
+                **problem_responses(404)[404],
+                "description": "No event of that id within this token's scope: never sent, "
+                "not stored yet, another token's, an id `POST /v1/events` would refuse "
+                "(too long, or a character other than A-Z a-z 0-9 _ . : -, a NUL for one), "
+                "or one that looks like a raw ID number",
+            },
+        },
         # the ingest role's route: it checks its own tokens, other roles get 403
         dependencies=[Depends(access.refuse_other_roles())],
     )
@@ -112,8 +121,11 @@ def router(intake: Intake, access: Guard) -> APIRouter:
         if wait:
             return problem(429, "over this token's rate", headers={"Retry-After": str(wait)})
         not_found = problem(404, "no event of that id within this token's scope")
-        # no raw ID number was ever stored: nothing to look up, nothing to echo
-        if len(event_id) > intake.limits.max_event_id_length or contains_raw_id(event_id):
+        # An id validation would refuse (too long, a character outside the pattern: a NUL,
+        # which PostgreSQL cannot even compare) was never stored, nor was a raw ID number:
+        # nothing to look up, nothing to echo. A 404 like any id never sent, not a 422:
+        # the route answers "no such event" for every id it cannot show.
+        if not is_event_id(event_id, intake.limits) or contains_raw_id(event_id):
             return not_found
 
         def visible(unit: str | None, indicator: str | None) -> bool:

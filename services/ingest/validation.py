@@ -252,6 +252,12 @@ def _code(value: object, pattern: re.Pattern[str], max_length: int) -> bool:
     return isinstance(value, str) and len(value) <= max_length and bool(pattern.fullmatch(value))
 
 
+def is_event_id(value: object, limits: Limits) -> bool:
+    """Whether `value` can be an event's id (contract §4.1): what validation accepts, so
+    what can ever have been stored and looked up."""
+    return _code(value, _EVENT_ID, limits.max_event_id_length)
+
+
 def _catalogued(
     value: object, pattern: re.Pattern[str], max_length: int, known: Container[str], bad: str
 ) -> str | None:
@@ -287,7 +293,7 @@ def validate_event(
     event_id = raw.get("event_id")
     if event_id is None:
         bad("event_id", "required")
-    elif not _code(event_id, _EVENT_ID, limits.max_event_id_length):
+    elif not is_event_id(event_id, limits):
         bad("event_id", msg["event_id"])
 
     unit = raw.get("unit")

@@ -224,6 +224,7 @@ def create_app(
                 timeout_seconds=settings.delivery_timeout_seconds,
                 lease_seconds=settings.delivery_lease_seconds,
                 concurrency=settings.delivery_concurrency,
+                fallback_webhook=settings.webhook_url,
             )
 
             async def evaluate_at(at: datetime | None = None) -> Summary:

@@ -45,6 +45,35 @@ class Message:
 class DeliveryResult:
     ok: bool
     error: str | None = None
+    # The receiver refused this message for good (an SMTP 5xx to its recipient or its
+    # content, an HTTP 4xx but 408/429): sending it again the same way cannot succeed, so
+    # it fails at once instead of holding its retries for hours (`tiendo notifier redrive`
+    # sends it again once the cause is fixed).
+    permanent: bool = False
+
+
+# HTTP answers that refuse the request as such; 408 (request timeout) and 429 (too many
+# requests) ask for a later attempt instead.
+_RETRIED_4XX = frozenset({408, 429})
+
+
+def http_refusal_is_permanent(status: int) -> bool:
+    """Whether an HTTP answer refuses the message for good: a 4xx but 408 and 429 (a 5xx is
+    the receiver's trouble, and passes)."""
+    return 400 <= status < 500 and status not in _RETRIED_4XX
+
+
+def smtp_refusal_is_permanent(exc: BaseException) -> bool:
+    """Whether an SMTP error refuses this message for good: a 5xx to its recipient (RCPT:
+    no such user) or to its content (DATA: too big, refused as spam). A 4xx (mailbox full,
+    greylisting, a server busy) is retried; so is a 5xx at login or to our own sender, which
+    is the server's configuration or ours, the same for every message: fixed within the
+    retry window, every message still goes."""
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+        return bool(exc.recipients) and all(500 <= r.code < 600 for r in exc.recipients)
+    if isinstance(exc, aiosmtplib.SMTPRecipientRefused | aiosmtplib.SMTPDataError):
+        return 500 <= exc.code < 600
+    return False
 
 
 class Channel(Protocol):
@@ -109,7 +138,8 @@ class WebhookChannel:
             return DeliveryResult(False, error_text(exc, "webhook", message.address))
         if response.is_success:
             return DeliveryResult(True)
-        return DeliveryResult(False, f"HTTP {response.status_code}")
+        status = response.status_code
+        return DeliveryResult(False, f"HTTP {status}", http_refusal_is_permanent(status))
 
 
 class EmailChannel:
@@ -160,7 +190,9 @@ class EmailChannel:
             )
         except (aiosmtplib.SMTPException, OSError, ValueError) as exc:
             # a refusal quotes the recipient: kept whole for administrators only
-            return DeliveryResult(False, error_text(exc, "email", message.address))
+            return DeliveryResult(
+                False, error_text(exc, "email", message.address), smtp_refusal_is_permanent(exc)
+            )
         return DeliveryResult(True)
 
 

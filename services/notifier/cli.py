@@ -1,5 +1,5 @@
 """`tiendo notifier …`: run the service, import chiefs' contacts, manage webhook secrets,
-render a weekly briefing pack.
+send failed messages again, render a weekly briefing pack.
 
 Webhook secret commands write PostgreSQL only; the notifier reads an endpoint's secrets at
 every send, so a new, rotated or retired secret applies from the next message, no restart
@@ -19,8 +19,10 @@ import httpx
 
 from services.notifier import MIGRATIONS, webhook_secrets
 from services.notifier.languages import LANGUAGES
+from services.notifier.repository import deliveries as delivery_sql
 from services.notifier.repository import secrets as secret_sql
 from services.notifier.settings import NotifierSettings
+from tiendo import audit
 from tiendo.database import Connection, create_pool
 from tiendo.identity.cli import add_actor
 from tiendo.identity.token_file import add_token_file, token_of
@@ -36,6 +38,7 @@ def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> 
         func=_serve
     )
     _add_webhook_secret_commands(cmds)
+    _add_redrive_command(cmds)
     imp = cmds.add_parser("import", help="import chiefs' contacts from CSV/XLSX via the API")
     imp.add_argument("what", choices=["contacts"])
     imp.add_argument("file", type=Path)
@@ -99,6 +102,69 @@ def _add_webhook_secret_commands(
         command.set_defaults(func=_with_database(run))
     listing.add_argument("--url", help="only this endpoint")
     listing.set_defaults(func=_with_database(_list))
+
+
+def _add_redrive_command(cmds: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    redrive = cmds.add_parser(
+        "redrive",
+        help="send failed messages again, each with the full number of attempts",
+        description="Queue `failed` messages again, due now, to the recipient's contact as "
+        "it is now; each gets TIENDO_NOTIFIER_DELIVERY_ATTEMPTS attempts again. Messages "
+        "that never had an address (channel `none`) stay as they are. Audited.",
+    )
+    which = redrive.add_mutually_exclusive_group(required=True)
+    which.add_argument(
+        "--id", type=int, action="append", dest="ids", metavar="ID", help="this one (repeatable)"
+    )
+    which.add_argument(
+        "--since",
+        type=_moment,
+        metavar="MOMENT",
+        help="those failed at or after MOMENT (RFC 3339 with an offset), e.g. an outage's start",
+    )
+    which.add_argument("--all", action="store_true", help="every failed message")
+    add_actor(redrive)
+    redrive.set_defaults(func=_with_database(_redrive))
+
+
+def _moment(text: str) -> datetime:
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an RFC 3339 moment: {text!r}") from None
+    if at.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no offset (say +07:00 or Z)")
+    return at
+
+
+async def _redrive(conn: Connection, args: argparse.Namespace) -> None:
+    """Queue the chosen failed messages again and audit it, in one transaction."""
+    async with conn.transaction():
+        taken = await delivery_sql.redrive(conn, args.ids, args.since)
+        if taken:
+            changes = [
+                {"id": r["id"], "delivery_id": r["dedup_key"], "channel": r["channel"]}
+                for r in taken
+            ]
+            await audit.record(
+                conn,
+                actor=args.actor,
+                action="notifications.redrive",
+                subject="notifications",
+                details={
+                    "ids": args.ids,
+                    "since": args.since,
+                    "all": args.all,
+                    **audit.bounded(changes),
+                },
+            )
+    print(f"{len(taken)} failed message(s) queued again", file=sys.stderr)  # noqa: T201
+    missing = sorted(set(args.ids or ()) - {r["id"] for r in taken})
+    if missing:
+        print(  # noqa: T201
+            "not failed (or no such message, or no address): " + ", ".join(str(i) for i in missing),
+            file=sys.stderr,
+        )
 
 
 def _with_database(

@@ -6,17 +6,29 @@ so a file that passes the CLI's checks fails on the server only for what the ser
 knows (an unknown unit, a channel only this deployment has)."""
 
 from collections.abc import Collection
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from services.notifier.languages import Language
 from services.notifier.repository.reference import Contact, Recipient
 from tiendo.addresses import ADDRESS_RULES, address_problem
+from tiendo.sheets import normal_text
 from tiendo.unit_keys import KEY_PATTERN
 
 # a unit by its version key (the chief of a later version of a reused code has contacts too)
 UNIT_PATTERN = KEY_PATTERN
 CHANNEL_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"  # as the contacts table's CHECK
+
+
+def _normal(value: object) -> object:
+    return normal_text(value) if isinstance(value, str) else value
+
+
+# A name people read and compare: NFC however it was typed or saved (`tiendo.sheets.
+# normal_text`, the rule of every reference text, the units import's `chief_name` too),
+# before its length is checked: `Nguyễn` typed on a Mac (NFD) is the same chief's name.
+Name = Annotated[str, BeforeValidator(_normal)]
 
 
 class ContactIn(BaseModel):
@@ -46,7 +58,7 @@ class UnitContactsIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    chief_name: str | None = Field(None, min_length=1, max_length=200)
+    chief_name: Name | None = Field(None, min_length=1, max_length=200)
     contacts: list[ContactIn] = Field(default_factory=list, max_length=32)
 
     @model_validator(mode="after")

@@ -1,17 +1,19 @@
 """Digests: the scheduled summary per chief, once per slot (the dedup key is the slot),
-from the same judged figures as the alerts."""
+from the same judged figures as the alerts, listing the alerts the chief's messages list."""
 
-from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from functools import partial
 
 import asyncpg
 
-from services.notifier.inputs import Judged
+from services.notifier.groups import listed_now
+from services.notifier.inputs import Judged, follow_ups_end
 from services.notifier.messages import (
     Body,
     Outgoing,
+    alert_model,
     campaign_model,
     lagging,
     progress_model,
@@ -19,11 +21,11 @@ from services.notifier.messages import (
 )
 from services.notifier.policy import Policy
 from services.notifier.render import Renderer
+from services.notifier.repository import alerts as alert_sql
 from services.notifier.repository import deliveries as delivery_sql
 from services.notifier.repository import reference as reference_sql
-from services.notifier.repository.alerts import AlertKey
 from services.notifier.repository.reference import IndicatorName
-from services.notifier.rules import digest_slot
+from services.notifier.rules import Member, digest_slot
 from tiendo.board.campaign import Campaign
 from tiendo.database import Connection
 
@@ -35,14 +37,24 @@ def _digest(
     base: Body,
     judged: Sequence[Judged],
     indicators: dict[str, IndicatorName],
+    firing: Sequence[Member],
+    rows: Mapping[int, asyncpg.Record],
 ) -> Body:
     """A chief's digest in `language`: each contact reads its own (messages.Outgoing)."""
-    _, status_words = renderer.words(language)
+    rule_words, status_words = renderer.words(language)
+    listed = [
+        alert_model(rows[m.alert_id], m.level, False, indicators, rule_words, language)
+        for m in firing
+        if m.alert_id in rows
+    ]
     body: Body = {
         **base,
         "indicators": [
             progress_model(j.verdict, indicators, status_words, language) for j in judged
         ],
+        # what the chief's alert messages list now (`groups.listed_now`), and how many
+        "firing": listed,
+        "firing_count": len(listed),
         "language": language,
     }
     text = renderer.digest(language, body)
@@ -54,26 +66,20 @@ async def queue_digests(
     judged: Sequence[Judged],
     campaigns: dict[str, Campaign],
     policies: dict[str, Policy],
-    open_: dict[AlertKey, asyncpg.Record],
     at: datetime,
     grace: timedelta,
     renderer: Renderer,
     outgoing: Outgoing,
 ) -> None:
-    firing: Counter[tuple[str, str]] = Counter(
-        (k.key.campaign_id, k.key.unit) for k, a in open_.items() if a["state"] == "firing"
-    )
     by_campaign: dict[str, list[Judged]] = defaultdict(list)
     for j in judged:
         by_campaign[j.verdict.campaign_id].append(j)
     for campaign_id, members in by_campaign.items():
         campaign, policy = campaigns[campaign_id], policies[campaign_id]
         slot = digest_slot(at, campaign.timezone, policy.digest_clock(), grace)
-        if (
-            slot is None
-            or slot < campaign.starts_at
-            or slot > campaign.deadline + timedelta(days=1)
-        ):
+        # up to the end of the local day after the deadline (`inputs.follow_ups_end`, the
+        # rule that keeps the campaign judged that long)
+        if slot is None or slot < campaign.starts_at or slot >= follow_ups_end(campaign):
             continue
         stamp = slot.strftime("%Y%m%dT%H%M%z")
         prefix = f"digest/{campaign_id}/{stamp}/"
@@ -98,6 +104,14 @@ async def queue_digests(
             own[j.verdict.unit].append(j)
             if j.verdict.parent and lagging(j.progress):
                 children[j.verdict.parent].add(j.verdict.unit)
+        # the alerts each chief's messages list, by the planner's own selection
+        firing = await listed_now(conn, campaign_id, pending, at)
+        rows = {
+            r["id"]: r
+            for r in await alert_sql.alerts_by_id(
+                conn, sorted({m.alert_id for listed in firing.values() for m in listed})
+            )
+        }
         for code in pending:
             message_id = f"{prefix}{code}"
             same_in_every_language: Body = {
@@ -107,7 +121,6 @@ async def queue_digests(
                 "recipient": recipient_model(recipients[code], code),
                 "slot": slot.isoformat(),
                 "children_behind": sorted(names.get(c, c) for c in children.get(code, ())),
-                "firing_count": firing[(campaign_id, code)],
                 "now": at.isoformat(),
             }
             render = partial(
@@ -116,6 +129,8 @@ async def queue_digests(
                 base=same_in_every_language,
                 judged=own[code],
                 indicators=indicators,
+                firing=firing.get(code, []),
+                rows=rows,
             )
             async with conn.transaction():
                 await outgoing.enqueue(

@@ -13,7 +13,7 @@ locks serialise the decisions and unique keys make each message exist once."""
 import asyncio
 import json
 import time as monotonic
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -33,7 +33,7 @@ from services.notifier.render import Renderer
 from services.notifier.repository import alerts as alert_sql
 from services.notifier.repository import reference as reference_sql
 from services.notifier.repository.alerts import AlertKey
-from services.notifier.rules import Change, Rule, held, step, target_runs
+from services.notifier.rules import Change, Rule, held, ranked_alerted, step
 from services.notifier.settings import NotifierSettings
 from services.notifier.summary import Summary
 from tiendo.board import repository as board
@@ -44,6 +44,24 @@ from tiendo.counting import Key
 from tiendo.logs import get_logger
 
 log = get_logger(__name__)
+
+
+def closed_because(
+    campaign: Campaign | None, version: reference_sql.Version | None, at: datetime
+) -> dict[str, Any]:
+    """Why an open alert whose key a full pass no longer judges closes, as its details
+    say it (messages.alert_model): `replaced` when a cut-over at or before the moment the
+    campaign reports on closed its unit's version (docs/units-over-time.md: its successors
+    are judged from then on), with the successors and the moment; `untracked` otherwise
+    (its target was removed or set to 0, the unit exempted, the campaign deleted)."""
+    if campaign is not None and version is not None and version.closed_by(campaign.reports_on(at)):
+        assert version.valid_to is not None
+        return {
+            "closed_because": "replaced",
+            "replaced_at": version.valid_to.isoformat(),
+            "successors": list(version.successors),
+        }
+    return {"closed_because": "untracked"}
 
 
 class Evaluator:
@@ -140,7 +158,16 @@ class Evaluator:
             unjudged = waiting | self._isolation.failing
             open_ = {k: a for k, a in open_.items() if k.key.campaign_id not in held}
             judging = {c: campaign for c, campaign in campaigns.items() if c not in held}
-        todo, touched = self._judge(judged, campaigns, policies, open_, ranks, at, full)
+            # the versions of the units whose open alerts a full pass will close as no
+            # longer judged: why each closes (a cut-over replaced the unit, or its target
+            # went) is what its chief is told
+            gone: dict[str, reference_sql.Version] = {}
+            if full:
+                seen = {j.key for j in judged}
+                gone = await reference_sql.versions(
+                    conn, sorted({k.key.unit for k in open_ if k.key not in seen})
+                )
+        todo, touched = self._judge(judged, campaigns, policies, open_, ranks, at, full, gone)
         t = summary.timed("judge", t)
         async with pool.acquire() as conn:
             if full:
@@ -156,7 +183,7 @@ class Evaluator:
                 self._metrics.transitions.labels(c.rule.value, c.change.value).inc()
             t = summary.timed("lifecycle", t)
             if full:
-                await escalate(conn, policies, judging, at, summary, self._metrics)
+                await escalate(conn, policies, judging, at, summary, self._metrics, self._outgoing)
                 t = summary.timed("escalate", t)
             await self._planner.plan(
                 conn, policies, campaigns, self._default(), at, summary, unjudged
@@ -179,7 +206,6 @@ class Evaluator:
                         of[campaign.id],
                         one,
                         policies,
-                        open_,
                         at,
                         grace,
                         self._renderer,
@@ -228,12 +254,14 @@ class Evaluator:
         ranks: dict[Key, dict[str, Any]],
         at: datetime,
         full: bool,
+        versions: Mapping[str, reference_sql.Version] | None = None,
     ) -> tuple[list[Todo], list[tuple[int, str]]]:
         """Which alerts change (to be stepped under their locks) and which only get fresh
         figures. A full pass also closes open alerts whose key is no longer judged (its
-        target was removed, its campaign deleted). A feed pass stamps every alert of its
-        keys; a full pass (stamped as a whole, `mark_evaluated`) rewrites only alerts whose
-        figures changed."""
+        target was removed, its campaign deleted, a cut-over replaced its unit: `versions`,
+        of those alerts' units, tells which). A feed pass stamps every alert of its keys; a
+        full pass (stamped as a whole, `mark_evaluated`) rewrites only alerts whose figures
+        changed."""
         todo: list[Todo] = []
         touched: list[tuple[int, str]] = []
         seen: set[Key] = set()
@@ -270,11 +298,14 @@ class Evaluator:
             verdicts = {r: h and r in enabled for r, h in held(v, j.campaign, at).items()}
             ended = j.campaign.ended(at)
             if full:
-                # ranked at the briefing, but judged only while its target runs: past a
-                # unit's own deadline its rank alert closes with the rest of its alerts
-                # (it kept firing, and escalating, to the campaign's end)
+                # ranked at the briefing, but alerted only while its target runs (past a
+                # unit's own deadline its rank alert closes with the rest of its alerts; it
+                # kept firing, and escalating, to the campaign's end) and the unit is not
+                # done (`rules.ranked_alerted`)
                 verdicts[Rule.BOTTOM_RANK] = (
-                    Rule.BOTTOM_RANK in enabled and key in ranks and target_runs(v, j.campaign, at)
+                    Rule.BOTTOM_RANK in enabled
+                    and key in ranks
+                    and ranked_alerted(v, j.campaign, at)
                 )
             # a unit's own deadline may come before the campaign's: past it, its alerts
             # close with the final word too, not as "back on track"
@@ -297,5 +328,9 @@ class Evaluator:
                 d["deadline_passed"] = d["campaign_ended"] or (
                     "deadline" in d and datetime.fromisoformat(d["deadline"]) <= at
                 )
+                if not d["deadline_passed"]:
+                    # nothing cleared: the key is no longer judged. Its old figures are no
+                    # "back on track"; its chief is told why it closed instead
+                    d.update(closed_because(campaign, (versions or {}).get(alert.key.unit), at))
                 consider(alert.key, Rule(alert.rule), False, d, [])
         return todo, touched

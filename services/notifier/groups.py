@@ -20,12 +20,14 @@ from services.notifier.repository import groups as group_sql
 from services.notifier.repository import reference as reference_sql
 from services.notifier.responses import note_responses, repeat_quieted
 from services.notifier.rules import (
-    PRECEDENCE,
     GroupPlan,
     GroupState,
     Member,
+    Rule,
     Silence,
     inhibited_by,
+    listed_firing,
+    outranking,
     plan_group,
 )
 from services.notifier.summary import Summary
@@ -67,18 +69,27 @@ def silenced_by(
     return [s.id for s in silences if s.matches(campaign_id, lineage, indicator, rule, at)]
 
 
-def sketch(rows: Sequence[asyncpg.Record], silences: Sequence[Silence], at: datetime) -> Sketch:
+def sketch(
+    rows: Sequence["Mapping[str, Any] | asyncpg.Record"], silences: Sequence[Silence], at: datetime
+) -> Sketch:
+    """The groups of member rows (`group_sql.group_members`, `untold_members`), each member
+    with what it is to its recipient: silenced, inhibited. The one place inhibition is
+    decided: by the rules co-firing on its key in its group that no silence mutes."""
     out: Sketch = {}
     for r in rows:
-        inhibited = inhibited_by(r["rule"], r["firing_rules"]) is not None
         if r["group_id"] not in out:
             state = GroupState(r["seq"], r["anchor_seq"], r["anchor_at"], r["repeat_slot"])
             out[r["group_id"]] = (r["campaign_id"], state, [])
-        muted = bool(
-            silenced_by(
-                silences, r["campaign_id"], r["unit"], r["ancestors"], r["indicator"], r["rule"], at
+
+        def muted(rule: str, r: "Mapping[str, Any] | asyncpg.Record" = r) -> bool:
+            """Whether a silence mutes `rule` on the member's key (unit, indicator)."""
+            campaign_id, unit, ancestors = r["campaign_id"], r["unit"], r["ancestors"]
+            return bool(
+                silenced_by(silences, campaign_id, unit, ancestors, r["indicator"], rule, at)
             )
-        )
+
+        visible = [rule for rule in r["firing_rules"] if not muted(rule)]
+        inhibited = inhibited_by(r["rule"], visible) is not None
         out[r["group_id"]][2].append(
             Member(
                 r["alert_id"],
@@ -86,22 +97,53 @@ def sketch(rows: Sequence[asyncpg.Record], silences: Sequence[Silence], at: date
                 r["state"],
                 r["changed_at"],
                 r["notified"],
-                muted,
+                muted(r["rule"]),
                 inhibited,
             )
         )
     return out
 
 
-def may_plan(group: asyncpg.Record, policy: Policy, at: datetime) -> bool:
-    """Whether `plan_group` can decide anything for the group at `at` (a message or a drop),
-    from its summary row (`group_sql.groups`): a resolved member, an untold firing member
-    (not inhibited) waiting `group_wait`, or a repeat slot passed. Never false where it
-    could: a silenced member only ever takes a message away."""
+async def listed_now(
+    conn: Connection, campaign_id: str, recipients: Sequence[str], at: datetime
+) -> dict[str, list[Member]]:
+    """Per recipient among `recipients`, the firing members of its group in the campaign
+    that its group's messages list at `at`: the planner's own selection (`sketch` with the
+    silences active then, `rules.listed_firing`), so that a digest counts and lists what
+    the chief is told, inhibited and silenced alerts left out, escalated ones in."""
+    silences = [silence_of(r) for r in await reference_sql.active_silences(conn, at)]
+    rows = await group_sql.members_of_recipients(conn, campaign_id, recipients)
+    recipient_of = {r["group_id"]: r["recipient"] for r in rows}
+    out: dict[str, list[Member]] = {}
+    for group_id, (_, _, members) in sketch(rows, silences, at).items():
+        listed = set(listed_firing(members))
+        out[recipient_of[group_id]] = [m for m in members if m.alert_id in listed]
+    return out
+
+
+def mutable_rules(silences: Sequence[Silence]) -> list[str]:
+    """The rules an alert may be muted on by one of `silences` (every rule when one of
+    them names none): an alert of another rule is visible whatever its unit."""
+    if any(s.rule is None for s in silences):
+        return [r.value for r in Rule]
+    return sorted({s.rule for s in silences if s.rule is not None})
+
+
+def may_plan(
+    group: "Mapping[str, Any] | asyncpg.Record",
+    untold: Sequence[Member],
+    policy: Policy,
+    at: datetime,
+) -> bool:
+    """Whether `plan_group` can decide anything for the group at `at`, from its summary
+    row (`group_sql.groups`) and its untold firing members (`group_sql.untold_members`,
+    sketched): a resolved member, an untold member its messages would list (`Member.shown`)
+    waiting `group_wait`, or a repeat slot passed. Never false where `plan_group` would
+    decide something: the members are judged by the same `sketch`."""
     if group["has_resolved"]:
         return True
-    since = group["untold_since"]
-    if since is not None and since + policy.group_wait <= at:
+    waiting = [m.changed_at for m in untold if m.shown and m.news]
+    if waiting and min(waiting) + policy.group_wait <= at:
         return True
     anchor, interval = group["anchor_at"], policy.repeat_interval
     return (
@@ -146,10 +188,20 @@ class Planner:
         them): their groups' repeats wait, the slot kept, until a full pass judges them
         again; a reminder says the alerts still hold, which nobody knows meanwhile."""
         silences = [silence_of(r) for r in await reference_sql.active_silences(conn, at)]
+        untold = sketch(
+            await group_sql.untold_members(conn, outranking(), mutable_rules(silences)),
+            silences,
+            at,
+        )
         candidates = [
             g["id"]
-            for g in await group_sql.groups(conn, [r.value for r in PRECEDENCE])
-            if may_plan(g, policies.get(g["campaign_id"], fallback), at)
+            for g in await group_sql.groups(conn)
+            if may_plan(
+                g,
+                untold[g["id"]][2] if g["id"] in untold else (),
+                policies.get(g["campaign_id"], fallback),
+                at,
+            )
         ]
         sketched_now = sketch(await group_sql.group_members(conn, candidates), silences, at)
         # a failing group not tried this pass (held, or planned by another replica) is
@@ -276,7 +328,8 @@ class Planner:
             )
 
         async def build(language: str) -> dict[str, Any]:
-            """The message in `language`: each contact reads its own (messages.Outgoing)."""
+            """The message in `language`, before its texts: each contact reads its own
+            (messages.Outgoing)."""
             rule_words, _ = self._renderer.words(language)
 
             def model(alert_id: int) -> dict[str, Any]:
@@ -302,16 +355,29 @@ class Planner:
             }
             # the parent chief hears whether the unit acknowledged, explained, committed
             await note_responses(conn, campaign_id, body["firing"], language, at)
-            if link is not None:
-                body["link"] = link
-            text = self._renderer.alert(language, body)
+            return body
+
+        def rendered(body: dict[str, Any]) -> dict[str, Any]:
+            text = self._renderer.alert(body["language"], body)
             return {**body, "subject": text.subject, "text": text.text, "chat": text.chat}
 
-        # every language a contact may read, built ahead: the outbox renders synchronously
-        bodies = {language: await build(language) for language in LANGUAGES}
+        # every language a contact may read, built ahead: the outbox renders synchronously.
+        # The chief's own contacts get the chief's link; the operators' fallback webhook
+        # the same message without it (the link is the authority to act as the chief, so
+        # it must only reach the chief: docs/briefing.md, "The chief's link").
+        bodies: dict[tuple[str, bool], dict[str, Any]] = {}
+        for language in LANGUAGES:
+            body = await build(language)
+            bodies[language, False] = rendered(body)
+            bodies[language, True] = (
+                rendered({**body, "link": link}) if link is not None else bodies[language, False]
+            )
 
         def render(language: str) -> dict[str, Any]:
-            return bodies[language]
+            return bodies[language, True]
+
+        def render_shared(language: str) -> dict[str, Any]:
+            return bodies[language, False]
 
         queued = await self._outgoing.enqueue(
             conn,
@@ -325,6 +391,7 @@ class Planner:
             campaign_id=campaign_id,
             alert_ids=ids,
             fallback=True,
+            render_shared=render_shared,
         )
         summary.messages.append((message_id, recipient_code, plan.kind))
         log.info(

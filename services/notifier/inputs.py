@@ -6,18 +6,16 @@ figures than the board shows, and a unit that never reported is judged like any 
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from tiendo.board.campaign import Campaign
-from tiendo.board.figures import Verdict, judge, judge_campaign
+from tiendo.board.figures import Verdict, is_judged, judge, judge_campaign
 from tiendo.board.window import WindowValues
 from tiendo.counting import Key
 from tiendo.database import Connection
 from tiendo.pace import Progress
-
-# Digests still go out on the day after the deadline (the final figures).
-AFTER_DEADLINE = timedelta(days=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,9 +34,22 @@ class Judged:
         return self.verdict.progress
 
 
+def follow_ups_end(campaign: Campaign) -> datetime:
+    """The end of the campaign's local day after its last one: digests still go out on the
+    day after the deadline (the final figures), whatever the deadline's time of day. Its
+    last day is the local date of its last instant, so a deadline at local midnight (the
+    usual "until 30 June": 00:00 on 1 July) ends 30 June and its day after is 1 July;
+    a deadline at 12:00 on 12 May has 13 May. Before, the day after ended 24 hours after the
+    deadline, and a deadline at noon lost the day after's evening digest."""
+    zone = ZoneInfo(campaign.timezone)
+    last_day = (campaign.deadline - timedelta(microseconds=1)).astimezone(zone).date()
+    return datetime.combine(last_day + timedelta(days=2), time(0), tzinfo=zone)
+
+
 def in_play(campaign: Campaign, at: datetime) -> bool:
-    """Whether a full pass judges the campaign: running, or just over (final figures)."""
-    return campaign.starts_at < at < campaign.deadline + AFTER_DEADLINE
+    """Whether a full pass judges the campaign: running, or just over, until the end of the
+    local day after its deadline (final figures, `follow_ups_end`)."""
+    return campaign.starts_at < at < follow_ups_end(campaign)
 
 
 async def judge_targeted(
@@ -65,7 +76,7 @@ async def judge_keys(
     out: list[Judged] = []
     for indicator, units in sorted(wanted.items()):
         verdicts = await judge(conn, campaign, indicator, units, at, live=True, window=window)
-        out.extend(Judged(v, campaign) for v in verdicts.values() if v.progress.target > 0)
+        out.extend(Judged(v, campaign) for v in verdicts.values() if is_judged(v.progress.target))
     return out
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import asyncpg
 
+from services.notifier.messages import Outgoing
 from services.notifier.metrics import NotifierMetrics
 from services.notifier.policy import Policy
 from services.notifier.repository import alerts as alert_sql
@@ -214,9 +215,19 @@ async def escalate(
     at: datetime,
     summary: Summary,
     metrics: NotifierMetrics,
+    outgoing: Outgoing,
 ) -> None:
     """Add alerts firing long enough to the groups of the chiefs above their unit; never
-    after the campaign's deadline (its alerts are closing)."""
+    after the campaign's deadline (its alerts are closing).
+
+    Each level is one more chief: level n goes to the nearest unit above the last one the
+    alert reached (above its own unit at level 1) that has a chief, one with a contact of
+    their own on a channel the notifier sends on (`Outgoing.reaches`). A unit without one
+    is passed over, not counted (the level used to go to it, reached nobody, and the chief
+    above heard of the alert only one `escalate_after` later). When no unit above has a
+    chief, the operators' fallback webhook, if set, gets it through the parent's group (as
+    it stands in for any chief without a webhook); otherwise a failed row in the delivery
+    log says nobody was told (docs/alerts.md "Escalation")."""
     running = [
         (c, p.escalate_after, p.escalation_levels)
         for c, p in policies.items()
@@ -233,21 +244,76 @@ async def escalate(
             locked = await alert_sql.lock_firing_alert(conn, a["id"])
             if locked is None or locked["escalation_level"] >= target:
                 continue  # resolved meanwhile, or another replica escalated it
-            ancestors = await reference_sql.ancestors(conn, a["unit"])
+            above = list(reversed(await reference_sql.ancestors(conn, a["unit"])))
+            chiefs = await reference_sql.recipients(conn, above)
+            with_chief = [u for u in above if outgoing.reaches(chiefs.get(u))]
+            # climb on from the highest unit told so far: a chief added meanwhile below it
+            # is not told of what already went past (docs/alerts.md)
+            told = await group_sql.escalated_to(conn, a["id"])
+            reached = max((above.index(u) for u in told if u in above), default=-1)
             for level in range(locked["escalation_level"] + 1, target + 1):
-                if level > len(ancestors):
-                    break
-                recipient = ancestors[-level]
                 # Due since the moment the level was reached, however late it is seen.
                 due = min(at, locked["fired_at"] + policy.escalate_after * level)
-                await group_sql.add_member(conn, a["campaign_id"], recipient, a["id"], level, due)
-                summary.escalations.append((a["id"], recipient, level))
+                nearest = next((u for u in with_chief if above.index(u) > reached), None)
+                if nearest is None and reached < 0 and above:
+                    await _nobody_above(conn, locked, above, level, due, policy, outgoing)
+                if nearest is None:
+                    break  # the top chief has it, or nobody above can be told
+                passed_over = above[reached + 1 : above.index(nearest)]
+                reached = above.index(nearest)
+                await group_sql.add_member(conn, a["campaign_id"], nearest, a["id"], level, due)
+                summary.escalations.append((a["id"], nearest, level))
                 metrics.escalations.inc()
                 log.info(
                     "alert_escalated",
                     alert_id=a["id"],
                     unit=a["unit"],
-                    recipient=recipient,
+                    recipient=nearest,
                     level=level,
+                    passed_over=passed_over,  # units above without a chief
                 )
             await alert_sql.set_escalation(conn, a["id"], target, at)
+
+
+async def _nobody_above(
+    conn: Connection,
+    alert: asyncpg.Record,
+    above: Sequence[str],
+    level: int,
+    due: datetime,
+    policy: Policy,
+    outgoing: Outgoing,
+) -> None:
+    """No unit above the alert's has a chief. With the operators' fallback webhook the
+    parent's group takes it, as before (that webhook stands in for chiefs without one);
+    without, the escalation is recorded as failed in the delivery log (visible in
+    `GET /v1/notifications`, counted as `no_address`), not dropped with a log line."""
+    parent = above[0]
+    if outgoing.reaches(None, fallback=True):
+        await group_sql.add_member(conn, alert["campaign_id"], parent, alert["id"], level, due)
+        return
+    error = (
+        f"no unit above {alert['unit']} has a chief with a contact on a channel the "
+        f"notifier sends on; escalation level {level} reached nobody"
+    )
+    await outgoing.unreached(
+        conn,
+        kind="escalation",
+        message_id=f"{alert['campaign_id']}/{parent}/a{alert['id']}.e{level}",
+        recipient_code=parent,
+        campaign_id=alert["campaign_id"],
+        alert_id=alert["id"],
+        error=error,
+        body={
+            "kind": "escalation",
+            "alert_id": alert["id"],
+            "campaign": {"id": alert["campaign_id"]},
+            "unit": alert["unit"],
+            "indicator": alert["indicator"],
+            "rule": alert["rule"],
+            "escalation_level": level,
+            "subject": f"escalation of {alert['unit']} reached nobody",
+            "text": error,
+        },
+        language=policy.language,
+    )

@@ -26,6 +26,18 @@ def _round(value: float | None, digits: int) -> float | None:
     return round(value, digits) if value is not None else None
 
 
+def rate_figure(value: float | None) -> float | None:
+    """A rate per day as a message carries it (webhook body, alert details): one decimal,
+    what the texts show below 10 a day; but a positive rate is never carried as 0, or its
+    text would read 0: under 0.05 it keeps its first significant digit (0.03)."""
+    if value is None:
+        return None
+    rounded = round(value, 1)
+    if rounded == 0 and value != 0:
+        return float(f"{value:.1g}")
+    return rounded
+
+
 def iso(at: datetime | None) -> str | None:
     return at.isoformat() if at is not None else None
 
@@ -43,8 +55,8 @@ def details(v: Verdict, rank: dict[str, Any] | None) -> dict[str, Any]:
         "pct": _round(p.pct, 1),
         "expected": _round(p.expected, 1),
         "pace": _round(p.pace, 3),
-        "required_daily_rate": _round(p.required_daily_rate, 1),
-        "run_rate_7d": _round(p.run_rate_7d, 1),
+        "required_daily_rate": rate_figure(p.required_daily_rate),
+        "run_rate_7d": rate_figure(p.run_rate_7d),
         # to the minute: a projection moves with the clock at every pass, and an alert's
         # figures are rewritten only when what a chief would read changed
         "projected_completion": iso(
@@ -76,11 +88,22 @@ def addresses(
 ) -> list[Contact]:
     """Every contact the recipient can be reached on, in queueing order; the fallback
     webhook (the operators', in the policy's language) stands in for a recipient without a
-    webhook of their own."""
+    webhook of their own (`stands_in` tells it apart)."""
     found = {c.channel: c for c in recipient.contacts} if recipient else {}
     if fallback_webhook and "webhook" not in found:
-        found["webhook"] = Contact("webhook", fallback_webhook, None)
+        found["webhook"] = stand_in(fallback_webhook)
     return [found[channel] for channel in sorted(found, key=_channel_order) if channel in channels]
+
+
+def stand_in(fallback_webhook: str) -> Contact:
+    """The operators' fallback webhook as a contact: no language of its own (the policy's)."""
+    return Contact("webhook", fallback_webhook, None)
+
+
+def stands_in(recipient: Recipient | None, contact: Contact) -> bool:
+    """Whether `contact` (of `addresses`) is the fallback webhook, not the recipient's own."""
+    own = {c.channel for c in recipient.contacts} if recipient else set()
+    return contact.channel not in own
 
 
 def recipient_model(recipient: Recipient | None, code: str) -> dict[str, Any]:
@@ -149,6 +172,13 @@ def alert_model(
         "deadline_passed": over,
         "achieved": over and shortfall == 0,
         "shortfall": shortfall if over else None,
+        # closed because its key is no longer judged, not because it cleared (the
+        # evaluator's `closed_because`): `untracked` (its target went) or `replaced` (a
+        # cut-over replaced the unit by `successors` at `replaced_at`); None otherwise.
+        # The final word past a deadline comes first.
+        "closed_because": None if over else d.get("closed_because"),
+        "replaced_at": d.get("replaced_at"),
+        "successors": list(d.get("successors") or []),
     }
 
 
@@ -168,7 +198,7 @@ def progress_model(
         "pct": _round(p.pct, 1),
         "expected": _round(p.expected, 1),
         "pace": _round(p.pace, 3),
-        "required_daily_rate": _round(p.required_daily_rate, 1),
+        "required_daily_rate": rate_figure(p.required_daily_rate),
         "status": status,
         "status_text": status_words.get(status, status),
     }
@@ -188,9 +218,44 @@ class Outgoing:
         self._fallback = fallback_webhook
         self._metrics = metrics
 
-    def reaches(self, recipient: Recipient) -> bool:
-        """Whether the recipient has an address of their own on a channel sent on."""
-        return bool(addresses(recipient, None, self._channels))
+    def reaches(self, recipient: Recipient | None, *, fallback: bool = False) -> bool:
+        """Whether the recipient has an address of their own on a channel sent on (or,
+        with `fallback`, whether the operators' fallback webhook stands in for them)."""
+        return bool(addresses(recipient, self._fallback if fallback else None, self._channels))
+
+    async def unreached(
+        self,
+        conn: Connection,
+        *,
+        kind: str,
+        message_id: str,
+        recipient_code: str,
+        campaign_id: str,
+        alert_id: int,
+        error: str,
+        body: Body,
+        language: str,
+    ) -> bool:
+        """A message with nowhere to go, recorded in the delivery log as failed (channel
+        `none`, `last_error` why) and counted as `no_address`: a message is never dropped
+        with only a log line (contract §6). False when it was recorded already."""
+        created = await delivery_sql.insert_undeliverable(
+            conn,
+            dedup_key=f"{message_id}/none",
+            kind=kind,
+            recipient=recipient_code,
+            body={**body, "delivery_id": f"{message_id}/none"},
+            campaign_id=campaign_id,
+            subject=str(body.get("subject", "")),
+            language=language,
+            error=error,
+            alert_id=alert_id,
+        )
+        if created is None:
+            return False
+        self._metrics.notifications.labels("none", "no_address").inc()
+        log.warning("no_recipient_address", recipient=recipient_code, message_id=message_id)
+        return True
 
     async def enqueue(
         self,
@@ -206,21 +271,28 @@ class Outgoing:
         campaign_id: str,
         alert_ids: Sequence[int],
         fallback: bool,
+        render_shared: Callable[[str], Body] | None = None,
     ) -> int:
         """One notification row per channel, its body `render`ed in the contact's language
         (`language`, the policy's, for a contact without one); returns how many were newly
-        queued. Each language is rendered once."""
+        queued. Each language is rendered once. With `fallback` the operators' fallback
+        webhook stands in for a recipient without a webhook; its copy is `render_shared`
+        (default `render`): what is the chief's alone, the personal link, stays out of it
+        (docs/briefing.md, "The chief's link")."""
         found = addresses(recipient, self._fallback if fallback else None, self._channels)
         if not found:
             self._metrics.notifications.labels("none", "no_address").inc()
             log.warning("no_recipient_address", recipient=recipient_code, message_id=message_id)
             return 0
         queued = 0
-        bodies: dict[str, Body] = {}
+        bodies: dict[tuple[str, bool], Body] = {}
         for contact in found:
             channel, address = contact.channel, contact.address
             read_in = contact.language or language
-            body = bodies[read_in] = bodies.get(read_in) or render(read_in)
+            shared = stands_in(recipient, contact)
+            made = render_shared if shared and render_shared is not None else render
+            body = bodies.get((read_in, shared)) or made(read_in)
+            bodies[read_in, shared] = body
             delivery_id = f"{message_id}/{channel}"
             created = await delivery_sql.insert_notification(
                 conn,
@@ -235,6 +307,7 @@ class Outgoing:
                 subject=str(body.get("subject", "")),
                 language=read_in,
                 alert_ids=alert_ids,
+                fallback=shared,
             )
             if created is not None:
                 queued += 1

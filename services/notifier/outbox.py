@@ -2,12 +2,23 @@
 
 A replica claims due messages (`FOR UPDATE SKIP LOCKED`, so two replicas never take the same
 one) and holds each for a lease on the database's clock. Each attempt is first written down
-(attempt number, replica, start) in its own transaction, then sent, then its result written;
-failures are retried with exponential backoff (tenacity), renewing the lease per attempt,
-and after the configured attempts the message is `failed` and counted. A replica killed
-mid-send leaves the message `sending` with an unfinished attempt: when the lease runs out
-another replica takes it and sends it again under the same delivery id, which the receiver
-uses to drop the copy if the first send had reached it (docs/alerts.md, "Exactly once")."""
+(attempt number, replica, the address it goes to, start) in its own transaction, then sent,
+then its result written. A claim is one attempt: a failed one writes the message back as
+`pending`, due again after an exponential backoff, and lets it go, so a dead endpoint holds
+no delivery slot while it waits and every other chief's messages go meanwhile; the next
+attempt is whichever replica's that polls once it is due. After the configured attempts
+(hours of retries by default), or at once when the receiver refuses the message for good,
+the message is `failed` and counted; `tiendo notifier redrive` sends it again.
+
+Every attempt sends to the recipient's contact on the message's channel as it is then (the
+body was decided when the message was, the address is looked up each time): a contact fixed
+while the message waited is used by the next attempt, one removed fails the message with
+that reason. The operators' copy (the fallback webhook) goes to the fallback URL.
+
+A replica killed mid-send leaves the message `sending` with an unfinished attempt: when the
+lease runs out another replica takes it and sends it again under the same delivery id,
+which the receiver uses to drop the copy if the first send had reached it (docs/alerts.md,
+"Exactly once")."""
 
 import asyncio
 import contextlib
@@ -21,13 +32,6 @@ from collections.abc import Callable
 from datetime import timedelta
 
 import asyncpg
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_result,
-    stop_after_attempt,
-    wait_exponential,
-)
 
 from services.notifier.channels import Channel, DeliveryResult, Message, error_text
 from services.notifier.metrics import NotifierMetrics
@@ -35,6 +39,7 @@ from services.notifier.privacy import logged_text
 from services.notifier.repository import deliveries as delivery_sql
 from services.notifier.repository import secrets as secret_sql
 from services.notifier.repository.deliveries import Claimed
+from tiendo.database import Connection
 from tiendo.logs import get_logger
 
 log = get_logger(__name__)
@@ -45,10 +50,17 @@ def replica_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
-def _last_result(state: RetryCallState) -> DeliveryResult | None:
-    assert state.outcome is not None
-    result: DeliveryResult | None = state.outcome.result()
-    return result
+def backoff_seconds(attempt: int, first: float, longest: float) -> float:
+    """How long a message waits after its `attempt`-th failed attempt (1: the first since
+    it was queued or redriven): `first`, doubling each attempt, at most `longest`."""
+    # the exponent bounded: 2**60 seconds is past any `longest`, and a float never overflows
+    return float(min(first * 2.0 ** min(max(attempt, 1) - 1, 60), longest))
+
+
+def retry_window_seconds(attempts: int, first: float, longest: float) -> float:
+    """From a message's first attempt to its last when every one fails: the sum of the
+    waits between its `attempts` (the settings' window: docs/alerts.md)."""
+    return sum(backoff_seconds(n, first, longest) for n in range(1, attempts))
 
 
 class Outbox:
@@ -60,12 +72,13 @@ class Outbox:
         *,
         max_attempts: int,
         poll_seconds: float,
-        backoff_seconds: float = 1.0,
-        backoff_max_seconds: float = 60.0,
+        backoff_seconds: float = 2.0,
+        backoff_max_seconds: float = 900.0,
         timeout_seconds: float = 10.0,
         lease_seconds: float = 120.0,
         concurrency: int = 8,
         replica: str | None = None,
+        fallback_webhook: str | None = None,
     ) -> None:
         self._pool = pool
         self._channels = channels
@@ -77,6 +90,8 @@ class Outbox:
         self._timeout = timeout_seconds
         self._lease = timedelta(seconds=lease_seconds)
         self._concurrency = concurrency
+        # where the operators' copies go (TIENDO_NOTIFIER_WEBHOOK_URL), read as configured now
+        self._fallback = fallback_webhook
         self.replica = replica or replica_name()
         self._inflight: dict[int, asyncio.Task[None]] = {}
 
@@ -137,9 +152,15 @@ class Outbox:
                 await delivery_sql.release(conn, self.replica, ids)
 
     async def _deliver(self, row: Claimed) -> None:
+        """One attempt at the message, then the slot is free: a failure is written back to
+        be retried later (or fails the message), never waited out here."""
         channel = self._channels.get(row.channel)
         if channel is None:
             await self._fail(row, f"channel {row.channel!r} is not configured")
+            return
+        if row.attempts_counted >= self._max_attempts:
+            # taken over from a replica that died after its last attempt
+            await self._fail(row, row.last_error or "no attempts left")
             return
         body = row.body
         message = Message(
@@ -149,37 +170,53 @@ class Outbox:
             text=str(body.get("chat" if row.channel == "chat" else "text", "")),
             body=json.dumps(body, ensure_ascii=False, sort_keys=True).encode(),
         )
-        remaining = self._max_attempts - row.attempts
-        if remaining <= 0:
-            await self._fail(row, row.last_error or "no attempts left")
-            return
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(remaining),
-            wait=wait_exponential(multiplier=self._backoff, max=self._backoff_max),
-            retry=retry_if_result(lambda r: r is not None and not r.ok),
-            retry_error_callback=_last_result,
-        )
-        result: DeliveryResult | None = await retrying(self._attempt, row, message, channel)
-        if result is None or result.ok:
-            return
-        await self._fail(row, result.error or "failed")
+        await self._attempt(row, message, channel)
 
-    async def _attempt(
-        self, row: Claimed, message: Message, channel: Channel
-    ) -> DeliveryResult | None:
-        """One attempt, written down before and after; None: this replica lost the message
-        (its lease ran out and another took it, or it was delivered meanwhile)."""
+    async def _address(self, conn: Connection, row: Claimed) -> str | None:
+        """Where this attempt sends: the operators' fallback webhook for their copy, else
+        the recipient's contact on the row's channel as it is now; None: nowhere any more."""
+        if row.fallback:
+            return self._fallback
+        return await delivery_sql.contact_address(conn, row.recipient, row.channel)
+
+    def _gone(self, row: Claimed) -> str:
+        """Why a message has nowhere to go, as `last_error` says it."""
+        if row.fallback:
+            return (
+                "the fallback webhook (TIENDO_NOTIFIER_WEBHOOK_URL) is no longer configured: "
+                "nothing to send the operators' copy to"
+            )
+        return (
+            f"unit {row.recipient} has no {row.channel} contact any more (removed while the "
+            "message waited): nothing to send to; set one and run `tiendo notifier redrive`"
+        )
+
+    async def _attempt(self, row: Claimed, message: Message, channel: Channel) -> None:
+        """One attempt, written down before and after, to the address of now. Nothing is
+        sent when this replica lost the message (its lease ran out and another took it, or
+        it was delivered meanwhile), nor when the recipient's contact is gone (failed)."""
         async with self._pool.acquire() as conn:
-            started = await delivery_sql.start_attempt(conn, row.id, self.replica, self._lease)
+            address = await self._address(conn, row)
+            if address is None:
+                started = None
+            else:
+                started = await delivery_sql.start_attempt(
+                    conn, row.id, self.replica, self._lease, address
+                )
             # Read at every attempt: a rotation or a retirement applies to the next send.
-            keys = await secret_sql.signing_secrets(conn, row.address) if started else ()
+            keys = await secret_sql.signing_secrets(conn, address) if started and address else ()
+        if address is None:
+            await self._fail(row, self._gone(row))
+            return
         if started is None:
             log.warning("delivery_lease_lost", id=row.id, replica=self.replica)
-            return None
+            return
+        row = dataclasses.replace(row, address=address)
         t0 = time.perf_counter()
         try:
             result = await asyncio.wait_for(
-                channel.send(dataclasses.replace(message, secrets=keys)), self._timeout
+                channel.send(dataclasses.replace(message, address=address, secrets=keys)),
+                self._timeout,
             )
         except TimeoutError:
             result = DeliveryResult(False, f"timeout after {self._timeout} s")
@@ -188,14 +225,21 @@ class Outbox:
             # refused its kind): whatever it raises is this attempt's failure, finished,
             # retried with backoff and in the end `failed`, never an unfinished attempt left
             # to the lease. Cancellation is no Exception: a stopping replica still stops.
-            result = DeliveryResult(False, error_text(exc, row.channel, row.address))
+            result = DeliveryResult(False, error_text(exc, row.channel, address))
         self._metrics.delivery_seconds.labels(row.channel).observe(time.perf_counter() - t0)
+        counted = started.number - row.attempts_before
+        final = not result.ok and (result.permanent or counted >= self._max_attempts)
+        wait = backoff_seconds(counted, self._backoff, self._backoff_max)
         async with self._pool.acquire() as conn, conn.transaction():
             await delivery_sql.finish_attempt(conn, started.id, result.ok, result.error)
             if result.ok:
                 await delivery_sql.mark_delivered(conn, row.id)
+            elif final:
+                await delivery_sql.mark_failed(conn, row.id, result.error or "failed", self.replica)
             else:
-                await delivery_sql.note_error(conn, row.id, result.error)
+                await delivery_sql.retry_later(
+                    conn, row.id, result.error, timedelta(seconds=wait), self.replica
+                )
         outcome = "delivered" if result.ok else "retry"
         self._metrics.notifications.labels(row.channel, outcome).inc()
         log.info(
@@ -205,13 +249,19 @@ class Outbox:
             kind=row.kind,
             channel=row.channel,
             attempt=started.number,
-            error=logged_text(row.channel, row.address, result.error),
+            retry_in=None if result.ok or final else wait,
+            error=logged_text(row.channel, address, result.error),
         )
-        return result
+        if final:
+            self._failed(row, result.error or "failed")
 
     async def _fail(self, row: Claimed, error: str) -> None:
         async with self._pool.acquire() as conn:
             await delivery_sql.mark_failed(conn, row.id, error, self.replica)
+        self._failed(row, error)
+
+    def _failed(self, row: Claimed, error: str) -> None:
+        """Count and log a message given up on (marked failed by the caller)."""
         self._metrics.notifications.labels(row.channel, "failed").inc()
         log.error(
             "notification_failed",

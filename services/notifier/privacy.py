@@ -60,12 +60,22 @@ def shown_notification(row: Mapping[str, Any], *, admin: bool) -> dict[str, Any]
     error text, shown by `shown_address`."""
     channel, address = row["channel"], row["address"]
 
-    def text(t: str | None) -> str | None:
-        return shown_text(channel, address, t, admin=admin) if t is not None else None
+    def text(t: str | None, to: str = address) -> str | None:
+        return shown_text(channel, to, t, admin=admin) if t is not None else None
+
+    def attempt(a: Mapping[str, Any]) -> dict[str, Any]:
+        # each attempt went to the contact of its moment (a contact fixed while the message
+        # waited): its address, and the error quoting it, shown as the row's are
+        to = a.get("address") or address
+        return {
+            **a,
+            "address": shown_address(channel, to, admin=admin),
+            "error": text(a.get("error"), to),
+        }
 
     return {
         **row,
         "address": shown_address(channel, address, admin=admin),
         "last_error": text(row["last_error"]),
-        "attempt_log": [{**a, "error": text(a.get("error"))} for a in row["attempt_log"]],
+        "attempt_log": [attempt(a) for a in row["attempt_log"]],
     }

@@ -116,7 +116,7 @@ async def bottom_of_level(
     """The bottom N of the leaderboard of one indicator at `level`, as of `at`."""
     codes = await board.level_codes(conn, level)
     verdicts = await judge(conn, campaign, indicator, codes, at, live=False)
-    ranking = ranked([v for v in verdicts.values() if v.progress.target > 0])
+    ranking = ranked([v for v in verdicts.values() if is_judged(v.progress.target)])
     lowest = [Lowest(rank, v.unit, v.progress.pct) for rank, v in bottom(ranking, n)]
     return Bottom(len(ranking), lowest)
 

@@ -3,6 +3,7 @@ default, English available). An operator may override any file from `templates_d
 
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from zoneinfo import ZoneInfo
 import jinja2
 
 from services.notifier.languages import LANGUAGES
+from tiendo.figure_digits import cut
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,10 +29,35 @@ def _num(language: str, value: float | None) -> str:
     return text.replace(",", ".") if language == "vi" else text
 
 
-def _decimal(language: str, value: float | None, digits: int, suffix: str = "") -> str:
+# Rates per day are shown whole from 10 a day on, with one decimal below: a residential
+# group needing 0.4 a day reads "0,4/ngày", not "0/ngày" (a whole number rounded 0.4 to 0,
+# and 2.5 to 2, as Python rounds halves to even). Half-up, as people round.
+_WHOLE_RATE_FROM = 10
+
+
+def _rate(language: str, value: float | None) -> str:
+    """A rate per day as a chief reads it: whole from 10 on, one decimal below, never 0 for
+    a rate that is not: a positive rate under 0.05 reads "<0,1" (less than 0.1 a day)."""
     if value is None:
         return "—"
-    text = f"{value:.{digits}f}"
+    exact = Decimal(repr(value))
+    if abs(exact) >= _WHOLE_RATE_FROM:
+        whole = int(exact.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+        return _num(language, whole)
+    shown = exact.quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
+    if shown == 0 and exact != 0:
+        text = "<0.1" if exact > 0 else ">-0.1"
+    else:
+        text = f"{shown:.1f}" if shown != 0 else "0"
+    return text.replace(".", ",") if language == "vi" else text
+
+
+def _decimal(language: str, value: float | None, digits: int, suffix: str = "") -> str:
+    """A pct or a pace, cut to `digits` (`figure_digits.cut`): the figures a status is read
+    against never read past their line (0.8996 beside "behind" is 0,89, not 0,90)."""
+    if value is None:
+        return "—"
+    text = f"{cut(value, digits):.{digits}f}"
     return (text.replace(".", ",") if language == "vi" else text) + suffix
 
 
@@ -61,6 +88,7 @@ class Renderer:
             autoescape=False,  # noqa: S701
         )
         env.filters["num"] = lambda v: _num(language, v)
+        env.filters["rate"] = lambda v: _rate(language, v)
         env.filters["pct"] = lambda v: _decimal(language, v, 1, " %" if language == "vi" else "%")
         env.filters["ratio"] = lambda v: _decimal(language, v, 2)
         env.filters["local"] = jinja2.pass_context(_local)

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 from tiendo.board.campaign import Campaign
 from tiendo.board.figures import Verdict
-from tiendo.pace import Status
+from tiendo.pace import Status, is_done
 
 
 class Rule(StrEnum):
@@ -38,6 +38,14 @@ def target_runs(v: Verdict, campaign: Campaign, at: datetime) -> bool:
     return campaign.starts_at < at < v.deadline and not campaign.ended(at)
 
 
+def ranked_alerted(v: Verdict, campaign: Campaign, at: datetime) -> bool:
+    """Whether a unit the briefing ranked among the lowest is alerted for it at `at`: while
+    its target runs, and only while it is not done. One that reaches its target after the
+    briefing is no laggard, as the briefing itself never calls a done unit one
+    (`figures.bottom`); before, its rank alert held all week, repeating and escalating."""
+    return target_runs(v, campaign, at) and not is_done(v.progress.value, v.progress.target)
+
+
 def held(
     v: Verdict, campaign: Campaign, at: datetime, *, window_known: bool = True
 ) -> dict[Rule, bool]:
@@ -47,7 +55,7 @@ def held(
     `window_known` false (no value from the start of the run-rate window): `at_risk`
     cannot be judged and does not hold, no alert on missing data (contract §5)."""
     p = v.progress
-    running = p.value < p.target and target_runs(v, campaign, at)
+    running = not is_done(p.value, p.target) and target_runs(v, campaign, at)
     projected_late = p.projected_completion is None or p.projected_completion > v.deadline
     slow = p.pace is not None and p.pace < campaign.thresholds.behind
     return {
@@ -60,7 +68,11 @@ def held(
 def inhibited_by(rule: str, firing: Iterable[str]) -> str | None:
     """The rule firing on the same (unit, indicator) that outranks `rule` in `PRECEDENCE`,
     if any: its alert still fires and shows, but its chief is told of the outranking one
-    only (a silent unit is `stale`; it is not also told it is `behind`)."""
+    only (a silent unit is `stale`; it is not also told it is `behind`).
+
+    `firing`: the rules whose alerts the chief could be told of, the silenced ones left
+    out (`groups.sketch`): a silenced alert outranks nothing, or a silence of `stale`
+    alone would hide the unit's `behind` too, and nobody would hear of it."""
     order = [r.value for r in PRECEDENCE]
     if rule not in order:
         return None
@@ -68,6 +80,14 @@ def inhibited_by(rule: str, firing: Iterable[str]) -> str | None:
         if other in firing:
             return other
     return None
+
+
+def outranking() -> list[tuple[str, str]]:
+    """Every (rule, rule that outranks it) as `inhibited_by` decides: the relation the
+    planner's SQL pre-filter is handed as data (`groups.untold_members`), so that which rule
+    outranks which is stated here only."""
+    names = [r.value for r in Rule]
+    return [(r, o) for r in names for o in names if inhibited_by(r, [o]) == o]
 
 
 # --- lifecycle -----------------------------------------------------------------------------
@@ -207,6 +227,12 @@ class Member:
         """Something this recipient has not been told yet."""
         return (self.state == "firing") != self.notified
 
+    @property
+    def shown(self) -> bool:
+        """Whether the recipient's messages list it: not silenced, and not a firing alert
+        outranked by a visible one (a resolution is told even if it was outranked)."""
+        return not self.silenced and not (self.inhibited and self.state == "firing")
+
 
 @dataclass(frozen=True, slots=True)
 class GroupState:
@@ -231,6 +257,14 @@ class GroupPlan:
     due_at: datetime | None = None  # when a waiting change will be due
 
 
+def listed_firing(members: Sequence[Member]) -> tuple[int, ...]:
+    """The firing alerts a recipient's group messages list (`Member.shown`: not silenced,
+    not outranked by a visible rule on the same key), escalated ones included: what a change
+    message or a repeat lists, and what the recipient's digest counts. The one statement of
+    it, for the planner and the digests alike."""
+    return tuple(m.alert_id for m in members if m.shown and m.state == "firing")
+
+
 def plan_group(
     group: GroupState,
     members: Sequence[Member],
@@ -249,11 +283,11 @@ def plan_group(
       indicator, are left out of both and never make a message due; a resolution the
       recipient was never told of (never told it fired, or silenced) is dropped unsaid.
     """
-    visible = [m for m in members if not m.silenced and not (m.inhibited and m.state == "firing")]
+    visible = [m for m in members if m.shown]
     drop = tuple(
         m.alert_id for m in members if m.state == "resolved" and (not m.notified or m.silenced)
     )
-    firing = tuple(m.alert_id for m in visible if m.state == "firing")
+    firing = listed_firing(members)
     news = [m for m in visible if m.news]
     if news:
         due_at = min(m.changed_at for m in news) + group_wait

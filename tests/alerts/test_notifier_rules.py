@@ -318,21 +318,30 @@ def _alert_model(kind: str) -> dict[str, Any]:
         "deadline_passed": kind in ("final", "deadline"),
         "achieved": False,
         "shortfall": 3766 if kind in ("final", "deadline") else None,
+        # closed without clearing: its target removed, its unit replaced at a cut-over
+        "closed_because": kind if kind in ("untracked", "replaced") else None,
+        "replaced_at": "2023-05-21T17:00:00+00:00" if kind == "replaced" else None,
+        "successors": [{"unit": "00007", "code": "00007", "name": "Phường Trúc Bạch"}]
+        if kind == "replaced"
+        else [],
     }
+    closing = ("resolved", "final", "deadline", "untracked", "replaced")
     return {
-        "kind": "resolved" if kind in ("final", "deadline") else kind,
+        "kind": "resolved" if kind in closing else kind,
         "campaign_ended": kind == "final",
         "message_id": "c1/002/1",
         "campaign": {"id": "c1", "name": "Mệnh lệnh 01", "timezone": "Asia/Ho_Chi_Minh"},
         "recipient": {"unit": "002", "name": "Quận Hoàn Kiếm", "chief_name": None},
-        "firing": [alert] if kind not in ("resolved", "final", "deadline") else [],
-        "resolved": [alert] if kind in ("resolved", "final", "deadline") else [],
+        "firing": [alert] if kind not in closing else [],
+        "resolved": [alert] if kind in closing else [],
         "now": "2023-05-22T03:00:00+00:00",
         "language": "vi",
     }
 
 
-@pytest.mark.parametrize("kind", ["firing", "repeat", "resolved", "final", "deadline"])
+@pytest.mark.parametrize(
+    "kind", ["firing", "repeat", "resolved", "final", "deadline", "untracked", "replaced"]
+)
 @pytest.mark.parametrize("language", ["vi", "en"])
 def test_every_template_renders_in_both_languages(kind: str, language: str) -> None:
     text = Renderer().alert(language, _alert_model(kind))
@@ -356,7 +365,21 @@ def test_every_template_renders_in_both_languages(kind: str, language: str) -> N
             assert ("hết cảnh báo" if language == "vi" else "all clear") not in said.lower()
     if kind == "resolved":
         assert ("đúng tiến độ" if language == "vi" else "back on track") in text.text
-    if kind not in ("resolved", "final", "deadline"):
+    if kind in ("untracked", "replaced"):
+        # closed because nothing judges it any more: why, never "back on track"
+        for said in (text.text, text.subject, text.chat):
+            assert ("đúng tiến độ" if language == "vi" else "back on track") not in said
+        assert ("Không còn theo dõi:" if language == "vi" else "No longer tracked:") in text.text
+    if kind == "untracked":
+        assert ("không còn chỉ tiêu" if language == "vi" else "no target") in text.text
+        assert ("không còn chỉ tiêu" if language == "vi" else "no target") in text.chat
+    if kind == "replaced":
+        successor = "Phường Trúc Bạch (00007)"
+        said = "đã được thay bằng " if language == "vi" else "replaced by "
+        assert said + successor in text.text
+        assert "00:00 22/05/2023" in text.text  # the cut-over, local
+        assert "Phường Trúc Bạch" in text.chat
+    if kind not in ("resolved", "final", "deadline", "untracked", "replaced"):
         assert ("1.234/5.000" if language == "vi" else "1,234 of 5,000") in text.text
         assert ("125/ngày" if language == "vi" else "125/day") in text.text
         assert ("10:00 20/05/2023") in text.text

@@ -10,15 +10,19 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 
 from services.aggregator import cutover
+from services.aggregator.app import create_app as create_aggregator
 from services.aggregator.progress import leaderboard, progress_of
 from services.aggregator.repository import reference as reference_sql
 from services.aggregator.snapshot import unit_figures
 from tests.counting.test_cutover import CCCD, history, world
 from tests.counting.trees import CUT
+from tests.support.identities import READER
+from tests.support.stack import Topics, aggregator_settings, running
 from tests.support.world import build_world
 from tiendo import counting
 from tiendo.board import repository as board
 from tiendo.board.campaign import Campaign
+from tiendo.clock import ManualClock
 from tiendo.counting import apply_events
 from tiendo.event import Event, Kind
 from tiendo.pace import Status
@@ -83,6 +87,53 @@ async def test_a_push_in_one_district_counts_and_exports_its_units_only(database
         assert (stored["total"], stored["done"]) == (2, 1)
     finally:
         await conn.close()
+
+
+async def test_a_unit_without_a_target_shows_no_status_in_its_drill_down(database: str) -> None:
+    # the same push: district 002 and its ward 00010 have no target, 00010 reports
+    await build_world(
+        database, starts_at=NOW - timedelta(days=10), targets={"00004": 100, "00007": 100}
+    )
+    conn = await asyncpg.connect(database)
+    try:
+        await apply_events(
+            conn,
+            [
+                Event("e1", "00004", CCCD, Kind.INCREMENT, 100, NOW - HOUR),
+                Event("e2", "00010", CCCD, Kind.INCREMENT, 5, NOW - 30 * HOUR),
+            ],
+        )
+    finally:
+        await conn.close()
+    settings = aggregator_settings(database, "127.0.0.1:1", Topics.unique(), consume=False)
+    async with running(create_aggregator(settings, clock=ManualClock(NOW))) as api:
+        api.headers.update(READER)
+
+        async def figures(unit: str, **params: str) -> dict[str, object]:
+            r = await api.get(f"/v1/campaigns/c1/progress/{unit}", params=params)
+            assert r.status_code == 200, r.text
+            (indicator,) = r.json()["indicators"]
+            assert isinstance(indicator, dict)
+            return indicator
+
+        for read in ({}, {"as_of": NOW.isoformat()}):
+            # 0 of 0 was `done`: the chief was told 002 reached a target it never had
+            for unit, value in (("002", 5), ("00010", 5)):
+                shown = await figures(unit, **read)
+                assert (shown["value"], shown["target"]) == (value, 0), read
+                assert shown["run_rate_7d"] is not None  # its reports are shown all the same
+                not_judged = {k: shown[k] for k in ("status", "pct", "expected", "pace")}
+                assert not_judged == dict.fromkeys(not_judged), (unit, read, shown)
+                assert shown["expected_pct"] is shown["required_daily_rate"] is None
+                assert shown["projected_completion"] is None
+            assert (await figures("00004", **read))["status"] == "done"
+            city = await figures("01", **read)
+            assert city["status"] is not None
+            assert city["expected"] is not None
+            assert (city["children_total"], city["children_done"]) == (1, 0)
+        # the leaderboard ranks the judged district alone, as before
+        r = await api.get("/v1/campaigns/c1/leaderboard", params={"level": 2, "indicator": CCCD})
+        assert [row["unit"]["code"] for row in r.json()["rows"]] == ["001"]
 
 
 async def _cutover_world(dsn: str, planned_at: datetime | None = None) -> asyncpg.Connection:

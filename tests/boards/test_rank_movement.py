@@ -307,3 +307,40 @@ async def test_live_moves_as_as_of_now_where_the_clocks_go_back_at_midnight(
             datetime(2024, 4, 7, 3, 59, 59, 999999, tzinfo=UTC),
         ],
     )
+
+
+async def test_a_previous_briefing_after_as_of_is_refused(database: str) -> None:
+    await _world(database)
+    settings = aggregator_settings(database, "127.0.0.1:1", Topics.unique(), consume=False)
+    url = "/v1/campaigns/c1/leaderboard"
+    board = {"level": "3", "indicator": CCCD}
+    async with running(create_aggregator(settings, ManualClock(NOW))) as api:
+        api.headers.update(READER)
+
+        async def status(**params: datetime) -> int:
+            named = {k: v.isoformat() for k, v in params.items()}
+            r = await api.get(url, params={**board, **named})
+            if r.status_code == 422:
+                assert r.headers["content-type"].startswith("application/problem+json")
+                assert [e["field"] for e in r.json()["errors"]] == ["previous"], r.text
+            return r.status_code
+
+        # arrows measured against a later ranking than the one they stand on: was 200
+        assert await status(as_of=PREVIOUS, previous=PREVIOUS + timedelta(seconds=1)) == 422
+        assert await status(as_of=PREVIOUS, previous=NOW) == 422
+        r = await api.get(
+            url,
+            params={
+                **board,
+                "as_of": PREVIOUS.isoformat(),
+                "previous": NOW.isoformat(),
+                "format": "csv",
+            },
+        )
+        assert r.status_code == 422
+        # the same moment, or moments both past now (each read as now), are no movement
+        assert await status(as_of=PREVIOUS, previous=PREVIOUS) == 200
+        assert await status(previous=NOW + timedelta(days=3)) == 200
+        later = NOW + timedelta(days=1)
+        assert await status(as_of=later, previous=later + timedelta(days=1)) == 200
+        assert await status(as_of=NOW, previous=PREVIOUS) == 200

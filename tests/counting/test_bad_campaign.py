@@ -158,6 +158,19 @@ async def test_a_campaign_stored_with_a_bad_zone_is_left_out_and_the_others_keep
 
             await eventually(flagged)
 
+            # its readers are told why, never a 500 (its zone is unknown to every host)
+            for path in (
+                "/v1/campaigns/bad/progress/01",
+                "/v1/campaigns/bad/leaderboard?level=3&indicator=cccd_collected",
+                "/v1/campaigns/bad/leaderboard?level=3&indicator=cccd_collected&format=csv",
+                "/v1/campaigns/c1/compare/bad?indicator=cccd_collected&unit=01",
+            ):
+                r = await client.get(path)
+                assert r.status_code == 409, (path, r.status_code, r.text)
+                assert r.json()["type"].endswith("campaign-unusable"), r.text
+                assert [e["field"] for e in r.json()["errors"]] == ["timezone"], r.text
+            assert (await client.get("/v1/campaigns/c1/progress/01")).status_code == 200
+
             # fixed through the API: recounted from the stored events, live equals history
             r = await client.put(
                 "/v1/campaigns/bad",

@@ -153,3 +153,17 @@ async def test_ingest_reads_the_receipts_through_views_and_nothing_of_the_events
         )
     finally:
         await conn.close()
+
+
+async def test_an_id_that_cannot_be_an_event_id_is_not_found_never_a_5xx(
+    ingest_alone: httpx.AsyncClient,
+) -> None:
+    # PostgreSQL refuses a NUL in text: looked up, it was a 503 with Retry-After, telling
+    # the sender to retry a request that can never succeed
+    for path in ("/v1/events/a%00b", "/v1/events/%00", "/v1/events/%F0%9F%98%80"):
+        r = await ingest_alone.get(path)
+        assert r.status_code == 404, (path, r.text)
+        assert "retry-after" not in r.headers
+    assert (await ingest_alone.get("/v1/events/" + "x" * 65)).status_code == 404
+    # an id at the limit is looked up (and answered 404 as never sent)
+    assert (await ingest_alone.get("/v1/events/" + "x" * 64)).status_code == 404

@@ -5,6 +5,7 @@ receivers on loopback stand in for their mailboxes, webhooks and chat service, a
 what they get by delivery id, as a receiver that dedupes redeliveries would."""
 
 import asyncio
+import contextlib
 import threading
 import uuid
 from collections import Counter
@@ -29,13 +30,17 @@ from tiendo_client.webhooks import Refused, Replayed, WebhookVerifier
 from devtools.localstack import KafkaBroker, free_port
 from services.aggregator.admin import UnitIn
 from services.notifier.app import create_app
-from services.notifier.channels import DELIVERY_ID_HEADER
+from services.notifier.channels import DELIVERY_ID_HEADER, Channel
+from services.notifier.metrics import NotifierMetrics
+from services.notifier.outbox import Outbox
+from services.notifier.repository import deliveries as delivery_sql
 from services.notifier.settings import NotifierSettings
 from tests.support.identities import ADMIN
 from tests.support.stack import Topics, eventually, running
 from tests.support.world import TREE, build_world
 from tiendo.clock import ManualClock
 from tiendo.counting import apply_events
+from tiendo.database import create_pool
 from tiendo.event import Event, Kind
 
 if TYPE_CHECKING:
@@ -67,6 +72,9 @@ class HttpReceiver:
         self.received: list[Received] = []
         # answer 503 to this many of the next requests whose path starts with the key
         self.fail_next: dict[str, int] = {}
+        # answer every request whose path starts with the key with that status (a receiver
+        # that refuses: 404, 410, or asks to come back: 429)
+        self.status: dict[str, int] = {}
         self.delay = 0.0  # seconds to wait after recording, before answering
         # verify posts under these path prefixes as a real receiver does: 401 if refused
         self.verifiers: dict[str, WebhookVerifier] = {}
@@ -78,6 +86,9 @@ class HttpReceiver:
             self.received.append(got)
             if refused := self._verify(got):
                 return refused
+            for prefix, status in self.status.items():
+                if path.startswith(prefix):
+                    return JSONResponse({"error": "refused"}, status_code=status)
             for prefix, left in self.fail_next.items():
                 if path.startswith(prefix) and left > 0:
                     self.fail_next[prefix] = left - 1
@@ -129,8 +140,23 @@ class SmtpReceiver:
         self.port = free_port()
         self.messages: list[EmailMessage] = []
         self.delay = 0.0
+        # refuse a recipient whose address starts with the key with that SMTP reply
+        # ("550 5.1.1 no such user", "452 4.2.2 mailbox full"); a refusal counts in `refused`
+        self.refuse: dict[str, str] = {}
+        self.refused: list[str] = []
         self._lock = threading.Lock()
         self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: Any
+    ) -> str:
+        for prefix, reply in self.refuse.items():
+            if address.startswith(prefix):
+                with self._lock:
+                    self.refused.append(address)
+                return reply
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         message = message_from_bytes(envelope.content, policy=email_policy)
@@ -260,15 +286,77 @@ async def behind_only_evaluator(
 ) -> "Evaluator":
     """The campaign under `BEHIND_ONLY`, and an evaluator of it driven by hand
     (`evaluate_at`), sending by webhook."""
+    return await policy_evaluator(conn, database, campaign_id, BEHIND_ONLY)
+
+
+async def policy_evaluator(
+    conn: asyncpg.Connection, database: str, campaign_id: str, policy: dict[str, Any]
+) -> "Evaluator":
+    """The campaign under `policy`, and an evaluator of it driven by hand (`evaluate_at`),
+    queueing for webhooks (nothing delivers them: the tests read the queue)."""
     from services.notifier.evaluator import Evaluator
     from services.notifier.render import Renderer
 
     await conn.execute(
         "INSERT INTO alert_policies (campaign_id, config) VALUES ($1, $2)",
         campaign_id,
-        orjson.dumps(BEHIND_ONLY).decode(),
+        orjson.dumps(policy).decode(),
     )
     return Evaluator(NotifierSettings(database_url=database), Renderer(), ("webhook",))
+
+
+def tree_with_webhooks(without: tuple[str, ...] = ()) -> list[UnitIn]:
+    """The test tree; every chief but those of the units `without` has a webhook (on a
+    port nobody listens on: a hand-driven evaluator only queues)."""
+    return [
+        u
+        if u.code in without
+        else u.model_copy(
+            update={
+                "chief_name": f"Chief {u.code}",
+                "chief_webhook": f"http://127.0.0.1:9/hook/{u.code}",
+            }
+        )
+        for u in TREE
+    ]
+
+
+@dataclass(frozen=True)
+class Queued:
+    """A queued notification as the tests read it: its delivery id and kind, its firing
+    alerts (unit, rule, value, target, escalation level) and its resolved ones (unit,
+    rule), and the body itself."""
+
+    delivery_id: str
+    kind: str
+    recipient: str
+    firing: list[tuple[str, str, int, int, int]]
+    resolved: list[tuple[str, str]]
+    body: dict[str, Any]
+
+
+async def queued(conn: asyncpg.Connection) -> list[Queued]:
+    """Every notification queued, in order."""
+    rows = await conn.fetch(
+        "SELECT dedup_key, kind, recipient, body FROM notifications ORDER BY id"
+    )
+    out = []
+    for r in rows:
+        body = orjson.loads(r["body"])
+        out.append(
+            Queued(
+                r["dedup_key"],
+                r["kind"],
+                r["recipient"],
+                [
+                    (a["unit"], a["rule"], a["value"], a["target"], a["escalation_level"])
+                    for a in body.get("firing", [])
+                ],
+                [(a["unit"], a["rule"]) for a in body.get("resolved", [])],
+                body,
+            )
+        )
+    return out
 
 
 @dataclass
@@ -330,6 +418,8 @@ def notifier_settings(
         # the clock loop runs often; what it sees is the ManualClock's time
         "evaluate_every_seconds": 0.3,
         "delivery_poll_seconds": 0.1,
+        # a failing channel gives up within seconds (the default window is hours)
+        "delivery_attempts": 8,
         "delivery_backoff_seconds": 0.05,
         "delivery_backoff_max_seconds": 0.2,
         "delivery_timeout_seconds": 5.0,
@@ -369,3 +459,66 @@ async def harness(
 
 def counts_by_delivery(received: list[Received]) -> Counter[str]:
     return Counter(r.delivery_id for r in received)
+
+
+async def queue(
+    conn: asyncpg.Connection,
+    key: str,
+    address: str,
+    *,
+    recipient: str = "00010",
+    fallback: bool = False,
+) -> int:
+    """Queue a webhook message straight into the outbox (as the planner does)."""
+    found = await delivery_sql.insert_notification(
+        conn,
+        dedup_key=key,
+        kind="firing",
+        recipient=recipient,
+        channel="webhook",
+        address=address,
+        body={"subject": "s", "text": "t", "chat": "t"},
+        group_id=None,
+        campaign_id="c1",
+        subject="s",
+        language="vi",
+        alert_ids=[],
+        fallback=fallback,
+    )
+    assert found is not None
+    return found
+
+
+@contextlib.asynccontextmanager
+async def outbox(
+    database: str, channels: dict[str, Channel], **kw: object
+) -> AsyncIterator[Outbox]:
+    """An outbox delivering on `channels` (`kw`: its settings) while the block runs."""
+    pool = await create_pool(database, max_size=6)
+    box = Outbox(
+        pool,
+        channels,
+        NotifierMetrics(),
+        poll_seconds=0.05,
+        lease_seconds=60,
+        **kw,  # type: ignore[arg-type]
+    )
+    task = asyncio.create_task(box.run())
+    try:
+        yield box
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await pool.close()
+
+
+async def settled(conn: asyncpg.Connection, notification_id: int) -> asyncpg.Record:
+    """The message once delivered or failed (for `eventually`)."""
+    row = await conn.fetchrow(
+        "SELECT status, attempts, address, last_error FROM notifications WHERE id = $1",
+        notification_id,
+    )
+    assert row is not None
+    assert row["status"] in ("delivered", "failed"), row
+    return row

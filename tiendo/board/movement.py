@@ -16,6 +16,7 @@ from tiendo.board.campaign import Campaign
 from tiendo.board.figures import (
     OFF_LOOP,
     Verdict,
+    is_judged,
     judge_counters,
     judge_many,
     rank_key,
@@ -294,7 +295,7 @@ async def ranking(
         )
         # `as_of`: the values then from the history; live: the counters'
         values = await values_of(conn, campaign, indicator, counters, at, live)
-        targeted = [c for c in counters if c.target > 0]
+        targeted = [c for c in counters if is_judged(c.target)]
         live_values = {c.unit: c.value for c in counters}
         now = live_values if live else {unit: v.value for unit, v in values.items()}
         # ordered now while the day rollups are still being read `beside` (a live board's
@@ -336,7 +337,7 @@ async def ranking(
             live=False,
             tree_at=campaign.reports_on(at),
         )
-        previous = ranks([rank_key(v) for v in before.values() if v.progress.target > 0])
+        previous = ranks([rank_key(v) for v in before.values() if is_judged(v.progress.target)])
     # a unit's value a window ago is its run rate's, which only the rows shown need
     ago = rolled[0].values_when_asked(indicator, live_values) if window is not None else None
     placed = await asyncio.to_thread(_placed, targeted, await ordering, previous)

@@ -92,11 +92,24 @@ SET name = EXCLUDED.name, starts_at = EXCLUDED.starts_at, deadline = EXCLUDED.de
 """
 
 
+# A column the change does not give ($7, $8, $9 false) keeps the stored value; a new
+# target takes the defaults then (the children's sum, baseline 0, the campaign's deadline).
 UPSERT_TARGET = """
 INSERT INTO targets (campaign_id, unit, indicator, target, baseline, deadline)
-VALUES ($1, $2, $3, $4, $5, $6)
+VALUES ($1, $2, $3, $4, coalesce($5, 0), $6)
 ON CONFLICT (campaign_id, unit, indicator) DO UPDATE
-SET target = EXCLUDED.target, baseline = EXCLUDED.baseline, deadline = EXCLUDED.deadline
+SET target = CASE WHEN $7 THEN EXCLUDED.target ELSE targets.target END,
+    baseline = CASE WHEN $8 THEN EXCLUDED.baseline ELSE targets.baseline END,
+    deadline = CASE WHEN $9 THEN EXCLUDED.deadline ELSE targets.deadline END
+"""
+
+
+SELECT_STORED_TARGETS = """
+SELECT t.unit, t.indicator, t.target, t.baseline, t.deadline
+FROM targets t
+JOIN unnest($2::text[], $3::text[]) AS k (unit, indicator)
+  ON k.unit = t.unit AND k.indicator = t.indicator
+WHERE t.campaign_id = $1
 """
 
 
@@ -316,11 +329,54 @@ async def campaigns_stamp(conn: Connection) -> tuple[int, datetime | None]:
     return row[0], row[1]
 
 
-async def upsert_targets(conn: Connection, campaign_id: str, targets: Sequence[Target]) -> None:
+@dataclass(frozen=True, slots=True)
+class TargetChange:
+    """A target as an admin change gives it: `sets` names which of `target`, `baseline`
+    and `deadline` it gives; the others keep their stored values (defaults when new)."""
+
+    unit: str
+    indicator: str
+    target: int | None
+    baseline: int | None
+    deadline: datetime | None
+    sets: frozenset[str]
+
+
+async def upsert_targets(
+    conn: Connection, campaign_id: str, targets: Sequence[TargetChange]
+) -> None:
     await conn.executemany(
         UPSERT_TARGET,
-        [(campaign_id, t.unit, t.indicator, t.target, t.baseline, t.deadline) for t in targets],
+        [
+            (
+                campaign_id,
+                t.unit,
+                t.indicator,
+                t.target,
+                t.baseline,
+                t.deadline,
+                "target" in t.sets,
+                "baseline" in t.sets,
+                "deadline" in t.sets,
+            )
+            for t in targets
+        ],
     )
+
+
+async def stored_targets(
+    conn: Connection, campaign_id: str, keys: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], Target]:
+    """The stored targets of the campaign among `keys` (unit, indicator)."""
+    rows = await conn.fetch(
+        SELECT_STORED_TARGETS, campaign_id, [k[0] for k in keys], [k[1] for k in keys]
+    )
+    return {
+        (r["unit"], r["indicator"]): Target(
+            r["unit"], r["indicator"], r["target"], r["baseline"], r["deadline"]
+        )
+        for r in rows
+    }
 
 
 async def target_deadlines(conn: Connection, campaign_id: str | None) -> list[TargetDeadline]:

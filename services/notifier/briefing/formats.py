@@ -14,6 +14,7 @@ from services.notifier.briefing.chart import progress_chart
 from services.notifier.briefing.model import Pack
 from services.notifier.briefing.words import WORDS, local, number
 from services.notifier.explanations import Commitment
+from tiendo.figure_digits import cut
 
 _TEMPLATES = Path(str(resources.files("services.notifier.briefing") / "templates"))
 _env = jinja2.Environment(
@@ -48,6 +49,8 @@ def html(pack: Pack, indicator_names: dict[str, str]) -> str:
         names=indicator_names,
         charts=charts,
         num=lambda v, d=0: number(pack.language, v, d),
+        # pct and pace are cut to the digits shown, as the leaderboard exports write them
+        shown=lambda v, d: number(pack.language, _cut(v, d), d),
         local=lambda v: local(v, pack.timezone),
         commitment=lambda c: commitment_text(c, pack.language),
     )
@@ -115,8 +118,8 @@ def xlsx(pack: Pack, indicator_names: dict[str, str]) -> bytes:
                     r.unit_name,
                     r.progress.value,
                     r.progress.target,
-                    _rounded(r.progress.pct, 1),
-                    _rounded(r.progress.pace, 3),
+                    _cut(r.progress.pct, 1),
+                    _cut(r.progress.pace, 3),
                     r.days_behind,
                     w[r.progress.status.value],
                 ]
@@ -132,7 +135,7 @@ def xlsx(pack: Pack, indicator_names: dict[str, str]) -> bytes:
                     lg.row.rank,
                     lg.row.unit,
                     lg.row.unit_name,
-                    _rounded(lg.row.progress.pct, 1),
+                    _cut(lg.row.progress.pct, 1),
                     lg.row.days_behind,
                     said.cause if said else w["not_explained"],
                     said.detail if said else "",
@@ -163,5 +166,8 @@ def xlsx(pack: Pack, indicator_names: dict[str, str]) -> bytes:
     return buffer.getvalue()
 
 
-def _rounded(value: float | None, digits: int) -> float | None:
-    return round(value, digits) if value is not None else None
+def _cut(value: float | None, digits: int) -> float | None:
+    """pct and pace to the digits shown, cut down (`tiendo.figure_digits.cut`, the rule of
+    the leaderboard exports): a unit one short of a big target reads 99.9, not 100.0 beside
+    a status that is not `done`; a pace just under the threshold stays under it."""
+    return cut(value, digits) if value is not None else None

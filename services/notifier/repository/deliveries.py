@@ -3,15 +3,28 @@
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
+
+import asyncpg
 
 from tiendo.database import Connection, like_prefix
 
 INSERT_NOTIFICATION = """
 INSERT INTO notifications (dedup_key, alert_id, kind, recipient, channel, address, body,
-                           group_id, campaign_id, subject, language)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                           group_id, campaign_id, subject, language, fallback)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+ON CONFLICT (dedup_key) DO NOTHING
+RETURNING id
+"""
+
+
+# A message nobody can be sent (no address anywhere): written straight as failed, so
+# that the delivery log shows it, on the pseudo-channel `none`, never claimed.
+INSERT_UNDELIVERABLE = """
+INSERT INTO notifications (dedup_key, alert_id, kind, recipient, channel, address, body,
+                           group_id, campaign_id, subject, language, status, last_error)
+VALUES ($1, $2, $3, $4, 'none', '', $5, NULL, $6, $7, $8, 'failed', $9)
 ON CONFLICT (dedup_key) DO NOTHING
 RETURNING id
 """
@@ -44,15 +57,21 @@ RETURNING n.*
 """
 
 
-# Starts attempt n only while this replica still holds the message; returns the attempt id.
+# Where an attempt sends: the recipient's contact on the row's channel as it is now (a
+# contact fixed while the message waited is used by the next attempt; one removed fails it).
+SELECT_CONTACT = "SELECT address FROM contacts WHERE unit = $1 AND channel = $2"
+
+
+# Starts attempt n only while this replica still holds the message, to `$4` (the address it
+# is sent to, kept with the attempt and as the row's latest); returns the attempt id.
 START_ATTEMPT = """
 WITH held AS (
     UPDATE notifications
-    SET attempts = attempts + 1, lease_until = clock_timestamp() + $3::interval
+    SET attempts = attempts + 1, lease_until = clock_timestamp() + $3::interval, address = $4
     WHERE id = $1 AND claimed_by = $2 AND status = 'sending'
     RETURNING id, attempts)
-INSERT INTO delivery_attempts (notification_id, attempt, replica)
-SELECT id, attempts, $2 FROM held
+INSERT INTO delivery_attempts (notification_id, attempt, replica, address)
+SELECT id, attempts, $2, $4 FROM held
 RETURNING id, attempt
 """
 
@@ -70,12 +89,22 @@ WHERE id = $1 AND status <> 'delivered'
 
 
 MARK_FAILED = """
-UPDATE notifications SET status = 'failed', last_error = $2, lease_until = NULL
+UPDATE notifications SET status = 'failed', last_error = $2, lease_until = NULL,
+                         failed_at = clock_timestamp()
 WHERE id = $1 AND claimed_by = $3 AND status = 'sending'
 """
 
 
-NOTE_ERROR = "UPDATE notifications SET last_error = $2 WHERE id = $1"
+# A failed attempt with attempts left: the row goes back to `pending`, due again after the
+# backoff ($3), and the replica lets it go. Whichever replica polls once it is due sends it
+# (CLAIM takes only due pending rows): no slot waits out a backoff. Only while this replica
+# holds it: a row whose lease ran out and another replica took is that replica's.
+RETRY_LATER = """
+UPDATE notifications
+SET status = 'pending', last_error = $2, next_attempt_at = clock_timestamp() + $3::interval,
+    lease_until = NULL, claimed_by = NULL
+WHERE id = $1 AND claimed_by = $4 AND status = 'sending'
+"""
 
 
 # Graceful stop: give back what this replica holds, to be sent by whoever polls next.
@@ -85,15 +114,30 @@ WHERE claimed_by = $1 AND status = 'sending' AND id = ANY ($2)
 """
 
 
+# `tiendo notifier redrive`: failed messages sent again, each with the full number of
+# attempts (`attempts_before`), due now. Rows of the pseudo-channel `none` have nowhere to
+# go and stay as they are. $1 ids (NULL: any), $2 failed at or after (NULL: any).
+REDRIVE = """
+UPDATE notifications
+SET status = 'pending', next_attempt_at = clock_timestamp(), attempts_before = attempts,
+    claimed_by = NULL, lease_until = NULL, failed_at = NULL
+WHERE status = 'failed' AND channel <> 'none'
+  AND ($1::bigint[] IS NULL OR id = ANY ($1))
+  AND ($2::timestamptz IS NULL OR failed_at >= $2)
+RETURNING id, dedup_key, channel, recipient
+"""
+
+
 SELECT_NOTIFICATIONS = """
 SELECT n.id, n.dedup_key AS delivery_id, n.kind, n.campaign_id, n.recipient, n.channel,
        n.address, n.subject, n.language, n.status, n.attempts, n.last_error, n.created_at,
-       n.delivered_at, n.claimed_by,
+       n.delivered_at, n.claimed_by, n.fallback, n.failed_at,
        coalesce((SELECT array_agg(na.alert_id ORDER BY na.alert_id)
                  FROM notification_alerts na WHERE na.notification_id = n.id),
                 '{}') AS alert_ids,
        coalesce((SELECT json_agg(json_build_object(
-                    'attempt', d.attempt, 'replica', d.replica, 'started_at', d.started_at,
+                    'attempt', d.attempt, 'replica', d.replica,
+                    'address', coalesce(d.address, n.address), 'started_at', d.started_at,
                     'finished_at', d.finished_at, 'ok', d.ok, 'error', d.error)
                     ORDER BY d.attempt, d.id)
                  FROM delivery_attempts d WHERE d.notification_id = n.id),
@@ -127,8 +171,10 @@ async def insert_notification(
     subject: str,
     language: str,
     alert_ids: Sequence[int],
+    fallback: bool = False,
 ) -> int | None:
-    """Queue one message to one address; None when its dedup key was queued already."""
+    """Queue one message to one address (`fallback`: the operators' fallback webhook, not
+    a contact of the recipient's); None when its dedup key was queued already."""
     notification_id: int | None = await conn.fetchval(
         INSERT_NOTIFICATION,
         dedup_key,
@@ -142,9 +188,42 @@ async def insert_notification(
         campaign_id,
         subject,
         language,
+        fallback,
     )
     if notification_id is not None and alert_ids:
         await conn.execute(INSERT_NOTIFICATION_ALERTS, notification_id, list(alert_ids))
+    return notification_id
+
+
+async def insert_undeliverable(
+    conn: Connection,
+    *,
+    dedup_key: str,
+    kind: str,
+    recipient: str,
+    body: dict[str, Any],
+    campaign_id: str,
+    subject: str,
+    language: str,
+    error: str,
+    alert_id: int,
+) -> int | None:
+    """Record a message that has no address to go to as failed (channel `none`); None when
+    its dedup key was recorded already."""
+    notification_id: int | None = await conn.fetchval(
+        INSERT_UNDELIVERABLE,
+        dedup_key,
+        alert_id,
+        kind,
+        recipient,
+        json.dumps(body, ensure_ascii=False, sort_keys=True),
+        campaign_id,
+        subject,
+        language,
+        error[:500],
+    )
+    if notification_id is not None:
+        await conn.execute(INSERT_NOTIFICATION_ALERTS, notification_id, [alert_id])
     return notification_id
 
 
@@ -156,11 +235,19 @@ class Claimed:
     delivery_id: str
     kind: str
     channel: str
-    address: str
+    address: str  # the last address it was sent to (or queued for)
     subject: str
     body: dict[str, Any]
     attempts: int  # made so far
     last_error: str | None
+    recipient: str  # the unit whose chief it is for
+    fallback: bool  # the operators' copy: sent to the fallback webhook
+    attempts_before: int  # made before the last redrive
+
+    @property
+    def attempts_counted(self) -> int:
+        """Attempts made since the last redrive (the limit counts these)."""
+        return self.attempts - self.attempts_before
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,16 +269,26 @@ async def claim(conn: Connection, replica: str, lease: timedelta, limit: int) ->
             json.loads(r["body"]) if isinstance(r["body"], str) else dict(r["body"]),
             r["attempts"],
             r["last_error"],
+            r["recipient"],
+            r["fallback"],
+            r["attempts_before"],
         )
         for r in await conn.fetch(CLAIM, replica, lease, limit)
     ]
 
 
+async def contact_address(conn: Connection, unit: str, channel: str) -> str | None:
+    """The recipient's address on `channel` now; None when it has none any more."""
+    address: str | None = await conn.fetchval(SELECT_CONTACT, unit, channel)
+    return address
+
+
 async def start_attempt(
-    conn: Connection, notification_id: int, replica: str, lease: timedelta
+    conn: Connection, notification_id: int, replica: str, lease: timedelta, address: str
 ) -> Attempt | None:
-    """Write down the next attempt; None if this replica no longer holds the message."""
-    row = await conn.fetchrow(START_ATTEMPT, notification_id, replica, lease)
+    """Write down the next attempt, to `address`; None if this replica no longer holds the
+    message."""
+    row = await conn.fetchrow(START_ATTEMPT, notification_id, replica, lease, address)
     return Attempt(row["id"], row["attempt"]) if row is not None else None
 
 
@@ -203,9 +300,12 @@ async def mark_delivered(conn: Connection, notification_id: int) -> None:
     await conn.execute(MARK_DELIVERED, notification_id)
 
 
-async def note_error(conn: Connection, notification_id: int, error: str | None) -> None:
-    """The last failed attempt's error, while the message is retried."""
-    await conn.execute(NOTE_ERROR, notification_id, (error or "")[:500])
+async def retry_later(
+    conn: Connection, notification_id: int, error: str | None, after: timedelta, replica: str
+) -> None:
+    """Back to `pending`, due again `after` from now, let go by this replica (only while
+    it holds the message)."""
+    await conn.execute(RETRY_LATER, notification_id, (error or "")[:500], after, replica)
 
 
 async def mark_failed(conn: Connection, notification_id: int, error: str, replica: str) -> None:
@@ -216,6 +316,14 @@ async def mark_failed(conn: Connection, notification_id: int, error: str, replic
 async def release(conn: Connection, replica: str, ids: Sequence[int]) -> None:
     """Give back the messages this replica holds, for whoever polls next."""
     await conn.execute(RELEASE, replica, list(ids))
+
+
+async def redrive(
+    conn: Connection, ids: Sequence[int] | None, since: datetime | None
+) -> list[asyncpg.Record]:
+    """Failed messages (`ids`, or failed at or after `since`, or all: both None) due again
+    now, with a fresh allowance of attempts; the rows taken."""
+    return list(await conn.fetch(REDRIVE, list(ids) if ids is not None else None, since))
 
 
 async def dedup_keys(conn: Connection, prefix: str) -> list[str]:

@@ -55,54 +55,73 @@ WHERE alert_id = $1 AND notified
 FORGET_MEMBERS = "DELETE FROM alert_group_members WHERE alert_id = $1 AND NOT notified"
 
 
-# The other firing alerts of member `a`'s (unit, indicator) that group `g` holds too, `f`:
-# those whose rules may inhibit `a`'s in that group's messages (`rules.inhibited_by`). Only
-# the group's own: a parent told of an escalated `behind` keeps hearing of it after the
-# unit's newer `stale` fires below, until that one escalates too, instead of hearing
-# nothing for escalate_after.
-OUTRANKING_IN_GROUP = """
+# The other firing alerts of member `a`'s (campaign, unit, indicator) that group `g` holds
+# too, `f`: the facts inhibition is decided on, not the decision. Which of them outrank
+# `a` is `rules.inhibited_by`'s to say, over those no silence mutes (`groups.sketch`, which
+# knows the silences); SELECT_UNTOLD_MEMBERS is handed that relation as data. Only the
+# group's own: a parent told of an escalated `behind` keeps hearing of it after the unit's
+# newer `stale` fires below, until that one escalates too, instead of hearing nothing for
+# escalate_after.
+CO_FIRING_IN_GROUP = """
 f.campaign_id = a.campaign_id AND f.unit = a.unit AND f.indicator = a.indicator
 AND f.state = 'firing' AND f.id <> a.id
 AND EXISTS (SELECT 1 FROM alert_group_members o WHERE o.group_id = g.id AND o.alert_id = f.id)
 """
 
 
-# Every group with what decides whether planning it can do anything now: a resolved
-# member (news, or a resolution to drop), since when its oldest untold firing member
-# waits (a change message is due `group_wait` after it), and the repeat anchor. A member
-# inhibited by a firing rule earlier in $1 (`rules.PRECEDENCE`) is never told: it waits
-# for nothing.
-SELECT_GROUPS = f"""
+# Every group with what decides, besides its untold members (SELECT_UNTOLD_MEMBERS),
+# whether planning it can do anything now: a resolved member (news, or a resolution to
+# drop) and the repeat anchor.
+SELECT_GROUPS = """
 SELECT g.id, g.campaign_id, g.anchor_at, g.repeat_slot,
-       coalesce(bool_or(m.state = 'resolved'), false) AS has_resolved,
-       min(m.changed_at) FILTER (
-           WHERE m.state = 'firing' AND NOT EXISTS (
-               SELECT 1 FROM alerts f
-               WHERE {OUTRANKING_IN_GROUP}
-                 AND array_position($1::text[], f.rule) < array_position($1::text[], a.rule))
-       ) AS untold_since
+       EXISTS (SELECT 1 FROM alert_group_members m
+               WHERE m.group_id = g.id AND m.state = 'resolved') AS has_resolved
 FROM alert_groups g
-LEFT JOIN alert_group_members m
-  ON m.group_id = g.id AND (m.state = 'resolved' OR NOT m.notified)
-LEFT JOIN alerts a ON a.id = m.alert_id
-GROUP BY g.id
 """
 
 
-# Members of groups $1, and what silences match on (no locks: a sketch the planner uses to
-# pick the groups worth locking).
-SELECT_GROUP_MEMBERS = f"""
+# Members with what silences match on and the rules co-firing on their key in their group
+# (no locks: a sketch the planner uses to pick the groups worth locking). `{where}`: which
+# members.
+_MEMBERS = f"""
 SELECT g.id AS group_id, g.campaign_id, g.recipient, g.seq, g.anchor_seq, g.anchor_at,
        g.repeat_slot, m.alert_id, m.level, m.state, m.changed_at, m.notified,
-       a.unit, a.indicator, a.rule, coalesce(u.ancestors, '{{}}') AS ancestors,
-       ARRAY(SELECT f.rule FROM alerts f WHERE {OUTRANKING_IN_GROUP}) AS firing_rules
+       a.unit, a.indicator, a.rule, coalesce(u.ancestors, '{{{{}}}}') AS ancestors,
+       ARRAY(SELECT f.rule FROM alerts f WHERE {CO_FIRING_IN_GROUP}) AS firing_rules
 FROM alert_groups g
 JOIN alert_group_members m ON m.group_id = g.id
 JOIN alerts a ON a.id = m.alert_id
 LEFT JOIN units u ON u.code = a.unit
-WHERE g.id = ANY ($1::bigint[])
+WHERE {{where}}
 ORDER BY g.id, m.alert_id
 """
+
+
+# Members of groups $1.
+SELECT_GROUP_MEMBERS = _MEMBERS.format(where="g.id = ANY ($1::bigint[])")
+
+
+# Members of the groups of campaign $1 whose recipients are among $2 (a digest's chiefs).
+SELECT_MEMBERS_OF_RECIPIENTS = _MEMBERS.format(
+    where="g.campaign_id = $1 AND g.recipient = ANY ($2::text[])"
+)
+
+
+# The firing members of every group its recipient has not been told of: since when each
+# waits decides whether a change message may be due (`groups.may_plan`, which decides on
+# them with `groups.sketch`). Left out beforehand, as `sketch` would find them inhibited
+# anyway: a member outranked by a rule co-firing in its group that no active silence can
+# mute. The relation is data ($1 rules, $2 the rules outranking each: `rules.outranking`)
+# and so are the rules a silence may mute ($3): on a national tree most untold members are
+# a stale unit's `behind` and `at_risk`, and every planning pass, feed passes included,
+# would otherwise read them all.
+SELECT_UNTOLD_MEMBERS = _MEMBERS.format(
+    where=f"""m.state = 'firing' AND NOT m.notified
+  AND NOT EXISTS (
+      SELECT 1 FROM alerts f
+      JOIN unnest($1::text[], $2::text[]) AS p (rule, over) ON p.over = f.rule
+      WHERE p.rule = a.rule AND NOT (f.rule = ANY ($3::text[])) AND {CO_FIRING_IN_GROUP})"""
+)
 
 
 LOCK_GROUP = "SELECT * FROM alert_groups WHERE id = $1 FOR UPDATE SKIP LOCKED"
@@ -136,6 +155,13 @@ FOR UPDATE
 SELECT_GROUP_RECIPIENT = "SELECT recipient FROM alert_groups WHERE id = $1"
 
 
+# The recipients an alert was escalated to (its members above level 0).
+SELECT_ESCALATED_TO = """
+SELECT g.recipient FROM alert_group_members m JOIN alert_groups g ON g.id = m.group_id
+WHERE m.alert_id = $1 AND m.level > 0
+"""
+
+
 async def add_member(
     conn: Connection, campaign_id: str, recipient: str, alert_id: int, level: int, at: datetime
 ) -> None:
@@ -148,12 +174,30 @@ async def resolve_members(conn: Connection, alert_id: int, at: datetime) -> None
     await conn.execute(FORGET_MEMBERS, alert_id)
 
 
-async def groups(conn: Connection, precedence: Sequence[str]) -> list[asyncpg.Record]:
-    return list(await conn.fetch(SELECT_GROUPS, list(precedence)))
+async def groups(conn: Connection) -> list[asyncpg.Record]:
+    return list(await conn.fetch(SELECT_GROUPS))
+
+
+async def untold_members(
+    conn: Connection, outranking: Sequence[tuple[str, str]], mutable: Sequence[str]
+) -> list[asyncpg.Record]:
+    """Every group's firing members not told yet, as `group_members` reads members, but
+    those outranked (`outranking`: (rule, outranking rule) pairs) by a co-firing alert
+    whose rule is not among `mutable`, the rules an active silence may mute."""
+    rules, over = [p[0] for p in outranking], [p[1] for p in outranking]
+    return list(await conn.fetch(SELECT_UNTOLD_MEMBERS, rules, over, list(mutable)))
 
 
 async def group_members(conn: Connection, group_ids: Sequence[int]) -> list[asyncpg.Record]:
     return list(await conn.fetch(SELECT_GROUP_MEMBERS, list(group_ids)))
+
+
+async def members_of_recipients(
+    conn: Connection, campaign_id: str, recipients: Sequence[str]
+) -> list[asyncpg.Record]:
+    """The members of the groups of `campaign_id` whose recipients are `recipients`, as
+    `group_members` reads them."""
+    return list(await conn.fetch(SELECT_MEMBERS_OF_RECIPIENTS, campaign_id, list(recipients)))
 
 
 async def lock_groups_of(conn: Connection, alert_id: int) -> None:
@@ -168,6 +212,11 @@ async def lock_group(conn: Connection, group_id: int) -> bool:
 async def group_recipient(conn: Connection, group_id: int) -> str:
     recipient: str = await conn.fetchval(SELECT_GROUP_RECIPIENT, group_id)
     return recipient
+
+
+async def escalated_to(conn: Connection, alert_id: int) -> set[str]:
+    """The units whose chiefs the alert was escalated to."""
+    return {r["recipient"] for r in await conn.fetch(SELECT_ESCALATED_TO, alert_id)}
 
 
 async def update_group(conn: Connection, group_id: int, state: Any, at: datetime) -> None:

@@ -48,6 +48,21 @@ class Recipient:
     contacts: tuple[Contact, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class Version:
+    """A unit version's end (`valid_to`, the cut-over that closed it; None: in force) and
+    its successors then (`unit`: key, `code`: official code, `name`), as a closing alert
+    names them."""
+
+    code: str
+    valid_to: datetime | None
+    successors: tuple[dict[str, str], ...]
+
+    def closed_by(self, at: datetime) -> bool:
+        """Whether a cut-over at or before `at` closed it (a later tree replaced it)."""
+        return self.valid_to is not None and self.valid_to <= at
+
+
 SELECT_POLICIES = "SELECT campaign_id, config FROM alert_policies"
 
 
@@ -95,6 +110,22 @@ SELECT_ANCESTORS = "SELECT ancestors FROM units WHERE code = $1"
 SELECT_IN_FORCE = """
 SELECT code FROM units
 WHERE code = ANY ($1::text[]) AND valid_from <= $2 AND $2 < coalesce(valid_to, 'infinity')
+"""
+
+
+# The versions among $1 (keys): their end and where their people went at the cut-over
+# that closed them (the crosswalk), successors by key.
+SELECT_VERSIONS = """
+SELECT u.code, u.valid_to,
+       coalesce(jsonb_agg(jsonb_build_object('unit', t.new_unit, 'code', n.admin_code,
+                                             'name', n.name)
+                          ORDER BY t.new_unit) FILTER (WHERE t.new_unit IS NOT NULL),
+                '[]') AS successors
+FROM units u
+LEFT JOIN unit_transfers t ON t.old_unit = u.code
+LEFT JOIN units n ON n.code = t.new_unit
+WHERE u.code = ANY ($1::text[])
+GROUP BY u.code
 """
 
 
@@ -202,6 +233,22 @@ async def unit(conn: Connection, code: str) -> Recipient | None:
 async def in_force(conn: Connection, keys: Sequence[str], at: datetime) -> set[str]:
     """The unit versions among `keys` in force at `at`."""
     return {r["code"] for r in await conn.fetch(SELECT_IN_FORCE, list(keys), at)}
+
+
+async def versions(conn: Connection, keys: Sequence[str]) -> dict[str, Version]:
+    """The unit versions among `keys` (those that exist), with their successors."""
+    if not keys:
+        return {}
+    return {
+        r["code"]: Version(
+            r["code"],
+            r["valid_to"],
+            tuple(
+                json.loads(r["successors"]) if isinstance(r["successors"], str) else r["successors"]
+            ),
+        )
+        for r in await conn.fetch(SELECT_VERSIONS, list(keys))
+    }
 
 
 async def replace_contacts(
