@@ -6,8 +6,12 @@ import asyncio
 import os
 import sys
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from services.notifier.settings import NotifierSettings
+
+if TYPE_CHECKING:
+    from services.check.run import Round
 
 
 def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -47,7 +51,25 @@ def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> 
         type=float,
         default=120.0,
         help="longest wait past --settle for a newer snapshot of board_figures, when the "
-        "first round disagreed with the stored one",
+        "first round disagreed with the stored one; and for each --metrics-url, for a "
+        "scrape of the table's snapshot",
+    )
+    parser.add_argument(
+        "--metrics-url",
+        dest="metrics_urls",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="an aggregator replica's /metrics (repeat for each replica): its per-unit "
+        "series are compared with board_figures of the same snapshot pass (none given: "
+        "not compared)",
+    )
+    parser.add_argument(
+        "--metrics-unit-level",
+        type=int,
+        default=int(os.environ.get("TIENDO_AGGREGATOR_METRICS_UNIT_LEVEL", "2")),
+        help="the deepest level the aggregator exports per-unit series of (default: "
+        "TIENDO_AGGREGATOR_METRICS_UNIT_LEVEL, else 2)",
     )
     parser.set_defaults(func=lambda a: sys.exit(asyncio.run(_check(a))))
 
@@ -64,12 +86,31 @@ async def _check(args: argparse.Namespace) -> int:
         boards=args.boards,
         window_max_age=timedelta(seconds=args.window_max_age),
         board_wait=timedelta(seconds=args.board_wait),
+        metrics_urls=args.metrics_urls,
+        metrics_level=args.metrics_unit_level,
     )
-    for d in result.disagreements:
-        print(d)  # noqa: T201
-    stored = f", {result.board_rows} stored board figures" if args.boards else ""
-    print(  # noqa: T201
-        f"checked {result.keys} judged keys{stored} and {result.alerts} open alerts: "
+    for line in report(result, args.boards):
+        print(line)  # noqa: T201
+    return 1 if result.disagreements else 0
+
+
+def report(result: "Round", boards: bool) -> list[str]:
+    """The check's output: every disagreement, every replica whose figures were not
+    compared (not a disagreement), and the summary line."""
+    lines = [str(d) for d in result.disagreements]
+    compared = ""
+    if result.metrics is None:
+        compared = ", metrics not compared (no --metrics-url)"
+    else:
+        met = [m for m in result.metrics if m.snapshot is not None]
+        lines += [
+            f"metrics not compared: {m.url}: {m.note}" for m in result.metrics if m.snapshot is None
+        ]
+        series = sum(m.series for m in met)
+        compared = f", {series} exported series of {len(met)}/{len(result.metrics)} replicas"
+    stored = f", {result.board_rows} stored board figures" if boards else ""
+    lines.append(
+        f"checked {result.keys} judged keys{stored}{compared} and {result.alerts} open alerts: "
         f"{len(result.disagreements)} disagreements"
     )
-    return 1 if result.disagreements else 0
+    return lines

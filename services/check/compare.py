@@ -23,7 +23,9 @@ class Disagreement:
     # live_vs_history, alert_without_condition, condition_without_alert, alert_figures,
     # bottom_rank; of the stored board figures: board_figures (a field), board_children,
     # board_missing (a judged key not stored), board_unjudged (a key stored, not judged),
-    # board_stale (no snapshot rewrote them between the rounds)
+    # board_stale (no snapshot rewrote them between the rounds); of the aggregator's
+    # exported figures (services/check/metrics.py): metrics_figures, metrics_missing,
+    # metrics_unjudged
     kind: str
     campaign: str
     unit: str

@@ -1,15 +1,19 @@
 """`tiendo check` against a live deployment's database: live progress against `as_of` now
 for every key, the notifier's open alerts against the board's statuses and the
 briefing's bottom N, and the figures stored for the Grafana boards (`board_figures`)
-against the board judged at the moment they were. Read only, in one snapshot per round."""
+against the board judged at the moment they were. Read only, in one snapshot per round;
+then, given the aggregator replicas' `/metrics`, what each exports of a snapshot pass
+against the rows the same pass stored."""
 
 import asyncio
 import json
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
+import httpx
 
 from services.check.compare import (
     BoardRow,
@@ -23,6 +27,13 @@ from services.check.compare import (
     live_vs_history,
     persistent,
     ranks_vs_board,
+)
+from services.check.metrics import (
+    SNAPSHOT,
+    Scrape,
+    exported_moment,
+    metrics_vs_board,
+    parse_scrape,
 )
 from services.notifier.inputs import in_play
 from services.notifier.policy import Policy, effective
@@ -53,6 +64,23 @@ WINDOW_MAX_AGE = timedelta(seconds=300)
 # first found stored figures to disagree with (a few of the aggregator's refreshes).
 BOARD_WAIT = timedelta(seconds=120)
 SELECT_BOARD_FIGURES = "SELECT * FROM board_figures"
+# The deepest level the aggregator exports per-unit series of: its
+# TIENDO_AGGREGATOR_METRICS_UNIT_LEVEL (services/aggregator/settings.py).
+METRICS_UNIT_LEVEL = 2
+# How often a replica is scraped again while its snapshot is not the table's.
+SCRAPE_EVERY = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsLook:
+    """One replica's exported figures against the stored ones of the same pass."""
+
+    url: str
+    # the pass compared (its `judged_at`), None: not compared, `note` says why
+    snapshot: datetime | None
+    series: int
+    disagreements: list[Disagreement]
+    note: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +92,8 @@ class Round:
     # stored figures not compared, or none stored)
     board_rows: int = 0
     board_judged_at: datetime | None = None
+    # the exported figures compared, one per replica scraped (None: no replica given)
+    metrics: tuple[MetricsLook, ...] | None = None
 
 
 async def _history(conn: Connection, campaign: Campaign, now: datetime) -> list[Disagreement]:
@@ -310,6 +340,9 @@ async def check(
     boards: bool = False,
     window_max_age: timedelta = WINDOW_MAX_AGE,
     board_wait: timedelta = BOARD_WAIT,
+    metrics_urls: Sequence[str] = (),
+    metrics_level: int = METRICS_UNIT_LEVEL,
+    scrape: "ScrapeFn | None" = None,
 ) -> Round:
     """Two rounds `settle` seconds apart; only what both see is reported (a change the
     notifier had not judged yet when the first round looked is its lag, not a fault).
@@ -318,43 +351,158 @@ async def check(
     racing the events (one applied after the snapshot read the counters, dated before its
     moment): the second round therefore compares a newer snapshot, waiting up to
     `board_wait` past the settle for one; if none comes, the boards are frozen, and that
-    is said (`board_stale`) beside what both rounds saw."""
+    is said (`board_stale`) beside what both rounds saw.
+
+    With `metrics_urls` (one per aggregator replica), each replica's exported figures are
+    then compared with the stored ones of its own pass (`compare_metrics`), all replicas
+    at once, each given up to `board_wait` to meet the table."""
     conn = await asyncpg.connect(dsn)
     try:
-        first = await check_round(conn, settings, now, boards=boards, window_max_age=window_max_age)
-        if not first.disagreements or settle <= 0:
-            return first
-        clock = asyncio.get_running_loop().time
-        began = clock()
-        await asyncio.sleep(settle)
-        stale: list[Disagreement] = []
-        on_boards = any(d.kind.startswith("board_") for d in first.disagreements)
-        if boards and on_boards and first.board_judged_at is not None:
-            until = clock() + board_wait.total_seconds()
-            while await _snapshot_moment(conn) == first.board_judged_at:
-                if clock() >= until:
-                    stale.append(
-                        Disagreement(
-                            "board_stale",
-                            "*",
-                            "*",
-                            "*",
-                            f"board_figures judged at {first.board_judged_at.isoformat()}, "
-                            f"not rewritten in {clock() - began:.0f} s",
-                        )
-                    )
-                    break
-                await asyncio.sleep(1.0)
-        waited = timedelta(seconds=clock() - began)
-        second = await check_round(
-            conn, settings, now + waited, boards=boards, window_max_age=window_max_age
-        )
-        return Round(
-            second.keys,
-            second.alerts,
-            stale + persistent(first.disagreements, second.disagreements),
-            second.board_rows,
-            second.board_judged_at,
-        )
+        result = await _rounds(conn, settings, settle, now, boards, window_max_age, board_wait)
     finally:
         await conn.close()
+    if not metrics_urls:
+        return result
+
+    async def one(url: str) -> MetricsLook:
+        conn = await asyncpg.connect(dsn)
+        try:
+            return await compare_metrics(
+                conn, url, metrics_level, board_wait, scrape or scrape_http
+            )
+        finally:
+            await conn.close()
+
+    looks = tuple(await asyncio.gather(*(one(url) for url in metrics_urls)))
+    found = [d for look in looks for d in look.disagreements]
+    return replace(result, disagreements=result.disagreements + sorted(found), metrics=looks)
+
+
+async def _rounds(
+    conn: Connection,
+    settings: NotifierSettings,
+    settle: float,
+    now: datetime,
+    boards: bool,
+    window_max_age: timedelta,
+    board_wait: timedelta,
+) -> Round:
+    first = await check_round(conn, settings, now, boards=boards, window_max_age=window_max_age)
+    if not first.disagreements or settle <= 0:
+        return first
+    clock = asyncio.get_running_loop().time
+    began = clock()
+    await asyncio.sleep(settle)
+    stale: list[Disagreement] = []
+    on_boards = any(d.kind.startswith("board_") for d in first.disagreements)
+    if boards and on_boards and first.board_judged_at is not None:
+        until = clock() + board_wait.total_seconds()
+        while await _snapshot_moment(conn) == first.board_judged_at:
+            if clock() >= until:
+                stale.append(
+                    Disagreement(
+                        "board_stale",
+                        "*",
+                        "*",
+                        "*",
+                        f"board_figures judged at {first.board_judged_at.isoformat()}, "
+                        f"not rewritten in {clock() - began:.0f} s",
+                    )
+                )
+                break
+            await asyncio.sleep(1.0)
+    waited = timedelta(seconds=clock() - began)
+    second = await check_round(
+        conn, settings, now + waited, boards=boards, window_max_age=window_max_age
+    )
+    return Round(
+        second.keys,
+        second.alerts,
+        stale + persistent(first.disagreements, second.disagreements),
+        second.board_rows,
+        second.board_judged_at,
+    )
+
+
+# -- the exported figures (`/metrics`) against the stored ones -------------------------
+
+# text of one scrape of a URL (raises httpx.HTTPError when it fails)
+ScrapeFn = Callable[[str], Awaitable[str]]
+
+
+async def scrape_http(url: str) -> str:
+    """GET `url` (an aggregator's `/metrics`)."""
+    async with httpx.AsyncClient(timeout=10.0) as client:
+        response = await client.get(url)
+        response.raise_for_status()
+        return response.text
+
+
+async def compare_metrics(
+    conn: Connection,
+    url: str,
+    max_level: int,
+    wait: timedelta,
+    scrape: ScrapeFn = scrape_http,
+    every: float = SCRAPE_EVERY,
+) -> MetricsLook:
+    """One replica's exported figures against `board_figures`, once the scrape's snapshot
+    is the table's: the replica writes the table, then publishes the pass's metrics, so a
+    scrape is followed by a read of the table, and compared only if the table's
+    `judged_at` is the scrape's `tiendo_aggregator_unit_snapshot_timestamp_seconds` (same
+    pass, same verdicts: exact, no race). Otherwise (the replica has not published its
+    last write yet, or another replica has rewritten the table since: replicas take
+    turns) it scrapes again every `every` seconds for up to `wait`; if they never meet,
+    nothing is compared and `note` says so. A scrape that fails is tried again too."""
+    clock = asyncio.get_running_loop().time
+    until = clock() + wait.total_seconds()
+    tries = 0
+    while True:
+        tries += 1
+        try:
+            found: Scrape | None = parse_scrape(await scrape(url))
+            why = ""
+        except (httpx.HTTPError, OSError, ValueError) as e:
+            found, why = None, f"the scrape failed ({type(e).__name__}: {e})"
+        if found is not None:
+            look = await _against_table(conn, url, found, max_level)
+            if look.snapshot is not None:
+                return look
+            why = look.note
+        if clock() >= until:
+            return MetricsLook(
+                url,
+                None,
+                0,
+                [],
+                f"not the table's pass in {tries} scrapes over {wait.total_seconds():g} s: {why}",
+            )
+        await asyncio.sleep(every)
+
+
+async def _against_table(conn: Connection, url: str, scrape: Scrape, max_level: int) -> MetricsLook:
+    """`scrape` against the table as it is now, if it holds the scrape's pass."""
+    if scrape.taken_at is None:
+        return MetricsLook(url, None, 0, [], f"no {SNAPSHOT} in the scrape (no pass yet)")
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        # one pass writes one moment (rows of another are the fourth comparison's to name)
+        judged_at = await _snapshot_moment(conn)
+        if judged_at is None or exported_moment(judged_at) != scrape.taken_at:
+            table = "empty" if judged_at is None else f"judged at {judged_at.isoformat()}"
+            return MetricsLook(
+                url,
+                None,
+                0,
+                [],
+                f"last scrape's snapshot {_moment(scrape.taken_at)}, board_figures {table}",
+            )
+        rows = await conn.fetch(SELECT_BOARD_FIGURES)
+    stored = {
+        Key(r["campaign_id"], r["unit"], r["indicator"]): BoardRow.from_record(r) for r in rows
+    }
+    found = metrics_vs_board(scrape, stored, max_level, url)
+    return MetricsLook(url, judged_at, scrape.series, found)
+
+
+def _moment(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat()
