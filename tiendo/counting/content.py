@@ -20,13 +20,15 @@ _MICROSECOND = timedelta(microseconds=1)
 def content_hash(event: Event) -> bytes:
     """SHA-256 of the event's content (the module doc), 32 bytes."""
     # joined by a unit separator: every field came through ingest's validation, whose
-    # character sets (and hex, digits) never hold one, so no two contents share an encoding
+    # character sets (and hex, digits) never hold one, so no two contents share an encoding.
+    # `kind` joins as it is: a StrEnum member is the string of its value, and reading
+    # `.value` (an enum property) was a sixth of the hash (`bench.decode_cost`).
     encoded = "\x1f".join(
         (
             event.event_id,
             event.unit,
             event.indicator,
-            event.kind.value,
+            event.kind,
             str(event.value),
             str((event.occurred_at - _EPOCH) // _MICROSECOND),
             event.subject or "",

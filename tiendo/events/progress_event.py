@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from tiendo.events.timestamps import datetime_of, offset_zone, set_timestamp
+from tiendo.events.timestamps import datetime_of, offset_zone, set_timestamp, shared_datetime_of
 from tiendo.events.v1 import events_pb2
 
 MAX_EVENT_ID_LENGTH = 64
@@ -117,29 +117,33 @@ def encode_all(events: Sequence[Event], *, source: str) -> list[bytes]:
 
 def from_message(message: events_pb2.ProgressEvent) -> Event:
     """Plain event of a parsed ProgressEvent; UndecodableEvent if it breaks the schema."""
+    # (each field read once: a read of a parsed message's field builds a new Python object)
     kind = _PB_TO_KIND.get(message.kind)
-    if kind is None or not message.event_id or not message.unit or not message.indicator:
+    event_id, unit, indicator = message.event_id, message.unit, message.indicator
+    if kind is None or not event_id or not unit or not indicator:
         raise UndecodableEvent("missing event_id, unit, indicator or kind")
     if not message.HasField("occurred_at"):
         raise UndecodableEvent("missing occurred_at")
     try:
-        return Event(
-            event_id=message.event_id,
-            unit=message.unit,
-            indicator=message.indicator,
-            kind=kind,
-            value=message.value,
-            occurred_at=datetime_of(message.occurred_at).astimezone(
-                offset_zone(message.occurred_at_offset_seconds)
-            ),
-            subject=message.subject or None,
-            received_at=(
-                datetime_of(message.received_at) if message.HasField("received_at") else None
-            ),
-            source=message.source,
+        occurred_at = datetime_of(message.occurred_at).astimezone(
+            offset_zone(message.occurred_at_offset_seconds)
+        )
+        received_at = (
+            shared_datetime_of(message.received_at) if message.HasField("received_at") else None
         )
     except (OverflowError, ValueError) as exc:  # a time or offset out of datetime's range
         raise UndecodableEvent(f"bad timestamp: {exc}") from exc
+    return Event(
+        event_id=event_id,
+        unit=unit,
+        indicator=indicator,
+        kind=kind,
+        value=message.value,
+        occurred_at=occurred_at,
+        subject=message.subject or None,
+        received_at=received_at,
+        source=message.source,
+    )
 
 
 def decode(payload: bytes) -> Event:
