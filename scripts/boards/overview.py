@@ -164,7 +164,10 @@ def overview() -> Any:
         series(
             "Sự kiện mỗi phút theo đơn vị cấp 2 (10 cao nhất)",
             "Events counted per minute in each level-2 unit's subtree, all indicators "
-            "together (recording rule tiendo:unit_events:per_minute), the ten busiest.",
+            "together (recording rule tiendo:unit_events:per_minute), the ten busiest: the "
+            "rise of today's count over 5 minutes, never below 0 (a withdrawal is no "
+            "activity; for 5 minutes after local midnight, when the count restarts, it "
+            "shows 0).",
             "short",
             g.at(12, 8),
             # the rule has removed the replicas' copies already: a unit's indicators add up

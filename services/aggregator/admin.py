@@ -460,10 +460,13 @@ def target_changes(
     return out
 
 
-async def replan_every(conn: Connection, *, now: datetime | None = None) -> dict[str, str]:
+async def replan_every(
+    conn: Connection, *, now: datetime | None = None, recount: bool = False
+) -> dict[str, str]:
     """Every campaign re-planned on the tree as this transaction leaves it (after a change
     of the tree), each apart, as the counting and the boards take them: a bad campaign
-    never fails the change for the others (contract §7).
+    never fails the change for the others (contract §7). `recount`: each also recounted
+    from the stored events (`replan`), when the change moved events between versions.
 
     - One the guard's check finds unusable (a zone a newer tzdata dropped, a row edited
       with SQL) is not re-planned: its figures stay as they were, and it stays flagged
@@ -485,7 +488,7 @@ async def replan_every(conn: Connection, *, now: datetime | None = None) -> dict
     usable = [s.campaign for s in stored if s.id not in unusable and s.campaign is not None]
 
     async def work(campaign: Campaign) -> None:
-        await replan(conn, campaign.id, now=now)
+        await replan(conn, campaign.id, recount=recount, now=now)
 
     done = await isolation.each(conn, usable, work, whole=False)
     for campaign in usable:

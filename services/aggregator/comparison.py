@@ -27,7 +27,7 @@ from tiendo.database import Connection
 from tiendo.dependencies import Pool
 from tiendo.identity.guard import Guard
 from tiendo.identity.model import Identity, Role
-from tiendo.web import problem_responses
+from tiendo.web import ProblemError, problem_responses
 
 DAY = timedelta(days=1)
 # how stale the boards' stored comparison may be (late reports from before its moment)
@@ -43,11 +43,28 @@ class Moments:
     other_at: datetime
 
 
+class DayNotReached(ValueError):
+    """A `day` asked for that one of the two campaigns has not run (or did not last)."""
+
+
+def whole_days(campaign: Campaign, now: datetime) -> int:
+    """The whole days `campaign` has run by `now`, at most to its deadline."""
+    return max(0, (min(now, campaign.deadline) - campaign.starts_at) // DAY)
+
+
 def moments(campaign: Campaign, other: Campaign, day: int | None, now: datetime) -> Moments:
-    """Day `day` of each campaign: `day` whole days after its start, never after its deadline
-    nor after now. Without `day`: the last whole day the first campaign has run."""
-    elapsed = max(0, (min(now, campaign.deadline) - campaign.starts_at) // DAY)
-    day = elapsed if day is None else day
+    """Day `day` of each campaign: `day` whole days after its start. A `day` either has not
+    reached (past its deadline, or later than now) is `DayNotReached`: clamped, the two
+    moments would be different days of each under one `day`. Without `day`: the last whole
+    day the first campaign has run, the other's moment kept to its deadline and to now."""
+    if day is not None:
+        for c in (campaign, other):
+            if day > (reached := whole_days(c, now)):
+                ended = "lasted" if now >= c.deadline else "has run"
+                raise DayNotReached(
+                    f"must be at most {reached}: {c.id} {ended} {reached} whole days"
+                )
+    day = whole_days(campaign, now) if day is None else day
     at = min(campaign.starts_at + day * DAY, campaign.deadline, now)
     other_at = min(other.starts_at + day * DAY, other.deadline, now)
     return Moments(day, at, other_at)
@@ -223,7 +240,10 @@ def comparison_routes(
             "unit and its children in force at the campaign's moment. The other campaign's "
             "figures are carried through the crosswalk onto that tree: whole transfers "
             "exactly, splits by declared shares; what splits without shares left is "
-            "`unallocated` at the unit above (docs/units-over-time.md)."
+            "`unallocated` at the unit above (docs/units-over-time.md). A `day` either "
+            "campaign has not reached (more whole days than it has run so far, or past "
+            "its deadline) is refused with 422 naming `day`: the two would be compared "
+            "at different days of each."
         ),
         responses=problem_responses(404, 409, 422),
     )
@@ -255,7 +275,15 @@ def comparison_routes(
             for c in (campaign, other):
                 if indicator not in c.indicators:
                     raise HTTPException(422, f"campaign {c.id} does not count {indicator}")
-            when = moments(campaign, other, day, clock.now())
+            try:
+                when = moments(campaign, other, day, clock.now())
+            except DayNotReached as exc:
+                raise ProblemError(
+                    422,
+                    f"day {exc}",
+                    [{"index": None, "field": "day", "message": str(exc)}],
+                    slug="invalid-parameters",
+                ) from None
             tree_at = max(when.at, campaign.starts_at)
             root = await tree_sql.version_at(conn, unit, tree_at)
             # outside the caller's scope reads as absent: no existence leak

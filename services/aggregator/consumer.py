@@ -26,6 +26,8 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt,
 from services.aggregator import ahead, feed
 from services.aggregator.fetching import fetch_parts
 from services.aggregator.guard import CampaignGuard
+from services.aggregator.lag import Positions
+from services.aggregator.lag import watch as watch_lag
 from services.aggregator.metrics import AggregatorMetrics
 from services.aggregator.repository import ahead as ahead_sql
 from services.aggregator.repository import apply as apply_sql
@@ -198,9 +200,11 @@ class SeekToStoredPositions(ConsumerRebalanceListener):  # type: ignore[misc]
         topic: str,
         lag: Gauge,
         inflight: InFlight,
+        positions: Positions,
     ) -> None:
         self._lag = lag
         self._inflight = inflight
+        self._positions = positions
         self._consumer = consumer
         self._pool = pool
         self._group_id = group_id
@@ -211,6 +215,7 @@ class SeekToStoredPositions(ConsumerRebalanceListener):  # type: ignore[misc]
         # and before the positions are read back on assignment.
         await self._inflight.settle()
         # Another replica reports these now; a stale lag here would double-count on boards.
+        self._positions.revoked(tp.partition for tp in revoked)
         for tp in revoked:
             with contextlib.suppress(KeyError):
                 self._lag.remove(str(tp.partition))
@@ -222,6 +227,7 @@ class SeekToStoredPositions(ConsumerRebalanceListener):  # type: ignore[misc]
             # Nothing applied from a partition yet (or the database was reset): replay it
             # from the start (auto_offset_reset=earliest covers a start lost to retention).
             self._consumer.seek(tp, stored.get(tp.partition, 0))
+        self._positions.assigned({tp.partition: stored.get(tp.partition, 0) for tp in assigned})
         log.info(
             "partitions_assigned",
             partitions=sorted(tp.partition for tp in assigned),
@@ -249,6 +255,8 @@ class Applier:
         self._clock = clock
         # A rebuild publishes the whole feed once at the end instead of after every batch.
         self._publish_feed = publish_feed
+        # the next offset to apply of each partition held, for the lag (`lag.watch`)
+        self._positions = Positions()
 
     async def run(self, beat: Beat = lambda: None) -> None:
         """Consume until cancelled; `beat` after every poll (its supervisor's heartbeat)."""
@@ -271,11 +279,21 @@ class Applier:
         consumer.subscribe(
             [s.topic_events],
             listener=SeekToStoredPositions(
-                consumer, self._pool, s.group_id, s.topic_events, self._metrics.lag, inflight
+                consumer,
+                self._pool,
+                s.group_id,
+                s.topic_events,
+                self._metrics.lag,
+                inflight,
+                self._positions,
             ),
         )
+        watching: asyncio.Task[None] | None = None
         try:
             await start_whole(consumer)
+            # the lag on a clock too: while a batch waits (a re-plan's lock, PostgreSQL
+            # away) nothing commits, and the records piling up must still show
+            watching = asyncio.create_task(watch_lag(consumer, self._positions, self._metrics.lag))
             async with contextlib.AsyncExitStack() as held:
                 conns = [
                     await held.enter_async_context(self._pool.acquire())
@@ -299,8 +317,17 @@ class Applier:
                         functools.partial(self._report_to_broker, consumer, next_offsets),
                     )
         finally:
+            if watching is not None:
+                watching.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watching
             await inflight.cancel()
             await consumer.stop()
+            # stopping leaves the group without a revocation: a partition the restarted
+            # consumer is not given back would keep this replica's last lag beside its
+            # new holder's (counted twice on the boards)
+            self._positions.clear()
+            self._metrics.lag.clear()
 
     async def _report_to_broker(
         self, consumer: AIOKafkaConsumer, next_offsets: dict[int, int]
@@ -403,6 +430,7 @@ class Applier:
                 conn, self._settings.group_id, self._settings.topic_events, next_offsets
             )
             changed = await feed.load(conn, outcome.changed) if self._publish_feed else []
+        self._positions.committed(next_offsets)
         if held:
             until = max(h.row[ahead.OCCURRED_AT] for h in held)
             log.info("events_held", events=len(held), until=until.isoformat())

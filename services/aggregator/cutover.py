@@ -59,18 +59,26 @@ async def replan_passed(
     return sorted(c for c, did in moved.items() if did)
 
 
-async def after_tree_change(conn: Connection, now: datetime | None = None) -> dict[str, str]:
+async def after_tree_change(
+    conn: Connection, now: datetime | None = None, *, events_moved: int = 0
+) -> dict[str, str]:
     """What a tree change (a version loaded, the crosswalk amended) needs of the counting:
     where each version lands on each moment's tree, again, and every campaign re-planned
     onto its tree (new versions get their rows, carried figures land anew), each apart
     (`admin.replan_every`): an unusable campaign, or one whose re-plan fails, is left
     as it was and returned with why, and the change goes ahead for the others. The loader
-    calls it in its transaction, after the versions and the crosswalk are written. A
-    campaign left out whose tree the change passed is moved by `tree_check` later (and
-    flagged as failing to move while it cannot)."""
+    calls it in its transaction, after the versions and the crosswalk are written and the
+    stored events re-attributed (`repository.tree.after_tree_change`, which returns
+    `events_moved`). A campaign left out whose tree the change passed is moved by
+    `tree_check` later (and flagged as failing to move while it cannot)."""
     await conn.execute(apply_sql.LOCK_REPLAN)
     await reference_sql.refresh_unit_anchors(conn)
-    return await admin.replan_every(conn, now=now)
+    # An event moved to another version (a tree loaded after its day) leaves the own
+    # columns and day counts it was applied to: only a recount from the stored events
+    # takes it off its old version (a snapshot stops standing for it, a last report goes).
+    # Every campaign, not only those whose windows and indicators the moved events meet:
+    # a late load is rare, and one rule with no second reading of the events to get wrong.
+    return await admin.replan_every(conn, now=now, recount=events_moved > 0)
 
 
 def next_move(campaigns: Iterable[Campaign], now: datetime) -> datetime | None:

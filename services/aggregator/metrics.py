@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from tiendo.metrics import per_campaign
@@ -100,12 +100,12 @@ class UnitCollector(Collector):
         status = GaugeMetricFamily(
             "tiendo_unit_status", "1 for the unit's current status", labels=[*labels, "status"]
         )
-        # Resets at the campaign's local midnight: rate() treats that as a counter reset,
-        # which is what it is (today's count starts again from zero).
-        events = CounterMetricFamily(
-            "tiendo_unit_events",
+        # A gauge, not a counter: today's count goes down as well as up (a withdrawn
+        # subject winner leaves its day, a recount rewrites it, local midnight restarts
+        # it), and rate() would read any decrease as a counter reset, i.e. a spike.
+        events = gauge(
+            "tiendo_unit_events_today",
             "Events counted today (campaign's local day) in the unit's subtree",
-            labels=labels,
         )
         for f in snap.units:
             key = [f.campaign, f.unit, str(f.level), f.indicator]

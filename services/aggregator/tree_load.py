@@ -128,14 +128,15 @@ async def load_tree_version(
         raise ReferenceError(
             [Problem("units", "the versions would not form one tree at every moment")]
         )
-    await tree_sql.after_tree_change(conn)
-    left_out = await cutover.after_tree_change(conn, now)
+    moved = await tree_sql.after_tree_change(conn)
+    left_out = await cutover.after_tree_change(conn, now, events_moved=moved)
     await audit.record(
         conn,
         actor=actor,
         action="units.version",
         subject=day.isoformat(),
-        details={**_summary(plan), **left_out_details(left_out)},
+        # (any moved: every campaign was recounted, which the load's duration shows)
+        details={**_summary(plan), "events_moved": moved, **left_out_details(left_out)},
     )
     return TreeVersionOut(
         valid_from=day,

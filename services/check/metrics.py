@@ -22,7 +22,7 @@ from tiendo.pace import Status, is_done
 
 SNAPSHOT = "tiendo_aggregator_unit_snapshot_timestamp_seconds"
 # the per-unit gauges, labels campaign, unit, level, indicator (and status for the last),
-# each with the board_figures field it exports; `tiendo_unit_events_total` (today's events)
+# each with the board_figures field it exports; `tiendo_unit_events_today` (today's events)
 # is not in board_figures and is not compared
 VALUE = "tiendo_unit_value"
 UNIT_GAUGES = (

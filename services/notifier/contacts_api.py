@@ -124,7 +124,7 @@ def contacts_router(access: Guard, sent_on: Collection[str], clock: Clock) -> AP
     @router.get(
         "/v1/contacts/{unit}",
         summary="A unit's chief and contacts",
-        description="Personal data: the admin token is required to read it too.",
+        description="Personal data: an admin identity's token is required to read it too.",
         responses=_responses(_401=UNAUTHORIZED, _404="no such unit in the tree"),
     )
     async def get_contacts(unit: Unit, pool: Pool, _: Admin) -> UnitContactsOut:

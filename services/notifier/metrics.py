@@ -19,7 +19,9 @@ class NotifierMetrics:
         r = self.registry
         self.notifications = Counter(
             "tiendo_notifier_notifications_total",
-            "Delivery attempts by channel and result (delivered, retry, failed, no_address)",
+            "Delivery outcomes by channel and result: each attempt once (delivered, retry, "
+            "failed), messages given up without one (failed), cut short (interrupted), "
+            "no_address",
             ["channel", "result"],
             registry=r,
         )

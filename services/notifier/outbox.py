@@ -240,7 +240,9 @@ class Outbox:
                 await delivery_sql.retry_later(
                     conn, row.id, result.error, timedelta(seconds=wait), self.replica
                 )
-        outcome = "delivered" if result.ok else "retry"
+        # each attempt counted once: its last failure is the message's `failed`, not a
+        # `retry` that never comes (counted as both, a failed message was two attempts)
+        outcome = "delivered" if result.ok else "failed" if final else "retry"
         self._metrics.notifications.labels(row.channel, outcome).inc()
         log.info(
             "notification_delivered" if result.ok else "notification_attempt_failed",
@@ -256,13 +258,15 @@ class Outbox:
             self._failed(row, result.error or "failed")
 
     async def _fail(self, row: Claimed, error: str) -> None:
+        """Give a message up without an attempt (its channel gone, its contact removed, no
+        attempts left): counted `failed` as a last attempt would be."""
         async with self._pool.acquire() as conn:
             await delivery_sql.mark_failed(conn, row.id, error, self.replica)
+        self._metrics.notifications.labels(row.channel, "failed").inc()
         self._failed(row, error)
 
     def _failed(self, row: Claimed, error: str) -> None:
-        """Count and log a message given up on (marked failed by the caller)."""
-        self._metrics.notifications.labels(row.channel, "failed").inc()
+        """Log a message given up on (marked failed and counted by the caller)."""
         log.error(
             "notification_failed",
             id=row.id,

@@ -51,10 +51,10 @@ def constant(x: float) -> str:
     return f"{x!r}x{STEPS}"
 
 
-def expect(expr: str, samples: Mapping[str, float]) -> dict[str, Any]:
+def expect(expr: str, samples: Mapping[str, float], at: str = AT) -> dict[str, Any]:
     return {
         "expr": expr,
-        "eval_time": AT,
+        "eval_time": at,
         "exp_samples": [{"labels": k, "value": v} for k, v in samples.items()],
     }
 
@@ -199,24 +199,28 @@ def test_level_one_of_a_city_is_the_citys_own_figures(tmp_path: Path) -> None:
     )
 
 
+EVENTS_TODAY = "tiendo_unit_events_today"
+BUSIEST = "Sự kiện mỗi phút theo đơn vị cấp 2 (10 cao nhất)"
+
+
 def test_busiest_units_add_up_their_indicators(tmp_path: Path) -> None:
     per_minute = {("001", CCCD): 10, ("001", EID): 10, ("002", CCCD): 15, ("003", EID): 5}
     series = [
         s
         for (unit, indicator), n in per_minute.items()
         for s in replicated(
-            "tiendo_unit_events_total",
+            EVENTS_TODAY,
             f"0+{n}x{STEPS}",
             {"campaign": "c1", "unit": unit, "level": "2", "indicator": indicator},
         )
     ]
     # another campaign busier than all of them
     series += replicated(
-        "tiendo_unit_events_total",
+        EVENTS_TODAY,
         f"0+100x{STEPS}",
         {"campaign": "c2", "unit": "001", "level": "2", "indicator": CCCD},
     )
-    busiest = query("Sự kiện mỗi phút theo đơn vị cấp 2 (10 cao nhất)", "c1")
+    busiest = query(BUSIEST, "c1")
     promtool_tests(
         tmp_path,
         [
@@ -229,6 +233,39 @@ def test_busiest_units_add_up_their_indicators(tmp_path: Path) -> None:
                         f"round({busiest}, 0.001)",
                         {labels(unit="001"): 20, labels(unit="002"): 15, labels(unit="003"): 5},
                     )
+                ],
+            }
+        ],
+    )
+
+
+def test_events_per_minute_do_not_spike_when_todays_count_goes_down(tmp_path: Path) -> None:
+    """Today's count is no counter: a withdrawn subject winner leaves its day (001: 3000
+    for 10 minutes, then 2999), and local midnight restarts it (002: 10 a minute up to
+    3000, then from 0 again). Read as a counter, 001's decrease is a reset: ~600 a minute
+    out of nothing."""
+    unit = {"campaign": "c1", "level": "2", "indicator": CCCD}
+    series = replicated(EVENTS_TODAY, "3000x10 2999x10", {**unit, "unit": "001"})
+    series += replicated(EVENTS_TODAY, "2900+10x10 0+10x10", {**unit, "unit": "002"})
+    busiest = f"round({query(BUSIEST, 'c1')}, 0.001)"
+    rule = "tiendo:unit_events:per_minute"
+    at_rule = {rule + labels(**unit, unit=u): v for u, v in (("001", 0), ("002", 0))}
+    promtool_tests(
+        tmp_path,
+        [
+            {
+                "interval": "1m",
+                "input_series": series,
+                "promql_expr_test": [
+                    # before: 001 still, 002 at 10 a minute
+                    expect(busiest, {labels(unit="001"): 0, labels(unit="002"): 10}, "10m"),
+                    # 001 one fewer, 002 across its midnight: no spike, and never below 0
+                    expect(busiest, {labels(unit="001"): 0, labels(unit="002"): 0}, "11m"),
+                    expect(rule, at_rule, "13m"),
+                    expect(busiest, {labels(unit="001"): 0, labels(unit="002"): 0}, "15m"),
+                    # once the window is all of the new day, 002's rate is back
+                    expect(busiest, {labels(unit="001"): 0, labels(unit="002"): 10}, "16m"),
+                    expect(busiest, {labels(unit="001"): 0, labels(unit="002"): 10}, "20m"),
                 ],
             }
         ],

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from services.aggregator.snapshot import store_board_figures
-from services.notifier.briefing.gather import MUST_EXPLAIN
+from services.notifier.briefing.model import MUST_EXPLAIN
 from tests.boards.grafana import interpolate, panel_query
 from tests.support.world import build_world
 from tiendo.board import repository as board

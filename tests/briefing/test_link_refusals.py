@@ -12,8 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.notifier.links import Refusal, sign, verify
-from tests.support.notifier import Harness
-from tests.support.stack import eventually
+from tests.support.notifier import Harness, delivered_link
 
 SECRET = "test-link-secret"
 ISSUED = datetime(2023, 5, 20, 3, 0, tzinfo=UTC)
@@ -39,22 +38,9 @@ def _client(h: Harness) -> httpx.AsyncClient:
     )
 
 
-async def _link(h: Harness) -> str:
-    await h.advance(timedelta(minutes=1))  # every ward behind
-    await h.advance(timedelta(seconds=61))
-    await h.settled()
-
-    async def delivered() -> str:
-        links = [r.json()["link"] for r in h.http.at("hook/00004") if r.json().get("link")]
-        assert links
-        return "/l/" + str(links[-1]).split("/l/")[1]
-
-    return await eventually(delivered, timeout=30)
-
-
 async def test_the_link_refuses_a_non_ascii_token_and_a_multipart_form(harness: Harness) -> None:
     h = harness
-    path = await _link(h)
+    path = await delivered_link(h)
     async with _client(h) as web:
         page = (await web.get(path)).text
         assert "Cam kết kịp tiến độ đến hết ngày" in page  # the day the check ends with

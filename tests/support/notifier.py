@@ -457,6 +457,22 @@ async def harness(
         yield h
 
 
+async def delivered_link(h: "Harness", ward: str = "00004") -> str:
+    """The path of the signed link the ward's chief receives once every ward is behind
+    (nobody reported): the harness's clock moved past the group wait, the link read from
+    the ward's webhook."""
+    await h.advance(timedelta(minutes=1))
+    await h.advance(timedelta(seconds=61))
+    await h.settled()
+
+    async def delivered() -> str:
+        links = [r.json()["link"] for r in h.http.at(f"hook/{ward}") if r.json().get("link")]
+        assert links
+        return "/l/" + str(links[-1]).split("/l/")[1]
+
+    return await eventually(delivered, timeout=30)
+
+
 def counts_by_delivery(received: list[Received]) -> Counter[str]:
     return Counter(r.delivery_id for r in received)
 

@@ -22,6 +22,28 @@ SET name = EXCLUDED.name, type = EXCLUDED.type, level = EXCLUDED.level,
     parent_code = EXCLUDED.parent_code, updated_at = now()
 """
 
+SELECT_STORED_CODES = "SELECT code FROM units WHERE code = ANY ($1::text[])"
+
+# A code the tree never had begins where the nearest stored unit above it does: under a
+# unit a tree version opened, it cannot have been in force before its parent (its
+# ancestors would not exist then), and no event from before then can be its anyway. Walked
+# up through the codes inserted with it ($1), which may be one another's parents; a loop
+# among them is refused afterwards (`admin.refuse_parent_loops`), the path only stops it.
+START_NEW_UNITS = """
+WITH RECURSIVE up AS (
+    SELECT u.code AS unit, u.parent_code AS above, ARRAY[u.code] AS path
+    FROM units u WHERE u.code = ANY ($1::text[])
+    UNION ALL
+    SELECT up.unit, p.parent_code, up.path || p.code
+    FROM up JOIN units p ON p.code = up.above
+    WHERE p.code = ANY ($1::text[]) AND NOT p.code = ANY (up.path)
+)
+UPDATE units u SET valid_from = a.valid_from
+FROM up JOIN units a ON a.code = up.above
+WHERE u.code = up.unit AND NOT a.code = ANY ($1::text[])
+  AND u.valid_from IS DISTINCT FROM a.valid_from
+"""
+
 
 # The chiefs' contacts belong to the notifier: the contact columns of a units import go to
 # the function it publishes for them (notifier migration 006), which runs with its rights.
@@ -246,9 +268,13 @@ class StoredCampaign:
 
 
 async def upsert_units(conn: Connection, units: Sequence[Unit]) -> None:
+    """Insert or correct first versions; a code new to the tree starts when its parent's
+    version does (`START_NEW_UNITS`), a stored one keeps its period."""
+    stored = {r["code"] for r in await conn.fetch(SELECT_STORED_CODES, [u.code for u in units])}
     await conn.executemany(
         UPSERT_UNIT, [(u.code, u.name, u.type, u.level, u.parent_code) for u in units]
     )
+    await conn.execute(START_NEW_UNITS, [u.code for u in units if u.code not in stored])
 
 
 async def hand_over_contacts(conn: Connection, rows: Sequence[Mapping[str, str | None]]) -> None:

@@ -161,14 +161,15 @@ async def parents_out_of_period(conn: Connection) -> int:
     return count
 
 
-async def after_tree_change(conn: Connection) -> None:
+async def after_tree_change(conn: Connection) -> int:
     """What follows any change of the tree's versions, in the changing transaction.
 
     Every stored event is attributed again to the version its sent code meant when it
-    happened, by the same rules as a batch being applied (`counting.reattribute`); then
-    the counting follows the tree (`services.aggregator.cutover.after_tree_change`).
+    happened, by the same rules as a batch being applied (`counting.reattribute`); returns
+    how many moved. Then the counting follows the tree, given that number
+    (`services.aggregator.cutover.after_tree_change`: moved events are recounted).
     """
-    await counting.reattribute(conn)
+    return await counting.reattribute(conn)
 
 
 def is_later_version(key: str) -> bool:

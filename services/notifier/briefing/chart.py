@@ -20,6 +20,11 @@ def _pct(values: Sequence[float], target: int) -> list[float]:
     return [100.0 * v / target if target else 0.0 for v in values]
 
 
+def _colour(s: Series) -> str:
+    """Red for a unit the ranking beside the chart marks red (its judged status)."""
+    return BEHIND_COLOUR if s.late else DONE_COLOUR
+
+
 def progress_chart(
     series: Sequence[Series], words: dict[str, str], language: str, *, dpi: int = 110
 ) -> bytes:
@@ -43,11 +48,10 @@ def progress_chart(
     # matplotlib's stubs want numbers; its date converter takes the dates themselves
     days: Any = list(top.days)
     ax.plot(days, top.planned, color=PLAN_COLOUR, linestyle="--", label=words["plan"])
-    behind = top.values[-1] < 0.9 * top.planned[-1] if top.values else False
     ax.plot(
         days,
         top.values,
-        color=BEHIND_COLOUR if behind else DONE_COLOUR,
+        color=_colour(top),
         linewidth=2,
         label=words["actual"],
     )
@@ -61,9 +65,8 @@ def progress_chart(
     for i, s in enumerate(children):
         small = figure.add_subplot(grid[1 + i // COLUMNS, i % COLUMNS])
         actual, planned = _pct(s.values, s.target), _pct(s.planned, s.target)
-        late = bool(actual) and actual[-1] < 0.9 * planned[-1]
         small.plot(range(len(planned)), planned, color=PLAN_COLOUR, linestyle="--", linewidth=0.8)
-        small.plot(range(len(actual)), actual, color=BEHIND_COLOUR if late else DONE_COLOUR)
+        small.plot(range(len(actual)), actual, color=_colour(s))
         small.set_ylim(0, max(100.0, *actual) if actual else 100.0)
         small.set_xticks([])
         small.set_yticks([0, 50, 100])

@@ -11,7 +11,7 @@ from openpyxl import Workbook
 from openpyxl.styles import Font, PatternFill
 
 from services.notifier.briefing.chart import progress_chart
-from services.notifier.briefing.model import Pack
+from services.notifier.briefing.model import MUST_EXPLAIN, Pack
 from services.notifier.briefing.words import WORDS, local, number
 from services.notifier.explanations import Commitment
 from tiendo.figure_digits import cut
@@ -35,6 +35,13 @@ def commitment_text(c: Commitment, language: str) -> str:
     return "; ".join(parts)
 
 
+def shown(language: str, value: float | None, digits: int) -> str:
+    """pct or pace as a page writes it: cut to the digits shown, as the leaderboard exports
+    write them (`_cut`). Every page that shows either (the pack, the chief's link page)
+    writes it through here, so the room and the chief never read two figures."""
+    return number(language, _cut(value, digits), digits)
+
+
 def html(pack: Pack, indicator_names: dict[str, str]) -> str:
     """The pack's page, with a chart per indicator as an inline PNG."""
     w = WORDS[pack.language]
@@ -49,8 +56,7 @@ def html(pack: Pack, indicator_names: dict[str, str]) -> str:
         names=indicator_names,
         charts=charts,
         num=lambda v, d=0: number(pack.language, v, d),
-        # pct and pace are cut to the digits shown, as the leaderboard exports write them
-        shown=lambda v, d: number(pack.language, _cut(v, d), d),
+        shown=lambda v, d: shown(pack.language, v, d),
         local=lambda v: local(v, pack.timezone),
         commitment=lambda c: commitment_text(c, pack.language),
     )
@@ -124,7 +130,7 @@ def xlsx(pack: Pack, indicator_names: dict[str, str]) -> bytes:
                     w[r.progress.status.value],
                 ]
             )
-            if r.progress.status.value in ("behind", "stale"):
+            if r.progress.status in MUST_EXPLAIN:
                 for cell in ranking[ranking.max_row]:
                     cell.fill = highlight
         for lg in s.laggards:

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from services.notifier.briefing.model import (
+    MUST_EXPLAIN,
     CommitmentOutcome,
     Headline,
     IndicatorSection,
@@ -33,8 +34,6 @@ from tiendo.board.figures import Verdict, judge
 from tiendo.board.movement import Standing
 from tiendo.database import Connection
 from tiendo.pace import Status, expected
-
-MUST_EXPLAIN = frozenset({Status.BEHIND, Status.STALE})
 
 
 def _row(s: Standing) -> RankRow:
@@ -93,6 +92,7 @@ async def daily_series(
                 values=tuple(day_values.get(v.unit, 0) for day_values in values),
                 planned=tuple(expected(plan, m) for m in moments),
                 target=p.target,
+                status=p.status,
             )
         )
     return tuple(out)

@@ -4,7 +4,10 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from services.notifier.explanations import Commitment
-from tiendo.pace import Progress
+from tiendo.pace import Progress, Status
+
+# Who must explain (behind or stale): the pack marks them red, in its ranking and its chart.
+MUST_EXPLAIN = frozenset({Status.BEHIND, Status.STALE})
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,7 +22,9 @@ class Headline:
 
 @dataclass(frozen=True, slots=True)
 class Series:
-    """A unit's value at the end of each campaign day, against the plan's."""
+    """A unit's value at the end of each campaign day, against the plan's; and its status
+    as judged for the ranking beside the chart, which colours its line (the chart restates
+    no threshold, so the two cannot disagree)."""
 
     unit: str
     unit_name: str
@@ -27,6 +32,11 @@ class Series:
     values: tuple[int, ...]
     planned: tuple[float, ...]
     target: int
+    status: Status
+
+    @property
+    def late(self) -> bool:
+        return self.status in MUST_EXPLAIN
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from services.notifier import links
-from services.notifier.briefing.formats import commitment_text
+from services.notifier.briefing.formats import commitment_text, shown
 from services.notifier.briefing.gather import daily_series
 from services.notifier.briefing.words import local, number
 from services.notifier.explanations import (
@@ -178,6 +178,7 @@ def links_router(settings: NotifierSettings, clock: Clock) -> APIRouter:
             last_day=local_today(campaign.deadline, campaign.timezone).isoformat(),
             form=extra.pop("form", {"detail": "", "committed_date": "", "committed_rate": ""}),
             num=lambda v, d=0: number("vi", v, d),
+            shown=lambda v, d: shown("vi", v, d),
             w_local=lambda v: local(v, campaign.timezone),
             done=extra.pop("done", None),
             error=extra.pop("error", None),
