@@ -5,7 +5,8 @@ campaign's 0.8 a district at pace 0.85, on track in the ranking, was drawn red; 
 one at pace 0.92, behind in the ranking, was drawn green."""
 
 import io
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import numpy as np
@@ -86,3 +87,36 @@ async def test_the_chart_colours_each_unit_as_the_ranking_judges_it(
     assert ranked_red == red - {"01"}  # the ranking of level 2: the districts
     drawn = {s.unit: _drawn(progress_chart([s], WORDS["vi"], "vi")) for s in section.series}
     assert drawn == {u: "red" if u in red else "green" for u in ("01", "001", "002")}
+
+
+async def test_each_point_of_the_chart_sits_at_the_moment_it_was_read(database: str) -> None:
+    """The ends of the campaign's local days, then the pack's own moment (here 10:00 local,
+    ten days in), each at its own time: as dates the last point sat on the midnight
+    before it, beside that midnight's value, and the line ended in a vertical jump."""
+    await build_world(database, starts_at=STARTS)
+    conn = await asyncpg.connect(database)
+    try:
+        await Feed(database).send(progress("00004", 120, at=AT - timedelta(hours=1)))
+        campaign = await board.campaign(conn, "c1")
+        assert campaign is not None
+        pack = await gather(
+            conn,
+            campaign,
+            level=2,
+            at=AT,
+            previous_at=AT - timedelta(days=7),
+            language="vi",
+            bottom_n=0,
+        )
+    finally:
+        await conn.close()
+    (section,) = pack.sections
+    zone = ZoneInfo(campaign.timezone)
+    for s in section.series:
+        local = [m.replace(tzinfo=zone) for m in s.moments]
+        assert local == sorted(set(local))
+        *midnights, last = local
+        assert all(m.time() == time(0) for m in midnights)
+        assert midnights[0].date() == STARTS.astimezone(zone).date() + timedelta(days=1)
+        assert last == AT.astimezone(zone)
+        assert s.values[-1] == {"01": 120, "001": 120, "002": 0}[s.unit]

@@ -46,7 +46,7 @@ def progress_chart(
     grid = figure.add_gridspec(1 + rows, COLUMNS, height_ratios=[2.3, *([1.0] * rows)])
     ax = figure.add_subplot(grid[0, :])
     # matplotlib's stubs want numbers; its date converter takes the dates themselves
-    days: Any = list(top.days)
+    days: Any = list(top.moments)
     ax.plot(days, top.planned, color=PLAN_COLOUR, linestyle="--", label=words["plan"])
     ax.plot(
         days,

@@ -88,7 +88,10 @@ async def daily_series(
             Series(
                 unit=v.unit,
                 unit_name=v.unit_name,
-                days=tuple(m.astimezone(zone).date() for m in moments),
+                # (each point at its own moment: as dates, the pack's moment, 08:00 on a
+                # Monday, sat on Monday's midnight beside the value of then, and the line's
+                # last step was drawn as a vertical jump)
+                moments=tuple(m.astimezone(zone).replace(tzinfo=None) for m in moments),
                 values=tuple(day_values.get(v.unit, 0) for day_values in values),
                 planned=tuple(expected(plan, m) for m in moments),
                 target=p.target,

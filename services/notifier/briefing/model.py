@@ -1,7 +1,7 @@
 """The weekly briefing pack as plain data: what every format (HTML, PDF, XLSX) shows."""
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 
 from services.notifier.explanations import Commitment
 from tiendo.pace import Progress, Status
@@ -22,13 +22,14 @@ class Headline:
 
 @dataclass(frozen=True, slots=True)
 class Series:
-    """A unit's value at the end of each campaign day, against the plan's; and its status
+    """A unit's value at the end of each campaign day and at the pack's moment (`moments`:
+    local wall-clock times, each point where it was read), against the plan's; and its status
     as judged for the ranking beside the chart, which colours its line (the chart restates
     no threshold, so the two cannot disagree)."""
 
     unit: str
     unit_name: str
-    days: tuple[date, ...]
+    moments: tuple[datetime, ...]
     values: tuple[int, ...]
     planned: tuple[float, ...]
     target: int
