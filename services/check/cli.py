@@ -8,6 +8,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from services.check import defaults
 from services.notifier.settings import NotifierSettings
 
 if TYPE_CHECKING:
@@ -42,7 +43,12 @@ def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> 
         "--window-max-age",
         type=float,
         # the aggregator's own setting, when the check runs beside it
-        default=float(os.environ.get("TIENDO_AGGREGATOR_METRICS_WINDOW_REFRESH_SECONDS", "300")),
+        default=float(
+            os.environ.get(
+                "TIENDO_AGGREGATOR_METRICS_WINDOW_REFRESH_SECONDS",
+                str(defaults.WINDOW_MAX_AGE_SECONDS),
+            )
+        ),
         help="seconds the aggregator's snapshot reuses the values one run-rate window ago "
         "(default: TIENDO_AGGREGATOR_METRICS_WINDOW_REFRESH_SECONDS, else 300)",
     )
@@ -67,7 +73,9 @@ def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> 
     parser.add_argument(
         "--metrics-unit-level",
         type=int,
-        default=int(os.environ.get("TIENDO_AGGREGATOR_METRICS_UNIT_LEVEL", "2")),
+        default=int(
+            os.environ.get("TIENDO_AGGREGATOR_METRICS_UNIT_LEVEL", str(defaults.METRICS_UNIT_LEVEL))
+        ),
         help="the deepest level the aggregator exports per-unit series of (default: "
         "TIENDO_AGGREGATOR_METRICS_UNIT_LEVEL, else 2)",
     )

@@ -15,6 +15,7 @@ from typing import Any
 import asyncpg
 import httpx
 
+from services.check import defaults
 from services.check.compare import (
     BoardRow,
     Disagreement,
@@ -57,16 +58,14 @@ from tiendo.pace import RUN_RATE_MIN_WINDOW, Progress, run_rate_window
 # clock"), so reading past now adds nothing the counters lack.
 SKEW = timedelta(minutes=5)
 JUDGED = (Rule.STALE, Rule.BEHIND, Rule.AT_RISK)
-# How long the aggregator's snapshot reuses each unit's value one run-rate window ago: its
-# TIENDO_AGGREGATOR_METRICS_WINDOW_REFRESH_SECONDS (services/aggregator/settings.py).
-WINDOW_MAX_AGE = timedelta(seconds=300)
+# How long the aggregator's snapshot reuses each unit's value one run-rate window ago.
+WINDOW_MAX_AGE = timedelta(seconds=defaults.WINDOW_MAX_AGE_SECONDS)
 # How long the second round waits for a snapshot newer than the first round's, when the
 # first found stored figures to disagree with (a few of the aggregator's refreshes).
 BOARD_WAIT = timedelta(seconds=120)
 SELECT_BOARD_FIGURES = "SELECT * FROM board_figures"
-# The deepest level the aggregator exports per-unit series of: its
-# TIENDO_AGGREGATOR_METRICS_UNIT_LEVEL (services/aggregator/settings.py).
-METRICS_UNIT_LEVEL = 2
+# The deepest level the aggregator exports per-unit series of.
+METRICS_UNIT_LEVEL = defaults.METRICS_UNIT_LEVEL
 # How often a replica is scraped again while its snapshot is not the table's.
 SCRAPE_EVERY = 0.5
 
