@@ -92,14 +92,25 @@ def check_explanation(
     committed_rate: float | None,
     today: date,
     last_day: date,
+    deadline_passed: bool = False,
 ) -> ExplanationIn:
     """The explanation, or `Refused` saying why (in Vietnamese, the form's language).
-    `today` and `last_day` are the campaign's local dates of now and of its deadline: a
-    committed date lies between them, as nothing is checked after the campaign ends.
+    `today` and `last_day` are the campaign's local dates of now and of the unit's
+    deadline (its own, else the campaign's): a committed date lies between them, as
+    nothing is checked after it. `deadline_passed`: that deadline's moment has passed.
 
     Free text is kept as typed (the pages escape it); only its length is bounded."""
     if indicator not in indicators:
         raise Refused("Chỉ tiêu không thuộc cảnh báo của đường dẫn này.")
+    if deadline_passed:
+        # Past the deadline nothing repeats or escalates, and a commitment could only be
+        # judged at a moment before it was written: a rate alone once slipped through and
+        # its chief was told at once it was "not met". Every explanation carries a
+        # commitment (the table holds the same rule), so none is taken any more.
+        raise Refused(
+            f"Đã hết thời hạn của chỉ tiêu (đến {last_day:%d/%m/%Y}): không còn nhận cam kết, "
+            "nên không nhận giải trình mới. Giải trình gửi trước hạn vẫn được giữ."
+        )
     if policy.cause(cause) is None:
         raise Refused("Nguyên nhân không có trong danh sách của đợt.")
     if len(detail) > MAX_DETAIL:
@@ -194,8 +205,14 @@ def came_due(
     replaced it before that: an amendment written before the due moment takes its place,
     one written after does not undo it. So a missed commitment stays missed (and in the
     next briefing's "last week's commitments") whatever the chief writes after it; the
-    check and the pack both go by this."""
+    check and the pack both go by this.
+
+    None too when the due moment is not after it was written: `due_at` stops at the
+    deadline, so a commitment stored after it (the form took a rate alone then) would be
+    judged at a moment before it existed, and its chief told at once it was not met."""
     due = due_at(commitment, submitted_at, timezone, deadline)
+    if due <= submitted_at:
+        return None
     if superseded_at is not None and superseded_at < due:
         return None
     return due

@@ -338,6 +338,14 @@ async def _store(
     if not mine:
         raise Refused("Đơn vị không thuộc cảnh báo của đường dẫn này.")
     check_author(link.recipient, unit)
+    # judged only for an indicator of the link's alerts: another is refused just below
+    verdict = (
+        (await judge_now(conn, campaign, indicator, [unit], now)).get(unit)
+        if indicator in mine
+        else None
+    )
+    # the unit's own deadline when its target has one (the verdict's), else the campaign's
+    deadline = min(verdict.deadline, campaign.deadline) if verdict else campaign.deadline
     given = check_explanation(
         policy,
         mine,
@@ -347,9 +355,9 @@ async def _store(
         committed_date=_date(form.get("committed_date", "")),
         committed_rate=_rate(form.get("committed_rate", "")),
         today=local_today(now, campaign.timezone),
-        last_day=local_today(campaign.deadline, campaign.timezone),
+        last_day=local_today(deadline, campaign.timezone),
+        deadline_passed=now >= deadline,
     )
-    verdict = (await judge_now(conn, campaign, indicator, [unit], now)).get(unit)
     value = verdict.progress.value if verdict else 0
     await sql.add_explanation(
         conn,

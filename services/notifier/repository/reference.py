@@ -144,9 +144,15 @@ ON CONFLICT (unit) DO UPDATE SET name = EXCLUDED.name, updated_at = now()
 """
 
 
-ACTIVE_SILENCES = """
-SELECT * FROM silences WHERE expired_at IS NULL AND starts_at <= $1 AND ends_at > $1
-"""
+# A silence mutes from its start until its end or, ended early (DELETE), its expiry: the
+# SQL of `groups.silence_of(row).active(at)`, so that evaluation and `GET /v1/silences`
+# read the same silences as active. `$1` is the moment.
+SILENCE_ACTIVE = (
+    "(s.expired_at IS NULL OR s.expired_at > $1) AND s.starts_at <= $1 AND s.ends_at > $1"
+)
+
+
+ACTIVE_SILENCES = f"SELECT s.* FROM silences s WHERE {SILENCE_ACTIVE}"
 
 
 INSERT_SILENCE = """
@@ -158,9 +164,9 @@ RETURNING *
 
 
 # (with the name of the version the silence's unit is, for whoever reads the list)
-SELECT_SILENCES = """
+SELECT_SILENCES = f"""
 SELECT s.*, u.name AS unit_name FROM silences s LEFT JOIN units u ON u.code = s.unit
-WHERE ($1::boolean IS NOT TRUE OR (s.expired_at IS NULL AND s.ends_at > $2))
+WHERE ($2::boolean IS NOT TRUE OR ({SILENCE_ACTIVE}))
 ORDER BY s.id DESC
 LIMIT $3
 """
@@ -328,8 +334,8 @@ async def create_silence(
 async def list_silences(
     conn: Connection, *, active: bool | None, at: datetime, limit: int
 ) -> list[dict[str, Any]]:
-    """Silences, newest first; `active`: only those not ended at `at`."""
-    return [dict(r) for r in await conn.fetch(SELECT_SILENCES, active, at, limit)]
+    """Silences, newest first; `active`: only those muting at `at` (`SILENCE_ACTIVE`)."""
+    return [dict(r) for r in await conn.fetch(SELECT_SILENCES, at, active, limit)]
 
 
 async def expire_silence(conn: Connection, silence_id: int, at: datetime, actor: str) -> bool:
