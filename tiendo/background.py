@@ -4,7 +4,9 @@ A loop that raises is logged with its traceback (`background_task_failed`), coun
 (`tiendo_background_restarts_total{task}`) and started again after an exponential backoff;
 it never ends silently. Each loop calls its `beat` on every iteration; one that has not
 beaten within its `stale_after` is `stale` — stuck, or failing on every start, since a
-restart is not a beat — and the service's /readyz answers 503 with the loop named.
+restart is not a beat — and the service's /readyz answers 503 with the loop named. So does
+one `failing`: FAILING_AFTER failures in a row, which a loop that beats between them (a
+consumer polls, then its batch fails) shows in no other way.
 
 A run that stays silent for its whole `stale_after` is stuck (an await that will never
 end: a lost wake-up in a client library, a deadlock): it is logged with where every task
@@ -34,8 +36,17 @@ Beat = Callable[[], None]
 class LoopState(StrEnum):
     RUNNING = "running"
     RESTARTING = "restarting"  # failed, waiting for its backoff
+    FAILING = "failing"  # failed FAILING_AFTER times in a row: restarting will not help
     STALE = "stale"
     DEAD = "dead"  # ended, or its task is gone
+
+
+# One or two failures are what a transient costs (a deadlock's loser, a broker's leader
+# moving, a database failing over): the next run goes on. A third in a row, after the
+# backoff's 1 s and 2 s, is a cause that stays: a batch PostgreSQL refuses, restarted on
+# forever while the loop beat between failures and /readyz said 200. A run that lasts
+# longer than the backoff's cap ran well (the backoff starts afresh after it), and ends it.
+FAILING_AFTER = 3
 
 
 def backoff_delay(failures: int, initial: float, cap: float) -> float:
@@ -44,13 +55,20 @@ def backoff_delay(failures: int, initial: float, cap: float) -> float:
 
 
 def loop_state(
-    *, ended: bool, backing_off: bool, since_beat: float, stale_after: float | None
+    *,
+    ended: bool,
+    backing_off: bool,
+    since_beat: float,
+    stale_after: float | None,
+    failures_in_a_row: int = 0,
 ) -> LoopState:
     """A loop's state from what its supervisor knows (pure, for /readyz)."""
     if ended:
         return LoopState.DEAD
     if stale_after is not None and since_beat > stale_after:
         return LoopState.STALE
+    if failures_in_a_row >= FAILING_AFTER:
+        return LoopState.FAILING
     return LoopState.RESTARTING if backing_off else LoopState.RUNNING
 
 
@@ -108,6 +126,8 @@ class Loop:
         self.restarts = 0
         self.last_error: str | None = None
         self._backing_off = False
+        self._failures = 0  # in a row, as of the last failure
+        self._run_started = time.monotonic()
 
     def beat(self) -> None:
         """The loop completed an iteration."""
@@ -130,12 +150,20 @@ class Loop:
                 await self._task
 
     @property
+    def failures_in_a_row(self) -> int:
+        """Failures since a run last went well: one running for longer than the backoff's
+        cap (a beat is no proof: a consumer beats after each poll, whatever its batch)."""
+        ran_well = not self._backing_off and time.monotonic() - self._run_started > self._backoff[1]
+        return 0 if ran_well else self._failures
+
+    @property
     def state(self) -> LoopState:
         return loop_state(
             ended=self._task is None or self._task.done(),
             backing_off=self._backing_off,
             since_beat=time.monotonic() - self._beat_monotonic,
             stale_after=self.stale_after,
+            failures_in_a_row=self.failures_in_a_row,
         )
 
     def report(self) -> dict[str, Any]:
@@ -144,13 +172,13 @@ class Loop:
             "last_heartbeat": self.last_heartbeat.isoformat() if self.last_heartbeat else None,
             "stale_after_seconds": self.stale_after,
             "restarts": self.restarts,
+            "failures_in_a_row": self.failures_in_a_row,
             "last_error": self.last_error,
         }
 
     async def _supervise(self) -> None:
-        failures = 0
         while True:
-            started = time.monotonic()
+            started = self._run_started = time.monotonic()
             try:
                 await self._run_watched()
                 error = "returned"  # a loop is meant to run until cancelled
@@ -178,10 +206,10 @@ class Loop:
                 self._metrics.restarts.labels(self.name).inc()
             initial, cap = self._backoff
             # a loop that ran well for a while starts its backoff afresh
-            failures = 1 if time.monotonic() - started > cap else failures + 1
+            self._failures = 1 if time.monotonic() - started > cap else self._failures + 1
             self._backing_off = True
             try:
-                await asyncio.sleep(backoff_delay(failures, initial, cap))
+                await asyncio.sleep(backoff_delay(self._failures, initial, cap))
             finally:
                 self._backing_off = False
 
@@ -280,7 +308,7 @@ class Supervisor:
 
     def readiness(self, **details: Any) -> JSONResponse:
         """The /readyz answer: 200 while every loop runs (or waits to restart), 503 when one
-        is dead or stale; each loop's state and heartbeat, plus `details`."""
+        is dead, stale or failing; each loop's state and heartbeat, plus `details`."""
         ok = self.healthy
         body = {"status": "ready" if ok else "not ready", "loops": self.report(), **details}
         return JSONResponse(body, status_code=200 if ok else 503)

@@ -55,5 +55,6 @@ class Readiness(BaseModel):
     )
     loops: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
-        description="each background loop: state, last heartbeat, restarts, last error",
+        description="each background loop: state, last heartbeat, restarts, failures in a "
+        "row, last error",
     )

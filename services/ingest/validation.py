@@ -12,12 +12,34 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, NamedTuple
 
 from services.ingest.rawids import contains_raw_id
-from tiendo.event import MAX_EVENT_ID_LENGTH, MAX_INCREMENT, Event, Kind
+from tiendo.event import Event, Kind
+from tiendo.events import rules
+from tiendo.events.rules import (
+    EVENT_ID_CHARS,
+    INDICATOR_CHARS,
+    MAX_EVENT_ID_LENGTH,
+    MAX_INCREMENT,
+    MAX_INDICATOR_LENGTH,
+    MAX_SNAPSHOT,
+    MAX_UNIT_LENGTH,
+    SUBJECT_PATTERN,
+    UNIT_CHARS,
+)
 from tiendo.unit_keys import TREE_ZONE, admin_code_of
 
-MAX_SNAPSHOT = 1_000_000_000
-MAX_UNIT_LENGTH = 32
-MAX_INDICATOR_LENGTH = 48
+# The field rules of contract §4.1 are stated in `tiendo.events.rules`, which the
+# aggregator holds every record to as well; here they are worded for the client.
+__all__ = [
+    "EVENT_ID_CHARS",
+    "INDICATOR_CHARS",
+    "MAX_EVENT_ID_LENGTH",
+    "MAX_INCREMENT",
+    "MAX_INDICATOR_LENGTH",
+    "MAX_SNAPSHOT",
+    "MAX_UNIT_LENGTH",
+    "SUBJECT_PATTERN",
+    "UNIT_CHARS",
+]
 # An RFC 3339 time is 20-25 characters without its fraction: this leaves room for more
 # than 30 fraction digits (nanoseconds need 9), and bounds the work a hostile one costs.
 MAX_TIMESTAMP_LENGTH = 64
@@ -25,16 +47,6 @@ MAX_TIMESTAMP_LENGTH = 64
 EVENT_FIELDS = frozenset(
     {"event_id", "unit", "indicator", "kind", "value", "occurred_at", "subject"}
 )
-# Character sets of the unit tree and the catalogue (the aggregator's CHECK constraints):
-# ASCII only, so look-alike digits and letters fail here with a precise message.
-EVENT_ID_CHARS = r"[A-Za-z0-9_.:-]"
-UNIT_CHARS = r"[A-Za-z0-9_.-]"
-INDICATOR_CHARS = r"[a-z0-9_]"
-SUBJECT_PATTERN = r"^[0-9a-f]{64}$"
-_EVENT_ID = re.compile(EVENT_ID_CHARS + "+")
-_UNIT = re.compile(UNIT_CHARS + "+")
-_INDICATOR = re.compile(INDICATOR_CHARS + "+")
-_SUBJECT = re.compile(SUBJECT_PATTERN[1:-1])
 # An offset's hours and minutes are bounded here, not after the match: the common case
 # then needs none of the groups. RFC 3339 puts no bound on the fraction's digits; the
 # field's length bounds them (MAX_TIMESTAMP_LENGTH).
@@ -157,15 +169,11 @@ class Limits:
             self,
             "messages",
             {
-                "event_id": f"must be 1-{self.max_event_id_length} characters of "
-                "A-Z a-z 0-9 _ . : -",
-                "unit": f"must be a unit code: 1-{self.max_unit_length} characters of "
-                "A-Z a-z 0-9 _ . -",
-                "indicator": f"must be an indicator code: 1-{self.max_indicator_length} "
-                "characters of a-z 0-9 _",
-                "increment": f"an increment must be non-zero, -{self.max_increment} to "
-                f"{self.max_increment}",
-                "snapshot": f"a snapshot must be between 0 and {self.max_snapshot}",
+                "event_id": rules.event_id_rule(self.max_event_id_length),
+                "unit": rules.unit_rule(self.max_unit_length),
+                "indicator": rules.indicator_rule(self.max_indicator_length),
+                "increment": rules.increment_rule(self.max_increment),
+                "snapshot": rules.snapshot_rule(self.max_snapshot),
                 "future": f"more than {int(self.future_tolerance.total_seconds())} s in the future",
                 "past": f"more than {self.past_horizon.days} days in the past",
             },
@@ -248,14 +256,10 @@ def _unknown_fields(names: Sequence[Any], index: int | None) -> list[FieldError]
     return errors
 
 
-def _code(value: object, pattern: re.Pattern[str], max_length: int) -> bool:
-    return isinstance(value, str) and len(value) <= max_length and bool(pattern.fullmatch(value))
-
-
 def is_event_id(value: object, limits: Limits) -> bool:
     """Whether `value` can be an event's id (contract §4.1): what validation accepts, so
     what can ever have been stored and looked up."""
-    return _code(value, _EVENT_ID, limits.max_event_id_length)
+    return rules.is_code(value, rules.EVENT_ID, limits.max_event_id_length)
 
 
 def _catalogued(
@@ -265,7 +269,7 @@ def _catalogued(
     nothing, "" if it is well formed but unknown (each field words that its own way)."""
     if value is None:
         return "required"
-    if not _code(value, pattern, max_length):
+    if not rules.is_code(value, pattern, max_length):
         return bad
     return None if value in known else ""
 
@@ -297,14 +301,14 @@ def validate_event(
         bad("event_id", msg["event_id"])
 
     unit = raw.get("unit")
-    problem = _catalogued(unit, _UNIT, limits.max_unit_length, catalog.units, msg["unit"])
+    problem = _catalogued(unit, rules.UNIT, limits.max_unit_length, catalog.units, msg["unit"])
     unit_known = problem is None
     if problem is not None:
         bad("unit", problem or UNKNOWN_UNIT)
 
     indicator = raw.get("indicator")
     limit = limits.max_indicator_length
-    problem = _catalogued(indicator, _INDICATOR, limit, catalog.indicators, msg["indicator"])
+    problem = _catalogued(indicator, rules.INDICATOR, limit, catalog.indicators, msg["indicator"])
     if problem is not None:
         bad("indicator", problem or UNKNOWN_INDICATOR)
 
@@ -321,9 +325,9 @@ def validate_event(
         bad("value", msg["snapshot"] if kind is Kind.SNAPSHOT else msg["increment"])
     elif not isinstance(value, int) or isinstance(value, bool):
         bad("value", "must be an integer")
-    elif kind is Kind.INCREMENT and (value == 0 or abs(value) > limits.max_increment):
+    elif kind is Kind.INCREMENT and not rules.increment_in_bounds(value, limits.max_increment):
         bad("value", msg["increment"])
-    elif kind is Kind.SNAPSHOT and not 0 <= value <= limits.max_snapshot:
+    elif kind is Kind.SNAPSHOT and not rules.snapshot_in_bounds(value, limits.max_snapshot):
         bad("value", msg["snapshot"])
 
     occurred_raw = raw.get("occurred_at")
@@ -348,10 +352,10 @@ def validate_event(
     if subject is not None:
         if not isinstance(subject, str):
             bad("subject", "must be a string of 64 lowercase hex characters")
-        elif not _SUBJECT.fullmatch(subject):
-            bad("subject", "must be 64 lowercase hex characters (a keyed hash)")
-        elif kind is not Kind.INCREMENT or value != 1:
-            bad("subject", "only allowed on increments of value 1")
+        elif not rules.is_subject(subject):
+            bad("subject", rules.SUBJECT_RULE)
+        elif not rules.subject_allowed(kind is Kind.INCREMENT, value):
+            bad("subject", rules.SUBJECT_PLACE_RULE)
 
     # A raw ID number is refused as such whatever else is wrong with its field. A field
     # that passed its own rule cannot hold one (a catalogue code, a kind, a 64-hex

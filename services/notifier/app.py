@@ -167,7 +167,20 @@ def create_app(
                 while True:
                     for records in batches.values():
                         for record in records:
-                            moved = unit_progress.decode(record.value)
+                            try:
+                                moved = unit_progress.decode(record.value)
+                            except unit_progress.UndecodableProgress as exc:
+                                # passed over, not retried: raised, the loop restarted on
+                                # the same record forever, and the feed stalled behind it
+                                # (the clock's full pass judges every key anyway)
+                                metrics.feed_skipped.inc()
+                                log.warning(
+                                    "feed_record_skipped",
+                                    partition=record.partition,
+                                    offset=record.offset,
+                                    error=str(exc),
+                                )
+                                continue
                             keys.add(Key(moved.campaign_id, moved.unit, moved.indicator))
                     left = window_ends - asyncio.get_running_loop().time()
                     if left <= 0:
@@ -389,9 +402,17 @@ def create_app(
         responses=problem_responses(401, 422),
     )
     async def create_silence(body: SilenceIn, pool: Pool, who: Admin) -> dict[str, Any]:
-        starts_at = body.starts_at or clock.now()
+        now = clock.now()
+        starts_at = body.starts_at or now
         if body.ends_at <= starts_at:
             raise HTTPException(422, "ends_at must be after starts_at (default: now)")
+        if body.ends_at <= now:
+            # it would mute nothing, yet be stored and audited as if it did
+            raise ProblemError(
+                422,
+                "the silence is already over",
+                [_problem("ends_at", f"already over: {body.ends_at.isoformat()} is not after now")],
+            )
         async with pool.acquire() as conn, conn.transaction():
             named = await silenced_unit(conn, body, starts_at)
             silence = await reference_sql.create_silence(

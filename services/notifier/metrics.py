@@ -75,6 +75,11 @@ class NotifierMetrics:
             "Groups (chiefs) of a campaign whose message failed to be planned at the last "
             "pass: left for the next one, the others sent",
         )
+        self.feed_skipped = Counter(
+            "tiendo_notifier_feed_records_skipped_total",
+            "unit-progress records passed over as unreadable (tombstones, other bytes)",
+            registry=r,
+        )
         self.evaluations = Counter(
             "tiendo_notifier_evaluations_total",
             "Unit states evaluated",

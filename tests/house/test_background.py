@@ -11,7 +11,15 @@ from prometheus_client import CollectorRegistry
 from starlette.responses import JSONResponse
 from structlog.testing import capture_logs
 
-from tiendo.background import Beat, Loop, LoopState, Supervisor, backoff_delay, loop_state
+from tiendo.background import (
+    FAILING_AFTER,
+    Beat,
+    Loop,
+    LoopState,
+    Supervisor,
+    backoff_delay,
+    loop_state,
+)
 
 
 @given(st.integers(min_value=1, max_value=60), st.floats(0.01, 5), st.floats(5, 120))
@@ -21,17 +29,29 @@ def test_backoff_doubles_up_to_its_cap(failures: int, initial: float, cap: float
     assert backoff_delay(failures + 1, initial, cap) in (min(cap, 2 * delay), cap)
 
 
-@given(st.booleans(), st.booleans(), st.floats(0, 1000), st.none() | st.floats(0, 1000))
-def test_an_ended_loop_is_dead_and_a_silent_one_stale(
-    ended: bool, backing_off: bool, since: float, stale_after: float | None
+@given(
+    st.booleans(),
+    st.booleans(),
+    st.floats(0, 1000),
+    st.none() | st.floats(0, 1000),
+    st.integers(0, 2 * FAILING_AFTER),
+)
+def test_an_ended_loop_is_dead_a_silent_one_stale_and_one_failing_again_and_again_failing(
+    ended: bool, backing_off: bool, since: float, stale_after: float | None, failures: int
 ) -> None:
     state = loop_state(
-        ended=ended, backing_off=backing_off, since_beat=since, stale_after=stale_after
+        ended=ended,
+        backing_off=backing_off,
+        since_beat=since,
+        stale_after=stale_after,
+        failures_in_a_row=failures,
     )
     if ended:
         assert state is LoopState.DEAD
     elif stale_after is not None and since > stale_after:
         assert state is LoopState.STALE
+    elif failures >= FAILING_AFTER:
+        assert state is LoopState.FAILING
     else:
         assert state in (LoopState.RUNNING, LoopState.RESTARTING)
 
@@ -276,3 +296,57 @@ async def test_a_stuck_run_that_will_not_end_is_waited_for_before_another_starts
     events = [e["event"] for e in logs]
     assert events.index("background_task_stuck") < events.index("background_task_not_ending")
     assert (runs, most) == (2, 1)
+
+
+async def test_a_loop_that_beats_but_fails_again_and_again_is_unready_until_a_run_goes_well() -> (
+    None
+):
+    """A consumer beats after each poll and then fails on the batch it polled (one
+    PostgreSQL refuses): never stale, restarting forever, and /readyz said 200. After
+    FAILING_AFTER failures in a row it is `failing` (503), between runs and during them,
+    until a run outlasts the backoff's cap: then it is ready again."""
+    runs = 0
+    cured = asyncio.Event()
+
+    async def poisoned(beat: Beat) -> None:
+        nonlocal runs
+        runs += 1
+        beat()  # polled
+        await asyncio.sleep(0.01)
+        if not cured.is_set():
+            raise ValueError("invalid byte sequence for encoding UTF8: 0x00")
+        while True:
+            beat()
+            await asyncio.sleep(0.01)
+
+    supervisor = Supervisor()
+    loop = Loop("consumer", poisoned, stale_after=5, backoff_initial=0.01, backoff_max=0.3)
+    answers: list[tuple[int, str]] = []
+    with capture_logs():
+        supervisor.start([loop])
+        try:
+            for _ in range(300):
+                await asyncio.sleep(0.01)
+                body = _body(response := supervisor.readiness())
+                answers.append((response.status_code, body["loops"]["consumer"]["state"]))
+                if runs > FAILING_AFTER + 3:
+                    break
+            # ready through the first failures (a transient's), then never again
+            first = answers.index((503, "failing"))
+            assert all(code == 200 for code, _ in answers[:first])
+            assert all(code == 503 for code, _ in answers[first:]), answers[first:]
+            assert {state for _, state in answers[first:]} == {"failing"}
+            assert body["loops"]["consumer"]["failures_in_a_row"] >= FAILING_AFTER
+            assert loop.state is LoopState.FAILING
+
+            cured.set()
+            for _ in range(300):
+                await asyncio.sleep(0.01)
+                if supervisor.readiness().status_code == 200:
+                    break
+            response = supervisor.readiness()
+            assert response.status_code == 200
+            consumer = _body(response)["loops"]["consumer"]
+            assert (consumer["state"], consumer["failures_in_a_row"]) == ("running", 0)
+        finally:
+            await supervisor.stop()

@@ -6,12 +6,25 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
+from tiendo.events.rules import MAX_EVENT_ID_LENGTH, MAX_INCREMENT, SUBJECT_LENGTH, record_problem
 from tiendo.events.timestamps import datetime_of, offset_zone, set_timestamp, shared_datetime_of
 from tiendo.events.v1 import events_pb2
 
-MAX_EVENT_ID_LENGTH = 64
-MAX_INCREMENT = 1_000_000
-SUBJECT_LENGTH = 64
+__all__ = [
+    # the limits' old address, kept for their importers (`tiendo.event`)
+    "MAX_EVENT_ID_LENGTH",
+    "MAX_INCREMENT",
+    "SUBJECT_LENGTH",
+    "Event",
+    "Kind",
+    "UndecodableEvent",
+    "decode",
+    "encode",
+    "encode_all",
+    "from_message",
+    "to_json",
+    "to_message",
+]
 
 
 class Kind(StrEnum):
@@ -116,7 +129,9 @@ def encode_all(events: Sequence[Event], *, source: str) -> list[bytes]:
 
 
 def from_message(message: events_pb2.ProgressEvent) -> Event:
-    """Plain event of a parsed ProgressEvent; UndecodableEvent if it breaks the schema."""
+    """Plain event of a parsed ProgressEvent; UndecodableEvent if it breaks the schema or
+    a rule of contract §4.1 (`rules.record_problem`, checked last: a record refused before
+    those rules existed is refused in the same words)."""
     # (each field read once: a read of a parsed message's field builds a new Python object)
     kind = _PB_TO_KIND.get(message.kind)
     event_id, unit, indicator = message.event_id, message.unit, message.indicator
@@ -133,16 +148,24 @@ def from_message(message: events_pb2.ProgressEvent) -> Event:
         )
     except (OverflowError, ValueError) as exc:  # a time or offset out of datetime's range
         raise UndecodableEvent(f"bad timestamp: {exc}") from exc
+    value, subject, source = message.value, message.subject, message.source
+    # Refused here, not by PostgreSQL: a record its batch's transaction cannot store stalls
+    # the partition (the consumer restarts on the same batch), where a dead letter does not.
+    problem = record_problem(
+        event_id, unit, indicator, kind is Kind.INCREMENT, value, subject, source
+    )
+    if problem is not None:
+        raise UndecodableEvent(problem)
     return Event(
         event_id=event_id,
         unit=unit,
         indicator=indicator,
         kind=kind,
-        value=message.value,
+        value=value,
         occurred_at=occurred_at,
-        subject=message.subject or None,
+        subject=subject or None,
         received_at=received_at,
-        source=message.source,
+        source=source,
     )
 
 

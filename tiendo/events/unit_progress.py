@@ -13,6 +13,11 @@ from tiendo.events.timestamps import datetime_of, timestamp
 from tiendo.events.v1 import events_pb2
 
 
+class UndecodableProgress(ValueError):
+    """A `unit-progress` record that is not an update this version can read (a tombstone,
+    bytes that are no UnitProgress, a time out of range, a key without its parts)."""
+
+
 @dataclass(frozen=True, slots=True)
 class UnitProgress:
     campaign_id: str
@@ -91,8 +96,18 @@ def encode(update: UnitProgress) -> bytes:
     return to_message(update).SerializeToString()
 
 
-def decode(payload: bytes) -> UnitProgress:
-    """Parse a `unit-progress` record value."""
+def decode(payload: bytes | None) -> UnitProgress:
+    """Parse a `unit-progress` record value; UndecodableProgress if it is none."""
+    if payload is None:
+        raise UndecodableProgress("a tombstone (no value)")
     message = events_pb2.UnitProgress()
-    message.ParseFromString(payload)
-    return from_message(message)
+    try:
+        message.ParseFromString(payload)
+    except Exception as exc:  # protobuf raises DecodeError and, for some inputs, others
+        raise UndecodableProgress(f"not a UnitProgress: {exc}") from exc
+    if not message.campaign_id or not message.unit or not message.indicator:
+        raise UndecodableProgress("missing campaign_id, unit or indicator")
+    try:
+        return from_message(message)
+    except (OverflowError, ValueError) as exc:  # a time out of datetime's range
+        raise UndecodableProgress(f"bad timestamp: {exc}") from exc
