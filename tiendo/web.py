@@ -77,13 +77,20 @@ class ProblemError(Exception):
     """Raised by a route to answer problem+json with an `errors` list (every problem found)."""
 
     def __init__(
-        self, status: int, detail: str, errors: list[dict[str, Any]], *, slug: str | None = None
+        self,
+        status: int,
+        detail: str,
+        errors: list[dict[str, Any]],
+        *,
+        slug: str | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
         self.errors = errors
         self.slug = slug
+        self.headers = headers
 
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -122,7 +129,9 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     async def problem_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, ProblemError)
-        return problem(exc.status, exc.detail, slug=exc.slug, errors=exc.errors)
+        return problem(
+            exc.status, exc.detail, slug=exc.slug, errors=exc.errors, headers=exc.headers
+        )
 
     app.add_exception_handler(ProblemError, problem_error)
     app.add_exception_handler(StarletteHTTPException, http_error)

@@ -25,12 +25,14 @@ from services.aggregator.models import (
     campaign_out,
 )
 from services.aggregator.progress import leaderboard, progress_of
+from services.aggregator.recounting import refuse_while_recounting
 from services.aggregator.repository import reference as reference_sql
 from services.aggregator.repository import tree as tree_sql
 from services.aggregator.settings import AggregatorSettings
 from services.aggregator.snapshot import unit_figures
 from services.aggregator.tree_api import tree_routes
 from tiendo.background import Beat, Loop, Supervisor, every
+from tiendo.board import repository as board
 from tiendo.board.campaign import Campaign
 from tiendo.board.isolation import CampaignIsolation
 from tiendo.board.movement import week_before
@@ -162,6 +164,20 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
         comparing = CampaignIsolation(metrics.campaign_comparison_failing, work="comparison")
         while True:
             async with pool.acquire() as conn:
+                recounting = await board.recount_in_progress(conn)
+                metrics.recount_replayed.set(recounting.fraction if recounting else 1.0)
+                metrics.recounting.set(recounting is not None)
+                if recounting is not None:
+                    # the counters hold part of the events: the boards keep the figures of
+                    # the last refresh before it, stamped with their moment
+                    log.info(
+                        "figures_wait_for_recount",
+                        replayed=recounting.replayed,
+                        total=recounting.total,
+                    )
+                    beat()
+                    await asyncio.sleep(settings.metrics_refresh_seconds)
+                    continue
                 # the figures of the tree each campaign reports on now: a cut-over that
                 # passed since `tree_check` last looked moves its counters first
                 async with conn.transaction():
@@ -254,9 +270,11 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
             )
 
     async def judged_campaign(conn: Connection, campaign_id: str) -> Campaign:
-        """A campaign whose figures a read judges (`refuse_unusable`)."""
+        """A campaign whose figures a read judges (`refuse_unusable`), while no rebuild is
+        in progress (`refuse_while_recounting`)."""
         campaign = await campaign_of(conn, campaign_id)
         refuse_unusable(campaign_id)
+        await refuse_while_recounting(conn)
         return campaign
 
     async def unit_of(
@@ -335,7 +353,7 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
         "/v1/campaigns/{campaign_id}/progress/{unit}",
         tags=["progress"],
         response_model=UnitProgressOut,
-        responses=problem_responses(404, 409, 422),
+        responses=problem_responses(404, 409, 422, 503),
         summary="Progress of a unit per indicator, now or as of a past moment",
     )
     async def get_progress(
@@ -368,7 +386,7 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
         tags=["progress"],
         response_model=LeaderboardOut,
         responses={
-            **problem_responses(404, 409, 422),
+            **problem_responses(404, 409, 422, 503),
             200: {
                 "content": {
                     "text/csv": {},

@@ -16,6 +16,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from pydantic import BaseModel, Field
 
+from services.aggregator.recounting import refuse_while_recounting
 from services.aggregator.repository import comparisons as comparisons_sql
 from services.aggregator.repository import reference as reference_sql
 from services.aggregator.repository import tree as tree_sql
@@ -245,7 +246,7 @@ def comparison_routes(
             "its deadline) is refused with 422 naming `day`: the two would be compared "
             "at different days of each."
         ),
-        responses=problem_responses(404, 409, 422),
+        responses=problem_responses(404, 409, 422, 503),
     )
     async def get_comparison(
         campaign_id: CampaignPath,
@@ -272,6 +273,7 @@ def comparison_routes(
             assert other is not None
             for cid in (campaign_id, other_id):
                 refuse_unusable(cid)
+            await refuse_while_recounting(conn)
             for c in (campaign, other):
                 if indicator not in c.indicators:
                     raise HTTPException(422, f"campaign {c.id} does not count {indicator}")

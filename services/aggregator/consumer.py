@@ -26,7 +26,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt,
 from services.aggregator import ahead, feed
 from services.aggregator.fetching import fetch_parts
 from services.aggregator.guard import CampaignGuard
-from services.aggregator.lag import Positions
+from services.aggregator.lag import Positions, PositionsMovedBack
 from services.aggregator.lag import watch as watch_lag
 from services.aggregator.metrics import AggregatorMetrics
 from services.aggregator.repository import ahead as ahead_sql
@@ -98,6 +98,10 @@ BROKER_COMMIT_TIMEOUT = 5.0
 # goes on without them (they are still sent; the next change of a key, and every start,
 # publish it again): a broker that does not answer must not hold the counting.
 PUBLISH_TIMEOUT = 15.0
+
+
+# Seconds between two looks, while idle, for stored offsets a rebuild moved back.
+MOVED_BACK_LOOK_SECONDS = 5.0
 
 
 class InFlight:
@@ -301,6 +305,7 @@ class Applier:
                 ]
                 for conn in conns:
                     await apply_sql.prepare(conn)
+                next_look = time.monotonic() + MOVED_BACK_LOOK_SECONDS
                 while True:
                     parts = await fetch_parts(
                         consumer, s.poll_timeout_ms, s.batch_max_records, len(conns)
@@ -308,6 +313,12 @@ class Applier:
                     beat()
                     if not parts:
                         await inflight.wait()
+                        # idle, nothing reaches the check in the apply's transaction: a
+                        # rebuild that died midway would leave the counters short for good
+                        if time.monotonic() >= next_look:
+                            next_look = time.monotonic() + MOVED_BACK_LOOK_SECONDS
+                            async with self._pool.acquire() as conn:
+                                await self._refuse_moved_back(conn)
                         continue
                     # decoded while the previous round's transactions run
                     prepared = [await self.prepare(part) for part in parts]
@@ -421,6 +432,7 @@ class Applier:
         async with conn.transaction():
             # under the apply lock: an admin change has committed, or waits for this batch
             await counting.lock_apply(conn)
+            await self._refuse_moved_back(conn)
             await self._guard.ensure_fresh(conn)
             rows, held = ahead.split(prepared.rows, payloads, self._clock.now())
             if held:
@@ -445,6 +457,16 @@ class Applier:
         )
         if changed:
             await self._publish(changed, self._clock.now())
+
+    async def _refuse_moved_back(self, conn: Any) -> None:
+        """Raise `PositionsMovedBack` when a rebuild has moved the stored offsets behind
+        this replica's (under the apply lock, so a rebuild's are committed)."""
+        stored = await position_sql.load_offsets(
+            conn, self._settings.group_id, self._settings.topic_events
+        )
+        moved = self._positions.moved_back(stored)
+        if moved:
+            raise PositionsMovedBack(moved)
 
     async def release_held(self, beat: Beat = lambda: None) -> None:
         """Apply the held events whose moment has come, every `held_check_seconds`, until

@@ -49,6 +49,31 @@ class Positions:
     def next_offset(self, partition: int) -> int | None:
         return self._next.get(partition)
 
+    def moved_back(self, stored: Mapping[int, int]) -> dict[int, tuple[int, int]]:
+        """The partitions whose next offset PostgreSQL holds is behind this replica's, as
+        (stored, held): only a rebuild moves a stored offset back (the apply keeps the
+        greatest), and one that died midway left the counters short of what this replica
+        had applied (`PositionsMovedBack`)."""
+        return {
+            p: (stored.get(p, 0), held)
+            for p, held in sorted(self._next.items())
+            if stored.get(p, 0) < held
+        }
+
+
+class PositionsMovedBack(RuntimeError):
+    """A rebuild moved the stored offsets behind the consumer's (`Positions.moved_back`):
+    the consumer restarts and seeks to them, replaying what the rebuild did not. Going on
+    from its own position would store offsets past the gap (the greatest is kept) and
+    leave the events in it out of the counters for good."""
+
+    def __init__(self, moved: Mapping[int, tuple[int, int]]) -> None:
+        super().__init__(
+            "stored offsets moved back by a rebuild: "
+            + ", ".join(f"partition {p} at {s} (held {h})" for p, (s, h) in moved.items())
+        )
+        self.moved = dict(moved)
+
 
 async def refresh(consumer: AIOKafkaConsumer, positions: Positions, lag: Gauge) -> None:
     """Each held partition's lag now: its end offset at the broker less the next offset

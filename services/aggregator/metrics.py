@@ -212,6 +212,18 @@ class AggregatorMetrics:
             ["partition"],
             registry=r,
         )
+        self.recounting = Gauge(
+            "tiendo_aggregator_recount_in_progress",
+            "1 while a rebuild replays the events topic: the per-unit series and the stored "
+            "board figures keep their last refresh before it, and the read API answers 503",
+            registry=r,
+        )
+        self.recount_replayed = Gauge(
+            "tiendo_aggregator_recount_replayed_ratio",
+            "Share of the records a rebuild replays that are applied (1 when none is running)",
+            registry=r,
+        )
+        self.recount_replayed.set(1.0)
         self.campaign_unusable = per_campaign(
             r,
             "aggregator",

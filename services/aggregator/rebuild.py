@@ -124,9 +124,18 @@ async def rebuild(
                 settings.topic_events,
                 {tp.partition: start[tp] for tp in partitions},
             )
+            who = actor or audit.default_actor()
+            await recount_sql.begin_recount(
+                lock,
+                started_at=SystemClock().now(),
+                actor=who,
+                group_id=settings.group_id,
+                topic=settings.topic_events,
+                replays={tp.partition: (start[tp], end[tp]) for tp in partitions},
+            )
             await audit.record(
                 lock,
-                actor=actor or audit.default_actor(),
+                actor=who,
                 action="counters.rebuild",
                 subject=settings.topic_events,
                 details={
@@ -172,6 +181,7 @@ async def rebuild(
                 if recs[-1].offset + 1 >= end[tp]:
                     remaining.discard(tp)
         await inflight.wait()
+        await recount_sql.end_recount(lock)
         total = await position_sql.count_events(lock)
         await republish_all(
             pool, await producers.get(), settings.topic_progress, SystemClock(), guard.ids

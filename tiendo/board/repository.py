@@ -11,6 +11,7 @@ import asyncpg
 
 from tiendo import counting
 from tiendo.board.campaign import Campaign
+from tiendo.board.recounting import Recounting
 from tiendo.counting import Key, ValueAt
 from tiendo.database import Connection, fetch_planned_each_time
 
@@ -473,3 +474,29 @@ async def version_named(conn: Connection, name: str, at: datetime) -> NamedVersi
     means none."""
     row = await conn.fetchrow(SELECT_VERSION_NAMED, name, at)
     return NamedVersion(row["code"], row["name"]) if row is not None else None
+
+
+# The rebuild's row (aggregator migration 020) while any partition's stored next offset is
+# short of the offset it replays up to; a partition without a stored offset has replayed
+# nothing. Several replicas share the group's offsets, so one row answers for all of them.
+SELECT_RECOUNTING = """
+SELECT r.started_at,
+       sum(greatest(least(coalesce(o.next_offset, p.from_offset), p.until_offset)
+                    - p.from_offset, 0))::bigint AS replayed,
+       sum(p.until_offset - p.from_offset)::bigint AS total
+FROM recounts r
+CROSS JOIN LATERAL unnest(r.partitions, r.from_offsets, r.until_offsets)
+    AS p (partition, from_offset, until_offset)
+LEFT JOIN consumer_offsets o
+       ON o.group_id = r.group_id AND o.topic = r.topic AND o.partition = p.partition
+GROUP BY r.started_at
+HAVING bool_or(coalesce(o.next_offset, p.from_offset) < p.until_offset)
+"""
+
+
+async def recount_in_progress(conn: Connection) -> Recounting | None:
+    """The rebuild in progress, if one is (`tiendo.board.recounting`)."""
+    row = await conn.fetchrow(SELECT_RECOUNTING)
+    if row is None:
+        return None
+    return Recounting(row["started_at"], row["replayed"], row["total"])
