@@ -13,7 +13,8 @@ from starlette.responses import JSONResponse, Response
 
 from services.aggregator import MIGRATIONS, admin, cutover, export
 from services.aggregator.comparison import comparison_routes, store_comparisons
-from services.aggregator.consumer import Applier, republish_all
+from services.aggregator.consumer import Applier
+from services.aggregator.feed import republish_all
 from services.aggregator.guard import CampaignGuard
 from services.aggregator.metrics import AggregatorMetrics
 from services.aggregator.models import (

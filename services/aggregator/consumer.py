@@ -12,20 +12,21 @@ import asyncio
 import contextlib
 import functools
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
-from prometheus_client import Gauge
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_random
 
-from services.aggregator import ahead, feed
+from services.aggregator import ahead, deadletters, feed
+from services.aggregator.broker_offsets import SeekToStoredPositions, report_offsets
 from services.aggregator.fetching import fetch_parts
 from services.aggregator.guard import CampaignGuard
+from services.aggregator.inflight import InFlight
 from services.aggregator.lag import Positions, PositionsMovedBack
 from services.aggregator.lag import watch as watch_lag
 from services.aggregator.metrics import AggregatorMetrics
@@ -38,7 +39,7 @@ from tiendo import counting
 from tiendo.background import Beat
 from tiendo.board.repository import Counter
 from tiendo.clock import Clock
-from tiendo.counting.batch import CONFLICT, SPLIT, staging_row
+from tiendo.counting.batch import staging_row
 from tiendo.events.progress_event import UndecodableEvent, decode
 from tiendo.kafka import start_whole
 from tiendo.logs import get_logger
@@ -50,29 +51,6 @@ log = get_logger(__name__)
 # part is applied again (`Applier._again`), up to PART_ATTEMPTS more times.
 LOST_TO_A_DEADLOCK = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
 PART_ATTEMPTS = 3
-
-
-def _dead_letter(u: counting.Unappliable, payloads: dict[tuple[int, int], bytes]) -> DeadLetter:
-    return DeadLetter(
-        u.partition,
-        u.offset,
-        u.event_id,
-        u.reason,
-        payloads[u.partition, u.offset],
-        u.unit,
-        u.indicator,
-    )
-
-
-def dead_letter_kind(d: DeadLetter) -> str:
-    """A bounded label for metrics."""
-    if d.event_id is None:
-        return "undecodable"
-    if d.reason == CONFLICT:
-        return CONFLICT
-    if d.reason.startswith("unknown unit"):
-        return "unknown_unit"
-    return "split_unit" if SPLIT in d.reason else "unknown_indicator"
 
 
 @dataclass(slots=True)
@@ -92,8 +70,6 @@ class Prepared:
 # left PostgreSQL idle for a sixth of each batch (the apply through Kafka, 500,000 events:
 # 26,500 events/s; 30,100 at 200 and 2,000; 32,000 at these; 33,000 at 20 and 200).
 YIELD_EVERY = 50
-# Seconds the broker may take to take the applied offsets before the report is skipped.
-BROKER_COMMIT_TIMEOUT = 5.0
 # Seconds the broker may take to acknowledge a batch's progress updates before the batch
 # goes on without them (they are still sent; the next change of a key, and every start,
 # publish it again): a broker that does not answer must not hold the counting.
@@ -102,141 +78,6 @@ PUBLISH_TIMEOUT = 15.0
 
 # Seconds between two looks, while idle, for stored offsets a rebuild moved back.
 MOVED_BACK_LOOK_SECONDS = 5.0
-
-
-class InFlight:
-    """At most one batch (a round's parts) in the background, so that the next batch is
-    fetched and decoded while PostgreSQL applies this one. A partition's transactions still
-    commit one after another, in fetch order.
-
-    A batch is two parts: what must be over before its partitions change hands (the
-    transaction, and the feed it publishes), and what need not (`then`: the offsets
-    reported to the broker for lag tooling). A rebalance waits for the first part only: a
-    wait on the broker inside it waited on the rebalance itself, when it came after the
-    broker's restart."""
-
-    def __init__(self) -> None:
-        self._task: asyncio.Task[None] | None = None
-        self._settled: asyncio.Task[None] | None = None
-
-    async def submit(
-        self,
-        apply: Coroutine[Any, Any, None],
-        then: Callable[[], Awaitable[None]] | None = None,
-    ) -> None:
-        """Wait for the previous batch (raising its error), then start `apply`, and `then`
-        after it."""
-        try:
-            await self.wait()
-        except BaseException:
-            apply.close()  # never started: nothing of it ran
-            raise
-        settled = asyncio.create_task(apply)
-        self._settled = settled
-        self._task = asyncio.create_task(_after(settled, then))
-
-    async def wait(self) -> None:
-        task, self._task, self._settled = self._task, None, None
-        if task is not None:
-            await task
-
-    async def settle(self) -> None:
-        """Wait for the running transaction (not its `then`) without taking its outcome
-        (for a rebalance callback: an error still reaches the loop at its next `wait`)."""
-        if self._settled is not None:
-            await asyncio.wait({self._settled})
-
-    async def cancel(self) -> None:
-        task, self._task, self._settled = self._task, None, None
-        if task is not None:
-            task.cancel()  # and, through it, the transaction it awaits
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-
-
-async def _after(settled: asyncio.Task[None], then: Callable[[], Awaitable[None]] | None) -> None:
-    await settled
-    if then is not None:
-        await then()
-
-
-async def report_offsets(
-    consumer: AIOKafkaConsumer, topic: str, next_offsets: dict[int, int], lag: Gauge
-) -> None:
-    """A batch's applied offsets, for lag tooling (kafka-consumer-groups), and each
-    partition's lag; PostgreSQL holds the real position. Bounded: a broker that does not
-    answer must not hold the apply.
-
-    Only for the partitions the replica still holds. This runs after the transaction,
-    outside a rebalance's wait (`InFlight`), so a rebalance may have moved some since the
-    fetch: aiokafka refuses a commit naming one and asserts on its high watermark (which
-    failed the consumer task, and so restarted it and rebalanced the group again, at
-    every rebalance), and its lag is the new holder's to report."""
-    assigned = consumer.assignment()
-    offsets = {
-        tp: o for p, o in next_offsets.items() if (tp := TopicPartition(topic, p)) in assigned
-    }
-    if not offsets:
-        return
-    try:
-        await asyncio.wait_for(consumer.commit(offsets), BROKER_COMMIT_TIMEOUT)
-    except (KafkaError, TimeoutError) as exc:
-        log.info("broker_commit_skipped", error=repr(exc))
-    # (the commit awaited: the assignment may have changed again meanwhile)
-    assigned = consumer.assignment()
-    for tp, next_offset in offsets.items():
-        if tp not in assigned:
-            continue
-        # (not consumer.position(): it waits for a position lost to a rebalance)
-        highwater = consumer.highwater(tp)
-        if highwater is not None:
-            lag.labels(str(tp.partition)).set(max(0, highwater - next_offset))
-
-
-class SeekToStoredPositions(ConsumerRebalanceListener):  # type: ignore[misc]
-    """On assignment, continue from the offsets committed with the counters."""
-
-    def __init__(
-        self,
-        consumer: AIOKafkaConsumer,
-        pool: asyncpg.Pool,
-        group_id: str,
-        topic: str,
-        lag: Gauge,
-        inflight: InFlight,
-        positions: Positions,
-    ) -> None:
-        self._lag = lag
-        self._inflight = inflight
-        self._positions = positions
-        self._consumer = consumer
-        self._pool = pool
-        self._group_id = group_id
-        self._topic = topic
-
-    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        # The batch being applied commits (or fails) before its partitions change hands,
-        # and before the positions are read back on assignment.
-        await self._inflight.settle()
-        # Another replica reports these now; a stale lag here would double-count on boards.
-        self._positions.revoked(tp.partition for tp in revoked)
-        for tp in revoked:
-            with contextlib.suppress(KeyError):
-                self._lag.remove(str(tp.partition))
-
-    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        async with self._pool.acquire() as conn:
-            stored = await position_sql.load_offsets(conn, self._group_id, self._topic)
-        for tp in assigned:
-            # Nothing applied from a partition yet (or the database was reset): replay it
-            # from the start (auto_offset_reset=earliest covers a start lost to retention).
-            self._consumer.seek(tp, stored.get(tp.partition, 0))
-        self._positions.assigned({tp.partition: stored.get(tp.partition, 0) for tp in assigned})
-        log.info(
-            "partitions_assigned",
-            partitions=sorted(tp.partition for tp in assigned),
-            positions={p: stored.get(p, 0) for p in sorted(t.partition for t in assigned)},
-        )
 
 
 class Applier:
@@ -525,13 +366,16 @@ class Applier:
         outcome = counting.BatchOutcome(0, [])
         if rows:
             await counting.stage(conn, rows)
-            dead += [_dead_letter(u, payloads) for u in await counting.take_unappliable(conn)]
+            dead += [
+                deadletters.from_unappliable(u, payloads)
+                for u in await counting.take_unappliable(conn)
+            ]
             outcome = await counting.apply(
                 conn,
                 distinct_ids=len({r[0] for r in rows}) == len(rows),
                 unusable=self._guard.ids,
             )
-            dead += [_dead_letter(u, payloads) for u in outcome.conflicts]
+            dead += [deadletters.from_unappliable(u, payloads) for u in outcome.conflicts]
         if dead:
             await self._dead_letter(conn, dead)
         return outcome, dead
@@ -550,7 +394,7 @@ class Applier:
         committed_at = self._clock.now()
         m = self._metrics
         for d in dead:
-            m.dead_letters.labels(dead_letter_kind(d)).inc()
+            m.dead_letters.labels(deadletters.dead_letter_kind(d)).inc()
             log.warning(
                 "event_dead_lettered",
                 partition=d.partition,
@@ -608,17 +452,3 @@ class Applier:
             # The counters are committed; the notifier's full pass repairs a missed update,
             # and a fresh producer sends the next (one that failed may refuse every later one).
             log.warning("progress_publish_failed", error=repr(exc), rows=len(counters))
-
-
-async def republish_all(
-    pool: asyncpg.Pool,
-    producer: AIOKafkaProducer,
-    topic: str,
-    clock: Clock,
-    unusable: Sequence[str] = (),
-) -> int:
-    """Send every counter: after a restart the feed may have missed the last changes."""
-    async with pool.acquire() as conn:
-        counters = await feed.load_all(conn)
-        campaigns = await feed.load_campaigns(conn, unusable)
-    return await feed.publish(producer, topic, counters, campaigns, clock.now())

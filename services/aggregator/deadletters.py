@@ -10,9 +10,33 @@ from aiokafka import AIOKafkaProducer
 from services.aggregator.repository import positions as position_sql
 from services.aggregator.repository.positions import DeadLetter, StoredDeadLetter
 from tiendo import audit
-from tiendo.counting.batch import CONFLICT
+from tiendo.counting import Unappliable
+from tiendo.counting.batch import CONFLICT, SPLIT
 from tiendo.database import Connection
 from tiendo.event import UndecodableEvent, decode
+
+
+def from_unappliable(u: Unappliable, payloads: dict[tuple[int, int], bytes]) -> DeadLetter:
+    return DeadLetter(
+        u.partition,
+        u.offset,
+        u.event_id,
+        u.reason,
+        payloads[u.partition, u.offset],
+        u.unit,
+        u.indicator,
+    )
+
+
+def dead_letter_kind(d: DeadLetter) -> str:
+    """A bounded label for metrics."""
+    if d.event_id is None:
+        return "undecodable"
+    if d.reason == CONFLICT:
+        return CONFLICT
+    if d.reason.startswith("unknown unit"):
+        return "unknown_unit"
+    return "split_unit" if SPLIT in d.reason else "unknown_indicator"
 
 
 async def pending(

@@ -3,12 +3,14 @@
 from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
 
+import asyncpg
 from aiokafka import AIOKafkaProducer
 
 from services.aggregator.repository import progress as progress_sql
 from tiendo.board import repository as board
 from tiendo.board.campaign import Campaign
 from tiendo.board.repository import Counter
+from tiendo.clock import Clock
 from tiendo.counting import Key
 from tiendo.database import Connection
 from tiendo.events import unit_progress
@@ -81,3 +83,17 @@ async def publish(
         futures.append(await producer.send(topic, unit_progress.encode(update), key=update.key))
     await acknowledged(futures, ack_within)
     return len(futures)
+
+
+async def republish_all(
+    pool: asyncpg.Pool,
+    producer: AIOKafkaProducer,
+    topic: str,
+    clock: Clock,
+    unusable: Sequence[str] = (),
+) -> int:
+    """Send every counter: after a restart the feed may have missed the last changes."""
+    async with pool.acquire() as conn:
+        counters = await load_all(conn)
+        campaigns = await load_campaigns(conn, unusable)
+    return await publish(producer, topic, counters, campaigns, clock.now())

@@ -16,9 +16,11 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from services.aggregator import admin
-from services.aggregator.consumer import Applier, InFlight, republish_all
+from services.aggregator.consumer import Applier
+from services.aggregator.feed import republish_all
 from services.aggregator.fetching import fetch
 from services.aggregator.guard import CampaignGuard
+from services.aggregator.inflight import InFlight
 from services.aggregator.metrics import AggregatorMetrics
 from services.aggregator.repository import ahead as ahead_sql
 from services.aggregator.repository import apply as apply_sql

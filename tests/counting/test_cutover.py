@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from devtools.localstack import PostgresServer
 from services.aggregator import admin, cutover
 from services.aggregator.admin import CampaignIn, TargetIn
-from services.aggregator.consumer import dead_letter_kind
+from services.aggregator.deadletters import dead_letter_kind
 from services.aggregator.repository.positions import DeadLetter
 from tests.counting.model import Successor, VersionedTree, VersionOf, Window, own_values
 from tests.counting.trees import CUT, GRACE, Transfer, Version, hanoi_2025, write_tree

@@ -1,4 +1,4 @@
-"""The consumer's batch in flight (services.aggregator.consumer.InFlight): a rebalance waits
+"""The consumer's batch in flight (services.aggregator.inflight.InFlight): a rebalance waits
 for the transaction and its feed, never for the report to the broker, which may itself be
 waiting on that rebalance."""
 
@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from services.aggregator.consumer import InFlight
+from services.aggregator.inflight import InFlight
 
 
 async def test_a_rebalance_waits_for_the_transaction_not_for_the_report_after_it() -> None:

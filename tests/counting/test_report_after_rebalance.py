@@ -13,7 +13,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from prometheus_client import CollectorRegistry, Gauge
 
 from devtools.localstack import KafkaBroker
-from services.aggregator.consumer import report_offsets
+from services.aggregator.broker_offsets import report_offsets
 
 
 async def _held(consumers: list[AIOKafkaConsumer], want: list[int], timeout: float) -> None:
