@@ -13,7 +13,6 @@ import contextlib
 import functools
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -30,6 +29,7 @@ from services.aggregator.inflight import InFlight
 from services.aggregator.lag import Positions, PositionsMovedBack
 from services.aggregator.lag import watch as watch_lag
 from services.aggregator.metrics import AggregatorMetrics
+from services.aggregator.prepared import CANNOT_STORE, Prepared
 from services.aggregator.repository import ahead as ahead_sql
 from services.aggregator.repository import apply as apply_sql
 from services.aggregator.repository import positions as position_sql
@@ -53,17 +53,6 @@ LOST_TO_A_DEADLOCK = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
 PART_ATTEMPTS = 3
 
 
-@dataclass(slots=True)
-class Prepared:
-    """A fetched batch decoded into staging rows, ready for its transaction."""
-
-    records: int
-    rows: list[tuple[Any, ...]]
-    payloads: dict[tuple[int, int], bytes]
-    dead: list[DeadLetter]
-    next_offsets: dict[int, int]
-
-
 # Records decoded (or unpacked by the fetcher) between two turns of the event loop: each
 # statement of the transaction in flight waits for the loop's next turn to be sent, and
 # 1,000 records (8 ms) between turns, with a 20,000-record fetch unpacked in one go (0.1 s),
@@ -76,6 +65,10 @@ YIELD_EVERY = 50
 PUBLISH_TIMEOUT = 15.0
 
 
+# Records of one part dead-lettered for failing alone (`apply_isolating`) before the
+# failure is taken for the apply's own: a fault of every record (a broken migration's
+# check) sets aside at most these, which a redrive brings back once it is fixed.
+MAX_UNSTORABLE = 3
 # Seconds between two looks, while idle, for stored offsets a rebuild moved back.
 MOVED_BACK_LOOK_SECONDS = 5.0
 
@@ -220,7 +213,7 @@ class Applier:
         the restart fetched the same round and deadlocked again, 40 times in 8 minutes.)
         A part the detector failed is applied again (`_again`) before the round is over."""
         outcomes = await asyncio.gather(
-            *(self.apply_prepared(c, p) for c, p in zip(conns, parts, strict=False)),
+            *(self.apply_isolating(c, p) for c, p in zip(conns, parts, strict=False)),
             return_exceptions=True,
         )
         failure: BaseException | None = None
@@ -235,6 +228,38 @@ class Applier:
         if failure is not None:
             # (the supervisor logs and restarts on the error itself, as with one part)
             raise failure
+
+    async def apply_isolating(self, conn: Any, part: Prepared) -> None:
+        """`apply_prepared`, and when the transaction fails on what a record holds
+        (`CANNOT_STORE`), the part in halves until the record is alone: a record that
+        fails alone is dead-lettered, the rest applied. One such record stopped its
+        partition for good (each restart fetched it again), with every event behind it
+        uncounted; §4.1's rules keep the ones foreseen out at decoding."""
+        try:
+            await self.apply_prepared(conn, part)
+        except CANNOT_STORE as error:
+            log.warning("part_isolating", records=part.records, error=repr(error))
+            await self._isolate(conn, part, error, [])
+            self._metrics.parts_isolated.inc()
+
+    async def _isolate(
+        self, conn: Any, part: Prepared, error: Exception, alone: list[Prepared]
+    ) -> None:
+        halves = part.halves()
+        if halves is None:
+            letter = part.unstorable(error)
+            if letter is None or len(alone) >= MAX_UNSTORABLE:
+                # not one event's doing, or too many for that: the apply's own fault,
+                # which a restart shows (and `/readyz` after three)
+                raise error
+            alone.append(letter)
+            await self.apply_prepared(conn, letter)
+            return
+        for half in halves:
+            try:
+                await self.apply_prepared(conn, half)
+            except CANNOT_STORE as again:
+                await self._isolate(conn, half, again, alone)
 
     async def _again(self, conn: Any, part: Prepared, error: Exception) -> None:
         """Apply a part again after PostgreSQL's deadlock detector failed it, at once,

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from aiokafka import AIOKafkaProducer
 
+from services.aggregator.prepared import UNSTORABLE
 from services.aggregator.repository import positions as position_sql
 from services.aggregator.repository.positions import DeadLetter, StoredDeadLetter
 from tiendo import audit
@@ -34,6 +35,8 @@ def dead_letter_kind(d: DeadLetter) -> str:
         return "undecodable"
     if d.reason == CONFLICT:
         return CONFLICT
+    if d.reason.startswith(UNSTORABLE):
+        return "unstorable"
     if d.reason.startswith("unknown unit"):
         return "unknown_unit"
     return "split_unit" if SPLIT in d.reason else "unknown_indicator"

@@ -195,6 +195,12 @@ class AggregatorMetrics:
             "A round's part applied again after PostgreSQL's deadlock detector failed it",
             registry=r,
         )
+        self.parts_isolated = Counter(
+            "tiendo_aggregator_parts_isolated_total",
+            "Parts whose transaction failed on what a record holds and were applied in "
+            "halves, the record that failed alone dead-lettered (reason unstorable)",
+            registry=r,
+        )
         self.freshness = Histogram(
             "tiendo_aggregator_event_freshness_seconds",
             "From ingest acceptance to the counter commit",
@@ -250,7 +256,13 @@ class AggregatorMetrics:
         )
         # Pre-create the bounded label values so that a board shows 0, not "no data",
         # before the first dead letter.
-        for reason in ("undecodable", "unknown_unit", "split_unit", "unknown_indicator"):
+        for reason in (
+            "undecodable",
+            "unknown_unit",
+            "split_unit",
+            "unknown_indicator",
+            "unstorable",
+        ):
             self.dead_letters.labels(reason)
         self.units = UnitCollector()
         r.register(self.units)

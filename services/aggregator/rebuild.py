@@ -177,7 +177,7 @@ async def rebuild(
                 continue
             # decoded while the previous batch's transaction runs, as the live consumer does
             prepared = await applier.prepare(batches)
-            await inflight.submit(applier.apply_prepared(lock, prepared))
+            await inflight.submit(applier.apply_isolating(lock, prepared))
             records += sum(len(r) for r in batches.values())
             for tp, recs in batches.items():
                 if recs[-1].offset + 1 >= end[tp]:

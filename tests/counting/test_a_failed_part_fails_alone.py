@@ -18,8 +18,9 @@ import asyncpg
 import pytest
 
 from devtools.localstack import KafkaBroker
-from services.aggregator.consumer import Applier, Prepared
+from services.aggregator.consumer import Applier
 from services.aggregator.metrics import AggregatorMetrics
+from services.aggregator.prepared import Prepared
 from services.aggregator.repository import apply as apply_sql
 from services.aggregator.repository import positions as position_sql
 from services.aggregator.settings import AggregatorSettings
