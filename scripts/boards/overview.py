@@ -1,9 +1,16 @@
 """Tổng quan đợt cao điểm: the campaign overview (Prometheus)."""
 
+from dataclasses import dataclass
 from typing import Any
 
 from grafana_foundation_sdk.builders import bargauge, dashboard, piechart, stat
 from grafana_foundation_sdk.models import common
+from grafana_foundation_sdk.models.dashboard import (
+    DynamicConfigValue,
+    GridPos,
+    ValueMap,
+    ValueMappingResult,
+)
 
 from scripts.boards.kit import (
     ALARM,
@@ -26,9 +33,78 @@ from scripts.boards.kit import (
     unit_of,
 )
 
+# While a rebuild replays the topic (SPEC §5: "a recount in progress is shown as such,
+# never as a wrong number") every per-unit figure below keeps its value from before it.
+TITLE = "Đang tính lại số liệu"
+RECOUNTING, REPLAYED = "Đang tính lại", "Đã phát lại"
+RECOUNT_HEIGHT = 3
+
+
+@dataclass(frozen=True)
+class OnTop:
+    """The overview as `board` builds it, with the recount panel moved on top: the SDK's
+    `with_panel` reads a position of (0, 0) as none and places the panel after the one
+    before it."""
+
+    board: Any
+
+    def build(self) -> Any:
+        built = self.board.build()
+        (recount,) = [p for p in built.panels if getattr(p, "title", None) == TITLE]
+        recount.grid_pos = GridPos(h=RECOUNT_HEIGHT, w=24, x=0, y=0)
+        return built
+
+
+def recount_panel(pos: GridPos) -> Any:
+    """Whether a rebuild is replaying the events topic, and how far: the board's figures are
+    then frozen at the last refresh before it, which people watching must be told."""
+    # no campaign label: one rebuild recounts every campaign. Any replica seeing it is
+    # enough (max), and the one furthest behind says how far (min); every replica reads
+    # the same database, so they differ only by their refresh moments
+    state = ValueMap(
+        options={
+            "0": ValueMappingResult(text="Không", color="green", index=0),
+            "1": ValueMappingResult(text="Có — số liệu tạm dừng", color="orange", index=1),
+        }
+    )
+    return (
+        panel(
+            stat.Panel(),
+            TITLE,
+            "Recount in progress: Có (yes) while `tiendo aggregator rebuild` replays the "
+            "events topic (tiendo_aggregator_recount_in_progress, any aggregator replica), "
+            "with the share of its records replayed so far "
+            "(tiendo_aggregator_recount_replayed_ratio, 100 % when none runs). Meanwhile "
+            "the counters hold part of the events, so every figure on this board keeps its "
+            "value from the aggregator's last refresh before the rebuild (frozen, not "
+            "wrong), the read API answers 503 and the notifier judges nothing; figures move "
+            "again when it ends. No data: no aggregator is scraped (as when one rebuilds "
+            "with the aggregators stopped), so whether one runs is unknown.",
+            pos,
+            prom("max(tiendo_aggregator_recount_in_progress)", RECOUNTING),
+            prom("100 * min(tiendo_aggregator_recount_replayed_ratio)", REPLAYED, "B"),
+        )
+        # the mapping on the state only: 0 % or 1 % replayed is no "Không" or "Có"
+        .override_by_name(RECOUNTING, [DynamicConfigValue(id_val="mappings", value=[state])])
+        .override_by_name(
+            REPLAYED,
+            [
+                unit_of("percent"),
+                decimals(0),
+                DynamicConfigValue(
+                    id_val="thresholds",
+                    value=thresholds((None, "orange"), (100.0, "green")).build(),
+                ),
+            ],
+        )
+        .thresholds(thresholds((None, "green"), (1.0, "orange")))
+        .color_mode(common.BigValueColorMode.BACKGROUND)
+        .text_mode(common.BigValueTextMode.VALUE_AND_NAME)
+    )
+
 
 def overview() -> Any:
-    g = Grid()
+    g = Grid(y=RECOUNT_HEIGHT)  # below the recount panel
     d = base_dashboard(
         "tiendo-overview",
         "Tổng quan đợt cao điểm",
@@ -52,7 +128,7 @@ def overview() -> Any:
     )
 
     deadline = 'max(tiendo_campaign_deadline_timestamp_seconds{campaign="$campaign"})'
-    return assemble(
+    board = assemble(
         d,
         dashboard.Row("Toàn thành phố / tỉnh").grid_pos(g.row()),
         panel(
@@ -185,4 +261,8 @@ def overview() -> Any:
             # every notifier replica counts the same alerts table: max, not sum
             prom('max by (rule) (tiendo_notifier_alerts_firing{campaign="$campaign"})', "{{rule}}"),
         ).thresholds(ALARM),
+        # on top, above every figure it concerns (Grafana lays panels out by position), yet
+        # listed last: `render` numbers panels in order, and the others keep their ids
+        recount_panel(GridPos(h=RECOUNT_HEIGHT, w=24)),
     )
+    return OnTop(board)

@@ -1,5 +1,5 @@
 """`tiendo check`: compare what people act on with the one state; exit 1 on any
-disagreement (docs/check.md)."""
+disagreement, 75 when a rebuild in progress leaves nothing to compare (docs/check.md)."""
 
 import argparse
 import asyncio
@@ -13,6 +13,11 @@ from services.notifier.settings import NotifierSettings
 
 if TYPE_CHECKING:
     from services.check.run import Round
+
+# sysexits.h's EX_TEMPFAIL ("try again later"): a rebuild replaying the topic is neither
+# agreement (0) nor a disagreement (1, also any error's), and a cron job or CI gate should
+# be able to tell it apart and run the check again once it ends
+EXIT_RECOUNTING = 75
 
 
 def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -99,12 +104,26 @@ async def _check(args: argparse.Namespace) -> int:
     )
     for line in report(result, args.boards):
         print(line)  # noqa: T201
+    return exit_status(result)
+
+
+def exit_status(result: "Round") -> int:
+    """0: everything agrees; 1: a disagreement; `EXIT_RECOUNTING`: nothing compared."""
+    if result.recounting is not None:
+        return EXIT_RECOUNTING
     return 1 if result.disagreements else 0
 
 
 def report(result: "Round", boards: bool) -> list[str]:
     """The check's output: every disagreement, every replica whose figures were not
-    compared (not a disagreement), and the summary line."""
+    compared (not a disagreement), and the summary line; or, while a rebuild replays the
+    topic, the one line saying so."""
+    if (r := result.recounting) is not None:
+        return [
+            f"recount in progress: a rebuild is replaying the events topic since "
+            f"{r.started_at.isoformat()}: {r.replayed} of {r.total} records "
+            f"({int(100 * r.fraction)} %); nothing compared, run the check again when it ends"
+        ]
     lines = [str(d) for d in result.disagreements]
     compared = ""
     if result.metrics is None:

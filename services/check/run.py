@@ -3,7 +3,9 @@ for every key, the notifier's open alerts against the board's statuses and the
 briefing's bottom N, and the figures stored for the Grafana boards (`board_figures`)
 against the board judged at the moment they were. Read only, in one snapshot per round;
 then, given the aggregator replicas' `/metrics`, what each exports of a snapshot pass
-against the rows the same pass stored."""
+against the rows the same pass stored. While a rebuild replays the events topic the
+counters hold part of the events and those legitimately disagree: nothing is compared, and
+the round says so (`Round.recounting`)."""
 
 import asyncio
 import json
@@ -48,6 +50,7 @@ from tiendo.board import days
 from tiendo.board import repository as board
 from tiendo.board.campaign import Campaign, moving
 from tiendo.board.figures import is_judged, judge_campaign
+from tiendo.board.recounting import Recounting
 from tiendo.counting import Key, ValueAt
 from tiendo.database import Connection
 from tiendo.pace import RUN_RATE_MIN_WINDOW, Progress, run_rate_window
@@ -93,6 +96,10 @@ class Round:
     board_judged_at: datetime | None = None
     # the exported figures compared, one per replica scraped (None: no replica given)
     metrics: tuple[MetricsLook, ...] | None = None
+    # a rebuild replaying the topic when the round looked: nothing was compared, since the
+    # counters hold part of the events while the boards and alerts keep the figures of
+    # before it (docs/check.md "While a rebuild replays")
+    recounting: Recounting | None = None
 
 
 async def _history(conn: Connection, campaign: Campaign, now: datetime) -> list[Disagreement]:
@@ -268,6 +275,12 @@ async def check_round(
     disagreements: list[Disagreement] = []
     board_rows, board_judged_at = 0, None
     async with conn.transaction(isolation="repeatable_read", readonly=True):
+        # in the same snapshot as the rest: the rebuild marks itself in the transaction
+        # that resets the counters, and stops being one once the stored offsets reach the
+        # ends, so a snapshot without it holds no partial replay
+        recounting = await board.recount_in_progress(conn)
+        if recounting is not None:
+            return Round(0, 0, [], recounting=recounting)
         # a campaign whose counters wait to be moved onto the tree it reports on now is
         # not compared: nobody reads them meanwhile, and the notifier waits for it too
         # (docs/units-over-time.md "The moment of a cut-over")
@@ -360,7 +373,7 @@ async def check(
         result = await _rounds(conn, settings, settle, now, boards, window_max_age, board_wait)
     finally:
         await conn.close()
-    if not metrics_urls:
+    if not metrics_urls or result.recounting is not None:
         return result
 
     async def one(url: str) -> MetricsLook:
@@ -387,7 +400,7 @@ async def _rounds(
     board_wait: timedelta,
 ) -> Round:
     first = await check_round(conn, settings, now, boards=boards, window_max_age=window_max_age)
-    if not first.disagreements or settle <= 0:
+    if first.recounting is not None or not first.disagreements or settle <= 0:
         return first
     clock = asyncio.get_running_loop().time
     began = clock()
@@ -397,6 +410,10 @@ async def _rounds(
     if boards and on_boards and first.board_judged_at is not None:
         until = clock() + board_wait.total_seconds()
         while await _snapshot_moment(conn) == first.board_judged_at:
+            if await board.recount_in_progress(conn) is not None:
+                # a rebuild began: no snapshot comes until it ends (the second round
+                # says so), and the boards are not frozen by a fault
+                break
             if clock() >= until:
                 stale.append(
                     Disagreement(
@@ -414,6 +431,10 @@ async def _rounds(
     second = await check_round(
         conn, settings, now + waited, boards=boards, window_max_age=window_max_age
     )
+    if second.recounting is not None:
+        # the first round's disagreements have no second look to confirm them until the
+        # rebuild ends: said as the rebuild, not printed as found
+        return second
     return Round(
         second.keys,
         second.alerts,

@@ -265,11 +265,12 @@ async def _import(args: argparse.Namespace) -> int:
 
 def _write_briefing(args: argparse.Namespace) -> None:
     from services.notifier.briefing.pack import Unanswered
+    from services.notifier.recounting import BeingRecounted
 
     try:
         document = asyncio.run(_briefing(args))
-    except (LookupError, Unanswered) as exc:
-        # what the route answers 404 or 422, said without a traceback
+    except (LookupError, Unanswered, BeingRecounted) as exc:
+        # what the route answers 404, 422 or 503, said without a traceback
         raise SystemExit(f"tiendo notifier briefing: {exc}") from None
     out: Path = args.out or Path(document.filename)
     out.write_bytes(document.body)

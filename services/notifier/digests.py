@@ -61,6 +61,18 @@ def _digest(
     return {**body, "subject": text.subject, "text": text.text, "chat": text.chat}
 
 
+def deferred_grace(grace: timedelta, at: datetime, deferred_since: datetime | None) -> timedelta:
+    """How late the slot a full pass at `at` sends may be. `deferred_since`: the first pass
+    that waited for a rebuild since the last full pass (`Evaluator._waits_for_recount`); a
+    slot still due then (at most `grace` old) was held back by the rebuild, not missed,
+    and is due now however late: the chiefs get it once the figures are whole again, with
+    those figures (docs/alerts.md "While the counters are rebuilt")."""
+    if deferred_since is None:
+        return grace
+    # the latest slot not older than `grace` at `deferred_since`, or one that came since
+    return max(grace, at - deferred_since + grace)
+
+
 async def queue_digests(
     conn: Connection,
     judged: Sequence[Judged],

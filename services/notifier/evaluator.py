@@ -3,7 +3,8 @@
 load (`inputs`: the board's figures of every targeted key, the policies, the open alerts,
 the briefing ranks) → judge (`rules.held`, pure) → lifecycle (`lifecycle`: each alert
 stepped under its row lock, escalation) → group (`groups`: one message per recipient,
-planned under the group's lock) → messages (`messages`) → digests (`digests`).
+planned under the group's lock) → messages (`messages`) → digests (`digests`). Nothing
+of it while the aggregator rebuilds its counters (`_waits_for_recount`).
 
 `at` always comes from the caller's one `Clock`: the service's clock loop and feed consumer
 pass `clock.now()`; a test or a replay passes simulated times and runs a campaign's whole
@@ -20,7 +21,7 @@ from typing import Any
 import asyncpg
 
 from services.notifier.commitments import check_commitments
-from services.notifier.digests import queue_digests
+from services.notifier.digests import deferred_grace, queue_digests
 from services.notifier.groups import Planner
 from services.notifier.inputs import CampaignJudged, Judged, in_play, judge_keys, judge_targeted
 from services.notifier.lifecycle import Todo, alert_of, apply_changes, escalate
@@ -41,6 +42,7 @@ from tiendo.board.campaign import Campaign, moving
 from tiendo.board.isolation import CampaignIsolation
 from tiendo.board.window import WindowValues
 from tiendo.counting import Key
+from tiendo.database import Connection
 from tiendo.logs import get_logger
 
 log = get_logger(__name__)
@@ -95,6 +97,11 @@ class Evaluator:
         self._follow_ups = CampaignIsolation(
             self._metrics.campaign_follow_ups_failing, work="digests and commitments"
         )
+        # The first moment a pass of this replica waited for a rebuild, until a full pass
+        # judges again: a digest slot still due then is sent by that pass, however late
+        # (`digests.deferred_grace`), not skipped as a notifier down would miss it.
+        self._waited_since: datetime | None = None
+        self._waiting = False  # the last pass waited (`tiendo_notifier_waiting_for_recount`)
 
     async def evaluate_at(
         self, pool: asyncpg.Pool, at: datetime, keys: Sequence[Key] | None = None
@@ -112,6 +119,8 @@ class Evaluator:
         full = keys is None
         summary = Summary(at)
         async with pool.acquire() as conn:
+            if await self._waits_for_recount(conn, at, full, summary):
+                return summary
             campaigns = await board.campaigns(conn)
             overrides = await reference_sql.policies(conn)
             policies = {c: effective(self._settings, overrides.get(c, {})) for c in campaigns}
@@ -167,6 +176,11 @@ class Evaluator:
                 gone = await reference_sql.versions(
                     conn, sorted({k.key.unit for k in open_ if k.key not in seen})
                 )
+            # again once read: a rebuild whose reset committed while the board was read
+            # left part of what was read short of the events (services/notifier/recounting)
+            if await self._waits_for_recount(conn, at, full, summary):
+                return summary
+        self._resumed()
         todo, touched = self._judge(judged, campaigns, policies, open_, ranks, at, full, gone)
         t = summary.timed("judge", t)
         async with pool.acquire() as conn:
@@ -197,7 +211,11 @@ class Evaluator:
                 of: dict[str, list[Judged]] = {c: [] for c in judging}
                 for j in judged:
                     of.setdefault(j.verdict.campaign_id, []).append(j)
-                grace = timedelta(seconds=self._settings.digest_grace_seconds)
+                # a slot a rebuild held back goes now, however late
+                deferred_since, self._waited_since = self._waited_since, None
+                grace = deferred_grace(
+                    timedelta(seconds=self._settings.digest_grace_seconds), at, deferred_since
+                )
 
                 async def follow_up(campaign: Campaign) -> None:
                     one, started = {campaign.id: campaign}, monotonic.perf_counter()
@@ -230,6 +248,45 @@ class Evaluator:
         self._metrics.evaluations.labels(trigger).inc(len(judged))
         self._metrics.evaluation_seconds.labels(trigger).observe(monotonic.perf_counter() - started)
         return summary
+
+    async def _waits_for_recount(
+        self, conn: Connection, at: datetime, full: bool, summary: Summary
+    ) -> bool:
+        """Whether a rebuild is in progress, and so this pass judges nothing: the counters
+        and the history hold part of the events, and every verdict read from them is a
+        wrong number (a unit at 0 "behind", a firing alert "back on track"). Its alerts
+        stay exactly as they are (not opened, resolved, repeated nor escalated), no
+        message is planned, no digest nor commitment check goes, the briefing is not
+        ranked; each waits for the first pass after the rebuild (docs/alerts.md "While the
+        counters are rebuilt"). Not a failure: the loops beat, the service stays ready."""
+        recounting = await board.recount_in_progress(conn)
+        if recounting is None:
+            return False
+        summary.recounting = recounting
+        # values a window ago read meanwhile may be short too: read again after it
+        self._window = WindowValues(self._window.max_age)
+        if self._waited_since is None or at < self._waited_since:
+            self._waited_since = at
+        self._waiting = True
+        self._metrics.waiting_for_recount.set(1)
+        log.info(
+            "judging_waits_for_recount",
+            trigger="clock" if full else "feed",
+            replayed=recounting.replayed,
+            total=recounting.total,
+            recount_started_at=recounting.started_at.isoformat(),
+        )
+        return True
+
+    def _resumed(self) -> None:
+        """A pass judges again: said once, when it follows a wait."""
+        if self._waiting:
+            log.info(
+                "judging_resumes_after_recount",
+                waited_since=self._waited_since.isoformat() if self._waited_since else None,
+            )
+        self._waiting = False
+        self._metrics.waiting_for_recount.set(0)
 
     def _default(self) -> Policy:
         return effective(self._settings, {})

@@ -80,6 +80,12 @@ class NotifierMetrics:
             "unit-progress records passed over as unreadable (tombstones, other bytes)",
             registry=r,
         )
+        self.waiting_for_recount = Gauge(
+            "tiendo_notifier_waiting_for_recount",
+            "1 while a rebuild replays the events topic: the notifier judges nothing, its "
+            "alerts, repeats, escalations, digests and commitment checks wait (docs/alerts.md)",
+            registry=r,
+        )
         self.evaluations = Counter(
             "tiendo_notifier_evaluations_total",
             "Unit states evaluated",

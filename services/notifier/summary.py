@@ -5,6 +5,7 @@ from datetime import datetime
 from time import perf_counter
 
 from services.notifier.rules import Change, Rule
+from tiendo.board.recounting import Recounting
 from tiendo.counting import Key
 
 
@@ -25,6 +26,8 @@ class Summary:
     messages: list[tuple[str, str, str]] = field(default_factory=list)  # key, recipient, kind
     # campaigns left out because judging them failed (tiendo.board.isolation)
     failed: set[str] = field(default_factory=set)
+    # the rebuild the pass waited for, judging nothing (docs/alerts.md)
+    recounting: Recounting | None = None
     # wall seconds of each step (load, judge, touch, lifecycle, escalate, groups, digests)
     seconds: dict[str, float] = field(default_factory=dict)
 

@@ -9,6 +9,7 @@ from services.notifier.briefing import formats
 from services.notifier.briefing.gather import gather
 from services.notifier.policy import effective
 from services.notifier.ranks import briefing_level, levels_of, on_tree
+from services.notifier.recounting import refuse_while_recounting
 from services.notifier.repository import reference as reference_sql
 from services.notifier.rules import briefing_slot
 from services.notifier.settings import NotifierSettings
@@ -61,10 +62,15 @@ async def briefing_pack(
     """The pack of the briefing at `at` (default: the latest briefing slot by `now`) of
     the units of `level` (default: `ranks.briefing_level`). LookupError for an unknown
     campaign; `Unanswered` for an indicator it does not count (`NotCounted`), a moment
-    after `now`, or a level without a unit with a target then."""
+    after `now`, or a level without a unit with a target then; `BeingRecounted` while a
+    rebuild is in progress."""
     campaign = await board.campaign(conn, campaign_id)
     if campaign is None:
         raise LookupError(f"no campaign {campaign_id}")
+    # The rebuild resets the history too: a pack of any moment, a past briefing's as well,
+    # would hold part of its events. Asked before the seconds of gathering, and again
+    # after them (services/notifier/recounting.py).
+    await refuse_while_recounting(conn)
     unknown = set(indicators or ()) - set(campaign.indicators)
     if unknown:
         raise NotCounted(f"{', '.join(sorted(unknown))} not counted by {campaign_id}")
@@ -112,6 +118,7 @@ async def briefing_pack(
         bottom_n=max(rank.n, BOTTOM_N_AT_LEAST),
         indicators=indicators,
     )
+    await refuse_while_recounting(conn)
     names = {
         code: n.in_language(pack.language)
         for code, n in (await reference_sql.indicator_names(conn)).items()

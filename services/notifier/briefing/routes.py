@@ -8,6 +8,7 @@ from starlette.concurrency import run_in_threadpool
 
 from services.notifier.briefing import formats, pack
 from services.notifier.languages import Language
+from services.notifier.recounting import BeingRecounted, recount_problem
 from services.notifier.settings import NotifierSettings
 from tiendo.clock import Clock
 from tiendo.dependencies import Pool
@@ -42,7 +43,7 @@ def briefing_router(settings: NotifierSettings, clock: Clock, access: Guard) -> 
                 "content": {m.split(";")[0]: {} for m in pack.MEDIA.values()},
                 "description": "the pack in the format asked for",
             },
-            **problem_responses(401, 403, 404, 422),
+            **problem_responses(401, 403, 404, 422, 503),
         },
     )
     async def get_briefing(
@@ -88,6 +89,9 @@ def briefing_router(settings: NotifierSettings, clock: Clock, access: Guard) -> 
                 )
             except LookupError as exc:
                 raise HTTPException(404, str(exc)) from exc
+            except BeingRecounted as exc:
+                # no pack of figures short of the events: say how far the rebuild is
+                raise recount_problem(exc) from exc
             except pack.Unanswered as exc:
                 # named as the parameters' validation names a field (tiendo.web)
                 problem = {"index": None, "field": exc.field, "message": str(exc)}

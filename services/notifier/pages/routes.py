@@ -1,7 +1,9 @@
 """The chief's page behind the link in an alert message: the unit's figures and trend,
 "Đã nhận", "Hoãn" and the explanation form. Server-rendered, Vietnamese, no script, made
 for a phone. Authorised by the signed link alone (services/notifier/links.py); every form
-carries a one-time token, so nothing is stored twice and a replayed form is refused."""
+carries a one-time token, so nothing is stored twice and a replayed form is refused.
+While a rebuild replays the events the page shows a notice where its figures were, and an
+explanation waits for its end (services/notifier/recounting.py)."""
 
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -27,6 +29,12 @@ from services.notifier.explanations import (
     check_explanation,
     local_today,
     snooze_until,
+)
+from services.notifier.recounting import (
+    RETRY_AFTER_SECONDS,
+    BeingRecounted,
+    notice,
+    refuse_while_recounting,
 )
 from services.notifier.repository import alerts as alert_sql
 from services.notifier.repository import explanations as sql
@@ -150,6 +158,11 @@ def links_router(settings: NotifierSettings, clock: Clock) -> APIRouter:
             recipient = await reference_sql.unit(conn, link.recipient)
             done = _Done(link.recipient, acked, snoozed, by_unit, said)
             alerts = [await _alert(conn, campaign, r, now, names, done, policy) for r in rows]
+            # asked once the figures are read (services/notifier/recounting.py): during a
+            # rebuild they are short of the events, and the page says so instead
+            recounting = await board.recount_in_progress(conn)
+            if recounting is not None:
+                alerts = [_without_figures(a) for a in alerts]
             nonces = {a: await sql.issue_nonce(conn, link.id, now) for a in DONE}
         # only the link's own unit is explained here (`check_author`)
         keys = sorted(
@@ -182,9 +195,13 @@ def links_router(settings: NotifierSettings, clock: Clock) -> APIRouter:
             w_local=lambda v: local(v, campaign.timezone),
             done=extra.pop("done", None),
             error=extra.pop("error", None),
+            recounting=notice(recounting) if recounting is not None else None,
         )
         status = extra.pop("status", 200)
-        return HTMLResponse(page, status_code=status, headers={"Cache-Control": "no-store"})
+        headers = {"Cache-Control": "no-store"}
+        if status == 503:
+            headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return HTMLResponse(page, status_code=status, headers=headers)
 
     @router.get("/l/{token}", response_class=HTMLResponse)
     async def link_page(token: str, pool: Pool, done: str | None = None) -> Response:
@@ -224,6 +241,13 @@ def links_router(settings: NotifierSettings, clock: Clock) -> APIRouter:
                 await _store(conn, found, action, form, now, remote)
         except _Replayed:
             return refused(links.Refusal.REPLAYED.value)
+        except BeingRecounted:
+            # nothing stored, the form's token not taken: the same form, sent again once
+            # the figures are whole, is stored then
+            kept = {k: form.get(k, "") for k in ("detail", "committed_date", "committed_rate")}
+            return await render(
+                pool, found, token, now, error=_RECOUNTING_REFUSAL, form=kept, status=503
+            )
         except Refused as exc:
             kept = {k: form.get(k, "") for k in ("detail", "committed_date", "committed_rate")}
             # another unit's explanation: well formed, but not this link's to give
@@ -245,6 +269,18 @@ def _url_encoded(request: Request) -> bool:
 
 class _Replayed(Exception):
     """A form token used before (or not this link's)."""
+
+
+_RECOUNTING_REFUSAL = (
+    "Số liệu đang được tính lại nên chưa thể lưu giải trình; nội dung vẫn được giữ, xin gửi "
+    "lại sau ít phút. / The figures are being recounted, so the explanation cannot be "
+    "stored yet; what you wrote is kept, please send it again in a few minutes."
+)
+
+
+def _without_figures(alert: dict[str, Any]) -> dict[str, Any]:
+    """An alert of the page with neither figures nor trend (a rebuild in progress)."""
+    return {**alert, "progress": None, "trend": None}
 
 
 RULES = {
@@ -358,6 +394,11 @@ async def _store(
         last_day=local_today(deadline, campaign.timezone),
         deadline_passed=now >= deadline,
     )
+    # The value now is stored with the explanation, and a daily rate committed to is
+    # checked against it: read during a rebuild it is short of the events, and the check
+    # would find the chief gained what was only replayed. Asked after the read: a reset
+    # that committed before it is seen then (services/notifier/recounting.py).
+    await refuse_while_recounting(conn)
     value = verdict.progress.value if verdict else 0
     await sql.add_explanation(
         conn,
