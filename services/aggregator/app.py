@@ -16,7 +16,7 @@ from services.aggregator.comparison import comparison_routes, store_comparisons
 from services.aggregator.consumer import Applier
 from services.aggregator.feed import republish_all
 from services.aggregator.guard import CampaignGuard
-from services.aggregator.metrics import AggregatorMetrics
+from services.aggregator.metrics import AggregatorMetrics, UnitSnapshot
 from services.aggregator.models import (
     CampaignOut,
     LeaderboardOut,
@@ -26,7 +26,7 @@ from services.aggregator.models import (
     campaign_out,
 )
 from services.aggregator.progress import leaderboard, progress_of
-from services.aggregator.recounting import refuse_while_recounting
+from services.aggregator.recounting import RecountBegan, refuse_while_recounting
 from services.aggregator.repository import reference as reference_sql
 from services.aggregator.repository import tree as tree_sql
 from services.aggregator.settings import AggregatorSettings
@@ -163,9 +163,39 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
         # apart from the figures': a campaign whose comparison fails still has its figures
         # judged (and the other way round), and each kind of pass clears only its own
         comparing = CampaignIsolation(metrics.campaign_comparison_failing, work="comparison")
+
+        async def refreshed(conn: Connection) -> UnitSnapshot:
+            # a campaign whose move fails has live counters on a tree it no longer reports
+            # on: left out, as one flagged unusable is. One transaction with a last look
+            # for a recount: a rebuild's reset committed meanwhile leaves the stored
+            # figures and comparisons as they were.
+            async with conn.transaction():
+                snapshot = await unit_figures(
+                    conn,
+                    settings.metrics_unit_level,
+                    clock.now(),
+                    window_values,
+                    [*guard.ids, *sorted(moves.failing)],
+                    isolation,
+                )
+                await store_comparisons(conn, clock.now(), comparing)
+                began = await board.recount_in_progress(conn)
+                if began is not None:
+                    raise RecountBegan(began)
+            return snapshot
+
         while True:
             async with pool.acquire() as conn:
                 recounting = await board.recount_in_progress(conn)
+                if recounting is None:
+                    # the figures of the tree each campaign reports on now: a cut-over
+                    # that passed since `tree_check` last looked moves its counters first
+                    async with conn.transaction():
+                        await cutover.replan_passed(conn, clock.now(), moves, retry=False)
+                    try:
+                        metrics.units.snapshot = await refreshed(conn)
+                    except RecountBegan as began:
+                        recounting = began.recounting
                 metrics.recount_replayed.set(recounting.fraction if recounting else 1.0)
                 metrics.recounting.set(recounting is not None)
                 if recounting is not None:
@@ -176,24 +206,6 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
                         replayed=recounting.replayed,
                         total=recounting.total,
                     )
-                    beat()
-                    await asyncio.sleep(settings.metrics_refresh_seconds)
-                    continue
-                # the figures of the tree each campaign reports on now: a cut-over that
-                # passed since `tree_check` last looked moves its counters first
-                async with conn.transaction():
-                    await cutover.replan_passed(conn, clock.now(), moves, retry=False)
-                # a campaign whose move fails has live counters on a tree it no longer
-                # reports on: left out, as one flagged unusable is
-                metrics.units.snapshot = await unit_figures(
-                    conn,
-                    settings.metrics_unit_level,
-                    clock.now(),
-                    window_values,
-                    [*guard.ids, *sorted(moves.failing)],
-                    isolation,
-                )
-                await store_comparisons(conn, clock.now(), comparing)
             beat()
             await asyncio.sleep(settings.metrics_refresh_seconds)
 
@@ -378,6 +390,8 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
             indicators = await progress_of(
                 conn, campaign, subject.code, children, at, live=live(campaign, as_of, at)
             )
+            # again once read: a rebuild's reset may have committed while it was read
+            await refuse_while_recounting(conn)
         return UnitProgressOut(
             campaign=campaign_id, unit=_ref(subject), as_of=at, indicators=indicators
         )
@@ -459,6 +473,7 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
             # days behind in a row for the rows sent: a page, or every row of an export
             shown = slice(offset, offset + limit) if format == "json" else slice(None)
             await rows.settle(conn, shown)
+            await refuse_while_recounting(conn)  # (again once read, as a unit's progress)
         filename = f"{campaign_id}-{indicator}-L{level}"
         # the exports build every row and a sheet: off the event loop, like the ranking
         if format == "csv":

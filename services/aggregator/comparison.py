@@ -292,6 +292,8 @@ def comparison_routes(
             if root is None or not who.sees(root.key, root.ancestors):
                 raise HTTPException(404, f"no unit {unit} at {tree_at.isoformat()}")
             children = await tree_sql.children_at(conn, root.key, tree_at)
-            return await compare(conn, campaign, other, indicator, root, children, when)
+            compared = await compare(conn, campaign, other, indicator, root, children, when)
+            await refuse_while_recounting(conn)  # (again once read: a reset may have come)
+            return compared
 
     return router

@@ -29,7 +29,7 @@ from services.aggregator.inflight import InFlight
 from services.aggregator.lag import Positions, PositionsMovedBack
 from services.aggregator.lag import watch as watch_lag
 from services.aggregator.metrics import AggregatorMetrics
-from services.aggregator.prepared import CANNOT_STORE, Prepared
+from services.aggregator.prepared import CANNOT_STORE, Prepared, unstorable
 from services.aggregator.repository import ahead as ahead_sql
 from services.aggregator.repository import apply as apply_sql
 from services.aggregator.repository import positions as position_sql
@@ -65,10 +65,11 @@ YIELD_EVERY = 50
 PUBLISH_TIMEOUT = 15.0
 
 
-# Records of one part dead-lettered for failing alone (`apply_isolating`) before the
+# Records dead-lettered for failing alone (`apply_isolating`), within an hour, before a
 # failure is taken for the apply's own: a fault of every record (a broken migration's
-# check) sets aside at most these, which a redrive brings back once it is fixed.
-MAX_UNSTORABLE = 3
+# check) sets aside at most these an hour, which a redrive brings back once it is fixed.
+MAX_UNSTORABLE = 5
+UNSTORABLE_WITHIN_SECONDS = 3600.0
 # Seconds between two looks, while idle, for stored offsets a rebuild moved back.
 MOVED_BACK_LOOK_SECONDS = 5.0
 
@@ -151,8 +152,11 @@ class Applier:
                         # rebuild that died midway would leave the counters short for good
                         if time.monotonic() >= next_look:
                             next_look = time.monotonic() + MOVED_BACK_LOOK_SECONDS
-                            async with self._pool.acquire() as conn:
-                                await self._refuse_moved_back(conn)
+                            async with self._pool.acquire() as conn, conn.transaction():
+                                # not while a rebuild holds the lock: mid-replay, its
+                                # offsets are behind ours and it is not dead
+                                if await counting.try_lock_apply(conn):
+                                    await self._refuse_moved_back(conn)
                         continue
                     # decoded while the previous round's transactions run
                     prepared = [await self.prepare(part) for part in parts]
@@ -239,27 +243,40 @@ class Applier:
             await self.apply_prepared(conn, part)
         except CANNOT_STORE as error:
             log.warning("part_isolating", records=part.records, error=repr(error))
-            await self._isolate(conn, part, error, [])
+            # A campaign edited into something unusable behind the guard's back (a time
+            # zone PostgreSQL refuses) fails every batch with a data error too: checked
+            # again first, it is left out and the part goes through whole.
+            self._guard.invalidate()
+            try:
+                await self.apply_prepared(conn, part)
+            except CANNOT_STORE as again:
+                await self._isolate(conn, part, again)
             self._metrics.parts_isolated.inc()
 
-    async def _isolate(
-        self, conn: Any, part: Prepared, error: Exception, alone: list[Prepared]
-    ) -> None:
+    async def _isolate(self, conn: Any, part: Prepared, error: Exception) -> None:
         halves = part.halves()
         if halves is None:
             letter = part.unstorable(error)
-            if letter is None or len(alone) >= MAX_UNSTORABLE:
-                # not one event's doing, or too many for that: the apply's own fault,
-                # which a restart shows (and `/readyz` after three)
+            if letter is None or not await self._may_set_aside(conn):
                 raise error
-            alone.append(letter)
             await self.apply_prepared(conn, letter)
             return
         for half in halves:
             try:
                 await self.apply_prepared(conn, half)
             except CANNOT_STORE as again:
-                await self._isolate(conn, half, again, alone)
+                await self._isolate(conn, half, again)
+
+    async def _may_set_aside(self, conn: Any) -> bool:
+        """Whether one more record may be set aside as `cannot be stored`: not past
+        MAX_UNSTORABLE in the last hour, counted in PostgreSQL (every replica and every
+        restart). A fault of every record is the apply's, not theirs: past the cap the
+        consumer fails as before, and `/readyz` says so."""
+        recent = await position_sql.recent_unstorable(conn, UNSTORABLE_WITHIN_SECONDS)
+        if recent >= MAX_UNSTORABLE:
+            log.error("unstorable_cap_reached", recent=recent, within=UNSTORABLE_WITHIN_SECONDS)
+            return False
+        return True
 
     async def _again(self, conn: Any, part: Prepared, error: Exception) -> None:
         """Apply a part again after PostgreSQL's deadlock detector failed it, at once,
@@ -312,7 +329,9 @@ class Applier:
         if held:
             until = max(h.row[ahead.OCCURRED_AT] for h in held)
             log.info("events_held", events=len(held), until=until.isoformat())
-        await self._settled(started, outcome, len(rows), dead, rows, changed)
+        await self._settled(
+            started, outcome, len(rows), dead, rows, changed, unstaged=len(prepared.dead)
+        )
         log.info(
             "batch_applied",
             records=prepared.records,
@@ -347,10 +366,56 @@ class Applier:
                     # nothing of it committed: the events stay held for the next look
                     log.warning("held_release_again", error=str(e))
                     released = 0
+                except CANNOT_STORE as e:
+                    released = await self._release_one_by_one(conn, e)
                 self._metrics.events_held.set(await ahead_sql.count_held(conn))
                 beat()
                 if released < self._settings.batch_max_records:
                     await asyncio.sleep(every)
+
+    async def _release_one_by_one(self, conn: Any, error: Exception) -> int:
+        """The due held events one at a time, after their batch failed on what one of
+        them holds (`apply_isolating`'s rule for held events): an event refused alone is
+        dead-lettered, the others applied. Returns how many were taken."""
+        log.warning("held_isolating", error=repr(error))
+        self._guard.invalidate()
+        taken = 0
+        while taken < self._settings.batch_max_records and await self._release_one(conn):
+            taken += 1
+        self._metrics.parts_isolated.inc()
+        return taken
+
+    async def _release_one(self, conn: Any) -> bool:
+        """One due held event in its own transaction, dead-lettered in the same one if
+        PostgreSQL refuses it (the event taken is the one refused, whichever other
+        replica takes which). False when none is due."""
+        started = time.perf_counter()
+        letter: DeadLetter | None = None
+        async with conn.transaction():
+            await counting.lock_apply(conn)
+            await self._guard.ensure_fresh(conn)
+            due = await ahead_sql.take_due(conn, self._clock.now(), 1)
+            if not due:
+                return False
+            held = due[0]
+            rows = [held.row]
+            payloads = {(held.row[ahead.PARTITION], held.row[ahead.OFFSET]): held.payload}
+            try:
+                async with conn.transaction():  # (a savepoint: only the apply is undone)
+                    outcome, dead = await self._apply_rows(conn, rows, payloads, [])
+                    changed = await feed.load(conn, outcome.changed) if self._publish_feed else []
+            except CANNOT_STORE as alone:
+                if not await self._may_set_aside(conn):
+                    raise
+                letter = unstorable(held.row, held.payload, alone)
+                await self._dead_letter(conn, [letter])
+                outcome, dead, changed, rows = counting.BatchOutcome(0, []), [letter], [], []
+        await self._settled(
+            started, outcome, len(rows), dead, rows, changed, unstaged=len(dead) if letter else 0
+        )
+        if changed:
+            await self._publish(changed, self._clock.now())
+        return True
 
     async def release_due(self, conn: Any) -> int:
         """One transaction: take the held events whose moment has come, apply them as a
@@ -413,9 +478,11 @@ class Applier:
         dead: list[DeadLetter],
         rows: list[tuple[Any, ...]],
         changed: list[Counter],
+        unstaged: int = 0,
     ) -> None:
         """A committed transaction's metrics and logs (after the commit: a part applied
-        again would count its dead letters twice)."""
+        again would count its dead letters twice). `unstaged`: the first of `dead`, set
+        aside before staging (undecodable, or an event refused alone): not duplicates."""
         committed_at = self._clock.now()
         m = self._metrics
         for d in dead:
@@ -428,7 +495,7 @@ class Applier:
                 reason=d.reason,
             )
         m.events_applied.inc(outcome.new_events)
-        m.duplicates.inc(staged - outcome.new_events - sum(1 for d in dead if d.event_id))
+        m.duplicates.inc(staged - outcome.new_events - (len(dead) - unstaged))
         m.batches.observe(time.perf_counter() - started)
         for row in rows:
             if (at := row[ahead.RECEIVED_AT]) is not None:

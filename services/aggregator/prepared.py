@@ -65,13 +65,16 @@ class Prepared:
         if len(self.rows) != 1 or self.dead:
             return None
         row = self.rows[0]
-        p, o = row[ahead.PARTITION], row[ahead.OFFSET]
-        # (the class of error, never PostgreSQL's message: that may repeat the value)
-        reason = (
-            f"{UNSTORABLE}: SQLSTATE {getattr(error, 'sqlstate', '?')} ({type(error).__name__})"
-        )
-        letter = DeadLetter(p, o, row[0], reason, self.payloads[p, o], row[1], row[2])
+        letter = unstorable(row, self.payloads[row[ahead.PARTITION], row[ahead.OFFSET]], error)
         return Prepared(1, [], {}, [letter], dict(self.next_offsets))
+
+
+def unstorable(row: tuple[Any, ...], payload: bytes, error: Exception) -> DeadLetter:
+    """The dead letter of a staged event PostgreSQL refused alone with `error`."""
+    # (the class of error, never PostgreSQL's message: that may repeat the value)
+    kind = f"SQLSTATE {getattr(error, 'sqlstate', '?')} ({type(error).__name__})"
+    p, o = row[ahead.PARTITION], row[ahead.OFFSET]
+    return DeadLetter(p, o, row[0], f"{UNSTORABLE}: {kind}", payload, row[1], row[2])
 
 
 # The reason's first words for a record that failed alone (`Prepared.unstorable`).

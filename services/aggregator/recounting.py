@@ -2,6 +2,7 @@
 is (`tiendo.board.recounting`). Reads of one unit, a leaderboard or a comparison all ask."""
 
 from tiendo.board import repository as board
+from tiendo.board.recounting import Recounting
 from tiendo.database import Connection
 from tiendo.web import ProblemError
 
@@ -22,3 +23,11 @@ async def refuse_while_recounting(conn: Connection) -> None:
             slug="recount-in-progress",
             headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         )
+
+
+class RecountBegan(Exception):
+    """A rebuild's reset committed while figures were being made: they are dropped."""
+
+    def __init__(self, recounting: Recounting) -> None:
+        super().__init__(recounting.describe())
+        self.recounting = recounting

@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from devtools.localstack import KafkaBroker
+from services.aggregator import consumer
 from services.aggregator.app import create_app as create_aggregator
 from services.aggregator.rebuild import rebuild
 from services.aggregator.settings import AggregatorSettings
@@ -101,7 +102,11 @@ def _values(responses: list[httpx.Response]) -> list[object]:
 
 @pytest.mark.slow
 async def test_reads_say_a_recount_is_in_progress_until_it_has_caught_up(
-    settings: AggregatorSettings, database: str, kafka: KafkaBroker, topics: Topics
+    settings: AggregatorSettings,
+    database: str,
+    kafka: KafkaBroker,
+    topics: Topics,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     await build_world(database, starts_at=START, targets=dict.fromkeys(WARDS, 5000))
     producer = reliable_producer(kafka.bootstrap, client_id="test")
@@ -184,14 +189,23 @@ async def test_reads_say_a_recount_is_in_progress_until_it_has_caught_up(
 
             await eventually(over, timeout=10)
 
-        # a rebuild that ends leaves no recount behind, and the same figures
-        done = await rebuild(settings, actor="ops")
-        assert done.events == EVENTS + LATER
-        assert await conn.fetchval("SELECT count(*) FROM recounts") == 0
-        reader = create_aggregator(settings.model_copy(update={"consume": False}), clock)
-        async with running(reader) as c:
+        # a rebuild that ends leaves no recount behind, and the same figures; an idle
+        # aggregator beside it, looking for moved-back offsets all the while, does not
+        # take the live rebuild's for a dead one's (no restart)
+        monkeypatch.setattr(consumer, "MOVED_BACK_LOOK_SECONDS", 0.05)
+        async with running(create_aggregator(settings, clock)) as c:
             c.headers.update(READER)
+            done = await rebuild(settings, actor="ops")
+            assert done.events == EVENTS + LATER
+            assert await conn.fetchval("SELECT count(*) FROM recounts") == 0
             assert _values(await _figures(c)) == after
+            restarts = 'tiendo_background_restarts_total{task="consumer"}'
+            exported = (await c.get("/metrics")).text.splitlines()
+            assert all(
+                float(line.rsplit(" ", 1)[1]) == 0.0
+                for line in exported
+                if line.startswith(restarts + " ")
+            )
     finally:
         await producer.stop()
         await conn.close()

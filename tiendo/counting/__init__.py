@@ -91,6 +91,12 @@ async def lock_apply(conn: Connection) -> None:
     await conn.execute(batch.LOCK_APPLY)
 
 
+async def try_lock_apply(conn: Connection) -> bool:
+    """`lock_apply` if no re-plan or rebuild holds the lock now; False (not taken) if one
+    does, instead of waiting for it."""
+    return bool(await conn.fetchval(batch.TRY_LOCK_APPLY))
+
+
 async def stage(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
     """Load `batch.staging_row`s for the next `apply`."""
     await conn.copy_records_to_table("batch_in", records=rows, columns=batch.STAGING_COLUMNS)

@@ -21,6 +21,7 @@ from tiendo.unit_keys import TREE_ZONE
 COUNTERS_LOCK_KEY = 7301118
 LOCK_APPLY = f"SELECT pg_advisory_xact_lock_shared({COUNTERS_LOCK_KEY})"
 LOCK_REPLAN = f"SELECT pg_advisory_xact_lock({COUNTERS_LOCK_KEY})"
+TRY_LOCK_APPLY = f"SELECT pg_try_advisory_xact_lock_shared({COUNTERS_LOCK_KEY})"
 
 # The apply's statements run in milliseconds, but the planner, which knows its temporary
 # tables only by their pages, can cost one above `jit_above_cost`: compiling the day

@@ -142,3 +142,15 @@ async def clear_history(conn: Connection) -> None:
     """Forget every stored event (those held for their moment too) and what was derived
     from them alone (a full rebuild)."""
     await conn.execute("TRUNCATE events, subjects, events_ahead")
+
+
+COUNT_RECENT_UNSTORABLE = """
+SELECT count(*) FROM dead_letters
+WHERE reason LIKE 'cannot be stored:%' AND created_at > now() - make_interval(secs => $1)
+"""
+
+
+async def recent_unstorable(conn: Connection, within_seconds: float) -> int:
+    """Dead letters set aside as `cannot be stored` in the last `within_seconds`, by every
+    replica and every run (`Applier.apply_isolating`'s cap)."""
+    return int(await conn.fetchval(COUNT_RECENT_UNSTORABLE, within_seconds))
