@@ -33,6 +33,7 @@ from services.notifier.groups import silence_of, silenced_by
 from services.notifier.metrics import NotifierMetrics
 from services.notifier.outbox import Outbox
 from services.notifier.pages.policy import policy_router
+from services.notifier.pages.revocation import revocation_router
 from services.notifier.pages.routes import links_router
 from services.notifier.policy import Policy, PolicyOverride, effective
 from services.notifier.privacy import shown_notification
@@ -284,6 +285,7 @@ def create_app(
     app.include_router(briefing_router(settings, clock, access))
     app.include_router(links_router(settings, clock))
     app.include_router(policy_router(access))
+    app.include_router(revocation_router(access, clock))
 
     # Each route names its owner (docs/access.md); a reader sees its unit subtrees only.
     Reader = Annotated[Identity, Depends(access.require(Role.reader, Role.admin))]

@@ -1,6 +1,9 @@
 """The notifier's admin API of chiefs' contacts: read and replace one unit's, or replace many
 units' at once (what `tiendo notifier import contacts` sends). Every change is audited, and
-the next evaluation pass takes it in (docs/admin.md, "Chiefs' contacts").
+the next evaluation pass takes it in (docs/admin.md, "Chiefs' contacts"). A contact replaced
+or removed withdraws, in the same transaction, the chief's links that were sent to the old
+address (docs/briefing.md, "Withdrawn links"): the link is the authority to act as the
+unit's chief, and whoever reads that address now may not be the chief.
 
 A unit is named as everywhere (docs/units-over-time.md): an official code means its version
 in force now (after 1 July 2025 `00004` is Phường Ba Đình, `00004@2025-07-01`), a later
@@ -20,6 +23,7 @@ from services.notifier.contacts import (
     UnitContactsOut,
     unknown_channels,
 )
+from services.notifier.repository import links as link_sql
 from services.notifier.repository import reference as reference_sql
 from tiendo.board.repository import version_named
 from tiendo.clock import Clock
@@ -36,6 +40,11 @@ BAD_BODY = (
     "a language other than `vi`/`en`, a channel twice for one unit"
 )
 NOT_IN_FORCE = "an official code none of whose versions is in force now (retired, or not yet)"
+WITHDRAWS = (
+    "A contact replaced or removed withdraws the chief's links sent to its old address (the "
+    "link page answers 410 and takes nothing more; what was done through them stays), "
+    "audited as `links.revoke`."
+)
 
 
 def _responses(**described: str) -> dict[int | str, dict[str, Any]]:
@@ -60,9 +69,12 @@ def _channel_problems(
     ]
 
 
-async def _replace(conn: Connection, unit: str, body: UnitContactsIn, actor: str) -> None:
+async def _replace(
+    conn: Connection, unit: str, body: UnitContactsIn, actor: str, at: datetime
+) -> None:
     contacts = [c.contact() for c in body.contacts]
     await reference_sql.replace_contacts(conn, unit, body.chief_name, contacts, actor)
+    await link_sql.revoke_to_former_contacts(conn, [unit], at, actor)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,10 +151,13 @@ def contacts_router(access: Guard, sent_on: Collection[str], clock: Clock) -> AP
     @router.put(
         "/v1/contacts/{unit}",
         summary="Replace a unit's chief and contacts",
-        description=(
-            "The unit's contacts become exactly those sent (a channel left out is removed; "
-            "an empty list removes them all), and its chief's name the one sent (null: "
-            "none). A contact's `language` chooses the language of what is sent there."
+        description=" ".join(
+            (
+                "The unit's contacts become exactly those sent (a channel left out is removed; "
+                "an empty list removes them all), and its chief's name the one sent (null: "
+                "none). A contact's `language` chooses the language of what is sent there.",
+                WITHDRAWS,
+            )
         ),
         responses=_responses(
             _401=UNAUTHORIZED,
@@ -155,14 +170,15 @@ def contacts_router(access: Guard, sent_on: Collection[str], clock: Clock) -> AP
     ) -> UnitContactsOut:
         if errors := _channel_problems([body], sent_on, indexed=False):
             raise ProblemError(422, "the notifier does not know these channels", errors)
+        now = clock.now()
         async with pool.acquire() as conn, conn.transaction():
-            (named,) = await versions_to_set(conn, [unit], clock.now())
+            (named,) = await versions_to_set(conn, [unit], now)
             if isinstance(named, NoVersion):
                 if not named.known:
                     raise HTTPException(404, named.message)
                 problem = {"index": None, "field": "unit", "message": named.message}
                 raise ProblemError(422, "no unit to set", [problem])
-            await _replace(conn, named, body, actor.name)
+            await _replace(conn, named, body, actor.name, now)
             found = await reference_sql.unit(conn, named)
         assert found is not None  # named in this transaction
         return UnitContactsOut.of(found)
@@ -170,11 +186,14 @@ def contacts_router(access: Guard, sent_on: Collection[str], clock: Clock) -> AP
     @router.put(
         "/v1/contacts",
         summary="Replace the chiefs and contacts of many units at once",
-        description=(
-            "All or nothing: every listed unit's contacts are replaced as by "
-            "`PUT /v1/contacts/{unit}` (a unit named as there), or none when any item is bad "
-            "(every problem is listed, `index` naming the item). Units not listed are left "
-            "as they are."
+        description=" ".join(
+            (
+                "All or nothing: every listed unit's contacts are replaced as by "
+                "`PUT /v1/contacts/{unit}` (a unit named as there), or none when any item is "
+                "bad (every problem is listed, `index` naming the item). Units not listed are "
+                "left as they are.",
+                WITHDRAWS,
+            )
         ),
         responses=_responses(
             _401=UNAUTHORIZED,
@@ -204,7 +223,7 @@ def contacts_router(access: Guard, sent_on: Collection[str], clock: Clock) -> AP
                 raise ProblemError(422, "nothing was changed", errors)
             for item, n in zip(body, named, strict=True):
                 assert not isinstance(n, NoVersion)  # refused above
-                await _replace(conn, n, item, actor.name)
+                await _replace(conn, n, item, actor.name, now)
         return {"units": len(body)}
 
     return router

@@ -4,7 +4,9 @@ A token is `<link id>.<expiry, unix seconds>.<signature>`, the signature an HMAC
 the first two parts under the notifier's link secret. The signature proves the notifier
 issued it (a changed character is refused); the expiry is checked before the database is
 read; the row (one chief, one campaign, the message's alerts) is the authority, so a
-token is worth nothing without it. Plain functions, time passed in."""
+token is worth nothing without it, nor once the row is withdrawn: an address its message
+was sent to is no longer the unit's contact, or an administrator revoked it
+(services/notifier/repository/links.py). Plain functions, time passed in."""
 
 import base64
 import hashlib
@@ -24,6 +26,9 @@ class Refusal(StrEnum):
     EXPIRED = "expired"
     UNKNOWN = "unknown"  # well signed, but no such link (or not this one's)
     REPLAYED = "replayed"  # a form already taken
+    # withdrawn: what was done through it before stays, nothing more is taken
+    CONTACT_CHANGED = "contact_changed"  # sent to an address no longer the unit's contact
+    REVOKED = "revoked"  # by an administrator (`POST /v1/links/revoke`)
 
 
 @dataclass(frozen=True, slots=True)

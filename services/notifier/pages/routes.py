@@ -2,6 +2,8 @@
 "Đã nhận", "Hoãn" and the explanation form. Server-rendered, Vietnamese, no script, made
 for a phone. Authorised by the signed link alone (services/notifier/links.py); every form
 carries a one-time token, so nothing is stored twice and a replayed form is refused.
+A withdrawn link (its unit's contact changed, or an administrator revoked it) shows why,
+and takes nothing more (services/notifier/repository/links.py).
 While a rebuild replays the events the page shows a notice where its figures were, and an
 explanation waits for its end (services/notifier/recounting.py)."""
 
@@ -38,6 +40,7 @@ from services.notifier.recounting import (
 )
 from services.notifier.repository import alerts as alert_sql
 from services.notifier.repository import explanations as sql
+from services.notifier.repository import links as link_sql
 from services.notifier.repository import reference as reference_sql
 from services.notifier.repository.explanations import Explanation, Link
 from services.notifier.repository.reference import IndicatorName
@@ -93,6 +96,27 @@ REFUSALS: dict[str, tuple[int, str, str, str]] = {
         "Biểu mẫu này đã được gửi một lần; lần gửi lại không được lưu.",
         "This form was already submitted; the repeat was not stored.",
     ),
+    # 410, as an expired link: the link existed and is gone for good (a revocation is never
+    # undone), which no other credential or a second try changes; 403 is the altered
+    # token's, a link the notifier never issued
+    links.Refusal.CONTACT_CHANGED: (
+        410,
+        "Đường dẫn đã bị thu hồi",
+        "Đường dẫn này đã bị thu hồi vì thông tin liên lạc của đơn vị đã thay đổi: địa chỉ "
+        "nhận tin nhắn có đường dẫn này không còn là địa chỉ liên lạc của đơn vị. Không thể "
+        "xác nhận, hoãn hoặc giải trình qua đường dẫn này.",
+        "This link was withdrawn because the unit's contact changed: the address it was "
+        "sent to is no longer the unit's. Nothing can be acknowledged, snoozed or explained "
+        "through it.",
+    ),
+    links.Refusal.REVOKED: (
+        410,
+        "Đường dẫn đã bị thu hồi",
+        "Đường dẫn này đã bị quản trị viên thu hồi. Không thể xác nhận, hoãn hoặc giải trình "
+        "qua đường dẫn này.",
+        "This link was withdrawn by an administrator. Nothing can be acknowledged, snoozed "
+        "or explained through it.",
+    ),
     "too_large": (
         413,
         "Nội dung quá lớn",
@@ -100,6 +124,18 @@ REFUSALS: dict[str, tuple[int, str, str, str]] = {
         "What was sent is too large.",
     ),
 }
+# what a withdrawn link's page adds: the records made through it are official (the
+# briefing shows the explanations), and a revocation takes none of them back
+WITHDRAWN = {
+    link_sql.Because.CONTACT_CHANGED: links.Refusal.CONTACT_CHANGED,
+    link_sql.Because.ADMIN: links.Refusal.REVOKED,
+}
+KEPT = (
+    "Những gì đã xác nhận, hoãn hoặc giải trình qua đường dẫn này trước khi thu hồi vẫn được "
+    "giữ nguyên.",
+    "What was acknowledged, snoozed or explained through it before it was withdrawn stays "
+    "recorded.",
+)
 DONE = {
     "acknowledge": "Đã ghi nhận: không nhắc lại cho đến khi có thay đổi.",
     "snooze": "Đã hoãn nhắc lại.",
@@ -109,8 +145,9 @@ DONE = {
 
 def refused(reason: str) -> HTMLResponse:
     status, title, text, english = REFUSALS[reason]
+    kept = KEPT if reason in WITHDRAWN.values() else None
     page = _env.get_template("refused.html.j2").render(
-        title=title, text=text, english=english, reason=reason
+        title=title, text=text, english=english, reason=reason, kept=kept
     )
     return HTMLResponse(page, status_code=status, headers={"Cache-Control": "no-store"})
 
@@ -132,10 +169,13 @@ def links_router(settings: NotifierSettings, clock: Clock) -> APIRouter:
             return claim.value
         async with pool.acquire() as conn:
             found = await sql.link(conn, claim.link_id)
-        if found is None:
-            return links.Refusal.UNKNOWN.value
-        if now >= found.expires_at:
-            return links.Refusal.EXPIRED.value
+            if found is None:
+                return links.Refusal.UNKNOWN.value
+            if now >= found.expires_at:
+                return links.Refusal.EXPIRED.value
+            because = await link_sql.withdrawn(conn, found.id, now)
+        if because is not None:
+            return WITHDRAWN[because].value
         return found
 
     async def render(
@@ -234,11 +274,17 @@ def links_router(settings: NotifierSettings, clock: Clock) -> APIRouter:
         remote = request.client.host if request.client else ""
         try:
             async with pool.acquire() as conn, conn.transaction():
+                # withdrawn since it was opened above: nothing stored (and a revocation
+                # committing meanwhile waits for this transaction: it comes after)
+                if because := await link_sql.withdrawn(conn, found.id, now, locked=True):
+                    raise _Withdrawn(because)
                 # the token first: a replayed form stores nothing; bad input rolls it back,
                 # so the chief can correct the form and send it again
                 if not await sql.take_nonce(conn, form.get("nonce", ""), found.id, action, now):
                     raise _Replayed
                 await _store(conn, found, action, form, now, remote)
+        except _Withdrawn as exc:
+            return refused(WITHDRAWN[exc.because].value)
         except _Replayed:
             return refused(links.Refusal.REPLAYED.value)
         except BeingRecounted:
@@ -269,6 +315,14 @@ def _url_encoded(request: Request) -> bool:
 
 class _Replayed(Exception):
     """A form token used before (or not this link's)."""
+
+
+class _Withdrawn(Exception):
+    """The link was withdrawn while its form was on its way."""
+
+    def __init__(self, because: link_sql.Because) -> None:
+        super().__init__(because.value)
+        self.because = because
 
 
 _RECOUNTING_REFUSAL = (
