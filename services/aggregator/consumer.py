@@ -380,69 +380,51 @@ class Applier:
         log.warning("held_isolating", error=repr(error))
         self._guard.invalidate()
         taken = 0
-        while taken < self._settings.batch_max_records and await self._release_one(conn):
+        while taken < self._settings.batch_max_records and await self.release_due(conn, limit=1):
             taken += 1
         self._metrics.parts_isolated.inc()
         return taken
 
-    async def _release_one(self, conn: Any) -> bool:
-        """One due held event in its own transaction, dead-lettered in the same one if
-        PostgreSQL refuses it (the event taken is the one refused, whichever other
-        replica takes which). False when none is due."""
+    async def release_due(self, conn: Any, limit: int | None = None) -> int:
+        """One transaction: take the held events whose moment has come (at most `limit`,
+        default a batch), apply them as a consumed batch would be; returns how many were
+        taken. A single one PostgreSQL refuses (`CANNOT_STORE`) is dead-lettered in the
+        same transaction: the event set aside is the one refused, whichever others
+        another replica takes meanwhile."""
         started = time.perf_counter()
         letter: DeadLetter | None = None
         async with conn.transaction():
             await counting.lock_apply(conn)
             await self._guard.ensure_fresh(conn)
-            due = await ahead_sql.take_due(conn, self._clock.now(), 1)
-            if not due:
-                return False
-            held = due[0]
-            rows = [held.row]
-            payloads = {(held.row[ahead.PARTITION], held.row[ahead.OFFSET]): held.payload}
-            try:
-                async with conn.transaction():  # (a savepoint: only the apply is undone)
-                    outcome, dead = await self._apply_rows(conn, rows, payloads, [])
-                    changed = await feed.load(conn, outcome.changed) if self._publish_feed else []
-            except CANNOT_STORE as alone:
-                if not await self._may_set_aside(conn):
-                    raise
-                letter = unstorable(held.row, held.payload, alone)
-                await self._dead_letter(conn, [letter])
-                outcome, dead, changed, rows = counting.BatchOutcome(0, []), [letter], [], []
-        await self._settled(
-            started, outcome, len(rows), dead, rows, changed, unstaged=len(dead) if letter else 0
-        )
-        if changed:
-            await self._publish(changed, self._clock.now())
-        return True
-
-    async def release_due(self, conn: Any) -> int:
-        """One transaction: take the held events whose moment has come, apply them as a
-        consumed batch would be; returns how many were taken."""
-        started = time.perf_counter()
-        async with conn.transaction():
-            await counting.lock_apply(conn)
-            await self._guard.ensure_fresh(conn)
             due = await ahead_sql.take_due(
-                conn, self._clock.now(), self._settings.batch_max_records
+                conn, self._clock.now(), limit or self._settings.batch_max_records
             )
             if not due:
                 return 0
             rows = [h.row for h in due]
             payloads = {(h.row[ahead.PARTITION], h.row[ahead.OFFSET]): h.payload for h in due}
-            outcome, dead = await self._apply_rows(conn, rows, payloads, [])
-            changed = await feed.load(conn, outcome.changed) if self._publish_feed else []
-        await self._settled(started, outcome, len(rows), dead, rows, changed)
+            try:
+                async with conn.transaction():  # (a savepoint: only the apply is undone)
+                    outcome, dead = await self._apply_rows(conn, rows, payloads, [])
+                    changed = await feed.load(conn, outcome.changed) if self._publish_feed else []
+            except CANNOT_STORE as refused:
+                if len(due) > 1 or not await self._may_set_aside(conn):
+                    raise
+                letter = unstorable(due[0].row, due[0].payload, refused)
+                await self._dead_letter(conn, [letter])
+                outcome, dead, changed, rows = counting.BatchOutcome(0, []), [letter], [], []
+        await self._settled(
+            started, outcome, len(rows), dead, rows, changed, unstaged=1 if letter else 0
+        )
         log.info(
             "held_events_applied",
-            records=len(rows),
+            records=len(due),
             new_events=outcome.new_events,
             dead_letters=len(dead),
         )
         if changed:
             await self._publish(changed, self._clock.now())
-        return len(rows)
+        return len(due)
 
     async def _apply_rows(
         self,

@@ -17,28 +17,24 @@ import pytest
 
 from devtools.localstack import KafkaBroker
 from services.aggregator.admin import upsert_units
-from services.notifier.app import create_app
 from services.notifier.repository import explanations as explanations_sql
 from services.notifier.repository import links as link_sql
 from services.notifier.repository import reference as reference_sql
 from services.notifier.repository.reference import Contact
 from tests.support.identities import ADMIN, READER
 from tests.support.notifier import (
-    BEHIND_ONLY,
-    Feed,
     Harness,
     HttpReceiver,
     SmtpReceiver,
     delivered_link,
     email_of,
-    notifier_settings,
+    harness_from,
     progress,
     queue,
     tree_with_contacts,
 )
-from tests.support.stack import Topics, eventually, running
+from tests.support.stack import Topics, eventually
 from tests.support.world import TREE, build_world
-from tiendo.clock import ManualClock
 
 NEW_EMAIL = "chief-moi-00004@test.invalid"
 WITHDRAWN_VI = "thông tin liên lạc của đơn vị đã thay đổi"
@@ -57,19 +53,7 @@ async def live(
     """The harness on the wall clock's days (day 10 of 50): its links expire after the
     database's `now()`, the moment the units import revokes links as of."""
     starts_at = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=10)
-    clock = ManualClock(starts_at + timedelta(days=10))
-    await build_world(
-        database,
-        starts_at=starts_at,
-        units=tree_with_contacts(http_receiver),
-        indicators=("cccd_collected", "eid_activated_l2"),
-    )
-    app = create_app(notifier_settings(database, kafka, topics, smtp_receiver), clock=clock)
-    async with running(app) as api:
-        h = Harness(
-            clock, api, app, Feed(database), http_receiver, smtp_receiver, starts_at, database
-        )
-        await h.policy(BEHIND_ONLY)
+    async with harness_from(starts_at, database, kafka, topics, http_receiver, smtp_receiver) as h:
         yield h
 
 

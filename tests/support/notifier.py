@@ -441,6 +441,21 @@ async def harness(
 ) -> AsyncIterator[Harness]:
     # Day 10 of 50 at 10:00 local: every ward is expected at 200 of 1000.
     starts_at = datetime(2023, 5, 10, 3, 0, tzinfo=UTC)
+    async with harness_from(starts_at, database, kafka, topics, http_receiver, smtp_receiver) as h:
+        yield h
+
+
+@contextlib.asynccontextmanager
+async def harness_from(
+    starts_at: datetime,
+    database: str,
+    kafka: KafkaBroker,
+    topics: Topics,
+    http_receiver: HttpReceiver,
+    smtp_receiver: SmtpReceiver,
+) -> AsyncIterator["Harness"]:
+    """The harness's world and notifier on a campaign started at `starts_at`, its clock at
+    day 10 of 50, alerting on `behind` only."""
     clock = ManualClock(starts_at + timedelta(days=10))
     await build_world(
         database,
