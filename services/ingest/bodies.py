@@ -9,6 +9,13 @@ a stream that would expand to gigabytes) is refused after inflating at most `lim
 bytes: memory and CPU stay bounded by the limit whatever the ratio. The compressed bytes
 are held to the same limit (a gzip body never needs to be larger than what it decodes to,
 give or take its header).
+
+Several gzip members one after the other are one stream (RFC 1952 §2.2), accepted on
+purpose: `cat a.gz b.gz` and compressors that flush as they stream write them, and each
+costs a member's 18 bytes at least, so the limit bounds their number too. Anything else
+is refused (400), each case in its own words: a body that does not begin as gzip, bytes
+after a member that are not another (trailing data, zero padding), a stream cut short,
+and what zlib finds corrupt inside a member (its data, CRC or length).
 """
 
 import zlib
@@ -23,7 +30,18 @@ SUPPORTED = (GZIP, IDENTITY)
 
 # gzip framing only (RFC 1952): a raw deflate or zlib stream sent as gzip is corrupt.
 _GZIP_WBITS = 16 + zlib.MAX_WBITS
+# Every gzip member begins with these two bytes (RFC 1952 §2.3.1).
+_MAGIC = b"\x1f\x8b"
 _STEP = 64 * 1024
+NOT_GZIP = "not a valid gzip stream: it does not begin with gzip's header (1f 8b)"
+# Anything after a member but another member, zero padding included, is refused: GNU
+# gzip skips trailing zeros with a warning, but an HTTP body is exactly what the client
+# sent, and bytes it did not mean to send say its framing is broken somewhere.
+NOT_A_MEMBER = (
+    "not a valid gzip stream: bytes after the end of a gzip member are not another "
+    "member (trailing data or padding)"
+)
+TRUNCATED = "the gzip stream is truncated"
 
 
 class BodyTooLarge(Exception):
@@ -52,7 +70,13 @@ class _Inflater:
         self._room = limit
         self._limit = limit
         self._member = zlib.decompressobj(_GZIP_WBITS)
+        self._members = 1
+        # the first bytes of the current member, until they are known to be gzip's magic
+        self._head = b""
         self._chunks: list[bytes] = []
+
+    def _not_gzip(self) -> str:
+        return NOT_GZIP if self._members == 1 else NOT_A_MEMBER
 
     def feed(self, data: bytes) -> None:
         more = True  # output cut at what was asked for may go on without new input
@@ -63,6 +87,14 @@ class _Inflater:
                 # RFC 1952 allows several members one after the other (`cat a.gz b.gz`):
                 # what follows the end of one must be the start of the next.
                 self._member = zlib.decompressobj(_GZIP_WBITS)
+                self._members += 1
+                self._head = b""
+            if len(self._head) < len(_MAGIC):
+                # zlib would say "incorrect header check", or, for a lone byte, nothing
+                # until the end ("truncated"): the precise reason is known from the start
+                self._head += data[: len(_MAGIC) - len(self._head)]
+                if not _MAGIC.startswith(self._head):
+                    raise CorruptBody(self._not_gzip())
             # One byte more than the room left: getting it is proof of "too large", and
             # never more than that is inflated. At most a step at a time, so a bomb's
             # first kilobyte does not become one limit-sized piece plus zlib's buffers.
@@ -80,7 +112,7 @@ class _Inflater:
 
     def result(self) -> bytes:
         if not self._member.eof:
-            raise CorruptBody("the gzip stream is truncated")
+            raise CorruptBody(TRUNCATED)
         return b"".join(self._chunks)
 
 

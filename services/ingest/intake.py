@@ -1,7 +1,7 @@
 """POST /v1/events, from the raw request to the response.
 
-A request goes size → token → content type and coding → rate as this process knows it →
-body (gzip inflated under the size limit) → decode → rate (the shared bucket, one
+A request goes size → token → content type, charset and coding → rate as this process
+knows it → body (gzip inflated under the size limit) → decode → rate (the shared bucket, one
 PostgreSQL round trip, charged the events it carries) → validate → scope → publish → 202,
 and each step refuses with its own status before a costlier one runs. No line of the body
 is ever logged: a refusal is logged with field names and messages only (messages never
@@ -21,6 +21,8 @@ from starlette.responses import JSONResponse, Response
 
 from services.ingest import bodies, tokens
 from services.ingest.catalog import CatalogCache, TokensUnavailable
+from services.ingest.charsets import refused_charset
+from services.ingest.duplicates import duplicate_key_errors
 from services.ingest.metrics import IngestMetrics
 from services.ingest.openapi import PROTOBUF_ALIASES
 from services.ingest.protobuf import MalformedProtobuf, decode_batch
@@ -90,6 +92,12 @@ def _error_dicts(errors: list[FieldError]) -> list[dict[str, Any]]:
 
 def _loggable_fields(errors: list[FieldError]) -> list[str]:
     return sorted({e.field if e.field in _LOGGABLE_FIELDS else "<unknown>" for e in errors})
+
+
+def _in_order(*lists: list[FieldError]) -> list[FieldError]:
+    """The errors of the body first, then those of each event by index (stable)."""
+    merged = [e for errors in lists for e in errors]
+    return sorted(merged, key=lambda e: -1 if e.index is None else e.index)
 
 
 def _problem_count(errors: list[FieldError]) -> str:
@@ -229,7 +237,8 @@ class Intake:
 
     async def _handle_authorised(self, request: Request, grant: TokenGrant) -> Response:
         settings, source = self.settings, grant.name
-        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        content_header = request.headers.get("content-type", "")
+        content_type = content_header.split(";")[0].strip().lower()
         if content_type not in (_JSON, *PROTOBUF_ALIASES):
             return self._reject(
                 "unsupported_media_type",
@@ -237,6 +246,8 @@ class Intake:
                 "send application/json or application/x-protobuf",
                 source=source,
             )
+        if content_type == _JSON and (wrong_charset := refused_charset(content_header)):
+            return self._reject("unsupported_media_type", 415, wrong_charset, source=source)
         encoding = bodies.encoding_of(request.headers.get("content-encoding"))
         if encoding is None:
             # the header's value is not echoed: it is the client's, and may be anything
@@ -268,6 +279,7 @@ class Intake:
                 return await self._charge(source, 1) or self._reject(
                     "malformed_json", 400, f"malformed JSON: {exc}", source=source
                 )
+            decode_errors = duplicate_key_errors(raw, body)
             items, envelope_errors = envelope(body, self.limits)
         else:
             try:
@@ -285,7 +297,7 @@ class Intake:
         if refused := await self._charge(source, count):
             return refused
         if envelope_errors:
-            return self._invalid(envelope_errors, count, source)
+            return self._invalid(_in_order(envelope_errors, decode_errors), count, source)
 
         now = datetime.now(UTC)
         events, errors = validate_items(items, self.cache.catalog, now, self.limits)
@@ -293,10 +305,7 @@ class Intake:
             # A unit created seconds ago was not in the cache yet; it is now.
             events, errors = validate_items(items, self.cache.catalog, now, self.limits)
         if decode_errors or errors:
-            merged = sorted(
-                [*decode_errors, *errors], key=lambda e: -1 if e.index is None else e.index
-            )
-            return self._invalid(merged, count, source)
+            return self._invalid(_in_order(decode_errors, errors), count, source)
 
         outside = scope_errors(events, self.cache.catalog, grant.units, grant.indicators)
         if outside:

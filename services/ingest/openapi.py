@@ -71,7 +71,8 @@ def event_schema(settings: IngestSettings) -> dict[str, Any]:
             "occurred_at": {
                 "type": "string",
                 "format": "date-time",
-                "description": f"RFC 3339 with an offset; at most "
+                "description": f"RFC 3339 with an offset, `Z` or ±HH:MM (whole minutes "
+                f"from -23:59 to +23:59: an offset with seconds is refused); at most "
                 f"{settings.future_tolerance_seconds} s in the future and "
                 f"{settings.past_horizon_days} days in the past",
                 "examples": ["2023-05-10T08:15:00+07:00"],
@@ -131,14 +132,18 @@ def events_operation(settings: IngestSettings) -> dict[str, Any]:
             "request sharing an `event_id` are not invalid: an exact repeat is accepted once "
             "and listed in `duplicates`; the same id with different content is refused for "
             "every event of that id, listed in `conflicts`, while the others are accepted. "
-            "A raw ID number (9-12 digits) in any field is refused (422) and never echoed. "
+            "A raw ID number (9-12 digits) in any field is refused (422) and never echoed; "
+            "so is a key an event names twice (422). "
             "Retrying after any other answer, or none, is safe with the same `event_id`s; "
             "`GET /v1/events/{event_id}` tells what became of one. The body is JSON "
-            '(one event or `{"events": [...]}`) or, for high-volume upstreams, a '
+            '(one event or `{"events": [...]}`) in UTF-8 (`charset=utf-8` or none) or, '
+            "for high-volume upstreams, a "
             "serialised `tiendo.events.v1.EventBatch` (`proto/tiendo/events/v1/events.proto`) "
             "with the same rules; in protobuf `value` has no default and `occurred_at` is a "
-            "Timestamp plus `occurred_at_offset_seconds`. Either body may be sent with "
-            "`Content-Encoding: gzip` (RFC 1952; `x-gzip` too): the size limit of "
+            "Timestamp plus `occurred_at_offset_seconds` (whole minutes, as in JSON). Either "
+            "body may be sent with "
+            "`Content-Encoding: gzip` (RFC 1952, one member or several in a row; `x-gzip` "
+            "too): the size limit of "
             f"{settings.max_body_bytes} bytes then applies to the decompressed body as "
             "well as to the bytes sent, and ingest stops inflating at the limit (413), so a "
             "zip bomb costs it no more than a body of the limit. Other codings get 415."
@@ -168,8 +173,11 @@ def events_operation(settings: IngestSettings) -> dict[str, Any]:
                 },
             },
             "400": _problem(
-                "The body is not JSON, or not a serialised EventBatch, or, sent with "
-                "`Content-Encoding: gzip`, not a valid (or a truncated) gzip stream"
+                "The body is not JSON (invalid UTF-8, a byte-order mark, NaN or Infinity, a "
+                "lone surrogate, a number beyond a double, nesting deeper than 1,024), or "
+                "not a serialised EventBatch, or, sent with `Content-Encoding: gzip`, not a "
+                "valid gzip stream: not gzip, truncated, corrupt, or followed by bytes that "
+                "are not another gzip member (trailing data, zero padding)"
             ),
             "401": _problem(
                 "No bearer token, or an unknown, revoked or expired one",
@@ -185,6 +193,7 @@ def events_operation(settings: IngestSettings) -> dict[str, Any]:
             ),
             "415": _problem(
                 "Content-Type is neither application/json nor application/x-protobuf, or "
+                "names a charset other than UTF-8 for JSON (the detail names it), or "
                 "Content-Encoding is neither gzip nor identity (`Accept-Encoding` names "
                 "the supported codings)",
                 {"Accept-Encoding": {"schema": {"type": "string"}}},
@@ -192,7 +201,9 @@ def events_operation(settings: IngestSettings) -> dict[str, Any]:
             "422": _problem(
                 "Invalid events: `errors` lists each problem (`index` in `events`, `field`, "
                 "`message`; `successors`, key, code and name of each, for a unit code that "
-                "was split before the event happened); none was accepted"
+                "was split before the event happened), a key an event names twice among "
+                "them (`field`: the key; `index` null for the body's own object); none was "
+                "accepted"
             ),
             "429": _problem("Over the token's rate limit", _RETRY_AFTER),
             "503": _problem(

@@ -15,15 +15,14 @@ from google.protobuf.message import DecodeError
 from google.protobuf.unknown_fields import UnknownFieldSet
 
 from services.ingest.rawids import contains_raw_id
-from services.ingest.validation import RAW_ID_MESSAGE, FieldError
+from services.ingest.validation import DECODER_REFUSED, RAW_ID_MESSAGE, FieldError
+from tiendo.events import rules
 from tiendo.events.v1 import events_pb2
 
 _KINDS = {
     events_pb2.EVENT_KIND_INCREMENT: "increment",
     events_pb2.EVENT_KIND_SNAPSHOT: "snapshot",
 }
-# RFC 3339 offsets are whole minutes below 24 h; anything else cannot be written back.
-_MAX_OFFSET_SECONDS = 23 * 3600 + 59 * 60
 # google.protobuf.Timestamp's valid range: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z
 _MIN_SECONDS = -62_135_596_800
 _MAX_SECONDS = 253_402_300_799
@@ -71,6 +70,8 @@ def _item(m: events_pb2.ProgressEvent) -> tuple[dict[str, Any], list[tuple[str, 
         occurred_at, problem = _occurred_at(m)
         if problem is not None:
             problems.append(problem)
+            # sent, and refused here: not "required" as well
+            item["occurred_at"] = DECODER_REFUSED
         else:
             item["occurred_at"] = occurred_at
     if m.HasField("received_at"):
@@ -90,11 +91,8 @@ def _item(m: events_pb2.ProgressEvent) -> tuple[dict[str, Any], list[tuple[str, 
 
 def _occurred_at(m: events_pb2.ProgressEvent) -> tuple[datetime | None, tuple[str, str] | None]:
     offset = m.occurred_at_offset_seconds
-    if abs(offset) > _MAX_OFFSET_SECONDS or offset % 60:
-        return None, (
-            "occurred_at_offset_seconds",
-            "must be whole minutes between -23:59 and +23:59",
-        )
+    if not rules.offset_allowed(offset):
+        return None, ("occurred_at_offset_seconds", rules.OFFSET_RULE)
     ts = m.occurred_at
     if not _MIN_SECONDS <= ts.seconds <= _MAX_SECONDS or not 0 <= ts.nanos < 1_000_000_000:
         return None, ("occurred_at", "must be a valid google.protobuf.Timestamp")

@@ -47,12 +47,20 @@ MAX_TIMESTAMP_LENGTH = 64
 EVENT_FIELDS = frozenset(
     {"event_id", "unit", "indicator", "kind", "value", "occurred_at", "subject"}
 )
-# An offset's hours and minutes are bounded here, not after the match: the common case
-# then needs none of the groups. RFC 3339 puts no bound on the fraction's digits; the
-# field's length bounds them (MAX_TIMESTAMP_LENGTH).
+# An offset's hours and minutes are bounded here (`rules.OFFSET_PATTERN`, the offset rule
+# the aggregator holds records to), not after the match: the common case then needs none
+# of the groups. RFC 3339 puts no bound on the fraction's digits; the field's length
+# bounds them (MAX_TIMESTAMP_LENGTH).
 _RFC3339 = re.compile(
     r"([0-9]{4}-[0-9]{2}-[0-9]{2})[Tt]([0-9]{2}:[0-9]{2}:[0-9]{2})(\.[0-9]+)?"
-    r"(?:([Zz])|([+-])([01][0-9]|2[0-3]):([0-5][0-9]))"
+    rf"(?:([Zz])|{rules.OFFSET_PATTERN})"
+)
+# The shape of an RFC 3339 time whatever its offset's digits: one the pattern refuses for
+# its offset alone (`+07:00:30`, `+24:00`, `+0700`, `+07`) is told so in the offset rule's
+# words. Only a refused time is matched against it.
+_TIME_SHAPE = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?"
+    r"(?:[Zz]|[+-][0-9]{2}(?::?[0-9]{2}){0,2})"
 )
 _FLOAT_INTEGER_LIMIT = 2.0**63
 
@@ -191,6 +199,16 @@ RAW_ID_MESSAGE = "looks like a raw ID number; send its keyed hash instead"
 TIMESTAMP_MESSAGE = (
     f"must be an RFC 3339 timestamp with an offset, at most {MAX_TIMESTAMP_LENGTH} characters"
 )
+# A field's value in a protobuf item when decoding the body refused it, and said why.
+DECODER_REFUSED = object()
+
+
+def timestamp_problem(text: str) -> str:
+    """Why `text`, which `parse_timestamp` refused, is no `occurred_at`."""
+    too_long = len(text) > MAX_TIMESTAMP_LENGTH
+    if not too_long and _TIME_SHAPE.fullmatch(text) and not _RFC3339.fullmatch(text):
+        return rules.OFFSET_RULE
+    return TIMESTAMP_MESSAGE
 
 
 def parse_timestamp(text: str) -> datetime | None:
@@ -238,22 +256,40 @@ def _echo(name: str) -> str:
     return name if len(name) <= MAX_FIELD_NAME_ECHO else name[:MAX_FIELD_NAME_ECHO] + "…"
 
 
-def _unknown_fields(names: Sequence[Any], index: int | None) -> list[FieldError]:
+def _named_fields(
+    names: Sequence[Any], index: int | None, what: str, message: str
+) -> list[FieldError]:
+    """An error naming each field of `names` (`what`: "unknown field"), at most
+    MAX_UNKNOWN_FIELDS_LISTED of them."""
     extra = sorted(str(k) for k in names)
     # a name is echoed, unless it is itself a raw ID number
     errors = [
-        FieldError(index, "", "unknown field whose name looks like a raw ID number")
+        FieldError(index, "", f"{what} whose name looks like a raw ID number")
         if contains_raw_id(n)
-        else FieldError(index, _echo(n), "unknown field")
+        else FieldError(index, _echo(n), message)
         for n in extra
     ]
     if len(errors) > MAX_UNKNOWN_FIELDS_LISTED:
         more = len(errors) - MAX_UNKNOWN_FIELDS_LISTED
         errors = [
             *errors[:MAX_UNKNOWN_FIELDS_LISTED],
-            FieldError(index, "", f"{more} more unknown fields"),
+            FieldError(index, "", f"{more} more {what}s"),
         ]
     return errors
+
+
+def _unknown_fields(names: Sequence[Any], index: int | None) -> list[FieldError]:
+    return _named_fields(names, index, "unknown field", "unknown field")
+
+
+DUPLICATE_KEY = "duplicate key: the object names this field more than once"
+
+
+def duplicate_keys(names: Sequence[str], index: int | None) -> list[FieldError]:
+    """The errors of keys an object of the body names more than once (`index`: the
+    event's, None for the body's own object). A JSON parser keeps one of the values
+    silently; a sender writing two has a bug that would otherwise go unseen."""
+    return _named_fields(names, index, "duplicate key", DUPLICATE_KEY)
 
 
 def is_event_id(value: object, limits: Limits) -> bool:
@@ -336,10 +372,11 @@ def validate_event(
         bad("occurred_at", "required")
     elif isinstance(occurred_raw, datetime) and occurred_raw.tzinfo is not None:
         occurred_at = occurred_raw
-    elif (
-        not isinstance(occurred_raw, str) or (occurred_at := parse_timestamp(occurred_raw)) is None
-    ):
-        bad("occurred_at", TIMESTAMP_MESSAGE)
+    elif not isinstance(occurred_raw, str):
+        if occurred_raw is not DECODER_REFUSED:
+            bad("occurred_at", TIMESTAMP_MESSAGE)
+    elif (occurred_at := parse_timestamp(occurred_raw)) is None:
+        bad("occurred_at", timestamp_problem(occurred_raw))
     if occurred_at is not None:
         if occurred_at > now + limits.future_tolerance:
             bad("occurred_at", msg["future"])
@@ -361,13 +398,14 @@ def validate_event(
     # that passed its own rule cannot hold one (a catalogue code, a kind, a 64-hex
     # subject), except the free-form event_id: only those are searched, which keeps the
     # search off most of the hot path. A time written as RFC 3339 is never searched, even
-    # when refused (too far ahead, no such day, too long): its fraction's digits, standing
-    # between "." and an offset, would look like an ID number to the search.
+    # when refused (too far ahead, no such day, too long, an offset with seconds): its
+    # fraction's digits, standing between "." and an offset, would look like an ID number
+    # to the search.
     if not errors:
         withheld = ["event_id"] if isinstance(event_id, str) and contains_raw_id(event_id) else []
     else:
         suspects = {"event_id", *(e.field for e in errors)}
-        if isinstance(occurred_raw, str) and _RFC3339.fullmatch(occurred_raw):
+        if isinstance(occurred_raw, str) and _TIME_SHAPE.fullmatch(occurred_raw):
             suspects.discard("occurred_at")
         withheld = [
             n
@@ -377,14 +415,13 @@ def validate_event(
     if withheld:
         errors = [e for e in errors if e.field not in withheld]
         errors.extend(FieldError(index, n, RAW_ID_MESSAGE) for n in withheld)
-    if errors:
+    if errors or occurred_at is None:  # (None alone: the decoder's error says why)
         return None, errors
     assert isinstance(event_id, str)
     assert isinstance(unit, str)
     assert isinstance(indicator, str)
     assert kind is not None
     assert isinstance(value, int)
-    assert occurred_at is not None
     return Event(
         event_id=event_id,
         unit=unit,

@@ -4,7 +4,8 @@ any record; the same hash for any event (stored hashes are compared with redeliv
 
 One change is deliberate: a record breaking a rule of contract §4.1 (`tiendo.events.rules`)
 is refused now, naming the field, where it used to be staged and fail its batch in
-PostgreSQL forever. The reference states those rules again, from the contract's words."""
+PostgreSQL forever (or, for an offset RFC 3339 cannot write, be counted though ingest
+refuses such an event). The reference states those rules again, from the contract's words."""
 
 import hashlib
 import re
@@ -50,6 +51,15 @@ _REFERENCE_RULES = (
     ("subject", lambda e: e.subject is None or re.fullmatch(r"[0-9a-f]{64}", e.subject)),
     ("subject", lambda e: e.subject is None or (e.kind is Kind.INCREMENT and e.value == 1)),
     ("source", lambda e: "\x00" not in e.source),
+    # RFC 3339's offset is ±HH:MM: whole minutes, under a day
+    (
+        "occurred_at_offset_seconds",
+        lambda e: (
+            (offset := e.occurred_at.utcoffset()) is not None
+            and offset.total_seconds() % 60 == 0
+            and abs(offset) <= timedelta(hours=23, minutes=59)
+        ),
+    ),
 )
 
 

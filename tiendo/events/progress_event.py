@@ -139,10 +139,9 @@ def from_message(message: events_pb2.ProgressEvent) -> Event:
         raise UndecodableEvent("missing event_id, unit, indicator or kind")
     if not message.HasField("occurred_at"):
         raise UndecodableEvent("missing occurred_at")
+    offset = message.occurred_at_offset_seconds
     try:
-        occurred_at = datetime_of(message.occurred_at).astimezone(
-            offset_zone(message.occurred_at_offset_seconds)
-        )
+        occurred_at = datetime_of(message.occurred_at).astimezone(offset_zone(offset))
         received_at = (
             shared_datetime_of(message.received_at) if message.HasField("received_at") else None
         )
@@ -151,8 +150,17 @@ def from_message(message: events_pb2.ProgressEvent) -> Event:
     value, subject, source = message.value, message.subject, message.source
     # Refused here, not by PostgreSQL: a record its batch's transaction cannot store stalls
     # the partition (the consumer restarts on the same batch), where a dead letter does not.
+    # An offset RFC 3339 cannot write (`+07:00:30`) is refused as ingest refuses it: a
+    # record that reached the topic another way is dead-lettered, not counted.
     problem = record_problem(
-        event_id, unit, indicator, kind is Kind.INCREMENT, value, subject, source
+        event_id,
+        unit,
+        indicator,
+        kind is Kind.INCREMENT,
+        value,
+        subject,
+        source,
+        offset_seconds=offset,
     )
     if problem is not None:
         raise UndecodableEvent(problem)

@@ -80,6 +80,21 @@ def snapshot_rule(most: int = SNAPSHOT_CEILING) -> str:
     return f"a snapshot must be between 0 and {most}"
 
 
+# A UTC offset (`occurred_at`'s): RFC 3339 writes it ±HH:MM, so it is whole minutes, under
+# a day. Python and protobuf can hold seconds (`+07:00:30`, 25,230 s), which RFC 3339
+# cannot write back. `offset_allowed` is the rule; OFFSET_PATTERN is the same rule as the
+# text of an RFC 3339 offset, for the parser of a client's time (bounds in the pattern
+# cost nothing on the hot path). tests/ingest/test_offsets.py holds the two equal.
+MAX_OFFSET_SECONDS = 23 * 3600 + 59 * 60
+OFFSET_PATTERN = r"([+-])([01][0-9]|2[0-3]):([0-5][0-9])"
+OFFSET_RULE = "the UTC offset must be ±HH:MM, whole minutes from -23:59 to +23:59 (RFC 3339)"
+
+
+def offset_allowed(seconds: int) -> bool:
+    """Whether a UTC offset of `seconds` is one RFC 3339 can write."""
+    return -MAX_OFFSET_SECONDS <= seconds <= MAX_OFFSET_SECONDS and seconds % 60 == 0
+
+
 SUBJECT_RULE = f"must be {SUBJECT_LENGTH} lowercase hex characters (a keyed hash)"
 SUBJECT_PLACE_RULE = "only allowed on increments of value 1"
 SOURCE_RULE = "may not contain NUL (U+0000)"
@@ -93,6 +108,8 @@ def record_problem(
     value: int,
     subject: str,
     source: str,
+    *,
+    offset_seconds: int,
 ) -> str | None:
     """The first rule a record's fields break, as `field: rule`; None if none. (`subject`
     empty: none, as protobuf has it; the catalogue and the clock are the aggregator's.)"""
@@ -112,4 +129,6 @@ def record_problem(
         return f"subject: {SUBJECT_PLACE_RULE}"
     if NUL in source:
         return f"source: {SOURCE_RULE}"
+    if not offset_allowed(offset_seconds):
+        return f"occurred_at_offset_seconds: {OFFSET_RULE}"
     return None
