@@ -346,7 +346,8 @@ def create_app(
         status: Literal["pending", "sending", "delivered", "failed"] | None = None,
         alert_id: Annotated[int | None, Query(ge=1, le=BIGINT_MAX)] = None,
         recipient: Annotated[str | None, Query(max_length=64)] = None,
-        channel: Literal["email", "webhook", "chat"] | None = None,
+        # `none`: a message that reached nobody (no chief's contact, no fallback webhook)
+        channel: Literal["email", "webhook", "chat", "none"] | None = None,
         kind: Literal["firing", "resolved", "repeat", "escalation", "digest", "commitment"]
         | None = None,
         campaign: Annotated[str | None, Query(max_length=64)] = None,

@@ -42,8 +42,8 @@ BAD_BODY = (
 NOT_IN_FORCE = "an official code none of whose versions is in force now (retired, or not yet)"
 WITHDRAWS = (
     "A contact replaced or removed withdraws the chief's links sent to its old address (the "
-    "link page answers 410 and takes nothing more; what was done through them stays), "
-    "audited as `links.revoke`."
+    "link page answers 410 and takes nothing more; acknowledgements and explanations made "
+    "through them stay, snoozes end), audited as `links.revoke`."
 )
 
 

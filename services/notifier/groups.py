@@ -321,8 +321,15 @@ class Planner:
         message_id = f"{campaign_id}/{recipient_code}/{plan.key}"
         campaign = await campaign_model(conn, campaign_id)
         link = None
-        if self._links is not None and plan.firing and not ended:
-            # the chief's personal page: acknowledge, snooze, explain (docs/briefing.md)
+        if (
+            self._links is not None
+            and plan.firing
+            and not ended
+            and self._outgoing.reaches(recipient)
+        ):
+            # the chief's personal page: acknowledge, snooze, explain (docs/briefing.md);
+            # made only for a chief a contact of their own reaches (the operators' copy
+            # and a message that reached nobody carry none)
             link = await self._links.issue(
                 conn, campaign_id, recipient_code, list(plan.firing), message_id, at
             )

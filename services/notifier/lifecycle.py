@@ -26,10 +26,15 @@ from tiendo.logs import get_logger
 log = get_logger(__name__)
 
 
+# A state by its stored name: a look-up, where `AlertState(name)` runs the enum's call
+# machinery (a full pass steps a quarter of a million open alerts).
+_STATES = {s.value: s for s in AlertState}
+
+
 def alert_of(row: asyncpg.Record | None) -> Alert | None:
     if row is None:
         return None
-    return Alert(AlertState(row["state"]), row["since"], row["fired_at"], row["resolved_at"])
+    return Alert(_STATES[row["state"]], row["since"], row["fired_at"], row["resolved_at"])
 
 
 async def apply_change(
@@ -302,7 +307,7 @@ async def _nobody_above(
         message_id=f"{alert['campaign_id']}/{parent}/a{alert['id']}.e{level}",
         recipient_code=parent,
         campaign_id=alert["campaign_id"],
-        alert_id=alert["id"],
+        alert_ids=[alert["id"]],
         error=error,
         body={
             "kind": "escalation",

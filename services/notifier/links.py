@@ -26,7 +26,8 @@ class Refusal(StrEnum):
     EXPIRED = "expired"
     UNKNOWN = "unknown"  # well signed, but no such link (or not this one's)
     REPLAYED = "replayed"  # a form already taken
-    # withdrawn: what was done through it before stays, nothing more is taken
+    # withdrawn: nothing more is taken; what was acknowledged and explained through it
+    # stays, its snoozes end (migration 013)
     CONTACT_CHANGED = "contact_changed"  # sent to an address no longer the unit's contact
     REVOKED = "revoked"  # by an administrator (`POST /v1/links/revoke`)
 

@@ -218,6 +218,17 @@ class Outgoing:
         self._fallback = fallback_webhook
         self._metrics = metrics
 
+    def _nowhere(self, recipient_code: str, kind: str, fallback: bool) -> str:
+        """Why a message to `recipient_code` reached nobody, as its failed row says."""
+        channels = ", ".join(sorted(self._channels)) or "none"
+        stand_in = (
+            ", and no fallback webhook (TIENDO_NOTIFIER_WEBHOOK_URL) stands in" if fallback else ""
+        )
+        return (
+            f"{recipient_code} has no contact on a channel the notifier sends on "
+            f"({channels}){stand_in}: the {kind} message reached nobody"
+        )
+
     def reaches(self, recipient: Recipient | None, *, fallback: bool = False) -> bool:
         """Whether the recipient has an address of their own on a channel sent on (or,
         with `fallback`, whether the operators' fallback webhook stands in for them)."""
@@ -231,30 +242,35 @@ class Outgoing:
         message_id: str,
         recipient_code: str,
         campaign_id: str,
-        alert_id: int,
+        alert_ids: Sequence[int],
         error: str,
         body: Body,
         language: str,
+        group_id: int | None = None,
     ) -> bool:
         """A message with nowhere to go, recorded in the delivery log as failed (channel
         `none`, `last_error` why) and counted as `no_address`: a message is never dropped
-        with only a log line (contract §6). False when it was recorded already."""
+        with only a log line (contract §6). Keyed by the message, as its rows would be: a
+        message decided again records nothing more. False when it was recorded already."""
         created = await delivery_sql.insert_undeliverable(
             conn,
             dedup_key=f"{message_id}/none",
             kind=kind,
             recipient=recipient_code,
             body={**body, "delivery_id": f"{message_id}/none"},
+            group_id=group_id,
             campaign_id=campaign_id,
             subject=str(body.get("subject", "")),
             language=language,
             error=error,
-            alert_id=alert_id,
+            alert_ids=alert_ids,
         )
         if created is None:
             return False
         self._metrics.notifications.labels("none", "no_address").inc()
-        log.warning("no_recipient_address", recipient=recipient_code, message_id=message_id)
+        log.warning(
+            "no_recipient_address", recipient=recipient_code, message_id=message_id, kind=kind
+        )
         return True
 
     async def enqueue(
@@ -281,8 +297,19 @@ class Outgoing:
         (docs/briefing.md, "The chief's link")."""
         found = addresses(recipient, self._fallback if fallback else None, self._channels)
         if not found:
-            self._metrics.notifications.labels("none", "no_address").inc()
-            log.warning("no_recipient_address", recipient=recipient_code, message_id=message_id)
+            # the message as the operators' copy would carry it: never the chief's link
+            await self.unreached(
+                conn,
+                kind=kind,
+                message_id=message_id,
+                recipient_code=recipient_code,
+                campaign_id=campaign_id,
+                alert_ids=alert_ids,
+                error=self._nowhere(recipient_code, kind, fallback),
+                body=(render_shared or render)(language),
+                language=language,
+                group_id=group_id,
+            )
             return 0
         queued = 0
         bodies: dict[tuple[str, bool], Body] = {}

@@ -3,47 +3,18 @@
 A rebuild resets the counters and the history, then replays the events topic batch by
 batch: until it has caught up, every figure the board computes is short of the events, and
 a judgment made from them is a wrong number (SPEC §5). So the evaluator judges nothing
-(docs/alerts.md "While the counters are rebuilt"), the briefing pack answers 503, and the
-chief's page shows a notice where its figures were.
+(docs/alerts.md "While the counters are rebuilt"), the briefing pack answers 503 as the
+aggregator's read API does (`tiendo.board.recount_refusal`), and the chief's page shows a
+notice where its figures were.
 
-A check made before a read is not enough: the rebuild's reset may commit while the read
-runs. Checked after it, a read that saw the reset sees its row too, as the reset writes
-the row in the same transaction and the replay lasts minutes."""
+Each asks before a read and again after it: a rebuild's reset may commit while the read
+runs (`tiendo.board.recount_refusal` says why the second asking sees it)."""
 
-from tiendo.board import repository as board
+from tiendo.board.recount_refusal import BeingRecounted
 from tiendo.board.recounting import Recounting
-from tiendo.database import Connection
-from tiendo.web import ProblemError
 
-# as the aggregator's read API answers (services/aggregator/recounting.py): a rebuild of
-# ten million events takes minutes; half a minute between tries adds no load
-RETRY_AFTER_SECONDS = 30
-
-
-class BeingRecounted(Exception):
-    """Figures asked for while a rebuild is in progress."""
-
-    def __init__(self, recounting: Recounting) -> None:
-        super().__init__(recounting.describe())
-        self.recounting = recounting
-
-
-async def refuse_while_recounting(conn: Connection) -> None:
-    """Raise `BeingRecounted` while a rebuild is in progress."""
-    recounting = await board.recount_in_progress(conn)
-    if recounting is not None:
-        raise BeingRecounted(recounting)
-
-
-def recount_problem(exc: BeingRecounted) -> ProblemError:
-    """The 503 a route answers with, as the aggregator's read API does."""
-    return ProblemError(
-        503,
-        str(exc),
-        [],
-        slug="recount-in-progress",
-        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-    )
+# what `tiendo notifier briefing` (services/notifier/cli.py) says without a traceback
+__all__ = ["BeingRecounted", "notice"]
 
 
 def notice(recounting: Recounting) -> tuple[str, str]:

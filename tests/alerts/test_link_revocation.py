@@ -4,9 +4,15 @@ contacts API or the units import), or when an administrator revokes the unit's l
 link forwarded). Its page then answers 410 saying why and takes nothing more; what was
 acknowledged and explained through it stays; the next message's link, sent to the new
 contact, works. Until 7 December 2026 a replaced chief, or whoever a link was forwarded
-to, could act as the unit's chief until the link expired (7 days, up to 60)."""
+to, could act as the unit's chief until the link expired (7 days, up to 60).
+
+A snooze made through a withdrawn link ends with it (docs/alerts.md, "Withdrawn links and
+snoozes"), audited as `snoozes.end`: the next repeat slot sends as usual, and a snooze
+made through another link that still holds goes on. Until 7 December 2026 such a snooze
+held the reminders back until it ran out (up to 3 days)."""
 
 import html
+import json
 import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -40,6 +46,7 @@ NEW_EMAIL = "chief-moi-00004@test.invalid"
 WITHDRAWN_VI = "thông tin liên lạc của đơn vị đã thay đổi"
 WITHDRAWN_EN = "the unit's contact changed"
 KEPT = "trước khi thu hồi vẫn được giữ nguyên"
+SNOOZED_HOURS = 72  # the default policy's longest: three repeat slots
 
 
 @pytest.fixture
@@ -75,6 +82,13 @@ async def _latest_link(h: Harness, unit: str = "00004") -> str:
     return "/l/" + str(links[-1]).split("/l/")[1]
 
 
+async def _new_link(h: Harness, than: str) -> str:
+    """The latest link to 00004, once it is another than `than`."""
+    path = await _latest_link(h)
+    assert path != than
+    return path
+
+
 async def _fetch(database: str, query: str, *args: Any) -> list[asyncpg.Record]:
     conn = await asyncpg.connect(database)
     try:
@@ -87,6 +101,10 @@ async def _acknowledge_and_explain(h: Harness, path: str) -> None:
     page = (await h.api.get(path)).text
     r = await h.api.post(f"{path}/acknowledge", data={"nonce": _nonce(page, "acknowledge")})
     assert r.status_code == 303, r.text[:500]
+    await _explain(h, path)
+
+
+async def _explain(h: Harness, path: str) -> None:
     page = (await h.api.get(path)).text
     r = await h.api.post(
         f"{path}/explain",
@@ -99,6 +117,20 @@ async def _acknowledge_and_explain(h: Harness, path: str) -> None:
         },
     )
     assert r.status_code == 303, r.text[:500]
+
+
+async def _import_a_new_email(h: Harness) -> None:
+    """A units import that gives 00004's chief a new email, every other contact as it was."""
+    units = [
+        u.model_copy(update={"chief_email": NEW_EMAIL}) if u.code == "00004" else u
+        for u in tree_with_contacts(h.http)
+    ]
+    conn = await asyncpg.connect(h.database)
+    try:
+        async with conn.transaction():
+            await upsert_units(conn, units, "importer")
+    finally:
+        await conn.close()
 
 
 def _withdrawn(r: Any, reason: str) -> None:
@@ -169,12 +201,7 @@ async def test_a_replaced_contact_withdraws_the_old_link_and_the_new_contacts_li
     await h.advance(timedelta(seconds=61))
     await h.settled()
 
-    async def new_link() -> str:
-        path = await _latest_link(h)
-        assert path != old
-        return path
-
-    new = await eventually(new_link, timeout=30)
+    new = await eventually(lambda: _new_link(h, old), timeout=30)
     assert (await h.api.get(new)).status_code == 200
     new_mail = h.smtp.to(NEW_EMAIL)
     assert new_mail
@@ -233,16 +260,7 @@ async def test_the_units_import_withdraws_the_links_sent_to_a_contact_it_replace
     h = live
     ward = await delivered_link(h, "00004")
     other = await delivered_link(h, "00007")
-    units = [
-        u.model_copy(update={"chief_email": NEW_EMAIL}) if u.code == "00004" else u
-        for u in tree_with_contacts(h.http)
-    ]
-    conn = await asyncpg.connect(h.database)
-    try:
-        async with conn.transaction():
-            await upsert_units(conn, units, "importer")
-    finally:
-        await conn.close()
+    await _import_a_new_email(h)
     _withdrawn(await h.api.get(ward), "contact_changed")
     # the same addresses imported again withdraw nothing
     assert (await h.api.get(other)).status_code == 200
@@ -263,6 +281,16 @@ async def test_a_link_found_sent_to_an_address_no_longer_the_units_is_refused_an
     after: no contact change saw it, the page does."""
     h = live
     path = await delivered_link(h)
+    await _late_attempt_elsewhere(h, path)
+    _withdrawn(await h.api.get(path), "contact_changed")
+    (row,) = await _fetch(
+        h.database, "SELECT revoked_because, revoked_by FROM links WHERE id = $1", _link_id(path)
+    )
+    assert tuple(row) == ("contact_changed", "notifier")
+
+
+async def _late_attempt_elsewhere(h: Harness, path: str) -> None:
+    """An attempt of the link's email that wrote down another address than the unit's."""
     (message,) = await _fetch(
         h.database, "SELECT message_key FROM links WHERE id = $1", _link_id(path)
     )
@@ -275,11 +303,6 @@ async def test_a_link_found_sent_to_an_address_no_longer_the_units_is_refused_an
         """,
         f"{message['message_key']}/email",
     )
-    _withdrawn(await h.api.get(path), "contact_changed")
-    (row,) = await _fetch(
-        h.database, "SELECT revoked_because, revoked_by FROM links WHERE id = $1", _link_id(path)
-    )
-    assert tuple(row) == ("contact_changed", "notifier")
 
 
 async def test_sent_to_means_an_attempt_went_there_not_that_a_message_waited_for_it(
@@ -331,3 +354,142 @@ async def _attempt(conn: asyncpg.Connection, notification_id: int, address: str)
         notification_id,
         address,
     )
+
+
+async def _snooze(h: Harness, path: str, hours: int = SNOOZED_HOURS) -> None:
+    page = (await h.api.get(path)).text
+    r = await h.api.post(
+        f"{path}/snooze", data={"nonce": _nonce(page, "snooze"), "hours": str(hours)}
+    )
+    assert r.status_code == 303, r.text[:500]
+
+
+async def _kinds(h: Harness, unit: str = "00004") -> list[str]:
+    """The kinds of the messages queued for the unit's chief, oldest first."""
+    return [n["kind"] for n in reversed(await h.log(recipient=unit, channel="webhook"))]
+
+
+async def _snoozes(h: Harness, link_id: str) -> list[asyncpg.Record]:
+    return await _fetch(
+        h.database,
+        "SELECT alert_id, starts_at, ends_at, asked_ends_at FROM snoozes WHERE link_id = $1 "
+        "ORDER BY alert_id",
+        link_id,
+    )
+
+
+async def _ended_audits(h: Harness) -> list[dict[str, Any]]:
+    rows = await _fetch(
+        h.database,
+        "SELECT actor, subject, details FROM audit_log WHERE action = 'snoozes.end' ORDER BY id",
+    )
+    return [{**dict(r), "details": json.loads(r["details"])} for r in rows]
+
+
+async def test_a_snooze_made_through_a_link_an_administrator_withdrew_ends_with_it(
+    live: Harness,
+) -> None:
+    h = live
+    path = await delivered_link(h)
+    await _explain(h, path)
+    await _snooze(h, path)
+    snoozed_at = h.clock.now()
+    # the snooze holds: the first repeat slot passes unsent
+    await h.advance(timedelta(hours=24))
+    assert await _kinds(h) == ["firing"]
+
+    # the link was forwarded to the wrong person: withdrawn, and the snooze made through
+    # it with it
+    r = await h.api.post(
+        "/v1/links/revoke",
+        json={"unit": "00004", "reason": "forwarded to the wrong person"},
+        headers=ADMIN,
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["revoked"] >= 1
+    withdrawn_at = h.clock.now()
+
+    # the next repeat slot, still inside what was asked for: the repeat goes, as usual
+    await h.advance(timedelta(hours=24))
+    assert h.clock.now() < snoozed_at + timedelta(hours=SNOOZED_HOURS)
+    assert await _kinds(h) == ["firing", "repeat"]
+    await h.settled()
+
+    async def repeated() -> None:
+        assert [r.json()["kind"] for r in h.http.at("hook/00004")] == ["firing", "repeat"]
+
+    await eventually(repeated, timeout=30)
+
+    link_id = _link_id(path)
+    snoozes = await _snoozes(h, link_id)
+    assert snoozes  # kept, ended at the withdrawal, the end asked for kept with it
+    for s in snoozes:
+        assert (s["starts_at"], s["ends_at"]) == (snoozed_at, withdrawn_at)
+        assert s["asked_ends_at"] == snoozed_at + timedelta(hours=SNOOZED_HOURS)
+    (audited,) = await _ended_audits(h)
+    assert (audited["actor"], audited["subject"]) == ("test-admin", "00004")
+    assert audited["details"]["because"] == "admin"
+    assert sorted(s["alert_id"] for s in audited["details"]["snoozes"]) == sorted(
+        s["alert_id"] for s in snoozes
+    )
+    # what was explained through the link stays
+    said = await _fetch(h.database, "SELECT detail FROM explanations WHERE link_id = $1", link_id)
+    assert [s["detail"] for s in said] == ["máy cấp CCCD hỏng"]
+
+
+async def test_a_snooze_made_through_another_link_that_still_holds_goes_on(
+    live: Harness,
+) -> None:
+    """Two messages, two links to the unit's chief, a snooze through each: only the
+    withdrawn one's ends, and the other still holds the repeats back."""
+    h = live
+    first = await delivered_link(h)
+    # a change (one indicator caught up): a second message, with a link of its own
+    await h.feed.send(progress("00004", 400, at=h.clock.now()))
+    await h.advance(timedelta(minutes=1))
+    await h.advance(timedelta(seconds=61))
+    await h.settled()
+    second = await eventually(lambda: _new_link(h, first), timeout=30)
+    await _snooze(h, first)
+    await _snooze(h, second)
+    kept = await _snoozes(h, _link_id(second))
+
+    # the page finds the first link sent to an address no longer the unit's (as above), and
+    # records it withdrawn
+    await _late_attempt_elsewhere(h, first)
+    assert (await h.api.get(first)).status_code == 410
+    assert (await h.api.get(second)).status_code == 200
+    ended = await _snoozes(h, _link_id(first))
+    assert ended
+    assert all(s["asked_ends_at"] is not None for s in ended)
+    assert await _snoozes(h, _link_id(second)) == kept  # untouched
+    (audited,) = await _ended_audits(h)
+    assert (audited["actor"], audited["details"]["because"]) == ("notifier", "contact_changed")
+
+    # the second link's snooze still holds the repeat back
+    before = await _kinds(h)
+    await h.advance(timedelta(hours=24))
+    assert await _kinds(h) == before
+
+
+async def test_the_units_import_that_withdraws_a_link_ends_its_snoozes(live: Harness) -> None:
+    h = live
+    ward = await delivered_link(h, "00004")
+    other = await delivered_link(h, "00007")
+    await _snooze(h, ward)
+    await _snooze(h, other)
+    await _import_a_new_email(h)
+    (revoked,) = await _fetch(
+        h.database, "SELECT revoked_at FROM links WHERE id = $1", _link_id(ward)
+    )
+    ended = await _snoozes(h, _link_id(ward))
+    assert ended
+    # as of the import (the database's clock), or at its start for one the harness's
+    # clock puts after it: no longer in force either way
+    assert all(s["ends_at"] == max(s["starts_at"], revoked["revoked_at"]) for s in ended)
+    assert all(s["asked_ends_at"] > s["ends_at"] for s in ended)
+    # the other unit's link, its addresses imported again, withdraws nothing
+    assert all(s["asked_ends_at"] is None for s in await _snoozes(h, _link_id(other)))
+    (audited,) = await _ended_audits(h)
+    assert (audited["actor"], audited["subject"]) == ("units import", "00004")
+    assert audited["details"]["because"] == "contact_changed"

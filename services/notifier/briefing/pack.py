@@ -9,11 +9,11 @@ from services.notifier.briefing import formats
 from services.notifier.briefing.gather import gather
 from services.notifier.policy import effective
 from services.notifier.ranks import briefing_level, levels_of, on_tree
-from services.notifier.recounting import refuse_while_recounting
 from services.notifier.repository import reference as reference_sql
 from services.notifier.rules import briefing_slot
 from services.notifier.settings import NotifierSettings
 from tiendo.board import repository as board
+from tiendo.board.recount_refusal import refuse_while_recounting
 from tiendo.database import Connection
 
 Format = Literal["html", "pdf", "xlsx"]

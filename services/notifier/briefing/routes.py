@@ -8,8 +8,8 @@ from starlette.concurrency import run_in_threadpool
 
 from services.notifier.briefing import formats, pack
 from services.notifier.languages import Language
-from services.notifier.recounting import BeingRecounted, recount_problem
 from services.notifier.settings import NotifierSettings
+from tiendo.board.recount_refusal import BeingRecounted, recount_problem
 from tiendo.clock import Clock
 from tiendo.dependencies import Pool
 from tiendo.identity.guard import Guard

@@ -3,8 +3,8 @@ forwarded, or a chief replaced while the unit's addresses stay (admin token; aud
 
 A contact change withdraws the links sent to the old address by itself (contacts_api.py);
 this is for what the notifier cannot see. The chief gets a new link with the next
-message; what was done through the withdrawn ones stays (docs/briefing.md, "Withdrawn
-links")."""
+message; what was acknowledged and explained through the withdrawn ones stays, and their
+snoozes end (docs/briefing.md, "Withdrawn links"; docs/alerts.md)."""
 
 from datetime import datetime
 from typing import Annotated, Any
@@ -30,8 +30,10 @@ Withdraws every live link of the unit's chief (of one campaign, with `campaign`)
 sent in the unit's alert messages that have neither expired nor been withdrawn. From then
 on each link's page answers 410 Gone, in Vietnamese and English, that the link was
 withdrawn by an administrator, and takes no acknowledgement, snooze or explanation; what
-was done through it before stays (explanations are official records, shown at the
-briefing). The chief gets a new link with the unit's next alert message. For a link that
+was acknowledged and explained through it before stays (explanations are official records,
+shown at the briefing). A snooze made through it ends now, audited as `snoozes.end`: whoever
+held the link no longer holds the chief's reminders back, and the next repeat slot sends as
+usual. The chief gets a new link with the unit's next alert message. For a link that
 was forwarded, or a chief replaced while the unit's addresses stay: a contact replaced or
 removed (`PUT /v1/contacts`) withdraws the links sent to the old address by itself.
 

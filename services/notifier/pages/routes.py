@@ -32,12 +32,7 @@ from services.notifier.explanations import (
     local_today,
     snooze_until,
 )
-from services.notifier.recounting import (
-    RETRY_AFTER_SECONDS,
-    BeingRecounted,
-    notice,
-    refuse_while_recounting,
-)
+from services.notifier.recounting import notice
 from services.notifier.repository import alerts as alert_sql
 from services.notifier.repository import explanations as sql
 from services.notifier.repository import links as link_sql
@@ -48,6 +43,7 @@ from services.notifier.settings import NotifierSettings
 from tiendo.board import repository as board
 from tiendo.board.campaign import Campaign
 from tiendo.board.figures import judge_now
+from tiendo.board.recount_refusal import BeingRecounted, refuse_while_recounting, retry_after
 from tiendo.clock import Clock
 from tiendo.database import Connection
 from tiendo.dependencies import Pool
@@ -125,16 +121,17 @@ REFUSALS: dict[str, tuple[int, str, str, str]] = {
     ),
 }
 # what a withdrawn link's page adds: the records made through it are official (the
-# briefing shows the explanations), and a revocation takes none of them back
+# briefing shows the explanations), and a revocation takes none of them back; a snooze is
+# a hold on the reminders, which the link's holder no longer steers (migration 013)
 WITHDRAWN = {
     link_sql.Because.CONTACT_CHANGED: links.Refusal.CONTACT_CHANGED,
     link_sql.Because.ADMIN: links.Refusal.REVOKED,
 }
 KEPT = (
-    "Những gì đã xác nhận, hoãn hoặc giải trình qua đường dẫn này trước khi thu hồi vẫn được "
-    "giữ nguyên.",
-    "What was acknowledged, snoozed or explained through it before it was withdrawn stays "
-    "recorded.",
+    "Những gì đã xác nhận hoặc giải trình qua đường dẫn này trước khi thu hồi vẫn được giữ "
+    "nguyên; việc hoãn nhắc lại đã chọn qua đường dẫn này (nếu có) kết thúc khi thu hồi.",
+    "What was acknowledged or explained through it before it was withdrawn stays recorded; "
+    "any snooze chosen through it ended with the withdrawal.",
 )
 DONE = {
     "acknowledge": "Đã ghi nhận: không nhắc lại cho đến khi có thay đổi.",
@@ -240,7 +237,7 @@ def links_router(settings: NotifierSettings, clock: Clock) -> APIRouter:
         status = extra.pop("status", 200)
         headers = {"Cache-Control": "no-store"}
         if status == 503:
-            headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+            headers |= retry_after()
         return HTMLResponse(page, status_code=status, headers=headers)
 
     @router.get("/l/{token}", response_class=HTMLResponse)

@@ -24,7 +24,7 @@ RETURNING id
 INSERT_UNDELIVERABLE = """
 INSERT INTO notifications (dedup_key, alert_id, kind, recipient, channel, address, body,
                            group_id, campaign_id, subject, language, status, last_error)
-VALUES ($1, $2, $3, $4, 'none', '', $5, NULL, $6, $7, $8, 'failed', $9)
+VALUES ($1, $2, $3, $4, 'none', '', $5, $6, $7, $8, $9, 'failed', $10)
 ON CONFLICT (dedup_key) DO NOTHING
 RETURNING id
 """
@@ -178,7 +178,7 @@ async def insert_notification(
     notification_id: int | None = await conn.fetchval(
         INSERT_NOTIFICATION,
         dedup_key,
-        alert_ids[0] if len(alert_ids) == 1 else None,
+        _single(alert_ids),
         kind,
         recipient,
         channel,
@@ -195,6 +195,12 @@ async def insert_notification(
     return notification_id
 
 
+def _single(alert_ids: Sequence[int]) -> int | None:
+    # a message of one alert names it on its row too (`GET /v1/notifications?alert_id=`
+    # reads both)
+    return alert_ids[0] if len(alert_ids) == 1 else None
+
+
 async def insert_undeliverable(
     conn: Connection,
     *,
@@ -202,28 +208,30 @@ async def insert_undeliverable(
     kind: str,
     recipient: str,
     body: dict[str, Any],
+    group_id: int | None,
     campaign_id: str,
     subject: str,
     language: str,
     error: str,
-    alert_id: int,
+    alert_ids: Sequence[int],
 ) -> int | None:
     """Record a message that has no address to go to as failed (channel `none`); None when
     its dedup key was recorded already."""
     notification_id: int | None = await conn.fetchval(
         INSERT_UNDELIVERABLE,
         dedup_key,
-        alert_id,
+        _single(alert_ids),
         kind,
         recipient,
         json.dumps(body, ensure_ascii=False, sort_keys=True),
+        group_id,
         campaign_id,
         subject,
         language,
         error[:500],
     )
-    if notification_id is not None:
-        await conn.execute(INSERT_NOTIFICATION_ALERTS, notification_id, [alert_id])
+    if notification_id is not None and alert_ids:
+        await conn.execute(INSERT_NOTIFICATION_ALERTS, notification_id, list(alert_ids))
     return notification_id
 
 

@@ -3,7 +3,11 @@ no longer its unit's contact, or by an administrator; audited as every admin cha
 
 The rule "sent to an address no longer the unit's" is the database's own function
 (`notifier.link_reached_former_contact`), so the contact change that revokes, the units
-import (`notifier.hand_over_unit_contacts`) and the page that refuses read it alike."""
+import (`notifier.hand_over_unit_contacts`) and the page that refuses read it alike.
+
+A withdrawal ends the snoozes made through the link, in its transaction, audited as
+`snoozes.end`: the trigger on `revoked_at` (migration 013), so every statement here that
+writes it, and the units import's, ends them alike."""
 
 from collections.abc import Sequence
 from dataclasses import dataclass
