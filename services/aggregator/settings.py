@@ -46,7 +46,8 @@ class AggregatorSettings(ServiceSettings):
         ge=0,
         description=(
             "how long the metric snapshot reuses each unit's value one run-rate window ago "
-            "(read from the event history, the snapshot's costly part)"
+            "(read from the day rollups, the snapshot's costly part); a report dated before "
+            "the window's start, a re-plan or a rebuild drops them at the next pass"
         ),
     )
     campaign_check_seconds: float = Field(

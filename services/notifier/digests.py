@@ -62,11 +62,13 @@ def _digest(
 
 
 def deferred_grace(grace: timedelta, at: datetime, deferred_since: datetime | None) -> timedelta:
-    """How late the slot a full pass at `at` sends may be. `deferred_since`: the first pass
-    that waited for a rebuild since the last full pass (`Evaluator._waits_for_recount`); a
-    slot still due then (at most `grace` old) was held back by the rebuild, not missed,
-    and is due now however late: the chiefs get it once the figures are whole again, with
-    those figures (docs/alerts.md "While the counters are rebuilt")."""
+    """How late the slot a full pass at `at` sends of a campaign may be. `deferred_since`:
+    the first pass that waited for a rebuild since the campaign's digests last got
+    through a pass (`Evaluator._held_back`: a pass whose follow-up of the campaign raised,
+    or that left it out, did not send them); a slot still due then (at most `grace` old)
+    was held back by the rebuild, not missed, and is due now however late: the chiefs get
+    it once the figures are whole again, with those figures (docs/alerts.md "While the
+    counters are rebuilt")."""
     if deferred_since is None:
         return grace
     # the latest slot not older than `grace` at `deferred_since`, or one that came since

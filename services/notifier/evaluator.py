@@ -98,9 +98,13 @@ class Evaluator:
             self._metrics.campaign_follow_ups_failing, work="digests and commitments"
         )
         # The first moment a pass of this replica waited for a rebuild, until a full pass
-        # judges again: a digest slot still due then is sent by that pass, however late
-        # (`digests.deferred_grace`), not skipped as a notifier down would miss it.
+        # judges again: a digest slot still due then is sent, however late
+        # (`digests.deferred_grace`), not skipped as a notifier down would miss it ...
         self._waited_since: datetime | None = None
+        # ... by the first full pass that follows each campaign up: per campaign, that
+        # moment, until a pass's digests and commitment checks of it get through (one
+        # whose follow-up raised, or that a pass left out, keeps it for the next)
+        self._held_back: dict[str, datetime] = {}
         self._waiting = False  # the last pass waited (`tiendo_notifier_waiting_for_recount`)
 
     async def evaluate_at(
@@ -211,11 +215,10 @@ class Evaluator:
                 of: dict[str, list[Judged]] = {c: [] for c in judging}
                 for j in judged:
                     of.setdefault(j.verdict.campaign_id, []).append(j)
-                # a slot a rebuild held back goes now, however late
-                deferred_since, self._waited_since = self._waited_since, None
-                grace = deferred_grace(
-                    timedelta(seconds=self._settings.digest_grace_seconds), at, deferred_since
-                )
+                # a slot a rebuild held back goes with the campaign's first follow-up that
+                # gets through, however late, and then only as any slot goes: once
+                self._hold_back(campaigns)
+                grace = timedelta(seconds=self._settings.digest_grace_seconds)
 
                 async def follow_up(campaign: Campaign) -> None:
                     one, started = {campaign.id: campaign}, monotonic.perf_counter()
@@ -225,7 +228,7 @@ class Evaluator:
                         one,
                         policies,
                         at,
-                        grace,
+                        deferred_grace(grace, at, self._held_back.get(campaign.id)),
                         self._renderer,
                         self._outgoing,
                     )
@@ -233,13 +236,15 @@ class Evaluator:
                     await check_commitments(conn, one, policies, at, self._outgoing, summary)
                     summary.timed("commitments", started)
 
-                await self._follow_ups.each(
+                followed = await self._follow_ups.each(
                     conn,
                     [judging[c] for c in sorted(judging)],
                     follow_up,
                     keep=held,  # not followed up this pass, not forgotten
                     atomic=False,
                 )
+                for campaign_id in followed:
+                    self._held_back.pop(campaign_id, None)
                 t = monotonic.perf_counter()
             counts = await alert_sql.count_firing(conn)
             summary.timed("count", t)
@@ -277,6 +282,16 @@ class Evaluator:
             recount_started_at=recounting.started_at.isoformat(),
         )
         return True
+
+    def _hold_back(self, campaigns: Collection[str]) -> None:
+        """A full pass judges again: the wait since `_waited_since`, if any, holds back the
+        digest slot of every campaign (`campaigns`: those known now; one gone is
+        forgotten) until a pass follows it up (`_held_back`), each from its first wait."""
+        waited, self._waited_since = self._waited_since, None
+        if waited is not None:
+            for campaign_id in campaigns:
+                self._held_back[campaign_id] = min(self._held_back.get(campaign_id, waited), waited)
+        self._held_back = {c: s for c, s in self._held_back.items() if c in campaigns}
 
     def _resumed(self) -> None:
         """A pass judges again: said once, when it follows a wait."""

@@ -31,7 +31,10 @@ class NotifierSettings(ServiceSettings):
     run_rate_cache_seconds: float = Field(
         300.0,
         ge=0,
-        description="reuse values one run-rate window ago (from history) this long",
+        description=(
+            "reuse values one run-rate window ago (from the day rollups) this long, unless a "
+            "report dated before the window's start, a re-plan or a rebuild came since"
+        ),
     )
     feed_coalesce_seconds: float = Field(
         1.0,

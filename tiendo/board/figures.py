@@ -7,15 +7,15 @@ import asyncio
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, timedelta
 
 from tiendo import counting
 from tiendo.board import days, repository
 from tiendo.board.campaign import Campaign
 from tiendo.board.plans import earlier_plan
 from tiendo.board.repository import Counter, Place, Ranked
-from tiendo.board.window import WindowValues
-from tiendo.counting import ValueAt
+from tiendo.board.window import Reach, WindowValues
+from tiendo.counting import ValueAt, reach
 from tiendo.database import Connection
 from tiendo.pace import (
     Moment,
@@ -41,34 +41,84 @@ class Verdict(Place):
     last_event_at: datetime | None
 
 
+def _window_start(campaign: Campaign, at: datetime) -> datetime | None:
+    """Where the run-rate window of `at` starts (None: no window yet)."""
+    window = run_rate_window(campaign.plan(0, 0), at)
+    return None if window is None else min(at, campaign.deadline) - window
+
+
+def _reach_day(campaign: Campaign, start: datetime) -> date:
+    """The last local day whose change moves the units' values at a window's `start` as
+    the day rollups give them (`days.values_at`): its own day, whose change is shared out
+    by the moment. A window that starts at the campaign's start has the values the days'
+    changes all come after, which no batch moves (nothing before the start counts): the
+    day before it, on which only what moves every day is counted (`tiendo.counting.reach`)."""
+    if start <= campaign.starts_at:
+        return days.local_day(campaign, campaign.starts_at) - timedelta(days=1)
+    return days.local_day(campaign, start)
+
+
+async def _reached(
+    conn: Connection, campaign: Campaign, at: datetime, cache: WindowValues | None
+) -> Reach | None:
+    """What `cache`'s values of the window of `at` are kept under (`WindowValues.fresh`);
+    None: nothing to keep (no cache, no window yet). Read before the counters and the
+    rollups the values come from: a transaction committed after it is then seen at the
+    next read, whether or not the values saw it."""
+    start = _window_start(campaign, at) if cache is not None else None
+    if start is None:
+        return None
+    day = _reach_day(campaign, start)
+    return Reach(day, await reach.reached(conn, campaign.id, day))
+
+
 async def _window_ago(
     conn: Connection,
     campaign: Campaign,
     wanted: Mapping[str, Sequence[Counter]],
     at: datetime,
     cache: WindowValues | None,
+    reached: Reach | None,
     refresh: bool = False,
 ) -> dict[str, dict[str, int] | None]:
     """Per indicator, each wanted unit's value at the start of the run-rate window (None:
     no window yet), from its live value and the day rollups (`tiendo.board.days`): never
-    from the event history, live or `as_of` alike, so both judge a moment the same way."""
-    window = run_rate_window(campaign.plan(0, 0), at)
-    if window is None:
+    from the event history, live or `as_of` alike, so both judge a moment the same way.
+    `cache` is read and filled only with `reached` (`_reached`, read before `wanted`):
+    values kept under it are reused if no transaction has counted under their days since
+    (`tiendo.counting.reach`), and those read now are kept under it."""
+    start = _window_start(campaign, at)
+    if start is None:
         return dict.fromkeys(wanted)
+    fresh: set[str] = set()
+    if cache is not None and reached is not None and not refresh:
+        fresh = {
+            indicator
+            for indicator, counters in wanted.items()
+            if cache.fresh(
+                (campaign.id, indicator),
+                tuple(c.unit for c in counters),
+                at,
+                reached.of(indicator),
+            )
+        }
+        if fresh:
+            # and still so now that the counters are read: a batch committed since
+            # `reached` was read may be in their live values, and is in no kept value
+            since = Reach(reached.day, await reach.reached(conn, campaign.id, reached.day))
+            fresh = {i for i in fresh if since.of(i) == reached.of(i)}
     out: dict[str, dict[str, int] | None] = {}
     missing: dict[str, dict[str, int]] = {}
     for indicator, counters in wanted.items():
-        pair = (campaign.id, indicator)
-        codes = tuple(c.unit for c in counters)
-        if cache is not None and not refresh and cache.fresh(pair, codes, at):
-            out[indicator] = cache.get(pair)
+        if cache is not None and indicator in fresh:
+            out[indicator] = cache.get((campaign.id, indicator))
         else:
             missing[indicator] = {c.unit: c.value for c in counters}
     if missing:
-        found = await days.values_at(conn, campaign, missing, min(at, campaign.deadline) - window)
+        found = await days.values_at(conn, campaign, missing, start)
         for indicator, ago in found.items():
-            if cache is not None:
-                cache.keep((campaign.id, indicator), tuple(ago), at, ago)
+            if cache is not None and reached is not None:
+                cache.keep((campaign.id, indicator), tuple(ago), at, ago, reached.of(indicator))
             out[indicator] = ago
     return out
 
@@ -221,12 +271,15 @@ async def judge(
     counters hold their own tree's). The value a run-rate window ago comes from the day
     rollups, live or not (`window`: where such values are cached).
     """
+    reached = await _reached(conn, campaign, at, window)
     counters = await repository.counters_of(conn, campaign.id, indicator, codes)
     if not live:
         if plan is None:
             plan = await earlier_plan(conn, campaign, at, [indicator])
         counters = repository.on_plan(counters, plan)
-    return await judge_counters(conn, campaign, indicator, counters, at, live=live, window=window)
+    return await _judge_counters(
+        conn, campaign, indicator, counters, at, live=live, window=window, reached=reached
+    )
 
 
 async def judge_now(
@@ -246,12 +299,29 @@ async def judge_counters(
     at: datetime,
     *,
     live: bool,
-    window: WindowValues | None = None,
     tree_at: datetime | None = None,
 ) -> dict[str, Verdict]:
     """`judge` of counters the caller has read already (`tree_at`: see `values_of`)."""
+    return await _judge_counters(
+        conn, campaign, indicator, counters, at, live=live, tree_at=tree_at
+    )
+
+
+async def _judge_counters(
+    conn: Connection,
+    campaign: Campaign,
+    indicator: str,
+    counters: Sequence[Counter],
+    at: datetime,
+    *,
+    live: bool,
+    window: WindowValues | None = None,
+    reached: Reach | None = None,
+    tree_at: datetime | None = None,
+) -> dict[str, Verdict]:
+    """`judge_counters`, with `window`'s values kept under `reached` (read before them)."""
     values = await values_of(conn, campaign, indicator, counters, at, live, tree_at)
-    ago = await _window_ago(conn, campaign, {indicator: counters}, at, window)
+    ago = await _window_ago(conn, campaign, {indicator: counters}, at, window, reached)
     if len(counters) < OFF_LOOP:
         return judge_many(campaign, counters, values, ago[indicator], at)
     return await asyncio.to_thread(judge_many, campaign, counters, values, ago[indicator], at)
@@ -299,7 +369,7 @@ async def judge_indicators(
     kids: dict[str, list[Counter]] = {i: [] for i in indicators}
     for c in repository.on_plan(read, plan):
         (own if c.unit == unit else kids)[c.indicator].append(c)
-    ago = await _window_ago(conn, campaign, own, at, None)
+    ago = await _window_ago(conn, campaign, own, at, None, None)
     then: dict[tuple[str, str], ValueAt] = {}
     if not live:
         roots = sorted({c.unit for c in read})
@@ -339,19 +409,14 @@ async def judge_campaign(
 ) -> list[Verdict]:
     """Every (unit, indicator) the campaign judges (`is_judged`), including units that
     never reported, judged at `at`. `refresh`: compute the run-rate start values anew
-    (and keep them in `window`) even if kept ones are young: a late event from before
-    the window moves them, and a full pass must be exact."""
+    (and keep them in `window`) even if kept ones are young: a full pass is exact, where
+    kept values are those of a window that started minutes earlier. Kept values are
+    reused only while no transaction has changed the days they came from (`_reached`)."""
+    reached = await _reached(conn, campaign, at, window)
     by_indicator: dict[str, list[Counter]] = {}
     for c in await repository.targeted(conn, campaign.id):
         by_indicator.setdefault(c.indicator, []).append(c)
-    ago = await _window_ago(
-        conn,
-        campaign,
-        dict(by_indicator),
-        at,
-        window,
-        refresh,
-    )
+    ago = await _window_ago(conn, campaign, dict(by_indicator), at, window, reached, refresh)
     out: list[Verdict] = []
     for indicator, counters in by_indicator.items():
         values = await values_of(conn, campaign, indicator, counters, at, live)

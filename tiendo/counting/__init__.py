@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from tiendo.counting import as_of_days, batch, rollups, rules
+from tiendo.counting import as_of_days, batch, reach, rollups, rules
 from tiendo.database import Connection
 from tiendo.event import Event
 
@@ -127,8 +127,9 @@ def _unappliable(rows: Sequence[Any]) -> list[Unappliable]:
 async def apply(
     conn: Connection, *, distinct_ids: bool = False, unusable: Sequence[str] = ()
 ) -> BatchOutcome:
-    """Apply what `stage` loaded (rules 1–6): dedup, count, roll up; return the keys whose
-    figures moved, and the conflicts to dead-letter. `distinct_ids`: no event_id repeats
+    """Apply what `stage` loaded (rules 1–6): dedup, count, roll up, count how far back
+    the rollups changed (`reach`); return the keys whose figures moved, and the conflicts
+    to dead-letter. `distinct_ids`: no event_id repeats
     within the batch; `unusable`: campaigns left out. The caller owns the transaction."""
     await lock_apply(conn)
     await conn.execute(batch.APPLY_SETTINGS)
@@ -175,6 +176,9 @@ async def apply(
     if shared:
         for campaign_id in [r[0] for r in await conn.fetch(batch.SHARED_CAMPAIGNS)]:
             changed += await conn.fetch(batch.RECOMPUTE_VALUES, campaign_id)
+    # last: after the spread's rows, which any transaction counting the same pairs waits
+    # for first (`reach`); a version carried by shares moves figures no day holds
+    await reach.mark_batch(conn, every_day=shared)
     keys = sorted({Key(r[0], r[1], r[2]) for r in changed})
     return BatchOutcome(new_events, keys, conflicts)
 

@@ -63,6 +63,7 @@ and, on the first levels, every hour's, and to each other.
 at most one day of events per key.
 """
 
+from tiendo.counting import reach
 from tiendo.counting.batch import TREE_AT
 from tiendo.counting.rules import (
     IN_CAMPAIGN,
@@ -375,6 +376,8 @@ async def apply_days(conn: Connection) -> None:
 
 
 async def recount_days(conn: Connection, campaign_id: str) -> None:
-    """One campaign's day rollups again from its stored events (inside a re-plan)."""
+    """One campaign's day rollups again from its stored events (inside a re-plan), counted
+    as a change of every day (`reach`: a value a reader kept from them is stale)."""
     for statement in RECOUNT_DAY_CHANGES:
         await conn.execute(statement, campaign_id)
+    await reach.mark_replanned(conn, campaign_id)
