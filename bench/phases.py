@@ -3,9 +3,10 @@ and at a sustained rate, the aggregator's apply, then (bench.freshness) freshnes
 fixed load, then the rebuild of every counter and the pure alert evaluation."""
 
 import asyncio
+import json
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import httpx
 
@@ -17,6 +18,13 @@ from bench.profiling import FlameGraph, sql_profile
 from bench.stage import INGEST_SETTINGS, Stage
 from devtools.localstack import free_port
 from services.aggregator.rebuild import rebuild
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from tiendo.board.campaign import Campaign
+    from tiendo.board.repository import Counter
+    from tiendo.counting import ValueAt
 
 INGEST = ["services.cli", "ingest", "serve"]
 AGGREGATOR = ["services.cli", "aggregator", "serve"]
@@ -246,11 +254,12 @@ async def measure_rebuild(stage: Stage) -> None:
 
 def alert_evaluation(pairs: int) -> dict[str, Any]:
     """The notifier's rule conditions (stale, behind, at_risk) for `pairs` counters: the
-    pure evaluation every clock tick runs (the board's figures, then the rules), without
-    the database round trips."""
+    pure evaluation every clock tick runs (the board's figures of a campaign's counters,
+    `judge_many` as a full pass judges them, then the rules), without the database round
+    trips."""
     from services.notifier.rules import Rule, held
     from tiendo.board.campaign import Campaign
-    from tiendo.board.figures import judge_one
+    from tiendo.board.figures import judge_many
     from tiendo.board.repository import Counter
     from tiendo.counting import ValueAt
     from tiendo.pace import Thresholds
@@ -267,15 +276,27 @@ def alert_evaluation(pairs: int) -> dict[str, Any]:
         Thresholds(0.9, timedelta(hours=12)),
         (),
     )
-    last = [now - timedelta(hours=i % 24) for i in range(pairs)]
     counters = [
-        Counter("c", f"u{i}", "", 3, None, "cccd_collected", i % 900, 0, 1000, None, last[i])
+        Counter(
+            "c",
+            f"u{i}",
+            "",
+            3,
+            None,
+            "cccd_collected",
+            i % 900,
+            0,
+            1000,
+            None,
+            now - timedelta(hours=i % 24),
+        )
         for i in range(pairs)
     ]
+    values = {c.unit: ValueAt(c.value, c.last_event_at) for c in counters}
+    ago = {c.unit: c.value - i % 50 for i, c in enumerate(counters)}
     started = time.perf_counter()
     holding = dict.fromkeys((Rule.STALE, Rule.BEHIND, Rule.AT_RISK), 0)
-    for i, c in enumerate(counters):
-        v = judge_one(campaign, c, ValueAt(c.value, c.last_event_at), c.value - i % 50, now)
+    for v in judge_many(campaign, counters, values, ago, now).values():
         for rule, holds in held(v, campaign, now).items():
             holding[rule] += holds
     elapsed = time.perf_counter() - started
@@ -283,4 +304,67 @@ def alert_evaluation(pairs: int) -> dict[str, Any]:
         "pairs": pairs,
         "seconds": round(elapsed, 3),
         "holding": {str(k): v for k, v in holding.items()},
+        "pass": _alert_pass(campaign, counters, values, ago, now),
+    }
+
+
+def _alert_pass(
+    campaign: "Campaign",
+    counters: "Sequence[Counter]",
+    values: "Mapping[str, ValueAt]",
+    ago: dict[str, int],
+    now: datetime,
+) -> dict[str, Any]:
+    """The whole of a full pass's pure work on those counters, not only the rules: the
+    board's figures, then which alerts change and which get fresh figures
+    (`services.notifier.judging`), first with no alert open (every one that holds is
+    opened), then steady, with those alerts open and this replica's memory of their
+    figures warm (what every clock tick after the first does). The database's part (the
+    reads, the writes of what changed) is not in it: `python -m bench.one_state` measures
+    a whole pass on a national tree."""
+    import asyncpg
+
+    from services.notifier.inputs import Judged
+    from services.notifier.judging import Written, judge_alerts
+    from services.notifier.policy import effective
+    from services.notifier.repository.alerts import AlertKey
+    from services.notifier.settings import NotifierSettings
+    from tiendo.board.figures import judge_many
+
+    policy = effective(NotifierSettings(), {})
+    policies, campaigns = {campaign.id: policy}, {campaign.id: campaign}
+    rounds: dict[str, float] = {}
+    written = Written()
+    open_: dict[AlertKey, asyncpg.Record] = {}
+    for name in ("first", "steady", "steady_again"):
+        started = time.perf_counter()
+        verdicts = judge_many(campaign, counters, values, ago, now)
+        judged = [Judged(v, campaign) for v in verdicts.values()]
+        judgement = judge_alerts(judged, campaigns, policies, policy, open_, {}, now, True, written)
+        rounds[name] = time.perf_counter() - started
+        if name == "first":
+            # the alerts it opened, as the notifier stores them (firing for a day)
+            since = now - timedelta(days=1)
+            open_ = {
+                AlertKey(t.key, t.rule.value): cast(
+                    asyncpg.Record,
+                    {
+                        "id": i,
+                        "version": 1,
+                        "details": json.dumps(t.details),
+                        "state": "firing",
+                        "since": since,
+                        "fired_at": since,
+                        "resolved_at": None,
+                    },
+                )
+                for i, t in enumerate(judgement.todo)
+            }
+    return {
+        "open_alerts": len(open_),
+        "first_seconds": round(rounds["first"], 3),
+        # the first steady round also parses every alert's stored figures (once in a
+        # replica's life); the next compares them as kept
+        "steady_cold_seconds": round(rounds["steady"], 3),
+        "steady_seconds": round(rounds["steady_again"], 3),
     }

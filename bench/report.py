@@ -141,6 +141,11 @@ def table(results: dict[str, Any]) -> str:
             )
         if key == "alert_evaluation":
             text = f"{r['pairs']:,} pairs in {r['seconds']} s"
+            if p := r.get("pass"):
+                text += (
+                    f"; a full pass's pure work {p['first_seconds']} s first,"
+                    f" {p['steady_seconds']} s steady ({p['open_alerts']:,} alerts open)"
+                )
         if key in ("ingest", "ingest_scaled"):
             text += f", batch p50 {r['batch_p50_ms']} ms p99 {r['batch_p99_ms']} ms"
         if "cpu_seconds_per_1000_events" in r:
@@ -279,6 +284,12 @@ def other_rows(results: dict[str, Any]) -> list[str]:
         rows.append(
             f"| alert evaluation (rule conditions) | {r['pairs']:,} pairs in {r['seconds']} s | |"
         )
+        if p := r.get("pass"):
+            rows.append(
+                f"| a full pass's pure work on them (figures, rules, each alert's step) |"
+                f" {p['first_seconds']} s opening {p['open_alerts']:,} alerts,"
+                f" {p['steady_seconds']} s steady | |"
+            )
     if r := results.get("reads"):
         d = r["dataset"]
         rows.append(

@@ -1,10 +1,11 @@
 """One evaluation of the alert rules at a time `at`, along its flow:
 
 load (`inputs`: the board's figures of every targeted key, the policies, the open alerts,
-the briefing ranks) → judge (`rules.held`, pure) → lifecycle (`lifecycle`: each alert
-stepped under its row lock, escalation) → group (`groups`: one message per recipient,
-planned under the group's lock) → messages (`messages`) → digests (`digests`). Nothing
-of it while the aggregator rebuilds its counters (`_waits_for_recount`).
+the briefing ranks) → judge (`judging`: the rules, and which alerts change; pure) →
+lifecycle (`lifecycle`: each alert stepped under its row lock, escalation) → group
+(`groups`: one message per recipient, planned under the group's lock) → messages
+(`messages`) → digests (`digests`). Nothing of it while the aggregator rebuilds its
+counters (`_waits_for_recount`).
 
 `at` always comes from the caller's one `Clock`: the service's clock loop and feed consumer
 pass `clock.now()`; a test or a replay passes simulated times and runs a campaign's whole
@@ -12,11 +13,9 @@ alert timeline in seconds. Every step is safe to run concurrently in several rep
 locks serialise the decisions and unique keys make each message exist once."""
 
 import asyncio
-import json
 import time as monotonic
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
-from typing import Any
 
 import asyncpg
 
@@ -24,17 +23,16 @@ from services.notifier.commitments import check_commitments
 from services.notifier.digests import deferred_grace, queue_digests
 from services.notifier.groups import Planner
 from services.notifier.inputs import CampaignJudged, Judged, in_play, judge_keys, judge_targeted
-from services.notifier.lifecycle import Todo, alert_of, apply_changes, escalate
+from services.notifier.judging import Written, judge_alerts
+from services.notifier.lifecycle import apply_changes, escalate
 from services.notifier.links import LinkIssuer
-from services.notifier.messages import Outgoing, details
+from services.notifier.messages import Outgoing
 from services.notifier.metrics import NotifierMetrics
 from services.notifier.policy import Policy, effective
 from services.notifier.ranks import briefing_ranks
 from services.notifier.render import Renderer
 from services.notifier.repository import alerts as alert_sql
 from services.notifier.repository import reference as reference_sql
-from services.notifier.repository.alerts import AlertKey
-from services.notifier.rules import Change, Rule, held, ranked_alerted, step
 from services.notifier.settings import NotifierSettings
 from services.notifier.summary import Summary
 from tiendo.board import repository as board
@@ -46,24 +44,6 @@ from tiendo.database import Connection
 from tiendo.logs import get_logger
 
 log = get_logger(__name__)
-
-
-def closed_because(
-    campaign: Campaign | None, version: reference_sql.Version | None, at: datetime
-) -> dict[str, Any]:
-    """Why an open alert whose key a full pass no longer judges closes, as its details
-    say it (messages.alert_model): `replaced` when a cut-over at or before the moment the
-    campaign reports on closed its unit's version (docs/units-over-time.md: its successors
-    are judged from then on), with the successors and the moment; `untracked` otherwise
-    (its target was removed or set to 0, the unit exempted, the campaign deleted)."""
-    if campaign is not None and version is not None and version.closed_by(campaign.reports_on(at)):
-        assert version.valid_to is not None
-        return {
-            "closed_because": "replaced",
-            "replaced_at": version.valid_to.isoformat(),
-            "successors": list(version.successors),
-        }
-    return {"closed_because": "untracked"}
 
 
 class Evaluator:
@@ -90,9 +70,8 @@ class Evaluator:
         # before a change must not land after one that read it later (it would re-open
         # what the later one found clear). Replicas are kept apart by the row locks.
         self._turn = asyncio.Lock()
-        # The figures this replica last wrote to each open alert, with the row's version
-        # then: a pass rewrites an alert only when its figures changed.
-        self._written: dict[int, tuple[int, str]] = {}
+        # The figures this replica last wrote to each open alert (`judging.Written`)
+        self._written = Written()
         self._isolation = CampaignIsolation(self._metrics.campaign_failing)
         self._follow_ups = CampaignIsolation(
             self._metrics.campaign_follow_ups_failing, work="digests and commitments"
@@ -185,16 +164,22 @@ class Evaluator:
             if await self._waits_for_recount(conn, at, full, summary):
                 return summary
         self._resumed()
-        todo, touched = self._judge(judged, campaigns, policies, open_, ranks, at, full, gone)
+        fallback = self._default()
+        judgement = judge_alerts(
+            judged, campaigns, policies, fallback, open_, ranks, at, full, self._written, gone
+        )
+        todo = judgement.todo
         t = summary.timed("judge", t)
         async with pool.acquire() as conn:
             if full:
                 await alert_sql.mark_evaluated(conn, list(wanted), at)
-            versions = await alert_sql.touch_alerts(conn, at, touched)
+            versions = await alert_sql.touch_alerts(
+                conn, at, [(t.alert_id, t.payload) for t in judgement.touched]
+            )
             if full:  # forget alerts closed since
                 ids = {r["id"] for r in open_.values()}
-                self._written = {i: w for i, w in self._written.items() if i in ids}
-            self._written.update((i, (versions[i], p)) for i, p in touched if i in versions)
+                self._written.keep_only(ids)
+            self._written.wrote(versions, {t.alert_id: t.details for t in judgement.touched})
             t = summary.timed("touch", t)
             for c in await apply_changes(conn, todo, policies, self._default(), at):
                 summary.changes.append(c)
@@ -305,104 +290,3 @@ class Evaluator:
 
     def _default(self) -> Policy:
         return effective(self._settings, {})
-
-    def _changed(self, current: asyncpg.Record, d: dict[str, Any], payload: str) -> bool:
-        """Whether an open alert's stored figures differ from `d` (`payload`, its JSON)."""
-        written = self._written.get(current["id"])
-        if written is not None and written[0] == current["version"]:
-            return written[1] != payload
-        raw = current["details"]
-        if (json.loads(raw) if isinstance(raw, str) else raw) != d:
-            return True
-        self._written[current["id"]] = (current["version"], payload)
-        return False
-
-    def _judge(
-        self,
-        judged: Sequence[Judged],
-        campaigns: dict[str, Any],
-        policies: dict[str, Policy],
-        open_: dict[AlertKey, asyncpg.Record],
-        ranks: dict[Key, dict[str, Any]],
-        at: datetime,
-        full: bool,
-        versions: Mapping[str, reference_sql.Version] | None = None,
-    ) -> tuple[list[Todo], list[tuple[int, str]]]:
-        """Which alerts change (to be stepped under their locks) and which only get fresh
-        figures. A full pass also closes open alerts whose key is no longer judged (its
-        target was removed, its campaign deleted, a cut-over replaced its unit: `versions`,
-        of those alerts' units, tells which). A feed pass stamps every alert of its keys; a
-        full pass (stamped as a whole, `mark_evaluated`) rewrites only alerts whose figures
-        changed."""
-        todo: list[Todo] = []
-        touched: list[tuple[int, str]] = []
-        seen: set[Key] = set()
-        # per campaign, not per key: a policy is a pydantic model (255,000 alerts a pass)
-        fallback = self._default()
-        for_of: dict[tuple[str | None, Rule], timedelta] = {
-            (c, r): p.rule(r).for_ for c, p in [*policies.items(), (None, fallback)] for r in Rule
-        }
-        enabled_of = {c: p.enabled() for c, p in policies.items()}
-
-        def consider(
-            key: Key, rule: Rule, holds: bool, d: dict[str, Any], payload: list[str]
-        ) -> None:
-            """`payload`: the JSON of `d` once made, shared by the rules of one key."""
-            current = open_.get(AlertKey(key, rule.value))
-            if current is None and not holds:
-                return
-            campaign_id = key.campaign_id
-            for_ = for_of[campaign_id if campaign_id in policies else None, rule]
-            _, change = step(alert_of(current), holds, at, for_)
-            if change is Change.NONE:
-                if current is not None:
-                    if not payload:
-                        payload.append(json.dumps(d))
-                    if not full or self._changed(current, d, payload[0]):
-                        touched.append((current["id"], payload[0]))
-                return
-            todo.append(Todo(key, rule, holds, d, change))
-
-        for j in judged:
-            v, key = j.verdict, j.key
-            seen.add(key)
-            enabled = enabled_of[v.campaign_id]
-            verdicts = {r: h and r in enabled for r, h in held(v, j.campaign, at).items()}
-            ended = j.campaign.ended(at)
-            if full:
-                # ranked at the briefing, but alerted only while its target runs (past a
-                # unit's own deadline its rank alert closes with the rest of its alerts; it
-                # kept firing, and escalating, to the campaign's end) and the unit is not
-                # done (`rules.ranked_alerted`)
-                verdicts[Rule.BOTTOM_RANK] = (
-                    Rule.BOTTOM_RANK in enabled
-                    and key in ranks
-                    and ranked_alerted(v, j.campaign, at)
-                )
-            # a unit's own deadline may come before the campaign's: past it, its alerts
-            # close with the final word too, not as "back on track"
-            d = {
-                **details(v, ranks.get(key)),
-                "campaign_ended": ended,
-                "deadline_passed": at >= v.deadline,
-            }
-            payload: list[str] = []
-            for rule, holds in verdicts.items():
-                consider(key, rule, holds, d, payload)
-        if full:
-            for alert, row in open_.items():
-                if alert.key in seen:
-                    continue
-                raw = row["details"]
-                d = json.loads(raw) if isinstance(raw, str) else dict(raw)
-                campaign = campaigns.get(alert.key.campaign_id)
-                d["campaign_ended"] = campaign is not None and campaign.ended(at)
-                d["deadline_passed"] = d["campaign_ended"] or (
-                    "deadline" in d and datetime.fromisoformat(d["deadline"]) <= at
-                )
-                if not d["deadline_passed"]:
-                    # nothing cleared: the key is no longer judged. Its old figures are no
-                    # "back on track"; its chief is told why it closed instead
-                    d.update(closed_because(campaign, (versions or {}).get(alert.key.unit), at))
-                consider(alert.key, Rule(alert.rule), False, d, [])
-        return todo, touched
