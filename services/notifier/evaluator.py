@@ -181,16 +181,14 @@ class Evaluator:
                 self._written.keep_only(ids)
             self._written.wrote(versions, {t.alert_id: t.details for t in judgement.touched})
             t = summary.timed("touch", t)
-            for c in await apply_changes(conn, todo, policies, self._default(), at):
+            for c in await apply_changes(conn, todo, policies, fallback, at):
                 summary.changes.append(c)
                 self._metrics.transitions.labels(c.rule.value, c.change.value).inc()
             t = summary.timed("lifecycle", t)
             if full:
                 await escalate(conn, policies, judging, at, summary, self._metrics, self._outgoing)
                 t = summary.timed("escalate", t)
-            await self._planner.plan(
-                conn, policies, campaigns, self._default(), at, summary, unjudged
-            )
+            await self._planner.plan(conn, policies, campaigns, fallback, at, summary, unjudged)
             t = summary.timed("groups", t)
             if full:
                 # each campaign's digests and commitment checks apart: one whose digest or

@@ -277,7 +277,7 @@ async def judge(
         if plan is None:
             plan = await earlier_plan(conn, campaign, at, [indicator])
         counters = repository.on_plan(counters, plan)
-    return await _judge_counters(
+    return await judge_counters(
         conn, campaign, indicator, counters, at, live=live, window=window, reached=reached
     )
 
@@ -299,27 +299,12 @@ async def judge_counters(
     at: datetime,
     *,
     live: bool,
-    tree_at: datetime | None = None,
-) -> dict[str, Verdict]:
-    """`judge` of counters the caller has read already (`tree_at`: see `values_of`)."""
-    return await _judge_counters(
-        conn, campaign, indicator, counters, at, live=live, tree_at=tree_at
-    )
-
-
-async def _judge_counters(
-    conn: Connection,
-    campaign: Campaign,
-    indicator: str,
-    counters: Sequence[Counter],
-    at: datetime,
-    *,
-    live: bool,
     window: WindowValues | None = None,
     reached: Reach | None = None,
     tree_at: datetime | None = None,
 ) -> dict[str, Verdict]:
-    """`judge_counters`, with `window`'s values kept under `reached` (read before them)."""
+    """`judge` of counters the caller has read already (`tree_at`: see `values_of`), with
+    `window`'s values kept under `reached` (read before them)."""
     values = await values_of(conn, campaign, indicator, counters, at, live, tree_at)
     ago = await _window_ago(conn, campaign, {indicator: counters}, at, window, reached)
     if len(counters) < OFF_LOOP:
