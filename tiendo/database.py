@@ -6,10 +6,11 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib import resources
 from importlib.resources.abc import Traversable
-from typing import TypeAlias
+from typing import Final, TypeAlias
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
+from asyncpg.transaction import Transaction
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from tiendo.logs import get_logger
@@ -100,6 +101,21 @@ async def create_pool(
     raise AssertionError("unreachable")
 
 
+# The isolation of a read whose figures must agree with one another: every statement of a
+# REPEATABLE READ transaction reads the snapshot its first one took.
+ONE_STATE: Final = "repeatable_read"
+
+
+def one_state(conn: Connection) -> Transaction:
+    """A transaction whose statements all read one state of the database: the counters, the
+    day rollups and `history_reach` a figure is worked out from, as they were at one
+    instant. Between two READ COMMITTED statements another replica's batch may commit, and
+    a value a run-rate window ago worked out from counters without it and rollups with it
+    would be short by that batch (and kept for minutes by the readers that keep such
+    values). Reads only: a read-only REPEATABLE READ transaction never fails to serialize."""
+    return conn.transaction(isolation=ONE_STATE)
+
+
 # How long a request holding one connection may wait for a second that the pool said was
 # free: opening it takes a few milliseconds; longer only when another request took it
 # first, and then it is not waited for.
@@ -108,12 +124,16 @@ SPARE_WAIT_SECONDS = 1.0
 
 @asynccontextmanager
 async def spare_connection(
-    pool: asyncpg.Pool | None, wanted: bool = True
+    pool: asyncpg.Pool | None, wanted: bool = True, sharing: "Connection | None" = None
 ) -> "AsyncIterator[Connection | None]":
     """A second connection for a request that already holds one, when the pool has one
     free, open or still to open (None when it has not, or when not `wanted` or no pool:
     the caller then reads on its one). Never waited for: requests each holding one
-    connection and waiting for a second would wait for each other once the pool ran out."""
+    connection and waiting for a second would wait for each other once the pool ran out.
+
+    `sharing`: the request's connection, in a `one_state` transaction; the spare one reads
+    that transaction's snapshot (`pg_export_snapshot`), so what either reads is of one
+    state."""
     if pool is None or not wanted or pool.get_size() - pool.get_idle_size() >= pool.get_max_size():
         yield None
         return
@@ -123,7 +143,14 @@ async def spare_connection(
         yield None
         return
     try:
-        yield conn
+        if sharing is None:
+            yield conn
+            return
+        snapshot = await sharing.fetchval("SELECT pg_export_snapshot()")
+        async with conn.transaction(isolation=ONE_STATE):
+            # before the transaction's first query, as PostgreSQL requires
+            await conn.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
+            yield conn
     finally:
         await pool.release(conn)
 

@@ -30,7 +30,7 @@ from services.aggregator.recounting import RecountBegan, refuse_while_recounting
 from services.aggregator.repository import reference as reference_sql
 from services.aggregator.repository import tree as tree_sql
 from services.aggregator.settings import AggregatorSettings
-from services.aggregator.snapshot import unit_figures
+from services.aggregator.snapshot import taking_turns, unit_figures
 from services.aggregator.tree_api import tree_routes
 from tiendo.background import Beat, Loop, Supervisor, every
 from tiendo.board import repository as board
@@ -39,7 +39,7 @@ from tiendo.board.isolation import CampaignIsolation
 from tiendo.board.movement import week_before
 from tiendo.board.window import WindowValues
 from tiendo.clock import Clock, SystemClock
-from tiendo.database import Connection, spare_connection
+from tiendo.database import Connection, one_state, spare_connection
 from tiendo.dependencies import Pool
 from tiendo.identity.api import identity_routes
 from tiendo.identity.guard import Guard
@@ -166,10 +166,14 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
 
         async def refreshed(conn: Connection) -> UnitSnapshot:
             # a campaign whose move fails has live counters on a tree it no longer reports
-            # on: left out, as one flagged unusable is. One transaction with a last look
-            # for a recount: a rebuild's reset committed meanwhile leaves the stored
-            # figures and comparisons as they were.
-            async with conn.transaction():
+            # on: left out, as one flagged unusable is. One transaction of one state
+            # (tiendo.database.one_state): every campaign's figures and comparisons, and
+            # the look for a recount, are of one instant, so a rebuild's reset is either in
+            # none of them or seen first (and the stored ones stay as they were).
+            async with taking_turns(conn), one_state(conn):
+                began = await board.recount_in_progress(conn)
+                if began is not None:
+                    raise RecountBegan(began)
                 snapshot = await unit_figures(
                     conn,
                     settings.metrics_unit_level,
@@ -179,9 +183,6 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
                     isolation,
                 )
                 await store_comparisons(conn, clock.now(), comparing)
-                began = await board.recount_in_progress(conn)
-                if began is not None:
-                    raise RecountBegan(began)
             return snapshot
 
         while True:
@@ -379,7 +380,9 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
         ] = None,
     ) -> UnitProgressOut:
         at = moment(as_of)
-        async with pool.acquire() as conn:
+        # one state: the unit's and its children's figures, and the rollups their run
+        # rates come from, as they were at one instant (tiendo.database.one_state)
+        async with pool.acquire() as conn, one_state(conn):
             campaign = await judged_campaign(conn, campaign_id)
             # the unit and its children on the tree the campaign reports on at that moment
             tree_at = campaign.reports_on(at)
@@ -390,8 +393,8 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
             indicators = await progress_of(
                 conn, campaign, subject.code, children, at, live=live(campaign, as_of, at)
             )
-            # again once read: a rebuild's reset may have committed while it was read
-            await refuse_while_recounting(conn)
+            # (no second look for a rebuild once read: the read is of the state the first
+            # look saw, so a reset committed meanwhile is in none of it)
         return UnitProgressOut(
             campaign=campaign_id, unit=_ref(subject), as_of=at, indicators=indicators
         )
@@ -446,14 +449,15 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
                 [{"index": None, "field": "previous", "message": message}],
                 slug="invalid-parameters",
             )
-        async with pool.acquire() as conn:
+        async with pool.acquire() as conn, one_state(conn):
             campaign = await judged_campaign(conn, campaign_id)
             if indicator not in campaign.indicators:
                 raise HTTPException(422, f"{indicator} is not an indicator of {campaign_id}")
             previous_at = moment(previous) if previous else week_before(campaign, at)
             reads_live = live(campaign, as_of, at)
-            # a live board reads its day rollups beside its counters, when a connection is free
-            async with spare_connection(pool, wanted=reads_live) as beside:
+            # a live board reads its day rollups beside its counters, when a connection is
+            # free, in the same state
+            async with spare_connection(pool, wanted=reads_live, sharing=conn) as beside:
                 rows = await leaderboard(
                     conn,
                     campaign,
@@ -473,7 +477,6 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
             # days behind in a row for the rows sent: a page, or every row of an export
             shown = slice(offset, offset + limit) if format == "json" else slice(None)
             await rows.settle(conn, shown)
-            await refuse_while_recounting(conn)  # (again once read, as a unit's progress)
         filename = f"{campaign_id}-{indicator}-L{level}"
         # the exports build every row and a sheet: off the event loop, like the ranking
         if format == "csv":

@@ -2,7 +2,8 @@
 refresh): exported as metrics down to the per-unit level, and stored for the boards
 (`board_figures`, every level) so that no panel computes status or pace again."""
 
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime
 from itertools import groupby
 from typing import Any
@@ -80,14 +81,32 @@ def _board_rows(verdicts: Iterable[Verdict], at: datetime) -> list[tuple[Any, ..
     return rows
 
 
+# The lock replicas take turns under to rewrite `board_figures`.
+_BOARD_FIGURES_LOCK = 7301120
+
+
+@asynccontextmanager
+async def taking_turns(conn: Connection) -> AsyncIterator[None]:
+    """Replicas' snapshot passes one at a time, each from before its transaction begins:
+    a pass that reads one state (`tiendo.database.one_state`) and rewrites
+    `board_figures` must take its snapshot after the previous pass committed, or its
+    delete would not see the rows that pass inserted, and its insert would meet them."""
+    await conn.execute("SELECT pg_advisory_lock($1)", _BOARD_FIGURES_LOCK)
+    try:
+        yield
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", _BOARD_FIGURES_LOCK)
+
+
 async def store_board_figures(conn: Connection, verdicts: Iterable[Verdict], at: datetime) -> None:
     """Replace the boards' figures with these, in one transaction: a board never reads half
     of a snapshot, and a key that left (a campaign deleted or flagged) leaves the boards."""
     rows = _board_rows(verdicts, at)
     async with conn.transaction():
         # Replicas each rewrite the table: one at a time, or a second one's insert would
-        # meet the rows the first committed after the second's delete began.
-        await conn.execute("SELECT pg_advisory_xact_lock(7301120)")
+        # meet the rows the first committed after the second's delete began (a pass of
+        # one state takes its turn before its snapshot: `taking_turns`).
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _BOARD_FIGURES_LOCK)
         await conn.execute("DELETE FROM board_figures")
         await conn.copy_records_to_table(
             "board_figures", records=rows, columns=BOARD_FIGURES_COLUMNS
@@ -118,7 +137,11 @@ async def unit_figures(
         found = await judge_campaign(conn, campaign, now, live=True, window=window_values)
         return [v for v in found if v.indicator in campaign.indicators]
 
-    each = await (isolation or CampaignIsolation()).each(conn, campaigns.values(), judged)
+    # each campaign from one state: a start value a window ago is kept for minutes, and
+    # one worked out from counters and rollups of two moments would be kept wrong
+    each = await (isolation or CampaignIsolation()).each(
+        conn, campaigns.values(), judged, reads_one_state=True
+    )
     verdicts = [v for vs in each.values() for v in vs]
     await store_board_figures(conn, verdicts, now)
     events_today = {

@@ -133,8 +133,13 @@ class Evaluator:
                     await briefing_ranks(conn, {campaign.id: campaign}, policies, at),
                 )
 
+            # each campaign's figures and ranks from one state (tiendo.database.one_state)
             done = await self._isolation.each(
-                conn, [campaigns[c] for c in sorted(wanted)], read, whole=full
+                conn,
+                [campaigns[c] for c in sorted(wanted)],
+                read,
+                whole=full,
+                reads_one_state=True,
             )
             judged = [j for r in done.values() for j in r.judged]
             ranks = {k: v for r in done.values() for k, v in r.ranks.items()}

@@ -165,17 +165,20 @@ async def test_a_replan_is_in_the_next_snapshot_pass(database: str) -> None:
         await conn.close()
 
 
-async def test_a_report_committed_while_a_pass_reads_the_counters_is_in_that_pass(
+async def test_a_report_committed_while_a_pass_reads_is_in_the_next_pass_whole(
     database: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The report from before the window commits after the pass has read `history_reach`
-    and before it reads the counters (another replica's batch, between two statements):
-    the counters hold it, so the kept start values, which do not, are not reused."""
+    and before it reads the counters (another replica's batch, between two statements).
+    The pass reads one state, the one before the report: its counters and the kept start
+    values agree. The next pass, inside the reuse, has the report in its counters and
+    reads the start values again."""
     conn = await _world(database)
     other = await asyncpg.connect(database)
     try:
         cache = WindowValues(timedelta(minutes=5))
         await unit_figures(conn, 2, NOW, cache)
+        kept = await _stored(conn)
         read = board.targeted
 
         async def meanwhile(*args: Any, **kwargs: Any) -> list[Counter]:
@@ -187,10 +190,58 @@ async def test_a_report_committed_while_a_pass_reads_the_counters_is_in_that_pas
         await unit_figures(conn, 2, NEXT, cache)
         monkeypatch.undo()
         stored = await _stored(conn)
-        live, _ = await _boards(conn, NEXT)
-        assert stored[Key("c1", "00004", C)]["value"] == live[Key("c1", "00004", C)].progress.value
+        ward = Key("c1", "00004", C)
+        # the state before the report, and the start values kept for it
+        for key in (k for k in stored if k.indicator == C):
+            assert stored[key]["value"] == kept[key]["value"], key
+            assert stored[key]["run_rate_7d"] == kept[key]["run_rate_7d"], key
+        assert stored[ward]["value"] == 3500
+
+        later = NEXT + timedelta(minutes=1)
+        await unit_figures(conn, 2, later, cache)
+        stored = await _stored(conn)
+        live, _ = await _boards(conn, later)
+        assert stored[ward]["value"] == live[ward].progress.value == 10_500
         for key in (k for k in stored if k.indicator == C):
             assert tuple(stored[key][f] for f in WINDOWED) == _windowed(live[key]), key
+    finally:
+        await other.close()
+        await conn.close()
+
+
+async def test_a_report_committed_between_the_counters_and_the_rollups_is_not_kept(
+    database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An on-time report commits after the pass has read the counters and before it reads
+    the day rollups (another replica's batch, between two statements). Were the start value
+    worked out from the counters without it and the rollups with it, it would be short by
+    the report, and kept for minutes: an on-time report does not make the cache read
+    again. The pass reads one state, so what it keeps is the start value of that state."""
+    conn = await _world(database)
+    other = await asyncpg.connect(database)
+    try:
+        cache = WindowValues(timedelta(minutes=5))
+        read = board.changes_from
+
+        async def meanwhile(*args: Any, **kwargs: Any) -> dict[tuple[str, str], tuple[int, int]]:
+            if not await other.fetchval("SELECT count(*) FROM events WHERE event_id = 'on-time'"):
+                on_time = [e for e in _late() if e.event_id == "on-time"]
+                await apply_events(other, on_time)
+            return await read(*args, **kwargs)
+
+        monkeypatch.setattr(board, "changes_from", meanwhile)
+        await unit_figures(conn, 2, NOW, cache)
+        monkeypatch.undo()
+        # the next pass, inside the reuse: the report is in its counters, the kept start
+        # values are reused (nothing before the window moved)
+        await unit_figures(conn, 2, NEXT, cache)
+        stored = await _stored(conn)
+        live = (await _boards(conn, NEXT))[0]
+        # 00010's value a window ago is 0 at NOW and at NEXT alike (its first report is
+        # of the last hour), so the kept one is exact: 240 over 7 days, not 280
+        quiet = Key("c1", "00010", E)
+        assert stored[quiet]["value"] == live[quiet].progress.value == 240
+        assert stored[quiet]["run_rate_7d"] == live[quiet].progress.run_rate_7d
     finally:
         await other.close()
         await conn.close()

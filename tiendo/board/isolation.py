@@ -29,7 +29,7 @@ import asyncpg
 from prometheus_client import Gauge
 
 from tiendo.board.campaign import Campaign
-from tiendo.database import Connection
+from tiendo.database import ONE_STATE, Connection
 from tiendo.logs import get_logger
 
 log = get_logger(__name__)
@@ -88,6 +88,7 @@ class CampaignIsolation:
         whole: bool = True,
         keep: Collection[str] = (),
         atomic: bool = True,
+        reads_one_state: bool = False,
     ) -> dict[str, T]:
         """`work` of each campaign, by id; a campaign whose work raised is missing.
 
@@ -99,14 +100,20 @@ class CampaignIsolation:
 
         `atomic`: each campaign's work in a transaction of its own, undone if it raises.
         Else the work commits its own steps (a message each) and keeps those done before
-        it raised; the connection must then not be in a transaction."""
+        it raised; the connection must then not be in a transaction.
+
+        `reads_one_state`: each campaign's transaction reads one snapshot
+        (`tiendo.database.one_state`): its figures agree with one another. Inside the
+        caller's transaction each is a savepoint of it, which reads as the caller's does
+        (a transaction's isolation is set by its start)."""
         out: dict[str, T] = {}
         given: set[str] = set()
+        own = reads_one_state and not conn.is_in_transaction()
         for campaign in campaigns:
             given.add(campaign.id)
             try:
                 if atomic:
-                    async with conn.transaction():
+                    async with conn.transaction(isolation=ONE_STATE if own else None):
                         out[campaign.id] = await work(campaign)
                 else:
                     out[campaign.id] = await work(campaign)

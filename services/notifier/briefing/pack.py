@@ -14,7 +14,7 @@ from services.notifier.rules import briefing_slot
 from services.notifier.settings import NotifierSettings
 from tiendo.board import repository as board
 from tiendo.board.recount_refusal import refuse_while_recounting
-from tiendo.database import Connection
+from tiendo.database import Connection, one_state
 
 Format = Literal["html", "pdf", "xlsx"]
 MEDIA = {
@@ -63,66 +63,73 @@ async def briefing_pack(
     the units of `level` (default: `ranks.briefing_level`). LookupError for an unknown
     campaign; `Unanswered` for an indicator it does not count (`NotCounted`), a moment
     after `now`, or a level without a unit with a target then; `BeingRecounted` while a
-    rebuild is in progress."""
-    campaign = await board.campaign(conn, campaign_id)
-    if campaign is None:
-        raise LookupError(f"no campaign {campaign_id}")
-    # The rebuild resets the history too: a pack of any moment, a past briefing's as well,
-    # would hold part of its events. Asked before the seconds of gathering, and again
-    # after them (services/notifier/recounting.py).
-    await refuse_while_recounting(conn)
-    unknown = set(indicators or ()) - set(campaign.indicators)
-    if unknown:
-        raise NotCounted(f"{', '.join(sorted(unknown))} not counted by {campaign_id}")
-    policy = effective(settings, await reference_sql.policy(conn, campaign_id) or {})
-    rank = policy.bottom_rank
+    rebuild is in progress.
 
-    def slot(moment: datetime) -> datetime:
-        return briefing_slot(moment, campaign.timezone, rank.weekday, policy.briefing_time())
+    Read in one state (`tiendo.database.one_state`): a report applied while the pack is
+    gathered is in every figure of it or in none."""
+    async with one_state(conn):
+        campaign = await board.campaign(conn, campaign_id)
+        if campaign is None:
+            raise LookupError(f"no campaign {campaign_id}")
+        # The rebuild resets the history too: a pack of any moment, a past briefing's as well,
+        # would hold part of its events. Asked once: the pack is read in the state this
+        # look sees (`one_state`), so a reset committed while it is gathered is in none of it.
+        await refuse_while_recounting(conn)
+        unknown = set(indicators or ()) - set(campaign.indicators)
+        if unknown:
+            raise NotCounted(f"{', '.join(sorted(unknown))} not counted by {campaign_id}")
+        policy = effective(settings, await reference_sql.policy(conn, campaign_id) or {})
+        rank = policy.bottom_rank
 
-    if at is not None and at > now:
-        # Refused rather than read as now: a pack states the figures as of its moment, and
-        # those of a briefing still to come are not known (the history up to `at` is not
-        # complete until `at`). A pack printed under Monday's date with Saturday's figures
-        # would be read as Monday's; the read API answers `as_of` now for a later moment.
-        raise Unanswered(
-            "at",
-            f"the briefing at {at.isoformat()} has not come yet (now "
-            f"{now.astimezone(at.tzinfo).isoformat()}): its "
-            "figures are not known; ask for a moment up to now, or leave `at` out for the "
-            "latest briefing",
+        def slot(moment: datetime) -> datetime:
+            return briefing_slot(moment, campaign.timezone, rank.weekday, policy.briefing_time())
+
+        if at is not None and at > now:
+            # Refused rather than read as now: a pack states the figures as of its moment, and
+            # those of a briefing still to come are not known (the history up to `at` is not
+            # complete until `at`). A pack printed under Monday's date with Saturday's figures
+            # would be read as Monday's; the read API answers `as_of` now for a later moment.
+            raise Unanswered(
+                "at",
+                f"the briefing at {at.isoformat()} has not come yet (now "
+                f"{now.astimezone(at.tzinfo).isoformat()}): its "
+                "figures are not known; ask for a moment up to now, or leave `at` out for the "
+                "latest briefing",
+            )
+        moment = at or slot(now)
+        # the briefing before this one: a week back from a briefing moment, else this week's
+        previous = slot(moment - timedelta(microseconds=1))
+        levels = levels_of((await on_tree(conn, campaign, moment))[1])
+        ranked = briefing_level(levels, level if level is not None else rank.level)
+        # a level without units is said so, not answered with an empty ranking (level 3
+        # since the districts went: the communes are level 2)
+        if ranked is None:
+            raise Unanswered(
+                "level", f"no unit has a target in {campaign_id} at {moment.isoformat()}"
+            )
+        if ranked not in levels:
+            whose = "" if level is not None else " (the campaign's bottom_rank level)"
+            raise Unanswered(
+                "level",
+                f"no unit of level {ranked}{whose} has a target in {campaign_id} on the tree "
+                f"of {moment.isoformat()}; levels with one then: "
+                + ", ".join(str(n) for n in levels),
+            )
+        pack = await gather(
+            conn,
+            campaign,
+            level=ranked,
+            at=moment,
+            previous_at=previous,
+            language=language or policy.language,
+            bottom_n=max(rank.n, BOTTOM_N_AT_LEAST),
+            indicators=indicators,
         )
-    moment = at or slot(now)
-    # the briefing before this one: a week back from a briefing moment, else this week's
-    previous = slot(moment - timedelta(microseconds=1))
-    levels = levels_of((await on_tree(conn, campaign, moment))[1])
-    ranked = briefing_level(levels, level if level is not None else rank.level)
-    # a level without units is said so, not answered with an empty ranking (level 3
-    # since the districts went: the communes are level 2)
-    if ranked is None:
-        raise Unanswered("level", f"no unit has a target in {campaign_id} at {moment.isoformat()}")
-    if ranked not in levels:
-        whose = "" if level is not None else " (the campaign's bottom_rank level)"
-        raise Unanswered(
-            "level",
-            f"no unit of level {ranked}{whose} has a target in {campaign_id} on the tree "
-            f"of {moment.isoformat()}; levels with one then: " + ", ".join(str(n) for n in levels),
-        )
-    pack = await gather(
-        conn,
-        campaign,
-        level=ranked,
-        at=moment,
-        previous_at=previous,
-        language=language or policy.language,
-        bottom_n=max(rank.n, BOTTOM_N_AT_LEAST),
-        indicators=indicators,
-    )
-    await refuse_while_recounting(conn)
-    names = {
-        code: n.in_language(pack.language)
-        for code, n in (await reference_sql.indicator_names(conn)).items()
-    }
+        names = {
+            code: n.in_language(pack.language)
+            for code, n in (await reference_sql.indicator_names(conn)).items()
+        }
+    # rendered once read: the transaction holds no snapshot for the seconds of a PDF
     local = moment.astimezone(ZoneInfo(campaign.timezone))
     filename = f"giao-ban-{campaign_id}-{local:%Y-%m-%d}-cap{pack.level}.{fmt}"
     if fmt == "xlsx":

@@ -45,7 +45,7 @@ from tiendo.board.campaign import Campaign
 from tiendo.board.figures import judge_now
 from tiendo.board.recount_refusal import BeingRecounted, refuse_while_recounting, retry_after
 from tiendo.clock import Clock
-from tiendo.database import Connection
+from tiendo.database import Connection, one_state
 from tiendo.dependencies import Pool
 from tiendo.logs import get_logger
 from tiendo.nul_guard import FORM
@@ -178,7 +178,8 @@ def links_router(settings: NotifierSettings, clock: Clock) -> APIRouter:
     async def render(
         pool: Pool, link: Link, token: str, now: datetime, **extra: Any
     ) -> HTMLResponse:
-        async with pool.acquire() as conn:
+        # one state: every alert's figures, and the look for a rebuild, of one instant
+        async with pool.acquire() as conn, one_state(conn):
             campaign = await board.campaign(conn, link.campaign_id)
             assert campaign is not None  # a link is only issued for a stored campaign
             policy = await sql.policy(conn, link.campaign_id)
