@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.support.load import Increment, Load
+from tests.support.load import Load, increment
 from tests.support.notifier import BEHIND_ONLY, HttpReceiver, tree_with_contacts
 from tests.support.restarts import (
     START,
@@ -46,7 +46,7 @@ async def test_each_alert_state_change_reaches_its_chief_once_across_restarts(
     ingest, aggregator, notifier = stack.ingest(), stack.aggregator(), stack.notifier()
     pg, kafka = stack.postgres, stack.kafka
     serial = itertools.count()
-    occurred = (datetime.now(UTC) - timedelta(minutes=5)).isoformat()
+    occurred = datetime.now(UTC) - timedelta(minutes=5)
 
     def told() -> dict[str, list[str]]:
         """Per chief, the kind of each distinct message (delivery id), in arrival order."""
@@ -71,7 +71,7 @@ async def test_each_alert_state_change_reaches_its_chief_once_across_restarts(
             """One batch of increments; wait until the aggregator has counted it."""
             await load.send(
                 [
-                    Increment(f"n-{next(serial)}", unit, "cccd_collected", value, occurred)
+                    increment(f"n-{next(serial)}", unit, "cccd_collected", value, occurred)
                     for unit, value in values
                 ]
             )
@@ -111,7 +111,7 @@ async def test_each_alert_state_change_reaches_its_chief_once_across_restarts(
             # 3. 00010 falls behind again (a correction); the broker is killed at once,
             #    possibly before the aggregator has published the change.
             await load.send(
-                [Increment(f"n-{next(serial)}", "00010", "cccd_collected", -400, occurred)]
+                [increment(f"n-{next(serial)}", "00010", "cccd_collected", -400, occurred)]
             )
             await stack.restart_kafka(kafka.kill)
             expected = {

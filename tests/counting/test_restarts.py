@@ -48,7 +48,8 @@ async def test_events_acknowledged_around_database_restarts_are_counted_once(sta
         started(ingest, aggregator, notifier) as pids,
         ingest_client(ingest, token) as client,
     ):
-        load = Load(client, UNITS, INDICATORS)
+        # snapshots and citizens too: their rules must hold across the restarts as well
+        load = Load(client, UNITS, INDICATORS, mixed=True)
         load.start()
         accepted_while_down = 0
         try:
@@ -84,7 +85,8 @@ async def test_events_retried_through_broker_restarts_are_counted_once(stack: St
         started(ingest, aggregator, notifier) as pids,
         ingest_client(ingest, token) as client,
     ):
-        load = Load(client, UNITS, INDICATORS)
+        # snapshots and citizens too: their rules must hold across the restarts as well
+        load = Load(client, UNITS, INDICATORS, mixed=True)
         load.start()
         try:
             for stop in (kafka.stop, kafka.kill):
@@ -154,7 +156,8 @@ async def test_a_consumer_stuck_past_its_stale_after_is_restarted_and_counts_exa
         ingest_client(ingest, token) as client,
         httpx.AsyncClient(base_url=aggregator.url, timeout=10.0) as reader,
     ):
-        load = Load(client, UNITS, INDICATORS)
+        # snapshots and citizens too: their rules must hold across the restarts as well
+        load = Load(client, UNITS, INDICATORS, mixed=True)
         load.start()
         holder = await asyncpg.connect(stack.database)
         try:
