@@ -182,10 +182,23 @@ async def test_a_units_own_deadline_bounds_its_commitments(harness: Harness) -> 
     try:
         async with conn.transaction():
             target = TargetIn(unit="00004", indicator="cccd_collected", target=1000, deadline=own)
-            await upsert_targets(conn, "c1", [target], "test")
+            # the other indicator's own deadline two days later: both before the campaign's
+            later = TargetIn(
+                unit="00004",
+                indicator="eid_activated_l2",
+                target=1000,
+                deadline=own + timedelta(days=2),
+            )
+            await upsert_targets(conn, "c1", [target, later], "test")
     finally:
         await conn.close()
     link = await delivered_link(h)
+    # the form names each indicator's last day (they differ), and its date picker offers
+    # the latest of them, not the campaign's (29 June)
+    form = (await h.api.get(link)).text
+    assert "Thu nhận hồ sơ CCCD (hạn 25/05/2023)</option>" in form, form[-2000:]
+    assert "định danh mức 2 (hạn 27/05/2023)</option>" in form
+    assert re.search(r'id="committed_date" min="[^"]*" max="2023-05-27"', form)
     # before it: a date after the unit's own last day is refused, its last day is taken
     status, page = await _explain(h, link, committed_date="2023-06-01")
     assert status == 422, page[:300]

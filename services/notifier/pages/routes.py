@@ -42,7 +42,7 @@ from services.notifier.repository.reference import IndicatorName
 from services.notifier.settings import NotifierSettings
 from tiendo.board import repository as board
 from tiendo.board.campaign import Campaign
-from tiendo.board.figures import judge_now
+from tiendo.board.figures import Verdict, judge_now
 from tiendo.board.recount_refusal import BeingRecounted, refuse_while_recounting, retry_after
 from tiendo.clock import Clock
 from tiendo.database import Connection, one_state
@@ -206,6 +206,8 @@ def links_router(settings: NotifierSettings, clock: Clock) -> APIRouter:
         keys = sorted(
             {(a["unit"], a["indicator"]): a for a in alerts if a["own"]}.values(), key=_key
         )
+        last_days = {a["last_day"] for a in keys}
+        campaign_last_day = local_today(campaign.deadline, campaign.timezone)
         page = _env.get_template("link.html.j2").render(
             campaign=campaign,
             recipient=link.recipient,
@@ -219,14 +221,16 @@ def links_router(settings: NotifierSettings, clock: Clock) -> APIRouter:
             keys=[
                 {
                     "value": f"{a['unit']}|{a['indicator']}",
-                    "label": f"{a['unit_name']} — {a['indicator_name']}",
+                    # each key's last day where they differ: the picker offers the latest
+                    "label": f"{a['unit_name']} — {a['indicator_name']}"
+                    + (f" (hạn {a['last_day']:%d/%m/%Y})" if len(last_days) > 1 else ""),
                 }
                 for a in keys
             ],
             causes=policy.causes,
             max_detail=MAX_DETAIL,
             today=local_today(now, campaign.timezone).isoformat(),
-            last_day=local_today(campaign.deadline, campaign.timezone).isoformat(),
+            last_day=max(last_days, default=campaign_last_day).isoformat(),
             form=extra.pop("form", {"detail": "", "committed_date": "", "committed_rate": ""}),
             num=lambda v, d=0: number("vi", v, d),
             shown=lambda v, d: shown("vi", v, d),
@@ -355,6 +359,12 @@ class _Done:
     said: dict[tuple[str, str], Explanation]
 
 
+def _deadline(campaign: Campaign, verdict: Verdict | None) -> datetime:
+    """The deadline a key's commitments are bounded by: the unit's own when its target has
+    one (the verdict's), else the campaign's."""
+    return min(verdict.deadline, campaign.deadline) if verdict else campaign.deadline
+
+
 async def _alert(
     conn: Connection,
     campaign: Campaign,
@@ -390,6 +400,8 @@ async def _alert(
         # an escalated alert: whether the unit's own chief acknowledged it
         "unit_acknowledged": None if own else done.unit_acknowledged.get(r["id"]),
         "progress": verdict.progress if verdict else None,
+        # the last day a commitment for the key may name (`_store` refuses a later one)
+        "last_day": local_today(_deadline(campaign, verdict), campaign.timezone),
         "trend": trend,
         "said": {
             "version": explained.version,
@@ -432,8 +444,7 @@ async def _store(
         if indicator in mine
         else None
     )
-    # the unit's own deadline when its target has one (the verdict's), else the campaign's
-    deadline = min(verdict.deadline, campaign.deadline) if verdict else campaign.deadline
+    deadline = _deadline(campaign, verdict)
     given = check_explanation(
         policy,
         mine,
