@@ -112,7 +112,14 @@ def one_state(conn: Connection) -> Transaction:
     instant. Between two READ COMMITTED statements another replica's batch may commit, and
     a value a run-rate window ago worked out from counters without it and rollups with it
     would be short by that batch (and kept for minutes by the readers that keep such
-    values). Reads only: a read-only REPEATABLE READ transaction never fails to serialize."""
+    values).
+
+    For reads, and for writes no other transaction makes after the snapshot: a REPEATABLE
+    READ transaction fails ("could not serialize access") where it updates or deletes a
+    row that another committed after its snapshot, and does not see a row another
+    inserted. The aggregator's snapshot pass rewrites `board_figures` and the comparisons
+    in one, its replicas taking their turns before their snapshots (`taking_turns`); the
+    notifier stores a briefing's ranks, which replicas store in turns too, outside one."""
     return conn.transaction(isolation=ONE_STATE)
 
 

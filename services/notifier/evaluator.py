@@ -40,7 +40,7 @@ from tiendo.board.campaign import Campaign, moving
 from tiendo.board.isolation import CampaignIsolation
 from tiendo.board.window import WindowValues
 from tiendo.counting import Key
-from tiendo.database import Connection
+from tiendo.database import Connection, one_state
 from tiendo.logs import get_logger
 
 log = get_logger(__name__)
@@ -125,21 +125,24 @@ class Evaluator:
 
             async def read(campaign: Campaign) -> CampaignJudged:
                 if keys is not None:  # a feed update: its keys, no ranks
+                    async with one_state(conn):
+                        return CampaignJudged(
+                            await judge_keys(conn, campaign, keys, at, self._window), {}
+                        )
+                # The ranks first, on their own: they are read from the history of the
+                # briefing (as_of), and stored once per version of it, replicas taking
+                # turns under a lock that a snapshot taken before it would not see past.
+                ranks = await briefing_ranks(conn, {campaign.id: campaign}, policies, at)
+                # the figures in one state (tiendo.database.one_state)
+                async with one_state(conn):
                     return CampaignJudged(
-                        await judge_keys(conn, campaign, keys, at, self._window), {}
+                        await judge_targeted(conn, campaign, at, self._window), ranks
                     )
-                return CampaignJudged(
-                    await judge_targeted(conn, campaign, at, self._window),
-                    await briefing_ranks(conn, {campaign.id: campaign}, policies, at),
-                )
 
-            # each campaign's figures and ranks from one state (tiendo.database.one_state)
+            # not atomic: the ranks stored stay stored if the figures then fail (they are
+            # the history's, whatever the figures do)
             done = await self._isolation.each(
-                conn,
-                [campaigns[c] for c in sorted(wanted)],
-                read,
-                whole=full,
-                reads_one_state=True,
+                conn, [campaigns[c] for c in sorted(wanted)], read, whole=full, atomic=False
             )
             judged = [j for r in done.values() for j in r.judged]
             ranks = {k: v for r in done.values() for k, v in r.ranks.items()}
