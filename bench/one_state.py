@@ -33,6 +33,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+import asyncpg
 from aiokafka import AIOKafkaProducer
 
 from bench.processes import tree_cpu_seconds
@@ -172,6 +173,13 @@ async def _measure(
     pg: PostgresServer, kafka: KafkaBroker | None, n_events: int, probe: Probe
 ) -> dict[str, Any]:
     dsn = pg.create_database("national")
+    # migrated before the pool opens: the migrations set the database's search_path (the
+    # services' schemas), which only connections opened after them take
+    migrating = await asyncpg.connect(dsn)
+    try:
+        await migrate_all(migrating)
+    finally:
+        await migrating.close()
     pool = await create_pool(dsn, max_size=4)
     if probe.statements:
         async with pool.acquire() as conn:
@@ -184,7 +192,6 @@ async def _measure(
     units = national_tree()
     communes = [u.code for u in units if u.level == 4]
     async with pool.acquire() as conn:
-        await migrate_all(conn)
         async with conn.transaction():
             await admin.upsert_units(conn, units, "bench")
             await admin.upsert_campaign(
