@@ -1,7 +1,8 @@
 """The days' counted events, read from the day rollups (aggregator migration 015): the
-metrics' events of today per unit's subtree and a briefing's history version, each equal
-to a count of the events by the rules (a citizen counted once, at the earliest of its
-events, even when that one arrives last), computed here from the events themselves."""
+metrics' events of today per unit's subtree, equal to a count of the events by the rules (a
+citizen counted once, at the earliest of its events, even when that one arrives last),
+computed here from the events themselves. And a briefing's history version, which moves
+with every batch that reaches the briefing's day or an earlier one, and only then."""
 
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
@@ -85,6 +86,8 @@ async def test_events_of_today_and_history_versions_count_the_counted_events(
     conn = await asyncpg.connect(database)
     try:
         await apply_events(conn, _first())
+        days = [TODAY - timedelta(days=n) for n in range(4)]
+        versions = {day: await history_version(conn, "c1", day) for day in days}
         await apply_events(conn, _second())
         counted = _counted([*_first(), *_second()])
         assert "d-7" not in {e.event_id for e in counted}  # rule 2 at work in the data
@@ -99,9 +102,18 @@ async def test_events_of_today_and_history_versions_count_the_counted_events(
         found = {(f.unit, f.indicator): f.events_today for f in snapshot.units}
         assert {k: v for k, v in found.items() if v} == expected
 
-        audit = await conn.fetchval("SELECT coalesce(max(id), 0) FROM audit_log")
-        for day in (TODAY, TODAY - timedelta(days=1), TODAY - timedelta(days=2)):
-            events = sum(1 for e in counted if _local_day(e) <= day)
-            assert await history_version(conn, "c1", day) == f"{events}:{audit}", day
+        # the second batch reaches back two days (d-9): the versions of those days and
+        # later ones move, the day before them keeps its own
+        reached = min(_local_day(e) for e in _second())
+        assert reached == TODAY - timedelta(days=2)
+        for day in days:
+            moved = await history_version(conn, "c1", day) != versions[day]
+            assert moved is (reached <= day), day
+        # a batch of today alone moves today's version only
+        versions = {day: await history_version(conn, "c1", day) for day in days}
+        await apply_events(conn, [Event("d-13", "00010", INDICATORS[0], Kind.INCREMENT, 2, NOW)])
+        for day in days:
+            moved = await history_version(conn, "c1", day) != versions[day]
+            assert moved is (day == TODAY), day
     finally:
         await conn.close()

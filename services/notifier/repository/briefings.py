@@ -37,13 +37,16 @@ SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2::timestamptz::text
 """
 
 
-# What a briefing's ranking depends on: the counted events of the campaign's days up to the
-# briefing's (a late report from before it adds one), and every admin change (targets). The
-# events of the whole tree: those of its roots' subtrees in the day rollups.
+# What a briefing's ranking depends on: every transaction that changed the campaign's day
+# rollups on the briefing's day or an earlier one (`history_reach`, aggregator migration
+# 021: a late report from before it, a withdrawn citizen's winner, a re-plan), and every
+# admin change (targets, the policy). Counted transactions, not counted events: a
+# citizen's earlier event reported late moves the count from one unit's day to another's,
+# and the events of those days sum to what they did while the ranking moved; the count of
+# transactions only grows.
 HISTORY_VERSION = """
-SELECT coalesce((SELECT sum(d.events)
-                 FROM subtree_days d JOIN units u ON u.code = d.unit
-                 WHERE d.campaign_id = $1 AND d.day <= $2 AND u.parent_code IS NULL), 0)
+SELECT coalesce((SELECT sum(r.writes) FROM history_reach r
+                 WHERE r.campaign_id = $1 AND r.day <= $2), 0)
        || ':' || coalesce((SELECT max(id) FROM audit_log), 0)
 """
 
