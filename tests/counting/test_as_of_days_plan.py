@@ -79,7 +79,7 @@ async def test_a_large_subtree_reads_its_day_as_one_range_whatever_the_planner_p
         # (its statistics, as autovacuum would gather them; ANALYZE sets no page visible)
         await conn.execute("ANALYZE events")
         at = STARTS + timedelta(hours=5)
-        args = [UNITS, "c1", [CCCD], STARTS, at, None, 0, "after", 0]
+        args = [UNITS, "c1", [CCCD], STARTS, at, None, 0, "after", 0, as_of_days.FEW_ROOTS]
         async with conn.transaction():
             await conn.execute("SET LOCAL jit = off")
             explained = await conn.fetchval(

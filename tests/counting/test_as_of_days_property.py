@@ -100,7 +100,9 @@ async def _read_by(
     small: int,
 ) -> as_of_days.Reading | None:
     """`as_of_days.read` by one of its paths: `small` 0 takes the large subtree's reads
-    (one index range, the rest of the day for quiet roots), else the unit-by-unit ones."""
+    (one index range, the rest of the day for quiet roots) and the many roots' subtrees
+    (every unit's lineage joined to them), else the unit-by-unit ones and the subtrees
+    found by the lineages' index."""
     return await as_of_days.read(
         conn,
         "c1",
@@ -111,6 +113,7 @@ async def _read_by(
         small_subtree=small,
         side=side,
         most_probes=small,
+        few_roots=small,
     )
 
 
