@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from services.notifier.policy import Policy
 from services.notifier.repository import briefings as briefing_sql
@@ -79,8 +78,7 @@ async def briefing_ranks(
         )
         if slot <= campaign.starts_at or slot > campaign.deadline:
             continue
-        day = slot.astimezone(ZoneInfo(campaign.timezone)).date()
-        version = await briefing_sql.history_version(conn, campaign.id, day)
+        version = await briefing_sql.history_version(conn, campaign.id, slot)
         stored = await briefing_sql.ranks(conn, campaign.id, slot)
         if not any(not r["unit"] and r["history_version"] == version for r in stored):
             await _store(conn, campaign, slot, config.level, config.n, version)

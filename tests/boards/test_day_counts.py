@@ -2,10 +2,10 @@
 metrics' events of today per unit's subtree, equal to a count of the events by the rules (a
 citizen counted once, at the earliest of its events, even when that one arrives last),
 computed here from the events themselves. And a briefing's history version, which moves
-with every batch that reaches the briefing's day or an earlier one, and only then."""
+with every batch that reaches the briefing's hour or an earlier one, and only then."""
 
 from collections.abc import Iterable
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import asyncpg
@@ -30,6 +30,11 @@ CITIZEN = "d" * 64
 def _today(permille: int) -> datetime:
     """A moment of today before now: `permille` of the way into the part that has passed."""
     return MIDNIGHT + (NOW - MIDNIGHT) * permille / 1000
+
+
+def _end(day: date) -> datetime:
+    """A briefing at the last moment of local `day`."""
+    return datetime.combine(day, time.max, ZONE)
 
 
 def _first() -> list[Event]:
@@ -87,7 +92,7 @@ async def test_events_of_today_and_history_versions_count_the_counted_events(
     try:
         await apply_events(conn, _first())
         days = [TODAY - timedelta(days=n) for n in range(4)]
-        versions = {day: await history_version(conn, "c1", day) for day in days}
+        versions = {day: await history_version(conn, "c1", _end(day)) for day in days}
         await apply_events(conn, _second())
         counted = _counted([*_first(), *_second()])
         assert "d-7" not in {e.event_id for e in counted}  # rule 2 at work in the data
@@ -107,13 +112,27 @@ async def test_events_of_today_and_history_versions_count_the_counted_events(
         reached = min(_local_day(e) for e in _second())
         assert reached == TODAY - timedelta(days=2)
         for day in days:
-            moved = await history_version(conn, "c1", day) != versions[day]
+            moved = await history_version(conn, "c1", _end(day)) != versions[day]
             assert moved is (reached <= day), day
         # a batch of today alone moves today's version only
-        versions = {day: await history_version(conn, "c1", day) for day in days}
+        versions = {day: await history_version(conn, "c1", _end(day)) for day in days}
         await apply_events(conn, [Event("d-13", "00010", INDICATORS[0], Kind.INCREMENT, 2, NOW)])
         for day in days:
-            moved = await history_version(conn, "c1", day) != versions[day]
+            moved = await history_version(conn, "c1", _end(day)) != versions[day]
             assert moved is (day == TODAY), day
+
+        # to the hour: a report of yesterday at 15:30 moves the version of a briefing of
+        # yesterday afternoon, not that of the morning's; one at 09:30, in the morning
+        # briefing's hour (9:00) though after it, moves that one too (hours, not moments)
+        yesterday = MIDNIGHT - timedelta(days=1)
+        morning, afternoon = yesterday + timedelta(hours=9), yesterday + timedelta(hours=16)
+        for event_id, hours, moves_morning in (("d-14", 15.5, False), ("d-15", 9.5, True)):
+            before = {m: await history_version(conn, "c1", m) for m in (morning, afternoon)}
+            at = yesterday + timedelta(hours=hours)
+            report = Event(event_id, "00010", INDICATORS[0], Kind.INCREMENT, 1, at)
+            await apply_events(conn, [report])
+            assert await history_version(conn, "c1", afternoon) != before[afternoon]
+            moved = await history_version(conn, "c1", morning) != before[morning]
+            assert moved is moves_morning, event_id
     finally:
         await conn.close()

@@ -7,7 +7,8 @@ transaction that changes only days after D moves the live value and those change
 and leaves it as it was; one that changes D or an earlier day (a report dated before the
 window, a backfill, a device back after a week offline, a withdrawn citizen's winner of
 then) moves it. So every transaction that writes the rollups counts itself in
-`history_reach` under the earliest local day it changed, per (campaign, indicator):
+`history_reach` under the earliest local day it changed, and the hour of that day
+(`rules.local_hour`), per (campaign, indicator):
 
 - the apply (`mark_batch`), one statement per batch, last in its transaction: the day of
   each (campaign, indicator)'s earliest event of the batch (withdrawn winners included,
@@ -17,6 +18,10 @@ then) moves it. So every transaction that writes the rollups counts itself in
 - every re-plan (`mark_replanned`, from `rollups.recount_days`: admin changes, tree loads
   and their re-attribution, a cut-over's move, a rebuild's reset) rewrites every day of
   its campaign: '-infinity' too.
+
+Those readers sum whole days. A briefing's stored ranking (the notifier's
+`briefing_ranks`), of a moment on day D, sums the days before D and D's hours up to the
+moment's: a report dated later that day leaves it (aggregator migration 022).
 
 A reader reads the sum over the days up to D (`SELECT_REACHED`) *before* the counters and
 rollups its values come from and keeps the values with it; a later pass reuses them only
@@ -37,7 +42,7 @@ row (`batch.SPREAD`), which the second waits for already.
 
 from datetime import date
 
-from tiendo.counting.rules import local_day
+from tiendo.counting.rules import local_day, local_hour
 from tiendo.database import Connection
 
 # The day a re-plan counts under: before every day, so every reader's sum holds it.
@@ -45,24 +50,25 @@ EVERY_DAY = "'-infinity'::date"
 
 # apply: $1 true counts the batch under every day.
 MARK_BATCH = f"""
-INSERT INTO history_reach AS r (campaign_id, indicator, day, writes)
+INSERT INTO history_reach AS r (campaign_id, indicator, day, hour, writes)
 SELECT k.campaign_id, k.indicator,
-       CASE WHEN $1 THEN {EVERY_DAY} ELSE {local_day("k.first_at")} END, 1
+       CASE WHEN $1 THEN {EVERY_DAY} ELSE {local_day("k.first_at")} END,
+       CASE WHEN $1 THEN 0 ELSE {local_hour("k.first_at")} END, 1
 FROM (SELECT campaign_id, indicator, min(first_at) AS first_at
       FROM batch_keys GROUP BY 1, 2) k
 JOIN campaigns c ON c.id = k.campaign_id
 ORDER BY 1, 2
-ON CONFLICT (campaign_id, indicator, day) DO UPDATE SET writes = r.writes + 1
+ON CONFLICT (campaign_id, indicator, day, hour) DO UPDATE SET writes = r.writes + 1
 """
 
 # re-plan ($1: the campaign): every indicator it has counters of.
 MARK_REPLANNED = f"""
-INSERT INTO history_reach AS r (campaign_id, indicator, day, writes)
-SELECT DISTINCT $1::text, p.indicator, {EVERY_DAY}, 1::bigint
+INSERT INTO history_reach AS r (campaign_id, indicator, day, hour, writes)
+SELECT DISTINCT $1::text, p.indicator, {EVERY_DAY}, 0, 1::bigint
 FROM progress p
 WHERE p.campaign_id = $1
 ORDER BY 2
-ON CONFLICT (campaign_id, indicator, day) DO UPDATE SET writes = r.writes + 1
+ON CONFLICT (campaign_id, indicator, day, hour) DO UPDATE SET writes = r.writes + 1
 """
 
 # readers: per indicator of campaign $1, the transactions that changed day $2 or earlier.

@@ -1,10 +1,11 @@
 """The weekly briefing's stored bottom ranks and the history version they came from."""
 
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import datetime
 
 import asyncpg
 
+from tiendo.counting.rules import local_day, local_hour
 from tiendo.database import Connection
 
 SELECT_RANKS = "SELECT * FROM briefing_ranks WHERE campaign_id = $1 AND slot = $2"
@@ -38,15 +39,23 @@ SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2::timestamptz::text
 
 
 # What a briefing's ranking depends on: every transaction that changed the campaign's day
-# rollups on the briefing's day or an earlier one (`history_reach`, aggregator migration
-# 021: a late report from before it, a withdrawn citizen's winner, a re-plan), and every
-# admin change (targets, the policy). Counted transactions, not counted events: a
-# citizen's earlier event reported late moves the count from one unit's day to another's,
-# and the events of those days sum to what they did while the ranking moved; the count of
-# transactions only grows.
-HISTORY_VERSION = """
-SELECT coalesce((SELECT sum(r.writes) FROM history_reach r
-                 WHERE r.campaign_id = $1 AND r.day <= $2), 0)
+# rollups at or before the briefing's moment, to the hour (`history_reach`, aggregator
+# migrations 021 and 022: a late report from before it, a withdrawn citizen's winner, a
+# re-plan), and every admin change (targets, the policy). Counted transactions, not counted
+# events: a citizen's earlier event reported late moves the count from one unit's day to
+# another's, and the events of those days sum to what they did while the ranking moved; the
+# count of transactions only grows. To the hour: the reports of the briefing's day after
+# its hour leave it, so that on that day the level is not ranked again on every pass (a
+# national level of 10,236 communes takes a few seconds to rank); a report in the
+# briefing's own hour after it still does, for that hour.
+HISTORY_VERSION = f"""
+SELECT coalesce((SELECT sum(r.writes)
+                 FROM campaigns c
+                 JOIN history_reach r ON r.campaign_id = c.id
+                 WHERE c.id = $1
+                   AND (r.day < {local_day("$2::timestamptz")}
+                        OR (r.day = {local_day("$2::timestamptz")}
+                            AND r.hour <= {local_hour("$2::timestamptz")}))), 0)
        || ':' || coalesce((SELECT max(id) FROM audit_log), 0)
 """
 
@@ -55,9 +64,9 @@ async def ranks(conn: Connection, campaign_id: str, slot: datetime) -> list[asyn
     return list(await conn.fetch(SELECT_RANKS, campaign_id, slot))
 
 
-async def history_version(conn: Connection, campaign_id: str, day: date) -> str:
-    """The version of what the leaderboard as of a briefing on local `day` depends on."""
-    version: str = await conn.fetchval(HISTORY_VERSION, campaign_id, day)
+async def history_version(conn: Connection, campaign_id: str, slot: datetime) -> str:
+    """The version of what the leaderboard as of a briefing at `slot` depends on."""
+    version: str = await conn.fetchval(HISTORY_VERSION, campaign_id, slot)
     return version
 
 
