@@ -134,5 +134,16 @@ async def test_events_of_today_and_history_versions_count_the_counted_events(
             assert await history_version(conn, "c1", afternoon) != before[afternoon]
             moved = await history_version(conn, "c1", morning) != before[morning]
             assert moved is moves_morning, event_id
+        # an aggregator not yet upgraded to the hours counts its batch on the day's row
+        # alone (its upsert's update): a write no hour holds, as of the day's start
+        before = {m: await history_version(conn, "c1", m) for m in (morning, afternoon)}
+        await conn.execute(
+            "UPDATE history_reach SET writes = writes + 1"
+            " WHERE campaign_id = 'c1' AND indicator = $1 AND day = $2",
+            INDICATORS[0],
+            yesterday.date(),
+        )
+        for m in (morning, afternoon):
+            assert await history_version(conn, "c1", m) != before[m], m
     finally:
         await conn.close()

@@ -31,8 +31,8 @@ def _event(event_id: str, unit: str, indicator: str, at: datetime, value: int = 
 async def _counted(conn: asyncpg.Connection) -> dict[tuple[str, date], int]:
     """(indicator, day) → how many transactions counted there, the days of events only."""
     rows = await conn.fetch(
-        "SELECT indicator, day, sum(writes) AS writes FROM history_reach"
-        " WHERE campaign_id = 'c1' AND day > '-infinity' GROUP BY indicator, day"
+        "SELECT indicator, day, writes FROM history_reach"
+        " WHERE campaign_id = 'c1' AND day > '-infinity'"
     )
     return {(r["indicator"], r["day"]): r["writes"] for r in rows}
 

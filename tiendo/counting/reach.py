@@ -7,8 +7,9 @@ transaction that changes only days after D moves the live value and those change
 and leaves it as it was; one that changes D or an earlier day (a report dated before the
 window, a backfill, a device back after a week offline, a withdrawn citizen's winner of
 then) moves it. So every transaction that writes the rollups counts itself in
-`history_reach` under the earliest local day it changed, and the hour of that day
-(`rules.local_hour`), per (campaign, indicator):
+`history_reach` under the earliest local day it changed, and in that day's `hours` under
+the hour of it (`rules.local_hour`, laid out as the day rollups' hours), per (campaign,
+indicator):
 
 - the apply (`mark_batch`), one statement per batch, last in its transaction: the day of
   each (campaign, indicator)'s earliest event of the batch (withdrawn winners included,
@@ -20,8 +21,9 @@ then) moves it. So every transaction that writes the rollups counts itself in
   its campaign: '-infinity' too.
 
 Those readers sum whole days. A briefing's stored ranking (the notifier's
-`briefing_ranks`), of a moment on day D, sums the days before D and D's hours up to the
-moment's: a report dated later that day leaves it (aggregator migration 022).
+`briefing_ranks`), of a moment in hour H of day D, sums the days up to D less D's writes of
+the hours after H: a report whose earliest change is in a later hour of that day leaves it
+(aggregator migration 022; a day's writes no hour holds count as of its start).
 
 A reader reads the sum over the days up to D (`SELECT_REACHED`) *before* the counters and
 rollups its values come from and keeps the values with it; a later pass reuses them only
@@ -42,6 +44,7 @@ row (`batch.SPREAD`), which the second waits for already.
 
 from datetime import date
 
+from tiendo.counting.hours import hours_added, one_hour
 from tiendo.counting.rules import local_day, local_hour
 from tiendo.database import Connection
 
@@ -50,25 +53,29 @@ EVERY_DAY = "'-infinity'::date"
 
 # apply: $1 true counts the batch under every day.
 MARK_BATCH = f"""
-INSERT INTO history_reach AS r (campaign_id, indicator, day, hour, writes)
+INSERT INTO history_reach AS r (campaign_id, indicator, day, writes, hours)
 SELECT k.campaign_id, k.indicator,
-       CASE WHEN $1 THEN {EVERY_DAY} ELSE {local_day("k.first_at")} END,
-       CASE WHEN $1 THEN 0 ELSE {local_hour("k.first_at")} END, 1
+       CASE WHEN $1 THEN {EVERY_DAY} ELSE {local_day("k.first_at")} END, 1,
+       CASE WHEN NOT $1 THEN {one_hour(local_hour("k.first_at"))} END
 FROM (SELECT campaign_id, indicator, min(first_at) AS first_at
       FROM batch_keys GROUP BY 1, 2) k
 JOIN campaigns c ON c.id = k.campaign_id
 ORDER BY 1, 2
-ON CONFLICT (campaign_id, indicator, day, hour) DO UPDATE SET writes = r.writes + 1
+ON CONFLICT (campaign_id, indicator, day) DO UPDATE
+SET writes = r.writes + 1,
+    hours = CASE WHEN r.hours IS NULL THEN EXCLUDED.hours
+                 WHEN EXCLUDED.hours IS NULL THEN r.hours
+                 ELSE {hours_added("r.hours", "EXCLUDED.hours")} END
 """
 
 # re-plan ($1: the campaign): every indicator it has counters of.
 MARK_REPLANNED = f"""
-INSERT INTO history_reach AS r (campaign_id, indicator, day, hour, writes)
-SELECT DISTINCT $1::text, p.indicator, {EVERY_DAY}, 0, 1::bigint
+INSERT INTO history_reach AS r (campaign_id, indicator, day, writes)
+SELECT DISTINCT $1::text, p.indicator, {EVERY_DAY}, 1::bigint
 FROM progress p
 WHERE p.campaign_id = $1
 ORDER BY 2
-ON CONFLICT (campaign_id, indicator, day, hour) DO UPDATE SET writes = r.writes + 1
+ON CONFLICT (campaign_id, indicator, day) DO UPDATE SET writes = r.writes + 1
 """
 
 # readers: per indicator of campaign $1, the transactions that changed day $2 or earlier.

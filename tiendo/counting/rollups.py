@@ -65,6 +65,7 @@ at most one day of events per key.
 
 from tiendo.counting import reach
 from tiendo.counting.batch import TREE_AT
+from tiendo.counting.hours import hours_added, hours_of
 from tiendo.counting.rules import (
     IN_CAMPAIGN,
     LATEST_FIRST,
@@ -82,11 +83,6 @@ from tiendo.database import Connection
 # by unit, and an hour for every unit would cost the apply a fifth more rows.
 HOURLY_LEVELS = 2
 
-# A local day has at most 25 hours (the day clocks go back); `hours[h + 1]` is hour h's
-# change (`rules.local_hour`).
-DAY_HOURS = 25
-
-
 # The order the apply's day changes are grouped in (`spread_by_day`) and locked in
 # (`UPSERT_DAY_CHANGES`), so that the upsert's sort finds them in order. The unit first:
 # the campaign, the same on nearly every row, made each comparison of the sort compare it
@@ -94,13 +90,6 @@ DAY_HOURS = 25
 # (`APPLY_DAY_CHANGES` about a tenth less, the apply 1-4 % more events/s, `python -m
 # bench.apply_mix`, 6 December).
 DAY_ORDER = "unit, indicator, day, campaign_id"
-
-
-def hours_of(change: str, hour: str) -> str:
-    """A group's changes by hour as the `hours` array (an aggregate over rows of one
-    change each, `change` in hour `hour`)."""
-    cells = (f"coalesce(sum({change}) FILTER (WHERE {hour} = {h}), 0)" for h in range(DAY_HOURS))
-    return f"ARRAY[{', '.join(cells)}]::bigint[]"
 
 
 def spread_by_day(own: str) -> str:
@@ -130,9 +119,9 @@ def spread_by_day(own: str) -> str:
 # Two days' `hours` added, cell by cell (null where either is: a day rolled up before the
 # hours were kept has none until the next recount, and `as_of` then reads its whole day).
 ADD_HOURS = (
-    "CASE WHEN s.hours IS NULL OR EXCLUDED.hours IS NULL THEN NULL ELSE ARRAY["
-    + ", ".join(f"s.hours[{i}] + EXCLUDED.hours[{i}]" for i in range(1, DAY_HOURS + 1))
-    + "]::bigint[] END"
+    "CASE WHEN s.hours IS NULL OR EXCLUDED.hours IS NULL THEN NULL ELSE "
+    + hours_added("s.hours", "EXCLUDED.hours")
+    + " END"
 )
 
 # A key whose batch reaches back before what it has stored (`k` its batch_keys row,

@@ -1,13 +1,13 @@
--- `history_reach` by the hour of the earliest moment a transaction changed
--- (`tiendo.counting.reach`). The readers that keep run-rate start values sum whole days as
--- before. A briefing's stored ranking (the notifier's `briefing_ranks`) sums the days
--- before the briefing's and, of its day, the hours up to the briefing's: a report dated
--- after the briefing, on the same day, no longer makes every notifier pass of that day rank
--- the whole level again. Rows written before this count under hour 0 of their day, which
--- every reader of that day sums.
-ALTER TABLE aggregator.history_reach ADD COLUMN IF NOT EXISTS hour smallint NOT NULL DEFAULT 0;
-ALTER TABLE aggregator.history_reach DROP CONSTRAINT IF EXISTS history_reach_pkey;
-ALTER TABLE aggregator.history_reach ADD PRIMARY KEY (campaign_id, indicator, day, hour);
+-- `history_reach` by the hour too (`tiendo.counting.reach`): `hours[h + 1]`, how many of the
+-- day's `writes` changed hour h of it first (`rules.local_hour`), as the day rollups lay
+-- out their hours. The readers that keep run-rate start values sum whole days as before. A
+-- briefing's stored ranking (the notifier's `briefing_ranks`) sums the days up to the
+-- briefing's less that day's writes of the hours after the briefing's: a report dated later
+-- that day no longer makes every notifier pass of that day rank the whole level again.
+-- A day's writes that no hour holds (written before this, or by an aggregator not yet
+-- upgraded: the row's key is unchanged, so both write it) count as of the day's start,
+-- which every reader of that day sums.
+ALTER TABLE aggregator.history_reach ADD COLUMN IF NOT EXISTS hours bigint[];
 
 CREATE OR REPLACE VIEW aggregator_read.history_reach AS
-    SELECT campaign_id, indicator, day, writes, hour FROM aggregator.history_reach;
+    SELECT campaign_id, indicator, day, writes, hours FROM aggregator.history_reach;

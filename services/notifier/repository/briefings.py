@@ -39,23 +39,23 @@ SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2::timestamptz::text
 
 
 # What a briefing's ranking depends on: every transaction that changed the campaign's day
-# rollups at or before the briefing's moment, to the hour (`history_reach`, aggregator
-# migrations 021 and 022: a late report from before it, a withdrawn citizen's winner, a
-# re-plan), and every admin change (targets, the policy). Counted transactions, not counted
-# events: a citizen's earlier event reported late moves the count from one unit's day to
-# another's, and the events of those days sum to what they did while the ranking moved; the
-# count of transactions only grows. To the hour: the reports of the briefing's day after
-# its hour leave it, so that on that day the level is not ranked again on every pass (a
-# national level of 10,236 communes takes a few seconds to rank); a report in the
-# briefing's own hour after it still does, for that hour.
+# rollups at or before the briefing's hour (`history_reach`, aggregator migrations 021 and
+# 022: a late report from before it, a withdrawn citizen's winner, a re-plan), and every
+# admin change (targets, the policy). Counted transactions, not counted events: a citizen's
+# earlier event reported late moves the count from one unit's day to another's, and the
+# events of those days sum to what they did while the ranking moved; the count of
+# transactions only grows. To the hour (the briefing day's writes less those of its hours
+# after the briefing's): a report of that day in a later hour leaves the ranking, so that
+# the level is not ranked again on every pass of that day (the national level of 10,236
+# communes takes a few seconds); one in the briefing's own hour, after it, still moves it.
 HISTORY_VERSION = f"""
-SELECT coalesce((SELECT sum(r.writes)
+SELECT coalesce((SELECT sum(r.writes - CASE WHEN r.day = {local_day("$2::timestamptz")}
+                        THEN coalesce((SELECT sum(h) FROM unnest(
+                                 r.hours[{local_hour("$2::timestamptz")} + 2:]) AS h), 0)
+                        ELSE 0 END)
                  FROM campaigns c
                  JOIN history_reach r ON r.campaign_id = c.id
-                 WHERE c.id = $1
-                   AND (r.day < {local_day("$2::timestamptz")}
-                        OR (r.day = {local_day("$2::timestamptz")}
-                            AND r.hour <= {local_hour("$2::timestamptz")}))), 0)
+                 WHERE c.id = $1 AND r.day <= {local_day("$2::timestamptz")}), 0)
        || ':' || coalesce((SELECT max(id) FROM audit_log), 0)
 """
 
