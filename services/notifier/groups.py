@@ -369,22 +369,26 @@ class Planner:
             return {**body, "subject": text.subject, "text": text.text, "chat": text.chat}
 
         # every language a contact may read, built ahead: the outbox renders synchronously.
-        # The chief's own contacts get the chief's link; the operators' fallback webhook
-        # the same message without it (the link is the authority to act as the chief, so
-        # it must only reach the chief: docs/briefing.md, "The chief's link").
-        bodies: dict[tuple[str, bool], dict[str, Any]] = {}
-        for language in LANGUAGES:
-            body = await build(language)
-            bodies[language, False] = rendered(body)
-            bodies[language, True] = (
-                rendered({**body, "link": link}) if link is not None else bodies[language, False]
-            )
+        # Rendered when first asked for: most messages are read in one language, and the
+        # templates were half of the pass that told 11,000 chiefs their first alerts
+        # (bench.one_state). The chief's own contacts get the chief's link; the operators'
+        # fallback webhook the same message without it (the link is the authority to act as
+        # the chief, so it must only reach the chief: docs/briefing.md, "The chief's link").
+        built = {language: await build(language) for language in LANGUAGES}
+        texts: dict[tuple[str, bool], dict[str, Any]] = {}
+
+        def render_in(language: str, personal: bool) -> dict[str, Any]:
+            key = (language, personal and link is not None)
+            if key not in texts:
+                body = built[language]
+                texts[key] = rendered({**body, "link": link} if key[1] else body)
+            return texts[key]
 
         def render(language: str) -> dict[str, Any]:
-            return bodies[language, True]
+            return render_in(language, True)
 
         def render_shared(language: str) -> dict[str, Any]:
-            return bodies[language, False]
+            return render_in(language, False)
 
         queued = await self._outgoing.enqueue(
             conn,
